@@ -1,0 +1,87 @@
+"""One exception root for fleetid, with shallow families.
+
+Callers catch the family they can handle; the HTTP and CLI edges map families to responses in
+one place. The tree::
+
+    FleetIdError
+    ├── ConfigError            settings, files or command-line input that cannot be used
+    ├── EncodingError          bytes that do not parse as the format they claim to be
+    ├── VerificationError      a signature, MAC, cryptogram, hash or proof that does not verify
+    ├── SecureElementError     a secure element answered with an ISO 7816 status word other than 9000
+    │   └── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
+    ├── HsmError               the HSM refused or failed an operation
+    │   └── HsmNotActivatedError   the HSM is locked until custodians activate it
+    ├── CeremonyError          a key ceremony step is not allowed or its inputs are wrong
+    ├── PolicyError            a request is well formed but policy forbids it
+    └── StoreError             persistent state is missing, duplicated or inconsistent
+
+Verification raises ``VerificationError``; no check in fleetid returns a bool to be ignored.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CeremonyError",
+    "ConfigError",
+    "EncodingError",
+    "FleetIdError",
+    "HsmError",
+    "HsmNotActivatedError",
+    "PolicyError",
+    "SecureChannelError",
+    "SecureElementError",
+    "StoreError",
+    "VerificationError",
+]
+
+
+class FleetIdError(Exception):
+    """Root of every error fleetid raises on purpose."""
+
+
+class ConfigError(FleetIdError):
+    """Settings, files or command-line input that cannot be used."""
+
+
+class EncodingError(FleetIdError):
+    """Bytes that do not parse as the format they claim to be."""
+
+
+class VerificationError(FleetIdError):
+    """A signature, MAC, cryptogram, hash or proof that does not verify."""
+
+
+class SecureElementError(FleetIdError):
+    """A secure element answered with a status word other than 9000.
+
+    The ISO 7816-4 status word travels with the error so that host code can tell "security status
+    not satisfied" (6982) from "conditions of use not satisfied" (6985) and so on.
+    """
+
+    def __init__(self, sw: int, message: str = "") -> None:
+        self.sw = sw
+        super().__init__(f"SW {sw:04X}" + (f": {message}" if message else ""))
+
+
+class SecureChannelError(SecureElementError):
+    """The SCP03 secure channel failed: authentication, MAC, sequence or security level."""
+
+
+class HsmError(FleetIdError):
+    """The HSM refused or failed an operation."""
+
+
+class HsmNotActivatedError(HsmError):
+    """The HSM is locked until M custodians present their shares."""
+
+
+class CeremonyError(FleetIdError):
+    """A key ceremony step is not allowed, or its inputs (config, shares) are wrong."""
+
+
+class PolicyError(FleetIdError):
+    """A request is well formed, but policy forbids it."""
+
+
+class StoreError(FleetIdError):
+    """Persistent state is missing, duplicated or inconsistent."""

@@ -1,0 +1,42 @@
+"""The demo: each capability adds its stage, and the stages run in order on embedded defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rich.console import Console
+
+__all__ = ["DemoContext", "run_demo"]
+
+
+@dataclass
+class DemoContext:
+    """What stages hand to each other: the console, the devices made so far, the report lines."""
+
+    devices: int
+    console: Console = field(default_factory=Console)
+    state: dict[str, object] = field(default_factory=dict)
+    report: list[tuple[str, str]] = field(default_factory=list)
+
+    def record(self, item: str, value: str) -> None:
+        self.report.append((item, value))
+
+
+Stage = Callable[[DemoContext], None]
+
+
+def _stages() -> list[tuple[str, Stage]]:
+    return []
+
+
+def run_demo(devices: int = 5) -> int:
+    ctx = DemoContext(devices=devices)
+    ctx.console.rule("[bold]fleetid demo")
+    for title, stage in _stages():
+        ctx.console.rule(title)
+        stage(ctx)
+    ctx.console.rule("report")
+    for item, value in ctx.report:
+        ctx.console.print(f"{item:<48} {value}")
+    return 0
