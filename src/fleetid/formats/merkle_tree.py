@@ -82,7 +82,7 @@ class MerkleTree:
             raise ValueError(f"tree size {size} is outside 0..{self.size}")
 
     def _mth(self, lo: int, hi: int) -> bytes:
-        """MTH(D[lo:hi]) for ``lo < hi``, where ``lo`` is aligned as RFC 6962's recursion keeps it."""
+        """MTH(D[lo:hi]) for ``lo < hi``; uses a stored subtree hash when the range is one."""
         n = hi - lo
         if n & (n - 1) == 0 and lo % n == 0:
             level = n.bit_length() - 1
