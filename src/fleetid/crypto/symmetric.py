@@ -1,0 +1,140 @@
+"""AES primitives used by the GlobalPlatform secure channel and by key transport.
+
+Everything here is a thin, typed wrapper around pyca/cryptography; nothing is hand-rolled:
+
+* AES-CMAC (NIST SP 800-38B), full 16-byte output;
+* the SCP03 data derivation scheme (GP Amendment D §4.1.5): NIST SP 800-108 counter mode with
+  AES-CMAC as PRF, computed by pyca's ``KBKDFCMAC``;
+* AES-CBC without padding (GPCS §B.2.1) and single-block AES (the SCP03 ICV, the AES KCV);
+* ISO/IEC 9797-1 padding method 2 (``80 00…``), which GPCS §B.2.3 mandates for SCP03;
+* the AES key check value (GPCS §11.8 / Amd D §7.2.2).
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.cmac import CMAC
+from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, CounterLocation, Mode
+
+from fleetid.errors import EncodingError
+
+__all__ = [
+    "AES_BLOCK",
+    "AES_KEY_LENGTHS",
+    "aes_cbc_decrypt",
+    "aes_cbc_encrypt",
+    "aes_cmac",
+    "aes_encrypt_block",
+    "aes_kcv",
+    "bytes_equal",
+    "check_aes_key",
+    "iso9797_m2_pad",
+    "iso9797_m2_unpad",
+    "scp03_kdf",
+]
+
+AES_BLOCK = 16
+AES_KEY_LENGTHS = (16, 24, 32)
+
+# Amd D §4.1.5: label = 11 x '00' || constant, separation indicator '00', L on two bytes; the
+# 1-byte counter comes after these 15 bytes and before the context.
+_KDF_LABEL_PAD = bytes(11)
+_KDF_COUNTER_OFFSET = 15
+
+
+def check_aes_key(key: bytes) -> None:
+    """Raise ``EncodingError`` unless ``key`` is an AES-128, -192 or -256 key."""
+    if len(key) not in AES_KEY_LENGTHS:
+        raise EncodingError(f"an AES key has 16, 24 or 32 bytes, got {len(key)}")
+
+
+def aes_cmac(key: bytes, message: bytes) -> bytes:
+    """AES-CMAC (NIST SP 800-38B) of ``message``, the full 16 bytes."""
+    mac = CMAC(algorithms.AES(key))
+    mac.update(message)
+    return mac.finalize()
+
+
+def scp03_kdf(key: bytes, constant: int, context: bytes, length_bits: int) -> bytes:
+    """The SCP03 data derivation scheme (Amd D §4.1.5), ``length_bits`` of output.
+
+    The PRF input is ``00 x11 || constant || 00 || L || i || context``: SP 800-108 counter mode with
+    the counter in the middle of the fixed data, which ``KBKDFCMAC`` does with
+    ``CounterLocation.MiddleFixed`` and ``break_location=15``.
+    """
+    if length_bits not in (64, 128, 192, 256):
+        raise ValueError(f"SCP03 derives 64, 128, 192 or 256 bits, not {length_bits}")
+    if not 0 <= constant <= 0xFF:
+        raise ValueError(f"derivation constant {constant} is not a byte")
+    fixed = _KDF_LABEL_PAD + bytes((constant, 0)) + length_bits.to_bytes(2, "big") + context
+    kdf = KBKDFCMAC(
+        algorithm=algorithms.AES,
+        mode=Mode.CounterMode,
+        length=length_bits // 8,
+        rlen=1,
+        llen=None,
+        location=CounterLocation.MiddleFixed,
+        label=None,
+        context=None,
+        fixed=fixed,
+        break_location=_KDF_COUNTER_OFFSET,
+    )
+    return kdf.derive(key)
+
+
+def aes_encrypt_block(key: bytes, block: bytes) -> bytes:
+    """AES encryption of exactly one 16-byte block (the SCP03 ICV, the KCV).
+
+    One block of CBC with a zero IV is the raw block cipher, so ECB mode is not needed.
+    """
+    if len(block) != AES_BLOCK:
+        raise ValueError(f"one AES block is 16 bytes, got {len(block)}")
+    return aes_cbc_encrypt(key, bytes(AES_BLOCK), block)
+
+
+def aes_cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """AES-CBC without padding (GPCS §B.2.1); ``data`` must be whole blocks."""
+    if len(data) % AES_BLOCK:
+        raise ValueError(f"AES-CBC without padding needs whole blocks, got {len(data)} bytes")
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return encryptor.update(data) + encryptor.finalize()
+
+
+def aes_cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """AES-CBC decryption without unpadding; raises ``EncodingError`` on partial blocks."""
+    if len(data) % AES_BLOCK:
+        raise EncodingError(f"AES-CBC ciphertext is whole blocks, got {len(data)} bytes")
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    return decryptor.update(data) + decryptor.finalize()
+
+
+def iso9797_m2_pad(data: bytes, block: int = AES_BLOCK) -> bytes:
+    """ISO/IEC 9797-1 padding method 2: append ``80`` then ``00`` up to a whole block.
+
+    A block of padding is always added, also when ``data`` is already whole blocks (GPCS §B.2.3).
+    """
+    padded = data + b"\x80"
+    return padded + bytes(-len(padded) % block)
+
+
+def iso9797_m2_unpad(data: bytes, block: int = AES_BLOCK) -> bytes:
+    """Remove ISO/IEC 9797-1 method 2 padding; raises ``EncodingError`` when it is malformed."""
+    if not data or len(data) % block:
+        raise EncodingError(f"padded data is whole {block}-byte blocks, got {len(data)} bytes")
+    stripped = data.rstrip(b"\x00")
+    if not stripped or stripped[-1] != 0x80 or len(data) - len(stripped) >= block:
+        raise EncodingError("ISO 9797-1 method 2 padding is malformed")
+    return stripped[:-1]
+
+
+def aes_kcv(key: bytes) -> bytes:
+    """The AES key check value: the first 3 bytes of AES(key, 16 x ``01``) (GPCS §11.8)."""
+    check_aes_key(key)
+    return aes_encrypt_block(key, b"\x01" * AES_BLOCK)[:3]
+
+
+def bytes_equal(a: bytes, b: bytes) -> bool:
+    """Constant-time comparison of MACs and cryptograms."""
+    return hmac.compare_digest(a, b)
