@@ -19,7 +19,7 @@ demo: $(BIN)/fleetid
 	$(BIN)/fleetid demo
 
 test: $(VENV)/.test-deps
-	$(BIN)/pytest -n auto tests
+	$(BIN)/pytest -n auto --dist loadgroup tests
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check src tests benchmarks
