@@ -7,6 +7,7 @@ one place. The tree::
     ├── ConfigError            settings, files or command-line input that cannot be used
     ├── EncodingError          bytes that do not parse as the format they claim to be
     ├── VerificationError      a signature, MAC, cryptogram, hash or proof that does not verify
+    │   └── LogTamperedError   the audit log was altered; ``index`` names the first bad entry
     ├── SecureElementError     a secure element answered with an ISO 7816 status word other than 9000
     │   └── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
     ├── HsmError               the HSM refused or failed an operation
@@ -27,6 +28,7 @@ __all__ = [
     "FleetIdError",
     "HsmError",
     "HsmNotActivatedError",
+    "LogTamperedError",
     "PolicyError",
     "SecureChannelError",
     "SecureElementError",
@@ -49,6 +51,16 @@ class EncodingError(FleetIdError):
 
 class VerificationError(FleetIdError):
     """A signature, MAC, cryptogram, hash or proof that does not verify."""
+
+
+class LogTamperedError(VerificationError):
+    """The audit log does not verify; ``index`` is the first altered, deleted or reordered entry
+    (``None`` when the fault is not in an entry, e.g. a forged checkpoint signature).
+    """
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        self.index = index
+        super().__init__(message if index is None else f"entry {index}: {message}")
 
 
 class SecureElementError(FleetIdError):

@@ -1,0 +1,51 @@
+"""Opening the database: a SQLAlchemy URL, or a data directory holding ``fleetid.db`` (SQLite).
+
+SQLite is opened with ``journal_mode=WAL`` and ``synchronous=FULL`` so that a committed
+transaction survives a crash or power loss, and with a busy timeout so that a second process
+waits for a writer instead of failing at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+
+from fleetid.errors import ConfigError
+
+__all__ = ["DB_FILENAME", "database_url", "open_engine"]
+
+DB_FILENAME = "fleetid.db"
+_BUSY_TIMEOUT_S = 30
+
+
+def database_url(target: str | Path) -> str:
+    """The SQLAlchemy URL for a URL (returned as is) or a data directory (its ``fleetid.db``)."""
+    text = str(target)
+    if "://" in text:
+        return text
+    directory = Path(target)
+    if not directory.is_dir():
+        raise ConfigError(f"data directory {directory} does not exist")
+    return f"sqlite:///{directory / DB_FILENAME}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def open_engine(target: str | Path | Engine) -> Engine:
+    """An engine for an existing ``Engine``, a database URL or a data directory."""
+    if isinstance(target, Engine):
+        return target
+    url = database_url(target)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_S})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
