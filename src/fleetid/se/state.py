@@ -1,0 +1,297 @@
+"""What the emulated chip keeps in its flash: the card state model and its serial form.
+
+Everything the card must remember across power cycles lives in one ``CardState``: the chip
+identity (CPLC), the GlobalPlatform card life cycle, the SCP03 key sets with their sequence
+counters, the identity applet's key slots, the manufacturer attestation chain, trust anchors, and
+the signed-boot anchor (firmware verification key and monotonic security counter). Volatile state
+(selected applet, secure channel session, pending response) is not here: it lives in
+``fleetid.se.card.SecureElement`` and is lost on reset.
+
+The serial form (``to_bytes`` / ``from_bytes``) is JSON with hex strings. It is only ever written
+to flash sealed (``fleetid.se.keystore``); private key material exists in plaintext only inside
+the emulator object.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from fleetid.errors import StoreError
+
+__all__ = [
+    "ATTESTATION_HANDLE",
+    "MAX_USER_HANDLE",
+    "BootState",
+    "CardLifeCycle",
+    "CardState",
+    "Cplc",
+    "Curve",
+    "KeySet",
+    "KeySlot",
+    "allowed_transition",
+]
+
+#: The reserved slot for the manufacturer attestation key (docs/se-apdu.md).
+ATTESTATION_HANDLE = 0xF0
+#: User key handles are 0x01..MAX_USER_HANDLE.
+MAX_USER_HANDLE = 0x7F
+
+_FORMAT_VERSION = 1
+
+
+class CardLifeCycle(IntEnum):
+    """GP Card Spec §5.1.1, Table 11-5: the card life cycle coding."""
+
+    OP_READY = 0x01
+    INITIALIZED = 0x07
+    SECURED = 0x0F
+    CARD_LOCKED = 0x7F
+    TERMINATED = 0xFF
+
+
+# GP Card Spec §5.1.1 (Figure 5-1): OP_READY -> INITIALIZED -> SECURED, SECURED <-> CARD_LOCKED,
+# and any state -> TERMINATED. Nothing goes back to OP_READY or INITIALIZED.
+_TRANSITIONS: dict[CardLifeCycle, frozenset[CardLifeCycle]] = {
+    CardLifeCycle.OP_READY: frozenset({CardLifeCycle.INITIALIZED, CardLifeCycle.TERMINATED}),
+    CardLifeCycle.INITIALIZED: frozenset({CardLifeCycle.SECURED, CardLifeCycle.TERMINATED}),
+    CardLifeCycle.SECURED: frozenset({CardLifeCycle.CARD_LOCKED, CardLifeCycle.TERMINATED}),
+    CardLifeCycle.CARD_LOCKED: frozenset({CardLifeCycle.SECURED, CardLifeCycle.TERMINATED}),
+    CardLifeCycle.TERMINATED: frozenset(),
+}
+
+
+def allowed_transition(current: CardLifeCycle, new: CardLifeCycle) -> bool:
+    """Whether GP allows the card life cycle to move from ``current`` to ``new``."""
+    return new in _TRANSITIONS[current]
+
+
+class Curve(IntEnum):
+    """Curve references in GENERATE KEY P1 (docs/se-apdu.md)."""
+
+    P256 = 0x01
+    P384 = 0x02
+
+    @property
+    def coordinate_size(self) -> int:
+        return 32 if self is Curve.P256 else 48
+
+    @property
+    def oid(self) -> str:
+        return "1.2.840.10045.3.1.7" if self is Curve.P256 else "1.3.132.0.34"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cplc:
+    """Card Production Life Cycle data (GP Card Spec Appendix H.6, tag 9F7F, 42 bytes).
+
+    Only the fields fleetid sets are named; the rest are zero. ``ic_serial`` is the chip serial.
+    """
+
+    ic_fabricator: int = 0xF1D0
+    ic_type: int = 0x5E01
+    os_identifier: int = 0xF1D0
+    os_release_date: int = 0x7001  # YDDD, year digit 7, day 001
+    os_release_level: int = 0x0100
+    ic_fabrication_date: int = 0x7001
+    ic_serial: bytes = b"\x00\x00\x00\x00"
+    ic_batch: int = 0x0001
+
+    def encode(self) -> bytes:
+        """The 42 CPLC bytes, in the order of GP Card Spec Table H-6."""
+        head = b"".join(
+            v.to_bytes(2, "big")
+            for v in (
+                self.ic_fabricator,
+                self.ic_type,
+                self.os_identifier,
+                self.os_release_date,
+                self.os_release_level,
+                self.ic_fabrication_date,
+            )
+        )
+        # IC serial (4), IC batch id (2), then module fabricator .. personalisation fields (24).
+        return head + self.ic_serial + self.ic_batch.to_bytes(2, "big") + bytes(24)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Cplc:
+        if len(data) != 42:
+            raise StoreError(f"CPLC is 42 bytes, got {len(data)}")
+        words = [int.from_bytes(data[i : i + 2], "big") for i in range(0, 12, 2)]
+        return cls(
+            ic_fabricator=words[0],
+            ic_type=words[1],
+            os_identifier=words[2],
+            os_release_date=words[3],
+            os_release_level=words[4],
+            ic_fabrication_date=words[5],
+            ic_serial=bytes(data[12:16]),
+            ic_batch=int.from_bytes(data[16:18], "big"),
+        )
+
+    @property
+    def kdd(self) -> bytes:
+        """SCP03 key diversification data (10 bytes), taken from CPLC as GP tools do.
+
+        fleetid's layout: IC fabricator (2) || IC type (2) || IC batch (2) || IC serial (4).
+        """
+        return (
+            self.ic_fabricator.to_bytes(2, "big")
+            + self.ic_type.to_bytes(2, "big")
+            + self.ic_batch.to_bytes(2, "big")
+            + self.ic_serial
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeySet:
+    """One SCP03 static key set (Key-ENC, Key-MAC, Key-DEK) and its pseudo-random counter."""
+
+    enc: bytes
+    mac: bytes
+    dek: bytes
+    sequence_counter: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeySlot:
+    """One asymmetric key held by the identity applet.
+
+    ``usage`` is the policy byte of GENERATE KEY (``fleetid.formats.attestation.KeyUsage`` bits,
+    plus ``0x80``: use only inside an authenticated secure channel session).
+    """
+
+    curve: Curve
+    private_value: int
+    usage: int
+    generated_on_card: bool = True
+
+
+@dataclass(slots=True, kw_only=True)
+class BootState:
+    """Signed-boot anchor: what the boot applet checks images against.
+
+    ``verification_key`` is a DER SubjectPublicKeyInfo (P-256 or P-384). ``security_counter`` only
+    goes up. ``measurement`` / ``image_version`` describe the last image the card verified; the
+    identity applet reports them in the DICE TcbInfo of attestation certificates.
+    """
+
+    verification_key: bytes | None = None
+    security_counter: int = 0
+    measurement: bytes | None = None
+    image_version: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class CardState:
+    """Everything the card keeps in flash. Mutable: only the card object changes it."""
+
+    cplc: Cplc
+    life_cycle: CardLifeCycle = CardLifeCycle.OP_READY
+    keysets: dict[int, KeySet] = field(default_factory=dict)
+    keys: dict[int, KeySlot] = field(default_factory=dict)
+    attestation_chain: list[bytes] = field(default_factory=list)
+    trust_anchors: list[bytes] = field(default_factory=list)
+    key_certificates: dict[int, bytes] = field(default_factory=dict)
+    boot: BootState = field(default_factory=BootState)
+
+    @property
+    def chip_serial(self) -> bytes:
+        return self.cplc.ic_serial
+
+    def zeroise(self) -> None:
+        """Forget every secret: SCP03 key sets and all private keys (tamper response)."""
+        self.keysets.clear()
+        self.keys.clear()
+        self.key_certificates.clear()
+
+    def to_bytes(self) -> bytes:
+        doc: dict[str, Any] = {
+            "format": _FORMAT_VERSION,
+            "cplc": self.cplc.encode().hex(),
+            "life_cycle": int(self.life_cycle),
+            "keysets": {
+                str(kvn): {
+                    "enc": ks.enc.hex(),
+                    "mac": ks.mac.hex(),
+                    "dek": ks.dek.hex(),
+                    "counter": ks.sequence_counter,
+                }
+                for kvn, ks in self.keysets.items()
+            },
+            "keys": {
+                str(h): {
+                    "curve": int(k.curve),
+                    "d": format(k.private_value, "x"),
+                    "usage": k.usage,
+                    "generated_on_card": k.generated_on_card,
+                }
+                for h, k in self.keys.items()
+            },
+            "attestation_chain": [c.hex() for c in self.attestation_chain],
+            "trust_anchors": [c.hex() for c in self.trust_anchors],
+            "key_certificates": {str(h): c.hex() for h, c in self.key_certificates.items()},
+            "boot": {
+                "verification_key": _hex_or_none(self.boot.verification_key),
+                "security_counter": self.boot.security_counter,
+                "measurement": _hex_or_none(self.boot.measurement),
+                "image_version": self.boot.image_version,
+            },
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> CardState:
+        try:
+            doc = json.loads(raw)
+            if doc.get("format") != _FORMAT_VERSION:
+                raise StoreError(f"card state format {doc.get('format')!r} is not supported")
+            boot = doc["boot"]
+            return cls(
+                cplc=Cplc.decode(bytes.fromhex(doc["cplc"])),
+                life_cycle=CardLifeCycle(doc["life_cycle"]),
+                keysets={
+                    int(kvn): KeySet(
+                        enc=bytes.fromhex(v["enc"]),
+                        mac=bytes.fromhex(v["mac"]),
+                        dek=bytes.fromhex(v["dek"]),
+                        sequence_counter=v["counter"],
+                    )
+                    for kvn, v in doc["keysets"].items()
+                },
+                keys={
+                    int(h): KeySlot(
+                        curve=Curve(v["curve"]),
+                        private_value=int(v["d"], 16),
+                        usage=v["usage"],
+                        generated_on_card=v["generated_on_card"],
+                    )
+                    for h, v in doc["keys"].items()
+                },
+                attestation_chain=[bytes.fromhex(c) for c in doc["attestation_chain"]],
+                trust_anchors=[bytes.fromhex(c) for c in doc["trust_anchors"]],
+                key_certificates={
+                    int(h): bytes.fromhex(c) for h, c in doc["key_certificates"].items()
+                },
+                boot=BootState(
+                    verification_key=_bytes_or_none(boot["verification_key"]),
+                    security_counter=boot["security_counter"],
+                    measurement=_bytes_or_none(boot["measurement"]),
+                    image_version=boot["image_version"],
+                ),
+            )
+        except StoreError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            # Say what broke, never echo the content: it holds key material.
+            raise StoreError(f"card state does not parse ({type(exc).__name__})") from None
+
+
+def _hex_or_none(value: bytes | None) -> str | None:
+    return None if value is None else value.hex()
+
+
+def _bytes_or_none(value: str | None) -> bytes | None:
+    return None if value is None else bytes.fromhex(value)

@@ -1,0 +1,221 @@
+"""Card state model, GP life cycle rules, sealed flash and the attestation extension codecs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fleetid.errors import EncodingError, StoreError
+from fleetid.formats.attestation import (
+    OID_SHA256,
+    Fwid,
+    KeyProperties,
+    KeyUsage,
+    TcbInfo,
+    decode_key_properties,
+    decode_tcb_info,
+    encode_key_properties,
+    encode_tcb_info,
+)
+from fleetid.se.keystore import FlashSealError, SealedFlash, Silicon
+from fleetid.se.state import (
+    BootState,
+    CardLifeCycle,
+    CardState,
+    Cplc,
+    Curve,
+    KeySet,
+    KeySlot,
+    allowed_transition,
+)
+
+L = CardLifeCycle
+
+
+def _state() -> CardState:
+    return CardState(
+        cplc=Cplc(ic_serial=bytes.fromhex("0A0B0C0D")),
+        life_cycle=L.INITIALIZED,
+        keysets={0x30: KeySet(enc=b"\x11" * 16, mac=b"\x22" * 16, dek=b"\x33" * 16)},
+        keys={1: KeySlot(curve=Curve.P256, private_value=0xC0FFEE << 200, usage=1)},
+        attestation_chain=[b"\x30\x03\x02\x01\x01"],
+        boot=BootState(verification_key=b"\x30\x00", security_counter=7, measurement=bytes(32)),
+    )
+
+
+def test_state_round_trip() -> None:
+    s = _state()
+    again = CardState.from_bytes(s.to_bytes())
+    assert again == s
+    assert again.chip_serial == bytes.fromhex("0A0B0C0D")
+
+
+@pytest.mark.parametrize("raw", [b"", b"{}", b'{"format": 2}', b"not json", b'{"format":1}'])
+def test_state_refuses_garbage(raw: bytes) -> None:
+    with pytest.raises(StoreError):
+        CardState.from_bytes(raw)
+
+
+def test_cplc_layout_and_kdd() -> None:
+    c = Cplc(ic_serial=bytes.fromhex("01020304"), ic_batch=0x0506)
+    raw = c.encode()
+    assert len(raw) == 42
+    assert raw[12:16] == bytes.fromhex("01020304")  # GP Table H-6: IC serial number at offset 12
+    assert raw[16:18] == bytes.fromhex("0506")
+    assert Cplc.decode(raw) == c
+    assert c.kdd == bytes.fromhex("F1D05E01050601020304")
+    with pytest.raises(StoreError):
+        Cplc.decode(raw[:-1])
+
+
+@pytest.mark.parametrize(
+    ("current", "new"),
+    [
+        (L.OP_READY, L.INITIALIZED),
+        (L.INITIALIZED, L.SECURED),
+        (L.SECURED, L.CARD_LOCKED),
+        (L.CARD_LOCKED, L.SECURED),
+        (L.OP_READY, L.TERMINATED),
+        (L.CARD_LOCKED, L.TERMINATED),
+    ],
+)
+def test_allowed_transitions(current: CardLifeCycle, new: CardLifeCycle) -> None:
+    assert allowed_transition(current, new)
+
+
+@pytest.mark.parametrize(
+    ("current", "new"),
+    [
+        (L.SECURED, L.INITIALIZED),
+        (L.INITIALIZED, L.OP_READY),
+        (L.OP_READY, L.SECURED),
+        (L.TERMINATED, L.OP_READY),
+        (L.TERMINATED, L.SECURED),
+        (L.SECURED, L.SECURED),
+        (L.INITIALIZED, L.CARD_LOCKED),
+    ],
+)
+def test_forbidden_transitions(current: CardLifeCycle, new: CardLifeCycle) -> None:
+    assert not allowed_transition(current, new)
+
+
+def test_zeroise_forgets_secrets() -> None:
+    s = _state()
+    s.zeroise()
+    assert not s.keysets
+    assert not s.keys
+    assert s.chip_serial == bytes.fromhex("0A0B0C0D")
+
+
+def test_sealed_flash_round_trip_through_files(tmp_path: Path) -> None:
+    silicon = Silicon.fabricate()
+    silicon.save(tmp_path / "chip.fuse")
+    flash = SealedFlash(tmp_path / "card.flash")
+    state = _state()
+    flash.write(silicon, state.to_bytes())
+    # A "power cycle": a new process reads the chip file and the flash file.
+    again = CardState.from_bytes(
+        SealedFlash(tmp_path / "card.flash").read(Silicon.load(tmp_path / "chip.fuse"))
+    )
+    assert again == state
+
+
+def test_flash_dump_is_ciphertext_only(tmp_path: Path) -> None:
+    silicon = Silicon.fabricate()
+    flash = SealedFlash(tmp_path / "card.flash")
+    state = _state()
+    flash.write(silicon, state.to_bytes())
+    dump = flash.dump()
+    d = state.keys[1].private_value
+    for needle in (
+        d.to_bytes(32, "big"),
+        format(d, "x").encode(),
+        b"\x11" * 16,
+        b"11" * 16,
+        b"keysets",
+        bytes.fromhex("0A0B0C0D"),
+    ):
+        assert needle not in dump
+    assert repr(silicon) == "Silicon(<fused>)"
+
+
+def test_flash_does_not_open_on_another_chip() -> None:
+    flash = SealedFlash()
+    flash.write(Silicon.fabricate(), b"state")
+    with pytest.raises(FlashSealError):
+        flash.read(Silicon.fabricate())
+
+
+@pytest.mark.parametrize("position", [0, 8, 9, 20, -1])
+def test_flash_tampering_is_detected(position: int) -> None:
+    silicon = Silicon.fabricate()
+    flash = SealedFlash()
+    flash.write(silicon, b"state")
+    blob = bytearray(flash.dump())
+    blob[position] ^= 0x01
+    with pytest.raises(FlashSealError):
+        silicon.unseal(bytes(blob))
+
+
+def test_each_write_uses_a_fresh_nonce() -> None:
+    silicon = Silicon.fabricate()
+    assert silicon.seal(b"same") != silicon.seal(b"same")
+
+
+def test_empty_flash_and_bad_fuse() -> None:
+    with pytest.raises(StoreError):
+        SealedFlash().dump()
+    with pytest.raises(StoreError):
+        Silicon(b"short")
+
+
+# -- attestation extension codecs ------------------------------------------------------------
+
+
+def test_key_properties_round_trip() -> None:
+    p = KeyProperties(
+        chip_serial=b"\x01\x02\x03\x04",
+        key_handle=1,
+        curve_oid="1.2.840.10045.3.1.7",
+        usage=KeyUsage.SIGN | KeyUsage.KEY_AGREEMENT,
+        challenge=b"nonce",
+    )
+    der = encode_key_properties(p)
+    assert decode_key_properties(der) == p
+    # usage is a named BIT STRING: bits 0,1 set -> 03 02 06 C0 (X.690 §11.2.2, trailing 0s off).
+    assert bytes.fromhex("030206C0") in der
+
+
+def test_tcb_info_matches_tcg_structure() -> None:
+    t = TcbInfo(
+        vendor="fleetid",
+        model="se",
+        version="1.2.3",
+        svn=7,
+        fwids=(Fwid(hash_alg=OID_SHA256, digest=bytes(32)),),
+    )
+    der = encode_tcb_info(t)
+    assert decode_tcb_info(der) == t
+    # Implicit context tags [0] vendor, [1] model, [2] version, [3] svn, [6] fwids (constructed).
+    assert der.startswith(bytes.fromhex("3048 8007") + b"fleetid")
+    assert bytes.fromhex("830107 A62F 302D 0609 608648016503040201 0420") in der
+    # OpenSSL, as an independent decoder, sees the same structure.
+    out = subprocess.run(
+        ["openssl", "asn1parse", "-inform", "DER"], input=der, capture_output=True, check=True
+    ).stdout.decode()
+    assert "cont [ 6 ]" in out and ":sha256" in out
+
+
+@pytest.mark.parametrize("der", ["", "3000", "3000FF", "0400", "3003020102"])
+def test_key_properties_refuse_garbage(der: str) -> None:
+    with pytest.raises(EncodingError):
+        decode_key_properties(bytes.fromhex(der))
+
+
+@pytest.mark.parametrize("der", ["", "3100", "3000FF", "30048001FF", "300483020001"])
+def test_tcb_info_refuses_garbage(der: str) -> None:
+    # "300483020001" is svn = 1 in a non-minimal INTEGER (BER, not DER): refused by re-encoding.
+    with pytest.raises(EncodingError):
+        decode_tcb_info(bytes.fromhex(der))
