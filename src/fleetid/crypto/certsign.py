@@ -1,0 +1,103 @@
+"""Sign X.509 certificates and CRLs with any ``Signer`` (an HSM or secure-element key).
+
+pyca/cryptography signs only with a private key object it holds. So the builder signs once with a
+throwaway key, and the to-be-signed bytes are kept. Under RFC 5280 §4.1.1.2 and §5.1.1.2, those
+bytes carry the signature *algorithm* (ecdsa-with-SHA256/384, RFC 5758 §3.2, which has no
+parameters and so no curve) but nothing of the issuer's key. Then the ``Signer`` signs them, and
+the outer ``SEQUENCE { tbs, signatureAlgorithm, signatureValue BIT STRING }`` is rebuilt with
+asn1crypto. The original TBS encoding is kept byte for byte. Before anything is returned, the
+result is parsed back, its TBS is compared, and its signature is checked against the signer's
+public key.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, TypeVar
+
+from asn1crypto import crl as asn1_crl
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fleetid.crypto.signer import Signer, verify_signature
+from fleetid.errors import EncodingError, VerificationError
+
+__all__ = ["sign_certificate", "sign_crl"]
+
+_Built = TypeVar("_Built", x509.Certificate, x509.CertificateRevocationList)
+
+
+@cache
+def _throwaway_key() -> ec.EllipticCurvePrivateKey:
+    """A key that only makes pyca emit the TBS bytes; its signature is discarded, never used."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _check_hash(signer: Signer) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
+    algorithm = signer.hash_algorithm
+    if not isinstance(algorithm, hashes.SHA256 | hashes.SHA384 | hashes.SHA512):
+        raise EncodingError(f"no ECDSA signature algorithm for hash {algorithm.name}")
+    return algorithm
+
+
+def _resign(
+    draft_der: bytes, asn1_type: Any, tbs_field: str, sig_field: str, signer: Signer
+) -> bytes:
+    draft = asn1_type.load(draft_der)
+    tbs = draft[tbs_field]
+    signature = signer.sign(tbs.dump())
+    return bytes(
+        asn1_type(
+            {
+                tbs_field: tbs,
+                "signature_algorithm": draft["signature_algorithm"],
+                sig_field: signature,
+            }
+        ).dump()
+    )
+
+
+def _checked(result: _Built, draft: _Built, tbs: bytes, draft_tbs: bytes, signer: Signer) -> _Built:
+    if tbs != draft_tbs:
+        raise EncodingError("re-encoding changed the to-be-signed bytes")
+    if result.signature_algorithm_oid != draft.signature_algorithm_oid:
+        raise EncodingError("re-encoding changed the signature algorithm")
+    try:
+        verify_signature(signer.public_key(), result.signature, tbs, signer.hash_algorithm)
+    except VerificationError as exc:
+        raise VerificationError("the signer's signature does not verify over the TBS") from exc
+    return result
+
+
+def sign_certificate(builder: x509.CertificateBuilder, signer: Signer) -> x509.Certificate:
+    """The certificate ``builder`` describes, signed by ``signer`` (RFC 5280 §4.1)."""
+    draft = builder.sign(_throwaway_key(), _check_hash(signer))
+    der = _resign(
+        draft.public_bytes(serialization.Encoding.DER),
+        asn1_x509.Certificate,
+        "tbs_certificate",
+        "signature_value",
+        signer,
+    )
+    result = x509.load_der_x509_certificate(der)
+    return _checked(
+        result, draft, result.tbs_certificate_bytes, draft.tbs_certificate_bytes, signer
+    )
+
+
+def sign_crl(
+    builder: x509.CertificateRevocationListBuilder, signer: Signer
+) -> x509.CertificateRevocationList:
+    """The CRL ``builder`` describes, signed by ``signer`` (RFC 5280 §5.1)."""
+    draft = builder.sign(_throwaway_key(), _check_hash(signer))
+    der = _resign(
+        draft.public_bytes(serialization.Encoding.DER),
+        asn1_crl.CertificateList,
+        "tbs_cert_list",
+        "signature",
+        signer,
+    )
+    result = x509.load_der_x509_crl(der)
+    return _checked(result, draft, result.tbs_certlist_bytes, draft.tbs_certlist_bytes, signer)
