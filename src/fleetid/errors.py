@@ -6,6 +6,7 @@ one place. The tree::
     FleetIdError
     ├── ConfigError            settings, files or command-line input that cannot be used
     ├── EncodingError          bytes that do not parse as the format they claim to be
+    │   └── ProfileError       well-formed bytes that break their message profile (ETSI)
     ├── VerificationError      a signature, MAC, cryptogram, hash or proof that does not verify
     │   └── LogTamperedError   the audit log was altered; ``index`` names the first bad entry
     ├── SecureElementError     a secure element answered with an ISO 7816 status word other than 9000
@@ -30,6 +31,7 @@ __all__ = [
     "HsmNotActivatedError",
     "LogTamperedError",
     "PolicyError",
+    "ProfileError",
     "SecureChannelError",
     "SecureElementError",
     "StoreError",
@@ -47,6 +49,15 @@ class ConfigError(FleetIdError):
 
 class EncodingError(FleetIdError):
     """Bytes that do not parse as the format they claim to be."""
+
+
+class ProfileError(EncodingError):
+    """Well-formed bytes that break the profile of the message they claim to be.
+
+    Example: an ``EtsiTs103097Data-Encrypted-Unicast`` with two recipients, or a PKI request whose
+    psid is not 623. ETSI TS 102 941 answers these with ``badcontenttype`` rather than
+    ``cantparse``.
+    """
 
 
 class VerificationError(FleetIdError):
