@@ -119,13 +119,20 @@ def iso9797_m2_pad(data: bytes, block: int = AES_BLOCK) -> bytes:
     return padded + bytes(-len(padded) % block)
 
 
-def iso9797_m2_unpad(data: bytes, block: int = AES_BLOCK) -> bytes:
-    """Remove ISO/IEC 9797-1 method 2 padding; raises ``EncodingError`` when it is malformed."""
+def iso9797_m2_unpad(data: bytes, block: int = AES_BLOCK, *, strict: bool = True) -> bytes:
+    """Remove ISO/IEC 9797-1 method 2 padding; raises ``EncodingError`` when it is malformed.
+
+    ``strict`` also refuses padding longer than one block. Some cards pad further (the Samsung
+    OpenSCP S16 transcripts pad 11 bytes of response data to 32), so a reader that has already
+    checked a MAC over the ciphertext may pass ``strict=False``.
+    """
     if not data or len(data) % block:
         raise EncodingError(f"padded data is whole {block}-byte blocks, got {len(data)} bytes")
     stripped = data.rstrip(b"\x00")
-    if not stripped or stripped[-1] != 0x80 or len(data) - len(stripped) >= block:
+    if not stripped or stripped[-1] != 0x80:
         raise EncodingError("ISO 9797-1 method 2 padding is malformed")
+    if strict and len(data) - len(stripped) >= block:
+        raise EncodingError("ISO 9797-1 method 2 padding is longer than one block")
     return stripped[:-1]
 
 
