@@ -1,0 +1,635 @@
+"""The provisioning line's tamper-evident audit log: an RFC 6962/9162 Merkle tree over SQL rows,
+with C2SP ``tlog-checkpoint`` tree heads signed by the HSM's log key.
+
+Every line event (ceremony, activation, each injection with its device serial, quarantine, lock)
+is one entry. An entry's leaf, the bytes hashed into the tree, is the RFC 8785 canonical JSON
+object::
+
+    {"body": {...}, "format": "fleetid.audit-entry.v1", "index": 7, "kind": "injection",
+     "logged_at": "2027-01-01T00:00:00.000000Z", "serial": "ABCD..."}
+
+so an entry moved to another position no longer hashes to its leaf. Bodies carry key IDs, check
+values and hashes, never key material.
+
+Appending is crash-consistent: the entry rows and the signed checkpoint that covers them are
+written in one transaction, so after any crash the log ends at a signed checkpoint. The signature
+is checked against the log key before it is stored.
+
+Layout in a data directory (``AuditLog.open``): ``fleetid.db`` (SQLite; tables
+``audit_log_entries`` and ``audit_log_checkpoints``) and ``audit-log.vkey``, the signed-note
+verifier key (``origin+keyid+base64(0x02 || SPKI)``) that ``fleetid audit verify`` trusts unless
+given another. A verifier that does not trust the data directory should pass the key it was
+handed at the ceremony, and the checkpoints it has seen published (``published=``), which also
+catches a log truncated together with its checkpoints.
+
+The named entry points ``leaf_hash``, ``verify_inclusion`` and ``verify_consistency`` are the
+RFC 9162 functions of ``fleetid.formats.merkle``; proofs come from ``fleetid.formats.merkle_tree``,
+a separate implementation.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import rfc8785
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import Connection, Engine, Row, func, insert, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from fleetid.clock import Clock
+from fleetid.crypto.signer import Signer
+from fleetid.errors import (
+    ConfigError,
+    EncodingError,
+    LogTamperedError,
+    StoreError,
+    VerificationError,
+)
+from fleetid.formats.checkpoint import (
+    Checkpoint,
+    open_checkpoint,
+    parse_checkpoint,
+    parse_signed_note,
+    parse_verifier_key,
+    sign_checkpoint,
+    verifier_key,
+)
+from fleetid.formats.merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
+from fleetid.formats.merkle_tree import MerkleTree
+from fleetid.store.auditlog_table import audit_checkpoints, audit_entries, metadata
+from fleetid.store.engine import open_engine
+
+__all__ = [
+    "LEAF_FORMAT",
+    "VKEY_FILENAME",
+    "AuditEvent",
+    "AuditLog",
+    "AuditLogReader",
+    "Entry",
+    "EventKind",
+    "SignedCheckpoint",
+    "VerificationReport",
+    "encode_leaf",
+    "leaf_hash",
+    "load_verifier_key",
+    "verify_consistency",
+    "verify_inclusion",
+]
+
+LEAF_FORMAT = "fleetid.audit-entry.v1"
+VKEY_FILENAME = "audit-log.vkey"
+_KIND = re.compile(r"[a-z][a-z0-9._-]{0,63}")
+_WRITE_ATTEMPTS = 3
+
+_T = TypeVar("_T")
+
+
+class EventKind(StrEnum):
+    """The line's event kinds. Any lowercase ``[a-z][a-z0-9._-]*`` kind is accepted too."""
+
+    CEREMONY = "ceremony"
+    ACTIVATION = "activation"
+    INJECTION = "injection"
+    CERTIFICATION = "certification"
+    LOCK = "lock"
+    QUARANTINE = "quarantine"
+    DUPLICATE_SERIAL = "duplicate-serial"
+
+
+def _canonical(value: Any, what: str) -> bytes:
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise EncodingError(f"{what} is not canonicalisable JSON (RFC 8785): {exc}") from exc
+
+
+def _timestamp(when: datetime) -> str:
+    if when.tzinfo is None:
+        raise ConfigError("the audit log clock must give timezone-aware times")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode_leaf(*, index: int, logged_at: str, kind: str, serial: str | None, body: Any) -> bytes:
+    """The leaf bytes of one entry: RFC 8785 canonical JSON (see the module docstring)."""
+    record = {
+        "body": body,
+        "format": LEAF_FORMAT,
+        "index": index,
+        "kind": kind,
+        "logged_at": logged_at,
+        "serial": serial,
+    }
+    return _canonical(record, "audit entry")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEvent:
+    """An event to append: its kind, the device serial if it concerns one, and a JSON body."""
+
+    kind: str
+    serial: str | None
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """One appended entry. ``body_json`` is the canonical JSON text of the body."""
+
+    index: int
+    logged_at: str
+    kind: str
+    serial: str | None
+    body_json: str
+
+    @property
+    def body(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.body_json)
+        return value
+
+    def leaf(self) -> bytes:
+        try:
+            body = json.loads(self.body_json)
+        except ValueError as exc:
+            raise EncodingError(f"entry {self.index} body is not JSON") from exc
+        return encode_leaf(
+            index=self.index,
+            logged_at=self.logged_at,
+            kind=self.kind,
+            serial=self.serial,
+            body=body,
+        )
+
+    def leaf_hash(self) -> bytes:
+        return leaf_hash(self.leaf())
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignedCheckpoint:
+    """A checkpoint and the signed note it was published as."""
+
+    checkpoint: Checkpoint
+    note: bytes
+
+    @property
+    def size(self) -> int:
+        return self.checkpoint.size
+
+    @property
+    def root_hash(self) -> bytes:
+        return self.checkpoint.root_hash
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerificationReport:
+    """What ``verify_all`` checked: every entry, every checkpoint, and the latest tree head."""
+
+    entries: int
+    checkpoints: int
+    tree_size: int
+    root_hash: bytes
+
+
+def _entry_from_row(row: Row[Any]) -> Entry:
+    return Entry(
+        index=row.seq,
+        logged_at=row.logged_at,
+        kind=row.kind,
+        serial=row.serial,
+        body_json=row.body,
+    )
+
+
+def _unsigned(note: bytes) -> Checkpoint:
+    """The tree head in a stored note, read without checking its signature (the log's own)."""
+    return parse_checkpoint(parse_signed_note(note).text)
+
+
+class AuditLogReader:
+    """Read access to an audit log: entries, proofs, and full verification. Needs no key."""
+
+    def __init__(self, engine_or_url: Engine | str | Path, origin: str) -> None:
+        self._engine = open_engine(engine_or_url)
+        self.origin = origin
+        self._tree: MerkleTree | None = None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def entries(self, start: int = 0, stop: int | None = None) -> list[Entry]:
+        query = select(audit_entries).where(audit_entries.c.seq >= start)
+        if stop is not None:
+            query = query.where(audit_entries.c.seq < stop)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(audit_entries.c.seq)).all()
+        return [_entry_from_row(row) for row in rows]
+
+    def entries_for_serial(self, serial: str) -> list[Entry]:
+        """Every entry about one device, in log order."""
+        query = select(audit_entries).where(audit_entries.c.serial == serial)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(audit_entries.c.seq)).all()
+        return [_entry_from_row(row) for row in rows]
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None:
+        with self._read() as conn:
+            row = self._latest_checkpoint_row(conn)
+        if row is None:
+            return None
+        note = row.note.encode("utf-8")
+        return SignedCheckpoint(checkpoint=_unsigned(note), note=note)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """RFC 6962 PATH for entry ``index`` in the tree of ``size`` entries (default: all)."""
+        with self._read() as conn:
+            tree = self._synced_tree(conn)
+        try:
+            return tree.inclusion_proof(index, size)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """RFC 6962 PROOF between the trees of ``size1`` and ``size2`` entries."""
+        with self._read() as conn:
+            tree = self._synced_tree(conn)
+        try:
+            return tree.consistency_proof(size1, size2)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def prove_serial(self, serial: str) -> dict[str, Any]:
+        """A device's entries with inclusion proofs against the latest checkpoint, as JSON data.
+
+        A third party checks each entry by hashing ``leaf`` (UTF-8) with ``leaf_hash``, running
+        ``verify_inclusion`` against the root in ``checkpoint`` and verifying that note's
+        signature with the log's verifier key.
+        """
+        with self._read() as conn:
+            tree = self._synced_tree(conn)
+            row = self._latest_checkpoint_row(conn)
+            query = select(audit_entries).where(audit_entries.c.serial == serial)
+            rows = conn.execute(query.order_by(audit_entries.c.seq)).all()
+        if row is None:
+            raise StoreError("the audit log has no checkpoint yet")
+        note = row.note.encode("utf-8")
+        head = _unsigned(note)
+        proofs = []
+        for entry_row in rows:
+            entry = _entry_from_row(entry_row)
+            if entry.index >= head.size:
+                continue  # not yet covered by a checkpoint (cannot happen through ``AuditLog``)
+            proofs.append(
+                {
+                    "index": entry.index,
+                    "leaf": entry.leaf().decode("utf-8"),
+                    "leaf_hash_hex": tree.leaf(entry.index).hex(),
+                    "inclusion_proof_hex": [
+                        node.hex() for node in tree.inclusion_proof(entry.index, head.size)
+                    ],
+                }
+            )
+        return {
+            "origin": self.origin,
+            "serial": serial,
+            "tree_size": head.size,
+            "root_hash_b64": base64.b64encode(head.root_hash).decode("ascii"),
+            "checkpoint": note.decode("utf-8"),
+            "entries": proofs,
+        }
+
+    # -- verification ----------------------------------------------------------------------
+
+    def verify_all(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        *,
+        published: Sequence[bytes] = (),
+    ) -> VerificationReport:
+        """Re-compute the tree from the entries and check every checkpoint against it.
+
+        Checks, in one pass: each entry's position and content (its canonical leaf recomputed
+        against the stored leaf hash), each checkpoint's signature and root, the consistency of
+        successive checkpoints (an RFC 6962 proof from the recomputed tree, checked by the RFC
+        9162 verifier), that no entry lies beyond the last signed checkpoint, and the same for
+        any ``published`` checkpoint notes. Raises ``LogTamperedError`` whose ``index`` is the
+        first altered, deleted or reordered entry found (when a checkpoint mismatch only bounds
+        it, the first entry that checkpoint newly covers).
+        """
+        with self._read() as conn:
+            rows = conn.execute(select(audit_entries).order_by(audit_entries.c.seq)).all()
+            checkpoint_rows = conn.execute(
+                select(audit_checkpoints).order_by(audit_checkpoints.c.tree_size)
+            ).all()
+        first: list[tuple[int, str]] = []
+
+        def flag(index: int, message: str) -> None:
+            if not first or index < first[0][0]:
+                first[:] = [(index, message)]
+
+        tree = MerkleTree()
+        for position, row in enumerate(rows):
+            if row.seq != position:
+                flag(position, f"missing (deleted or moved); the next stored entry is {row.seq}")
+                break
+            try:
+                recomputed = _entry_from_row(row).leaf_hash()
+            except EncodingError as exc:
+                flag(position, f"does not decode: {exc}")
+                recomputed = bytes(row.leaf_hash)
+            if recomputed != bytes(row.leaf_hash):
+                flag(position, "altered: its content does not hash to its stored leaf hash")
+            tree.append(recomputed)
+
+        previous: Checkpoint | None = None
+        matched = 0  # the largest checkpointed size whose root matches the recomputed tree
+        for row in checkpoint_rows:
+            covered_from = previous.size if previous else 0
+            try:
+                head = open_checkpoint(row.note.encode("utf-8"), public_key, self.origin)
+            except VerificationError as exc:
+                flag(covered_from, f"checkpoint at size {row.tree_size} is not valid: {exc}")
+                continue
+            if head.size != row.tree_size or head.root_hash != bytes(row.root_hash):
+                flag(covered_from, f"checkpoint row {row.tree_size} differs from its signed note")
+            if previous is not None and previous.size > 0 and head.size <= tree.size:
+                try:
+                    verify_consistency(
+                        previous.size,
+                        head.size,
+                        tree.consistency_proof(previous.size, head.size),
+                        previous.root_hash,
+                        head.root_hash,
+                    )
+                except VerificationError:
+                    flag(
+                        matched,
+                        f"checkpoint at size {head.size} is not consistent with the checkpoint "
+                        f"at size {previous.size} over the stored entries",
+                    )
+            if head.size > tree.size:
+                flag(tree.size, f"missing: the checkpoint at size {head.size} covers it")
+            elif tree.root(head.size) != head.root_hash:
+                flag(
+                    matched,
+                    f"the entries {matched}..{head.size - 1} do not match the signed checkpoint "
+                    f"at size {head.size} (the first bad entry is among them)",
+                )
+            else:
+                matched = max(matched, head.size)
+            previous = head
+
+        latest_size = previous.size if previous else 0
+        if tree.size > latest_size:
+            flag(latest_size, "not covered by any signed checkpoint (appended outside the log)")
+        for note in published:
+            head = open_checkpoint(note, public_key, self.origin)
+            if head.size > tree.size:
+                flag(tree.size, f"missing: a published checkpoint at size {head.size} covers it")
+            elif tree.root(head.size) != head.root_hash:
+                flag(0, f"the log does not match the published checkpoint at size {head.size}")
+        if first:
+            index, message = first[0]
+            raise LogTamperedError(message, index)
+        return VerificationReport(
+            entries=len(rows),
+            checkpoints=len(checkpoint_rows),
+            tree_size=latest_size,
+            root_hash=previous.root_hash if previous else EMPTY_ROOT,
+        )
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _read(self) -> Connection:
+        try:
+            return self._engine.connect()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the audit log database: {exc}") from exc
+
+    @staticmethod
+    def _latest_checkpoint_row(conn: Connection) -> Row[Any] | None:
+        query = select(audit_checkpoints).order_by(audit_checkpoints.c.tree_size.desc()).limit(1)
+        try:
+            return conn.execute(query).first()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the audit log: {exc}") from exc
+
+    def _synced_tree(self, conn: Connection) -> MerkleTree:
+        """The cached tree if it still matches the database, else one rebuilt from it.
+
+        In sync means: the same number of entries, and the latest stored checkpoint's root is
+        the cached tree's root at that size. A rebuilt tree that does not match the latest
+        checkpoint means the stored leaves were altered; we refuse to go on from there.
+        """
+        try:
+            top = conn.execute(select(func.max(audit_entries.c.seq))).scalar_one()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the audit log: {exc}") from exc
+        size = 0 if top is None else top + 1
+        latest = self._latest_checkpoint_row(conn)
+
+        def matches(tree: MerkleTree) -> bool:
+            if latest is None:
+                return True
+            return latest.tree_size <= tree.size and tree.root(latest.tree_size) == bytes(
+                latest.root_hash
+            )
+
+        if self._tree is not None and self._tree.size == size and matches(self._tree):
+            return self._tree
+        self._tree = None
+        hashes_query = select(audit_entries.c.leaf_hash).order_by(audit_entries.c.seq)
+        tree = MerkleTree(bytes(h) for h in conn.execute(hashes_query).scalars())
+        if tree.size != size:
+            raise LogTamperedError("the entry sequence has gaps (an entry was deleted)")
+        if not matches(tree):
+            raise LogTamperedError("the stored entries do not match the latest signed checkpoint")
+        self._tree = tree
+        return tree
+
+
+class AuditLog(AuditLogReader):
+    """The writable log: appends entries and signs checkpoints with the HSM's log key."""
+
+    def __init__(
+        self, engine_or_url: Engine | str | Path, signer: Signer, origin: str, clock: Clock
+    ) -> None:
+        super().__init__(engine_or_url, origin)
+        # Checks the key name and that the key is P-256 (signed-note type 0x02).
+        self.verifier_key = verifier_key(origin, signer.public_key())
+        if not isinstance(signer.hash_algorithm, hashes.SHA256):
+            raise ConfigError("the audit log key signs SHA-256 digests (P-256)")
+        self._signer = signer
+        self._clock = clock
+        try:
+            metadata.create_all(self._engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot create the audit log tables: {exc}") from exc
+
+    @classmethod
+    def open(cls, data_dir: str | Path, signer: Signer, origin: str, clock: Clock) -> AuditLog:
+        """The log in a data directory; writes ``audit-log.vkey`` the first time."""
+        directory = Path(data_dir)
+        log = cls(directory, signer, origin, clock)
+        vkey_path = directory / VKEY_FILENAME
+        if vkey_path.exists():
+            if vkey_path.read_text().strip() != log.verifier_key:
+                raise ConfigError(f"{vkey_path} names another log key or origin")
+        else:
+            vkey_path.write_text(log.verifier_key + "\n")
+        return log
+
+    def append(
+        self,
+        kind: str,
+        serial: str | None,
+        body: dict[str, Any],
+        *,
+        connection: Connection | None = None,
+    ) -> Entry:
+        """Append one event and the signed checkpoint covering it, in one transaction."""
+        return self.append_many([AuditEvent(kind=kind, serial=serial, body=body)], connection)[0]
+
+    def append_many(
+        self, events: Iterable[AuditEvent], connection: Connection | None = None
+    ) -> list[Entry]:
+        """Append events and one signed checkpoint covering them all, in one transaction.
+
+        With ``connection``, the rows join the caller's open transaction (so a manifest row and
+        its log entry commit together); the caller commits or rolls back.
+        """
+        batch = list(events)
+        if not batch:
+            raise ValueError("append_many needs at least one event")
+        prepared = [
+            (_check_kind(event.kind), _check_serial(event.serial), _body_json(event.body))
+            for event in batch
+        ]
+
+        def write(conn: Connection) -> list[Entry]:
+            tree = self._synced_tree(conn)
+            logged_at = _timestamp(self._clock.now())
+            first_index = tree.size
+            entries = [
+                Entry(
+                    index=first_index + offset,
+                    logged_at=logged_at,
+                    kind=kind,
+                    serial=serial,
+                    body_json=body_json,
+                )
+                for offset, (kind, serial, body_json) in enumerate(prepared)
+            ]
+            digests = [entry.leaf_hash() for entry in entries]
+            rows = [
+                {
+                    "seq": entry.index,
+                    "logged_at": entry.logged_at,
+                    "kind": entry.kind,
+                    "serial": entry.serial,
+                    "body": entry.body_json,
+                    "leaf_hash": digest,
+                }
+                for entry, digest in zip(entries, digests, strict=True)
+            ]
+            self._tree = None  # until the rows and the checkpoint are written
+            conn.execute(insert(audit_entries), rows)
+            for digest in digests:
+                tree.append(digest)
+            self._sign_and_store(conn, tree)
+            self._tree = tree
+            return entries
+
+        return self._write(write, connection)
+
+    def checkpoint(self, *, connection: Connection | None = None) -> SignedCheckpoint:
+        """The signed checkpoint at the current size, signing one if there is none yet."""
+
+        def write(conn: Connection) -> SignedCheckpoint:
+            tree = self._synced_tree(conn)
+            return self._sign_and_store(conn, tree)
+
+        return self._write(write, connection)
+
+    def _write(self, operation: Callable[[Connection], _T], connection: Connection | None) -> _T:
+        if connection is not None:
+            # The caller's transaction may still roll back; ``_synced_tree`` notices next time.
+            return operation(connection)
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                with self._engine.begin() as conn:
+                    return operation(conn)
+            except IntegrityError as exc:
+                # Another writer took the same position; re-read the log and try again.
+                self._tree = None
+                if attempt == _WRITE_ATTEMPTS - 1:
+                    raise StoreError(f"audit log append kept conflicting: {exc}") from exc
+            except SQLAlchemyError as exc:
+                self._tree = None
+                raise StoreError(f"audit log write failed: {exc}") from exc
+            except BaseException:
+                self._tree = None
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _sign_and_store(self, conn: Connection, tree: MerkleTree) -> SignedCheckpoint:
+        size = tree.size
+        root = tree.root()
+        existing = conn.execute(
+            select(audit_checkpoints).where(audit_checkpoints.c.tree_size == size)
+        ).first()
+        if existing is not None:
+            note = existing.note.encode("utf-8")
+            return SignedCheckpoint(checkpoint=_unsigned(note), note=note)
+        previous = self._latest_checkpoint_row(conn)
+        if previous is not None and 0 < previous.tree_size < size:
+            # c2sp.org/tlog-checkpoint: a log MUST NOT sign a checkpoint inconsistent with one
+            # it signed before. Checked with the verifier, not assumed from the prover.
+            verify_consistency(
+                previous.tree_size,
+                size,
+                tree.consistency_proof(previous.tree_size, size),
+                bytes(previous.root_hash),
+                root,
+            )
+        head = Checkpoint(origin=self.origin, size=size, root_hash=root)
+        note = sign_checkpoint(head, self._signer)
+        conn.execute(
+            insert(audit_checkpoints),
+            {"tree_size": size, "root_hash": root, "note": note.decode("utf-8")},
+        )
+        return SignedCheckpoint(checkpoint=head, note=note)
+
+
+def _check_kind(kind: str) -> str:
+    if not _KIND.fullmatch(str(kind)):
+        raise EncodingError(f"invalid audit event kind {kind!r}")
+    return str(kind)
+
+
+def _check_serial(serial: str | None) -> str | None:
+    if serial is not None and (not serial or len(serial) > 128 or not serial.isprintable()):
+        raise EncodingError(f"invalid device serial {serial!r}")
+    return serial
+
+
+def _body_json(body: dict[str, Any]) -> str:
+    if not isinstance(body, dict):
+        raise EncodingError("an audit event body is a JSON object")
+    return _canonical(body, "audit event body").decode("utf-8")
+
+
+def load_verifier_key(data_dir: str | Path) -> tuple[str, ec.EllipticCurvePublicKey]:
+    """The origin and public key from ``<data-dir>/audit-log.vkey``."""
+    path = Path(data_dir) / VKEY_FILENAME
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the audit log verifier key {path}: {exc}") from exc
+    return parse_verifier_key(text)
