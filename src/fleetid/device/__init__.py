@@ -1,0 +1,1 @@
+"""Device-side host code: what runs on the device beside its secure element."""
