@@ -221,7 +221,7 @@ def verifier_key(key_name: str, public_key: ec.EllipticCurvePublicKey) -> str:
 
 def parse_verifier_key(vkey: str) -> tuple[str, ec.EllipticCurvePublicKey]:
     """Parse ``verifier_key`` output; raise ``EncodingError`` if malformed or inconsistent."""
-    parts = vkey.strip().split("+")
+    parts = vkey.strip().split("+", 2)
     if len(parts) != 3:
         raise EncodingError("a verifier key is name+keyid+key")
     name, key_id_text, blob_text = parts
