@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from itertools import combinations, islice
 from Crypto.Protocol.SecretSharing import Shamir
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
 from fleetid.errors import CeremonyError, EncodingError
 
@@ -44,7 +46,9 @@ __all__ = [
     "combine_kek",
     "kek_check",
     "kek_kcv",
+    "new_kek",
     "split_kek",
+    "wrap_under_kek",
 ]
 
 SHARE_FORMAT = "fleetid-kek-share/1"
@@ -53,6 +57,19 @@ _HALF = 16
 _CEREMONY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _MAX_SUBSETS = 1000
 _MAX_SHARES = 255  # ssss and GF(2^8)-indexed tools cap custodian indices at 255
+
+
+def new_kek(bits: int) -> bytes:
+    """A fresh random KEK of 128 or 256 bits (from the OS CSPRNG)."""
+    if bits not in (128, 256):
+        raise CeremonyError(f"a KEK has 128 or 256 bits, not {bits}")
+    return secrets.token_bytes(bits // 8)
+
+
+def wrap_under_kek(kek: bytes, key: bytes) -> bytes:
+    """RFC 5649 AES key wrap with padding of ``key`` under the KEK (what an HSM imports)."""
+    _check_kek_length(kek)
+    return aes_key_wrap_with_padding(kek, key)
 
 
 def kek_kcv(kek: bytes) -> bytes:
