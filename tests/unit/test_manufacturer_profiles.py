@@ -1,4 +1,4 @@
-"""Manufacturer certificate profiles: pkilint (RFC 5280) clean, 802.1AR IDevID fields, RFC 4108 SAN."""
+"""Manufacturer certificate profiles: pkilint-clean, 802.1AR IDevID fields, RFC 4108 SAN."""
 
 from __future__ import annotations
 
