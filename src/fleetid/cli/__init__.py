@@ -7,13 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from fleetid import __version__
-from fleetid.cli import audit, demo
+from fleetid.cli import audit, demo, se
 from fleetid.errors import FleetIdError
 
 __all__ = ["main"]
 
 # Each verb module adds its subcommands and sets ``func`` on the parser it creates.
-_VERBS = (audit, demo)
+_VERBS = (audit, demo, se)
 
 
 def build_parser() -> argparse.ArgumentParser:
