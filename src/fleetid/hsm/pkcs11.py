@@ -170,7 +170,12 @@ class Pkcs11Hsm(Hsm):
             kek, bytes.fromhex(self._state["sealed_pin"]), _pin_context(self._token_label)
         ).decode()
         with self._guard, _token_errors("log in"):
-            session = self._token.open(rw=True, user_pin=user_pin)
+            try:
+                session = self._token.open(rw=True, user_pin=user_pin)
+            except pkcs11.exceptions.UserAlreadyLoggedIn:
+                # PKCS#11 login state is per application: another instance in this process is
+                # logged in already. The KEK was checked and the PIN opened above all the same.
+                session = self._token.open(rw=True)
             try:
                 self._kek_object = session.create_object(
                     {
