@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fleetid.crypto.signer import SoftwareSigner
@@ -18,11 +18,10 @@ from fleetid.device.boot import BootRefusedError, boot
 from fleetid.errors import SecureElementError
 from fleetid.formats.apdu import SW, CommandApdu
 from fleetid.formats.mcuboot import build_image, key_hash, parse_image
-from fleetid.se.applets.base import CommandContext, SecurityLevel
+from fleetid.se.applets.base import CommandContext
 from fleetid.se.applets.boot import (
     BOOT_AID,
     INS_GET_BOOT_STATE,
-    INS_INSTALL_BOOT_KEY,
     INS_VERIFY_IMAGE,
     MAX_IMAGE_SIZE,
     BootApplet,
@@ -36,7 +35,7 @@ ROGUE_KEY = ec.generate_private_key(ec.SECP256R1())
 FIRMWARE = b"\x00\xf0\x9f\x9a\x80 fleetid firmware " * 40
 
 
-def _spki(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
+def _spki(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -64,14 +63,8 @@ class Card:
     def _persist(self) -> None:
         self.persisted += 1
 
-    def send(self, apdu: CommandApdu, *, session: bool = False) -> bytes:
-        ctx = CommandContext(
-            state=self.state,
-            persist=self._persist,
-            authenticated=session,
-            level=SecurityLevel.C_MAC if session else 0,
-            proprietary=True,
-        )
+    def send(self, apdu: CommandApdu) -> bytes:
+        ctx = CommandContext(state=self.state, persist=self._persist, proprietary=True)
         return self.applet.process(ctx, apdu).data
 
     def verify_image(self, image: bytes, *, confirm: bool = True) -> bytes:
@@ -244,7 +237,7 @@ def test_multiblock_interrupted_or_switching_p1_is_dropped() -> None:
     with pytest.raises(SecureElementError) as caught:
         card.send(CommandApdu(0x80, INS_VERIFY_IMAGE, 0x00, 0x00, rest[0].data))
     assert caught.value.sw == SW.INCORRECT_P1P2
-    card.applet.deselect()
+    card.applet.zeroise()
     assert card.verify_image(image) == _digest(image)  # and a clean retry works
 
 
@@ -255,43 +248,6 @@ def test_multiblock_over_the_ram_budget_is_refused() -> None:
         for _ in range(MAX_IMAGE_SIZE // 65535 + 2):
             card.send(block)
     assert caught.value.sw == SW.NOT_ENOUGH_MEMORY
-
-
-# --- INSTALL BOOT KEY -----------------------------------------------------------------------
-
-
-def test_install_key_needs_a_session_and_happens_once() -> None:
-    card = Card(firmware_key=None)
-    install = CommandApdu(0x84, INS_INSTALL_BOOT_KEY, 0, 0, _spki(FIRMWARE_KEY))
-    with pytest.raises(SecureElementError) as caught:
-        card.send(install)
-    assert caught.value.sw == SW.SECURITY_STATUS_NOT_SATISFIED
-    assert card.state.boot.verification_key is None
-    card.send(install, session=True)
-    assert card.persisted == 1
-    assert card.boot_state()[1] == key_hash(FIRMWARE_KEY.public_key())
-    again = CommandApdu(0x84, INS_INSTALL_BOOT_KEY, 0, 0, _spki(ROGUE_KEY))
-    with pytest.raises(SecureElementError) as caught:
-        card.send(again, session=True)
-    assert caught.value.sw == SW.CONDITIONS_NOT_SATISFIED
-    assert card.boot_state()[1] == key_hash(FIRMWARE_KEY.public_key())
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"\x30\x03\x02\x01\x01",
-        _spki(ed25519.Ed25519PrivateKey.generate()),
-        _spki(ec.generate_private_key(ec.SECP521R1())),
-    ],
-    ids=["not-spki", "ed25519", "p521"],
-)
-def test_install_key_refuses_unusable_keys(data: bytes) -> None:
-    card = Card(firmware_key=None)
-    with pytest.raises(SecureElementError) as caught:
-        card.send(CommandApdu(0x84, INS_INSTALL_BOOT_KEY, 0, 0, data), session=True)
-    assert caught.value.sw == SW.INCORRECT_DATA
-    assert card.state.boot.verification_key is None
 
 
 def test_boot_aid_is_proprietary() -> None:

@@ -1,22 +1,22 @@
 """The signed-boot applet: the card decides whether a firmware image is authentic and current.
 
 The card keeps, in ``CardState.boot``, the firmware verification public key (DER
-SubjectPublicKeyInfo, P-256 or P-384; installed once, like a key hash fused in OTP) and a
-monotonic security counter. VERIFY IMAGE checks an MCUboot image with
-``fleetid.formats.mcuboot.verify_image`` (magic, sizes, TLV areas, hash, KEYHASH, ECDSA
-signature), then the image's signed ``SEC_CNT`` against the stored counter, and answers with the
-image hash: the boot measurement (secure-element.md §6.1, steps 1-8).
+SubjectPublicKeyInfo, P-256 or P-384, personalised by the line with STORE DATA DGI ``0F03`` to the
+card manager before the card is SECURED) and a monotonic security counter. VERIFY IMAGE checks
+an MCUboot image with ``fleetid.formats.mcuboot.verify_image`` (magic, sizes, TLV areas, hash,
+KEYHASH, ECDSA signature), then the image's signed ``SEC_CNT`` against the stored counter, and
+answers with the image hash: the boot measurement (secure-element.md §6.1, steps 1-8).
 
-Commands (CLA ``80``, or ``84`` inside a secure channel session; P1/P2 as listed):
+Commands (CLA ``80``; no secure channel: what they reveal is public, what they change is
+governed by the signature and the counter):
 
-=================  ====  ========  =====================================================  =========
-command            INS   P1 P2     data in / data out                                      session
-=================  ====  ========  =====================================================  =========
-VERIFY IMAGE       38    P1 P2     image (chained) / measurement: the hash TLV value       no
-GET BOOT STATE     3A    00 00     - / counter (4, big-endian) ‖ n ‖ KEYHASH (n bytes)     no
-                                   ‖ m ‖ last confirmed measurement (m bytes)
-INSTALL BOOT KEY   3C    00 00     DER SubjectPublicKeyInfo / -                            C-MAC
-=================  ====  ========  =====================================================  =========
+===============  ====  ========  ======================================================
+command          INS   P1 P2     data in / data out
+===============  ====  ========  ======================================================
+VERIFY IMAGE     38    P1 P2     image (chained or blocks) / measurement: the hash TLV
+GET BOOT STATE   3A    00 00     - / counter (4, big-endian) ‖ n ‖ KEYHASH (n bytes)
+                                 ‖ m ‖ last confirmed measurement (m bytes)
+===============  ====  ========  ======================================================
 
 VERIFY IMAGE P1: ``00`` check only (the counter is compared, never changed); ``01`` confirm a
 boot: on success the stored counter is raised to the image's ``SEC_CNT`` and the measurement and
@@ -30,15 +30,14 @@ block with different P1, drops a pending multi-block image.
 Status words (ISO 7816-4 §5.6):
 
 * ``9000`` verified; response data is the measurement.
-* ``6A80`` the image is malformed (bad magic, truncated, sizes or TLVs wrong), or the key data of
-  INSTALL BOOT KEY is not a P-256/P-384 public key.
+* ``6A80`` the image is malformed (bad magic, truncated, sizes or TLVs wrong).
 * ``6982`` the image is not authentic: hash, KEYHASH or signature do not verify (wrong key,
-  any changed bit). Also: INSTALL BOOT KEY outside an authenticated secure channel session.
+  any changed bit).
 * ``6985`` the image is authentic but refused: its security counter is lower than the stored one
-  (rollback), or it carries none; or INSTALL BOOT KEY when a key is already installed.
+  (rollback), or it carries none.
 * ``6A88`` no firmware verification key is installed.
 * ``6A84`` the multi-block image exceeds ``MAX_IMAGE_SIZE``.
-* ``6A86`` P1/P2 not defined; ``6700`` data missing.
+* ``6A86`` P1/P2 not defined; ``6700`` data missing; ``6D00`` any other INS.
 
 A refusal never changes card state.
 """
@@ -48,13 +47,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    PublicFormat,
-    load_der_public_key,
-)
+from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from fleetid.errors import ConfigError, EncodingError, VerificationError
 from fleetid.formats.apdu import SW, CommandApdu
@@ -66,7 +60,6 @@ __all__ = [
     "BOOT_AID",
     "CLA_PROPRIETARY",
     "INS_GET_BOOT_STATE",
-    "INS_INSTALL_BOOT_KEY",
     "INS_VERIFY_IMAGE",
     "MAX_IMAGE_SIZE",
     "P1_CHECK",
@@ -84,7 +77,6 @@ BOOT_AID = bytes.fromhex("F0") + b"fleetid" + bytes.fromhex("B0")
 CLA_PROPRIETARY = 0x80
 INS_VERIFY_IMAGE = 0x38
 INS_GET_BOOT_STATE = 0x3A
-INS_INSTALL_BOOT_KEY = 0x3C
 P1_CHECK = 0x00
 P1_CONFIRM = 0x01
 P2_LAST_BLOCK = 0x00
@@ -95,12 +87,9 @@ _MAX_COUNTER = 0xFFFFFFFF
 
 
 class BootApplet(Applet):
-    """VERIFY IMAGE, GET BOOT STATE and INSTALL BOOT KEY over ``CardState.boot``."""
+    """VERIFY IMAGE and GET BOOT STATE over ``CardState.boot``."""
 
     aid: ClassVar[bytes] = BOOT_AID
-    # INSTALL BOOT KEY needs a session, so the applet answers INITIALIZE UPDATE / EXTERNAL
-    # AUTHENTICATE through the card's SCP03 channel.
-    secure_channel: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._blocks = bytearray()
@@ -111,6 +100,9 @@ class BootApplet(Applet):
         return b""
 
     def deselect(self) -> None:
+        self._drop_blocks()
+
+    def zeroise(self) -> None:
         self._drop_blocks()
 
     def accepts_chaining(self, ins: int) -> bool:
@@ -124,8 +116,6 @@ class BootApplet(Applet):
             if apdu.p1 or apdu.p2:
                 raise refuse(SW.INCORRECT_P1P2, "GET BOOT STATE has P1=P2=00")
             return Reply(data=_encode_boot_state(ctx.state.boot))
-        if apdu.ins == INS_INSTALL_BOOT_KEY:
-            return self._install_key(ctx, apdu)
         raise refuse(SW.INS_NOT_SUPPORTED, f"INS {apdu.ins:02X}")
 
     # -- VERIFY IMAGE ------------------------------------------------------------------------
@@ -155,35 +145,12 @@ class BootApplet(Applet):
         self._blocks = bytearray()
         self._blocks_p1 = None
 
-    # -- INSTALL BOOT KEY --------------------------------------------------------------------
-
-    def _install_key(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
-        ctx.require_session()
-        if apdu.p1 or apdu.p2:
-            raise refuse(SW.INCORRECT_P1P2, "INSTALL BOOT KEY has P1=P2=00")
-        if ctx.state.boot.verification_key is not None:
-            # Like a key hash fused into OTP: written once, never replaced.
-            raise refuse(SW.CONDITIONS_NOT_SATISFIED, "firmware key already installed")
-        try:
-            key = load_der_public_key(apdu.data)
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            raise refuse(SW.INCORRECT_DATA, "not a DER SubjectPublicKeyInfo") from exc
-        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(
-            key.curve, ec.SECP256R1 | ec.SECP384R1
-        ):
-            raise refuse(SW.INCORRECT_DATA, "firmware key must be ECDSA P-256 or P-384")
-        ctx.state.boot.verification_key = key.public_bytes(
-            Encoding.DER, PublicFormat.SubjectPublicKeyInfo
-        )
-        ctx.persist()
-        return Reply()
-
 
 def _firmware_key(boot: BootState) -> ec.EllipticCurvePublicKey:
     if boot.verification_key is None:
         raise refuse(SW.REFERENCED_DATA_NOT_FOUND, "no firmware verification key installed")
     key = load_der_public_key(boot.verification_key)
-    if not isinstance(key, ec.EllipticCurvePublicKey):  # INSTALL BOOT KEY admits only EC keys
+    if not isinstance(key, ec.EllipticCurvePublicKey):  # STORE DATA 0F03 admits only EC keys
         raise refuse(SW.REFERENCED_DATA_NOT_FOUND, "stored firmware key is not an EC key")
     return key
 
