@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.device.boot import BootRefusedError, boot
 from fleetid.errors import SecureElementError
-from fleetid.formats.apdu import SW, CommandApdu
+from fleetid.formats.apdu import SW, CommandApdu, parse_response
 from fleetid.formats.mcuboot import build_image, key_hash, parse_image
 from fleetid.se.applets.base import CommandContext
 from fleetid.se.applets.boot import (
@@ -28,6 +28,8 @@ from fleetid.se.applets.boot import (
     decode_boot_state,
     verify_image_commands,
 )
+from fleetid.se.card import SecureElement, TamperEvent
+from fleetid.se.keystore import SealedFlash, Silicon
 from fleetid.se.state import CardState, Cplc
 
 FIRMWARE_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -301,3 +303,90 @@ def test_boot_refuses_non_bootable_images() -> None:
     )
     with pytest.raises(BootRefusedError, match="NON_BOOTABLE"):
         boot(Card(), image)
+
+
+# --- through the card's one way in: SELECT, chaining, extended length, flash -----------------
+
+
+def _chip(firmware_key: ec.EllipticCurvePrivateKey = FIRMWARE_KEY) -> tuple[Silicon, SealedFlash]:
+    """A chip whose flash already holds a personalised firmware key (as the line leaves it)."""
+    silicon, flash = Silicon.fabricate(), SealedFlash()
+    state = CardState(cplc=Cplc(ic_serial=b"\x0b\x00\x07\x01"))
+    state.boot.verification_key = _spki(firmware_key)
+    flash.write(silicon, state.to_bytes())
+    return silicon, flash
+
+
+def _rapdu(se: SecureElement, command: CommandApdu) -> tuple[bytes, int]:
+    response = parse_response(se.transmit(command.encode()))
+    return response.data, response.sw
+
+
+def _select_boot(se: SecureElement) -> None:
+    assert _rapdu(se, CommandApdu(0x00, 0xA4, 0x04, 0x00, BOOT_AID))[1] == SW.OK
+
+
+def _send_all(se: SecureElement, commands: list[CommandApdu]) -> tuple[bytes, int]:
+    for command in commands[:-1]:
+        assert _rapdu(se, command) == (b"", SW.OK)
+    return _rapdu(se, commands[-1])
+
+
+def test_card_verifies_an_iso_chained_image_and_keeps_the_counter_across_power_cycles() -> None:
+    silicon, flash = _chip()
+    se = SecureElement(silicon, flash)
+    _select_boot(se)
+    image = _image(counter=6)
+    chain = verify_image_commands(image, confirm=True)
+    assert len(chain) > 2
+    assert _send_all(se, chain) == (_digest(image), SW.OK)
+    assert _send_all(se, verify_image_commands(_image(counter=5), confirm=True))[1] == 0x6985
+
+    rebooted = SecureElement(silicon, flash)  # power cycle: state comes back from sealed flash
+    _select_boot(rebooted)
+    data, sw = _rapdu(rebooted, CommandApdu(0x80, INS_GET_BOOT_STATE, 0, 0, ne=256))
+    assert sw == SW.OK
+    assert decode_boot_state(data).security_counter == 6
+    assert decode_boot_state(data).measurement == _digest(image)
+    assert _digest(image).hex().encode() not in flash.dump()  # sealed: no plaintext state
+
+
+def test_card_refuses_tampered_and_foreign_images_over_apdus() -> None:
+    se = SecureElement(*_chip())
+    _select_boot(se)
+    tampered = _flip(_image(), 0x200 + 5)
+    assert _send_all(se, verify_image_commands(tampered, confirm=True))[1] == 0x6982
+    foreign = _image(key=ROGUE_KEY)
+    assert _send_all(se, verify_image_commands(foreign, confirm=True))[1] == 0x6982
+    assert _send_all(se, verify_image_commands(b"\x00" * 40, confirm=True))[1] == 0x6A80
+
+
+def test_card_verifies_extended_length_and_multiblock_images_beyond_64k() -> None:
+    se = SecureElement(*_chip())
+    _select_boot(se)
+    image = _image()
+    assert _rapdu(se, CommandApdu(0x80, INS_VERIFY_IMAGE, 1, 0, image, ne=256, extended=True)) == (
+        _digest(image),
+        SW.OK,
+    )
+    big = build_image(
+        bytes(range(256)) * 400, SoftwareSigner(FIRMWARE_KEY), version="2", security_counter=8
+    )
+    assert len(big) > 0xFFFF
+    blocks = verify_image_commands(big, confirm=True, chaining=False, block_size=0xFFFF)
+    assert _send_all(se, blocks) == (_digest(big), SW.OK)
+
+
+def test_chain_interrupted_by_another_command_is_refused() -> None:
+    se = SecureElement(*_chip())
+    _select_boot(se)
+    chain = verify_image_commands(_image(), confirm=True)
+    assert _rapdu(se, chain[0]) == (b"", SW.OK)
+    assert _rapdu(se, CommandApdu(0x80, INS_GET_BOOT_STATE, 0, 0, ne=256))[1] == 0x6883
+
+
+def test_tampered_chip_refuses_to_boot_anything() -> None:
+    se = SecureElement(*_chip())
+    se.tamper(TamperEvent.GLITCH)
+    assert _rapdu(se, CommandApdu(0x00, 0xA4, 0x04, 0x00, BOOT_AID))[1] != SW.OK
+    assert _send_all(se, verify_image_commands(_image(), confirm=True)[-1:])[1] != SW.OK
