@@ -12,6 +12,7 @@ import re
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from tests.vectors import load_json, vector_path
 
 from fleetid.crypto.ecies import (
     EciesWrappedKey,
@@ -22,7 +23,6 @@ from fleetid.crypto.ecies import (
 )
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats.ieee1609 import decode_certificate, encode_certificate, hashed_id8
-from tests.vectors import load_json, vector_path
 
 _FIELD = re.compile(r"^(\w+) = 0x([0-9A-Fa-f]+)\s*$", re.MULTILINE)
 
