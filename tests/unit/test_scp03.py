@@ -450,6 +450,17 @@ def test_wrong_host_cryptogram_card_6300_and_closed() -> None:
         card.external_authenticate(parse_command(valid))
 
 
+def test_host_checks_external_authenticate_status() -> None:
+    host, _card, response = _initialized()
+    host.external_authenticate(response)
+    host.check_authentication(bytes.fromhex("9000"))
+    assert host.is_open
+    with pytest.raises(SecureChannelError) as refused:
+        host.check_authentication(bytes.fromhex("6300"))
+    assert refused.value.sw == 0x6300
+    assert not host.is_open
+
+
 def test_wrong_mac_on_external_authenticate_6982() -> None:
     host, card, response = _initialized()
     external_authenticate = bytearray(host.external_authenticate(response))

@@ -419,12 +419,22 @@ class HostSession:
         # §6.2.3: EXTERNAL AUTHENTICATE is always MACed, from a zero chaining value, never
         # encrypted; the encryption counter then starts at 1 with the next command (§6.2.6).
         apdu = self._mac_command(
+            session.s_mac,
             CommandApdu(0x84, _INS_EXTERNAL_AUTHENTICATE, self._level, 0x00, host_cryptogram),
             _ZERO_CHAIN,
         )
         self._counter = 0
         self._open = True
         return apdu.encode()
+
+    def check_authentication(self, response: bytes) -> None:
+        """Check the card's answer to EXTERNAL AUTHENTICATE: anything but ``9000`` closes the
+        session and raises ``SecureChannelError`` with the card's status word (6300: the card
+        refused the host cryptogram, §7.1.2.7)."""
+        reply = parse_response(response)
+        if reply.sw != SW.OK or reply.data:
+            self.close()
+            raise SecureChannelError(reply.sw, "EXTERNAL AUTHENTICATE refused")
 
     def _initialize_update_data(self, response: bytes) -> bytes:
         base = _KDD_LENGTH + 3 + 2 * self._n
@@ -439,9 +449,8 @@ class HostSession:
                 return reply.data
         raise EncodingError(f"INITIALIZE UPDATE response of {len(response)} bytes is malformed")
 
-    def _mac_command(self, apdu: CommandApdu, chain: bytes) -> CommandApdu:
+    def _mac_command(self, s_mac: bytes, apdu: CommandApdu, chain: bytes) -> CommandApdu:
         """Append the C-MAC to ``apdu`` (data already final) and advance the chaining value."""
-        assert self._session is not None  # noqa: S101 - callers check the session is open
         cla = _with_secure_messaging(apdu.cla)
         provisional = CommandApdu(
             cla, apdu.ins, apdu.p1, apdu.p2, apdu.data + bytes(self._n), apdu.ne, apdu.extended
@@ -451,7 +460,7 @@ class HostSession:
         provisional = CommandApdu(
             cla, apdu.ins, apdu.p1, apdu.p2, provisional.data, ne, extended=extended
         )
-        full = _c_mac(self._session.s_mac, chain, cla, provisional, apdu.data)
+        full = _c_mac(s_mac, chain, cla, provisional, apdu.data)
         self._chain = full
         return CommandApdu(
             cla, apdu.ins, apdu.p1, apdu.p2, apdu.data + full[: self._n], ne, extended=extended
@@ -471,7 +480,7 @@ class HostSession:
             icv = _command_icv(session.s_enc, self._counter)
             data = aes_cbc_encrypt(session.s_enc, icv, iso9797_m2_pad(data))
         plain = CommandApdu(apdu.cla, apdu.ins, apdu.p1, apdu.p2, data, apdu.ne, apdu.extended)
-        return self._mac_command(plain, self._chain).encode()
+        return self._mac_command(session.s_mac, plain, self._chain).encode()
 
     def unwrap(self, response: bytes) -> bytes:
         """Check the R-MAC and decrypt R-ENCRYPTION; returns the plain data ‖ SW1SW2 (§6.2.5-7).
@@ -501,7 +510,8 @@ class HostSession:
     def key_component(self, key: bytes) -> bytes:
         """A PUT KEY AES key data block for ``key``, encrypted under this session's Key-DEK."""
         self._require_open()
-        assert self._static is not None  # noqa: S101 - set together with the session
+        if self._static is None:
+            raise SecureChannelError(SW.CONDITIONS_NOT_SATISFIED, "no open SCP03 session")
         encrypted = encrypt_key_component(self._static.dek, key)
         return aes_key_component(encrypted, len(key), aes_kcv(key))
 
@@ -670,12 +680,11 @@ class CardChannel:
         sm = _has_secure_messaging(apdu.cla)
         if self._aborted:
             raise SecureChannelError(SW.SECURITY_STATUS_NOT_SATISFIED, "secure channel aborted")
-        if not self._authenticated:
+        session = self._session
+        if not self._authenticated or session is None:
             if sm:
                 raise SecureChannelError(SW.CONDITIONS_NOT_SATISFIED, "no secure channel session")
             return apdu
-        assert self._session is not None  # noqa: S101 - set whenever authenticated
-        session = self._session
         if not sm:
             if self._level & C_MAC:
                 raise self._fail(
@@ -713,12 +722,11 @@ class CardChannel:
         if self._after_external_authenticate:
             self._after_external_authenticate = False
             return data  # §6.2.5: EXTERNAL AUTHENTICATE has no R-MAC
-        if not self._authenticated or not self._level & R_MAC:
+        session = self._session
+        if not self._authenticated or session is None or not self._level & R_MAC:
             return data
         if not _is_success(sw):
             return b""  # §6.2.5: an error status word travels alone, unprotected
-        assert self._session is not None  # noqa: S101 - set whenever authenticated
-        session = self._session
         body = data
         if self._level & R_ENCRYPTION and data:
             icv = _response_icv(session.s_enc, self._counter)
