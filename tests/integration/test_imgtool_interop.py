@@ -30,6 +30,7 @@ from fleetid.errors import VerificationError
 from fleetid.formats.mcuboot import (
     ImageFlag,
     ImageVersion,
+    MalformedImageError,
     Tlv,
     TlvType,
     build_image,
@@ -326,3 +327,39 @@ def test_version_string_forms_match_imgtool(tmp_path: Path, firmware: tuple[byte
         out = tmp_path / "v.bin"
         imgtool("sign", "--version", text, "-H", "0x20", "--pad-header", "-S", "0x100000", fw, out)
         assert parse_image(out.read_bytes()).version == ImageVersion.parse(text)
+
+
+def test_padded_slot_image_verifies_only_as_a_slot(
+    key: tuple[ec.EllipticCurvePrivateKey, Path], firmware: tuple[bytes, Path], tmp_path: Path
+) -> None:
+    private, key_file = key
+    data, fw = firmware
+    out = tmp_path / "slot.bin"
+    imgtool(
+        "sign",
+        "-k",
+        key_file,
+        "--version",
+        "1.0.0",
+        "-H",
+        "0x200",
+        "--pad-header",
+        "-S",
+        "0x10000",
+        "--pad",
+        "--confirm",
+        "--security-counter",
+        "2",
+        fw,
+        out,
+    )
+    slot = out.read_bytes()
+    assert len(slot) == 0x10000
+    parsed = verify_image(slot, private.public_key(), slot=True)
+    assert parsed.payload == data and parsed.security_counter == 2
+    with pytest.raises(MalformedImageError, match="follow the unprotected TLV area"):
+        verify_image(slot, private.public_key())
+    flipped = bytearray(slot)
+    flipped[0x200 + 7] ^= 0x04
+    with pytest.raises(VerificationError):
+        verify_image(bytes(flipped), private.public_key(), slot=True)

@@ -19,7 +19,8 @@ P-256, ECDSA-SHA384 for P-384). The security counter (``SEC_CNT``, u32) lives in
 area, so it is signed.
 
 Parsing fails closed: sizes must add up exactly, the image must end where the unprotected TLV area
-ends (no trailing bytes; an image padded to its slot with ``imgtool --pad`` is refused), hash,
+ends (no trailing bytes, unless the caller passes ``slot=True`` for the content of a whole flash
+slot, as ``imgtool sign --pad`` writes it: MCUboot then ignores what follows the TLVs), hash,
 key and signature TLVs are allowed only in the unprotected area and ``SEC_CNT`` only in the
 protected one, nothing but ``DEPENDENCY`` may repeat, and encrypted or compressed images are
 refused. Every malformed image raises :class:`MalformedImageError`, which is both an
@@ -337,8 +338,11 @@ def _check_tlvs(tlvs: Sequence[Tlv], allowed: frozenset[TlvType], what: str) -> 
         seen.add(tlv.type)
 
 
-def parse_image(image: bytes) -> ParsedImage:
+def parse_image(image: bytes, *, slot: bool = False) -> ParsedImage:
     """Parse an image's structure without checking hash, key or signature.
+
+    ``slot=True``: ``image`` is a whole flash slot; bytes after the TLV area (erased flash and the
+    swap trailer) are ignored, as MCUboot ignores them. By default they are refused.
 
     Raises :class:`MalformedImageError` (an ``EncodingError`` and a ``VerificationError``) on a
     bad magic, inconsistent sizes, a truncated or over-long image, or TLVs out of place.
@@ -385,7 +389,7 @@ def parse_image(image: bytes) -> ParsedImage:
         if tlv.type == TlvType.SEC_CNT and len(tlv.value) != 4:
             raise MalformedImageError("SEC_CNT TLV must be a 4-byte counter")
     end, unprotected = _parse_tlv_area(image, hash_region_size, TLV_INFO_MAGIC, "unprotected")
-    if end != len(image):
+    if end != len(image) and not slot:
         raise MalformedImageError(f"{len(image) - end} bytes follow the unprotected TLV area")
     _check_tlvs(unprotected, _UNPROTECTED_ALLOWED, "unprotected")
     if sum(t.type in _HASH_TLVS for t in unprotected) != 1:
@@ -411,18 +415,21 @@ def _strip_signature_padding(signature: bytes) -> bytes:
     return der
 
 
-def verify_image(image: bytes, public_key: ec.EllipticCurvePublicKey) -> ParsedImage:
+def verify_image(
+    image: bytes, public_key: ec.EllipticCurvePublicKey, *, slot: bool = False
+) -> ParsedImage:
     """Parse ``image`` and verify it against ``public_key``; return the parsed image.
 
     Checks in MCUboot's order (``bootutil_img_validate``): magic and sizes, TLV info magics, the
     hash TLV over header ‖ payload ‖ protected TLVs, KEYHASH (or PUBKEY) naming ``public_key``,
     then the ECDSA signature. Raises ``VerificationError`` on any mismatch or malformed byte.
     The security counter is returned, not judged: anti-rollback is the caller's state.
+    ``slot``: as for :func:`parse_image`.
     """
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise VerificationError("MCUboot image keys here are ECDSA P-256 or P-384 public keys")
     expected_hash = _curve_hash(public_key)
-    parsed = parse_image(image)
+    parsed = parse_image(image, slot=slot)
     if parsed.hash_type != expected_hash:
         raise VerificationError(
             f"image hash TLV is {parsed.hash_type.name}; a {public_key.curve.name} key needs "
