@@ -22,7 +22,16 @@ from fleetid.crypto.ecies import (
     ecies_wrap,
 )
 from fleetid.errors import EncodingError, VerificationError
-from fleetid.formats.ieee1609 import decode_certificate, encode_certificate, hashed_id8
+from fleetid.formats.ieee1609 import (
+    datetime_from_time64,
+    decode_certificate,
+    encode,
+    encode_certificate,
+    hashed_id8,
+    open_signed_data,
+    time32,
+    verify_signed_data,
+)
 
 _FIELD = re.compile(r"^(\w+) = 0x([0-9A-Fa-f]+)\s*$", re.MULTILINE)
 
@@ -175,3 +184,66 @@ def test_test_certificate_with_trailing_bytes_is_an_encoding_error() -> None:
     data = vector_path("v2x/TestCertificate.coer").read_bytes()
     with pytest.raises(EncodingError):
         decode_certificate(data + b"\x00")
+
+
+# A real ETSI TS 103 097 authorization ticket and a CAM signed with it (signer digest), as
+# captured in vanetza's test suite: riebl/vanetza @ 9811d58e,
+# vanetza/geonet/tests/router_indicate.cpp, test shb_secured_v3_message_digest
+# (certificate_buffer, and gn_buffer minus its 4-byte GeoNetworking basic header).
+VANETZA_AT_CERTIFICATE = bytes.fromhex(
+    "8003008056dfd6d627a362dc108300000000001ddff7b58400a8010280012481040301000080012581050401"
+    "901a258080820427bb27c998c1eca2b10e7107980244518b3c50a3a327b5b190d090f1451f3d808083c2f3ca"
+    "ebc7fa35945c030a5ae01a417adf6dffd541ccd2d92bfeb63dc15689cbd6b8e32bd5e866d9faa2fe5595e2db"
+    "b9be3e965a7094258b4a249dfb758a07"
+)
+VANETZA_SIGNED_CAM = bytes.fromhex(
+    "0381004003805620500280003201001400fe384ce0b890bf6b2b741f45286806640965804203bf0000a00007"
+    "d1000002024ce0b8902e6b005a9d422bce35bb82023c2306da3596d4583be1206d0302968acb33e661ffaa10"
+    "3fe01419804001240001c80bbaada06480127cff384ce0b89080829deede159a66081d036f7b282d8ff043c6"
+    "355f510765b14277b7722715590c9e4782fcbee33abc5193fbbda7f04fdeb2fe88a5195ea703caf412213237"
+    "e85dda"
+)
+
+
+def test_real_etsi_certificate_and_cam_round_trip_byte_identically() -> None:
+    certificate = decode_certificate(VANETZA_AT_CERTIFICATE)
+    assert encode_certificate(certificate.value) == VANETZA_AT_CERTIFICATE
+    message = open_signed_data(VANETZA_SIGNED_CAM)
+    assert encode("Ieee1609Dot2Data", message.value) == VANETZA_SIGNED_CAM
+    assert certificate.tbs["id"] == ("none", None)
+    assert [p["psid"] for p in certificate.tbs["appPermissions"]] == [36, 37]
+
+
+def test_real_cam_names_its_certificate_by_our_hashed_id8() -> None:
+    message = open_signed_data(VANETZA_SIGNED_CAM)
+    assert message.signer == ("digest", hashed_id8(VANETZA_AT_CERTIFICATE))
+    assert message.header_info["psid"] == 36
+
+
+def test_real_cam_signature_verifies_with_the_1609_data_to_sign_rule() -> None:
+    certificate = decode_certificate(VANETZA_AT_CERTIFICATE)
+    message = open_signed_data(VANETZA_SIGNED_CAM)
+    verify_signed_data(message, certificate.verification_key(), VANETZA_AT_CERTIFICATE)
+    # Generated inside the ticket's validity period (Time64 vs Time32 on the same TAI scale).
+    start = certificate.tbs["validityPeriod"]["start"]
+    generated = time32(datetime_from_time64(message.header_info["generationTime"]))
+    assert start <= generated <= start + 168 * 3600
+
+
+def test_real_cam_with_a_flipped_payload_byte_fails_verification() -> None:
+    certificate = decode_certificate(VANETZA_AT_CERTIFICATE)
+    tampered = bytearray(VANETZA_SIGNED_CAM)
+    tampered[20] ^= 0x01  # inside the unsecured CAM payload
+    with pytest.raises(VerificationError):
+        verify_signed_data(
+            open_signed_data(bytes(tampered)),
+            certificate.verification_key(),
+            VANETZA_AT_CERTIFICATE,
+        )
+
+
+def test_real_cam_verified_against_no_certificate_fails() -> None:
+    # The signer is a digest, so the data to sign includes H(certificate); "self" would not verify.
+    certificate = decode_certificate(VANETZA_AT_CERTIFICATE)
+    with pytest.raises(VerificationError):
+        verify_signed_data(open_signed_data(VANETZA_SIGNED_CAM), certificate.verification_key())
