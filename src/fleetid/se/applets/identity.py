@@ -1,0 +1,417 @@
+"""The identity applet: keys generated on the card, used by handle, attested, never exported.
+
+AID ``F0 46 4C 45 45 54 49 44 01 01`` (``F0`` = an unregistered proprietary RID per ISO/IEC
+7816-5 §5.1, then ASCII ``FLEETID``, application ``01``, version ``01``). Class ``80`` (``84``
+with secure messaging). Commands (full reference with status words: docs/se-apdu.md):
+
+============== ==== ======== ========== ===============================  =========================
+command        INS  P1       P2         data                             response
+============== ==== ======== ========== ===============================  =========================
+GET DATA       CA   tag hi   tag lo     (DF04: handle)                   9F7F CPLC, DF01 attestation
+                                                                         chain, DF02 anchors, DF03
+                                                                         firmware key, DF04 key cert
+GENERATE KEY   46   curve    handle     policy (1)                       handle ‖ 04 X Y
+SIGN           48   00       handle     digest (32/48/64)                DER ECDSA signature
+ECDH           4A   00       handle     peer point 04 X Y                shared secret X
+GET PUBLIC KEY 4C   00       handle     —                                curve ‖ policy ‖ origin ‖
+                                                                         04 X Y
+DELETE KEY     4E   00       handle     —                                —
+ATTEST         56   00       handle     challenge (0..64)                DER X.509 certificate
+LIST KEYS      5C   00       00         —                                (handle curve policy)*
+INIT UPDATE    50   KVN      00         host challenge                   (SCP03, delegated)
+EXT AUTH       82   level    00         cryptogram ‖ C-MAC               (SCP03, delegated)
+============== ==== ======== ========== ===============================  =========================
+
+Curves (P1 of GENERATE KEY): ``01`` P-256, ``02`` P-384. Handles: ``01``-``7F`` for keys the host
+asks for (``00`` in GENERATE KEY = the first free one); ``F0`` is the manufacturer attestation
+key, generated here during personalisation only (authenticated SCP03 session with C-MAC, card
+not yet SECURED). Policy byte: ``01`` sign, ``02`` key agreement, ``04`` attest (the attestation
+slot only), ``80`` use only inside an authenticated secure channel session.
+
+No command returns private key material: there is no export, no wrap, no backup. ATTEST issues an
+X.509 certificate for a key, signed by the attestation key, that carries the key-properties and
+DICE TcbInfo extensions of ``fleetid.formats.attestation``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.x509.oid import NameOID
+
+from fleetid.formats.apdu import SW, CommandApdu
+from fleetid.formats.attestation import (
+    KEY_PROPERTIES_OID,
+    OID_SHA256,
+    TCG_DICE_TCB_INFO_OID,
+    Fwid,
+    KeyOrigin,
+    KeyProperties,
+    KeyUsage,
+    TcbInfo,
+    encode_key_properties,
+    encode_tcb_info,
+)
+from fleetid.formats.tlv import encode_tlv
+from fleetid.se.applets.base import Applet, CommandContext, Reply, SecurityLevel, refuse
+from fleetid.se.applets.manager import (
+    INS_GET_DATA,
+    INS_STORE_DATA,
+    StoreDataBuffer,
+    apply_store_data,
+    cplc_data_object,
+)
+from fleetid.se.state import (
+    ATTESTATION_HANDLE,
+    MAX_USER_HANDLE,
+    CardLifeCycle,
+    CardState,
+    Curve,
+    KeySlot,
+)
+
+__all__ = [
+    "IDENTITY_AID",
+    "POLICY_REQUIRES_SESSION",
+    "IdentityApplet",
+]
+
+IDENTITY_AID = bytes.fromhex("F0464C45455449440101")
+
+INS_GENERATE_KEY = 0x46
+INS_SIGN = 0x48
+INS_ECDH = 0x4A
+INS_GET_PUBLIC_KEY = 0x4C
+INS_DELETE_KEY = 0x4E
+INS_ATTEST = 0x56
+INS_LIST_KEYS = 0x5C
+
+POLICY_REQUIRES_SESSION = 0x80
+_USER_USAGES = int(KeyUsage.SIGN | KeyUsage.KEY_AGREEMENT)
+_MAX_CHALLENGE = 64
+_DIGESTS: dict[int, hashes.HashAlgorithm] = {
+    32: hashes.SHA256(),
+    48: hashes.SHA384(),
+    64: hashes.SHA512(),
+}
+# RFC 5280 §4.1.2.5: 99991231235959Z means "no well-defined expiration date".
+_NO_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+_TCB_VENDOR = "fleetid"
+_TCB_MODEL = "fleetid-se-emulator"
+_SW_ALREADY_EXISTS = 0x6A89  # ISO 7816-4 Table 6: "file already exists"
+
+
+def _pyca_curve(curve: Curve) -> ec.EllipticCurve:
+    return ec.SECP256R1() if curve is Curve.P256 else ec.SECP384R1()
+
+
+def _point(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+
+
+class IdentityApplet(Applet):
+    """Key generation, signing, key agreement and attestation by handle."""
+
+    aid = IDENTITY_AID
+    secure_channel = True
+
+    def __init__(self) -> None:
+        self._store = StoreDataBuffer()
+        # Private key objects rebuilt from slots are cached per slot value (the KeySlot object
+        # itself, which is replaced whenever a slot changes), and dropped on zeroise.
+        self._cache: dict[int, tuple[KeySlot, ec.EllipticCurvePrivateKey]] = {}
+
+    def select(self, state: CardState) -> bytes:
+        self._store.reset()
+        return encode_tlv(0x6F, encode_tlv(0x84, self.aid))
+
+    def deselect(self) -> None:
+        self._store.reset()
+
+    def zeroise(self) -> None:
+        self._cache.clear()
+
+    def process(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        ins = apdu.ins
+        if ins != INS_STORE_DATA:
+            self._store.reset()
+        if ins == INS_GET_DATA:
+            return self._get_data(ctx, apdu)
+        ctx.require_proprietary()
+        if ins == INS_STORE_DATA:
+            # Personalisation data for this applet (GPCS §11.11), same objects as the ISD takes.
+            ctx.require_session()
+            objects = self._store.feed(apdu)
+            if objects is not None:
+                apply_store_data(ctx, objects)
+            return Reply()
+        if ins == INS_LIST_KEYS:
+            if apdu.p1 or apdu.p2:
+                raise refuse(SW.INCORRECT_P1P2, "LIST KEYS takes P1 P2 00 00")
+            return Reply(
+                data=b"".join(
+                    bytes((h, int(s.curve), s.usage)) for h, s in sorted(ctx.state.keys.items())
+                )
+            )
+        handlers = {
+            INS_GENERATE_KEY: self._generate_key,
+            INS_SIGN: self._sign,
+            INS_ECDH: self._ecdh,
+            INS_GET_PUBLIC_KEY: self._get_public_key,
+            INS_DELETE_KEY: self._delete_key,
+            INS_ATTEST: self._attest,
+        }
+        handler = handlers.get(ins)
+        if handler is None:
+            raise refuse(SW.INS_NOT_SUPPORTED, f"INS {ins:02X}")
+        return handler(ctx, apdu)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _private_key(
+        self, state: CardState, handle: int
+    ) -> tuple[KeySlot, ec.EllipticCurvePrivateKey]:
+        slot = state.keys.get(handle)
+        if slot is None:
+            raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no key in slot {handle:02X}")
+        cached = self._cache.get(handle)
+        if cached is not None and cached[0] is slot:
+            return cached
+        key = ec.derive_private_key(slot.private_value, _pyca_curve(slot.curve))
+        self._cache[handle] = (slot, key)
+        return slot, key
+
+    @staticmethod
+    def _check_use(ctx: CommandContext, slot: KeySlot, usage: KeyUsage) -> None:
+        if slot.usage & POLICY_REQUIRES_SESSION:
+            ctx.require_session(SecurityLevel.C_MAC)
+        if not slot.usage & usage:
+            raise refuse(SW.CONDITIONS_NOT_SATISFIED, "key usage policy forbids this operation")
+
+    @staticmethod
+    def _user_handle(apdu: CommandApdu) -> int:
+        if apdu.p1 != 0x00:
+            raise refuse(SW.INCORRECT_P1P2, "P1 must be 00")
+        if not (1 <= apdu.p2 <= MAX_USER_HANDLE or apdu.p2 == ATTESTATION_HANDLE):
+            raise refuse(SW.INCORRECT_P1P2, f"handle {apdu.p2:02X} is out of range")
+        return apdu.p2
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def _get_data(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        state = ctx.state
+        tag = (apdu.p1 << 8) | apdu.p2
+        if tag == 0xDF04:
+            if len(apdu.data) != 1:
+                raise refuse(SW.WRONG_LENGTH, "GET DATA DF04 takes a key handle")
+            cert = state.key_certificates.get(apdu.data[0])
+            if cert is None:
+                raise refuse(SW.REFERENCED_DATA_NOT_FOUND, "no certificate for that key")
+            return Reply(data=cert)
+        if apdu.data:
+            raise refuse(SW.WRONG_LENGTH, "GET DATA takes no data here")
+        if tag == 0x9F7F:
+            return Reply(data=cplc_data_object(state))
+        if tag == 0xDF01 and state.attestation_chain:
+            return Reply(data=b"".join(state.attestation_chain))
+        if tag == 0xDF02 and state.trust_anchors:
+            return Reply(data=b"".join(state.trust_anchors))
+        if tag == 0xDF03 and state.boot.verification_key is not None:
+            return Reply(data=state.boot.verification_key)
+        raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no data object {tag:04X}")
+
+    def _generate_key(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        state = ctx.state
+        try:
+            curve = Curve(apdu.p1)
+        except ValueError:
+            raise refuse(SW.INCORRECT_P1P2, f"curve {apdu.p1:02X}") from None
+        if len(apdu.data) != 1:
+            raise refuse(SW.WRONG_LENGTH, "GENERATE KEY takes one policy byte")
+        policy = apdu.data[0]
+        handle = apdu.p2
+        if handle == ATTESTATION_HANDLE:
+            if policy != int(KeyUsage.ATTEST):
+                raise refuse(SW.INCORRECT_DATA, "the attestation key has policy 04 only")
+            ctx.require_session(SecurityLevel.C_MAC)
+            ctx.require_before(CardLifeCycle.SECURED)
+        else:
+            usage = policy & ~POLICY_REQUIRES_SESSION
+            if not usage or usage & ~_USER_USAGES:
+                raise refuse(SW.INCORRECT_DATA, f"policy {policy:02X}")
+            if handle == 0:
+                free = [h for h in range(1, MAX_USER_HANDLE + 1) if h not in state.keys]
+                if not free:
+                    raise refuse(SW.NOT_ENOUGH_MEMORY, "no free key slot")
+                handle = free[0]
+            elif handle > MAX_USER_HANDLE:
+                raise refuse(SW.INCORRECT_P1P2, f"handle {handle:02X} is out of range")
+            elif handle in state.keys:
+                raise refuse(_SW_ALREADY_EXISTS, f"slot {handle:02X} is in use")
+        key = ec.generate_private_key(_pyca_curve(curve))
+        state.keys[handle] = KeySlot(
+            curve=curve, private_value=key.private_numbers().private_value, usage=policy
+        )
+        if handle == ATTESTATION_HANDLE:
+            state.attestation_chain = []  # a new attestation key needs a new certificate
+        state.key_certificates.pop(handle, None)
+        self._cache.pop(handle, None)
+        ctx.persist()
+        return Reply(data=bytes((handle,)) + _point(key.public_key()))
+
+    def _sign(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        handle = self._user_handle(apdu)
+        slot, key = self._private_key(ctx.state, handle)
+        self._check_use(ctx, slot, KeyUsage.SIGN)
+        algorithm = _DIGESTS.get(len(apdu.data))
+        if algorithm is None:
+            raise refuse(SW.WRONG_LENGTH, "a digest has 32, 48 or 64 bytes")
+        return Reply(data=key.sign(apdu.data, ec.ECDSA(Prehashed(algorithm))))
+
+    def _ecdh(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        handle = self._user_handle(apdu)
+        slot, key = self._private_key(ctx.state, handle)
+        self._check_use(ctx, slot, KeyUsage.KEY_AGREEMENT)
+        if len(apdu.data) != 1 + 2 * slot.curve.coordinate_size or apdu.data[0] != 0x04:
+            raise refuse(SW.INCORRECT_DATA, "peer point is not an uncompressed point of the curve")
+        try:
+            peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, apdu.data)
+        except ValueError:
+            raise refuse(SW.INCORRECT_DATA, "peer point is not on the curve") from None
+        return Reply(data=key.exchange(ec.ECDH(), peer))
+
+    def _get_public_key(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        handle = self._user_handle(apdu)
+        slot, key = self._private_key(ctx.state, handle)
+        origin = 0x01 if slot.generated_on_card else 0x00
+        return Reply(data=bytes((int(slot.curve), slot.usage, origin)) + _point(key.public_key()))
+
+    def _delete_key(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        handle = self._user_handle(apdu)
+        if handle == ATTESTATION_HANDLE:
+            raise refuse(SW.CONDITIONS_NOT_SATISFIED, "the attestation key cannot be deleted")
+        state = ctx.state
+        slot = state.keys.get(handle)
+        if slot is None:
+            raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no key in slot {handle:02X}")
+        if slot.usage & POLICY_REQUIRES_SESSION:
+            ctx.require_session(SecurityLevel.C_MAC)
+        del state.keys[handle]
+        state.key_certificates.pop(handle, None)
+        self._cache.pop(handle, None)
+        ctx.persist()
+        return Reply()
+
+    def _attest(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        handle = self._user_handle(apdu)
+        if handle == ATTESTATION_HANDLE:
+            raise refuse(SW.CONDITIONS_NOT_SATISFIED, "the attestation key is not attested here")
+        state = ctx.state
+        slot, key = self._private_key(state, handle)
+        if len(apdu.data) > _MAX_CHALLENGE:
+            raise refuse(SW.WRONG_LENGTH, f"challenge longer than {_MAX_CHALLENGE} bytes")
+        if ATTESTATION_HANDLE not in state.keys or not state.attestation_chain:
+            raise refuse(SW.CONDITIONS_NOT_SATISFIED, "card has no certified attestation key")
+        _, attestation_key = self._private_key(state, ATTESTATION_HANDLE)
+        issuer = x509.load_der_x509_certificate(state.attestation_chain[0])
+        cert = _attestation_certificate(
+            state=state,
+            handle=handle,
+            slot=slot,
+            subject_key=key.public_key(),
+            challenge=apdu.data,
+            issuer=issuer,
+            signing_key=attestation_key,
+            serial=int.from_bytes(ctx.random(16), "big") >> 1 | 1,
+        )
+        return Reply(data=cert.public_bytes(serialization.Encoding.DER))
+
+
+def _attestation_certificate(
+    *,
+    state: CardState,
+    handle: int,
+    slot: KeySlot,
+    subject_key: ec.EllipticCurvePublicKey,
+    challenge: bytes,
+    issuer: x509.Certificate,
+    signing_key: ec.EllipticCurvePrivateKey,
+    serial: int,
+) -> x509.Certificate:
+    usage = KeyUsage(slot.usage & 0x07)
+    props = KeyProperties(
+        chip_serial=state.chip_serial,
+        key_handle=handle,
+        curve_oid=slot.curve.oid,
+        usage=usage,
+        challenge=challenge,
+        origin=KeyOrigin.GENERATED_ON_CARD if slot.generated_on_card else KeyOrigin.IMPORTED,
+        exportable=False,
+        requires_secure_channel=bool(slot.usage & POLICY_REQUIRES_SESSION),
+    )
+    boot = state.boot
+    tcb = TcbInfo(
+        vendor=_TCB_VENDOR,
+        model=_TCB_MODEL,
+        version=boot.image_version,
+        svn=boot.security_counter,
+        fwids=(Fwid(hash_alg=OID_SHA256, digest=boot.measurement),) if boot.measurement else (),
+    )
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, state.chip_serial.hex().upper()),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"fleetid SE key {handle:02X}"),
+        ]
+    )
+    try:
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+            issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        )
+    except x509.ExtensionNotFound:
+        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject)
+        .public_key(subject_key)
+        .serial_number(serial)
+        .not_valid_before(issuer.not_valid_before_utc)
+        .not_valid_after(_NO_EXPIRY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=bool(usage & KeyUsage.SIGN),
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=bool(usage & KeyUsage.KEY_AGREEMENT),
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
+        .add_extension(aki, critical=False)
+        .add_extension(
+            x509.UnrecognizedExtension(
+                x509.ObjectIdentifier(KEY_PROPERTIES_OID), encode_key_properties(props)
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.UnrecognizedExtension(
+                x509.ObjectIdentifier(TCG_DICE_TCB_INFO_OID), encode_tcb_info(tcb)
+            ),
+            critical=False,
+        )
+    )
+    algorithm = hashes.SHA384() if signing_key.curve.key_size >= 384 else hashes.SHA256()
+    return builder.sign(signing_key, algorithm)

@@ -1,0 +1,422 @@
+"""The card manager: GlobalPlatform Issuer Security Domain (GP Card Spec v2.3.1 §11).
+
+AID ``A0 00 00 01 51 00 00 00`` (the GP ISD AID). Commands (full reference: docs/se-apdu.md):
+
+=========  ====  =====================================================================
+command    INS   notes
+=========  ====  =====================================================================
+SELECT     A4    answered by the card; FCI ``6F { 84 AID, A5 { 9F65 max data } }``
+GET DATA   CA    ``9F7F`` CPLC, ``00E0`` key information template (GPCS §11.3)
+GET STATUS F2    P1 ``80`` (the ISD): ``E3 { 4F AID, 9F70 life cycle, C5 privileges }``
+INIT UPD.  50    answered by the card's SCP03 channel (Amd D §7.1.1)
+EXT AUTH   82    answered by the card's SCP03 channel (Amd D §7.1.2)
+PUT KEY    D8    AES key sets wrapped under Key-DEK, KCV checked (GPCS §11.8, Amd D §7.2)
+STORE DATA E2    DGI or BER-TLV personalisation objects, block numbered (GPCS §11.11)
+SET STATUS F0    P1 ``80``: card life cycle transitions (GPCS §11.10, §5.1.1)
+=========  ====  =====================================================================
+
+PUT KEY, STORE DATA and SET STATUS need an authenticated secure channel session with at least
+C-MAC (6982 otherwise). Personalisation objects that bind the card to its manufacturer (the
+attestation chain, the firmware verification key) are refused once the card is SECURED (6985).
+
+STORE DATA objects (value formats are fleetid's; both structures name the same objects):
+
+====================================  ======  ======  ============================================
+object                                DGI     tag     value
+====================================  ======  ======  ============================================
+attestation certificate chain         0F01    DF01    DER certificates, device attestation first
+trust anchors                         0F02    DF02    DER certificates (replaces the set)
+firmware verification key             0F03    DF03    DER SubjectPublicKeyInfo, P-256 or P-384
+certificate of a key handle           0F04    DF04    handle (1) ‖ DER certificate
+====================================  ======  ======  ============================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fleetid.crypto.symmetric import aes_kcv, bytes_equal
+from fleetid.errors import FleetIdError
+from fleetid.formats.apdu import SW, CommandApdu
+from fleetid.formats.tlv import TlvError, decode_dgis, decode_tlv, decode_tlvs, encode_tlv
+from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
+from fleetid.se.state import (
+    ATTESTATION_HANDLE,
+    CardLifeCycle,
+    CardState,
+    KeySet,
+    allowed_transition,
+)
+
+__all__ = [
+    "ISD_AID",
+    "MAX_KEYSETS",
+    "ManagerApplet",
+    "PersonalisationObject",
+    "StoreDataBuffer",
+    "apply_store_data",
+    "private_key_of",
+]
+
+ISD_AID = bytes.fromhex("A000000151000000")
+MAX_KEYSETS = 8
+_MAX_STORE_DATA = 32 * 1024
+
+INS_GET_DATA = 0xCA
+INS_GET_STATUS = 0xF2
+INS_PUT_KEY = 0xD8
+INS_STORE_DATA = 0xE2
+INS_SET_STATUS = 0xF0
+
+_AES_KEY_TYPE = 0x88  # GPCS Table 11-16
+_SCP03_KEY_IDS = 3  # Key-ENC, Key-MAC, Key-DEK with key identifiers 1, 2, 3 (Amd D §7.2)
+_ISD_PRIVILEGES = bytes.fromhex("9EFE80")  # SD, card lock, card terminate, ... (GPCS Table 6-1)
+
+
+class PersonalisationObject:
+    """The STORE DATA objects: DGI and the matching BER-TLV tag."""
+
+    ATTESTATION_CHAIN = (0x0F01, 0xDF01)
+    TRUST_ANCHORS = (0x0F02, 0xDF02)
+    FIRMWARE_KEY = (0x0F03, 0xDF03)
+    KEY_CERTIFICATE = (0x0F04, 0xDF04)
+
+
+def private_key_of(state: CardState, handle: int) -> ec.EllipticCurvePrivateKey | None:
+    """The pyca private key object in slot ``handle`` (the card's own use only), or None."""
+    slot = state.keys.get(handle)
+    if slot is None:
+        return None
+    curve: ec.EllipticCurve = ec.SECP256R1() if slot.curve.coordinate_size == 32 else ec.SECP384R1()
+    return ec.derive_private_key(slot.private_value, curve)
+
+
+def _der_certificates(value: bytes) -> list[bytes]:
+    """Split concatenated DER certificates, each parsed by pyca; raise 6A80 when one is bad."""
+    out: list[bytes] = []
+    offset = 0
+    while offset < len(value):
+        try:
+            # Each certificate is one DER SEQUENCE; its BER-TLV framing tells where it ends.
+            tlv, end = decode_tlv(value, offset)
+            if tlv.tag != 0x30:
+                raise TlvError("a certificate is a SEQUENCE")
+            der = value[offset:end]
+            x509.load_der_x509_certificate(der)
+        except (TlvError, ValueError) as exc:
+            raise refuse(SW.INCORRECT_DATA, f"certificate {len(out)} does not parse") from exc
+        out.append(der)
+        offset = end
+    if not out:
+        raise refuse(SW.INCORRECT_DATA, "no certificate")
+    return out
+
+
+def _same_key(a: ec.EllipticCurvePublicKey, b: object) -> bool:
+    return isinstance(b, ec.EllipticCurvePublicKey) and a.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) == b.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> None:
+    """Check every object, then apply them all (all or nothing) and persist.
+
+    ``objects`` are (object id, value) with the DGI already mapped (see ``StoreDataBuffer``).
+    """
+    state = ctx.state
+    chain: list[bytes] | None = None
+    anchors: list[bytes] | None = None
+    firmware_key: bytes | None = None
+    key_certificates: dict[int, bytes] = {}
+    for obj, value in objects:
+        if obj == PersonalisationObject.ATTESTATION_CHAIN[0]:
+            ctx.require_before(CardLifeCycle.SECURED)
+            certs = _der_certificates(value)
+            key = private_key_of(state, ATTESTATION_HANDLE)
+            if key is None:
+                raise refuse(SW.CONDITIONS_NOT_SATISFIED, "no attestation key to certify")
+            leaf = x509.load_der_x509_certificate(certs[0])
+            if not _same_key(key.public_key(), leaf.public_key()):
+                raise refuse(SW.INCORRECT_DATA, "chain does not certify the attestation key")
+            chain = certs
+        elif obj == PersonalisationObject.TRUST_ANCHORS[0]:
+            anchors = _der_certificates(value)
+        elif obj == PersonalisationObject.FIRMWARE_KEY[0]:
+            ctx.require_before(CardLifeCycle.SECURED)
+            try:
+                pub = serialization.load_der_public_key(value)
+            except ValueError as exc:
+                raise refuse(SW.INCORRECT_DATA, "firmware key is not a DER SPKI") from exc
+            if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.curve.key_size not in (
+                256,
+                384,
+            ):
+                raise refuse(SW.INCORRECT_DATA, "firmware key must be ECDSA P-256 or P-384")
+            firmware_key = value
+        elif obj == PersonalisationObject.KEY_CERTIFICATE[0]:
+            if len(value) < 2:
+                raise refuse(SW.INCORRECT_DATA, "key certificate needs a handle and a certificate")
+            handle, certs = value[0], _der_certificates(value[1:])
+            key = private_key_of(state, handle)
+            if key is None:
+                raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no key in slot {handle:02X}")
+            cert = x509.load_der_x509_certificate(certs[0])
+            if len(certs) != 1 or not _same_key(key.public_key(), cert.public_key()):
+                raise refuse(SW.INCORRECT_DATA, "certificate does not certify that key")
+            key_certificates[handle] = certs[0]
+        else:
+            raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"unknown personalisation object {obj:04X}")
+    if chain is not None:
+        state.attestation_chain = chain
+    if anchors is not None:
+        state.trust_anchors = anchors
+    if firmware_key is not None:
+        state.boot.verification_key = firmware_key
+    state.key_certificates.update(key_certificates)
+    ctx.persist()
+
+
+@dataclass(kw_only=True)
+class StoreDataBuffer:
+    """Assembles the blocks of one STORE DATA sequence (GPCS §11.11.2: P2 numbers the blocks)."""
+
+    structure: int = 0
+    expected_block: int = 0
+    data: bytearray | None = None
+
+    _DGI: ClassVar[int] = 0x08  # P1 b5-b4 = 01
+    _BER_TLV: ClassVar[int] = 0x10  # P1 b5-b4 = 10
+
+    def reset(self) -> None:
+        self.structure, self.expected_block, self.data = 0, 0, None
+
+    def feed(self, apdu: CommandApdu) -> list[tuple[int, bytes]] | None:
+        """Take one block; on the last block return the decoded objects (object id, value)."""
+        p1 = apdu.p1
+        encryption = p1 & 0x60
+        structure = p1 & 0x18
+        if encryption != 0x00 or structure not in (self._DGI, self._BER_TLV) or p1 & 0x06:
+            self.reset()
+            raise refuse(SW.INCORRECT_P1P2, f"STORE DATA P1 {p1:02X} not supported")
+        if apdu.p2 == 0:
+            self.reset()
+            self.data = bytearray()
+            self.structure = structure
+        elif self.data is None or apdu.p2 != self.expected_block or structure != self.structure:
+            self.reset()
+            raise refuse(SW.INCORRECT_P1P2, f"STORE DATA block {apdu.p2} out of sequence")
+        assert self.data is not None  # noqa: S101 - set above for block 0
+        if len(self.data) + len(apdu.data) > _MAX_STORE_DATA:
+            self.reset()
+            raise refuse(SW.NOT_ENOUGH_MEMORY, "STORE DATA sequence too long")
+        self.data += apdu.data
+        self.expected_block = apdu.p2 + 1
+        if not p1 & 0x80:
+            if self.expected_block > 0xFF:
+                self.reset()
+                raise refuse(SW.INCORRECT_P1P2, "STORE DATA block numbers exhausted")
+            return None
+        raw, structure = bytes(self.data), self.structure
+        self.reset()
+        try:
+            if structure == self._DGI:
+                return [(d.dgi, d.value) for d in decode_dgis(raw)]
+            by_tag = {tag: dgi for dgi, tag in _OBJECTS}
+            out = []
+            for t in decode_tlvs(raw):
+                if t.tag not in by_tag:
+                    raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"unknown tag {t.tag:X}")
+                out.append((by_tag[t.tag], t.value))
+            return out
+        except TlvError as exc:
+            raise refuse(SW.INCORRECT_DATA, "STORE DATA content does not parse") from exc
+
+
+_OBJECTS = (
+    PersonalisationObject.ATTESTATION_CHAIN,
+    PersonalisationObject.TRUST_ANCHORS,
+    PersonalisationObject.FIRMWARE_KEY,
+    PersonalisationObject.KEY_CERTIFICATE,
+)
+
+
+def cplc_data_object(state: CardState) -> bytes:
+    return encode_tlv(0x9F7F, state.cplc.encode())
+
+
+class ManagerApplet(Applet):
+    """The Issuer Security Domain."""
+
+    aid = ISD_AID
+    secure_channel = True
+    selectable_when_locked = True
+
+    def __init__(self) -> None:
+        self._store = StoreDataBuffer()
+
+    def select(self, state: CardState) -> bytes:
+        self._store.reset()
+        proprietary = encode_tlv(0x9F65, b"\xff")  # maximum length of command data field
+        return encode_tlv(0x6F, encode_tlv(0x84, self.aid) + encode_tlv(0xA5, proprietary))
+
+    def deselect(self) -> None:
+        self._store.reset()
+
+    def process(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        ins = apdu.ins
+        if ins != INS_STORE_DATA:
+            self._store.reset()
+        if ins == INS_GET_DATA:
+            return self._get_data(ctx, apdu)
+        ctx.require_proprietary()
+        if ins == INS_GET_STATUS:
+            return self._get_status(ctx, apdu)
+        if ins == INS_PUT_KEY:
+            return self._put_key(ctx, apdu)
+        if ins == INS_STORE_DATA:
+            ctx.require_session()
+            objects = self._store.feed(apdu)
+            if objects is not None:
+                apply_store_data(ctx, objects)
+            return Reply()
+        if ins == INS_SET_STATUS:
+            return self._set_status(ctx, apdu)
+        raise refuse(SW.INS_NOT_SUPPORTED, f"INS {ins:02X}")
+
+    # --- GET DATA / GET STATUS ----------------------------------------------------------------
+
+    def _get_data(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        tag = (apdu.p1 << 8) | apdu.p2
+        if apdu.data:
+            raise refuse(SW.WRONG_LENGTH, "GET DATA takes no data here")
+        if tag == 0x9F7F:
+            return Reply(data=cplc_data_object(ctx.state))
+        if tag == 0x00E0:
+            # GPCS §11.3.3.1: E0 { C0 { key id, KVN, key type, key length } ... }
+            entries = b"".join(
+                encode_tlv(0xC0, bytes((key_id, kvn, _AES_KEY_TYPE, len(ks.enc))))
+                for kvn, ks in sorted(ctx.state.keysets.items())
+                for key_id in range(1, _SCP03_KEY_IDS + 1)
+            )
+            return Reply(data=encode_tlv(0xE0, entries))
+        raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no data object {tag:04X}")
+
+    def _get_status(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        if apdu.p1 != 0x80 or apdu.p2 not in (0x02, 0x03):
+            raise refuse(SW.INCORRECT_P1P2, "GET STATUS supports the ISD (P1 80), TLV format")
+        try:
+            criteria = decode_tlvs(apdu.data)
+        except TlvError as exc:
+            raise refuse(SW.INCORRECT_DATA, "search criteria do not parse") from exc
+        if not criteria or criteria[0].tag != 0x4F:
+            raise refuse(SW.INCORRECT_DATA, "search criteria need tag 4F")
+        if criteria[0].value and not self.aid.startswith(criteria[0].value):
+            raise refuse(SW.REFERENCED_DATA_NOT_FOUND, "no matching AID")
+        body = (
+            encode_tlv(0x4F, self.aid)
+            + encode_tlv(0x9F70, bytes((int(ctx.state.life_cycle),)))
+            + encode_tlv(0xC5, _ISD_PRIVILEGES)
+        )
+        return Reply(data=encode_tlv(0xE3, body))
+
+    # --- PUT KEY --------------------------------------------------------------------------------
+
+    def _put_key(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        ctx.require_session()
+        if apdu.p2 != 0x81:
+            raise refuse(SW.INCORRECT_P1P2, "PUT KEY takes a whole SCP03 key set (P2 81)")
+        state = ctx.state
+        old_kvn = apdu.p1
+        if old_kvn > 0x7F:
+            raise refuse(SW.INCORRECT_P1P2, f"KVN {old_kvn:02X}")
+        data = apdu.data
+        if len(data) < 1:
+            raise refuse(SW.WRONG_LENGTH, "PUT KEY needs a new KVN and key data")
+        new_kvn = data[0]
+        if not 0x01 <= new_kvn <= 0x7F:
+            raise refuse(SW.INCORRECT_DATA, f"new KVN {new_kvn:02X}")
+        if old_kvn == 0:
+            if new_kvn in state.keysets:
+                raise refuse(SW.INCORRECT_DATA, f"key set {new_kvn:02X} exists")
+            if len(state.keysets) >= MAX_KEYSETS:
+                raise refuse(SW.NOT_ENOUGH_MEMORY, "no room for another key set")
+        else:
+            if old_kvn not in state.keysets:
+                raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no key set {old_kvn:02X}")
+            if new_kvn != old_kvn and new_kvn in state.keysets:
+                raise refuse(SW.INCORRECT_DATA, f"key set {new_kvn:02X} exists")
+        keys, kcvs = self._parse_key_blocks(ctx, data[1:])
+        if old_kvn:
+            del state.keysets[old_kvn]
+        # Amd D §6.2.2.1: a replaced key set starts its sequence counter again.
+        state.keysets[new_kvn] = KeySet(enc=keys[0], mac=keys[1], dek=keys[2])
+        ctx.persist()
+        return Reply(data=bytes((new_kvn,)) + b"".join(kcvs))
+
+    def _parse_key_blocks(
+        self, ctx: CommandContext, blocks: bytes
+    ) -> tuple[list[bytes], list[bytes]]:
+        decrypt = ctx.decrypt_sensitive
+        if decrypt is None:
+            raise refuse(SW.SECURITY_STATUS_NOT_SATISFIED, "no session Key-DEK")
+        keys: list[bytes] = []
+        kcvs: list[bytes] = []
+        offset = 0
+        while offset < len(blocks):
+            # Amd D Table 7-10: 88 | L | key length | encrypted key | KCV length | KCV.
+            if offset + 3 > len(blocks):
+                raise refuse(SW.INCORRECT_DATA, "truncated key data block")
+            key_type, length, key_length = blocks[offset : offset + 3]
+            if key_type != _AES_KEY_TYPE:
+                raise refuse(SW.INCORRECT_DATA, f"key type {key_type:02X} is not AES")
+            if key_length not in (16, 24, 32) or length != 1 + key_length + (-key_length % 16):
+                raise refuse(SW.INCORRECT_DATA, "AES key length")
+            start = offset + 3
+            end = offset + 2 + length
+            if end + 1 > len(blocks):
+                raise refuse(SW.INCORRECT_DATA, "truncated key data block")
+            encrypted = blocks[start:end]
+            kcv_length = blocks[end]
+            kcv = blocks[end + 1 : end + 1 + kcv_length]
+            if kcv_length != 3 or len(kcv) != 3:
+                raise refuse(SW.INCORRECT_DATA, "AES key check value has 3 bytes")
+            try:
+                key = decrypt(encrypted)[:key_length]
+            except FleetIdError as exc:
+                raise refuse(SW.INCORRECT_DATA, "key data does not decrypt") from exc
+            if not bytes_equal(aes_kcv(key)[:3], kcv):
+                raise refuse(SW.INCORRECT_DATA, f"key check value of key {len(keys) + 1}")
+            keys.append(key)
+            kcvs.append(kcv)
+            offset = end + 1 + kcv_length
+        if len(keys) != _SCP03_KEY_IDS or len({len(k) for k in keys}) != 1:
+            raise refuse(SW.INCORRECT_DATA, "an SCP03 key set is three AES keys of one length")
+        return keys, kcvs
+
+    # --- SET STATUS -----------------------------------------------------------------------------
+
+    def _set_status(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        ctx.require_session()
+        if apdu.p1 != 0x80:
+            raise refuse(SW.INCORRECT_P1P2, "SET STATUS supports the card life cycle (P1 80)")
+        if apdu.data and apdu.data != self.aid:
+            raise refuse(SW.REFERENCED_DATA_NOT_FOUND, "SET STATUS for the ISD names its AID")
+        try:
+            target = CardLifeCycle(apdu.p2)
+        except ValueError:
+            raise refuse(SW.INCORRECT_DATA, f"life cycle {apdu.p2:02X} is undefined") from None
+        state = ctx.state
+        if not allowed_transition(state.life_cycle, target):
+            raise refuse(
+                SW.CONDITIONS_NOT_SATISFIED, f"{state.life_cycle.name} -> {target.name} (GP §5.1.1)"
+            )
+        state.life_cycle = target
+        if target is CardLifeCycle.TERMINATED:
+            state.zeroise()
+        ctx.persist()
+        return Reply()

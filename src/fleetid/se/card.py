@@ -1,0 +1,606 @@
+"""The emulated secure element: one way in, ``transmit(command APDU) -> response APDU``.
+
+``SecureElement`` is the chip. It owns the transport rules of ISO/IEC 7816-4 and GlobalPlatform,
+so that applets only ever see plain, well-formed commands:
+
+1. The command is parsed (``fleetid.formats.apdu.parse_command``); a malformed one gets 6700.
+2. The class byte (ISO 7816-4 §5.4.1): ``FF`` and RFU classes get 6E00; a logical channel other
+   than 0 gets 6881 (the card has the basic channel only).
+3. A TERMINATED card answers SELECT with 6A82 and everything else with 6985 (GPCS §5.1.1.5).
+4. GET RESPONSE (``00 C0 00 00 Le``) returns the rest of a response that did not fit in Ne; the
+   response before it said ``61xx`` (ISO 7816-4 §5.3.4, as T=0 cards and short APDUs need).
+5. SELECT by AID (``00 A4 04 00``) selects an applet and answers its FCI; unknown AIDs get 6A82
+   and leave the current selection. Any SELECT closes the secure channel session (GPCS §10.2.3).
+6. INITIALIZE UPDATE / EXTERNAL AUTHENTICATE go to the card's SCP03 channel when the selected
+   applet takes a secure channel (the ISD, and applets that delegate to it).
+7. Every other command passes through the SCP03 channel: with the secure-messaging class bit
+   (``84``, or ``04`` interindustry) it is verified and decrypted; without it, inside a session
+   whose level asks for C-MAC, it is refused with 6982 and the session is aborted
+   (Amd D §5.6). The response is then protected (R-MAC / R-ENC) at the session's level.
+8. Command chaining (class b5, ISO 7816-4 §5.1.1.1) is assembled for applets that accept it for
+   that INS, else 6884; a chain interrupted by another command gets 6883.
+9. Nothing raises across the boundary: an unexpected exception answers 6F00 and is logged by
+   type only, never with arguments (they may hold key material).
+
+State changes are written to sealed flash (``fleetid.se.keystore``) before the response leaves.
+``tamper`` is the hardware tamper hook (voltage / glitch / mesh sensors); it is a Python method
+on the chip object and no APDU reaches it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from fleetid.clock import Clock, SystemClock
+from fleetid.errors import SecureChannelError, SecureElementError
+from fleetid.formats.apdu import (
+    SW,
+    CommandApdu,
+    MalformedApduError,
+    parse_command,
+)
+from fleetid.se.applets.base import Applet, CommandContext
+from fleetid.se.applets.boot import BootApplet
+from fleetid.se.applets.identity import IdentityApplet
+from fleetid.se.applets.manager import ISD_AID, ManagerApplet
+from fleetid.se.keystore import SealedFlash, Silicon
+from fleetid.se.scp03 import CardChannel, StaticKeys
+from fleetid.se.state import CardLifeCycle, CardState, Cplc, KeySet
+
+__all__ = [
+    "DemoManufacturer",
+    "ManufacturedCard",
+    "SecureElement",
+    "TamperEvent",
+    "manufacture_test_card",
+]
+
+_log = logging.getLogger("fleetid.se.card")
+
+_INS_SELECT = 0xA4
+_INS_GET_RESPONSE = 0xC0
+_INS_INITIALIZE_UPDATE = 0x50
+_INS_EXTERNAL_AUTHENTICATE = 0x82
+_SW_MORE_DATA = 0x6100
+
+
+class TamperEvent(Enum):
+    """What the chip's sensors can report."""
+
+    VOLTAGE = "voltage"
+    GLITCH = "glitch"
+    MESH = "mesh"
+    TEMPERATURE = "temperature"
+    LIGHT = "light"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ClassByte:
+    channel: int
+    secure_messaging: bool
+    chaining: bool
+    proprietary: bool
+
+
+def _decode_class(cla: int) -> _ClassByte | None:
+    """ISO 7816-4 §5.4.1 (Tables 2-3) and GPCS §11.1.4; None for an invalid class."""
+    if cla == 0xFF:
+        return None
+    proprietary = bool(cla & 0x80)
+    if cla & 0x40:  # further interindustry (01xx xxxx) or GP's proprietary equivalent (11xx)
+        return _ClassByte(
+            channel=4 + (cla & 0x0F),
+            secure_messaging=bool(cla & 0x20),
+            chaining=bool(cla & 0x10),
+            proprietary=proprietary,
+        )
+    if cla & 0x20:  # 001x xxxx / 101x xxxx: reserved for future use
+        return None
+    return _ClassByte(
+        channel=cla & 0x03,
+        secure_messaging=bool(cla & 0x0C),
+        chaining=bool(cla & 0x10),
+        proprietary=proprietary,
+    )
+
+
+def _default_applets() -> list[Applet]:
+    applets: list[Applet] = [ManagerApplet(), IdentityApplet(), BootApplet()]
+    return applets
+
+
+class SecureElement:
+    """An emulated secure element: a chip (``Silicon``), its flash, its applets."""
+
+    def __init__(
+        self,
+        silicon: Silicon,
+        flash: SealedFlash,
+        *,
+        applets: Sequence[Applet] | None = None,
+        random: Callable[[int], bytes] = os.urandom,
+        pseudo_random_challenge: bool = True,
+        s16: bool = False,
+    ) -> None:
+        self._silicon = silicon
+        self._flash = flash
+        self._random = random
+        self._pseudo_random = pseudo_random_challenge
+        self._s16 = s16
+        self._state = CardState.from_bytes(flash.read(silicon))
+        self._applets: dict[bytes, Applet] = {
+            a.aid: a for a in (applets if applets is not None else _default_applets())
+        }
+        if ISD_AID not in self._applets:
+            raise ValueError("a card needs its issuer security domain")
+        self._selected: Applet | None = None
+        self._channel: CardChannel | None = None
+        self._pending: bytes = b""
+        self._pending_sw: int = SW.OK
+        self._chain: tuple[int, int, int, bytearray] | None = None
+        self.reset()
+
+    # --- life ---------------------------------------------------------------------------------
+
+    @classmethod
+    def fabricate(
+        cls,
+        *,
+        silicon: Silicon | None = None,
+        flash: SealedFlash | None = None,
+        chip_serial: bytes | None = None,
+        keysets: Mapping[int, StaticKeys] | None = None,
+        random: Callable[[int], bytes] = os.urandom,
+        **kwargs: object,
+    ) -> SecureElement:
+        """A new chip in OP_READY with its CPLC, initial SCP03 key sets and empty slots.
+
+        ``keysets`` are the transport keys the chip leaves the silicon fab with (KVN -> keys).
+        """
+        silicon = silicon or Silicon.fabricate(random)
+        flash = flash if flash is not None else SealedFlash()
+        serial = chip_serial if chip_serial is not None else random(4)
+        if len(serial) != 4:
+            raise ValueError("the CPLC IC serial number has 4 bytes")
+        state = CardState(
+            cplc=Cplc(ic_serial=serial),
+            keysets={
+                kvn: KeySet(enc=k.enc, mac=k.mac, dek=k.dek) for kvn, k in (keysets or {}).items()
+            },
+        )
+        flash.write(silicon, state.to_bytes(), random)
+        return cls(silicon, flash, random=random, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def open(cls, silicon_path: Path, flash_path: Path, **kwargs: object) -> SecureElement:
+        """Power up a chip kept in files (after a crash, or in another process)."""
+        return cls(Silicon.load(silicon_path), SealedFlash(flash_path), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def chip_serial(self) -> bytes:
+        """The CPLC IC serial number (public: GET DATA 9F7F answers it to anyone)."""
+        return self._state.chip_serial
+
+    @property
+    def life_cycle(self) -> CardLifeCycle:
+        return self._state.life_cycle
+
+    @property
+    def flash(self) -> SealedFlash:
+        """The external flash (what a probe can read: ciphertext)."""
+        return self._flash
+
+    def reset(self) -> None:
+        """Warm reset: session closed, pending data dropped, the ISD selected (GPCS §5.1)."""
+        self._close_channel()
+        for applet in self._applets.values():
+            applet.deselect()
+        self._pending = b""
+        self._chain = None
+        terminated = self._state.life_cycle is CardLifeCycle.TERMINATED
+        self._selected = None if terminated else self._applets[ISD_AID]
+        if self._selected is not None:
+            self._selected.select(self._state)
+
+    def tamper(self, event: TamperEvent) -> None:
+        """A tamper sensor fired: zeroise every key, go TERMINATED, write that to flash."""
+        _log.warning("tamper event %s: zeroising and terminating", event.value)
+        self._state.zeroise()
+        self._state.life_cycle = CardLifeCycle.TERMINATED
+        for applet in self._applets.values():
+            applet.zeroise()
+        self._persist()
+        self.reset()
+
+    def _persist(self) -> None:
+        self._flash.write(self._silicon, self._state.to_bytes(), self._random)
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = None
+
+    # --- the one way in -----------------------------------------------------------------------
+
+    def transmit(self, command: bytes) -> bytes:
+        """Process one command APDU and return the response APDU (data ‖ SW1 SW2)."""
+        try:
+            data, sw = self._transmit(command)
+        except Exception as exc:  # the boundary: nothing crosses it but a status word
+            _log.error("internal error %s on INS %s", type(exc).__name__, _ins_of(command))
+            self._close_channel()
+            self._chain = None
+            self._pending = b""
+            data, sw = b"", SW.NO_PRECISE_DIAGNOSIS
+        return data + sw.to_bytes(2, "big")
+
+    def _transmit(self, command: bytes) -> tuple[bytes, int]:
+        try:
+            apdu = parse_command(command)
+        except MalformedApduError:
+            return b"", SW.WRONG_LENGTH
+        cls = _decode_class(apdu.cla)
+        if cls is None:
+            return b"", SW.CLA_NOT_SUPPORTED
+        if cls.channel != 0:
+            return b"", SW.LOGICAL_CHANNEL_NOT_SUPPORTED
+        if apdu.ins == _INS_GET_RESPONSE and not cls.proprietary and not cls.secure_messaging:
+            return self._get_response(apdu)
+        self._pending = b""
+        if self._state.life_cycle is CardLifeCycle.TERMINATED:
+            if apdu.ins == _INS_SELECT:
+                return b"", SW.FILE_NOT_FOUND
+            return b"", SW.CONDITIONS_NOT_SATISFIED
+        if apdu.ins == _INS_SELECT and not cls.proprietary:
+            return self._limit(*self._select(apdu, cls), apdu.ne)
+        applet = self._selected
+        if applet is None:
+            return b"", SW.CONDITIONS_NOT_SATISFIED
+        if applet.secure_channel and cls.proprietary:
+            if apdu.ins == _INS_INITIALIZE_UPDATE and not cls.secure_messaging:
+                self._chain = None
+                return self._limit(*self._initialize_update(applet, apdu), apdu.ne)
+            if apdu.ins == _INS_EXTERNAL_AUTHENTICATE:
+                self._chain = None
+                return self._external_authenticate(apdu)
+        try:
+            plain = self._unwrap(apdu, cls)
+        except SecureChannelError as exc:
+            self._chain = None
+            _log.debug("secure channel refused a command: SW %04X", exc.sw)
+            return b"", exc.sw
+        data, sw = self._dispatch(applet, plain, cls)
+        if self._channel is not None:
+            data = self._channel.wrap_response(data, sw)
+        return self._limit(data, sw, apdu.ne)
+
+    def _unwrap(self, apdu: CommandApdu, cls: _ClassByte) -> CommandApdu:
+        if self._channel is not None:
+            return self._channel.unwrap_command(apdu)
+        if cls.secure_messaging:
+            # Same answer as CardChannel gives without a session (see fleetid.se.scp03).
+            raise SecureChannelError(SW.CONDITIONS_NOT_SATISFIED, "no secure channel session")
+        return apdu
+
+    def _dispatch(self, applet: Applet, apdu: CommandApdu, cls: _ClassByte) -> tuple[bytes, int]:
+        if self._chain is not None:
+            ins, p1, p2, buffer = self._chain
+            if (apdu.ins, apdu.p1, apdu.p2) != (ins, p1, p2):
+                self._chain = None
+                return b"", SW.LAST_COMMAND_OF_CHAIN_EXPECTED
+            buffer += apdu.data
+            if cls.chaining:
+                return b"", SW.OK
+            self._chain = None
+            apdu = replace(apdu, data=bytes(buffer))
+        elif cls.chaining:
+            if not applet.accepts_chaining(apdu.ins):
+                return b"", SW.CHAINING_NOT_SUPPORTED
+            self._chain = (apdu.ins, apdu.p1, apdu.p2, bytearray(apdu.data))
+            return b"", SW.OK
+        if len(apdu.data) > 0xFFFF:  # pragma: no cover - chained data beyond extended length
+            return b"", SW.WRONG_LENGTH
+        channel = self._channel
+        ctx = CommandContext(
+            state=self._state,
+            persist=self._persist,
+            authenticated=channel is not None and channel.authenticated,
+            level=channel.level if channel is not None else 0,
+            proprietary=cls.proprietary,
+            decrypt_sensitive=channel.decrypt_sensitive if channel is not None else None,
+            random=self._random,
+        )
+        try:
+            reply = applet.process(ctx, apdu)
+        except SecureElementError as exc:
+            _log.debug("applet refused INS %02X: SW %04X", apdu.ins, exc.sw)
+            return b"", exc.sw
+        if self._state.life_cycle is CardLifeCycle.TERMINATED:
+            self.reset()
+        return reply.data, reply.sw
+
+    # --- transport-level commands ---------------------------------------------------------------
+
+    def _limit(self, data: bytes, sw: int, ne: int | None) -> tuple[bytes, int]:
+        """Hold back what does not fit in Ne; the host fetches it with GET RESPONSE (61xx)."""
+        if not data:
+            return data, sw
+        room = ne or 0
+        if len(data) <= room:
+            return data, sw
+        self._pending, self._pending_sw = data[room:], sw
+        return data[:room], _SW_MORE_DATA | min(len(self._pending), 256) % 256
+
+    def _get_response(self, apdu: CommandApdu) -> tuple[bytes, int]:
+        if apdu.p1 or apdu.p2:
+            return b"", SW.INCORRECT_P1P2
+        if not self._pending:
+            return b"", SW.CONDITIONS_NOT_SATISFIED
+        pending, sw = self._pending, self._pending_sw
+        self._pending = b""
+        return self._limit(pending, sw, apdu.ne or 256)
+
+    def _select(self, apdu: CommandApdu, cls: _ClassByte) -> tuple[bytes, int]:
+        self._chain = None
+        if cls.secure_messaging:
+            return b"", SW.SECURE_MESSAGING_NOT_SUPPORTED
+        if apdu.p1 != 0x04 or apdu.p2 not in (0x00, 0x0C):
+            return b"", SW.INCORRECT_P1P2
+        if not 5 <= len(apdu.data) <= 16:
+            return b"", SW.WRONG_LENGTH
+        applet = self._applets.get(apdu.data)
+        if applet is None:
+            return b"", SW.FILE_NOT_FOUND
+        if (
+            self._state.life_cycle is CardLifeCycle.CARD_LOCKED
+            and not applet.selectable_when_locked
+        ):
+            return b"", SW.FILE_NOT_FOUND
+        self._close_channel()
+        if self._selected is not None:
+            self._selected.deselect()
+        self._selected = applet
+        fci = applet.select(self._state)
+        return (b"" if apdu.p2 == 0x0C else fci), SW.OK
+
+    def _initialize_update(self, applet: Applet, apdu: CommandApdu) -> tuple[bytes, int]:
+        self._close_channel()
+        keysets = self._state.keysets
+        kvn = apdu.p1 or (min(keysets) if keysets else 0)
+        counter = keysets[kvn].sequence_counter if kvn in keysets else 0
+        channel = CardChannel(
+            {v: StaticKeys(k.enc, k.mac, k.dek) for v, k in keysets.items()},
+            self._state.cplc.kdd,
+            aid=applet.aid,
+            sequence_counter=counter,
+            pseudo_random_challenge=self._pseudo_random,
+            s16=self._s16,
+            random=self._random,
+        )
+        self._channel = channel
+        try:
+            data = channel.initialize_update(apdu)
+        except SecureChannelError as exc:
+            return b"", exc.sw
+        finally:
+            if kvn in keysets and channel.sequence_counter != counter:
+                keysets[kvn] = replace(keysets[kvn], sequence_counter=channel.sequence_counter)
+                self._persist()
+        return data, SW.OK
+
+    def _external_authenticate(self, apdu: CommandApdu) -> tuple[bytes, int]:
+        if self._channel is None:
+            return b"", SW.CONDITIONS_NOT_SATISFIED
+        try:
+            self._channel.external_authenticate(apdu)
+        except SecureChannelError as exc:
+            return b"", exc.sw
+        return b"", SW.OK
+
+
+def _ins_of(command: bytes) -> str:
+    return f"{command[1]:02X}" if len(command) > 1 else "--"
+
+
+# --- a TEST manufacturer, for the demo and the tests (issue 3's line replaces it) ---------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoManufacturer:
+    """A TEST manufacturer PKI in software: root -> attestation CA -> device attestation certs.
+
+    Stands in for the manufacturer CA in the HSM until the provisioning line exists. Its names say
+    TEST so that no verifier pins it by mistake.
+    """
+
+    root_key: ec.EllipticCurvePrivateKey
+    root_certificate: x509.Certificate
+    ca_key: ec.EllipticCurvePrivateKey
+    ca_certificate: x509.Certificate
+    clock: Clock
+
+    @classmethod
+    def create(cls, clock: Clock | None = None) -> DemoManufacturer:
+        clock = clock or SystemClock()
+        now = clock.now()
+        root_key = ec.generate_private_key(ec.SECP384R1())
+        root_name = _name("fleetid TEST manufacturer root")
+        root = _ca_certificate(root_name, root_key, root_name, root_key, now, 20, path_length=2)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = _ca_certificate(
+            _name("fleetid TEST manufacturer attestation CA"),
+            ca_key,
+            root_name,
+            root_key,
+            now,
+            15,
+            path_length=1,
+        )
+        return cls(
+            root_key=root_key, root_certificate=root, ca_key=ca_key, ca_certificate=ca, clock=clock
+        )
+
+    def certify_attestation_key(
+        self, public_key: ec.EllipticCurvePublicKey, chip_serial: bytes
+    ) -> x509.Certificate:
+        """The device attestation certificate for a card's attestation key (pathLen 0 CA)."""
+        now = self.clock.now()
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.SERIAL_NUMBER, chip_serial.hex().upper()),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fleetid TEST"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "fleetid SE attestation key"),
+            ]
+        )
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.ca_certificate.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            # IEEE 802.1AR §8.5 / RFC 5280 §4.1.2.5: a device identity has no expiry.
+            .not_valid_after(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_CA_KEY_USAGE, critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()),
+                critical=False,
+            )
+            .sign(self.ca_key, hashes.SHA256())
+        )
+
+
+_CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=False,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fleetid TEST"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _ca_certificate(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    now: datetime,
+    years: int,
+    *,
+    path_length: int,
+) -> x509.Certificate:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=365 * years))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+        .sign(issuer_key, hashes.SHA384())
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManufacturedCard:
+    """A card fresh from ``manufacture_test_card`` and what the test line knows about it."""
+
+    card: SecureElement
+    keys: StaticKeys
+    key_version: int
+    manufacturer: DemoManufacturer
+    attestation_certificate: x509.Certificate
+
+    @property
+    def chain(self) -> list[x509.Certificate]:
+        """The chain the card holds: device attestation certificate, then the CA."""
+        return [self.attestation_certificate, self.manufacturer.ca_certificate]
+
+
+def manufacture_test_card(
+    *,
+    manufacturer: DemoManufacturer | None = None,
+    chip_serial: bytes | None = None,
+    keys: StaticKeys | None = None,
+    key_version: int = 0x30,
+    silicon_path: Path | None = None,
+    flash_path: Path | None = None,
+    firmware_key: ec.EllipticCurvePublicKey | None = None,
+    attestation_curve: ec.EllipticCurve | None = None,
+    secure: bool = True,
+    random: Callable[[int], bytes] = os.urandom,
+) -> ManufacturedCard:
+    """Make a card the way the line will, with a TEST manufacturer chain, all through APDUs.
+
+    Fabricate (OP_READY, transport keys ``keys`` at ``key_version``) -> SCP03 into the identity
+    applet -> GENERATE the attestation key on card -> STORE DATA its certificate chain (and the
+    firmware key) -> SET STATUS INITIALIZED -> SECURED (when ``secure``).
+    """
+    from fleetid.se.client import SecureElementClient  # the host side; only this helper needs it
+
+    manufacturer = manufacturer or DemoManufacturer.create()
+    keys = keys or StaticKeys(random(16), random(16), random(16))
+    silicon = Silicon.fabricate(random)
+    if silicon_path is not None:
+        silicon.save(silicon_path)
+    card = SecureElement.fabricate(
+        silicon=silicon,
+        flash=SealedFlash(flash_path),
+        chip_serial=chip_serial,
+        keysets={key_version: keys},
+        random=random,
+    )
+    client = SecureElementClient(card)
+    client.select_identity()
+    client.open_secure_channel(keys, 0x33, key_version=key_version)
+    public_key = client.generate_attestation_key(attestation_curve or ec.SECP256R1())
+    certificate = manufacturer.certify_attestation_key(public_key, card.chip_serial)
+    client.install_attestation_chain([certificate, manufacturer.ca_certificate])
+    if firmware_key is not None:
+        client.install_firmware_key(firmware_key)
+    if secure:
+        client.select_isd()
+        client.open_secure_channel(keys, 0x33, key_version=key_version)
+        client.set_status(CardLifeCycle.INITIALIZED)
+        client.set_status(CardLifeCycle.SECURED)
+    card.reset()
+    return ManufacturedCard(
+        card=card,
+        keys=keys,
+        key_version=key_version,
+        manufacturer=manufacturer,
+        attestation_certificate=certificate,
+    )
