@@ -1,0 +1,481 @@
+"""The host side of the secure element: a typed API over ``transmit(bytes) -> bytes``.
+
+``SecureElementClient`` takes any transport with ``transmit`` (the in-process emulator, the
+PC/SC bridge, a remote card), builds the APDUs of docs/se-apdu.md, follows ``61xx`` with GET
+RESPONSE, and, once ``open_secure_channel`` has run, wraps every command and unwraps every
+response through the SCP03 ``HostSession``. A status word other than 9000 raises a subclass of
+``SecureElementError`` carrying the SW.
+
+``SecureElementSigner`` makes a key handle on the card a ``fleetid.crypto.signer.Signer``: the
+host hashes, the card signs the digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fleetid.crypto.signer import hash_for_curve
+from fleetid.errors import EncodingError, SecureChannelError, SecureElementError
+from fleetid.formats.apdu import SW, CommandApdu, parse_command, parse_response
+from fleetid.formats.attestation import KeyUsage
+from fleetid.formats.tlv import TlvError, decode_tlv, decode_tlvs, encode_dgi, find_tlv
+from fleetid.se.applets.identity import (
+    IDENTITY_AID,
+    INS_ATTEST,
+    INS_DELETE_KEY,
+    INS_ECDH,
+    INS_GENERATE_KEY,
+    INS_GET_PUBLIC_KEY,
+    INS_LIST_KEYS,
+    INS_SIGN,
+    POLICY_REQUIRES_SESSION,
+)
+from fleetid.se.applets.manager import ISD_AID, PersonalisationObject
+from fleetid.se.scp03 import HostSession, StaticKeys, put_key_command
+from fleetid.se.state import ATTESTATION_HANDLE, CardLifeCycle, Cplc, Curve
+
+__all__ = [
+    "ConditionsNotSatisfiedError",
+    "IncorrectDataError",
+    "IncorrectParametersError",
+    "KeyInfo",
+    "NotFoundError",
+    "SecureElementClient",
+    "SecureElementSigner",
+    "SecurityStatusError",
+    "Transport",
+    "UnsupportedCommandError",
+    "WrongLengthError",
+    "error_for_sw",
+]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Anything that carries a command APDU to a card and its response back."""
+
+    def transmit(self, command: bytes) -> bytes: ...
+
+
+class WrongLengthError(SecureElementError):
+    """6700: wrong length (malformed APDU, wrong Lc, digest of the wrong size)."""
+
+
+class SecurityStatusError(SecureElementError):
+    """6982: security status not satisfied (needs a secure channel session)."""
+
+
+class ConditionsNotSatisfiedError(SecureElementError):
+    """6985: conditions of use not satisfied (life cycle, key usage policy, order)."""
+
+
+class IncorrectDataError(SecureElementError):
+    """6A80: incorrect data (bad point, bad KCV, bad certificate)."""
+
+
+class NotFoundError(SecureElementError):
+    """6A82 / 6A88: application or referenced data (key handle, object) not found."""
+
+
+class IncorrectParametersError(SecureElementError):
+    """6A86 / 6B00: incorrect P1 P2."""
+
+
+class UnsupportedCommandError(SecureElementError):
+    """6D00 / 6E00 / 6881 / 6884: instruction, class, channel or chaining not supported."""
+
+
+_ERRORS: dict[int, type[SecureElementError]] = {
+    SW.WRONG_LENGTH: WrongLengthError,
+    SW.SECURITY_STATUS_NOT_SATISFIED: SecurityStatusError,
+    SW.CONDITIONS_NOT_SATISFIED: ConditionsNotSatisfiedError,
+    SW.INCORRECT_DATA: IncorrectDataError,
+    SW.FILE_NOT_FOUND: NotFoundError,
+    SW.REFERENCED_DATA_NOT_FOUND: NotFoundError,
+    SW.INCORRECT_P1P2: IncorrectParametersError,
+    SW.WRONG_P1P2: IncorrectParametersError,
+    SW.INS_NOT_SUPPORTED: UnsupportedCommandError,
+    SW.CLA_NOT_SUPPORTED: UnsupportedCommandError,
+    SW.LOGICAL_CHANNEL_NOT_SUPPORTED: UnsupportedCommandError,
+    SW.CHAINING_NOT_SUPPORTED: UnsupportedCommandError,
+    SW.VERIFICATION_FAILED: SecureChannelError,
+    SW.SM_DATA_OBJECTS_MISSING: SecureChannelError,
+    SW.SM_DATA_OBJECTS_INCORRECT: SecureChannelError,
+}
+
+# Status words after which the card has dropped (or aborted) the secure channel session.
+_SESSION_ENDING = frozenset(
+    {
+        SW.SECURITY_STATUS_NOT_SATISFIED,
+        SW.SM_DATA_OBJECTS_MISSING,
+        SW.SM_DATA_OBJECTS_INCORRECT,
+        SW.VERIFICATION_FAILED,
+    }
+)
+
+
+def error_for_sw(sw: int, message: str = "") -> SecureElementError:
+    """The typed error for a status word."""
+    return _ERRORS.get(sw, SecureElementError)(sw, message)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyInfo:
+    """A key slot as the card describes it."""
+
+    handle: int
+    curve: Curve
+    usage: KeyUsage
+    requires_session: bool
+    generated_on_card: bool
+    public_key: ec.EllipticCurvePublicKey
+
+
+_CURVES: dict[Curve, ec.EllipticCurve] = {Curve.P256: ec.SECP256R1(), Curve.P384: ec.SECP384R1()}
+_SHORT_LE = 256
+# Largest plain data per short command so that padding (16) and C-MAC (8) still fit in 255 bytes.
+_STORE_DATA_BLOCK = 224
+
+
+def _curve_ref(curve: ec.EllipticCurve | Curve) -> Curve:
+    if isinstance(curve, Curve):
+        return curve
+    if isinstance(curve, ec.SECP256R1):
+        return Curve.P256
+    if isinstance(curve, ec.SECP384R1):
+        return Curve.P384
+    raise EncodingError(f"the card has no curve {curve.name}")
+
+
+def _public_key(curve: Curve, point: bytes) -> ec.EllipticCurvePublicKey:
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[curve], point)
+    except ValueError as exc:
+        raise EncodingError("the card returned a point that is not on its curve") from exc
+
+
+class SecureElementClient:
+    """Typed host API over a card transport."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._session: HostSession | None = None
+
+    # --- exchange -----------------------------------------------------------------------------
+
+    @property
+    def session(self) -> HostSession | None:
+        """The open SCP03 host session, if any."""
+        return self._session if self._session is not None and self._session.is_open else None
+
+    def _exchange(self, raw: bytes) -> bytes:
+        """Send raw bytes; follow 61xx with GET RESPONSE and 6Cxx with a resend (ISO 7816-4)."""
+        response = self._transport.transmit(raw)
+        if len(response) < 2:
+            raise EncodingError(f"a response APDU has at least 2 bytes, got {len(response)}")
+        if response[-2] == 0x6C:
+            response = self._transport.transmit(raw[:-1] + response[-1:])
+        data = bytearray()
+        while len(response) >= 2 and response[-2] == 0x61:
+            data += response[:-2]
+            response = self._transport.transmit(bytes((0x00, 0xC0, 0x00, 0x00, response[-1])))
+        return bytes(data) + response
+
+    def send(self, apdu: CommandApdu) -> bytes:
+        """Send ``apdu`` (wrapped when a session is open); return the data or raise on the SW."""
+        session = self.session
+        raw = apdu.encode()
+        if session is not None:
+            raw = session.wrap(raw)
+        response = self._exchange(raw)
+        if session is not None:
+            response = session.unwrap(response)
+        reply = parse_response(response)
+        if reply.sw != SW.OK:
+            if session is not None and reply.sw in _SESSION_ENDING:
+                session.close()
+            raise error_for_sw(reply.sw, f"INS {apdu.ins:02X}")
+        return reply.data
+
+    # --- applets and the secure channel ---------------------------------------------------------
+
+    def select(self, aid: bytes) -> bytes:
+        """SELECT by AID; returns the FCI. The card closes any secure channel session."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        return self.send(CommandApdu(0x00, 0xA4, 0x04, 0x00, aid, _SHORT_LE))
+
+    def select_isd(self) -> bytes:
+        return self.select(ISD_AID)
+
+    def select_identity(self) -> bytes:
+        return self.select(IDENTITY_AID)
+
+    def open_secure_channel(
+        self,
+        keys: StaticKeys | Callable[[bytes, int], StaticKeys],
+        level: int = 0x33,
+        *,
+        key_version: int = 0,
+        s16: bool = False,
+        host_challenge: bytes | None = None,
+    ) -> HostSession:
+        """INITIALIZE UPDATE + EXTERNAL AUTHENTICATE with the selected applet (Amd D §7.1)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        session = HostSession(keys, level, host_challenge=host_challenge, s16=s16)
+        response = self._exchange(session.initialize_update(key_version))
+        reply = parse_response(response)
+        if reply.sw != SW.OK:
+            raise error_for_sw(reply.sw, "INITIALIZE UPDATE")
+        external_authenticate = session.external_authenticate(reply.data)
+        reply = parse_response(self._exchange(external_authenticate))
+        if reply.sw != SW.OK:
+            session.close()
+            raise error_for_sw(reply.sw, "EXTERNAL AUTHENTICATE")
+        self._session = session
+        return session
+
+    def close_secure_channel(self) -> None:
+        """Forget the host session (the card keeps it until SELECT, reset or a new one)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    # --- card manager ---------------------------------------------------------------------------
+
+    def cplc(self) -> Cplc:
+        """GET DATA 9F7F (ISD or identity applet)."""
+        data = self.send(CommandApdu(0x80, 0xCA, 0x9F, 0x7F, ne=_SHORT_LE))
+        try:
+            tlv, end = decode_tlv(data)
+        except TlvError as exc:
+            raise EncodingError("CPLC response does not parse") from exc
+        if tlv.tag != 0x9F7F or end != len(data):
+            raise EncodingError("CPLC response is not a 9F7F data object")
+        return Cplc.decode(tlv.value)
+
+    def chip_serial(self) -> bytes:
+        return self.cplc().ic_serial
+
+    def key_information(self) -> list[tuple[int, int, int, int]]:
+        """GET DATA 00E0: (key id, KVN, key type, key length) per key (GPCS §11.3.3.1)."""
+        data = self.send(CommandApdu(0x80, 0xCA, 0x00, 0xE0, ne=_SHORT_LE))
+        try:
+            (template,) = decode_tlvs(data)
+            entries = template.children()
+        except (TlvError, ValueError) as exc:
+            raise EncodingError("key information template does not parse") from exc
+        return [
+            (e.value[0], e.value[1], e.value[2], e.value[3])
+            for e in entries
+            if e.tag == 0xC0 and len(e.value) >= 4
+        ]
+
+    def life_cycle(self) -> CardLifeCycle:
+        """GET STATUS of the ISD (GPCS §11.4): the card life cycle state."""
+        data = self.send(CommandApdu(0x80, 0xF2, 0x80, 0x02, b"\x4f\x00", _SHORT_LE))
+        try:
+            (entry,) = decode_tlvs(data)
+            state = find_tlv(entry.children(), 0x9F70)
+        except (TlvError, ValueError) as exc:
+            raise EncodingError("GET STATUS response does not parse") from exc
+        if state is None or len(state.value) != 1:
+            raise EncodingError("GET STATUS response has no life cycle")
+        return CardLifeCycle(state.value[0])
+
+    def put_key(self, new_kvn: int, keys: StaticKeys, *, replace_kvn: int = 0) -> None:
+        """PUT KEY a whole SCP03 key set, wrapped under the session Key-DEK; checks the KCVs."""
+        session = self.session
+        if session is None:
+            raise SecurityStatusError(SW.SECURITY_STATUS_NOT_SATISFIED, "PUT KEY needs a session")
+        components = [session.key_component(k) for k in (keys.enc, keys.mac, keys.dek)]
+        self.put_key_components(new_kvn, components, replace_kvn=replace_kvn, kcvs=keys.kcvs())
+
+    def put_key_components(
+        self,
+        new_kvn: int,
+        components: Sequence[bytes],
+        *,
+        replace_kvn: int = 0,
+        kcvs: Sequence[bytes] | None = None,
+    ) -> None:
+        """PUT KEY with key data blocks made elsewhere (e.g. inside an HSM)."""
+        apdu = put_key_command(new_kvn=new_kvn, components=components, old_kvn=replace_kvn)
+        data = self.send(parse_command(apdu))
+        if not data or data[0] != new_kvn:
+            raise EncodingError("PUT KEY response does not name the new key version")
+        if kcvs is not None and data[1:] != b"".join(kcvs):
+            raise EncodingError("PUT KEY response KCVs do not match the keys sent")
+
+    def store_data(self, objects: Sequence[tuple[int, bytes]]) -> None:
+        """STORE DATA DGI-structured objects (GPCS §11.11), split into numbered blocks."""
+        payload = b"".join(encode_dgi(dgi, value) for dgi, value in objects)
+        blocks = [
+            payload[i : i + _STORE_DATA_BLOCK] for i in range(0, len(payload), _STORE_DATA_BLOCK)
+        ] or [b""]
+        if len(blocks) > 256:
+            raise EncodingError("STORE DATA payload needs more than 256 blocks")
+        for number, block in enumerate(blocks):
+            last = number == len(blocks) - 1
+            p1 = 0x08 | (0x80 if last else 0x00)  # b5-b4 = 01: DGI format; b8: last block
+            self.send(CommandApdu(0x80, 0xE2, p1, number, block))
+
+    def install_attestation_chain(self, chain: Sequence[x509.Certificate]) -> None:
+        der = b"".join(c.public_bytes(serialization.Encoding.DER) for c in chain)
+        self.store_data([(PersonalisationObject.ATTESTATION_CHAIN[0], der)])
+
+    def install_trust_anchors(self, anchors: Sequence[x509.Certificate]) -> None:
+        der = b"".join(c.public_bytes(serialization.Encoding.DER) for c in anchors)
+        self.store_data([(PersonalisationObject.TRUST_ANCHORS[0], der)])
+
+    def install_firmware_key(self, key: ec.EllipticCurvePublicKey) -> None:
+        spki = key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.store_data([(PersonalisationObject.FIRMWARE_KEY[0], spki)])
+
+    def install_key_certificate(self, handle: int, cert: x509.Certificate) -> None:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        self.store_data([(PersonalisationObject.KEY_CERTIFICATE[0], bytes((handle,)) + der)])
+
+    def set_status(self, life_cycle: CardLifeCycle) -> None:
+        """SET STATUS of the card life cycle (GPCS §11.10), from the ISD under a session."""
+        self.send(CommandApdu(0x80, 0xF0, 0x80, int(life_cycle)))
+
+    # --- identity applet ------------------------------------------------------------------------
+
+    def generate_key(
+        self,
+        curve: ec.EllipticCurve | Curve,
+        usage: KeyUsage,
+        *,
+        handle: int = 0,
+        require_session: bool = False,
+    ) -> KeyInfo:
+        """GENERATE KEY into ``handle`` (0: the first free slot); returns the new key's info."""
+        ref = _curve_ref(curve)
+        policy = int(usage) | (POLICY_REQUIRES_SESSION if require_session else 0)
+        data = self.send(
+            CommandApdu(0x80, INS_GENERATE_KEY, int(ref), handle, bytes((policy,)), _SHORT_LE)
+        )
+        if len(data) != 2 + 2 * ref.coordinate_size:
+            raise EncodingError("GENERATE KEY response has the wrong length")
+        return KeyInfo(
+            handle=data[0],
+            curve=ref,
+            usage=KeyUsage(policy & 0x07),
+            requires_session=require_session,
+            generated_on_card=True,
+            public_key=_public_key(ref, data[1:]),
+        )
+
+    def generate_attestation_key(
+        self, curve: ec.EllipticCurve | Curve = Curve.P256
+    ) -> ec.EllipticCurvePublicKey:
+        """Personalisation: the manufacturer attestation key, in its reserved slot."""
+        return self.generate_key(curve, KeyUsage.ATTEST, handle=ATTESTATION_HANDLE).public_key
+
+    def get_public_key(self, handle: int) -> KeyInfo:
+        data = self.send(CommandApdu(0x80, INS_GET_PUBLIC_KEY, 0x00, handle, ne=_SHORT_LE))
+        if len(data) < 4:
+            raise EncodingError("GET PUBLIC KEY response is too short")
+        try:
+            curve = Curve(data[0])
+        except ValueError as exc:
+            raise EncodingError(f"unknown curve reference {data[0]:02X}") from exc
+        return KeyInfo(
+            handle=handle,
+            curve=curve,
+            usage=KeyUsage(data[1] & 0x07),
+            requires_session=bool(data[1] & POLICY_REQUIRES_SESSION),
+            generated_on_card=bool(data[2]),
+            public_key=_public_key(curve, data[3:]),
+        )
+
+    def list_keys(self) -> list[tuple[int, Curve, int]]:
+        """LIST KEYS: (handle, curve, policy byte) of every occupied slot."""
+        data = self.send(CommandApdu(0x80, INS_LIST_KEYS, 0x00, 0x00, ne=_SHORT_LE))
+        if len(data) % 3:
+            raise EncodingError("LIST KEYS response is not a list of triples")
+        return [(data[i], Curve(data[i + 1]), data[i + 2]) for i in range(0, len(data), 3)]
+
+    def sign(self, handle: int, digest: bytes) -> bytes:
+        """SIGN a digest with the key in ``handle``; returns the DER ECDSA signature."""
+        return self.send(CommandApdu(0x80, INS_SIGN, 0x00, handle, digest, _SHORT_LE))
+
+    def ecdh(self, handle: int, peer: ec.EllipticCurvePublicKey) -> bytes:
+        """ECDH with the key in ``handle``; returns the shared secret (x coordinate)."""
+        point = peer.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        return self.send(CommandApdu(0x80, INS_ECDH, 0x00, handle, point, _SHORT_LE))
+
+    def delete_key(self, handle: int) -> None:
+        self.send(CommandApdu(0x80, INS_DELETE_KEY, 0x00, handle))
+
+    def attest(self, handle: int, challenge: bytes) -> x509.Certificate:
+        """ATTEST: the key-attestation certificate of ``handle`` bound to ``challenge``."""
+        der = self.send(CommandApdu(0x80, INS_ATTEST, 0x00, handle, challenge, _SHORT_LE))
+        try:
+            return x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            raise EncodingError("ATTEST response is not a DER certificate") from exc
+
+    def _certificates(self, tag: int, data: bytes = b"") -> list[x509.Certificate]:
+        raw = self.send(CommandApdu(0x80, 0xCA, tag >> 8, tag & 0xFF, data, _SHORT_LE))
+        out = []
+        offset = 0
+        try:
+            while offset < len(raw):
+                _, end = decode_tlv(raw, offset)
+                out.append(x509.load_der_x509_certificate(raw[offset:end]))
+                offset = end
+        except (TlvError, ValueError) as exc:
+            raise EncodingError("certificate list does not parse") from exc
+        return out
+
+    def attestation_chain(self) -> list[x509.Certificate]:
+        """GET DATA DF01: the device attestation certificate first, then its issuers."""
+        return self._certificates(0xDF01)
+
+    def trust_anchors(self) -> list[x509.Certificate]:
+        return self._certificates(0xDF02)
+
+    def key_certificate(self, handle: int) -> x509.Certificate:
+        (cert,) = self._certificates(0xDF04, bytes((handle,)))
+        return cert
+
+
+class SecureElementSigner:
+    """A ``Signer`` over a key handle on the card: hash on the host, SIGN the digest on the card."""
+
+    def __init__(self, client: SecureElementClient, handle: int) -> None:
+        self._client = client
+        self._handle = handle
+        self._public_key = client.get_public_key(handle).public_key
+        self._hash = hash_for_curve(self._public_key.curve)
+
+    @property
+    def handle(self) -> int:
+        return self._handle
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._public_key
+
+    @property
+    def hash_algorithm(self) -> hashes.HashAlgorithm:
+        return self._hash
+
+    def sign(self, data: bytes) -> bytes:
+        digest = hashes.Hash(self._hash)
+        digest.update(data)
+        return self._client.sign(self._handle, digest.finalize())
