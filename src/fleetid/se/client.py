@@ -25,6 +25,13 @@ from fleetid.errors import EncodingError, SecureChannelError, SecureElementError
 from fleetid.formats.apdu import SW, CommandApdu, parse_command, parse_response
 from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.tlv import TlvError, decode_tlv, decode_tlvs, encode_dgi, find_tlv
+from fleetid.se.applets.boot import (
+    BOOT_AID,
+    INS_GET_BOOT_STATE,
+    BootStatus,
+    decode_boot_state,
+    verify_image_commands,
+)
 from fleetid.se.applets.identity import (
     IDENTITY_AID,
     INS_ATTEST,
@@ -453,6 +460,26 @@ class SecureElementClient:
     def key_certificate(self, handle: int) -> x509.Certificate:
         (cert,) = self._certificates(0xDF04, bytes((handle,)))
         return cert
+
+    # --- boot applet (fleetid.se.applets.boot) -----------------------------------------------
+
+    def verify_image(self, image: bytes, *, confirm: bool = True) -> bytes:
+        """Select the boot applet and VERIFY IMAGE; return the card's measurement (image hash).
+
+        ``confirm``: a real boot, the card raises its security counter to the image's. Refusals
+        raise typed errors: 6982 not authentic, 6985 rollback, 6A80 malformed, 6A88 no key.
+        """
+        self.select(BOOT_AID)
+        *head, last = verify_image_commands(image, confirm=confirm)
+        for command in head:
+            self.send(command)
+        return self.send(last)
+
+    def boot_state(self) -> BootStatus:
+        """Select the boot applet and GET BOOT STATE: counter, firmware KEYHASH, measurement."""
+        self.select(BOOT_AID)
+        data = self.send(CommandApdu(0x80, INS_GET_BOOT_STATE, 0x00, 0x00, ne=_SHORT_LE))
+        return decode_boot_state(data)
 
 
 class SecureElementSigner:

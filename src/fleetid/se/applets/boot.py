@@ -84,6 +84,8 @@ P2_MORE_BLOCKS = 0x80
 #: The largest image the applet collects from P2=80 blocks (its RAM budget).
 MAX_IMAGE_SIZE = 4 * 1024 * 1024
 _MAX_COUNTER = 0xFFFFFFFF
+#: The card assembles a command chain into one command: at most the extended-length Nc.
+_MAX_ASSEMBLED = 0xFFFF
 
 
 class BootApplet(Applet):
@@ -227,15 +229,20 @@ def decode_boot_state(data: bytes) -> BootStatus:
 
 
 def verify_image_commands(
-    image: bytes, *, confirm: bool, block_size: int = 255, chaining: bool = True
+    image: bytes, *, confirm: bool, block_size: int = 224, chaining: bool | None = None
 ) -> list[CommandApdu]:
-    """The VERIFY IMAGE command(s) that carry ``image``.
+    """The VERIFY IMAGE command(s) that carry ``image``, for the host side.
 
     ``chaining=True`` splits it into an ISO 7816-4 command chain (CLA b5 set on all but the last
-    command), which the card assembles; ``False`` uses the applet's P2=80 multi-block form.
+    command), which the card assembles into one command of at most 65535 data bytes; ``False``
+    uses the applet's P2=80 multi-block form; ``None`` picks chaining when the image fits in one
+    assembled command. The default block of 224 bytes leaves room for SCP03 padding and C-MAC
+    in a short APDU.
     """
     if not image:
         raise ConfigError("image is empty")
+    if chaining is None:
+        chaining = len(image) <= _MAX_ASSEMBLED
     p1 = P1_CONFIRM if confirm else P1_CHECK
     blocks = [image[i : i + block_size] for i in range(0, len(image), block_size)]
     commands = []
