@@ -7,6 +7,7 @@ driven against a stand-in client that calls the applet the way ``fleetid.se.clie
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -29,7 +30,13 @@ from fleetid.se.applets.boot import (
     verify_image_commands,
 )
 from fleetid.se.card import SecureElement, TamperEvent
+from fleetid.se.client import (
+    ConditionsNotSatisfiedError,
+    SecureElementClient,
+    SecurityStatusError,
+)
 from fleetid.se.keystore import SealedFlash, Silicon
+from fleetid.se.scp03 import StaticKeys
 from fleetid.se.state import CardState, Cplc
 
 FIRMWARE_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -390,3 +397,66 @@ def test_tampered_chip_refuses_to_boot_anything() -> None:
     se.tamper(TamperEvent.GLITCH)
     assert _rapdu(se, CommandApdu(0x00, 0xA4, 0x04, 0x00, BOOT_AID))[1] != SW.OK
     assert _send_all(se, verify_image_commands(_image(), confirm=True)[-1:])[1] != SW.OK
+
+
+# --- end to end: line personalises the key over SCP03, device host boots through the client ----
+
+TRANSPORT_KEYS = StaticKeys(bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)))
+
+
+def _personalised_client(
+    firmware_key: ec.EllipticCurvePrivateKey = FIRMWARE_KEY,
+) -> SecureElementClient:
+    client = SecureElementClient(SecureElement.fabricate(keysets={0x30: TRANSPORT_KEYS}))
+    client.select_isd()
+    client.open_secure_channel(TRANSPORT_KEYS, 0x33, key_version=0x30)
+    client.install_firmware_key(firmware_key.public_key())  # STORE DATA DGI 0F03
+    client.close_secure_channel()
+    return client
+
+
+def test_client_boot_end_to_end_and_refusals() -> None:
+    client = _personalised_client()
+    assert client.boot_state().key_hash == key_hash(FIRMWARE_KEY.public_key())
+    image = _image(counter=3)
+    booted = boot(client, image)
+    assert booted.payload == FIRMWARE and booted.measurement == _digest(image)
+    assert client.boot_state().security_counter == 3
+
+    with pytest.raises(BootRefusedError) as caught:
+        boot(client, _image(key=ROGUE_KEY))  # signed, but by a key the card does not trust
+    assert caught.value.sw == 0x6982
+    with pytest.raises(BootRefusedError) as caught:
+        boot(client, _flip(image, 0x200 + len(FIRMWARE) // 2))
+    assert caught.value.sw == 0x6982
+    with pytest.raises(BootRefusedError) as caught:
+        boot(client, _image(counter=2))
+    assert caught.value.sw == 0x6985
+    with pytest.raises(BootRefusedError) as caught:
+        boot(client, image[:100])
+    assert caught.value.sw == 0x6A80
+    assert client.boot_state().security_counter == 3
+
+
+def test_client_refusals_are_typed_errors() -> None:
+    client = _personalised_client()
+    with pytest.raises(SecurityStatusError):
+        client.verify_image(_image(key=ROGUE_KEY))
+    client.verify_image(_image(counter=9))
+    with pytest.raises(ConditionsNotSatisfiedError):
+        client.verify_image(_image(counter=8), confirm=False)
+
+
+def test_client_boots_an_image_larger_than_one_extended_apdu() -> None:
+    client = _personalised_client()
+    big = build_image(
+        os.urandom(70_000), SoftwareSigner(FIRMWARE_KEY), version="3", security_counter=4
+    )
+    assert boot(client, big).security_counter == 4
+
+
+def test_card_without_a_firmware_key_boots_nothing() -> None:
+    client = SecureElementClient(SecureElement.fabricate())
+    with pytest.raises(BootRefusedError) as caught:
+        boot(client, _image())
+    assert caught.value.sw == 0x6A88
