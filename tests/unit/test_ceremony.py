@@ -47,6 +47,7 @@ def test_ceremony_creates_the_keys_in_the_hsm_and_leaves_it_locked(done: Done) -
         "line-ca-l1",
         "line-master-l1",
         "audit-log",
+        "firmware-signing",
         "transport-b1.enc",
         "transport-b1.mac",
         "transport-b1.dek",

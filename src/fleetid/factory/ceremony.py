@@ -14,6 +14,7 @@ back with ``activate``.
 * the line CA key and its certificate (issued by the root);
 * the line master key-derivation key (AES) that diversifies per-device SCP03 keys;
 * the audit-log signing key (ECDSA P-256, as C2SP signed-note type 0x02 requires);
+* the firmware signing key, whose public half the line installs on every card;
 * the card batch's transport keys, imported wrapped under the KEK (RFC 5649).
 
 Its transcript (who, when, which keys, fingerprints, M/N, the config hash) is signed in the HSM by
@@ -152,6 +153,7 @@ class CeremonyConfig:
     line_master_bits: int
     audit_key: KeySpec
     log_origin: str
+    firmware_key: KeySpec
     transport_label: str
     transport_keys: TransportKeys = field(repr=False)
     hsm: HsmSpec
@@ -196,6 +198,7 @@ class CeremonyConfig:
                 line_master_bits=int(doc["line_master"].get("bits", 128)),
                 audit_key=_key_spec(doc["audit_log"]),
                 log_origin=str(doc["audit_log"]["origin"]),
+                firmware_key=_key_spec(doc["firmware"]),
                 transport_label=str(transport["label"]),
                 transport_keys=_read_transport_keys(keys_file),
                 hsm=HsmSpec(
@@ -220,6 +223,7 @@ class CeremonyConfig:
             self.line_ca.label,
             self.line_master_label,
             self.audit_key.label,
+            self.firmware_key.label,
             self.transport_label,
         ]
         for label in labels:
@@ -308,6 +312,10 @@ label = "audit-log"
 curve = "P-256"
 origin = "{organization.lower().replace(" ", "-")}.example/line/L1"
 
+[firmware]
+label = "firmware-signing"
+curve = "P-256"
+
 [transport]
 label = "transport-b1"
 keys_file = "{keys_path.name}"
@@ -338,6 +346,7 @@ class CeremonyRecord:
     line_master_label: str
     audit_key_label: str
     log_origin: str
+    firmware_key_label: str
     transport_label: str
     hsm: HsmSpec
     root_certificate: x509.Certificate
@@ -363,6 +372,7 @@ class CeremonyRecord:
                 "line_ca": self.line_ca_label,
                 "line_master": self.line_master_label,
                 "audit_log": self.audit_key_label,
+                "firmware": self.firmware_key_label,
                 "transport": self.transport_label,
             },
             "line_id": self.line_id,
@@ -400,6 +410,7 @@ class CeremonyRecord:
                 line_master_label=labels["line_master"],
                 audit_key_label=labels["audit_log"],
                 log_origin=doc["log_origin"],
+                firmware_key_label=labels["firmware"],
                 transport_label=labels["transport"],
                 hsm=HsmSpec(
                     backend=_backend(hsm["backend"]),
@@ -455,6 +466,7 @@ def init_ceremony(
         root_public = hsm.generate_ec_key(config.root.label, config.root.curve)
         line_public = hsm.generate_ec_key(config.line_ca.label, config.line_ca.curve)
         log_public = hsm.generate_ec_key(config.audit_key.label, config.audit_key.curve)
+        firmware_public = hsm.generate_ec_key(config.firmware_key.label, config.firmware_key.curve)
         master_kcv = hsm.generate_aes_key(config.line_master_label, config.line_master_bits)
         transport_kcvs = []
         keys = config.transport_keys
@@ -493,6 +505,7 @@ def init_ceremony(
                 config.root.label: ("manufacturer-root-ca", root_public),
                 config.line_ca.label: ("line-ca", line_public),
                 config.audit_key.label: ("audit-log", log_public),
+                config.firmware_key.label: ("firmware-signing", firmware_public),
             },
             aes_kcvs={
                 config.line_master_label: ("line-master-kdk", master_kcv),
@@ -525,6 +538,7 @@ def init_ceremony(
             line_master_label=config.line_master_label,
             audit_key_label=config.audit_key.label,
             log_origin=config.log_origin,
+            firmware_key_label=config.firmware_key.label,
             transport_label=config.transport_label,
             hsm=config.hsm,
             root_certificate=root_cert,
