@@ -322,3 +322,9 @@ def test_time_refuses_naive_or_pre_epoch() -> None:
         time32(datetime(2003, 12, 31, tzinfo=UTC))
     with pytest.raises(ValueError):
         datetime_from_time32(2**32)
+
+
+def test_undeclared_extension_alternative_is_an_encoding_error() -> None:
+    # Signature alternative 4 (sm2Signature in IEEE 1609.2-2022) is not in fleetid's subset.
+    with pytest.raises(EncodingError):
+        decode("Signature", bytes.fromhex("84020000"))

@@ -48,7 +48,13 @@ def decode(type_name: str, data: bytes) -> Any:
         value = schema().decode(type_name, bytes(data), check_constraints=True)
     except (asn1tools.Error, KeyError, TypeError, ValueError, IndexError) as exc:
         raise EncodingError(f"not a valid {type_name}: {exc}") from exc
-    if encode(type_name, value) != data:
+    # The decoded value is known to fit the type, so the canonical check re-encodes unchecked.
+    try:
+        canonical = bytes(schema().encode(type_name, value, check_types=False))
+    except (asn1tools.Error, KeyError, TypeError, ValueError, AttributeError) as exc:
+        # e.g. an extension alternative this schema does not declare, decoded as (None, None)
+        raise EncodingError(f"{type_name} holds a value fleetid does not support: {exc}") from exc
+    if canonical != data:
         # Trailing bytes, a non-canonical length or a DEFAULT value sent explicitly.
         raise EncodingError(f"not the canonical OER encoding of a {type_name}")
     return value
