@@ -37,7 +37,15 @@ from tests.hsm_fixtures import (
 from fleetid.crypto.certsign import sign_certificate, sign_crl
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import HsmError, HsmNotActivatedError, VerificationError
-from fleetid.hsm import AesKeyRole, DerivedKey, Hsm, KeyKind, SoftwareHsm, aes_kcv
+from fleetid.hsm import (
+    AesKeyRole,
+    DerivedKey,
+    Hsm,
+    KeyKind,
+    SoftwareHsm,
+    aes_kcv,
+    diversification_data,
+)
 from fleetid.hsm.software import STORE_FILE
 
 # Test-only key material (never used outside tests), imported wrapped under KEK (RFC 5649).
@@ -728,3 +736,30 @@ def test_certsign_refuses_a_signature_that_does_not_verify() -> None:
     builder = _ca_builder("Root", "Root", signer.public_key(), 1)
     with pytest.raises(VerificationError):
         sign_certificate(builder, signer)
+
+
+# -- pinned formats and configuration -----------------------------------------------------------
+
+
+def test_diversification_data_is_pinned_byte_for_byte() -> None:
+    assert diversification_data(KDD, AesKeyRole.ENC, 16).hex() == "010000000100d9b1de5d0362dedce4fb"
+    assert diversification_data(KDD, AesKeyRole.DEK, 32).hex() == (
+        "010000000300d9b1de5d0362dedce4fb020000000300d9b1de5d0362dedce4fb"
+    )
+    with pytest.raises(HsmError, match="KDD"):
+        diversification_data(KDD[:-1], AesKeyRole.MAC, 16)
+    with pytest.raises(HsmError, match="16 or 32"):
+        diversification_data(KDD, AesKeyRole.MAC, 24)
+
+
+def test_module_override_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pytest.importorskip("pkcs11", reason="python-pkcs11 is not installed (extra 'pkcs11')")
+    from fleetid.hsm.pkcs11 import MODULE_ENV, find_pkcs11_module
+
+    monkeypatch.setenv(MODULE_ENV, str(tmp_path / "missing.so"))
+    with pytest.raises(HsmError, match="not a file"):
+        find_pkcs11_module()
+    module = tmp_path / "libexample.so"
+    module.write_bytes(b"")
+    monkeypatch.setenv(MODULE_ENV, str(module))
+    assert find_pkcs11_module() == module
