@@ -9,10 +9,14 @@ All PC/SC tests share the one vpcd port, so they run in one xdist group and hold
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,9 +25,19 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from fleetid.errors import SecureElementError
 from fleetid.formats.apdu import parse_command
+from fleetid.formats.attestation import KeyUsage
+from fleetid.se.applets.identity import IDENTITY_AID
+from fleetid.se.card import SecureElement
+from fleetid.se.client import SecureElementClient
+from fleetid.se.keystore import SealedFlash, Silicon
 from fleetid.se.pcsc import FLEETID_ATR, VpcdBridge, vpcd_port_from_config
+from fleetid.se.scp03 import HostSession, StaticKeys
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.xdist_group("pcsc")]
 
@@ -199,10 +213,18 @@ class Inserted:
         assert self.bridge.error is None, self.bridge.error
 
 
-def connect(reader: str) -> Any:
+@contextlib.contextmanager
+def connected(reader: str) -> Iterator[Any]:
+    """A pyscard connection to the card in ``reader``; its PC/SC context is always released."""
     connection = next(r for r in pcsc_readers() if str(r) == reader).createConnection()
-    connection.connect()
-    return connection
+    try:
+        connection.connect()
+        yield connection
+    finally:
+        # After a card removal SCardDisconnect reports the removal; the context still goes.
+        with contextlib.suppress(CardConnectionException):
+            connection.disconnect()
+        connection.release()
 
 
 def transmit(connection: Any, apdu: bytes) -> tuple[bytes, int]:
@@ -236,8 +258,7 @@ class EchoCard:
 def test_pcscd_sees_our_atr_and_the_card_answers(pcsc_stack: PcscStack) -> None:
     with Inserted(pcsc_stack, EchoCard()):
         assert wait_for_card(pcsc_stack.reader, present=True) == FLEETID_ATR
-        connection = connect(pcsc_stack.reader)
-        try:
+        with connected(pcsc_stack.reader) as connection:
             assert bytes(connection.getATR()) == FLEETID_ATR
             assert transmit(connection, bytes.fromhex("00A4040005F000000001")) == (b"", 0x9000)
             assert transmit(connection, bytes.fromhex("8010000003AABBCC")) == (
@@ -245,52 +266,204 @@ def test_pcscd_sees_our_atr_and_the_card_answers(pcsc_stack: PcscStack) -> None:
                 0x9000,
             )
             assert transmit(connection, bytes.fromhex("80FE0000")) == (b"", 0x6D00)
-        finally:
-            connection.disconnect()
 
 
 def test_extended_length_apdus_cross_pcscd(pcsc_stack: PcscStack) -> None:
-    with Inserted(pcsc_stack, EchoCard()):
-        connection = connect(pcsc_stack.reader)
-        try:
-            payload = bytes(range(256)) * 16  # 4096 bytes: extended Lc
-            command = bytes.fromhex("8010000000") + len(payload).to_bytes(2, "big") + payload
-            assert transmit(connection, command + b"\x00\x00") == (payload, 0x9000)
-            data, sw = transmit(connection, bytes.fromhex("80200000000800"))  # extended Le 2048
-            assert (len(data), sw) == (2048, 0x9000)
-        finally:
-            connection.disconnect()
+    with Inserted(pcsc_stack, EchoCard()), connected(pcsc_stack.reader) as connection:
+        payload = bytes(range(256)) * 16  # 4096 bytes: extended Lc
+        command = bytes.fromhex("8010000000") + len(payload).to_bytes(2, "big") + payload
+        assert transmit(connection, command + b"\x00\x00") == (payload, 0x9000)
+        data, sw = transmit(connection, bytes.fromhex("80200000000800"))  # extended Le 2048
+        assert (len(data), sw) == (2048, 0x9000)
 
 
 def test_reset_through_pcscd_warm_resets_the_card(pcsc_stack: PcscStack) -> None:
     card = EchoCard()
-    with Inserted(pcsc_stack, card) as bridge:
-        connection = connect(pcsc_stack.reader)
-        try:
-            before = card.resets
-            connection.reconnect(disposition=1)  # SCARD_RESET_CARD
-            assert card.resets > before
-            assert bridge.session.counters.reset + bridge.session.counters.power_off >= 1
-            assert transmit(connection, bytes.fromhex("00A4040005F000000001"))[1] == 0x9000
-        finally:
-            connection.disconnect()
+    with Inserted(pcsc_stack, card) as bridge, connected(pcsc_stack.reader) as connection:
+        before = card.resets
+        connection.reconnect(disposition=1)  # SCARD_RESET_CARD
+        assert card.resets > before
+        assert bridge.session.counters.reset + bridge.session.counters.power_off >= 1
+        assert transmit(connection, bytes.fromhex("00A4040005F000000001"))[1] == 0x9000
 
 
 def test_reader_present_without_card(pcsc_stack: PcscStack) -> None:
     assert pcsc_stack.reader in [str(r) for r in pcsc_readers()]
     assert wait_for_card(pcsc_stack.reader, present=False) == b""
-    with pytest.raises(NoCardException):
-        connect(pcsc_stack.reader)
+    with pytest.raises(NoCardException), connected(pcsc_stack.reader):
+        pass
 
 
 def test_card_removed_when_bridge_stops(pcsc_stack: PcscStack) -> None:
     inserted = Inserted(pcsc_stack, EchoCard())
-    with inserted:
-        connection = connect(pcsc_stack.reader)
+    with inserted, connected(pcsc_stack.reader) as connection:
         assert transmit(connection, bytes.fromhex("00A4040005F000000001"))[1] == 0x9000
         inserted.bridge.stop()  # pull the card out
         wait_for_card(pcsc_stack.reader, present=False)
         with pytest.raises(CardConnectionException):
             transmit(connection, bytes.fromhex("00A4040005F000000001"))
-        with pytest.raises(NoCardException):
-            connect(pcsc_stack.reader)
+        with pytest.raises(NoCardException), connected(pcsc_stack.reader):
+            pass
+
+
+# --- the emulated secure element through PC/SC ------------------------------------------------
+
+SCP03_KVN = 0x30
+SCP03_KEYS = StaticKeys(
+    bytes.fromhex("404142434445464748494A4B4C4D4E4F"),
+    bytes.fromhex("505152535455565758595A5B5C5D5E5F"),
+    bytes.fromhex("606162636465666768696A6B6C6D6E6F"),
+)
+
+
+def select_identity_apdu() -> bytes:
+    return bytes.fromhex("00A40400") + bytes([len(IDENTITY_AID)]) + IDENTITY_AID + b"\x00"
+
+
+def open_scp03(connection: Any, level: int = 0x33) -> HostSession:
+    """INITIALIZE UPDATE and EXTERNAL AUTHENTICATE over pyscard (Amd D §7.1)."""
+    host = HostSession(SCP03_KEYS, level)
+    data, sw = transmit(connection, host.initialize_update(SCP03_KVN))
+    assert sw == 0x9000, f"INITIALIZE UPDATE {sw:04X}"
+    assert data[10] == SCP03_KVN and data[11] == 0x03  # KDD(10) ‖ KVN ‖ SCP id (Table 7-4)
+    assert transmit(connection, host.external_authenticate(data)) == (b"", 0x9000)
+    return host
+
+
+def wrapped(connection: Any, host: HostSession, command: bytes) -> tuple[bytes, int]:
+    data, sw = transmit(connection, host.wrap(command))
+    plain = host.unwrap(data + sw.to_bytes(2, "big"))
+    return plain[:-2], int.from_bytes(plain[-2:], "big")
+
+
+@pytest.fixture
+def secure_element() -> SecureElement:
+    return SecureElement.fabricate(keysets={SCP03_KVN: SCP03_KEYS})
+
+
+def test_select_scp03_wrapped_command_and_signature_by_handle(
+    pcsc_stack: PcscStack, secure_element: SecureElement
+) -> None:
+    with Inserted(pcsc_stack, secure_element), connected(pcsc_stack.reader) as connection:
+        fci, sw = transmit(connection, select_identity_apdu())
+        assert sw == 0x9000
+        assert IDENTITY_AID in fci
+        host = open_scp03(connection)  # C-MAC, C-DEC, R-MAC, R-ENC
+        # GENERATE KEY P-256 (P1 01) into the first free handle, policy "sign" (01).
+        data, sw = wrapped(connection, host, bytes.fromhex("804601000101") + b"\x00")
+        assert sw == 0x9000
+        handle, point = data[0], data[1:]
+        public_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        message = b"fleetid over PC/SC"
+        digest = hashlib.sha256(message).digest()
+        sign = bytes([0x80, 0x48, 0x00, handle, len(digest)]) + digest + b"\x00"
+        signature, sw = wrapped(connection, host, sign)
+        assert sw == 0x9000
+        public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))  # pyca
+        with pytest.raises(InvalidSignature):
+            public_key.verify(signature, message + b"!", ec.ECDSA(hashes.SHA256()))
+
+
+def test_corrupted_mac_through_pcsc_gets_6982_and_ends_the_session(
+    pcsc_stack: PcscStack, secure_element: SecureElement
+) -> None:
+    with Inserted(pcsc_stack, secure_element), connected(pcsc_stack.reader) as connection:
+        assert transmit(connection, select_identity_apdu())[1] == 0x9000
+        host = open_scp03(connection)
+        command = bytearray(host.wrap(bytes.fromhex("805C000000")))  # LIST KEYS
+        command[-2] ^= 0x01  # last C-MAC byte (before Le)
+        assert transmit(connection, bytes(command)) == (b"", 0x6982)
+        # The card aborted the session (Amd D §5.6): a correct wrap is refused as well.
+        assert transmit(connection, host.wrap(bytes.fromhex("805C000000")))[1] == 0x6982
+
+
+def test_plain_command_inside_a_mac_session_is_refused(
+    pcsc_stack: PcscStack, secure_element: SecureElement
+) -> None:
+    with Inserted(pcsc_stack, secure_element), connected(pcsc_stack.reader) as connection:
+        assert transmit(connection, select_identity_apdu())[1] == 0x9000
+        open_scp03(connection, level=0x01)
+        assert transmit(connection, bytes.fromhex("805C000000")) == (b"", 0x6982)
+
+
+def test_reader_reset_closes_the_secure_channel(
+    pcsc_stack: PcscStack, secure_element: SecureElement
+) -> None:
+    with Inserted(pcsc_stack, secure_element), connected(pcsc_stack.reader) as connection:
+        assert transmit(connection, select_identity_apdu())[1] == 0x9000
+        host = open_scp03(connection)
+        assert wrapped(connection, host, bytes.fromhex("805C000000"))[1] == 0x9000
+        connection.reconnect(disposition=1)  # SCARD_RESET_CARD: vpcd power-cycles the card
+        # The session is gone: a wrapped command has no session to verify it.
+        assert transmit(connection, host.wrap(bytes.fromhex("805C000000"))) == (b"", 0x6985)
+
+
+class PcscTransport:
+    """``fleetid.se.client.Transport`` over a pyscard connection."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def transmit(self, command: bytes) -> bytes:
+        data, sw = transmit(self.connection, command)
+        return data + sw.to_bytes(2, "big")
+
+
+def test_typed_client_over_pcsc(pcsc_stack: PcscStack, secure_element: SecureElement) -> None:
+    with Inserted(pcsc_stack, secure_element), connected(pcsc_stack.reader) as connection:
+        client = SecureElementClient(PcscTransport(connection))
+        client.select_identity()
+        assert client.chip_serial() == secure_element.chip_serial
+        client.open_secure_channel(SCP03_KEYS, 0x33, key_version=SCP03_KVN)
+        info = client.generate_key(ec.SECP384R1(), KeyUsage.SIGN)
+        digest = hashlib.sha384(b"p-384 through pcscd").digest()
+        signature = client.sign(info.handle, digest)
+        info.public_key.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA384())))
+        with pytest.raises(SecureElementError) as refused:
+            client.sign(0x7E, digest)  # empty slot
+        assert refused.value.sw == 0x6A88
+
+
+def test_cli_serves_a_persisted_card_until_interrupted(
+    pcsc_stack: PcscStack, tmp_path: Path
+) -> None:
+    silicon = Silicon.fabricate()
+    silicon.save(tmp_path / "chip.bin")
+    card = SecureElement.fabricate(
+        silicon=silicon,
+        flash=SealedFlash(tmp_path / "flash.bin"),
+        keysets={SCP03_KVN: SCP03_KEYS},
+    )
+    serial = card.chip_serial
+    fleetid = Path(sys.executable).with_name("fleetid")
+    command = [str(fleetid), "se", "pcsc", "--silicon", str(tmp_path / "chip.bin")]
+    command += ["--flash", str(tmp_path / "flash.bin"), "--port", str(pcsc_stack.port)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for_card(pcsc_stack.reader, present=True) == FLEETID_ATR
+        with connected(pcsc_stack.reader) as connection:
+            client = SecureElementClient(PcscTransport(connection))
+            client.select_identity()
+            assert client.chip_serial() == serial
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=READY_TIMEOUT)
+        assert proc.returncode == 0, err
+        assert serial.hex().upper() in out
+        wait_for_card(pcsc_stack.reader, present=False)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_refuses_missing_card_files(tmp_path: Path) -> None:
+    fleetid = Path(sys.executable).with_name("fleetid")
+    result = subprocess.run(
+        [str(fleetid), "se", "pcsc", "--silicon", str(tmp_path / "a"), "--flash", "b"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
