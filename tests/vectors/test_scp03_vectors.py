@@ -416,3 +416,71 @@ def test_samsung_card_transcript(bits: int, n: int) -> None:
             assert ours.hex() == protected[:-4]  # byte for byte where the card padded minimally
             exact += 1
     assert exact >= 2
+
+
+# --- Pseudo-random challenge with a stated AID: kaoh/globalplatform -----------------------------
+#
+# Source (values only; LGPL-3.0-or-later): https://github.com/kaoh/globalplatform, commit
+# 175c6be0febfc0881d71a2d3de2aa844cbb64586, globalplatform/src/scp03Test.c, tests `mutual_auth` and
+# `delete_application` (level 03, i = 70, invoking AID = the GP 2.3.1 ISD AID A000000151000000).
+# Unlike the pySim set, the AID of the pseudo-random card challenge is stated by the source.
+
+KAOH_KEYS = (
+    "f995d0a069335c7df42e590317ffea6d",
+    "58563362ec5a4541abcd32b34b1eae7d",
+    "0a02a6d687406dcfa09dc70b3edb7e38",
+)
+KAOH_ISD_AID = "a000000151000000"
+KAOH_TRANSCRIPTS = {
+    "mutual_auth": (
+        "80500000089bd6bf878fb8e99100",
+        "000000000000000000003003703c80c2cc87eb3a35e4edba35e629c33600001e",
+        "848203001023ebfedc579d22cdcdb6a25a5ff7891f",
+        (
+            "d83ee38c9954c8078987a5e9ee6ab13c",
+            "6ff37716e0413065e8dfd08bf1e9ec5e",
+            "0254c786e57aca8982670c1c1a05ff12",
+        ),
+        (),
+    ),
+    "delete_application": (
+        "8050000008b2bde1a2dc66bd5600",
+        "00000000000000000000300370c40932a6fefeaeb2e127185170f45fca000015",
+        "848203001059d54d932423d29f6313c970875f8c2f",
+        (
+            "9b841bb63d1087484ff7f16802017243",
+            "8117fe5aded74ac0daabe9fb81dbdb67",
+            "4521d75e4d6f60dbfb8ab4ee254ef6f1",
+        ),
+        # DELETE of AID A00100015141434C: the plain command is our reading of the wrapped one.
+        (
+            (
+                "80e400800a4f08a00100015141434c",
+                "84e400801829f06aec3180b3efe91ff662310b945de0d5fe66ad67a5b6",
+            ),
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KAOH_TRANSCRIPTS))
+def test_kaoh_transcript_both_sides(name: str) -> None:
+    iu_command, iu_response, ea_command, session_keys, exchanges = KAOH_TRANSCRIPTS[name]
+    keys = StaticKeys(*(h(k) for k in KAOH_KEYS))
+    recorded = h(iu_response)
+    counter = int.from_bytes(recorded[-3:], "big")
+    assert pseudo_random_card_challenge(keys.enc, counter, h(KAOH_ISD_AID)) == recorded[13:21]
+    session = derive_session_keys(keys, h(iu_command)[5:13], recorded[13:21])
+    assert (session.s_enc.hex(), session.s_mac.hex(), session.s_rmac.hex()) == session_keys
+
+    host = HostSession(keys, 0x03, h(iu_command)[5:13])
+    assert host.initialize_update().hex() == iu_command
+    assert host.external_authenticate(recorded).hex() == ea_command
+
+    card = CardChannel({0x30: keys}, bytes(10), aid=h(KAOH_ISD_AID), sequence_counter=counter - 1)
+    assert card.initialize_update(parse_command(h(iu_command))) == recorded
+    card.external_authenticate(parse_command(h(ea_command)))
+    assert card.level == 0x03
+    for plain, wrapped in exchanges:
+        assert host.wrap(h(plain)).hex() == wrapped
+        assert card.unwrap_command(parse_command(h(wrapped))).encode().hex() == plain
