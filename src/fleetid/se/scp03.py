@@ -37,6 +37,16 @@ Choices where the spec leaves room (documented so the card and the host agree):
   mutual authentication (wrong host cryptogram) just returns to "no session".
 * Card, level ``00`` (authenticated, no secure messaging expected): plain commands pass; a
   command that carries a C-MAC anyway is verified as such, since it exceeds the level (§5.6).
+* Card, the sequence counter moves only when the challenge is pseudo-random (it feeds nothing
+  else); it is incremented first and the new value is used and returned (§6.2.2.1).
+* Host, R-ENCRYPTION padding is removed leniently (``80`` then any zeros) once the R-MAC has
+  verified: the Samsung OpenSCP transcripts show cards padding beyond one block. The card side
+  is strict, because our host always pads minimally.
+* Logical channels 4-19 (further interindustry CLA): secure messaging is b6 on the wire; the MAC
+  is computed over the ``84``-style class byte as for channel 0 (§6.2.4, GPCS Table 11-12).
+
+Verified against the pySim, Samsung OpenSCP (S8 and S16) and kaoh/globalplatform transcripts;
+see ``tests/vectors/test_scp03_vectors.py``.
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol, runtime_checkable
 
 from fleetid.crypto.symmetric import (
     AES_BLOCK,
@@ -86,6 +96,7 @@ __all__ = [
     "SECURITY_LEVELS",
     "CardChannel",
     "HostSession",
+    "SessionKeySource",
     "SessionKeys",
     "StaticKeys",
     "aes_key_component",
@@ -304,7 +315,17 @@ def _cryptogram(s_mac: bytes, constant: int, context: bytes, length: int) -> byt
 
 # --- host side ----------------------------------------------------------------------------------
 
-KeyProvider = Callable[[bytes, int], StaticKeys]
+
+@runtime_checkable
+class SessionKeySource(Protocol):
+    """Static keys held elsewhere (an HSM): it derives the session keys (§6.2.1) itself, so the
+    static keys never reach the host. ``key_component`` is then unavailable: PUT KEY blocks come
+    wrapped from the same place."""
+
+    def session_keys(self, host_challenge: bytes, card_challenge: bytes) -> SessionKeys: ...
+
+
+KeyProvider = Callable[[bytes, int], "StaticKeys | SessionKeySource"]
 """Given (key diversification data, KVN) from INITIALIZE UPDATE, return the card's static keys."""
 
 
@@ -319,7 +340,7 @@ class HostSession:
 
     def __init__(
         self,
-        keys: StaticKeys | KeyProvider,
+        keys: StaticKeys | SessionKeySource | KeyProvider,
         security_level: int,
         host_challenge: bytes | None = None,
         s16: bool = False,
@@ -404,8 +425,11 @@ class HostSession:
         if self._level & R_ENCRYPTION and not i & _I_R_ENC:
             raise ConfigError(f"the card (i={i:02X}) does not support R-ENCRYPTION")
 
-        keys = self._keys if isinstance(self._keys, StaticKeys) else self._keys(kdd, kvn)
-        session = derive_session_keys(keys, self._host_challenge, card_challenge)
+        keys = self._keys(kdd, kvn) if callable(self._keys) else self._keys
+        if isinstance(keys, StaticKeys):
+            session = derive_session_keys(keys, self._host_challenge, card_challenge)
+        else:
+            session = keys.session_keys(self._host_challenge, card_challenge)
         context = self._host_challenge + card_challenge
         expected = _cryptogram(session.s_mac, _DC_CARD_CRYPTOGRAM, context, n)
         if not bytes_equal(expected, card_cryptogram):
@@ -415,7 +439,8 @@ class HostSession:
         self.key_diversification_data = kdd
         self.key_version = kvn
         self.sequence_counter = int.from_bytes(counter, "big") if counter else None
-        self._static, self._session = keys, session
+        self._static = keys if isinstance(keys, StaticKeys) else None
+        self._session = session
         # §6.2.3: EXTERNAL AUTHENTICATE is always MACed, from a zero chaining value, never
         # encrypted; the encryption counter then starts at 1 with the next command (§6.2.6).
         apdu = self._mac_command(
