@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,15 +124,24 @@ def pcsc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscStack]:
         ),
         "Virtual PCD",
     )
-    lock_path = Path(tempfile.gettempdir()) / "fleetid-pcsc-tests.lock"
+    lock_path = Path(tempfile.gettempdir()) / f"fleetid-pcsc-tests-{os.getuid()}.lock"
     with lock_path.open("w") as lock:
         # One user of the vpcd port at a time, across xdist workers and concurrent runs.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        reader = _vpcd_reader(_list_readers(), friendly)
-        if reader is not None:
-            yield PcscStack(reader=reader, port=port, log=None)
+        names = _list_readers()
+        if names is None:
+            yield from _own_pcscd(tmp_path_factory, friendly, port)
             return
-        yield from _own_pcscd(tmp_path_factory, friendly, port)
+        # A pcscd answers (a system daemon, perhaps just socket-activated): give it a moment to
+        # load its readers, then use it.
+        deadline = time.monotonic() + READY_TIMEOUT
+        reader = _vpcd_reader(names, friendly)
+        while reader is None and time.monotonic() < deadline:
+            threading.Event().wait(0.05)  # poll interval
+            reader = _vpcd_reader(_list_readers(), friendly)
+        if reader is None:
+            _unavailable("the running pcscd has no vpcd reader: restart it after installing vpcd")
+        yield PcscStack(reader=reader, port=port, log=None)
 
 
 def _own_pcscd(
