@@ -283,6 +283,8 @@ class SecureElement:
         data, sw = self._dispatch(applet, plain, cls)
         if self._channel is not None:
             data = self._channel.wrap_response(data, sw)
+        if self._state.life_cycle is CardLifeCycle.TERMINATED:
+            self.reset()  # SET STATUS TERMINATED: answered (and R-MACed), then the card is dead
         return self._limit(data, sw, apdu.ne)
 
     def _unwrap(self, apdu: CommandApdu, cls: _ClassByte) -> CommandApdu:
@@ -326,8 +328,6 @@ class SecureElement:
         except SecureElementError as exc:
             _log.debug("applet refused INS %02X: SW %04X", apdu.ins, exc.sw)
             return b"", exc.sw
-        if self._state.life_cycle is CardLifeCycle.TERMINATED:
-            self.reset()
         return reply.data, reply.sw
 
     # --- transport-level commands ---------------------------------------------------------------
