@@ -1,0 +1,654 @@
+"""The provisioning line: blank secure element in, attested and locked device out.
+
+Per unit, four steps (the seed's "line" pattern):
+
+1. IDENTIFIED: power on a blank card from the wafer (transport keys, OP_READY) and read its chip
+   serial (CPLC, GET DATA 9F7F). The device serial is the 10-byte KDD built from the CPLC
+   (fabricator, type, batch, IC serial), in upper-case hex.
+2. INJECTED: open SCP03 with the transport keys and PUT KEY the per-device ENC/MAC/DEK,
+   diversified from the line master key inside the HSM and wrapped there under the transport
+   Key-DEK. The host handles ciphertext, KCVs and session keys only: the SCP03 session keys come
+   from the HSM's AES-CMAC (``HsmSessionKeys``), so no static key ever reaches this process.
+3. CERTIFIED: GENERATE the attestation key on the card (slot F0); the line CA (HSM) issues the
+   IEEE 802.1AR IDevID for its public key, serial in an RFC 4108 HardwareModuleName.
+4. SECURED: STORE DATA the IDevID chain, the manufacturer trust anchor and the firmware
+   verification key; SET STATUS INITIALIZED then SECURED (GPCS §5.1.1): the card refuses
+   re-personalisation from then on.
+
+Durability. Steps 1-3 of a batch commit in one transaction, step 4 in another; each commit
+writes the manifest rows and their audit-log entries (with the serial) together, and the log
+signs a checkpoint covering them. The certificate is recorded *before* it is installed (a
+write-ahead record), so every certificate that ever reaches a card is in the log. A card can be
+ahead of the manifest after a crash, never behind, and each step recognises that: a card that
+already holds the device key set (GET DATA 00E0) skips PUT KEY but must authenticate with the
+HSM-derived keys; an attestation key is regenerated unless one was certified; a card already
+SECURED is only recorded. Re-running processes every unit without a final state, once.
+
+Quarantine. A unit that fails a step never gets a certificate onto its card: the manifest row
+says ``quarantined`` with the reason, and the log has a ``quarantine`` entry. A STORE DATA
+failure happens after issuance; that IDevID is recorded as void (never installed) and the unit is
+quarantined. A second chip presenting a serial already accepted gets a ``duplicate`` row of its
+own and a ``duplicate-serial`` log entry, and is not touched further.
+
+Fault injection for crash tests: ``FLEETID_LINE_CRASH=<point>`` makes the process ``os._exit``
+the first time it reaches that point (see ``CRASH_POINTS``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import IntEnum, StrEnum
+from typing import Any, Final, Protocol, cast
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from fleetid.clock import Clock
+from fleetid.crypto.signer import Signer
+from fleetid.errors import (
+    EncodingError,
+    HsmError,
+    SecureElementError,
+    StoreError,
+    VerificationError,
+)
+from fleetid.factory.auditlog import AuditEvent, AuditLog
+from fleetid.factory.ceremony import CeremonyRecord
+from fleetid.factory.manufacturer import certificate_fingerprint, issue_idevid
+from fleetid.hsm.base import DerivedKey, Hsm, Scp03KeySet
+from fleetid.se.client import SecureElementClient, Transport
+from fleetid.se.scp03 import SessionKeys, aes_key_component
+from fleetid.se.state import CardLifeCycle, Curve
+from fleetid.store.manifest_table import line_manifest
+from fleetid.store.manifest_table import metadata as manifest_metadata
+
+__all__ = [
+    "CRASH_POINTS",
+    "DEVICE_KVN",
+    "CardSource",
+    "HsmSessionKeys",
+    "LineConfig",
+    "LineReport",
+    "ManifestEntry",
+    "ProvisioningLine",
+    "Step",
+    "UnitState",
+    "device_serial",
+]
+
+DEVICE_KVN: Final = 0x30
+CRASH_ENV: Final = "FLEETID_LINE_CRASH"
+CRASH_POINTS: Final = (
+    "identified",  # CPLC read, nothing done to the card
+    "after-put-key",  # card holds the device keys, manifest does not know
+    "after-generate",  # card holds an uncertified attestation key
+    "after-issue",  # IDevID signed, not recorded
+    "after-certified-commit",  # IDevID recorded, not installed
+    "after-store-data",  # chain installed, card not locked
+    "after-set-status",  # card SECURED, manifest does not know
+    "after-secured-commit",  # everything recorded
+)
+_CRASH_EXIT: Final = 86
+
+# Audit log event kinds (fleetid.factory.auditlog.EventKind where one exists).
+_IDENTIFIED: Final = "identified"
+_INJECTION: Final = "injection"
+_CERTIFICATION: Final = "certification"
+_INSTALLATION: Final = "installation"
+_LOCK: Final = "lock"
+_QUARANTINE: Final = "quarantine"
+_DUPLICATE: Final = "duplicate-serial"
+
+
+class Step(IntEnum):
+    """The last step whose effect is recorded for a unit."""
+
+    NONE = 0
+    IDENTIFIED = 1
+    INJECTED = 2
+    CERTIFIED = 3
+    SECURED = 4
+
+
+class UnitState(StrEnum):
+    IN_PROGRESS = "in-progress"
+    SECURED = "secured"
+    QUARANTINED = "quarantined"
+    DUPLICATE = "duplicate"
+
+
+_FINAL: Final = frozenset({UnitState.SECURED, UnitState.QUARANTINED, UnitState.DUPLICATE})
+
+
+class CardSource(Protocol):
+    """Where the line gets its cards: the wafer (emulated) or a reader (PC/SC)."""
+
+    def power_on(self, unit: str) -> Transport: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class LineConfig:
+    transport_kvn: int = 0x01
+    device_kvn: int = DEVICE_KVN
+    security_level: int = 0x33  # C-MAC, C-DECRYPTION, R-MAC, R-ENCRYPTION (Amd D Table 7-6)
+    attestation_curve: Curve = Curve.P256
+    batch_size: int = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManifestEntry:
+    """One unit's row of the line manifest."""
+
+    unit: str
+    serial: str
+    state: UnitState
+    step: Step
+    reason: str | None
+    key_version: int | None
+    attestation_public_key: ec.EllipticCurvePublicKey | None
+    idevid: x509.Certificate | None
+    idevid_fingerprint: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LineReport:
+    processed: int
+    secured: int
+    quarantined: int
+    duplicates: int
+    already_done: int
+
+
+def device_serial(kdd: bytes) -> str:
+    """The device serial: the CPLC-derived KDD in upper-case hex."""
+    return kdd.hex().upper()
+
+
+class HsmSessionKeys:
+    """SCP03 session keys (Amd D §6.2.1) derived with the HSM's AES-CMAC over static keys it holds.
+
+    The SCP03 KDF (Amd D §4.1.5) is NIST SP 800-108 counter mode with CMAC as PRF; its PRF input is
+    ``00×11 ‖ constant ‖ 00 ‖ L (2) ‖ i (1) ‖ context``, so each 16-byte block is one CMAC the HSM
+    computes. The static keys stay in the HSM; the session keys reach the host, as the spec
+    intends.
+    """
+
+    def __init__(self, hsm: Hsm, *, enc: DerivedKey | str, mac: DerivedKey | str, length: int):
+        self._hsm, self._enc, self._mac, self._length = hsm, enc, mac, length
+
+    def _kdf(self, key: DerivedKey | str, constant: int, context: bytes) -> bytes:
+        bits = self._length * 8
+        blocks = [
+            self._hsm.aes_cmac(
+                key,
+                bytes(11) + bytes((constant, 0)) + bits.to_bytes(2, "big") + bytes((i,)) + context,
+            )
+            for i in range(1, -(-self._length // 16) + 1)
+        ]
+        return b"".join(blocks)[: self._length]
+
+    def session_keys(self, host_challenge: bytes, card_challenge: bytes) -> SessionKeys:
+        context = host_challenge + card_challenge
+        return SessionKeys(
+            s_enc=self._kdf(self._enc, 0x04, context),
+            s_mac=self._kdf(self._mac, 0x06, context),
+            s_rmac=self._kdf(self._mac, 0x07, context),
+        )
+
+
+class _Quarantine(Exception):
+    """A unit failed a step; carries the step it reached and why."""
+
+    def __init__(self, reached: Step, reason: str, void_idevid: str | None = None) -> None:
+        super().__init__(reason)
+        self.reached = reached
+        self.reason = reason
+        self.void_idevid = void_idevid
+
+
+@dataclass(kw_only=True)
+class _Unit:
+    """What the line knows about one unit while a batch is in flight."""
+
+    unit: str
+    serial: str = ""
+    kdd: bytes = b""
+    row: ManifestEntry | None = None
+    events: list[AuditEvent] = field(default_factory=list)
+    keys: Scp03KeySet | None = None
+    kcvs: bytes = b""
+    attestation_key: ec.EllipticCurvePublicKey | None = None
+    idevid: x509.Certificate | None = None
+    outcome: UnitState = UnitState.IN_PROGRESS
+    step: Step = Step.NONE
+    reason: str | None = None
+
+
+class ProvisioningLine:
+    """Runs units through the four steps against an activated HSM; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        hsm: Hsm,
+        record: CeremonyRecord,
+        engine: Engine,
+        log: AuditLog,
+        clock: Clock,
+        config: LineConfig | None = None,
+    ) -> None:
+        self._hsm = hsm
+        self._record = record
+        self._engine = engine
+        self._log = log
+        self._clock = clock
+        self._config = config or LineConfig()
+        self._crash_at = os.environ.get(CRASH_ENV, "")
+        self._line_signer: Signer = hsm.signer(record.line_ca_label)
+        self._firmware_key = hsm.public_key(record.firmware_key_label)
+        enc, mac, dek = record.transport_labels
+        self._transport = (enc, mac, dek)
+        try:
+            manifest_metadata.create_all(engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot create the line manifest table: {exc}") from exc
+
+    # --- reading the manifest ---------------------------------------------------------------
+
+    def manifest(self) -> list[ManifestEntry]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(line_manifest).order_by(line_manifest.c.unit)).all()
+        return [_entry(row) for row in rows]
+
+    def entry(self, unit: str) -> ManifestEntry | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(line_manifest).where(line_manifest.c.unit == unit)).first()
+        return None if row is None else _entry(row)
+
+    # --- running ------------------------------------------------------------------------------
+
+    def run(self, units: Sequence[str], cards: CardSource) -> LineReport:
+        """Process every listed unit that has no final state yet; idempotent."""
+        with self._engine.connect() as conn:
+            rows = {r.unit: _entry(r) for r in conn.execute(select(line_manifest)).all()}
+        accepted = {e.serial: e.unit for e in rows.values() if e.state is not UnitState.DUPLICATE}
+        pending = [u for u in units if u not in rows or rows[u].state not in _FINAL]
+        already_done = len(units) - len(pending)
+        totals = {state: 0 for state in UnitState}
+        size = max(1, self._config.batch_size)
+        for start in range(0, len(pending), size):
+            batch = [_Unit(unit=u, row=rows.get(u)) for u in pending[start : start + size]]
+            for item in batch:
+                self._phase_identify_to_certify(item, cards, accepted)
+            self._commit(batch)
+            self._crash("after-certified-commit")
+            for item in batch:
+                if item.outcome is UnitState.IN_PROGRESS:
+                    self._phase_secure(item, cards)
+            self._commit(batch)
+            self._crash("after-secured-commit")
+            for item in batch:
+                totals[item.outcome] += 1
+                if item.keys is not None:
+                    self._hsm.release(item.keys)
+        return LineReport(
+            processed=len(pending),
+            secured=totals[UnitState.SECURED],
+            quarantined=totals[UnitState.QUARANTINED],
+            duplicates=totals[UnitState.DUPLICATE],
+            already_done=already_done,
+        )
+
+    # --- steps 1-3 ----------------------------------------------------------------------------
+
+    def _phase_identify_to_certify(
+        self, item: _Unit, cards: CardSource, accepted: dict[str, str]
+    ) -> None:
+        row = item.row
+        try:
+            client = SecureElementClient(cards.power_on(item.unit))
+            self._identify(item, client, accepted)
+            if item.outcome is UnitState.DUPLICATE:
+                return
+            self._crash("identified")
+            if row is not None and row.step >= Step.CERTIFIED:
+                # Recorded before a crash; step 4 picks it up.
+                item.step = row.step
+                item.attestation_key = row.attestation_public_key
+                item.idevid = row.idevid
+                return
+            self._inject(item, client)
+            self._certify(item, client)
+        except _Quarantine as q:
+            self._quarantine(item, q)
+        except (SecureElementError, EncodingError, VerificationError) as exc:
+            self._quarantine(
+                item, _Quarantine(item.step, f"card failed at step {item.step + 1}: {exc}")
+            )
+
+    def _identify(self, item: _Unit, client: SecureElementClient, accepted: dict[str, str]) -> None:
+        try:
+            client.select_isd()
+            cplc = client.cplc()
+        except (SecureElementError, EncodingError) as exc:
+            item.serial = f"UNREADABLE-{item.unit}"
+            raise _Quarantine(Step.NONE, f"CPLC unreadable: {exc}") from exc
+        item.kdd = cplc.kdd
+        item.serial = device_serial(cplc.kdd)
+        owner = accepted.get(item.serial)
+        if owner is not None and owner != item.unit:
+            item.outcome = UnitState.DUPLICATE
+            item.reason = f"serial {item.serial} already presented by unit {owner}"
+            item.events.append(
+                AuditEvent(
+                    kind=_DUPLICATE,
+                    serial=item.serial,
+                    body={"unit": item.unit, "first_unit": owner, "refused": True},
+                )
+            )
+            return
+        accepted[item.serial] = item.unit
+        item.step = Step.IDENTIFIED
+        if item.row is None:
+            item.events.append(
+                AuditEvent(
+                    kind=_IDENTIFIED,
+                    serial=item.serial,
+                    body={
+                        "unit": item.unit,
+                        "ic_serial": cplc.ic_serial.hex().upper(),
+                        "ic_batch": cplc.ic_batch,
+                        "kdd": item.kdd.hex().upper(),
+                    },
+                )
+            )
+
+    def _open(self, client: SecureElementClient, keys: HsmSessionKeys, kvn: int) -> None:
+        # HostSession takes a SessionKeySource (static keys held in the HSM); the client's
+        # signature names StaticKeys only.
+        client.open_secure_channel(cast(Any, keys), self._config.security_level, key_version=kvn)
+
+    def _device_session(self, item: _Unit) -> HsmSessionKeys:
+        if item.keys is None:
+            item.keys = self._hsm.derive_scp03_keys(self._record.line_master_label, item.kdd)
+        return HsmSessionKeys(
+            self._hsm, enc=item.keys.enc, mac=item.keys.mac, length=item.keys.enc.length
+        )
+
+    def _inject(self, item: _Unit, client: SecureElementClient) -> None:
+        cfg = self._config
+        versions = {kvn for _, kvn, _, _ in client.key_information()}
+        device_session = self._device_session(item)
+        assert item.keys is not None  # noqa: S101 - set by _device_session
+        kcvs = b"".join(k.kcv for k in item.keys.derived())
+        if cfg.device_kvn not in versions:
+            enc, mac, dek = self._transport
+            try:
+                self._open(
+                    client,
+                    HsmSessionKeys(self._hsm, enc=enc, mac=mac, length=16),
+                    cfg.transport_kvn,
+                )
+            except (SecureElementError, VerificationError, EncodingError) as exc:
+                raise _Quarantine(
+                    Step.IDENTIFIED, f"SCP03 with the transport keys failed: {exc}"
+                ) from exc
+            wrapped = [self._hsm.wrap_for_put_key(k, dek) for k in item.keys.derived()]
+            blocks = [aes_key_component(w.ciphertext, w.length, w.kcv) for w in wrapped]
+            try:
+                client.put_key_components(
+                    cfg.device_kvn,
+                    blocks,
+                    replace_kvn=cfg.transport_kvn,
+                    kcvs=[w.kcv for w in wrapped],
+                )
+            except SecureElementError as exc:
+                raise _Quarantine(Step.IDENTIFIED, f"card refused PUT KEY: {exc}") from exc
+            except EncodingError as exc:
+                raise _Quarantine(
+                    Step.IDENTIFIED, f"PUT KEY key check values do not match the HSM's: {exc}"
+                ) from exc
+            self._crash("after-put-key")
+        # The card proves it holds the HSM-derived keys by authenticating with them (Amd D §6.2.2).
+        client.select_isd()
+        try:
+            self._open(client, device_session, cfg.device_kvn)
+        except (SecureElementError, VerificationError, EncodingError) as exc:
+            raise _Quarantine(
+                Step.IDENTIFIED, f"card does not authenticate with its device keys: {exc}"
+            ) from exc
+        item.kcvs = kcvs
+        item.step = Step.INJECTED
+        item.events.append(
+            AuditEvent(
+                kind=_INJECTION,
+                serial=item.serial,
+                body={
+                    "unit": item.unit,
+                    "key_version": cfg.device_kvn,
+                    "replaced_key_version": cfg.transport_kvn,
+                    "kcvs": {
+                        "enc": item.keys.enc.kcv.hex().upper(),
+                        "mac": item.keys.mac.kcv.hex().upper(),
+                        "dek": item.keys.dek.kcv.hex().upper(),
+                    },
+                    "master": self._record.line_master_label,
+                },
+            )
+        )
+
+    def _certify(self, item: _Unit, client: SecureElementClient) -> None:
+        cfg = self._config
+        client.select_identity()
+        self._open(client, self._device_session(item), cfg.device_kvn)
+        try:
+            public_key = client.generate_attestation_key(cfg.attestation_curve)
+        except SecureElementError as exc:
+            raise _Quarantine(Step.INJECTED, f"attestation key generation failed: {exc}") from exc
+        self._crash("after-generate")
+        try:
+            idevid = issue_idevid(
+                line_ca=self._record.line_ca_certificate,
+                line_ca_signer=self._line_signer,
+                public_key=public_key,
+                device_serial=item.serial,
+                chip_serial=item.kdd,
+                organization=self._record.organization,
+                now=self._clock.now(),
+            )
+        except (HsmError, VerificationError) as exc:
+            raise _Quarantine(Step.INJECTED, f"IDevID issuance failed: {exc}") from exc
+        self._crash("after-issue")
+        item.attestation_key = public_key
+        item.idevid = idevid
+        item.step = Step.CERTIFIED
+        item.events.append(
+            AuditEvent(
+                kind=_CERTIFICATION,
+                serial=item.serial,
+                body={
+                    "unit": item.unit,
+                    "idevid_sha256": certificate_fingerprint(idevid),
+                    "certificate_serial": format(idevid.serial_number, "x"),
+                    "attestation_spki_sha256": hashlib.sha256(_spki(public_key)).hexdigest(),
+                    "issuer": self._record.line_ca_label,
+                },
+            )
+        )
+
+    # --- step 4 -------------------------------------------------------------------------------
+
+    def _phase_secure(self, item: _Unit, cards: CardSource) -> None:
+        cfg = self._config
+        assert item.idevid is not None  # noqa: S101 - step 3 recorded it
+        fingerprint = certificate_fingerprint(item.idevid)
+        try:
+            client = SecureElementClient(cards.power_on(item.unit))
+            client.select_isd()
+            self._open(client, self._device_session(item), cfg.device_kvn)
+            life_cycle = client.life_cycle()
+            if life_cycle is not CardLifeCycle.SECURED:
+                try:
+                    client.install_attestation_chain(
+                        [
+                            item.idevid,
+                            self._record.line_ca_certificate,
+                            self._record.root_certificate,
+                        ]
+                    )
+                    client.install_trust_anchors([self._record.root_certificate])
+                    client.install_firmware_key(self._firmware_key)
+                except SecureElementError as exc:
+                    raise _Quarantine(
+                        Step.CERTIFIED,
+                        f"STORE DATA failed: {exc}; IDevID {fingerprint} was never installed "
+                        "and is void",
+                        void_idevid=fingerprint,
+                    ) from exc
+                self._crash("after-store-data")
+                if life_cycle is CardLifeCycle.OP_READY:
+                    client.set_status(CardLifeCycle.INITIALIZED)
+                client.set_status(CardLifeCycle.SECURED)
+                self._crash("after-set-status")
+                if client.life_cycle() is not CardLifeCycle.SECURED:
+                    raise _Quarantine(Step.CERTIFIED, "card did not reach SECURED")
+        except _Quarantine as q:
+            self._quarantine(item, q)
+            return
+        except (SecureElementError, EncodingError, VerificationError) as exc:
+            reason = f"card failed at step 4: {exc}; IDevID {fingerprint} is void"
+            self._quarantine(item, _Quarantine(Step.CERTIFIED, reason, void_idevid=fingerprint))
+            return
+        item.step = Step.SECURED
+        item.outcome = UnitState.SECURED
+        item.events.append(
+            AuditEvent(
+                kind=_INSTALLATION,
+                serial=item.serial,
+                body={
+                    "unit": item.unit,
+                    "attestation_chain": [
+                        fingerprint,
+                        certificate_fingerprint(self._record.line_ca_certificate),
+                        certificate_fingerprint(self._record.root_certificate),
+                    ],
+                    "trust_anchors": [certificate_fingerprint(self._record.root_certificate)],
+                    "firmware_key_spki_sha256": hashlib.sha256(
+                        _spki(self._firmware_key)
+                    ).hexdigest(),
+                },
+            )
+        )
+        item.events.append(
+            AuditEvent(
+                kind=_LOCK,
+                serial=item.serial,
+                body={"unit": item.unit, "life_cycle": CardLifeCycle.SECURED.name},
+            )
+        )
+
+    # --- outcomes -----------------------------------------------------------------------------
+
+    def _quarantine(self, item: _Unit, q: _Quarantine) -> None:
+        item.outcome = UnitState.QUARANTINED
+        item.reason = q.reason
+        body: dict[str, Any] = {"unit": item.unit, "failed_step": int(q.reached) + 1}
+        body["reason"] = q.reason
+        if q.void_idevid is not None:
+            body["void_idevid_sha256"] = q.void_idevid
+        else:
+            item.idevid = None  # a certificate exists only if recorded before installation
+        item.events.append(AuditEvent(kind=_QUARANTINE, serial=item.serial, body=body))
+
+    def _commit(self, batch: Iterable[_Unit]) -> None:
+        """Write the batch's manifest rows and audit entries in one transaction."""
+        now = _timestamp(self._clock.now())
+        events: list[AuditEvent] = []
+        rows: list[tuple[_Unit, dict[str, Any]]] = []
+        for item in batch:
+            if not item.events:
+                continue
+            events.extend(item.events)
+            item.events = []
+            rows.append((item, self._row(item, now)))
+        if not events:
+            return
+        try:
+            with self._engine.begin() as conn:
+                for item, values in rows:
+                    self._upsert(conn, item, values)
+                self._log.append_many(events, connection=conn)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"line manifest commit failed: {exc}") from exc
+
+    def _row(self, item: _Unit, now: str) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "serial": item.serial,
+            "state": item.outcome.value,
+            "step": int(item.step),
+            "reason": item.reason,
+            "updated_at": now,
+        }
+        if item.kcvs:
+            values["key_version"] = self._config.device_kvn
+            values["key_kcvs"] = item.kcvs.hex().upper()
+        if item.attestation_key is not None:
+            values["attestation_public_key"] = _spki(item.attestation_key)
+        if item.idevid is not None:
+            values["idevid"] = item.idevid.public_bytes(serialization.Encoding.DER)
+            values["idevid_fingerprint"] = certificate_fingerprint(item.idevid)
+        return values
+
+    @staticmethod
+    def _upsert(conn: Connection, item: _Unit, values: dict[str, Any]) -> None:
+        exists = conn.execute(
+            select(line_manifest.c.unit).where(line_manifest.c.unit == item.unit)
+        ).first()
+        if exists is None:
+            conn.execute(insert(line_manifest).values(unit=item.unit, **values))
+        else:
+            conn.execute(
+                update(line_manifest).where(line_manifest.c.unit == item.unit).values(**values)
+            )
+
+    def _crash(self, point: str) -> None:
+        if self._crash_at == point:
+            os._exit(_CRASH_EXIT)
+
+
+def _spki(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _timestamp(when: datetime) -> str:
+    return when.isoformat()
+
+
+def _entry(row: Any) -> ManifestEntry:
+    public = None
+    if row.attestation_public_key is not None:
+        loaded = serialization.load_der_public_key(bytes(row.attestation_public_key))
+        if not isinstance(loaded, ec.EllipticCurvePublicKey):
+            raise StoreError(f"unit {row.unit}: attestation key is not EC")
+        public = loaded
+    idevid = None if row.idevid is None else x509.load_der_x509_certificate(bytes(row.idevid))
+    return ManifestEntry(
+        unit=row.unit,
+        serial=row.serial,
+        state=UnitState(row.state),
+        step=Step(row.step),
+        reason=row.reason,
+        key_version=row.key_version,
+        attestation_public_key=public,
+        idevid=idevid,
+        idevid_fingerprint=row.idevid_fingerprint,
+    )
