@@ -72,7 +72,7 @@ try:
     from smartcard.System import readers as pcsc_readers
 
     HAVE_PYSCARD = True
-except ImportError:  # pragma: no cover - pyscard is in the test extra
+except ImportError:  # pragma: no cover - pyscard is the optional pcsc extra
     HAVE_PYSCARD = False
 
 
@@ -111,7 +111,7 @@ class PcscStack:
 @pytest.fixture(scope="session")
 def pcsc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscStack]:
     if not HAVE_PYSCARD:
-        _unavailable("pyscard is not installed (pip install -e '.[test]')")
+        _unavailable("pyscard is not installed (pip install -e '.[pcsc]'; it builds with swig and libpcsclite-dev)")
     if not READER_CONF.is_file():
         _unavailable("vsmartcard-vpcd is not installed (apt-get install pcscd vsmartcard-vpcd)")
     conf = READER_CONF.read_text()

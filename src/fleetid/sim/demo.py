@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import logging
+
 from rich.console import Console
+from rich.logging import RichHandler
 
 __all__ = ["DemoContext", "run_demo"]
 
@@ -27,11 +30,21 @@ Stage = Callable[[DemoContext], None]
 
 
 def _stages() -> list[tuple[str, Stage]]:
-    return []
+    from fleetid.sim.demo_se import stage_secure_element
+
+    return [
+        ("secure elements: SCP03, keys by handle, attestation, signed boot", stage_secure_element)
+    ]
 
 
 def run_demo(devices: int = 5) -> int:
     ctx = DemoContext(devices=devices)
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=ctx.console, show_time=False, show_path=False)],
+        force=True,
+    )
     ctx.console.rule("[bold]fleetid demo")
     for title, stage in _stages():
         ctx.console.rule(title)

@@ -1,0 +1,97 @@
+"""Demo stage: the secure element (issue 2).
+
+A handful of emulated chips are manufactured with a TEST manufacturer chain; each one opens
+SCP03 at level 33, generates a key on card, attests it against a fresh challenge, signs and does
+ECDH by handle, and boots a signed MCUboot image while refusing a tampered one. One chip is then
+tampered with and zeroises itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fleetid.crypto.signer import SoftwareSigner, verify_signature
+from fleetid.device.boot import BootRefusedError, boot
+from fleetid.errors import SecureElementError
+from fleetid.formats.attestation import KEY_PROPERTIES_OID, KeyUsage, decode_key_properties
+from fleetid.formats.mcuboot import build_image
+from fleetid.se.card import DemoManufacturer, TamperEvent, manufacture_test_card
+from fleetid.se.client import SecureElementClient
+from fleetid.sim.demo import DemoContext
+
+__all__ = ["stage_secure_element"]
+
+
+def _verify_chain(leaf: x509.Certificate, chain: list[x509.Certificate]) -> None:
+    """Each certificate is signed by the next (pyca raises on a bad signature)."""
+    for child, parent in zip([leaf, *chain], chain, strict=False):
+        child.verify_directly_issued_by(parent)
+
+
+def stage_secure_element(ctx: DemoContext) -> None:
+    console = ctx.console
+    manufacturer = DemoManufacturer.create()
+    firmware = SoftwareSigner(ec.generate_private_key(ec.SECP256R1()))
+    image = build_image(os.urandom(4096), firmware, version="1.2.0", security_counter=3)
+    tampered = bytearray(image)
+    tampered[200] ^= 0x01
+
+    made = [
+        manufacture_test_card(manufacturer=manufacturer, firmware_key=firmware.public_key())
+        for _ in range(ctx.devices)
+    ]
+    attested = signed = booted = refused = 0
+    for device in made:
+        client = SecureElementClient(device.card)
+        client.select_identity()
+        client.open_secure_channel(device.keys, 0x33, key_version=device.key_version)
+        key = client.generate_key(ec.SECP256R1(), KeyUsage.SIGN | KeyUsage.KEY_AGREEMENT)
+        challenge = os.urandom(32)
+        attestation = client.attest(key.handle, challenge)
+        _verify_chain(attestation, client.attestation_chain())
+        props = decode_key_properties(
+            attestation.extensions.get_extension_for_oid(
+                x509.ObjectIdentifier(KEY_PROPERTIES_OID)
+            ).value.value  # type: ignore[attr-defined]
+        )
+        if props.challenge != challenge or props.exportable:
+            raise SecureElementError(0x6F00, "attestation does not state what was asked")
+        attested += 1
+        digest = hashlib.sha256(b"telemetry record").digest()
+        signature = client.sign(key.handle, digest)
+        verify_signature(key.public_key, signature, b"telemetry record")
+        peer = ec.generate_private_key(ec.SECP256R1())
+        shared = client.ecdh(key.handle, peer.public_key())
+        if shared != peer.exchange(ec.ECDH(), key.public_key):
+            raise SecureElementError(0x6F00, "ECDH disagrees with the peer")
+        signed += 1
+        boot(client, image)
+        booted += 1
+        try:
+            boot(client, bytes(tampered))
+        except BootRefusedError:
+            refused += 1
+        console.print(
+            f"  chip {device.card.chip_serial.hex().upper()}: key {key.handle} attested, "
+            f"signed, ECDH; image booted; tampered image "
+            f"{'refused' if refused == booted else 'NOT refused'}"
+        )
+
+    victim = made[0].card
+    victim.tamper(TamperEvent.GLITCH)
+    try:
+        SecureElementClient(victim).select_identity()
+        zeroised = "no"
+    except SecureElementError as exc:
+        zeroised = f"yes (SELECT answers {exc.sw:04X})"
+    console.print(f"  chip {victim.chip_serial.hex().upper()} tampered: zeroised, {zeroised}")
+
+    ctx.record("secure elements manufactured", str(len(made)))
+    ctx.record("keys generated on card and attested", str(attested))
+    ctx.record("sign + ECDH by handle verified", str(signed))
+    ctx.record("signed images booted / tampered refused", f"{booted} / {refused}")
+    ctx.record("tampered chip zeroised", zeroised)
