@@ -111,7 +111,7 @@ class PcscStack:
 @pytest.fixture(scope="session")
 def pcsc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscStack]:
     if not HAVE_PYSCARD:
-        _unavailable("pyscard is not installed (pip install -e '.[pcsc]'; it builds with swig and libpcsclite-dev)")
+        _unavailable("pyscard is not installed (pip install -e '.[pcsc]')")
     if not READER_CONF.is_file():
         _unavailable("vsmartcard-vpcd is not installed (apt-get install pcscd vsmartcard-vpcd)")
     conf = READER_CONF.read_text()

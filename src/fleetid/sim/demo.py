@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import logging
 
 from rich.console import Console
 from rich.logging import RichHandler
