@@ -505,3 +505,14 @@ def test_cli_prove_unknown_serial(
 def test_cli_without_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "verify", "--data-dir", str(tmp_path)]) == 1
     assert "no audit log database" in capsys.readouterr().err
+
+
+def test_reader_without_tables_raises_store_error(tmp_path: Path) -> None:
+    from fleetid.errors import StoreError
+
+    with pytest.raises(StoreError):
+        AuditLogReader(tmp_path, ORIGIN).entries()
+    with pytest.raises(StoreError):
+        AuditLogReader(tmp_path, ORIGIN).verify_all(
+            ec.generate_private_key(ec.SECP256R1()).public_key()
+        )

@@ -32,7 +32,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -406,11 +407,14 @@ class AuditLogReader:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _read(self) -> Connection:
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for reading; database failures surface as ``StoreError``."""
         try:
-            return self._engine.connect()
+            with self._engine.connect() as conn:
+                yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the audit log database: {exc}") from exc
+            raise StoreError(f"cannot read the audit log: {exc}") from exc
 
     @staticmethod
     def _latest_checkpoint_row(conn: Connection) -> Row[Any] | None:
