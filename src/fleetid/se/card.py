@@ -556,6 +556,7 @@ def manufacture_test_card(
     chip_serial: bytes | None = None,
     keys: StaticKeys | None = None,
     key_version: int = 0x30,
+    silicon: Silicon | None = None,
     silicon_path: Path | None = None,
     flash_path: Path | None = None,
     firmware_key: ec.EllipticCurvePublicKey | None = None,
@@ -573,7 +574,7 @@ def manufacture_test_card(
 
     manufacturer = manufacturer or DemoManufacturer.create()
     keys = keys or StaticKeys(random(16), random(16), random(16))
-    silicon = Silicon.fabricate(random)
+    silicon = silicon or Silicon.fabricate(random)
     if silicon_path is not None:
         silicon.save(silicon_path)
     card = SecureElement.fabricate(

@@ -1,0 +1,168 @@
+"""No private key ever leaves the card: fuzz every command, scan every response and log line.
+
+For each example a fresh card is made with SCP03 keys, an attestation key and user keys of both
+curves and all policies. Then a sequence of commands (every defined CLA/INS/P1/P2 of
+docs/se-apdu.md plus random ones, with fuzzed data) is sent plain or inside an SCP03 session.
+Every response (raw, unwrapped, and followed through GET RESPONSE) and every log line is scanned
+for every secret the card holds at that moment, read from the sealed flash with the chip: private
+scalars in raw big-endian form and in hex, SCP03 static keys, and the chip's fuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fleetid.errors import FleetIdError
+from fleetid.formats.attestation import KeyUsage
+from fleetid.se.applets.identity import IDENTITY_AID
+from fleetid.se.applets.manager import ISD_AID
+from fleetid.se.card import ManufacturedCard, SecureElement, manufacture_test_card
+from fleetid.se.client import SecureElementClient
+from fleetid.se.keystore import Silicon
+from fleetid.se.scp03 import HostSession, StaticKeys
+from fleetid.se.state import CardState
+
+KEYS = StaticKeys(b"\x5a" * 16, b"\xa5" * 16, b"\x3c" * 16)
+HANDLES = (0x00, 0x01, 0x02, 0x03, 0x04, 0xF0, 0x7F)
+
+# (CLA, INS, P1, P2) of every defined command (docs/se-apdu.md).
+DEFINED = [
+    (0x00, 0xA4, 0x04, 0x00),
+    (0x00, 0xC0, 0x00, 0x00),
+    (0x80, 0xCA, 0x9F, 0x7F),
+    (0x80, 0xCA, 0x00, 0xE0),
+    (0x80, 0xCA, 0xDF, 0x01),
+    (0x80, 0xCA, 0xDF, 0x02),
+    (0x80, 0xCA, 0xDF, 0x03),
+    (0x80, 0xCA, 0xDF, 0x04),
+    (0x80, 0xF2, 0x80, 0x02),
+    (0x80, 0x50, 0x30, 0x00),
+    (0x84, 0x82, 0x33, 0x00),
+    (0x80, 0xD8, 0x00, 0x81),
+    (0x80, 0xD8, 0x30, 0x81),
+    (0x80, 0xE2, 0x88, 0x00),
+    (0x80, 0xE2, 0x90, 0x00),
+    (0x80, 0xF0, 0x80, 0x07),
+    (0x80, 0x5C, 0x00, 0x00),
+] + [
+    (0x80, ins, p1, h)
+    for ins, p1 in (
+        (0x46, 0x01),
+        (0x46, 0x02),
+        (0x48, 0x00),
+        (0x4A, 0x00),
+        (0x4C, 0x00),
+        (0x4E, 0x00),
+        (0x56, 0x00),
+    )
+    for h in HANDLES
+]
+
+byte = st.integers(0, 0xFF)
+headers = st.one_of(
+    st.sampled_from(DEFINED),
+    st.tuples(st.sampled_from([0x00, 0x80, 0x84, 0x04, 0x90, 0x0C]), byte, byte, byte),
+)
+payloads = st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from([ISD_AID, IDENTITY_AID, bytes(32), bytes(48), b"\x01", b"\x04" + bytes(64)]),
+)
+commands = st.tuples(headers, payloads, st.sampled_from([None, 0, 1, 16, 256]))
+
+
+def _encode(header: tuple[int, int, int, int], data: bytes, le: int | None) -> bytes:
+    raw = bytes(header)
+    if data:
+        raw += bytes((len(data),)) if len(data) < 256 else b"\x00" + len(data).to_bytes(2, "big")
+        raw += data
+    if le is not None:
+        raw += bytes((le % 256,)) if len(data) < 256 else (le % 65536).to_bytes(2, "big")
+    return raw
+
+
+def _secrets(made: ManufacturedCard, silicon: Silicon) -> list[bytes]:
+    state = CardState.from_bytes(made.card.flash.read(silicon))
+    out = [silicon._Silicon__fuse]  # type: ignore[attr-defined]
+    for ks in state.keysets.values():
+        out += [ks.enc, ks.mac, ks.dek]
+    for slot in state.keys.values():
+        out.append(slot.private_value.to_bytes(slot.curve.coordinate_size, "big"))
+    return out
+
+
+def _make() -> tuple[ManufacturedCard, Silicon]:
+    silicon = Silicon.fabricate()
+    made = manufacture_test_card(keys=KEYS, silicon=silicon, secure=False)
+    client = SecureElementClient(made.card)
+    client.select_identity()
+    client.generate_key(ec.SECP256R1(), KeyUsage.SIGN, handle=1)
+    client.generate_key(ec.SECP384R1(), KeyUsage.SIGN | KeyUsage.KEY_AGREEMENT, handle=2)
+    client.generate_key(ec.SECP256R1(), KeyUsage.KEY_AGREEMENT, handle=3)
+    client.generate_key(ec.SECP384R1(), KeyUsage.SIGN, handle=4, require_session=True)
+    made.card.reset()
+    return made, made.card._silicon
+
+
+def _assert_clean(blob: bytes, secrets: list[bytes]) -> None:
+    lowered = blob.lower()
+    for s in secrets:
+        assert s not in blob, "a secret appeared in a response"
+        assert s.hex().encode() not in lowered, "a secret appeared in hex"
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    applet=st.sampled_from([ISD_AID, IDENTITY_AID]),
+    level=st.sampled_from([None, 0x01, 0x03, 0x13, 0x33]),
+    sequence=st.lists(commands, min_size=1, max_size=8),
+)
+def test_no_response_or_log_line_contains_a_secret(
+    caplog: pytest.LogCaptureFixture,
+    applet: bytes,
+    level: int | None,
+    sequence: list[tuple[tuple[int, int, int, int], bytes, int | None]],
+) -> None:
+    caplog.clear()
+    made, silicon = _make()
+    card: SecureElement = made.card
+    client = SecureElementClient(card)
+    client.select(applet)
+    host: HostSession | None = None
+    if level is not None:
+        host = client.open_secure_channel(KEYS, level)
+    with caplog.at_level(logging.DEBUG):
+        for header, data, le in sequence:
+            raw = _encode(header, data, le)
+            if host is not None and host.is_open:
+                with contextlib.suppress(FleetIdError):  # unwrappable (SM, malformed): as is
+                    raw = host.wrap(raw)
+            response = card.transmit(raw)
+            received = [response]
+            while len(response) >= 2 and response[-2] == 0x61:
+                response = card.transmit(bytes((0x00, 0xC0, 0x00, 0x00, response[-1])))
+                received.append(response)
+            if host is not None and host.is_open:
+                with contextlib.suppress(FleetIdError):
+                    whole = b"".join(r[:-2] for r in received) + response[-2:]
+                    received.append(host.unwrap(whole))
+            secrets = _secrets(made, silicon)
+            for r in received:
+                _assert_clean(r, secrets)
+    _assert_clean(caplog.text.encode(), _secrets(made, silicon))
+
+
+def test_scanner_would_catch_a_leak() -> None:
+    """Negative twin: the scan itself finds a scalar when one is there."""
+    made, silicon = _make()
+    secrets = _secrets(made, silicon)
+    assert len(secrets) == 1 + 3 + 5  # fuse, one SCP03 key set, four keys + attestation key
+    with pytest.raises(AssertionError):
+        _assert_clean(b"\x90\x00" + secrets[-1] + b"\x90\x00", secrets)
+    with pytest.raises(AssertionError):
+        _assert_clean(secrets[2].hex().upper().encode(), secrets)
