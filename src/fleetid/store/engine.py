@@ -8,13 +8,16 @@ waits for a writer instead of failing at once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 
 from fleetid.errors import ConfigError
 
-__all__ = ["DB_FILENAME", "database_url", "open_engine"]
+if TYPE_CHECKING:
+    from fleetid.config import Settings
+
+__all__ = ["DB_FILENAME", "database_url", "engine_from_settings", "open_engine"]
 
 DB_FILENAME = "fleetid.db"
 _BUSY_TIMEOUT_S = 30
@@ -24,6 +27,10 @@ def database_url(target: str | Path) -> str:
     """The SQLAlchemy URL for a URL (returned as is) or a data directory (its ``fleetid.db``)."""
     text = str(target)
     if "://" in text:
+        # PostgreSQL goes through psycopg 3 unless the URL names a driver.
+        for bare in ("postgresql://", "postgres://"):
+            if text.startswith(bare):
+                return "postgresql+psycopg://" + text.removeprefix(bare)
         return text
     directory = Path(target)
     if not directory.is_dir():
@@ -49,3 +56,8 @@ def open_engine(target: str | Path | Engine) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def engine_from_settings(settings: Settings) -> Engine:
+    """The authority's engine: ``FLEETID_DATABASE_URL`` if set, else SQLite in the data dir."""
+    return open_engine(settings.database_url or settings.data_dir)

@@ -1,0 +1,1 @@
+"""Alembic migrations for the whole fleetid database (``fleetid.store.migrate`` runs them)."""

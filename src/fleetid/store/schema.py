@@ -1,0 +1,248 @@
+"""The authority's relational schema (SQLAlchemy 2 Core), and the one ``metadata`` for every table.
+
+Every fact is a typed column; there are no key/value blobs, so revoking one certificate among
+millions is one indexed ``UPDATE`` of one row. Indexes cover the fleet's questions: by serial
+(unique), by device, by status and by expiry.
+
+``metadata`` also holds the factory's tables (audit log, line manifest), copied in from their
+modules, so that Alembic migrates one database with one history (``fleetid.store.migrate``).
+
+Conventions:
+
+* ``serial`` is the certificate serial number as 40 lowercase hex digits: 20 octets drawn at
+  random with the top bit cleared, so that the INTEGER is positive and at most 20 octets
+  (RFC 5280 §4.1.2.2). Its UNIQUE constraint is what makes serials unique by construction.
+* Times are ``UtcDateTime``: timezone-aware UTC in and out, on SQLite and PostgreSQL alike.
+* Status and reason columns hold short fixed vocabularies (``CertificateStatus``, RFC 5280 reason
+  names), checked by constraints.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+from fleetid.store import auditlog_table, manifest_table
+
+__all__ = [
+    "REASONS",
+    "SERIAL_HEX_LENGTH",
+    "CaRole",
+    "CertificateStatus",
+    "DeviceStatus",
+    "UtcDateTime",
+    "ca_keys",
+    "certificates",
+    "counters",
+    "devices",
+    "enrolment_challenges",
+    "enrolment_tokens",
+    "metadata",
+]
+
+SERIAL_HEX_LENGTH = 40  # 20 octets, RFC 5280 §4.1.2.2
+
+# RFC 5280 §5.3.1 CRLReason names; value 7 is unused and so absent.
+REASONS = (
+    "unspecified",
+    "keyCompromise",
+    "cACompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "certificateHold",
+    "removeFromCRL",
+    "privilegeWithdrawn",
+    "aACompromise",
+)
+
+# Constraint names are fixed so that Alembic revisions can refer to them on both databases.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC ``datetime``; SQLite stores it naive, PostgreSQL as ``timestamptz``."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)  # noqa: S101 - the DB-API returns datetimes here
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class CertificateStatus(enum.StrEnum):
+    VALID = "valid"
+    REVOKED = "revoked"
+
+
+class DeviceStatus(enum.StrEnum):
+    PENDING = "pending"  # a token or challenge exists; nothing issued yet
+    ENROLLED = "enrolled"
+    REVOKED = "revoked"
+    TRANSFERRED = "transferred"
+
+
+class CaRole(enum.StrEnum):
+    ROOT = "root"
+    ISSUING = "issuing"
+
+
+def _in(column: str, values: tuple[str, ...] | type[enum.StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+# One row per CA key generation: the fleet root and the issuing CAs, old and new.
+ca_keys = Table(
+    "ca_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("hsm_label", String(64), nullable=False, unique=True),
+    Column("subject", Text, nullable=False),  # RFC 4514 string
+    Column("subject_key_id", LargeBinary(20), nullable=False),
+    Column("not_before", UtcDateTime, nullable=False),
+    Column("not_after", UtcDateTime, nullable=False),
+    Column("active", Integer, nullable=False),  # 1 for the generation that issues now
+    Column("certificate", LargeBinary, nullable=False),  # DER
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("role", "generation", name="uq_ca_keys_role_generation"),
+    CheckConstraint(_in("role", CaRole), name="role"),
+    CheckConstraint("active IN (0, 1)", name="active"),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("device_id", String(128), primary_key=True),
+    Column("status", String(16), nullable=False),
+    # The factory identity, when the device enrolled with one (attestation provisioner).
+    Column("idevid_serial", String(64), nullable=True),
+    Column("idevid_key_sha256", LargeBinary(32), nullable=True),
+    Column("provisioner", String(32), nullable=True),  # type key of the enrolling provisioner
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint(_in("status", DeviceStatus), name="status"),
+)
+Index("ix_devices_status", devices.c.status)
+Index("ix_devices_idevid_serial", devices.c.idevid_serial)
+
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("serial", String(SERIAL_HEX_LENGTH), nullable=False),
+    Column("issuer_id", Integer, ForeignKey("ca_keys.id"), nullable=False),
+    Column("device_id", String(128), ForeignKey("devices.device_id"), nullable=True),
+    Column("profile", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("public_key_sha256", LargeBinary(32), nullable=False),  # of the DER SPKI
+    Column("not_before", UtcDateTime, nullable=False),
+    Column("not_after", UtcDateTime, nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("revocation_reason", String(24), nullable=True),
+    # Monotonic across the authority: the order revocations happened in (CRL/OCSP publishers
+    # fetch "everything after N").
+    Column("revocation_seq", BigInteger, nullable=True, unique=True),
+    Column("superseded_by", BigInteger, ForeignKey("certificates.id"), nullable=True),
+    Column("der", LargeBinary, nullable=False),
+    UniqueConstraint("serial", name="uq_certificates_serial"),
+    CheckConstraint(_in("status", CertificateStatus), name="status"),
+    CheckConstraint(
+        f"revocation_reason IS NULL OR {_in('revocation_reason', REASONS)}", name="reason"
+    ),
+    CheckConstraint(
+        "(status = 'revoked') = (revoked_at IS NOT NULL AND revocation_reason IS NOT NULL"
+        " AND revocation_seq IS NOT NULL)",
+        name="revocation_complete",
+    ),
+    CheckConstraint(f"length(serial) = {SERIAL_HEX_LENGTH}", name="serial_length"),
+)
+Index("ix_certificates_device_id", certificates.c.device_id)
+Index("ix_certificates_status", certificates.c.status)
+Index("ix_certificates_not_after", certificates.c.not_after)
+Index("ix_certificates_public_key_sha256", certificates.c.public_key_sha256)
+
+# Single-use nonces for attestation-gated enrolment (the attestation provisioner binds to them).
+enrolment_challenges = Table(
+    "enrolment_challenges",
+    metadata,
+    Column("nonce", LargeBinary(32), primary_key=True),
+    Column("device_id", String(128), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+)
+Index("ix_enrolment_challenges_expires_at", enrolment_challenges.c.expires_at)
+
+# One-time EST credentials (RFC 7030 §3.2.3 HTTP Basic): ``username`` is public, the password is
+# stored only as SHA-256 (it is 256 random bits, so a slow KDF adds nothing).
+enrolment_tokens = Table(
+    "enrolment_tokens",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("device_id", String(128), nullable=False),
+    Column("secret_sha256", LargeBinary(32), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Column("certificate_id", BigInteger, ForeignKey("certificates.id"), nullable=True),
+)
+Index("ix_enrolment_tokens_device_id", enrolment_tokens.c.device_id)
+Index("ix_enrolment_tokens_expires_at", enrolment_tokens.c.expires_at)
+
+# Named monotonic counters (``revocation``); bumped with UPDATE … RETURNING under a row lock.
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# The factory's tables, so that one Alembic history covers the whole database.
+for _table in (
+    auditlog_table.audit_entries,
+    auditlog_table.audit_checkpoints,
+    manifest_table.line_manifest,
+):
+    _table.to_metadata(metadata)
