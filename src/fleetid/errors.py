@@ -8,14 +8,16 @@ one place. The tree::
     ├── EncodingError          bytes that do not parse as the format they claim to be
     │   └── ProfileError       well-formed bytes that break their message profile (ETSI)
     ├── VerificationError      a signature, MAC, cryptogram, hash or proof that does not verify
-    │   └── LogTamperedError   the audit log was altered; ``index`` names the first bad entry
-    ├── SecureElementError     a secure element answered with an ISO 7816 status word other than 9000
+    │   ├── LogTamperedError   the audit log was altered; ``index`` names the first bad entry
+    │   └── AuthenticationError a presented credential (token, certificate) does not authenticate
+    ├── SecureElementError     a secure element answered an ISO 7816 status word other than 9000
     │   └── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
     ├── HsmError               the HSM refused or failed an operation
     │   └── HsmNotActivatedError   the HSM is locked until custodians activate it
     ├── CeremonyError          a key ceremony step is not allowed or its inputs are wrong
     ├── PolicyError            a request is well formed but policy forbids it
     └── StoreError             persistent state is missing, duplicated or inconsistent
+        └── NotFoundError      the record a request names does not exist
 
 Verification raises ``VerificationError``; no check in fleetid returns a bool to be ignored.
 """
@@ -23,6 +25,7 @@ Verification raises ``VerificationError``; no check in fleetid returns a bool to
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "CeremonyError",
     "ConfigError",
     "EncodingError",
@@ -30,6 +33,7 @@ __all__ = [
     "HsmError",
     "HsmNotActivatedError",
     "LogTamperedError",
+    "NotFoundError",
     "PolicyError",
     "ProfileError",
     "SecureChannelError",
@@ -74,6 +78,12 @@ class LogTamperedError(VerificationError):
         super().__init__(message if index is None else f"entry {index}: {message}")
 
 
+class AuthenticationError(VerificationError):
+    """A presented credential (one-time token, client certificate) does not authenticate the
+    request: unknown, wrong, already used, expired or revoked. HTTP edges answer 401.
+    """
+
+
 class SecureElementError(FleetIdError):
     """A secure element answered with a status word other than 9000.
 
@@ -108,3 +118,7 @@ class PolicyError(FleetIdError):
 
 class StoreError(FleetIdError):
     """Persistent state is missing, duplicated or inconsistent."""
+
+
+class NotFoundError(StoreError):
+    """The record a request names (a serial, a device) does not exist."""
