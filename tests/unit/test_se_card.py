@@ -199,6 +199,15 @@ def test_chaining_not_accepted_is_6884(echo_card: SecureElement, card: SecureEle
     assert sw_of(card.transmit(bytes.fromhex("90CA9F7F00"))) == 0x6884
 
 
+def test_chain_longer_than_extended_length_is_6700(echo_card: SecureElement) -> None:
+    select(echo_card, _EchoApplet.aid)
+    for size in (0x8000, 0x7FFF):  # 65535 bytes so far: still fits
+        block = CommandApdu(0x90, 0x10, 0x00, 0x00, bytes(size)).encode()
+        assert echo_card.transmit(block) == b"\x90\x00"
+    last = CommandApdu(0x80, 0x10, 0x00, 0x00, bytes(2)).encode()
+    assert echo_card.transmit(last) == bytes.fromhex("6700")
+
+
 def test_interrupted_chain_is_6883(echo_card: SecureElement) -> None:
     select(echo_card, _EchoApplet.aid)
     echo_card.transmit(bytes.fromhex("90100000") + b"\x02AB")

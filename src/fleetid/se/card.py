@@ -73,6 +73,7 @@ _INS_GET_RESPONSE = 0xC0
 _INS_INITIALIZE_UPDATE = 0x50
 _INS_EXTERNAL_AUTHENTICATE = 0x82
 _SW_MORE_DATA = 0x6100
+_MAX_ASSEMBLED = 0xFFFF  # a chain assembles into one command: at most the extended Nc
 
 
 class TamperEvent(Enum):
@@ -223,6 +224,9 @@ class SecureElement:
         self._persist()
         self.reset()
 
+    def _terminated(self) -> bool:
+        return self._state.life_cycle is CardLifeCycle.TERMINATED
+
     def _persist(self) -> None:
         self._flash.write(self._silicon, self._state.to_bytes(), self._random)
 
@@ -283,7 +287,7 @@ class SecureElement:
         data, sw = self._dispatch(applet, plain, cls)
         if self._channel is not None:
             data = self._channel.wrap_response(data, sw)
-        if self._state.life_cycle is CardLifeCycle.TERMINATED:
+        if self._terminated():
             self.reset()  # SET STATUS TERMINATED: answered (and R-MACed), then the card is dead
         return self._limit(data, sw, apdu.ne)
 
@@ -302,6 +306,9 @@ class SecureElement:
                 self._chain = None
                 return b"", SW.LAST_COMMAND_OF_CHAIN_EXPECTED
             buffer += apdu.data
+            if len(buffer) > _MAX_ASSEMBLED:
+                self._chain = None
+                return b"", SW.WRONG_LENGTH
             if cls.chaining:
                 return b"", SW.OK
             self._chain = None
@@ -311,8 +318,6 @@ class SecureElement:
                 return b"", SW.CHAINING_NOT_SUPPORTED
             self._chain = (apdu.ins, apdu.p1, apdu.p2, bytearray(apdu.data))
             return b"", SW.OK
-        if len(apdu.data) > 0xFFFF:  # pragma: no cover - chained data beyond extended length
-            return b"", SW.WRONG_LENGTH
         channel = self._channel
         ctx = CommandContext(
             state=self._state,
