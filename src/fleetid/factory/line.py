@@ -36,12 +36,15 @@ the first time it reaches that point (see ``CRASH_POINTS``).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
+from pathlib import Path
 from typing import Any, Final, Protocol, cast
 
 from cryptography import x509
@@ -63,6 +66,7 @@ from fleetid.factory.auditlog import AuditEvent, AuditLog
 from fleetid.factory.ceremony import CeremonyRecord
 from fleetid.factory.manufacturer import certificate_fingerprint, issue_idevid
 from fleetid.hsm.base import DerivedKey, Hsm, Scp03KeySet
+from fleetid.se.applets.manager import PersonalisationObject
 from fleetid.se.client import SecureElementClient, Transport
 from fleetid.se.scp03 import SessionKeys, aes_key_component
 from fleetid.se.state import CardLifeCycle, Curve
@@ -81,6 +85,7 @@ __all__ = [
     "Step",
     "UnitState",
     "device_serial",
+    "open_line",
 ]
 
 DEVICE_KVN: Final = 0x30
@@ -226,6 +231,8 @@ class _Unit:
     kcvs: bytes = b""
     attestation_key: ec.EllipticCurvePublicKey | None = None
     idevid: x509.Certificate | None = None
+    client: SecureElementClient | None = None
+    recorded: bool = False
     outcome: UnitState = UnitState.IN_PROGRESS
     step: Step = Step.NONE
     reason: str | None = None
@@ -243,8 +250,10 @@ class ProvisioningLine:
         log: AuditLog,
         clock: Clock,
         config: LineConfig | None = None,
+        lock_path: Path | None = None,
     ) -> None:
         self._hsm = hsm
+        self._lock_path = lock_path
         self._record = record
         self._engine = engine
         self._log = log
@@ -284,20 +293,32 @@ class ProvisioningLine:
         totals = {state: 0 for state in UnitState}
         size = max(1, self._config.batch_size)
         for start in range(0, len(pending), size):
-            batch = [_Unit(unit=u, row=rows.get(u)) for u in pending[start : start + size]]
-            for item in batch:
-                self._phase_identify_to_certify(item, cards, accepted)
-            self._commit(batch)
-            self._crash("after-certified-commit")
-            for item in batch:
-                if item.outcome is UnitState.IN_PROGRESS:
-                    self._phase_secure(item, cards)
-            self._commit(batch)
-            self._crash("after-secured-commit")
+            batch = [
+                _Unit(unit=u, row=rows.get(u), recorded=u in rows)
+                for u in pending[start : start + size]
+            ]
+            try:
+                for item in batch:
+                    self._guarded(item, self._identify, cards, accepted)
+                self._commit(batch)
+                self._crash("identified")
+                for item in batch:
+                    if item.outcome is UnitState.IN_PROGRESS and item.step < Step.CERTIFIED:
+                        self._guarded(item, self._inject_and_certify)
+                self._commit(batch)
+                self._crash("after-certified-commit")
+                for item in batch:
+                    if item.outcome is UnitState.IN_PROGRESS:
+                        self._guarded(item, self._secure)
+                self._commit(batch)
+                self._crash("after-secured-commit")
+            finally:
+                for item in batch:
+                    if item.keys is not None:
+                        self._hsm.release(item.keys)
+                        item.keys = None
             for item in batch:
                 totals[item.outcome] += 1
-                if item.keys is not None:
-                    self._hsm.release(item.keys)
         return LineReport(
             processed=len(pending),
             secured=totals[UnitState.SECURED],
@@ -306,35 +327,24 @@ class ProvisioningLine:
             already_done=already_done,
         )
 
-    # --- steps 1-3 ----------------------------------------------------------------------------
-
-    def _phase_identify_to_certify(
-        self, item: _Unit, cards: CardSource, accepted: dict[str, str]
-    ) -> None:
-        row = item.row
+    def _guarded(self, item: _Unit, step: Callable[..., None], *args: Any) -> None:
+        """Run one step for one unit; any card or verification failure quarantines it."""
         try:
-            client = SecureElementClient(cards.power_on(item.unit))
-            self._identify(item, client, accepted)
-            if item.outcome is UnitState.DUPLICATE:
-                return
-            self._crash("identified")
-            if row is not None and row.step >= Step.CERTIFIED:
-                # Recorded before a crash; step 4 picks it up.
-                item.step = row.step
-                item.attestation_key = row.attestation_public_key
-                item.idevid = row.idevid
-                return
-            self._inject(item, client)
-            self._certify(item, client)
+            step(item, *args)
         except _Quarantine as q:
             self._quarantine(item, q)
         except (SecureElementError, EncodingError, VerificationError) as exc:
-            self._quarantine(
-                item, _Quarantine(item.step, f"card failed at step {item.step + 1}: {exc}")
-            )
+            void = certificate_fingerprint(item.idevid) if item.idevid is not None else None
+            reason = f"card failed at step {item.step + 1}: {exc}"
+            if void is not None:
+                reason += f"; IDevID {void} is void"
+            self._quarantine(item, _Quarantine(item.step, reason, void_idevid=void))
 
-    def _identify(self, item: _Unit, client: SecureElementClient, accepted: dict[str, str]) -> None:
+    # --- steps 1-3 ----------------------------------------------------------------------------
+
+    def _identify(self, item: _Unit, cards: CardSource, accepted: dict[str, str]) -> None:
         try:
+            client = SecureElementClient(cards.power_on(item.unit))
             client.select_isd()
             cplc = client.cplc()
         except (SecureElementError, EncodingError) as exc:
@@ -355,8 +365,14 @@ class ProvisioningLine:
             )
             return
         accepted[item.serial] = item.unit
+        item.client = client
         item.step = Step.IDENTIFIED
-        if item.row is None:
+        if item.row is not None:
+            # Resuming a unit recorded before a crash: carry on from its recorded step.
+            item.step = max(item.row.step, Step.IDENTIFIED)
+            item.attestation_key = item.row.attestation_public_key
+            item.idevid = item.row.idevid
+        else:
             item.events.append(
                 AuditEvent(
                     kind=_IDENTIFIED,
@@ -416,8 +432,9 @@ class ProvisioningLine:
                     Step.IDENTIFIED, f"PUT KEY key check values do not match the HSM's: {exc}"
                 ) from exc
             self._crash("after-put-key")
-        # The card proves it holds the HSM-derived keys by authenticating with them (Amd D §6.2.2).
-        client.select_isd()
+        # The card proves it holds the HSM-derived keys by authenticating with them (Amd D §6.2.2);
+        # the identity applet takes its secure channel from the ISD's key sets.
+        client.select_identity()
         try:
             self._open(client, device_session, cfg.device_kvn)
         except (SecureElementError, VerificationError, EncodingError) as exc:
@@ -444,10 +461,14 @@ class ProvisioningLine:
             )
         )
 
+    def _inject_and_certify(self, item: _Unit) -> None:
+        assert item.client is not None  # noqa: S101 - step 1 powered it on
+        self._inject(item, item.client)
+        self._certify(item, item.client)
+
     def _certify(self, item: _Unit, client: SecureElementClient) -> None:
+        """GENERATE the attestation key inside the identity session ``_inject`` opened."""
         cfg = self._config
-        client.select_identity()
-        self._open(client, self._device_session(item), cfg.device_kvn)
         try:
             public_key = client.generate_attestation_key(cfg.attestation_curve)
         except SecureElementError as exc:
@@ -485,47 +506,40 @@ class ProvisioningLine:
 
     # --- step 4 -------------------------------------------------------------------------------
 
-    def _phase_secure(self, item: _Unit, cards: CardSource) -> None:
+    def _secure(self, item: _Unit) -> None:
         cfg = self._config
-        assert item.idevid is not None  # noqa: S101 - step 3 recorded it
+        client = item.client
+        assert item.idevid is not None and client is not None  # noqa: S101 - steps 1-3 ran
         fingerprint = certificate_fingerprint(item.idevid)
-        try:
-            client = SecureElementClient(cards.power_on(item.unit))
-            client.select_isd()
-            self._open(client, self._device_session(item), cfg.device_kvn)
-            life_cycle = client.life_cycle()
-            if life_cycle is not CardLifeCycle.SECURED:
-                try:
-                    client.install_attestation_chain(
-                        [
-                            item.idevid,
-                            self._record.line_ca_certificate,
-                            self._record.root_certificate,
-                        ]
-                    )
-                    client.install_trust_anchors([self._record.root_certificate])
-                    client.install_firmware_key(self._firmware_key)
-                except SecureElementError as exc:
-                    raise _Quarantine(
-                        Step.CERTIFIED,
-                        f"STORE DATA failed: {exc}; IDevID {fingerprint} was never installed "
-                        "and is void",
-                        void_idevid=fingerprint,
-                    ) from exc
-                self._crash("after-store-data")
-                if life_cycle is CardLifeCycle.OP_READY:
-                    client.set_status(CardLifeCycle.INITIALIZED)
-                client.set_status(CardLifeCycle.SECURED)
-                self._crash("after-set-status")
-                if client.life_cycle() is not CardLifeCycle.SECURED:
-                    raise _Quarantine(Step.CERTIFIED, "card did not reach SECURED")
-        except _Quarantine as q:
-            self._quarantine(item, q)
-            return
-        except (SecureElementError, EncodingError, VerificationError) as exc:
-            reason = f"card failed at step 4: {exc}; IDevID {fingerprint} is void"
-            self._quarantine(item, _Quarantine(Step.CERTIFIED, reason, void_idevid=fingerprint))
-            return
+        client.select_isd()
+        self._open(client, self._device_session(item), cfg.device_kvn)
+        life_cycle = client.life_cycle()
+        if life_cycle is not CardLifeCycle.SECURED:
+            chain = [item.idevid, self._record.line_ca_certificate, self._record.root_certificate]
+            try:
+                # One STORE DATA sequence with three DGIs (GPCS §11.11; docs/se-apdu.md).
+                client.store_data(
+                    [
+                        (PersonalisationObject.ATTESTATION_CHAIN[0], _der(*chain)),
+                        (
+                            PersonalisationObject.TRUST_ANCHORS[0],
+                            _der(self._record.root_certificate),
+                        ),
+                        (PersonalisationObject.FIRMWARE_KEY[0], _spki(self._firmware_key)),
+                    ]
+                )
+            except SecureElementError as exc:
+                raise _Quarantine(
+                    Step.CERTIFIED,
+                    f"STORE DATA failed: {exc}; IDevID {fingerprint} was never installed "
+                    "and is void",
+                    void_idevid=fingerprint,
+                ) from exc
+            self._crash("after-store-data")
+            if life_cycle is CardLifeCycle.OP_READY:
+                client.set_status(CardLifeCycle.INITIALIZED)
+            client.set_status(CardLifeCycle.SECURED)
+            self._crash("after-set-status")
         item.step = Step.SECURED
         item.outcome = UnitState.SECURED
         item.events.append(
@@ -568,25 +582,65 @@ class ProvisioningLine:
         item.events.append(AuditEvent(kind=_QUARANTINE, serial=item.serial, body=body))
 
     def _commit(self, batch: Iterable[_Unit]) -> None:
-        """Write the batch's manifest rows and audit entries in one transaction."""
-        now = _timestamp(self._clock.now())
-        events: list[AuditEvent] = []
-        rows: list[tuple[_Unit, dict[str, Any]]] = []
-        for item in batch:
-            if not item.events:
-                continue
-            events.extend(item.events)
-            item.events = []
-            rows.append((item, self._row(item, now)))
-        if not events:
+        """Write the batch's manifest rows and audit entries in one transaction.
+
+        Line processes sharing a data directory serialise their commits on ``line.lock``; a
+        serial first seen in this batch is checked against the manifest inside the transaction,
+        so two processes can never both accept one serial.
+        """
+        items = [item for item in batch if item.events]
+        if not items:
             return
-        try:
-            with self._engine.begin() as conn:
-                for item, values in rows:
-                    self._upsert(conn, item, values)
-                self._log.append_many(events, connection=conn)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"line manifest commit failed: {exc}") from exc
+        with self._exclusive():
+            try:
+                with self._engine.begin() as conn:
+                    for item in items:
+                        if not item.recorded and item.outcome is UnitState.IN_PROGRESS:
+                            self._refuse_if_taken(conn, item)
+                    now = _timestamp(self._clock.now())
+                    events = [event for item in items for event in item.events]
+                    for item in items:
+                        self._upsert(conn, item, self._row(item, now))
+                    self._log.append_many(events, connection=conn)
+            except SQLAlchemyError as exc:
+                raise StoreError(f"line manifest commit failed: {exc}") from exc
+        for item in items:
+            item.events = []
+            item.recorded = True
+
+    def _refuse_if_taken(self, conn: Connection, item: _Unit) -> None:
+        owner = conn.execute(
+            select(line_manifest.c.unit).where(
+                line_manifest.c.serial == item.serial,
+                line_manifest.c.state != UnitState.DUPLICATE.value,
+                line_manifest.c.unit != item.unit,
+            )
+        ).first()
+        if owner is None:
+            return
+        item.outcome = UnitState.DUPLICATE
+        item.step = Step.NONE
+        item.client = None
+        item.reason = f"serial {item.serial} already presented by unit {owner.unit}"
+        item.events = [
+            AuditEvent(
+                kind=_DUPLICATE,
+                serial=item.serial,
+                body={"unit": item.unit, "first_unit": owner.unit, "refused": True},
+            )
+        ]
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        if self._lock_path is None:
+            yield
+            return
+        with open(self._lock_path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _row(self, item: _Unit, now: str) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -608,25 +662,49 @@ class ProvisioningLine:
 
     @staticmethod
     def _upsert(conn: Connection, item: _Unit, values: dict[str, Any]) -> None:
-        exists = conn.execute(
-            select(line_manifest.c.unit).where(line_manifest.c.unit == item.unit)
-        ).first()
-        if exists is None:
-            conn.execute(insert(line_manifest).values(unit=item.unit, **values))
-        else:
+        if item.recorded:
             conn.execute(
                 update(line_manifest).where(line_manifest.c.unit == item.unit).values(**values)
             )
+        else:
+            conn.execute(insert(line_manifest).values(unit=item.unit, **values))
 
     def _crash(self, point: str) -> None:
         if self._crash_at == point:
             os._exit(_CRASH_EXIT)
 
 
+def open_line(
+    data_dir: Path, *, clock: Clock, config: LineConfig | None = None
+) -> ProvisioningLine:
+    """The line of a data directory, on its activated HSM.
+
+    Raises ``HsmNotActivatedError`` until custodians have run ``fleetid ceremony activate``.
+    """
+    from fleetid.factory.ceremony import open_activated_hsm
+    from fleetid.store.engine import open_engine
+
+    hsm, record = open_activated_hsm(data_dir, clock=clock)
+    log = AuditLog.open(data_dir, hsm.signer(record.audit_key_label), record.log_origin, clock)
+    return ProvisioningLine(
+        hsm=hsm,
+        record=record,
+        engine=open_engine(data_dir),
+        log=log,
+        clock=clock,
+        config=config,
+        lock_path=data_dir / "line.lock",
+    )
+
+
 def _spki(key: ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def _der(*certificates: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.DER) for c in certificates)
 
 
 def _timestamp(when: datetime) -> str:
