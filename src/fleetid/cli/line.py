@@ -1,0 +1,135 @@
+"""``fleetid line``: run blank secure elements through the provisioning line.
+
+``run --devices N --data-dir DIR`` processes the data directory's wafer lot (fabricating N blank
+cards from ``--transport-keys`` the first time; ``--defect`` and ``--clone`` make faulty units for
+drills); re-running resumes where a crash left off. ``status`` prints the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("line", help="the provisioning line: run, status")
+    verbs = parser.add_subparsers(dest="line_command", metavar="ACTION", required=True)
+
+    run = verbs.add_parser("run", help="provision the wafer lot's devices (resumable)")
+    run.add_argument("--devices", type=int, required=True, help="units in the wafer lot")
+    run.add_argument("--data-dir", type=Path, required=True)
+    run.add_argument(
+        "--transport-keys",
+        type=Path,
+        default=None,
+        help="the SE vendor's transport keys file (needed when the lot is fabricated)",
+    )
+    run.add_argument("--lot", default="LOT1", help="wafer lot name (unit ids are LOT-NNNNNN)")
+    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument(
+        "--defect",
+        action="append",
+        default=[],
+        metavar="INDEX:KIND",
+        help="fabricate unit INDEX with a defect (refuses-put-key, bad-kcv, keygen-fails, "
+        "store-data-fails)",
+    )
+    run.add_argument(
+        "--clone",
+        action="append",
+        default=[],
+        metavar="INDEX:SOURCE",
+        help="fabricate unit INDEX with the chip serial of unit SOURCE",
+    )
+    run.set_defaults(func=_run)
+
+    status = verbs.add_parser("status", help="print the line manifest")
+    status.add_argument("--data-dir", type=Path, required=True)
+    status.set_defaults(func=_status)
+
+
+def _pairs(values: list[str], what: str) -> list[tuple[int, str]]:
+    from fleetid.errors import ConfigError
+
+    out = []
+    for value in values:
+        index, _, rest = value.partition(":")
+        if not index.isdigit() or not rest:
+            raise ConfigError(f"{what} takes INDEX:VALUE, not {value!r}")
+        out.append((int(index), rest))
+    return out
+
+
+def _wafer(args: argparse.Namespace) -> Any:
+    from fleetid.errors import ConfigError
+    from fleetid.se.scp03 import StaticKeys
+    from fleetid.sim.wafer import Defect, Wafer
+
+    directory = args.data_dir / "wafer"
+    if (directory / "wafer.json").exists():
+        wafer = Wafer.open(directory)
+        if len(wafer.units) != args.devices:
+            raise ConfigError(
+                f"the lot in {directory} has {len(wafer.units)} units, not {args.devices}"
+            )
+        return wafer
+    if args.transport_keys is None:
+        raise ConfigError("no wafer lot yet: pass --transport-keys to fabricate one")
+    try:
+        doc = tomllib.loads(args.transport_keys.read_text())
+        keys = StaticKeys(
+            enc=bytes.fromhex(doc["enc"]),
+            mac=bytes.fromhex(doc["mac"]),
+            dek=bytes.fromhex(doc["dek"]),
+        )
+    except (OSError, KeyError, ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read transport keys {args.transport_keys}: {exc}") from exc
+    try:
+        defects = {i: Defect(kind) for i, kind in _pairs(args.defect, "--defect")}
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    clones = {i: int(source) for i, source in _pairs(args.clone, "--clone")}
+    return Wafer.fabricate(
+        directory,
+        lot=args.lot,
+        count=args.devices,
+        transport_keys=keys,
+        defects=defects,
+        clones=clones,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fleetid.clock import SystemClock
+    from fleetid.factory.line import LineConfig, open_line
+
+    line = open_line(
+        args.data_dir, clock=SystemClock(), config=LineConfig(batch_size=args.batch_size)
+    )
+    wafer = _wafer(args)
+    report = line.run([u.unit for u in wafer.units], wafer)
+    print(
+        f"processed {report.processed} (already done {report.already_done}): "
+        f"{report.secured} secured, {report.quarantined} quarantined, "
+        f"{report.duplicates} duplicate serials refused"
+    )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from fleetid.factory.line import ProvisioningLine  # noqa: F401 - table definitions
+    from fleetid.store.engine import open_engine
+    from fleetid.store.manifest_table import line_manifest
+
+    with open_engine(args.data_dir).connect() as conn:
+        rows = conn.execute(select(line_manifest).order_by(line_manifest.c.unit)).all()
+    for row in rows:
+        detail = row.reason or (row.idevid_fingerprint or "")
+        print(f"{row.unit}  {row.serial}  {row.state:<12} step {row.step}  {detail}")
+    return 0
