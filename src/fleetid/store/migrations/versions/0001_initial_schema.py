@@ -68,12 +68,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("hsm_label", name=op.f("uq_ca_keys_hsm_label")),
         sa.UniqueConstraint("role", "generation", name="uq_ca_keys_role_generation"),
     )
-    op.create_table(
+    counters = op.create_table(
         "counters",
         sa.Column("name", sa.String(length=32), nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_counters")),
     )
+    # The revocation sequence starts at 0; fleetid.store.repositories bumps it under a row lock.
+    op.bulk_insert(counters, [{"name": "revocation", "value": 0}])
     op.create_table(
         "devices",
         sa.Column("device_id", sa.String(length=128), nullable=False),

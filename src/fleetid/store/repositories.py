@@ -1,0 +1,495 @@
+"""Narrow repositories over the authority's tables: services speak records, never SQL.
+
+``Store.transaction()`` opens one database transaction and hands out ``Repositories`` bound to it;
+everything done through them commits together or not at all. Each method is one or two indexed
+statements. Single use (tokens, challenges) and revocation are conditional ``UPDATE``s, so two
+concurrent requests cannot both win, whatever the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from fleetid.errors import NotFoundError, PolicyError, StoreError
+from fleetid.store.migrate import ensure_schema
+from fleetid.store.schema import (
+    REASONS,
+    SERIAL_HEX_LENGTH,
+    CaRole,
+    CertificateStatus,
+    DeviceStatus,
+    ca_keys,
+    certificates,
+    counters,
+    devices,
+    enrolment_challenges,
+    enrolment_tokens,
+)
+
+__all__ = [
+    "CaKeyRecord",
+    "CaKeys",
+    "CertificateRecord",
+    "Certificates",
+    "ChallengeRecord",
+    "Challenges",
+    "DeviceRecord",
+    "Devices",
+    "NewCaKey",
+    "NewCertificate",
+    "Repositories",
+    "Revocation",
+    "Store",
+    "TokenRecord",
+    "Tokens",
+    "normalise_serial",
+]
+
+
+def normalise_serial(text: str) -> str:
+    """A serial as the store keys it: 40 lowercase hex digits (``0x``, ``:`` and case tolerated)."""
+    digits = text.strip().lower().removeprefix("0x").replace(":", "")
+    try:
+        value = int(digits, 16)
+    except ValueError:
+        raise NotFoundError(f"{text!r} is not a hexadecimal serial number") from None
+    if not 0 < value < 1 << (8 * SERIAL_HEX_LENGTH // 2):
+        raise NotFoundError(f"{text!r} is not a serial this authority issues (1..20 octets)")
+    return f"{value:0{SERIAL_HEX_LENGTH}x}"
+
+
+def _record(cls: Any, row: Row[Any]) -> Any:
+    return cls(**row._mapping)
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewCaKey:
+    role: CaRole
+    generation: int
+    hsm_label: str
+    subject: str
+    subject_key_id: bytes
+    not_before: datetime
+    not_after: datetime
+    active: bool
+    certificate: bytes  # DER
+    created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaKeyRecord:
+    id: int
+    role: str
+    generation: int
+    hsm_label: str
+    subject: str
+    subject_key_id: bytes
+    not_before: datetime
+    not_after: datetime
+    active: int
+    certificate: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceRecord:
+    device_id: str
+    status: str
+    idevid_serial: str | None
+    idevid_key_sha256: bytes | None
+    provisioner: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewCertificate:
+    serial: str
+    issuer_id: int
+    device_id: str | None
+    profile: str
+    subject: str
+    public_key_sha256: bytes
+    not_before: datetime
+    not_after: datetime
+    issued_at: datetime
+    der: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertificateRecord:
+    id: int
+    serial: str
+    issuer_id: int
+    device_id: str | None
+    profile: str
+    status: str
+    subject: str
+    public_key_sha256: bytes
+    not_before: datetime
+    not_after: datetime
+    issued_at: datetime
+    revoked_at: datetime | None
+    revocation_reason: str | None
+    revocation_seq: int | None
+    superseded_by: int | None
+    der: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class Revocation:
+    """What ``revoke`` recorded: the publisher's view of one revoked certificate."""
+
+    serial: str
+    issuer_id: int
+    reason: str
+    revoked_at: datetime
+    sequence: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenRecord:
+    username: str
+    device_id: str
+    secret_sha256: bytes
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    certificate_id: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChallengeRecord:
+    nonce: bytes
+    device_id: str | None
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+# --- repositories ------------------------------------------------------------------------------
+
+
+class CaKeys:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add(self, key: NewCaKey) -> CaKeyRecord:
+        values = {**key.__dict__, "role": str(key.role), "active": int(key.active)}
+        try:
+            new_id = self._c.execute(insert(ca_keys).values(values)).inserted_primary_key
+        except IntegrityError as exc:
+            raise StoreError(f"CA key {key.role} generation {key.generation} exists") from exc
+        assert new_id is not None  # noqa: S101 - INSERT of one row
+        return self.by_id(int(new_id[0]))
+
+    def by_id(self, key_id: int) -> CaKeyRecord:
+        row = self._c.execute(select(ca_keys).where(ca_keys.c.id == key_id)).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no CA key with id {key_id}")
+        record: CaKeyRecord = _record(CaKeyRecord, row)
+        return record
+
+    def active(self, role: CaRole) -> CaKeyRecord:
+        """The generation of ``role`` that issues now (the newest active one)."""
+        row = self._c.execute(
+            select(ca_keys)
+            .where(ca_keys.c.role == str(role), ca_keys.c.active == 1)
+            .order_by(ca_keys.c.generation.desc())
+            .limit(1)
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no active {role} CA: run `fleetid ca init` first")
+        record: CaKeyRecord = _record(CaKeyRecord, row)
+        return record
+
+    def all(self) -> list[CaKeyRecord]:
+        rows = self._c.execute(select(ca_keys).order_by(ca_keys.c.id)).all()
+        return [_record(CaKeyRecord, row) for row in rows]
+
+
+class Devices:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def get(self, device_id: str) -> DeviceRecord | None:
+        row = self._c.execute(select(devices).where(devices.c.device_id == device_id)).one_or_none()
+        return None if row is None else _record(DeviceRecord, row)
+
+    def require(self, device_id: str) -> DeviceRecord:
+        record = self.get(device_id)
+        if record is None:
+            raise NotFoundError(f"no device {device_id!r}")
+        return record
+
+    def add(
+        self, device_id: str, status: DeviceStatus, now: datetime, *, provisioner: str | None
+    ) -> DeviceRecord:
+        try:
+            self._c.execute(
+                insert(devices).values(
+                    device_id=device_id,
+                    status=str(status),
+                    provisioner=provisioner,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        except IntegrityError as exc:
+            raise StoreError(f"device {device_id!r} exists") from exc
+        return self.require(device_id)
+
+    def set_status(
+        self, device_id: str, status: DeviceStatus, now: datetime, *, provisioner: str | None = None
+    ) -> None:
+        values: dict[str, Any] = {"status": str(status), "updated_at": now}
+        if provisioner is not None:
+            values["provisioner"] = provisioner
+        result = self._c.execute(
+            update(devices).where(devices.c.device_id == device_id).values(values)
+        )
+        if result.rowcount != 1:
+            raise NotFoundError(f"no device {device_id!r}")
+
+
+class Certificates:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add(self, new: NewCertificate) -> CertificateRecord:
+        """Record an issued certificate; a known serial is refused by the UNIQUE constraint."""
+        try:
+            result = self._c.execute(
+                insert(certificates).values(**new.__dict__, status=str(CertificateStatus.VALID))
+            )
+        except IntegrityError as exc:
+            raise StoreError(f"certificate {new.serial} not recorded: {exc.orig}") from exc
+        assert result.inserted_primary_key is not None  # noqa: S101 - INSERT of one row
+        return self.by_id(int(result.inserted_primary_key[0]))
+
+    def by_id(self, certificate_id: int) -> CertificateRecord:
+        row = self._c.execute(
+            select(certificates).where(certificates.c.id == certificate_id)
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no certificate with id {certificate_id}")
+        record: CertificateRecord = _record(CertificateRecord, row)
+        return record
+
+    def by_serial(self, serial: str) -> CertificateRecord:
+        key = normalise_serial(serial)
+        row = self._c.execute(
+            select(certificates).where(certificates.c.serial == key)
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no certificate with serial {key}")
+        record: CertificateRecord = _record(CertificateRecord, row)
+        return record
+
+    def for_device(self, device_id: str) -> list[CertificateRecord]:
+        rows = self._c.execute(
+            select(certificates)
+            .where(certificates.c.device_id == device_id)
+            .order_by(certificates.c.id)
+        ).all()
+        return [_record(CertificateRecord, row) for row in rows]
+
+    def for_public_key(self, public_key_sha256: bytes) -> list[CertificateRecord]:
+        """Every certificate issued for one key, newest first."""
+        rows = self._c.execute(
+            select(certificates)
+            .where(certificates.c.public_key_sha256 == public_key_sha256)
+            .order_by(certificates.c.id.desc())
+        ).all()
+        return [_record(CertificateRecord, row) for row in rows]
+
+    def revoke(
+        self, serial: str, reason: str, now: datetime, *, superseded_by: int | None = None
+    ) -> Revocation:
+        """Mark one valid certificate revoked: one counter bump and one indexed row update."""
+        if reason not in REASONS:
+            raise PolicyError(f"{reason!r} is not an RFC 5280 §5.3.1 reason; use one of {REASONS}")
+        key = normalise_serial(serial)
+        sequence = _next(self._c, "revocation")
+        values: dict[str, Any] = {
+            "status": str(CertificateStatus.REVOKED),
+            "revoked_at": now,
+            "revocation_reason": reason,
+            "revocation_seq": sequence,
+        }
+        if superseded_by is not None:
+            values["superseded_by"] = superseded_by
+        row = self._c.execute(
+            update(certificates)
+            .where(
+                certificates.c.serial == key,
+                certificates.c.status == str(CertificateStatus.VALID),
+            )
+            .values(values)
+            .returning(certificates.c.issuer_id)
+        ).one_or_none()
+        if row is None:
+            existing = self.by_serial(key)  # raises NotFoundError for an unknown serial
+            raise PolicyError(
+                f"certificate {key} is already revoked ({existing.revocation_reason})"
+            )
+        return Revocation(
+            serial=key, issuer_id=row.issuer_id, reason=reason, revoked_at=now, sequence=sequence
+        )
+
+    def revoked_since(self, sequence: int, *, limit: int = 10_000) -> list[Revocation]:
+        """Revocations after ``sequence``, in order (what a CRL/OCSP publisher polls)."""
+        rows = self._c.execute(
+            select(
+                certificates.c.serial,
+                certificates.c.issuer_id,
+                certificates.c.revocation_reason,
+                certificates.c.revoked_at,
+                certificates.c.revocation_seq,
+            )
+            .where(certificates.c.revocation_seq > sequence)
+            .order_by(certificates.c.revocation_seq)
+            .limit(limit)
+        ).all()
+        return [
+            Revocation(
+                serial=r.serial,
+                issuer_id=r.issuer_id,
+                reason=r.revocation_reason,
+                revoked_at=r.revoked_at,
+                sequence=r.revocation_seq,
+            )
+            for r in rows
+        ]
+
+    def count(self, *, status: CertificateStatus | None = None) -> int:
+        query = select(func.count()).select_from(certificates)
+        if status is not None:
+            query = query.where(certificates.c.status == str(status))
+        return int(self._c.execute(query).scalar_one())
+
+
+class Tokens:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add(self, token: TokenRecord) -> None:
+        try:
+            self._c.execute(insert(enrolment_tokens).values(**token.__dict__))
+        except IntegrityError as exc:
+            raise StoreError(f"token user {token.username!r} exists") from exc
+
+    def get(self, username: str) -> TokenRecord | None:
+        row = self._c.execute(
+            select(enrolment_tokens).where(enrolment_tokens.c.username == username)
+        ).one_or_none()
+        return None if row is None else _record(TokenRecord, row)
+
+    def consume(self, username: str, now: datetime) -> bool:
+        """Mark the token used if it is unused and unexpired; False if another use won."""
+        result = self._c.execute(
+            update(enrolment_tokens)
+            .where(
+                enrolment_tokens.c.username == username,
+                enrolment_tokens.c.used_at.is_(None),
+                enrolment_tokens.c.expires_at > now,
+            )
+            .values(used_at=now)
+        )
+        return result.rowcount == 1
+
+    def bind_certificate(self, username: str, certificate_id: int) -> None:
+        self._c.execute(
+            update(enrolment_tokens)
+            .where(enrolment_tokens.c.username == username)
+            .values(certificate_id=certificate_id)
+        )
+
+
+class Challenges:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add(self, challenge: ChallengeRecord) -> None:
+        self._c.execute(insert(enrolment_challenges).values(**challenge.__dict__))
+
+    def get(self, nonce: bytes) -> ChallengeRecord | None:
+        row = self._c.execute(
+            select(enrolment_challenges).where(enrolment_challenges.c.nonce == nonce)
+        ).one_or_none()
+        return None if row is None else _record(ChallengeRecord, row)
+
+    def consume(self, nonce: bytes, now: datetime) -> bool:
+        """Mark the challenge used if it is unused and unexpired; False otherwise."""
+        result = self._c.execute(
+            update(enrolment_challenges)
+            .where(
+                enrolment_challenges.c.nonce == nonce,
+                enrolment_challenges.c.used_at.is_(None),
+                enrolment_challenges.c.expires_at > now,
+            )
+            .values(used_at=now)
+        )
+        return result.rowcount == 1
+
+
+def _next(connection: Connection, name: str) -> int:
+    """The next value of a named counter; its row stays locked until the transaction ends."""
+    value = connection.execute(
+        update(counters)
+        .where(counters.c.name == name)
+        .values(value=counters.c.value + 1)
+        .returning(counters.c.value)
+    ).scalar_one_or_none()
+    if value is None:
+        raise StoreError(f"counter {name!r} is missing: the schema is not migrated")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Repositories:
+    """The repositories of one transaction."""
+
+    ca_keys: CaKeys
+    devices: Devices
+    certificates: Certificates
+    tokens: Tokens
+    challenges: Challenges
+
+
+class Store:
+    """The authority's database: migrated on first use, used one transaction at a time."""
+
+    def __init__(self, engine: Engine, *, migrate: bool = True) -> None:
+        self.engine = engine
+        if migrate:
+            ensure_schema(engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Repositories]:
+        with self.engine.begin() as connection:
+            yield Repositories(
+                ca_keys=CaKeys(connection),
+                devices=Devices(connection),
+                certificates=Certificates(connection),
+                tokens=Tokens(connection),
+                challenges=Challenges(connection),
+            )
+
+    def bulk_insert_certificates(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert many certificate rows in one executemany (benchmarks, imports)."""
+        with self.engine.begin() as connection:
+            connection.execute(insert(certificates), list(rows))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
