@@ -123,9 +123,11 @@ class Wafer:
         transport_keys: StaticKeys,
         defects: Mapping[int, Defect] | None = None,
         clones: Mapping[int, int] | None = None,
+        chip_serials: Mapping[int, bytes] | None = None,
     ) -> Wafer:
-        """Make ``count`` blank cards. ``defects`` and ``clones`` are keyed by unit index;
-        ``clones[i] = j`` gives unit ``i`` the chip serial of unit ``j``."""
+        """Make ``count`` blank cards. ``defects``, ``clones`` and ``chip_serials`` are keyed by
+        unit index: ``clones[i] = j`` gives unit ``i`` the chip serial of unit ``j``;
+        ``chip_serials[i]`` sets unit ``i``'s 4-byte IC serial outright (a chip of another lot)."""
         if directory is not None and (directory / "wafer.json").exists():
             raise FileExistsError(f"{directory} already holds a wafer lot")
         defects, clones = defects or {}, clones or {}
@@ -134,6 +136,7 @@ class Wafer:
         for index in range(count):
             source = clones.get(index, index)
             serial = bytes((prefix,)) + source.to_bytes(3, "big")
+            serial = (chip_serials or {}).get(index, serial)
             units.append(
                 WaferUnit(
                     unit=f"{lot}-{index:06d}",
