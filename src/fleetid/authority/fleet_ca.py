@@ -1,0 +1,424 @@
+"""The fleet CA: a fleet root and an issuing CA whose keys live in the HSM, and issuance under them.
+
+``FleetCa.init`` (``fleetid ca init``) creates, in ``<data-dir>/ca/hsm`` (the software HSM, the
+default backend of ``fleetid.hsm``), a P-384 root key and a P-256 issuing key; the root
+self-signs, then signs the issuing CA; both certificates go into the ``ca_keys`` table as
+generation 1. Certificates are signed by reference through ``fleetid.crypto.certsign``, so no CA
+private key is ever in this module.
+
+Activation of the software HSM: ``init`` writes its key-encryption key to
+``<data-dir>/ca/activation.key`` (mode 0600) and ``open`` reads it. That file is the emulated
+HSM's "activated" state, as in ``fleetid.factory.ceremony``; an operator with a hardware HSM keeps
+the KEK under split custody instead.
+
+End-entity certificates (RFC 5280 §4.2) carry an authorityInfoAccess OCSP URL (§4.2.2.1) and a
+cRLDistributionPoints URL (§4.2.1.13) on the server that issued them (``Settings.base_url``):
+``OCSP_PATH`` and ``crl_path(generation)``. The revocation issue serves those paths.
+
+The TLS server certificate of ``fleetid serve`` comes from this PKI too. Its key is a software
+key in ``<data-dir>/ca/tls`` (mode 0600): TLS stacks (``ssl``, uvicorn) need the key in process.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+
+from fleetid.authority.csr import public_key_sha256
+from fleetid.clock import Clock
+from fleetid.config import Settings
+from fleetid.crypto.certsign import sign_certificate
+from fleetid.crypto.signer import Signer
+from fleetid.errors import ConfigError, HsmError, NotFoundError, PolicyError
+from fleetid.hsm import Hsm, SoftwareHsm
+from fleetid.policy import CredentialType
+from fleetid.store.engine import engine_from_settings
+from fleetid.store.repositories import (
+    CaKeyRecord,
+    CertificateRecord,
+    NewCaKey,
+    NewCertificate,
+    Repositories,
+    Store,
+)
+from fleetid.store.schema import SERIAL_HEX_LENGTH, CaRole
+
+__all__ = [
+    "ACTIVATION_FILE",
+    "CA_DIR",
+    "OCSP_PATH",
+    "FleetCa",
+    "IssuingCa",
+    "crl_path",
+    "new_serial",
+]
+
+CA_DIR: Final = "ca"
+ACTIVATION_FILE: Final = "activation.key"
+_HSM_DIR: Final = "hsm"
+_TLS_DIR: Final = "tls"
+OCSP_PATH: Final = "/ocsp"
+_ROOT_CURVE: Final = "P-384"
+_ISSUING_CURVE: Final = "P-256"
+
+
+def crl_path(generation: int) -> str:
+    """The CRL of issuing-CA generation ``generation``, relative to the authority's base URL."""
+    return f"/crl/issuing-{generation}.crl"
+
+
+def new_serial() -> int:
+    """20 random octets, top bit cleared: positive and at most 20 octets (RFC 5280 §4.1.2.2)."""
+    while True:
+        value = int.from_bytes(secrets.token_bytes(SERIAL_HEX_LENGTH // 2), "big") >> 1
+        if value:
+            return value
+
+
+def _serial_hex(value: int) -> str:
+    return f"{value:0{SERIAL_HEX_LENGTH}x}"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssuingCa:
+    """The CA generation that issues now: its store row, certificate and HSM signer."""
+
+    record: CaKeyRecord
+    certificate: x509.Certificate
+    signer: Signer
+
+
+class FleetCa:
+    """The fleet root and issuing CA of one data directory; open it with ``open``."""
+
+    def __init__(self, *, settings: Settings, store: Store, hsm: Hsm, clock: Clock) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self._hsm = hsm
+        with store.transaction() as tx:
+            root = tx.ca_keys.active(CaRole.ROOT)
+            issuing = tx.ca_keys.active(CaRole.ISSUING)
+        self._root = x509.load_der_x509_certificate(root.certificate)
+        self.issuing = IssuingCa(
+            record=issuing,
+            certificate=x509.load_der_x509_certificate(issuing.certificate),
+            signer=hsm.signer(issuing.hsm_label),
+        )
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, settings: Settings, *, clock: Clock, name: str = "fleetid") -> FleetCa:
+        """Create the HSM, the root and the issuing CA; refuse if this data dir has a CA."""
+        ca_dir = settings.data_dir / CA_DIR
+        if (ca_dir / ACTIVATION_FILE).exists():
+            raise ConfigError(f"{ca_dir} holds a fleet CA already")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(engine_from_settings(settings))
+        with store.transaction() as tx:
+            try:
+                tx.ca_keys.active(CaRole.ROOT)
+            except NotFoundError:
+                pass
+            else:
+                raise ConfigError("the database holds a fleet root already")
+        kek = secrets.token_bytes(32)
+        hsm = SoftwareHsm.initialise(ca_dir / _HSM_DIR, kek)
+        _write_private(ca_dir / ACTIVATION_FILE, kek.hex().encode())
+        now = clock.now()
+        policy = settings.policy
+        root_label, issuing_label = "fleet-root-1", "fleet-issuing-1"
+        root_public = hsm.generate_ec_key(root_label, _ROOT_CURVE)
+        root_name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+                x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Fleet Root G1"),
+            ]
+        )
+        root_ski = x509.SubjectKeyIdentifier.from_public_key(root_public)
+        root = sign_certificate(
+            x509.CertificateBuilder()
+            .subject_name(root_name)
+            .issuer_name(root_name)
+            .public_key(root_public)
+            .serial_number(new_serial())
+            .not_valid_before(now - policy.backdate)
+            .not_valid_after(now + policy.root_lifetime)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(root_ski, critical=False),
+            hsm.signer(root_label),
+        )
+        issuing_public = hsm.generate_ec_key(issuing_label, _ISSUING_CURVE)
+        issuing_name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+                x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Fleet Issuing CA G1"),
+            ]
+        )
+        issuing = sign_certificate(
+            x509.CertificateBuilder()
+            .subject_name(issuing_name)
+            .issuer_name(root_name)
+            .public_key(issuing_public)
+            .serial_number(new_serial())
+            .not_valid_before(now - policy.backdate)
+            .not_valid_after(now + policy.issuing_lifetime)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(issuing_public), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), False
+            ),
+            hsm.signer(root_label),
+        )
+        with store.transaction() as tx:
+            for role, label, cert in (
+                (CaRole.ROOT, root_label, root),
+                (CaRole.ISSUING, issuing_label, issuing),
+            ):
+                tx.ca_keys.add(
+                    NewCaKey(
+                        role=role,
+                        generation=1,
+                        hsm_label=label,
+                        subject=cert.subject.rfc4514_string(),
+                        subject_key_id=x509.SubjectKeyIdentifier.from_public_key(
+                            _ec_public(cert)
+                        ).digest,
+                        not_before=cert.not_valid_before_utc,
+                        not_after=cert.not_valid_after_utc,
+                        active=True,
+                        certificate=cert.public_bytes(serialization.Encoding.DER),
+                        created_at=now,
+                    )
+                )
+        return cls(settings=settings, store=store, hsm=hsm, clock=clock)
+
+    @classmethod
+    def open(cls, settings: Settings, *, clock: Clock) -> FleetCa:
+        """The CA of ``settings.data_dir`` with its HSM activated; refuse if there is none."""
+        ca_dir = settings.data_dir / CA_DIR
+        try:
+            kek = bytes.fromhex((ca_dir / ACTIVATION_FILE).read_text().strip())
+        except FileNotFoundError:
+            raise ConfigError(
+                f"no fleet CA in {settings.data_dir}: run `fleetid ca init --data-dir` first"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise HsmError(f"the CA HSM activation key in {ca_dir} is unreadable") from exc
+        hsm = SoftwareHsm.open(ca_dir / _HSM_DIR)
+        hsm.activate(kek)
+        store = Store(engine_from_settings(settings))
+        return cls(settings=settings, store=store, hsm=hsm, clock=clock)
+
+    def close(self) -> None:
+        self._hsm.lock()
+        self.store.dispose()
+
+    # -- public material -----------------------------------------------------------------------
+
+    @property
+    def root(self) -> x509.Certificate:
+        return self._root
+
+    def chain(self) -> list[x509.Certificate]:
+        """The issuing CA first, then the root (what ``fleetid ca certs`` and ``cacerts`` give)."""
+        return [self.issuing.certificate, self._root]
+
+    # -- issuance ------------------------------------------------------------------------------
+
+    def issue(
+        self,
+        tx: Repositories,
+        *,
+        public_key: ec.EllipticCurvePublicKey,
+        credential_type: CredentialType,
+        common_name: str,
+        device_id: str | None,
+        alt_names: tuple[x509.GeneralName, ...] = (),
+    ) -> tuple[x509.Certificate, CertificateRecord]:
+        """Sign an end-entity certificate under the active issuing CA and record it in ``tx``."""
+        profile = self.settings.policy.profile(credential_type)
+        issuing = self.issuing.certificate
+        now = self.clock.now()
+        not_after = now + profile.cadence.lifetime
+        if not_after > issuing.not_valid_after_utc:
+            raise PolicyError("the issuing CA expires before this certificate would; roll it over")
+        base = self.settings.base_url
+        serial = new_serial()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(issuing.subject)
+            .public_key(public_key)
+            .serial_number(serial)
+            .not_valid_before(now - self.settings.policy.backdate)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_ee_key_usage(), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(list(profile.extended_key_usages)), False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                    issuing.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+                ),
+                False,
+            )
+            .add_extension(
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP,
+                            x509.UniformResourceIdentifier(base + OCSP_PATH),
+                        )
+                    ]
+                ),
+                False,
+            )
+            .add_extension(
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            full_name=[
+                                x509.UniformResourceIdentifier(
+                                    base + crl_path(self.issuing.record.generation)
+                                )
+                            ],
+                            relative_name=None,
+                            reasons=None,
+                            crl_issuer=None,
+                        )
+                    ]
+                ),
+                False,
+            )
+        )
+        if alt_names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(list(alt_names)), False)
+        certificate = sign_certificate(builder, self.issuing.signer)
+        record = tx.certificates.add(
+            NewCertificate(
+                serial=_serial_hex(serial),
+                issuer_id=self.issuing.record.id,
+                device_id=device_id,
+                profile=str(credential_type),
+                subject=certificate.subject.rfc4514_string(),
+                public_key_sha256=public_key_sha256(public_key),
+                not_before=certificate.not_valid_before_utc,
+                not_after=certificate.not_valid_after_utc,
+                issued_at=now,
+                der=certificate.public_bytes(serialization.Encoding.DER),
+            )
+        )
+        return certificate, record
+
+    def tls_server_files(self, hosts: list[str]) -> tuple[Path, Path]:
+        """A TLS server certificate for ``hosts`` (chain PEM file, key PEM file), renewed when due.
+
+        The chain file holds the server certificate then the issuing CA (RFC 8446 §4.4.2 order).
+        """
+        tls_dir = self.settings.data_dir / CA_DIR / _TLS_DIR
+        cert_path, key_path = tls_dir / "server.crt", tls_dir / "server.key"
+        if cert_path.exists() and key_path.exists() and not self._tls_due(cert_path, hosts):
+            return cert_path, key_path
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        with self.store.transaction() as tx:
+            certificate, _ = self.issue(
+                tx,
+                public_key=key.public_key(),
+                credential_type=CredentialType.TLS_SERVER,
+                common_name=hosts[0],
+                device_id=None,
+                alt_names=tuple(names),
+            )
+        _write_private(
+            key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        cert_path.write_bytes(
+            b"".join(
+                c.public_bytes(serialization.Encoding.PEM)
+                for c in (certificate, self.issuing.certificate)
+            )
+        )
+        return cert_path, key_path
+
+    def _tls_due(self, cert_path: Path, hosts: list[str]) -> bool:
+        try:
+            current = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except (ValueError, x509.ExtensionNotFound):
+            return True
+        named = {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(
+            san.get_values_for_type(x509.DNSName)
+        )
+        cadence = self.settings.policy.profile(CredentialType.TLS_SERVER).cadence
+        stale = current.issuer != self.issuing.certificate.subject
+        return (
+            stale
+            or not set(hosts) <= named
+            or cadence.renewal_due(current.not_valid_after_utc, self.clock.now())
+        )
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    # RFC 5280 §4.2.1.3: keyCertSign and cRLSign; digitalSignature so the CA may sign OCSP.
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _ee_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _ec_public(certificate: x509.Certificate) -> ec.EllipticCurvePublicKey:
+    key = certificate.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)  # noqa: S101 - we issued it with an EC key
+    return key
