@@ -93,11 +93,14 @@ INS_LIST_KEYS = 0x5C
 POLICY_REQUIRES_SESSION = 0x80
 _USER_USAGES = int(KeyUsage.SIGN | KeyUsage.KEY_AGREEMENT)
 _MAX_CHALLENGE = 64
-_DIGESTS: dict[int, hashes.HashAlgorithm] = {
-    32: hashes.SHA256(),
-    48: hashes.SHA384(),
-    64: hashes.SHA512(),
+# ECDSA over a digest the host computed; the digest length names the hash (FIPS 180-4).
+_SIGNATURE_ALGORITHMS: dict[int, ec.ECDSA] = {
+    32: ec.ECDSA(Prehashed(hashes.SHA256())),
+    48: ec.ECDSA(Prehashed(hashes.SHA384())),
+    64: ec.ECDSA(Prehashed(hashes.SHA512())),
 }
+_USAGE_SIGN = int(KeyUsage.SIGN)
+_USAGE_KEY_AGREEMENT = int(KeyUsage.KEY_AGREEMENT)
 # RFC 5280 §4.1.2.5: 99991231235959Z means "no well-defined expiration date".
 _NO_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 _TCB_VENDOR = "fleetid"
@@ -188,7 +191,7 @@ class IdentityApplet(Applet):
         return slot, key
 
     @staticmethod
-    def _check_use(ctx: CommandContext, slot: KeySlot, usage: KeyUsage) -> None:
+    def _check_use(ctx: CommandContext, slot: KeySlot, usage: int) -> None:
         if slot.usage & POLICY_REQUIRES_SESSION:
             ctx.require_session(SecurityLevel.C_MAC)
         if not slot.usage & usage:
@@ -268,16 +271,16 @@ class IdentityApplet(Applet):
     def _sign(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         handle = self._user_handle(apdu)
         slot, key = self._private_key(ctx.state, handle)
-        self._check_use(ctx, slot, KeyUsage.SIGN)
-        algorithm = _DIGESTS.get(len(apdu.data))
+        self._check_use(ctx, slot, _USAGE_SIGN)
+        algorithm = _SIGNATURE_ALGORITHMS.get(len(apdu.data))
         if algorithm is None:
             raise refuse(SW.WRONG_LENGTH, "a digest has 32, 48 or 64 bytes")
-        return Reply(data=key.sign(apdu.data, ec.ECDSA(Prehashed(algorithm))))
+        return Reply(data=key.sign(apdu.data, algorithm))
 
     def _ecdh(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         handle = self._user_handle(apdu)
         slot, key = self._private_key(ctx.state, handle)
-        self._check_use(ctx, slot, KeyUsage.KEY_AGREEMENT)
+        self._check_use(ctx, slot, _USAGE_KEY_AGREEMENT)
         if len(apdu.data) != 1 + 2 * slot.curve.coordinate_size or apdu.data[0] != 0x04:
             raise refuse(SW.INCORRECT_DATA, "peer point is not an uncompressed point of the curve")
         try:
