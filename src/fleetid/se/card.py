@@ -163,7 +163,9 @@ class SecureElement:
         chip_serial: bytes | None = None,
         keysets: Mapping[int, StaticKeys] | None = None,
         random: Callable[[int], bytes] = os.urandom,
-        **kwargs: object,
+        applets: Sequence[Applet] | None = None,
+        pseudo_random_challenge: bool = True,
+        s16: bool = False,
     ) -> SecureElement:
         """A new chip in OP_READY with its CPLC, initial SCP03 key sets and empty slots.
 
@@ -181,12 +183,26 @@ class SecureElement:
             },
         )
         flash.write(silicon, state.to_bytes(), random)
-        return cls(silicon, flash, random=random, **kwargs)  # type: ignore[arg-type]
+        return cls(
+            silicon,
+            flash,
+            applets=applets,
+            random=random,
+            pseudo_random_challenge=pseudo_random_challenge,
+            s16=s16,
+        )
 
     @classmethod
-    def open(cls, silicon_path: Path, flash_path: Path, **kwargs: object) -> SecureElement:
+    def open(
+        cls,
+        silicon_path: Path,
+        flash_path: Path,
+        *,
+        applets: Sequence[Applet] | None = None,
+        s16: bool = False,
+    ) -> SecureElement:
         """Power up a chip kept in files (after a crash, or in another process)."""
-        return cls(Silicon.load(silicon_path), SealedFlash(flash_path), **kwargs)  # type: ignore[arg-type]
+        return cls(Silicon.load(silicon_path), SealedFlash(flash_path), applets=applets, s16=s16)
 
     @property
     def chip_serial(self) -> bytes:
