@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fleetid.errors import NotFoundError, PolicyError, StoreError
+from fleetid.store.manifest_table import line_manifest
 from fleetid.store.migrate import ensure_schema
 from fleetid.store.schema import (
     REASONS,
@@ -42,6 +43,8 @@ __all__ = [
     "Challenges",
     "DeviceRecord",
     "Devices",
+    "LineManifest",
+    "ManifestRecord",
     "NewCaKey",
     "NewCertificate",
     "Repositories",
@@ -110,6 +113,18 @@ class DeviceRecord:
     provisioner: str | None
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManifestRecord:
+    """A line-manifest row as an authority sees it (``fleetid.store.manifest_table``)."""
+
+    unit: str
+    serial: str
+    state: str  # in-progress | secured | quarantined | duplicate
+    idevid_fingerprint: str | None  # SHA-256 of the DER IDevID, lower-case hex
+    attestation_public_key: bytes | None  # DER SubjectPublicKeyInfo
+    idevid: bytes | None = None  # DER certificate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,6 +275,54 @@ class Devices:
         )
         if result.rowcount != 1:
             raise NotFoundError(f"no device {device_id!r}")
+
+    def bind_idevid(
+        self, device_id: str, *, idevid_serial: str, idevid_key_sha256: bytes, now: datetime
+    ) -> None:
+        """Record the factory identity a device enrolled with (the clone check compares it)."""
+        result = self._c.execute(
+            update(devices)
+            .where(devices.c.device_id == device_id)
+            .values(
+                idevid_serial=idevid_serial, idevid_key_sha256=idevid_key_sha256, updated_at=now
+            )
+        )
+        if result.rowcount != 1:
+            raise NotFoundError(f"no device {device_id!r}")
+
+
+class LineManifest:
+    """The line manifest rows an authority trusts (the factory's, or an imported copy)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def by_serial(self, serial: str) -> ManifestRecord | None:
+        """The accepted row for a device serial (a ``duplicate`` row never answers)."""
+        row = self._c.execute(
+            select(
+                line_manifest.c.unit,
+                line_manifest.c.serial,
+                line_manifest.c.state,
+                line_manifest.c.idevid_fingerprint,
+                line_manifest.c.attestation_public_key,
+                line_manifest.c.idevid,
+            ).where(line_manifest.c.serial == serial, line_manifest.c.state != "duplicate")
+        ).one_or_none()
+        return None if row is None else _record(ManifestRecord, row)
+
+    def add(self, record: ManifestRecord, now: datetime) -> None:
+        """Import one row (an authority trusting another line's devices)."""
+        try:
+            self._c.execute(
+                insert(line_manifest).values(
+                    **record.__dict__,
+                    step=4 if record.state == "secured" else 0,
+                    updated_at=now.isoformat(),
+                )
+            )
+        except IntegrityError as exc:
+            raise StoreError(f"manifest already lists unit {record.unit!r} or its serial") from exc
 
 
 class Certificates:
@@ -465,6 +528,7 @@ class Repositories:
     certificates: Certificates
     tokens: Tokens
     challenges: Challenges
+    manifest: LineManifest
 
 
 class Store:
@@ -484,6 +548,7 @@ class Store:
                 certificates=Certificates(connection),
                 tokens=Tokens(connection),
                 challenges=Challenges(connection),
+                manifest=LineManifest(connection),
             )
 
     def bulk_insert_certificates(self, rows: Sequence[dict[str, Any]]) -> None:

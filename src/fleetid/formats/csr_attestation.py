@@ -1,0 +1,215 @@
+"""Attestations carried in a PKCS#10 CSR, per draft-ietf-lamps-csr-attestation (-29, Sep 2026).
+
+The draft defines one CSR attribute, ``id-aa-attestation`` (``{ id-aa 59 }`` =
+1.2.840.113549.1.9.16.2.59, early-allocated by IANA as ``id-aa-evidence``), whose single value is
+an ``AttestationBundle`` (§4.1, §4.3)::
+
+    AttestationBundle ::= SEQUENCE {
+       attestations SEQUENCE SIZE (1..MAX) OF AttestationStatement,
+       certs SEQUENCE SIZE (1..MAX) OF LimitedCertChoices OPTIONAL }
+    AttestationStatement ::= SEQUENCE { type OBJECT IDENTIFIER, stmt ANY DEFINED BY type }
+
+``LimitedCertChoices`` is RFC 6268 ``CertificateChoices`` restricted to ``certificate`` and
+``other``. ``COUNTS MAX 1`` means at most one such attribute per CSR, holding exactly one bundle
+(§4.3); both are enforced when reading.
+
+The draft registers no statement formats (§4.2: each format names its own OID). fleetid's
+secure-element key attestation is ``FLEETID_SE_KEY_ATTESTATION_OID`` (arc ``.2`` under fleetid's
+X.667 UUID arc, see ``fleetid.formats.attestation``); its ``stmt`` is the DER X.509
+key-attestation certificate the card's ATTEST command returns, and ``certs`` carries the IDevID
+chain that certificate was signed under.
+
+pyca/cryptography's CSR builder signs only with a private key it holds and adds attribute values
+only as strings, so the ``CertificationRequestInfo`` is assembled with asn1crypto's RFC 2986 types
+and signed by any ``Signer`` (the secure element); the result is loaded back with pyca and its
+self-signature checked before it is returned. Nothing here writes DER by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from asn1crypto import algos, cms, core, keys
+from asn1crypto import csr as asn1_csr
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from fleetid.crypto.signer import Signer
+from fleetid.errors import EncodingError, VerificationError
+from fleetid.formats.attestation import FLEETID_ARC
+
+__all__ = [
+    "FLEETID_SE_KEY_ATTESTATION_OID",
+    "ID_AA_ATTESTATION",
+    "AttestationBundle",
+    "AttestationStatement",
+    "attestation_bundle_of",
+    "build_attested_csr",
+    "decode_attestation_bundle",
+    "encode_attestation_bundle",
+]
+
+# draft-ietf-lamps-csr-attestation §4.3 / §5.2: id-aa 59 (id-aa = 1.2.840.113549.1.9.16.2).
+ID_AA_ATTESTATION = "1.2.840.113549.1.9.16.2.59"
+# fleetid's statement format: stmt is a DER key-attestation Certificate (RFC 5280 §4.1).
+FLEETID_SE_KEY_ATTESTATION_OID = FLEETID_ARC + ".2"
+
+# RFC 5758 §3.2: ECDSA signature algorithms carry no parameters.
+_ECDSA_WITH = {"sha256": "sha256_ecdsa", "sha384": "sha384_ecdsa", "sha512": "sha512_ecdsa"}
+
+
+class _Statement(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
+    _fields: ClassVar[list[tuple[str, Any]]] = [
+        ("type", core.ObjectIdentifier),
+        ("stmt", core.Any),
+    ]
+
+
+class _Statements(core.SequenceOf):  # type: ignore[misc]
+    _child_spec = _Statement
+
+
+class _Certs(core.SequenceOf):  # type: ignore[misc]
+    _child_spec = cms.CertificateChoices
+
+
+class _SetOfAny(core.SetOf):  # type: ignore[misc]
+    _child_spec = core.Any
+
+
+class _Bundle(core.Sequence):  # type: ignore[misc]
+    _fields: ClassVar[list[tuple[str, Any, dict[str, Any]] | tuple[str, Any]]] = [
+        ("attestations", _Statements),
+        ("certs", _Certs, {"optional": True}),
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttestationStatement:
+    """One ``AttestationStatement``: the format OID and the DER of its ``stmt``."""
+
+    type: str
+    statement: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttestationBundle:
+    """An ``AttestationBundle``: at least one statement, and certificates to validate them."""
+
+    statements: tuple[AttestationStatement, ...]
+    certificates: tuple[x509.Certificate, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not self.statements:
+            raise EncodingError("an AttestationBundle holds at least one statement (§4.1)")
+
+    def statements_of(self, type_oid: str) -> tuple[AttestationStatement, ...]:
+        return tuple(s for s in self.statements if s.type == type_oid)
+
+
+def encode_attestation_bundle(bundle: AttestationBundle) -> bytes:
+    """DER of the ``AttestationBundle``."""
+    value: dict[str, Any] = {
+        "attestations": [
+            {"type": s.type, "stmt": core.Any.load(s.statement)} for s in bundle.statements
+        ]
+    }
+    if bundle.certificates:
+        value["certs"] = [
+            cms.CertificateChoices(
+                name="certificate",
+                value=asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)),
+            )
+            for c in bundle.certificates
+        ]
+    return bytes(_Bundle(value).dump(force=True))
+
+
+def decode_attestation_bundle(der: bytes) -> AttestationBundle:
+    """Parse a DER ``AttestationBundle``; ``EncodingError`` if it is anything else."""
+    try:
+        parsed = _Bundle.load(der, strict=True)
+        if parsed.dump(force=True) != der:
+            raise EncodingError("the AttestationBundle is not in DER form")
+        statements = tuple(
+            AttestationStatement(type=s["type"].dotted, statement=bytes(s["stmt"].dump()))
+            for s in parsed["attestations"]
+        )
+        certificates: list[x509.Certificate] = []
+        certs = parsed["certs"]
+        if certs.native is not None:
+            if len(certs) == 0:
+                raise EncodingError("certs, when present, holds at least one certificate (§4.1)")
+            for choice in certs:
+                if choice.name not in ("certificate", "other"):
+                    raise EncodingError(f"LimitedCertChoices excludes {choice.name} (§4.1)")
+                if choice.name == "certificate":
+                    certificates.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+    except (ValueError, TypeError) as exc:
+        raise EncodingError(f"not a DER AttestationBundle: {exc}") from exc
+    if not statements:
+        raise EncodingError("an AttestationBundle holds at least one statement (§4.1)")
+    return AttestationBundle(statements=statements, certificates=tuple(certificates))
+
+
+def build_attested_csr(
+    *, subject: x509.Name, signer: Signer, bundle: AttestationBundle
+) -> x509.CertificateSigningRequest:
+    """A PKCS#10 CSR (RFC 2986 §4) for ``signer``'s key, carrying ``bundle``, signed by it."""
+    spki = signer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    algorithm = signer.hash_algorithm
+    if algorithm.name not in _ECDSA_WITH:
+        raise EncodingError(f"no ECDSA signature algorithm for hash {algorithm.name}")
+    info = asn1_csr.CertificationRequestInfo(
+        {
+            "version": "v1",
+            "subject": asn1_x509.Name.load(subject.public_bytes()),
+            "subject_pk_info": keys.PublicKeyInfo.load(spki),
+            "attributes": [
+                {
+                    "type": ID_AA_ATTESTATION,
+                    # asn1crypto parses values of unknown attribute types as Any.
+                    "values": _SetOfAny([core.Any.load(encode_attestation_bundle(bundle))]),
+                }
+            ],
+        }
+    )
+    tbs = bytes(info.dump(force=True))
+    request = asn1_csr.CertificationRequest(
+        {
+            "certification_request_info": info,
+            "signature_algorithm": algos.SignedDigestAlgorithm(
+                {"algorithm": _ECDSA_WITH[algorithm.name]}
+            ),
+            "signature": signer.sign(tbs),
+        }
+    )
+    csr = x509.load_der_x509_csr(bytes(request.dump()))
+    if csr.tbs_certrequest_bytes != tbs or not csr.is_signature_valid:
+        raise VerificationError("the attested CSR does not verify under its own key")
+    return csr
+
+
+def attestation_bundle_of(csr: x509.CertificateSigningRequest) -> AttestationBundle:
+    """The one ``AttestationBundle`` of a CSR; ``EncodingError`` if it has none, or several.
+
+    §4.3 ``COUNTS MAX 1``: at most one ``id-aa-attestation`` attribute, with exactly one value.
+    """
+    try:
+        request = asn1_csr.CertificationRequest.load(csr.public_bytes(serialization.Encoding.DER))
+        attributes = request["certification_request_info"]["attributes"]
+        found = [a for a in attributes if a["type"].dotted == ID_AA_ATTESTATION]
+    except ValueError as exc:
+        raise EncodingError(f"the CSR attributes do not parse: {exc}") from exc
+    if not found:
+        raise EncodingError("the CSR carries no id-aa-attestation attribute")
+    if len(found) > 1:
+        raise EncodingError("the CSR carries more than one id-aa-attestation attribute (§4.3)")
+    values = _SetOfAny.load(found[0]["values"].dump())
+    if len(values) != 1:
+        raise EncodingError("id-aa-attestation holds exactly one AttestationBundle (§4.3)")
+    return decode_attestation_bundle(bytes(values[0].dump()))
