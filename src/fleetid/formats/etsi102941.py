@@ -14,6 +14,7 @@ psid 623), proving possession of that key.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +42,17 @@ from fleetid.formats.ieee1609.keys import (
     verification_key_value,
 )
 from fleetid.formats.ieee1609.profile import check_encrypted, check_signed
-from fleetid.formats.ieee1609.signed_data import open_signed_data, sign_data, verify_signed_data
+from fleetid.formats.ieee1609.signed_data import (
+    SignedMessage,
+    open_signed_data,
+    sign_data,
+    verify_signed_data,
+)
 
 __all__ = [
     "PSID_CERTIFICATE_REQUEST",
     "InnerEcRequest",
+    "PkiData",
     "SealedMessage",
     "decode_enrolment_request",
     "decode_etsi102941_data",
@@ -56,9 +63,14 @@ __all__ = [
     "encode_inner_ec_request",
     "encrypt",
     "encrypt_with_key",
+    "key_tag",
+    "open_pki_data",
     "psk_recipient_id",
     "request_hash",
+    "shared_at_request_hash",
     "sign_enrolment_request_pop",
+    "sign_external_payload",
+    "sign_pki_data",
 ]
 
 #: SecuredCertificateRequestService (ETSI TS 102 965): the psid of every PKI request/response.
@@ -340,4 +352,127 @@ def decode_enrolment_request(inner_signed: bytes) -> InnerEcRequest:
         else public_key_from_encryption_key(encryption)[1],
         requested_subject_attributes=attributes,
         encoded=inner_encoded,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Signed PKI messages: EtsiTs103097Data-Signed {EtsiTs102941Data}
+
+
+def sign_pki_data(
+    content: tuple[str, Any],
+    signer: Signer,
+    *,
+    generation_time: int,
+    signer_certificate: bytes | None = None,
+) -> bytes:
+    """EtsiTs103097Data-Signed{EtsiTs102941Data} with psid 623 (TS 102 941 §6.2).
+
+    ``signer_certificate`` None signs as ``self`` (a POP or the canonical key); otherwise the
+    signer is given as the HashedId8 ``digest`` of that COER certificate, as the PKI's
+    authorities and re-enrolling stations sign.
+    """
+    payload = {"data": {"protocolVersion": 3, "content": ("unsecuredData", _etsi_data(content))}}
+    header = {"psid": PSID_CERTIFICATE_REQUEST, "generationTime": generation_time}
+    if signer_certificate is None:
+        return sign_data(payload, header, signer)
+    return sign_data(
+        payload,
+        header,
+        signer,
+        signer_identifier=("digest", hashed_id8(signer_certificate)),
+        signer_certificate=signer_certificate,
+    )
+
+
+def _etsi_data(content: tuple[str, Any]) -> bytes:
+    return encode_etsi102941_data(content)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PkiData:
+    """An opened EtsiTs103097Data-Signed{EtsiTs102941Data}; the signature is not yet checked."""
+
+    message: SignedMessage = field(repr=False)
+    content: tuple[str, Any] = field(repr=False)
+
+    @property
+    def kind(self) -> str:
+        return self.content[0]
+
+    @property
+    def generation_time(self) -> int:
+        return int(self.message.header_info["generationTime"])
+
+    @property
+    def signer_digest(self) -> bytes | None:
+        """The signer's HashedId8 for a ``digest`` signer, None for ``self``."""
+        kind, value = self.message.signer
+        return bytes(value) if kind == "digest" else None
+
+    def verify(self, public_key: PublicKey, signer_certificate: bytes = b"") -> None:
+        """Verify the signature; ``VerificationError`` if it does not (or names another cert)."""
+        digest = self.signer_digest
+        if signer_certificate and digest != hashed_id8(signer_certificate):
+            raise VerificationError("the message is signed by another certificate")
+        verify_signed_data(self.message, public_key, signer_certificate)
+
+
+def open_pki_data(
+    data: bytes,
+    *,
+    signer_kinds: frozenset[str],
+    expected: frozenset[str] | None = None,
+) -> PkiData:
+    """Decode and profile-check a signed PKI message (psid 623, allowed signer kinds).
+
+    ``expected`` limits the EtsiTs102941Data content alternatives accepted (``ProfileError``).
+    """
+    message = open_signed_data(data)
+    check_signed(message.value, psid=PSID_CERTIFICATE_REQUEST, signer_kinds=signer_kinds)
+    content = decode_etsi102941_data(message.unsecured_payload())
+    if expected is not None and content[0] not in expected:
+        raise ProfileError(f"expected {sorted(expected)}, got {content[0]}")
+    return PkiData(message=message, content=content)
+
+
+# --------------------------------------------------------------------------------------------
+# Authorization: keyTag and the EC signature over the SharedAtRequest
+
+
+def key_tag(hmac_key: bytes, public_keys: dict[str, Any]) -> bytes:
+    """keyTag (TS 102 941 §6.2.3.3.1): the leftmost 16 bytes of HMAC-SHA256(hmacKey, keys).
+
+    The HMAC input is COER(verificationKey), followed by COER(encryptionKey) when the request
+    carries one (as vanetza computes it against the ETSI L0 PKI).
+    """
+    if len(hmac_key) != 32:
+        raise ValueError("hmacKey is 32 bytes")
+    data = encode("PublicVerificationKey", public_keys["verificationKey"])
+    if public_keys.get("encryptionKey") is not None:
+        data += encode("PublicEncryptionKey", public_keys["encryptionKey"])
+    return hmac.new(hmac_key, data, hashlib.sha256).digest()[:16]
+
+
+def shared_at_request_hash(shared_at_request: dict[str, Any]) -> bytes:
+    """SHA-256 of the COER SharedAtRequest: the extDataHash the EC signs."""
+    return hashlib.sha256(encode("SharedAtRequest", shared_at_request)).digest()
+
+
+def sign_external_payload(
+    data_hash: bytes,
+    signer: Signer,
+    signer_certificate: bytes,
+    *,
+    generation_time: int,
+) -> bytes:
+    """EtsiTs103097Data-SignedExternalPayload over a SHA-256 hash, signer digest, psid 623."""
+    if len(data_hash) != 32:
+        raise ValueError("extDataHash is a SHA-256 hash")
+    return sign_data(
+        {"extDataHash": ("sha256HashedData", data_hash)},
+        {"psid": PSID_CERTIFICATE_REQUEST, "generationTime": generation_time},
+        signer,
+        signer_identifier=("digest", hashed_id8(signer_certificate)),
+        signer_certificate=signer_certificate,
     )

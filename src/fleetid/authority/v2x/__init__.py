@@ -1,0 +1,40 @@
+"""The V2X privacy PKI of ETSI TS 102 941: Root CA, Enrolment Authority, Authorization Authority.
+
+``RootCa`` signs the EA and AA certificates, the CTL, the CA CRL and link certificates;
+``TrustStore`` is what every relying party builds from them; ``EnrolmentAuthority`` enrols
+vehicles and validates authorization requests; ``AuthorizationAuthority`` issues pseudonymous
+ATs. Flows: docs/v2x.md; what links and what does not: docs/privacy.md.
+"""
+
+from __future__ import annotations
+
+from fleetid.authority.v2x.aa import AuthorizationAuthority, EaTransport
+from fleetid.authority.v2x.common import AuthorityKeys, Refused
+from fleetid.authority.v2x.ctl import CaEntry, TrustStore, check_validity, validity_bounds
+from fleetid.authority.v2x.ea import EnrolmentAuthority
+from fleetid.authority.v2x.root_ca import (
+    CAM_SSP,
+    FAMILIES,
+    PSID_CAM,
+    PSID_DENM,
+    CurveFamily,
+    RootCa,
+)
+
+__all__ = [
+    "CAM_SSP",
+    "FAMILIES",
+    "PSID_CAM",
+    "PSID_DENM",
+    "AuthorityKeys",
+    "AuthorizationAuthority",
+    "CaEntry",
+    "CurveFamily",
+    "EaTransport",
+    "EnrolmentAuthority",
+    "Refused",
+    "RootCa",
+    "TrustStore",
+    "check_validity",
+    "validity_bounds",
+]

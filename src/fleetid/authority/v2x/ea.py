@@ -1,0 +1,366 @@
+"""The Enrolment Authority (ETSI TS 102 941 §6.2.3.2 and §6.2.3.4).
+
+It knows which vehicle is which: the provisioning line registers each vehicle's canonical key
+under its canonical id, and the EA issues Enrolment Credentials (ECs) to requests signed by that
+key (initial enrolment) or by the vehicle's current EC (re-enrolment).
+
+For authorization it answers the AA's AuthorizationValidationRequest: it opens the EC signature
+(encrypted to the EA, so the AA never sees which EC asked), checks that it covers exactly the
+SharedAtRequest, that the EC is known, current and not revoked, and confirms the permissions. It
+never sees the AT keys (only their keyTag), and stores nothing per validation.
+
+A request it cannot decrypt raises (there is no key to answer under); anything else is answered
+with a signed response, encrypted with the request's AES key, whose responseCode says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from fleetid.authority.v2x.common import AuthorityKeys, Counters, Refused, ReplayGuard
+from fleetid.authority.v2x.ctl import TrustStore, check_validity, validity_bounds
+from fleetid.authority.v2x.root_ca import EC_SSP, PSID_CAM, PSID_DENM, validity_period
+from fleetid.clock import Clock
+from fleetid.crypto.v2xkeys import PublicKey, compressed_point, curve_name_of, public_key_from_point
+from fleetid.errors import EncodingError, PolicyError, ProfileError, VerificationError
+from fleetid.formats.etsi102941 import (
+    PSID_CERTIFICATE_REQUEST,
+    decode_enrolment_request,
+    decrypt_for_certificate,
+    encrypt_with_key,
+    open_pki_data,
+    request_hash,
+    shared_at_request_hash,
+    sign_pki_data,
+)
+from fleetid.formats.ieee1609 import (
+    Certificate,
+    decode_certificate,
+    encode,
+    open_signed_data,
+    sign_certificate,
+    time32,
+    time64,
+    verify_signed_data,
+)
+from fleetid.formats.ieee1609.keys import encryption_key_value, verification_key_value
+from fleetid.formats.ieee1609.profile import check_signed_external_payload
+from fleetid.store.v2x_tables import (
+    ea_canonical_keys,
+    ea_counters,
+    ea_enrolment_credentials,
+    ea_metadata,
+    ea_seen_requests,
+)
+
+__all__ = ["EnrolmentAuthority"]
+
+_log = logging.getLogger(__name__)
+
+
+class EnrolmentAuthority:
+    """An EA over its own database (``ea_metadata``) and keys held by reference."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        keys: AuthorityKeys,
+        trust: TrustStore,
+        clock: Clock,
+        ec_lifetime: timedelta = timedelta(days=3 * 365),
+        freshness: timedelta = timedelta(minutes=5),
+        at_psids: frozenset[int] = frozenset({PSID_CAM, PSID_DENM}),
+    ) -> None:
+        ea_metadata.create_all(engine)
+        self._engine = engine
+        self._keys = keys
+        self._trust = trust
+        self._clock = clock
+        self._ec_lifetime = ec_lifetime
+        self._at_psids = at_psids
+        self._replay = ReplayGuard(engine, ea_seen_requests, clock, freshness)
+        self.counters = Counters(engine, ea_counters)
+
+    @property
+    def certificate(self) -> Certificate:
+        return self._keys.certificate
+
+    # ------------------------------------------------------------------ registry
+
+    def register_canonical_key(self, its_id: bytes, public_key: PublicKey) -> None:
+        """Record a vehicle's canonical key (the provisioning line calls this at manufacture)."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(ea_canonical_keys).values(
+                    its_id=its_id,
+                    curve=curve_name_of(public_key),
+                    public_key=compressed_point(public_key),
+                    active=True,
+                )
+            )
+
+    def revoke_vehicle(self, its_id: bytes) -> int:
+        """Revoke every EC of a vehicle and its canonical key; returns the ECs revoked."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(ea_canonical_keys)
+                .where(ea_canonical_keys.c.its_id == its_id)
+                .values(active=False)
+            )
+            done = conn.execute(
+                update(ea_enrolment_credentials)
+                .where(ea_enrolment_credentials.c.its_id == its_id)
+                .values(revoked=True)
+            )
+        return int(done.rowcount)
+
+    def revoke_ec(self, ec_id: bytes) -> None:
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                update(ea_enrolment_credentials)
+                .where(ea_enrolment_credentials.c.ec_id == ec_id)
+                .values(revoked=True)
+            )
+        if done.rowcount != 1:
+            raise PolicyError(f"no EC {ec_id.hex()}")
+
+    def _canonical_key(self, its_id: bytes) -> PublicKey:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(ea_canonical_keys).where(ea_canonical_keys.c.its_id == its_id)
+            ).first()
+        if row is None or not row.active:
+            raise Refused("unknownits", "no active canonical key for this itsId")
+        return public_key_from_point(row.curve, row.public_key)
+
+    def _current_ec(self, ec_id: bytes, code: str) -> tuple[Certificate, bytes]:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(ea_enrolment_credentials).where(ea_enrolment_credentials.c.ec_id == ec_id)
+            ).first()
+        if row is None:
+            raise Refused(code, "unknown EC")
+        if row.revoked:
+            raise Refused("deniedrequest", "the EC is revoked")
+        certificate = decode_certificate(row.certificate)
+        try:
+            check_validity(certificate, self._clock.now())
+        except VerificationError:
+            raise Refused("deniedrequest", "the EC has expired") from None
+        return certificate, bytes(row.its_id)
+
+    # ------------------------------------------------------------------ enrolment
+
+    def handle_enrolment(self, message: bytes) -> bytes:
+        """An EnrolmentRequestMessage in, an EnrolmentResponseMessage out.
+
+        Raises ``EncodingError``/``ProfileError`` for a message that is not encrypted data and
+        ``VerificationError`` if it is not addressed to this EA or does not decrypt.
+        """
+        plaintext, aes_key = decrypt_for_certificate(
+            message, self._keys.decryption_key, self.certificate.encoded, unicast=True
+        )
+        rh = request_hash(message)
+        certificate: Certificate | None = None
+        try:
+            certificate = self._enrol(plaintext, rh)
+            code = "ok"
+        except Refused as refusal:
+            code = refusal.code
+            _log.info("enrolment refused: %s", refusal)
+        self.counters.add(f"enrolment.{code}")
+        response: dict[str, Any] = {"requestHash": rh, "responseCode": code}
+        if certificate is not None:
+            response["certificate"] = certificate.value
+        return self._respond(("enrolmentResponse", response), aes_key)
+
+    def _respond(self, content: tuple[str, Any], aes_key: bytes) -> bytes:
+        signed = sign_pki_data(
+            content,
+            self._keys.signer,
+            generation_time=time64(self._clock.now()),
+            signer_certificate=self.certificate.encoded,
+        )
+        return encrypt_with_key(signed, aes_key)
+
+    def _enrol(self, plaintext: bytes, rh: bytes) -> Certificate:
+        try:
+            outer = open_pki_data(
+                plaintext,
+                signer_kinds=frozenset({"self", "digest"}),
+                expected=frozenset({"enrolmentRequest"}),
+            )
+        except ProfileError as exc:
+            raise Refused("badcontenttype", str(exc)) from None
+        except EncodingError as exc:
+            raise Refused("cantparse", str(exc)) from None
+        self._replay.check_fresh(outer.generation_time, "deniedrequest")
+        self._replay.remember(rh, "deniedrequest")
+        try:
+            inner = decode_enrolment_request(encode("Ieee1609Dot2Data", outer.content[1]))
+        except ProfileError as exc:
+            raise Refused("badcontenttype", str(exc)) from None
+        except EncodingError as exc:
+            raise Refused("cantparse", str(exc)) from None
+        except VerificationError:
+            raise Refused("invalidsignature", "the proof of possession does not verify") from None
+        digest = outer.signer_digest
+        if digest is None:
+            # Initial enrolment: the outer signature is by the canonical key of itsId.
+            key = self._canonical_key(inner.its_id)
+            its_id = inner.its_id
+            signer_certificate = b""
+        else:
+            # Re-enrolment: signed by the current EC, whose HashedId8 is the itsId.
+            if inner.its_id != digest:
+                raise Refused("unknownits", "a re-enrolment's itsId is its current EC")
+            current, its_id = self._current_ec(digest, "unknownits")
+            key = current.verification_key()
+            signer_certificate = current.encoded
+        try:
+            outer.verify(key, signer_certificate)
+        except VerificationError:
+            raise Refused("invalidsignature", "the outer signature does not verify") from None
+        for curve_key in (inner.verification_key, inner.encryption_key):
+            if curve_key is not None and curve_name_of(curve_key) not in (
+                "nistP256",
+                "brainpoolP256r1",
+            ):
+                raise Refused("invalidkeys", "EC keys are 256-bit")
+        requested = inner.requested_subject_attributes
+        psids = {int(p["psid"]) for p in requested.get("appPermissions", [])}
+        if psids != {PSID_CERTIFICATE_REQUEST}:
+            raise Refused("deniedpermissions", "an EC grants psid 623 only")
+        return self._issue_ec(its_id, inner.verification_key, inner.encryption_key)
+
+    def _issue_ec(
+        self, its_id: bytes, verification_key: PublicKey, encryption_key: PublicKey | None
+    ) -> Certificate:
+        now = self._clock.now()
+        _, ea_end = validity_bounds(self.certificate)
+        lifetime = min(self._ec_lifetime, timedelta(seconds=ea_end - time32(now) - 1))
+        tbs: dict[str, Any] = {
+            "id": ("none", None),
+            "cracaId": b"\x00\x00\x00",
+            "crlSeries": 0,
+            "validityPeriod": validity_period(now, lifetime),
+            "appPermissions": [{"psid": PSID_CERTIFICATE_REQUEST, "ssp": ("bitmapSsp", EC_SSP)}],
+            "verifyKeyIndicator": ("verificationKey", verification_key_value(verification_key)),
+        }
+        if encryption_key is not None:
+            tbs["encryptionKey"] = encryption_key_value(encryption_key)
+        ec = sign_certificate(tbs, self._keys.signer, issuer_certificate=self.certificate.encoded)
+        _, end = validity_bounds(ec)
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(ea_enrolment_credentials)
+                .where(ea_enrolment_credentials.c.its_id == its_id)
+                .values(superseded=True)
+            )
+            conn.execute(
+                insert(ea_enrolment_credentials).values(
+                    ec_id=ec.hashed_id8,
+                    its_id=its_id,
+                    certificate=ec.encoded,
+                    not_after=end,
+                    revoked=False,
+                    superseded=False,
+                )
+            )
+        return ec
+
+    # ------------------------------------------------------------------ validation
+
+    def handle_authorization_validation(self, message: bytes) -> bytes:
+        """An AuthorizationValidationRequestMessage from an AA in, its response out."""
+        plaintext, aes_key = decrypt_for_certificate(
+            message, self._keys.decryption_key, self.certificate.encoded, unicast=True
+        )
+        rh = request_hash(message)
+        confirmed: dict[str, Any] | None = None
+        try:
+            confirmed = self._validate(plaintext, rh)
+            code = "ok"
+        except Refused as refusal:
+            code = refusal.code
+            # No identifier of the EC or the AT in the log: only the outcome.
+            _log.info("authorization validation refused: %s", code)
+        self.counters.add(f"validation.{code}")
+        response: dict[str, Any] = {"requestHash": rh, "responseCode": code}
+        if confirmed is not None:
+            response["confirmedSubjectAttributes"] = confirmed
+        return self._respond(("authorizationValidationResponse", response), aes_key)
+
+    def _validate(self, plaintext: bytes, rh: bytes) -> dict[str, Any]:
+        try:
+            outer = open_pki_data(
+                plaintext,
+                signer_kinds=frozenset({"digest"}),
+                expected=frozenset({"authorizationValidationRequest"}),
+            )
+        except ProfileError as exc:
+            raise Refused("badcontenttype", str(exc)) from None
+        except EncodingError as exc:
+            raise Refused("cantparse", str(exc)) from None
+        try:
+            aa = self._trust.ca(outer.signer_digest or b"", "aa")
+        except VerificationError as exc:
+            raise Refused("invalidaa", str(exc)) from None
+        try:
+            outer.verify(aa.certificate.verification_key(), aa.certificate.encoded)
+        except VerificationError:
+            raise Refused("invalidaasignature", "the AA signature does not verify") from None
+        self._replay.check_fresh(outer.generation_time, "deniedrequest")
+        self._replay.remember(rh, "deniedrequest")
+        request: dict[str, Any] = outer.content[1]
+        shared = request["sharedAtRequest"]
+        if bytes(shared["eaId"]) != self.certificate.hashed_id8:
+            raise Refused("wrongea", "the SharedAtRequest names another EA")
+        kind, ec_signature = request["ecSignature"]
+        if kind != "encryptedEcSignature":
+            raise Refused("badcontenttype", "an ITS-S ecSignature is encrypted to the EA")
+        try:
+            signed, _ = decrypt_for_certificate(
+                encode("Ieee1609Dot2Data", ec_signature),
+                self._keys.decryption_key,
+                self.certificate.encoded,
+                unicast=True,
+            )
+        except VerificationError:
+            raise Refused(
+                "decryptionfailed", "the ecSignature is not encrypted to this EA"
+            ) from None
+        except EncodingError as exc:
+            raise Refused("badcontenttype", str(exc)) from None
+        try:
+            message = open_signed_data(signed)
+            check_signed_external_payload(
+                message.value,
+                psid=PSID_CERTIFICATE_REQUEST,
+                signer_kinds=frozenset({"digest"}),
+            )
+        except EncodingError as exc:
+            raise Refused("badcontenttype", str(exc)) from None
+        _, ec_id = message.signer
+        ec, _ = self._current_ec(bytes(ec_id), "unknownits")
+        self._replay.check_fresh(int(message.header_info["generationTime"]), "deniedrequest")
+        covered = message.payload["extDataHash"][1]
+        if bytes(covered) != shared_at_request_hash(shared):
+            raise Refused("invalidsignature", "the EC signature does not cover the SharedAtRequest")
+        try:
+            verify_signed_data(message, ec.verification_key(), ec.encoded)
+        except VerificationError:
+            raise Refused("invalidsignature", "the EC signature does not verify") from None
+        requested = shared["requestedSubjectAttributes"]
+        if "certIssuePermissions" in requested or "id" in requested:
+            raise Refused("deniedpermissions", "an AT has no id and no issue permissions")
+        permissions = requested.get("appPermissions", [])
+        psids = {int(p["psid"]) for p in permissions}
+        if not psids or not psids <= self._at_psids:
+            raise Refused("deniedpermissions", f"psids {sorted(psids)} are not granted")
+        return {"appPermissions": permissions}

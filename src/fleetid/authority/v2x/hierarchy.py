@@ -1,0 +1,136 @@
+"""A complete V2X PKI in one process: a Root CA, one EA and one AA, their CTL and CRL.
+
+The CLI (``fleetid v2x init``), the demo, the benchmark and the tests build the same hierarchy
+here. The authority keys are software keys unless a ``KeyFactory`` says otherwise (an HSM's
+signers); each authority gets its own database engine, as separate operators would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from fleetid.authority.v2x.aa import AuthorizationAuthority
+from fleetid.authority.v2x.common import AuthorityKeys
+from fleetid.authority.v2x.ctl import TrustStore
+from fleetid.authority.v2x.ea import EnrolmentAuthority
+from fleetid.authority.v2x.root_ca import CurveFamily, RootCa
+from fleetid.clock import Clock
+from fleetid.crypto.signer import Signer, SoftwareSigner
+from fleetid.crypto.v2xkeys import generate_key
+
+__all__ = ["AA_URL", "EA_URL", "V2xHierarchy", "build_hierarchy"]
+
+EA_URL = "http://ea.fleetid.invalid/ea"
+AA_URL = "http://aa.fleetid.invalid/aa"
+
+#: (role, curve) -> a Signer holding a new key of that curve.
+KeyFactory = Callable[[str, str], Signer]
+
+
+def _software_signer(_role: str, curve: str) -> Signer:
+    return SoftwareSigner(generate_key(curve))
+
+
+@dataclass(kw_only=True)
+class V2xHierarchy:
+    """The authorities and what they publish."""
+
+    family: CurveFamily
+    clock: Clock
+    root: RootCa
+    ea: EnrolmentAuthority
+    aa: AuthorizationAuthority
+    ctl: bytes = field(repr=False)
+    crl: bytes = field(repr=False)
+    ctl_sequence: int = 0
+    revoked: list[bytes] = field(default_factory=list)
+
+    def trust_store(self) -> TrustStore:
+        """A relying party's view: the root, then the current CTL and CRL applied."""
+        store = TrustStore(self.root.certificate.encoded, clock=self.clock)
+        store.apply_ctl(self.ctl)
+        store.apply_crl(self.crl)
+        return store
+
+    def revoke_ca(self, cert_id: bytes) -> bytes:
+        """Add a CA certificate to the CRL and re-publish it; returns the new CRL."""
+        self.revoked.append(cert_id)
+        self.crl = self.root.sign_crl(revoked=self.revoked)
+        return self.crl
+
+    def republish_ctl(self) -> bytes:
+        self.ctl_sequence += 1
+        self.ctl = self.root.sign_ctl(
+            sequence=self.ctl_sequence,
+            entries=[
+                ("ea", self.ea.certificate, EA_URL),
+                ("aa", self.aa.certificate, AA_URL),
+            ],
+        )
+        return self.ctl
+
+
+def build_hierarchy(
+    *,
+    family: CurveFamily,
+    clock: Clock,
+    ea_engine: Engine,
+    aa_engine: Engine,
+    key_factory: KeyFactory = _software_signer,
+    ea_validity: timedelta = timedelta(days=4 * 365),
+) -> V2xHierarchy:
+    """Root CA, EA and AA on ``family``; the AA reaches the EA in-process."""
+    root = RootCa.create(
+        signer=key_factory("root", family.ca), name="fleetid-v2x-root", family=family, clock=clock
+    )
+    ea_signer = key_factory("ea", family.ca)
+    ea_decryption = generate_key(family.end_entity)
+    ea_certificate = root.issue_ca(
+        role="ea",
+        name="fleetid-v2x-ea",
+        verification_key=ea_signer.public_key(),
+        encryption_key=ea_decryption.public_key(),
+        lifetime=ea_validity,
+    )
+    aa_signer = key_factory("aa", family.ca)
+    aa_decryption = generate_key(family.end_entity)
+    aa_certificate = root.issue_ca(
+        role="aa",
+        name="fleetid-v2x-aa",
+        verification_key=aa_signer.public_key(),
+        encryption_key=aa_decryption.public_key(),
+        lifetime=ea_validity,
+    )
+    ctl = root.sign_ctl(
+        sequence=0, entries=[("ea", ea_certificate, EA_URL), ("aa", aa_certificate, AA_URL)]
+    )
+    crl = root.sign_crl(revoked=[])
+
+    ea_trust = TrustStore(root.certificate.encoded, clock=clock)
+    ea_trust.apply_ctl(ctl)
+    ea_trust.apply_crl(crl)
+    ea = EnrolmentAuthority(
+        engine=ea_engine,
+        keys=AuthorityKeys(
+            signer=ea_signer, decryption_key=ea_decryption, certificate=ea_certificate
+        ),
+        trust=ea_trust,
+        clock=clock,
+    )
+    aa_trust = TrustStore(root.certificate.encoded, clock=clock)
+    aa_trust.apply_ctl(ctl)
+    aa_trust.apply_crl(crl)
+    aa = AuthorizationAuthority(
+        engine=aa_engine,
+        keys=AuthorityKeys(
+            signer=aa_signer, decryption_key=aa_decryption, certificate=aa_certificate
+        ),
+        trust=aa_trust,
+        clock=clock,
+        ea_transport=lambda _url, message: ea.handle_authorization_validation(message),
+    )
+    return V2xHierarchy(family=family, clock=clock, root=root, ea=ea, aa=aa, ctl=ctl, crl=crl)
