@@ -5,7 +5,8 @@ so that applets only ever see plain, well-formed commands:
 
 1. The command is parsed (``fleetid.formats.apdu.parse_command``); a malformed one gets 6700.
 2. The class byte (ISO 7816-4 §5.4.1): ``FF`` and RFU classes get 6E00; a logical channel other
-   than 0 gets 6881 (the card has the basic channel only).
+   than 0 gets 6881 (the card has the basic channel only); ISO secure messaging (b4-b3 = 10 or
+   11) gets 6882: the card speaks GP secure messaging (b3, ``84``) only.
 3. A TERMINATED card answers SELECT with 6A82 and everything else with 6985 (GPCS §5.1.1.5).
 4. GET RESPONSE (``00 C0 00 00 Le``) returns the rest of a response that did not fit in Ne; the
    response before it said ``61xx`` (ISO 7816-4 §5.3.4, as T=0 cards and short APDUs need).
@@ -92,6 +93,7 @@ class _ClassByte:
     secure_messaging: bool
     chaining: bool
     proprietary: bool
+    iso_secure_messaging: bool = False
 
 
 def _decode_class(cla: int) -> _ClassByte | None:
@@ -108,9 +110,17 @@ def _decode_class(cla: int) -> _ClassByte | None:
         )
     if cla & 0x20:  # 001x xxxx / 101x xxxx: reserved for future use
         return None
+    if cla & 0x08:  # b4-b3 = 10 / 11: ISO 7816-4 §6 secure messaging, which the card lacks
+        return _ClassByte(
+            channel=cla & 0x03,
+            secure_messaging=True,
+            chaining=False,
+            proprietary=proprietary,
+            iso_secure_messaging=True,
+        )
     return _ClassByte(
         channel=cla & 0x03,
-        secure_messaging=bool(cla & 0x0C),
+        secure_messaging=bool(cla & 0x04),
         chaining=bool(cla & 0x10),
         proprietary=proprietary,
     )
@@ -275,6 +285,8 @@ class SecureElement:
             return b"", SW.CLA_NOT_SUPPORTED
         if cls.channel != 0:
             return b"", SW.LOGICAL_CHANNEL_NOT_SUPPORTED
+        if cls.iso_secure_messaging:
+            return b"", SW.SECURE_MESSAGING_NOT_SUPPORTED
         if apdu.ins == _INS_GET_RESPONSE and not cls.proprietary and not cls.secure_messaging:
             return self._get_response(apdu)
         self._pending = b""
