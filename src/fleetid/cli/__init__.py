@@ -7,13 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from fleetid import __version__
-from fleetid.cli import audit, ceremony, demo, line, se
+from fleetid.cli import audit, ca, ceremony, demo, line, revoke, se, serve, token
 from fleetid.errors import FleetIdError
 
 __all__ = ["main"]
 
 # Each verb module adds its subcommands and sets ``func`` on the parser it creates.
-_VERBS = (audit, ceremony, demo, line, se)
+_VERBS = (audit, ca, ceremony, demo, line, revoke, se, serve, token)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,39 @@
+"""``create_app(settings)``: the authority's FastAPI application, with its OpenAPI document."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from fleetid import __version__
+from fleetid.api import est
+from fleetid.api.errors import install_error_handlers
+from fleetid.authority.enrolment import EnrolmentService
+from fleetid.authority.fleet_ca import FleetCa
+from fleetid.clock import Clock, SystemClock
+from fleetid.config import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, ca: FleetCa | None = None
+) -> FastAPI:
+    """The app for the fleet CA in ``settings.data_dir`` (opened, HSM activated, DB migrated)."""
+    clock = clock or SystemClock()
+    ca = ca or FleetCa.open(settings, clock=clock)
+    app = FastAPI(
+        title="fleetid authority",
+        version=__version__,
+        summary="Fleet device identity: EST enrolment (RFC 7030), RFC 9457 errors.",
+    )
+    app.state.settings = settings
+    app.state.ca = ca
+    app.state.enrolment = EnrolmentService(ca)
+    install_error_handlers(app)
+    app.include_router(est.router)
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

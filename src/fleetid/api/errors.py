@@ -1,0 +1,86 @@
+"""The one place where errors become HTTP responses: RFC 9457 problem details.
+
+Each ``fleetid.errors`` family maps to one status and one problem type URI
+(``urn:fleetid:problem:<kind>``); ``detail`` is the error's own message, which names the precise
+reason. 401 answers carry ``WWW-Authenticate: Basic`` (RFC 7030 §3.2.3, RFC 7617).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fleetid import errors
+
+__all__ = ["PROBLEM_JSON", "install_error_handlers", "problem_response"]
+
+PROBLEM_JSON: Final = "application/problem+json"
+REALM: Final = 'Basic realm="fleetid EST", charset="UTF-8"'
+
+# Most specific first: the first family an error belongs to decides.
+_FAMILIES: Final[tuple[tuple[type[errors.FleetIdError], int, str, str], ...]] = (
+    (errors.AuthenticationError, 401, "unauthenticated", "Credential not accepted"),
+    (errors.NotFoundError, 404, "not-found", "No such record"),
+    (errors.ProfileError, 400, "bad-profile", "Request breaks its profile"),
+    (errors.EncodingError, 400, "bad-encoding", "Request body does not parse"),
+    (errors.VerificationError, 400, "verification-failed", "Signature does not verify"),
+    (errors.PolicyError, 403, "policy-refused", "Refused by policy"),
+    (errors.StoreError, 409, "store-conflict", "Conflicting state"),
+    (errors.HsmError, 503, "hsm-unavailable", "Signing unavailable"),
+    (errors.ConfigError, 500, "misconfigured", "Authority misconfigured"),
+    (errors.FleetIdError, 500, "internal", "Internal error"),
+)
+
+
+def problem_response(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {
+            "type": f"urn:fleetid:problem:{kind}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+        },
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=dict(headers) if headers else None,
+    )
+
+
+def _for_error(exc: errors.FleetIdError) -> JSONResponse:
+    for family, status, kind, title in _FAMILIES:
+        if isinstance(exc, family):
+            headers = {"WWW-Authenticate": REALM} if status == 401 else None
+            return problem_response(status, kind, title, str(exc), headers=headers)
+    raise AssertionError("FleetIdError is the last family")  # pragma: no cover
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def fleetid_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, errors.FleetIdError)  # noqa: S101 - registered for this type
+        return _for_error(exc)
+
+    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type
+        return problem_response(
+            exc.status_code, "http", str(exc.detail), str(exc.detail), headers=exc.headers
+        )
+
+    async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type
+        return problem_response(400, "bad-request", "Request not valid", str(exc.errors()))
+
+    app.add_exception_handler(errors.FleetIdError, fleetid_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)

@@ -1,0 +1,182 @@
+"""EST (RFC 7030) routes under ``/.well-known/est/``, with the RFC's exact body encodings.
+
+Bodies are base64 of DER in both directions (§4, with the ``Content-Transfer-Encoding: base64``
+semantics; RFC 8951 §3 says to decode base64 whatever that header says):
+
+* ``cacerts`` (§4.1): ``application/pkcs7-mime`` certs-only CMS SignedData.
+* ``simpleenroll`` / ``simplereenroll`` (§4.2): request ``application/pkcs10`` (PKCS#10 DER),
+  response ``application/pkcs7-mime; smime-type=certs-only`` holding the issued certificate.
+* ``csrattrs`` (§4.5): ``application/csrattrs``, the DER ``CsrAttrs`` SEQUENCE.
+
+The route handlers only decode and encode; ``fleetid.authority.enrolment`` decides.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any, ClassVar, Final
+
+from asn1crypto import core
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+from fleetid.authority.enrolment import EnrolmentService
+from fleetid.authority.provisioners import BasicCredentials
+from fleetid.errors import EncodingError
+
+__all__ = ["EST_PREFIX", "csr_attributes_der", "decode_base64_body", "encode_base64_body", "router"]
+
+EST_PREFIX: Final = "/.well-known/est"
+PKCS7_CERTS_ONLY: Final = "application/pkcs7-mime; smime-type=certs-only"
+PKCS10: Final = "application/pkcs10"
+CSRATTRS: Final = "application/csrattrs"
+_MAX_BODY: Final = 64 * 1024
+
+_basic = HTTPBasic(auto_error=False, realm="fleetid EST")
+router = APIRouter(prefix=EST_PREFIX, tags=["EST (RFC 7030)"])
+
+
+def decode_base64_body(body: bytes) -> bytes:
+    """The DER inside a base64 body; line breaks and other whitespace are ignored (RFC 2045)."""
+    if len(body) > _MAX_BODY:
+        raise EncodingError(f"the body is over {_MAX_BODY} bytes")
+    text = b"".join(body.split())
+    if not text:
+        raise EncodingError("the body is empty; EST wants base64 DER (RFC 7030 §4.2.1)")
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise EncodingError(f"the body is not base64 (RFC 7030 §4, RFC 8951): {exc}") from exc
+
+
+def encode_base64_body(der: bytes) -> bytes:
+    """Base64 in 64-character lines, CRLF-terminated, as MIME bodies are written (RFC 2045)."""
+    text = base64.b64encode(der)
+    return b"".join(text[i : i + 64] + b"\r\n" for i in range(0, len(text), 64))
+
+
+def _certs_only(certificates: list[x509.Certificate]) -> Response:
+    der = pkcs7.serialize_certificates(certificates, serialization.Encoding.DER)
+    return Response(
+        encode_base64_body(der),
+        media_type=PKCS7_CERTS_ONLY,
+        headers={"Content-Transfer-Encoding": "base64"},
+    )
+
+
+class _Attribute(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
+    _fields: ClassVar = [
+        ("type", core.ObjectIdentifier),
+        ("values", core.SetOf, {"spec": core.Any}),
+    ]
+
+
+class _AttrOrOid(core.Choice):  # type: ignore[misc]
+    _alternatives: ClassVar = [("oid", core.ObjectIdentifier), ("attribute", _Attribute)]
+
+
+class _CsrAttrs(core.SequenceOf):  # type: ignore[misc]
+    _child_spec = _AttrOrOid
+
+
+_ECDSA_WITH_SHA256: Final = "1.2.840.10045.4.3.2"
+_EC_PUBLIC_KEY: Final = "1.2.840.10045.2.1"
+_SECP256R1: Final = "1.2.840.10045.3.1.7"
+
+
+def csr_attributes_der() -> bytes:
+    """``CsrAttrs`` (§4.5.2): sign with ecdsa-with-SHA256, over an EC key on P-256."""
+    return bytes(
+        _CsrAttrs(
+            [
+                _AttrOrOid(name="oid", value=core.ObjectIdentifier(_ECDSA_WITH_SHA256)),
+                _AttrOrOid(
+                    name="attribute",
+                    value=_Attribute(
+                        {
+                            "type": _EC_PUBLIC_KEY,
+                            "values": [core.ObjectIdentifier(_SECP256R1)],
+                        }
+                    ),
+                ),
+            ]
+        ).dump()
+    )
+
+
+def _service(request: Request) -> EnrolmentService:
+    service: EnrolmentService = request.app.state.enrolment
+    return service
+
+
+Service = Annotated[EnrolmentService, Depends(_service)]
+Basic = Annotated[HTTPBasicCredentials | None, Depends(_basic)]
+
+_PKCS10_BODY: Final[dict[str, Any]] = {
+    "requestBody": {
+        "required": True,
+        "content": {PKCS10: {"schema": {"type": "string", "contentEncoding": "base64"}}},
+    }
+}
+_CERTS_ONLY_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "content": {PKCS7_CERTS_ONLY: {"schema": {"type": "string", "contentEncoding": "base64"}}},
+        "description": "base64 DER CMS SignedData, certs-only",
+    }
+}
+
+
+@router.get("/cacerts", responses=_CERTS_ONLY_RESPONSE, response_class=Response)
+def cacerts(service: Service) -> Response:
+    """The CA certificates (RFC 7030 §4.1): issuing CA, then the fleet root."""
+    return _certs_only(service.cacerts())
+
+
+@router.post(
+    "/simpleenroll",
+    openapi_extra=_PKCS10_BODY,
+    responses=_CERTS_ONLY_RESPONSE,
+    response_class=Response,
+)
+async def simpleenroll(request: Request, service: Service, basic: Basic) -> Response:
+    """Enrol (RFC 7030 §4.2.1), authorised by a provisioner (HTTP Basic one-time token)."""
+    der = decode_base64_body(await request.body())
+    credentials = (
+        None
+        if basic is None
+        else BasicCredentials(username=basic.username, password=basic.password)
+    )
+    certificate = await run_in_threadpool(service.simple_enroll, credentials, der)
+    return _certs_only([certificate])
+
+
+@router.post(
+    "/simplereenroll",
+    openapi_extra=_PKCS10_BODY,
+    responses=_CERTS_ONLY_RESPONSE,
+    response_class=Response,
+)
+async def simplereenroll(request: Request, service: Service) -> Response:
+    """Re-enrol (RFC 7030 §4.2.2) under the current credential's key; the old one is superseded."""
+    der = decode_base64_body(await request.body())
+    certificate = await run_in_threadpool(service.simple_reenroll, der)
+    return _certs_only([certificate])
+
+
+@router.get(
+    "/csrattrs",
+    response_class=Response,
+    responses={200: {"content": {CSRATTRS: {"schema": {"type": "string"}}}, "description": ""}},
+)
+def csrattrs() -> Response:
+    """What the CSR should contain (RFC 7030 §4.5)."""
+    return Response(
+        encode_base64_body(csr_attributes_der()),
+        media_type=CSRATTRS,
+        headers={"Content-Transfer-Encoding": "base64"},
+    )

@@ -1,0 +1,41 @@
+"""``fleetid token create``: a one-time EST credential (RFC 7030 §3.2.3) as user:password."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("token", help="one-time enrolment tokens (HTTP Basic for EST)")
+    verbs = parser.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    create = verbs.add_parser("create", help="print a new single-use credential as user:password")
+    create.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
+    create.add_argument("--device-id", required=True, help="the device this token enrols")
+    create.add_argument(
+        "--ttl", type=int, default=None, metavar="SECONDS", help="lifetime (default: policy)"
+    )
+    create.set_defaults(func=_create)
+
+
+def _create(args: argparse.Namespace) -> int:
+    from fleetid.authority.provisioners.token import create_token
+    from fleetid.clock import SystemClock
+    from fleetid.config import Settings
+    from fleetid.store.engine import engine_from_settings
+    from fleetid.store.repositories import Store
+
+    settings = Settings.load(args.data_dir)
+    ttl = settings.policy.token_ttl if args.ttl is None else timedelta(seconds=args.ttl)
+    store = Store(engine_from_settings(settings))
+    try:
+        with store.transaction() as tx:
+            token = create_token(tx, device_id=args.device_id, clock=SystemClock(), ttl=ttl)
+    finally:
+        store.dispose()
+    print(token)
+    return 0
