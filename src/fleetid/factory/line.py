@@ -233,6 +233,7 @@ class _Unit:
     idevid: x509.Certificate | None = None
     client: SecureElementClient | None = None
     recorded: bool = False
+    resumed: bool = False
     outcome: UnitState = UnitState.IN_PROGRESS
     step: Step = Step.NONE
     reason: str | None = None
@@ -294,7 +295,7 @@ class ProvisioningLine:
         size = max(1, self._config.batch_size)
         for start in range(0, len(pending), size):
             batch = [
-                _Unit(unit=u, row=rows.get(u), recorded=u in rows)
+                _Unit(unit=u, row=rows.get(u), recorded=u in rows, resumed=u in rows)
                 for u in pending[start : start + size]
             ]
             try:
@@ -400,7 +401,13 @@ class ProvisioningLine:
 
     def _inject(self, item: _Unit, client: SecureElementClient) -> None:
         cfg = self._config
-        versions = {kvn for _, kvn, _, _ in client.key_information()}
+        # A unit first seen in this run was untouched until now (step 1 committed before any
+        # change to the card); only a resumed one may already hold the device key set.
+        versions = (
+            {kvn for _, kvn, _, _ in client.key_information()}
+            if item.resumed
+            else {cfg.transport_kvn}
+        )
         device_session = self._device_session(item)
         assert item.keys is not None  # noqa: S101 - set by _device_session
         kcvs = b"".join(k.kcv for k in item.keys.derived())
@@ -513,9 +520,12 @@ class ProvisioningLine:
         fingerprint = certificate_fingerprint(item.idevid)
         client.select_isd()
         self._open(client, self._device_session(item), cfg.device_kvn)
-        life_cycle = client.life_cycle()
+        # Only a resumed unit can be past OP_READY here (a crash after SET STATUS).
+        life_cycle = client.life_cycle() if item.resumed else CardLifeCycle.OP_READY
         if life_cycle is not CardLifeCycle.SECURED:
-            chain = [item.idevid, self._record.line_ca_certificate, self._record.root_certificate]
+            # The chain up to, not including, the anchor (as TLS and 802.1AR chains are sent); the
+            # root goes in as the trust anchor.
+            chain = [item.idevid, self._record.line_ca_certificate]
             try:
                 # One STORE DATA sequence with three DGIs (GPCS §11.11; docs/se-apdu.md).
                 client.store_data(
@@ -551,7 +561,6 @@ class ProvisioningLine:
                     "attestation_chain": [
                         fingerprint,
                         certificate_fingerprint(self._record.line_ca_certificate),
-                        certificate_fingerprint(self._record.root_certificate),
                     ],
                     "trust_anchors": [certificate_fingerprint(self._record.root_certificate)],
                     "firmware_key_spki_sha256": hashlib.sha256(
