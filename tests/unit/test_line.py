@@ -135,7 +135,7 @@ def test_cards_hold_chain_anchor_and_firmware_key_and_only_device_keys(plant: Pl
         client.open_secure_channel(plant.transport, key_version=TRANSPORT_KVN)
     client.select_identity()
     chain = client.attestation_chain()
-    assert chain[1:] == [plant.record.line_ca_certificate]
+    assert chain[1:] == [plant.record.line_ca_certificate, plant.record.root_certificate]
     assert client.trust_anchors() == [plant.record.root_certificate]
 
 

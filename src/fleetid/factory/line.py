@@ -523,9 +523,8 @@ class ProvisioningLine:
         # Only a resumed unit can be past OP_READY here (a crash after SET STATUS).
         life_cycle = client.life_cycle() if item.resumed else CardLifeCycle.OP_READY
         if life_cycle is not CardLifeCycle.SECURED:
-            # The chain up to, not including, the anchor (as TLS and 802.1AR chains are sent); the
-            # root goes in as the trust anchor.
-            chain = [item.idevid, self._record.line_ca_certificate]
+            # The whole chain, device first (docs/se-apdu.md DGI 0F01); the root is also the anchor.
+            chain = [item.idevid, self._record.line_ca_certificate, self._record.root_certificate]
             try:
                 # One STORE DATA sequence with three DGIs (GPCS §11.11; docs/se-apdu.md).
                 client.store_data(
@@ -561,6 +560,7 @@ class ProvisioningLine:
                     "attestation_chain": [
                         fingerprint,
                         certificate_fingerprint(self._record.line_ca_certificate),
+                        certificate_fingerprint(self._record.root_certificate),
                     ],
                     "trust_anchors": [certificate_fingerprint(self._record.root_certificate)],
                     "firmware_key_spki_sha256": hashlib.sha256(
