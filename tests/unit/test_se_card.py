@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fleetid.formats.apdu import CommandApdu, MalformedApduError, parse_command, parse_response
 from fleetid.se.applets.base import Applet, CommandContext, Reply
@@ -320,3 +322,33 @@ def test_client_through_a_session_is_transparent(made: ManufacturedCard) -> None
     client.open_secure_channel(KEYS, 0x33, key_version=0x30)
     chain = client.attestation_chain()  # long, encrypted, R-MACed, fetched with GET RESPONSE
     assert [c.subject for c in chain] == [c.subject for c in made.chain]
+
+
+# --- nothing crosses the boundary ----------------------------------------------------------------
+
+_FUZZ_CARD = manufacture_test_card(keys=KEYS)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    aid=st.sampled_from([ISD_AID, IDENTITY_AID]),
+    commands=st.lists(
+        st.one_of(
+            st.binary(max_size=300),
+            st.tuples(
+                st.sampled_from([0x00, 0x80, 0x84, 0x90]), st.binary(min_size=3, max_size=80)
+            ).map(lambda t: bytes((t[0],)) + t[1]),
+        ),
+        max_size=10,
+    ),
+)
+def test_any_bytes_get_a_status_word_and_never_an_internal_error(
+    aid: bytes, commands: list[bytes]
+) -> None:
+    card = _FUZZ_CARD.card
+    card.reset()
+    select(card, aid)
+    for raw in commands:
+        response = card.transmit(raw)
+        assert len(response) >= 2
+        assert sw_of(response) != 0x6F00, raw.hex()
