@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import tempfile
 import time
 import tomllib
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +53,6 @@ class DemoLine:
     hsm: Hsm
     wafer: Wafer
     devices: list[ManifestEntry] = field(default_factory=list)
-    _keep: object = None  # the temporary directory, alive as long as this object
 
     def client(self, device: ManifestEntry) -> SecureElementClient:
         return SecureElementClient(self.wafer.power_on(device.unit))
@@ -67,8 +68,7 @@ class DemoLine:
 def stage_ceremony_and_line(ctx: DemoContext) -> None:
     console = ctx.console
     clock = SystemClock()
-    keep = tempfile.TemporaryDirectory(prefix="fleetid-demo-factory-")
-    root = Path(keep.name)
+    root = Path(tempfile.mkdtemp(prefix="fleetid-demo-factory-"))
 
     # --- the ceremony ------------------------------------------------------------------------
     custodians = ("alice", "bob", "carol", "dave", "erin")
@@ -156,9 +156,10 @@ def stage_ceremony_and_line(ctx: DemoContext) -> None:
     console.print(f"  proof for {secured[0].serial}: {', '.join(kinds)} included in the checkpoint")
 
     hsm, _ = ceremony.open_activated_hsm(data, clock=clock)
-    ctx.state["line"] = DemoLine(
-        data_dir=data, record=record, hsm=hsm, wafer=wafer, devices=secured, _keep=keep
-    )
+    demo_line = DemoLine(data_dir=data, record=record, hsm=hsm, wafer=wafer, devices=secured)
+    # The factory's files go when the demo lets go of it.
+    weakref.finalize(demo_line, shutil.rmtree, root, True)
+    ctx.state["line"] = demo_line
     ctx.record("ceremony", f"{record.threshold}-of-{record.total}; 2-of-5 activation refused")
     ctx.record(
         "line: secured / quarantined / duplicate refused",
