@@ -194,8 +194,9 @@ def build_attested_csr(
     return csr
 
 
-def attestation_bundle_of(csr: x509.CertificateSigningRequest) -> AttestationBundle:
-    """The one ``AttestationBundle`` of a CSR; ``EncodingError`` if it has none, or several.
+def attestation_bundle_of(csr: x509.CertificateSigningRequest) -> AttestationBundle | None:
+    """The one ``AttestationBundle`` of a CSR, ``None`` if it has none; ``EncodingError`` if it
+    has several or the value does not parse.
 
     §4.3 ``COUNTS MAX 1``: at most one ``id-aa-attestation`` attribute, with exactly one value.
     """
@@ -206,7 +207,7 @@ def attestation_bundle_of(csr: x509.CertificateSigningRequest) -> AttestationBun
     except ValueError as exc:
         raise EncodingError(f"the CSR attributes do not parse: {exc}") from exc
     if not found:
-        raise EncodingError("the CSR carries no id-aa-attestation attribute")
+        return None
     if len(found) > 1:
         raise EncodingError("the CSR carries more than one id-aa-attestation attribute (§4.3)")
     values = _SetOfAny.load(found[0]["values"].dump())

@@ -1,0 +1,151 @@
+"""A software stand-in for the provisioning line: the same certificates and card state, no HSM.
+
+``fleetid.factory.line`` is the real line (HSM-held keys, ceremony, audit log). Tests and the
+fleet demo need many manufactured devices quickly and an independent second manufacturer, so
+``SoftwareLine`` makes them with the line's own certificate profiles
+(``fleetid.factory.manufacturer``: root, line CA, IEEE 802.1AR IDevID with an RFC 4108
+HardwareModuleName) and the same card steps over APDUs: SCP03 with the transport keys, GENERATE
+the attestation key on card, STORE DATA the chain [IDevID, line CA, root], SET STATUS SECURED.
+The manufacturer keys are software keys: a TEST manufacturer, never one to trust in production.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fleetid.clock import Clock
+from fleetid.crypto.signer import SoftwareSigner
+from fleetid.factory.line import device_serial
+from fleetid.factory.manufacturer import (
+    ManufacturerNames,
+    certificate_fingerprint,
+    issue_idevid,
+    issue_line_ca,
+    issue_root,
+)
+from fleetid.se.card import SecureElement
+from fleetid.se.client import SecureElementClient
+from fleetid.se.scp03 import StaticKeys
+from fleetid.se.state import CardLifeCycle
+from fleetid.store.repositories import ManifestRecord
+
+__all__ = ["LineDevice", "SoftwareLine"]
+
+_KVN = 0x30
+
+
+@dataclass(frozen=True, kw_only=True)
+class LineDevice:
+    """A device off the software line: its card and what the manifest records about it."""
+
+    unit: str
+    serial: str
+    chip_serial: bytes
+    card: SecureElement
+    idevid: x509.Certificate
+    attestation_key: ec.EllipticCurvePublicKey
+
+    def client(self) -> SecureElementClient:
+        """A host client with the identity applet selected (no secure channel needed)."""
+        client = SecureElementClient(self.card)
+        client.select_identity()
+        return client
+
+    def manifest_record(self, state: str = "secured") -> ManifestRecord:
+        return ManifestRecord(
+            unit=self.unit,
+            serial=self.serial,
+            state=state,
+            idevid_fingerprint=certificate_fingerprint(self.idevid),
+            attestation_public_key=self.attestation_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            idevid=self.idevid.public_bytes(serialization.Encoding.DER),
+        )
+
+
+class SoftwareLine:
+    """A TEST manufacturer (root and line CA in software) that makes secured cards."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        organization: str = "fleetid TEST manufacturer",
+        line_id: str = "L1",
+        random: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._clock = clock
+        self._random = random
+        self.organization = organization
+        now = clock.now()
+        names = ManufacturerNames(organization=organization)
+        self._root_signer = SoftwareSigner(ec.generate_private_key(ec.SECP384R1()))
+        self._line_signer = SoftwareSigner(ec.generate_private_key(ec.SECP256R1()))
+        self.root = issue_root(names=names, signer=self._root_signer, now=now)
+        self.line_ca = issue_line_ca(
+            names=names,
+            line_id=line_id,
+            line_ca_public_key=self._line_signer.public_key(),
+            root=self.root,
+            root_signer=self._root_signer,
+            now=now,
+        )
+        self._count = 0
+
+    def certify(
+        self,
+        attestation_key: ec.EllipticCurvePublicKey,
+        serial: str,
+        chip_serial: bytes,
+        *,
+        now: datetime | None = None,
+    ) -> x509.Certificate:
+        """The IDevID the line CA issues for a card's attestation key."""
+        return issue_idevid(
+            line_ca=self.line_ca,
+            line_ca_signer=self._line_signer,
+            public_key=attestation_key,
+            device_serial=serial,
+            chip_serial=chip_serial,
+            organization=self.organization,
+            now=now or self._clock.now(),
+        )
+
+    def make_device(
+        self, *, chip_serial: bytes | None = None, now: datetime | None = None
+    ) -> LineDevice:
+        """Fabricate, personalise and lock one card; ``chip_serial`` forces a serial (clones)."""
+        self._count += 1
+        keys = StaticKeys(self._random(16), self._random(16), self._random(16))
+        card = SecureElement.fabricate(
+            chip_serial=chip_serial or self._random(4), keysets={_KVN: keys}, random=self._random
+        )
+        client = SecureElementClient(card)
+        client.select_isd()
+        serial = device_serial(client.cplc().kdd)
+        client.select_identity()
+        client.open_secure_channel(keys, 0x33, key_version=_KVN)
+        attestation_key = client.generate_attestation_key()
+        idevid = self.certify(attestation_key, serial, card.chip_serial, now=now)
+        client.install_attestation_chain([idevid, self.line_ca, self.root])
+        client.select_isd()
+        client.open_secure_channel(keys, 0x33, key_version=_KVN)
+        client.set_status(CardLifeCycle.INITIALIZED)
+        client.set_status(CardLifeCycle.SECURED)
+        card.reset()
+        return LineDevice(
+            unit=f"{self.organization}/{self._count:06d}",
+            serial=serial,
+            chip_serial=card.chip_serial,
+            card=card,
+            idevid=idevid,
+            attestation_key=attestation_key,
+        )

@@ -1,0 +1,186 @@
+"""Fixtures for attestation-gated enrolment tests: a store on SQLite or PostgreSQL, software
+manufacturers, and helpers that build attested CSRs from real (emulated) cards or forge evidence.
+
+PostgreSQL: ``FLEETID_TEST_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``).
+Each test gets its own schema in that database (``search_path``), migrated by Alembic and dropped
+afterwards. Without a reachable server the PostgreSQL variant skips and says why; under
+``CI=true`` it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from fleetid.clock import ManualClock
+from fleetid.crypto.signer import Signer
+from fleetid.formats.attestation import (
+    KEY_PROPERTIES_OID,
+    KeyOrigin,
+    KeyProperties,
+    KeyUsage,
+    encode_key_properties,
+)
+from fleetid.formats.csr_attestation import (
+    FLEETID_SE_KEY_ATTESTATION_OID,
+    AttestationBundle,
+    AttestationStatement,
+    build_attested_csr,
+)
+from fleetid.se.client import SecureElementClient, SecureElementSigner
+from fleetid.se.state import Curve
+from fleetid.store.engine import open_engine
+from fleetid.store.repositories import ChallengeRecord, Store
+
+__all__ = [
+    "POSTGRES_URL",
+    "attested_csr",
+    "card_evidence",
+    "forge_key_attestation",
+    "new_challenge",
+    "store_fixture",
+]
+
+POSTGRES_URL = os.environ.get(
+    "FLEETID_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_engine(schema: str):  # type: ignore[no-untyped-def]
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc.orig}")
+    engine = create_engine(
+        POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"}, pool_pre_ping=True
+    )
+    return admin, engine
+
+
+@pytest.fixture(name="store", params=["sqlite", "postgresql"])
+def store_fixture(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
+    """A migrated authority store, once per database backend."""
+    if request.param == "sqlite":
+        s = Store(open_engine(tmp_path))
+        yield s
+        s.dispose()
+        return
+    schema = "t_" + secrets.token_hex(6)
+    admin, engine = _postgres_engine(schema)
+    s = Store(engine)
+    yield s
+    s.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def new_challenge(
+    store: Store,
+    clock: ManualClock,
+    *,
+    ttl: timedelta = timedelta(minutes=5),
+    device_id: str | None = None,
+) -> bytes:
+    nonce = secrets.token_bytes(32)
+    now = clock.now()
+    with store.transaction() as tx:
+        tx.challenges.add(
+            ChallengeRecord(nonce=nonce, device_id=device_id, created_at=now, expires_at=now + ttl)
+        )
+    return nonce
+
+
+def _subject(serial: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"device {serial}")])
+
+
+def card_evidence(
+    client: SecureElementClient,
+    nonce: bytes,
+    *,
+    usage: KeyUsage = KeyUsage.SIGN,
+    curve: Curve = Curve.P256,
+) -> tuple[SecureElementSigner, AttestationBundle]:
+    """A new key on the card and its attestation bound to ``nonce``, as a bundle."""
+    info = client.generate_key(curve, usage)
+    attestation = client.attest(info.handle, nonce)
+    bundle = AttestationBundle(
+        statements=(
+            AttestationStatement(
+                type=FLEETID_SE_KEY_ATTESTATION_OID,
+                statement=attestation.public_bytes(serialization.Encoding.DER),
+            ),
+        ),
+        certificates=tuple(client.attestation_chain()),
+    )
+    return SecureElementSigner(client, info.handle), bundle
+
+
+def attested_csr(
+    client: SecureElementClient, nonce: bytes, serial: str = "x", **kwargs: object
+) -> x509.CertificateSigningRequest:
+    signer, bundle = card_evidence(client, nonce, **kwargs)  # type: ignore[arg-type]
+    return build_attested_csr(subject=_subject(serial), signer=signer, bundle=bundle)
+
+
+def forge_key_attestation(
+    *,
+    subject_key: ec.EllipticCurvePublicKey,
+    issuer: x509.Certificate,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    props: KeyProperties,
+    not_before: datetime,
+) -> x509.Certificate:
+    """A key-attestation certificate made in software (for evidence no genuine card emits)."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "forged")]))
+        .issuer_name(issuer.subject)
+        .public_key(subject_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + timedelta(days=3650))
+        .add_extension(
+            x509.UnrecognizedExtension(
+                x509.ObjectIdentifier(KEY_PROPERTIES_OID), encode_key_properties(props)
+            ),
+            critical=False,
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+def software_csr(
+    signer: Signer, bundle: AttestationBundle, serial: str = "x"
+) -> x509.CertificateSigningRequest:
+    return build_attested_csr(subject=_subject(serial), signer=signer, bundle=bundle)
+
+
+def software_key_props(chip_serial: bytes, nonce: bytes, **changes: object) -> KeyProperties:
+    values: dict[str, object] = {
+        "chip_serial": chip_serial,
+        "key_handle": 1,
+        "curve_oid": "1.2.840.10045.3.1.7",
+        "usage": KeyUsage.SIGN,
+        "challenge": nonce,
+        "origin": KeyOrigin.GENERATED_ON_CARD,
+        "exportable": False,
+    }
+    values.update(changes)
+    return KeyProperties(**values)  # type: ignore[arg-type]
