@@ -133,7 +133,7 @@ _CERTS_ONLY_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
 
 @router.get("/cacerts", responses=_CERTS_ONLY_RESPONSE, response_class=Response)
 def cacerts(service: Service) -> Response:
-    """The CA certificates (RFC 7030 §4.1): issuing CA, then the fleet root."""
+    """The CA certificates (RFC 7030 §4.1): the issuing CA and the fleet root (a DER SET OF)."""
     return _certs_only(service.cacerts())
 
 
