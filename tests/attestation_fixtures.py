@@ -1,15 +1,10 @@
-"""Fixtures for attestation-gated enrolment tests: a store on SQLite or PostgreSQL, software
-manufacturers, and helpers that build attested CSRs from real (emulated) cards or forge evidence.
-
-PostgreSQL: ``FLEETID_TEST_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``).
-Each test gets its own schema in that database (``search_path``), migrated by Alembic and dropped
-afterwards. Without a reachable server the PostgreSQL variant skips and says why; under
-``CI=true`` it fails instead.
+"""Fixtures for attestation-gated enrolment tests: a migrated store on SQLite and PostgreSQL
+(over ``tests.db_fixtures``), and helpers that build attested CSRs from real (emulated) cards or
+forge evidence no genuine card would emit.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -19,8 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 
 from fleetid.clock import ManualClock
 from fleetid.crypto.signer import Signer
@@ -39,11 +33,9 @@ from fleetid.formats.csr_attestation import (
 )
 from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.se.state import Curve
-from fleetid.store.engine import open_engine
 from fleetid.store.repositories import ChallengeRecord, Store
 
 __all__ = [
-    "POSTGRES_URL",
     "attested_csr",
     "card_evidence",
     "forge_key_attestation",
@@ -51,43 +43,12 @@ __all__ = [
     "store_fixture",
 ]
 
-POSTGRES_URL = os.environ.get(
-    "FLEETID_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
-
-def _postgres_engine(schema: str):  # type: ignore[no-untyped-def]
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc.orig}")
-    engine = create_engine(
-        POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"}, pool_pre_ping=True
-    )
-    return admin, engine
-
-
-@pytest.fixture(name="store", params=["sqlite", "postgresql"])
-def store_fixture(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
-    """A migrated authority store, once per database backend."""
-    if request.param == "sqlite":
-        s = Store(open_engine(tmp_path))
-        yield s
-        s.dispose()
-        return
-    schema = "t_" + secrets.token_hex(6)
-    admin, engine = _postgres_engine(schema)
+@pytest.fixture(name="store")
+def store_fixture(engine: Engine) -> Iterator[Store]:
+    """A migrated authority store on the parametrised backend (``tests.db_fixtures``)."""
     s = Store(engine)
     yield s
-    s.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 def new_challenge(
