@@ -297,7 +297,7 @@ def test_resume_after_a_crash_at_every_point(
         raise _Crashed(code)
 
     monkeypatch.setenv(line_module.CRASH_ENV, point)
-    monkeypatch.setattr(line_module.os, "_exit", crash)
+    monkeypatch.setattr(line_module, "_hard_exit", crash)
     with pytest.raises(_Crashed):
         plant.line(batch_size=3).run(units, wafer)
     monkeypatch.delenv(line_module.CRASH_ENV)
