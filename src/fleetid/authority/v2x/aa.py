@@ -116,6 +116,7 @@ class AuthorizationAuthority:
         try:
             ticket = self._authorize(plaintext, rh)
             code = "ok"
+            _log.info("issued AT %s", ticket.hashed_id8.hex())
         except Refused as refusal:
             code = refusal.code
             _log.info("authorization refused: %s", code)

@@ -170,9 +170,10 @@ class EnrolmentAuthority:
         try:
             certificate = self._enrol(plaintext, rh)
             code = "ok"
+            _log.info("enrolled: EC %s", certificate.hashed_id8.hex())
         except Refused as refusal:
             code = refusal.code
-            _log.info("enrolment refused: %s", refusal)
+            _log.info("enrolment refused: %s", code)
         self.counters.add(f"enrolment.{code}")
         response: dict[str, Any] = {"requestHash": rh, "responseCode": code}
         if certificate is not None:
@@ -286,6 +287,7 @@ class EnrolmentAuthority:
         try:
             confirmed = self._validate(plaintext, rh)
             code = "ok"
+            _log.info("authorization validation: ok")
         except Refused as refusal:
             code = refusal.code
             # No identifier of the EC or the AT in the log: only the outcome.
