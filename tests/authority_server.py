@@ -1,0 +1,89 @@
+"""Run the real ``fleetid`` CLI and server for integration tests (subprocesses on loopback)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+__all__ = ["fleetid", "free_port", "require_tool", "serving"]
+
+_CLI = "import sys; from fleetid.cli import main; sys.exit(main())"
+
+
+def require_tool(name: str) -> str:
+    """The path of an external tool; skip if absent (fail under CI=true)."""
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} not installed (Debian package {name})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+def fleetid(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``fleetid ARGS`` in a subprocess (the installed CLI entry point's code)."""
+    return subprocess.run(
+        [sys.executable, "-c", _CLI, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def serving(
+    data_dir: Path, ports: Sequence[int], args: Sequence[str], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """``fleetid serve --data-dir DATA_DIR ARGS`` until every port in ``ports`` accepts."""
+    log = (data_dir / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-c", _CLI, "serve", "--data-dir", str(data_dir), *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not all(_accepts(port) for port in ports):
+            if process.poll() is not None:
+                raise AssertionError(f"server exited: {(data_dir / 'serve.log').read_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError("server did not start listening within 60 s")
+            time.sleep(0.05)  # poll the condition (is it listening?) again
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
