@@ -1,4 +1,4 @@
-"""Property tests of the ISO 7816-4 APDU codec: every command round-trips, every case is told apart."""
+"""Property tests of the ISO 7816-4 APDU codec: every command round-trips, every case told apart."""
 
 from __future__ import annotations
 

@@ -13,7 +13,9 @@ def register(subparsers: Any) -> None:
         "demo", help="run the whole lifecycle on embedded defaults and print a report"
     )
     parser.add_argument("--devices", type=int, default=5, help="how many devices to manufacture")
-    parser.add_argument("--seed", type=int, default=None, help="fix randomness for a repeatable run")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="fix randomness for a repeatable run"
+    )
     parser.set_defaults(func=_run)
 
 

@@ -1,4 +1,4 @@
-"""The signer interface: whatever holds a key (software, HSM or secure element), it signs the same way.
+"""The signer interface: whatever holds a key (software, HSM or secure element) signs the same way.
 
 Issuance code takes a ``Signer`` and never learns where the private key lives, so moving a CA key
 into an HSM, or a device key into its secure element, is configuration, not code.
