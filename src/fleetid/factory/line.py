@@ -50,7 +50,7 @@ from typing import Any, Final, Protocol, cast
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from fleetid.clock import Clock
@@ -605,13 +605,16 @@ class ProvisioningLine:
         with self._exclusive():
             try:
                 with self._engine.begin() as conn:
-                    for item in items:
-                        if not item.recorded and item.outcome is UnitState.IN_PROGRESS:
-                            self._refuse_if_taken(conn, item)
+                    fresh = [
+                        item
+                        for item in items
+                        if not item.recorded and item.outcome is UnitState.IN_PROGRESS
+                    ]
+                    if fresh:
+                        self._refuse_taken(conn, fresh)
                     now = _timestamp(self._clock.now())
                     events = [event for item in items for event in item.events]
-                    for item in items:
-                        self._upsert(conn, item, self._row(item, now))
+                    self._write_rows(conn, items, now)
                     self._log.append_many(events, connection=conn)
             except SQLAlchemyError as exc:
                 raise StoreError(f"line manifest commit failed: {exc}") from exc
@@ -619,27 +622,32 @@ class ProvisioningLine:
             item.events = []
             item.recorded = True
 
-    def _refuse_if_taken(self, conn: Connection, item: _Unit) -> None:
-        owner = conn.execute(
-            select(line_manifest.c.unit).where(
-                line_manifest.c.serial == item.serial,
-                line_manifest.c.state != UnitState.DUPLICATE.value,
-                line_manifest.c.unit != item.unit,
+    def _refuse_taken(self, conn: Connection, fresh: list[_Unit]) -> None:
+        """Turn units whose serial another unit already holds into duplicates (one query)."""
+        owners = {
+            row.serial: row.unit
+            for row in conn.execute(
+                select(line_manifest.c.unit, line_manifest.c.serial).where(
+                    line_manifest.c.serial.in_([item.serial for item in fresh]),
+                    line_manifest.c.state != UnitState.DUPLICATE.value,
+                )
             )
-        ).first()
-        if owner is None:
-            return
-        item.outcome = UnitState.DUPLICATE
-        item.step = Step.NONE
-        item.client = None
-        item.reason = f"serial {item.serial} already presented by unit {owner.unit}"
-        item.events = [
-            AuditEvent(
-                kind=_DUPLICATE,
-                serial=item.serial,
-                body={"unit": item.unit, "first_unit": owner.unit, "refused": True},
-            )
-        ]
+        }
+        for item in fresh:
+            owner = owners.get(item.serial)
+            if owner is None or owner == item.unit:
+                continue
+            item.outcome = UnitState.DUPLICATE
+            item.step = Step.NONE
+            item.client = None
+            item.reason = f"serial {item.serial} already presented by unit {owner}"
+            item.events = [
+                AuditEvent(
+                    kind=_DUPLICATE,
+                    serial=item.serial,
+                    body={"unit": item.unit, "first_unit": owner, "refused": True},
+                )
+            ]
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -671,14 +679,30 @@ class ProvisioningLine:
             values["idevid_fingerprint"] = certificate_fingerprint(item.idevid)
         return values
 
-    @staticmethod
-    def _upsert(conn: Connection, item: _Unit, values: dict[str, Any]) -> None:
-        if item.recorded:
+    def _write_rows(self, conn: Connection, items: list[_Unit], now: str) -> None:
+        """Insert new rows and update recorded ones, as executemany per shape of row."""
+        inserts = [
+            {"unit": item.unit, **self._row(item, now)} for item in items if not item.recorded
+        ]
+        if inserts:
+            shapes: dict[frozenset[str], list[dict[str, Any]]] = {}
+            for values in inserts:
+                shapes.setdefault(frozenset(values), []).append(values)
+            for group in shapes.values():
+                conn.execute(insert(line_manifest), group)
+        updates: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for item in items:
+            if item.recorded:
+                values = {"target_unit": item.unit, **self._row(item, now)}
+                updates.setdefault(frozenset(values), []).append(values)
+        for group in updates.values():
+            columns: dict[str, Any] = {k: bindparam(k) for k in group[0] if k != "target_unit"}
             conn.execute(
-                update(line_manifest).where(line_manifest.c.unit == item.unit).values(**values)
+                update(line_manifest)
+                .where(line_manifest.c.unit == bindparam("target_unit"))
+                .values(columns),
+                group,
             )
-        else:
-            conn.execute(insert(line_manifest).values(unit=item.unit, **values))
 
     def _crash(self, point: str) -> None:
         if self._crash_at == point:
