@@ -1,0 +1,1 @@
+"""Route groups other than EST, each an ``APIRouter`` mounted by ``create_app``."""

@@ -1,0 +1,153 @@
+"""ETSI TS 102 941 over HTTP: the EA, the AA and the Root CA's distribution point.
+
+TS 102 941 §6.1 (and the ETSI PKI interop practice) carries each secured message as the raw COER
+body of an HTTP POST, ``Content-Type: application/x-its-request``, answered with
+``application/x-its-response``. A request the authority can open is always answered 200 with a
+signed, encrypted response whose responseCode says whether it was granted; a body it cannot open
+(not encrypted to it, not decodable) has no key to answer under and gets a 400 problem document.
+
+Routes (mounted under ``/v2x``)::
+
+    POST /v2x/ea/enrolment                  EnrolmentRequestMessage -> EnrolmentResponseMessage
+    POST /v2x/ea/authorization-validation   AA -> EA validation (AuthorizationValidation...)
+    POST /v2x/aa/authorization              AuthorizationRequestMessage -> ...ResponseMessage
+    GET  /v2x/ctl                           the Root CA's CTL (application/x-its-ctl)
+    GET  /v2x/crl                           the Root CA's CA CRL (application/x-its-crl)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from fleetid.authority.v2x.aa import AuthorizationAuthority
+from fleetid.authority.v2x.ea import EnrolmentAuthority
+from fleetid.errors import EncodingError
+
+__all__ = [
+    "ITS_REQUEST",
+    "ITS_RESPONSE",
+    "V2X_PREFIX",
+    "V2xServices",
+    "install",
+    "router",
+]
+
+V2X_PREFIX: Final = "/v2x"
+ITS_REQUEST: Final = "application/x-its-request"
+ITS_RESPONSE: Final = "application/x-its-response"
+ITS_CTL: Final = "application/x-its-ctl"
+ITS_CRL: Final = "application/x-its-crl"
+_MAX_BODY: Final = 16 * 1024
+
+router = APIRouter(prefix=V2X_PREFIX, tags=["V2X PKI (ETSI TS 102 941)"])
+
+
+@dataclass(kw_only=True)
+class V2xServices:
+    """What the routes serve; any part may be absent (an EA-only deployment ...)."""
+
+    ea: EnrolmentAuthority | None = None
+    aa: AuthorizationAuthority | None = None
+    ctl: Callable[[], bytes] | None = None
+    crl: Callable[[], bytes] | None = None
+
+
+def install(app: FastAPI, services: V2xServices) -> None:
+    """Mount the routes on ``app`` and give them ``services``."""
+    app.state.v2x = services
+    app.include_router(router)
+
+
+def _services(request: Request) -> V2xServices:
+    services: V2xServices = request.app.state.v2x
+    return services
+
+
+Services = Annotated[V2xServices, Depends(_services)]
+
+_ITS_BODY: Final[dict[str, Any]] = {
+    "requestBody": {
+        "required": True,
+        "content": {ITS_REQUEST: {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+_ITS_ANSWER: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "content": {ITS_RESPONSE: {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the COER EtsiTs103097Data response, encrypted to the request's key",
+    }
+}
+
+
+async def _its_body(request: Request) -> bytes:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != ITS_REQUEST:
+        raise EncodingError(f"the body must be {ITS_REQUEST}, not {media_type or 'absent'}")
+    body = await request.body()
+    if not body or len(body) > _MAX_BODY:
+        raise EncodingError(f"an ITS request is 1 to {_MAX_BODY} bytes")
+    return body
+
+
+def _missing(what: str) -> Response:
+    return Response(status_code=404, content=f"no {what} here".encode(), media_type="text/plain")
+
+
+@router.post(
+    "/ea/enrolment", openapi_extra=_ITS_BODY, responses=_ITS_ANSWER, response_class=Response
+)
+async def enrolment(request: Request, services: Services) -> Response:
+    """EnrolmentRequestMessage (TS 102 941 §6.2.3.2)."""
+    body = await _its_body(request)
+    if services.ea is None:
+        return _missing("EA")
+    answer = await run_in_threadpool(services.ea.handle_enrolment, body)
+    return Response(answer, media_type=ITS_RESPONSE)
+
+
+@router.post(
+    "/ea/authorization-validation",
+    openapi_extra=_ITS_BODY,
+    responses=_ITS_ANSWER,
+    response_class=Response,
+)
+async def authorization_validation(request: Request, services: Services) -> Response:
+    """AuthorizationValidationRequestMessage from an AA (TS 102 941 §6.2.3.4)."""
+    body = await _its_body(request)
+    if services.ea is None:
+        return _missing("EA")
+    answer = await run_in_threadpool(services.ea.handle_authorization_validation, body)
+    return Response(answer, media_type=ITS_RESPONSE)
+
+
+@router.post(
+    "/aa/authorization", openapi_extra=_ITS_BODY, responses=_ITS_ANSWER, response_class=Response
+)
+async def authorization(request: Request, services: Services) -> Response:
+    """AuthorizationRequestMessage, with or without POP (TS 102 941 §6.2.3.3)."""
+    body = await _its_body(request)
+    if services.aa is None:
+        return _missing("AA")
+    answer = await run_in_threadpool(services.aa.handle_authorization, body)
+    return Response(answer, media_type=ITS_RESPONSE)
+
+
+@router.get("/ctl", response_class=Response)
+def ctl(services: Services) -> Response:
+    """The current RcaCertificateTrustListMessage."""
+    if services.ctl is None:
+        return _missing("CTL")
+    return Response(services.ctl(), media_type=ITS_CTL)
+
+
+@router.get("/crl", response_class=Response)
+def crl(services: Services) -> Response:
+    """The current CertificateRevocationListMessage."""
+    if services.crl is None:
+        return _missing("CRL")
+    return Response(services.crl(), media_type=ITS_CRL)
