@@ -428,6 +428,11 @@ class CamReceiver:
         self._cache_size = cache_size
         self._seen: dict[tuple[bytes, int, bytes], int] = {}
 
+    @property
+    def trust(self) -> TrustStore:
+        """The store this receiver checks against (apply new CTLs and CRLs to it)."""
+        return self._trust
+
     def _signer_certificate(self, signer: tuple[str, Any]) -> tuple[Certificate, bool]:
         kind, value = signer
         if kind == "certificate":
