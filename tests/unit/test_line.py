@@ -332,3 +332,19 @@ def test_idevid_chain_verifies_with_an_independent_path_builder(plant: Plant) ->
     chain = verifier.verify(idevid, [plant.record.line_ca_certificate]).chain
     assert chain[-1] == plant.record.root_certificate
     assert isinstance(chain[0], x509.Certificate)
+
+
+def test_manifest_reader_answers_for_secured_quarantined_and_unknown_serials(plant: Plant) -> None:
+    from fleetid.factory.line import ManifestReader
+    from fleetid.store.engine import open_engine
+
+    wafer = plant.wafer(2, defects={1: Defect.KEYGEN_FAILS})
+    line = plant.line()
+    line.run([u.unit for u in wafer.units], wafer)
+    good, bad = line.manifest()
+    reader = ManifestReader(open_engine(plant.data))
+    assert reader.require_secured(good.serial).idevid == good.idevid
+    with pytest.raises(VerificationError, match="quarantined"):
+        reader.require_secured(bad.serial)
+    with pytest.raises(VerificationError, match="not on the line manifest"):
+        reader.require_secured("00" * 10)

@@ -81,6 +81,7 @@ __all__ = [
     "LineConfig",
     "LineReport",
     "ManifestEntry",
+    "ManifestReader",
     "ProvisioningLine",
     "Step",
     "UnitState",
@@ -171,6 +172,38 @@ class LineReport:
     quarantined: int
     duplicates: int
     already_done: int
+
+
+class ManifestReader:
+    """Read-only access to the line manifest, needing no HSM (the enrolment side uses this)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def entries(self) -> list[ManifestEntry]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(line_manifest).order_by(line_manifest.c.unit)).all()
+        return [_entry(row) for row in rows]
+
+    def by_serial(self, serial: str) -> ManifestEntry | None:
+        """The accepted unit (secured or quarantined) holding ``serial``, if any."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(line_manifest).where(
+                    line_manifest.c.serial == serial,
+                    line_manifest.c.state != UnitState.DUPLICATE.value,
+                )
+            ).first()
+        return None if row is None else _entry(row)
+
+    def require_secured(self, serial: str) -> ManifestEntry:
+        """The secured unit with ``serial``; raise ``VerificationError`` for any other answer."""
+        entry = self.by_serial(serial)
+        if entry is None:
+            raise VerificationError(f"serial {serial} is not on the line manifest")
+        if entry.state is not UnitState.SECURED:
+            raise VerificationError(f"serial {serial} left the line {entry.state.value}")
+        return entry
 
 
 def device_serial(kdd: bytes) -> str:
