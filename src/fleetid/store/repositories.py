@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fleetid.errors import NotFoundError, PolicyError, StoreError
@@ -68,7 +68,7 @@ def normalise_serial(text: str) -> str:
     return f"{value:0{SERIAL_HEX_LENGTH}x}"
 
 
-def _record(cls: Any, row: Row[Any]) -> Any:
+def _record(cls: Any, row: Any) -> Any:
     return cls(**row._mapping)
 
 
