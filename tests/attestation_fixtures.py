@@ -6,18 +6,34 @@ forge evidence no genuine card would emit.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from fleetid.api import create_app
+from fleetid.api.routes.enrol import install
+from fleetid.authority.attestation import VerificationPolicy
+from fleetid.authority.fleet_ca import FleetCa
+from fleetid.authority.lifecycle import LifecycleService, roll_issuing_ca
+from fleetid.authority.provisioners.attestation import (
+    AttestationProvisioner,
+    import_manifest,
+    manufacturer_roots,
+    trust_manufacturer,
+)
 from fleetid.clock import ManualClock
+from fleetid.config import Settings
 from fleetid.crypto.signer import Signer
+from fleetid.device.transport import HttpTransport
 from fleetid.formats.attestation import (
     KEY_PROPERTIES_OID,
     KeyOrigin,
@@ -33,12 +49,15 @@ from fleetid.formats.csr_attestation import (
 )
 from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.se.state import Curve
+from fleetid.sim.software_line import LineDevice
 from fleetid.store.repositories import ChallengeRecord, Store
 
 __all__ = [
+    "Authority",
     "attested_csr",
     "card_evidence",
     "forge_key_attestation",
+    "make_authority",
     "new_challenge",
     "store_fixture",
 ]
@@ -145,3 +164,51 @@ def software_key_props(chip_serial: bytes, nonce: bytes, **changes: object) -> K
     }
     values.update(changes)
     return KeyProperties(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class Authority:
+    """A fleet authority with attestation-gated enrolment, reachable in process."""
+
+    ca: FleetCa
+    service: LifecycleService
+    app: FastAPI
+    transport: HttpTransport
+
+    def import_devices(self, *devices: LineDevice) -> None:
+        import_manifest(self.ca.store, [d.manifest_record() for d in devices], self.ca.clock.now())
+
+    def roll_issuing(self) -> None:
+        self.service.replace_ca(roll_issuing_ca(self.service.ca))
+
+    def close(self) -> None:
+        self.transport.close()
+        self.ca.close()
+
+
+def make_authority(
+    data_dir: Path,
+    db_url: str,
+    clock: ManualClock,
+    manufacturers: Sequence[x509.Certificate],
+    *,
+    name: str = "Fleet A",
+    base_url: str = "http://fleet-a.test",
+) -> Authority:
+    settings = Settings.load(
+        data_dir, environ={"FLEETID_DATABASE_URL": db_url, "FLEETID_PUBLIC_URL": base_url}
+    )
+    ca = FleetCa.init(settings, clock=clock, name=name)
+    for root in manufacturers:
+        trust_manufacturer(data_dir, root)
+    provisioner = AttestationProvisioner(
+        clock,
+        VerificationPolicy(manufacturer_roots=manufacturer_roots(data_dir)),
+        challenge_ttl=settings.policy.challenge_ttl,
+    )
+    service = LifecycleService(ca, attestation=provisioner)
+    app = create_app(settings, clock=clock, ca=ca)
+    install(app, service)
+    return Authority(
+        ca=ca, service=service, app=app, transport=HttpTransport.in_process(app, base_url)
+    )

@@ -164,7 +164,9 @@ async def simpleenroll(request: Request, service: Service, basic: Basic) -> Resp
 async def simplereenroll(request: Request, service: Service) -> Response:
     """Re-enrol (RFC 7030 §4.2.2) under the current credential's key; the old one is superseded."""
     der = decode_base64_body(await request.body())
-    certificate = await run_in_threadpool(service.simple_reenroll, der)
+    # fleetid.authority.lifecycle: refresh/re-key proven by a signature over the request.
+    proof = request.headers.get("Fleetid-Proof")
+    certificate = await run_in_threadpool(service.simple_reenroll, der, proof)
     return _certs_only([certificate])
 
 

@@ -77,8 +77,14 @@ class EnrolmentService:
             )
         return certificate
 
-    def simple_reenroll(self, csr_der: bytes) -> x509.Certificate:
-        """Renew under the current credential; the old certificate is superseded (revoked)."""
+    def simple_reenroll(self, csr_der: bytes, proof: str | None = None) -> x509.Certificate:
+        """Renew under the current credential; the old certificate is superseded (revoked).
+
+        ``proof`` is a ``Fleetid-Proof`` header, which ``fleetid.authority.lifecycle`` verifies;
+        this base service does not take one.
+        """
+        if proof is not None:
+            raise AuthenticationError("this authority does not accept a Fleetid-Proof header")
         csr = load_csr(csr_der)
         public_key = csr.public_key()
         assert isinstance(public_key, ec.EllipticCurvePublicKey)  # noqa: S101 - load_csr checked

@@ -233,6 +233,11 @@ class FleetCa:
         self._hsm.lock()
         self.store.dispose()
 
+    @property
+    def hsm(self) -> Hsm:
+        """The activated HSM holding the CA keys (rollover makes the next generation there)."""
+        return self._hsm
+
     # -- public material -----------------------------------------------------------------------
 
     @property

@@ -47,6 +47,7 @@ __all__ = [
     "AttestationStatement",
     "attestation_bundle_of",
     "build_attested_csr",
+    "build_csr",
     "decode_attestation_bundle",
     "encode_attestation_bundle",
 ]
@@ -154,28 +155,31 @@ def decode_attestation_bundle(der: bytes) -> AttestationBundle:
     return AttestationBundle(statements=statements, certificates=tuple(certificates))
 
 
-def build_attested_csr(
-    *, subject: x509.Name, signer: Signer, bundle: AttestationBundle
+def build_csr(
+    *, subject: x509.Name, signer: Signer, bundle: AttestationBundle | None = None
 ) -> x509.CertificateSigningRequest:
-    """A PKCS#10 CSR (RFC 2986 §4) for ``signer``'s key, carrying ``bundle``, signed by it."""
+    """A PKCS#10 CSR (RFC 2986 §4) for ``signer``'s key, signed by it, with ``bundle`` if any."""
     spki = signer.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     algorithm = signer.hash_algorithm
     if algorithm.name not in _ECDSA_WITH:
         raise EncodingError(f"no ECDSA signature algorithm for hash {algorithm.name}")
+    attributes = []
+    if bundle is not None:
+        attributes.append(
+            {
+                "type": ID_AA_ATTESTATION,
+                # asn1crypto parses values of unknown attribute types as Any.
+                "values": _SetOfAny([core.Any.load(encode_attestation_bundle(bundle))]),
+            }
+        )
     info = asn1_csr.CertificationRequestInfo(
         {
             "version": "v1",
             "subject": asn1_x509.Name.load(subject.public_bytes()),
             "subject_pk_info": keys.PublicKeyInfo.load(spki),
-            "attributes": [
-                {
-                    "type": ID_AA_ATTESTATION,
-                    # asn1crypto parses values of unknown attribute types as Any.
-                    "values": _SetOfAny([core.Any.load(encode_attestation_bundle(bundle))]),
-                }
-            ],
+            "attributes": attributes,
         }
     )
     tbs = bytes(info.dump(force=True))
@@ -190,8 +194,15 @@ def build_attested_csr(
     )
     csr = x509.load_der_x509_csr(bytes(request.dump()))
     if csr.tbs_certrequest_bytes != tbs or not csr.is_signature_valid:
-        raise VerificationError("the attested CSR does not verify under its own key")
+        raise VerificationError("the CSR does not verify under its own key")
     return csr
+
+
+def build_attested_csr(
+    *, subject: x509.Name, signer: Signer, bundle: AttestationBundle
+) -> x509.CertificateSigningRequest:
+    """A PKCS#10 CSR for ``signer``'s key carrying ``bundle`` in id-aa-attestation (§4.3)."""
+    return build_csr(subject=subject, signer=signer, bundle=bundle)
 
 
 def attestation_bundle_of(csr: x509.CertificateSigningRequest) -> AttestationBundle | None:

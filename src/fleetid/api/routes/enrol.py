@@ -1,0 +1,91 @@
+"""Lifecycle routes beside EST: the attestation challenge and the release of a device.
+
+* ``POST /enrol/challenge``: body ``{"device_id": SERIAL}`` or empty; answers
+  ``{"nonce": base64url, "expires_at": RFC 3339}``. A nonce is single use; it binds an
+  attestation (enrolment, re-key) or a ``Fleetid-Proof`` (refresh, release) to this moment.
+* ``POST /enrol/release``: the device leaves this authority for another; body is free text naming
+  the destination (it is signed), the ``Fleetid-Proof`` header authenticates the current
+  credential. Answers the revoked serials.
+
+Handlers parse and format; ``fleetid.authority.lifecycle.LifecycleService`` decides.
+``install(app, service)`` mounts them and makes ``service`` the app's EST service too.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field, ValidationError
+
+from fleetid.authority.lifecycle import PROOF_HEADER, LifecycleService
+from fleetid.authority.provisioners.attestation import CHALLENGE_PATH
+from fleetid.errors import AuthenticationError, EncodingError
+
+__all__ = ["install", "router"]
+
+_MAX_BODY: Final = 4096
+
+router = APIRouter(tags=["enrolment lifecycle (fleetid)"])
+
+
+class ChallengeRequest(BaseModel):
+    device_id: str | None = Field(default=None, max_length=128)
+
+
+class ChallengeResponse(BaseModel):
+    nonce: str = Field(description="base64url, no padding")
+    expires_at: str
+
+
+class ReleaseResponse(BaseModel):
+    revoked: list[str]
+
+
+def install(app: FastAPI, service: LifecycleService) -> None:
+    """Mount the routes and serve EST through ``service``."""
+    app.state.enrolment = service
+    app.include_router(router)
+
+
+def _service(request: Request) -> LifecycleService:
+    service = request.app.state.enrolment
+    if not isinstance(service, LifecycleService):
+        raise EncodingError("this authority has no lifecycle service")
+    return service
+
+
+Service = Annotated[LifecycleService, Depends(_service)]
+
+
+@router.post(CHALLENGE_PATH, response_model=ChallengeResponse)
+async def challenge(request: Request, service: Service) -> ChallengeResponse:
+    """A single-use nonce for attestation or a credential proof."""
+    body = await request.body()
+    if len(body) > _MAX_BODY:
+        raise EncodingError("challenge request too large")
+    try:
+        parsed = ChallengeRequest.model_validate_json(body) if body.strip() else ChallengeRequest()
+    except ValidationError as exc:
+        raise EncodingError(f"challenge request: {exc.errors()[0]['msg']}") from exc
+    device_id = parsed.device_id
+    issued = await run_in_threadpool(service.issue_challenge, device_id)
+    return ChallengeResponse(
+        nonce=base64.urlsafe_b64encode(issued.nonce).rstrip(b"=").decode(),
+        expires_at=issued.expires_at.isoformat(),
+    )
+
+
+@router.post("/enrol/release", response_model=ReleaseResponse)
+async def release(request: Request, service: Service) -> ReleaseResponse:
+    """End the device's credentials here (``cessationOfOperation``) before it moves."""
+    body = await request.body()
+    if len(body) > _MAX_BODY:
+        raise EncodingError("release request too large")
+    proof = request.headers.get(PROOF_HEADER)
+    if proof is None:
+        raise AuthenticationError(f"release needs a {PROOF_HEADER} header")
+    done = await run_in_threadpool(service.release, body, proof)
+    return ReleaseResponse(revoked=[r.serial for r in done])

@@ -1,0 +1,168 @@
+"""The attestation provisioner: devices with a secure element enrol on their own evidence.
+
+The flow (docs/enrolment.md):
+
+1. ``POST /enrol/challenge`` (optionally ``{"device_id": SERIAL}``) returns a single-use nonce, 32
+   random bytes valid for the policy's ``challenge_ttl`` (five minutes by default), stored in
+   ``enrolment_challenges``. This path is a fleetid extension beside EST (RFC 7030 §3.2.2 leaves
+   room for more operations; draft-ietf-lamps-attestation-freshness is not final).
+2. The device has its SE generate a key and ATTEST it with the nonce as challenge, and sends a
+   PKCS#10 CSR signed by that key carrying the draft-ietf-lamps-csr-attestation bundle (key
+   attestation + IDevID chain) to ``/.well-known/est/simpleenroll`` with no HTTP credential.
+3. ``authorise_evidence`` verifies it (``fleetid.authority.attestation``) inside the issuance
+   transaction: the challenge is spent only if the certificate is recorded.
+
+Configuration, in the data directory:
+
+* ``trust/manufacturers/*.pem``: the manufacturer roots this authority accepts IDevIDs from;
+  ``trust_manufacturer`` writes one.
+* the ``line_manifest`` table: the devices this authority accepts; the factory's own line writes it,
+  another authority imports the entries it trusts (``import_manifest``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from fleetid.authority.attestation import (
+    AttestedDevice,
+    RepositoryLedger,
+    VerificationPolicy,
+    verify_attested_csr,
+)
+from fleetid.authority.provisioners import BasicCredentials, Grant, register
+from fleetid.clock import Clock
+from fleetid.errors import AuthenticationError, ConfigError
+from fleetid.policy import CredentialType
+from fleetid.store.repositories import ChallengeRecord, ManifestRecord, Repositories, Store
+from fleetid.store.schema import DeviceStatus
+
+__all__ = [
+    "CHALLENGE_PATH",
+    "MANUFACTURERS_DIR",
+    "AttestationProvisioner",
+    "Challenge",
+    "import_manifest",
+    "manufacturer_roots",
+    "trust_manufacturer",
+]
+
+CHALLENGE_PATH: Final = "/enrol/challenge"
+MANUFACTURERS_DIR: Final = Path("trust") / "manufacturers"
+_NONCE_BYTES: Final = 32
+
+
+@dataclass(frozen=True, kw_only=True)
+class Challenge:
+    """A single-use enrolment nonce."""
+
+    nonce: bytes
+    expires_at: datetime
+    device_id: str | None = None
+
+
+def manufacturer_roots(data_dir: Path) -> tuple[x509.Certificate, ...]:
+    """Every PEM certificate under ``<data-dir>/trust/manufacturers/``, sorted by file name."""
+    directory = data_dir / MANUFACTURERS_DIR
+    roots: list[x509.Certificate] = []
+    for path in sorted(directory.glob("*.pem")) if directory.is_dir() else []:
+        try:
+            roots.extend(x509.load_pem_x509_certificates(path.read_bytes()))
+        except ValueError as exc:
+            raise ConfigError(f"{path} is not a PEM certificate: {exc}") from exc
+    return tuple(roots)
+
+
+def trust_manufacturer(data_dir: Path, root: x509.Certificate) -> Path:
+    """Add a manufacturer root to this authority's trust (a file named by its fingerprint)."""
+    directory = data_dir / MANUFACTURERS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (root.fingerprint(hashes.SHA256()).hex()[:16] + ".pem")
+    path.write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def import_manifest(store: Store, records: Iterable[ManifestRecord], now: datetime) -> int:
+    """Trust line-manifest entries here (one transaction); returns how many were imported."""
+    count = 0
+    with store.transaction() as tx:
+        for record in records:
+            tx.manifest.add(record, now)
+            count += 1
+    return count
+
+
+@register
+class AttestationProvisioner:
+    """Authorise an enrolment by secure-element evidence bound to a challenge from here."""
+
+    type_key = "attestation"
+
+    def __init__(
+        self,
+        clock: Clock,
+        policy: VerificationPolicy,
+        *,
+        challenge_ttl: timedelta = timedelta(minutes=5),
+    ) -> None:
+        if challenge_ttl <= timedelta(0):
+            raise ConfigError("a challenge's validity is positive")
+        self._clock = clock
+        self.policy = policy
+        self._ttl = challenge_ttl
+
+    def authorise(self, tx: Repositories, credentials: BasicCredentials) -> Grant:
+        """HTTP Basic is not this provisioner's credential; evidence is (``authorise_evidence``)."""
+        raise AuthenticationError(
+            "the attestation provisioner takes no HTTP Basic credential; send the CSR with "
+            "its attestation bundle and no Authorization header"
+        )
+
+    def issue_challenge(self, tx: Repositories, device_id: str | None = None) -> Challenge:
+        now = self._clock.now()
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        tx.challenges.add(
+            ChallengeRecord(
+                nonce=nonce, device_id=device_id, created_at=now, expires_at=now + self._ttl
+            )
+        )
+        return Challenge(nonce=nonce, expires_at=now + self._ttl, device_id=device_id)
+
+    def verify(self, tx: Repositories, csr: x509.CertificateSigningRequest) -> AttestedDevice:
+        """Verify the evidence and spend its challenge (in ``tx``); raises ``AttestationError``."""
+        return verify_attested_csr(
+            csr,
+            policy=self.policy,
+            ledger=RepositoryLedger(tx),
+            now=self._clock.now(),
+            formats=None,
+        )
+
+    def authorise_evidence(
+        self, tx: Repositories, csr: x509.CertificateSigningRequest
+    ) -> tuple[Grant, AttestedDevice]:
+        """Verify, then record the device and the factory identity it enrolled with."""
+        attested = self.verify(tx, csr)
+        now = self._clock.now()
+        if tx.devices.get(attested.device_id) is None:
+            tx.devices.add(attested.device_id, DeviceStatus.PENDING, now, provisioner=self.type_key)
+        tx.devices.bind_idevid(
+            attested.device_id,
+            idevid_serial=attested.device_id,
+            idevid_key_sha256=attested.idevid_key_sha256,
+            now=now,
+        )
+        grant = Grant(
+            provisioner=self.type_key,
+            device_id=attested.device_id,
+            credential_type=CredentialType.OPERATIONAL,
+        )
+        return grant, attested

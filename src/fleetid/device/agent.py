@@ -1,0 +1,264 @@
+"""The device agent: a state machine over the credential lifecycle, its keys in the SE.
+
+States::
+
+    factory ──enrol──▶ enrolled ──refresh──▶ enrolled ──rekey──▶ rekeyed ──refresh/rekey──▶ …
+                          │                                          │
+                          └────────── revoked | transferred ◀────────┘
+
+The agent decides *what* to do and builds every request from SE operations (GENERATE KEY,
+ATTEST, SIGN by handle); a transport (``fleetid.device.transport``) carries them. It keeps only
+public material: certificates, the trust store and key handles. Time comes from a ``Clock`` and
+the renewal cadence from policy, so a simulated year of refreshes runs in seconds.
+
+``tick`` is the whole policy: nothing before the renewal window; inside it a refresh (same key,
+proven by the current credential); past expiry a re-enrolment with the IDevID (attestation),
+which is the recovery path when a device was offline for longer than its credential lived.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from fleetid.authority.lifecycle import (
+    REENROLL_PATH,
+    RELEASE_PATH,
+    CredentialProof,
+    sign_proof,
+)
+from fleetid.clock import Clock
+from fleetid.device.transport import AuthorityTransport
+from fleetid.device.truststore import TrustStore
+from fleetid.errors import AuthenticationError, PolicyError, VerificationError
+from fleetid.formats.attestation import KeyUsage
+from fleetid.formats.csr_attestation import (
+    FLEETID_SE_KEY_ATTESTATION_OID,
+    AttestationBundle,
+    AttestationStatement,
+    build_attested_csr,
+    build_csr,
+)
+from fleetid.policy import Cadence
+from fleetid.se.client import SecureElementClient, SecureElementSigner
+from fleetid.se.state import Curve
+
+__all__ = ["AgentState", "Credential", "DeviceAgent", "Event"]
+
+_DER = serialization.Encoding.DER
+
+
+class AgentState(enum.StrEnum):
+    FACTORY = "factory"
+    ENROLLED = "enrolled"
+    REKEYED = "rekeyed"
+    REVOKED = "revoked"
+    TRANSFERRED = "transferred"
+
+
+_LIVE = frozenset({AgentState.ENROLLED, AgentState.REKEYED})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credential:
+    """The current operational credential: public certificate and the SE handle of its key."""
+
+    certificate: x509.Certificate
+    handle: int
+    intermediates: tuple[x509.Certificate, ...]
+
+    @property
+    def serial(self) -> str:
+        return f"{self.certificate.serial_number:040x}"
+
+    @property
+    def not_after(self) -> datetime:
+        return self.certificate.not_valid_after_utc
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    at: datetime
+    action: str  # enrol | refresh | rekey | recover | release | revoked
+    serial: str | None = None
+
+
+@dataclass
+class DeviceAgent:
+    """One device's lifecycle (see the module docstring)."""
+
+    se: SecureElementClient
+    clock: Clock
+    cadence: Cadence
+    trust: TrustStore
+    curve: Curve = Curve.P256
+    state: AgentState = AgentState.FACTORY
+    credential: Credential | None = None
+    history: list[Event] = field(default_factory=list)
+
+    # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def device_id(self) -> str:
+        """The IDevID's serialNumber: the name authorities know this device by."""
+        idevid = self.se.attestation_chain()[0]
+        (name,) = idevid.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+        return str(name.value)
+
+    def _record(self, action: str) -> None:
+        serial = self.credential.serial if self.credential else None
+        self.history.append(Event(at=self.clock.now(), action=action, serial=serial))
+
+    # -- requests, built from SE operations ----------------------------------------------------
+
+    def _attested_request(self, nonce: bytes) -> tuple[int, bytes]:
+        """A new SE key, its attestation bound to ``nonce``, and the CSR carrying both."""
+        info = self.se.generate_key(self.curve, KeyUsage.SIGN)
+        attestation = self.se.attest(info.handle, nonce)
+        bundle = AttestationBundle(
+            statements=(
+                AttestationStatement(
+                    type=FLEETID_SE_KEY_ATTESTATION_OID, statement=attestation.public_bytes(_DER)
+                ),
+            ),
+            certificates=tuple(self.se.attestation_chain()),
+        )
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.device_id)])
+        csr = build_attested_csr(
+            subject=subject, signer=SecureElementSigner(self.se, info.handle), bundle=bundle
+        )
+        return info.handle, csr.public_bytes(_DER)
+
+    def _refresh_request(self) -> bytes:
+        assert self.credential is not None  # noqa: S101 - callers checked the state
+        signer = SecureElementSigner(self.se, self.credential.handle)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.device_id)])
+        return build_csr(subject=subject, signer=signer).public_bytes(_DER)
+
+    def _proof(self, nonce: bytes, path: str, body: bytes) -> CredentialProof:
+        assert self.credential is not None  # noqa: S101
+        return sign_proof(
+            SecureElementSigner(self.se, self.credential.handle),
+            serial=self.credential.serial,
+            nonce=nonce,
+            path=path,
+            body=body,
+        )
+
+    def _accept(
+        self, transport: AuthorityTransport, certificate: x509.Certificate, handle: int
+    ) -> None:
+        """Check the new credential against the anchors held, then make it current."""
+        bag = transport.cacerts()
+        self.trust.accept_update(bag, self.clock.now())
+        intermediates = tuple(c for c in bag if not self.trust.holds(c))
+        self.trust.verify(certificate, intermediates, self.clock.now())
+        key = self.se.get_public_key(handle).public_key
+        if key.public_numbers() != certificate.public_key().public_numbers():  # type: ignore[union-attr]
+            raise VerificationError("the issued certificate is not for the key the SE holds")
+        old = self.credential
+        self.credential = Credential(
+            certificate=certificate, handle=handle, intermediates=intermediates
+        )
+        if old is not None and old.handle != handle:
+            self.se.delete_key(old.handle)  # the superseded key is of no further use
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def enrol(self, transport: AuthorityTransport) -> Credential:
+        """Enrol (or recover) with the IDevID: attestation-gated ``simpleenroll``."""
+        if self.state in (AgentState.REVOKED,):
+            raise PolicyError("a revoked device does not enrol again")
+        action = "enrol" if self.credential is None else "recover"
+        nonce = transport.challenge(self.device_id)
+        handle, csr = self._attested_request(nonce)
+        try:
+            certificate = transport.simple_enroll(csr)
+        except Exception:
+            self.se.delete_key(handle)
+            raise
+        self._accept(transport, certificate, handle)
+        self.state = AgentState.ENROLLED
+        self._record(action)
+        assert self.credential is not None  # noqa: S101
+        return self.credential
+
+    def refresh(self, transport: AuthorityTransport) -> Credential:
+        """A new certificate for the same SE key, proven by the current credential."""
+        self._require_live()
+        assert self.credential is not None  # noqa: S101
+        nonce = transport.challenge(self.device_id)
+        csr = self._refresh_request()
+        proof = self._proof(nonce, REENROLL_PATH, csr)
+        certificate = self._reenroll(transport, csr, proof)
+        self._accept(transport, certificate, self.credential.handle)
+        self._record("refresh")
+        return self.credential
+
+    def rekey(self, transport: AuthorityTransport) -> Credential:
+        """A new SE key and its attestation, requested under the current credential."""
+        self._require_live()
+        nonce = transport.challenge(self.device_id)
+        handle, csr = self._attested_request(nonce)
+        proof = self._proof(nonce, REENROLL_PATH, csr)
+        try:
+            certificate = self._reenroll(transport, csr, proof)
+        except Exception:
+            self.se.delete_key(handle)
+            raise
+        self._accept(transport, certificate, handle)
+        self.state = AgentState.REKEYED
+        self._record("rekey")
+        assert self.credential is not None  # noqa: S101
+        return self.credential
+
+    def _reenroll(
+        self, transport: AuthorityTransport, csr: bytes, proof: CredentialProof
+    ) -> x509.Certificate:
+        try:
+            return transport.simple_reenroll(csr, proof)
+        except AuthenticationError as exc:
+            if "revoked" in str(exc) and "superseded" not in str(exc):
+                self.state = AgentState.REVOKED
+                self._record("revoked")
+            raise
+
+    def tick(self, transport: AuthorityTransport) -> str | None:
+        """Apply the cadence now: refresh in the window, recover past expiry; the action taken."""
+        if self.state not in _LIVE or self.credential is None:
+            return None
+        now = self.clock.now()
+        if now >= self.credential.not_after:
+            self.enrol(transport)
+            return "recover"
+        if self.cadence.renewal_due(self.credential.not_after, now):
+            self.refresh(transport)
+            return "refresh"
+        return None
+
+    def transfer(
+        self, old: AuthorityTransport, new: AuthorityTransport, new_root: x509.Certificate
+    ) -> Credential:
+        """Leave ``old`` (credentials end there as cessationOfOperation), enrol at ``new``.
+
+        ``new_root`` is the new authority's root as the operator hands it over (pinned by
+        fingerprint); it becomes an anchor beside the old ones.
+        """
+        self._require_live()
+        body = f"transfer {self.device_id}".encode()
+        nonce = old.challenge(self.device_id)
+        old.release(body, self._proof(nonce, RELEASE_PATH, body))
+        self._record("release")
+        self.state = AgentState.TRANSFERRED
+        self.trust = TrustStore([*self.trust.anchors, new_root])
+        self.enrol(new)
+        return self.credential  # type: ignore[return-value]
+
+    def _require_live(self) -> None:
+        if self.state not in _LIVE or self.credential is None:
+            raise PolicyError(f"the device is {self.state}; it holds no live credential")

@@ -1,0 +1,174 @@
+"""How a device reaches its authority: EST and the lifecycle routes over HTTP(S), or in process.
+
+``HttpTransport`` wraps an ``httpx.Client``: over the network (HTTPS with the authority's chain
+as CA bundle, or plain HTTP on loopback), or in process through the ASGI app (``in_process``:
+Starlette's test client, an ``httpx.Client`` whose transport calls the app directly; no socket).
+Bodies are as RFC 7030 §4 writes them: base64 DER PKCS#10 in, base64 DER certs-only CMS out.
+
+Refusals come back as RFC 9457 problem documents and are raised as the matching
+``fleetid.errors`` family, carrying the authority's ``detail``.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import anyio.from_thread
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from fleetid import errors
+from fleetid.authority.lifecycle import PROOF_HEADER, RELEASE_PATH, CredentialProof
+from fleetid.authority.provisioners.attestation import CHALLENGE_PATH
+
+__all__ = ["AuthorityTransport", "HttpTransport"]
+
+_EST: Final = "/.well-known/est"
+_PKCS10: Final = "application/pkcs10"
+
+_BY_STATUS: Final[dict[int, type[errors.FleetIdError]]] = {
+    400: errors.VerificationError,
+    401: errors.AuthenticationError,
+    403: errors.PolicyError,
+    404: errors.NotFoundError,
+    409: errors.StoreError,
+}
+
+
+class AuthorityTransport(Protocol):
+    """What the device agent needs from an authority."""
+
+    def challenge(self, device_id: str | None = None) -> bytes: ...
+
+    def cacerts(self) -> list[x509.Certificate]: ...
+
+    def simple_enroll(self, csr_der: bytes) -> x509.Certificate: ...
+
+    def simple_reenroll(
+        self, csr_der: bytes, proof: CredentialProof | None = None
+    ) -> x509.Certificate: ...
+
+    def release(self, body: bytes, proof: CredentialProof) -> list[str]: ...
+
+
+def _raise_for_problem(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    detail = response.text
+    kind = ""
+    try:
+        problem: Any = response.json()
+        detail = str(problem.get("detail", detail))
+        kind = str(problem.get("type", ""))
+    except ValueError:
+        pass
+    family = _BY_STATUS.get(response.status_code, errors.FleetIdError)
+    if kind.endswith(":bad-encoding"):
+        family = errors.EncodingError
+    raise family(f"{response.status_code} {response.request.url.path}: {detail}")
+
+
+def _certificates(body: bytes) -> list[x509.Certificate]:
+    try:
+        return pkcs7.load_der_pkcs7_certificates(base64.b64decode(b"".join(body.split())))
+    except ValueError as exc:
+        raise errors.EncodingError(f"the authority's answer is not certs-only CMS: {exc}") from exc
+
+
+class _InProcessTransport(httpx.BaseTransport):
+    """A synchronous face on ``httpx.ASGITransport``: each request runs the ASGI app on an event
+    loop in a helper thread (an anyio blocking portal), as a server's worker would."""
+
+    def __init__(self, app: Any) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+
+        async def call() -> tuple[int, httpx.Headers, bytes]:
+            inner = httpx.Request(
+                request.method, request.url, headers=request.headers, content=body
+            )
+            response = await self._asgi.handle_async_request(inner)
+            return response.status_code, response.headers, await response.aread()
+
+        status, headers, content = self._portal.call(call)
+        return httpx.Response(status, headers=headers, content=content, request=request)
+
+    def close(self) -> None:
+        self._portal_cm.__exit__(None, None, None)
+
+
+class HttpTransport:
+    """``AuthorityTransport`` over an ``httpx.Client``."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(
+        cls, base_url: str, *, ca_bundle: Path | None = None, timeout: float = 10.0
+    ) -> HttpTransport:
+        """Over the network; HTTPS is verified against ``ca_bundle`` (the authority's chain)."""
+        verify: ssl.SSLContext | bool = True
+        if ca_bundle is not None:
+            verify = ssl.create_default_context(cafile=str(ca_bundle))
+        return cls(httpx.Client(base_url=base_url, verify=verify, timeout=timeout))
+
+    @classmethod
+    def in_process(cls, app: Any, base_url: str = "http://fleetid.invalid") -> HttpTransport:
+        """Through the ASGI app in this process (demo, tests): no socket is opened."""
+        return cls(httpx.Client(base_url=base_url, transport=_InProcessTransport(app)))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def challenge(self, device_id: str | None = None) -> bytes:
+        body = {} if device_id is None else {"device_id": device_id}
+        response = self._client.post(CHALLENGE_PATH, json=body)
+        _raise_for_problem(response)
+        text = str(response.json()["nonce"])
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+    def cacerts(self) -> list[x509.Certificate]:
+        response = self._client.get(f"{_EST}/cacerts")
+        _raise_for_problem(response)
+        return _certificates(response.content)
+
+    def _post_csr(
+        self, operation: str, csr_der: bytes, headers: dict[str, str]
+    ) -> x509.Certificate:
+        response = self._client.post(
+            f"{_EST}/{operation}",
+            content=base64.encodebytes(csr_der),
+            headers={"Content-Type": _PKCS10, "Content-Transfer-Encoding": "base64", **headers},
+        )
+        _raise_for_problem(response)
+        (certificate, *_) = _certificates(response.content)
+        return certificate
+
+    def simple_enroll(self, csr_der: bytes) -> x509.Certificate:
+        return self._post_csr("simpleenroll", csr_der, {})
+
+    def simple_reenroll(
+        self, csr_der: bytes, proof: CredentialProof | None = None
+    ) -> x509.Certificate:
+        headers = {} if proof is None else {PROOF_HEADER: proof.header()}
+        return self._post_csr("simplereenroll", csr_der, headers)
+
+    def release(self, body: bytes, proof: CredentialProof) -> list[str]:
+        response = self._client.post(
+            RELEASE_PATH,
+            content=body,
+            headers={PROOF_HEADER: proof.header(), "Content-Type": "text/plain"},
+        )
+        _raise_for_problem(response)
+        revoked: Sequence[str] = response.json()["revoked"]
+        return list(revoked)
