@@ -20,14 +20,10 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from fleetid.api import create_app
-from fleetid.api.routes.enrol import install
-from fleetid.authority.attestation import VerificationPolicy
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.lifecycle import LifecycleService, roll_issuing_ca
 from fleetid.authority.provisioners.attestation import (
-    AttestationProvisioner,
     import_manifest,
-    manufacturer_roots,
     trust_manufacturer,
 )
 from fleetid.clock import ManualClock
@@ -201,14 +197,10 @@ def make_authority(
     ca = FleetCa.init(settings, clock=clock, name=name)
     for root in manufacturers:
         trust_manufacturer(data_dir, root)
-    provisioner = AttestationProvisioner(
-        clock,
-        VerificationPolicy(manufacturer_roots=manufacturer_roots(data_dir)),
-        challenge_ttl=settings.policy.challenge_ttl,
-    )
-    service = LifecycleService(ca, attestation=provisioner)
     app = create_app(settings, clock=clock, ca=ca)
-    install(app, service)
+    service = app.state.enrolment
+    assert isinstance(service, LifecycleService)
+    assert service.attestation is not None
     return Authority(
         ca=ca, service=service, app=app, transport=HttpTransport.in_process(app, base_url)
     )

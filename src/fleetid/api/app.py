@@ -7,8 +7,9 @@ from fastapi import FastAPI
 from fleetid import __version__
 from fleetid.api import est
 from fleetid.api.errors import install_error_handlers
-from fleetid.authority.enrolment import EnrolmentService
+from fleetid.api.routes import enrol
 from fleetid.authority.fleet_ca import FleetCa
+from fleetid.authority.lifecycle import lifecycle_service
 from fleetid.clock import Clock, SystemClock
 from fleetid.config import Settings
 
@@ -28,9 +29,10 @@ def create_app(
     )
     app.state.settings = settings
     app.state.ca = ca
-    app.state.enrolment = EnrolmentService(ca)
     install_error_handlers(app)
     app.include_router(est.router)
+    # EST plus attestation-gated enrolment, refresh/re-key proofs and release (/enrol/...).
+    enrol.install(app, lifecycle_service(ca))
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:

@@ -75,6 +75,7 @@ __all__ = [
     "CredentialProof",
     "LifecycleService",
     "RootRollover",
+    "lifecycle_service",
     "link_certificates",
     "proof_message",
     "roll_issuing_ca",
@@ -563,3 +564,20 @@ class LifecycleService(EnrolmentService):
             ]
             tx.devices.set_status(device_id, DeviceStatus.TRANSFERRED, now)
         return done
+
+
+def lifecycle_service(ca: FleetCa) -> LifecycleService:
+    """The service for ``ca``: attestation-gated enrolment is on when the data directory trusts
+    at least one manufacturer root (``trust/manufacturers/*.pem``)."""
+    from fleetid.authority.attestation import VerificationPolicy
+    from fleetid.authority.provisioners.attestation import manufacturer_roots
+
+    roots = manufacturer_roots(ca.settings.data_dir)
+    attestation = None
+    if roots:
+        attestation = AttestationProvisioner(
+            ca.clock,
+            VerificationPolicy(manufacturer_roots=roots),
+            challenge_ttl=ca.settings.policy.challenge_ttl,
+        )
+    return LifecycleService(ca, attestation=attestation)
