@@ -13,6 +13,7 @@ psid 623), proving possession of that key.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -115,6 +116,15 @@ def _encrypted_value(recipient: tuple[str, Any], aes_key: bytes, plaintext: byte
     return encode("Ieee1609Dot2Data", value)
 
 
+@functools.lru_cache(maxsize=256)
+def _recipient(certificate_bytes: bytes) -> tuple[bytes, bytes, tuple[str, PublicKey] | None]:
+    """(recipientId, P1, encryption key) of a recipient certificate: a pure function of its
+    bytes, cached because a PKI encrypts to the same few authority certificates all day."""
+    certificate = decode_certificate(certificate_bytes)
+    p1 = hashlib.sha256(certificate.encoded).digest()
+    return hashed_id8(certificate.encoded), p1, certificate.encryption_key()
+
+
 def encrypt(
     plaintext: bytes, recipient_certificate: bytes, *, aes_key: bytes | None = None
 ) -> SealedMessage:
@@ -122,18 +132,16 @@ def encrypt(
 
     ``plaintext`` is normally the COER of an EtsiTs103097Data (unsecured or signed).
     """
-    certificate = decode_certificate(recipient_certificate)
-    encryption = certificate.encryption_key()
+    recipient_id, p1, encryption = _recipient(bytes(recipient_certificate))
     if encryption is None:
         raise ProfileError("the recipient certificate has no encryption key")
     choice, recipient_key = encryption
     key = aes_key if aes_key is not None else new_aes_key()
-    p1 = hashlib.sha256(certificate.encoded).digest()
     wrapped = ecies_wrap(key, recipient_key, p1)
     recipient = (
         "certRecipInfo",
         {
-            "recipientId": hashed_id8(certificate.encoded),
+            "recipientId": recipient_id,
             "encKey": (
                 choice,
                 {
@@ -230,10 +238,9 @@ def decrypt_for_certificate(
     message: bytes, private_key: EcdhKey, recipient_certificate: bytes, *, unicast: bool = False
 ) -> tuple[bytes, bytes]:
     """Like ``decrypt`` given the certificate itself; returns (plaintext, AES key)."""
-    certificate = decode_certificate(recipient_certificate)
+    recipient_id, p1, _ = _recipient(bytes(recipient_certificate))
     content = _open_encrypted(message, unicast=unicast)
-    p1 = hashlib.sha256(certificate.encoded).digest()
-    aes_key = _unwrap_for(content, hashed_id8(certificate.encoded), private_key, p1)
+    aes_key = _unwrap_for(content, recipient_id, private_key, p1)
     return _ccm_open(content, aes_key), aes_key
 
 

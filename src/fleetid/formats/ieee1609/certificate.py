@@ -11,6 +11,7 @@ root.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,7 +136,13 @@ def hashed_id8_of(data: bytes, hash_name: HashName = "sha256") -> bytes:
 
 def hashed_id8(certificate_bytes: bytes) -> bytes:
     """HashedId8 of a COER certificate, over its canonical form (IEEE 1609.2 §6.4.3)."""
-    value = decode("Certificate", bytes(certificate_bytes))
+    return _hashed_id8(bytes(certificate_bytes))
+
+
+# A pure function of the bytes; authorities name the same few certificates on every message.
+@functools.lru_cache(maxsize=4096)
+def _hashed_id8(certificate_bytes: bytes) -> bytes:
+    value = decode("Certificate", certificate_bytes)
     canonical = encode("Certificate", _canonical(value))
     return hashed_id8_of(canonical, certificate_hash_name(value))
 
