@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
 from pathlib import Path
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -425,7 +425,7 @@ class ProvisioningLine:
     def _open(self, client: SecureElementClient, keys: HsmSessionKeys, kvn: int) -> None:
         # HostSession takes a SessionKeySource (static keys held in the HSM); the client's
         # signature names StaticKeys only.
-        client.open_secure_channel(cast(Any, keys), self._config.security_level, key_version=kvn)
+        client.open_secure_channel(keys, self._config.security_level, key_version=kvn)
 
     def _device_session(self, item: _Unit) -> HsmSessionKeys:
         if item.keys is None:

@@ -12,7 +12,7 @@ host hashes, the card signs the digest.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -44,7 +44,13 @@ from fleetid.se.applets.identity import (
     POLICY_REQUIRES_SESSION,
 )
 from fleetid.se.applets.manager import ISD_AID, PersonalisationObject
-from fleetid.se.scp03 import HostSession, StaticKeys, put_key_command
+from fleetid.se.scp03 import (
+    HostSession,
+    KeyProvider,
+    SessionKeySource,
+    StaticKeys,
+    put_key_command,
+)
 from fleetid.se.state import ATTESTATION_HANDLE, CardLifeCycle, Cplc, Curve
 
 __all__ = [
@@ -227,7 +233,7 @@ class SecureElementClient:
 
     def open_secure_channel(
         self,
-        keys: StaticKeys | Callable[[bytes, int], StaticKeys],
+        keys: StaticKeys | SessionKeySource | KeyProvider,
         level: int = 0x33,
         *,
         key_version: int = 0,

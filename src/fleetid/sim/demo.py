@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.table import Table
 
 __all__ = ["DemoContext", "run_demo"]
 
@@ -29,10 +30,12 @@ Stage = Callable[[DemoContext], None]
 
 
 def _stages() -> list[tuple[str, Stage]]:
+    from fleetid.sim.demo_line import stage_ceremony_and_line
     from fleetid.sim.demo_se import stage_secure_element
 
     return [
-        ("secure elements: SCP03, keys by handle, attestation, signed boot", stage_secure_element)
+        ("key ceremony and provisioning line", stage_ceremony_and_line),
+        ("secure elements: SCP03, keys by handle, attestation, signed boot", stage_secure_element),
     ]
 
 
@@ -48,7 +51,10 @@ def run_demo(devices: int = 5) -> int:
     for title, stage in _stages():
         ctx.console.rule(title)
         stage(ctx)
-    ctx.console.rule("report")
+    table = Table(title="fleetid demo: report", show_header=False, expand=True)
+    table.add_column("item", style="bold", ratio=1)
+    table.add_column("value", ratio=1)
     for item, value in ctx.report:
-        ctx.console.print(f"{item:<48} {value}")
+        table.add_row(item, value)
+    ctx.console.print(table)
     return 0

@@ -1,9 +1,10 @@
 """Demo stage: the secure element (issue 2).
 
-A handful of emulated chips are manufactured with a TEST manufacturer chain; each one opens
-SCP03 at level 33, generates a key on card, attests it against a fresh challenge, signs and does
-ECDH by handle, and boots a signed MCUboot image while refusing a tampered one. One chip is then
-tampered with and zeroises itself.
+Each device that left the line (``ctx.state["line"]``) opens SCP03 at level 33 with its
+per-device keys (diversified in the HSM), generates a key on card, attests it against a fresh
+challenge up to the manufacturer root, signs and does ECDH by handle, and boots an MCUboot image
+signed by the HSM's firmware key while refusing a tampered one. One chip is then tampered with
+and zeroises itself.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import os
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetid.crypto.signer import SoftwareSigner, verify_signature
+from fleetid.crypto.signer import verify_signature
 from fleetid.device.boot import BootRefusedError, boot
 from fleetid.errors import SecureElementError
+from fleetid.factory.line import DEVICE_KVN
 from fleetid.formats.attestation import KEY_PROPERTIES_OID, KeyUsage, decode_key_properties
 from fleetid.formats.mcuboot import build_image
-from fleetid.se.card import DemoManufacturer, TamperEvent, manufacture_test_card
+from fleetid.se.card import TamperEvent
 from fleetid.se.client import SecureElementClient
 from fleetid.sim.demo import DemoContext
+from fleetid.sim.demo_line import DemoLine
 
 __all__ = ["stage_secure_element"]
 
@@ -34,25 +37,27 @@ def _verify_chain(leaf: x509.Certificate, chain: list[x509.Certificate]) -> None
 
 def stage_secure_element(ctx: DemoContext) -> None:
     console = ctx.console
-    manufacturer = DemoManufacturer.create()
-    firmware = SoftwareSigner(ec.generate_private_key(ec.SECP256R1()))
+    line = ctx.state["line"]
+    assert isinstance(line, DemoLine)  # noqa: S101 - the line stage runs first
+    firmware = line.hsm.signer(line.record.firmware_key_label)
     image = build_image(os.urandom(4096), firmware, version="1.2.0", security_counter=3)
     tampered = bytearray(image)
     tampered[200] ^= 0x01
 
-    made = [
-        manufacture_test_card(manufacturer=manufacturer, firmware_key=firmware.public_key())
-        for _ in range(ctx.devices)
-    ]
     attested = signed = booted = refused = 0
-    for device in made:
-        client = SecureElementClient(device.card)
+    clients = []
+    for device in line.devices:
+        client = line.client(device)
+        clients.append(client)
         client.select_identity()
-        client.open_secure_channel(device.keys, 0x33, key_version=device.key_version)
+        client.open_secure_channel(line.session_keys(device), 0x33, key_version=DEVICE_KVN)
         key = client.generate_key(ec.SECP256R1(), KeyUsage.SIGN | KeyUsage.KEY_AGREEMENT)
         challenge = os.urandom(32)
         attestation = client.attest(key.handle, challenge)
-        _verify_chain(attestation, client.attestation_chain())
+        chain = client.attestation_chain()
+        _verify_chain(attestation, chain)
+        if chain[-1] != line.record.root_certificate:
+            raise SecureElementError(0x6F00, "attestation chain does not end at the root")
         props = decode_key_properties(
             attestation.extensions.get_extension_for_oid(
                 x509.ObjectIdentifier(KEY_PROPERTIES_OID)
@@ -76,21 +81,21 @@ def stage_secure_element(ctx: DemoContext) -> None:
         except BootRefusedError:
             refused += 1
         console.print(
-            f"  chip {device.card.chip_serial.hex().upper()}: key {key.handle} attested, "
+            f"  device {device.serial}: key {key.handle} attested to the manufacturer root, "
             f"signed, ECDH; image booted; tampered image "
             f"{'refused' if refused == booted else 'NOT refused'}"
         )
 
-    victim = made[0].card
+    victim = line.wafer.power_on(line.devices[0].unit)
     victim.tamper(TamperEvent.GLITCH)
     try:
         SecureElementClient(victim).select_identity()
         zeroised = "no"
     except SecureElementError as exc:
         zeroised = f"yes (SELECT answers {exc.sw:04X})"
-    console.print(f"  chip {victim.chip_serial.hex().upper()} tampered: zeroised, {zeroised}")
+    console.print(f"  device {line.devices[0].serial} tampered: {zeroised}")
 
-    ctx.record("secure elements manufactured", str(len(made)))
+    ctx.record("secure elements exercised", str(len(line.devices)))
     ctx.record("keys generated on card and attested", str(attested))
     ctx.record("sign + ECDH by handle verified", str(signed))
     ctx.record("signed images booted / tampered refused", f"{booted} / {refused}")
