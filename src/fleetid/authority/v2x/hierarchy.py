@@ -20,9 +20,9 @@ from fleetid.authority.v2x.ea import EnrolmentAuthority
 from fleetid.authority.v2x.root_ca import CurveFamily, RootCa
 from fleetid.clock import Clock
 from fleetid.crypto.signer import Signer, SoftwareSigner
-from fleetid.crypto.v2xkeys import generate_key
+from fleetid.crypto.v2xkeys import PrivateKey, generate_key
 
-__all__ = ["AA_URL", "EA_URL", "V2xHierarchy", "build_hierarchy"]
+__all__ = ["AA_URL", "EA_URL", "KeyFactory", "V2xHierarchy", "assemble", "build_hierarchy"]
 
 EA_URL = "http://ea.fleetid.invalid/ea"
 AA_URL = "http://aa.fleetid.invalid/aa"
@@ -81,6 +81,9 @@ def build_hierarchy(
     ea_engine: Engine,
     aa_engine: Engine,
     key_factory: KeyFactory = _software_signer,
+    decryption_key_factory: Callable[[str, str], PrivateKey] = lambda _role, curve: generate_key(
+        curve
+    ),
     ea_validity: timedelta = timedelta(days=4 * 365),
 ) -> V2xHierarchy:
     """Root CA, EA and AA on ``family``; the AA reaches the EA in-process."""
@@ -88,7 +91,7 @@ def build_hierarchy(
         signer=key_factory("root", family.ca), name="fleetid-v2x-root", family=family, clock=clock
     )
     ea_signer = key_factory("ea", family.ca)
-    ea_decryption = generate_key(family.end_entity)
+    ea_decryption = decryption_key_factory("ea", family.end_entity)
     ea_certificate = root.issue_ca(
         role="ea",
         name="fleetid-v2x-ea",
@@ -97,7 +100,7 @@ def build_hierarchy(
         lifetime=ea_validity,
     )
     aa_signer = key_factory("aa", family.ca)
-    aa_decryption = generate_key(family.end_entity)
+    aa_decryption = decryption_key_factory("aa", family.end_entity)
     aa_certificate = root.issue_ca(
         role="aa",
         name="fleetid-v2x-aa",
@@ -109,28 +112,61 @@ def build_hierarchy(
         sequence=0, entries=[("ea", ea_certificate, EA_URL), ("aa", aa_certificate, AA_URL)]
     )
     crl = root.sign_crl(revoked=[])
-
-    ea_trust = TrustStore(root.certificate.encoded, clock=clock)
-    ea_trust.apply_ctl(ctl)
-    ea_trust.apply_crl(crl)
-    ea = EnrolmentAuthority(
-        engine=ea_engine,
-        keys=AuthorityKeys(
+    return assemble(
+        family=family,
+        clock=clock,
+        root=root,
+        ea_keys=AuthorityKeys(
             signer=ea_signer, decryption_key=ea_decryption, certificate=ea_certificate
         ),
-        trust=ea_trust,
-        clock=clock,
-    )
-    aa_trust = TrustStore(root.certificate.encoded, clock=clock)
-    aa_trust.apply_ctl(ctl)
-    aa_trust.apply_crl(crl)
-    aa = AuthorizationAuthority(
-        engine=aa_engine,
-        keys=AuthorityKeys(
+        aa_keys=AuthorityKeys(
             signer=aa_signer, decryption_key=aa_decryption, certificate=aa_certificate
         ),
-        trust=aa_trust,
+        ctl=ctl,
+        crl=crl,
+        ea_engine=ea_engine,
+        aa_engine=aa_engine,
+    )
+
+
+def assemble(
+    *,
+    family: CurveFamily,
+    clock: Clock,
+    root: RootCa,
+    ea_keys: AuthorityKeys,
+    aa_keys: AuthorityKeys,
+    ctl: bytes,
+    crl: bytes,
+    ea_engine: Engine,
+    aa_engine: Engine,
+    ctl_sequence: int = 0,
+    revoked: list[bytes] | None = None,
+) -> V2xHierarchy:
+    """The EA and AA over their keys and databases, each trusting the published CTL and CRL."""
+
+    def trust() -> TrustStore:
+        store = TrustStore(root.certificate.encoded, clock=clock)
+        store.apply_ctl(ctl)
+        store.apply_crl(crl)
+        return store
+
+    ea = EnrolmentAuthority(engine=ea_engine, keys=ea_keys, trust=trust(), clock=clock)
+    aa = AuthorizationAuthority(
+        engine=aa_engine,
+        keys=aa_keys,
+        trust=trust(),
         clock=clock,
         ea_transport=lambda _url, message: ea.handle_authorization_validation(message),
     )
-    return V2xHierarchy(family=family, clock=clock, root=root, ea=ea, aa=aa, ctl=ctl, crl=crl)
+    return V2xHierarchy(
+        family=family,
+        clock=clock,
+        root=root,
+        ea=ea,
+        aa=aa,
+        ctl=ctl,
+        crl=crl,
+        ctl_sequence=ctl_sequence,
+        revoked=list(revoked or []),
+    )
