@@ -326,3 +326,33 @@ def test_enrol_first(family: str) -> None:
     pki = new_pki(family)
     with pytest.raises(PolicyError, match="enrol"):
         pki.station().authorization_request()
+
+
+def test_key_tag_matches_an_independent_coer_of_the_keys(family: str) -> None:
+    """keyTag = HMAC-SHA256(hmacKey, COER keys)[:16], COER written out by hand (X.696 §20, §23):
+    a CHOICE is its context tag 0x80|index, EccP256CurvePoint compressed-y-0/1 is index 2/3, and
+    PublicEncryptionKey is the AES-CCM enumeration (0) then its BasePublicEncryptionKey."""
+    import hashlib
+    import hmac as std_hmac
+
+    from fleetid.crypto.v2xkeys import generate_key
+    from fleetid.formats.ieee1609.keys import encryption_key_value
+
+    pki = new_pki(family)
+    curve = pki.hierarchy.family.end_entity
+    index = 0 if curve == "nistP256" else 1
+    signing, encryption = generate_key(curve).public_key(), generate_key(curve).public_key()
+    hmac_key = bytes(range(32))
+
+    def point(key: Any) -> bytes:
+        sec1 = compressed_point(key)
+        return bytes([0x80 | (2 if sec1[0] == 2 else 3)]) + sec1[1:]
+
+    by_hand = bytes([0x80 | index]) + point(signing)
+    keys = {"verificationKey": verification_key_value(signing)}
+    expected = std_hmac.new(hmac_key, by_hand, hashlib.sha256).digest()[:16]
+    assert key_tag(hmac_key, keys) == expected
+    keys["encryptionKey"] = encryption_key_value(encryption)
+    by_hand += b"\x00" + bytes([0x80 | index]) + point(encryption)
+    expected = std_hmac.new(hmac_key, by_hand, hashlib.sha256).digest()[:16]
+    assert key_tag(hmac_key, keys) == expected
