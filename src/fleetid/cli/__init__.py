@@ -7,13 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from fleetid import __version__
-from fleetid.cli import audit, ca, ceremony, demo, line, revoke, se, serve, token, v2x
+from fleetid.cli import audit, ca, ceremony, demo, device, line, revoke, se, serve, token, v2x
 from fleetid.errors import FleetIdError
 
 __all__ = ["main"]
 
 # Each verb module adds its subcommands and sets ``func`` on the parser it creates.
-_VERBS = (audit, ca, ceremony, demo, line, revoke, se, serve, token, v2x)
+_VERBS = (audit, ca, ceremony, demo, device, line, revoke, se, serve, token, v2x)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,135 @@
+"""``fleetid device enrol|renew|rekey|status``: the device agent from the command line.
+
+In the shape of ``step ca certificate`` / ``step ca renew`` / ``step ca rekey``. The device is an
+emulated card of a wafer lot (``fleetid line run`` makes one: ``<factory>/wafer``); the agent's
+state lives in ``--state DIR`` and is public material only: ``anchors.pem`` (trust anchors),
+``credential.pem`` (certificate then intermediates) and ``state.json`` (lifecycle state and the
+SE key handle). The private keys never leave the card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("device", help="a device's agent: enrol, renew, rekey, status")
+    verbs = parser.add_subparsers(dest="device_command", metavar="VERB", required=True)
+    for name, help_text in (
+        ("enrol", "enrol with the IDevID (attestation-gated EST simpleenroll)"),
+        ("renew", "refresh the credential if due (--force: now), proven by the current one"),
+        ("rekey", "new SE key and attestation, under the current credential"),
+        ("status", "print the lifecycle state and the credential"),
+    ):
+        verb = verbs.add_parser(name, help=help_text)
+        verb.add_argument("--wafer", type=Path, required=True, help="the wafer lot directory")
+        verb.add_argument("--unit", required=True, help="the unit (e.g. LOT1-000001)")
+        verb.add_argument("--state", type=Path, required=True, help="the agent's state directory")
+        if name != "status":
+            verb.add_argument("--ca-url", required=True, help="the authority's base URL")
+            verb.add_argument(
+                "--root", type=Path, help="fleet root PEM (first enrolment; TLS trust too)"
+            )
+        if name == "renew":
+            verb.add_argument("--force", action="store_true", help="renew even if not due")
+        verb.set_defaults(func=_run)
+
+
+def _agent(args: argparse.Namespace) -> Any:
+    from cryptography import x509
+
+    from fleetid.clock import SystemClock
+    from fleetid.device.agent import AgentState, Credential, DeviceAgent
+    from fleetid.device.truststore import TrustStore
+    from fleetid.errors import ConfigError
+    from fleetid.policy import DEFAULT_POLICY, CredentialType
+    from fleetid.se.client import SecureElementClient
+    from fleetid.sim.wafer import Wafer
+
+    client = SecureElementClient(Wafer.open(args.wafer).power_on(args.unit))
+    client.select_identity()
+    anchors = args.state / "anchors.pem"
+    if anchors.exists():
+        trust = TrustStore.load(anchors)
+    elif getattr(args, "root", None) is not None:
+        trust = TrustStore(x509.load_pem_x509_certificates(args.root.read_bytes()))
+    else:
+        raise ConfigError("no trust anchors yet: give --root with the fleet root PEM")
+    agent = DeviceAgent(
+        se=client,
+        clock=SystemClock(),
+        cadence=DEFAULT_POLICY.profile(CredentialType.OPERATIONAL).cadence,
+        trust=trust,
+    )
+    state_file = args.state / "state.json"
+    if state_file.exists():
+        saved = json.loads(state_file.read_text())
+        agent.state = AgentState(saved["state"])
+        if saved.get("handle") is not None:
+            leaf, *intermediates = x509.load_pem_x509_certificates(
+                (args.state / "credential.pem").read_bytes()
+            )
+            agent.credential = Credential(
+                certificate=leaf, handle=int(saved["handle"]), intermediates=tuple(intermediates)
+            )
+    return agent
+
+
+def _save(args: argparse.Namespace, agent: Any) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    args.state.mkdir(parents=True, exist_ok=True)
+    agent.trust.save(args.state / "anchors.pem")
+    credential = agent.credential
+    if credential is not None:
+        (args.state / "credential.pem").write_bytes(
+            b"".join(
+                c.public_bytes(serialization.Encoding.PEM)
+                for c in (credential.certificate, *credential.intermediates)
+            )
+        )
+    (args.state / "state.json").write_text(
+        json.dumps(
+            {"state": str(agent.state), "handle": None if credential is None else credential.handle}
+        )
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fleetid.device.transport import HttpTransport
+
+    agent = _agent(args)
+    if args.device_command == "status":
+        credential = agent.credential
+        print(f"device {agent.device_id}: {agent.state}")
+        if credential is not None:
+            due = agent.cadence.renew_from(credential.not_after).isoformat()
+            print(f"credential {credential.serial} until {credential.not_after.isoformat()}")
+            print(f"renewal due from {due}")
+        return 0
+    bundle = args.root if getattr(args, "root", None) is not None else args.state / "anchors.pem"
+    transport = HttpTransport.connect(
+        args.ca_url, ca_bundle=bundle if args.ca_url.startswith("https") else None
+    )
+    try:
+        if args.device_command == "enrol":
+            credential = agent.enrol(transport)
+        elif args.device_command == "rekey":
+            credential = agent.rekey(transport)
+        elif args.force:
+            credential = agent.refresh(transport)
+        else:
+            action = agent.tick(transport)
+            credential = agent.credential
+            if action is None:
+                print("not due")
+    finally:
+        transport.close()
+        _save(args, agent)
+    print(f"credential {credential.serial} until {credential.not_after.isoformat()}")
+    return 0
