@@ -7,7 +7,8 @@ Everything here is a thin, typed wrapper around pyca/cryptography; nothing is ha
   AES-CMAC as PRF, computed by pyca's ``KBKDFCMAC``;
 * AES-CBC without padding (GPCS §B.2.1) and single-block AES (the SCP03 ICV, the AES KCV);
 * ISO/IEC 9797-1 padding method 2 (``80 00…``), which GPCS §B.2.3 mandates for SCP03;
-* the AES key check value (GPCS §11.8 / Amd D §7.2.2).
+* the AES key check value (GPCS §11.8 / Amd D §7.2.2);
+* :class:`AesKey`, one key set up once for the many operations of a secure channel session.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fleetid.errors import EncodingError
 __all__ = [
     "AES_BLOCK",
     "AES_KEY_LENGTHS",
+    "AesKey",
     "aes_cbc_decrypt",
     "aes_cbc_encrypt",
     "aes_cmac",
@@ -140,6 +142,72 @@ def aes_kcv(key: bytes) -> bytes:
     """The AES key check value: the first 3 bytes of AES(key, 16 x ``01``) (GPCS §11.8)."""
     check_aes_key(key)
     return aes_encrypt_block(key, b"\x01" * AES_BLOCK)[:3]
+
+
+class AesKey:
+    """One AES key set up once for many operations (the session keys of a secure channel).
+
+    Building pyca contexts costs far more than the AES work on an APDU, so this keeps long-lived
+    ones: an ECB context for single blocks, one CBC encryptor, one CBC decryptor and a fresh CMAC
+    context copied for each MAC. Every result equals that of the module function of the same
+    name, byte for byte. Not thread-safe; keep an instance only as long as the session it serves.
+    Its repr shows the key length, never the key.
+    """
+
+    __slots__ = ("_aes", "_block", "_cbc_decryptor", "_cbc_encryptor", "_chaining", "_cmac")
+
+    def __init__(self, key: bytes) -> None:
+        check_aes_key(key)
+        self._aes = algorithms.AES(key)
+        # Single blocks only (the SCP03 ICV): encrypt_block refuses anything else.
+        self._block = Cipher(self._aes, modes.ECB()).encryptor()  # noqa: S305
+        # A CBC context chains on the last ciphertext block (SP 800-38A §6.2): for the encryptor
+        # its last output block, kept here as an integer; for the decryptor its last input.
+        zero_iv = bytes(AES_BLOCK)
+        self._cbc_encryptor = Cipher(self._aes, modes.CBC(zero_iv)).encryptor()
+        self._chaining = 0
+        self._cbc_decryptor = Cipher(self._aes, modes.CBC(zero_iv)).decryptor()
+        self._cmac = CMAC(self._aes)
+
+    def __repr__(self) -> str:
+        return f"AesKey(<AES-{self._aes.key_size}>)"
+
+    def encrypt_block(self, block: bytes) -> bytes:
+        """AES encryption of exactly one 16-byte block, as :func:`aes_encrypt_block`."""
+        if len(block) != AES_BLOCK:
+            raise ValueError(f"one AES block is 16 bytes, got {len(block)}")
+        return self._block.update(block)
+
+    def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
+        """AES-CBC without padding (GPCS §B.2.1), as :func:`aes_cbc_encrypt`."""
+        if len(iv) != AES_BLOCK:
+            raise ValueError(f"the CBC IV is one block, got {len(iv)} bytes")
+        if len(data) % AES_BLOCK:
+            raise ValueError(f"AES-CBC without padding needs whole blocks, got {len(data)} bytes")
+        if not data:
+            return b""
+        # C1 = E(P1 xor IV), and the context enciphers its input xor its chaining value; feeding
+        # P1 xor IV xor chaining value makes the two cancel. The other blocks chain on C1 as usual.
+        first = int.from_bytes(data[:AES_BLOCK], "big") ^ int.from_bytes(iv, "big") ^ self._chaining
+        out = self._cbc_encryptor.update(first.to_bytes(AES_BLOCK, "big") + data[AES_BLOCK:])
+        self._chaining = int.from_bytes(out[-AES_BLOCK:], "big")
+        return out
+
+    def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes:
+        """AES-CBC decryption without unpadding, as :func:`aes_cbc_decrypt`."""
+        if len(iv) != AES_BLOCK:
+            raise ValueError(f"the CBC IV is one block, got {len(iv)} bytes")
+        if len(data) % AES_BLOCK:
+            raise EncodingError(f"AES-CBC ciphertext is whole blocks, got {len(data)} bytes")
+        # P1 = D(C1) xor IV: reading the IV first as a ciphertext block makes it the chaining
+        # value; the block deciphered from it is dropped.
+        return self._cbc_decryptor.update(iv + data)[AES_BLOCK:]
+
+    def cmac(self, message: bytes) -> bytes:
+        """AES-CMAC (NIST SP 800-38B) of ``message``, the full 16 bytes, as :func:`aes_cmac`."""
+        mac = self._cmac.copy()
+        mac.update(message)
+        return mac.finalize()
 
 
 def bytes_equal(a: bytes, b: bytes) -> bool:

@@ -58,10 +58,9 @@ from typing import Final, Protocol, runtime_checkable
 
 from fleetid.crypto.symmetric import (
     AES_BLOCK,
+    AesKey,
     aes_cbc_decrypt,
     aes_cbc_encrypt,
-    aes_cmac,
-    aes_encrypt_block,
     aes_kcv,
     bytes_equal,
     check_aes_key,
@@ -177,6 +176,19 @@ class SessionKeys:
     s_rmac: bytes = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _SessionCiphers:
+    """S-ENC, S-MAC and S-RMAC set up once for the life of one session; dropped on close."""
+
+    enc: AesKey
+    mac: AesKey
+    rmac: AesKey
+
+    @classmethod
+    def of(cls, keys: SessionKeys) -> _SessionCiphers:
+        return cls(enc=AesKey(keys.s_enc), mac=AesKey(keys.s_mac), rmac=AesKey(keys.s_rmac))
+
+
 def derive_session_keys(
     keys: StaticKeys, host_challenge: bytes, card_challenge: bytes
 ) -> SessionKeys:
@@ -283,30 +295,35 @@ def _is_success(sw: int) -> bool:
     return sw == SW.OK or sw >> 8 in (0x62, 0x63)
 
 
-def _command_icv(s_enc: bytes, counter: int) -> bytes:
-    return aes_encrypt_block(s_enc, counter.to_bytes(AES_BLOCK, "big"))
+def _command_icv(s_enc: AesKey, counter: int) -> bytes:
+    return s_enc.encrypt_block(counter.to_bytes(AES_BLOCK, "big"))
 
 
-def _response_icv(s_enc: bytes, counter: int) -> bytes:
-    block = bytearray(counter.to_bytes(AES_BLOCK, "big"))
-    block[0] = 0x80  # §6.2.7: most significant byte of the counter block set to '80'
-    return aes_encrypt_block(s_enc, bytes(block))
+_COUNTER_LOW_BYTES: Final = (1 << 8 * (AES_BLOCK - 1)) - 1
+_R_ICV_MARK: Final = 0x80 << 8 * (AES_BLOCK - 1)
 
 
-def _c_mac(s_mac: bytes, chain: bytes, cla: int, apdu: CommandApdu, body: bytes) -> bytes:
-    """Full 16-byte CMAC over chain ‖ CLA' INS P1 P2 ‖ Lc' ‖ body; Lc' as on the wire."""
-    lc = len(apdu.data)
+def _response_icv(s_enc: AesKey, counter: int) -> bytes:
+    # §6.2.7: the counter block with its most significant byte set to '80'
+    block = _R_ICV_MARK | counter & _COUNTER_LOW_BYTES
+    return s_enc.encrypt_block(block.to_bytes(AES_BLOCK, "big"))
+
+
+def _c_mac(
+    s_mac: AesKey, chain: bytes, cla: int, apdu: CommandApdu, nc: int, extended: bool, body: bytes
+) -> bytes:
+    """Full 16-byte CMAC over chain ‖ CLA' INS P1 P2 ‖ Lc' ‖ body; Lc' (``nc``) as on the wire."""
     message = (
         chain
         + bytes((_mac_cla(cla), apdu.ins, apdu.p1, apdu.p2))
-        + _lc_field(lc, apdu.extended or lc > SHORT_MAX_NC)
+        + _lc_field(nc, extended or nc > SHORT_MAX_NC)
         + body
     )
-    return aes_cmac(s_mac, message)
+    return s_mac.cmac(message)
 
 
-def _r_mac(s_rmac: bytes, chain: bytes, body: bytes, sw: int) -> bytes:
-    return aes_cmac(s_rmac, chain + body + sw.to_bytes(2, "big"))
+def _r_mac(s_rmac: AesKey, chain: bytes, body: bytes, sw: int) -> bytes:
+    return s_rmac.cmac(chain + body + sw.to_bytes(2, "big"))
 
 
 def _cryptogram(s_mac: bytes, constant: int, context: bytes, length: int) -> bytes:
@@ -357,7 +374,7 @@ class HostSession:
         self._host_challenge = b""
         self._requested_kvn = 0
         self._static: StaticKeys | None = None
-        self._session: SessionKeys | None = None
+        self._ciphers: _SessionCiphers | None = None
         self._chain = _ZERO_CHAIN
         self._counter = 0
         self._awaiting_response = False
@@ -376,7 +393,7 @@ class HostSession:
         return self._open
 
     def close(self) -> None:
-        self._session = None
+        self._ciphers = None
         self._static = None
         self._open = False
         self._awaiting_response = False
@@ -440,17 +457,18 @@ class HostSession:
         self.key_version = kvn
         self.sequence_counter = int.from_bytes(counter, "big") if counter else None
         self._static = keys if isinstance(keys, StaticKeys) else None
-        self._session = session
+        self._ciphers = ciphers = _SessionCiphers.of(session)
         # §6.2.3: EXTERNAL AUTHENTICATE is always MACed, from a zero chaining value, never
         # encrypted; the encryption counter then starts at 1 with the next command (§6.2.6).
         apdu = self._mac_command(
-            session.s_mac,
+            ciphers.mac,
             CommandApdu(0x84, _INS_EXTERNAL_AUTHENTICATE, self._level, 0x00, host_cryptogram),
+            host_cryptogram,
             _ZERO_CHAIN,
         )
         self._counter = 0
         self._open = True
-        return apdu.encode()
+        return apdu
 
     def check_authentication(self, response: bytes) -> None:
         """Check the card's answer to EXTERNAL AUTHENTICATE: anything but ``9000`` closes the
@@ -474,26 +492,28 @@ class HostSession:
                 return reply.data
         raise EncodingError(f"INITIALIZE UPDATE response of {len(response)} bytes is malformed")
 
-    def _mac_command(self, s_mac: bytes, apdu: CommandApdu, chain: bytes) -> CommandApdu:
-        """Append the C-MAC to ``apdu`` (data already final) and advance the chaining value."""
+    def _mac_command(self, s_mac: AesKey, apdu: CommandApdu, data: bytes, chain: bytes) -> bytes:
+        """``apdu`` with ``data`` (already final) ‖ C-MAC, encoded; advances the chaining value.
+
+        Lc' and the form are those of the wrapped command: extended when the original was, or
+        when data ‖ C-MAC or Ne needs it; Le becomes ``00`` (``0000`` extended) when present.
+        """
         cla = _with_secure_messaging(apdu.cla)
-        provisional = CommandApdu(
-            cla, apdu.ins, apdu.p1, apdu.p2, apdu.data + bytes(self._n), apdu.ne, apdu.extended
+        nc = len(data) + self._n
+        extended = (
+            apdu.extended or nc > SHORT_MAX_NC or (apdu.ne is not None and apdu.ne > SHORT_MAX_NE)
         )
-        extended = provisional.is_extended
         ne = None if apdu.ne is None else (EXTENDED_MAX_NE if extended else SHORT_MAX_NE)
-        provisional = CommandApdu(
-            cla, apdu.ins, apdu.p1, apdu.p2, provisional.data, ne, extended=extended
+        full = _c_mac(s_mac, chain, cla, apdu, nc, extended, data)
+        wrapped = CommandApdu(
+            cla, apdu.ins, apdu.p1, apdu.p2, data + full[: self._n], ne, extended=extended
         )
-        full = _c_mac(s_mac, chain, cla, provisional, apdu.data)
         self._chain = full
-        return CommandApdu(
-            cla, apdu.ins, apdu.p1, apdu.p2, apdu.data + full[: self._n], ne, extended=extended
-        )
+        return wrapped.encode()
 
     def wrap(self, command: bytes) -> bytes:
         """Protect a plain C-APDU at the session's level: C-DECRYPTION, then C-MAC (§6.2.4-6)."""
-        session = self._require_open()
+        ciphers = self._require_open()
         apdu = parse_command(command)
         if _has_secure_messaging(apdu.cla):
             raise EncodingError("the command already indicates secure messaging")
@@ -502,17 +522,16 @@ class HostSession:
         self._counter += 1  # §6.2.6: every command counts, with data or without
         data = apdu.data
         if self._level & C_DECRYPTION and data:
-            icv = _command_icv(session.s_enc, self._counter)
-            data = aes_cbc_encrypt(session.s_enc, icv, iso9797_m2_pad(data))
-        plain = CommandApdu(apdu.cla, apdu.ins, apdu.p1, apdu.p2, data, apdu.ne, apdu.extended)
-        return self._mac_command(session.s_mac, plain, self._chain).encode()
+            icv = _command_icv(ciphers.enc, self._counter)
+            data = ciphers.enc.cbc_encrypt(icv, iso9797_m2_pad(data))
+        return self._mac_command(ciphers.mac, apdu, data, self._chain)
 
     def unwrap(self, response: bytes) -> bytes:
         """Check the R-MAC and decrypt R-ENCRYPTION; returns the plain data ‖ SW1SW2 (§6.2.5-7).
 
         Raises ``VerificationError`` (and closes the session) when the R-MAC is missing or wrong.
         """
-        session = self._require_open()
+        ciphers = self._require_open()
         reply = parse_response(response)
         if not self._level & R_MAC or not _is_success(reply.sw):
             return response  # §6.2.5: no R-MAC on error status words
@@ -520,15 +539,15 @@ class HostSession:
             self.close()
             raise VerificationError(f"response of {len(reply.data)} bytes has no R-MAC")
         body, r_mac = reply.data[: -self._n], reply.data[-self._n :]
-        expected = _r_mac(session.s_rmac, self._chain, body, reply.sw)[: self._n]
+        expected = _r_mac(ciphers.rmac, self._chain, body, reply.sw)[: self._n]
         if not bytes_equal(expected, r_mac):
             self.close()
             raise VerificationError("SCP03 R-MAC does not verify (§6.2.5)")
         if self._level & R_ENCRYPTION and body:
-            icv = _response_icv(session.s_enc, self._counter)
+            icv = _response_icv(ciphers.enc, self._counter)
             # The R-MAC has verified the ciphertext, so lenient unpadding is no oracle; it
             # accepts cards that pad beyond one block (seen in the Samsung OpenSCP transcripts).
-            plain = aes_cbc_decrypt(session.s_enc, icv, body)
+            plain = ciphers.enc.cbc_decrypt(icv, body)
             body = iso9797_m2_unpad(plain, strict=False)
         return body + reply.sw.to_bytes(2, "big")
 
@@ -540,10 +559,10 @@ class HostSession:
         encrypted = encrypt_key_component(self._static.dek, key)
         return aes_key_component(encrypted, len(key), aes_kcv(key))
 
-    def _require_open(self) -> SessionKeys:
-        if not self._open or self._session is None:
+    def _require_open(self) -> _SessionCiphers:
+        if not self._open or self._ciphers is None:
             raise SecureChannelError(SW.CONDITIONS_NOT_SATISFIED, "no open SCP03 session")
-        return self._session
+        return self._ciphers
 
 
 # --- card side ----------------------------------------------------------------------------------
@@ -592,6 +611,7 @@ class CardChannel:
     def _reset(self) -> None:
         self._static: StaticKeys | None = None
         self._session: SessionKeys | None = None
+        self._ciphers: _SessionCiphers | None = None
         self._kvn: int | None = None
         self._context = b""
         self._pending = False
@@ -666,6 +686,7 @@ class CardChannel:
         self._context = apdu.data + card_challenge
         cryptogram = _cryptogram(session.s_mac, _DC_CARD_CRYPTOGRAM, self._context, self._n)
         self._static, self._session, self._kvn, self._pending = keys, session, kvn, True
+        self._ciphers = _SessionCiphers.of(session)
         return (
             self.kdd
             + bytes((kvn, SCP03_ID, self.i_parameter))
@@ -676,7 +697,7 @@ class CardChannel:
 
     def external_authenticate(self, apdu: CommandApdu) -> None:
         """Verify the host cryptogram and C-MAC and open the session at P1 (§7.1.2)."""
-        if not self._pending or self._session is None:
+        if not self._pending or self._session is None or self._ciphers is None:
             raise self._fail(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE UPDATE before")
         session = self._session
         if not _has_secure_messaging(apdu.cla):
@@ -689,7 +710,10 @@ class CardChannel:
         expected = _cryptogram(session.s_mac, _DC_HOST_CRYPTOGRAM, self._context, self._n)
         if not bytes_equal(expected, host_cryptogram):
             raise self._fail(SW.VERIFICATION_FAILED, "host cryptogram does not verify")
-        full = _c_mac(session.s_mac, _ZERO_CHAIN, apdu.cla, apdu, host_cryptogram)
+        nc = len(apdu.data)
+        full = _c_mac(
+            self._ciphers.mac, _ZERO_CHAIN, apdu.cla, apdu, nc, apdu.extended, host_cryptogram
+        )
         if not bytes_equal(full[: self._n], mac):
             raise self._fail(SW.SECURITY_STATUS_NOT_SATISFIED, "EXTERNAL AUTHENTICATE C-MAC")
         self._pending = False
@@ -705,8 +729,8 @@ class CardChannel:
         sm = _has_secure_messaging(apdu.cla)
         if self._aborted:
             raise SecureChannelError(SW.SECURITY_STATUS_NOT_SATISFIED, "secure channel aborted")
-        session = self._session
-        if not self._authenticated or session is None:
+        ciphers = self._ciphers
+        if not self._authenticated or ciphers is None:
             if sm:
                 raise SecureChannelError(SW.CONDITIONS_NOT_SATISFIED, "no secure channel session")
             return apdu
@@ -721,15 +745,15 @@ class CardChannel:
         if len(apdu.data) < self._n:
             raise self._fail(SW.SM_DATA_OBJECTS_INCORRECT, "C-MAC missing or truncated", abort=True)
         body, mac = apdu.data[: -self._n], apdu.data[-self._n :]
-        full = _c_mac(session.s_mac, self._chain, apdu.cla, apdu, body)
+        full = _c_mac(ciphers.mac, self._chain, apdu.cla, apdu, len(apdu.data), apdu.extended, body)
         if not bytes_equal(full[: self._n], mac):
             raise self._fail(SW.SECURITY_STATUS_NOT_SATISFIED, "C-MAC does not verify", abort=True)
         self._chain = full
         self._counter += 1
         if self._level & C_DECRYPTION and body:
-            icv = _command_icv(session.s_enc, self._counter)
+            icv = _command_icv(ciphers.enc, self._counter)
             try:
-                body = iso9797_m2_unpad(aes_cbc_decrypt(session.s_enc, icv, body))
+                body = iso9797_m2_unpad(ciphers.enc.cbc_decrypt(icv, body))
             except EncodingError as exc:
                 raise self._fail(SW.SM_DATA_OBJECTS_INCORRECT, str(exc), abort=True) from exc
         return CommandApdu(
@@ -747,16 +771,16 @@ class CardChannel:
         if self._after_external_authenticate:
             self._after_external_authenticate = False
             return data  # §6.2.5: EXTERNAL AUTHENTICATE has no R-MAC
-        session = self._session
-        if not self._authenticated or session is None or not self._level & R_MAC:
+        ciphers = self._ciphers
+        if not self._authenticated or ciphers is None or not self._level & R_MAC:
             return data
         if not _is_success(sw):
             return b""  # §6.2.5: an error status word travels alone, unprotected
         body = data
         if self._level & R_ENCRYPTION and data:
-            icv = _response_icv(session.s_enc, self._counter)
-            body = aes_cbc_encrypt(session.s_enc, icv, iso9797_m2_pad(data))
-        return body + _r_mac(session.s_rmac, self._chain, body, sw)[: self._n]
+            icv = _response_icv(ciphers.enc, self._counter)
+            body = ciphers.enc.cbc_encrypt(icv, iso9797_m2_pad(data))
+        return body + _r_mac(ciphers.rmac, self._chain, body, sw)[: self._n]
 
     def decrypt_sensitive(self, block: bytes) -> bytes:
         """Decrypt key data under the session key set's static Key-DEK, zero ICV (§6.2.8)."""
