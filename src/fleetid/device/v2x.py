@@ -31,6 +31,7 @@ from fleetid.crypto.ecies import EcdhKey
 from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.crypto.v2xkeys import PublicKey, generate_key
 from fleetid.errors import PolicyError, ProfileError, VerificationError
+from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.etsi102941 import (
     PSID_CERTIFICATE_REQUEST,
     decrypt_with_key,
@@ -59,6 +60,7 @@ from fleetid.formats.ieee1609 import (
 )
 from fleetid.formats.ieee1609.keys import encryption_key_value, verification_key_value
 from fleetid.formats.ieee1609.profile import check_signed
+from fleetid.se.client import SecureElementClient, SecureElementSigner
 
 __all__ = [
     "CamReceiver",
@@ -97,7 +99,7 @@ class SoftwareV2xKeys:
 class _SeEcdhKey:
     """An ``EcdhKey`` whose private half is a key handle on the secure element."""
 
-    def __init__(self, client: Any, handle: int, public_key: PublicKey) -> None:
+    def __init__(self, client: SecureElementClient, handle: int, public_key: PublicKey) -> None:
         self._client = client
         self._handle = handle
         self._public_key = public_key
@@ -107,8 +109,7 @@ class _SeEcdhKey:
         return self._public_key.curve
 
     def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
-        result: bytes = self._client.ecdh(self._handle, peer_public_key)
-        return result
+        return self._client.ecdh(self._handle, peer_public_key)
 
 
 class SecureElementV2xKeys:
@@ -118,7 +119,7 @@ class SecureElementV2xKeys:
     ``SoftwareV2xKeys`` for the brainpool family until the applet has those curves).
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: SecureElementClient) -> None:
         self._client = client
 
     def _check(self, curve: str) -> None:
@@ -126,16 +127,11 @@ class SecureElementV2xKeys:
             raise PolicyError(f"the secure element has no {curve} keys")
 
     def signing_key(self, curve: str) -> Signer:
-        from fleetid.formats.attestation import KeyUsage
-        from fleetid.se.client import SecureElementSigner
-
         self._check(curve)
         info = self._client.generate_key(ec.SECP256R1(), KeyUsage.SIGN)
         return SecureElementSigner(self._client, info.handle)
 
     def encryption_key(self, curve: str) -> tuple[EcdhKey, PublicKey]:
-        from fleetid.formats.attestation import KeyUsage
-
         self._check(curve)
         info = self._client.generate_key(ec.SECP256R1(), KeyUsage.KEY_AGREEMENT)
         return _SeEcdhKey(self._client, info.handle, info.public_key), info.public_key
