@@ -341,3 +341,35 @@ def test_superseded_credential_cannot_reenrol_again(client: AsgiClient, ca: Flee
 def test_revoke_unknown_serial_raises(ca: FleetCa) -> None:
     with pytest.raises(NotFoundError, match="no certificate"):
         revoke_serial(ca.store, "7f" * 20, "keyCompromise", clock=ca.clock)
+
+
+# --- concurrency --------------------------------------------------------------------------------
+
+
+def test_one_token_raced_by_two_enrolments_issues_exactly_one_certificate(ca: FleetCa) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from fleetid.authority.enrolment import EnrolmentService
+    from fleetid.authority.provisioners import BasicCredentials
+    from fleetid.errors import AuthenticationError
+
+    service = EnrolmentService(ca)
+    token = _token(ca)
+    credentials = BasicCredentials(username=token.username, password=token.password)
+    csrs = [_csr(), _csr()]
+    start = Barrier(2)
+
+    def attempt(csr: bytes) -> str:
+        start.wait()
+        try:
+            service.simple_enroll(credentials, csr)
+        except AuthenticationError as exc:
+            return f"refused: {exc}"
+        return "issued"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = sorted(pool.map(attempt, csrs))
+    assert outcomes == ["issued", "refused: this enrolment token has been used already"]
+    with ca.store.transaction() as tx:
+        assert len(tx.certificates.for_device("gw-1")) == 1

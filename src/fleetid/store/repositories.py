@@ -541,7 +541,13 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Repositories]:
+        """One transaction. On SQLite it is ``BEGIN IMMEDIATE``: Python's sqlite3 would open the
+        transaction only at the first write, leaving the reads before it outside; taking the
+        write lock at once (waiting out the busy timeout) makes the whole unit atomic.
+        """
         with self.engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             yield Repositories(
                 ca_keys=CaKeys(connection),
                 devices=Devices(connection),
