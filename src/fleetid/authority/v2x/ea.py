@@ -15,10 +15,14 @@ with a signed response, encrypted with the request's AES key, whose responseCode
 
 from __future__ import annotations
 
+import itertools
 import logging
 from datetime import timedelta
 from typing import Any
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, insert, select, update
 
 from fleetid.authority.v2x.common import AuthorityKeys, Counters, Refused, ReplayGuard
@@ -27,6 +31,12 @@ from fleetid.authority.v2x.root_ca import EC_SSP, PSID_CAM, PSID_DENM, validity_
 from fleetid.clock import Clock
 from fleetid.crypto.v2xkeys import PublicKey, compressed_point, curve_name_of, public_key_from_point
 from fleetid.errors import EncodingError, PolicyError, ProfileError, VerificationError
+from fleetid.formats.attestation import (
+    KEY_PROPERTIES_OID,
+    KeyOrigin,
+    KeyUsage,
+    decode_key_properties,
+)
 from fleetid.formats.etsi102941 import (
     PSID_CERTIFICATE_REQUEST,
     decode_enrolment_request,
@@ -103,6 +113,57 @@ class EnrolmentAuthority:
                     active=True,
                 )
             )
+
+    def register_attested_canonical_key(
+        self,
+        its_id: bytes,
+        attestation: x509.Certificate,
+        chain: list[x509.Certificate],
+        *,
+        trusted_roots: list[x509.Certificate],
+        challenge: bytes,
+    ) -> PublicKey:
+        """Register a canonical key only if its secure element attests it.
+
+        ``attestation`` is the SE's certificate over the key (fleetid key-properties extension),
+        ``chain`` the SE's attestation chain up to a manufacturer root in ``trusted_roots``. The
+        key must have been generated on the card, be non-exportable, usable for signing, and the
+        attestation must answer ``challenge``. Raises ``VerificationError`` otherwise.
+        """
+        path = [attestation, *chain]
+        now = self._clock.now()
+        try:
+            for child, parent in itertools.pairwise(path):
+                child.verify_directly_issued_by(parent)
+            top = path[-1]
+            if not any(top == root for root in trusted_roots):
+                anchor = next(r for r in trusted_roots if r.subject == top.issuer)
+                top.verify_directly_issued_by(anchor)
+        except (InvalidSignature, ValueError, TypeError, StopIteration) as exc:
+            raise VerificationError("the attestation does not chain to a trusted root") from exc
+        for certificate in path:
+            if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+                raise VerificationError("a certificate of the attestation chain is not valid now")
+        try:
+            extension = attestation.extensions.get_extension_for_oid(
+                x509.ObjectIdentifier(KEY_PROPERTIES_OID)
+            )
+            if not isinstance(extension.value, x509.UnrecognizedExtension):
+                raise EncodingError("the key properties extension is not raw DER")
+            properties = decode_key_properties(extension.value.value)
+        except (x509.ExtensionNotFound, EncodingError) as exc:
+            raise VerificationError("the attestation carries no key properties") from exc
+        if properties.challenge != challenge:
+            raise VerificationError("the attestation answers another challenge")
+        if properties.origin != KeyOrigin.GENERATED_ON_CARD or properties.exportable:
+            raise VerificationError("the canonical key was not generated in the SE")
+        if not properties.usage & KeyUsage.SIGN:
+            raise VerificationError("the attested key cannot sign")
+        key = attestation.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise VerificationError("the attested key is not an EC key")
+        self.register_canonical_key(its_id, key)
+        return key
 
     def revoke_vehicle(self, its_id: bytes) -> int:
         """Revoke every EC of a vehicle and its canonical key; returns the ECs revoked."""
