@@ -5,18 +5,20 @@ EA and an AA are set up, each authority with its own database. A cohort of vehic
 canonical keys registered as the provisioning line does, enrol with the EA and fetch a batch of
 ATs from the AA, one request per AT. They broadcast signed CAMs that every neighbour verifies,
 rotate pseudonyms every five minutes, and after the Root CA revokes the AA in its CRL the
-neighbours refuse CAMs signed under it. The NIST cohort keeps every key in its secure element.
+neighbours refuse CAMs signed under it. The NIST cohort keeps every key in its secure element,
+and the EA accepts its canonical keys only on the SE's attestation.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.pool import StaticPool
 
-from fleetid.authority.v2x import FAMILIES, CurveFamily
+from fleetid.authority.v2x import FAMILIES, CurveFamily, EnrolmentAuthority
 from fleetid.authority.v2x.hierarchy import build_hierarchy
 from fleetid.clock import ManualClock
 from fleetid.crypto.signer import Signer, SoftwareSigner
@@ -45,13 +47,33 @@ def _engine() -> Engine:
     )
 
 
-def _keys(family: CurveFamily) -> tuple[Signer, V2xKeyStore, str]:
+def _vehicle_keys(
+    family: CurveFamily, ea: EnrolmentAuthority, its_id: bytes
+) -> tuple[Signer, V2xKeyStore, str]:
+    """The canonical key registered at manufacture, and where the V2X keys will live.
+
+    NIST: every key in the vehicle's SE; the EA registers the canonical key only on the SE's
+    attestation (chain to the manufacturer root, generated on card, fresh challenge). brainpool:
+    software keys (the emulated SE has no brainpool curves), registered directly.
+    """
     if family.name == "nist":
-        client = SecureElementClient(manufacture_test_card().card)
+        made = manufacture_test_card()
+        client = SecureElementClient(made.card)
         client.select_identity()
+        client.open_secure_channel(made.keys, 0x33, key_version=made.key_version)
         handle = client.generate_key(ec.SECP256R1(), KeyUsage.SIGN).handle
+        challenge = os.urandom(32)
+        ea.register_attested_canonical_key(
+            its_id,
+            client.attest(handle, challenge),
+            client.attestation_chain(),
+            trusted_roots=[made.manufacturer.root_certificate],
+            challenge=challenge,
+        )
         return SecureElementSigner(client, handle), SecureElementV2xKeys(client), "secure element"
-    return SoftwareSigner(generate_key(family.end_entity)), SoftwareV2xKeys(), "software"
+    canonical = SoftwareSigner(generate_key(family.end_entity))
+    ea.register_canonical_key(its_id, canonical.public_key())
+    return canonical, SoftwareV2xKeys(), "software"
 
 
 def _cohort(ctx: DemoContext, family: CurveFamily) -> None:
@@ -65,9 +87,8 @@ def _cohort(ctx: DemoContext, family: CurveFamily) -> None:
     stations: list[ItsStation] = []
     where = "software"
     for i in range(ctx.devices):
-        canonical, keys, where = _keys(family)
         its_id = f"{family.name.upper()}-VIN-{i:04d}".encode()
-        pki.ea.register_canonical_key(its_id, canonical.public_key())
+        canonical, keys, where = _vehicle_keys(family, pki.ea, its_id)
         station = ItsStation(
             its_id=its_id,
             canonical_key=canonical,
