@@ -118,7 +118,7 @@ def test_devices_leave_the_line_attested_and_locked(plant: Plant) -> None:
         idevid.verify_directly_issued_by(plant.record.line_ca_certificate)
         assert entry.idevid_fingerprint == certificate_fingerprint(idevid)
         assert hardware_module_name_of(idevid).hw_serial.hex().upper() == entry.serial
-        assert entry.serial.endswith(unit.chip_serial.hex().upper())
+        assert entry.serial.endswith(unit.ic_serial.hex().upper())
         assert isinstance(entry.attestation_public_key, ec.EllipticCurvePublicKey)
     _assert_agreement(plant, line, wafer)
 
@@ -270,7 +270,7 @@ def test_a_duplicate_serial_in_a_later_lot_is_refused(plant: Plant) -> None:
         lot="U",
         count=1,
         transport_keys=plant.transport,
-        chip_serials={0: first.units[0].chip_serial},
+        ic_serials={0: first.units[0].ic_serial},
     )
     later_unit = later.units[0]
     report = plant.line().run([later_unit.unit], later)

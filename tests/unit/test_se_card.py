@@ -27,7 +27,7 @@ def sw_of(response: bytes) -> int:
 
 @pytest.fixture
 def made() -> ManufacturedCard:
-    return manufacture_test_card(keys=KEYS, chip_serial=bytes.fromhex("C0FFEE01"))
+    return manufacture_test_card(keys=KEYS, ic_serial=bytes.fromhex("C0FFEE01"))
 
 
 @pytest.fixture

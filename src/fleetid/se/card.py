@@ -170,7 +170,7 @@ class SecureElement:
         *,
         silicon: Silicon | None = None,
         flash: SealedFlash | None = None,
-        chip_serial: bytes | None = None,
+        ic_serial: bytes | None = None,
         keysets: Mapping[int, StaticKeys] | None = None,
         random: Callable[[int], bytes] = os.urandom,
         applets: Sequence[Applet] | None = None,
@@ -179,11 +179,12 @@ class SecureElement:
     ) -> SecureElement:
         """A new chip in OP_READY with its CPLC, initial SCP03 key sets and empty slots.
 
-        ``keysets`` are the transport keys the chip leaves the silicon fab with (KVN -> keys).
+        ``keysets`` are the transport keys the chip leaves the silicon fab with (KVN -> keys);
+        ``ic_serial`` is the CPLC IC serial number (4 bytes; random when not given).
         """
         silicon = silicon or Silicon.fabricate(random)
         flash = flash if flash is not None else SealedFlash()
-        serial = chip_serial if chip_serial is not None else random(4)
+        serial = ic_serial if ic_serial is not None else random(4)
         if len(serial) != 4:
             raise ValueError("the CPLC IC serial number has 4 bytes")
         state = CardState(
@@ -586,7 +587,7 @@ class ManufacturedCard:
 def manufacture_test_card(
     *,
     manufacturer: DemoManufacturer | None = None,
-    chip_serial: bytes | None = None,
+    ic_serial: bytes | None = None,
     keys: StaticKeys | None = None,
     key_version: int = 0x30,
     silicon: Silicon | None = None,
@@ -613,7 +614,7 @@ def manufacture_test_card(
     card = SecureElement.fabricate(
         silicon=silicon,
         flash=SealedFlash(flash_path),
-        chip_serial=chip_serial,
+        ic_serial=ic_serial,
         keysets={key_version: keys},
         random=random,
     )

@@ -277,7 +277,8 @@ class SecureElementClient:
         return Cplc.decode(tlv.value)
 
     def chip_serial(self) -> bytes:
-        return self.cplc().ic_serial
+        """The chip's fleet-unique serial: IC fabricator, type, batch and serial (``Cplc.kdd``)."""
+        return self.cplc().kdd
 
     def key_information(self) -> list[tuple[int, int, int, int]]:
         """GET DATA 00E0: (key id, KVN, key type, key length) per key (GPCS §11.3.3.1)."""

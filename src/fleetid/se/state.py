@@ -199,7 +199,11 @@ class CardState:
 
     @property
     def chip_serial(self) -> bytes:
-        return self.cplc.ic_serial
+        """The chip's serial, unique across the fleet: the 10-byte CPLC identity (``Cplc.kdd``).
+
+        The 4-byte IC serial number alone is unique only within a fabricator's batch.
+        """
+        return self.cplc.kdd
 
     def zeroise(self) -> None:
         """Forget every secret: SCP03 key sets and all private keys (tamper response)."""

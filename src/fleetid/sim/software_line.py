@@ -120,13 +120,13 @@ class SoftwareLine:
         )
 
     def make_device(
-        self, *, chip_serial: bytes | None = None, now: datetime | None = None
+        self, *, ic_serial: bytes | None = None, now: datetime | None = None
     ) -> LineDevice:
-        """Fabricate, personalise and lock one card; ``chip_serial`` forces a serial (clones)."""
+        """Fabricate, personalise and lock one card; ``ic_serial`` forces a serial (clones)."""
         self._count += 1
         keys = StaticKeys(self._random(16), self._random(16), self._random(16))
         card = SecureElement.fabricate(
-            chip_serial=chip_serial or self._random(4), keysets={_KVN: keys}, random=self._random
+            ic_serial=ic_serial or self._random(4), keysets={_KVN: keys}, random=self._random
         )
         client = SecureElementClient(card)
         client.select_isd()

@@ -57,7 +57,7 @@ class WaferUnit:
     """One die position of the lot."""
 
     unit: str
-    chip_serial: bytes
+    ic_serial: bytes
     defect: Defect = Defect.NONE
 
 
@@ -123,11 +123,11 @@ class Wafer:
         transport_keys: StaticKeys,
         defects: Mapping[int, Defect] | None = None,
         clones: Mapping[int, int] | None = None,
-        chip_serials: Mapping[int, bytes] | None = None,
+        ic_serials: Mapping[int, bytes] | None = None,
     ) -> Wafer:
-        """Make ``count`` blank cards. ``defects``, ``clones`` and ``chip_serials`` are keyed by
+        """Make ``count`` blank cards. ``defects``, ``clones`` and ``ic_serials`` are keyed by
         unit index: ``clones[i] = j`` gives unit ``i`` the chip serial of unit ``j``;
-        ``chip_serials[i]`` sets unit ``i``'s 4-byte IC serial outright (a chip of another lot)."""
+        ``ic_serials[i]`` sets unit ``i``'s 4-byte IC serial outright (a chip of another lot)."""
         if directory is not None and (directory / "wafer.json").exists():
             raise FileExistsError(f"{directory} already holds a wafer lot")
         defects, clones = defects or {}, clones or {}
@@ -136,11 +136,11 @@ class Wafer:
         for index in range(count):
             source = clones.get(index, index)
             serial = bytes((prefix,)) + source.to_bytes(3, "big")
-            serial = (chip_serials or {}).get(index, serial)
+            serial = (ic_serials or {}).get(index, serial)
             units.append(
                 WaferUnit(
                     unit=f"{lot}-{index:06d}",
-                    chip_serial=serial,
+                    ic_serial=serial,
                     defect=defects.get(index, Defect.NONE),
                 )
             )
@@ -158,7 +158,7 @@ class Wafer:
         units = [
             WaferUnit(
                 unit=u["unit"],
-                chip_serial=bytes.fromhex(u["chip_serial"]),
+                ic_serial=bytes.fromhex(u["ic_serial"]),
                 defect=Defect(u["defect"]),
             )
             for u in doc["units"]
@@ -189,7 +189,7 @@ class Wafer:
         card = SecureElement.fabricate(
             silicon=silicon,
             flash=flash,
-            chip_serial=unit.chip_serial,
+            ic_serial=unit.ic_serial,
             keysets={TRANSPORT_KVN: transport_keys},
             applets=_applets(unit.defect),
         )
@@ -203,7 +203,7 @@ class Wafer:
             "format": _FORMAT,
             "lot": self.lot,
             "units": [
-                {"unit": u.unit, "chip_serial": u.chip_serial.hex(), "defect": u.defect.value}
+                {"unit": u.unit, "ic_serial": u.ic_serial.hex(), "defect": u.defect.value}
                 for u in self.units
             ],
         }
