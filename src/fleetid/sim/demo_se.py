@@ -94,7 +94,9 @@ def stage_secure_element(ctx: DemoContext) -> None:
         zeroised = "no"
     except SecureElementError as exc:
         zeroised = f"yes (SELECT answers {exc.sw:04X})"
-    console.print(f"  bench sample {victim.chip_serial.hex().upper()} glitched: zeroised {zeroised}")
+    console.print(
+        f"  bench sample {victim.chip_serial.hex().upper()} glitched, zeroised: {zeroised}"
+    )
 
     ctx.record("secure elements exercised", str(len(line.devices)))
     ctx.record("keys generated on card and attested", str(attested))
