@@ -130,3 +130,11 @@ def test_repr_shows_no_key(length: int) -> None:
     assert text == f"AesKey(<AES-{8 * length}>)" * 2
     assert secret.hex() not in text
     assert not hasattr(key, "__dict__")
+
+
+def test_keeps_its_own_copy_of_a_mutable_key() -> None:
+    material = bytearray(_NIST_KEY)
+    key = AesKey(material)
+    material[:] = bytes(16)  # contexts are made on first use, after this
+    assert key.cbc_encrypt(_NIST_IV, _NIST_PLAIN) == _NIST_CBC
+    assert key.cmac(b"") == _NIST_CMAC_EMPTY

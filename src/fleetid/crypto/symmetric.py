@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, CounterLocation, Mode
 
@@ -148,34 +148,35 @@ class AesKey:
     """One AES key set up once for many operations (the session keys of a secure channel).
 
     Building pyca contexts costs far more than the AES work on an APDU, so this keeps long-lived
-    ones: an ECB context for single blocks, one CBC encryptor, one CBC decryptor and a fresh CMAC
-    context copied for each MAC. Every result equals that of the module function of the same
-    name, byte for byte. Not thread-safe; keep an instance only as long as the session it serves.
-    Its repr shows the key length, never the key.
+    ones, each made on first use: an ECB context for single blocks, one CBC encryptor, one CBC
+    decryptor and a fresh CMAC context copied for each MAC. Every result equals that of the
+    module function of the same name, byte for byte. Not thread-safe; keep an instance only as
+    long as the session it serves. Its repr shows the key length, never the key.
     """
 
-    __slots__ = ("_aes", "_block", "_cbc_decryptor", "_cbc_encryptor", "_chaining", "_cmac")
+    __slots__ = ("_block", "_cbc_decryptor", "_cbc_encryptor", "_chaining", "_cmac", "_key")
 
     def __init__(self, key: bytes) -> None:
         check_aes_key(key)
-        self._aes = algorithms.AES(key)
-        # Single blocks only (the SCP03 ICV): encrypt_block refuses anything else.
-        self._block = Cipher(self._aes, modes.ECB()).encryptor()  # noqa: S305
+        self._key = bytes(key)  # a private copy: contexts are made later, on first use
+        self._block: CipherContext | None = None
         # A CBC context chains on the last ciphertext block (SP 800-38A §6.2): for the encryptor
         # its last output block, kept here as an integer; for the decryptor its last input.
-        zero_iv = bytes(AES_BLOCK)
-        self._cbc_encryptor = Cipher(self._aes, modes.CBC(zero_iv)).encryptor()
+        self._cbc_encryptor: CipherContext | None = None
         self._chaining = 0
-        self._cbc_decryptor = Cipher(self._aes, modes.CBC(zero_iv)).decryptor()
-        self._cmac = CMAC(self._aes)
+        self._cbc_decryptor: CipherContext | None = None
+        self._cmac: CMAC | None = None
 
     def __repr__(self) -> str:
-        return f"AesKey(<AES-{self._aes.key_size}>)"
+        return f"AesKey(<AES-{8 * len(self._key)}>)"
 
     def encrypt_block(self, block: bytes) -> bytes:
         """AES encryption of exactly one 16-byte block, as :func:`aes_encrypt_block`."""
         if len(block) != AES_BLOCK:
             raise ValueError(f"one AES block is 16 bytes, got {len(block)}")
+        if self._block is None:
+            # Single blocks only (the SCP03 ICV, the KCV): refused above otherwise.
+            self._block = Cipher(algorithms.AES(self._key), modes.ECB()).encryptor()  # noqa: S305
         return self._block.update(block)
 
     def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
@@ -186,6 +187,11 @@ class AesKey:
             raise ValueError(f"AES-CBC without padding needs whole blocks, got {len(data)} bytes")
         if not data:
             return b""
+        if self._cbc_encryptor is None:
+            self._cbc_encryptor = Cipher(
+                algorithms.AES(self._key), modes.CBC(bytes(AES_BLOCK))
+            ).encryptor()
+            self._chaining = 0
         # C1 = E(P1 xor IV), and the context enciphers its input xor its chaining value; feeding
         # P1 xor IV xor chaining value makes the two cancel. The other blocks chain on C1 as usual.
         first = int.from_bytes(data[:AES_BLOCK], "big") ^ int.from_bytes(iv, "big") ^ self._chaining
@@ -199,12 +205,18 @@ class AesKey:
             raise ValueError(f"the CBC IV is one block, got {len(iv)} bytes")
         if len(data) % AES_BLOCK:
             raise EncodingError(f"AES-CBC ciphertext is whole blocks, got {len(data)} bytes")
+        if self._cbc_decryptor is None:
+            self._cbc_decryptor = Cipher(
+                algorithms.AES(self._key), modes.CBC(bytes(AES_BLOCK))
+            ).decryptor()
         # P1 = D(C1) xor IV: reading the IV first as a ciphertext block makes it the chaining
         # value; the block deciphered from it is dropped.
         return self._cbc_decryptor.update(iv + data)[AES_BLOCK:]
 
     def cmac(self, message: bytes) -> bytes:
         """AES-CMAC (NIST SP 800-38B) of ``message``, the full 16 bytes, as :func:`aes_cmac`."""
+        if self._cmac is None:
+            self._cmac = CMAC(algorithms.AES(self._key))
         mac = self._cmac.copy()
         mac.update(message)
         return mac.finalize()

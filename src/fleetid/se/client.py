@@ -203,9 +203,7 @@ class SecureElementClient:
     def send(self, apdu: CommandApdu) -> bytes:
         """Send ``apdu`` (wrapped when a session is open); return the data or raise on the SW."""
         session = self.session
-        raw = apdu.encode()
-        if session is not None:
-            raw = session.wrap(raw)
+        raw = apdu.encode() if session is None else session.wrap_apdu(apdu)
         response = self._exchange(raw)
         if session is not None:
             response = session.unwrap(response)

@@ -465,6 +465,7 @@ class HostSession:
             CommandApdu(0x84, _INS_EXTERNAL_AUTHENTICATE, self._level, 0x00, host_cryptogram),
             host_cryptogram,
             _ZERO_CHAIN,
+            extended=False,
         )
         self._counter = 0
         self._open = True
@@ -492,17 +493,18 @@ class HostSession:
                 return reply.data
         raise EncodingError(f"INITIALIZE UPDATE response of {len(response)} bytes is malformed")
 
-    def _mac_command(self, s_mac: AesKey, apdu: CommandApdu, data: bytes, chain: bytes) -> bytes:
+    def _mac_command(
+        self, s_mac: AesKey, apdu: CommandApdu, data: bytes, chain: bytes, *, extended: bool
+    ) -> bytes:
         """``apdu`` with ``data`` (already final) ‖ C-MAC, encoded; advances the chaining value.
 
-        Lc' and the form are those of the wrapped command: extended when the original was, or
-        when data ‖ C-MAC or Ne needs it; Le becomes ``00`` (``0000`` extended) when present.
+        Lc' and the form are those of the wrapped command: extended when the original was
+        (``extended``), or when data ‖ C-MAC or Ne needs it; Le becomes ``00`` (``0000``
+        extended) when present.
         """
         cla = _with_secure_messaging(apdu.cla)
         nc = len(data) + self._n
-        extended = (
-            apdu.extended or nc > SHORT_MAX_NC or (apdu.ne is not None and apdu.ne > SHORT_MAX_NE)
-        )
+        extended = extended or nc > SHORT_MAX_NC or (apdu.ne is not None and apdu.ne > SHORT_MAX_NE)
         ne = None if apdu.ne is None else (EXTENDED_MAX_NE if extended else SHORT_MAX_NE)
         full = _c_mac(s_mac, chain, cla, apdu, nc, extended, data)
         wrapped = CommandApdu(
@@ -519,12 +521,26 @@ class HostSession:
             raise EncodingError("the command already indicates secure messaging")
         if not self._level & C_MAC:
             return command  # level 00: authenticated only, no secure messaging expected
+        return self._protect(ciphers, apdu, extended=apdu.extended)
+
+    def wrap_apdu(self, apdu: CommandApdu) -> bytes:
+        """:meth:`wrap` for a command already built: the bytes of ``wrap(apdu.encode())``,
+        without encoding the plain command and parsing it back."""
+        ciphers = self._require_open()
+        if _has_secure_messaging(apdu.cla):
+            raise EncodingError("the command already indicates secure messaging")
+        if not self._level & C_MAC:
+            return apdu.encode()
+        # apdu.encode() takes the extended form when forced or needed, unless case 1 (no body).
+        return self._protect(ciphers, apdu, extended=apdu.extended and apdu.case != 1)
+
+    def _protect(self, ciphers: _SessionCiphers, apdu: CommandApdu, *, extended: bool) -> bytes:
         self._counter += 1  # §6.2.6: every command counts, with data or without
         data = apdu.data
         if self._level & C_DECRYPTION and data:
             icv = _command_icv(ciphers.enc, self._counter)
             data = ciphers.enc.cbc_encrypt(icv, iso9797_m2_pad(data))
-        return self._mac_command(ciphers.mac, apdu, data, self._chain)
+        return self._mac_command(ciphers.mac, apdu, data, self._chain, extended=extended)
 
     def unwrap(self, response: bytes) -> bytes:
         """Check the R-MAC and decrypt R-ENCRYPTION; returns the plain data ‖ SW1SW2 (§6.2.5-7).
