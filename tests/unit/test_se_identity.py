@@ -98,7 +98,7 @@ def test_generate_into_an_occupied_handle_is_6a89(client: SecureElementClient) -
 @pytest.mark.parametrize(
     ("p1", "p2", "data", "error"),
     [
-        (0x03, 0x01, b"\x01", IncorrectParametersError),  # unknown curve
+        (0x05, 0x01, b"\x01", IncorrectParametersError),  # unknown curve
         (0x00, 0x01, b"\x01", IncorrectParametersError),
         (0x01, 0x80, b"\x01", IncorrectParametersError),  # handle out of range
         (0x01, 0x01, b"\x00", IncorrectDataError),  # no usage

@@ -1,4 +1,5 @@
-"""A vehicle whose canonical, EC and AT keys live in the emulated secure element (NIST P-256)."""
+"""A vehicle whose canonical, EC and AT keys live in the emulated secure element, on both curve
+families (NIST P-256 and brainpoolP256r1)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.v2x_fixtures import new_pki
+from tests.v2x_fixtures import FAMILY_NAMES, new_pki
 
 from fleetid.crypto.ecies import ecies_unwrap, ecies_wrap
+from fleetid.crypto.v2xkeys import CURVES
 from fleetid.device.v2x import CamReceiver, ItsStation, SecureElementV2xKeys
 from fleetid.errors import PolicyError, VerificationError
 from fleetid.formats.attestation import KeyUsage
 from fleetid.se.card import DemoManufacturer, manufacture_test_card
 from fleetid.se.client import SecureElementClient, SecureElementSigner
+from fleetid.se.state import ATTESTATION_HANDLE
 
 
 def se_client() -> SecureElementClient:
@@ -24,12 +27,12 @@ def se_client() -> SecureElementClient:
     return client
 
 
-def test_vehicle_with_keys_in_the_se() -> None:
-    pki = new_pki("nist")
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_vehicle_with_keys_in_the_se(family: str) -> None:
+    pki = new_pki(family)
+    curve = CURVES[pki.hierarchy.family.end_entity]
     client = se_client()
-    canonical = SecureElementSigner(
-        client, client.generate_key(ec.SECP256R1(), KeyUsage.SIGN).handle
-    )
+    canonical = SecureElementSigner(client, client.generate_key(curve, KeyUsage.SIGN).handle)
     pki.ea.register_canonical_key(b"VIN-SE-1", canonical.public_key())
     station = ItsStation(
         its_id=b"VIN-SE-1",
@@ -42,22 +45,29 @@ def test_vehicle_with_keys_in_the_se() -> None:
     )
     station.enrol(pki.ea.handle_enrolment)
     station.request_tickets(2, pki.aa.handle_authorization)
-    handles_before = {h for h, _, _ in client.list_keys()}
-    assert len(handles_before) >= 1 + 1 + 2 * 2  # canonical, EC, 2 AT signing + 2 AT ECIES
+    slots = client.list_keys()
+    assert len(slots) >= 1 + 1 + 2 * 2  # canonical, EC, 2 AT signing + 2 AT ECIES
+    assert {c.oid for handle, c, _ in slots if handle != ATTESTATION_HANDLE} == {
+        "1.2.840.10045.3.1.7" if family == "nist" else "1.3.36.3.3.2.8.1.1.7"
+    }
     cam = CamReceiver(pki.hierarchy.trust_store(), pki.clock).verify(station.sign_cam(b"se"))
     assert cam.payload == b"se"
 
 
-def test_se_ecies_key_unwraps_by_reference() -> None:
+@pytest.mark.parametrize("curve", ["nistP256", "brainpoolP256r1"])  # 1609.2 ECIES curves
+def test_se_ecies_key_unwraps_by_reference(curve: str) -> None:
     client = se_client()
-    key, public = SecureElementV2xKeys(client).encryption_key("nistP256")
+    key, public = SecureElementV2xKeys(client).encryption_key(curve)
+    assert public.curve.name == CURVES[curve].name
     p1 = hashlib.sha256(b"recipient certificate").digest()
     wrapped = ecies_wrap(bytes(range(16)), public, p1)
     assert ecies_unwrap(wrapped, key, p1) == bytes(range(16))
+    with pytest.raises(VerificationError):
+        ecies_unwrap(wrapped, key, hashlib.sha256(b"another certificate").digest())
 
 
-@pytest.mark.parametrize("curve", ["brainpoolP256r1", "nistP384"])
-def test_se_refuses_curves_it_does_not_have(curve: str) -> None:
+@pytest.mark.parametrize("curve", ["secp521r1", "ed25519", ""])
+def test_se_refuses_curves_1609_does_not_use(curve: str) -> None:
     keys = SecureElementV2xKeys(se_client())
     with pytest.raises(PolicyError, match="no"):
         keys.signing_key(curve)

@@ -9,7 +9,7 @@ rotates AT on a pseudonym period (``Clock``-driven). The signer is the full AT c
 first message after a change of AT, then once per second or every ``certificate_every``-th
 message, and its HashedId8 digest otherwise (ETSI TS 103 097 §7.1.1, EN 302 637-2 §6.1.3).
 
-Keys are created through a ``V2xKeyStore``: in the secure element for the curves it has, or in
+Keys are created through a ``V2xKeyStore``: in the secure element (both curve families), or in
 software behind the same ``Signer``/``EcdhKey`` interfaces.
 """
 
@@ -29,7 +29,7 @@ from fleetid.authority.v2x.root_ca import CAM_SSP, EC_SSP, PSID_CAM, CurveFamily
 from fleetid.clock import Clock
 from fleetid.crypto.ecies import EcdhKey
 from fleetid.crypto.signer import Signer, SoftwareSigner
-from fleetid.crypto.v2xkeys import PublicKey, generate_key
+from fleetid.crypto.v2xkeys import CURVES, PublicKey, generate_key
 from fleetid.errors import PolicyError, ProfileError, VerificationError
 from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.etsi102941 import (
@@ -86,7 +86,7 @@ class V2xKeyStore(Protocol):
 
 
 class SoftwareV2xKeys:
-    """Keys in this process (brainpool curves, tests, simulations)."""
+    """Keys in this process (tests, simulations, benchmarks)."""
 
     def signing_key(self, curve: str) -> Signer:
         return SoftwareSigner(generate_key(curve))
@@ -113,27 +113,29 @@ class _SeEcdhKey:
 
 
 class SecureElementV2xKeys:
-    """Keys generated in the secure element's identity applet (NIST P-256 only).
+    """Keys generated in the secure element's identity applet, on any 1609.2 curve.
 
-    The emulated SE offers P-256 and P-384; brainpool keys are refused with ``PolicyError`` (use
-    ``SoftwareV2xKeys`` for the brainpool family until the applet has those curves).
+    The applet has NIST P-256 / P-384 and brainpoolP256r1 / brainpoolP384r1 (docs/se-apdu.md), so
+    both curve families keep their EC and AT keys on the card. A curve name that 1609.2 does not
+    use raises ``PolicyError``.
     """
 
     def __init__(self, client: SecureElementClient) -> None:
         self._client = client
 
-    def _check(self, curve: str) -> None:
-        if curve != "nistP256":
-            raise PolicyError(f"the secure element has no {curve} keys")
+    @staticmethod
+    def _curve(curve: str) -> ec.EllipticCurve:
+        try:
+            return CURVES[curve]
+        except KeyError:
+            raise PolicyError(f"the secure element has no {curve} keys") from None
 
     def signing_key(self, curve: str) -> Signer:
-        self._check(curve)
-        info = self._client.generate_key(ec.SECP256R1(), KeyUsage.SIGN)
+        info = self._client.generate_key(self._curve(curve), KeyUsage.SIGN)
         return SecureElementSigner(self._client, info.handle)
 
     def encryption_key(self, curve: str) -> tuple[EcdhKey, PublicKey]:
-        self._check(curve)
-        info = self._client.generate_key(ec.SECP256R1(), KeyUsage.KEY_AGREEMENT)
+        info = self._client.generate_key(self._curve(curve), KeyUsage.KEY_AGREEMENT)
         return _SeEcdhKey(self._client, info.handle, info.public_key), info.public_key
 
 

@@ -150,7 +150,12 @@ class KeyInfo:
     public_key: ec.EllipticCurvePublicKey
 
 
-_CURVES: dict[Curve, ec.EllipticCurve] = {Curve.P256: ec.SECP256R1(), Curve.P384: ec.SECP384R1()}
+_CURVES: dict[Curve, ec.EllipticCurve] = {
+    Curve.P256: ec.SECP256R1(),
+    Curve.P384: ec.SECP384R1(),
+    Curve.BRAINPOOL_P256: ec.BrainpoolP256R1(),
+    Curve.BRAINPOOL_P384: ec.BrainpoolP384R1(),
+}
 _SHORT_LE = 256
 # Largest plain data per short command so that padding (16) and C-MAC (8) still fit in 255 bytes.
 _STORE_DATA_BLOCK = 224
@@ -159,10 +164,9 @@ _STORE_DATA_BLOCK = 224
 def _curve_ref(curve: ec.EllipticCurve | Curve) -> Curve:
     if isinstance(curve, Curve):
         return curve
-    if isinstance(curve, ec.SECP256R1):
-        return Curve.P256
-    if isinstance(curve, ec.SECP384R1):
-        return Curve.P384
+    for ref, known in _CURVES.items():
+        if curve.name == known.name:
+            return ref
     raise EncodingError(f"the card has no curve {curve.name}")
 
 

@@ -69,18 +69,33 @@ def allowed_transition(current: CardLifeCycle, new: CardLifeCycle) -> bool:
 
 
 class Curve(IntEnum):
-    """Curve references in GENERATE KEY P1 (docs/se-apdu.md)."""
+    """Curve references in GENERATE KEY P1 (docs/se-apdu.md).
+
+    NIST P-256 / P-384 (FIPS 186-5) and brainpoolP256r1 / brainpoolP384r1 (RFC 5639), the curves
+    ETSI TS 103 097 §5 allows for V2X end-entity and CA keys.
+    """
 
     P256 = 0x01
     P384 = 0x02
+    BRAINPOOL_P256 = 0x03
+    BRAINPOOL_P384 = 0x04
 
     @property
     def coordinate_size(self) -> int:
-        return 32 if self is Curve.P256 else 48
+        return 32 if self in (Curve.P256, Curve.BRAINPOOL_P256) else 48
 
     @property
     def oid(self) -> str:
-        return "1.2.840.10045.3.1.7" if self is Curve.P256 else "1.3.132.0.34"
+        return _CURVE_OIDS[self]
+
+
+# SEC 2 §A.2 (NIST curves), RFC 5639 §4.1 (brainpool ecStdCurvesAndGeneration arc).
+_CURVE_OIDS: dict[Curve, str] = {
+    Curve.P256: "1.2.840.10045.3.1.7",
+    Curve.P384: "1.3.132.0.34",
+    Curve.BRAINPOOL_P256: "1.3.36.3.3.2.8.1.1.7",
+    Curve.BRAINPOOL_P384: "1.3.36.3.3.2.8.1.1.11",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,7 +22,8 @@ INIT UPDATE    50   KVN      00         host challenge                   (SCP03,
 EXT AUTH       82   level    00         cryptogram ‖ C-MAC               (SCP03, delegated)
 ============== ==== ======== ========== ===============================  =========================
 
-Curves (P1 of GENERATE KEY): ``01`` P-256, ``02`` P-384. Handles: ``01``-``7F`` for keys the host
+Curves (P1 of GENERATE KEY): ``01`` P-256, ``02`` P-384, ``03`` brainpoolP256r1, ``04``
+brainpoolP384r1 (RFC 5639; ETSI TS 103 097 §5 V2X curves). Handles: ``01``-``7F`` for keys the host
 asks for (``00`` in GENERATE KEY = the first free one); ``F0`` is the manufacturer attestation
 key, generated here during personalisation only (authenticated SCP03 session with C-MAC, card
 not yet SECURED). Policy byte: ``01`` sign, ``02`` key agreement, ``04`` attest (the attestation
@@ -108,8 +109,16 @@ _TCB_MODEL = "fleetid-se-emulator"
 _SW_ALREADY_EXISTS = 0x6A89  # ISO 7816-4 Table 6: "file already exists"
 
 
+_PYCA_CURVES: dict[Curve, type[ec.EllipticCurve]] = {
+    Curve.P256: ec.SECP256R1,
+    Curve.P384: ec.SECP384R1,
+    Curve.BRAINPOOL_P256: ec.BrainpoolP256R1,
+    Curve.BRAINPOOL_P384: ec.BrainpoolP384R1,
+}
+
+
 def _pyca_curve(curve: Curve) -> ec.EllipticCurve:
-    return ec.SECP256R1() if curve is Curve.P256 else ec.SECP384R1()
+    return _PYCA_CURVES[curve]()
 
 
 def _point(key: ec.EllipticCurvePublicKey) -> bytes:
