@@ -1,0 +1,367 @@
+"""The one source of truth for revocation: what was revoked, when, why, and in which order.
+
+Revocations are recorded once, in one transaction, by ``Certificates.revoke`` (``fleetid revoke``,
+the lifecycle service, or :meth:`RevocationRegistry.revoke`): the authority-wide counter
+``revocation`` is bumped under a row lock and the certificate row takes that value as its
+``revocation_seq``. Because the counter row stays locked until the revoking transaction commits,
+revocations commit in sequence order: once sequence ``W`` is visible, so is every sequence below
+it. That makes ``W`` a *watermark*: "the registry at W" is every revocation with a sequence ≤ W,
+and it never changes afterwards.
+
+Every published artefact (OCSP response, full or delta CRL, offline filter) is derived from the
+registry at a watermark and carries it, so two artefacts at the same watermark must agree about
+every certificate (``tests/unit/test_registry.py`` proves it for the three channels).
+
+The publishers' API (read-only; none of it takes a write lock):
+
+* :meth:`RevocationRegistry.watermark` — the current watermark (0: nothing revoked yet);
+* :meth:`RevocationRegistry.issuers` — the issuing CAs whose certificates the registry knows;
+* :meth:`RevocationRegistry.status` — one certificate at a watermark (OCSP);
+* :meth:`RevocationRegistry.revoked` — the revoked set at a watermark, streamed (full CRLs);
+* :meth:`RevocationRegistry.changes` — revocations with ``since < sequence ≤ until`` (deltas,
+  OCSP re-signing);
+* :meth:`RevocationRegistry.population` — every unexpired certificate issued up to a time, as
+  16-byte ``fleetid.revocation.filter.certificate_id`` keys with issued-at and the revoked flag at
+  a watermark, in chunks (the filter builder; 10 M rows stream in bounded memory).
+
+Certificate ids are ``SHA-256(issuer subject key id ‖ serial as 20 octets)[:16]``, the issuer key
+id being the issuing CA's subjectKeyIdentifier as recorded in ``ca_keys`` (the value end-entity
+certificates carry in their authorityKeyIdentifier).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from cryptography import x509
+from sqlalchemy import Connection, select
+
+from fleetid.errors import NotFoundError
+from fleetid.store.repositories import Revocation, Store, normalise_serial
+from fleetid.store.schema import CaRole, ca_keys, certificates, counters
+
+__all__ = [
+    "CERTIFICATE_ID_SIZE",
+    "CertificateState",
+    "IssuerRecord",
+    "PopulationChunk",
+    "RevocationRegistry",
+    "RevokedEntry",
+    "StatusRecord",
+    "certificate_id",
+]
+
+CERTIFICATE_ID_SIZE: Final = 16
+_SERIAL_OCTETS: Final = 20  # RFC 5280 §4.1.2.2
+_DEFAULT_CHUNK: Final = 100_000
+
+
+def certificate_id(issuer_key_id: bytes, serial_number: int) -> bytes:
+    """``SHA-256(issuer_key_id ‖ serial as 20 big-endian octets)[:16]``.
+
+    Byte for byte the key ``fleetid.revocation.filter.certificate_id`` computes (tested); it is
+    repeated here so that the registry does not import the filter builder's numpy.
+    """
+    if not issuer_key_id:
+        raise ValueError("issuer key id is empty")
+    if not 0 < serial_number < 1 << (8 * _SERIAL_OCTETS):
+        raise ValueError("serial number must be positive and at most 20 octets (RFC 5280)")
+    digest = hashlib.sha256(issuer_key_id + serial_number.to_bytes(_SERIAL_OCTETS, "big"))
+    return digest.digest()[:CERTIFICATE_ID_SIZE]
+
+
+class CertificateState(enum.StrEnum):
+    """A certificate's status at a watermark, in RFC 6960 §2.2 terms."""
+
+    GOOD = "good"
+    REVOKED = "revoked"
+    UNKNOWN = "unknown"  # not issued by this issuer, as far as the registry knows
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssuerRecord:
+    """An issuing CA generation: the key the registry's certificate ids are derived from."""
+
+    id: int
+    generation: int
+    subject_key_id: bytes
+    certificate_der: bytes
+    active: bool
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self.certificate_der)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevokedEntry:
+    """One revoked certificate as publishers need it."""
+
+    issuer_id: int
+    serial_number: int
+    reason: str  # RFC 5280 §5.3.1 name
+    revoked_at: datetime
+    sequence: int
+    not_after: datetime
+
+    @property
+    def serial_hex(self) -> str:
+        return f"{self.serial_number:0{2 * _SERIAL_OCTETS}x}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusRecord:
+    """One certificate at one watermark. ``revoked_at``/``reason``/``sequence`` only if revoked."""
+
+    state: CertificateState
+    watermark: int
+    issuer_id: int
+    serial_number: int
+    not_after: datetime | None = None
+    revoked_at: datetime | None = None
+    reason: str | None = None
+    sequence: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PopulationChunk:
+    """Parallel tuples, one position per certificate, in issuance (row id) order."""
+
+    certificate_ids: tuple[bytes, ...]
+    issued_at: tuple[datetime, ...]
+    revoked: tuple[bool, ...]
+
+    def __len__(self) -> int:
+        return len(self.certificate_ids)
+
+
+def _entry(row: Any) -> RevokedEntry:
+    return RevokedEntry(
+        issuer_id=row.issuer_id,
+        serial_number=int(row.serial, 16),
+        reason=row.revocation_reason,
+        revoked_at=row.revoked_at,
+        sequence=row.revocation_seq,
+        not_after=row.not_after,
+    )
+
+
+_REVOKED_COLUMNS = (
+    certificates.c.serial,
+    certificates.c.issuer_id,
+    certificates.c.revocation_reason,
+    certificates.c.revoked_at,
+    certificates.c.revocation_seq,
+    certificates.c.not_after,
+)
+
+
+class RevocationRegistry:
+    """Read access for publishers, and the one write path, over the authority's ``Store``."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._engine = store.engine
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def revoke(
+        self, serial_hex: str, reason: str, *, now: datetime, superseded_by: int | None = None
+    ) -> Revocation:
+        """Record one revocation (one transaction); returns it with its sequence number."""
+        with self._store.transaction() as tx:
+            return tx.certificates.revoke(serial_hex, reason, now, superseded_by=superseded_by)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def watermark(self) -> int:
+        """The highest committed revocation sequence number (0 when nothing is revoked)."""
+        with self._engine.connect() as c:
+            return _watermark(c)
+
+    def issuers(self) -> list[IssuerRecord]:
+        """Every issuing-CA generation, oldest first."""
+        with self._engine.connect() as c:
+            rows = c.execute(
+                select(ca_keys)
+                .where(ca_keys.c.role == str(CaRole.ISSUING))
+                .order_by(ca_keys.c.generation)
+            ).all()
+        return [
+            IssuerRecord(
+                id=r.id,
+                generation=r.generation,
+                subject_key_id=bytes(r.subject_key_id),
+                certificate_der=bytes(r.certificate),
+                active=bool(r.active),
+            )
+            for r in rows
+        ]
+
+    def status(
+        self, issuer_id: int, serial_number: int, *, watermark: int | None = None
+    ) -> StatusRecord:
+        """The status of one certificate at ``watermark`` (default: now) — OCSP's question.
+
+        A revocation with a sequence above the watermark did not happen yet at that watermark.
+        """
+        try:
+            key = normalise_serial(f"{serial_number:x}")
+        except NotFoundError:
+            key = None
+        with self._engine.connect() as c:
+            at = _watermark(c) if watermark is None else watermark
+            row = (
+                None
+                if key is None
+                else c.execute(
+                    select(*_REVOKED_COLUMNS).where(
+                        certificates.c.serial == key, certificates.c.issuer_id == issuer_id
+                    )
+                ).one_or_none()
+            )
+        if row is None:
+            return StatusRecord(
+                state=CertificateState.UNKNOWN,
+                watermark=at,
+                issuer_id=issuer_id,
+                serial_number=serial_number,
+            )
+        if row.revocation_seq is None or row.revocation_seq > at:
+            return StatusRecord(
+                state=CertificateState.GOOD,
+                watermark=at,
+                issuer_id=issuer_id,
+                serial_number=serial_number,
+                not_after=row.not_after,
+            )
+        return StatusRecord(
+            state=CertificateState.REVOKED,
+            watermark=at,
+            issuer_id=issuer_id,
+            serial_number=serial_number,
+            not_after=row.not_after,
+            revoked_at=row.revoked_at,
+            reason=row.revocation_reason,
+            sequence=row.revocation_seq,
+        )
+
+    def revoked(
+        self,
+        watermark: int,
+        *,
+        issuer_id: int | None = None,
+        unexpired_at: datetime | None = None,
+        chunk_size: int = _DEFAULT_CHUNK,
+    ) -> Iterator[RevokedEntry]:
+        """Every certificate revoked at ``watermark``, in sequence order, streamed in chunks.
+
+        ``unexpired_at`` drops certificates that expired before it (RFC 5280 §5: a CRL need not
+        list an expired certificate).
+        """
+        yield from self._revoked_between(0, watermark, issuer_id, unexpired_at, chunk_size)
+
+    def changes(
+        self,
+        since: int,
+        until: int,
+        *,
+        issuer_id: int | None = None,
+        unexpired_at: datetime | None = None,
+        chunk_size: int = _DEFAULT_CHUNK,
+    ) -> Iterator[RevokedEntry]:
+        """Revocations with ``since < sequence ≤ until``, in sequence order."""
+        if since > until:
+            raise ValueError(f"changes({since}, {until}): the range runs backwards")
+        yield from self._revoked_between(since, until, issuer_id, unexpired_at, chunk_size)
+
+    def _revoked_between(
+        self,
+        since: int,
+        until: int,
+        issuer_id: int | None,
+        unexpired_at: datetime | None,
+        chunk_size: int,
+    ) -> Iterator[RevokedEntry]:
+        last = since
+        while True:
+            query = (
+                select(*_REVOKED_COLUMNS)
+                .where(
+                    certificates.c.revocation_seq > last,
+                    certificates.c.revocation_seq <= until,
+                )
+                .order_by(certificates.c.revocation_seq)
+                .limit(chunk_size)
+            )
+            if issuer_id is not None:
+                query = query.where(certificates.c.issuer_id == issuer_id)
+            if unexpired_at is not None:
+                query = query.where(certificates.c.not_after > unexpired_at)
+            with self._engine.connect() as c:
+                rows = c.execute(query).all()
+            for row in rows:
+                yield _entry(row)
+            if len(rows) < chunk_size:
+                return
+            last = rows[-1].revocation_seq
+
+    def population(
+        self,
+        *,
+        watermark: int,
+        issued_until: datetime,
+        unexpired_at: datetime,
+        chunk_size: int = _DEFAULT_CHUNK,
+    ) -> Iterator[PopulationChunk]:
+        """Every certificate issued at or before ``issued_until`` and unexpired at
+        ``unexpired_at``, with its revoked flag at ``watermark``: the universe a filter covers.
+
+        Keyset pagination on the primary key, so each chunk is one indexed range scan and memory
+        stays bounded whatever the fleet size.
+        """
+        key_ids = {i.id: i.subject_key_id for i in self.issuers()}
+        last = 0
+        while True:
+            with self._engine.connect() as c:
+                rows = c.execute(
+                    select(
+                        certificates.c.id,
+                        certificates.c.serial,
+                        certificates.c.issuer_id,
+                        certificates.c.issued_at,
+                        certificates.c.revocation_seq,
+                    )
+                    .where(
+                        certificates.c.id > last,
+                        certificates.c.issued_at <= issued_until,
+                        certificates.c.not_after > unexpired_at,
+                    )
+                    .order_by(certificates.c.id)
+                    .limit(chunk_size)
+                ).all()
+            if rows:
+                yield PopulationChunk(
+                    certificate_ids=tuple(
+                        certificate_id(key_ids[r.issuer_id], int(r.serial, 16)) for r in rows
+                    ),
+                    issued_at=tuple(r.issued_at for r in rows),
+                    revoked=tuple(
+                        r.revocation_seq is not None and r.revocation_seq <= watermark for r in rows
+                    ),
+                )
+            if len(rows) < chunk_size:
+                return
+            last = rows[-1].id
+
+
+def _watermark(connection: Connection) -> int:
+    value = connection.execute(
+        select(counters.c.value).where(counters.c.name == "revocation")
+    ).scalar_one_or_none()
+    return 0 if value is None else int(value)
