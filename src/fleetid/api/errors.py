@@ -3,6 +3,10 @@
 Each ``fleetid.errors`` family maps to one status and one problem type URI
 (``urn:fleetid:problem:<kind>``); ``detail`` is the error's own message, which names the precise
 reason. 401 answers carry ``WWW-Authenticate: Basic`` (RFC 7030 §3.2.3, RFC 7617).
+
+An error that carries a machine-readable ``reason`` code (the attestation refusals of
+``fleetid.authority.attestation.errors``) adds it as the extension member ``reason``
+(RFC 9457 §3.2), so a client tells one refusal from another without parsing ``detail``.
 """
 
 from __future__ import annotations
@@ -44,14 +48,18 @@ def problem_response(
     detail: str,
     *,
     headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, str] | None = None,
 ) -> JSONResponse:
+    body: dict[str, object] = {
+        "type": f"urn:fleetid:problem:{kind}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    # RFC 9457 §3.2: extension members sit beside the standard ones; never overwrite those.
+    body.update({k: v for k, v in (extensions or {}).items() if k not in body})
     return JSONResponse(
-        {
-            "type": f"urn:fleetid:problem:{kind}",
-            "title": title,
-            "status": status,
-            "detail": detail,
-        },
+        body,
         status_code=status,
         media_type=PROBLEM_JSON,
         headers=dict(headers) if headers else None,
@@ -62,7 +70,11 @@ def _for_error(exc: errors.FleetIdError) -> JSONResponse:
     for family, status, kind, title in _FAMILIES:
         if isinstance(exc, family):
             headers = {"WWW-Authenticate": REALM} if status == 401 else None
-            return problem_response(status, kind, title, str(exc), headers=headers)
+            reason = getattr(exc, "reason", None)
+            extensions = {"reason": reason} if isinstance(reason, str) else None
+            return problem_response(
+                status, kind, title, str(exc), headers=headers, extensions=extensions
+            )
     raise AssertionError("FleetIdError is the last family")  # pragma: no cover
 
 

@@ -28,6 +28,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fleetid.authority.enrolment import EnrolmentService
 from fleetid.authority.provisioners import BasicCredentials
 from fleetid.errors import EncodingError
+from fleetid.formats.proof import PROOF_HEADER
 
 __all__ = ["EST_PREFIX", "csr_attributes_der", "decode_base64_body", "encode_base64_body", "router"]
 
@@ -165,7 +166,7 @@ async def simplereenroll(request: Request, service: Service) -> Response:
     """Re-enrol (RFC 7030 §4.2.2) under the current credential's key; the old one is superseded."""
     der = decode_base64_body(await request.body())
     # fleetid.authority.lifecycle: refresh/re-key proven by a signature over the request.
-    proof = request.headers.get("Fleetid-Proof")
+    proof = request.headers.get(PROOF_HEADER)
     certificate = await run_in_threadpool(service.simple_reenroll, der, proof)
     return _certs_only([certificate])
 

@@ -6,20 +6,14 @@
   draft-ietf-lamps-csr-attestation bundle goes to the attestation provisioner. A device that
   enrolled before (same IDevID key) may enrol again this way: its factory identity is the
   recovery path when its operational credential lapsed; the previous credentials are superseded.
-* **Refresh and re-key** (``simplereenroll``) are authenticated by the current credential. uvicorn
-  does not hand the TLS client certificate to the application, so the proof is a signature over
-  the request in a header, the same over HTTP on loopback, HTTPS or in-process::
-
-      Fleetid-Proof: v1; serial=<40 hex>; nonce=<base64url>; sig=<base64url DER ECDSA>
-
-  ``sig`` is made by the current credential's key (in the SE) over ``proof_message``:
-  ``"fleetid-proof-v1\\n" ‖ path ‖ "\\n" ‖ nonce ‖ SHA-256(body)``, where ``nonce`` is a fresh
-  challenge from ``POST /enrol/challenge`` (single use, short validity) and ``body`` the DER CSR.
-  The named certificate must be valid, unexpired and unrevoked, and its device enrolled. A CSR
-  for the same key is a refresh; a CSR for a new key is a re-key and must carry attestation
-  evidence for that key from the same device, bound to the same nonce. Either way the old
-  certificate is revoked as ``superseded`` and linked to its successor. Without the header the
-  base service's rule applies (the CSR itself signed by the current key: refresh only).
+* **Refresh and re-key** (``simplereenroll``) are authenticated by the current credential: a
+  ``Fleetid-Proof`` header (``fleetid.formats.proof``, shared with the device), a signature by
+  the current credential's key over the request and a fresh challenge. The named certificate
+  must be valid, unexpired and unrevoked, and its device enrolled. A CSR for the same key is a
+  refresh; a CSR for a new key is a re-key and must carry attestation evidence for that key from
+  the same device, bound to the same nonce. Either way the old certificate is revoked as
+  ``superseded`` and linked to its successor. Without the header the base service's rule applies
+  (the CSR itself signed by the current key: refresh only).
 * **Rollover.** ``roll_issuing_ca`` makes the next issuing-CA generation under the same root.
   ``roll_root`` makes a new root and the RFC 4210 §4.4 root-key-update certificates: NewWithOld
   (the new root's key and name, signed by the old root: the link a device follows) and
@@ -33,9 +27,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -63,6 +54,14 @@ from fleetid.errors import (
     PolicyError,
 )
 from fleetid.formats.csr_attestation import attestation_bundle_of
+from fleetid.formats.proof import (
+    PROOF_HEADER,
+    REENROLL_PATH,
+    RELEASE_PATH,
+    CredentialProof,
+    proof_message,
+    sign_proof,
+)
 from fleetid.policy import CredentialType
 from fleetid.store.repositories import CertificateRecord, NewCaKey, Repositories, Revocation
 from fleetid.store.schema import CaRole, CertificateStatus, DeviceStatus
@@ -83,67 +82,7 @@ __all__ = [
     "sign_proof",
 ]
 
-PROOF_HEADER: Final = "Fleetid-Proof"
-REENROLL_PATH: Final = "/.well-known/est/simplereenroll"
-RELEASE_PATH: Final = "/enrol/release"
 LINKS_DIR: Final = "links"
-_PROOF_LABEL: Final = b"fleetid-proof-v1\n"
-
-
-# --- the signed-request proof -----------------------------------------------------------------
-
-
-def proof_message(*, path: str, nonce: bytes, body: bytes) -> bytes:
-    """What a ``Fleetid-Proof`` signature covers (see the module docstring)."""
-    return _PROOF_LABEL + path.encode() + b"\n" + nonce + hashlib.sha256(body).digest()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise EncodingError(f"{PROOF_HEADER}: {text!r} is not base64url") from exc
-
-
-@dataclass(frozen=True, kw_only=True)
-class CredentialProof:
-    """A ``Fleetid-Proof`` header: which credential signs, the nonce, the signature."""
-
-    serial: str
-    nonce: bytes
-    signature: bytes
-
-    def header(self) -> str:
-        return f"v1; serial={self.serial}; nonce={_b64(self.nonce)}; sig={_b64(self.signature)}"
-
-    @classmethod
-    def parse(cls, text: str) -> CredentialProof:
-        version, *params = (part.strip() for part in text.split(";"))
-        if version != "v1":
-            raise EncodingError(f"{PROOF_HEADER}: version {version!r} is not v1")
-        fields: dict[str, str] = {}
-        for param in params:
-            name, sep, value = param.partition("=")
-            if not sep or name in fields:
-                raise EncodingError(f"{PROOF_HEADER}: bad parameter {param!r}")
-            fields[name] = value
-        if set(fields) != {"serial", "nonce", "sig"}:
-            raise EncodingError(f"{PROOF_HEADER} has serial, nonce and sig, got {sorted(fields)}")
-        return cls(
-            serial=fields["serial"], nonce=_unb64(fields["nonce"]), signature=_unb64(fields["sig"])
-        )
-
-
-def sign_proof(
-    signer: Signer, *, serial: str, nonce: bytes, path: str, body: bytes
-) -> CredentialProof:
-    """The proof a device makes with its current credential's key (held by its SE)."""
-    message = proof_message(path=path, nonce=nonce, body=body)
-    return CredentialProof(serial=serial, nonce=nonce, signature=signer.sign(message))
 
 
 # --- rollover ---------------------------------------------------------------------------------
@@ -389,6 +328,15 @@ def _path_length(certificate: x509.Certificate) -> int | None:
 # --- the service ------------------------------------------------------------------------------
 
 
+def _carries_evidence(csr: x509.CertificateSigningRequest) -> bool:
+    """Whether the CSR has an id-aa-attestation attribute; a malformed one counts, so that the
+    verifier refuses it as ``evidence-malformed`` rather than as an EST credential problem."""
+    try:
+        return attestation_bundle_of(csr) is not None
+    except EncodingError:
+        return True
+
+
 class LifecycleService(EnrolmentService):
     """EST plus attestation-gated enrolment, proof-authenticated refresh/re-key and release."""
 
@@ -431,7 +379,7 @@ class LifecycleService(EnrolmentService):
     ) -> x509.Certificate:
         if credentials is None and self.attestation is not None:
             csr = load_csr(csr_der)
-            if attestation_bundle_of(csr) is not None:
+            if _carries_evidence(csr):
                 return self._attested_enrol(csr)
         return super().simple_enroll(credentials, csr_der)
 

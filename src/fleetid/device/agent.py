@@ -26,12 +26,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from fleetid.authority.lifecycle import (
-    REENROLL_PATH,
-    RELEASE_PATH,
-    CredentialProof,
-    sign_proof,
-)
 from fleetid.clock import Clock
 from fleetid.device.transport import AuthorityTransport
 from fleetid.device.truststore import TrustStore
@@ -44,6 +38,7 @@ from fleetid.formats.csr_attestation import (
     build_attested_csr,
     build_csr,
 )
+from fleetid.formats.proof import REENROLL_PATH, RELEASE_PATH, CredentialProof, sign_proof
 from fleetid.policy import Cadence
 from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.se.state import Curve

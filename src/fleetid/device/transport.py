@@ -23,8 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from fleetid import errors
-from fleetid.authority.lifecycle import PROOF_HEADER, RELEASE_PATH, CredentialProof
-from fleetid.authority.provisioners.attestation import CHALLENGE_PATH
+from fleetid.formats.proof import CHALLENGE_PATH, PROOF_HEADER, RELEASE_PATH, CredentialProof
 
 __all__ = ["AuthorityTransport", "HttpTransport"]
 

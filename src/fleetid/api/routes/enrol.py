@@ -20,9 +20,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 
-from fleetid.authority.lifecycle import PROOF_HEADER, LifecycleService
-from fleetid.authority.provisioners.attestation import CHALLENGE_PATH
+from fleetid.authority.lifecycle import LifecycleService
 from fleetid.errors import AuthenticationError, EncodingError
+from fleetid.formats.proof import CHALLENGE_PATH, PROOF_HEADER, RELEASE_PATH
 
 __all__ = ["install", "router"]
 
@@ -78,7 +78,7 @@ async def challenge(request: Request, service: Service) -> ChallengeResponse:
     )
 
 
-@router.post("/enrol/release", response_model=ReleaseResponse)
+@router.post(RELEASE_PATH, response_model=ReleaseResponse)
 async def release(request: Request, service: Service) -> ReleaseResponse:
     """End the device's credentials here (``cessationOfOperation``) before it moves."""
     body = await request.body()

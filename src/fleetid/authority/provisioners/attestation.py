@@ -41,6 +41,7 @@ from fleetid.authority.attestation import (
 from fleetid.authority.provisioners import BasicCredentials, Grant, register
 from fleetid.clock import Clock
 from fleetid.errors import AuthenticationError, ConfigError
+from fleetid.formats.proof import CHALLENGE_PATH
 from fleetid.policy import CredentialType
 from fleetid.store.repositories import ChallengeRecord, ManifestRecord, Repositories, Store
 from fleetid.store.schema import DeviceStatus
@@ -55,7 +56,6 @@ __all__ = [
     "trust_manufacturer",
 ]
 
-CHALLENGE_PATH: Final = "/enrol/challenge"
 MANUFACTURERS_DIR: Final = Path("trust") / "manufacturers"
 _NONCE_BYTES: Final = 32
 
