@@ -1,0 +1,304 @@
+"""Publishing the offline filter: a signed full or delta filter built from the store at a watermark.
+
+One snapshot (one read transaction) gives the registry watermark ``W`` (the revocation counter)
+and the population the builder needs (``docs/revocation-filter.md``):
+
+* ``U``: every certificate with ``notBefore ≤ coverage_until`` and ``notAfter`` after the build
+  time (expired certificates are left out; a verifier rejects them on expiry first);
+* revoked: those in ``U`` whose revocation sequence number is at most ``W``; a revocation with a
+  higher number committed while the snapshot ran is treated as not yet happened.
+
+**Coverage rule.** ``coverage_until = build time − the policy's notBefore backdating − 1 s``.
+A certificate issued after the snapshot carries ``notBefore = issue time − backdate``, so it can
+never fall inside the coverage of a filter that does not know it (the one case in which a filter
+answers arbitrarily).
+
+**Signing key.** Filters are signed by the *active issuing CA's key in the HSM* (``FleetCa``'s
+issuing signer), by reference, like CRLs. Every device already holds that CA certificate: each
+credential it verifies chains through it to the fleet root it trusts. A device accepts a filter
+whose signer key id (SHA-256 of the SPKI) names an issuing-CA certificate that it validated to
+its trust anchors (``fleetid.device.verifier``). After an issuing-CA rollover the next
+publication is a full filter signed by the new key; deltas never change signer.
+
+**Deltas.** Each delta is *cumulative*: its base is the current full filter. A device that
+holds the full filter and the latest delta is up to date, so a broadcast channel only has to keep
+two retained artefacts (``fleetid.revocation.channels``). The publisher rebases (publishes a new
+full filter) when there is none, when the signer changed, or when the delta has grown past
+``rebase_after`` revocations.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy import Connection, select
+
+from fleetid.authority.fleet_ca import FleetCa
+from fleetid.clock import Clock
+from fleetid.crypto.signer import Signer
+from fleetid.errors import PolicyError, StoreError
+from fleetid.revocation.filter import build_delta, build_filter, certificate_id
+from fleetid.revocation.filter_format import (
+    FilterHeader,
+    FilterKind,
+    key_id,
+    parse_filter,
+)
+from fleetid.store.repositories import Store
+from fleetid.store.schema import ca_keys, certificates, counters
+
+__all__ = [
+    "DELTA_FILE",
+    "FILTER_DIR",
+    "FULL_FILE",
+    "FilterPublisher",
+    "Population",
+    "PublishedFilter",
+    "filter_directory",
+    "snapshot",
+]
+
+FILTER_DIR: Final = Path("revocation") / "filter"
+FULL_FILE: Final = "full.fidf"
+DELTA_FILE: Final = "delta.fidf"
+_REVOCATION_COUNTER: Final = "revocation"
+_COVERAGE_MARGIN: Final = timedelta(seconds=1)
+
+
+def filter_directory(data_dir: Path) -> Path:
+    """Where an authority keeps its current full filter and delta (the HTTP route serves it)."""
+    return data_dir / FILTER_DIR
+
+
+@dataclass(frozen=True, kw_only=True)
+class Population:
+    """What one snapshot of the store says, as filter keys (16-byte certificate ids)."""
+
+    watermark: int
+    coverage_until: datetime
+    built_at: datetime
+    revoked: list[bytes]
+    valid: list[bytes]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishedFilter:
+    """One signed artefact and the facts an operator (or a channel) needs about it."""
+
+    data: bytes
+    header: FilterHeader
+
+    @property
+    def kind(self) -> FilterKind:
+        return self.header.kind
+
+    @property
+    def watermark(self) -> int:
+        return self.header.watermark
+
+
+def snapshot(
+    store: Store, *, now: datetime, coverage_until: datetime, base: FilterHeader | None = None
+) -> Population:
+    """The population at the current watermark, in one transaction.
+
+    With ``base`` (the full filter a delta follows), ``revoked`` holds only what the delta must
+    encode: revoked after ``base``'s watermark, or issued after ``base``'s coverage.
+    """
+    with _read_transaction(store) as connection:
+        watermark = connection.execute(
+            select(counters.c.value).where(counters.c.name == _REVOCATION_COUNTER)
+        ).scalar_one_or_none()
+        if watermark is None:
+            raise StoreError("the revocation counter is missing: the schema is not migrated")
+        issuer_key_ids = dict(
+            connection.execute(select(ca_keys.c.id, ca_keys.c.subject_key_id)).tuples().all()
+        )
+        rows = connection.execute(
+            select(
+                certificates.c.serial,
+                certificates.c.issuer_id,
+                certificates.c.not_before,
+                certificates.c.not_after,
+                certificates.c.revocation_seq,
+            ).where(certificates.c.not_before <= coverage_until)
+        ).all()
+    revoked: list[bytes] = []
+    valid: list[bytes] = []
+    for serial, issuer_id, not_before, not_after, sequence in rows:
+        is_revoked = sequence is not None and sequence <= watermark
+        if not is_revoked and not_after <= now:
+            continue  # expired and unrevoked: outside U
+        cid = certificate_id(issuer_key_ids[issuer_id], int(serial, 16))
+        if not is_revoked:
+            valid.append(cid)
+        elif base is None or sequence > base.watermark or not_before > base.coverage_until:
+            revoked.append(cid)
+    return Population(
+        watermark=int(watermark),
+        coverage_until=coverage_until,
+        built_at=now,
+        revoked=revoked,
+        valid=valid,
+    )
+
+
+@contextmanager
+def _read_transaction(store: Store) -> Iterator[Connection]:
+    """One consistent read: SQLite holds its shared lock from the first read (an explicit
+    ``BEGIN``; Python's sqlite3 would otherwise run each SELECT on its own); PostgreSQL reads
+    one REPEATABLE READ snapshot."""
+    with store.engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        yield connection  # autobegun by the first statement; rolled back on close (reads only)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class FilterPublisher:
+    """Builds and keeps the current full filter and cumulative delta of one authority.
+
+    With ``directory`` the two artefacts are also written there (atomically), where
+    ``fleetid filter publish`` and the ``/revocation/filter`` route find them.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        signer: Signer,
+        *,
+        clock: Clock,
+        backdate: timedelta,
+        directory: Path | None = None,
+        rebase_after: int = 10_000,
+    ) -> None:
+        self._store = store
+        self._signer = signer
+        self._clock = clock
+        self._backdate = backdate
+        self._directory = directory
+        self._rebase_after = rebase_after
+        self._full: bytes | None = None
+        self._delta: bytes | None = None
+        if directory is not None:
+            full, delta = directory / FULL_FILE, directory / DELTA_FILE
+            self._full = full.read_bytes() if full.exists() else None
+            self._delta = delta.read_bytes() if delta.exists() and self._full else None
+
+    @classmethod
+    def for_ca(
+        cls, ca: FleetCa, *, directory: Path | None = None, rebase_after: int = 10_000
+    ) -> FilterPublisher:
+        """The publisher of ``ca``: its store, its issuing key, its clock and backdating."""
+        return cls(
+            ca.store,
+            ca.issuing.signer,
+            clock=ca.clock,
+            backdate=ca.settings.policy.backdate,
+            directory=directory,
+            rebase_after=rebase_after,
+        )
+
+    def use_signer(self, signer: Signer) -> None:
+        """After an issuing-CA rollover: the next publication is a full filter under ``signer``."""
+        self._signer = signer
+
+    @property
+    def full(self) -> bytes | None:
+        """The current full filter, if one was published."""
+        return self._full
+
+    @property
+    def delta(self) -> bytes | None:
+        """The current cumulative delta (its base is ``full``), if one was published."""
+        return self._delta
+
+    def coverage_until(self, now: datetime) -> datetime:
+        """The coverage rule: before any notBefore a certificate issued after ``now`` can carry."""
+        return now - self._backdate - _COVERAGE_MARGIN
+
+    def publish_full(self) -> PublishedFilter:
+        """A new full filter at the current watermark; the delta starts again from it."""
+        now = self._clock.now()
+        population = snapshot(self._store, now=now, coverage_until=self.coverage_until(now))
+        self._check_forward(population.watermark, population.coverage_until)
+        data = build_filter(
+            population.revoked,
+            population.valid,
+            watermark=population.watermark,
+            coverage_until=population.coverage_until,
+            signer=self._signer,
+        )
+        self._full, self._delta = data, None
+        if self._directory is not None:
+            (self._directory / DELTA_FILE).unlink(missing_ok=True)
+            _write_atomic(self._directory / FULL_FILE, data)
+        return PublishedFilter(data=data, header=parse_filter(data).header)
+
+    def publish_delta(self) -> PublishedFilter:
+        """A cumulative delta over the current full filter, at the current watermark."""
+        if self._full is None:
+            raise PolicyError("no full filter published yet: publish a full filter first")
+        base = parse_filter(self._full).header
+        if base.signer_key_id != key_id(self._signer.public_key()):
+            raise PolicyError("the signer changed since the full filter: publish a full filter")
+        now = self._clock.now()
+        population = snapshot(
+            self._store, now=now, coverage_until=self.coverage_until(now), base=base
+        )
+        self._check_forward(population.watermark, population.coverage_until)
+        data = build_delta(
+            population.revoked,
+            population.valid,
+            base=self._full,
+            watermark=population.watermark,
+            coverage_until=population.coverage_until,
+            signer=self._signer,
+        )
+        self._delta = data
+        if self._directory is not None:
+            _write_atomic(self._directory / DELTA_FILE, data)
+        return PublishedFilter(data=data, header=parse_filter(data).header)
+
+    def publish(self) -> PublishedFilter:
+        """A delta when one can follow the current full filter, otherwise a new full filter."""
+        if self._full is None:
+            return self.publish_full()
+        base = parse_filter(self._full).header
+        if base.signer_key_id != key_id(self._signer.public_key()):
+            return self.publish_full()
+        with self._store.transaction() as tx:
+            pending = len(tx.certificates.revoked_since(base.watermark, limit=self._rebase_after))
+        if pending >= self._rebase_after:
+            return self.publish_full()
+        return self.publish_delta()
+
+    def _check_forward(self, watermark: int, coverage_until: datetime) -> None:
+        head = self._delta or self._full
+        if head is None:
+            return
+        header = parse_filter(head).header
+        if watermark < header.watermark or coverage_until < header.coverage_until:
+            raise PolicyError(
+                f"the store is at watermark {watermark}, behind the published {header.watermark}"
+            )
