@@ -174,7 +174,8 @@ def test_token_enrolment_issues_a_profiled_certificate(client: AsgiClient, ca: F
         (AuthorityInformationAccessOID.OCSP, f"{BASE}/ocsp")
     ]
     cdp = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    assert cdp[0].full_name[0].value == f"{BASE}/crl/issuing-1.crl"
+    shard = certificate.serial_number % 16
+    assert cdp[0].full_name[0].value == f"{BASE}/crl/issuing-1/{shard}.crl"
     eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert certificate.not_valid_after_utc - ca.clock.now() == timedelta(days=7)

@@ -13,7 +13,8 @@ the KEK under split custody instead.
 
 End-entity certificates (RFC 5280 §4.2) carry an authorityInfoAccess OCSP URL (§4.2.2.1) and a
 cRLDistributionPoints URL (§4.2.1.13) on the server that issued them (``Settings.base_url``):
-``OCSP_PATH`` and ``crl_path(generation)``. The revocation issue serves those paths.
+``OCSP_PATH`` and ``crl_path(generation, crl_shard(serial))``, one CRL partition per shard
+(``fleetid.revocation.crl`` serves them).
 
 The TLS server certificate of ``fleetid serve`` comes from this PKI too. Its key is a software
 key in ``<data-dir>/ca/tls`` (mode 0600): TLS stacks (``ssl``, uvicorn) need the key in process.
@@ -55,10 +56,13 @@ from fleetid.store.schema import SERIAL_HEX_LENGTH, CaRole
 __all__ = [
     "ACTIVATION_FILE",
     "CA_DIR",
+    "CRL_SHARDS",
     "OCSP_PATH",
     "FleetCa",
     "IssuingCa",
     "crl_path",
+    "crl_shard",
+    "delta_crl_path",
     "new_serial",
 ]
 
@@ -71,9 +75,24 @@ _ROOT_CURVE: Final = "P-384"
 _ISSUING_CURVE: Final = "P-256"
 
 
-def crl_path(generation: int) -> str:
-    """The CRL of issuing-CA generation ``generation``, relative to the authority's base URL."""
-    return f"/crl/issuing-{generation}.crl"
+# CRL partitions per issuing-CA generation (the Let's Encrypt model): a certificate's shard is
+# fixed by its serial and written into its CRL distribution point, so no CRL grows without bound.
+CRL_SHARDS: Final = 16
+
+
+def crl_shard(serial_number: int) -> int:
+    """The CRL partition of a certificate: its serial number modulo ``CRL_SHARDS``."""
+    return serial_number % CRL_SHARDS
+
+
+def crl_path(generation: int, shard: int) -> str:
+    """Shard ``shard``'s full CRL of issuing-CA generation ``generation`` (relative to base URL)."""
+    return f"/crl/issuing-{generation}/{shard}.crl"
+
+
+def delta_crl_path(generation: int, shard: int) -> str:
+    """The shard's delta CRL (RFC 5280 §5.2.4), named by its full CRL's freshestCRL (§5.2.6)."""
+    return f"/crl/issuing-{generation}/{shard}-delta.crl"
 
 
 def new_serial() -> int:
@@ -304,7 +323,8 @@ class FleetCa:
                         x509.DistributionPoint(
                             full_name=[
                                 x509.UniformResourceIdentifier(
-                                    base + crl_path(self.issuing.record.generation)
+                                    base
+                                    + crl_path(self.issuing.record.generation, crl_shard(serial))
                                 )
                             ],
                             relative_name=None,
