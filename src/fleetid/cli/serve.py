@@ -4,6 +4,10 @@
 ``--https ADDR:PORT`` serves TLS with a server certificate from the fleet PKI
 (``FleetCa.tls_server_files``), for the host named in ADDR. Both listeners run in one process and
 one event loop, sharing one app.
+
+``--workers N`` (N > 1, one listener) runs N uvicorn worker processes on the listener instead; each
+opens the CA and the database itself (``worker_app``). All issuance state is in the database, so
+the workers need nothing else in common; on SQLite they take turns writing (WAL, busy timeout).
 """
 
 from __future__ import annotations
@@ -11,10 +15,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["register", "worker_app"]
+
+# How the parent hands the listener to worker processes (uvicorn imports ``worker_app`` there).
+_WORKER_ENV: Final = "FLEETID_SERVE_WORKER"
 
 
 def register(subparsers: Any) -> None:
@@ -28,6 +40,13 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="HOST",
         help="extra DNS name or IP for the TLS certificate (repeatable)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes (N > 1 needs exactly one of --http, --https)",
     )
     parser.set_defaults(func=_serve)
 
@@ -56,7 +75,11 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError("give --http 127.0.0.1:PORT, --https ADDR:PORT, or both")
     if http is not None and not _is_loopback(http.host):
         raise ConfigError(f"plain HTTP is served on loopback only, not {http.host}")
+    if args.workers < 1:
+        raise ConfigError("--workers is at least 1")
     settings = Settings.load(args.data_dir, http=http, https=https)
+    if args.workers > 1:
+        return _serve_workers(args, settings)
     clock = SystemClock()
     ca = FleetCa.open(settings, clock=clock)
     app = create_app(settings, clock=clock, ca=ca)
@@ -86,4 +109,60 @@ def _serve(args: argparse.Namespace) -> int:
         asyncio.run(run())
     finally:
         ca.close()
+    return 0
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process (``--workers``): settings from the parent's environment."""
+    from fleetid.api import create_app
+    from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.clock import SystemClock
+    from fleetid.config import Settings, parse_listen
+
+    spec = json.loads(os.environ[_WORKER_ENV])
+    settings = Settings.load(
+        Path(spec["data_dir"]),
+        http=parse_listen(spec["http"]) if spec["http"] else None,
+        https=parse_listen(spec["https"]) if spec["https"] else None,
+    )
+    clock = SystemClock()
+    return create_app(settings, clock=clock, ca=FleetCa.open(settings, clock=clock))
+
+
+def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
+    import uvicorn
+
+    from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.clock import SystemClock
+    from fleetid.errors import ConfigError
+
+    http, https = settings.http, settings.https
+    if (http is None) == (https is None):
+        raise ConfigError("--workers serves one listener: give --http or --https, not both")
+    listen = http or https
+    tls: dict[str, str] = {}
+    ca = FleetCa.open(settings, clock=SystemClock())  # migrates once, before the workers start
+    try:
+        if https is not None:
+            cert_file, key_file = ca.tls_server_files([https.host, *args.tls_name])
+            tls = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)}
+    finally:
+        ca.close()
+    os.environ[_WORKER_ENV] = json.dumps(
+        {
+            "data_dir": str(settings.data_dir.resolve()),
+            "http": None if http is None else str(http),
+            "https": None if https is None else str(https),
+        }
+    )
+    print(f"fleetid: serving on {listen} with {args.workers} workers", flush=True)
+    uvicorn.run(
+        "fleetid.cli.serve:worker_app",
+        factory=True,
+        host=listen.host,
+        port=listen.port,
+        workers=args.workers,
+        log_level="warning",
+        **tls,  # type: ignore[arg-type]
+    )
     return 0
