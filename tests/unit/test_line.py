@@ -93,6 +93,12 @@ def _assert_agreement(plant: Plant, line: ProvisioningLine, wafer: Wafer) -> Non
             assert entry.idevid is not None and chain[0] == entry.idevid
             assert entry.idevid.public_key() == entry.attestation_public_key
             assert client.get_public_key(0xF0).public_key == entry.attestation_public_key
+            # The canonical key on the card is the one recorded, attested for this serial.
+            canonical = client.get_public_key(line_module.CANONICAL_KEY_HANDLE).public_key
+            assert entry.canonical_public_key == canonical != entry.attestation_public_key
+            assert entry.canonical_attestation is not None
+            assert entry.canonical_attestation.public_key() == canonical
+            entry.canonical_attestation.verify_directly_issued_by(entry.idevid)
         else:
             assert entry.state in (UnitState.QUARANTINED, UnitState.DUPLICATE)
             assert client.life_cycle() is not CardLifeCycle.SECURED

@@ -10,10 +10,16 @@ Per unit, four steps (the seed's "line" pattern):
    Key-DEK. The host handles ciphertext, KCVs and session keys only: the SCP03 session keys come
    from the HSM's AES-CMAC (``HsmSessionKeys``), so no static key ever reaches this process.
 3. CERTIFIED: GENERATE the attestation key on the card (slot F0); the line CA (HSM) issues the
-   IEEE 802.1AR IDevID for its public key, serial in an RFC 4108 HardwareModuleName.
+   IEEE 802.1AR IDevID for its public key, serial in an RFC 4108 HardwareModuleName. GENERATE
+   the vehicle's canonical signing key too (slot ``CANONICAL_KEY_HANDLE``, sign only, never
+   exportable): the key an EA knows the vehicle by (ETSI TS 102 941 §6.2.3.2). The manifest
+   records its public key.
 4. SECURED: STORE DATA the IDevID chain, the manufacturer trust anchor and the firmware
    verification key; SET STATUS INITIALIZED then SECURED (GPCS §5.1.1): the card refuses
-   re-personalisation from then on.
+   re-personalisation from then on. Then the card ATTESTs the canonical key (its certificate
+   chains to the IDevID; the challenge is ``canonical_challenge(serial)``), and the manifest
+   records that certificate, so an EA can import the manufactured vehicles from the manifest and
+   check each canonical key against the manufacturer root itself.
 
 Durability. Steps 1-3 of a batch commit in one transaction, step 4 in another; each commit
 writes the manifest rows and their audit-log entries (with the serial) together, and the log
@@ -65,15 +71,17 @@ from fleetid.errors import (
 from fleetid.factory.auditlog import AuditEvent, AuditLog
 from fleetid.factory.ceremony import CeremonyRecord
 from fleetid.factory.manufacturer import certificate_fingerprint, issue_idevid
+from fleetid.formats.attestation import KeyUsage
 from fleetid.hsm.base import DerivedKey, Hsm, Scp03KeySet
 from fleetid.se.applets.manager import PersonalisationObject
 from fleetid.se.client import SecureElementClient, Transport
 from fleetid.se.scp03 import SessionKeys, aes_key_component
 from fleetid.se.state import CardLifeCycle, Curve
 from fleetid.store.manifest_table import line_manifest
-from fleetid.store.manifest_table import metadata as manifest_metadata
+from fleetid.store.migrate import ensure_schema
 
 __all__ = [
+    "CANONICAL_KEY_HANDLE",
     "CRASH_POINTS",
     "DEVICE_KVN",
     "CardSource",
@@ -85,11 +93,14 @@ __all__ = [
     "ProvisioningLine",
     "Step",
     "UnitState",
+    "canonical_challenge",
     "device_serial",
     "open_line",
 ]
 
 DEVICE_KVN: Final = 0x30
+#: The identity-applet slot of the vehicle's canonical key (docs/se-apdu.md: host handles 01-7F).
+CANONICAL_KEY_HANDLE: Final = 0x01
 CRASH_ENV: Final = "FLEETID_LINE_CRASH"
 CRASH_POINTS: Final = (
     "identified",  # CPLC read, nothing done to the card
@@ -147,6 +158,8 @@ class LineConfig:
     device_kvn: int = DEVICE_KVN
     security_level: int = 0x33  # C-MAC, C-DECRYPTION, R-MAC, R-ENCRYPTION (Amd D Table 7-6)
     attestation_curve: Curve = Curve.P256
+    #: The canonical key's curve: P-256 or brainpoolP256r1 (ETSI TS 103 097 §5 end-entity keys).
+    canonical_curve: Curve = Curve.P256
     batch_size: int = 64
 
 
@@ -163,6 +176,8 @@ class ManifestEntry:
     attestation_public_key: ec.EllipticCurvePublicKey | None
     idevid: x509.Certificate | None
     idevid_fingerprint: str | None
+    canonical_public_key: ec.EllipticCurvePublicKey | None = None
+    canonical_attestation: x509.Certificate | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,6 +224,12 @@ class ManifestReader:
 def device_serial(kdd: bytes) -> str:
     """The device serial: the CPLC-derived KDD in upper-case hex."""
     return kdd.hex().upper()
+
+
+def canonical_challenge(serial: str) -> bytes:
+    """The ATTEST challenge for a unit's canonical key: bound to its serial, so a certificate
+    cannot be moved to another manifest row (32 bytes, within ATTEST's 64)."""
+    return hashlib.sha256(b"fleetid canonical key\x00" + serial.encode()).digest()
 
 
 class HsmSessionKeys:
@@ -266,6 +287,8 @@ class _Unit:
     kcvs: bytes = b""
     attestation_key: ec.EllipticCurvePublicKey | None = None
     idevid: x509.Certificate | None = None
+    canonical_key: ec.EllipticCurvePublicKey | None = None
+    canonical_attestation: x509.Certificate | None = None
     client: SecureElementClient | None = None
     recorded: bool = False
     resumed: bool = False
@@ -301,7 +324,8 @@ class ProvisioningLine:
         enc, mac, dek = record.transport_labels
         self._transport = (enc, mac, dek)
         try:
-            manifest_metadata.create_all(engine)
+            # The manifest's shape is the Alembic head (revision 0002 added the canonical key).
+            ensure_schema(engine)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot create the line manifest table: {exc}") from exc
 
@@ -408,6 +432,7 @@ class ProvisioningLine:
             item.step = max(item.row.step, Step.IDENTIFIED)
             item.attestation_key = item.row.attestation_public_key
             item.idevid = item.row.idevid
+            item.canonical_key = item.row.canonical_public_key
         else:
             item.events.append(
                 AuditEvent(
@@ -516,6 +541,7 @@ class ProvisioningLine:
         except SecureElementError as exc:
             raise _Quarantine(Step.INJECTED, f"attestation key generation failed: {exc}") from exc
         self._crash("after-generate")
+        canonical_key = self._generate_canonical(item, client)
         try:
             idevid = issue_idevid(
                 line_ca=self._record.line_ca_certificate,
@@ -530,6 +556,7 @@ class ProvisioningLine:
             raise _Quarantine(Step.INJECTED, f"IDevID issuance failed: {exc}") from exc
         self._crash("after-issue")
         item.attestation_key = public_key
+        item.canonical_key = canonical_key
         item.idevid = idevid
         item.step = Step.CERTIFIED
         item.events.append(
@@ -541,10 +568,36 @@ class ProvisioningLine:
                     "idevid_sha256": certificate_fingerprint(idevid),
                     "certificate_serial": format(idevid.serial_number, "x"),
                     "attestation_spki_sha256": hashlib.sha256(_spki(public_key)).hexdigest(),
+                    "canonical_spki_sha256": hashlib.sha256(_spki(canonical_key)).hexdigest(),
                     "issuer": self._record.line_ca_label,
                 },
             )
         )
+
+    def _generate_canonical(
+        self, item: _Unit, client: SecureElementClient
+    ) -> ec.EllipticCurvePublicKey:
+        """GENERATE the canonical key; a resumed unit's unrecorded one is discarded first."""
+        if item.resumed and any(h == CANONICAL_KEY_HANDLE for h, _, _ in client.list_keys()):
+            client.delete_key(CANONICAL_KEY_HANDLE)  # never recorded: step 3 did not commit
+        try:
+            info = client.generate_key(
+                self._config.canonical_curve, KeyUsage.SIGN, handle=CANONICAL_KEY_HANDLE
+            )
+        except SecureElementError as exc:
+            raise _Quarantine(Step.INJECTED, f"canonical key generation failed: {exc}") from exc
+        return info.public_key
+
+    def _attest_canonical(self, item: _Unit, client: SecureElementClient) -> x509.Certificate:
+        """ATTEST the recorded canonical key; the card must still hold that very key."""
+        client.select_identity()
+        if item.canonical_key is None:
+            # Certified by a line without canonical keys, resumed here: make it now.
+            item.canonical_key = self._generate_canonical(item, client)
+        attestation = client.attest(CANONICAL_KEY_HANDLE, canonical_challenge(item.serial))
+        if attestation.public_key() != item.canonical_key:
+            raise VerificationError("the card attests another canonical key than the recorded one")
+        return attestation
 
     # --- step 4 -------------------------------------------------------------------------------
 
@@ -584,6 +637,7 @@ class ProvisioningLine:
                 client.set_status(CardLifeCycle.INITIALIZED)
             client.set_status(CardLifeCycle.SECURED)
             self._crash("after-set-status")
+        item.canonical_attestation = self._attest_canonical(item, client)
         item.step = Step.SECURED
         item.outcome = UnitState.SECURED
         item.events.append(
@@ -601,6 +655,9 @@ class ProvisioningLine:
                     "firmware_key_spki_sha256": hashlib.sha256(
                         _spki(self._firmware_key)
                     ).hexdigest(),
+                    "canonical_attestation_sha256": certificate_fingerprint(
+                        item.canonical_attestation
+                    ),
                 },
             )
         )
@@ -710,6 +767,12 @@ class ProvisioningLine:
         if item.idevid is not None:
             values["idevid"] = item.idevid.public_bytes(serialization.Encoding.DER)
             values["idevid_fingerprint"] = certificate_fingerprint(item.idevid)
+        if item.canonical_key is not None:
+            values["canonical_public_key"] = _spki(item.canonical_key)
+        if item.canonical_attestation is not None:
+            values["canonical_attestation"] = item.canonical_attestation.public_bytes(
+                serialization.Encoding.DER
+            )
         return values
 
     def _write_rows(self, conn: Connection, items: list[_Unit], now: str) -> None:
@@ -779,14 +842,22 @@ def _timestamp(when: datetime) -> str:
     return when.isoformat()
 
 
+def _ec_key(unit: str, der: bytes | None, what: str) -> ec.EllipticCurvePublicKey | None:
+    if der is None:
+        return None
+    loaded = serialization.load_der_public_key(bytes(der))
+    if not isinstance(loaded, ec.EllipticCurvePublicKey):
+        raise StoreError(f"unit {unit}: {what} is not EC")
+    return loaded
+
+
+def _certificate(der: bytes | None) -> x509.Certificate | None:
+    return None if der is None else x509.load_der_x509_certificate(bytes(der))
+
+
 def _entry(row: Any) -> ManifestEntry:
-    public = None
-    if row.attestation_public_key is not None:
-        loaded = serialization.load_der_public_key(bytes(row.attestation_public_key))
-        if not isinstance(loaded, ec.EllipticCurvePublicKey):
-            raise StoreError(f"unit {row.unit}: attestation key is not EC")
-        public = loaded
-    idevid = None if row.idevid is None else x509.load_der_x509_certificate(bytes(row.idevid))
+    public = _ec_key(row.unit, row.attestation_public_key, "attestation key")
+    idevid = _certificate(row.idevid)
     return ManifestEntry(
         unit=row.unit,
         serial=row.serial,
@@ -797,4 +868,6 @@ def _entry(row: Any) -> ManifestEntry:
         attestation_public_key=public,
         idevid=idevid,
         idevid_fingerprint=row.idevid_fingerprint,
+        canonical_public_key=_ec_key(row.unit, row.canonical_public_key, "canonical key"),
+        canonical_attestation=_certificate(row.canonical_attestation),
     )

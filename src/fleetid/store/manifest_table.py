@@ -40,6 +40,10 @@ line_manifest = Table(
     Column("attestation_public_key", LargeBinary, nullable=True),  # DER SubjectPublicKeyInfo
     Column("idevid_fingerprint", String(64), nullable=True),  # SHA-256 of the DER certificate
     Column("idevid", LargeBinary, nullable=True),  # DER certificate
+    # The vehicle's canonical key (ETSI TS 102 941 §6.2.3.2), generated on the card during
+    # personalisation, and the card's ATTEST certificate over it (revision 0002).
+    Column("canonical_public_key", LargeBinary, nullable=True),  # DER SubjectPublicKeyInfo
+    Column("canonical_attestation", LargeBinary, nullable=True),  # DER certificate
     Column("updated_at", String(40), nullable=False),
 )
 Index(

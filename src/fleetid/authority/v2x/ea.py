@@ -165,6 +165,14 @@ class EnrolmentAuthority:
         self.register_canonical_key(its_id, key)
         return key
 
+    def is_registered(self, its_id: bytes) -> bool:
+        """Whether a canonical key (active or not) is on record for ``its_id``."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(ea_canonical_keys.c.its_id).where(ea_canonical_keys.c.its_id == its_id)
+            ).first()
+        return row is not None
+
     def revoke_vehicle(self, its_id: bytes) -> int:
         """Revoke every EC of a vehicle and its canonical key; returns the ECs revoked."""
         with self._engine.begin() as conn:
