@@ -8,6 +8,7 @@ from fleetid import __version__
 from fleetid.api import est
 from fleetid.api.errors import install_error_handlers
 from fleetid.api.routes import enrol
+from fleetid.api.routes import filter as filter_routes
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.lifecycle import lifecycle_service
 from fleetid.clock import Clock, SystemClock
@@ -33,6 +34,8 @@ def create_app(
     app.include_router(est.router)
     # EST plus attestation-gated enrolment, refresh/re-key proofs and release (/enrol/...).
     enrol.install(app, lifecycle_service(ca))
+    # The signed offline revocation filter (GET /revocation/filter/{full,delta}).
+    filter_routes.install(app)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:

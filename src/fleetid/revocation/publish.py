@@ -1,7 +1,7 @@
 """Publishing the offline filter: a signed full or delta filter built from the store at a watermark.
 
-One snapshot (one read transaction) gives the registry watermark ``W`` (the revocation counter)
-and the population the builder needs (``docs/revocation-filter.md``):
+The registry (``fleetid.revocation.registry``) gives the watermark ``W`` and the population the
+builder needs (``docs/revocation-filter.md``), streamed in chunks:
 
 * ``U``: every certificate with ``notBefore ≤ coverage_until`` and ``notAfter`` after the build
   time (expired certificates are left out; a verifier rejects them on expiry first);
@@ -31,19 +31,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import Connection, select
-
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.clock import Clock
 from fleetid.crypto.signer import Signer
-from fleetid.errors import PolicyError, StoreError
+from fleetid.errors import PolicyError
 from fleetid.revocation.filter import build_delta, build_filter, certificate_id
 from fleetid.revocation.filter_format import (
     FilterHeader,
@@ -51,8 +47,8 @@ from fleetid.revocation.filter_format import (
     key_id,
     parse_filter,
 )
+from fleetid.revocation.registry import RevocationRegistry
 from fleetid.store.repositories import Store
-from fleetid.store.schema import ca_keys, certificates, counters
 
 __all__ = [
     "DELTA_FILE",
@@ -68,7 +64,6 @@ __all__ = [
 FILTER_DIR: Final = Path("revocation") / "filter"
 FULL_FILE: Final = "full.fidf"
 DELTA_FILE: Final = "delta.fidf"
-_REVOCATION_COUNTER: Final = "revocation"
 _COVERAGE_MARGIN: Final = timedelta(seconds=1)
 
 
@@ -105,62 +100,50 @@ class PublishedFilter:
 
 
 def snapshot(
-    store: Store, *, now: datetime, coverage_until: datetime, base: FilterHeader | None = None
+    registry: RevocationRegistry,
+    *,
+    now: datetime,
+    coverage_until: datetime,
+    backdate: timedelta,
+    base: FilterHeader | None = None,
 ) -> Population:
-    """The population at the current watermark, in one transaction.
+    """The population at the current watermark, streamed from the registry.
 
-    With ``base`` (the full filter a delta follows), ``revoked`` holds only what the delta must
-    encode: revoked after ``base``'s watermark, or issued after ``base``'s coverage.
+    The registry selects by issuance time; a certificate's notBefore (what a verifier compares
+    with the coverage) is its issuance time less ``backdate``, so the population is everything
+    issued up to ``coverage_until + backdate``. With ``base`` (the full filter a delta follows),
+    ``revoked`` holds only what the delta must encode: revoked after ``base``'s watermark, or
+    issued after ``base``'s coverage.
     """
-    with _read_transaction(store) as connection:
-        watermark = connection.execute(
-            select(counters.c.value).where(counters.c.name == _REVOCATION_COUNTER)
-        ).scalar_one_or_none()
-        if watermark is None:
-            raise StoreError("the revocation counter is missing: the schema is not migrated")
-        issuer_key_ids = dict(
-            connection.execute(select(ca_keys.c.id, ca_keys.c.subject_key_id)).tuples().all()
-        )
-        rows = connection.execute(
-            select(
-                certificates.c.serial,
-                certificates.c.issuer_id,
-                certificates.c.not_before,
-                certificates.c.not_after,
-                certificates.c.revocation_seq,
-            ).where(certificates.c.not_before <= coverage_until)
-        ).all()
+    watermark = registry.watermark()
+    since_base: set[bytes] = set()
+    base_issued_until: datetime | None = None
+    if base is not None:
+        key_ids = {issuer.id: issuer.subject_key_id for issuer in registry.issuers()}
+        since_base = {
+            certificate_id(key_ids[entry.issuer_id], entry.serial_number)
+            for entry in registry.changes(base.watermark, watermark)
+        }
+        base_issued_until = base.coverage_until + backdate
     revoked: list[bytes] = []
     valid: list[bytes] = []
-    for serial, issuer_id, not_before, not_after, sequence in rows:
-        is_revoked = sequence is not None and sequence <= watermark
-        if not is_revoked and not_after <= now:
-            continue  # expired and unrevoked: outside U
-        cid = certificate_id(issuer_key_ids[issuer_id], int(serial, 16))
-        if not is_revoked:
-            valid.append(cid)
-        elif base is None or sequence > base.watermark or not_before > base.coverage_until:
-            revoked.append(cid)
+    for chunk in registry.population(
+        watermark=watermark, issued_until=coverage_until + backdate, unexpired_at=now
+    ):
+        for cid, issued_at, is_revoked in zip(
+            chunk.certificate_ids, chunk.issued_at, chunk.revoked, strict=True
+        ):
+            if not is_revoked:
+                valid.append(cid)
+            elif base_issued_until is None or cid in since_base or issued_at > base_issued_until:
+                revoked.append(cid)
     return Population(
-        watermark=int(watermark),
+        watermark=watermark,
         coverage_until=coverage_until,
         built_at=now,
         revoked=revoked,
         valid=valid,
     )
-
-
-@contextmanager
-def _read_transaction(store: Store) -> Iterator[Connection]:
-    """One consistent read: SQLite holds its shared lock from the first read (an explicit
-    ``BEGIN``; Python's sqlite3 would otherwise run each SELECT on its own); PostgreSQL reads
-    one REPEATABLE READ snapshot."""
-    with store.engine.connect() as connection:
-        if connection.dialect.name == "sqlite":
-            connection.exec_driver_sql("BEGIN")
-        else:
-            connection = connection.execution_options(isolation_level="REPEATABLE READ")
-        yield connection  # autobegun by the first statement; rolled back on close (reads only)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -192,7 +175,7 @@ class FilterPublisher:
         directory: Path | None = None,
         rebase_after: int = 10_000,
     ) -> None:
-        self._store = store
+        self._registry = RevocationRegistry(store)
         self._signer = signer
         self._clock = clock
         self._backdate = backdate
@@ -240,7 +223,12 @@ class FilterPublisher:
     def publish_full(self) -> PublishedFilter:
         """A new full filter at the current watermark; the delta starts again from it."""
         now = self._clock.now()
-        population = snapshot(self._store, now=now, coverage_until=self.coverage_until(now))
+        population = snapshot(
+            self._registry,
+            now=now,
+            coverage_until=self.coverage_until(now),
+            backdate=self._backdate,
+        )
         self._check_forward(population.watermark, population.coverage_until)
         data = build_filter(
             population.revoked,
@@ -264,7 +252,11 @@ class FilterPublisher:
             raise PolicyError("the signer changed since the full filter: publish a full filter")
         now = self._clock.now()
         population = snapshot(
-            self._store, now=now, coverage_until=self.coverage_until(now), base=base
+            self._registry,
+            now=now,
+            coverage_until=self.coverage_until(now),
+            backdate=self._backdate,
+            base=base,
         )
         self._check_forward(population.watermark, population.coverage_until)
         data = build_delta(
@@ -287,8 +279,7 @@ class FilterPublisher:
         base = parse_filter(self._full).header
         if base.signer_key_id != key_id(self._signer.public_key()):
             return self.publish_full()
-        with self._store.transaction() as tx:
-            pending = len(tx.certificates.revoked_since(base.watermark, limit=self._rebase_after))
+        pending = sum(1 for _ in self._registry.changes(base.watermark, self._registry.watermark()))
         if pending >= self._rebase_after:
             return self.publish_full()
         return self.publish_delta()
