@@ -7,12 +7,14 @@ from fastapi import FastAPI
 from fleetid import __version__
 from fleetid.api import est
 from fleetid.api.errors import install_error_handlers
-from fleetid.api.routes import enrol
+from fleetid.api.routes import crl, enrol, ocsp
 from fleetid.api.routes import filter as filter_routes
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.lifecycle import lifecycle_service
 from fleetid.clock import Clock, SystemClock
 from fleetid.config import Settings
+from fleetid.revocation.crl import publisher_for
+from fleetid.revocation.ocsp import responder_for
 
 __all__ = ["create_app"]
 
@@ -34,6 +36,10 @@ def create_app(
     app.include_router(est.router)
     # EST plus attestation-gated enrolment, refresh/re-key proofs and release (/enrol/...).
     enrol.install(app, lifecycle_service(ca))
+    # Revocation: OCSP (/ocsp) and the CRL distribution points certificates name (/crl/...).
+    crl_publisher = publisher_for(ca)
+    ocsp.install(app, responder_for(ca), clock, background=crl.scheduled(crl_publisher))
+    crl.install(app, crl_publisher, clock)
     # The signed offline revocation filter (GET /revocation/filter/{full,delta}).
     filter_routes.install(app)
 

@@ -20,6 +20,7 @@ The publishers' API (read-only; none of it takes a write lock):
 * :meth:`RevocationRegistry.revoked` — the revoked set at a watermark, streamed (full CRLs);
 * :meth:`RevocationRegistry.changes` — revocations with ``since < sequence ≤ until`` (deltas,
   OCSP re-signing);
+* :meth:`RevocationRegistry.unexpired` — one issuer's unexpired serials (OCSP pre-signing);
 * :meth:`RevocationRegistry.population` — every unexpired certificate issued up to a time, as
   16-byte ``fleetid.revocation.filter.certificate_id`` keys with issued-at and the revoked flag at
   a watermark, in chunks (the filter builder; 10 M rows stream in bounded memory).
@@ -310,6 +311,31 @@ class RevocationRegistry:
             if len(rows) < chunk_size:
                 return
             last = rows[-1].revocation_seq
+
+    def unexpired(
+        self, issuer_id: int, *, unexpired_at: datetime, chunk_size: int = _DEFAULT_CHUNK
+    ) -> Iterator[int]:
+        """The serial numbers of ``issuer_id``'s certificates unexpired at ``unexpired_at``
+        (what an OCSP responder pre-signs), in issuance order.
+        """
+        last = 0
+        while True:
+            with self._engine.connect() as c:
+                rows = c.execute(
+                    select(certificates.c.id, certificates.c.serial)
+                    .where(
+                        certificates.c.id > last,
+                        certificates.c.issuer_id == issuer_id,
+                        certificates.c.not_after > unexpired_at,
+                    )
+                    .order_by(certificates.c.id)
+                    .limit(chunk_size)
+                ).all()
+            for row in rows:
+                yield int(row.serial, 16)
+            if len(rows) < chunk_size:
+                return
+            last = rows[-1].id
 
     def population(
         self,

@@ -1,0 +1,66 @@
+"""CRL distribution points: ``GET /crl/issuing-{generation}/{shard}.crl`` and
+``…/{shard}-delta.crl``, the URLs written into certificates (``fleetid.authority.fleet_ca``).
+
+Answers ``application/pkix-crl`` (RFC 2585 §4.2) DER with RFC 9111 caching headers (ETag,
+Last-Modified, Expires, ``Cache-Control: public, max-age`` never past nextUpdate); a matching
+``If-None-Match`` gets 304. ``fleetid.revocation.crl.CrlPublisher`` decides what is current.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Final
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from fleetid.clock import Clock
+from fleetid.errors import NotFoundError
+from fleetid.revocation.crl import CRL_MEDIA_TYPE, CrlKind, CrlPublisher, http_headers
+
+__all__ = ["install", "router", "scheduled"]
+
+_NAME: Final = re.compile(r"^(?P<shard>[0-9]{1,4})(?P<delta>-delta)?\.crl$")
+
+router = APIRouter(tags=["revocation: CRLs (RFC 5280)"])
+
+
+@router.get(
+    "/crl/issuing-{generation}/{name}",
+    response_class=Response,
+    responses={200: {"content": {CRL_MEDIA_TYPE: {}}}, 304: {}, 404: {}},
+)
+async def get_crl(generation: int, name: str, request: Request) -> Response:
+    """A shard's full CRL (``{shard}.crl``) or delta CRL (``{shard}-delta.crl``)."""
+    match = _NAME.match(name)
+    if match is None:
+        raise NotFoundError(f"no CRL named {name!r}")
+    kind = CrlKind.DELTA if match["delta"] else CrlKind.FULL
+    publisher: CrlPublisher = request.app.state.crl_publisher
+    clock: Clock = request.app.state.crl_clock
+    publication = await run_in_threadpool(publisher.current, generation, int(match["shard"]), kind)
+    headers = http_headers(publication, clock.now(), publisher.policy)
+    if publication.etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(publication.der, media_type=CRL_MEDIA_TYPE, headers=headers)
+
+
+def scheduled(publisher: CrlPublisher, every: float = 30.0) -> Callable[[], None]:
+    """A callable for a background loop: ``publisher.publish()`` at most every ``every`` s."""
+    last = [-every]
+
+    def tick() -> None:
+        if time.monotonic() - last[0] >= every:
+            last[0] = time.monotonic()
+            publisher.publish()
+
+    return tick
+
+
+def install(app: FastAPI, publisher: CrlPublisher, clock: Clock) -> None:
+    """Serve ``publisher``'s CRLs from ``app``."""
+    app.state.crl_publisher = publisher
+    app.state.crl_clock = clock
+    app.include_router(router)

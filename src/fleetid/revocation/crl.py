@@ -1,0 +1,564 @@
+"""X.509 CRLs for intermittently connected devices: sharded full CRLs plus delta CRLs (RFC 5280).
+
+Every end-entity certificate names, in its cRLDistributionPoints (§4.2.1.13), the CRL of its
+*shard* (``fleetid.authority.fleet_ca.crl_shard``: serial mod ``CRL_SHARDS``), the Let's Encrypt
+model: no CRL grows beyond its share of the fleet. For each issuing-CA generation and shard the
+publisher keeps one CRL number sequence (§5.2.3) shared by the full and the delta CRLs (§5.2.4):
+
+* a **full CRL** lists every unexpired certificate of the shard revoked at the registry watermark
+  it covers. It carries its CRL number, a critical issuingDistributionPoint (§5.2.5) whose
+  ``fullName`` is the shard's URL with ``onlyContainsUserCerts``, the issuer's
+  authorityKeyIdentifier (§5.2.1), and a freshestCRL extension (§5.2.6) naming the delta URL;
+* a **delta CRL** carries a critical deltaCRLIndicator whose BaseCRLNumber is the *oldest full
+  CRL still inside the delta window* (§5.2.4 lets a delta be applied to any complete CRL
+  numbered at or above its base), the same issuingDistributionPoint, and every revocation since
+  that base's watermark. A device holding any full CRL from the window downloads only the delta;
+  one further behind downloads the full shard (``fleetid.device.crl_client``).
+
+Reason codes (§5.3.1) are written except ``unspecified``, which RFC 5280 says to leave out. Each
+CRL also carries the registry watermark it covers in a private, non-critical extension
+(``WATERMARK_OID``, an INTEGER), so that it can be compared with the other channels.
+
+Publications are rows of ``crl_publications``; the HTTP route serves the newest full and delta of
+a shard from there with caching headers (``http_headers``). ``CrlPublisher.publish`` runs on a
+schedule in ``fleetid serve`` (a full CRL every ``full_interval``, a delta whenever the registry
+moves or every ``delta_interval``); ``fleetid crl publish`` forces both at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import format_datetime
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ObjectIdentifier
+from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from fleetid.authority.fleet_ca import CRL_SHARDS, FleetCa, crl_path, crl_shard, delta_crl_path
+from fleetid.clock import Clock
+from fleetid.config import PUBLIC_URL_ENV
+from fleetid.crypto.certsign import sign_crl
+from fleetid.crypto.signer import Signer
+from fleetid.errors import ConfigError, NotFoundError, StoreError
+from fleetid.revocation.registry import IssuerRecord, RevocationRegistry, RevokedEntry
+from fleetid.store.crl_table import crl_publications
+from fleetid.store.repositories import Store
+from fleetid.store.schema import certificates
+
+__all__ = [
+    "CRL_MEDIA_TYPE",
+    "WATERMARK_OID",
+    "CrlKind",
+    "CrlPolicy",
+    "CrlPublisher",
+    "Publication",
+    "crl_watermark",
+    "http_headers",
+    "publisher_for",
+]
+
+CRL_MEDIA_TYPE: Final = "application/pkix-crl"  # RFC 2585 §4.2
+# fleetid's private arc under the RFC 5612 documentation enterprise number (as SE_HW_TYPE is);
+# an operator replaces 32473 with its own enterprise number.
+WATERMARK_OID: Final = ObjectIdentifier("1.3.6.1.4.1.32473.1.5.1")
+
+_REASON_FLAGS: Final[Mapping[str, x509.ReasonFlags]] = {
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "cACompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "certificateHold": x509.ReasonFlags.certificate_hold,
+    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+    "aACompromise": x509.ReasonFlags.aa_compromise,
+}
+
+
+class CrlKind(enum.StrEnum):
+    FULL = "full"
+    DELTA = "delta"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrlPolicy:
+    """When CRLs are issued and how long they are valid.
+
+    A full CRL's nextUpdate covers the whole delta window, because a delta is applied to a
+    complete CRL that must itself still be current (RFC 5280 §6.3.3 (a)); freshness comes from
+    the delta, whose nextUpdate is short.
+    """
+
+    shards: int
+    full_interval: timedelta = timedelta(hours=24)
+    delta_interval: timedelta = timedelta(hours=1)
+    delta_window: timedelta = timedelta(days=7)
+    delta_validity: timedelta = timedelta(hours=2)
+    delta_max_age: timedelta = timedelta(seconds=60)  # HTTP caching of a delta
+
+    def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ValueError("at least one CRL shard")
+        if not self.delta_interval < self.delta_validity:
+            raise ValueError("a delta must stay valid past the next scheduled delta")
+        if self.full_interval > self.delta_window:
+            raise ValueError("the delta window must hold at least one full CRL")
+
+    @property
+    def full_validity(self) -> timedelta:
+        return self.delta_window + self.full_interval
+
+
+@dataclass(frozen=True, kw_only=True)
+class Publication:
+    """One published CRL (a row of ``crl_publications``)."""
+
+    issuer_id: int
+    shard: int
+    kind: CrlKind
+    crl_number: int
+    base_number: int | None
+    watermark: int
+    this_update: datetime
+    next_update: datetime
+    der: bytes = field(repr=False)
+
+    @property
+    def etag(self) -> str:
+        return '"' + hashlib.sha256(self.der).hexdigest()[:32] + '"'
+
+
+def crl_watermark(crl: x509.CertificateRevocationList) -> int:
+    """The registry watermark a fleetid CRL covers (its private extension)."""
+    try:
+        value = crl.extensions.get_extension_for_oid(WATERMARK_OID).value
+    except x509.ExtensionNotFound:
+        raise NotFoundError("the CRL carries no fleetid watermark") from None
+    assert isinstance(value, x509.UnrecognizedExtension)  # noqa: S101 - private OID
+    return _der_integer_value(value.value)
+
+
+def _der_integer(value: int) -> bytes:
+    body = value.to_bytes(value.bit_length() // 8 + 1, "big")  # X.690 §8.3: a sign bit of 0
+    return b"\x02" + bytes([len(body)]) + body
+
+
+def _der_integer_value(der: bytes) -> int:
+    if len(der) < 3 or der[0] != 0x02 or der[1] != len(der) - 2 or der[1] > 9:
+        raise StoreError("the CRL watermark is not a small DER INTEGER")
+    return int.from_bytes(der[2:], "big", signed=True)
+
+
+def http_headers(publication: Publication, now: datetime, policy: CrlPolicy) -> dict[str, str]:
+    """RFC 9111 caching headers for a CRL: validators plus a max-age that never outlives it.
+
+    A full CRL may be cached until the next scheduled full CRL; a delta only briefly
+    (``delta_max_age``), since a new one follows every revocation. Neither past nextUpdate.
+    """
+    remaining = max(0, int((publication.next_update - now).total_seconds()))
+    if publication.kind is CrlKind.FULL:
+        until_next = publication.this_update + policy.full_interval - now
+        max_age = min(remaining, max(0, int(until_next.total_seconds())))
+    else:
+        max_age = min(remaining, int(policy.delta_max_age.total_seconds()))
+    return {
+        "ETag": publication.etag,
+        "Last-Modified": format_datetime(publication.this_update, usegmt=True),
+        "Expires": format_datetime(publication.next_update, usegmt=True),
+        "Cache-Control": f"public, max-age={max_age}, no-transform",
+    }
+
+
+def _row_publication(row: Any) -> Publication:
+    return Publication(
+        issuer_id=row.issuer_id,
+        shard=row.shard,
+        kind=CrlKind(row.kind),
+        crl_number=row.crl_number,
+        base_number=row.base_number,
+        watermark=row.watermark,
+        this_update=row.this_update,
+        next_update=row.next_update,
+        der=bytes(row.der),
+    )
+
+
+def _due(last: Publication | None, now: datetime, interval: timedelta) -> bool:
+    return last is None or now >= last.this_update + interval
+
+
+@contextmanager
+def _begin(store: Store) -> Iterator[Connection]:
+    """One write transaction; on SQLite ``BEGIN IMMEDIATE`` (as ``Store.transaction``), so two
+    publishers (``fleetid serve`` and ``fleetid crl publish``) take CRL numbers one at a time.
+    A PostgreSQL race on the same number fails on the UNIQUE constraint instead.
+    """
+    try:
+        with store.engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield connection
+    except IntegrityError as exc:
+        raise StoreError(f"CRL publication conflict, publish again: {exc.orig}") from exc
+
+
+class CrlPublisher:
+    """Derives every shard's full and delta CRL from the registry and records them.
+
+    ``signer_for(issuer_id)`` gives the issuing CA's signer (its key stays in the HSM; CRLs are
+    signed by reference through ``fleetid.crypto.certsign.sign_crl``). ``url_for(generation,
+    shard, kind)`` gives the absolute URL of a shard's full or delta CRL, the one written into
+    certificates.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        registry: RevocationRegistry,
+        signer_for: Callable[[int], Signer],
+        url_for: Callable[[int, int, CrlKind], str],
+        shard_of: Callable[[int], int],
+        clock: Clock,
+        policy: CrlPolicy,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._signer_for = signer_for
+        self._url_for = url_for
+        self._shard_of = shard_of
+        self._clock = clock
+        self.policy = policy
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def latest(self, issuer_id: int, shard: int, kind: CrlKind) -> Publication | None:
+        with self._store.engine.connect() as c:
+            row = c.execute(
+                select(crl_publications)
+                .where(
+                    crl_publications.c.issuer_id == issuer_id,
+                    crl_publications.c.shard == shard,
+                    crl_publications.c.kind == str(kind),
+                )
+                .order_by(crl_publications.c.crl_number.desc())
+                .limit(1)
+            ).one_or_none()
+        return None if row is None else _row_publication(row)
+
+    def current(self, generation: int, shard: int, kind: CrlKind) -> Publication:
+        """What the distribution point serves; published first if nothing is yet."""
+        if not 0 <= shard < self.policy.shards:
+            raise NotFoundError(f"no CRL shard {shard}")
+        issuer = next((i for i in self._registry.issuers() if i.generation == generation), None)
+        if issuer is None:
+            raise NotFoundError(f"no issuing CA generation {generation}")
+        found = self.latest(issuer.id, shard, kind)
+        if found is None:
+            self.publish()
+            found = self.latest(issuer.id, shard, kind)
+        if found is None:  # pragma: no cover - publish() just wrote every shard
+            raise StoreError(f"no {kind} CRL for generation {generation} shard {shard}")
+        return found
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def publish(self, *, force: bool = False) -> list[Publication]:
+        """Publish what is due (``force``: a new full and delta CRL for every shard now).
+
+        Due: a full CRL when none exists or ``full_interval`` has passed since the last; a delta
+        when a full CRL was just published, when the registry recorded a revocation of that
+        shard since the last delta, or when ``delta_interval`` has passed.
+        """
+        now = self._clock.now()
+        watermark = self._registry.watermark()
+        done: list[Publication] = []
+        for issuer in self._registry.issuers():
+            if issuer.certificate.not_valid_after_utc <= now:
+                continue  # an expired CA's certificates are all expired: nothing to say
+            done.extend(self._publish_issuer(issuer, watermark, now, force=force))
+        return done
+
+    def _publish_issuer(
+        self, issuer: IssuerRecord, watermark: int, now: datetime, *, force: bool
+    ) -> list[Publication]:
+        shards = range(self.policy.shards)
+        fulls = {s: self.latest(issuer.id, s, CrlKind.FULL) for s in shards}
+        deltas = {s: self.latest(issuer.id, s, CrlKind.DELTA) for s in shards}
+        since = min((d.watermark if d else 0) for d in deltas.values())
+        moved: set[int] = set()
+        if since < watermark:
+            for entry in self._registry.changes(since, watermark, issuer_id=issuer.id):
+                shard = self._shard_of(entry.serial_number)
+                last = deltas[shard]
+                if last is None or entry.sequence > last.watermark:
+                    moved.add(shard)
+        full_due = {s for s in shards if force or _due(fulls[s], now, self.policy.full_interval)}
+        delta_due = {
+            s
+            for s in shards
+            if s in full_due or s in moved or _due(deltas[s], now, self.policy.delta_interval)
+        }
+        if not delta_due:
+            return []
+        entries: dict[int, list[RevokedEntry]] = defaultdict(list)
+        if full_due:
+            for entry in self._registry.revoked(watermark, issuer_id=issuer.id, unexpired_at=now):
+                entries[self._shard_of(entry.serial_number)].append(entry)
+        signer = self._signer_for(issuer.id)
+        certificate = issuer.certificate
+        done: list[Publication] = []
+        for shard in sorted(delta_due):
+            if shard in full_due:
+                done.append(
+                    self._write(
+                        issuer,
+                        shard,
+                        CrlKind.FULL,
+                        None,
+                        watermark,
+                        now,
+                        entries[shard],
+                        signer,
+                        certificate,
+                    )
+                )
+            base = self._delta_base(issuer.id, shard, now)
+            changes = [
+                e
+                for e in self._registry.changes(
+                    base.watermark, watermark, issuer_id=issuer.id, unexpired_at=now
+                )
+                if self._shard_of(e.serial_number) == shard
+            ]
+            done.append(
+                self._write(
+                    issuer,
+                    shard,
+                    CrlKind.DELTA,
+                    base,
+                    watermark,
+                    now,
+                    changes,
+                    signer,
+                    certificate,
+                )
+            )
+            self._prune(issuer.id, shard, base.crl_number)
+        return done
+
+    def _delta_base(self, issuer_id: int, shard: int, now: datetime) -> Publication:
+        """The oldest full CRL published inside the delta window (at least the newest one)."""
+        with self._store.engine.connect() as c:
+            row = c.execute(
+                select(crl_publications)
+                .where(
+                    crl_publications.c.issuer_id == issuer_id,
+                    crl_publications.c.shard == shard,
+                    crl_publications.c.kind == str(CrlKind.FULL),
+                    crl_publications.c.this_update >= now - self.policy.delta_window,
+                )
+                .order_by(crl_publications.c.crl_number)
+                .limit(1)
+            ).one_or_none()
+        if row is not None:
+            return _row_publication(row)
+        latest = self.latest(issuer_id, shard, CrlKind.FULL)
+        if latest is None:
+            raise StoreError(f"no full CRL to base a delta on (issuer {issuer_id} shard {shard})")
+        return latest
+
+    def _write(
+        self,
+        issuer: IssuerRecord,
+        shard: int,
+        kind: CrlKind,
+        base: Publication | None,
+        watermark: int,
+        now: datetime,
+        entries: Iterable[RevokedEntry],
+        signer: Signer,
+        certificate: x509.Certificate,
+    ) -> Publication:
+        validity = self.policy.full_validity if kind is CrlKind.FULL else self.policy.delta_validity
+        now = now.replace(microsecond=0)  # RFC 5280 §5.1.2.4: whole seconds
+        next_update = now + validity
+        full_url = self._url_for(issuer.generation, shard, CrlKind.FULL)
+        with _begin(self._store) as connection:
+            number = 1 + int(
+                connection.execute(
+                    select(func.coalesce(func.max(crl_publications.c.crl_number), 0)).where(
+                        crl_publications.c.issuer_id == issuer.id,
+                        crl_publications.c.shard == shard,
+                    )
+                ).scalar_one()
+            )
+            builder = (
+                x509.CertificateRevocationListBuilder()
+                .issuer_name(certificate.subject)
+                .last_update(now)
+                .next_update(next_update)
+                .add_extension(x509.CRLNumber(number), critical=False)
+                .add_extension(
+                    x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                        x509.SubjectKeyIdentifier(issuer.subject_key_id)
+                    ),
+                    critical=False,
+                )
+                .add_extension(
+                    x509.IssuingDistributionPoint(
+                        full_name=[x509.UniformResourceIdentifier(full_url)],
+                        relative_name=None,
+                        only_contains_user_certs=True,
+                        only_contains_ca_certs=False,
+                        only_some_reasons=None,
+                        indirect_crl=False,
+                        only_contains_attribute_certs=False,
+                    ),
+                    critical=True,  # RFC 5280 §5.2.5
+                )
+                .add_extension(
+                    x509.UnrecognizedExtension(WATERMARK_OID, _der_integer(watermark)),
+                    critical=False,
+                )
+            )
+            if kind is CrlKind.FULL:
+                delta_url = self._url_for(issuer.generation, shard, CrlKind.DELTA)
+                builder = builder.add_extension(
+                    x509.FreshestCRL(
+                        [
+                            x509.DistributionPoint(
+                                full_name=[x509.UniformResourceIdentifier(delta_url)],
+                                relative_name=None,
+                                reasons=None,
+                                crl_issuer=None,
+                            )
+                        ]
+                    ),
+                    critical=False,  # RFC 5280 §5.2.6: MUST be non-critical
+                )
+            else:
+                assert base is not None  # noqa: S101 - a delta always has a base
+                builder = builder.add_extension(
+                    x509.DeltaCRLIndicator(base.crl_number), critical=True
+                )
+            for entry in entries:
+                revoked = (
+                    x509.RevokedCertificateBuilder()
+                    .serial_number(entry.serial_number)
+                    .revocation_date(entry.revoked_at)
+                )
+                if entry.reason in _REASON_FLAGS:  # §5.3.1: unspecified SHOULD be absent
+                    revoked = revoked.add_extension(
+                        x509.CRLReason(_REASON_FLAGS[entry.reason]), critical=False
+                    )
+                builder = builder.add_revoked_certificate(revoked.build())
+            der = sign_crl(builder, signer).public_bytes(serialization.Encoding.DER)
+            publication = Publication(
+                issuer_id=issuer.id,
+                shard=shard,
+                kind=kind,
+                crl_number=number,
+                base_number=None if base is None else base.crl_number,
+                watermark=watermark,
+                this_update=now,
+                next_update=next_update,
+                der=der,
+            )
+            connection.execute(
+                insert(crl_publications).values(
+                    issuer_id=issuer.id,
+                    shard=shard,
+                    kind=str(kind),
+                    crl_number=number,
+                    base_number=publication.base_number,
+                    watermark=watermark,
+                    this_update=publication.this_update,
+                    next_update=publication.next_update,
+                    der=der,
+                )
+            )
+        return publication
+
+    def _prune(self, issuer_id: int, shard: int, base_number: int) -> None:
+        """Drop what no one needs any more: fulls older than the delta base, superseded deltas."""
+        latest_delta = self.latest(issuer_id, shard, CrlKind.DELTA)
+        with _begin(self._store) as connection:
+            connection.execute(
+                delete(crl_publications).where(
+                    crl_publications.c.issuer_id == issuer_id,
+                    crl_publications.c.shard == shard,
+                    (
+                        (crl_publications.c.kind == str(CrlKind.FULL))
+                        & (crl_publications.c.crl_number < base_number)
+                    )
+                    | (
+                        (crl_publications.c.kind == str(CrlKind.DELTA))
+                        & (
+                            crl_publications.c.crl_number
+                            < (latest_delta.crl_number if latest_delta else 0)
+                        )
+                    ),
+                )
+            )
+
+
+def _base_url(ca: FleetCa) -> str:
+    """The base URL certificates name: the settings', else the one in the newest certificate."""
+    try:
+        return ca.settings.base_url
+    except ConfigError:
+        pass
+    with ca.store.engine.connect() as c:
+        der = c.execute(
+            select(certificates.c.der).order_by(certificates.c.id.desc()).limit(1)
+        ).scalar_one_or_none()
+    if der is not None:
+        certificate = x509.load_der_x509_certificate(bytes(der))
+        points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+        name = (points.value[0].full_name or [None])[0]
+        if isinstance(name, x509.UniformResourceIdentifier) and "/crl/" in name.value:
+            return name.value.rsplit("/crl/", 1)[0]
+    raise ConfigError(f"no public URL: set ${PUBLIC_URL_ENV} (the base URL certificates name)")
+
+
+def publisher_for(
+    ca: FleetCa,
+    *,
+    registry: RevocationRegistry | None = None,
+    policy: CrlPolicy | None = None,
+) -> CrlPublisher:
+    """The CRL publisher of a fleet CA: its HSM signs, its base URL names the shards."""
+    bases: list[str] = []  # found on first use: a server knows it only once it listens
+    labels: dict[int, str] = {}
+
+    def signer_for(issuer_id: int) -> Signer:
+        if issuer_id not in labels:
+            with ca.store.transaction() as tx:
+                labels[issuer_id] = tx.ca_keys.by_id(issuer_id).hsm_label
+        return ca.hsm.signer(labels[issuer_id])
+
+    def url_for(generation: int, shard: int, kind: CrlKind) -> str:
+        if not bases:
+            bases.append(_base_url(ca))
+        path = crl_path if kind is CrlKind.FULL else delta_crl_path
+        return bases[0] + path(generation, shard)
+
+    return CrlPublisher(
+        store=ca.store,
+        registry=registry or RevocationRegistry(ca.store),
+        signer_for=signer_for,
+        url_for=url_for,
+        shard_of=crl_shard,
+        clock=ca.clock,
+        policy=policy or CrlPolicy(shards=CRL_SHARDS),
+    )

@@ -1,0 +1,620 @@
+"""OCSP for always-connected devices: an RFC 6960 responder with pre-signed responses.
+
+* **Transport.** ``POST /ocsp`` (body ``application/ocsp-request``) and
+  ``GET /ocsp/{base64(DER request)}`` (RFC 6960 App. A.1); answers ``application/ocsp-response``.
+* **Signer.** Each issuing-CA generation delegates to an OCSP responder certificate
+  (RFC 6960 §4.2.2.2): issued by that CA, extendedKeyUsage id-kp-OCSPSigning, and
+  id-pkix-ocsp-nocheck (§4.2.2.2.1) so that relying parties need not check the responder's own
+  status; it is short-lived (``OcspPolicy.responder_lifetime``) and renewed from the HSM-held CA
+  key when two thirds of its life are gone. Its private key is a *software* key held by the service
+  (``DATA_DIR/ca/ocsp/issuing-<generation>.key``, mode 0600): that is the usual practice for a
+  delegated responder (the CA key never signs responses, and a leaked responder key is
+  bounded by the certificate's short life). Responses are signed with ECDSA-SHA256 and name the
+  responder by key hash.
+* **Pre-signed responses** (RFC 6960 §2.5, RFC 9919 / RFC 5019 lightweight profile). A response
+  per (certificate, CertID hash) is signed once and served until it is ``refresh_after`` old;
+  ``presign`` signs the whole unexpired population ahead of requests, ``refresh`` re-signs what
+  is due. ``sync`` polls the registry watermark (every ``poll_interval``, from a background loop
+  in ``fleetid serve`` and on the request path) and re-signs *at once* the response of every
+  certificate revoked since: a ``fleetid revoke`` in another process shows within a second.
+* **Statuses.** good / revoked (time and reason) / unknown (a serial this issuer never issued,
+  RFC 6960 §2.2). A request for an issuer this responder does not serve gets the
+  ``unauthorized`` response status (§2.3), a request that does not parse (or holds more than one
+  CertID, RFC 5019 §2.1.1) ``malformedRequest``.
+* **Nonces** (RFC 8954). A request with a nonce gets a freshly signed response echoing it (never
+  a cached one), and ``Cache-Control: no-store``; a nonce outside 1..32 octets gets
+  ``malformedRequest`` (RFC 8954 §2.1).
+* **HTTP caching** (RFC 5019 §6.2): pre-signed GET answers carry ETag, Last-Modified (thisUpdate),
+  Expires (nextUpdate) and ``max-age`` at most ``http_max_age``, never past nextUpdate.
+
+``check_response`` is the relying party's side (a device checking the staple it fetched, or a
+peer's): signature chain to the issuer, CertID, time window, nonce, and replay of an older
+response than one already seen (a response produced before a revocation the device knows of).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from fleetid.authority.fleet_ca import CA_DIR, FleetCa, new_serial
+from fleetid.clock import Clock
+from fleetid.crypto.certsign import sign_certificate
+from fleetid.crypto.signer import Signer
+from fleetid.errors import EncodingError, VerificationError
+from fleetid.revocation.registry import CertificateState, RevocationRegistry, StatusRecord
+
+__all__ = [
+    "OCSP_REQUEST_TYPE",
+    "OCSP_RESPONSE_TYPE",
+    "DelegatedResponder",
+    "OcspAnswer",
+    "OcspPolicy",
+    "OcspResponder",
+    "OcspResult",
+    "ResponseReplayError",
+    "StaleResponseError",
+    "check_response",
+    "decode_get_path",
+    "issue_responder",
+    "responder_for",
+]
+
+OCSP_REQUEST_TYPE: Final = "application/ocsp-request"  # RFC 6960 App. C.1
+OCSP_RESPONSE_TYPE: Final = "application/ocsp-response"  # RFC 6960 App. C.2
+_NONCE_MAX: Final = 32  # RFC 8954 §2.1
+_HASHES: Final[tuple[hashes.HashAlgorithm, ...]] = (hashes.SHA1(), hashes.SHA256())  # noqa: S303 - RFC 5019 §2.1.1 CertID hash
+_REASONS: Final[Mapping[str, x509.ReasonFlags]] = {
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "cACompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "certificateHold": x509.ReasonFlags.certificate_hold,
+    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+    "aACompromise": x509.ReasonFlags.aa_compromise,
+}
+
+
+class StaleResponseError(VerificationError):
+    """An OCSP response outside its thisUpdate/nextUpdate window (or older than policy allows)."""
+
+
+class ResponseReplayError(VerificationError):
+    """An OCSP response older than what the relying party already knows, or a nonce mismatch."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OcspPolicy:
+    """Validity and refresh of pre-signed responses and of the responder certificate."""
+
+    validity: timedelta = timedelta(hours=24)  # nextUpdate - thisUpdate
+    refresh_after: timedelta = timedelta(hours=8)  # re-sign a response this old
+    poll_interval: float = 0.5  # seconds between registry watermark checks
+    http_max_age: timedelta = timedelta(seconds=60)
+    responder_lifetime: timedelta = timedelta(days=30)
+    clock_skew: timedelta = timedelta(minutes=5)  # RFC 5019 §4: tolerate small skew
+
+    def __post_init__(self) -> None:
+        if not timedelta(0) < self.refresh_after < self.validity:
+            raise ValueError("responses must be refreshed before they expire")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DelegatedResponder:
+    """An issuing CA and the delegated responder that signs for it."""
+
+    issuer_id: int
+    issuer: x509.Certificate
+    certificate: x509.Certificate
+    private_key: ec.EllipticCurvePrivateKey = field(repr=False)
+
+    def matches(self, cert_id: ocsp.OCSPRequest) -> bool:
+        algorithm = cert_id.hash_algorithm
+        return cert_id.issuer_name_hash == _name_hash(
+            self.issuer, algorithm
+        ) and cert_id.issuer_key_hash == _key_hash(self.issuer, algorithm)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OcspAnswer:
+    """A DER OCSPResponse and how HTTP may cache it."""
+
+    der: bytes
+    cacheable: bool
+    this_update: datetime | None = None
+    next_update: datetime | None = None
+
+    def http_headers(self, now: datetime, policy: OcspPolicy) -> dict[str, str]:
+        if not self.cacheable or self.this_update is None or self.next_update is None:
+            return {"Cache-Control": "no-store"}
+        remaining = int((self.next_update - now).total_seconds())
+        max_age = max(0, min(remaining, int(policy.http_max_age.total_seconds())))
+        return {
+            "ETag": '"' + hashlib.sha256(self.der).hexdigest()[:32] + '"',
+            "Last-Modified": format_datetime(self.this_update, usegmt=True),
+            "Expires": format_datetime(self.next_update, usegmt=True),
+            "Cache-Control": f"max-age={max_age}, public, no-transform, must-revalidate",
+        }
+
+
+@dataclass(frozen=True)
+class _Signed:
+    der: bytes
+    this_update: datetime
+    next_update: datetime
+
+
+def _name_hash(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    digest = hashes.Hash(algorithm)
+    digest.update(issuer.subject.public_bytes())
+    return digest.finalize()
+
+
+def _key_hash(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    # RFC 6960 §4.1.1: the hash of the subjectPublicKey BIT STRING value (no tag, no length).
+    spki = issuer.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    digest = hashes.Hash(algorithm)
+    digest.update(spki)
+    return digest.finalize()
+
+
+def _unsuccessful(status: ocsp.OCSPResponseStatus) -> OcspAnswer:
+    der = ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
+        serialization.Encoding.DER
+    )
+    return OcspAnswer(der=der, cacheable=False)
+
+
+def decode_get_path(encoded: str) -> bytes:
+    """The DER request of a GET path segment: base64 (RFC 6960 App. A.1), URL-decoded already
+    or not, standard or URL-safe alphabet. Raises ``EncodingError``.
+    """
+    from urllib.parse import unquote
+
+    text = unquote(encoded).strip().replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise EncodingError(f"the OCSP GET path is not base64: {exc}") from exc
+
+
+class OcspResponder:
+    """Answers OCSP requests for the issuing CAs in ``responders`` from pre-signed responses."""
+
+    def __init__(
+        self,
+        *,
+        registry: RevocationRegistry,
+        responders: Mapping[int, DelegatedResponder],
+        clock: Clock,
+        policy: OcspPolicy | None = None,
+    ) -> None:
+        self._registry = registry
+        self._responders = dict(responders)
+        self._clock = clock
+        self.policy = policy or OcspPolicy()
+        self._cache: dict[tuple[int, int, str], _Signed] = {}
+        self._lock = threading.Lock()
+        self._watermark = registry.watermark()
+        self._last_sync = time.monotonic()
+        self.signatures = 0  # responses signed so far (the benchmark reads it)
+
+    @property
+    def watermark(self) -> int:
+        """The registry watermark the cached responses reflect."""
+        return self._watermark
+
+    # -- answering -----------------------------------------------------------------------------
+
+    def respond(self, request_der: bytes) -> OcspAnswer:
+        """The answer to one DER OCSPRequest; never raises for a bad request (it answers one)."""
+        if time.monotonic() - self._last_sync >= self.policy.poll_interval:
+            self.sync()
+        try:
+            request = ocsp.load_der_ocsp_request(request_der)
+            algorithm = request.hash_algorithm
+            serial = request.serial_number
+            nonce = _request_nonce(request)
+        except (ValueError, UnsupportedAlgorithm):
+            # Unparseable, several CertIDs (RFC 5019 §2.1.1), or a CertID hash pyca cannot name.
+            return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        if nonce is not None and not 1 <= len(nonce) <= _NONCE_MAX:
+            return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        responder = next((r for r in self._responders.values() if r.matches(request)), None)
+        if responder is None:
+            return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+        if nonce is not None:
+            status = self._registry.status(responder.issuer_id, serial)
+            signed = self._sign(responder, status, algorithm, nonce)
+            return OcspAnswer(der=signed.der, cacheable=False)
+        signed = self._cached(responder, serial, algorithm)
+        return OcspAnswer(
+            der=signed.der,
+            cacheable=True,
+            this_update=signed.this_update,
+            next_update=signed.next_update,
+        )
+
+    def _cached(
+        self, responder: DelegatedResponder, serial: int, algorithm: hashes.HashAlgorithm
+    ) -> _Signed:
+        key = (responder.issuer_id, serial, algorithm.name)
+        now = self._clock.now()
+        with self._lock:
+            found = self._cache.get(key)
+        if found is not None and now < found.this_update + self.policy.refresh_after:
+            return found
+        status = self._registry.status(responder.issuer_id, serial)
+        signed = self._sign(responder, status, algorithm, None)
+        if status.state is not CertificateState.UNKNOWN:  # never let strangers fill the cache
+            with self._lock:
+                self._cache[key] = signed
+        return signed
+
+    def _sign(
+        self,
+        responder: DelegatedResponder,
+        status: StatusRecord,
+        algorithm: hashes.HashAlgorithm,
+        nonce: bytes | None,
+    ) -> _Signed:
+        now = self._clock.now().replace(microsecond=0)
+        next_update = now + self.policy.validity
+        cert_status = {
+            CertificateState.GOOD: ocsp.OCSPCertStatus.GOOD,
+            CertificateState.REVOKED: ocsp.OCSPCertStatus.REVOKED,
+            CertificateState.UNKNOWN: ocsp.OCSPCertStatus.UNKNOWN,
+        }[status.state]
+        revoked = status.state is CertificateState.REVOKED
+        builder = (
+            ocsp.OCSPResponseBuilder()
+            .add_response_by_hash(
+                issuer_name_hash=_name_hash(responder.issuer, algorithm),
+                issuer_key_hash=_key_hash(responder.issuer, algorithm),
+                serial_number=status.serial_number,
+                algorithm=algorithm,
+                cert_status=cert_status,
+                this_update=now,
+                next_update=next_update,
+                revocation_time=status.revoked_at if revoked else None,
+                revocation_reason=_REASONS.get(status.reason or "") if revoked else None,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate)
+            .certificates([responder.certificate])
+        )
+        if nonce is not None:
+            builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+        response = builder.sign(responder.private_key, hashes.SHA256())
+        self.signatures += 1
+        return _Signed(
+            der=response.public_bytes(serialization.Encoding.DER),
+            this_update=now,
+            next_update=next_update,
+        )
+
+    # -- keeping responses current --------------------------------------------------------------
+
+    def sync(self) -> int:
+        """Re-sign at once the responses of certificates revoked since the last sync."""
+        self._last_sync = time.monotonic()
+        watermark = self._registry.watermark()
+        if watermark <= self._watermark:
+            return self._watermark
+        for entry in self._registry.changes(self._watermark, watermark):
+            responder = self._responders.get(entry.issuer_id)
+            if responder is None:
+                continue
+            status = self._registry.status(entry.issuer_id, entry.serial_number)
+            for algorithm in _HASHES:
+                signed = self._sign(responder, status, algorithm, None)
+                with self._lock:
+                    self._cache[(entry.issuer_id, entry.serial_number, algorithm.name)] = signed
+        self._watermark = watermark
+        return watermark
+
+    def refresh(self) -> int:
+        """Re-sign every cached response that is ``refresh_after`` old; returns how many."""
+        now = self._clock.now()
+        with self._lock:
+            due = [
+                k
+                for k, v in self._cache.items()
+                if now >= v.this_update + self.policy.refresh_after
+            ]
+        for issuer_id, serial, algorithm_name in due:
+            responder = self._responders[issuer_id]
+            algorithm = next(a for a in _HASHES if a.name == algorithm_name)
+            status = self._registry.status(issuer_id, serial)
+            signed = self._sign(responder, status, algorithm, None)
+            with self._lock:
+                self._cache[(issuer_id, serial, algorithm_name)] = signed
+        return len(due)
+
+    def presign(self, *, limit: int | None = None) -> int:
+        """Sign ahead a response (SHA-1 and SHA-256 CertIDs) for every unexpired certificate
+        of the issuers served, up to ``limit`` certificates; returns how many certificates.
+        """
+        now = self._clock.now()
+        done = 0
+        watermark = self._registry.watermark()
+        for issuer_id, responder in self._responders.items():
+            for entry in self._registry.unexpired(issuer_id, unexpired_at=now):
+                if limit is not None and done >= limit:
+                    return done
+                status = self._registry.status(issuer_id, entry, watermark=watermark)
+                for algorithm in _HASHES:
+                    signed = self._sign(responder, status, algorithm, None)
+                    with self._lock:
+                        self._cache[(issuer_id, entry, algorithm.name)] = signed
+                done += 1
+        return done
+
+
+def _request_nonce(request: ocsp.OCSPRequest) -> bytes | None:
+    try:
+        return request.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+    except x509.ExtensionNotFound:
+        return None
+
+
+# --- the delegated responder certificate ---------------------------------------------------
+
+
+def issue_responder(
+    issuer: x509.Certificate, signer: Signer, *, now: datetime, lifetime: timedelta
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A fresh responder key and its certificate under ``issuer`` (RFC 6960 §4.2.2.2)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    not_after = min(now + lifetime, issuer.not_valid_after_utc)
+    common_name = issuer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    label = str(common_name[0].value) if common_name else "fleetid"
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{label} OCSP")]))
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(new_serial())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .add_extension(x509.OCSPNoCheck(), critical=False)  # RFC 6960 §4.2.2.2.1
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            ),
+            critical=False,
+        )
+    )
+    return sign_certificate(builder, signer), key
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+
+
+def _load_or_issue(
+    directory: Path,
+    generation: int,
+    issuer: x509.Certificate,
+    signer: Signer,
+    now: datetime,
+    lifetime: timedelta,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    cert_path = directory / f"issuing-{generation}.crt"
+    key_path = directory / f"issuing-{generation}.key"
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        life = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+        fresh = now < certificate.not_valid_before_utc + life * 2 / 3
+        if (
+            isinstance(key, ec.EllipticCurvePrivateKey)
+            and fresh
+            and certificate.issuer == issuer.subject
+            and key.public_key() == certificate.public_key()
+        ):
+            return certificate, key
+    except (FileNotFoundError, ValueError):
+        pass
+    certificate, key = issue_responder(issuer, signer, now=now, lifetime=lifetime)
+    _write_private(
+        key_path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return certificate, key
+
+
+def responder_for(
+    ca: FleetCa,
+    *,
+    registry: RevocationRegistry | None = None,
+    policy: OcspPolicy | None = None,
+) -> OcspResponder:
+    """The OCSP responder of a fleet CA: one delegated responder per unexpired issuing CA."""
+    policy = policy or OcspPolicy()
+    registry = registry or RevocationRegistry(ca.store)
+    now = ca.clock.now()
+    directory = ca.settings.data_dir / CA_DIR / "ocsp"
+    responders: dict[int, DelegatedResponder] = {}
+    with ca.store.transaction() as tx:
+        labels = {r.id: r.hsm_label for r in tx.ca_keys.all()}
+    for issuer in registry.issuers():
+        certificate = issuer.certificate
+        if certificate.not_valid_after_utc <= now:
+            continue
+        responder_cert, key = _load_or_issue(
+            directory,
+            issuer.generation,
+            certificate,
+            ca.hsm.signer(labels[issuer.id]),
+            now,
+            policy.responder_lifetime,
+        )
+        responders[issuer.id] = DelegatedResponder(
+            issuer_id=issuer.id, issuer=certificate, certificate=responder_cert, private_key=key
+        )
+    return OcspResponder(registry=registry, responders=responders, clock=ca.clock, policy=policy)
+
+
+# --- the relying party's check -------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class OcspResult:
+    """A verified good or unknown answer (revoked raises)."""
+
+    status: ocsp.OCSPCertStatus
+    this_update: datetime
+    next_update: datetime | None
+    produced_at: datetime
+
+
+def _signed_by(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: datetime) -> None:
+    """The response is signed by ``issuer`` or by a responder it delegated (RFC 6960 §4.2.2.2)."""
+    candidates = [issuer, *response.certificates]
+    for candidate in candidates:
+        try:
+            key = candidate.public_key()
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                continue
+            assert response.signature_hash_algorithm is not None  # noqa: S101 - ECDSA has one
+            key.verify(
+                response.signature,
+                response.tbs_response_bytes,
+                ec.ECDSA(response.signature_hash_algorithm),
+            )
+        except InvalidSignature:
+            continue
+        if candidate is issuer:
+            return
+        try:
+            issuer_key = issuer.public_key()
+            assert isinstance(issuer_key, ec.EllipticCurvePublicKey)  # noqa: S101 - fleet CAs
+            assert candidate.signature_hash_algorithm is not None  # noqa: S101 - ECDSA
+            issuer_key.verify(
+                candidate.signature,
+                candidate.tbs_certificate_bytes,
+                ec.ECDSA(candidate.signature_hash_algorithm),
+            )
+        except InvalidSignature:
+            raise VerificationError("the OCSP responder was not delegated by this issuer") from None
+        if candidate.issuer != issuer.subject:
+            raise VerificationError("the OCSP responder was not delegated by this issuer")
+        usage = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if ExtendedKeyUsageOID.OCSP_SIGNING not in usage:
+            raise VerificationError("the responder certificate lacks id-kp-OCSPSigning")
+        if not candidate.not_valid_before_utc <= now <= candidate.not_valid_after_utc:
+            raise StaleResponseError("the responder certificate is not valid now")
+        return
+    raise VerificationError("the OCSP response is not signed by the issuer or its delegate")
+
+
+def check_response(
+    response_der: bytes,
+    *,
+    issuer: x509.Certificate,
+    serial_number: int,
+    now: datetime,
+    nonce: bytes | None = None,
+    not_before: datetime | None = None,
+    skew: timedelta = timedelta(minutes=5),
+) -> OcspResult:
+    """Verify an OCSP response for one certificate; raise unless it is a current answer.
+
+    ``nonce``: the nonce the request carried (the response must echo it). ``not_before``: a time
+    the relying party knows the status changed at or after — the time of a revocation it learnt
+    from another channel, or the thisUpdate of the newest response it already holds; a response
+    whose thisUpdate is older is a replay (``ResponseReplayError``). A revoked answer raises
+    ``fleetid.revocation.filter.CertificateRevokedError``.
+    """
+    from fleetid.revocation.filter import CertificateRevokedError
+
+    try:
+        response = ocsp.load_der_ocsp_response(response_der)
+    except ValueError as exc:
+        raise EncodingError(f"not a DER OCSPResponse: {exc}") from exc
+    if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+        raise VerificationError(f"the responder answered {response.response_status.name}")
+    _signed_by(response, issuer, now)
+    single = next(iter(response.responses))
+    algorithm = single.hash_algorithm
+    if (
+        single.serial_number != serial_number
+        or single.issuer_name_hash != _name_hash(issuer, algorithm)
+        or single.issuer_key_hash != _key_hash(issuer, algorithm)
+    ):
+        raise VerificationError("the OCSP response is about another certificate")
+    if nonce is not None:
+        try:
+            echoed = response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+        except x509.ExtensionNotFound:
+            echoed = None
+        if echoed != nonce:
+            raise ResponseReplayError("the OCSP response does not echo the request's nonce")
+    this_update = single.this_update_utc
+    next_update = single.next_update_utc
+    if this_update > now + skew:
+        raise StaleResponseError("the OCSP response's thisUpdate is in the future")
+    if next_update is not None and now > next_update + skew:
+        raise StaleResponseError("the OCSP response is past its nextUpdate")
+    if not_before is not None and this_update < not_before:
+        raise ResponseReplayError(
+            f"the OCSP response (thisUpdate {this_update:%Y-%m-%dT%H:%M:%SZ}) predates what is"
+            f" known ({not_before:%Y-%m-%dT%H:%M:%SZ}): a replay"
+        )
+    if single.certificate_status is ocsp.OCSPCertStatus.REVOKED:
+        raise CertificateRevokedError(
+            f"OCSP: revoked at {single.revocation_time_utc} ({single.revocation_reason})"
+        )
+    return OcspResult(
+        status=single.certificate_status,
+        this_update=this_update,
+        next_update=next_update,
+        produced_at=response.produced_at_utc,
+    )
