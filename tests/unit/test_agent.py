@@ -21,6 +21,7 @@ from fleetid.clock import ManualClock
 from fleetid.device.agent import AgentState, DeviceAgent
 from fleetid.device.truststore import RolloverRefusedError, TrustStore
 from fleetid.errors import AuthenticationError, PolicyError, VerificationError
+from fleetid.factory.line import CANONICAL_KEY_HANDLE
 from fleetid.policy import CredentialType
 from fleetid.se.client import SecureElementSigner
 from fleetid.sim.software_line import LineDevice, SoftwareLine
@@ -86,7 +87,8 @@ def test_enrol_refused_when_not_on_the_manifest(
     with pytest.raises(VerificationError, match="not on a manifest"):
         agent.enrol(authority.transport)
     assert agent.state is AgentState.FACTORY
-    assert stranger.client().list_keys() == [(0xF0, stranger.client().list_keys()[0][1], 4)]
+    # The agent left no key behind: only the line's (canonical key, attestation key) remain.
+    assert {h for h, _, _ in stranger.client().list_keys()} == {CANONICAL_KEY_HANDLE, 0xF0}
 
 
 def test_a_simulated_year_of_refreshes(

@@ -15,9 +15,13 @@ def test_stage_v2x_reports_each_family() -> None:
     stage_v2x(ctx)
     report = dict(ctx.report)
     for family in ("brainpool", "nist"):
+        key = f"v2x {family}: canonical keys imported from the line manifest (SE-attested)"
+        assert report[key] == "2"
         assert report[f"v2x {family}: ECs issued by the EA"] == "2"
         assert report[f"v2x {family}: ATs issued (no device id)"] == str(2 * TICKETS_PER_VEHICLE)
         # each CAM is verified by the one neighbour, in every pseudonym period
         assert report[f"v2x {family}: CAMs verified by neighbours"] == str(2 * TICKETS_PER_VEHICLE)
         assert report[f"v2x {family}: CAMs refused after AA revocation"] == "2/2"
-    assert "keys in secure element" in ctx.console.file.getvalue()  # type: ignore[attr-defined]
+    output = ctx.console.file.getvalue()  # type: ignore[attr-defined]
+    for family in ("brainpool", "nist"):
+        assert f"{family}: 2 vehicles (keys in secure element" in output

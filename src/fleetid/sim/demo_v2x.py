@@ -1,79 +1,45 @@
 """Demo stage: the V2X privacy PKI (issue 6).
 
 For each curve family (brainpool, as deployed ETSI stations default to, and NIST) a Root CA, an
-EA and an AA are set up, each authority with its own database. A cohort of vehicles, their
-canonical keys registered as the provisioning line does, enrol with the EA and fetch a batch of
+EA and an AA are set up, each authority with its own database. A cohort of vehicles comes off a
+(test) provisioning line, which generates each vehicle's canonical key in its secure element and
+records it, attested by the card, in the line manifest; the EA imports the manifest, checking
+every attestation to the manufacturer root. The vehicles enrol with the EA and fetch a batch of
 ATs from the AA, one request per AT. They broadcast signed CAMs that every neighbour verifies,
 rotate pseudonyms every five minutes, and after the Root CA revokes the AA in its CRL the
-neighbours refuse CAMs signed under it. The NIST cohort keeps every key in its secure element,
-and the EA accepts its canonical keys only on the SE's attestation.
+neighbours refuse CAMs signed under it. Both cohorts keep every key (canonical, EC, AT) in their
+secure elements: P-256 for NIST, brainpoolP256r1 for brainpool.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.pool import StaticPool
 
-from fleetid.authority.v2x import FAMILIES, CurveFamily, EnrolmentAuthority
+from fleetid.authority.v2x import FAMILIES, CurveFamily
 from fleetid.authority.v2x.hierarchy import build_hierarchy
+from fleetid.authority.v2x.manufactured import import_manufactured, its_id_of
 from fleetid.clock import ManualClock
-from fleetid.crypto.signer import Signer, SoftwareSigner
-from fleetid.crypto.v2xkeys import generate_key
-from fleetid.device.v2x import (
-    CamReceiver,
-    ItsStation,
-    SecureElementV2xKeys,
-    SoftwareV2xKeys,
-    V2xKeyStore,
-)
+from fleetid.device.v2x import CamReceiver, ItsStation, SecureElementV2xKeys
 from fleetid.errors import VerificationError
-from fleetid.formats.attestation import KeyUsage
-from fleetid.se.card import manufacture_test_card
-from fleetid.se.client import SecureElementClient, SecureElementSigner
+from fleetid.factory.line import CANONICAL_KEY_HANDLE
+from fleetid.se.client import SecureElementSigner
+from fleetid.se.state import Curve
 from fleetid.sim.demo import DemoContext
+from fleetid.sim.software_line import SoftwareLine
 
 __all__ = ["stage_v2x"]
 
 TICKETS_PER_VEHICLE = 3
+_CANONICAL_CURVE = {"nist": Curve.P256, "brainpool": Curve.BRAINPOOL_P256}
 
 
 def _engine() -> Engine:
     return create_engine(
         "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
     )
-
-
-def _vehicle_keys(
-    family: CurveFamily, ea: EnrolmentAuthority, its_id: bytes
-) -> tuple[Signer, V2xKeyStore, str]:
-    """The canonical key registered at manufacture, and where the V2X keys will live.
-
-    NIST: every key in the vehicle's SE; the EA registers the canonical key only on the SE's
-    attestation (chain to the manufacturer root, generated on card, fresh challenge). brainpool:
-    software keys (the emulated SE has no brainpool curves), registered directly.
-    """
-    if family.name == "nist":
-        made = manufacture_test_card()
-        client = SecureElementClient(made.card)
-        client.select_identity()
-        client.open_secure_channel(made.keys, 0x33, key_version=made.key_version)
-        handle = client.generate_key(ec.SECP256R1(), KeyUsage.SIGN).handle
-        challenge = os.urandom(32)
-        ea.register_attested_canonical_key(
-            its_id,
-            client.attest(handle, challenge),
-            client.attestation_chain(),
-            trusted_roots=[made.manufacturer.root_certificate],
-            challenge=challenge,
-        )
-        return SecureElementSigner(client, handle), SecureElementV2xKeys(client), "secure element"
-    canonical = SoftwareSigner(generate_key(family.end_entity))
-    ea.register_canonical_key(its_id, canonical.public_key())
-    return canonical, SoftwareV2xKeys(), "software"
 
 
 def _cohort(ctx: DemoContext, family: CurveFamily) -> None:
@@ -84,15 +50,25 @@ def _cohort(ctx: DemoContext, family: CurveFamily) -> None:
         f"{family.name}: root {pki.root.certificate.hashed_id8.hex()} ({family.ca}), "
         f"EA {pki.ea.certificate.hashed_id8.hex()}, AA {pki.aa.certificate.hashed_id8.hex()}"
     )
+    line = SoftwareLine(clock=clock, organization=f"fleetid TEST V2X maker ({family.name})")
+    devices = [
+        line.make_device(canonical_curve=_CANONICAL_CURVE[family.name]) for _ in range(ctx.devices)
+    ]
+    imported = import_manufactured(
+        pki.ea,
+        [device.manifest_entry() for device in devices],
+        intermediates=[line.line_ca],
+        trusted_roots=[line.root],
+    )
+    if imported.refused:
+        raise VerificationError(f"the EA refused manufactured vehicles: {imported.refused}")
     stations: list[ItsStation] = []
-    where = "software"
-    for i in range(ctx.devices):
-        its_id = f"{family.name.upper()}-VIN-{i:04d}".encode()
-        canonical, keys, where = _vehicle_keys(family, pki.ea, its_id)
+    for device in devices:
+        client = device.client()
         station = ItsStation(
-            its_id=its_id,
-            canonical_key=canonical,
-            keys=keys,
+            its_id=its_id_of(device.serial),
+            canonical_key=SecureElementSigner(client, CANONICAL_KEY_HANDLE),
+            keys=SecureElementV2xKeys(client),
             family=family,
             trust=pki.trust_store(),
             clock=clock,
@@ -127,10 +103,15 @@ def _cohort(ctx: DemoContext, family: CurveFamily) -> None:
 
     ea_stats, aa_stats = pki.ea.counters.all(), pki.aa.counters.all()
     console.print(
-        f"{family.name}: {len(stations)} vehicles (keys in {where}): "
+        f"{family.name}: {len(stations)} vehicles (keys in secure element, "
+        f"{len(imported.imported)} canonical keys imported from the line manifest): "
         f"{ea_stats.get('enrolment.ok', 0)} ECs, {aa_stats.get('authorization.ok', 0)} ATs, "
         f"{verified} CAM verifications by neighbours over {len(pseudonyms)} pseudonyms, "
         f"{rejected}/{len(stations)} CAMs refused once the AA is on the CA CRL"
+    )
+    ctx.record(
+        f"v2x {family.name}: canonical keys imported from the line manifest (SE-attested)",
+        str(len(imported.imported)),
     )
     ctx.record(f"v2x {family.name}: ECs issued by the EA", str(ea_stats.get("enrolment.ok", 0)))
     ctx.record(

@@ -5,7 +5,10 @@ fleet demo need many manufactured devices quickly and an independent second manu
 ``SoftwareLine`` makes them with the line's own certificate profiles
 (``fleetid.factory.manufacturer``: root, line CA, IEEE 802.1AR IDevID with an RFC 4108
 HardwareModuleName) and the same card steps over APDUs: SCP03 with the transport keys, GENERATE
-the attestation key on card, STORE DATA the chain [IDevID, line CA, root], SET STATUS SECURED.
+the attestation key on card, STORE DATA the chain [IDevID, line CA, root], GENERATE and ATTEST
+the vehicle's canonical key (slot ``CANONICAL_KEY_HANDLE``, challenge ``canonical_challenge``),
+SET STATUS SECURED. ``LineDevice.manifest_entry()`` is the row the real line would record, which
+an EA imports (``fleetid.authority.v2x.manufactured``).
 The manufacturer keys are software keys: a TEST manufacturer, never one to trust in production.
 """
 
@@ -22,7 +25,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.clock import Clock
 from fleetid.crypto.signer import SoftwareSigner
-from fleetid.factory.line import device_serial
+from fleetid.factory.line import (
+    CANONICAL_KEY_HANDLE,
+    ManifestEntry,
+    Step,
+    UnitState,
+    canonical_challenge,
+    device_serial,
+)
 from fleetid.factory.manufacturer import (
     ManufacturerNames,
     certificate_fingerprint,
@@ -30,10 +40,11 @@ from fleetid.factory.manufacturer import (
     issue_line_ca,
     issue_root,
 )
+from fleetid.formats.attestation import KeyUsage
 from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient
 from fleetid.se.scp03 import StaticKeys
-from fleetid.se.state import CardLifeCycle
+from fleetid.se.state import CardLifeCycle, Curve
 from fleetid.store.repositories import ManifestRecord
 
 __all__ = ["LineDevice", "SoftwareLine"]
@@ -51,6 +62,8 @@ class LineDevice:
     card: SecureElement
     idevid: x509.Certificate
     attestation_key: ec.EllipticCurvePublicKey
+    canonical_key: ec.EllipticCurvePublicKey
+    canonical_attestation: x509.Certificate
 
     def client(self) -> SecureElementClient:
         """A host client with the identity applet selected (no secure channel needed)."""
@@ -68,6 +81,22 @@ class LineDevice:
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             ),
             idevid=self.idevid.public_bytes(serialization.Encoding.DER),
+        )
+
+    def manifest_entry(self) -> ManifestEntry:
+        """The line-manifest row of this secured unit (canonical key and attestation included)."""
+        return ManifestEntry(
+            unit=self.unit,
+            serial=self.serial,
+            state=UnitState.SECURED,
+            step=Step.SECURED,
+            reason=None,
+            key_version=_KVN,
+            attestation_public_key=self.attestation_key,
+            idevid=self.idevid,
+            idevid_fingerprint=certificate_fingerprint(self.idevid),
+            canonical_public_key=self.canonical_key,
+            canonical_attestation=self.canonical_attestation,
         )
 
 
@@ -120,7 +149,11 @@ class SoftwareLine:
         )
 
     def make_device(
-        self, *, ic_serial: bytes | None = None, now: datetime | None = None
+        self,
+        *,
+        ic_serial: bytes | None = None,
+        now: datetime | None = None,
+        canonical_curve: Curve = Curve.P256,
     ) -> LineDevice:
         """Fabricate, personalise and lock one card; ``ic_serial`` forces a serial (clones)."""
         self._count += 1
@@ -136,6 +169,10 @@ class SoftwareLine:
         attestation_key = client.generate_attestation_key()
         idevid = self.certify(attestation_key, serial, card.chip_serial, now=now)
         client.install_attestation_chain([idevid, self.line_ca, self.root])
+        canonical = client.generate_key(
+            canonical_curve, KeyUsage.SIGN, handle=CANONICAL_KEY_HANDLE
+        ).public_key
+        canonical_attestation = client.attest(CANONICAL_KEY_HANDLE, canonical_challenge(serial))
         client.select_isd()
         client.open_secure_channel(keys, 0x33, key_version=_KVN)
         client.set_status(CardLifeCycle.INITIALIZED)
@@ -148,4 +185,6 @@ class SoftwareLine:
             card=card,
             idevid=idevid,
             attestation_key=attestation_key,
+            canonical_key=canonical,
+            canonical_attestation=canonical_attestation,
         )
