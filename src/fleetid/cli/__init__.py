@@ -7,14 +7,14 @@ import sys
 from collections.abc import Sequence
 
 from fleetid import __version__
-from fleetid.cli import audit, ca, ceremony, demo, device, line, revoke, se, serve, token, v2x
+from fleetid.cli import audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token, v2x
 from fleetid.cli import filter as filter_verb
 from fleetid.errors import FleetIdError
 
 __all__ = ["main"]
 
 # Each verb module adds its subcommands and sets ``func`` on the parser it creates.
-_VERBS = (audit, ca, ceremony, demo, device, line, revoke, se, serve, token, v2x, filter_verb)
+_VERBS = (audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token, v2x, filter_verb)
 
 
 def build_parser() -> argparse.ArgumentParser:
