@@ -386,7 +386,8 @@ class PeerVerifier:
         returns the verdict otherwise (check ``acceptable``, or call ``verify``).
         """
         now = self._clock.now()
-        chain = self._trust.verify(leaf, intermediates, now)
+        # The issuing CAs the device already holds are candidate intermediates too.
+        chain = self._trust.verify(leaf, [*intermediates, *self._issuers.values()], now)
         issuer = chain[1]
         profile = self._policy.profile
         if profile is ConnectivityProfile.ALWAYS_ON:
