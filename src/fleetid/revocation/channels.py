@@ -247,6 +247,11 @@ class MqttFilterPublisher:
             self._send(self.topic(FilterKind.DELTA), b"")
         return len(data)
 
+    def clear(self) -> None:
+        """Delete both retained messages (an empty retained payload, MQTT 5.0 §3.3.1.3)."""
+        for kind in (FilterKind.FULL, FilterKind.DELTA):
+            self._send(self.topic(kind), b"")
+
     def _send(self, topic: str, payload: bytes) -> None:
         info = self._client.publish(topic, payload, qos=_QOS, retain=True)
         if info.rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:

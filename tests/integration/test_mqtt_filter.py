@@ -1,0 +1,177 @@
+"""The offline filter over a real Mosquitto broker (127.0.0.1:1883; ``.ci/run`` starts it).
+
+Retained full filter and cumulative delta reach a device that connects later; updates reach a
+connected device; a retained message replaced by an older watermark is refused by the device
+(rollback) and the device keeps its newer filter; a forged filter is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from tests.peer_fixtures import NOW, Pki
+
+from fleetid.clock import ManualClock
+from fleetid.crypto.signer import SoftwareSigner
+from fleetid.device.truststore import TrustStore
+from fleetid.device.verifier import PeerStatus, PeerVerifier, filter_certificate_id
+from fleetid.errors import VerificationError
+from fleetid.policy.connectivity import policy_for
+from fleetid.revocation.channels import FilterReceiver, MqttFilterPublisher, MqttFilterSubscriber
+from fleetid.revocation.filter import CertificateRevokedError, FilterRollbackError, build_delta
+
+BROKER = ("127.0.0.1", 1883)
+WAIT = 10.0
+
+
+def _broker_up() -> bool:
+    try:
+        with socket.create_connection(BROKER, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _broker() -> None:
+    if not _broker_up():
+        reason = "no MQTT broker on 127.0.0.1:1883 (Debian package mosquitto)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def prefix() -> str:
+    # Retained messages persist in the broker: every test gets its own topics.
+    return f"fleetid-test/{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def pki() -> Pki:
+    return Pki()
+
+
+@pytest.fixture
+def publisher(prefix: str) -> Iterator[MqttFilterPublisher]:
+    client = MqttFilterPublisher(*BROKER, topic_prefix=prefix)
+    yield client
+    client.clear()
+    client.close()
+
+
+def _device(pki: Pki) -> PeerVerifier:
+    return PeerVerifier(
+        trust=TrustStore([pki.root]),
+        policy=policy_for("offline"),
+        clock=ManualClock(NOW),
+        issuers=[pki.issuing],
+    )
+
+
+def _subscribe(device: PeerVerifier, prefix: str) -> tuple[FilterReceiver, MqttFilterSubscriber]:
+    receiver = FilterReceiver(device)
+    return receiver, MqttFilterSubscriber(receiver, *BROKER, topic_prefix=prefix)
+
+
+def test_retained_pair_reaches_a_device_that_connects_later(
+    pki: Pki, prefix: str, publisher: MqttFilterPublisher
+) -> None:
+    good, early, late = pki.leaf(), pki.leaf(), pki.leaf()
+    full = pki.filter([early], [good, late], watermark=10)
+    delta = build_delta(
+        [filter_certificate_id(late)],
+        [filter_certificate_id(good)],
+        base=full,
+        watermark=11,
+        coverage_until=NOW - timedelta(minutes=30),
+        signer=pki.signer,
+    )
+    publisher.publish(full)
+    publisher.publish(delta)
+    device = _device(pki)
+    receiver, subscriber = _subscribe(device, prefix)
+    try:
+        assert receiver.wait_until(lambda r: device.filter_watermark == 11, WAIT)
+    finally:
+        subscriber.close()
+    assert receiver.bytes_received == len(full) + len(delta)
+    assert device.verify(good).status is PeerStatus.VALID
+    for revoked in (early, late):
+        with pytest.raises(CertificateRevokedError):
+            device.assess(revoked)
+
+
+def test_connected_device_gets_updates_and_refuses_rollback(
+    pki: Pki, prefix: str, publisher: MqttFilterPublisher
+) -> None:
+    a = pki.leaf()
+    older = pki.filter([], [a], watermark=1)
+    newer = pki.filter([a], [], watermark=2)
+    publisher.publish(older)
+    device = _device(pki)
+    receiver, subscriber = _subscribe(device, prefix)
+    try:
+        assert receiver.wait_until(lambda r: device.filter_watermark == 1, WAIT)
+        publisher.publish(newer)
+        assert receiver.wait_until(lambda r: device.filter_watermark == 2, WAIT)
+        publisher.publish(older)  # the retained message replaced by an older watermark
+        assert receiver.wait_until(lambda r: len(r.refused) == 1, WAIT)
+    finally:
+        subscriber.close()
+    assert isinstance(receiver.refused[0].error, FilterRollbackError)
+    assert device.filter_watermark == 2
+    with pytest.raises(CertificateRevokedError):
+        device.assess(a)
+
+
+def test_forged_filter_on_the_topic_is_refused(
+    pki: Pki, prefix: str, publisher: MqttFilterPublisher
+) -> None:
+    a = pki.leaf()
+    forged = pki.filter(
+        [], [a], watermark=99, signer=SoftwareSigner(ec.generate_private_key(ec.SECP256R1()))
+    )
+    publisher.publish(forged)
+    device = _device(pki)
+    receiver, subscriber = _subscribe(device, prefix)
+    try:
+        assert receiver.wait_until(lambda r: len(r.refused) == 1, WAIT)
+    finally:
+        subscriber.close()
+    assert isinstance(receiver.refused[0].error, VerificationError)
+    assert device.filter_watermark is None
+    assert device.assess(a).status is PeerStatus.STALE
+
+
+def test_full_filter_clears_the_retained_delta(
+    pki: Pki, prefix: str, publisher: MqttFilterPublisher
+) -> None:
+    a = pki.leaf()
+    full_1 = pki.filter([], [a], watermark=1)
+    delta = build_delta(
+        [filter_certificate_id(a)],
+        [],
+        base=full_1,
+        watermark=2,
+        coverage_until=NOW - timedelta(minutes=30),
+        signer=pki.signer,
+    )
+    full_3 = pki.filter([a], [], watermark=3, coverage_until=NOW - timedelta(minutes=20))
+    publisher.publish(full_1)
+    publisher.publish(delta)
+    publisher.publish(full_3)
+    device = _device(pki)
+    receiver, subscriber = _subscribe(device, prefix)
+    try:
+        assert receiver.wait_until(lambda r: device.filter_watermark == 3, WAIT)
+    finally:
+        subscriber.close()
+    assert receiver.bytes_received == len(full_3)  # the stale delta is no longer retained
+    assert not receiver.refused
