@@ -1,15 +1,34 @@
-"""Shared set-up for the revocation tests: a store with cheap certificate rows."""
+"""Shared set-up for the revocation tests: cheap certificate rows, or a real fleet CA."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fleetid.authority.fleet_ca import FleetCa
+from fleetid.clock import ManualClock
+from fleetid.config import Settings
+from fleetid.policy import CredentialType
 from fleetid.store.repositories import NewCaKey, NewCertificate, Store
 from fleetid.store.schema import CaRole
 
-__all__ = ["NOW", "add_certificates", "add_issuer"]
+__all__ = [
+    "BASE",
+    "NOW",
+    "AsgiClient",
+    "add_certificates",
+    "add_issuer",
+    "issue",
+    "open_fleet",
+]
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -62,3 +81,50 @@ def add_certificates(
                 )
             )
     return serials
+
+
+BASE = "http://fleet.test"
+
+
+def open_fleet(data_dir: Path, db_url: str, clock: ManualClock) -> FleetCa:
+    """A fleet CA (HSM-held keys) on ``db_url`` whose certificates name ``BASE``."""
+    settings = Settings.load(
+        data_dir, environ={"FLEETID_DATABASE_URL": db_url, "FLEETID_PUBLIC_URL": BASE}
+    )
+    return FleetCa.init(settings, clock=clock, name="Revocation Fleet")
+
+
+def issue(ca: FleetCa, count: int) -> list[x509.Certificate]:
+    """``count`` operational certificates under the active issuing CA."""
+    issued = []
+    with ca.store.transaction() as tx:
+        for i in range(count):
+            certificate, _ = ca.issue(
+                tx,
+                public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
+                credential_type=CredentialType.OPERATIONAL,
+                common_name=f"device-{i}",
+                device_id=None,
+            )
+            issued.append(certificate)
+    return issued
+
+
+class AsgiClient:
+    """A synchronous face on httpx's in-process ASGI transport (no sockets)."""
+
+    def __init__(self, app: Any) -> None:
+        self._transport = httpx.ASGITransport(app=app)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        async def send() -> httpx.Response:
+            async with httpx.AsyncClient(transport=self._transport, base_url=BASE) as client:
+                return await client.request(method, url, **kwargs)
+
+        return asyncio.run(send())
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)

@@ -1,0 +1,322 @@
+"""Sharded full and delta CRLs (RFC 5280) on SQLite and PostgreSQL: what the publisher writes, what
+the distribution points serve, and the device's fetch-on-contact client with its refusals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from tests.revocation_fixtures import BASE, AsgiClient, issue, open_fleet
+
+from fleetid.api import create_app
+from fleetid.authority.fleet_ca import CRL_SHARDS, FleetCa
+from fleetid.clock import ManualClock
+from fleetid.device.crl_client import CrlClient, CrlRollbackError, StaleCrlError
+from fleetid.errors import EncodingError, VerificationError
+from fleetid.revocation.crl import (
+    WATERMARK_OID,
+    CrlKind,
+    CrlPublisher,
+    crl_watermark,
+    publisher_for,
+)
+from fleetid.revocation.filter import CertificateRevokedError, DeltaBaseError, DeltaGapError
+from fleetid.revocation.registry import RevocationRegistry
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def ca(tmp_path: Path, db_url: str, clock: ManualClock) -> Iterator[FleetCa]:
+    authority = open_fleet(tmp_path, db_url, clock)
+    yield authority
+    authority.close()
+
+
+@pytest.fixture
+def publisher(ca: FleetCa) -> CrlPublisher:
+    return publisher_for(ca)
+
+
+def _shard(certificate: x509.Certificate) -> int:
+    return certificate.serial_number % CRL_SHARDS
+
+
+def _same_shard(ca: FleetCa, count: int) -> list[x509.Certificate]:
+    """``count`` certificates of one shard (issued until one shard has that many)."""
+    by_shard: dict[int, list[x509.Certificate]] = {}
+    while True:
+        for certificate in issue(ca, 16):
+            by_shard.setdefault(_shard(certificate), []).append(certificate)
+        for group in by_shard.values():
+            if len(group) >= count:
+                return group[:count]
+
+
+def _revoke(ca: FleetCa, certificate: x509.Certificate, reason: str = "keyCompromise") -> int:
+    registry = RevocationRegistry(ca.store)
+    return registry.revoke(f"{certificate.serial_number:x}", reason, now=ca.clock.now()).sequence
+
+
+def _crl(publisher: CrlPublisher, shard: int, kind: CrlKind) -> x509.CertificateRevocationList:
+    return x509.load_der_x509_crl(publisher.current(1, shard, kind).der)
+
+
+def test_full_and_delta_carry_the_rfc5280_extensions(ca: FleetCa, publisher: CrlPublisher) -> None:
+    (a,) = issue(ca, 1)
+    w = _revoke(ca, a, "superseded")
+    done = publisher.publish(force=True)
+    assert len(done) == 2 * CRL_SHARDS
+    shard = _shard(a)
+    full, delta = _crl(publisher, shard, CrlKind.FULL), _crl(publisher, shard, CrlKind.DELTA)
+    issuing = ca.issuing.certificate
+    for crl in (full, delta):
+        assert crl.is_signature_valid(issuing.public_key())  # type: ignore[arg-type]
+        assert crl.issuer == issuing.subject
+        idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
+        assert idp.critical
+        assert idp.value.only_contains_user_certs
+        assert [n.value for n in idp.value.full_name or ()] == [f"{BASE}/crl/issuing-1/{shard}.crl"]
+        assert crl_watermark(crl) == w
+        assert not crl.extensions.get_extension_for_oid(WATERMARK_OID).critical
+    full_number = full.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    indicator = delta.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
+    assert indicator.critical
+    assert indicator.value.crl_number == full_number
+    assert delta.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number > full_number
+    freshest = full.extensions.get_extension_for_class(x509.FreshestCRL)
+    assert not freshest.critical
+    assert freshest.value[0].full_name[0].value == f"{BASE}/crl/issuing-1/{shard}-delta.crl"  # type: ignore[index]
+    with pytest.raises(x509.ExtensionNotFound):
+        full.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
+    entry = full.get_revoked_certificate_by_serial_number(a.serial_number)
+    assert entry is not None
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason is (
+        x509.ReasonFlags.superseded
+    )
+    # The certificate's own distribution point is the URL in the CRL's IDP.
+    cdp = a.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert cdp[0].full_name[0].value == f"{BASE}/crl/issuing-1/{shard}.crl"  # type: ignore[index]
+
+
+def test_shards_list_only_their_own_and_unspecified_has_no_reason(
+    ca: FleetCa, publisher: CrlPublisher
+) -> None:
+    certificates = issue(ca, 12)
+    for certificate in certificates[:6]:
+        _revoke(ca, certificate, "unspecified")
+    publisher.publish(force=True)
+    for shard in range(CRL_SHARDS):
+        listed = {r.serial_number for r in _crl(publisher, shard, CrlKind.FULL)}
+        expected = {c.serial_number for c in certificates[:6] if _shard(c) == shard}
+        assert listed == expected
+    entry = _crl(publisher, _shard(certificates[0]), CrlKind.FULL)[0]
+    with pytest.raises(x509.ExtensionNotFound):
+        entry.extensions.get_extension_for_class(x509.CRLReason)
+
+
+def test_a_revocation_makes_only_its_shard_publish_a_delta(
+    ca: FleetCa, publisher: CrlPublisher, clock: ManualClock
+) -> None:
+    (a,) = issue(ca, 1)
+    publisher.publish(force=True)
+    assert publisher.publish() == []  # nothing due
+    clock.advance(timedelta(minutes=5))
+    w = _revoke(ca, a)
+    done = publisher.publish()
+    assert [(p.shard, p.kind) for p in done] == [(_shard(a), CrlKind.DELTA)]
+    delta = x509.load_der_x509_crl(done[0].der)
+    assert [r.serial_number for r in delta] == [a.serial_number]
+    assert crl_watermark(delta) == w
+    # The full CRL is unchanged until its interval; an hour later every shard re-issues a delta.
+    assert a.serial_number not in {
+        r.serial_number for r in _crl(publisher, _shard(a), CrlKind.FULL)
+    }
+    clock.advance(publisher.policy.delta_interval)
+    assert {p.kind for p in publisher.publish()} == {CrlKind.DELTA}
+
+
+def test_delta_base_is_the_oldest_full_in_the_window(
+    ca: FleetCa, publisher: CrlPublisher, clock: ManualClock
+) -> None:
+    (a,) = issue(ca, 1)
+    shard = _shard(a)
+    first = publisher.publish(force=True)
+    first_full = next(p for p in first if p.shard == shard and p.kind is CrlKind.FULL)
+    clock.advance(publisher.policy.full_interval)
+    _revoke(ca, a)
+    second = publisher.publish()
+    full = next(p for p in second if p.shard == shard and p.kind is CrlKind.FULL)
+    delta = next(p for p in second if p.shard == shard and p.kind is CrlKind.DELTA)
+    assert full.crl_number > first_full.crl_number
+    assert delta.base_number == first_full.crl_number  # still inside the 7-day window
+    clock.advance(publisher.policy.delta_window + timedelta(seconds=1))
+    third = publisher.publish()
+    delta = next(p for p in third if p.shard == shard and p.kind is CrlKind.DELTA)
+    newest_full = next(p for p in third if p.shard == shard and p.kind is CrlKind.FULL)
+    assert delta.base_number == newest_full.crl_number
+
+
+def test_expired_certificates_leave_the_full_crl(
+    ca: FleetCa, publisher: CrlPublisher, clock: ManualClock
+) -> None:
+    (a,) = issue(ca, 1)
+    _revoke(ca, a)
+    publisher.publish(force=True)
+    assert len(_crl(publisher, _shard(a), CrlKind.FULL)) == 1
+    clock.set(a.not_valid_after_utc + timedelta(seconds=1))
+    publisher.publish(force=True)
+    assert len(_crl(publisher, _shard(a), CrlKind.FULL)) == 0
+
+
+def test_distribution_points_serve_with_caching_headers(ca: FleetCa, clock: ManualClock) -> None:
+    (a,) = issue(ca, 1)
+    client = AsgiClient(create_app(ca.settings, clock=clock, ca=ca))
+    path = f"/crl/issuing-1/{_shard(a)}.crl"
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/pkix-crl"
+    crl = x509.load_der_x509_crl(response.content)
+    age = int(response.headers["cache-control"].split("max-age=")[1].split(",")[0])
+    assert crl.next_update_utc is not None
+    assert 0 < age <= (crl.next_update_utc - clock.now()).total_seconds()
+    assert response.headers["last-modified"] and response.headers["expires"]
+    again = client.get(path, headers={"If-None-Match": response.headers["etag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+    other = client.get(path, headers={"If-None-Match": '"something-else"'})
+    assert other.status_code == 200
+    delta = client.get(f"/crl/issuing-1/{_shard(a)}-delta.crl")
+    assert delta.status_code == 200
+    delta_age = int(delta.headers["cache-control"].split("max-age=")[1].split(",")[0])
+    assert delta_age <= 60
+    for missing in ("/crl/issuing-1/99.crl", "/crl/issuing-7/1.crl", "/crl/issuing-1/x.crl"):
+        assert client.get(missing).status_code == 404
+
+
+# --- the device side --------------------------------------------------------------------------
+
+
+def _fetcher(ca: FleetCa, clock: ManualClock) -> tuple[list[str], object]:
+    client = AsgiClient(create_app(ca.settings, clock=clock, ca=ca))
+    seen: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        seen.append(url)
+        response = client.get(url.removeprefix(BASE))
+        assert response.status_code == 200, response.text
+        return response.content
+
+    return seen, fetch
+
+
+def test_client_fetches_deltas_then_the_full_shard_when_behind(
+    ca: FleetCa, publisher: CrlPublisher, clock: ManualClock
+) -> None:
+    a, b, c = _same_shard(ca, 3)
+    _, fetch = _fetcher(ca, clock)
+    client = CrlClient(ca.issuing.certificate, fetch=fetch, max_age=timedelta(days=2))  # type: ignore[arg-type]
+    _revoke(ca, a)
+    publisher.publish(force=True)
+    first = client.refresh(c, clock.now())
+    assert first.fetched == ("full", "delta")
+    with pytest.raises(CertificateRevokedError):
+        client.check(a, clock.now())
+    client.check(c, clock.now())
+    # Next contact, a revocation later: only the delta (cumulative since the held full's base).
+    clock.advance(timedelta(hours=3))
+    _revoke(ca, b)
+    publisher.publish()
+    second = client.refresh(c, clock.now())
+    assert second.fetched == ("delta",)
+    assert second.bytes < first.bytes
+    with pytest.raises(CertificateRevokedError):
+        client.check(b, clock.now())
+    assert client.check(c, clock.now()).delta_number is not None
+    # Eight days without contact: the deltas are based on a newer full CRL now.
+    clock.advance(timedelta(days=8))
+    publisher.publish()
+    third = client.refresh(c, clock.now())
+    assert third.fetched == ("full", "delta")
+    with pytest.raises(CertificateRevokedError):
+        client.check(b, clock.now())
+    client.check(c, clock.now())
+
+
+def test_stale_crl_is_never_not_revoked(
+    ca: FleetCa, publisher: CrlPublisher, clock: ManualClock
+) -> None:
+    a, c = _same_shard(ca, 2)
+    _, fetch = _fetcher(ca, clock)
+    client = CrlClient(ca.issuing.certificate, fetch=fetch, max_age=timedelta(days=1))  # type: ignore[arg-type]
+    with pytest.raises(StaleCrlError, match="no CRL held"):
+        client.check(c, clock.now())
+    _revoke(ca, a)
+    client.refresh(c, clock.now())
+    client.check(c, clock.now())
+    clock.advance(timedelta(days=1, seconds=1))
+    with pytest.raises(StaleCrlError, match="too old"):
+        client.check(c, clock.now())
+    with pytest.raises(CertificateRevokedError):  # what is listed stays revoked
+        client.check(a, clock.now())
+    lenient = CrlClient(ca.issuing.certificate, fetch=fetch, max_age=timedelta(days=30))  # type: ignore[arg-type]
+    lenient.refresh(c, clock.now() - timedelta(days=1))
+    clock.advance(publisher.policy.full_validity)
+    with pytest.raises(StaleCrlError, match="nextUpdate"):
+        lenient.check(c, clock.now())
+
+
+def test_client_refuses_wrong_base_gap_rollback_scope_and_signer(
+    ca: FleetCa,
+    publisher: CrlPublisher,
+    clock: ManualClock,
+    tmp_path: Path,
+    backend: str,
+    database_url_for: Callable[[str], str],
+) -> None:
+    (a,) = _same_shard(ca, 1)
+    shard = _shard(a)
+    url = f"{BASE}/crl/issuing-1/{shard}.crl"
+    other_url = f"{BASE}/crl/issuing-1/{(shard + 1) % CRL_SHARDS}.crl"
+    old = {p.kind: p for p in publisher.publish(force=True) if p.shard == shard}
+    clock.advance(timedelta(minutes=1))
+    _revoke(ca, a)
+    new = {p.kind: p for p in publisher.publish(force=True) if p.shard == shard}
+    client = CrlClient(ca.issuing.certificate, fetch=lambda u: b"", max_age=timedelta(days=1))
+    with pytest.raises(DeltaGapError, match="no complete CRL"):
+        client.load_delta(url, new[CrlKind.DELTA].der)
+    client.load_full(url, new[CrlKind.FULL].der)
+    # An older delta (its number below the held complete CRL): wrong base.
+    with pytest.raises(DeltaBaseError):
+        client.load_delta(url, old[CrlKind.DELTA].der)
+    with pytest.raises(CrlRollbackError):
+        client.load_full(url, old[CrlKind.FULL].der)
+    with pytest.raises(VerificationError, match="delta CRL where"):
+        client.load_full(url, new[CrlKind.DELTA].der)
+    with pytest.raises(VerificationError, match="scope"):
+        client.load_full(other_url, new[CrlKind.FULL].der)
+    # A device that holds only the old full CRL while the delta needs a newer one: a gap.
+    behind = CrlClient(ca.issuing.certificate, fetch=lambda u: b"", max_age=timedelta(days=1))
+    behind.load_full(url, old[CrlKind.FULL].der)
+    clock.advance(publisher.policy.delta_window + timedelta(days=1))
+    latest = {p.kind: p for p in publisher.publish() if p.shard == shard}
+    with pytest.raises(DeltaGapError, match="needs complete CRL"):
+        behind.load_delta(url, latest[CrlKind.DELTA].der)
+    # A CRL of another fleet CA (same names, other key).
+    (tmp_path / "stranger").mkdir()
+    stranger = open_fleet(tmp_path / "stranger", database_url_for(backend), ManualClock())
+    try:
+        foreign = publisher_for(stranger).publish(force=True)
+    finally:
+        stranger.close()
+    with pytest.raises(VerificationError, match="not signed"):
+        client.load_full(url, next(p for p in foreign if p.shard == shard).der)
+    with pytest.raises(EncodingError):
+        client.load_full(url, b"\x30\x03garbage")
