@@ -6,6 +6,8 @@
   SQLite in ``<data-dir>/fleetid.db`` (see ``fleetid.store.engine``).
 * ``FLEETID_PUBLIC_URL``: the base URL that issued certificates name for OCSP and CRLs (RFC 5280
   §4.2.2.1, §4.2.1.13); unset means the plain-HTTP listener, ``http://HOST:PORT``.
+* ``FLEETID_V2X_PASSPHRASE``: unlocks the V2X authorities' key store (``fleetid v2x init``); the
+  V2X routes are served when the data directory holds a hierarchy. Never logged (``repr=False``).
 
 Domain code takes a ``Settings`` and never reads the environment itself.
 """
@@ -20,10 +22,18 @@ from pathlib import Path
 from fleetid.errors import ConfigError
 from fleetid.policy import DEFAULT_POLICY, Policy
 
-__all__ = ["DATABASE_URL_ENV", "PUBLIC_URL_ENV", "Listen", "Settings", "parse_listen"]
+__all__ = [
+    "DATABASE_URL_ENV",
+    "PUBLIC_URL_ENV",
+    "V2X_PASSPHRASE_ENV",
+    "Listen",
+    "Settings",
+    "parse_listen",
+]
 
 DATABASE_URL_ENV = "FLEETID_DATABASE_URL"
 PUBLIC_URL_ENV = "FLEETID_PUBLIC_URL"
+V2X_PASSPHRASE_ENV = "FLEETID_V2X_PASSPHRASE"  # noqa: S105 - the name of the variable
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +66,7 @@ class Settings:
     https: Listen | None = None
     public_url: str | None = None
     policy: Policy = field(default=DEFAULT_POLICY)
+    v2x_passphrase: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -70,6 +81,7 @@ class Settings:
         env = os.environ if environ is None else environ
         url = env.get(DATABASE_URL_ENV) or None
         public = env.get(PUBLIC_URL_ENV) or None
+        v2x_passphrase = env.get(V2X_PASSPHRASE_ENV) or None
         return cls(
             data_dir=Path(data_dir),
             database_url=url,
@@ -77,6 +89,7 @@ class Settings:
             https=https,
             public_url=public.rstrip("/") if public else None,
             policy=policy,
+            v2x_passphrase=v2x_passphrase.encode() if v2x_passphrase else None,
         )
 
     def with_listeners(self, *, http: Listen | None, https: Listen | None) -> Settings:

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from fleetid import __version__
 from fleetid.api import est
 from fleetid.api.errors import install_error_handlers
-from fleetid.api.routes import crl, enrol, ocsp
+from fleetid.api.routes import crl, enrol, etsi, ocsp
 from fleetid.api.routes import filter as filter_routes
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.lifecycle import lifecycle_service
@@ -42,6 +42,10 @@ def create_app(
     crl.install(app, crl_publisher, clock)
     # The signed offline revocation filter (GET /revocation/filter/{full,delta}).
     filter_routes.install(app)
+    # The V2X PKI (ETSI TS 102 941, /v2x/...) when the data dir holds one (fleetid v2x init).
+    v2x = etsi.services_for(settings, clock)
+    if v2x is not None:
+        etsi.install(app, v2x)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:

@@ -17,11 +17,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fleetid.config import V2X_PASSPHRASE_ENV
 from fleetid.errors import ConfigError
 
 __all__ = ["register"]
 
-PASSPHRASE_ENV = "FLEETID_V2X_PASSPHRASE"  # noqa: S105 - the name of the variable
+PASSPHRASE_ENV = V2X_PASSPHRASE_ENV
 
 
 def register(subparsers: Any) -> None:

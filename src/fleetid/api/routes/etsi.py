@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -26,7 +27,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from fleetid.authority.v2x.aa import AuthorizationAuthority
 from fleetid.authority.v2x.ea import EnrolmentAuthority
-from fleetid.errors import EncodingError
+from fleetid.authority.v2x.on_disk import has_v2x, open_v2x
+from fleetid.clock import Clock
+from fleetid.config import V2X_PASSPHRASE_ENV, Settings
+from fleetid.errors import ConfigError, EncodingError
 
 __all__ = [
     "ITS_REQUEST",
@@ -35,6 +39,7 @@ __all__ = [
     "V2xServices",
     "install",
     "router",
+    "services_for",
 ]
 
 V2X_PREFIX: Final = "/v2x"
@@ -55,6 +60,25 @@ class V2xServices:
     aa: AuthorizationAuthority | None = None
     ctl: Callable[[], bytes] | None = None
     crl: Callable[[], bytes] | None = None
+
+
+def services_for(settings: Settings, clock: Clock) -> V2xServices | None:
+    """The EA, AA and publications of the hierarchy in ``settings.data_dir`` (``fleetid v2x
+    init``), or None when there is none. The CTL and CRL are read from the Root CA's database
+    on each GET, so ``fleetid v2x publish`` takes effect without a restart."""
+    if not has_v2x(Path(settings.data_dir)):
+        return None
+    if settings.v2x_passphrase is None:
+        raise ConfigError(
+            f"{settings.data_dir} holds a V2X hierarchy: set {V2X_PASSPHRASE_ENV} to serve it"
+        )
+    store = open_v2x(Path(settings.data_dir), passphrase=settings.v2x_passphrase, clock=clock)
+    return V2xServices(
+        ea=store.hierarchy.ea,
+        aa=store.hierarchy.aa,
+        ctl=lambda: store.latest("ctl"),
+        crl=lambda: store.latest("crl"),
+    )
 
 
 def install(app: FastAPI, services: V2xServices) -> None:

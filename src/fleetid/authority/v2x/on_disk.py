@@ -42,7 +42,7 @@ from fleetid.store.v2x_tables import (
     ea_enrolment_credentials,
 )
 
-__all__ = ["V2xStore", "init_v2x", "open_v2x"]
+__all__ = ["V2xStore", "has_v2x", "init_v2x", "open_v2x"]
 
 _ROLES = ("root", "ea", "ea-enc", "aa", "aa-enc")
 
@@ -93,6 +93,17 @@ class V2xStore:
                 insert(ca_publications).values(kind="crl", sequence=h.ctl_sequence, encoded=crl)
             )
         return ctl, crl
+
+    def latest(self, kind: Literal["ctl", "crl"]) -> bytes:
+        """The newest stored CTL or CRL (another process may have published since opening)."""
+        with self.ca_engine.connect() as conn:
+            encoded = conn.execute(
+                select(ca_publications.c.encoded)
+                .where(ca_publications.c.kind == kind)
+                .order_by(ca_publications.c.sequence.desc())
+                .limit(1)
+            ).scalar_one()
+        return bytes(encoded)
 
     def stats(self) -> dict[str, Any]:
         with self.ca_engine.connect() as conn:
@@ -205,6 +216,11 @@ def init_v2x(data_dir: Path, *, family_name: str, passphrase: bytes, clock: Cloc
         ea_engine=ea_engine,
         aa_engine=aa_engine,
     )
+
+
+def has_v2x(data_dir: Path) -> bool:
+    """Whether ``fleetid v2x init`` made a hierarchy under ``<data_dir>/v2x``."""
+    return (_paths(data_dir)[0] / "v2x.json").is_file()
 
 
 def open_v2x(data_dir: Path, *, passphrase: bytes, clock: Clock) -> V2xStore:
