@@ -356,3 +356,37 @@ def test_key_tag_matches_an_independent_coer_of_the_keys(family: str) -> None:
     by_hand += b"\x00" + bytes([0x80 | index]) + point(encryption)
     expected = std_hmac.new(hmac_key, by_hand, hashlib.sha256).digest()[:16]
     assert key_tag(hmac_key, keys) == expected
+
+
+def test_an_at_from_an_aa_younger_than_one_epoch_starts_with_the_aa(family: str) -> None:
+    """Rounding the AT start down to the epoch must not put it before its issuer's start
+    (TS 103 097 §7.2.1); a relying party would refuse such an AT as outliving its issuer."""
+    from datetime import UTC, datetime
+
+    from tests.v2x_fixtures import memory_engine
+
+    from fleetid.authority.v2x import FAMILIES
+    from fleetid.authority.v2x.hierarchy import build_hierarchy
+    from fleetid.clock import ManualClock
+    from fleetid.device.v2x import CamReceiver
+
+    clock = ManualClock(datetime(2027, 3, 4, 10, 17, 23, tzinfo=UTC))  # mid-epoch
+    hierarchy = build_hierarchy(
+        family=FAMILIES[family], clock=clock, ea_engine=memory_engine(), aa_engine=memory_engine()
+    )
+    pki = Pki(
+        hierarchy=hierarchy, clock=clock, ea_engine=memory_engine(), aa_engine=memory_engine()
+    )
+    station = pki.enrolled(b"VIN-EARLY")
+    station.request_tickets(1, pki.aa.handle_authorization)
+    ticket, _ = station.tickets[0]
+    assert validity_bounds(ticket)[0] == validity_bounds(pki.aa.certificate)[0]
+    assert (
+        CamReceiver(hierarchy.trust_store(), clock).verify(station.sign_cam(b"x")).payload == b"x"
+    )
+    # An hour on, ATs are back to the epoch-rounded start (not the AA's).
+    clock.advance(timedelta(hours=1))
+    station.request_tickets(1, pki.aa.handle_authorization)
+    later, _ = station.tickets[-1]
+    assert validity_bounds(later)[0] > validity_bounds(pki.aa.certificate)[0]
+    assert datetime_from_time32(validity_bounds(later)[0]).minute == 0

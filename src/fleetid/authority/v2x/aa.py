@@ -40,6 +40,7 @@ from fleetid.formats.etsi102941 import (
 )
 from fleetid.formats.ieee1609 import (
     Certificate,
+    datetime_from_time32,
     decode,
     sign_certificate,
     time32,
@@ -229,7 +230,11 @@ class AuthorizationAuthority:
         # Round the start down to the epoch so that the AT does not carry its issuing time.
         seconds = int(self._epoch.total_seconds())
         start = datetime.fromtimestamp(int(now.timestamp()) // seconds * seconds, tz=UTC)
-        _, aa_end = validity_bounds(self.certificate)
+        aa_start, aa_end = validity_bounds(self.certificate)
+        if time32(start) < aa_start:
+            # An AA younger than one epoch: the AT may not start before its issuer (TS 103 097
+            # §7.2.1); every AT of this first epoch gets the AA's own start.
+            start = datetime_from_time32(aa_start)
         if time32(start + self._at_lifetime) >= aa_end:
             raise Refused("deniedpermissions", "the AA certificate expires before the AT would")
         tbs: dict[str, Any] = {
