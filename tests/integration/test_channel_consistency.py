@@ -28,11 +28,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetid.authority.fleet_ca import FleetCa
+from fleetid.authority.fleet_ca import FleetCa, crl_path, delta_crl_path
 from fleetid.authority.lifecycle import roll_issuing_ca
 from fleetid.authority.revoke import revoke_serial
 from fleetid.clock import ManualClock
 from fleetid.config import Settings
+from fleetid.device.crl_client import CrlClient
 from fleetid.device.truststore import TrustStore
 from fleetid.device.verifier import PeerStatus, PeerVerifier, ocsp_request
 from fleetid.errors import VerificationError
@@ -97,6 +98,21 @@ def test_three_channels_agree_at_every_watermark(ca: FleetCa, seed: int) -> None
         )
         for profile in ("always-on", "intermittent", "offline")
     }
+    # A second intermittent device fetches on contact through the agent's CRL client.
+    on_contact = PeerVerifier(
+        trust=TrustStore([ca.root]), policy=policy_for("intermittent"), clock=clock
+    )
+    crl_fetches: dict[str, bytes] = {}
+    clients: dict[x509.Name, CrlClient] = {}
+
+    def contact_issuer(issuer: x509.Certificate) -> None:
+        clients[issuer.subject] = CrlClient(
+            issuer, fetch=crl_fetches.__getitem__, max_age=timedelta(days=7)
+        )
+        on_contact.use_crl_client(issuer, clients[issuer.subject])
+
+    for issuer in issuers:
+        contact_issuer(issuer)
 
     for step in range(_STEPS):
         if step == 3 and seed == 3:  # a rollover in one history: both generations in play
@@ -104,6 +120,7 @@ def test_three_channels_agree_at_every_watermark(ca: FleetCa, seed: int) -> None
             filters.use_signer(ca.issuing.signer)
             for device in devices.values():
                 device.add_issuer(ca.issuing.certificate)
+            contact_issuer(ca.issuing.certificate)
         if rng.random() < 0.5:
             certificates += _issue(ca, rng.randint(1, 4))
         valid = [
@@ -132,6 +149,10 @@ def test_three_channels_agree_at_every_watermark(ca: FleetCa, seed: int) -> None
                     latest = crls.latest(issuer.id, shard, kind)
                     assert latest is not None
                     assert crl_watermark(x509.load_der_x509_crl(latest.der)) == latest.watermark
+                    path = (crl_path if kind is CrlKind.FULL else delta_crl_path)(
+                        issuer.generation, shard
+                    )
+                    crl_fetches[ca.settings.base_url + path] = latest.der
         # Filter: a cumulative delta when one can follow the full filter (and the history does
         # not rebase here), else a new full filter.
         published = filters.publish_full() if rng.random() < 0.2 else filters.publish()
@@ -147,8 +168,10 @@ def test_three_channels_agree_at_every_watermark(ca: FleetCa, seed: int) -> None
             answer = responder.respond(ocsp_request(certificate, issuer))
             by_ocsp = _verdict(devices["always-on"], certificate, ocsp_response=answer.der)
             by_crl = _verdict(devices["intermittent"], certificate)
+            clients[issuer.subject].refresh(certificate, clock.now())
+            by_crl_client = _verdict(on_contact, certificate)
             by_filter = _verdict(devices["offline"], certificate)
-            assert (by_ocsp, by_crl, by_filter) == (truth, truth, truth), (
+            assert (by_ocsp, by_crl, by_crl_client, by_filter) == (truth,) * 4, (
                 f"step {step}, watermark {watermark}, serial {certificate.serial_number:x}"
             )
 

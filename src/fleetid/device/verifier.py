@@ -10,7 +10,9 @@
   (§4.2.2.2); it must be current (``thisUpdate`` not in the future, ``nextUpdate`` not past, and
   not older than the policy's maximum age), and never older than one already seen for the same
   certificate (a replayed old "good" is refused).
-* **intermittent**, X.509 CRLs (RFC 5280 §5, §6.3): a full CRL and optionally a delta whose
+* **intermittent**, X.509 CRLs (RFC 5280 §5, §6.3): through the device's
+  ``fleetid.device.crl_client.CrlClient`` (``use_crl_client``: it fetches on contact), or CRLs
+  handed to ``load_crl``: a full CRL and optionally a delta whose
   base CRL number the full CRL reaches, signed by the issuer, for the certificate's distribution
   point (IDP ``fullName`` against the certificate's CRL DP); past ``nextUpdate`` + tolerance the
   CRL is *stale*, never "not revoked".
@@ -42,6 +44,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from fleetid.clock import Clock
+from fleetid.device.crl_client import CrlClient, StaleCrlError
 from fleetid.device.truststore import TrustStore
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.policy.connectivity import ConnectivityProfile, NotCoveredAction, RevocationPolicy
@@ -288,6 +291,7 @@ class PeerVerifier:
         self._issuers: dict[bytes, x509.Certificate] = {}
         self._filter: FilterVerifier | None = None
         self._crls: dict[tuple[bytes, frozenset[str] | None], _CrlSet] = {}
+        self._crl_clients: dict[bytes, CrlClient] = {}
         self._ocsp_seen: dict[tuple[bytes, int], datetime] = {}
         for issuer in issuers:
             self.add_issuer(issuer)
@@ -335,6 +339,12 @@ class PeerVerifier:
         loaded = fresh.load(data)  # a delta without its full filter raises DeltaGapError here
         self._filter = fresh
         return loaded
+
+    def use_crl_client(self, issuer: x509.Certificate, client: CrlClient) -> None:
+        """Answer the intermittent profile for ``issuer``'s certificates from ``client``
+        (``fleetid.device.crl_client``: it fetches what is missing on each contact)."""
+        self.add_issuer(issuer)
+        self._crl_clients[key_id(_ec_key(issuer))] = client
 
     def load_crl(self, crl: x509.CertificateRevocationList | bytes) -> None:
         """Verify a full or delta CRL from a known issuer and keep the newest per scope."""
@@ -511,6 +521,18 @@ class PeerVerifier:
     ) -> PeerVerdict:
         source = RevocationSource.CRL
         issuer_key = key_id(_ec_key(issuer))
+        client = self._crl_clients.get(issuer_key)
+        if client is not None:
+            try:
+                answer = client.check(leaf, now)
+            except StaleCrlError as exc:
+                return self._verdict(PeerStatus.STALE, source, leaf, now, str(exc))
+            except CertificateRevokedError as exc:
+                return self._verdict(PeerStatus.REVOKED, source, leaf, now, str(exc))
+            number = f"{answer.crl_number}" + (
+                f"+{answer.delta_number}" if answer.delta_number else ""
+            )
+            return self._verdict(PeerStatus.VALID, source, leaf, now, f"not on CRL {number}")
         points = _cdp_names(leaf)
         held = next(
             (
