@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.authority.csr import load_csr, public_key_sha256
 from fleetid.authority.fleet_ca import FleetCa
-from fleetid.authority.provisioners import BasicCredentials, Provisioner
+from fleetid.authority.provisioners import BasicCredentials, EnrolmentRequest, Provisioner
 from fleetid.authority.provisioners.token import TokenProvisioner
-from fleetid.errors import AuthenticationError, ConfigError, PolicyError
+from fleetid.errors import AuthenticationError, PolicyError
 from fleetid.policy import CredentialType
 from fleetid.store.schema import CertificateStatus, DeviceStatus
 
@@ -35,9 +35,10 @@ class EnrolmentService:
 
     def __init__(self, ca: FleetCa, provisioners: Mapping[str, Provisioner] | None = None) -> None:
         self.ca = ca
-        self._provisioners: Mapping[str, Provisioner] = provisioners or {
-            TokenProvisioner.type_key: TokenProvisioner(ca.clock)
-        }
+        # Asked in order; the first that accepts a request's kind decides it.
+        self.provisioners: dict[str, Provisioner] = dict(
+            provisioners or {TokenProvisioner.type_key: TokenProvisioner(ca.clock)}
+        )
 
     def cacerts(self) -> list[x509.Certificate]:
         """The current CA certificates, issuing CA first (RFC 7030 §4.1.3)."""
@@ -46,20 +47,31 @@ class EnrolmentService:
     def simple_enroll(
         self, credentials: BasicCredentials | None, csr_der: bytes
     ) -> x509.Certificate:
-        """Enrol a device: the provisioner authorises, the CA issues, one transaction."""
-        if credentials is None:
+        """Enrol a device: a provisioner authorises, the CA issues, one transaction."""
+        csr = load_csr(csr_der)
+        request = EnrolmentRequest(csr=csr, basic=credentials)
+        provisioner = next((p for p in self.provisioners.values() if p.accepts(request)), None)
+        if provisioner is None:
+            kinds = ", ".join(self.provisioners)
             raise AuthenticationError(
                 "simpleenroll needs a credential: HTTP Basic with a one-time token"
+                + (" or attestation evidence in the CSR" if "attestation" in kinds else "")
+                + f" (provisioners here: {kinds})"
             )
-        csr = load_csr(csr_der)
         public_key = csr.public_key()
         assert isinstance(public_key, ec.EllipticCurvePublicKey)  # noqa: S101 - load_csr checked
-        try:
-            provisioner = self._provisioners[TokenProvisioner.type_key]
-        except KeyError:
-            raise ConfigError("the token provisioner is not enabled") from None
+        now = self.ca.clock.now()
         with self.ca.store.transaction() as tx:
-            grant = provisioner.authorise(tx, credentials)
+            grant = provisioner.authorise(tx, request)
+            previous = (
+                [
+                    c
+                    for c in tx.certificates.for_device(grant.device_id)
+                    if c.status == CertificateStatus.VALID
+                ]
+                if grant.supersedes_previous
+                else []
+            )
             certificate, record = self.ca.issue(
                 tx,
                 public_key=public_key,
@@ -69,11 +81,10 @@ class EnrolmentService:
             )
             if grant.token_username is not None:
                 tx.tokens.bind_certificate(grant.token_username, record.id)
+            for old in previous:
+                tx.certificates.revoke(old.serial, "superseded", now, superseded_by=record.id)
             tx.devices.set_status(
-                grant.device_id,
-                DeviceStatus.ENROLLED,
-                self.ca.clock.now(),
-                provisioner=grant.provisioner,
+                grant.device_id, DeviceStatus.ENROLLED, now, provisioner=grant.provisioner
             )
         return certificate
 

@@ -42,18 +42,16 @@ from cryptography.x509.oid import NameOID
 from fleetid.authority.csr import load_csr, public_key_sha256
 from fleetid.authority.enrolment import EnrolmentService
 from fleetid.authority.fleet_ca import CA_DIR, FleetCa, new_serial
-from fleetid.authority.provisioners import BasicCredentials, Provisioner
+from fleetid.authority.provisioners import Provisioner
 from fleetid.authority.provisioners.attestation import AttestationProvisioner, Challenge
 from fleetid.crypto.certsign import sign_certificate
 from fleetid.crypto.signer import Signer, hash_for_curve
 from fleetid.errors import (
     AuthenticationError,
     ConfigError,
-    EncodingError,
     NotFoundError,
     PolicyError,
 )
-from fleetid.formats.csr_attestation import attestation_bundle_of
 from fleetid.formats.proof import (
     PROOF_HEADER,
     REENROLL_PATH,
@@ -328,15 +326,6 @@ def _path_length(certificate: x509.Certificate) -> int | None:
 # --- the service ------------------------------------------------------------------------------
 
 
-def _carries_evidence(csr: x509.CertificateSigningRequest) -> bool:
-    """Whether the CSR has an id-aa-attestation attribute; a malformed one counts, so that the
-    verifier refuses it as ``evidence-malformed`` rather than as an EST credential problem."""
-    try:
-        return attestation_bundle_of(csr) is not None
-    except EncodingError:
-        return True
-
-
 class LifecycleService(EnrolmentService):
     """EST plus attestation-gated enrolment, proof-authenticated refresh/re-key and release."""
 
@@ -349,6 +338,8 @@ class LifecycleService(EnrolmentService):
     ) -> None:
         super().__init__(ca, provisioners)
         self.attestation = attestation
+        if attestation is not None:
+            self.provisioners[attestation.type_key] = attestation
 
     def _require_attestation(self) -> AttestationProvisioner:
         if self.attestation is None:
@@ -373,39 +364,6 @@ class LifecycleService(EnrolmentService):
         provisioner = self._require_attestation()
         with self.ca.store.transaction() as tx:
             return provisioner.issue_challenge(tx, device_id)
-
-    def simple_enroll(
-        self, credentials: BasicCredentials | None, csr_der: bytes
-    ) -> x509.Certificate:
-        if credentials is None and self.attestation is not None:
-            csr = load_csr(csr_der)
-            if _carries_evidence(csr):
-                return self._attested_enrol(csr)
-        return super().simple_enroll(credentials, csr_der)
-
-    def _attested_enrol(self, csr: x509.CertificateSigningRequest) -> x509.Certificate:
-        provisioner = self._require_attestation()
-        now = self.ca.clock.now()
-        with self.ca.store.transaction() as tx:
-            grant, attested = provisioner.authorise_evidence(tx, csr)
-            previous = [
-                c
-                for c in tx.certificates.for_device(grant.device_id)
-                if c.status == CertificateStatus.VALID
-            ]
-            certificate, record = self.ca.issue(
-                tx,
-                public_key=attested.public_key,
-                credential_type=grant.credential_type,
-                common_name=grant.device_id,
-                device_id=grant.device_id,
-            )
-            for old in previous:
-                tx.certificates.revoke(old.serial, "superseded", now, superseded_by=record.id)
-            tx.devices.set_status(
-                grant.device_id, DeviceStatus.ENROLLED, now, provisioner=grant.provisioner
-            )
-        return certificate
 
     # -- refresh and re-key --------------------------------------------------------------------
 

@@ -1,15 +1,19 @@
 """Enrolment provisioners: pluggable policies that decide who may enrol, one module each.
 
-A provisioner is found by its type key (``PROVISIONERS``). The EST edge hands it the request's
-credentials; it answers with a ``Grant`` (which device, which credential type) or raises
-``AuthenticationError`` / ``PolicyError``. It runs inside the issuance transaction, so a
-single-use credential is spent only if the certificate is recorded.
+A provisioner is found by its type key (``PROVISIONERS``). The EST edge hands the enrolment
+service an ``EnrolmentRequest``: the parsed CSR and whatever credential came with it. The first
+provisioner that ``accepts`` the request's kind (a Basic credential, attestation evidence) is
+asked to ``authorise`` it; it answers with a ``Grant`` (which device, which credential type) or
+raises ``AuthenticationError`` / ``PolicyError`` / a ``VerificationError``. ``authorise`` runs
+inside the issuance transaction, so a single-use credential (token, challenge) is spent only if
+the certificate is recorded.
 
 Provisioners:
 
 * ``token`` (``fleetid.authority.provisioners.token``): one-time HTTP Basic credentials,
   RFC 7030 §3.2.3, for devices without a secure element.
-* ``attestation``: SE key attestation bound to a challenge; a later module registers here.
+* ``attestation`` (``fleetid.authority.provisioners.attestation``): secure-element key
+  attestation in the CSR, bound to a challenge from this authority.
 """
 
 from __future__ import annotations
@@ -17,11 +21,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from cryptography import x509
+
 from fleetid.errors import ConfigError
 from fleetid.policy import CredentialType
 from fleetid.store.repositories import Repositories
 
-__all__ = ["PROVISIONERS", "BasicCredentials", "Grant", "Provisioner", "provisioner", "register"]
+__all__ = [
+    "PROVISIONERS",
+    "BasicCredentials",
+    "EnrolmentRequest",
+    "Grant",
+    "Provisioner",
+    "provisioner",
+    "register",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,14 +47,26 @@ class BasicCredentials:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EnrolmentRequest:
+    """An enrolment as the authority received it: the CSR (its self-signature checked) and the
+    HTTP Basic credential, if the client sent one."""
+
+    csr: x509.CertificateSigningRequest
+    basic: BasicCredentials | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Grant:
     """What a provisioner allows: a certificate of ``credential_type`` for ``device_id``."""
 
     provisioner: str
     device_id: str
     credential_type: CredentialType
-    # Called with the new certificate's row id once it is recorded (same transaction).
+    # The token spent, bound to the new certificate's row once it is recorded (same transaction).
     token_username: str | None = None
+    # The device's earlier valid credentials end as ``superseded`` by the new one (re-enrolment
+    # with the factory identity is the recovery path of a device whose credential lapsed).
+    supersedes_previous: bool = False
 
 
 class Provisioner(Protocol):
@@ -48,7 +74,11 @@ class Provisioner(Protocol):
 
     type_key: str
 
-    def authorise(self, tx: Repositories, credentials: BasicCredentials) -> Grant: ...
+    def accepts(self, request: EnrolmentRequest) -> bool:
+        """Whether the request is of this provisioner's kind (no verification, no database)."""
+        ...
+
+    def authorise(self, tx: Repositories, request: EnrolmentRequest) -> Grant: ...
 
 
 PROVISIONERS: dict[str, type[Provisioner]] = {}

@@ -9,8 +9,10 @@ The flow (docs/enrolment.md):
 2. The device has its SE generate a key and ATTEST it with the nonce as challenge, and sends a
    PKCS#10 CSR signed by that key carrying the draft-ietf-lamps-csr-attestation bundle (key
    attestation + IDevID chain) to ``/.well-known/est/simpleenroll`` with no HTTP credential.
-3. ``authorise_evidence`` verifies it (``fleetid.authority.attestation``) inside the issuance
-   transaction: the challenge is spent only if the certificate is recorded.
+3. ``authorise`` verifies it (``fleetid.authority.attestation``) inside the issuance
+   transaction: the challenge is spent only if the certificate is recorded. It accepts
+   (``accepts``) a request with no HTTP credential whose CSR has an id-aa-attestation attribute,
+   malformed or not (a malformed one is refused as ``evidence-malformed``).
 
 Configuration, in the data directory:
 
@@ -38,9 +40,10 @@ from fleetid.authority.attestation import (
     VerificationPolicy,
     verify_attested_csr,
 )
-from fleetid.authority.provisioners import BasicCredentials, Grant, register
+from fleetid.authority.provisioners import EnrolmentRequest, Grant, register
 from fleetid.clock import Clock
-from fleetid.errors import AuthenticationError, ConfigError
+from fleetid.errors import ConfigError, EncodingError
+from fleetid.formats.csr_attestation import attestation_bundle_of
 from fleetid.formats.proof import CHALLENGE_PATH
 from fleetid.policy import CredentialType
 from fleetid.store.repositories import ChallengeRecord, ManifestRecord, Repositories, Store
@@ -119,12 +122,13 @@ class AttestationProvisioner:
         self.policy = policy
         self._ttl = challenge_ttl
 
-    def authorise(self, tx: Repositories, credentials: BasicCredentials) -> Grant:
-        """HTTP Basic is not this provisioner's credential; evidence is (``authorise_evidence``)."""
-        raise AuthenticationError(
-            "the attestation provisioner takes no HTTP Basic credential; send the CSR with "
-            "its attestation bundle and no Authorization header"
-        )
+    def accepts(self, request: EnrolmentRequest) -> bool:
+        if request.basic is not None:
+            return False
+        try:
+            return attestation_bundle_of(request.csr) is not None
+        except EncodingError:
+            return True  # there, but malformed: ``authorise`` names it evidence-malformed
 
     def issue_challenge(self, tx: Repositories, device_id: str | None = None) -> Challenge:
         now = self._clock.now()
@@ -146,11 +150,9 @@ class AttestationProvisioner:
             formats=None,
         )
 
-    def authorise_evidence(
-        self, tx: Repositories, csr: x509.CertificateSigningRequest
-    ) -> tuple[Grant, AttestedDevice]:
+    def authorise(self, tx: Repositories, request: EnrolmentRequest) -> Grant:
         """Verify, then record the device and the factory identity it enrolled with."""
-        attested = self.verify(tx, csr)
+        attested = self.verify(tx, request.csr)
         now = self._clock.now()
         if tx.devices.get(attested.device_id) is None:
             tx.devices.add(attested.device_id, DeviceStatus.PENDING, now, provisioner=self.type_key)
@@ -164,5 +166,6 @@ class AttestationProvisioner:
             provisioner=self.type_key,
             device_id=attested.device_id,
             credential_type=CredentialType.OPERATIONAL,
+            supersedes_previous=True,
         )
-        return grant, attested
+        return grant

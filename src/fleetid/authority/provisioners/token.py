@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from fleetid.authority.provisioners import BasicCredentials, Grant, register
+from fleetid.authority.provisioners import EnrolmentRequest, Grant, register
 from fleetid.clock import Clock
 from fleetid.errors import AuthenticationError, ConfigError, PolicyError
 from fleetid.policy import CredentialType
@@ -89,7 +89,13 @@ class TokenProvisioner:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
 
-    def authorise(self, tx: Repositories, credentials: BasicCredentials) -> Grant:
+    def accepts(self, request: EnrolmentRequest) -> bool:
+        return request.basic is not None
+
+    def authorise(self, tx: Repositories, request: EnrolmentRequest) -> Grant:
+        credentials = request.basic
+        if credentials is None:
+            raise AuthenticationError("the token provisioner needs HTTP Basic credentials")
         now = self._clock.now()
         token = tx.tokens.get(credentials.username)
         # Compare against a dummy digest for unknown users so both paths cost the same.
