@@ -1,0 +1,220 @@
+"""OpenSSL against the real ``fleetid serve`` on loopback: ``openssl ocsp`` sees good, then revoked
+within 2 s of a ``fleetid revoke`` in another process; ``openssl verify -crl_check -use_deltas``
+agrees with the device's CRL client on full + delta CRLs fetched from the distribution points
+the certificates name; refusals (another issuer, malformed request, stale CRL) agree too.
+SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from tests.authority_server import fleetid, free_port, require_tool, serving
+from tests.revocation_fixtures import issue
+
+from fleetid.authority.fleet_ca import CRL_SHARDS, FleetCa
+from fleetid.clock import SystemClock
+from fleetid.config import Settings
+from fleetid.device.crl_client import CrlClient, StaleCrlError
+from fleetid.revocation.crl import publisher_for
+from fleetid.revocation.filter import CertificateRevokedError
+
+pytestmark = pytest.mark.slow
+
+_PEM = serialization.Encoding.PEM
+
+
+@dataclass(frozen=True, kw_only=True)
+class Served:
+    data_dir: Path
+    work: Path
+    base: str
+    env: dict[str, str]
+    ca: FleetCa
+    certificates: list[x509.Certificate]  # three of one CRL shard
+
+
+def _pem(path: Path, *items: x509.Certificate | x509.CertificateRevocationList) -> Path:
+    path.write_bytes(b"".join(item.public_bytes(_PEM) for item in items))
+    return path
+
+
+def _run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture
+def served(tmp_path: Path, db_url: str) -> Iterator[Served]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "FLEETID_DATABASE_URL": db_url, "FLEETID_PUBLIC_URL": base}
+    data_dir = tmp_path / "authority"
+    initialised = fleetid("ca", "init", "--data-dir", str(data_dir), env=env)
+    assert initialised.returncode == 0, initialised.stderr
+    ca = FleetCa.open(
+        Settings.load(data_dir, environ={k: env[k] for k in ("FLEETID_DATABASE_URL",
+                                                              "FLEETID_PUBLIC_URL")}),
+        clock=SystemClock(),
+    )  # fmt: skip
+    by_shard: dict[int, list[x509.Certificate]] = {}
+    while max((len(g) for g in by_shard.values()), default=0) < 3:
+        for certificate in issue(ca, CRL_SHARDS):
+            by_shard.setdefault(certificate.serial_number % CRL_SHARDS, []).append(certificate)
+    trio = next(g for g in by_shard.values() if len(g) >= 3)[:3]
+    work = tmp_path / "work"
+    work.mkdir()
+    _pem(work / "issuing.pem", ca.issuing.certificate)
+    _pem(work / "chain.pem", ca.root, ca.issuing.certificate)
+    for name, certificate in zip("abc", trio, strict=True):
+        _pem(work / f"{name}.pem", certificate)
+    try:
+        with serving(data_dir, [port], ["--http", f"127.0.0.1:{port}"], env=env):
+            yield Served(data_dir=data_dir, work=work, base=base, env=env, ca=ca, certificates=trio)
+    finally:
+        ca.close()
+
+
+def _ocsp(served: Served, name: str, *extra: str) -> str:
+    openssl = require_tool("openssl")
+    result = _run(openssl, "ocsp", "-issuer", "issuing.pem", "-cert", f"{name}.pem",
+                  "-url", f"{served.base}/ocsp", "-CAfile", "chain.pem", *extra,
+                  cwd=served.work)  # fmt: skip
+    return result.stdout + result.stderr
+
+
+def _revoke(served: Served, certificate: x509.Certificate) -> None:
+    result = fleetid("revoke", "--data-dir", str(served.data_dir),
+                     f"{certificate.serial_number:x}", "--reason", "keyCompromise",
+                     env=served.env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_openssl_ocsp_good_then_revoked_within_two_seconds(served: Served) -> None:
+    a = served.certificates[0]
+    for extra in ((), ("-no_nonce",)):
+        out = _ocsp(served, "a", *extra)
+        assert "a.pem: good" in out, out
+        assert "Response verify OK" in out, out
+    _revoke(served, a)
+    revoked_by = time.monotonic() + 2.0  # the issue's bound for a revocation to show
+    seen = ""
+    while time.monotonic() < revoked_by:
+        seen = _ocsp(served, "a", "-no_nonce")  # the pre-signed path, the one that caches
+        if "a.pem: revoked" in seen:
+            break
+    assert "a.pem: revoked" in seen, seen
+    assert "Reason: keyCompromise" in seen, seen
+    assert "a.pem: revoked" in _ocsp(served, "a")  # and the fresh (nonce) path
+    assert "b.pem: good" in _ocsp(served, "b")
+
+
+def test_openssl_reads_get_answers_and_refusals(served: Served, tmp_path: Path) -> None:
+    openssl = require_tool("openssl")
+    work = served.work
+    made = _run(openssl, "ocsp", "-issuer", "issuing.pem", "-cert", "b.pem", "-no_nonce",
+                "-reqout", "req.der", cwd=work)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    encoded = base64.b64encode((work / "req.der").read_bytes()).decode()
+    response = httpx.get(f"{served.base}/ocsp/{encoded}", timeout=10)
+    assert response.status_code == 200
+    assert "max-age=" in response.headers["cache-control"]
+    (work / "get.der").write_bytes(response.content)
+    read = _run(openssl, "ocsp", "-respin", "get.der", "-issuer", "issuing.pem", "-cert",
+                "b.pem", "-CAfile", "chain.pem", "-no_nonce", cwd=work)  # fmt: skip
+    assert "b.pem: good" in read.stdout, read.stdout + read.stderr
+    assert "Response verify OK" in read.stderr + read.stdout
+    # Malformed: OpenSSL reads our answer as the OCSP status malformedRequest.
+    bad = httpx.post(f"{served.base}/ocsp", content=b"\x30\x02\x01\x01",
+                     headers={"Content-Type": "application/ocsp-request"}, timeout=10)  # fmt: skip
+    (work / "bad.der").write_bytes(bad.content)
+    text = _run(openssl, "ocsp", "-respin", "bad.der", "-resp_text", "-noverify", cwd=work)
+    assert "malformedrequest (1)" in (text.stdout + text.stderr).lower(), text.stdout
+    # Another issuer: a stranger fleet's certificate is answered `unauthorized`.
+    stranger_dir = tmp_path / "stranger"
+    env = {k: v for k, v in served.env.items() if k != "FLEETID_DATABASE_URL"}
+    assert fleetid("ca", "init", "--data-dir", str(stranger_dir), env=env).returncode == 0
+    stranger_settings = Settings.load(stranger_dir, environ={"FLEETID_PUBLIC_URL": served.base})
+    stranger = FleetCa.open(stranger_settings, clock=SystemClock())
+    try:
+        _pem(work / "s-issuing.pem", stranger.issuing.certificate)
+        (foreign,) = issue(stranger, 1)
+        _pem(work / "s.pem", foreign)
+    finally:
+        stranger.close()
+    refused = _run(openssl, "ocsp", "-issuer", "s-issuing.pem", "-cert", "s.pem",
+                   "-url", f"{served.base}/ocsp", "-CAfile", "chain.pem", cwd=work)  # fmt: skip
+    assert "unauthorized" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
+
+
+def _verify(served: Served, name: str, *crls: str, attime: int | None = None) -> str:
+    openssl = require_tool("openssl")
+    args: list[str] = ["verify", "-crl_check", "-use_deltas", "-CAfile", "chain.pem"]
+    for crl in crls:
+        args += ["-CRLfile", crl]
+    if attime is not None:
+        args += ["-attime", str(attime)]
+    result = _run(openssl, *args, f"{name}.pem", cwd=served.work)
+    return result.stdout + result.stderr
+
+
+def test_openssl_verify_agrees_with_the_crl_client(served: Served) -> None:
+    a, b, c = served.certificates
+    _revoke(served, a)
+    published = fleetid("crl", "publish", "--data-dir", str(served.data_dir), env=served.env)
+    assert published.returncode == 0, published.stderr
+    assert published.stdout.count("full") == CRL_SHARDS, published.stdout
+    _revoke(served, b)
+    publisher_for(served.ca).publish()  # b's shard moved: a new delta, the full stays
+    fetched: list[int] = []
+
+    def fetch(url: str) -> bytes:
+        assert url.startswith(served.base)  # the URL the certificate / full CRL names
+        response = httpx.get(url, timeout=10)
+        assert response.status_code == 200, response.text
+        fetched.append(len(response.content))
+        return response.content
+
+    client = CrlClient(served.ca.issuing.certificate, fetch=fetch, max_age=timedelta(days=1))
+    report = client.refresh(c, SystemClock().now())
+    assert report.fetched == ("full", "delta")
+    points = c.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    full_url = points[0].full_name[0].value  # type: ignore[index]
+    full = x509.load_der_x509_crl(httpx.get(full_url, timeout=10).content)
+    delta_url = full_url.replace(".crl", "-delta.crl")
+    delta = x509.load_der_x509_crl(httpx.get(delta_url, timeout=10).content)
+    _pem(served.work / "full.pem", full)
+    _pem(served.work / "delta.pem", delta)
+    assert b.serial_number not in {r.serial_number for r in full}  # only the delta has b
+
+    now = SystemClock().now()
+    for name, certificate in (("a", a), ("b", b)):
+        out = _verify(served, name, "full.pem", "delta.pem")
+        assert "certificate revoked" in out, out
+        with pytest.raises(CertificateRevokedError):
+            client.check(certificate, now)
+    assert f"{served.work / 'c.pem'}: OK" in _verify(served, "c", "full.pem", "delta.pem") or (
+        "c.pem: OK" in _verify(served, "c", "full.pem", "delta.pem")
+    )
+    client.check(c, now)
+    # The full CRL alone does not know b: both implementations need the delta for it.
+    assert "OK" in _verify(served, "b", "full.pem")
+    # Past the complete CRL's nextUpdate both refuse: stale is never "not revoked".
+    assert full.next_update_utc is not None
+    later = full.next_update_utc + timedelta(hours=1)
+    out = _verify(served, "c", "full.pem", "delta.pem", attime=int(later.timestamp()))
+    assert "CRL has expired" in out, out
+    with pytest.raises(StaleCrlError):
+        client.check(c, later)
