@@ -4,14 +4,26 @@ the revoked set, and the population the filter builder reads.
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
 from sqlalchemy import Engine
-from tests.revocation_fixtures import NOW, add_certificates, add_issuer
+from tests.revocation_fixtures import NOW, add_certificates, add_issuer, issue, open_fleet
 
+from fleetid.authority.fleet_ca import CRL_SHARDS, FleetCa
+from fleetid.clock import ManualClock
+from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import NotFoundError, PolicyError
 from fleetid.revocation import filter as revocation_filter
+from fleetid.revocation.crl import CrlKind, crl_watermark, publisher_for
+from fleetid.revocation.filter import FilterVerifier, Verdict, build_filter
+from fleetid.revocation.ocsp import OcspPolicy, responder_for
 from fleetid.revocation.registry import CertificateState, RevocationRegistry, certificate_id
 from fleetid.store.repositories import Store
 
@@ -142,3 +154,92 @@ def test_certificate_id_is_the_filters() -> None:
         certificate_id(key_id, 0)
     with pytest.raises(ValueError):
         certificate_id(b"", 5)
+
+
+# --- the three channels at one watermark -------------------------------------------------------
+
+
+def test_ocsp_crl_and_filter_never_disagree_at_a_watermark(tmp_path: Path, db_url: str) -> None:
+    clock = ManualClock()
+    ca = open_fleet(tmp_path, db_url, clock)
+    try:
+        _three_channels(ca, clock)
+    finally:
+        ca.close()
+
+
+def _three_channels(ca: FleetCa, clock: ManualClock) -> None:
+    registry = RevocationRegistry(ca.store)
+    responder = responder_for(ca, registry=registry, policy=OcspPolicy(poll_interval=3600))
+    publisher = publisher_for(ca, registry=registry)
+    filter_signer = SoftwareSigner(ec.generate_private_key(ec.SECP256R1()))
+    issuer = ca.issuing.certificate
+    key_id = ca.issuing.record.subject_key_id
+    certificates = issue(ca, 40)
+    rng = random.Random(5280)
+    reasons = ("keyCompromise", "superseded", "unspecified", "cessationOfOperation")
+    for victims in (0, 3, 9):
+        for certificate in rng.sample(certificates, victims):
+            if registry.status(ca.issuing.record.id, certificate.serial_number).state is (
+                CertificateState.GOOD
+            ):
+                registry.revoke(
+                    f"{certificate.serial_number:x}", rng.choice(reasons), now=clock.now()
+                )
+        clock.advance(timedelta(minutes=10))
+        watermark = registry.watermark()
+        # OCSP at the watermark.
+        assert responder.sync() == watermark
+        ocsp_says: dict[int, bool] = {}
+        for certificate in certificates:
+            request = (
+                ocsp.OCSPRequestBuilder()
+                .add_certificate(certificate, issuer, hashes.SHA256())
+                .build()
+                .public_bytes(serialization.Encoding.DER)
+            )
+            single = next(
+                iter(ocsp.load_der_ocsp_response(responder.respond(request).der).responses)
+            )
+            ocsp_says[certificate.serial_number] = (
+                single.certificate_status is ocsp.OCSPCertStatus.REVOKED
+            )
+        # CRLs (every shard's full + delta) at the watermark.
+        publisher.publish(force=True)
+        crl_says: dict[int, bool] = {}
+        for certificate in certificates:
+            shard = certificate.serial_number % CRL_SHARDS
+            full = x509.load_der_x509_crl(publisher.current(1, shard, CrlKind.FULL).der)
+            delta = x509.load_der_x509_crl(publisher.current(1, shard, CrlKind.DELTA).der)
+            assert crl_watermark(full) == crl_watermark(delta) == watermark
+            listed = {r.serial_number for r in full} | {r.serial_number for r in delta}
+            crl_says[certificate.serial_number] = certificate.serial_number in listed
+        # The offline filter built from the registry's population at the watermark.
+        revoked_ids: list[bytes] = []
+        valid_ids: list[bytes] = []
+        for chunk in registry.population(
+            watermark=watermark, issued_until=clock.now(), unexpired_at=clock.now(), chunk_size=7
+        ):
+            for cert_id, flag in zip(chunk.certificate_ids, chunk.revoked, strict=True):
+                (revoked_ids if flag else valid_ids).append(cert_id)
+        verifier = FilterVerifier(filter_signer.public_key())
+        header = verifier.load(
+            build_filter(
+                revoked_ids,
+                valid_ids,
+                watermark=watermark,
+                coverage_until=clock.now(),
+                signer=filter_signer,
+            )
+        )
+        assert header.watermark == watermark
+        for certificate in certificates:
+            serial = certificate.serial_number
+            verdict = verifier.status(
+                certificate_id(key_id, serial), certificate.not_valid_before_utc
+            )
+            truth = registry.status(ca.issuing.record.id, serial, watermark=watermark)
+            revoked = truth.state is CertificateState.REVOKED
+            assert ocsp_says[serial] is crl_says[serial] is revoked, serial
+            assert (verdict is Verdict.REVOKED) is revoked, serial
+        assert sum(ocsp_says.values()) == len(revoked_ids)
