@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import os
 import threading
@@ -164,12 +165,28 @@ class _Signed:
 
 
 def _name_hash(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    return _cert_id_hashes(issuer, algorithm.name)[0]
+
+
+def _key_hash(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    return _cert_id_hashes(issuer, algorithm.name)[1]
+
+
+@functools.lru_cache(maxsize=64)
+def _cert_id_hashes(issuer: x509.Certificate, algorithm_name: str) -> tuple[bytes, bytes]:
+    algorithm = next((a for a in _HASHES if a.name == algorithm_name), None)
+    if algorithm is None:
+        raise UnsupportedAlgorithm(f"CertID hash {algorithm_name} is not served")
+    return _issuer_name_hash(issuer, algorithm), _issuer_key_hash(issuer, algorithm)
+
+
+def _issuer_name_hash(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
     digest = hashes.Hash(algorithm)
     digest.update(issuer.subject.public_bytes())
     return digest.finalize()
 
 
-def _key_hash(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+def _issuer_key_hash(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
     # RFC 6960 §4.1.1: the hash of the subjectPublicKey BIT STRING value (no tag, no length).
     spki = issuer.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
@@ -355,19 +372,33 @@ class OcspResponder:
     def presign(self, *, limit: int | None = None) -> int:
         """Sign ahead a response (SHA-1 and SHA-256 CertIDs) for every unexpired certificate
         of the issuers served, up to ``limit`` certificates; returns how many certificates.
+        One pass over the population and one over the revoked set: no query per certificate.
         """
         now = self._clock.now()
         done = 0
         watermark = self._registry.watermark()
         for issuer_id, responder in self._responders.items():
-            for entry in self._registry.unexpired(issuer_id, unexpired_at=now):
+            revoked = {
+                e.serial_number: e
+                for e in self._registry.revoked(watermark, issuer_id=issuer_id, unexpired_at=now)
+            }
+            for serial in self._registry.unexpired(issuer_id, unexpired_at=now):
                 if limit is not None and done >= limit:
                     return done
-                status = self._registry.status(issuer_id, entry, watermark=watermark)
+                entry = revoked.get(serial)
+                status = StatusRecord(
+                    state=CertificateState.GOOD if entry is None else CertificateState.REVOKED,
+                    watermark=watermark,
+                    issuer_id=issuer_id,
+                    serial_number=serial,
+                    revoked_at=None if entry is None else entry.revoked_at,
+                    reason=None if entry is None else entry.reason,
+                    sequence=None if entry is None else entry.sequence,
+                )
                 for algorithm in _HASHES:
                     signed = self._sign(responder, status, algorithm, None)
                     with self._lock:
-                        self._cache[(issuer_id, entry, algorithm.name)] = signed
+                        self._cache[(issuer_id, serial, algorithm.name)] = signed
                 done += 1
         return done
 
