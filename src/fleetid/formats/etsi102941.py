@@ -42,7 +42,13 @@ from fleetid.formats.ieee1609.keys import (
     public_key_from_verification_key,
     verification_key_value,
 )
-from fleetid.formats.ieee1609.profile import check_encrypted, check_signed
+from fleetid.formats.ieee1609.profile import (
+    PKI_PROFILES,
+    PSID_CERTIFICATE_REQUEST_SERVICE,
+    check_encrypted,
+    check_pki_message,
+    check_signed,
+)
 from fleetid.formats.ieee1609.signed_data import (
     SignedMessage,
     open_signed_data,
@@ -75,7 +81,7 @@ __all__ = [
 ]
 
 #: SecuredCertificateRequestService (ETSI TS 102 965): the psid of every PKI request/response.
-PSID_CERTIFICATE_REQUEST = 623
+PSID_CERTIFICATE_REQUEST = PSID_CERTIFICATE_REQUEST_SERVICE
 
 _CERTIFICATE_FORMAT_TS103097V131 = 1
 
@@ -373,14 +379,18 @@ def sign_pki_data(
     generation_time: int,
     signer_certificate: bytes | None = None,
 ) -> bytes:
-    """EtsiTs103097Data-Signed{EtsiTs102941Data} with psid 623 (TS 102 941 §6.2).
+    """EtsiTs103097Data-Signed{EtsiTs102941Data} with the psid of its content type
+    (``PKI_PROFILES``: 623 for requests and responses, 622 for a CRL, 624 for a CTL and link
+    certificates; TS 102 941 §6.2, §6.3).
 
     ``signer_certificate`` None signs as ``self`` (a POP or the canonical key); otherwise the
     signer is given as the HashedId8 ``digest`` of that COER certificate, as the PKI's
     authorities and re-enrolling stations sign.
     """
     payload = {"data": {"protocolVersion": 3, "content": ("unsecuredData", _etsi_data(content))}}
-    header = {"psid": PSID_CERTIFICATE_REQUEST, "generationTime": generation_time}
+    profile = PKI_PROFILES.get(content[0])
+    psid = PSID_CERTIFICATE_REQUEST if profile is None else profile.psid
+    header = {"psid": psid, "generationTime": generation_time}
     if signer_certificate is None:
         return sign_data(payload, header, signer)
     return sign_data(
@@ -431,15 +441,18 @@ def open_pki_data(
     signer_kinds: frozenset[str],
     expected: frozenset[str] | None = None,
 ) -> PkiData:
-    """Decode and profile-check a signed PKI message (psid 623, allowed signer kinds).
+    """Decode and profile-check a signed PKI message: the signer kinds the caller allows, then
+    the profile of its content type (psid, signer kind, content constraints:
+    ``fleetid.formats.ieee1609.profile.check_pki_message``).
 
     ``expected`` limits the EtsiTs102941Data content alternatives accepted (``ProfileError``).
     """
     message = open_signed_data(data)
-    check_signed(message.value, psid=PSID_CERTIFICATE_REQUEST, signer_kinds=signer_kinds)
+    check_signed(message.value, signer_kinds=signer_kinds)
     content = decode_etsi102941_data(message.unsecured_payload())
     if expected is not None and content[0] not in expected:
         raise ProfileError(f"expected {sorted(expected)}, got {content[0]}")
+    check_pki_message(message.value, content)
     return PkiData(message=message, content=content)
 
 

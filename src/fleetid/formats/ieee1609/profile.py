@@ -7,16 +7,58 @@ here explicitly. Every check raises ``ProfileError``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fleetid.errors import ProfileError
 
 __all__ = [
+    "PKI_PROFILES",
+    "PSID_CERTIFICATE_REQUEST_SERVICE",
+    "PSID_CRL_SERVICE",
+    "PSID_CTL_SERVICE",
+    "PkiProfile",
     "check_encrypted",
     "check_etsi_data",
+    "check_pki_content",
+    "check_pki_message",
     "check_signed",
     "check_signed_external_payload",
 ]
+
+#: ITS-AIDs of the PKI services (ETSI TS 102 965): CRL, secured certificate request, CTL.
+PSID_CRL_SERVICE = 622
+PSID_CERTIFICATE_REQUEST_SERVICE = 623
+PSID_CTL_SERVICE = 624
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PkiProfile:
+    """The outer profile of one EtsiTs102941Data content type: psid and allowed signers."""
+
+    psid: int
+    signers: frozenset[str]
+
+
+_SELF = frozenset({"self"})
+_DIGEST = frozenset({"digest"})
+#: TS 102 941 §6.2.3 (requests and responses, psid 623), §6.3.3 (CRL, 622), §6.3.4 (CTL, 624)
+#: and §6.3.5 (link certificates, distributed with the CTL, 624). Initial enrolment is signed
+#: by the canonical key (``self``), re-enrolment by the current EC (``digest``); an
+#: authorization request with POP by the new AT key (``self``); everything an authority signs
+#: names its certificate by ``digest``.
+PKI_PROFILES: dict[str, PkiProfile] = {
+    "enrolmentRequest": PkiProfile(psid=623, signers=_SELF | _DIGEST),
+    "enrolmentResponse": PkiProfile(psid=623, signers=_DIGEST),
+    "authorizationRequest": PkiProfile(psid=623, signers=_SELF),
+    "authorizationResponse": PkiProfile(psid=623, signers=_DIGEST),
+    "authorizationValidationRequest": PkiProfile(psid=623, signers=_DIGEST),
+    "authorizationValidationResponse": PkiProfile(psid=623, signers=_DIGEST),
+    "certificateRevocationList": PkiProfile(psid=622, signers=_DIGEST),
+    "certificateTrustListRca": PkiProfile(psid=624, signers=_DIGEST),
+    "singleSignedLinkCertificateRca": PkiProfile(psid=624, signers=_DIGEST),
+    "doubleSignedlinkCertificateRca": PkiProfile(psid=624, signers=_DIGEST),
+}
 
 
 def check_etsi_data(value: dict[str, Any]) -> None:
@@ -109,3 +151,132 @@ def check_encrypted(
             raise ProfileError(f"recipient kind {recipient_kind} is not allowed here")
     if content["ciphertext"][0] != "aes128ccm":
         raise ProfileError("ETSI ciphertext is AES-128-CCM")
+
+
+# ------------------------------------------------------------------------------------------
+# TS 102 941 messages: the outer profile per content type, then the content itself
+
+
+def check_pki_message(value: dict[str, Any], content: tuple[str, Any]) -> None:
+    """The profile of an EtsiTs103097Data-Signed{EtsiTs102941Data} for its content type: psid
+    and signer kind from ``PKI_PROFILES``, then ``check_pki_content``."""
+    kind = content[0]
+    profile = PKI_PROFILES.get(kind)
+    if profile is None:
+        raise ProfileError(f"{kind} is not a message fleetid's PKI accepts")
+    check_signed(value, psid=profile.psid, signer_kinds=profile.signers)
+    check_pki_content(content)
+
+
+def check_pki_content(content: tuple[str, Any]) -> None:
+    """Constraints of an EtsiTs102941Data content that the ASN.1 compiler does not enforce."""
+    kind, body = content
+    checker = _CONTENT_CHECKS.get(kind)
+    if checker is not None:
+        checker(body)
+
+
+def _request_hash(body: dict[str, Any]) -> None:
+    if len(body["requestHash"]) != 16:
+        raise ProfileError("requestHash is the leftmost 16 bytes of SHA-256 of the request")
+
+
+def _issued_certificate(certificate: dict[str, Any], *, ticket: bool) -> None:
+    """TS 103 097 §7.2.1 (AT) / §7.2.2 (EC): an explicit end-entity certificate, issued by a CA
+    named by digest, that grants appPermissions and may issue nothing."""
+    if certificate["type"] != "explicit":
+        raise ProfileError("an EC or AT is an explicit certificate")
+    if certificate["issuer"][0] == "self":
+        raise ProfileError("an EC or AT is not self-signed")
+    tbs = certificate["toBeSigned"]
+    if "certIssuePermissions" in tbs:
+        raise ProfileError("an EC or AT has no certIssuePermissions")
+    if not tbs.get("appPermissions"):
+        raise ProfileError("an EC or AT grants appPermissions")
+    if tbs["verifyKeyIndicator"][0] != "verificationKey":
+        raise ProfileError("an EC or AT carries its verificationKey")
+    if ticket and tbs["id"][0] != "none":
+        raise ProfileError("an AT carries no identifier (id none)")
+
+
+def _response_with_certificate(body: dict[str, Any], *, ticket: bool) -> None:
+    """InnerEcResponse / InnerAtResponse: ``ok`` always and only with a certificate."""
+    _request_hash(body)
+    ok = body["responseCode"] == "ok"
+    if ok != ("certificate" in body):
+        raise ProfileError("a certificate comes with ok and only with ok")
+    if ok:
+        _issued_certificate(body["certificate"], ticket=ticket)
+
+
+def _inner_ec_response(body: dict[str, Any]) -> None:
+    _response_with_certificate(body, ticket=False)
+
+
+def _inner_at_response(body: dict[str, Any]) -> None:
+    _response_with_certificate(body, ticket=True)
+
+
+def _validation_response(body: dict[str, Any]) -> None:
+    """AuthorizationValidationResponse: confirmedSubjectAttributes with ok and only with ok."""
+    _request_hash(body)
+    ok = body["responseCode"] == "ok"
+    confirmed = body.get("confirmedSubjectAttributes")
+    if ok != (confirmed is not None):
+        raise ProfileError("confirmedSubjectAttributes come with ok and only with ok")
+    if confirmed is not None:
+        if not confirmed.get("appPermissions"):
+            raise ProfileError("confirmedSubjectAttributes name appPermissions")
+        if "certIssuePermissions" in confirmed:
+            raise ProfileError("an AT request cannot be confirmed certIssuePermissions")
+
+
+def _rca_ctl(body: dict[str, Any]) -> None:
+    """ToBeSignedRcaCtl (TS 102 941 §6.3.4): version 1; a full CTL only adds; an RCA adds only
+    EA, AA and DC entries (RCA and TLM entries are the TLM's)."""
+    if body["version"] != 1:
+        raise ProfileError("a CTL is version 1")
+    for command, entry in body["ctlCommands"]:
+        if command == "delete":
+            if body["isFullCtl"]:
+                raise ProfileError("a full CTL has no delete commands")
+            continue
+        if entry[0] not in ("ea", "aa", "dc"):
+            raise ProfileError(f"an RCA CTL does not add {entry[0]} entries")
+
+
+def _crl(body: dict[str, Any]) -> None:
+    """ToBeSignedCrl (TS 102 941 §6.3.3): version 1, thisUpdate before nextUpdate, distinct
+    HashedId8 entries."""
+    if body["version"] != 1:
+        raise ProfileError("a CRL is version 1")
+    if not int(body["thisUpdate"]) < int(body["nextUpdate"]):
+        raise ProfileError("a CRL's nextUpdate follows its thisUpdate")
+    entries = [bytes(e) for e in body["entries"]]
+    if len(set(entries)) != len(entries):
+        raise ProfileError("a CRL lists each certificate once")
+
+
+def _link_certificate(body: dict[str, Any]) -> None:
+    """ToBeSignedLinkCertificate (TS 102 941 §6.3.5): the new root's hash, SHA-256 or SHA-384."""
+    kind, value = body["certificateHash"]
+    size = {"sha256HashedData": 32, "sha384HashedData": 48}.get(kind)
+    if size is None or len(value) != size:
+        raise ProfileError("a link certificate hashes the new root with SHA-256 or SHA-384")
+
+
+def _double_signed_link(body: dict[str, Any]) -> None:
+    """The double-signed link certificate carries the old root's signed link certificate."""
+    if body["content"][0] != "signedData":
+        raise ProfileError("a double-signed link certificate wraps a signed link certificate")
+
+
+_CONTENT_CHECKS = {
+    "enrolmentResponse": _inner_ec_response,
+    "authorizationResponse": _inner_at_response,
+    "authorizationValidationResponse": _validation_response,
+    "certificateTrustListRca": _rca_ctl,
+    "certificateRevocationList": _crl,
+    "singleSignedLinkCertificateRca": _link_certificate,
+    "doubleSignedlinkCertificateRca": _double_signed_link,
+}
