@@ -40,6 +40,15 @@ def register(subparsers: Any) -> None:
         verb.set_defaults(func=_run)
 
 
+def _client(args: argparse.Namespace) -> Any:
+    from fleetid.se.client import SecureElementClient
+    from fleetid.sim.wafer import Wafer
+
+    client = SecureElementClient(Wafer.open(args.wafer).power_on(args.unit))
+    client.select_identity()
+    return client
+
+
 def _agent(args: argparse.Namespace) -> Any:
     from cryptography import x509
 
@@ -48,11 +57,8 @@ def _agent(args: argparse.Namespace) -> Any:
     from fleetid.device.truststore import TrustStore
     from fleetid.errors import ConfigError
     from fleetid.policy import DEFAULT_POLICY, CredentialType
-    from fleetid.se.client import SecureElementClient
-    from fleetid.sim.wafer import Wafer
 
-    client = SecureElementClient(Wafer.open(args.wafer).power_on(args.unit))
-    client.select_identity()
+    client = _client(args)
     anchors = args.state / "anchors.pem"
     if anchors.exists():
         trust = TrustStore.load(anchors)
@@ -103,6 +109,13 @@ def _save(args: argparse.Namespace, agent: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from fleetid.device.transport import HttpTransport
 
+    if args.device_command == "status" and not (args.state / "state.json").exists():
+        from cryptography.x509.oid import NameOID
+
+        idevid = _client(args).attestation_chain()[0]
+        (serial,) = idevid.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+        print(f"device {serial.value}: factory (not enrolled)")
+        return 0
     agent = _agent(args)
     if args.device_command == "status":
         credential = agent.credential

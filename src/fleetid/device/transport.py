@@ -64,6 +64,8 @@ def _raise_for_problem(response: httpx.Response) -> None:
         problem: Any = response.json()
         detail = str(problem.get("detail", detail))
         kind = str(problem.get("type", ""))
+        if isinstance(problem.get("reason"), str):  # fleetid's extension member (RFC 9457 §3.2)
+            detail += f" [{problem['reason']}]"
     except ValueError:
         pass
     family = _BY_STATUS.get(response.status_code, errors.FleetIdError)
