@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
@@ -240,7 +241,12 @@ def test_another_issuer_is_unauthorized_and_garbage_malformed(
         ocsp.load_der_ocsp_response(answer.der).response_status
         is ocsp.OCSPResponseStatus.UNAUTHORIZED
     )
-    for body in (b"", b"\x30\x03abc", b"not der at all"):
+    # Two CertIDs in one request: RFC 5019 §2.1.1 allows one (built with asn1crypto).
+    (mine,) = issue(ca, 1)
+    single = asn1_ocsp.OCSPRequest.load(_request(mine, ca.issuing.certificate))
+    entry = single["tbs_request"]["request_list"][0]
+    double = asn1_ocsp.OCSPRequest({"tbs_request": {"request_list": [entry, entry]}}).dump()
+    for body in (b"", b"\x30\x03abc", b"not der at all", double):
         status = ocsp.load_der_ocsp_response(responder.respond(body).der).response_status
         assert status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
 

@@ -254,8 +254,9 @@ class OcspResponder:
             algorithm = request.hash_algorithm
             serial = request.serial_number
             nonce = _request_nonce(request)
-        except (ValueError, UnsupportedAlgorithm):
-            # Unparseable, several CertIDs (RFC 5019 §2.1.1), or a CertID hash pyca cannot name.
+        except (ValueError, UnsupportedAlgorithm, NotImplementedError):
+            # Unparseable, a CertID hash pyca cannot name, or several CertIDs (pyca raises
+            # NotImplementedError; RFC 5019 §2.1.1 allows one per request).
             return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
         if nonce is not None and not 1 <= len(nonce) <= _NONCE_MAX:
             return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
