@@ -12,16 +12,22 @@ import socket
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from tests.peer_fixtures import NOW, Pki
 
-from fleetid.clock import ManualClock
+from fleetid.authority.fleet_ca import FleetCa
+from fleetid.authority.revoke import revoke_serial
+from fleetid.cli import main
+from fleetid.clock import ManualClock, SystemClock
+from fleetid.config import Settings
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.device.truststore import TrustStore
 from fleetid.device.verifier import PeerStatus, PeerVerifier, filter_certificate_id
 from fleetid.errors import VerificationError
+from fleetid.policy import CredentialType
 from fleetid.policy.connectivity import policy_for
 from fleetid.revocation.channels import FilterReceiver, MqttFilterPublisher, MqttFilterSubscriber
 from fleetid.revocation.filter import CertificateRevokedError, FilterRollbackError, build_delta
@@ -175,3 +181,41 @@ def test_full_filter_clears_the_retained_delta(
         subscriber.close()
     assert receiver.bytes_received == len(full_3)  # the stale delta is no longer retained
     assert not receiver.refused
+
+
+def test_cli_publish_retains_the_filter_on_the_broker(tmp_path: Path, prefix: str) -> None:
+    settings = Settings.load(tmp_path / "ca", environ={"FLEETID_PUBLIC_URL": "http://ca.test"})
+    clock = ManualClock(SystemClock().now() - timedelta(hours=1))
+    ca = FleetCa.init(settings, clock=clock, name="MQTT Fleet")
+    try:
+        with ca.store.transaction() as tx:
+            certificate, _ = ca.issue(
+                tx,
+                public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
+                credential_type=CredentialType.OPERATIONAL,
+                common_name="device",
+                device_id=None,
+            )
+        revoke_serial(ca.store, f"{certificate.serial_number:x}", "keyCompromise", clock=clock)
+        device = PeerVerifier(
+            trust=TrustStore([ca.root]),
+            policy=policy_for("offline"),
+            clock=SystemClock(),
+            issuers=[ca.issuing.certificate],
+        )
+    finally:
+        ca.close()
+    out = tmp_path / "filter.fidf"
+    args = ["filter", "publish", "--data-dir", str(settings.data_dir), "--out", str(out)]
+    assert main([*args, "--mqtt", "127.0.0.1:1883", "--topic-prefix", prefix]) == 0
+    receiver, subscriber = _subscribe(device, prefix)
+    try:
+        assert receiver.wait_until(lambda r: device.filter_watermark == 1, WAIT)
+    finally:
+        subscriber.close()
+        cleaner = MqttFilterPublisher(*BROKER, topic_prefix=prefix)
+        cleaner.clear()
+        cleaner.close()
+    assert receiver.bytes_received == len(out.read_bytes())
+    with pytest.raises(CertificateRevokedError):
+        device.assess(certificate)
