@@ -136,15 +136,27 @@ def hashed_id8_of(data: bytes, hash_name: HashName = "sha256") -> bytes:
 
 def hashed_id8(certificate_bytes: bytes) -> bytes:
     """HashedId8 of a COER certificate, over its canonical form (IEEE 1609.2 §6.4.3)."""
-    return _hashed_id8(bytes(certificate_bytes))
+    data = bytes(certificate_bytes)
+    issued = _ISSUED.get(data)
+    return issued if issued is not None else _hashed_id8(data)
 
 
 # A pure function of the bytes; authorities name the same few certificates on every message.
 @functools.lru_cache(maxsize=4096)
 def _hashed_id8(certificate_bytes: bytes) -> bytes:
-    value = decode("Certificate", certificate_bytes)
-    canonical = encode("Certificate", _canonical(value))
-    return hashed_id8_of(canonical, certificate_hash_name(value))
+    return _hashed_id8_of_value(decode("Certificate", certificate_bytes), certificate_bytes)
+
+
+def _hashed_id8_of_value(value: dict[str, Any], encoded: bytes) -> bytes:
+    """HashedId8 of a certificate whose COER is ``encoded``; re-encodes only if not canonical."""
+    canonical = _canonical(value)
+    data = encoded if canonical == value else encode("Certificate", canonical)
+    return hashed_id8_of(data, certificate_hash_name(value))
+
+
+@functools.lru_cache(maxsize=256)
+def _issuer_hash_name(issuer_certificate: bytes) -> HashName:
+    return certificate_hash_name(decode("Certificate", issuer_certificate))
 
 
 def sign_certificate(
@@ -159,7 +171,7 @@ def sign_certificate(
         issuer: tuple[str, Any] = ("self", hash_name)
         signer_bytes = b""
     else:
-        issuer_hash = certificate_hash_name(decode("Certificate", issuer_certificate))
+        issuer_hash = _issuer_hash_name(bytes(issuer_certificate))
         choice = "sha384AndDigest" if issuer_hash == "sha384" else "sha256AndDigest"
         issuer = (choice, hashed_id8(issuer_certificate))
         signer_bytes = issuer_certificate
@@ -172,7 +184,20 @@ def sign_certificate(
         "toBeSigned": tbs,
         "signature": signature_value(r, s, curve_name_of(signer.public_key())),
     }
-    return decode_certificate(encode("Certificate", value))
+    # The value is ours and encode checked it against the type: no need to decode it back.
+    encoded = encode("Certificate", value)
+    _hashed_id8_cache_put(encoded, _hashed_id8_of_value(value, encoded))
+    return Certificate(value=value, encoded=encoded)
+
+
+def _hashed_id8_cache_put(encoded: bytes, digest: bytes) -> None:
+    """Seed ``_hashed_id8``'s cache for a certificate just issued (no decode to hash it)."""
+    _ISSUED[encoded] = digest
+    if len(_ISSUED) > 4096:
+        _ISSUED.pop(next(iter(_ISSUED)))
+
+
+_ISSUED: dict[bytes, bytes] = {}
 
 
 def verify_certificate_signature(

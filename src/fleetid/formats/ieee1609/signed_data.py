@@ -1,8 +1,13 @@
 """IEEE 1609.2 SignedData: sign, open and verify an ``Ieee1609Dot2Data`` carrying ``signedData``.
 
 The signature covers ``H(H(COER(ToBeSignedData)) ‖ H(signer))`` (IEEE 1609.2 §5.3.1), where
-signer is the COER signer certificate, or empty when the signer identifier is ``self``. Since
-decoding is canonical, the re-encoded ToBeSignedData is exactly the received bytes.
+signer is the COER signer certificate, or empty when the signer identifier is ``self``.
+
+COER of a SEQUENCE with no optional or extension fields is the concatenation of its fields
+(ITU-T X.696 §16), so an ``Ieee1609Dot2Data`` carrying signedData is ``03 81 ‖ hashId ‖
+ToBeSignedData ‖ SignerIdentifier ‖ Signature``. Signing encodes ToBeSignedData once (the bytes it
+hashes) and places it; opening cuts the received ToBeSignedData out of the (canonically decoded)
+message instead of re-encoding it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,15 @@ from fleetid.formats.ieee1609.keys import rs_from_signature, signature_curve, si
 __all__ = ["SignedMessage", "open_signed_data", "sign_data", "unsecured", "verify_signed_data"]
 
 PROTOCOL_VERSION = 3
+# protocolVersion 3, then the CHOICE tag of signedData ([1], context-specific): X.696 §20.
+_SIGNED_DATA_HEAD = bytes((PROTOCOL_VERSION, 0x81))
+
+
+def _envelope(signed: dict[str, Any]) -> tuple[bytes, bytes]:
+    """COER before and after ToBeSignedData in an Ieee1609Dot2Data carrying ``signed``."""
+    head = _SIGNED_DATA_HEAD + encode("HashAlgorithm", signed["hashId"])
+    tail = encode("SignerIdentifier", signed["signer"]) + encode("Signature", signed["signature"])
+    return head, tail
 
 
 def unsecured(payload: bytes) -> dict[str, Any]:
@@ -44,19 +58,14 @@ def sign_data(
     tbs = {"payload": payload, "headerInfo": header_info}
     tbs_encoded = encode("ToBeSignedData", tbs)
     r, s = sign_1609(signer, tbs_encoded, signer_certificate)
-    value = {
-        "protocolVersion": PROTOCOL_VERSION,
-        "content": (
-            "signedData",
-            {
-                "hashId": hash_name_of(signer.public_key()),
-                "tbsData": tbs,
-                "signer": signer_identifier,
-                "signature": signature_value(r, s, curve_name_of(signer.public_key())),
-            },
-        ),
+    signed = {
+        "hashId": hash_name_of(signer.public_key()),
+        "tbsData": tbs,
+        "signer": signer_identifier,
+        "signature": signature_value(r, s, curve_name_of(signer.public_key())),
     }
-    return encode("Ieee1609Dot2Data", value)
+    head, tail = _envelope(signed)
+    return head + tbs_encoded + tail
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,11 +106,16 @@ class SignedMessage:
 
 def open_signed_data(data: bytes) -> SignedMessage:
     """Decode an Ieee1609Dot2Data that must carry signedData (the signature is not checked)."""
-    value = decode("Ieee1609Dot2Data", bytes(data))
+    data = bytes(data)
+    value = decode("Ieee1609Dot2Data", data)
     if value["content"][0] != "signedData":
         raise EncodingError(f"expected signedData, got {value['content'][0]}")
-    tbs_encoded = encode("ToBeSignedData", value["content"][1]["tbsData"])
-    return SignedMessage(value=value, encoded=bytes(data), tbs_encoded=tbs_encoded)
+    head, tail = _envelope(value["content"][1])
+    # ``decode`` proved ``data`` canonical, so its ToBeSignedData is the bytes between.
+    if not (data.startswith(head) and data.endswith(tail)) or len(data) <= len(head) + len(tail):
+        raise EncodingError("signedData is not laid out as COER lays it out")
+    tbs_encoded = data[len(head) : len(data) - len(tail)]
+    return SignedMessage(value=value, encoded=data, tbs_encoded=tbs_encoded)
 
 
 def verify_signed_data(
