@@ -50,6 +50,7 @@ __all__ = [
     "build_csr",
     "decode_attestation_bundle",
     "encode_attestation_bundle",
+    "has_attestation_attribute",
 ]
 
 # draft-ietf-lamps-csr-attestation §4.3 / §5.2: id-aa 59 (id-aa = 1.2.840.113549.1.9.16.2).
@@ -125,22 +126,22 @@ def encode_attestation_bundle(bundle: AttestationBundle) -> bytes:
             )
             for c in bundle.certificates
         ]
-    return bytes(_Bundle(value).dump(force=True))
+    # A new _Bundle encodes its own headers in DER; each certificate and statement is copied as
+    # the DER it already is (``force`` would re-encode every certificate field by field).
+    return bytes(_Bundle(value).dump())
 
 
 def decode_attestation_bundle(der: bytes) -> AttestationBundle:
     """Parse a DER ``AttestationBundle``; ``EncodingError`` if it is anything else."""
     try:
         parsed = _Bundle.load(der, strict=True)
-        if parsed.dump(force=True) != der:
-            raise EncodingError("the AttestationBundle is not in DER form")
         statements = tuple(
             AttestationStatement(type=s["type"].dotted, statement=bytes(s["stmt"].dump()))
             for s in parsed["attestations"]
         )
         certificates: list[x509.Certificate] = []
         certs = parsed["certs"]
-        if certs.native is not None:
+        if not isinstance(certs, core.Void):  # present (``.native`` would parse every cert)
             if len(certs) == 0:
                 raise EncodingError("certs, when present, holds at least one certificate (§4.1)")
             for choice in certs:
@@ -152,7 +153,12 @@ def decode_attestation_bundle(der: bytes) -> AttestationBundle:
         raise EncodingError(f"not a DER AttestationBundle: {exc}") from exc
     if not statements:
         raise EncodingError("an AttestationBundle holds at least one statement (§4.1)")
-    return AttestationBundle(statements=statements, certificates=tuple(certificates))
+    bundle = AttestationBundle(statements=statements, certificates=tuple(certificates))
+    # DER: the envelope re-encoded must be the bytes received. The certificates inside were
+    # parsed by pyca, which takes DER only; each statement is parsed by its format's verifier.
+    if encode_attestation_bundle(bundle) != der:
+        raise EncodingError("the AttestationBundle is not in DER form")
+    return bundle
 
 
 def build_csr(
@@ -203,6 +209,16 @@ def build_attested_csr(
 ) -> x509.CertificateSigningRequest:
     """A PKCS#10 CSR for ``signer``'s key carrying ``bundle`` in id-aa-attestation (§4.3)."""
     return build_csr(subject=subject, signer=signer, bundle=bundle)
+
+
+def has_attestation_attribute(csr: x509.CertificateSigningRequest) -> bool:
+    """Whether the CSR has an ``id-aa-attestation`` attribute at all (its value unread)."""
+    try:
+        request = asn1_csr.CertificationRequest.load(csr.public_bytes(serialization.Encoding.DER))
+        attributes = request["certification_request_info"]["attributes"]
+        return any(a["type"].dotted == ID_AA_ATTESTATION for a in attributes)
+    except ValueError as exc:
+        raise EncodingError(f"the CSR attributes do not parse: {exc}") from exc
 
 
 def attestation_bundle_of(csr: x509.CertificateSigningRequest) -> AttestationBundle | None:

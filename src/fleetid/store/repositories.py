@@ -8,8 +8,9 @@ concurrent requests cannot both win, whatever the database.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -536,6 +537,10 @@ class Store:
 
     def __init__(self, engine: Engine, *, migrate: bool = True) -> None:
         self.engine = engine
+        # SQLite has one writer; a thread waiting for its lock polls with sleeps (the busy
+        # handler), which under a server's thread pool costs far more than the work. Threads
+        # of this process queue on a lock instead; other processes still meet the busy timeout.
+        self._sqlite_writer = threading.RLock() if engine.dialect.name == "sqlite" else None
         if migrate:
             ensure_schema(engine)
 
@@ -545,7 +550,7 @@ class Store:
         transaction only at the first write, leaving the reads before it outside; taking the
         write lock at once (waiting out the busy timeout) makes the whole unit atomic.
         """
-        with self.engine.begin() as connection:
+        with self._sqlite_writer or nullcontext(), self.engine.begin() as connection:
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             yield Repositories(

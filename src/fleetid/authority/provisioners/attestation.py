@@ -43,7 +43,7 @@ from fleetid.authority.attestation import (
 from fleetid.authority.provisioners import EnrolmentRequest, Grant, register
 from fleetid.clock import Clock
 from fleetid.errors import ConfigError, EncodingError
-from fleetid.formats.csr_attestation import attestation_bundle_of
+from fleetid.formats.csr_attestation import has_attestation_attribute
 from fleetid.formats.proof import CHALLENGE_PATH
 from fleetid.policy import CredentialType
 from fleetid.store.repositories import ChallengeRecord, ManifestRecord, Repositories, Store
@@ -126,9 +126,10 @@ class AttestationProvisioner:
         if request.basic is not None:
             return False
         try:
-            return attestation_bundle_of(request.csr) is not None
+            # Present is enough, malformed or not: ``authorise`` names it evidence-malformed.
+            return has_attestation_attribute(request.csr)
         except EncodingError:
-            return True  # there, but malformed: ``authorise`` names it evidence-malformed
+            return False  # the CSR's attributes do not parse at all: not evidence
 
     def issue_challenge(self, tx: Repositories, device_id: str | None = None) -> Challenge:
         now = self._clock.now()

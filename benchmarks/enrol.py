@@ -1,0 +1,651 @@
+"""Enrolments per second over HTTPS, side by side with cfssl's sign endpoint, in one run.
+
+What each row measures (all driven by ``wrk -t2 -c16`` with a Lua script that posts pre-made
+requests, against servers on 127.0.0.1, on the same 2 cores as wrk itself):
+
+* **cfssl sign** (Debian ``golang-cfssl``): ``POST /api/v1/cfssl/sign`` with one P-256 CSR in
+  JSON, replayed; ``cfssl serve`` with a generated P-256 CA. No authentication, no attestation,
+  no database: parse the CSR, sign, answer. Over HTTPS (``-tls-cert``) and plain HTTP.
+* **fleetid EST token enrol**: ``POST /.well-known/est/simpleenroll``, the RFC 7030 route as a
+  stock EST client uses it: HTTP Basic with a one-time token (pre-made, one per request),
+  base64 PKCS#10 body (a distinct key per request). The server checks and spends the token,
+  verifies the CSR signature, signs under the issuing CA (software HSM) and writes the
+  certificate row, all in one SQL transaction; answers certs-only CMS. This is our "plain
+  CSR-sign endpoint": no attestation, but the SQL write.
+* **fleetid challenge**: ``POST /enrol/challenge``: a 32-byte nonce, one INSERT.
+* **fleetid attested enrol**: ``simpleenroll`` with no credential and a CSR carrying the
+  draft-ietf-lamps-csr-attestation bundle (key attestation + IDevID chain) made by an emulated
+  secure element, one distinct device per request, each bound to its own challenge fetched from
+  the server beforehand. The server verifies the CSR, the attestation certificate, the IDevID
+  chain to the manufacturer root, the line manifest, the challenge (spent), clone and revocation
+  state, signs, and writes the device and certificate rows, in one transaction.
+* **fleetid full enrolment (derived)**: a device needs one challenge and one enrol; the server's
+  capacity for both is ``1 / (1/challenge + 1/attested)``.
+
+Every pre-made fleetid request is usable once. A run that exhausts them (the server refuses a
+replay) is reported as such. After each fleetid row the script counts the certificate rows the
+database gained and prints them beside the 2xx responses: the SQL write did happen.
+
+    .venv/bin/python benchmarks/enrol.py                         # SQLite, 2 workers, 8 s each
+    .venv/bin/python benchmarks/enrol.py --backend postgresql --workers 2
+    .venv/bin/python benchmarks/enrol.py --profile                # py-spy on the attested run
+
+``--profile`` records the attested run with py-spy (``pip install py-spy``) on every worker and
+prints the share of samples spent in the HTTP stack (uvicorn, h11/httptools, starlette, FastAPI,
+anyio, asyncio), TLS, the database (SQLAlchemy and its driver), cryptography and fleetid's own code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sqlalchemy import create_engine, func, select, text
+
+from fleetid.authority.fleet_ca import FleetCa
+from fleetid.authority.provisioners.attestation import import_manifest, trust_manufacturer
+from fleetid.authority.provisioners.token import create_token
+from fleetid.clock import SystemClock
+from fleetid.config import Settings
+from fleetid.formats.attestation import KeyUsage
+from fleetid.formats.csr_attestation import (
+    FLEETID_SE_KEY_ATTESTATION_OID,
+    AttestationBundle,
+    AttestationStatement,
+    build_attested_csr,
+)
+from fleetid.se.client import SecureElementSigner
+from fleetid.se.state import Curve
+from fleetid.sim.software_line import LineDevice, SoftwareLine
+from fleetid.store.engine import open_engine
+from fleetid.store.schema import certificates
+
+_CLI = "import sys; from fleetid.cli import main; sys.exit(main())"
+_DER = serialization.Encoding.DER
+_PEM = serialization.Encoding.PEM
+_EST = "/.well-known/est/simpleenroll"
+
+# One request per line: "<Authorization value or ->\t<body>". Each wrk thread takes every
+# nthreads-th line. ``cycle`` replays the list; otherwise a thread that runs out replays its first
+# request, which the server refuses (counted by wrk as a non-2xx response).
+_LUA = r"""
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  local nthreads, ctype, target, cycle = tonumber(args[2]), args[3], args[4], args[5] == "cycle"
+  reqs, n, cycling = {}, 0, cycle
+  local i = 0
+  for line in io.lines(args[1]) do
+    if i % nthreads == id then
+      local auth, body = line:match("^([^\t]*)\t(.*)$")
+      local headers = {["Content-Type"] = ctype}
+      if auth ~= "-" then headers["Authorization"] = auth end
+      table.insert(reqs, wrk.format("POST", target, headers, body))
+    end
+    i = i + 1
+  end
+end
+function request()
+  n = n + 1
+  if n > #reqs then
+    if cycling then return reqs[(n - 1) % #reqs + 1] end
+    return reqs[1]
+  end
+  return reqs[n]
+end
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    non_2xx: int
+    socket_errors: str | None
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def ok_per_second(self) -> float:
+        return (self.requests - self.non_2xx) / self.seconds
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def _wrk(
+    url: str,
+    path: str,
+    lines_file: Path,
+    content_type: str,
+    *,
+    seconds: int,
+    threads: int,
+    connections: int,
+    cycle: bool,
+    script: Path,
+) -> WrkResult:
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+        "--",
+        str(lines_file),
+        str(threads),
+        content_type,
+        path,
+        "cycle" if cycle else "once",
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
+    done = re.search(r"(\d+) requests in ([\d.]+)(s|m)", out)
+    if done is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    p50 = re.search(r"50%\s+(\S+)", out)
+    p99 = re.search(r"99%\s+(\S+)", out)
+    assert p50 is not None and p99 is not None  # noqa: S101 - --latency prints them
+    elapsed = float(done.group(2)) * (60 if done.group(3) == "m" else 1)
+    return WrkResult(
+        requests=int(done.group(1)),
+        seconds=elapsed,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=errors.group(1) if errors else None,
+        p50_ms=_ms(p50.group(1)),
+        p99_ms=_ms(p99.group(1)),
+    )
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()}")
+        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port} after 60 s:\n{log.read_text()}")
+
+
+@contextmanager
+def _process(
+    command: Sequence[str], port: int, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)  # noqa: S603
+        try:
+            _wait_listening(port, process, log)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path("/proc").glob("[0-9]*"):
+        with suppress(OSError):
+            stat = (task / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(task.name))
+    return found
+
+
+# --- cfssl --------------------------------------------------------------------------------------
+
+
+def _self_signed(key: ec.EllipticCurvePrivateKey, name: str, *, ca: bool) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+        )
+    return builder.sign(key, hashes.SHA256())
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            _PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
+    path.chmod(0o600)
+
+
+def _cfssl_files(directory: Path) -> list[str]:
+    """A P-256 CA for cfssl to sign with and a TLS certificate for its listener (benchmark only)."""
+    directory.mkdir()
+    ca_key, tls_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    _write_key(directory / "ca-key.pem", ca_key)
+    (directory / "ca.pem").write_bytes(
+        _self_signed(ca_key, "cfssl bench CA", ca=True).public_bytes(_PEM)
+    )
+    _write_key(directory / "tls-key.pem", tls_key)
+    (directory / "tls.pem").write_bytes(
+        _self_signed(tls_key, "localhost", ca=False).public_bytes(_PEM)
+    )
+    return ["-ca", str(directory / "ca.pem"), "-ca-key", str(directory / "ca-key.pem")]
+
+
+def _plain_csr(common_name: str) -> x509.CertificateSigningRequest:
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    )
+
+
+# --- fleetid ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _database(backend: str, data_dir: Path) -> Iterator[str | None]:
+    if backend == "sqlite":
+        yield None
+        return
+    server = os.environ.get(
+        "FLEETID_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    schema = f"fleetid_bench_{secrets.token_hex(4)}"
+    admin = create_engine(server)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{server}?options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _certificate_rows(database: str | Path) -> int:
+    engine = open_engine(database)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(select(func.count()).select_from(certificates)).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def _token_lines(ca: FleetCa, count: int, path: Path) -> None:
+    with ca.store.transaction() as tx, path.open("w") as out:
+        for i in range(count):
+            token = create_token(
+                tx, device_id=f"bench-gw-{i}", clock=ca.clock, ttl=timedelta(hours=1)
+            )
+            basic = base64.b64encode(str(token).encode()).decode()
+            body = base64.b64encode(_plain_csr(f"bench-gw-{i}").public_bytes(_DER)).decode()
+            out.write(f"Basic {basic}\t{body}\n")
+
+
+async def _challenges(base: str, device_ids: list[str], connections: int) -> list[bytes]:
+    """One fresh challenge per device, fetched over ``connections`` concurrent connections."""
+    limits = httpx.Limits(max_connections=connections)
+    async with httpx.AsyncClient(
+        base_url=base, verify=False, limits=limits, timeout=httpx.Timeout(60, pool=None)
+    ) as client:  # noqa: S501 - loopback, our own server
+
+        async def one(device_id: str) -> bytes:
+            response = await client.post("/enrol/challenge", json={"device_id": device_id})
+            response.raise_for_status()
+            nonce = str(response.json()["nonce"])
+            return base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+
+        return list(await asyncio.gather(*(one(d) for d in device_ids)))
+
+
+def _attested_lines(devices: list[LineDevice], nonces: list[bytes], path: Path) -> None:
+    with path.open("w") as out:
+        for device, nonce in zip(devices, nonces, strict=True):
+            client = device.client()
+            info = client.generate_key(Curve.P256, KeyUsage.SIGN)
+            attestation = client.attest(info.handle, nonce)
+            bundle = AttestationBundle(
+                statements=(
+                    AttestationStatement(
+                        type=FLEETID_SE_KEY_ATTESTATION_OID,
+                        statement=attestation.public_bytes(_DER),
+                    ),
+                ),
+                certificates=tuple(client.attestation_chain()),
+            )
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device.serial)])
+            csr = build_attested_csr(
+                subject=subject, signer=SecureElementSigner(client, info.handle), bundle=bundle
+            )
+            out.write("-\t" + base64.b64encode(csr.public_bytes(_DER)).decode() + "\n")
+
+
+# --- profile ------------------------------------------------------------------------------------
+
+_BUCKETS = (
+    ("TLS (ssl module)", ("ssl.py", "sslproto.py")),
+    (
+        "HTTP stack (uvicorn, h11/httptools, starlette, fastapi, anyio, asyncio)",
+        (
+            "uvicorn/",
+            "h11/",
+            "httptools",
+            "starlette/",
+            "fastapi/",
+            "anyio/",
+            "asyncio/",
+            "pydantic",
+        ),
+    ),
+    ("database (SQLAlchemy, sqlite3/psycopg)", ("sqlalchemy/", "sqlite3", "psycopg")),
+    ("cryptography / asn1crypto", ("cryptography/", "asn1crypto/")),
+    ("fleetid", ("fleetid/",)),
+)
+
+
+def _profile_summary(raw: Path) -> list[tuple[str, float]]:
+    """Share of samples by the innermost frame's package (self time), from py-spy raw output."""
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        frames = stack.split(";")
+        bucket = "other (interpreter, stdlib)"
+        for frame in reversed(frames):
+            matched = next((name for name, keys in _BUCKETS if any(k in frame for k in keys)), None)
+            if matched is not None:
+                bucket = matched
+                break
+        counts[bucket] += samples
+    return [(name, 100 * n / total) for name, n in counts.most_common()] if total else []
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--workers", type=int, default=2, help="fleetid serve --workers")
+    parser.add_argument("--seconds", type=int, default=8, help="wrk -d per row")
+    parser.add_argument("--threads", type=int, default=2, help="wrk -t")
+    parser.add_argument("--connections", type=int, default=16, help="wrk -c")
+    parser.add_argument("--attested", type=int, default=4000, help="pre-made attested requests")
+    parser.add_argument("--tokens", type=int, default=12000, help="pre-made token requests")
+    parser.add_argument("--profile", action="store_true", help="py-spy on the attested run")
+    args = parser.parse_args()
+    for tool in ("wrk", "cfssl"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (Debian: apt-get install -y wrk golang-cfssl)")
+    if (
+        args.profile
+        and shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+        is None
+    ):
+        sys.exit("--profile needs py-spy (pip install py-spy)")
+
+    rows: list[tuple[str, WrkResult, str]] = []
+    with tempfile.TemporaryDirectory(prefix="fleetid-bench-") as tmp:
+        work = Path(tmp)
+        script = work / "post.lua"
+        script.write_text(_LUA)
+        wrk = {
+            "seconds": args.seconds,
+            "threads": args.threads,
+            "connections": args.connections,
+            "script": script,
+        }
+        print(f"load before: {os.getloadavg()}, cores: {os.cpu_count()}", flush=True)
+
+        # cfssl: the same CSR replayed (cfssl keeps no state), HTTPS then HTTP.
+        cfssl_args = _cfssl_files(work / "cfssl")
+        cfssl_body = json.dumps(
+            {"certificate_request": _plain_csr("bench").public_bytes(_PEM).decode()}
+        )
+        (work / "cfssl.lines").write_text(f"-\t{cfssl_body}\n")
+        for scheme in ("https", "http"):
+            port = _free_port()
+            tls = (
+                [
+                    "-tls-cert",
+                    str(work / "cfssl/tls.pem"),
+                    "-tls-key",
+                    str(work / "cfssl/tls-key.pem"),
+                ]
+                if scheme == "https"
+                else []
+            )
+            command = [
+                "cfssl",
+                "serve",
+                "-address",
+                "127.0.0.1",
+                "-port",
+                str(port),
+                "-loglevel",
+                "5",
+                *cfssl_args,
+                *tls,
+            ]
+            with _process(command, port, work / f"cfssl-{scheme}.log"):
+                result = _wrk(
+                    f"{scheme}://127.0.0.1:{port}",
+                    "/api/v1/cfssl/sign",
+                    work / "cfssl.lines",
+                    "application/json",
+                    cycle=True,
+                    **wrk,
+                )
+            rows.append((f"cfssl sign ({scheme.upper()})", result, "-"))
+
+        with _database(args.backend, work) as url:
+            env = dict(os.environ)
+            if url is not None:
+                env["FLEETID_DATABASE_URL"] = url
+            data_dir = work / "authority"
+            settings = Settings.load(data_dir, environ={"FLEETID_DATABASE_URL": url} if url else {})
+            clock = SystemClock()
+            line = SoftwareLine(clock=clock)
+            print(f"making {args.attested} devices and {args.tokens} tokens …", flush=True)
+            ca = FleetCa.init(settings, clock=clock, name="Bench Fleet")
+            trust_manufacturer(data_dir, line.root)
+            devices = [line.make_device() for _ in range(args.attested)]
+            import_manifest(ca.store, [d.manifest_record() for d in devices], clock.now())
+            _token_lines(ca, args.tokens, work / "tokens.lines")
+            ca.close()
+            database: str | Path = url or data_dir
+
+            port = _free_port()
+            serve = [
+                sys.executable,
+                "-c",
+                _CLI,
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--https",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(args.workers),
+            ]
+            base = f"https://127.0.0.1:{port}"
+            with _process(serve, port, work / "serve.log", env=env) as server:
+                for lines, label in (
+                    (
+                        work / "tokens.lines",
+                        "fleetid EST simpleenroll, one-time token (HTTPS, SQL write)",
+                    ),
+                ):
+                    before = _certificate_rows(database)
+                    result = _wrk(base, _EST, lines, "application/pkcs10", cycle=False, **wrk)
+                    rows.append((label, result, f"{_certificate_rows(database) - before} rows"))
+
+                (work / "challenge.lines").write_text("-\t{}\n")
+                result = _wrk(
+                    base,
+                    "/enrol/challenge",
+                    work / "challenge.lines",
+                    "application/json",
+                    cycle=True,
+                    **wrk,
+                )
+                rows.append(("fleetid POST /enrol/challenge (HTTPS, SQL write)", result, "-"))
+
+                print(f"fetching {len(devices)} challenges, building attested CSRs …", flush=True)
+                started = time.perf_counter()
+                nonces = asyncio.run(
+                    _challenges(base, [d.serial for d in devices], args.connections)
+                )
+                fetch = time.perf_counter() - started
+                _attested_lines(devices, nonces, work / "attested.lines")
+                print(
+                    f"  {len(nonces)} challenges in {fetch:.1f} s from one Python client",
+                    flush=True,
+                )
+
+                profiler = None
+                raw = work / "profile.txt"
+                if args.profile:
+                    pids = _children(server.pid) or [server.pid]
+                    workers = [
+                        p for p in pids if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()
+                    ] or [server.pid]
+                    profiler = [
+                        subprocess.Popen(  # noqa: S603
+                            [
+                                shutil.which(
+                                    "py-spy",
+                                    path=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                                )
+                                or "py-spy",
+                                "record",
+                                "-p",
+                                str(pid),
+                                "-d",
+                                str(args.seconds),
+                                "-f",
+                                "raw",
+                                "-o",
+                                f"{raw}.{pid}",
+                                "--nonblocking",
+                                "--gil",
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
+                        for pid in workers
+                    ]
+                before = _certificate_rows(database)
+                result = _wrk(
+                    base, _EST, work / "attested.lines", "application/pkcs10", cycle=False, **wrk
+                )
+                rows.append(
+                    (
+                        "fleetid EST simpleenroll, attestation-gated (HTTPS, SQL write)",
+                        result,
+                        f"{_certificate_rows(database) - before} rows",
+                    )
+                )
+                for process in profiler or []:
+                    process.wait()
+                if profiler:
+                    merged = "".join(p.read_text() for p in work.glob("profile.txt.*"))
+                    raw.write_text(merged)
+                    summary = _profile_summary(raw)
+
+        print(f"\nload after: {os.getloadavg()}")
+        print(
+            f"\nbackend {args.backend}, fleetid workers {args.workers}, wrk -t{args.threads} -c{args.connections} -d{args.seconds}s\n"
+        )
+        print(
+            f"| {'endpoint':<66} | {'ok/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'non-2xx':>7} | {'DB rows':>10} |"
+        )
+        print(f"|{'-' * 68}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 12}|")
+        for label, r, db in rows:
+            print(
+                f"| {label:<66} | {r.ok_per_second:>8,.0f} | {r.p50_ms:>7.1f} | {r.p99_ms:>7.1f} | {r.non_2xx:>7} | {db:>10} |"
+            )
+        rates = {label: r.ok_per_second for label, r, _ in rows}
+        challenge = rates["fleetid POST /enrol/challenge (HTTPS, SQL write)"]
+        attested = rates["fleetid EST simpleenroll, attestation-gated (HTTPS, SQL write)"]
+        print(
+            f"\nfull attested enrolment (challenge + enrol), derived: {1 / (1 / challenge + 1 / attested):,.0f}/s"
+        )
+        print(f"attested / cfssl HTTPS: {attested / rates['cfssl sign (HTTPS)']:.3f}")
+        for label, r, _ in rows:
+            if r.non_2xx and label.startswith("fleetid EST"):
+                print(
+                    f"NOTE: {label}: {r.non_2xx} refusals: the pre-made requests ran out (raise the count)"
+                )
+        if args.profile:
+            print("\nserver profile (py-spy, self time by innermost known package, all workers):")
+            for name, share in summary:
+                print(f"  {share:5.1f}%  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

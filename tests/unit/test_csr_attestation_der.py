@@ -1,0 +1,59 @@
+"""The AttestationBundle is read as DER only: its envelope is checked by re-encoding (the
+certificates inside go through pyca, which takes DER only), and the cheap presence test reads
+no bundle."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from fleetid.crypto.signer import SoftwareSigner
+from fleetid.errors import EncodingError
+from fleetid.formats.csr_attestation import (
+    ID_AA_ATTESTATION,
+    AttestationBundle,
+    AttestationStatement,
+    attestation_bundle_of,
+    build_attested_csr,
+    decode_attestation_bundle,
+    encode_attestation_bundle,
+    has_attestation_attribute,
+)
+
+BUNDLE = AttestationBundle(
+    statements=(AttestationStatement(type="1.3.6.1.4.1.32473.1", statement=b"\x04\x02\xab\xcd"),)
+)
+
+
+def test_der_bundle_round_trips() -> None:
+    der = encode_attestation_bundle(BUNDLE)
+    assert der[0] == 0x30 and der[1] == len(der) - 2  # short-form length: under 128 bytes
+    assert decode_attestation_bundle(der) == BUNDLE
+
+
+def test_non_minimal_length_is_refused() -> None:
+    der = encode_attestation_bundle(BUNDLE)
+    ber = b"\x30\x81" + der[1:]  # the same length in long form (X.690 §10.1 forbids it in DER)
+    with pytest.raises(EncodingError, match="not in DER form"):
+        decode_attestation_bundle(ber)
+
+
+def test_presence_is_told_without_reading_the_bundle() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])
+    with_bundle = build_attested_csr(subject=subject, signer=SoftwareSigner(key), bundle=BUNDLE)
+    assert has_attestation_attribute(with_bundle)
+    broken = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .add_attribute(x509.ObjectIdentifier(ID_AA_ATTESTATION), b"not a bundle")
+        .sign(key, hashes.SHA256())
+    )
+    assert has_attestation_attribute(broken)
+    with pytest.raises(EncodingError):
+        attestation_bundle_of(broken)
+    plain = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    assert not has_attestation_attribute(plain)
