@@ -188,7 +188,7 @@ def build_csr(
             "attributes": attributes,
         }
     )
-    tbs = bytes(info.dump(force=True))
+    tbs = bytes(info.dump())  # fresh envelope in DER; the loaded parts are DER already
     request = asn1_csr.CertificationRequest(
         {
             "certification_request_info": info,
