@@ -66,8 +66,9 @@ from fleetid.formats.checkpoint import (
 )
 from fleetid.formats.merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
 from fleetid.formats.merkle_tree import MerkleTree
-from fleetid.store.auditlog_table import audit_checkpoints, audit_entries, metadata
+from fleetid.store.auditlog_table import audit_checkpoints, audit_entries
 from fleetid.store.engine import open_engine
+from fleetid.store.migrate import ensure_schema
 
 __all__ = [
     "LEAF_FORMAT",
@@ -472,7 +473,8 @@ class AuditLog(AuditLogReader):
         self._signer = signer
         self._clock = clock
         try:
-            metadata.create_all(self._engine)
+            # The tables are part of the store's schema (Alembic revision 0001).
+            ensure_schema(self._engine)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot create the audit log tables: {exc}") from exc
 
