@@ -8,6 +8,12 @@
   §4.2.2.1, §4.2.1.13); unset means the plain-HTTP listener, ``http://HOST:PORT``.
 * ``FLEETID_V2X_PASSPHRASE``: unlocks the V2X authorities' key store (``fleetid v2x init``); the
   V2X routes are served when the data directory holds a hierarchy. Never logged (``repr=False``).
+* ``FLEETID_HSM``: where ``fleetid ca init`` makes the fleet CA's keys: ``software`` (the default,
+  ``fleetid.hsm.software`` in the data dir) or ``pkcs11`` (a token, ``fleetid.hsm.pkcs11``), with
+  ``FLEETID_PKCS11_MODULE`` (the module's path; unset: SoftHSM2 where Debian puts it),
+  ``FLEETID_PKCS11_TOKEN`` (the token label) and, for ``ca init`` only, ``FLEETID_PKCS11_SO_PIN``
+  (to set the token's random user PIN; never logged). The choice is recorded in the data dir
+  (``fleetid.authority.ca_hsm``); later opens follow the record.
 
 Domain code takes a ``Settings`` and never reads the environment itself.
 """
@@ -24,6 +30,11 @@ from fleetid.policy import DEFAULT_POLICY, Policy
 
 __all__ = [
     "DATABASE_URL_ENV",
+    "HSM_BACKENDS",
+    "HSM_ENV",
+    "PKCS11_MODULE_ENV",
+    "PKCS11_SO_PIN_ENV",
+    "PKCS11_TOKEN_ENV",
     "PUBLIC_URL_ENV",
     "V2X_PASSPHRASE_ENV",
     "Listen",
@@ -34,6 +45,11 @@ __all__ = [
 DATABASE_URL_ENV = "FLEETID_DATABASE_URL"
 PUBLIC_URL_ENV = "FLEETID_PUBLIC_URL"
 V2X_PASSPHRASE_ENV = "FLEETID_V2X_PASSPHRASE"  # noqa: S105 - the name of the variable
+HSM_ENV = "FLEETID_HSM"
+PKCS11_MODULE_ENV = "FLEETID_PKCS11_MODULE"
+PKCS11_TOKEN_ENV = "FLEETID_PKCS11_TOKEN"  # noqa: S105 - the name of the variable
+PKCS11_SO_PIN_ENV = "FLEETID_PKCS11_SO_PIN"
+HSM_BACKENDS = ("software", "pkcs11")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +83,11 @@ class Settings:
     public_url: str | None = None
     policy: Policy = field(default=DEFAULT_POLICY)
     v2x_passphrase: bytes | None = field(default=None, repr=False)
+    # The fleet CA's HSM; None: not chosen (ca init makes a software HSM, open follows the record).
+    hsm: str | None = None
+    pkcs11_module: str | None = None
+    pkcs11_token: str | None = None
+    pkcs11_so_pin: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -82,6 +103,9 @@ class Settings:
         url = env.get(DATABASE_URL_ENV) or None
         public = env.get(PUBLIC_URL_ENV) or None
         v2x_passphrase = env.get(V2X_PASSPHRASE_ENV) or None
+        hsm = env.get(HSM_ENV) or None
+        if hsm is not None and hsm not in HSM_BACKENDS:
+            raise ConfigError(f"${HSM_ENV} is one of {', '.join(HSM_BACKENDS)}, not {hsm!r}")
         return cls(
             data_dir=Path(data_dir),
             database_url=url,
@@ -90,6 +114,10 @@ class Settings:
             public_url=public.rstrip("/") if public else None,
             policy=policy,
             v2x_passphrase=v2x_passphrase.encode() if v2x_passphrase else None,
+            hsm=hsm,
+            pkcs11_module=env.get(PKCS11_MODULE_ENV) or None,
+            pkcs11_token=env.get(PKCS11_TOKEN_ENV) or None,
+            pkcs11_so_pin=env.get(PKCS11_SO_PIN_ENV) or None,
         )
 
     def with_listeners(self, *, http: Listen | None, https: Listen | None) -> Settings:

@@ -1,7 +1,8 @@
 """The fleet CA: a fleet root and an issuing CA whose keys live in the HSM, and issuance under them.
 
-``FleetCa.init`` (``fleetid ca init``) creates, in ``<data-dir>/ca/hsm`` (the software HSM, the
-default backend of ``fleetid.hsm``), a P-384 root key and a P-256 issuing key; the root
+``FleetCa.init`` (``fleetid ca init``) creates, in the HSM the settings name
+(``fleetid.authority.ca_hsm``: the software HSM in ``<data-dir>/ca/hsm`` by default, or a PKCS#11
+token with ``FLEETID_HSM=pkcs11``), a P-384 root key and a P-256 issuing key; the root
 self-signs, then signs the issuing CA; both certificates go into the ``ca_keys`` table as
 generation 1. Certificates are signed by reference through ``fleetid.crypto.certsign``, so no CA
 private key is ever in this module.
@@ -34,13 +35,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
+from fleetid.authority.ca_hsm import create_ca_hsm, open_ca_hsm
 from fleetid.authority.csr import public_key_sha256
 from fleetid.clock import Clock
 from fleetid.config import Settings
 from fleetid.crypto.certsign import sign_certificate
 from fleetid.crypto.signer import Signer
 from fleetid.errors import ConfigError, HsmError, NotFoundError, PolicyError
-from fleetid.hsm import Hsm, SoftwareHsm
+from fleetid.hsm import Hsm
 from fleetid.policy import CredentialType
 from fleetid.store.engine import engine_from_settings
 from fleetid.store.repositories import (
@@ -68,7 +70,6 @@ __all__ = [
 
 CA_DIR: Final = "ca"
 ACTIVATION_FILE: Final = "activation.key"
-_HSM_DIR: Final = "hsm"
 _TLS_DIR: Final = "tls"
 OCSP_PATH: Final = "/ocsp"
 _ROOT_CURVE: Final = "P-384"
@@ -159,7 +160,7 @@ class FleetCa:
             else:
                 raise ConfigError("the database holds a fleet root already")
         kek = secrets.token_bytes(32)
-        hsm = SoftwareHsm.initialise(ca_dir / _HSM_DIR, kek)
+        hsm = create_ca_hsm(settings, ca_dir, kek)
         _write_private(ca_dir / ACTIVATION_FILE, kek.hex().encode())
         now = clock.now()
         policy = settings.policy
@@ -243,8 +244,7 @@ class FleetCa:
             ) from None
         except (OSError, ValueError) as exc:
             raise HsmError(f"the CA HSM activation key in {ca_dir} is unreadable") from exc
-        hsm = SoftwareHsm.open(ca_dir / _HSM_DIR)
-        hsm.activate(kek)
+        hsm = open_ca_hsm(settings, ca_dir, kek)
         store = Store(engine_from_settings(settings))
         return cls(settings=settings, store=store, hsm=hsm, clock=clock)
 
