@@ -169,7 +169,7 @@ def _wrk(
         path,
         "cycle" if cycle else "once",
     ]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     done = re.search(r"(\d+) requests in ([\d.]+)(s|m)", out)
     if done is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
@@ -177,7 +177,7 @@ def _wrk(
     errors = re.search(r"Socket errors: (.*)", out)
     p50 = re.search(r"50%\s+(\S+)", out)
     p99 = re.search(r"99%\s+(\S+)", out)
-    assert p50 is not None and p99 is not None  # noqa: S101 - --latency prints them
+    assert p50 is not None and p99 is not None
     elapsed = float(done.group(2)) * (60 if done.group(3) == "m" else 1)
     return WrkResult(
         requests=int(done.group(1)),
@@ -215,7 +215,7 @@ def _process(
     command: Sequence[str], port: int, log: Path, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)  # noqa: S603
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
         try:
             _wait_listening(port, process, log)
             yield process
@@ -300,7 +300,7 @@ def _plain_csr(common_name: str) -> x509.CertificateSigningRequest:
 
 
 @contextmanager
-def _database(backend: str, data_dir: Path) -> Iterator[str | None]:
+def _database(backend: str) -> Iterator[str | None]:
     if backend == "sqlite":
         yield None
         return
@@ -344,9 +344,13 @@ def _token_lines(ca: FleetCa, count: int, path: Path) -> None:
 async def _challenges(base: str, device_ids: list[str], connections: int) -> list[bytes]:
     """One fresh challenge per device, fetched over ``connections`` concurrent connections."""
     limits = httpx.Limits(max_connections=connections)
+    timeout = httpx.Timeout(60, pool=None)
     async with httpx.AsyncClient(
-        base_url=base, verify=False, limits=limits, timeout=httpx.Timeout(60, pool=None)
-    ) as client:  # noqa: S501 - loopback, our own server
+        base_url=base,
+        limits=limits,
+        timeout=timeout,
+        verify=False,  # noqa: S501 - loopback, our own server's certificate made moments ago
+    ) as client:
 
         async def one(device_id: str) -> bytes:
             response = await client.post("/enrol/challenge", json={"device_id": device_id})
@@ -384,7 +388,7 @@ def _attested_lines(devices: list[LineDevice], nonces: list[bytes], path: Path) 
 _BUCKETS = (
     ("TLS (ssl module)", ("ssl.py", "sslproto.py")),
     (
-        "HTTP stack (uvicorn, h11/httptools, starlette, fastapi, anyio, asyncio)",
+        "HTTP stack (uvicorn, h11, starlette, fastapi, anyio, asyncio, pydantic)",
         (
             "uvicorn/",
             "h11/",
@@ -397,14 +401,16 @@ _BUCKETS = (
         ),
     ),
     ("database (SQLAlchemy, sqlite3/psycopg)", ("sqlalchemy/", "sqlite3", "psycopg")),
-    ("cryptography / asn1crypto", ("cryptography/", "asn1crypto/")),
-    ("fleetid", ("fleetid/",)),
+    ("asn1crypto / pyca called from libraries", ("cryptography/", "asn1crypto/", "asn1tools/")),
+    ("fleetid code, with the pyca/OpenSSL calls it makes", ("fleetid/",)),
 )
 
 
-def _profile_summary(raw: Path) -> list[tuple[str, float]]:
-    """Share of samples by the innermost frame's package (self time), from py-spy raw output."""
-    counts: collections.Counter[str] = collections.Counter()
+def _profile_summary(raw: Path) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """Shares of samples (py-spy ``--gil``: Python holding the GIL) by the innermost frame's
+    package, and the ten innermost frames that took most."""
+    buckets: collections.Counter[str] = collections.Counter()
+    leaves: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -413,17 +419,184 @@ def _profile_summary(raw: Path) -> list[tuple[str, float]]:
         samples = int(count)
         total += samples
         frames = stack.split(";")
+        leaves[frames[-1]] += samples
         bucket = "other (interpreter, stdlib)"
         for frame in reversed(frames):
             matched = next((name for name, keys in _BUCKETS if any(k in frame for k in keys)), None)
             if matched is not None:
                 bucket = matched
                 break
-        counts[bucket] += samples
-    return [(name, 100 * n / total) for name, n in counts.most_common()] if total else []
+        buckets[bucket] += samples
+    if not total:
+        return [], []
+    return (
+        [(name, 100 * n / total) for name, n in buckets.most_common()],
+        [(name, 100 * n / total) for name, n in leaves.most_common(10)],
+    )
+
+
+def _py_spy() -> str:
+    found = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if found is None:
+        sys.exit("--profile needs py-spy (pip install py-spy)")
+    return found
+
+
+def _start_profilers(server_pid: int, seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every uvicorn worker (or the server itself when it has none)."""
+    workers = [
+        pid
+        for pid in _children(server_pid)
+        if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    ] or [server_pid]
+    command = [_py_spy(), "record", "-d", str(seconds), "-f", "raw", "--nonblocking", "--gil"]
+    return [
+        subprocess.Popen(
+            [*command, "-p", str(pid), "-o", f"{out}.{pid}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in workers
+    ]
 
 
 # --- the run ------------------------------------------------------------------------------------
+
+CFSSL_HTTPS = "cfssl sign (HTTPS)"
+PLAIN_ROW = "fleetid EST simpleenroll, one-time token (HTTPS, SQL write)"
+CHALLENGE = "fleetid POST /enrol/challenge (HTTPS, SQL write)"
+ATTESTED = "fleetid EST simpleenroll, attestation-gated (HTTPS, SQL write)"
+
+
+@dataclass
+class Run:
+    args: argparse.Namespace
+    work: Path
+    script: Path
+    rows: list[tuple[str, WrkResult, str]]
+    profile: tuple[list[tuple[str, float]], list[tuple[str, float]]] | None = None
+
+    def wrk(self, url: str, path: str, lines: Path, content_type: str, *, cycle: bool) -> WrkResult:
+        return _wrk(
+            url,
+            path,
+            lines,
+            content_type,
+            seconds=self.args.seconds,
+            threads=self.args.threads,
+            connections=self.args.connections,
+            cycle=cycle,
+            script=self.script,
+        )
+
+
+def _run_cfssl(run: Run) -> None:
+    """cfssl keeps no state: the same CSR is replayed, over HTTPS then plain HTTP."""
+    work = run.work
+    ca_args = _cfssl_files(work / "cfssl")
+    csr_pem = _plain_csr("bench").public_bytes(_PEM).decode()
+    (work / "cfssl.lines").write_text("-\t" + json.dumps({"certificate_request": csr_pem}) + "\n")
+    tls = ["-tls-cert", str(work / "cfssl/tls.pem"), "-tls-key", str(work / "cfssl/tls-key.pem")]
+    for scheme in ("https", "http"):
+        port = _free_port()
+        command = ["cfssl", "serve", "-address", "127.0.0.1", "-port", str(port), "-loglevel", "5"]
+        command += ca_args + (tls if scheme == "https" else [])
+        with _process(command, port, work / f"cfssl-{scheme}.log"):
+            url = f"{scheme}://127.0.0.1:{port}"
+            result = run.wrk(
+                url, "/api/v1/cfssl/sign", work / "cfssl.lines", "application/json", cycle=True
+            )
+        run.rows.append((f"cfssl sign ({scheme.upper()})", result, "-"))
+
+
+def _run_fleetid(run: Run, url: str | None) -> None:
+    args, work = run.args, run.work
+    env = dict(os.environ)
+    if url is not None:
+        env["FLEETID_DATABASE_URL"] = url
+    data_dir = work / "authority"
+    settings = Settings.load(data_dir, environ={"FLEETID_DATABASE_URL": url} if url else {})
+    clock = SystemClock()
+    line = SoftwareLine(clock=clock)
+    print(f"making {args.attested} devices and {args.tokens} tokens …", flush=True)
+    ca = FleetCa.init(settings, clock=clock, name="Bench Fleet")
+    trust_manufacturer(data_dir, line.root)
+    devices = [line.make_device() for _ in range(args.attested)]
+    import_manifest(ca.store, [d.manifest_record() for d in devices], clock.now())
+    _token_lines(ca, args.tokens, work / "tokens.lines")
+    ca.close()
+    database: str | Path = url or data_dir
+
+    port = _free_port()
+    serve = [sys.executable, "-c", _CLI, "serve", "--data-dir", str(data_dir)]
+    serve += ["--https", f"127.0.0.1:{port}", "--workers", str(args.workers)]
+    base = f"https://127.0.0.1:{port}"
+    with _process(serve, port, work / "serve.log", env=env) as server:
+        before = _certificate_rows(database)
+        result = run.wrk(base, _EST, work / "tokens.lines", "application/pkcs10", cycle=False)
+        run.rows.append((PLAIN_ROW, result, f"{_certificate_rows(database) - before} rows"))
+
+        (work / "challenge.lines").write_text("-\t{}\n")
+        lines = work / "challenge.lines"
+        result = run.wrk(base, "/enrol/challenge", lines, "application/json", cycle=True)
+        run.rows.append((CHALLENGE, result, "-"))
+
+        print(f"fetching {len(devices)} challenges, building attested CSRs …", flush=True)
+        started = time.perf_counter()
+        serials = [d.serial for d in devices]
+        nonces = asyncio.run(_challenges(base, serials, args.connections))
+        fetched = time.perf_counter() - started
+        _attested_lines(devices, nonces, work / "attested.lines")
+        print(f"  {len(nonces)} challenges in {fetched:.1f} s from one Python client", flush=True)
+
+        raw = work / "profile.txt"
+        profilers = _start_profilers(server.pid, args.seconds, raw) if args.profile else []
+        before = _certificate_rows(database)
+        result = run.wrk(base, _EST, work / "attested.lines", "application/pkcs10", cycle=False)
+        run.rows.append((ATTESTED, result, f"{_certificate_rows(database) - before} rows"))
+        for process in profilers:
+            process.wait()
+        if profilers:
+            raw.write_text("".join(p.read_text() for p in work.glob("profile.txt.*")))
+            run.profile = _profile_summary(raw)
+            if args.profile_out is not None:
+                shutil.copyfile(raw, args.profile_out)
+
+
+def _report(run: Run) -> None:
+    args = run.args
+    print(f"\nload after: {os.getloadavg()}")
+    print(
+        f"\nbackend {args.backend}, fleetid workers {args.workers}, "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s\n"
+    )
+    header = ("endpoint", "ok/s", "p50 ms", "p99 ms", "non-2xx", "DB rows")
+    print(
+        f"| {header[0]:<64} | {header[1]:>7} | {header[2]:>7} | {header[3]:>7} | "
+        f"{header[4]:>7} | {header[5]:>10} |"
+    )
+    print(f"|{'-' * 66}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 12}|")
+    for label, r, db in run.rows:
+        print(
+            f"| {label:<64} | {r.ok_per_second:>7,.0f} | {r.p50_ms:>7.1f} | {r.p99_ms:>7.1f} | "
+            f"{r.non_2xx:>7} | {db:>10} |"
+        )
+    rates = {label: r.ok_per_second for label, r, _ in run.rows}
+    full = 1 / (1 / rates[CHALLENGE] + 1 / rates[ATTESTED])
+    print(f"\nfull attested enrolment (challenge + enrol), derived: {full:,.0f}/s")
+    for label in (PLAIN_ROW, ATTESTED):
+        print(f"{label} / cfssl HTTPS: {rates[label] / rates[CFSSL_HTTPS]:.3f}")
+    for label, r, _ in run.rows:
+        if r.non_2xx and label in (PLAIN_ROW, ATTESTED):
+            print(f"NOTE: {label}: {r.non_2xx} refusals: the pre-made requests ran out")
+    if run.profile is not None:
+        buckets, leaves = run.profile
+        print("\nserver profile of the attested run (py-spy --gil, innermost known package):")
+        for name, share in buckets:
+            print(f"  {share:5.1f}%  {name}")
+        print("innermost frames:")
+        for name, share in leaves:
+            print(f"  {share:5.1f}%  {name}")
 
 
 def main() -> int:
@@ -436,214 +609,23 @@ def main() -> int:
     parser.add_argument("--attested", type=int, default=4000, help="pre-made attested requests")
     parser.add_argument("--tokens", type=int, default=12000, help="pre-made token requests")
     parser.add_argument("--profile", action="store_true", help="py-spy on the attested run")
+    parser.add_argument("--profile-out", type=Path, help="keep py-spy's raw stacks here")
     args = parser.parse_args()
     for tool in ("wrk", "cfssl"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (Debian: apt-get install -y wrk golang-cfssl)")
-    if (
-        args.profile
-        and shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-        is None
-    ):
-        sys.exit("--profile needs py-spy (pip install py-spy)")
-
-    rows: list[tuple[str, WrkResult, str]] = []
+    if args.profile:
+        _py_spy()
     with tempfile.TemporaryDirectory(prefix="fleetid-bench-") as tmp:
         work = Path(tmp)
         script = work / "post.lua"
         script.write_text(_LUA)
-        wrk = {
-            "seconds": args.seconds,
-            "threads": args.threads,
-            "connections": args.connections,
-            "script": script,
-        }
+        run = Run(args=args, work=work, script=script, rows=[])
         print(f"load before: {os.getloadavg()}, cores: {os.cpu_count()}", flush=True)
-
-        # cfssl: the same CSR replayed (cfssl keeps no state), HTTPS then HTTP.
-        cfssl_args = _cfssl_files(work / "cfssl")
-        cfssl_body = json.dumps(
-            {"certificate_request": _plain_csr("bench").public_bytes(_PEM).decode()}
-        )
-        (work / "cfssl.lines").write_text(f"-\t{cfssl_body}\n")
-        for scheme in ("https", "http"):
-            port = _free_port()
-            tls = (
-                [
-                    "-tls-cert",
-                    str(work / "cfssl/tls.pem"),
-                    "-tls-key",
-                    str(work / "cfssl/tls-key.pem"),
-                ]
-                if scheme == "https"
-                else []
-            )
-            command = [
-                "cfssl",
-                "serve",
-                "-address",
-                "127.0.0.1",
-                "-port",
-                str(port),
-                "-loglevel",
-                "5",
-                *cfssl_args,
-                *tls,
-            ]
-            with _process(command, port, work / f"cfssl-{scheme}.log"):
-                result = _wrk(
-                    f"{scheme}://127.0.0.1:{port}",
-                    "/api/v1/cfssl/sign",
-                    work / "cfssl.lines",
-                    "application/json",
-                    cycle=True,
-                    **wrk,
-                )
-            rows.append((f"cfssl sign ({scheme.upper()})", result, "-"))
-
-        with _database(args.backend, work) as url:
-            env = dict(os.environ)
-            if url is not None:
-                env["FLEETID_DATABASE_URL"] = url
-            data_dir = work / "authority"
-            settings = Settings.load(data_dir, environ={"FLEETID_DATABASE_URL": url} if url else {})
-            clock = SystemClock()
-            line = SoftwareLine(clock=clock)
-            print(f"making {args.attested} devices and {args.tokens} tokens …", flush=True)
-            ca = FleetCa.init(settings, clock=clock, name="Bench Fleet")
-            trust_manufacturer(data_dir, line.root)
-            devices = [line.make_device() for _ in range(args.attested)]
-            import_manifest(ca.store, [d.manifest_record() for d in devices], clock.now())
-            _token_lines(ca, args.tokens, work / "tokens.lines")
-            ca.close()
-            database: str | Path = url or data_dir
-
-            port = _free_port()
-            serve = [
-                sys.executable,
-                "-c",
-                _CLI,
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--https",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(args.workers),
-            ]
-            base = f"https://127.0.0.1:{port}"
-            with _process(serve, port, work / "serve.log", env=env) as server:
-                for lines, label in (
-                    (
-                        work / "tokens.lines",
-                        "fleetid EST simpleenroll, one-time token (HTTPS, SQL write)",
-                    ),
-                ):
-                    before = _certificate_rows(database)
-                    result = _wrk(base, _EST, lines, "application/pkcs10", cycle=False, **wrk)
-                    rows.append((label, result, f"{_certificate_rows(database) - before} rows"))
-
-                (work / "challenge.lines").write_text("-\t{}\n")
-                result = _wrk(
-                    base,
-                    "/enrol/challenge",
-                    work / "challenge.lines",
-                    "application/json",
-                    cycle=True,
-                    **wrk,
-                )
-                rows.append(("fleetid POST /enrol/challenge (HTTPS, SQL write)", result, "-"))
-
-                print(f"fetching {len(devices)} challenges, building attested CSRs …", flush=True)
-                started = time.perf_counter()
-                nonces = asyncio.run(
-                    _challenges(base, [d.serial for d in devices], args.connections)
-                )
-                fetch = time.perf_counter() - started
-                _attested_lines(devices, nonces, work / "attested.lines")
-                print(
-                    f"  {len(nonces)} challenges in {fetch:.1f} s from one Python client",
-                    flush=True,
-                )
-
-                profiler = None
-                raw = work / "profile.txt"
-                if args.profile:
-                    pids = _children(server.pid) or [server.pid]
-                    workers = [
-                        p for p in pids if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()
-                    ] or [server.pid]
-                    profiler = [
-                        subprocess.Popen(  # noqa: S603
-                            [
-                                shutil.which(
-                                    "py-spy",
-                                    path=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-                                )
-                                or "py-spy",
-                                "record",
-                                "-p",
-                                str(pid),
-                                "-d",
-                                str(args.seconds),
-                                "-f",
-                                "raw",
-                                "-o",
-                                f"{raw}.{pid}",
-                                "--nonblocking",
-                                "--gil",
-                            ],
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
-                        )
-                        for pid in workers
-                    ]
-                before = _certificate_rows(database)
-                result = _wrk(
-                    base, _EST, work / "attested.lines", "application/pkcs10", cycle=False, **wrk
-                )
-                rows.append(
-                    (
-                        "fleetid EST simpleenroll, attestation-gated (HTTPS, SQL write)",
-                        result,
-                        f"{_certificate_rows(database) - before} rows",
-                    )
-                )
-                for process in profiler or []:
-                    process.wait()
-                if profiler:
-                    merged = "".join(p.read_text() for p in work.glob("profile.txt.*"))
-                    raw.write_text(merged)
-                    summary = _profile_summary(raw)
-
-        print(f"\nload after: {os.getloadavg()}")
-        print(
-            f"\nbackend {args.backend}, fleetid workers {args.workers}, wrk -t{args.threads} -c{args.connections} -d{args.seconds}s\n"
-        )
-        print(
-            f"| {'endpoint':<66} | {'ok/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'non-2xx':>7} | {'DB rows':>10} |"
-        )
-        print(f"|{'-' * 68}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 12}|")
-        for label, r, db in rows:
-            print(
-                f"| {label:<66} | {r.ok_per_second:>8,.0f} | {r.p50_ms:>7.1f} | {r.p99_ms:>7.1f} | {r.non_2xx:>7} | {db:>10} |"
-            )
-        rates = {label: r.ok_per_second for label, r, _ in rows}
-        challenge = rates["fleetid POST /enrol/challenge (HTTPS, SQL write)"]
-        attested = rates["fleetid EST simpleenroll, attestation-gated (HTTPS, SQL write)"]
-        print(
-            f"\nfull attested enrolment (challenge + enrol), derived: {1 / (1 / challenge + 1 / attested):,.0f}/s"
-        )
-        print(f"attested / cfssl HTTPS: {attested / rates['cfssl sign (HTTPS)']:.3f}")
-        for label, r, _ in rows:
-            if r.non_2xx and label.startswith("fleetid EST"):
-                print(
-                    f"NOTE: {label}: {r.non_2xx} refusals: the pre-made requests ran out (raise the count)"
-                )
-        if args.profile:
-            print("\nserver profile (py-spy, self time by innermost known package, all workers):")
-            for name, share in summary:
-                print(f"  {share:5.1f}%  {name}")
+        _run_cfssl(run)
+        with _database(args.backend) as url:
+            _run_fleetid(run, url)
+    _report(run)
     return 0
 
 
