@@ -18,7 +18,6 @@ import pytest
 from tests.authority_server import fleetid, free_port, serving
 from tests.v2x_fixtures import FAMILY_NAMES
 
-from fleetid.authority.v2x.ctl import TrustStore
 from fleetid.authority.v2x.manufactured import import_manufactured, its_id_of
 from fleetid.authority.v2x.on_disk import open_v2x
 from fleetid.clock import SystemClock
@@ -28,6 +27,7 @@ from fleetid.factory.line import CANONICAL_KEY_HANDLE
 from fleetid.se.client import SecureElementSigner
 from fleetid.se.state import Curve
 from fleetid.sim.software_line import SoftwareLine
+from fleetid.trust.v2x import TrustStore
 
 pytestmark = pytest.mark.slow
 

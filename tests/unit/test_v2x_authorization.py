@@ -11,7 +11,6 @@ from sqlalchemy import inspect, select
 from tests.v2x_fixtures import FAMILY_NAMES, Pki, new_pki, response_code
 
 from fleetid.authority.v2x import PSID_CAM
-from fleetid.authority.v2x.ctl import validity_bounds
 from fleetid.crypto.signer import Signer
 from fleetid.crypto.v2xkeys import compressed_point
 from fleetid.device.v2x import ItsStation, PendingRequest
@@ -26,6 +25,7 @@ from fleetid.formats.etsi102941 import (
 )
 from fleetid.formats.ieee1609 import datetime_from_time32, decode, encode, time32, time64
 from fleetid.formats.ieee1609.keys import verification_key_value
+from fleetid.formats.ieee1609.validity import validity_bounds
 from fleetid.store.v2x_tables import aa_issued_tickets, aa_metadata
 
 pytestmark = pytest.mark.parametrize("family", FAMILY_NAMES)

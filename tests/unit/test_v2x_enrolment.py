@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from tests.hsm_fixtures import require_tool
 from tests.v2x_fixtures import FAMILY_NAMES, Pki, new_pki, response_code
 
-from fleetid.authority.v2x.root_ca import EC_SSP
 from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.crypto.v2xhash import signing_input
 from fleetid.crypto.v2xkeys import generate_key
@@ -28,6 +27,7 @@ from fleetid.formats.etsi102941 import (
 )
 from fleetid.formats.ieee1609 import decode, time64
 from fleetid.formats.ieee1609.keys import rs_from_signature
+from fleetid.policy.v2x import EC_SSP
 
 pytestmark = pytest.mark.parametrize("family", FAMILY_NAMES)
 

@@ -32,10 +32,10 @@ import pytest
 from sqlalchemy import Engine, MetaData, select
 from tests.v2x_fixtures import FAMILY_NAMES, new_pki
 
-from fleetid.authority.v2x.ctl import validity_bounds
 from fleetid.crypto.v2xkeys import compressed_point
 from fleetid.device.v2x import ItsStation
 from fleetid.formats.ieee1609 import decode_certificate
+from fleetid.formats.ieee1609.validity import validity_bounds
 from fleetid.store.v2x_tables import aa_metadata, ea_metadata
 
 N_VEHICLES = 10

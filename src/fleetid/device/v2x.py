@@ -24,8 +24,6 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetid.authority.v2x.ctl import TrustStore, check_validity
-from fleetid.authority.v2x.root_ca import CAM_SSP, EC_SSP, PSID_CAM, CurveFamily
 from fleetid.clock import Clock
 from fleetid.crypto.ecies import EcdhKey
 from fleetid.crypto.signer import Signer, SoftwareSigner
@@ -60,7 +58,10 @@ from fleetid.formats.ieee1609 import (
 )
 from fleetid.formats.ieee1609.keys import encryption_key_value, verification_key_value
 from fleetid.formats.ieee1609.profile import check_signed
+from fleetid.formats.ieee1609.validity import check_validity
+from fleetid.policy.v2x import CAM_SSP, EC_SSP, PSID_CAM, CurveFamily
 from fleetid.se.client import SecureElementClient, SecureElementSigner
+from fleetid.trust.v2x import TrustStore
 
 __all__ = [
     "CamReceiver",

@@ -11,13 +11,16 @@ Every ITS-S and every authority trusts what a Root CA publishes (ETSI TS 102 941
   that again.
 
 Every check raises ``VerificationError`` (or ``ProfileError`` for a malformed list).
+
+Vehicles (``fleetid.device.v2x``) and authorities (``fleetid.authority.v2x``) both rely on it,
+so it lives below both; the pure certificate checks it uses are in
+``fleetid.formats.ieee1609.validity``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from fleetid.clock import Clock
@@ -30,56 +33,17 @@ from fleetid.formats.ieee1609 import (
     time32,
     verify_certificate_signature,
 )
+from fleetid.formats.ieee1609.validity import (
+    app_psids,
+    check_validity,
+    issue_psids,
+    validity_bounds,
+)
 
 __all__ = [
     "CaEntry",
     "TrustStore",
-    "check_validity",
-    "issue_psids",
-    "validity_bounds",
 ]
-
-# IEEE 1609.2 §6.3.8: the length of each Duration unit in seconds (a year is 31 556 952 s).
-_UNIT_SECONDS = {
-    "microseconds": 1e-6,
-    "milliseconds": 1e-3,
-    "seconds": 1,
-    "minutes": 60,
-    "hours": 3600,
-    "sixtyHours": 216_000,
-    "years": 31_556_952,
-}
-
-
-def validity_bounds(certificate: Certificate) -> tuple[int, int]:
-    """(start, end) of a certificate's validity in Time32 seconds."""
-    period = certificate.tbs["validityPeriod"]
-    unit, count = period["duration"]
-    start = int(period["start"])
-    return start, start + int(count * _UNIT_SECONDS[unit])
-
-
-def check_validity(certificate: Certificate, moment: datetime) -> None:
-    """``VerificationError`` unless ``moment`` falls within the certificate's validity."""
-    start, end = validity_bounds(certificate)
-    now = time32(moment)
-    if not start <= now < end:
-        raise VerificationError("the certificate is not valid at this time")
-
-
-def issue_psids(certificate: Certificate) -> set[int] | None:
-    """The psids a CA certificate may issue for (None: all)."""
-    psids: set[int] = set()
-    for group in certificate.tbs.get("certIssuePermissions", []):
-        kind, ranges = group["subjectPermissions"]
-        if kind == "all":
-            return None
-        psids.update(int(item["psid"]) for item in ranges)
-    return psids
-
-
-def _app_psids(certificate: Certificate) -> set[int]:
-    return {int(item["psid"]) for item in certificate.tbs.get("appPermissions", [])}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,7 +117,7 @@ class TrustStore:
         allowed = issue_psids(entry.certificate)
         if allowed is not None and not psids <= allowed:
             raise VerificationError(f"the issuer may not grant psids {sorted(psids - allowed)}")
-        if not psids <= _app_psids(certificate):
+        if not psids <= app_psids(certificate):
             raise VerificationError(f"the certificate does not grant psids {sorted(psids)}")
         return entry
 

@@ -10,16 +10,11 @@ from __future__ import annotations
 
 from fleetid.authority.v2x.aa import AuthorizationAuthority, EaTransport
 from fleetid.authority.v2x.common import AuthorityKeys, Refused
-from fleetid.authority.v2x.ctl import CaEntry, TrustStore, check_validity, validity_bounds
 from fleetid.authority.v2x.ea import EnrolmentAuthority
-from fleetid.authority.v2x.root_ca import (
-    CAM_SSP,
-    FAMILIES,
-    PSID_CAM,
-    PSID_DENM,
-    CurveFamily,
-    RootCa,
-)
+from fleetid.authority.v2x.root_ca import RootCa
+from fleetid.formats.ieee1609.validity import check_validity, validity_bounds
+from fleetid.policy.v2x import CAM_SSP, FAMILIES, PSID_CAM, PSID_DENM, CurveFamily
+from fleetid.trust.v2x import CaEntry, TrustStore
 
 __all__ = [
     "CAM_SSP",

@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import Engine, insert
 
 from fleetid.authority.v2x.common import AuthorityKeys, Counters, Refused, ReplayGuard
-from fleetid.authority.v2x.ctl import TrustStore, validity_bounds
 from fleetid.authority.v2x.root_ca import validity_period
 from fleetid.clock import Clock
 from fleetid.crypto.ecies import new_aes_key
@@ -50,7 +49,9 @@ from fleetid.formats.ieee1609.keys import (
     public_key_from_encryption_key,
     public_key_from_verification_key,
 )
+from fleetid.formats.ieee1609.validity import validity_bounds
 from fleetid.store.v2x_tables import aa_counters, aa_issued_tickets, aa_metadata, aa_seen_requests
+from fleetid.trust.v2x import TrustStore
 
 __all__ = ["AuthorizationAuthority", "EaTransport"]
 

@@ -26,8 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, insert, select, update
 
 from fleetid.authority.v2x.common import AuthorityKeys, Counters, Refused, ReplayGuard
-from fleetid.authority.v2x.ctl import TrustStore, check_validity, validity_bounds
-from fleetid.authority.v2x.root_ca import EC_SSP, PSID_CAM, PSID_DENM, validity_period
+from fleetid.authority.v2x.root_ca import validity_period
 from fleetid.clock import Clock
 from fleetid.crypto.v2xkeys import PublicKey, compressed_point, curve_name_of, public_key_from_point
 from fleetid.errors import EncodingError, PolicyError, ProfileError, VerificationError
@@ -59,6 +58,8 @@ from fleetid.formats.ieee1609 import (
 )
 from fleetid.formats.ieee1609.keys import encryption_key_value, verification_key_value
 from fleetid.formats.ieee1609.profile import check_signed_external_payload
+from fleetid.formats.ieee1609.validity import check_validity, validity_bounds
+from fleetid.policy.v2x import EC_SSP, PSID_CAM, PSID_DENM
 from fleetid.store.v2x_tables import (
     ea_canonical_keys,
     ea_counters,
@@ -66,6 +67,7 @@ from fleetid.store.v2x_tables import (
     ea_metadata,
     ea_seen_requests,
 )
+from fleetid.trust.v2x import TrustStore
 
 __all__ = ["EnrolmentAuthority"]
 

@@ -15,12 +15,13 @@ from sqlalchemy import Engine
 
 from fleetid.authority.v2x.aa import AuthorizationAuthority
 from fleetid.authority.v2x.common import AuthorityKeys
-from fleetid.authority.v2x.ctl import TrustStore
 from fleetid.authority.v2x.ea import EnrolmentAuthority
-from fleetid.authority.v2x.root_ca import CurveFamily, RootCa
+from fleetid.authority.v2x.root_ca import RootCa
 from fleetid.clock import Clock
 from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.crypto.v2xkeys import PrivateKey, generate_key
+from fleetid.policy.v2x import CurveFamily
+from fleetid.trust.v2x import TrustStore
 
 __all__ = ["AA_URL", "EA_URL", "KeyFactory", "V2xHierarchy", "assemble", "build_hierarchy"]
 

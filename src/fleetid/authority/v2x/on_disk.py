@@ -26,13 +26,14 @@ from sqlalchemy import Engine, func, insert, select, update
 
 from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.hierarchy import AA_URL, EA_URL, V2xHierarchy, assemble, build_hierarchy
-from fleetid.authority.v2x.root_ca import FAMILIES, RootCa
+from fleetid.authority.v2x.root_ca import RootCa
 from fleetid.clock import Clock
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import PrivateKey, generate_key
 from fleetid.errors import ConfigError, PolicyError
 from fleetid.formats.etsi102941 import open_pki_data
 from fleetid.formats.ieee1609 import Certificate, decode_certificate, time32
+from fleetid.policy.v2x import FAMILIES
 from fleetid.store.engine import open_engine
 from fleetid.store.v2x_tables import (
     aa_issued_tickets,

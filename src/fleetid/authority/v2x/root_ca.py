@@ -9,7 +9,6 @@ signs with a ``Signer``, so its key can live in an HSM.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -20,49 +19,16 @@ from fleetid.errors import PolicyError
 from fleetid.formats.etsi102941 import PSID_CERTIFICATE_REQUEST, sign_pki_data
 from fleetid.formats.ieee1609 import Certificate, decode, sign_certificate, time32, time64
 from fleetid.formats.ieee1609.keys import encryption_key_value, verification_key_value
+from fleetid.policy.v2x import PSID_CAM, PSID_CRL, PSID_CTL, PSID_DENM, CurveFamily
 
 __all__ = [
-    "CAM_SSP",
-    "FAMILIES",
-    "PSID_CAM",
-    "PSID_CRL",
-    "PSID_CTL",
-    "PSID_DENM",
-    "CurveFamily",
     "RootCa",
     "validity_period",
 ]
 
-#: ITS-AID of the Cooperative Awareness basic service (ETSI TS 102 965).
-PSID_CAM = 36
-#: ITS-AID of the DEN basic service.
-PSID_DENM = 37
-#: CRL service and CTL service ITS-AIDs (ETSI TS 102 965), on the Root CA certificate.
-PSID_CRL = 622
-PSID_CTL = 624
-#: CAM SSP: version 1, no special-vehicle permission bits set (EN 302 637-2 Annex).
-CAM_SSP = b"\x01\x00\x00"
-#: The EC's permission to request ATs: SSP version 1, "certificate request" bits (TS 102 941).
-EC_SSP = b"\x01\xc0"
-
 _EE_APP = (b"\x80", 8)  # EndEntityType {app}
 _EE_ENROL = (b"\x40", 8)  # EndEntityType {enrol}
 _EE_BOTH = (b"\xc0", 8)
-
-
-@dataclass(frozen=True, kw_only=True)
-class CurveFamily:
-    """The end-entity and CA curves of one family (ETSI TS 103 097 §7)."""
-
-    name: Literal["nist", "brainpool"]
-    end_entity: str
-    ca: str
-
-
-FAMILIES: dict[str, CurveFamily] = {
-    "nist": CurveFamily(name="nist", end_entity="nistP256", ca="nistP384"),
-    "brainpool": CurveFamily(name="brainpool", end_entity="brainpoolP256r1", ca="brainpoolP384r1"),
-}
 
 
 def validity_period(start: datetime, duration: timedelta) -> dict[str, Any]:
