@@ -54,7 +54,7 @@ def _worker(
         lot=f"W{worker}",
         count=count,
         transport_keys=_transport(Path(config_dir)),
-        chip_serials={i: bytes((0xB0 + worker,)) + i.to_bytes(3, "big") for i in range(count)},
+        ic_serials={i: bytes((0xB0 + worker,)) + i.to_bytes(3, "big") for i in range(count)},
     )
     units = [u.unit for u in wafer.units]
     barrier.wait()

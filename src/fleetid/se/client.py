@@ -13,7 +13,7 @@ host hashes, the card signs the digest.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
@@ -22,7 +22,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.signer import hash_for_curve
 from fleetid.errors import EncodingError, SecureChannelError, SecureElementError
-from fleetid.formats.apdu import SW, CommandApdu, parse_command, parse_response
+from fleetid.formats.apdu import (
+    EXTENDED_MAX_NC,
+    EXTENDED_MAX_NE,
+    SHORT_MAX_NC,
+    SW,
+    CommandApdu,
+    parse_command,
+    parse_response,
+)
 from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.tlv import TlvError, decode_tlv, decode_tlvs, encode_dgi, find_tlv
 from fleetid.se.applets.boot import (
@@ -45,6 +53,7 @@ from fleetid.se.applets.identity import (
 )
 from fleetid.se.applets.manager import ISD_AID, PersonalisationObject
 from fleetid.se.scp03 import (
+    R_MAC,
     HostSession,
     KeyProvider,
     SessionKeySource,
@@ -159,6 +168,29 @@ _CURVES: dict[Curve, ec.EllipticCurve] = {
 _SHORT_LE = 256
 # Largest plain data per short command so that padding (16) and C-MAC (8) still fit in 255 bytes.
 _STORE_DATA_BLOCK = 224
+# What secure messaging may add to a data field: ISO 9797-1 M2 padding (up to one AES block) and
+# the C-MAC (8 bytes, 16 in S16 mode).
+_SM_OVERHEAD = 16 + 16
+# GPCS §11.9.3.1 (SELECT response): a security domain's FCI proprietary data 'A5' carries '9F65',
+# the maximum length of the data field in a command message; above 255 the card takes extended Lc.
+_FCI_TAG, _FCI_PROPRIETARY_TAG, _MAX_COMMAND_DATA_TAG = 0x6F, 0xA5, 0x9F65
+
+
+def _max_command_data(fci: bytes) -> int | None:
+    """'9F65' from an FCI ``6F { ... A5 { 9F65 n } }``, or None when absent or unparsable."""
+    try:
+        (template,) = decode_tlvs(fci)
+        if template.tag != _FCI_TAG:
+            return None
+        proprietary = find_tlv(template.children(), _FCI_PROPRIETARY_TAG)
+        if proprietary is None:
+            return None
+        limit = find_tlv(proprietary.children(), _MAX_COMMAND_DATA_TAG)
+    except (TlvError, ValueError):
+        return None
+    if limit is None or not 1 <= len(limit.value) <= 2:
+        return None
+    return int.from_bytes(limit.value, "big")
 
 
 def _curve_ref(curve: ec.EllipticCurve | Curve) -> Curve:
@@ -180,11 +212,25 @@ def _public_key(curve: Curve, point: bytes) -> ec.EllipticCurvePublicKey:
 class SecureElementClient:
     """Typed host API over a card transport."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, *, max_command_data: int | None = None) -> None:
+        """``max_command_data``: the card's limit on a command data field (255: short APDUs only);
+        None learns it from a security domain's FCI ('9F65') at SELECT, 255 until then."""
         self._transport = transport
         self._session: HostSession | None = None
+        self._fixed_limit = max_command_data is not None
+        self._max_command_data = SHORT_MAX_NC if max_command_data is None else max_command_data
 
     # --- exchange -----------------------------------------------------------------------------
+
+    @property
+    def max_command_data(self) -> int:
+        """The longest command data field the card takes (see ``__init__``)."""
+        return self._max_command_data
+
+    @property
+    def extended_length(self) -> bool:
+        """Whether the card takes extended-length APDUs (ISO 7816-4 §5.1)."""
+        return self._max_command_data > SHORT_MAX_NC
 
     @property
     def session(self) -> HostSession | None:
@@ -207,6 +253,11 @@ class SecureElementClient:
     def send(self, apdu: CommandApdu) -> bytes:
         """Send ``apdu`` (wrapped when a session is open); return the data or raise on the SW."""
         session = self.session
+        if session is not None and session.security_level & R_MAC and apdu.ne is None:
+            # The response carries an R-MAC (Amd D §6.2.5) however short the plain answer: ask for
+            # it with Le (ISO 7816-4 §5.1: no Le means no response data) instead of fetching it
+            # with GET RESPONSE after 61xx. The C-MAC does not cover Le.
+            apdu = replace(apdu, ne=EXTENDED_MAX_NE if apdu.is_extended else _SHORT_LE)
         raw = apdu.encode() if session is None else session.wrap_apdu(apdu)
         response = self._exchange(raw)
         if session is not None:
@@ -225,7 +276,11 @@ class SecureElementClient:
         if self._session is not None:
             self._session.close()
             self._session = None
-        return self.send(CommandApdu(0x00, 0xA4, 0x04, 0x00, aid, _SHORT_LE))
+        fci = self.send(CommandApdu(0x00, 0xA4, 0x04, 0x00, aid, _SHORT_LE))
+        limit = None if self._fixed_limit else _max_command_data(fci)
+        if limit is not None:
+            self._max_command_data = limit
+        return fci
 
     def select_isd(self) -> bytes:
         return self.select(ISD_AID)
@@ -333,11 +388,20 @@ class SecureElementClient:
             raise EncodingError("PUT KEY response KCVs do not match the keys sent")
 
     def store_data(self, objects: Sequence[tuple[int, bytes]]) -> None:
-        """STORE DATA DGI-structured objects (GPCS §11.11), split into numbered blocks."""
+        """STORE DATA DGI-structured objects (GPCS §11.11), split into numbered blocks.
+
+        The blocks are as long as the card takes (``max_command_data`` less what secure messaging
+        adds): a card taking extended-length APDUs gets the whole sequence in one command. The
+        concatenated blocks, P1 (DGI format, last-block bit) and P2 numbering are the same either
+        way, so the card stores the same objects.
+        """
         payload = b"".join(encode_dgi(dgi, value) for dgi, value in objects)
-        blocks = [
-            payload[i : i + _STORE_DATA_BLOCK] for i in range(0, len(payload), _STORE_DATA_BLOCK)
-        ] or [b""]
+        size = (
+            min(self._max_command_data, EXTENDED_MAX_NC) - _SM_OVERHEAD
+            if self.extended_length
+            else _STORE_DATA_BLOCK
+        )
+        blocks = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
         if len(blocks) > 256:
             raise EncodingError("STORE DATA payload needs more than 256 blocks")
         for number, block in enumerate(blocks):
@@ -440,7 +504,9 @@ class SecureElementClient:
 
     def attest(self, handle: int, challenge: bytes) -> x509.Certificate:
         """ATTEST: the key-attestation certificate of ``handle`` bound to ``challenge``."""
-        der = self.send(CommandApdu(0x80, INS_ATTEST, 0x00, handle, challenge, _SHORT_LE))
+        # A certificate is longer than 256 bytes: in one response when the card takes extended Le.
+        ne = EXTENDED_MAX_NE if self.extended_length else _SHORT_LE
+        der = self.send(CommandApdu(0x80, INS_ATTEST, 0x00, handle, challenge, ne))
         try:
             return x509.load_der_x509_certificate(der)
         except ValueError as exc:

@@ -5,7 +5,7 @@ AID ``A0 00 00 01 51 00 00 00`` (the GP ISD AID). Commands (full reference: docs
 =========  ====  =====================================================================
 command    INS   notes
 =========  ====  =====================================================================
-SELECT     A4    answered by the card; FCI ``6F { 84 AID, A5 { 9F65 max data } }``
+SELECT     A4    answered by the card; FCI ``6F { 84 AID, A5 { 9F65 FFFF max data } }``
 GET DATA   CA    ``9F7F`` CPLC, ``00E0`` key information template (GPCS §11.3)
 GET STATUS F2    P1 ``80`` (the ISD): ``E3 { 4F AID, 9F70 life cycle, C5 privileges }``
 INIT UPD.  50    answered by the card's SCP03 channel (Amd D §7.1.1)
@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.symmetric import aes_kcv, bytes_equal
 from fleetid.errors import FleetIdError
-from fleetid.formats.apdu import SW, CommandApdu
+from fleetid.formats.apdu import EXTENDED_MAX_NC, SW, CommandApdu
 from fleetid.formats.tlv import TlvError, decode_dgis, decode_tlv, decode_tlvs, encode_tlv
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
 from fleetid.se.state import (
@@ -66,6 +66,7 @@ __all__ = [
 ISD_AID = bytes.fromhex("A000000151000000")
 MAX_KEYSETS = 8
 _MAX_STORE_DATA = 32 * 1024
+_MAX_COMMAND_DATA = EXTENDED_MAX_NC  # the card parses extended-length APDUs (fleetid.se.card)
 
 INS_GET_DATA = 0xCA
 INS_GET_STATUS = 0xF2
@@ -261,7 +262,9 @@ class ManagerApplet(Applet):
 
     def select(self, state: CardState) -> bytes:
         self._store.reset()
-        proprietary = encode_tlv(0x9F65, b"\xff")  # maximum length of command data field
+        # GPCS §11.9.3.1: maximum length of the command data field; extended Lc is taken (ISO
+        # 7816-4 §5.1), so a STORE DATA sequence can arrive in one command.
+        proprietary = encode_tlv(0x9F65, _MAX_COMMAND_DATA.to_bytes(2, "big"))
         return encode_tlv(0x6F, encode_tlv(0x84, self.aid) + encode_tlv(0xA5, proprietary))
 
     def deselect(self) -> None:
