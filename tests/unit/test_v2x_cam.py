@@ -64,9 +64,10 @@ def test_pseudonym_rotates_every_period(family: str) -> None:
         assert cam.signer_was_certificate  # a new AT always goes out with its certificate
         signers.append(cam.signer_id)
         pki.clock.advance(timedelta(minutes=5))
-    assert signers[0] != signers[1] != signers[2] != signers[0]
-    assert signers[:3] == signers[3:]
-    assert {s for s in signers} == {t.hashed_id8 for t, _ in sender.tickets}
+    assert len(set(signers[:3])) == 3  # each AT serves one period
+    assert signers[3:] == [signers[2]] * 3  # no fresh AT held: the last one stays in use
+    assert [t.hashed_id8 for t, _ in sender.tickets] == [signers[2]]
+    assert sender.retired_tickets == 2
 
 
 def test_no_ticket_no_cam(family: str) -> None:

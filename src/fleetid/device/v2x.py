@@ -5,12 +5,14 @@ Flows (ETSI TS 102 941 §6.2.3): the station enrols with the EA (outer signature
 key registered at manufacture, or by the current EC to re-enrol; inner POP by the new EC key;
 encrypted to the EA), then asks the AA for ATs, one request per AT, each with a fresh AT key and
 hmacKey and an EC signature encrypted to the EA. It signs CAMs (psid 36) with the current AT and
-rotates AT on a pseudonym period (``Clock``-driven). The signer is the full AT certificate on the
-first message after a change of AT, then once per second or every ``certificate_every``-th
-message, and its HashedId8 digest otherwise (ETSI TS 103 097 §7.1.1, EN 302 637-2 §6.1.3).
+rotates AT on a pseudonym period (``Clock``-driven), each AT serving one period. The signer is the
+full AT certificate on the first message after a change of AT, then once per second or every
+``certificate_every``-th message, and its HashedId8 digest otherwise (ETSI TS 103 097 §7.1.1,
+EN 302 637-2 §6.1.3).
 
 Keys are created through a ``V2xKeyStore``: in the secure element (both curve families), or in
-software behind the same ``Signer``/``EcdhKey`` interfaces.
+software behind the same ``Signer``/``EcdhKey`` interfaces. A retired AT's keys are deleted from
+the store (DELETE KEY on the card), so a decade of rotation fits the SE's 127 key slots.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from fleetid.clock import Clock
 from fleetid.crypto.ecies import EcdhKey
 from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.crypto.v2xkeys import CURVES, PublicKey, generate_key
-from fleetid.errors import PolicyError, ProfileError, VerificationError
+from fleetid.errors import FleetIdError, PolicyError, ProfileError, VerificationError
 from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.etsi102941 import (
     PSID_CERTIFICATE_REQUEST,
@@ -58,7 +60,7 @@ from fleetid.formats.ieee1609 import (
 )
 from fleetid.formats.ieee1609.keys import encryption_key_value, verification_key_value
 from fleetid.formats.ieee1609.profile import check_signed
-from fleetid.formats.ieee1609.validity import check_validity
+from fleetid.formats.ieee1609.validity import check_validity, validity_bounds
 from fleetid.policy.v2x import CAM_SSP, EC_SSP, PSID_CAM, CurveFamily
 from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.trust.v2x import TrustStore
@@ -85,6 +87,10 @@ class V2xKeyStore(Protocol):
 
     def encryption_key(self, curve: str) -> tuple[EcdhKey, PublicKey]: ...
 
+    def delete(self, key: Signer | EcdhKey) -> None:
+        """Destroy a key this store made; it can no longer sign or agree."""
+        ...
+
 
 class SoftwareV2xKeys:
     """Keys in this process (tests, simulations, benchmarks)."""
@@ -96,6 +102,9 @@ class SoftwareV2xKeys:
         key = generate_key(curve)
         return key, key.public_key()
 
+    def delete(self, key: Signer | EcdhKey) -> None:
+        """Nothing to erase: the key object goes when the station drops its last reference."""
+
 
 class _SeEcdhKey:
     """An ``EcdhKey`` whose private half is a key handle on the secure element."""
@@ -104,6 +113,10 @@ class _SeEcdhKey:
         self._client = client
         self._handle = handle
         self._public_key = public_key
+
+    @property
+    def handle(self) -> int:
+        return self._handle
 
     @property
     def curve(self) -> ec.EllipticCurve:
@@ -139,6 +152,12 @@ class SecureElementV2xKeys:
         info = self._client.generate_key(self._curve(curve), KeyUsage.KEY_AGREEMENT)
         return _SeEcdhKey(self._client, info.handle, info.public_key), info.public_key
 
+    def delete(self, key: Signer | EcdhKey) -> None:
+        """DELETE KEY of a key this store made on the card (the slot is free again)."""
+        if not isinstance(key, SecureElementSigner | _SeEcdhKey):
+            raise PolicyError("not a key on this secure element")
+        self._client.delete_key(key.handle)
+
 
 @dataclass(frozen=True, kw_only=True)
 class PendingRequest:
@@ -149,6 +168,8 @@ class PendingRequest:
     authority: Certificate = field(repr=False)
     key: Signer = field(repr=False)
     kind: str
+    #: The AT's ECIES key when the request asked for one (``at_encryption_key``).
+    encryption_key: EcdhKey | None = field(default=None, repr=False)
 
     @property
     def request_hash(self) -> bytes:
@@ -184,7 +205,12 @@ class ItsStation:
         self._at_encryption_key = at_encryption_key
         self.enrolment_credential: Certificate | None = None
         self._ec_key: Signer | None = None
+        #: The ATs held: the one in use (once signing started) and those not used yet, in order.
         self.tickets: list[tuple[Certificate, Signer]] = []
+        self._ticket_encryption_keys: dict[bytes, EcdhKey] = {}
+        self._in_use: tuple[Certificate, Signer] | None = None
+        self._in_use_slot = 0
+        self.retired_tickets = 0
         self._last_ticket: bytes | None = None
         self._last_certificate_at: datetime | None = None
         self._since_certificate = 0
@@ -278,8 +304,9 @@ class ItsStation:
         public_keys: dict[str, Any] = {
             "verificationKey": verification_key_value(at_key.public_key())
         }
+        encryption_key: EcdhKey | None = None
         if self._at_encryption_key:
-            _, encryption_public = self._keys.encryption_key(self.family.end_entity)
+            encryption_key, encryption_public = self._keys.encryption_key(self.family.end_entity)
             public_keys["encryptionKey"] = encryption_key_value(encryption_public)
         hmac_key = os.urandom(32)
         shared = {
@@ -321,7 +348,12 @@ class ItsStation:
             )
         sealed = encrypt(body, aa.encoded)
         return PendingRequest(
-            encoded=sealed.encoded, aes_key=sealed.aes_key, authority=aa, key=at_key, kind="at"
+            encoded=sealed.encoded,
+            aes_key=sealed.aes_key,
+            authority=aa,
+            key=at_key,
+            kind="at",
+            encryption_key=encryption_key,
         )
 
     def _aa(self) -> Certificate:
@@ -338,34 +370,73 @@ class ItsStation:
             raise ProfileError("an AT carries no identifier")
         self.trust.verify_issued(ticket, "aa", psids={PSID_CAM})
         self.tickets.append((ticket, pending.key))
+        if pending.encryption_key is not None:
+            self._ticket_encryption_keys[ticket.hashed_id8] = pending.encryption_key
         return ticket
+
+    def discard(self, pending: PendingRequest) -> None:
+        """Delete the keys of an AT request that will not become a ticket (refused, lost)."""
+        self._keys.delete(pending.key)
+        if pending.encryption_key is not None:
+            self._keys.delete(pending.encryption_key)
 
     def request_tickets(
         self, count: int, send: Transport, aa: Certificate | None = None
     ) -> list[Certificate]:
-        """``count`` ATs, one request (and one fresh key and hmacKey) per AT."""
+        """``count`` ATs, one request (and one fresh key and hmacKey) per AT.
+
+        A request that fails has its fresh keys deleted before the error propagates.
+        """
         issued = []
         for _ in range(count):
             pending = self.authorization_request(aa)
-            issued.append(self.accept_authorization(pending, send(pending.encoded)))
+            try:
+                issued.append(self.accept_authorization(pending, send(pending.encoded)))
+            except FleetIdError:
+                self.discard(pending)
+                raise
         return issued
 
     # ------------------------------------------------------------------ CAMs
 
     def current_ticket(self) -> tuple[Certificate, Signer]:
-        """The AT for this pseudonym period: a new one every ``pseudonym_period``."""
+        """The AT for this pseudonym period: a new one every ``pseudonym_period``.
+
+        Each AT serves one period. When the period changes, the next valid AT not used yet takes
+        over and the one it replaces is retired: dropped, its keys deleted from the key store.
+        With no fresh AT held, the current one stays in use (a vehicle keeps sending CAMs rather
+        than fall silent) until it expires. ATs past their validity are retired too; ATs whose
+        validity has not started yet are kept.
+        """
         now = self._clock.now()
-        usable = []
-        for ticket, key in self.tickets:
-            try:
-                check_validity(ticket, now)
-            except VerificationError:
-                continue
-            usable.append((ticket, key))
-        if not usable:
-            raise PolicyError("no valid authorization ticket")
         slot = time32(now) // max(1, int(self._period.total_seconds()))
-        return usable[slot % len(usable)]
+        current = self._in_use
+        if current is not None and not _valid(current[0], now):
+            self._retire(current)
+            current = self._in_use = None
+        if current is not None and slot == self._in_use_slot:
+            return current
+        fresh = next((t for t in self.tickets if t is not current and _valid(t[0], now)), None)
+        if fresh is not None:
+            self._in_use = fresh
+            if current is not None:
+                self._retire(current)
+        self._in_use_slot = slot
+        for held in list(self.tickets):
+            if time32(now) >= validity_bounds(held[0])[1]:
+                self._retire(held)
+        if self._in_use is None:
+            raise PolicyError("no valid authorization ticket")
+        return self._in_use
+
+    def _retire(self, ticket: tuple[Certificate, Signer]) -> None:
+        certificate, key = ticket
+        self.tickets.remove(ticket)
+        self.retired_tickets += 1
+        self._keys.delete(key)
+        encryption_key = self._ticket_encryption_keys.pop(certificate.hashed_id8, None)
+        if encryption_key is not None:
+            self._keys.delete(encryption_key)
 
     def sign_cam(self, payload: bytes) -> bytes:
         """A CAM-like EtsiTs103097Data-Signed, psid 36, signed with the current AT."""
@@ -477,6 +548,14 @@ class CamReceiver:
             generation_time=generation_time,
             signer_was_certificate=with_certificate,
         )
+
+
+def _valid(certificate: Certificate, moment: datetime) -> bool:
+    try:
+        check_validity(certificate, moment)
+    except VerificationError:
+        return False
+    return True
 
 
 def _ssp_for(ticket: Certificate, psid: int) -> bytes | None:
