@@ -91,6 +91,7 @@ LEAF_FORMAT = "fleetid.audit-entry.v1"
 VKEY_FILENAME = "audit-log.vkey"
 _KIND = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 _WRITE_ATTEMPTS = 3
+_MAX_SAFE_INTEGER = 2**53 - 1
 
 _T = TypeVar("_T")
 
@@ -131,6 +132,39 @@ def encode_leaf(*, index: int, logged_at: str, kind: str, serial: str | None, bo
         "serial": serial,
     }
     return _canonical(record, "audit entry")
+
+
+_LEAF_FORMAT_JSON = rfc8785.dumps(LEAF_FORMAT)
+
+
+def _compose_leaf(
+    *, index: int, logged_at: str, kind: str, serial: str | None, body_json: str
+) -> bytes:
+    """``encode_leaf`` for a body already in canonical form, without canonicalising it again.
+
+    RFC 8785 §3.2.3 serialises an object as its members sorted by name, each value in its own
+    canonical form, so the record is its members (``body`` < ``format`` < ``index`` < ``kind`` <
+    ``logged_at`` < ``serial``) around the body's canonical text. Appending uses this; reading
+    (``Entry.leaf``, ``verify_all``) decodes the stored body and runs ``encode_leaf``, so the two
+    paths check each other.
+    """
+    return b"".join(
+        (
+            b'{"body":',
+            body_json.encode("utf-8"),
+            b',"format":',
+            _LEAF_FORMAT_JSON,
+            b',"index":',
+            _canonical(index, "entry index"),
+            b',"kind":',
+            _canonical(kind, "entry kind"),
+            b',"logged_at":',
+            _canonical(logged_at, "entry time"),
+            b',"serial":',
+            _canonical(serial, "entry serial"),
+            b"}",
+        )
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -532,7 +566,18 @@ class AuditLog(AuditLogReader):
                 )
                 for offset, (kind, serial, body_json) in enumerate(prepared)
             ]
-            digests = [entry.leaf_hash() for entry in entries]
+            digests = [
+                leaf_hash(
+                    _compose_leaf(
+                        index=entry.index,
+                        logged_at=entry.logged_at,
+                        kind=entry.kind,
+                        serial=entry.serial,
+                        body_json=entry.body_json,
+                    )
+                )
+                for entry in entries
+            ]
             rows = [
                 {
                     "seq": entry.index,
@@ -628,7 +673,19 @@ def _check_serial(serial: str | None) -> str | None:
 def _body_json(body: dict[str, Any]) -> str:
     if not isinstance(body, dict):
         raise EncodingError("an audit event body is a JSON object")
-    return _canonical(body, "audit event body").decode("utf-8")
+    text = _canonical(body, "audit event body").decode("utf-8")
+    # The reading path (``Entry.leaf``) decodes the stored text and canonicalises it again. A float
+    # in [2^53, 1e21) is written as an integer literal (RFC 8785 §3.2.2.3) that then reads back as
+    # an integer outside the I-JSON range and would not re-encode: refuse it here.
+    json.loads(text, parse_int=_safe_integer)
+    return text
+
+
+def _safe_integer(literal: str) -> int:
+    value = int(literal)
+    if not -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+        raise EncodingError(f"{literal} is outside the I-JSON integer range (RFC 7493 §2.2)")
+    return value
 
 
 def load_verifier_key(data_dir: str | Path) -> tuple[str, ec.EllipticCurvePublicKey]:
