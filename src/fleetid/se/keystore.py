@@ -45,12 +45,13 @@ class FlashSealError(VerificationError):
 class Silicon:
     """The chip: a fused secret that never leaves this object."""
 
-    __slots__ = ("__fuse",)
+    __slots__ = ("__fuse", "__sealing")
 
     def __init__(self, fuse: bytes) -> None:
         if len(fuse) != _FUSE_BYTES:
             raise StoreError(f"a fuse holds {_FUSE_BYTES} bytes")
         self.__fuse = fuse
+        self.__sealing: AESGCM | None = None
 
     def __repr__(self) -> str:
         return "Silicon(<fused>)"
@@ -75,10 +76,13 @@ class Silicon:
             fh.write(self.__fuse)
 
     def _sealing_key(self) -> AESGCM:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(
-            self.__fuse
-        )
-        return AESGCM(key)
+        # Derived once per chip, as a chip's key ladder does at power-up; every write re-seals.
+        if self.__sealing is None:
+            key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(
+                self.__fuse
+            )
+            self.__sealing = AESGCM(key)
+        return self.__sealing
 
     def seal(self, plaintext: bytes, random: Callable[[int], bytes] = os.urandom) -> bytes:
         nonce = random(_NONCE)
