@@ -463,8 +463,11 @@ class AuditLogReader:
         """The cached tree if it still matches the database, else one rebuilt from it.
 
         In sync means: the same number of entries, and the latest stored checkpoint's root is
-        the cached tree's root at that size. A rebuilt tree that does not match the latest
-        checkpoint means the stored leaves were altered; we refuse to go on from there.
+        the cached tree's root at that size. When another writer (a second line process) has
+        appended since, the cached tree takes the new leaves only, if they follow it without a gap
+        and the result matches the latest checkpoint (which that writer signed over the same
+        tree); anything else rebuilds from every stored leaf. A rebuilt tree that does not match
+        the latest checkpoint means the stored leaves were altered; we refuse to go on from there.
         """
         try:
             top = conn.execute(select(func.max(audit_entries.c.seq))).scalar_one()
@@ -480,9 +483,23 @@ class AuditLogReader:
                 latest.root_hash
             )
 
-        if self._tree is not None and self._tree.size == size and matches(self._tree):
-            return self._tree
-        self._tree = None
+        cached, self._tree = self._tree, None
+        if cached is not None and cached.size < size:
+            newer = conn.execute(
+                select(audit_entries.c.seq, audit_entries.c.leaf_hash)
+                .where(audit_entries.c.seq >= cached.size)
+                .order_by(audit_entries.c.seq)
+            ).all()
+            try:
+                if [row.seq for row in newer] != list(range(cached.size, size)):
+                    raise ValueError("not the entries that follow the cached tree")
+                for row in newer:
+                    cached.append(bytes(row.leaf_hash))
+            except ValueError:
+                cached = None  # the full rebuild below says what is wrong
+        if cached is not None and cached.size == size and matches(cached):
+            self._tree = cached
+            return cached
         hashes_query = select(audit_entries.c.leaf_hash).order_by(audit_entries.c.seq)
         tree = MerkleTree(bytes(h) for h in conn.execute(hashes_query).scalars())
         if tree.size != size:
