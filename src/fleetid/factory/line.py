@@ -50,6 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -113,6 +114,7 @@ CRASH_POINTS: Final = (
     "after-secured-commit",  # everything recorded
 )
 _CRASH_EXIT: Final = 86
+_IN_CHUNK: Final = 500  # units per SQL IN list (SQLite's bound-parameter limit)
 # Dies without unwinding (no finally, no flush): what a power cut or SIGKILL leaves behind.
 _hard_exit = os._exit
 
@@ -321,6 +323,13 @@ class ProvisioningLine:
         self._crash_at = os.environ.get(CRASH_ENV, "")
         self._line_signer: Signer = hsm.signer(record.line_ca_label)
         self._firmware_key = hsm.public_key(record.firmware_key_label)
+        # What every unit gets above its own IDevID, encoded and fingerprinted once per line.
+        line_ca, root = record.line_ca_certificate, record.root_certificate
+        self._chain_tail_der = _der(line_ca, root)
+        self._root_der = _der(root)
+        self._chain_tail_fingerprints = [_fingerprint(line_ca), _fingerprint(root)]
+        self._firmware_spki = _spki(self._firmware_key)
+        self._firmware_spki_sha256 = hashlib.sha256(self._firmware_spki).hexdigest()
         enc, mac, dek = record.transport_labels
         self._transport = (enc, mac, dek)
         try:
@@ -345,16 +354,26 @@ class ProvisioningLine:
 
     def run(self, units: Sequence[str], cards: CardSource) -> LineReport:
         """Process every listed unit that has no final state yet; idempotent."""
+        manifest = line_manifest.c
         with self._engine.connect() as conn:
-            rows = {r.unit: _entry(r) for r in conn.execute(select(line_manifest)).all()}
-        accepted = {e.serial: e.unit for e in rows.values() if e.state is not UnitState.DUPLICATE}
-        pending = [u for u in units if u not in rows or rows[u].state not in _FINAL]
+            # Unit, serial and state of every row (which serials are taken, who is done); the
+            # whole row, certificates and keys decoded, only for units a crash left unfinished.
+            brief = conn.execute(select(manifest.unit, manifest.serial, manifest.state)).all()
+            states = {r.unit: UnitState(r.state) for r in brief}
+            unfinished = [u for u in units if u in states and states[u] not in _FINAL]
+            rows: dict[str, ManifestEntry] = {}
+            for start in range(0, len(unfinished), _IN_CHUNK):
+                chunk = unfinished[start : start + _IN_CHUNK]
+                query = select(line_manifest).where(manifest.unit.in_(chunk))
+                rows.update((r.unit, _entry(r)) for r in conn.execute(query))
+        accepted = {r.serial: r.unit for r in brief if r.state != UnitState.DUPLICATE.value}
+        pending = [u for u in units if states.get(u) not in _FINAL]
         already_done = len(units) - len(pending)
         totals = {state: 0 for state in UnitState}
         size = max(1, self._config.batch_size)
         for start in range(0, len(pending), size):
             batch = [
-                _Unit(unit=u, row=rows.get(u), recorded=u in rows, resumed=u in rows)
+                _Unit(unit=u, row=rows.get(u), recorded=u in states, resumed=u in states)
                 for u in pending[start : start + size]
             ]
             try:
@@ -394,7 +413,7 @@ class ProvisioningLine:
         except _Quarantine as q:
             self._quarantine(item, q)
         except (SecureElementError, EncodingError, VerificationError) as exc:
-            void = certificate_fingerprint(item.idevid) if item.idevid is not None else None
+            void = _fingerprint(item.idevid) if item.idevid is not None else None
             reason = f"card failed at step {item.step + 1}: {exc}"
             if void is not None:
                 reason += f"; IDevID {void} is void"
@@ -565,7 +584,7 @@ class ProvisioningLine:
                 serial=item.serial,
                 body={
                     "unit": item.unit,
-                    "idevid_sha256": certificate_fingerprint(idevid),
+                    "idevid_sha256": _fingerprint(idevid),
                     "certificate_serial": format(idevid.serial_number, "x"),
                     "attestation_spki_sha256": hashlib.sha256(_spki(public_key)).hexdigest(),
                     "canonical_spki_sha256": hashlib.sha256(_spki(canonical_key)).hexdigest(),
@@ -605,24 +624,21 @@ class ProvisioningLine:
         cfg = self._config
         client = item.client
         assert item.idevid is not None and client is not None  # noqa: S101 - steps 1-3 ran
-        fingerprint = certificate_fingerprint(item.idevid)
+        fingerprint = _fingerprint(item.idevid)
         client.select_isd()
         self._open(client, self._device_session(item), cfg.device_kvn)
         # Only a resumed unit can be past OP_READY here (a crash after SET STATUS).
         life_cycle = client.life_cycle() if item.resumed else CardLifeCycle.OP_READY
         if life_cycle is not CardLifeCycle.SECURED:
             # The whole chain, device first (docs/se-apdu.md DGI 0F01); the root is also the anchor.
-            chain = [item.idevid, self._record.line_ca_certificate, self._record.root_certificate]
+            chain_der = _der(item.idevid) + self._chain_tail_der
             try:
                 # One STORE DATA sequence with three DGIs (GPCS §11.11; docs/se-apdu.md).
                 client.store_data(
                     [
-                        (PersonalisationObject.ATTESTATION_CHAIN[0], _der(*chain)),
-                        (
-                            PersonalisationObject.TRUST_ANCHORS[0],
-                            _der(self._record.root_certificate),
-                        ),
-                        (PersonalisationObject.FIRMWARE_KEY[0], _spki(self._firmware_key)),
+                        (PersonalisationObject.ATTESTATION_CHAIN[0], chain_der),
+                        (PersonalisationObject.TRUST_ANCHORS[0], self._root_der),
+                        (PersonalisationObject.FIRMWARE_KEY[0], self._firmware_spki),
                     ]
                 )
             except SecureElementError as exc:
@@ -646,18 +662,10 @@ class ProvisioningLine:
                 serial=item.serial,
                 body={
                     "unit": item.unit,
-                    "attestation_chain": [
-                        fingerprint,
-                        certificate_fingerprint(self._record.line_ca_certificate),
-                        certificate_fingerprint(self._record.root_certificate),
-                    ],
-                    "trust_anchors": [certificate_fingerprint(self._record.root_certificate)],
-                    "firmware_key_spki_sha256": hashlib.sha256(
-                        _spki(self._firmware_key)
-                    ).hexdigest(),
-                    "canonical_attestation_sha256": certificate_fingerprint(
-                        item.canonical_attestation
-                    ),
+                    "attestation_chain": [fingerprint, *self._chain_tail_fingerprints],
+                    "trust_anchors": self._chain_tail_fingerprints[-1:],
+                    "firmware_key_spki_sha256": self._firmware_spki_sha256,
+                    "canonical_attestation_sha256": _fingerprint(item.canonical_attestation),
                 },
             )
         )
@@ -766,7 +774,7 @@ class ProvisioningLine:
             values["attestation_public_key"] = _spki(item.attestation_key)
         if item.idevid is not None:
             values["idevid"] = item.idevid.public_bytes(serialization.Encoding.DER)
-            values["idevid_fingerprint"] = certificate_fingerprint(item.idevid)
+            values["idevid_fingerprint"] = _fingerprint(item.idevid)
         if item.canonical_key is not None:
             values["canonical_public_key"] = _spki(item.canonical_key)
         if item.canonical_attestation is not None:
@@ -832,6 +840,13 @@ def _spki(key: ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+@lru_cache(maxsize=4096)
+def _fingerprint(certificate: x509.Certificate) -> str:
+    """``certificate_fingerprint``, once per certificate: a unit's IDevID is named in its events
+    and manifest row at several steps."""
+    return certificate_fingerprint(certificate)
 
 
 def _der(*certificates: x509.Certificate) -> bytes:
