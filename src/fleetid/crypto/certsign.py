@@ -7,7 +7,9 @@ parameters and so no curve) but nothing of the issuer's key. Then the ``Signer``
 the outer ``SEQUENCE { tbs, signatureAlgorithm, signatureValue BIT STRING }`` is rebuilt with
 asn1crypto. The original TBS encoding is kept byte for byte. Before anything is returned, the
 result is parsed back, its TBS is compared, and its signature is checked against the signer's
-public key.
+public key. A signer that already verified each signature before returning it (an HSM signer,
+``verifies_signatures = True``) is not verified a second time: the result's signature must then
+be byte for byte the one it returned, over the same TBS bytes.
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ def _check_hash(signer: Signer) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512
 
 def _resign(
     draft_der: bytes, asn1_type: Any, tbs_field: str, sig_field: str, signer: Signer
-) -> bytes:
+) -> tuple[bytes, bytes]:
+    """The re-encoded DER and the signature the signer returned."""
     draft = asn1_type.load(draft_der)
     tbs = draft[tbs_field]
     signature = signer.sign(tbs.dump())
-    return bytes(
+    der = bytes(
         asn1_type(
             {
                 tbs_field: tbs,
@@ -57,13 +60,26 @@ def _resign(
             }
         ).dump()
     )
+    return der, signature
 
 
-def _checked(result: _Built, draft: _Built, tbs: bytes, draft_tbs: bytes, signer: Signer) -> _Built:
+def _checked(
+    result: _Built,
+    draft: _Built,
+    tbs: bytes,
+    draft_tbs: bytes,
+    signer: Signer,
+    signature: bytes,
+) -> _Built:
     if tbs != draft_tbs:
         raise EncodingError("re-encoding changed the to-be-signed bytes")
     if result.signature_algorithm_oid != draft.signature_algorithm_oid:
         raise EncodingError("re-encoding changed the signature algorithm")
+    if getattr(signer, "verifies_signatures", False) is True:
+        # The signer verified ``signature`` over these TBS bytes with its public key already.
+        if result.signature != signature:
+            raise EncodingError("re-encoding changed the signature")
+        return result
     try:
         verify_signature(signer.public_key(), result.signature, tbs, signer.hash_algorithm)
     except VerificationError as exc:
@@ -74,7 +90,7 @@ def _checked(result: _Built, draft: _Built, tbs: bytes, draft_tbs: bytes, signer
 def sign_certificate(builder: x509.CertificateBuilder, signer: Signer) -> x509.Certificate:
     """The certificate ``builder`` describes, signed by ``signer`` (RFC 5280 §4.1)."""
     draft = builder.sign(_throwaway_key(), _check_hash(signer))
-    der = _resign(
+    der, signature = _resign(
         draft.public_bytes(serialization.Encoding.DER),
         asn1_x509.Certificate,
         "tbs_certificate",
@@ -83,7 +99,7 @@ def sign_certificate(builder: x509.CertificateBuilder, signer: Signer) -> x509.C
     )
     result = x509.load_der_x509_certificate(der)
     return _checked(
-        result, draft, result.tbs_certificate_bytes, draft.tbs_certificate_bytes, signer
+        result, draft, result.tbs_certificate_bytes, draft.tbs_certificate_bytes, signer, signature
     )
 
 
@@ -92,7 +108,7 @@ def sign_crl(
 ) -> x509.CertificateRevocationList:
     """The CRL ``builder`` describes, signed by ``signer`` (RFC 5280 §5.1)."""
     draft = builder.sign(_throwaway_key(), _check_hash(signer))
-    der = _resign(
+    der, signature = _resign(
         draft.public_bytes(serialization.Encoding.DER),
         asn1_crl.CertificateList,
         "tbs_cert_list",
@@ -100,4 +116,6 @@ def sign_crl(
         signer,
     )
     result = x509.load_der_x509_crl(der)
-    return _checked(result, draft, result.tbs_certlist_bytes, draft.tbs_certlist_bytes, signer)
+    return _checked(
+        result, draft, result.tbs_certlist_bytes, draft.tbs_certlist_bytes, signer, signature
+    )

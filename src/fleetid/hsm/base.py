@@ -169,6 +169,9 @@ def check_kek(kek: bytes, expected_kcv: bytes) -> None:
 class _VerifiedSigner:
     """A ``Signer`` over an HSM key; each signature is verified before it is returned."""
 
+    #: Read by ``fleetid.crypto.certsign``: a certificate's signature is not verified twice.
+    verifies_signatures = True
+
     def __init__(self, hsm: Hsm, label: str, public_key: ec.EllipticCurvePublicKey) -> None:
         self._hsm = hsm
         self._label = label
