@@ -32,6 +32,7 @@ Stage = Callable[[DemoContext], None]
 def _stages() -> list[tuple[str, Stage]]:
     from fleetid.sim.demo_fleet import stage_fleet
     from fleetid.sim.demo_line import stage_ceremony_and_line
+    from fleetid.sim.demo_revocation import stage_revocation
     from fleetid.sim.demo_se import stage_secure_element
     from fleetid.sim.demo_v2x import stage_v2x
 
@@ -39,6 +40,7 @@ def _stages() -> list[tuple[str, Stage]]:
         ("key ceremony and provisioning line", stage_ceremony_and_line),
         ("secure elements: SCP03, keys by handle, attestation, signed boot", stage_secure_element),
         ("fleet lifecycle: enrol, a year of refreshes, re-key, rollover, transfer", stage_fleet),
+        ("revocation: OCSP, CRLs on contact, pushed filters", stage_revocation),
         ("V2X: enrolment with the EA, tickets from the AA, signed CAMs, CA revocation", stage_v2x),
     ]
 
