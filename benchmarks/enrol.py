@@ -175,8 +175,9 @@ def _wrk(
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    # The "Latency Distribution" lines ("     50%    4.10ms"), not a "+/- Stdev" percentage.
+    p50 = re.search(r"^\s+50%[ \t]+(\S+)$", out, re.MULTILINE)
+    p99 = re.search(r"^\s+99%[ \t]+(\S+)$", out, re.MULTILINE)
     assert p50 is not None and p99 is not None
     elapsed = float(done.group(2)) * (60 if done.group(3) == "m" else 1)
     return WrkResult(
