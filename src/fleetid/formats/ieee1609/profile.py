@@ -78,6 +78,16 @@ def check_etsi_data(value: dict[str, Any]) -> None:
             raise ProfileError("a certificate signer is exactly one certificate")
 
 
+def _etsi_content(value: dict[str, Any], expected: str) -> dict[str, Any]:
+    """The content of EtsiTs103097Data whose Ieee1609Dot2Content choice must be ``expected``."""
+    check_etsi_data(value)
+    kind, content = value["content"]
+    if kind != expected:
+        raise ProfileError(f"expected {expected}, got {kind}")
+    result: dict[str, Any] = content
+    return result
+
+
 def check_signed(
     value: dict[str, Any],
     *,
@@ -85,10 +95,7 @@ def check_signed(
     signer_kinds: frozenset[str] = frozenset({"self", "digest", "certificate"}),
 ) -> None:
     """EtsiTs103097Data-Signed: signedData whose payload is data carrying unsecuredData."""
-    check_etsi_data(value)
-    kind, content = value["content"]
-    if kind != "signedData":
-        raise ProfileError(f"expected signedData, got {kind}")
+    content = _etsi_content(value, "signedData")
     payload = content["tbsData"]["payload"]
     data = payload.get("data")
     if data is None or data["content"][0] != "unsecuredData":
@@ -103,10 +110,7 @@ def check_signed_external_payload(
     signer_kinds: frozenset[str] = frozenset({"self", "digest", "certificate"}),
 ) -> None:
     """EtsiTs103097Data-SignedExternalPayload: signedData over a SHA-256 extDataHash only."""
-    check_etsi_data(value)
-    kind, content = value["content"]
-    if kind != "signedData":
-        raise ProfileError(f"expected signedData, got {kind}")
+    content = _etsi_content(value, "signedData")
     payload = content["tbsData"]["payload"]
     ext = payload.get("extDataHash")
     if "data" in payload or ext is None or ext[0] != "sha256HashedData":
@@ -137,10 +141,7 @@ def check_encrypted(
     response to the request's AES key through pskRecipInfo, as deployed PKIs do; both are
     accepted unless the caller narrows ``recipient_kinds``.
     """
-    check_etsi_data(value)
-    kind, content = value["content"]
-    if kind != "encryptedData":
-        raise ProfileError(f"expected encryptedData, got {kind}")
+    content = _etsi_content(value, "encryptedData")
     recipients = content["recipients"]
     if not recipients:
         raise ProfileError("encrypted data with no recipient")
