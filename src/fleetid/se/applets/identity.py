@@ -63,7 +63,6 @@ from fleetid.se.applets.manager import (
     INS_GET_DATA,
     INS_STORE_DATA,
     StoreDataBuffer,
-    apply_store_data,
     cplc_data_object,
 )
 from fleetid.se.state import (
@@ -158,11 +157,7 @@ class IdentityApplet(Applet):
         ctx.require_proprietary()
         if ins == INS_STORE_DATA:
             # Personalisation data for this applet (GPCS §11.11), same objects as the ISD takes.
-            ctx.require_session()
-            objects = self._store.feed(apdu)
-            if objects is not None:
-                apply_store_data(ctx, objects)
-            return Reply()
+            return self._store.store_data(ctx, apdu)
         if ins == INS_LIST_KEYS:
             if apdu.p1 or apdu.p2:
                 raise refuse(SW.INCORRECT_P1P2, "LIST KEYS takes P1 P2 00 00")

@@ -196,6 +196,14 @@ class StoreDataBuffer:
     def reset(self) -> None:
         self.structure, self.expected_block, self.data = 0, 0, None
 
+    def store_data(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        """STORE DATA in a secure session: take one block; after the last, apply the objects."""
+        ctx.require_session()
+        objects = self.feed(apdu)
+        if objects is not None:
+            apply_store_data(ctx, objects)
+        return Reply()
+
     def feed(self, apdu: CommandApdu) -> list[tuple[int, bytes]] | None:
         """Take one block; on the last block return the decoded objects (object id, value)."""
         p1 = apdu.p1
@@ -282,11 +290,7 @@ class ManagerApplet(Applet):
         if ins == INS_PUT_KEY:
             return self._put_key(ctx, apdu)
         if ins == INS_STORE_DATA:
-            ctx.require_session()
-            objects = self._store.feed(apdu)
-            if objects is not None:
-                apply_store_data(ctx, objects)
-            return Reply()
+            return self._store.store_data(ctx, apdu)
         if ins == INS_SET_STATUS:
             return self._set_status(ctx, apdu)
         raise refuse(SW.INS_NOT_SUPPORTED, f"INS {ins:02X}")
