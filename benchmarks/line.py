@@ -33,6 +33,7 @@ import subprocess
 import tempfile
 import time
 import tomllib
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +219,10 @@ def main() -> None:
         name = "software HSM" if backend == "software" else "SoftHSM2"
         results = []
         for run in range(1, args.runs + 1):
-            result = _one_run(backend, args.devices, args.workers)
+            # Each run in a process of its own: SoftHSM2 reads SOFTHSM2_CONF once per process,
+            # and every run has a fresh token directory.
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as one:
+                result = one.submit(_one_run, backend, args.devices, args.workers).result()
             if result is None:
                 break
             results.append(result)

@@ -2,7 +2,8 @@
 
 ``run --devices N --data-dir DIR`` processes the data directory's wafer lot (fabricating N blank
 cards from ``--transport-keys`` the first time; ``--defect`` and ``--clone`` make faulty units for
-drills); re-running resumes where a crash left off. ``status`` prints the manifest.
+drills); re-running resumes where a crash left off. ``--workers W`` runs W line processes on the
+lot (``fleetid.factory.line_pool``). ``status`` prints the manifest.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def register(subparsers: Any) -> None:
     )
     run.add_argument("--lot", default="LOT1", help="wafer lot name (unit ids are LOT-NNNNNN)")
     run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="line processes sharing the lot, the HSM and the manifest (one per core)",
+    )
     run.add_argument(
         "--defect",
         action="append",
@@ -104,14 +111,23 @@ def _wafer(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from functools import partial
+
     from fleetid.clock import SystemClock
     from fleetid.factory.line import LineConfig, open_line
+    from fleetid.factory.line_pool import run_pool
+    from fleetid.sim.wafer import Wafer
 
-    line = open_line(
-        args.data_dir, clock=SystemClock(), config=LineConfig(batch_size=args.batch_size)
-    )
+    config = LineConfig(batch_size=args.batch_size)
+    # Refuses a locked HSM before a lot is fabricated.
+    line = open_line(args.data_dir, clock=SystemClock(), config=config)
     wafer = _wafer(args)
-    report = line.run([u.unit for u in wafer.units], wafer)
+    units = [u.unit for u in wafer.units]
+    if args.workers == 1:
+        report = line.run(units, wafer)
+    else:
+        cards = partial(Wafer.open, args.data_dir / "wafer")
+        report = run_pool(args.data_dir, units, cards, workers=args.workers, config=config)
     print(
         f"processed {report.processed} (already done {report.already_done}): "
         f"{report.secured} secured, {report.quarantined} quarantined, "
