@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import asn1tools
@@ -207,17 +208,6 @@ def idevid_builder(
     hw_name = encode_hardware_module_name(
         HardwareModuleName(hw_type=hw_type, hw_serial=chip_serial)
     )
-    key_usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -226,17 +216,33 @@ def idevid_builder(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _BACKDATE)
         .not_valid_after(IDEVID_NOT_AFTER)
-        .add_extension(key_usage, critical=True)
+        .add_extension(_IDEVID_KEY_USAGE, critical=True)
         .add_extension(
             x509.SubjectAlternativeName([x509.OtherName(ID_ON_HARDWARE_MODULE_NAME, hw_name)]),
             critical=False,
         )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(_ec_public_key(line_ca)),
-            critical=False,
-        )
+        .add_extension(_authority_key_identifier(line_ca), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
+
+
+_IDEVID_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+@lru_cache(maxsize=16)
+def _authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The AKI naming ``issuer``'s key (RFC 5280 §4.2.1.1), once per issuing CA, not per device."""
+    return x509.AuthorityKeyIdentifier.from_issuer_public_key(_ec_public_key(issuer))
 
 
 def issue_root(*, names: ManufacturerNames, signer: Signer, now: datetime) -> x509.Certificate:
