@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from tests.hsm_fixtures import require_tool
 from tests.v2x_fixtures import FAMILY_NAMES, Pki, new_pki, response_code
 
+from fleetid.authority.v2x.common import seal_response
 from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.crypto.v2xhash import signing_input
 from fleetid.crypto.v2xkeys import generate_key
@@ -237,7 +238,9 @@ def test_re_enrolment_itsid_must_be_the_current_ec(family: str) -> None:
 
 
 def _ea_response(pki: Pki, pending: PendingRequest, body: dict[str, Any]) -> bytes:
-    return pki.ea._respond(("enrolmentResponse", body), pending.aes_key)
+    return seal_response(
+        pki.ea._keys, ("enrolmentResponse", body), pending.aes_key, pki.clock.now()
+    )
 
 
 def test_response_for_another_request_is_refused(family: str) -> None:

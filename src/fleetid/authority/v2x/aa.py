@@ -20,7 +20,16 @@ from typing import Any
 
 from sqlalchemy import Engine, insert
 
-from fleetid.authority.v2x.common import AuthorityKeys, Counters, Refused, ReplayGuard
+from fleetid.authority.v2x.common import (
+    AuthorityKeys,
+    Counters,
+    Refused,
+    ReplayGuard,
+    open_request,
+    refuse_malformed,
+    seal_response,
+    sign_as,
+)
 from fleetid.authority.v2x.root_ca import validity_period
 from fleetid.clock import Clock
 from fleetid.crypto.ecies import new_aes_key
@@ -28,14 +37,11 @@ from fleetid.crypto.v2xkeys import curve_name_of
 from fleetid.errors import EncodingError, FleetIdError, ProfileError, VerificationError
 from fleetid.formats.etsi102941 import (
     decode_etsi102941_data,
-    decrypt_for_certificate,
     decrypt_with_key,
     encrypt,
-    encrypt_with_key,
     key_tag,
     open_pki_data,
     request_hash,
-    sign_pki_data,
 )
 from fleetid.formats.ieee1609 import (
     Certificate,
@@ -43,7 +49,6 @@ from fleetid.formats.ieee1609 import (
     decode,
     sign_certificate,
     time32,
-    time64,
 )
 from fleetid.formats.ieee1609.keys import (
     public_key_from_encryption_key,
@@ -110,13 +115,11 @@ class AuthorizationAuthority:
         Raises ``EncodingError``/``ProfileError`` for a message that is not encrypted data and
         ``VerificationError`` if it is not addressed to this AA or does not decrypt.
         """
-        plaintext, aes_key = decrypt_for_certificate(
-            message, self._keys.decryption_key, self.certificate.encoded, unicast=True
-        )
-        rh = request_hash(message)
+        request = open_request(self._keys, message)
+        rh = request.request_hash
         ticket: Certificate | None = None
         try:
-            ticket = self._authorize(plaintext, rh)
+            ticket = self._authorize(request.plaintext, rh)
             code = "ok"
             _log.info("issued AT %s", ticket.hashed_id8.hex())
         except Refused as refusal:
@@ -126,17 +129,13 @@ class AuthorizationAuthority:
         response: dict[str, Any] = {"requestHash": rh, "responseCode": code}
         if ticket is not None:
             response["certificate"] = ticket.value
-        signed = sign_pki_data(
-            ("authorizationResponse", response),
-            self._keys.signer,
-            generation_time=time64(self._clock.now()),
-            signer_certificate=self.certificate.encoded,
+        return seal_response(
+            self._keys, ("authorizationResponse", response), request.aes_key, self._clock.now()
         )
-        return encrypt_with_key(signed, aes_key)
 
     def _open(self, plaintext: bytes) -> tuple[dict[str, Any], Any]:
         """(InnerAtRequest, POP message or None) from the decrypted plaintext."""
-        try:
+        with refuse_malformed("its-aa-badcontenttype", "its-aa-cantparse"):
             value = decode("Ieee1609Dot2Data", plaintext)
             kind, body = value["content"]
             if kind == "unsecuredData":
@@ -151,10 +150,6 @@ class AuthorizationAuthority:
             )
             self._replay.check_fresh(pop.generation_time, "its-aa-outofsyncrequest")
             return pop.content[1], pop
-        except ProfileError as exc:
-            raise Refused("its-aa-badcontenttype", str(exc)) from None
-        except EncodingError as exc:
-            raise Refused("its-aa-cantparse", str(exc)) from None
 
     def _authorize(self, plaintext: bytes, rh: bytes) -> Certificate:
         request, pop = self._open(plaintext)
@@ -193,11 +188,8 @@ class AuthorizationAuthority:
     ) -> dict[str, Any]:
         """Send AuthorizationValidationRequest{sharedAtRequest, ecSignature} to the EA."""
         validation = {"sharedAtRequest": shared, "ecSignature": request["ecSignature"]}
-        signed = sign_pki_data(
-            ("authorizationValidationRequest", validation),
-            self._keys.signer,
-            generation_time=time64(self._clock.now()),
-            signer_certificate=self.certificate.encoded,
+        signed = sign_as(
+            self._keys, ("authorizationValidationRequest", validation), self._clock.now()
         )
         sealed = encrypt(signed, ea_certificate.encoded, aes_key=new_aes_key())
         try:

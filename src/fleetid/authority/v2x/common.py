@@ -1,9 +1,13 @@
-"""What the EA and the AA share: their keys, refusals, replay and freshness, counters."""
+"""What the EA and the AA share: their keys, refusals, replay and freshness, counters, and how
+they open a request and seal a response (TS 102 941 §6.2.3)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -11,10 +15,26 @@ from sqlalchemy.exc import IntegrityError
 from fleetid.clock import Clock
 from fleetid.crypto.ecies import EcdhKey
 from fleetid.crypto.signer import Signer
-from fleetid.errors import FleetIdError
+from fleetid.errors import EncodingError, FleetIdError, ProfileError
+from fleetid.formats.etsi102941 import (
+    decrypt_for_certificate,
+    encrypt_with_key,
+    request_hash,
+    sign_pki_data,
+)
 from fleetid.formats.ieee1609 import Certificate, time32, time64
 
-__all__ = ["AuthorityKeys", "Counters", "Refused", "ReplayGuard"]
+__all__ = [
+    "AuthorityKeys",
+    "Counters",
+    "OpenedRequest",
+    "Refused",
+    "ReplayGuard",
+    "open_request",
+    "refuse_malformed",
+    "seal_response",
+    "sign_as",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +52,56 @@ class Refused(FleetIdError):
     def __init__(self, code: str, reason: str) -> None:
         self.code = code
         super().__init__(f"{code}: {reason}")
+
+
+@contextmanager
+def refuse_malformed(badcontenttype: str, cantparse: str) -> Iterator[None]:
+    """Answer a ``ProfileError`` with the ``badcontenttype`` code and any other
+    ``EncodingError`` with the ``cantparse`` code (each authority names them its own way)."""
+    try:
+        yield
+    except ProfileError as exc:
+        raise Refused(badcontenttype, str(exc)) from None
+    except EncodingError as exc:
+        raise Refused(cantparse, str(exc)) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenedRequest:
+    """A request decrypted by the authority it was encrypted to."""
+
+    plaintext: bytes
+    aes_key: bytes = field(repr=False)
+    request_hash: bytes
+
+
+def open_request(keys: AuthorityKeys, message: bytes) -> OpenedRequest:
+    """Decrypt a unicast request to ``keys``' certificate; its requestHash is over ``message``.
+
+    Raises ``EncodingError``/``ProfileError`` for a message that is not encrypted data and
+    ``VerificationError`` if it is not addressed to this authority or does not decrypt.
+    """
+    plaintext, aes_key = decrypt_for_certificate(
+        message, keys.decryption_key, keys.certificate.encoded, unicast=True
+    )
+    return OpenedRequest(plaintext=plaintext, aes_key=aes_key, request_hash=request_hash(message))
+
+
+def sign_as(keys: AuthorityKeys, content: tuple[str, Any], now: datetime) -> bytes:
+    """EtsiTs102941Data ``content`` signed by the authority, naming its certificate by digest."""
+    return sign_pki_data(
+        content,
+        keys.signer,
+        generation_time=time64(now),
+        signer_certificate=keys.certificate.encoded,
+    )
+
+
+def seal_response(
+    keys: AuthorityKeys, content: tuple[str, Any], aes_key: bytes, now: datetime
+) -> bytes:
+    """A response: ``content`` signed by the authority, encrypted with the request's AES key."""
+    return encrypt_with_key(sign_as(keys, content, now), aes_key)
 
 
 class ReplayGuard:

@@ -25,11 +25,19 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, insert, select, update
 
-from fleetid.authority.v2x.common import AuthorityKeys, Counters, Refused, ReplayGuard
+from fleetid.authority.v2x.common import (
+    AuthorityKeys,
+    Counters,
+    Refused,
+    ReplayGuard,
+    open_request,
+    refuse_malformed,
+    seal_response,
+)
 from fleetid.authority.v2x.root_ca import validity_period
 from fleetid.clock import Clock
 from fleetid.crypto.v2xkeys import PublicKey, compressed_point, curve_name_of, public_key_from_point
-from fleetid.errors import EncodingError, PolicyError, ProfileError, VerificationError
+from fleetid.errors import EncodingError, PolicyError, VerificationError
 from fleetid.formats.attestation import (
     KEY_PROPERTIES_OID,
     KeyOrigin,
@@ -40,11 +48,8 @@ from fleetid.formats.etsi102941 import (
     PSID_CERTIFICATE_REQUEST,
     decode_enrolment_request,
     decrypt_for_certificate,
-    encrypt_with_key,
     open_pki_data,
-    request_hash,
     shared_at_request_hash,
-    sign_pki_data,
 )
 from fleetid.formats.ieee1609 import (
     Certificate,
@@ -53,7 +58,6 @@ from fleetid.formats.ieee1609 import (
     open_signed_data,
     sign_certificate,
     time32,
-    time64,
     verify_signed_data,
 )
 from fleetid.formats.ieee1609.keys import encryption_key_value, verification_key_value
@@ -233,54 +237,39 @@ class EnrolmentAuthority:
         Raises ``EncodingError``/``ProfileError`` for a message that is not encrypted data and
         ``VerificationError`` if it is not addressed to this EA or does not decrypt.
         """
-        plaintext, aes_key = decrypt_for_certificate(
-            message, self._keys.decryption_key, self.certificate.encoded, unicast=True
-        )
-        rh = request_hash(message)
+        request = open_request(self._keys, message)
         certificate: Certificate | None = None
         try:
-            certificate = self._enrol(plaintext, rh)
+            certificate = self._enrol(request.plaintext, request.request_hash)
             code = "ok"
             _log.info("enrolled: EC %s", certificate.hashed_id8.hex())
         except Refused as refusal:
             code = refusal.code
             _log.info("enrolment refused: %s", code)
         self.counters.add(f"enrolment.{code}")
-        response: dict[str, Any] = {"requestHash": rh, "responseCode": code}
+        response: dict[str, Any] = {"requestHash": request.request_hash, "responseCode": code}
         if certificate is not None:
             response["certificate"] = certificate.value
-        return self._respond(("enrolmentResponse", response), aes_key)
-
-    def _respond(self, content: tuple[str, Any], aes_key: bytes) -> bytes:
-        signed = sign_pki_data(
-            content,
-            self._keys.signer,
-            generation_time=time64(self._clock.now()),
-            signer_certificate=self.certificate.encoded,
+        return seal_response(
+            self._keys, ("enrolmentResponse", response), request.aes_key, self._clock.now()
         )
-        return encrypt_with_key(signed, aes_key)
 
     def _enrol(self, plaintext: bytes, rh: bytes) -> Certificate:
-        try:
+        with refuse_malformed("badcontenttype", "cantparse"):
             outer = open_pki_data(
                 plaintext,
                 signer_kinds=frozenset({"self", "digest"}),
                 expected=frozenset({"enrolmentRequest"}),
             )
-        except ProfileError as exc:
-            raise Refused("badcontenttype", str(exc)) from None
-        except EncodingError as exc:
-            raise Refused("cantparse", str(exc)) from None
         self._replay.check_fresh(outer.generation_time, "deniedrequest")
         self._replay.remember(rh, "deniedrequest")
-        try:
-            inner = decode_enrolment_request(encode("Ieee1609Dot2Data", outer.content[1]))
-        except ProfileError as exc:
-            raise Refused("badcontenttype", str(exc)) from None
-        except EncodingError as exc:
-            raise Refused("cantparse", str(exc)) from None
-        except VerificationError:
-            raise Refused("invalidsignature", "the proof of possession does not verify") from None
+        with refuse_malformed("badcontenttype", "cantparse"):
+            try:
+                inner = decode_enrolment_request(encode("Ieee1609Dot2Data", outer.content[1]))
+            except VerificationError:
+                raise Refused(
+                    "invalidsignature", "the proof of possession does not verify"
+                ) from None
         digest = outer.signer_digest
         if digest is None:
             # Initial enrolment: the outer signature is by the canonical key of itsId.
@@ -350,13 +339,10 @@ class EnrolmentAuthority:
 
     def handle_authorization_validation(self, message: bytes) -> bytes:
         """An AuthorizationValidationRequestMessage from an AA in, its response out."""
-        plaintext, aes_key = decrypt_for_certificate(
-            message, self._keys.decryption_key, self.certificate.encoded, unicast=True
-        )
-        rh = request_hash(message)
+        request = open_request(self._keys, message)
         confirmed: dict[str, Any] | None = None
         try:
-            confirmed = self._validate(plaintext, rh)
+            confirmed = self._validate(request.plaintext, request.request_hash)
             code = "ok"
             _log.info("authorization validation: ok")
         except Refused as refusal:
@@ -364,22 +350,23 @@ class EnrolmentAuthority:
             # No identifier of the EC or the AT in the log: only the outcome.
             _log.info("authorization validation refused: %s", code)
         self.counters.add(f"validation.{code}")
-        response: dict[str, Any] = {"requestHash": rh, "responseCode": code}
+        response: dict[str, Any] = {"requestHash": request.request_hash, "responseCode": code}
         if confirmed is not None:
             response["confirmedSubjectAttributes"] = confirmed
-        return self._respond(("authorizationValidationResponse", response), aes_key)
+        return seal_response(
+            self._keys,
+            ("authorizationValidationResponse", response),
+            request.aes_key,
+            self._clock.now(),
+        )
 
     def _validate(self, plaintext: bytes, rh: bytes) -> dict[str, Any]:
-        try:
+        with refuse_malformed("badcontenttype", "cantparse"):
             outer = open_pki_data(
                 plaintext,
                 signer_kinds=frozenset({"digest"}),
                 expected=frozenset({"authorizationValidationRequest"}),
             )
-        except ProfileError as exc:
-            raise Refused("badcontenttype", str(exc)) from None
-        except EncodingError as exc:
-            raise Refused("cantparse", str(exc)) from None
         try:
             aa = self._trust.ca(outer.signer_digest or b"", "aa")
         except VerificationError as exc:
