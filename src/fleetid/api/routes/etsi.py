@@ -122,16 +122,25 @@ def _missing(what: str) -> Response:
     return Response(status_code=404, content=f"no {what} here".encode(), media_type="text/plain")
 
 
+async def _its_exchange(
+    request: Request, handler: Callable[[bytes], bytes] | None, authority: str
+) -> Response:
+    """Read the ITS request body, let ``handler`` (off the event loop) answer it; 404 when this
+    deployment has no such ``authority`` (the body is checked before that)."""
+    body = await _its_body(request)
+    if handler is None:
+        return _missing(authority)
+    answer = await run_in_threadpool(handler, body)
+    return Response(answer, media_type=ITS_RESPONSE)
+
+
 @router.post(
     "/ea/enrolment", openapi_extra=_ITS_BODY, responses=_ITS_ANSWER, response_class=Response
 )
 async def enrolment(request: Request, services: Services) -> Response:
     """EnrolmentRequestMessage (TS 102 941 §6.2.3.2)."""
-    body = await _its_body(request)
-    if services.ea is None:
-        return _missing("EA")
-    answer = await run_in_threadpool(services.ea.handle_enrolment, body)
-    return Response(answer, media_type=ITS_RESPONSE)
+    handler = None if services.ea is None else services.ea.handle_enrolment
+    return await _its_exchange(request, handler, "EA")
 
 
 @router.post(
@@ -142,11 +151,8 @@ async def enrolment(request: Request, services: Services) -> Response:
 )
 async def authorization_validation(request: Request, services: Services) -> Response:
     """AuthorizationValidationRequestMessage from an AA (TS 102 941 §6.2.3.4)."""
-    body = await _its_body(request)
-    if services.ea is None:
-        return _missing("EA")
-    answer = await run_in_threadpool(services.ea.handle_authorization_validation, body)
-    return Response(answer, media_type=ITS_RESPONSE)
+    handler = None if services.ea is None else services.ea.handle_authorization_validation
+    return await _its_exchange(request, handler, "EA")
 
 
 @router.post(
@@ -154,11 +160,8 @@ async def authorization_validation(request: Request, services: Services) -> Resp
 )
 async def authorization(request: Request, services: Services) -> Response:
     """AuthorizationRequestMessage, with or without POP (TS 102 941 §6.2.3.3)."""
-    body = await _its_body(request)
-    if services.aa is None:
-        return _missing("AA")
-    answer = await run_in_threadpool(services.aa.handle_authorization, body)
-    return Response(answer, media_type=ITS_RESPONSE)
+    handler = None if services.aa is None else services.aa.handle_authorization
+    return await _its_exchange(request, handler, "AA")
 
 
 @router.get("/ctl", response_class=Response)
