@@ -178,7 +178,8 @@ def _wrk(
     # The "Latency Distribution" lines ("     50%    4.10ms"), not a "+/- Stdev" percentage.
     p50 = re.search(r"^\s+50%[ \t]+(\S+)$", out, re.MULTILINE)
     p99 = re.search(r"^\s+99%[ \t]+(\S+)$", out, re.MULTILINE)
-    assert p50 is not None and p99 is not None
+    if p50 is None or p99 is None:
+        raise RuntimeError(f"no latency distribution in wrk's output:\n{out}")
     elapsed = float(done.group(2)) * (60 if done.group(3) == "m" else 1)
     return WrkResult(
         requests=int(done.group(1)),
