@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fleetid.crypto.signer import Signer, verify_signature
 from fleetid.errors import EncodingError, VerificationError
 
-__all__ = ["sign_certificate", "sign_crl"]
+__all__ = ["key_usage", "sign_certificate", "sign_crl"]
 
 _Built = TypeVar("_Built", x509.Certificate, x509.CertificateRevocationList)
 
@@ -85,6 +85,29 @@ def _checked(
     except VerificationError as exc:
         raise VerificationError("the signer's signature does not verify over the TBS") from exc
     return result
+
+
+def key_usage(
+    *,
+    digital_signature: bool = False,
+    key_agreement: bool = False,
+    key_cert_sign: bool = False,
+    crl_sign: bool = False,
+) -> x509.KeyUsage:
+    """A KeyUsage extension value (RFC 5280 §4.2.1.3) asserting only the named bits; the bits
+    fleetid never asserts (contentCommitment, keyEncipherment, dataEncipherment, encipherOnly,
+    decipherOnly) are clear."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=key_agreement,
+        key_cert_sign=key_cert_sign,
+        crl_sign=crl_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def sign_certificate(builder: x509.CertificateBuilder, signer: Signer) -> x509.Certificate:

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from fleetid.crypto.certsign import key_usage
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, VerificationError
 
@@ -226,17 +227,7 @@ def idevid_builder(
     )
 
 
-_IDEVID_KEY_USAGE = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=False,
-    crl_sign=False,
-    encipher_only=False,
-    decipher_only=False,
-)
+_IDEVID_KEY_USAGE = key_usage(digital_signature=True)
 
 
 @lru_cache(maxsize=16)
@@ -314,17 +305,7 @@ def _ca_builder(
     not_after: datetime,
     path_length: int | None,
 ) -> x509.CertificateBuilder:
-    key_usage = x509.KeyUsage(
-        digital_signature=False,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    ca_key_usage = key_usage(key_cert_sign=True, crl_sign=True)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -334,7 +315,7 @@ def _ca_builder(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(key_usage, critical=True)
+        .add_extension(ca_key_usage, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False

@@ -57,7 +57,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fleetid.authority.fleet_ca import CA_DIR, FleetCa, new_serial
 from fleetid.clock import Clock
-from fleetid.crypto.certsign import sign_certificate
+from fleetid.crypto.certsign import key_usage, sign_certificate
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.revocation.registry import CertificateState, RevocationRegistry, StatusRecord
@@ -432,17 +432,7 @@ def issue_responder(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            key_usage(digital_signature=True),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)

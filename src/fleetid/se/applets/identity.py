@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
+from fleetid.crypto.certsign import key_usage
 from fleetid.formats.apdu import SW, CommandApdu
 from fleetid.formats.attestation import (
     KEY_PROPERTIES_OID,
@@ -392,16 +393,9 @@ def _attestation_certificate(
         .not_valid_after(_NO_EXPIRY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
+            key_usage(
                 digital_signature=bool(usage & KeyUsage.SIGN),
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
                 key_agreement=bool(usage & KeyUsage.KEY_AGREEMENT),
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
             ),
             critical=True,
         )
