@@ -47,6 +47,7 @@ from fleetid.clock import Clock
 from fleetid.device.crl_client import CrlClient, StaleCrlError
 from fleetid.device.truststore import TrustStore
 from fleetid.errors import EncodingError, VerificationError
+from fleetid.formats.ocsp_certid import issuer_hashes
 from fleetid.policy.connectivity import ConnectivityProfile, NotCoveredAction, RevocationPolicy
 from fleetid.revocation.filter import (
     CertificateRevokedError,
@@ -181,18 +182,6 @@ def fetch_staple(client: httpx.Client, leaf: x509.Certificate, issuer: x509.Cert
     if response.status_code != 200:
         raise VerificationError(f"the OCSP responder answered HTTP {response.status_code}")
     return response.content
-
-
-def _issuer_hashes(
-    issuer: x509.Certificate, algorithm: hashes.HashAlgorithm
-) -> tuple[bytes, bytes]:
-    # RFC 6960 §4.1.1: issuerNameHash over the DER Name, issuerKeyHash over the subjectPublicKey
-    # BIT STRING value (the X9.62 point for EC keys), both with the CertID's hash algorithm.
-    point = _ec_key(issuer).public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
-    name = hashlib.new(algorithm.name, issuer.subject.public_bytes()).digest()
-    return name, hashlib.new(algorithm.name, point).digest()
 
 
 def _ocsp_signer(
@@ -505,7 +494,7 @@ class PeerVerifier:
         response: ocsp.OCSPResponse, leaf: x509.Certificate, issuer: x509.Certificate
     ) -> ocsp.OCSPSingleResponse:
         for single in response.responses:
-            name_hash, key_hash = _issuer_hashes(issuer, single.hash_algorithm)
+            name_hash, key_hash = issuer_hashes(issuer, single.hash_algorithm)
             if (
                 single.serial_number == leaf.serial_number
                 and single.issuer_name_hash == name_hash

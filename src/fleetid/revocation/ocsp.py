@@ -60,6 +60,7 @@ from fleetid.clock import Clock
 from fleetid.crypto.certsign import key_usage, sign_certificate
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, VerificationError
+from fleetid.formats.ocsp_certid import issuer_hashes
 from fleetid.revocation.registry import CertificateState, RevocationRegistry, StatusRecord
 
 __all__ = [
@@ -177,23 +178,7 @@ def _cert_id_hashes(issuer: x509.Certificate, algorithm_name: str) -> tuple[byte
     algorithm = next((a for a in _HASHES if a.name == algorithm_name), None)
     if algorithm is None:
         raise UnsupportedAlgorithm(f"CertID hash {algorithm_name} is not served")
-    return _issuer_name_hash(issuer, algorithm), _issuer_key_hash(issuer, algorithm)
-
-
-def _issuer_name_hash(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
-    digest = hashes.Hash(algorithm)
-    digest.update(issuer.subject.public_bytes())
-    return digest.finalize()
-
-
-def _issuer_key_hash(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
-    # RFC 6960 §4.1.1: the hash of the subjectPublicKey BIT STRING value (no tag, no length).
-    spki = issuer.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
-    digest = hashes.Hash(algorithm)
-    digest.update(spki)
-    return digest.finalize()
+    return issuer_hashes(issuer, algorithm)
 
 
 def _unsuccessful(status: ocsp.OCSPResponseStatus) -> OcspAnswer:
