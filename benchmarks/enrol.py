@@ -159,6 +159,8 @@ def _wrk(
         f"-c{connections}",
         f"-d{seconds}s",
         "--latency",
+        "--timeout",
+        "30s",  # wrk's default (2 s) would drop slow answers instead of timing them
         "-s",
         str(script),
         url,
@@ -176,8 +178,8 @@ def _wrk(
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     # The "Latency Distribution" lines ("     50%    4.10ms"), not a "+/- Stdev" percentage.
-    p50 = re.search(r"^\s+50%[ \t]+(\S+)$", out, re.MULTILINE)
-    p99 = re.search(r"^\s+99%[ \t]+(\S+)$", out, re.MULTILINE)
+    p50 = re.search(r"^\s+50%[ \t]+(\S+)[ \t]*$", out, re.MULTILINE)
+    p99 = re.search(r"^\s+99%[ \t]+(\S+)[ \t]*$", out, re.MULTILINE)
     if p50 is None or p99 is None:
         raise RuntimeError(f"no latency distribution in wrk's output:\n{out}")
     elapsed = float(done.group(2)) * (60 if done.group(3) == "m" else 1)
