@@ -591,6 +591,8 @@ def _report(run: Run) -> None:
     for label in (PLAIN_ROW, ATTESTED):
         print(f"{label} / cfssl HTTPS: {rates[label] / rates[CFSSL_HTTPS]:.3f}")
     for label, r, _ in run.rows:
+        if r.socket_errors:
+            print(f"socket errors, {label}: {r.socket_errors}")
         if r.non_2xx and label in (PLAIN_ROW, ATTESTED):
             print(f"NOTE: {label}: {r.non_2xx} refusals: the pre-made requests ran out")
     if run.profile is not None:
