@@ -38,6 +38,7 @@ __all__ = [
     "CrlVerdict",
     "RefreshReport",
     "StaleCrlError",
+    "delta_crl_base",
     "distribution_point",
 ]
 
@@ -97,7 +98,8 @@ def _number(crl: x509.CertificateRevocationList) -> int:
         raise VerificationError("a CRL without a CRL number (RFC 5280 §5.2.3)") from None
 
 
-def _base(crl: x509.CertificateRevocationList) -> int | None:
+def delta_crl_base(crl: x509.CertificateRevocationList) -> int | None:
+    """The base CRL number a delta CRL names (RFC 5280 §5.2.4), or None for a full CRL."""
     try:
         return crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator).value.crl_number
     except x509.ExtensionNotFound:
@@ -158,7 +160,7 @@ class CrlClient:
     def load_full(self, url: str, der: bytes) -> int:
         """Keep a complete CRL for ``url``; returns its CRL number."""
         crl = self._parse(der, url)
-        if _base(crl) is not None:
+        if delta_crl_base(crl) is not None:
             raise VerificationError("a delta CRL where a complete CRL was expected")
         number = _number(crl)
         held = self._held.get(url)
@@ -169,7 +171,7 @@ class CrlClient:
                 return number
         new = _Held(full=crl, number=number, revoked={r.serial_number for r in crl})
         if held is not None and held.delta is not None and held.delta_number is not None:
-            base = _base(held.delta)
+            base = delta_crl_base(held.delta)
             if base is not None and base <= number < held.delta_number:
                 self._apply(new, held.delta, held.delta_number)
         self._held[url] = new
@@ -181,7 +183,7 @@ class CrlClient:
         if held is None:
             raise DeltaGapError("no complete CRL held for this delta")
         crl = self._parse(der, url)
-        base = _base(crl)
+        base = delta_crl_base(crl)
         if base is None:
             raise VerificationError("a complete CRL where a delta CRL was expected")
         if _scope(crl) != _scope(held.full):

@@ -44,7 +44,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from fleetid.clock import Clock
-from fleetid.device.crl_client import CrlClient, StaleCrlError
+from fleetid.device.crl_client import CrlClient, StaleCrlError, delta_crl_base
 from fleetid.device.truststore import TrustStore
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats.ocsp_certid import issuer_hashes
@@ -225,13 +225,6 @@ def _crl_number(crl: x509.CertificateRevocationList) -> int:
         raise EncodingError("a CRL without a CRL number (RFC 5280 §5.2.3)") from None
 
 
-def _delta_base(crl: x509.CertificateRevocationList) -> int | None:
-    try:
-        return crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator).value.crl_number
-    except x509.ExtensionNotFound:
-        return None
-
-
 def _idp_names(crl: x509.CertificateRevocationList) -> frozenset[str] | None:
     try:
         idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
@@ -351,7 +344,7 @@ class PeerVerifier:
         number = _crl_number(crl)
         scope = (key_id(_ec_key(issuer)), _idp_names(crl))
         current = self._crls.get(scope)
-        base = _delta_base(crl)
+        base = delta_crl_base(crl)
         if base is None:
             if current is not None and number < _crl_number(current.full):
                 raise FilterRollbackError(f"CRL {number} is older than the held CRL")
@@ -535,7 +528,7 @@ class PeerVerifier:
             return self._verdict(PeerStatus.STALE, source, leaf, now, "no CRL for this issuer/DP")
         full_number = _crl_number(held.full)
         delta = held.delta
-        if delta is not None and (_delta_base(delta) or 0) > full_number:
+        if delta is not None and (delta_crl_base(delta) or 0) > full_number:
             delta = None  # RFC 5280 §5.2.4: the delta needs a base at least as new as its base
         for crl in (delta, held.full):
             if crl is None:
