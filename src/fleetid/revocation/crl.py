@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,7 +49,12 @@ from fleetid.config import PUBLIC_URL_ENV
 from fleetid.crypto.certsign import sign_crl
 from fleetid.crypto.signer import Signer
 from fleetid.errors import ConfigError, NotFoundError, StoreError
-from fleetid.revocation.registry import IssuerRecord, RevocationRegistry, RevokedEntry
+from fleetid.revocation.registry import (
+    REASON_FLAGS,
+    IssuerRecord,
+    RevocationRegistry,
+    RevokedEntry,
+)
 from fleetid.store.crl_table import crl_publications
 from fleetid.store.repositories import Store
 from fleetid.store.schema import certificates
@@ -70,18 +75,6 @@ CRL_MEDIA_TYPE: Final = "application/pkix-crl"  # RFC 2585 §4.2
 # fleetid's private arc under the RFC 5612 documentation enterprise number (as SE_HW_TYPE is);
 # an operator replaces 32473 with its own enterprise number.
 WATERMARK_OID: Final = ObjectIdentifier("1.3.6.1.4.1.32473.1.5.1")
-
-_REASON_FLAGS: Final[Mapping[str, x509.ReasonFlags]] = {
-    "keyCompromise": x509.ReasonFlags.key_compromise,
-    "cACompromise": x509.ReasonFlags.ca_compromise,
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
-    "certificateHold": x509.ReasonFlags.certificate_hold,
-    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
-    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
-    "aACompromise": x509.ReasonFlags.aa_compromise,
-}
 
 
 class CrlKind(enum.StrEnum):
@@ -457,9 +450,9 @@ class CrlPublisher:
                     .serial_number(entry.serial_number)
                     .revocation_date(entry.revoked_at)
                 )
-                if entry.reason in _REASON_FLAGS:  # §5.3.1: unspecified SHOULD be absent
+                if entry.reason in REASON_FLAGS:  # §5.3.1: unspecified SHOULD be absent
                     revoked = revoked.add_extension(
-                        x509.CRLReason(_REASON_FLAGS[entry.reason]), critical=False
+                        x509.CRLReason(REASON_FLAGS[entry.reason]), critical=False
                     )
                 builder = builder.add_revoked_certificate(revoked.build())
             der = sign_crl(builder, signer).public_bytes(serialization.Encoding.DER)

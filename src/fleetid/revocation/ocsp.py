@@ -61,7 +61,12 @@ from fleetid.crypto.certsign import key_usage, sign_certificate
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats.ocsp_certid import issuer_hashes
-from fleetid.revocation.registry import CertificateState, RevocationRegistry, StatusRecord
+from fleetid.revocation.registry import (
+    REASON_FLAGS,
+    CertificateState,
+    RevocationRegistry,
+    StatusRecord,
+)
 
 __all__ = [
     "OCSP_REQUEST_TYPE",
@@ -83,17 +88,6 @@ OCSP_REQUEST_TYPE: Final = "application/ocsp-request"  # RFC 6960 App. C.1
 OCSP_RESPONSE_TYPE: Final = "application/ocsp-response"  # RFC 6960 App. C.2
 _NONCE_MAX: Final = 32  # RFC 8954 §2.1
 _HASHES: Final[tuple[hashes.HashAlgorithm, ...]] = (hashes.SHA1(), hashes.SHA256())  # noqa: S303 - RFC 5019 §2.1.1 CertID hash
-_REASONS: Final[Mapping[str, x509.ReasonFlags]] = {
-    "keyCompromise": x509.ReasonFlags.key_compromise,
-    "cACompromise": x509.ReasonFlags.ca_compromise,
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
-    "certificateHold": x509.ReasonFlags.certificate_hold,
-    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
-    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
-    "aACompromise": x509.ReasonFlags.aa_compromise,
-}
 
 
 class StaleResponseError(VerificationError):
@@ -302,7 +296,7 @@ class OcspResponder:
                 this_update=now,
                 next_update=next_update,
                 revocation_time=status.revoked_at if revoked else None,
-                revocation_reason=_REASONS.get(status.reason or "") if revoked else None,
+                revocation_reason=REASON_FLAGS.get(status.reason or "") if revoked else None,
             )
             .responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate)
             .certificates([responder.certificate])

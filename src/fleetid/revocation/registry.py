@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -48,6 +48,7 @@ from fleetid.store.schema import CaRole, ca_keys, certificates, counters
 
 __all__ = [
     "CERTIFICATE_ID_SIZE",
+    "REASON_FLAGS",
     "CertificateState",
     "IssuerRecord",
     "PopulationChunk",
@@ -60,6 +61,20 @@ __all__ = [
 CERTIFICATE_ID_SIZE: Final = 16
 _SERIAL_OCTETS: Final = 20  # RFC 5280 §4.1.2.2
 _DEFAULT_CHUNK: Final = 100_000
+
+#: The pyca flag of each RFC 5280 §5.3.1 reason name the registry records, for CRL entries and
+#: OCSP revocationReason. ``unspecified`` is absent: both leave the reason out for it.
+REASON_FLAGS: Final[Mapping[str, x509.ReasonFlags]] = {
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "cACompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "certificateHold": x509.ReasonFlags.certificate_hold,
+    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+    "aACompromise": x509.ReasonFlags.aa_compromise,
+}
 
 
 def certificate_id(issuer_key_id: bytes, serial_number: int) -> bytes:
