@@ -25,6 +25,7 @@ from fleetid.authority.v2x.common import (
     Counters,
     Refused,
     ReplayGuard,
+    issue_end_entity,
     open_request,
     refuse_malformed,
     seal_response,
@@ -47,7 +48,6 @@ from fleetid.formats.ieee1609 import (
     Certificate,
     datetime_from_time32,
     decode,
-    sign_certificate,
     time32,
 )
 from fleetid.formats.ieee1609.keys import (
@@ -230,18 +230,12 @@ class AuthorizationAuthority:
             start = datetime_from_time32(aa_start)
         if time32(start + self._at_lifetime) >= aa_end:
             raise Refused("deniedpermissions", "the AA certificate expires before the AT would")
-        tbs: dict[str, Any] = {
-            "id": ("none", None),
-            "cracaId": b"\x00\x00\x00",
-            "crlSeries": 0,
-            "validityPeriod": validity_period(start, self._at_lifetime),
-            "appPermissions": confirmed["appPermissions"],
-            "verifyKeyIndicator": ("verificationKey", public_keys["verificationKey"]),
-        }
-        if public_keys.get("encryptionKey") is not None:
-            tbs["encryptionKey"] = public_keys["encryptionKey"]
-        ticket = sign_certificate(
-            tbs, self._keys.signer, issuer_certificate=self.certificate.encoded
+        ticket = issue_end_entity(
+            self._keys,
+            validity_period=validity_period(start, self._at_lifetime),
+            app_permissions=confirmed["appPermissions"],
+            verification_key=public_keys["verificationKey"],
+            encryption_key=public_keys.get("encryptionKey"),
         )
         with self._engine.begin() as conn:
             conn.execute(

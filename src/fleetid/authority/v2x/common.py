@@ -22,7 +22,7 @@ from fleetid.formats.etsi102941 import (
     request_hash,
     sign_pki_data,
 )
-from fleetid.formats.ieee1609 import Certificate, time32, time64
+from fleetid.formats.ieee1609 import Certificate, sign_certificate, time32, time64
 
 __all__ = [
     "AuthorityKeys",
@@ -30,6 +30,7 @@ __all__ = [
     "OpenedRequest",
     "Refused",
     "ReplayGuard",
+    "issue_end_entity",
     "open_request",
     "refuse_malformed",
     "seal_response",
@@ -102,6 +103,30 @@ def seal_response(
 ) -> bytes:
     """A response: ``content`` signed by the authority, encrypted with the request's AES key."""
     return encrypt_with_key(sign_as(keys, content, now), aes_key)
+
+
+def issue_end_entity(
+    keys: AuthorityKeys,
+    *,
+    validity_period: dict[str, Any],
+    app_permissions: list[Any],
+    verification_key: Any,
+    encryption_key: Any | None,
+) -> Certificate:
+    """An EC or AT (TS 103 097 §7.2.1, §7.2.2) signed by the authority: explicit, id none,
+    cracaId 000000h and crlSeries 0 (TS 103 097 §6); the keys are given as their
+    PublicVerificationKey / PublicEncryptionKey values."""
+    tbs: dict[str, Any] = {
+        "id": ("none", None),
+        "cracaId": b"\x00\x00\x00",
+        "crlSeries": 0,
+        "validityPeriod": validity_period,
+        "appPermissions": app_permissions,
+        "verifyKeyIndicator": ("verificationKey", verification_key),
+    }
+    if encryption_key is not None:
+        tbs["encryptionKey"] = encryption_key
+    return sign_certificate(tbs, keys.signer, issuer_certificate=keys.certificate.encoded)
 
 
 class ReplayGuard:

@@ -30,6 +30,7 @@ from fleetid.authority.v2x.common import (
     Counters,
     Refused,
     ReplayGuard,
+    issue_end_entity,
     open_request,
     refuse_malformed,
     seal_response,
@@ -56,7 +57,6 @@ from fleetid.formats.ieee1609 import (
     decode_certificate,
     encode,
     open_signed_data,
-    sign_certificate,
     time32,
     verify_signed_data,
 )
@@ -305,17 +305,13 @@ class EnrolmentAuthority:
         now = self._clock.now()
         _, ea_end = validity_bounds(self.certificate)
         lifetime = min(self._ec_lifetime, timedelta(seconds=ea_end - time32(now) - 1))
-        tbs: dict[str, Any] = {
-            "id": ("none", None),
-            "cracaId": b"\x00\x00\x00",
-            "crlSeries": 0,
-            "validityPeriod": validity_period(now, lifetime),
-            "appPermissions": [{"psid": PSID_CERTIFICATE_REQUEST, "ssp": ("bitmapSsp", EC_SSP)}],
-            "verifyKeyIndicator": ("verificationKey", verification_key_value(verification_key)),
-        }
-        if encryption_key is not None:
-            tbs["encryptionKey"] = encryption_key_value(encryption_key)
-        ec = sign_certificate(tbs, self._keys.signer, issuer_certificate=self.certificate.encoded)
+        ec = issue_end_entity(
+            self._keys,
+            validity_period=validity_period(now, lifetime),
+            app_permissions=[{"psid": PSID_CERTIFICATE_REQUEST, "ssp": ("bitmapSsp", EC_SSP)}],
+            verification_key=verification_key_value(verification_key),
+            encryption_key=None if encryption_key is None else encryption_key_value(encryption_key),
+        )
         _, end = validity_bounds(ec)
         with self._engine.begin() as conn:
             conn.execute(
