@@ -219,6 +219,7 @@ class SecureElementClient:
         self._session: HostSession | None = None
         self._fixed_limit = max_command_data is not None
         self._max_command_data = SHORT_MAX_NC if max_command_data is None else max_command_data
+        self._fci_read: set[bytes] = set()  # applets whose FCI limit was looked for already
 
     # --- exchange -----------------------------------------------------------------------------
 
@@ -277,9 +278,11 @@ class SecureElementClient:
             self._session.close()
             self._session = None
         fci = self.send(CommandApdu(0x00, 0xA4, 0x04, 0x00, aid, _SHORT_LE))
-        limit = None if self._fixed_limit else _max_command_data(fci)
-        if limit is not None:
-            self._max_command_data = limit
+        if not self._fixed_limit and aid not in self._fci_read:
+            self._fci_read.add(aid)
+            limit = _max_command_data(fci)
+            if limit is not None:
+                self._max_command_data = limit
         return fci
 
     def select_isd(self) -> bytes:
