@@ -119,8 +119,10 @@ class CommandApdu:
         out = bytearray(self.header)
         extended = self.is_extended and self.case != 1
         if self.data:
-            out += (b"\x00" + len(self.data).to_bytes(2, "big")) if extended else bytes(
-                (len(self.data),)
+            out += (
+                (b"\x00" + len(self.data).to_bytes(2, "big"))
+                if extended
+                else bytes((len(self.data),))
             )
             out += self.data
         if self.ne is not None:
