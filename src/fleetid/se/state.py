@@ -7,17 +7,20 @@ the signed-boot anchor (firmware verification key and monotonic security counter
 (selected applet, secure channel session, pending response) is not here: it lives in
 ``fleetid.se.card.SecureElement`` and is lost on reset.
 
-The serial form (``to_bytes`` / ``from_bytes``) is JSON with hex strings. It is only ever written
-to flash sealed (``fleetid.se.keystore``); private key material exists in plaintext only inside
-the emulator object.
+The serial form (``to_bytes`` / ``from_bytes``) is JSON with hex strings, keys sorted, no spaces
+(what ``json.dumps(doc, sort_keys=True, separators=(",", ":"))`` gives). The card writes it on
+every state change, so the JSON text of the public, rarely changing parts (CPLC, certificates,
+chains, anchors) is kept per ``CardState`` and only re-encoded when they change. It is only ever
+written to flash sealed (``fleetid.se.keystore``); private key material exists in plaintext only
+inside the emulator object, and is never part of that per-state cache.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
 
 from fleetid.errors import StoreError
 
@@ -211,6 +214,10 @@ class CardState:
     trust_anchors: list[bytes] = field(default_factory=list)
     key_certificates: dict[int, bytes] = field(default_factory=dict)
     boot: BootState = field(default_factory=BootState)
+    # JSON text of public parts, by section: (the values it was encoded from, the text).
+    _json: dict[str, tuple[object, str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def chip_serial(self) -> bytes:
@@ -225,41 +232,63 @@ class CardState:
         self.keysets.clear()
         self.keys.clear()
         self.key_certificates.clear()
+        self._json.clear()
 
     def to_bytes(self) -> bytes:
-        doc: dict[str, Any] = {
-            "format": _FORMAT_VERSION,
-            "cplc": self.cplc.encode().hex(),
-            "life_cycle": int(self.life_cycle),
-            "keysets": {
-                str(kvn): {
-                    "enc": ks.enc.hex(),
-                    "mac": ks.mac.hex(),
-                    "dek": ks.dek.hex(),
-                    "counter": ks.sequence_counter,
-                }
-                for kvn, ks in self.keysets.items()
-            },
-            "keys": {
-                str(h): {
-                    "curve": int(k.curve),
-                    "d": format(k.private_value, "x"),
-                    "usage": k.usage,
-                    "generated_on_card": k.generated_on_card,
-                }
-                for h, k in self.keys.items()
-            },
-            "attestation_chain": [c.hex() for c in self.attestation_chain],
-            "trust_anchors": [c.hex() for c in self.trust_anchors],
-            "key_certificates": {str(h): c.hex() for h, c in self.key_certificates.items()},
-            "boot": {
-                "verification_key": _hex_or_none(self.boot.verification_key),
-                "security_counter": self.boot.security_counter,
-                "measurement": _hex_or_none(self.boot.measurement),
-                "image_version": self.boot.image_version,
-            },
+        keysets = {
+            str(kvn): {
+                "enc": ks.enc.hex(),
+                "mac": ks.mac.hex(),
+                "dek": ks.dek.hex(),
+                "counter": ks.sequence_counter,
+            }
+            for kvn, ks in self.keysets.items()
         }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        keys = {
+            str(h): {
+                "curve": int(k.curve),
+                "d": format(k.private_value, "x"),
+                "usage": k.usage,
+                "generated_on_card": k.generated_on_card,
+            }
+            for h, k in self.keys.items()
+        }
+        boot = {
+            "verification_key": _hex_or_none(self.boot.verification_key),
+            "security_counter": self.boot.security_counter,
+            "measurement": _hex_or_none(self.boot.measurement),
+            "image_version": self.boot.image_version,
+        }
+        chain = tuple(self.attestation_chain)
+        anchors = tuple(self.trust_anchors)
+        certificates = tuple(sorted(self.key_certificates.items()))
+        cplc = self.cplc
+        # Top-level keys in sorted order, as json.dumps(sort_keys=True) writes them.
+        return (
+            f'{{"attestation_chain":{self._public("chain", chain, lambda: _hexes(chain))},'
+            f'"boot":{_canonical(boot)},'
+            f'"cplc":{self._public("cplc", cplc, lambda: cplc.encode().hex())},'
+            f'"format":{_FORMAT_VERSION},'
+            '"key_certificates":'
+            f"{self._public('certificates', certificates, lambda: _hex_map(certificates))},"
+            f'"keys":{_canonical(keys)},'
+            f'"keysets":{_canonical(keysets)},'
+            f'"life_cycle":{int(self.life_cycle)},'
+            f'"trust_anchors":{self._public("anchors", anchors, lambda: _hexes(anchors))}}}'
+        ).encode()
+
+    def _public(self, section: str, value: object, doc: Callable[[], object]) -> str:
+        """The JSON text of a public section, re-encoded (``doc()``) only when ``value`` changed.
+
+        ``value`` is compared by value (tuples of immutable bytes, the frozen ``Cplc``); that is
+        cheap when nothing changed, as the same bytes objects compare by identity first.
+        """
+        cached = self._json.get(section)
+        if cached is not None and cached[0] == value:
+            return cached[1]
+        text = _canonical(doc())
+        self._json[section] = (value, text)
+        return text
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CardState:
@@ -306,6 +335,18 @@ class CardState:
         except (ValueError, KeyError, TypeError) as exc:
             # Say what broke, never echo the content: it holds key material.
             raise StoreError(f"card state does not parse ({type(exc).__name__})") from None
+
+
+def _canonical(doc: object) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def _hexes(values: tuple[bytes, ...]) -> list[str]:
+    return [v.hex() for v in values]
+
+
+def _hex_map(items: tuple[tuple[int, bytes], ...]) -> dict[str, str]:
+    return {str(h): v.hex() for h, v in items}
 
 
 def _hex_or_none(value: bytes | None) -> str | None:

@@ -135,8 +135,9 @@ class IdentityApplet(Applet):
 
     def __init__(self) -> None:
         self._store = StoreDataBuffer()
-        # Private key objects rebuilt from slots are cached per slot value (the KeySlot object
-        # itself, which is replaced whenever a slot changes), and dropped on zeroise.
+        # Private key objects (generated, or rebuilt from a slot) are cached per slot value (the
+        # KeySlot object itself, which is replaced whenever a slot changes, or on reload), dropped
+        # on DELETE and on zeroise. Per card, never logged; the applet has no key-bearing repr.
         self._cache: dict[int, tuple[KeySlot, ec.EllipticCurvePrivateKey]] = {}
 
     def select(self, state: CardState) -> bytes:
@@ -263,13 +264,13 @@ class IdentityApplet(Applet):
             elif handle in state.keys:
                 raise refuse(_SW_ALREADY_EXISTS, f"slot {handle:02X} is in use")
         key = ec.generate_private_key(_pyca_curve(curve))
-        state.keys[handle] = KeySlot(
-            curve=curve, private_value=key.private_numbers().private_value, usage=policy
-        )
+        slot = KeySlot(curve=curve, private_value=key.private_numbers().private_value, usage=policy)
+        state.keys[handle] = slot
         if handle == ATTESTATION_HANDLE:
             state.attestation_chain = []  # a new attestation key needs a new certificate
         state.key_certificates.pop(handle, None)
-        self._cache.pop(handle, None)
+        # The new key object serves its first uses (GET PUBLIC KEY, ATTEST) without a rebuild.
+        self._cache[handle] = (slot, key)
         ctx.persist()
         return Reply(data=bytes((handle,)) + _point(key.public_key()))
 
