@@ -55,7 +55,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -132,10 +132,17 @@ class WrkResult:
     socket_errors: str | None
     p50_ms: float
     p99_ms: float
+    server_cpu_s: float = 0.0  # user + system CPU of the server's processes during the run
 
     @property
     def ok_per_second(self) -> float:
         return (self.requests - self.non_2xx) / self.seconds
+
+    @property
+    def cpu_ms_per_ok(self) -> float:
+        """Server CPU per answered request: what the server spends, whatever else runs."""
+        ok = self.requests - self.non_2xx
+        return 1000 * self.server_cpu_s / ok if ok else float("nan")
 
 
 def _ms(value: str) -> float:
@@ -232,6 +239,17 @@ def _process(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its live children (uvicorn workers), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for each in (pid, *_children(pid)):
+        with suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (proc(5))
+    return total
 
 
 def _children(pid: int) -> list[int]:
@@ -515,8 +533,11 @@ class Run:
     rows: list[tuple[str, WrkResult, str]]
     profile: tuple[list[tuple[str, float]], list[tuple[str, float]]] | None = None
 
-    def wrk(self, url: str, path: str, lines: Path, content_type: str, *, cycle: bool) -> WrkResult:
-        return _wrk(
+    def wrk(
+        self, url: str, path: str, lines: Path, content_type: str, *, cycle: bool, server: int
+    ) -> WrkResult:
+        before = _cpu_seconds(server)
+        result = _wrk(
             url,
             path,
             lines,
@@ -527,6 +548,7 @@ class Run:
             cycle=cycle,
             script=self.script,
         )
+        return replace(result, server_cpu_s=_cpu_seconds(server) - before)
 
 
 def _run_cfssl(run: Run) -> None:
@@ -540,10 +562,15 @@ def _run_cfssl(run: Run) -> None:
         port = _free_port()
         command = ["cfssl", "serve", "-address", "127.0.0.1", "-port", str(port), "-loglevel", "5"]
         command += ca_args + (tls if scheme == "https" else [])
-        with _process(command, port, work / f"cfssl-{scheme}.log"):
+        with _process(command, port, work / f"cfssl-{scheme}.log") as cfssl:
             url = f"{scheme}://127.0.0.1:{port}"
             result = run.wrk(
-                url, "/api/v1/cfssl/sign", work / "cfssl.lines", "application/json", cycle=True
+                url,
+                "/api/v1/cfssl/sign",
+                work / "cfssl.lines",
+                "application/json",
+                cycle=True,
+                server=cfssl.pid,
             )
         run.rows.append((f"cfssl sign ({scheme.upper()})", result, "-"))
 
@@ -573,12 +600,16 @@ def _run_fleetid(run: Run, url: str | None) -> None:
     with _process(serve, port, work / "serve.log", env=env) as server:
         _warm_up(base, work / "tokens.lines", "application/pkcs10", args.connections)
         before = _certificate_rows(database)
-        result = run.wrk(base, _EST, work / "tokens.lines", "application/pkcs10", cycle=False)
+        result = run.wrk(
+            base, _EST, work / "tokens.lines", "application/pkcs10", cycle=False, server=server.pid
+        )
         run.rows.append((PLAIN_ROW, result, f"{_certificate_rows(database) - before} rows"))
 
         (work / "challenge.lines").write_text("-\t{}\n")
         lines = work / "challenge.lines"
-        result = run.wrk(base, "/enrol/challenge", lines, "application/json", cycle=True)
+        result = run.wrk(
+            base, "/enrol/challenge", lines, "application/json", cycle=True, server=server.pid
+        )
         run.rows.append((CHALLENGE, result, "-"))
 
         print(f"fetching {len(devices)} challenges, building attested CSRs …", flush=True)
@@ -593,7 +624,14 @@ def _run_fleetid(run: Run, url: str | None) -> None:
         raw = work / "profile.txt"
         profilers = _start_profilers(server.pid, args.seconds, raw) if args.profile else []
         before = _certificate_rows(database)
-        result = run.wrk(base, _EST, work / "attested.lines", "application/pkcs10", cycle=False)
+        result = run.wrk(
+            base,
+            _EST,
+            work / "attested.lines",
+            "application/pkcs10",
+            cycle=False,
+            server=server.pid,
+        )
         run.rows.append((ATTESTED, result, f"{_certificate_rows(database) - before} rows"))
         for process in profilers:
             process.wait()
@@ -611,22 +649,30 @@ def _report(run: Run) -> None:
         f"\nbackend {args.backend}, fleetid workers {args.workers}, "
         f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s\n"
     )
-    header = ("endpoint", "ok/s", "p50 ms", "p99 ms", "non-2xx", "DB rows")
+    header = ("endpoint", "ok/s", "p50 ms", "p99 ms", "non-2xx", "DB rows", "CPU ms/ok")
     print(
         f"| {header[0]:<64} | {header[1]:>7} | {header[2]:>7} | {header[3]:>7} | "
-        f"{header[4]:>7} | {header[5]:>10} |"
+        f"{header[4]:>7} | {header[5]:>10} | {header[6]:>9} |"
     )
-    print(f"|{'-' * 66}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 12}|")
+    print(f"|{'-' * 66}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 12}|{'-' * 11}|")
     for label, r, db in run.rows:
         print(
             f"| {label:<64} | {r.ok_per_second:>7,.0f} | {r.p50_ms:>7.1f} | {r.p99_ms:>7.1f} | "
-            f"{r.non_2xx:>7} | {db:>10} |"
+            f"{r.non_2xx:>7} | {db:>10} | {r.cpu_ms_per_ok:>9.2f} |"
         )
     rates = {label: r.ok_per_second for label, r, _ in run.rows}
     full = 1 / (1 / rates[CHALLENGE] + 1 / rates[ATTESTED])
     print(f"\nfull attested enrolment (challenge + enrol), derived: {full:,.0f}/s")
+    cpu = {label: r.cpu_ms_per_ok for label, r, _ in run.rows}
+    cores = os.cpu_count() or 1
     for label in (PLAIN_ROW, ATTESTED):
-        print(f"{label} / cfssl HTTPS: {rates[label] / rates[CFSSL_HTTPS]:.3f}")
+        print(
+            f"{label} / cfssl HTTPS: {rates[label] / rates[CFSSL_HTTPS]:.3f} by rate, "
+            f"{cpu[CFSSL_HTTPS] / cpu[label]:.3f} by server CPU per request"
+        )
+    print(f"server-CPU bound on {cores} idle cores (no client, no other load):")
+    for label, ms in cpu.items():
+        print(f"  {label}: {1000 * cores / ms:,.0f}/s")
     for label, r, _ in run.rows:
         if r.socket_errors:
             print(f"socket errors, {label}: {r.socket_errors}")
