@@ -62,17 +62,24 @@ def _check_agreement(data: Path, origin: str) -> None:
     manifest = {entry.unit: entry for entry in open_line(data, clock=SystemClock()).manifest()}
     assert len(manifest) == DEVICES
     reader = AuditLogReader(data, origin)
+    # The source chip and its clone sit in different workers' slices: whichever presents the
+    # serial first is provisioned, the other is refused as a duplicate. Exactly one of each.
+    pair = [wafer.units[SOURCE].unit, wafer.units[CLONE].unit]
+    refused = [u for u in pair if manifest[u].state is UnitState.DUPLICATE]
+    assert len(refused) == 1, [manifest[u].state for u in pair]
+    clone = refused[0]
+    (source,) = [u for u in pair if u != clone]
     for index, unit in enumerate(wafer.units):
         entry = manifest[unit.unit]
         client = SecureElementClient(wafer.power_on(unit.unit))
         client.select_isd()
         life_cycle = client.life_cycle()
-        if index == CLONE:
+        if unit.unit == clone:
             assert entry.state is UnitState.DUPLICATE
             assert life_cycle is CardLifeCycle.OP_READY  # never touched
             continue
         kinds = [e.kind for e in reader.entries_for_serial(entry.serial)]
-        if index == SOURCE:
+        if unit.unit == source:
             kinds = [k for k in kinds if k != "duplicate-serial"]  # the clone's refusal
         if index == QUARANTINED:
             assert entry.state is UnitState.QUARANTINED

@@ -20,8 +20,8 @@ A clone (``clones``) is a second chip fabricated with another unit's serial.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -42,6 +42,7 @@ __all__ = ["TRANSPORT_KVN", "Defect", "Wafer", "WaferUnit"]
 
 TRANSPORT_KVN: Final = 0x01
 _FORMAT: Final = "fleetid-wafer/1"
+_LOT_CAPACITY: Final = 1 << 16  # two bytes of die number per lot
 
 
 class Defect(StrEnum):
@@ -130,12 +131,17 @@ class Wafer:
         ``ic_serials[i]`` sets unit ``i``'s 4-byte IC serial outright (a chip of another lot)."""
         if directory is not None and (directory / "wafer.json").exists():
             raise FileExistsError(f"{directory} already holds a wafer lot")
+        if not 0 < count <= _LOT_CAPACITY:
+            raise ValueError(f"a lot holds 1 to {_LOT_CAPACITY} chips, not {count}")
         defects, clones = defects or {}, clones or {}
-        prefix = int.from_bytes(os.urandom(1), "big")
+        # The fab numbers chips lot by lot: two bytes that name the lot, two that count the die.
+        # Derived from the lot's name, so lots with different names get different serials on
+        # every run (a random prefix collided between lots of one data directory).
+        prefix = hashlib.sha256(lot.encode()).digest()[:2]
         units = []
         for index in range(count):
             source = clones.get(index, index)
-            serial = bytes((prefix,)) + source.to_bytes(3, "big")
+            serial = prefix + source.to_bytes(2, "big")
             serial = (ic_serials or {}).get(index, serial)
             units.append(
                 WaferUnit(
