@@ -691,7 +691,7 @@ def _report(run: Run) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--workers", type=int, default=2, help="fleetid serve --workers")
+    parser.add_argument("--workers", type=int, default=1, help="fleetid serve --workers")
     parser.add_argument("--seconds", type=int, default=8, help="wrk -d per row")
     parser.add_argument("--threads", type=int, default=2, help="wrk -t")
     parser.add_argument("--connections", type=int, default=16, help="wrk -c")
