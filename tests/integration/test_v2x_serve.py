@@ -165,9 +165,11 @@ def test_serve_refuses_a_v2x_data_dir_without_its_passphrase(tmp_path: Path) -> 
     for args in (("ca", "init"), ("v2x", "init", "--family", "nist")):
         assert fleetid(*args, "--data-dir", str(data_dir), env=env).returncode == 0
     port = free_port()
-    with pytest.raises(AssertionError, match="FLEETID_V2X_PASSPHRASE"):
-        with serving(data_dir, [port], ["--http", f"127.0.0.1:{port}"], env=_env()):
-            pass
+    with (
+        pytest.raises(AssertionError, match="FLEETID_V2X_PASSPHRASE"),
+        serving(data_dir, [port], ["--http", f"127.0.0.1:{port}"], env=_env()),
+    ):
+        pass
     port = free_port()
     with (
         pytest.raises(AssertionError, match="wrong passphrase"),

@@ -73,9 +73,7 @@ class EcdhKey(Protocol):
     @property
     def curve(self) -> ec.EllipticCurve: ...
 
-    def exchange(
-        self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey
-    ) -> bytes: ...
+    def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes: ...
 
 
 @dataclass(frozen=True, kw_only=True)
