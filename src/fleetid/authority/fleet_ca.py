@@ -39,7 +39,7 @@ from fleetid.authority.ca_hsm import create_ca_hsm, open_ca_hsm
 from fleetid.authority.csr import public_key_sha256
 from fleetid.clock import Clock
 from fleetid.config import Settings
-from fleetid.crypto.certsign import sign_certificate
+from fleetid.crypto.certsign import key_usage, sign_certificate
 from fleetid.crypto.signer import Signer
 from fleetid.errors import ConfigError, HsmError, NotFoundError, PolicyError
 from fleetid.hsm import Hsm
@@ -58,6 +58,7 @@ from fleetid.store.schema import SERIAL_HEX_LENGTH, CaRole
 __all__ = [
     "ACTIVATION_FILE",
     "CA_DIR",
+    "CA_KEY_USAGE",
     "CRL_SHARDS",
     "OCSP_PATH",
     "FleetCa",
@@ -67,6 +68,11 @@ __all__ = [
     "delta_crl_path",
     "new_serial",
 ]
+
+# RFC 5280 §4.2.1.3: a fleet CA signs certificates and CRLs (keyCertSign, cRLSign), and
+# digitalSignature lets it sign OCSP responses; end entities only sign.
+CA_KEY_USAGE = key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True)
+_EE_KEY_USAGE = key_usage(digital_signature=True)
 
 CA_DIR: Final = "ca"
 ACTIVATION_FILE: Final = "activation.key"
@@ -182,7 +188,7 @@ class FleetCa:
             .not_valid_before(now - policy.backdate)
             .not_valid_after(now + policy.root_lifetime)
             .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(CA_KEY_USAGE, critical=True)
             .add_extension(root_ski, critical=False),
             hsm.signer(root_label),
         )
@@ -202,7 +208,7 @@ class FleetCa:
             .not_valid_before(now - policy.backdate)
             .not_valid_after(now + policy.issuing_lifetime)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_ca_key_usage(), critical=True)
+            .add_extension(CA_KEY_USAGE, critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(issuing_public), False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), False
@@ -297,7 +303,7 @@ class FleetCa:
             .not_valid_before(now - self.settings.policy.backdate)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_ee_key_usage(), critical=True)
+            .add_extension(_EE_KEY_USAGE, critical=True)
             .add_extension(x509.ExtendedKeyUsage(list(profile.extended_key_usages)), False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
             .add_extension(
@@ -412,35 +418,6 @@ class FleetCa:
             or not set(hosts) <= named
             or cadence.renewal_due(current.not_valid_after_utc, self.clock.now())
         )
-
-
-def _ca_key_usage() -> x509.KeyUsage:
-    # RFC 5280 §4.2.1.3: keyCertSign and cRLSign; digitalSignature so the CA may sign OCSP.
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _ee_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
 
 
 def _ec_public(certificate: x509.Certificate) -> ec.EllipticCurvePublicKey:

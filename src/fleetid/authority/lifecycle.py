@@ -41,7 +41,7 @@ from cryptography.x509.oid import NameOID
 
 from fleetid.authority.csr import load_csr, public_key_sha256
 from fleetid.authority.enrolment import EnrolmentService
-from fleetid.authority.fleet_ca import CA_DIR, FleetCa, new_serial
+from fleetid.authority.fleet_ca import CA_DIR, CA_KEY_USAGE, FleetCa, new_serial
 from fleetid.authority.provisioners import Provisioner
 from fleetid.authority.provisioners.attestation import AttestationProvisioner, Challenge
 from fleetid.crypto.certsign import sign_certificate
@@ -116,20 +116,6 @@ def _ec(certificate: x509.Certificate) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def _ca_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def _ca_builder(
     *,
     subject: x509.Name,
@@ -153,7 +139,7 @@ def _ca_builder(
         .not_valid_before(now - ca.settings.policy.backdate)
         .not_valid_after(min(not_after, now + timedelta(days=lifetime_days)))
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(_ca_usage(), critical=True)
+        .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
     if issuer is not None:

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from fleetid.clock import Clock, SystemClock
+from fleetid.crypto.certsign import key_usage
 from fleetid.errors import SecureChannelError, SecureElementError
 from fleetid.formats.apdu import (
     SW,
@@ -517,17 +518,7 @@ class DemoManufacturer:
         )
 
 
-_CA_KEY_USAGE = x509.KeyUsage(
-    digital_signature=False,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
+_CA_KEY_USAGE = key_usage(key_cert_sign=True, crl_sign=True)
 
 
 def _name(common_name: str) -> x509.Name:
