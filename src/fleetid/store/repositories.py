@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Column, Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fleetid.errors import NotFoundError, PolicyError, StoreError
@@ -461,16 +461,7 @@ class Tokens:
 
     def consume(self, username: str, now: datetime) -> bool:
         """Mark the token used if it is unused and unexpired; False if another use won."""
-        result = self._c.execute(
-            update(enrolment_tokens)
-            .where(
-                enrolment_tokens.c.username == username,
-                enrolment_tokens.c.used_at.is_(None),
-                enrolment_tokens.c.expires_at > now,
-            )
-            .values(used_at=now)
-        )
-        return result.rowcount == 1
+        return _use_once(self._c, enrolment_tokens.c.username, username, now)
 
     def bind_certificate(self, username: str, certificate_id: int) -> None:
         self._c.execute(
@@ -495,16 +486,22 @@ class Challenges:
 
     def consume(self, nonce: bytes, now: datetime) -> bool:
         """Mark the challenge used if it is unused and unexpired; False otherwise."""
-        result = self._c.execute(
-            update(enrolment_challenges)
-            .where(
-                enrolment_challenges.c.nonce == nonce,
-                enrolment_challenges.c.used_at.is_(None),
-                enrolment_challenges.c.expires_at > now,
-            )
-            .values(used_at=now)
-        )
-        return result.rowcount == 1
+        return _use_once(self._c, enrolment_challenges.c.nonce, nonce, now)
+
+
+def _use_once(connection: Connection, key: Column[Any], value: object, now: datetime) -> bool:
+    """Spend a single-use, expiring row (token or challenge) in one conditional UPDATE.
+
+    The WHERE clause does the check, so two concurrent uses cannot both win: exactly one UPDATE
+    matches the row while ``used_at`` is still NULL.
+    """
+    table = key.table
+    result = connection.execute(
+        update(table)
+        .where(key == value, table.c.used_at.is_(None), table.c.expires_at > now)
+        .values(used_at=now)
+    )
+    return result.rowcount == 1
 
 
 def _next(connection: Connection, name: str) -> int:
