@@ -341,9 +341,7 @@ class ProvisioningLine:
     # --- reading the manifest ---------------------------------------------------------------
 
     def manifest(self) -> list[ManifestEntry]:
-        with self._engine.connect() as conn:
-            rows = conn.execute(select(line_manifest).order_by(line_manifest.c.unit)).all()
-        return [_entry(row) for row in rows]
+        return ManifestReader(self._engine).entries()
 
     def entry(self, unit: str) -> ManifestEntry | None:
         with self._engine.connect() as conn:
