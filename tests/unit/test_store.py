@@ -309,6 +309,43 @@ def test_challenge_is_single_use_and_expires(store: Store) -> None:
         assert tx.challenges.consume(b"\x03" * 32, NOW) is False
 
 
+def test_spend_returns_the_challenge_it_spent_once(store: Store) -> None:
+    nonce = b"\x04" * 32
+    with store.transaction() as tx:
+        tx.challenges.add(
+            ChallengeRecord(
+                nonce=nonce,
+                device_id="dev-9",
+                created_at=NOW,
+                expires_at=NOW + timedelta(minutes=5),
+            )
+        )
+    spent_at = NOW + timedelta(minutes=1)
+    with store.transaction() as tx:
+        spent = tx.challenges.spend(nonce, spent_at)
+        assert spent == tx.challenges.get(nonce)
+        assert spent is not None and spent.device_id == "dev-9" and spent.used_at == spent_at
+        assert tx.challenges.spend(nonce, spent_at) is None  # used
+        assert tx.challenges.spend(b"\x05" * 32, NOW) is None  # unknown
+
+
+def test_records_returned_by_add_are_what_a_read_gives(store: Store) -> None:
+    issuer = _issuer(store)
+    with store.transaction() as tx:
+        device = tx.devices.add(
+            "dev-1",
+            DeviceStatus.PENDING,
+            NOW,
+            provisioner="attestation",
+            idevid_serial="SN-1",
+            idevid_key_sha256=bytes(range(32)),
+        )
+        certificate = tx.certificates.add(_certificate(issuer, 0x1234, "dev-1"))
+    with store.transaction() as tx:
+        assert tx.devices.require("dev-1") == device
+        assert tx.certificates.by_id(certificate.id) == certificate
+
+
 def test_ca_keys_active_and_missing(store: Store) -> None:
     with pytest.raises(NotFoundError, match="ca init"), store.transaction() as tx:
         tx.ca_keys.active(CaRole.ROOT)

@@ -60,28 +60,33 @@ class EnrolmentLedger(Protocol):
 
     def challenge(self, nonce: bytes) -> ChallengeRecord | None: ...
 
-    def consume_challenge(self, nonce: bytes, now: datetime) -> bool:
-        """Spend an unused, unexpired challenge; ``False`` if it is not (any more)."""
+    def spend_challenge(self, nonce: bytes, now: datetime) -> ChallengeRecord | None:
+        """Spend an unused, unexpired challenge and return it; ``None`` if it is not (any more):
+        ``challenge`` then tells why."""
         ...
 
 
 class RepositoryLedger:
-    """``EnrolmentLedger`` over the repositories of one store transaction."""
+    """``EnrolmentLedger`` over the repositories of one store transaction. A device is read
+    once: the provisioner asks again for the record the verifier saw."""
 
     def __init__(self, tx: Repositories) -> None:
         self._tx = tx
+        self._devices: dict[str, DeviceRecord | None] = {}
 
     def manifest_entry(self, serial: str) -> ManifestRecord | None:
         return self._tx.manifest.by_serial(serial)
 
     def device(self, device_id: str) -> DeviceRecord | None:
-        return self._tx.devices.get(device_id)
+        if device_id not in self._devices:
+            self._devices[device_id] = self._tx.devices.get(device_id)
+        return self._devices[device_id]
 
     def challenge(self, nonce: bytes) -> ChallengeRecord | None:
         return self._tx.challenges.get(nonce)
 
-    def consume_challenge(self, nonce: bytes, now: datetime) -> bool:
-        return self._tx.challenges.consume(nonce, now)
+    def spend_challenge(self, nonce: bytes, now: datetime) -> ChallengeRecord | None:
+        return self._tx.challenges.spend(nonce, now)
 
 
 @dataclass(frozen=True, kw_only=True)

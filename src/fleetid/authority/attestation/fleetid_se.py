@@ -314,20 +314,24 @@ class FleetIdSeVerifier:
 
     @staticmethod
     def _challenge(ledger: EnrolmentLedger, nonce: bytes, device_id: str, now: datetime) -> None:
+        """Spend the challenge (one conditional UPDATE); only a refusal reads it to say why. A
+        challenge bound to another device is refused after the spend, which the caller's
+        transaction then undoes."""
         if not nonce:
             raise ChallengeNotBoundError("the key attestation carries no challenge")
-        record = ledger.challenge(nonce)
-        if record is None:
-            raise ChallengeUnknownError("the attested challenge was not issued here")
-        if record.used_at is not None:
-            raise ChallengeReplayedError(
-                f"the attested challenge was used at {record.used_at.isoformat()}"
-            )
-        if now >= record.expires_at:
-            raise ChallengeExpiredError(
-                f"the attested challenge expired at {record.expires_at.isoformat()}"
-            )
-        if record.device_id is not None and record.device_id != device_id:
-            raise ChallengeNotBoundError(f"the challenge was issued for {record.device_id}")
-        if not ledger.consume_challenge(nonce, now):
+        spent = ledger.spend_challenge(nonce, now)
+        if spent is None:
+            record = ledger.challenge(nonce)
+            if record is None:
+                raise ChallengeUnknownError("the attested challenge was not issued here")
+            if record.used_at is not None:
+                raise ChallengeReplayedError(
+                    f"the attested challenge was used at {record.used_at.isoformat()}"
+                )
+            if now >= record.expires_at:
+                raise ChallengeExpiredError(
+                    f"the attested challenge expired at {record.expires_at.isoformat()}"
+                )
             raise ChallengeReplayedError("the attested challenge was spent concurrently")
+        if spent.device_id is not None and spent.device_id != device_id:
+            raise ChallengeNotBoundError(f"the challenge was issued for {spent.device_id}")

@@ -141,32 +141,45 @@ class AttestationProvisioner:
         )
         return Challenge(nonce=nonce, expires_at=now + self._ttl, device_id=device_id)
 
-    def verify(self, tx: Repositories, csr: x509.CertificateSigningRequest) -> AttestedDevice:
+    def verify(
+        self,
+        tx: Repositories,
+        csr: x509.CertificateSigningRequest,
+        ledger: RepositoryLedger | None = None,
+    ) -> AttestedDevice:
         """Verify the evidence and spend its challenge (in ``tx``); raises ``AttestationError``."""
         return verify_attested_csr(
             csr,
             policy=self.policy,
-            ledger=RepositoryLedger(tx),
+            ledger=ledger or RepositoryLedger(tx),
             now=self._clock.now(),
             formats=None,
         )
 
     def authorise(self, tx: Repositories, request: EnrolmentRequest) -> Grant:
         """Verify, then record the device and the factory identity it enrolled with."""
-        attested = self.verify(tx, request.csr)
+        ledger = RepositoryLedger(tx)
+        attested = self.verify(tx, request.csr, ledger)
         now = self._clock.now()
-        if tx.devices.get(attested.device_id) is None:
-            tx.devices.add(attested.device_id, DeviceStatus.PENDING, now, provisioner=self.type_key)
-        tx.devices.bind_idevid(
-            attested.device_id,
-            idevid_serial=attested.device_id,
-            idevid_key_sha256=attested.idevid_key_sha256,
-            now=now,
-        )
-        grant = Grant(
+        if ledger.device(attested.device_id) is None:  # the record the verifier read
+            tx.devices.add(
+                attested.device_id,
+                DeviceStatus.PENDING,
+                now,
+                provisioner=self.type_key,
+                idevid_serial=attested.device_id,
+                idevid_key_sha256=attested.idevid_key_sha256,
+            )
+        else:
+            tx.devices.bind_idevid(
+                attested.device_id,
+                idevid_serial=attested.device_id,
+                idevid_key_sha256=attested.idevid_key_sha256,
+                now=now,
+            )
+        return Grant(
             provisioner=self.type_key,
             device_id=attested.device_id,
             credential_type=CredentialType.OPERATIONAL,
             supersedes_previous=True,
         )
-        return grant
