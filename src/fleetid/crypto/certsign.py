@@ -4,27 +4,27 @@ pyca/cryptography signs only with a private key object it holds. So the builder 
 throwaway key, and the to-be-signed bytes are kept. Under RFC 5280 §4.1.1.2 and §5.1.1.2, those
 bytes carry the signature *algorithm* (ecdsa-with-SHA256/384, RFC 5758 §3.2, which has no
 parameters and so no curve) but nothing of the issuer's key. Then the ``Signer`` signs them, and
-the outer ``SEQUENCE { tbs, signatureAlgorithm, signatureValue BIT STRING }`` is rebuilt with
-asn1crypto. The original TBS encoding is kept byte for byte. Before anything is returned, the
-result is parsed back, its TBS is compared, and its signature is checked against the signer's
-public key. A signer that already verified each signature before returning it (an HSM signer,
-``verifies_signatures = True``) is not verified a second time: the result's signature must then
-be byte for byte the one it returned, over the same TBS bytes.
+the outer ``SEQUENCE { tbs, signatureAlgorithm, signatureValue BIT STRING }`` is rebuilt around
+the draft's own TBS and algorithm elements, copied byte for byte (X.690 §10.1 definite lengths,
+§8.6 BIT STRING with no unused bits: what asn1crypto wrote before, without decoding the draft).
+Before anything is returned, the result is parsed back, its TBS is compared, and its signature is
+checked against the signer's public key. A signer that already verified each signature before
+returning it (an HSM signer, ``verifies_signatures = True``) is not verified a second time: the
+result's signature must then be byte for byte the one it returned, over the same TBS bytes.
 """
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from asn1crypto import crl as asn1_crl
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.signer import Signer, verify_signature
 from fleetid.errors import EncodingError, VerificationError
+from fleetid.formats.tlv import decode_tlv, encode_tlv
 
 __all__ = ["key_usage", "sign_certificate", "sign_crl"]
 
@@ -44,23 +44,20 @@ def _check_hash(signer: Signer) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512
     return algorithm
 
 
-def _resign(
-    draft_der: bytes, asn1_type: Any, tbs_field: str, sig_field: str, signer: Signer
-) -> tuple[bytes, bytes]:
+def _resign(draft_der: bytes, signer: Signer) -> tuple[bytes, bytes]:
     """The re-encoded DER and the signature the signer returned."""
-    draft = asn1_type.load(draft_der)
-    tbs = draft[tbs_field]
-    signature = signer.sign(tbs.dump())
-    der = bytes(
-        asn1_type(
-            {
-                tbs_field: tbs,
-                "signature_algorithm": draft["signature_algorithm"],
-                sig_field: signature,
-            }
-        ).dump()
-    )
-    return der, signature
+    outer, end = decode_tlv(draft_der)
+    if outer.tag != 0x30 or end != len(draft_der):
+        raise EncodingError("the draft is not one DER SEQUENCE")
+    # RFC 5280 §4.1 / §5.1: tbs, signatureAlgorithm, signatureValue, in that order.
+    tbs_element, tbs_end = decode_tlv(outer.value)
+    _, alg_end = decode_tlv(outer.value, tbs_end)
+    tbs = outer.value[:tbs_end]
+    if tbs_element.tag != 0x30:
+        raise EncodingError("the draft's to-be-signed part is not a SEQUENCE")
+    signature = signer.sign(tbs)
+    body = tbs + outer.value[tbs_end:alg_end] + encode_tlv(0x03, b"\x00" + signature)
+    return encode_tlv(0x30, body), signature
 
 
 def _checked(
@@ -113,13 +110,7 @@ def key_usage(
 def sign_certificate(builder: x509.CertificateBuilder, signer: Signer) -> x509.Certificate:
     """The certificate ``builder`` describes, signed by ``signer`` (RFC 5280 §4.1)."""
     draft = builder.sign(_throwaway_key(), _check_hash(signer))
-    der, signature = _resign(
-        draft.public_bytes(serialization.Encoding.DER),
-        asn1_x509.Certificate,
-        "tbs_certificate",
-        "signature_value",
-        signer,
-    )
+    der, signature = _resign(draft.public_bytes(serialization.Encoding.DER), signer)
     result = x509.load_der_x509_certificate(der)
     return _checked(
         result, draft, result.tbs_certificate_bytes, draft.tbs_certificate_bytes, signer, signature
@@ -131,13 +122,7 @@ def sign_crl(
 ) -> x509.CertificateRevocationList:
     """The CRL ``builder`` describes, signed by ``signer`` (RFC 5280 §5.1)."""
     draft = builder.sign(_throwaway_key(), _check_hash(signer))
-    der, signature = _resign(
-        draft.public_bytes(serialization.Encoding.DER),
-        asn1_crl.CertificateList,
-        "tbs_cert_list",
-        "signature",
-        signer,
-    )
+    der, signature = _resign(draft.public_bytes(serialization.Encoding.DER), signer)
     result = x509.load_der_x509_crl(der)
     return _checked(
         result, draft, result.tbs_certlist_bytes, draft.tbs_certlist_bytes, signer, signature
