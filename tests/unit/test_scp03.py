@@ -762,3 +762,14 @@ def test_response_apdu_helpers_agree() -> None:
     pair.send(bytes.fromhex("80ca006600"))
     wire = pair.card.wrap_response(b"abc", 0x9000) + b"\x90\x00"
     assert parse_response(pair.host.unwrap(wire)).data == b"abc"
+
+
+@pytest.mark.parametrize("bits", [64, 128, 192, 256])
+@pytest.mark.parametrize("key_length", [16, 24, 32])
+def test_kdf_on_a_set_up_key_equals_scp03_kdf(bits: int, key_length: int) -> None:
+    from fleetid.crypto.symmetric import AesKey
+    from fleetid.se.scp03 import _kdf
+
+    key, context = os.urandom(key_length), os.urandom(16)
+    for constant in (0x00, 0x01, 0x02, 0x04, 0x06, 0x07):
+        assert _kdf(AesKey(key), constant, context, bits) == scp03_kdf(key, constant, context, bits)

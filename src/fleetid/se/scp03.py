@@ -66,7 +66,6 @@ from fleetid.crypto.symmetric import (
     check_aes_key,
     iso9797_m2_pad,
     iso9797_m2_unpad,
-    scp03_kdf,
 )
 from fleetid.errors import (
     ConfigError,
@@ -189,25 +188,44 @@ class _SessionCiphers:
         return cls(enc=AesKey(keys.s_enc), mac=AesKey(keys.s_mac), rmac=AesKey(keys.s_rmac))
 
 
+def _kdf(key: AesKey, constant: int, context: bytes, length_bits: int) -> bytes:
+    """``scp03_kdf`` (§4.1.5) with a key already set up: one CMAC per 16-byte block of output,
+    over ``00 x11 ‖ constant ‖ 00 ‖ L ‖ i ‖ context``. A session keeps S-MAC set up, so its
+    cryptograms cost one CMAC each (``scp03_kdf`` builds a KBKDF for every call)."""
+    if length_bits not in (64, 128, 192, 256):
+        raise ValueError(f"SCP03 derives 64, 128, 192 or 256 bits, not {length_bits}")
+    label = bytes(11) + bytes((constant, 0)) + length_bits.to_bytes(2, "big")
+    blocks = -(-length_bits // 128)
+    out = b"".join(key.cmac(label + bytes((i,)) + context) for i in range(1, blocks + 1))
+    return out[: length_bits // 8]
+
+
+def _derive(enc: AesKey, mac: AesKey, context: bytes, bits: int) -> SessionKeys:
+    return SessionKeys(
+        s_enc=_kdf(enc, _DC_S_ENC, context, bits),
+        s_mac=_kdf(mac, _DC_S_MAC, context, bits),
+        s_rmac=_kdf(mac, _DC_S_RMAC, context, bits),
+    )
+
+
 def derive_session_keys(
     keys: StaticKeys, host_challenge: bytes, card_challenge: bytes
 ) -> SessionKeys:
     """Derive the session keys from the static keys and both challenges (§6.2.1, Table 6-2)."""
     context = host_challenge + card_challenge
-    bits = keys.key_length * 8
-    return SessionKeys(
-        s_enc=scp03_kdf(keys.enc, _DC_S_ENC, context, bits),
-        s_mac=scp03_kdf(keys.mac, _DC_S_MAC, context, bits),
-        s_rmac=scp03_kdf(keys.mac, _DC_S_RMAC, context, bits),
-    )
+    return _derive(AesKey(keys.enc), AesKey(keys.mac), context, keys.key_length * 8)
+
+
+def _card_challenge(key_enc: AesKey, sequence_counter: int, aid: bytes, s16: bool) -> bytes:
+    context = sequence_counter.to_bytes(_SEQUENCE_COUNTER_LENGTH, "big") + aid
+    return _kdf(key_enc, _DC_CARD_CHALLENGE, context, 128 if s16 else 64)
 
 
 def pseudo_random_card_challenge(
     key_enc: bytes, sequence_counter: int, aid: bytes, *, s16: bool = False
 ) -> bytes:
     """KDF(Key-ENC, 02, sequence counter (3 bytes) ‖ invoking AID), §6.2.2.1."""
-    context = sequence_counter.to_bytes(_SEQUENCE_COUNTER_LENGTH, "big") + aid
-    return scp03_kdf(key_enc, _DC_CARD_CHALLENGE, context, 128 if s16 else 64)
+    return _card_challenge(AesKey(key_enc), sequence_counter, aid, s16)
 
 
 # --- PUT KEY key data (GPCS §11.8.2.3, Amd D §6.2.8) -----------------------------------------
@@ -326,8 +344,8 @@ def _r_mac(s_rmac: AesKey, chain: bytes, body: bytes, sw: int) -> bytes:
     return s_rmac.cmac(chain + body + sw.to_bytes(2, "big"))
 
 
-def _cryptogram(s_mac: bytes, constant: int, context: bytes, length: int) -> bytes:
-    return scp03_kdf(s_mac, constant, context, length * 8)
+def _cryptogram(s_mac: AesKey, constant: int, context: bytes, length: int) -> bytes:
+    return _kdf(s_mac, constant, context, length * 8)
 
 
 # --- host side ----------------------------------------------------------------------------------
@@ -448,16 +466,17 @@ class HostSession:
         else:
             session = keys.session_keys(self._host_challenge, card_challenge)
         context = self._host_challenge + card_challenge
-        expected = _cryptogram(session.s_mac, _DC_CARD_CRYPTOGRAM, context, n)
+        ciphers = _SessionCiphers.of(session)
+        expected = _cryptogram(ciphers.mac, _DC_CARD_CRYPTOGRAM, context, n)
         if not bytes_equal(expected, card_cryptogram):
             raise VerificationError("SCP03 card cryptogram does not verify (§6.2.2.2)")
-        host_cryptogram = _cryptogram(session.s_mac, _DC_HOST_CRYPTOGRAM, context, n)
+        host_cryptogram = _cryptogram(ciphers.mac, _DC_HOST_CRYPTOGRAM, context, n)
 
         self.key_diversification_data = kdd
         self.key_version = kvn
         self.sequence_counter = int.from_bytes(counter, "big") if counter else None
         self._static = keys if isinstance(keys, StaticKeys) else None
-        self._ciphers = ciphers = _SessionCiphers.of(session)
+        self._ciphers = ciphers
         # §6.2.3: EXTERNAL AUTHENTICATE is always MACed, from a zero chaining value, never
         # encrypted; the encryption counter then starts at 1 with the next command (§6.2.6).
         apdu = self._mac_command(
@@ -687,22 +706,21 @@ class CardChannel:
         if keys is None:
             raise self._fail(SW.REFERENCED_DATA_NOT_FOUND, f"no key set with KVN {kvn:02X}")
         counter = b""
+        key_enc = AesKey(keys.enc)  # the card challenge and S-ENC both come from Key-ENC
         if self.pseudo_random_challenge:
             if self.sequence_counter >= _SEQUENCE_COUNTER_MAX:
                 raise self._fail(SW.CONDITIONS_NOT_SATISFIED, "sequence counter exhausted")
             # §6.2.2.1: increment, then use the new value.
             self.sequence_counter += 1
-            card_challenge = pseudo_random_card_challenge(
-                keys.enc, self.sequence_counter, self.aid, s16=self.s16
-            )
+            card_challenge = _card_challenge(key_enc, self.sequence_counter, self.aid, self.s16)
             counter = self.sequence_counter.to_bytes(_SEQUENCE_COUNTER_LENGTH, "big")
         else:
             card_challenge = self._random(self._n)
-        session = derive_session_keys(keys, apdu.data, card_challenge)
         self._context = apdu.data + card_challenge
-        cryptogram = _cryptogram(session.s_mac, _DC_CARD_CRYPTOGRAM, self._context, self._n)
+        session = _derive(key_enc, AesKey(keys.mac), self._context, keys.key_length * 8)
+        self._ciphers = ciphers = _SessionCiphers.of(session)
+        cryptogram = _cryptogram(ciphers.mac, _DC_CARD_CRYPTOGRAM, self._context, self._n)
         self._static, self._session, self._kvn, self._pending = keys, session, kvn, True
-        self._ciphers = _SessionCiphers.of(session)
         return (
             self.kdd
             + bytes((kvn, SCP03_ID, self.i_parameter))
@@ -715,7 +733,6 @@ class CardChannel:
         """Verify the host cryptogram and C-MAC and open the session at P1 (§7.1.2)."""
         if not self._pending or self._session is None or self._ciphers is None:
             raise self._fail(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE UPDATE before")
-        session = self._session
         if not _has_secure_messaging(apdu.cla):
             raise self._fail(SW.SECURITY_STATUS_NOT_SATISFIED, "EXTERNAL AUTHENTICATE not MACed")
         if apdu.p1 not in SECURITY_LEVELS or apdu.p2 != 0x00:
@@ -723,7 +740,7 @@ class CardChannel:
         if len(apdu.data) != 2 * self._n:
             raise self._fail(SW.WRONG_LENGTH, f"EXTERNAL AUTHENTICATE data of {len(apdu.data)}")
         host_cryptogram, mac = apdu.data[: self._n], apdu.data[self._n :]
-        expected = _cryptogram(session.s_mac, _DC_HOST_CRYPTOGRAM, self._context, self._n)
+        expected = _cryptogram(self._ciphers.mac, _DC_HOST_CRYPTOGRAM, self._context, self._n)
         if not bytes_equal(expected, host_cryptogram):
             raise self._fail(SW.VERIFICATION_FAILED, "host cryptogram does not verify")
         nc = len(apdu.data)
