@@ -108,7 +108,40 @@ class EventKind(StrEnum):
     DUPLICATE_SERIAL = "duplicate-serial"
 
 
+# RFC 8785 on ASCII-only JSON (no floats, integers in the I-JSON range) is what Python's encoder
+# writes with sorted keys and no whitespace: members sorted by UTF-16 code units (§3.2.3) equal
+# code point order for ASCII names; strings escape '"', '\\', \b \t \n \f \r as such and the
+# other controls as lower-case \u00xx (§3.2.2.2); integers print as ECMAScript does (§3.2.2.3).
+# Anything else (floats, non-ASCII text, other types) goes through rfc8785 itself.
+_PLAIN_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _plain(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return bool(value.isascii())
+    if kind is int:
+        return bool(-_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER)
+    if kind is bool or value is None:
+        return True
+    if kind is list:
+        return all(_plain(item) for item in value)
+    if kind is dict:
+        return all(
+            type(name) is str and name.isascii() and _plain(item) for name, item in value.items()
+        )
+    return False
+
+
 def _canonical(value: Any, what: str) -> bytes:
+    """RFC 8785 form of ``value``; the appending path's (see ``_plain``)."""
+    if _plain(value):
+        return _PLAIN_JSON.encode(value).encode("ascii")
+    return _rfc8785(value, what)
+
+
+def _rfc8785(value: Any, what: str) -> bytes:
+    """RFC 8785 form of ``value`` by the rfc8785 package alone (the reading path's)."""
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
@@ -131,7 +164,7 @@ def encode_leaf(*, index: int, logged_at: str, kind: str, serial: str | None, bo
         "logged_at": logged_at,
         "serial": serial,
     }
-    return _canonical(record, "audit entry")
+    return _rfc8785(record, "audit entry")
 
 
 _LEAF_FORMAT_JSON = rfc8785.dumps(LEAF_FORMAT)
