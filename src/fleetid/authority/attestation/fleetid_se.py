@@ -12,10 +12,11 @@ The rules, in the order they are checked (each failure is its own ``AttestationE
 2. it is signed by the attestation key of an IDevID in the bundle (``verify_directly_issued_by``;
    the IDevID is an end entity, so this last link is outside RFC 5280 path validation);
 3. the IDevID chains to a configured manufacturer root: pyca's RFC 5280 path validation
-   (``PolicyBuilder``) at ``now``, with the bundle's other certificates as intermediates. The CA
-   certificates are held to the Web PKI CA profile; the IDevID must carry keyUsage
-   digitalSignature and may carry anything else (an 802.1AR identity has no EKU, and its only
-   name is an RFC 4108 HardwareModuleName);
+   (``PolicyBuilder``) at ``now``, with the bundle's other certificates as intermediates
+   (``fleetid.authority.attestation.paths``, which also says how a line CA already validated
+   is remembered). The CA certificates are held to the Web PKI CA profile; the IDevID must
+   carry keyUsage digitalSignature and may carry anything else (an 802.1AR identity has no EKU,
+   and its only name is an RFC 4108 HardwareModuleName);
 4. the chip serial in the key properties is the IDevID's hwSerialNum;
 5. the CSR's public key is the attested key;
 6. the key was generated on the card, is not exportable, and has exactly the required usage;
@@ -37,15 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from cryptography.x509.verification import (
-    Criticality,
-    ExtensionPolicy,
-    PolicyBuilder,
-    Store,
-)
-from cryptography.x509.verification import (
-    VerificationError as PathValidationError,
-)
+from cryptography.x509.verification import VerificationError as PathValidationError
 
 from fleetid.authority.attestation.base import (
     AttestedDevice,
@@ -73,6 +66,7 @@ from fleetid.authority.attestation.errors import (
     QuarantinedDeviceError,
     UnknownManufacturerError,
 )
+from fleetid.authority.attestation.paths import IdevidPaths
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.factory.manufacturer import certificate_fingerprint, hardware_module_name_of
 from fleetid.formats.attestation import (
@@ -115,13 +109,6 @@ def _ec_key(certificate: x509.Certificate, what: str) -> ec.EllipticCurvePublicK
     return key
 
 
-def _require_digital_signature(
-    _policy: object, _certificate: x509.Certificate, extension: x509.KeyUsage | None
-) -> None:
-    if extension is None or not extension.digital_signature:
-        raise ValueError("an IDevID's keyUsage has digitalSignature (802.1AR §8.10.1)")
-
-
 def _extension_value(certificate: x509.Certificate, oid: str) -> bytes | None:
     try:
         ext = certificate.extensions.get_extension_for_oid(x509.ObjectIdentifier(oid))
@@ -139,6 +126,9 @@ class FleetIdSeVerifier:
 
     type_key: ClassVar[str] = "fleetid-se"
     statement_type: ClassVar[str] = FLEETID_SE_KEY_ATTESTATION_OID
+
+    def __init__(self) -> None:
+        self._paths = IdevidPaths()
 
     def verify(
         self,
@@ -212,26 +202,16 @@ class FleetIdSeVerifier:
             "no certificate in the bundle holds the key that signed the key attestation"
         )
 
-    @staticmethod
     def _chain_to_manufacturer(
+        self,
         idevid: x509.Certificate,
         bundle: AttestationBundle,
         policy: VerificationPolicy,
         now: datetime,
     ) -> None:
-        ee_policy = ExtensionPolicy.permit_all().require_present(
-            x509.KeyUsage, Criticality.AGNOSTIC, _require_digital_signature
-        )
-        verifier = (
-            PolicyBuilder()
-            .store(Store(list(policy.manufacturer_roots)))
-            .time(now)
-            .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
-            .build_client_verifier()
-        )
         intermediates = [c for c in bundle.certificates if c != idevid]
         try:
-            verifier.verify(idevid, intermediates)
+            self._paths.validate(idevid, intermediates, policy.manufacturer_roots, now)
         except PathValidationError as exc:
             raise UnknownManufacturerError(
                 f"the IDevID does not chain to a configured manufacturer root: {exc}"
