@@ -218,6 +218,12 @@ class CardState:
     _json: dict[str, tuple[object, str]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    #: DER SubjectPublicKeyInfo of key slots, by handle: (the slot it is the public key of, the
+    #: DER). Public values, never written to flash; an entry counts only while ``keys`` holds
+    #: that very slot object (a replaced or reloaded slot misses).
+    public_keys: dict[int, tuple[KeySlot, bytes]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def chip_serial(self) -> bytes:
@@ -233,6 +239,7 @@ class CardState:
         self.keys.clear()
         self.key_certificates.clear()
         self._json.clear()
+        self.public_keys.clear()
 
     def to_bytes(self) -> bytes:
         keysets = {

@@ -36,7 +36,9 @@ DICE TcbInfo extensions of ``fleetid.formats.attestation``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -65,6 +67,7 @@ from fleetid.se.applets.manager import (
     INS_STORE_DATA,
     StoreDataBuffer,
     cplc_data_object,
+    pyca_curve,
 )
 from fleetid.se.state import (
     ATTESTATION_HANDLE,
@@ -107,18 +110,8 @@ _NO_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 _TCB_VENDOR = "fleetid"
 _TCB_MODEL = "fleetid-se-emulator"
 _SW_ALREADY_EXISTS = 0x6A89  # ISO 7816-4 Table 6: "file already exists"
-
-
-_PYCA_CURVES: dict[Curve, type[ec.EllipticCurve]] = {
-    Curve.P256: ec.SECP256R1,
-    Curve.P384: ec.SECP384R1,
-    Curve.BRAINPOOL_P256: ec.BrainpoolP256R1,
-    Curve.BRAINPOOL_P384: ec.BrainpoolP384R1,
-}
-
-
-def _pyca_curve(curve: Curve) -> ec.EllipticCurve:
-    return _PYCA_CURVES[curve]()
+_KEY_PROPERTIES = x509.ObjectIdentifier(KEY_PROPERTIES_OID)
+_TCB_INFO = x509.ObjectIdentifier(TCG_DICE_TCB_INFO_OID)
 
 
 def _point(key: ec.EllipticCurvePublicKey) -> bytes:
@@ -139,6 +132,8 @@ class IdentityApplet(Applet):
         # KeySlot object itself, which is replaced whenever a slot changes, or on reload), dropped
         # on DELETE and on zeroise. Per card, never logged; the applet has no key-bearing repr.
         self._cache: dict[int, tuple[KeySlot, ec.EllipticCurvePrivateKey]] = {}
+        # The attestation certificate (chain[0]) ATTEST names as issuer, parsed once per DER.
+        self._issuer: _Issuer | None = None
 
     def select(self, state: CardState) -> bytes:
         self._store.reset()
@@ -149,6 +144,7 @@ class IdentityApplet(Applet):
 
     def zeroise(self) -> None:
         self._cache.clear()
+        self._issuer = None
 
     def process(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         ins = apdu.ins
@@ -192,7 +188,7 @@ class IdentityApplet(Applet):
         cached = self._cache.get(handle)
         if cached is not None and cached[0] is slot:
             return cached
-        key = ec.derive_private_key(slot.private_value, _pyca_curve(slot.curve))
+        key = ec.derive_private_key(slot.private_value, pyca_curve(slot.curve))
         self._cache[handle] = (slot, key)
         return slot, key
 
@@ -263,16 +259,19 @@ class IdentityApplet(Applet):
                 raise refuse(SW.INCORRECT_P1P2, f"handle {handle:02X} is out of range")
             elif handle in state.keys:
                 raise refuse(_SW_ALREADY_EXISTS, f"slot {handle:02X} is in use")
-        key = ec.generate_private_key(_pyca_curve(curve))
+        key = ec.generate_private_key(pyca_curve(curve))
         slot = KeySlot(curve=curve, private_value=key.private_numbers().private_value, usage=policy)
         state.keys[handle] = slot
         if handle == ATTESTATION_HANDLE:
             state.attestation_chain = []  # a new attestation key needs a new certificate
         state.key_certificates.pop(handle, None)
-        # The new key object serves its first uses (GET PUBLIC KEY, ATTEST) without a rebuild.
+        # The new key object serves its first uses (GET PUBLIC KEY, ATTEST) without a rebuild,
+        # and the ISD checks certificates of it (STORE DATA) against its recorded public key.
         self._cache[handle] = (slot, key)
+        public_key = key.public_key()
+        state.public_keys[handle] = (slot, _spki(public_key))
         ctx.persist()
-        return Reply(data=bytes((handle,)) + _point(key.public_key()))
+        return Reply(data=bytes((handle,)) + _point(public_key))
 
     def _sign(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         handle = self._user_handle(apdu)
@@ -327,8 +326,11 @@ class IdentityApplet(Applet):
             raise refuse(SW.WRONG_LENGTH, f"challenge longer than {_MAX_CHALLENGE} bytes")
         if ATTESTATION_HANDLE not in state.keys or not state.attestation_chain:
             raise refuse(SW.CONDITIONS_NOT_SATISFIED, "card has no certified attestation key")
-        _, attestation_key = self._private_key(state, ATTESTATION_HANDLE)
-        issuer = x509.load_der_x509_certificate(state.attestation_chain[0])
+        attestation_slot, attestation_key = self._private_key(state, ATTESTATION_HANDLE)
+        issuer = self._issuer
+        issuer_der = state.attestation_chain[0]
+        if issuer is None or issuer.der != issuer_der or issuer.slot is not attestation_slot:
+            issuer = self._issuer = _Issuer.of(issuer_der, attestation_slot, attestation_key)
         cert = _attestation_certificate(
             state=state,
             handle=handle,
@@ -342,6 +344,59 @@ class IdentityApplet(Applet):
         return Reply(data=cert.public_bytes(serialization.Encoding.DER))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Issuer:
+    """What ATTEST takes from the card's attestation certificate (``der``, certifying the key in
+    ``slot``): its name, its notBefore and the authority key identifier naming it (RFC 5280
+    §4.2.1.1: its SKI, else the key's own identifier)."""
+
+    der: bytes
+    slot: KeySlot
+    name: x509.Name
+    not_before: datetime
+    aki: x509.AuthorityKeyIdentifier
+
+    @classmethod
+    def of(cls, der: bytes, slot: KeySlot, key: ec.EllipticCurvePrivateKey) -> _Issuer:
+        certificate = x509.load_der_x509_certificate(der)
+        try:
+            aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            )
+        except x509.ExtensionNotFound:
+            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+        return cls(
+            der=der,
+            slot=slot,
+            name=certificate.subject,
+            not_before=certificate.not_valid_before_utc,
+            aki=aki,
+        )
+
+
+def _spki(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+_NOT_CA = x509.BasicConstraints(ca=False, path_length=None)
+
+
+@lru_cache(maxsize=8)
+def _key_usage(usage: KeyUsage) -> x509.KeyUsage:
+    return key_usage(
+        digital_signature=bool(usage & KeyUsage.SIGN),
+        key_agreement=bool(usage & KeyUsage.KEY_AGREEMENT),
+    )
+
+
+@lru_cache(maxsize=32)
+def _tcb_info_der(tcb: TcbInfo) -> bytes:
+    """``encode_tcb_info``, once per distinct value (the boot state changes with firmware only)."""
+    return encode_tcb_info(tcb)
+
+
 def _attestation_certificate(
     *,
     state: CardState,
@@ -349,7 +404,7 @@ def _attestation_certificate(
     slot: KeySlot,
     subject_key: ec.EllipticCurvePublicKey,
     challenge: bytes,
-    issuer: x509.Certificate,
+    issuer: _Issuer,
     signing_key: ec.EllipticCurvePrivateKey,
     serial: int,
 ) -> x509.Certificate:
@@ -378,40 +433,24 @@ def _attestation_certificate(
             x509.NameAttribute(NameOID.COMMON_NAME, f"fleetid SE key {handle:02X}"),
         ]
     )
-    try:
-        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-            issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        )
-    except x509.ExtensionNotFound:
-        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key())
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(issuer.subject)
+        .issuer_name(issuer.name)
         .public_key(subject_key)
         .serial_number(serial)
-        .not_valid_before(issuer.not_valid_before_utc)
+        .not_valid_before(issuer.not_before)
         .not_valid_after(_NO_EXPIRY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            key_usage(
-                digital_signature=bool(usage & KeyUsage.SIGN),
-                key_agreement=bool(usage & KeyUsage.KEY_AGREEMENT),
-            ),
-            critical=True,
-        )
+        .add_extension(_NOT_CA, critical=True)
+        .add_extension(_key_usage(usage), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
-        .add_extension(aki, critical=False)
+        .add_extension(issuer.aki, critical=False)
         .add_extension(
-            x509.UnrecognizedExtension(
-                x509.ObjectIdentifier(KEY_PROPERTIES_OID), encode_key_properties(props)
-            ),
+            x509.UnrecognizedExtension(_KEY_PROPERTIES, encode_key_properties(props)),
             critical=False,
         )
         .add_extension(
-            x509.UnrecognizedExtension(
-                x509.ObjectIdentifier(TCG_DICE_TCB_INFO_OID), encode_tcb_info(tcb)
-            ),
+            x509.UnrecognizedExtension(_TCB_INFO, _tcb_info_der(tcb)),
             critical=False,
         )
     )

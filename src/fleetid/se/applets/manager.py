@@ -49,6 +49,7 @@ from fleetid.se.state import (
     ATTESTATION_HANDLE,
     CardLifeCycle,
     CardState,
+    Curve,
     KeySet,
     allowed_transition,
 )
@@ -61,6 +62,8 @@ __all__ = [
     "StoreDataBuffer",
     "apply_store_data",
     "private_key_of",
+    "public_key_of",
+    "pyca_curve",
 ]
 
 ISD_AID = bytes.fromhex("A000000151000000")
@@ -88,13 +91,49 @@ class PersonalisationObject:
     KEY_CERTIFICATE = (0x0F04, 0xDF04)
 
 
+_PYCA_CURVES: dict[Curve, type[ec.EllipticCurve]] = {
+    Curve.P256: ec.SECP256R1,
+    Curve.P384: ec.SECP384R1,
+    Curve.BRAINPOOL_P256: ec.BrainpoolP256R1,
+    Curve.BRAINPOOL_P384: ec.BrainpoolP384R1,
+}
+
+
+def pyca_curve(curve: Curve) -> ec.EllipticCurve:
+    """The pyca curve object of a GENERATE KEY curve reference."""
+    return _PYCA_CURVES[curve]()
+
+
 def private_key_of(state: CardState, handle: int) -> ec.EllipticCurvePrivateKey | None:
     """The pyca private key object in slot ``handle`` (the card's own use only), or None."""
     slot = state.keys.get(handle)
     if slot is None:
         return None
-    curve: ec.EllipticCurve = ec.SECP256R1() if slot.curve.coordinate_size == 32 else ec.SECP384R1()
-    return ec.derive_private_key(slot.private_value, curve)
+    return ec.derive_private_key(slot.private_value, pyca_curve(slot.curve))
+
+
+def public_key_of(state: CardState, handle: int) -> bytes | None:
+    """The DER SubjectPublicKeyInfo of the key in slot ``handle``, or None.
+
+    Taken from ``state.public_keys`` when it names this very slot (the identity applet records
+    the keys it generates), else computed from the private key and recorded."""
+    slot = state.keys.get(handle)
+    if slot is None:
+        return None
+    cached = state.public_keys.get(handle)
+    if cached is not None and cached[0] is slot:
+        return cached[1]
+    key = private_key_of(state, handle)
+    assert key is not None  # noqa: S101 - the slot exists
+    der = _spki(key.public_key())
+    state.public_keys[handle] = (slot, der)
+    return der
+
+
+def _spki(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _der_certificates(value: bytes) -> list[bytes]:
@@ -118,10 +157,8 @@ def _der_certificates(value: bytes) -> list[bytes]:
     return out
 
 
-def _same_key(a: ec.EllipticCurvePublicKey, b: object) -> bool:
-    return isinstance(b, ec.EllipticCurvePublicKey) and a.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) == b.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+def _same_key(spki: bytes, b: object) -> bool:
+    return isinstance(b, ec.EllipticCurvePublicKey) and spki == _spki(b)
 
 
 def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> None:
@@ -138,11 +175,11 @@ def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> N
         if obj == PersonalisationObject.ATTESTATION_CHAIN[0]:
             ctx.require_before(CardLifeCycle.SECURED)
             certs = _der_certificates(value)
-            key = private_key_of(state, ATTESTATION_HANDLE)
-            if key is None:
+            spki = public_key_of(state, ATTESTATION_HANDLE)
+            if spki is None:
                 raise refuse(SW.CONDITIONS_NOT_SATISFIED, "no attestation key to certify")
             leaf = x509.load_der_x509_certificate(certs[0])
-            if not _same_key(key.public_key(), leaf.public_key()):
+            if not _same_key(spki, leaf.public_key()):
                 raise refuse(SW.INCORRECT_DATA, "chain does not certify the attestation key")
             chain = certs
         elif obj == PersonalisationObject.TRUST_ANCHORS[0]:
@@ -163,11 +200,11 @@ def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> N
             if len(value) < 2:
                 raise refuse(SW.INCORRECT_DATA, "key certificate needs a handle and a certificate")
             handle, certs = value[0], _der_certificates(value[1:])
-            key = private_key_of(state, handle)
-            if key is None:
+            spki = public_key_of(state, handle)
+            if spki is None:
                 raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no key in slot {handle:02X}")
             cert = x509.load_der_x509_certificate(certs[0])
-            if len(certs) != 1 or not _same_key(key.public_key(), cert.public_key()):
+            if len(certs) != 1 or not _same_key(spki, cert.public_key()):
                 raise refuse(SW.INCORRECT_DATA, "certificate does not certify that key")
             key_certificates[handle] = certs[0]
         else:
