@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from fleetid import __version__
-from fleetid.api import est
+from fleetid.api import est, writes
 from fleetid.api.errors import install_error_handlers
 from fleetid.api.routes import crl, enrol, etsi, ocsp
 from fleetid.api.routes import filter as filter_routes
@@ -33,6 +33,7 @@ def create_app(
     app.state.settings = settings
     app.state.ca = ca
     install_error_handlers(app)
+    writes.install(app, ca.store)  # enrolment's transactions are group-committed
     app.include_router(est.router)
     # EST plus attestation-gated enrolment, refresh/re-key proofs and release (/enrol/...).
     enrol.install(app, lifecycle_service(ca))

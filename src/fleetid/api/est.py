@@ -22,9 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
+from fleetid.api.writes import write
 from fleetid.authority.enrolment import EnrolmentService
 from fleetid.authority.provisioners import BasicCredentials
 from fleetid.errors import EncodingError
@@ -152,7 +152,7 @@ async def simpleenroll(request: Request, service: Service, basic: Basic) -> Resp
         if basic is None
         else BasicCredentials(username=basic.username, password=basic.password)
     )
-    certificate = await run_in_threadpool(service.simple_enroll, credentials, der)
+    certificate = await write(request, service.simple_enroll, credentials, der)
     return _certs_only([certificate])
 
 
@@ -167,7 +167,7 @@ async def simplereenroll(request: Request, service: Service) -> Response:
     der = decode_base64_body(await request.body())
     # fleetid.authority.lifecycle: refresh/re-key proven by a signature over the request.
     proof = request.headers.get(PROOF_HEADER)
-    certificate = await run_in_threadpool(service.simple_reenroll, der, proof)
+    certificate = await write(request, service.simple_reenroll, der, proof)
     return _certs_only([certificate])
 
 

@@ -556,6 +556,17 @@ def _next(connection: Connection, name: str) -> int:
     return int(value)
 
 
+def _repositories(connection: Connection) -> Repositories:
+    return Repositories(
+        ca_keys=CaKeys(connection),
+        devices=Devices(connection),
+        certificates=Certificates(connection),
+        tokens=Tokens(connection),
+        challenges=Challenges(connection),
+        manifest=LineManifest(connection),
+    )
+
+
 @dataclass(frozen=True)
 class Repositories:
     """The repositories of one transaction."""
@@ -577,6 +588,7 @@ class Store:
         # handler), which under a server's thread pool costs far more than the work. Threads
         # of this process queue on a lock instead; other processes still meet the busy timeout.
         self._sqlite_writer = threading.RLock() if engine.dialect.name == "sqlite" else None
+        self._batch = threading.local()  # the connection of this thread's open batch, if any
         if migrate:
             ensure_schema(engine)
 
@@ -585,18 +597,34 @@ class Store:
         """One transaction. On SQLite it is ``BEGIN IMMEDIATE``: Python's sqlite3 would open the
         transaction only at the first write, leaving the reads before it outside; taking the
         write lock at once (waiting out the busy timeout) makes the whole unit atomic.
+
+        Inside ``batch()`` on the same thread it is a SAVEPOINT of the batch's transaction: it
+        rolls back alone, and commits with the batch.
         """
+        batch: Connection | None = getattr(self._batch, "connection", None)
+        if batch is not None:
+            with batch.begin_nested():
+                yield _repositories(batch)
+            return
         with self._sqlite_writer or nullcontext(), self.engine.begin() as connection:
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
-            yield Repositories(
-                ca_keys=CaKeys(connection),
-                devices=Devices(connection),
-                certificates=Certificates(connection),
-                tokens=Tokens(connection),
-                challenges=Challenges(connection),
-                manifest=LineManifest(connection),
-            )
+            yield _repositories(connection)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction around every ``transaction()`` this thread opens until it ends, each of
+        them a SAVEPOINT: one commit for many units (``fleetid.store.group_commit``)."""
+        if getattr(self._batch, "connection", None) is not None:
+            raise StoreError("a batch is already open on this thread")
+        with self._sqlite_writer or nullcontext(), self.engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            self._batch.connection = connection
+            try:
+                yield
+            finally:
+                self._batch.connection = None
 
     def bulk_insert_certificates(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert many certificate rows in one executemany (benchmarks, imports)."""

@@ -17,9 +17,9 @@ import base64
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 
+from fleetid.api.writes import write
 from fleetid.authority.lifecycle import LifecycleService
 from fleetid.errors import AuthenticationError, EncodingError
 from fleetid.formats.proof import CHALLENGE_PATH, PROOF_HEADER, RELEASE_PATH
@@ -71,7 +71,7 @@ async def challenge(request: Request, service: Service) -> ChallengeResponse:
     except ValidationError as exc:
         raise EncodingError(f"challenge request: {exc.errors()[0]['msg']}") from exc
     device_id = parsed.device_id
-    issued = await run_in_threadpool(service.issue_challenge, device_id)
+    issued = await write(request, service.issue_challenge, device_id)
     return ChallengeResponse(
         nonce=base64.urlsafe_b64encode(issued.nonce).rstrip(b"=").decode(),
         expires_at=issued.expires_at.isoformat(),
@@ -87,5 +87,5 @@ async def release(request: Request, service: Service) -> ReleaseResponse:
     proof = request.headers.get(PROOF_HEADER)
     if proof is None:
         raise AuthenticationError(f"release needs a {PROOF_HEADER} header")
-    done = await run_in_threadpool(service.release, body, proof)
+    done = await write(request, service.release, body, proof)
     return ReleaseResponse(revoked=[r.serial for r in done])

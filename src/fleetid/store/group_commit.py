@@ -1,0 +1,126 @@
+"""Group commit: concurrent requests share one database transaction and one commit.
+
+A server answering many small writes (a challenge, an enrolment) spends more on committing
+than on the write: each commit is a WAL flush (``synchronous=FULL`` on SQLite, the WAL record on
+PostgreSQL), and on SQLite the writers take turns for the one write lock. ``GroupCommit`` runs
+submitted units on one writer thread. It takes what has queued up (at most ``max_batch``), runs
+each unit inside one ``Store.batch()`` transaction, where each unit's own
+``Store.transaction()`` is a SAVEPOINT, commits once, and only then settles the units'
+futures. So:
+
+* a unit that raises is rolled back to its savepoint alone, and its caller gets the exception;
+* a caller never sees success before its writes are durable: a crash before the commit loses
+  the whole batch and answers none of it;
+* if the commit itself fails, every unit of the batch fails with that ``StoreError``.
+
+Units run one after another, as a serialisable schedule in queue order; a unit sees the writes
+of the units before it in the batch. Units must not have side effects outside the database that
+assume their commit (none of the enrolment operations do).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from fleetid.errors import StoreError
+from fleetid.store.repositories import Store
+
+__all__ = ["GroupCommit"]
+
+T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
+_DEFAULT_MAX_BATCH: Final = 32
+
+
+@dataclass(frozen=True)
+class _Unit:
+    run: Callable[[], Any]
+    future: Future[Any]
+
+
+class GroupCommit:
+    """One writer thread for ``store``; ``submit`` queues a unit and returns its future."""
+
+    def __init__(self, store: Store, *, max_batch: int = _DEFAULT_MAX_BATCH) -> None:
+        if max_batch < 1:
+            raise ValueError("a batch holds at least one unit")
+        self._store = store
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run ``fn(*args)`` in the next batch; the future settles after the batch commits."""
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise StoreError("the store's writer is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._writer, name="fleetid-group-commit", daemon=True
+                )
+                self._thread.start()
+            self._queue.put(_Unit(run=lambda: fn(*args), future=future))
+        return future
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the writer thread."""
+        with self._lock:
+            self._closed = True
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def _writer(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            units = [first]
+            stop = False
+            while len(units) < self._max_batch:
+                try:
+                    unit = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if unit is None:
+                    stop = True
+                    break
+                units.append(unit)
+            self._run_batch(units)
+            if stop:
+                return
+
+    def _run_batch(self, units: list[_Unit]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self._store.batch():
+                for unit in units:
+                    if not unit.future.set_running_or_notify_cancel():
+                        outcomes.append((False, None))
+                        continue
+                    try:
+                        outcomes.append((True, unit.run()))
+                    except Exception as exc:  # the unit's own failure, rolled back alone
+                        outcomes.append((False, exc))
+        except Exception as exc:  # the batch's own BEGIN or COMMIT: nothing of it is durable
+            _log.error("group commit of %d units failed: %s", len(units), exc)
+            failure = StoreError(f"the transaction was not committed: {exc}")
+            outcomes = [(False, failure)] * len(units)
+        for unit, (ok, value) in zip(units, outcomes, strict=True):
+            if unit.future.cancelled():
+                continue
+            if ok:
+                unit.future.set_result(value)
+            else:
+                unit.future.set_exception(value)
