@@ -71,7 +71,7 @@ from fleetid.errors import (
 )
 from fleetid.factory.auditlog import AuditEvent, AuditLog
 from fleetid.factory.ceremony import CeremonyRecord
-from fleetid.factory.manufacturer import certificate_fingerprint, issue_idevid
+from fleetid.factory.manufacturer import IdevidIssuer, certificate_fingerprint
 from fleetid.formats.attestation import KeyUsage
 from fleetid.hsm.base import DerivedKey, Hsm, Scp03KeySet
 from fleetid.se.applets.manager import PersonalisationObject
@@ -322,6 +322,12 @@ class ProvisioningLine:
         self._config = config or LineConfig()
         self._crash_at = os.environ.get(CRASH_ENV, "")
         self._line_signer: Signer = hsm.signer(record.line_ca_label)
+        # What every IDevID of this line CA shares is encoded once (checked against pyca's).
+        self._idevids = IdevidIssuer(
+            line_ca=record.line_ca_certificate,
+            line_ca_signer=self._line_signer,
+            organization=record.organization,
+        )
         self._firmware_key = hsm.public_key(record.firmware_key_label)
         # What every unit gets above its own IDevID, encoded and fingerprinted once per line.
         line_ca, root = record.line_ca_certificate, record.root_certificate
@@ -560,13 +566,10 @@ class ProvisioningLine:
         self._crash("after-generate")
         canonical_key = self._generate_canonical(item, client)
         try:
-            idevid = issue_idevid(
-                line_ca=self._record.line_ca_certificate,
-                line_ca_signer=self._line_signer,
+            idevid = self._idevids.issue(
                 public_key=public_key,
                 device_serial=item.serial,
                 chip_serial=item.kdd,
-                organization=self._record.organization,
                 now=self._clock.now(),
             )
         except (HsmError, VerificationError) as exc:

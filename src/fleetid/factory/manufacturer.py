@@ -17,6 +17,7 @@ checked by pkilint's RFC 5280 linters in the tests.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -24,19 +25,21 @@ from typing import Any
 
 import asn1tools
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from fleetid.crypto.certsign import key_usage
-from fleetid.crypto.signer import Signer
+from fleetid.crypto.signer import Signer, verify_signature
 from fleetid.errors import EncodingError, VerificationError
+from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
 
 __all__ = [
     "IDEVID_NOT_AFTER",
     "ID_ON_HARDWARE_MODULE_NAME",
     "SE_HW_TYPE",
     "HardwareModuleName",
+    "IdevidIssuer",
     "ManufacturerNames",
     "certificate_fingerprint",
     "decode_hardware_module_name",
@@ -275,6 +278,206 @@ def issue_idevid(
         organization=organization,
     )
     return _sign(builder, line_ca_signer)
+
+
+class IdevidIssuer:
+    """``issue_idevid`` for one line CA, with what every IDevID of it shares encoded once.
+
+    The TBS of an IDevID (RFC 5280 §4.1) differs between devices only in the serial number,
+    notBefore, the subject's commonName and serialNumber, the key, the HardwareModuleName in
+    subjectAltName and the subject key identifier. The rest (version, signature algorithm,
+    issuer, notAfter, the subject's organizationName, keyUsage, authorityKeyIdentifier) is taken
+    once from a draft pyca builds from ``idevid_builder`` and signs with a throwaway key, and the
+    TBS of a second draft is rebuilt here and compared with pyca's bytes before the issuer is
+    used (``EncodingError`` otherwise). Per device, the line CA signer signs the TBS (an HSM
+    signer verifies the signature before returning it; any other is verified here), and the
+    certificate is parsed back and its TBS and signature compared with what was signed.
+    """
+
+    def __init__(
+        self,
+        *,
+        line_ca: x509.Certificate,
+        line_ca_signer: Signer,
+        organization: str,
+        hw_type: x509.ObjectIdentifier = SE_HW_TYPE,
+    ) -> None:
+        self._line_ca = line_ca
+        self._signer = line_ca_signer
+        self._verified = getattr(line_ca_signer, "verifies_signatures", False) is True
+        self._organization = organization
+        self._hw_type = hw_type
+        probe_key = ec.generate_private_key(ec.SECP256R1())
+        draft = _draft(self._builder(probe_key.public_key(), "00", b"\x00", _PROBE_TIME))
+        fields = decode_tlvs(decode_tlv(draft.tbs_certificate_bytes)[0].value)
+        version, _, algorithm, issuer, validity, subject, _, extensions = fields
+        not_after = decode_tlvs(validity.value)[1]
+        key_usage_ext, _, aki_ext, _ = decode_tlvs(decode_tlv(extensions.value)[0].value)
+        self._version = version.encode()
+        self._algorithm = algorithm.encode()
+        self._issuer = issuer.encode()
+        self._not_after = not_after.encode()
+        self._organization_rdn = decode_tlvs(subject.value)[0].encode()
+        self._key_usage = key_usage_ext.encode()
+        self._aki = aki_ext.encode()
+        self._hw_type_der = encode_tlv(0x06, _oid_body(hw_type))
+        # The check: pyca's TBS for another key, serial, time and serials, rebuilt here.
+        other = ec.generate_private_key(ec.SECP256R1()).public_key()
+        check = _draft(self._builder(other, "0A1B2C", b"\x01\x02", datetime.now(UTC)))
+        rebuilt = self._tbs(
+            public_key=other,
+            device_serial="0A1B2C",
+            chip_serial=b"\x01\x02",
+            not_before=check.not_valid_before_utc,
+            serial=check.serial_number,
+        )
+        if rebuilt != check.tbs_certificate_bytes:
+            raise EncodingError("the IDevID template does not rebuild pyca's encoding")
+
+    def _builder(
+        self, public_key: ec.EllipticCurvePublicKey, device_serial: str, chip: bytes, now: datetime
+    ) -> x509.CertificateBuilder:
+        return idevid_builder(
+            line_ca=self._line_ca,
+            public_key=public_key,
+            device_serial=device_serial,
+            chip_serial=chip,
+            now=now,
+            organization=self._organization,
+            hw_type=self._hw_type,
+        )
+
+    def issue(
+        self,
+        *,
+        public_key: ec.EllipticCurvePublicKey,
+        device_serial: str,
+        chip_serial: bytes,
+        now: datetime,
+    ) -> x509.Certificate:
+        """The IDevID ``issue_idevid`` would issue for these values (with its own serial)."""
+        common_name = f"{self._organization} device {device_serial}"
+        if not _PRINTABLE.fullmatch(device_serial) or len(common_name) > _UB_COMMON_NAME:
+            # serialNumber is a PrintableString (X.520); pyca encodes anything else its own way
+            # and refuses a commonName over its upper bound (RFC 5280 Appendix A.1).
+            return issue_idevid(
+                line_ca=self._line_ca,
+                line_ca_signer=self._signer,
+                public_key=public_key,
+                device_serial=device_serial,
+                chip_serial=chip_serial,
+                organization=self._organization,
+                now=now,
+            )
+        tbs = self._tbs(
+            public_key=public_key,
+            device_serial=device_serial,
+            chip_serial=chip_serial,
+            not_before=now - _BACKDATE,
+            serial=x509.random_serial_number(),
+        )
+        signature = self._signer.sign(tbs)
+        if not self._verified:
+            verify_signature(self._signer.public_key(), signature, tbs, self._signer.hash_algorithm)
+        der = encode_tlv(0x30, tbs + self._algorithm + encode_tlv(0x03, b"\x00" + signature))
+        certificate = x509.load_der_x509_certificate(der)
+        if certificate.tbs_certificate_bytes != tbs or certificate.signature != signature:
+            raise EncodingError("the IDevID does not parse back to what was signed")
+        return certificate
+
+    def _tbs(
+        self,
+        *,
+        public_key: ec.EllipticCurvePublicKey,
+        device_serial: str,
+        chip_serial: bytes,
+        not_before: datetime,
+        serial: int,
+    ) -> bytes:
+        spki = public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        # RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's bits.
+        subject_public_key = decode_tlvs(decode_tlv(spki)[0].value)[1].value[1:]
+        ski = hashlib.sha1(subject_public_key, usedforsecurity=False).digest()
+        common_name = f"{self._organization} device {device_serial}".encode()
+        subject = encode_tlv(
+            0x30,
+            self._organization_rdn
+            + _rdn(_OID_COMMON_NAME, 0x0C, common_name)  # UTF8String
+            + _rdn(_OID_SERIAL_NUMBER, 0x13, device_serial.encode()),  # PrintableString
+        )
+        hw_name = encode_tlv(0x30, self._hw_type_der + encode_tlv(0x04, chip_serial))
+        # GeneralNames { otherName [0] { type-id, [0] EXPLICIT value } } (RFC 5280 §4.2.1.6)
+        other_name = encode_tlv(0xA0, _ID_ON_HW_NAME_DER + encode_tlv(0xA0, hw_name))
+        extensions = (
+            self._key_usage
+            + _extension(_OID_SAN, encode_tlv(0x30, other_name))
+            + self._aki
+            + _extension(_OID_SKI, encode_tlv(0x04, ski))
+        )
+        validity = encode_tlv(0x30, _time(not_before) + self._not_after)
+        return encode_tlv(
+            0x30,
+            self._version
+            + encode_tlv(0x02, serial.to_bytes(serial.bit_length() // 8 + 1, "big", signed=True))
+            + self._algorithm
+            + self._issuer
+            + validity
+            + subject
+            + spki
+            + encode_tlv(0xA3, encode_tlv(0x30, extensions)),
+        )
+
+
+_UB_COMMON_NAME = 64
+_PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+")  # X.680 §41.4 PrintableString
+_PROBE_TIME = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _oid_body(oid: x509.ObjectIdentifier) -> bytes:
+    """The content octets of an OBJECT IDENTIFIER (X.690 §8.19)."""
+    arcs = [int(arc) for arc in oid.dotted_string.split(".")]
+    out = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | arc & 0x7F)
+            arc >>= 7
+        out += bytes(reversed(chunk))
+    return bytes(out)
+
+
+_OID_COMMON_NAME = encode_tlv(0x06, _oid_body(NameOID.COMMON_NAME))
+_OID_SERIAL_NUMBER = encode_tlv(0x06, _oid_body(NameOID.SERIAL_NUMBER))
+_OID_SAN = encode_tlv(0x06, _oid_body(ExtensionOID.SUBJECT_ALTERNATIVE_NAME))
+_OID_SKI = encode_tlv(0x06, _oid_body(ExtensionOID.SUBJECT_KEY_IDENTIFIER))
+_ID_ON_HW_NAME_DER = encode_tlv(0x06, _oid_body(ID_ON_HARDWARE_MODULE_NAME))
+
+
+def _rdn(oid_der: bytes, string_tag: int, value: bytes) -> bytes:
+    """SET { SEQUENCE { type, value } }: one single-valued RDN (RFC 5280 §4.1.2.4)."""
+    return encode_tlv(0x31, encode_tlv(0x30, oid_der + encode_tlv(string_tag, value)))
+
+
+def _extension(oid_der: bytes, value: bytes) -> bytes:
+    """A non-critical Extension: SEQUENCE { extnID, extnValue OCTET STRING } (DER omits the
+    default critical FALSE, X.690 §11.5)."""
+    return encode_tlv(0x30, oid_der + encode_tlv(0x04, value))
+
+
+def _time(when: datetime) -> bytes:
+    """RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050, seconds, Z."""
+    utc = when.astimezone(UTC)
+    if 1950 <= utc.year < 2050:
+        return encode_tlv(0x17, utc.strftime("%y%m%d%H%M%SZ").encode())
+    return encode_tlv(0x18, utc.strftime("%Y%m%d%H%M%SZ").encode())
+
+
+def _draft(builder: x509.CertificateBuilder) -> x509.Certificate:
+    """``builder`` signed with a throwaway key: only its TBS encoding is used."""
+    return builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
 
 
 def certificate_fingerprint(certificate: x509.Certificate) -> str:
