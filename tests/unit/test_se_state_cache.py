@@ -11,7 +11,7 @@ from fleetid.formats.attestation import KeyUsage
 from fleetid.se.applets import identity
 from fleetid.se.card import TamperEvent, manufacture_test_card
 from fleetid.se.client import ConditionsNotSatisfiedError, NotFoundError, SecureElementClient
-from fleetid.se.state import CardLifeCycle, CardState, Cplc, Curve, KeySet, KeySlot
+from fleetid.se.state import BootState, CardLifeCycle, CardState, Cplc, Curve, KeySet, KeySlot
 
 
 def _canonical(raw: bytes) -> bytes:
@@ -42,6 +42,21 @@ def test_encoding_equals_a_full_reencode_through_every_change() -> None:
         lambda: s.key_certificates.pop(10),
         lambda: setattr(s, "cplc", Cplc(ic_serial=bytes.fromhex("01020304"))),
         lambda: setattr(s, "attestation_chain", []),
+        # Boot state is cached too (mutable, changed in place); keys and key sets never are.
+        lambda: setattr(s.boot, "security_counter", s.boot.security_counter + 1),
+        lambda: setattr(s.boot, "image_version", 'v"2" \u00e9\\'),
+        lambda: setattr(s.boot, "measurement", bytes(range(32))),
+        lambda: setattr(s, "boot", BootState(verification_key=b"spki")),
+        lambda: s.keysets.__setitem__(
+            0x05, KeySet(enc=b"e", mac=b"m", dek=b"d", sequence_counter=9)
+        ),
+        lambda: s.keysets.__setitem__(
+            0x30, KeySet(enc=b"E", mac=b"M", dek=b"D", sequence_counter=1)
+        ),
+        lambda: s.keys.__setitem__(
+            0x10, KeySlot(curve=Curve.P384, private_value=0xF00D, usage=2, generated_on_card=False)
+        ),
+        lambda: s.keys.__setitem__(0xF0, KeySlot(curve=Curve.P256, private_value=1, usage=4)),
         lambda: s.zeroise(),
     ]
     seen = set()

@@ -10,7 +10,8 @@ the signed-boot anchor (firmware verification key and monotonic security counter
 The serial form (``to_bytes`` / ``from_bytes``) is JSON with hex strings, keys sorted, no spaces
 (what ``json.dumps(doc, sort_keys=True, separators=(",", ":"))`` gives). The card writes it on
 every state change, so the JSON text of the public, rarely changing parts (CPLC, certificates,
-chains, anchors) is kept per ``CardState`` and only re-encoded when they change. It is only ever
+chains, anchors, boot state) is kept per ``CardState`` and only re-encoded when they change; the
+key sets and private keys are formatted afresh on every write. It is only ever
 written to flash sealed (``fleetid.se.keystore``); private key material exists in plaintext only
 inside the emulator object, and is never part of that per-state cache.
 """
@@ -242,30 +243,13 @@ class CardState:
         self.public_keys.clear()
 
     def to_bytes(self) -> bytes:
-        keysets = {
-            str(kvn): {
-                "enc": ks.enc.hex(),
-                "mac": ks.mac.hex(),
-                "dek": ks.dek.hex(),
-                "counter": ks.sequence_counter,
-            }
-            for kvn, ks in self.keysets.items()
-        }
-        keys = {
-            str(h): {
-                "curve": int(k.curve),
-                "d": format(k.private_value, "x"),
-                "usage": k.usage,
-                "generated_on_card": k.generated_on_card,
-            }
-            for h, k in self.keys.items()
-        }
-        boot = {
-            "verification_key": _hex_or_none(self.boot.verification_key),
-            "security_counter": self.boot.security_counter,
-            "measurement": _hex_or_none(self.boot.measurement),
-            "image_version": self.boot.image_version,
-        }
+        boot = self.boot
+        boot_fields = (
+            boot.verification_key,
+            boot.security_counter,
+            boot.measurement,
+            boot.image_version,
+        )
         chain = tuple(self.attestation_chain)
         anchors = tuple(self.trust_anchors)
         certificates = tuple(sorted(self.key_certificates.items()))
@@ -273,13 +257,13 @@ class CardState:
         # Top-level keys in sorted order, as json.dumps(sort_keys=True) writes them.
         return (
             f'{{"attestation_chain":{self._public("chain", chain, lambda: _hexes(chain))},'
-            f'"boot":{_canonical(boot)},'
+            f'"boot":{self._public("boot", boot_fields, lambda: _boot_doc(boot))},'
             f'"cplc":{self._public("cplc", cplc, lambda: cplc.encode().hex())},'
             f'"format":{_FORMAT_VERSION},'
             '"key_certificates":'
             f"{self._public('certificates', certificates, lambda: _hex_map(certificates))},"
-            f'"keys":{_canonical(keys)},'
-            f'"keysets":{_canonical(keysets)},'
+            f'"keys":{_keys_json(self.keys)},'
+            f'"keysets":{_keysets_json(self.keysets)},'
             f'"life_cycle":{int(self.life_cycle)},'
             f'"trust_anchors":{self._public("anchors", anchors, lambda: _hexes(anchors))}}}'
         ).encode()
@@ -346,6 +330,41 @@ class CardState:
 
 def _canonical(doc: object) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+# The secret sections (key sets, private keys) are written on every change and never cached.
+# Their members are integers, hex strings and booleans only, so the text json.dumps(sort_keys=True)
+# gives is formatted directly: names in sorted order, object keys (decimal handles) sorted as text.
+
+
+def _keysets_json(keysets: dict[int, KeySet]) -> str:
+    items = sorted((str(kvn), ks) for kvn, ks in keysets.items())
+    members = ",".join(
+        f'"{kvn}":{{"counter":{int(ks.sequence_counter)},"dek":"{ks.dek.hex()}",'
+        f'"enc":"{ks.enc.hex()}","mac":"{ks.mac.hex()}"}}'
+        for kvn, ks in items
+    )
+    return f"{{{members}}}"
+
+
+def _keys_json(keys: dict[int, KeySlot]) -> str:
+    items = sorted((str(handle), slot) for handle, slot in keys.items())
+    members = ",".join(
+        f'"{handle}":{{"curve":{int(slot.curve)},"d":"{slot.private_value:x}",'
+        f'"generated_on_card":{"true" if slot.generated_on_card else "false"},'
+        f'"usage":{int(slot.usage)}}}'
+        for handle, slot in items
+    )
+    return f"{{{members}}}"
+
+
+def _boot_doc(boot: BootState) -> dict[str, object]:
+    return {
+        "verification_key": _hex_or_none(boot.verification_key),
+        "security_counter": boot.security_counter,
+        "measurement": _hex_or_none(boot.measurement),
+        "image_version": boot.image_version,
+    }
 
 
 def _hexes(values: tuple[bytes, ...]) -> list[str]:
