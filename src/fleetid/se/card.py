@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography import x509
@@ -97,8 +98,10 @@ class _ClassByte:
     iso_secure_messaging: bool = False
 
 
+@lru_cache(maxsize=256)
 def _decode_class(cla: int) -> _ClassByte | None:
-    """ISO 7816-4 §5.4.1 (Tables 2-3) and GPCS §11.1.4; None for an invalid class."""
+    """ISO 7816-4 §5.4.1 (Tables 2-3) and GPCS §11.1.4; None for an invalid class (one
+    immutable answer per class byte value)."""
     if cla == 0xFF:
         return None
     proprietary = bool(cla & 0x80)
