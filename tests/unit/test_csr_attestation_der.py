@@ -4,7 +4,10 @@ no bundle."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+from asn1crypto import parser
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -57,3 +60,58 @@ def test_presence_is_told_without_reading_the_bundle() -> None:
         attestation_bundle_of(broken)
     plain = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
     assert not has_attestation_attribute(plain)
+
+
+def _certificate() -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cert")])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2027, 1, 1, tzinfo=UTC))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _long_form_at(der: bytes, path: tuple[int, ...]) -> bytes:
+    """``der`` with the element at ``path`` (child indexes from the outer SEQUENCE) given its
+    length with a leading zero octet (X.690 §10.1 forbids it in DER), and every enclosing length
+    adjusted (in DER form)."""
+    class_, method, tag, _header, contents, _trailer = parser.parse(der)
+    if not path:
+        size = len(contents).to_bytes(max(1, (len(contents).bit_length() + 7) // 8), "big")
+        return der[:1] + bytes([0x80 | (len(size) + 1)]) + b"\x00" + size + contents
+    children: list[bytes] = []
+    rest = contents
+    while rest:
+        child = parser.parse(rest)
+        size = len(child[3]) + len(child[4])
+        children.append(rest[:size])
+        rest = rest[size:]
+    children[path[0]] = _long_form_at(children[path[0]], path[1:])
+    return parser.emit(class_, method, tag, b"".join(children))
+
+
+@pytest.mark.parametrize(
+    ("path", "element"),
+    [
+        ((0,), "attestations"),
+        ((0, 0), "an AttestationStatement"),
+        ((0, 0, 0), "a statement type"),
+        ((1,), "certs"),
+    ],
+)
+def test_non_minimal_length_inside_the_envelope_is_refused(
+    path: tuple[int, ...], element: str
+) -> None:
+    der = encode_attestation_bundle(
+        AttestationBundle(statements=BUNDLE.statements, certificates=(_certificate(),))
+    )
+    ber = _long_form_at(der, path)
+    assert ber != der and len(ber) > len(der), element
+    with pytest.raises(EncodingError, match="not in DER form"):
+        decode_attestation_bundle(ber)

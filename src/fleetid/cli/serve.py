@@ -106,7 +106,9 @@ def _serve(args: argparse.Namespace) -> int:
         await asyncio.gather(*(server.serve() for server in servers))
 
     try:
-        asyncio.run(run())
+        # uvicorn's own loop choice (uvloop when installed), as ``uvicorn.run`` would make it.
+        with asyncio.Runner(loop_factory=servers[0].config.get_loop_factory()) as runner:
+            runner.run(run())
     finally:
         ca.close()
     return 0

@@ -27,6 +27,7 @@ self-signature checked before it is returned. Nothing here writes DER by hand.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -113,21 +114,24 @@ class AttestationBundle:
 
 def encode_attestation_bundle(bundle: AttestationBundle) -> bytes:
     """DER of the ``AttestationBundle``."""
-    value: dict[str, Any] = {
-        "attestations": [
-            {"type": s.type, "stmt": core.Any.load(s.statement)} for s in bundle.statements
-        ]
-    }
-    if bundle.certificates:
-        value["certs"] = [
+    return _bundle_der(
+        [(s.type, core.Any.load(s.statement)) for s in bundle.statements],
+        [
             cms.CertificateChoices(
                 name="certificate",
                 value=asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)),
             )
             for c in bundle.certificates
-        ]
-    # A new _Bundle encodes its own headers in DER; each certificate and statement is copied as
-    # the DER it already is (``force`` would re-encode every certificate field by field).
+        ],
+    )
+
+
+def _bundle_der(statements: list[tuple[str, Any]], certs: list[Any]) -> bytes:
+    """A new ``_Bundle`` encodes its own headers in DER; each certificate and statement is copied
+    as the DER it already is (``force`` would re-encode every certificate field by field)."""
+    value: dict[str, Any] = {"attestations": [{"type": t, "stmt": v} for t, v in statements]}
+    if certs:
+        value["certs"] = certs
     return bytes(_Bundle(value).dump())
 
 
@@ -153,12 +157,19 @@ def decode_attestation_bundle(der: bytes) -> AttestationBundle:
         raise EncodingError(f"not a DER AttestationBundle: {exc}") from exc
     if not statements:
         raise EncodingError("an AttestationBundle holds at least one statement (§4.1)")
-    bundle = AttestationBundle(statements=statements, certificates=tuple(certificates))
     # DER: the envelope re-encoded must be the bytes received. The certificates inside were
-    # parsed by pyca, which takes DER only; each statement is parsed by its format's verifier.
-    if encode_attestation_bundle(bundle) != der:
+    # parsed by pyca, which takes DER only, and are copied as received; each statement is
+    # parsed by its format's verifier.
+    envelope = _bundle_der(
+        [
+            (s.type, item["stmt"])
+            for s, item in zip(statements, parsed["attestations"], strict=True)
+        ],
+        [c for c in certs if c.name == "certificate"] if certificates else [],
+    )
+    if envelope != der:
         raise EncodingError("the AttestationBundle is not in DER form")
-    return bundle
+    return AttestationBundle(statements=statements, certificates=tuple(certificates))
 
 
 def build_csr(
@@ -213,10 +224,19 @@ def build_attested_csr(
 
 def has_attestation_attribute(csr: x509.CertificateSigningRequest) -> bool:
     """Whether the CSR has an ``id-aa-attestation`` attribute at all (its value unread)."""
+    return bool(_attestation_values(csr.public_bytes(serialization.Encoding.DER)))
+
+
+@functools.lru_cache(maxsize=64)
+def _attestation_values(csr_der: bytes) -> tuple[bytes, ...]:
+    """The DER ``values`` of each ``id-aa-attestation`` attribute of a CSR. An authority asks
+    twice per request (which provisioner, then the evidence), so the last few are remembered."""
     try:
-        request = asn1_csr.CertificationRequest.load(csr.public_bytes(serialization.Encoding.DER))
+        request = asn1_csr.CertificationRequest.load(csr_der)
         attributes = request["certification_request_info"]["attributes"]
-        return any(a["type"].dotted == ID_AA_ATTESTATION for a in attributes)
+        return tuple(
+            bytes(a["values"].dump()) for a in attributes if a["type"].dotted == ID_AA_ATTESTATION
+        )
     except ValueError as exc:
         raise EncodingError(f"the CSR attributes do not parse: {exc}") from exc
 
@@ -227,17 +247,16 @@ def attestation_bundle_of(csr: x509.CertificateSigningRequest) -> AttestationBun
 
     §4.3 ``COUNTS MAX 1``: at most one ``id-aa-attestation`` attribute, with exactly one value.
     """
-    try:
-        request = asn1_csr.CertificationRequest.load(csr.public_bytes(serialization.Encoding.DER))
-        attributes = request["certification_request_info"]["attributes"]
-        found = [a for a in attributes if a["type"].dotted == ID_AA_ATTESTATION]
-    except ValueError as exc:
-        raise EncodingError(f"the CSR attributes do not parse: {exc}") from exc
+    found = _attestation_values(csr.public_bytes(serialization.Encoding.DER))
     if not found:
         return None
     if len(found) > 1:
         raise EncodingError("the CSR carries more than one id-aa-attestation attribute (§4.3)")
-    values = _SetOfAny.load(found[0]["values"].dump())
-    if len(values) != 1:
+    try:
+        values = _SetOfAny.load(found[0])
+        count = len(values)
+    except ValueError as exc:
+        raise EncodingError(f"the id-aa-attestation values do not parse: {exc}") from exc
+    if count != 1:
         raise EncodingError("id-aa-attestation holds exactly one AttestationBundle (§4.3)")
     return decode_attestation_bundle(bytes(values[0].dump()))
