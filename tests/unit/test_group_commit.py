@@ -163,3 +163,17 @@ def test_close_finishes_the_queue_and_refuses_more(store: Store) -> None:
 def test_a_batch_does_not_nest(store: Store) -> None:
     with store.batch(), pytest.raises(StoreError, match="already open"), store.batch():
         pass
+
+
+def test_a_nested_unit_rolls_back_to_its_own_savepoint(store: Store) -> None:
+    def unit() -> None:
+        with store.transaction() as tx:
+            tx.devices.add("outer", DeviceStatus.PENDING, NOW, provisioner=None)
+            with pytest.raises(NotFoundError):
+                _add_then_fail(store, "inner")
+            tx.devices.set_status("outer", DeviceStatus.ENROLLED, NOW)
+
+    with _writer(store) as group:
+        group.submit(unit).result(10)
+    assert _status(store, "outer") == DeviceStatus.ENROLLED
+    assert _status(store, "inner") is None

@@ -603,13 +603,30 @@ class Store:
         """
         batch: Connection | None = getattr(self._batch, "connection", None)
         if batch is not None:
-            with batch.begin_nested():
-                yield _repositories(batch)
+            yield from self._savepoint(batch)
             return
         with self._sqlite_writer or nullcontext(), self.engine.begin() as connection:
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             yield _repositories(connection)
+
+    def _savepoint(self, connection: Connection) -> Iterator[Repositories]:
+        """A unit of a batch (SQL:2003 savepoints, as SQLite and PostgreSQL name them). Plain
+        statements rather than ``begin_nested``, whose bookkeeping costs five times as much (160
+        against 30 µs a unit) and buys nothing here: a batch's units run one after another."""
+        name = f"fleetid_unit_{self._batch.depth}"
+        self._batch.depth += 1
+        connection.exec_driver_sql(f"SAVEPOINT {name}")
+        try:
+            yield _repositories(connection)
+        except BaseException:
+            connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+            connection.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+            raise
+        else:
+            connection.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._batch.depth -= 1
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -620,7 +637,7 @@ class Store:
         with self._sqlite_writer or nullcontext(), self.engine.begin() as connection:
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
-            self._batch.connection = connection
+            self._batch.connection, self._batch.depth = connection, 0
             try:
                 yield
             finally:

@@ -161,7 +161,8 @@ class AttestationProvisioner:
         ledger = RepositoryLedger(tx)
         attested = self.verify(tx, request.csr, ledger)
         now = self._clock.now()
-        if ledger.device(attested.device_id) is None:  # the record the verifier read
+        known = ledger.device(attested.device_id) is not None  # the record the verifier read
+        if not known:
             tx.devices.add(
                 attested.device_id,
                 DeviceStatus.PENDING,
@@ -181,5 +182,5 @@ class AttestationProvisioner:
             provisioner=self.type_key,
             device_id=attested.device_id,
             credential_type=CredentialType.OPERATIONAL,
-            supersedes_previous=True,
+            supersedes_previous=known,  # a device new here holds no credential to supersede
         )
