@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -135,6 +136,11 @@ def _plain(value: Any) -> bool:
 
 def _canonical(value: Any, what: str) -> bytes:
     """RFC 8785 form of ``value``; the appending path's (see ``_plain``)."""
+    kind = type(value)
+    if kind is str and value.isascii():
+        return encode_basestring(value).encode("ascii")
+    if kind is int and -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+        return str(value).encode("ascii")
     if _plain(value):
         return _PLAIN_JSON.encode(value).encode("ascii")
     return _rfc8785(value, what)
@@ -723,7 +729,10 @@ def _check_serial(serial: str | None) -> str | None:
 def _body_json(body: dict[str, Any]) -> str:
     if not isinstance(body, dict):
         raise EncodingError("an audit event body is a JSON object")
-    text = _canonical(body, "audit event body").decode("utf-8")
+    if _plain(body):
+        # No floats, integers within the I-JSON range: the text reads back to the same value.
+        return _PLAIN_JSON.encode(body)
+    text = _rfc8785(body, "audit event body").decode("utf-8")
     # The reading path (``Entry.leaf``) decodes the stored text and canonicalises it again. A float
     # in [2^53, 1e21) is written as an integer literal (RFC 8785 §3.2.2.3) that then reads back as
     # an integer outside the I-JSON range and would not re-encode: refuse it here.
