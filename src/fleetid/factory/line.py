@@ -43,6 +43,7 @@ the first time it reaches that point (see ``CRASH_POINTS``).
 from __future__ import annotations
 
 import fcntl
+import gc
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -115,6 +116,8 @@ CRASH_POINTS: Final = (
 )
 _CRASH_EXIT: Final = 86
 _IN_CHUNK: Final = 500  # units per SQL IN list (SQLite's bound-parameter limit)
+_ALWAYS_WRITTEN: Final = frozenset({"state", "step", "updated_at"})
+_GEN0_THRESHOLD: Final = 10_000  # see _fewer_collections
 # Dies without unwinding (no finally, no flush): what a power cut or SIGKILL leaves behind.
 _hard_exit = os._exit
 
@@ -297,6 +300,23 @@ class _Unit:
     outcome: UnitState = UnitState.IN_PROGRESS
     step: Step = Step.NONE
     reason: str | None = None
+    #: The manifest columns as this run last wrote them (a later commit sends what changed).
+    written: dict[str, Any] = field(default_factory=dict)
+    # DER of the keys and certificates above, by object: each is encoded once per unit.
+    _encoded: dict[int, tuple[object, bytes]] = field(default_factory=dict, repr=False)
+
+    def der(self, value: x509.Certificate | ec.EllipticCurvePublicKey) -> bytes:
+        """DER of a certificate, SubjectPublicKeyInfo of a public key; once per object."""
+        cached = self._encoded.get(id(value))
+        if cached is not None and cached[0] is value:
+            return cached[1]
+        der = _der(value) if isinstance(value, x509.Certificate) else _spki(value)
+        self._encoded[id(value)] = (value, der)
+        return der
+
+    def fingerprint(self, certificate: x509.Certificate) -> str:
+        """``certificate_fingerprint``: SHA-256 of the DER, lower-case hex."""
+        return hashlib.sha256(self.der(certificate)).hexdigest()
 
 
 class ProvisioningLine:
@@ -358,6 +378,10 @@ class ProvisioningLine:
 
     def run(self, units: Sequence[str], cards: CardSource) -> LineReport:
         """Process every listed unit that has no final state yet; idempotent."""
+        with _fewer_collections():
+            return self._run(units, cards)
+
+    def _run(self, units: Sequence[str], cards: CardSource) -> LineReport:
         manifest = line_manifest.c
         with self._engine.connect() as conn:
             # Unit, serial and state of every row (which serials are taken, who is done); the
@@ -417,7 +441,7 @@ class ProvisioningLine:
         except _Quarantine as q:
             self._quarantine(item, q)
         except (SecureElementError, EncodingError, VerificationError) as exc:
-            void = _fingerprint(item.idevid) if item.idevid is not None else None
+            void = item.fingerprint(item.idevid) if item.idevid is not None else None
             reason = f"card failed at step {item.step + 1}: {exc}"
             if void is not None:
                 reason += f"; IDevID {void} is void"
@@ -585,10 +609,10 @@ class ProvisioningLine:
                 serial=item.serial,
                 body={
                     "unit": item.unit,
-                    "idevid_sha256": _fingerprint(idevid),
+                    "idevid_sha256": item.fingerprint(idevid),
                     "certificate_serial": format(idevid.serial_number, "x"),
-                    "attestation_spki_sha256": hashlib.sha256(_spki(public_key)).hexdigest(),
-                    "canonical_spki_sha256": hashlib.sha256(_spki(canonical_key)).hexdigest(),
+                    "attestation_spki_sha256": hashlib.sha256(item.der(public_key)).hexdigest(),
+                    "canonical_spki_sha256": hashlib.sha256(item.der(canonical_key)).hexdigest(),
                     "issuer": self._record.line_ca_label,
                 },
             )
@@ -625,14 +649,14 @@ class ProvisioningLine:
         cfg = self._config
         client = item.client
         assert item.idevid is not None and client is not None  # noqa: S101 - steps 1-3 ran
-        fingerprint = _fingerprint(item.idevid)
+        fingerprint = item.fingerprint(item.idevid)
         client.select_isd()
         self._open(client, self._device_session(item), cfg.device_kvn)
         # Only a resumed unit can be past OP_READY here (a crash after SET STATUS).
         life_cycle = client.life_cycle() if item.resumed else CardLifeCycle.OP_READY
         if life_cycle is not CardLifeCycle.SECURED:
             # The whole chain, device first (docs/se-apdu.md DGI 0F01); the root is also the anchor.
-            chain_der = _der(item.idevid) + self._chain_tail_der
+            chain_der = item.der(item.idevid) + self._chain_tail_der
             try:
                 # One STORE DATA sequence with three DGIs (GPCS §11.11; docs/se-apdu.md).
                 client.store_data(
@@ -666,7 +690,7 @@ class ProvisioningLine:
                     "attestation_chain": [fingerprint, *self._chain_tail_fingerprints],
                     "trust_anchors": self._chain_tail_fingerprints[-1:],
                     "firmware_key_spki_sha256": self._firmware_spki_sha256,
-                    "canonical_attestation_sha256": _fingerprint(item.canonical_attestation),
+                    "canonical_attestation_sha256": item.fingerprint(item.canonical_attestation),
                 },
             )
         )
@@ -772,23 +796,23 @@ class ProvisioningLine:
             values["key_version"] = self._config.device_kvn
             values["key_kcvs"] = item.kcvs.hex().upper()
         if item.attestation_key is not None:
-            values["attestation_public_key"] = _spki(item.attestation_key)
+            values["attestation_public_key"] = item.der(item.attestation_key)
         if item.idevid is not None:
-            values["idevid"] = item.idevid.public_bytes(serialization.Encoding.DER)
-            values["idevid_fingerprint"] = _fingerprint(item.idevid)
+            values["idevid"] = item.der(item.idevid)
+            values["idevid_fingerprint"] = item.fingerprint(item.idevid)
         if item.canonical_key is not None:
-            values["canonical_public_key"] = _spki(item.canonical_key)
+            values["canonical_public_key"] = item.der(item.canonical_key)
         if item.canonical_attestation is not None:
-            values["canonical_attestation"] = item.canonical_attestation.public_bytes(
-                serialization.Encoding.DER
-            )
+            values["canonical_attestation"] = item.der(item.canonical_attestation)
         return values
 
     def _write_rows(self, conn: Connection, items: list[_Unit], now: str) -> None:
         """Insert new rows and update recorded ones, as executemany per shape of row."""
-        inserts = [
-            {"unit": item.unit, **self._row(item, now)} for item in items if not item.recorded
-        ]
+        inserts = []
+        for item in items:
+            if not item.recorded:
+                item.written = self._row(item, now)
+                inserts.append({"unit": item.unit, **item.written})
         if inserts:
             shapes: dict[frozenset[str], list[dict[str, Any]]] = {}
             for values in inserts:
@@ -798,7 +822,15 @@ class ProvisioningLine:
         updates: dict[frozenset[str], list[dict[str, Any]]] = {}
         for item in items:
             if item.recorded:
-                values = {"target_unit": item.unit, **self._row(item, now)}
+                row = self._row(item, now)
+                # Columns this run already wrote with the same value are left as they are.
+                changed = {
+                    k: v
+                    for k, v in row.items()
+                    if k in _ALWAYS_WRITTEN or k not in item.written or item.written[k] != v
+                }
+                item.written.update(changed)
+                values = {"target_unit": item.unit, **changed}
                 updates.setdefault(frozenset(values), []).append(values)
         for group in updates.values():
             columns: dict[str, Any] = {k: bindparam(k) for k in group[0] if k != "target_unit"}
@@ -835,6 +867,31 @@ def open_line(
         config=config,
         lock_path=data_dir / "line.lock",
     )
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run with CPython's cyclic collector triggered less often, restored afterwards.
+
+    A unit allocates thousands of short-lived objects (APDUs, session contexts, certificates,
+    SQL parameters); with the default threshold (700 net allocations) the collector runs every
+    few units and now and then walks the whole heap, which cost about 5 % of the line's CPU.
+    What exists when the run starts (the card source, the HSM, imported modules) is frozen
+    (``gc.freeze``) for the run unless the caller froze something already, so the full
+    collections that still come do not walk it. Reference counting still frees everything
+    acyclic at once; the cyclic collector still runs, once per ``_GEN0_THRESHOLD`` allocations.
+    """
+    before = gc.get_threshold()
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    gc.set_threshold(max(before[0], _GEN0_THRESHOLD), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        if freeze:
+            gc.unfreeze()
 
 
 def _spki(key: ec.EllipticCurvePublicKey) -> bytes:

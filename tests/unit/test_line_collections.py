@@ -1,0 +1,40 @@
+"""The line runs with the cyclic collector triggered less often and what existed before frozen;
+both are restored afterwards, and a caller's own freeze is left alone."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from fleetid.factory import line
+
+
+def test_threshold_and_freeze_are_restored() -> None:
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    with line._fewer_collections():
+        assert gc.get_threshold()[0] >= line._GEN0_THRESHOLD
+        assert gc.get_threshold()[1:] == before[1:]
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_restored_when_the_run_fails() -> None:
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), line._fewer_collections():
+        raise RuntimeError("a unit failed")
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_callers_freeze_is_left_alone() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with line._fewer_collections():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
