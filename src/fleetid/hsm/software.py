@@ -22,11 +22,10 @@ from typing import Any, Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.cmac import CMAC
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap_with_padding
 
 from fleetid.crypto.signer import hash_for_curve
+from fleetid.crypto.symmetric import AesKey
 from fleetid.errors import HsmError
 from fleetid.hsm.base import (
     CURVES,
@@ -45,6 +44,7 @@ STORE_FILE: Final = "keystore.json"
 _FORMAT: Final = "fleetid-software-hsm/1"
 _CANARY: Final = b"fleetid software HSM canary"
 _ZERO_ICV: Final = bytes(16)
+_KCV_BLOCK: Final = b"\x01" * 16
 
 
 def _context(label: str, kind: KeyKind, curve: str = "") -> bytes:
@@ -70,6 +70,9 @@ class SoftwareHsm(Hsm):
         self._ec: dict[str, ec.EllipticCurvePrivateKey] = {}
         self._aes: dict[str, bytes] = {}
         self._derived: dict[str, bytes] = {}
+        # AES contexts set up once per key (what a hardware HSM keeps as a key schedule), by
+        # label; a derived key's goes with it on release, all of them on lock.
+        self._contexts: dict[str, AesKey] = {}
 
     @classmethod
     def initialise(cls, directory: Path | None, kek: bytes) -> SoftwareHsm:
@@ -127,11 +130,13 @@ class SoftwareHsm(Hsm):
                 else:
                     aes_keys[label] = secret
             self._kek, self._ec, self._aes, self._derived = kek, ec_keys, aes_keys, {}
+            self._contexts = {}
 
     def _lock(self) -> None:
         with self._guard:
             self._kek = None
             self._ec, self._aes, self._derived = {}, {}, {}
+            self._contexts = {}
 
     # -- storage ------------------------------------------------------------------------------
 
@@ -222,11 +227,16 @@ class SoftwareHsm(Hsm):
         self, master_label: str, data: bytes, out_label: str, role: AesKeyRole, length: int
     ) -> bytes:
         # PKCS#11 CKM_AES_ECB_ENCRYPT_DATA semantics: the key value is AES-ECB(master, data).
-        encryptor = Cipher(algorithms.AES(self._aes[master_label]), modes.ECB()).encryptor()  # noqa: S305
-        value = encryptor.update(data) + encryptor.finalize()
+        if not data or len(data) % 16:
+            raise HsmError(f"derivation data is whole AES blocks, got {len(data)} bytes")
         with self._guard:
+            master = self._context(master_label)
+            blocks = (data[i : i + 16] for i in range(0, len(data), 16))
+            value = b"".join(master.encrypt_block(block) for block in blocks)
+            derived = AesKey(value)
             self._derived[out_label] = value
-        return aes_kcv(value)
+            self._contexts[out_label] = derived
+            return derived.encrypt_block(_KCV_BLOCK)[:3]  # aes_kcv (GPCS §11.8)
 
     def _has_derived(self, label: str) -> bool:
         return label in self._derived
@@ -234,6 +244,7 @@ class SoftwareHsm(Hsm):
     def _release(self, label: str) -> None:
         with self._guard:
             self._derived.pop(label, None)
+            self._contexts.pop(label, None)
 
     def _secret(self, label: str) -> bytes:
         value = self._derived.get(label) or self._aes.get(label)
@@ -241,13 +252,16 @@ class SoftwareHsm(Hsm):
             raise HsmError(f"no AES key labelled {label!r}")
         return value
 
+    def _context(self, label: str) -> AesKey:
+        context = self._contexts.get(label)
+        if context is None:
+            context = self._contexts[label] = AesKey(self._secret(label))
+        return context
+
     def _wrap_cbc(self, key_label: str, dek_label: str) -> bytes:
-        encryptor = Cipher(
-            algorithms.AES(self._secret(dek_label)), modes.CBC(_ZERO_ICV)
-        ).encryptor()
-        return encryptor.update(self._derived[key_label]) + encryptor.finalize()
+        with self._guard:
+            return self._context(dek_label).cbc_encrypt(_ZERO_ICV, self._derived[key_label])
 
     def _cmac(self, label: str, data: bytes) -> bytes:
-        mac = CMAC(algorithms.AES(self._secret(label)))
-        mac.update(data)
-        return mac.finalize()
+        with self._guard:
+            return self._context(label).cmac(data)
