@@ -110,7 +110,7 @@ def csr_attributes_der() -> bytes:
     )
 
 
-def _service(request: Request) -> EnrolmentService:
+async def _service(request: Request) -> EnrolmentService:
     service: EnrolmentService = request.app.state.enrolment
     return service
 

@@ -50,7 +50,7 @@ def install(app: FastAPI, service: LifecycleService) -> None:
     app.include_router(router)
 
 
-def _service(request: Request) -> LifecycleService:
+async def _service(request: Request) -> LifecycleService:
     service = request.app.state.enrolment
     if not isinstance(service, LifecycleService):
         raise EncodingError("this authority has no lifecycle service")

@@ -87,7 +87,7 @@ def install(app: FastAPI, services: V2xServices) -> None:
     app.include_router(router)
 
 
-def _services(request: Request) -> V2xServices:
+async def _services(request: Request) -> V2xServices:
     services: V2xServices = request.app.state.v2x
     return services
 
