@@ -146,7 +146,7 @@ def test_a_signature_that_does_not_verify_is_refused() -> None:
 
 
 def test_an_encoding_that_does_not_rebuild_pyca_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mfr, "_time", lambda when: mfr.encode_tlv(0x18, b"20270101000000Z"))
+    monkeypatch.setattr(mfr.der, "time", lambda when: mfr.encode_tlv(0x18, b"20270101000000Z"))
     with pytest.raises(EncodingError):
         mfr.IdevidIssuer(
             line_ca=_line_ca("Acme Devices", CA_SIGNER),

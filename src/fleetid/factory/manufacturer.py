@@ -32,6 +32,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 from fleetid.crypto.certsign import key_usage
 from fleetid.crypto.signer import Signer, verify_signature
 from fleetid.errors import EncodingError, VerificationError
+from fleetid.formats import x509_tbs as der
 from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
 
 __all__ = [
@@ -320,7 +321,7 @@ class IdevidIssuer:
         self._organization_rdn = decode_tlvs(subject.value)[0].encode()
         self._key_usage = key_usage_ext.encode()
         self._aki = aki_ext.encode()
-        self._hw_type_der = encode_tlv(0x06, _oid_body(hw_type))
+        self._hw_type_der = der.oid(hw_type)
         # The check: pyca's TBS for another key, serial, time and serials, rebuilt here.
         other = ec.generate_private_key(ec.SECP256R1()).public_key()
         check = _draft(self._builder(other, "0A1B2C", b"\x01\x02", datetime.now(UTC)))
@@ -379,8 +380,9 @@ class IdevidIssuer:
         signature = self._signer.sign(tbs)
         if not self._verified:
             verify_signature(self._signer.public_key(), signature, tbs, self._signer.hash_algorithm)
-        der = encode_tlv(0x30, tbs + self._algorithm + encode_tlv(0x03, b"\x00" + signature))
-        certificate = x509.load_der_x509_certificate(der)
+        certificate = x509.load_der_x509_certificate(
+            der.certificate(tbs, self._algorithm, signature)
+        )
         if certificate.tbs_certificate_bytes != tbs or certificate.signature != signature:
             raise EncodingError("the IDevID does not parse back to what was signed")
         return certificate
@@ -397,30 +399,28 @@ class IdevidIssuer:
         spki = public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        # RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's bits.
-        subject_public_key = decode_tlvs(decode_tlv(spki)[0].value)[1].value[1:]
-        ski = hashlib.sha1(subject_public_key, usedforsecurity=False).digest()
+        ski = der.key_identifier(spki)
         common_name = f"{self._organization} device {device_serial}".encode()
         subject = encode_tlv(
             0x30,
             self._organization_rdn
-            + _rdn(_OID_COMMON_NAME, 0x0C, common_name)  # UTF8String
-            + _rdn(_OID_SERIAL_NUMBER, 0x13, device_serial.encode()),  # PrintableString
+            + der.rdn(_OID_COMMON_NAME, 0x0C, common_name)  # UTF8String
+            + der.rdn(_OID_SERIAL_NUMBER, 0x13, device_serial.encode()),  # PrintableString
         )
         hw_name = encode_tlv(0x30, self._hw_type_der + encode_tlv(0x04, chip_serial))
         # GeneralNames { otherName [0] { type-id, [0] EXPLICIT value } } (RFC 5280 §4.2.1.6)
         other_name = encode_tlv(0xA0, _ID_ON_HW_NAME_DER + encode_tlv(0xA0, hw_name))
         extensions = (
             self._key_usage
-            + _extension(_OID_SAN, encode_tlv(0x30, other_name))
+            + der.extension(_OID_SAN, encode_tlv(0x30, other_name))
             + self._aki
-            + _extension(_OID_SKI, encode_tlv(0x04, ski))
+            + der.extension(_OID_SKI, encode_tlv(0x04, ski))
         )
-        validity = encode_tlv(0x30, _time(not_before) + self._not_after)
+        validity = encode_tlv(0x30, der.time(not_before) + self._not_after)
         return encode_tlv(
             0x30,
             self._version
-            + encode_tlv(0x02, serial.to_bytes(serial.bit_length() // 8 + 1, "big", signed=True))
+            + der.integer(serial)
             + self._algorithm
             + self._issuer
             + validity
@@ -435,44 +435,11 @@ _PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+")  # X.680 §41.4 PrintableS
 _PROBE_TIME = datetime(2030, 1, 1, tzinfo=UTC)
 
 
-def _oid_body(oid: x509.ObjectIdentifier) -> bytes:
-    """The content octets of an OBJECT IDENTIFIER (X.690 §8.19)."""
-    arcs = [int(arc) for arc in oid.dotted_string.split(".")]
-    out = bytearray()
-    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | arc & 0x7F)
-            arc >>= 7
-        out += bytes(reversed(chunk))
-    return bytes(out)
-
-
-_OID_COMMON_NAME = encode_tlv(0x06, _oid_body(NameOID.COMMON_NAME))
-_OID_SERIAL_NUMBER = encode_tlv(0x06, _oid_body(NameOID.SERIAL_NUMBER))
-_OID_SAN = encode_tlv(0x06, _oid_body(ExtensionOID.SUBJECT_ALTERNATIVE_NAME))
-_OID_SKI = encode_tlv(0x06, _oid_body(ExtensionOID.SUBJECT_KEY_IDENTIFIER))
-_ID_ON_HW_NAME_DER = encode_tlv(0x06, _oid_body(ID_ON_HARDWARE_MODULE_NAME))
-
-
-def _rdn(oid_der: bytes, string_tag: int, value: bytes) -> bytes:
-    """SET { SEQUENCE { type, value } }: one single-valued RDN (RFC 5280 §4.1.2.4)."""
-    return encode_tlv(0x31, encode_tlv(0x30, oid_der + encode_tlv(string_tag, value)))
-
-
-def _extension(oid_der: bytes, value: bytes) -> bytes:
-    """A non-critical Extension: SEQUENCE { extnID, extnValue OCTET STRING } (DER omits the
-    default critical FALSE, X.690 §11.5)."""
-    return encode_tlv(0x30, oid_der + encode_tlv(0x04, value))
-
-
-def _time(when: datetime) -> bytes:
-    """RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050, seconds, Z."""
-    utc = when.astimezone(UTC)
-    if 1950 <= utc.year < 2050:
-        return encode_tlv(0x17, utc.strftime("%y%m%d%H%M%SZ").encode())
-    return encode_tlv(0x18, utc.strftime("%Y%m%d%H%M%SZ").encode())
+_OID_COMMON_NAME = der.oid(NameOID.COMMON_NAME)
+_OID_SERIAL_NUMBER = der.oid(NameOID.SERIAL_NUMBER)
+_OID_SAN = der.oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+_OID_SKI = der.oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+_ID_ON_HW_NAME_DER = der.oid(ID_ON_HARDWARE_MODULE_NAME)
 
 
 def _draft(builder: x509.CertificateBuilder) -> x509.Certificate:

@@ -1,0 +1,81 @@
+"""DER pieces of an X.509 TBSCertificate (RFC 5280 §4.1), for issuers that encode what their
+certificates share once and only the per-certificate fields each time.
+
+Each piece is the DER pyca/cryptography writes for the same value (X.690 §10: definite minimal
+lengths; the choices RFC 5280 leaves are pyca's: UTCTime through 2049, no ``critical FALSE``).
+The callers (``fleetid.factory.manufacturer.IdevidIssuer``, the card's ATTEST) check what they
+build against a certificate pyca builds from the same values before they rely on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from cryptography import x509
+
+from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
+
+__all__ = [
+    "certificate",
+    "extension",
+    "integer",
+    "key_identifier",
+    "oid",
+    "rdn",
+    "time",
+]
+
+_CRITICAL = encode_tlv(0x01, b"\xff")  # BOOLEAN TRUE
+
+
+def oid(value: x509.ObjectIdentifier) -> bytes:
+    """An OBJECT IDENTIFIER, tag and all (X.690 §8.19)."""
+    arcs = [int(arc) for arc in value.dotted_string.split(".")]
+    body = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | arc & 0x7F)
+            arc >>= 7
+        body += bytes(reversed(chunk))
+    return encode_tlv(0x06, bytes(body))
+
+
+def integer(value: int) -> bytes:
+    """An INTEGER in its shortest two's complement form (X.690 §8.3)."""
+    return encode_tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+
+
+def rdn(oid_der: bytes, string_tag: int, value: bytes) -> bytes:
+    """SET { SEQUENCE { type, value } }: one single-valued RDN (RFC 5280 §4.1.2.4)."""
+    return encode_tlv(0x31, encode_tlv(0x30, oid_der + encode_tlv(string_tag, value)))
+
+
+def extension(oid_der: bytes, value: bytes, *, critical: bool = False) -> bytes:
+    """Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING };
+    DER leaves the default out (X.690 §11.5)."""
+    return encode_tlv(
+        0x30, oid_der + (_CRITICAL if critical else b"") + encode_tlv(0x04, value)
+    )
+
+
+def time(when: datetime) -> bytes:
+    """RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; seconds, ``Z``."""
+    utc = when.astimezone(UTC)
+    if 1950 <= utc.year < 2050:
+        return encode_tlv(0x17, utc.strftime("%y%m%d%H%M%SZ").encode())
+    return encode_tlv(0x18, utc.strftime("%Y%m%d%H%M%SZ").encode())
+
+
+def key_identifier(spki: bytes) -> bytes:
+    """RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's bits."""
+    subject_public_key = decode_tlvs(decode_tlv(spki)[0].value)[1].value[1:]
+    return hashlib.sha1(subject_public_key, usedforsecurity=False).digest()
+
+
+def certificate(tbs: bytes, algorithm: bytes, signature: bytes) -> bytes:
+    """Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }
+    (RFC 5280 §4.1), the signature with no unused bits."""
+    return encode_tlv(0x30, tbs + algorithm + encode_tlv(0x03, b"\x00" + signature))
