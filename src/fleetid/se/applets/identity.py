@@ -44,9 +44,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from fleetid.crypto.certsign import key_usage
+from fleetid.errors import EncodingError
+from fleetid.formats import x509_tbs
 from fleetid.formats.apdu import SW, CommandApdu
 from fleetid.formats.attestation import (
     KEY_PROPERTIES_OID,
@@ -331,17 +333,17 @@ class IdentityApplet(Applet):
         issuer_der = state.attestation_chain[0]
         if issuer is None or issuer.der != issuer_der or issuer.slot is not attestation_slot:
             issuer = self._issuer = _Issuer.of(issuer_der, attestation_slot, attestation_key)
-        cert = _attestation_certificate(
+        fields = _AttestationFields.of(
             state=state,
             handle=handle,
             slot=slot,
             subject_key=key.public_key(),
             challenge=apdu.data,
             issuer=issuer,
-            signing_key=attestation_key,
             serial=int.from_bytes(ctx.random(16), "big") >> 1 | 1,
         )
-        return Reply(data=cert.public_bytes(serialization.Encoding.DER))
+        _check_encoder(fields, attestation_key)
+        return Reply(data=fields.certificate(attestation_key))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -355,6 +357,8 @@ class _Issuer:
     name: x509.Name
     not_before: datetime
     aki: x509.AuthorityKeyIdentifier
+    name_der: bytes
+    aki_der: bytes  # the whole Extension
 
     @classmethod
     def of(cls, der: bytes, slot: KeySlot, key: ec.EllipticCurvePrivateKey) -> _Issuer:
@@ -371,6 +375,8 @@ class _Issuer:
             name=certificate.subject,
             not_before=certificate.not_valid_before_utc,
             aki=aki,
+            name_der=certificate.subject.public_bytes(),
+            aki_der=x509_tbs.extension(_OID_AKI, aki.public_bytes()),
         )
 
 
@@ -397,62 +403,153 @@ def _tcb_info_der(tcb: TcbInfo) -> bytes:
     return encode_tcb_info(tcb)
 
 
-def _attestation_certificate(
-    *,
-    state: CardState,
-    handle: int,
-    slot: KeySlot,
-    subject_key: ec.EllipticCurvePublicKey,
-    challenge: bytes,
-    issuer: _Issuer,
-    signing_key: ec.EllipticCurvePrivateKey,
-    serial: int,
-) -> x509.Certificate:
-    usage = KeyUsage(slot.usage & 0x07)
-    props = KeyProperties(
-        chip_serial=state.chip_serial,
-        key_handle=handle,
-        curve_oid=slot.curve.oid,
-        usage=usage,
-        challenge=challenge,
-        origin=KeyOrigin.GENERATED_ON_CARD if slot.generated_on_card else KeyOrigin.IMPORTED,
-        exportable=False,
-        requires_secure_channel=bool(slot.usage & POLICY_REQUIRES_SESSION),
-    )
-    boot = state.boot
-    tcb = TcbInfo(
-        vendor=_TCB_VENDOR,
-        model=_TCB_MODEL,
-        version=boot.image_version,
-        svn=boot.security_counter,
-        fwids=(Fwid(hash_alg=OID_SHA256, digest=boot.measurement),) if boot.measurement else (),
-    )
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.SERIAL_NUMBER, state.chip_serial.hex().upper()),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"fleetid SE key {handle:02X}"),
-        ]
-    )
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.name)
-        .public_key(subject_key)
-        .serial_number(serial)
-        .not_valid_before(issuer.not_before)
-        .not_valid_after(_NO_EXPIRY)
-        .add_extension(_NOT_CA, critical=True)
-        .add_extension(_key_usage(usage), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
-        .add_extension(issuer.aki, critical=False)
-        .add_extension(
-            x509.UnrecognizedExtension(_KEY_PROPERTIES, encode_key_properties(props)),
-            critical=False,
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _AttestationFields:
+    """What an ATTEST certificate says (the extensions in DER), and its two encodings: pyca's
+    builder (the reference) and the TBS written here from DER pieces (what the card sends)."""
+
+    handle: int
+    chip_serial: bytes
+    subject_key: ec.EllipticCurvePublicKey
+    issuer: _Issuer
+    serial: int
+    usage: KeyUsage
+    properties: bytes
+    tcb_info: bytes
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        state: CardState,
+        handle: int,
+        slot: KeySlot,
+        subject_key: ec.EllipticCurvePublicKey,
+        challenge: bytes,
+        issuer: _Issuer,
+        serial: int,
+    ) -> _AttestationFields:
+        usage = KeyUsage(slot.usage & 0x07)
+        props = KeyProperties(
+            chip_serial=state.chip_serial,
+            key_handle=handle,
+            curve_oid=slot.curve.oid,
+            usage=usage,
+            challenge=challenge,
+            origin=KeyOrigin.GENERATED_ON_CARD if slot.generated_on_card else KeyOrigin.IMPORTED,
+            exportable=False,
+            requires_secure_channel=bool(slot.usage & POLICY_REQUIRES_SESSION),
         )
-        .add_extension(
-            x509.UnrecognizedExtension(_TCB_INFO, _tcb_info_der(tcb)),
-            critical=False,
+        boot = state.boot
+        tcb = TcbInfo(
+            vendor=_TCB_VENDOR,
+            model=_TCB_MODEL,
+            version=boot.image_version,
+            svn=boot.security_counter,
+            fwids=(Fwid(hash_alg=OID_SHA256, digest=boot.measurement),) if boot.measurement else (),
         )
+        return cls(
+            handle=handle,
+            chip_serial=state.chip_serial,
+            subject_key=subject_key,
+            issuer=issuer,
+            serial=serial,
+            usage=usage,
+            properties=encode_key_properties(props),
+            tcb_info=_tcb_info_der(tcb),
+        )
+
+    def builder(self) -> x509.CertificateBuilder:
+        """The certificate as pyca builds it."""
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.SERIAL_NUMBER, self.chip_serial.hex().upper()),
+                x509.NameAttribute(NameOID.COMMON_NAME, f"fleetid SE key {self.handle:02X}"),
+            ]
+        )
+        key = self.subject_key
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.issuer.name)
+            .public_key(key)
+            .serial_number(self.serial)
+            .not_valid_before(self.issuer.not_before)
+            .not_valid_after(_NO_EXPIRY)
+            .add_extension(_NOT_CA, critical=True)
+            .add_extension(_key_usage(self.usage), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
+            .add_extension(self.issuer.aki, critical=False)
+            .add_extension(x509.UnrecognizedExtension(_KEY_PROPERTIES, self.properties), False)
+            .add_extension(x509.UnrecognizedExtension(_TCB_INFO, self.tcb_info), False)
+        )
+
+    def tbs(self, algorithm: bytes) -> bytes:
+        """The TBSCertificate (RFC 5280 §4.1) pyca writes for ``builder()``, from DER pieces."""
+        spki = _spki(self.subject_key)
+        subject = encode_tlv(
+            0x30,
+            x509_tbs.rdn(_OID_SERIAL_NUMBER, 0x13, self.chip_serial.hex().upper().encode())
+            + x509_tbs.rdn(_OID_COMMON_NAME, 0x0C, b"fleetid SE key %02X" % self.handle),
+        )
+        extensions = (
+            _NOT_CA_DER
+            + _key_usage_der(self.usage)
+            + x509_tbs.extension(_OID_SKI, encode_tlv(0x04, x509_tbs.key_identifier(spki)))
+            + self.issuer.aki_der
+            + x509_tbs.extension(_KEY_PROPERTIES_DER, self.properties)
+            + x509_tbs.extension(_TCB_INFO_DER, self.tcb_info)
+        )
+        return encode_tlv(
+            0x30,
+            _VERSION_3
+            + x509_tbs.integer(self.serial)
+            + algorithm
+            + self.issuer.name_der
+            + encode_tlv(0x30, x509_tbs.time(self.issuer.not_before) + _NO_EXPIRY_DER)
+            + subject
+            + spki
+            + encode_tlv(0xA3, encode_tlv(0x30, extensions)),
+        )
+
+    def certificate(self, signing_key: ec.EllipticCurvePrivateKey) -> bytes:
+        """The DER certificate signed by ``signing_key`` (ECDSA, SHA-384 from P-384 up)."""
+        sha384 = signing_key.curve.key_size >= 384
+        algorithm = _ECDSA_SHA384 if sha384 else _ECDSA_SHA256
+        tbs = self.tbs(algorithm)
+        signature = signing_key.sign(tbs, ec.ECDSA(hashes.SHA384() if sha384 else hashes.SHA256()))
+        return x509_tbs.certificate(tbs, algorithm, signature)
+
+
+def _check_encoder(fields: _AttestationFields, signing_key: ec.EllipticCurvePrivateKey) -> None:
+    """Once per process: the TBS written here must be pyca's for the same fields."""
+    if _encoder_checked:
+        return
+    sha384 = signing_key.curve.key_size >= 384
+    draft = fields.builder().sign(signing_key, hashes.SHA384() if sha384 else hashes.SHA256())
+    if fields.tbs(_ECDSA_SHA384 if sha384 else _ECDSA_SHA256) != draft.tbs_certificate_bytes:
+        raise EncodingError("the ATTEST certificate encoder does not write pyca's TBS")
+    _encoder_checked.append(True)
+
+
+_encoder_checked: list[bool] = []
+_VERSION_3 = bytes.fromhex("A003020102")  # [0] EXPLICIT INTEGER 2 (RFC 5280 §4.1.2.1)
+_ECDSA_SHA256 = bytes.fromhex("300A06082A8648CE3D040302")  # RFC 5758 §3.2, no parameters
+_ECDSA_SHA384 = bytes.fromhex("300A06082A8648CE3D040303")
+_NO_EXPIRY_DER = x509_tbs.time(_NO_EXPIRY)
+_OID_SERIAL_NUMBER = x509_tbs.oid(NameOID.SERIAL_NUMBER)
+_OID_COMMON_NAME = x509_tbs.oid(NameOID.COMMON_NAME)
+_OID_SKI = x509_tbs.oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+_OID_AKI = x509_tbs.oid(ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+_KEY_PROPERTIES_DER = x509_tbs.oid(_KEY_PROPERTIES)
+_TCB_INFO_DER = x509_tbs.oid(_TCB_INFO)
+_NOT_CA_DER = x509_tbs.extension(
+    x509_tbs.oid(ExtensionOID.BASIC_CONSTRAINTS), _NOT_CA.public_bytes(), critical=True
+)
+
+
+@lru_cache(maxsize=8)
+def _key_usage_der(usage: KeyUsage) -> bytes:
+    return x509_tbs.extension(
+        x509_tbs.oid(ExtensionOID.KEY_USAGE), _key_usage(usage).public_bytes(), critical=True
     )
-    algorithm = hashes.SHA384() if signing_key.curve.key_size >= 384 else hashes.SHA256()
-    return builder.sign(signing_key, algorithm)
