@@ -200,6 +200,17 @@ class ChallengeRecord:
 # 150 µs a small statement costs). WHERE parameters are prefixed ``w_`` so that they never clash
 # with the column names an UPDATE's values are keyed by.
 
+_INSERT = {
+    table.name: insert(table)
+    for table in (
+        ca_keys,
+        devices,
+        line_manifest,
+        certificates,
+        enrolment_tokens,
+        enrolment_challenges,
+    )
+}
 _CA_KEY_BY_ID = select(ca_keys).where(ca_keys.c.id == bindparam("w_id"))
 _ACTIVE_CA_KEY = (
     select(ca_keys)
@@ -280,7 +291,7 @@ class CaKeys:
     def add(self, key: NewCaKey) -> CaKeyRecord:
         values = {**key.__dict__, "role": str(key.role), "active": int(key.active)}
         try:
-            new_id = self._c.execute(insert(ca_keys), values).inserted_primary_key
+            new_id = self._c.execute(_INSERT[ca_keys.name], values).inserted_primary_key
         except IntegrityError as exc:
             raise StoreError(f"CA key {key.role} generation {key.generation} exists") from exc
         assert new_id is not None  # noqa: S101 - INSERT of one row
@@ -341,7 +352,7 @@ class Devices:
             updated_at=now,
         )
         try:
-            self._c.execute(insert(devices), record.__dict__)
+            self._c.execute(_INSERT[devices.name], record.__dict__)
         except IntegrityError as exc:
             raise StoreError(f"device {device_id!r} exists") from exc
         return record
@@ -388,7 +399,7 @@ class LineManifest:
         """Import one row (an authority trusting another line's devices)."""
         try:
             self._c.execute(
-                insert(line_manifest),
+                _INSERT[line_manifest.name],
                 {
                     **record.__dict__,
                     "step": 4 if record.state == "secured" else 0,
@@ -407,7 +418,7 @@ class Certificates:
         """Record an issued certificate; a known serial is refused by the UNIQUE constraint."""
         values = {**new.__dict__, "status": str(CertificateStatus.VALID)}
         try:
-            result = self._c.execute(insert(certificates), values)
+            result = self._c.execute(_INSERT[certificates.name], values)
         except IntegrityError as exc:
             raise StoreError(f"certificate {new.serial} not recorded: {exc.orig}") from exc
         assert result.inserted_primary_key is not None  # noqa: S101 - INSERT of one row
@@ -509,7 +520,7 @@ class Tokens:
 
     def add(self, token: TokenRecord) -> None:
         try:
-            self._c.execute(insert(enrolment_tokens), token.__dict__)
+            self._c.execute(_INSERT[enrolment_tokens.name], token.__dict__)
         except IntegrityError as exc:
             raise StoreError(f"token user {token.username!r} exists") from exc
 
@@ -531,7 +542,7 @@ class Challenges:
         self._c = connection
 
     def add(self, challenge: ChallengeRecord) -> None:
-        self._c.execute(insert(enrolment_challenges), challenge.__dict__)
+        self._c.execute(_INSERT[enrolment_challenges.name], challenge.__dict__)
 
     def get(self, nonce: bytes) -> ChallengeRecord | None:
         row = self._c.execute(_CHALLENGE, {"w_nonce": nonce}).one_or_none()
@@ -646,7 +657,7 @@ class Store:
     def bulk_insert_certificates(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert many certificate rows in one executemany (benchmarks, imports)."""
         with self.engine.begin() as connection:
-            connection.execute(insert(certificates), list(rows))
+            connection.execute(_INSERT[certificates.name], list(rows))
 
     def dispose(self) -> None:
         self.engine.dispose()
