@@ -4,6 +4,7 @@ no bundle."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -77,14 +78,12 @@ def _certificate() -> x509.Certificate:
     )
 
 
-def _long_form_at(der: bytes, path: tuple[int, ...]) -> bytes:
-    """``der`` with the element at ``path`` (child indexes from the outer SEQUENCE) given its
-    length with a leading zero octet (X.690 §10.1 forbids it in DER), and every enclosing length
-    adjusted (in DER form)."""
-    class_, method, tag, _header, contents, _trailer = parser.parse(der)
+def _rewrite_at(der: bytes, path: tuple[int, ...], rewrite: Callable[[bytes], bytes]) -> bytes:
+    """``der`` with the element at ``path`` (child indexes from the outer SEQUENCE) replaced by
+    ``rewrite(element)``, and every enclosing length adjusted (in DER form)."""
     if not path:
-        size = len(contents).to_bytes(max(1, (len(contents).bit_length() + 7) // 8), "big")
-        return der[:1] + bytes([0x80 | (len(size) + 1)]) + b"\x00" + size + contents
+        return rewrite(der)
+    class_, method, tag, _header, contents, _trailer = parser.parse(der)
     children: list[bytes] = []
     rest = contents
     while rest:
@@ -92,8 +91,19 @@ def _long_form_at(der: bytes, path: tuple[int, ...]) -> bytes:
         size = len(child[3]) + len(child[4])
         children.append(rest[:size])
         rest = rest[size:]
-    children[path[0]] = _long_form_at(children[path[0]], path[1:])
+    children[path[0]] = _rewrite_at(children[path[0]], path[1:], rewrite)
     return parser.emit(class_, method, tag, b"".join(children))
+
+
+def _long_form(element: bytes) -> bytes:
+    """The same element with a leading zero octet in its length (X.690 §10.1 forbids it)."""
+    contents = parser.parse(element)[4]
+    size = len(contents).to_bytes(max(1, (len(contents).bit_length() + 7) // 8), "big")
+    return element[:1] + bytes([0x80 | (len(size) + 1)]) + b"\x00" + size + contents
+
+
+def _long_form_at(der: bytes, path: tuple[int, ...]) -> bytes:
+    return _rewrite_at(der, path, _long_form)
 
 
 @pytest.mark.parametrize(
@@ -115,3 +125,13 @@ def test_non_minimal_length_inside_the_envelope_is_refused(
     assert ber != der and len(ber) > len(der), element
     with pytest.raises(EncodingError, match="not in DER form"):
         decode_attestation_bundle(ber)
+
+
+def test_a_non_minimal_statement_type_oid_is_refused() -> None:
+    der = encode_attestation_bundle(BUNDLE)
+    # 1.3.6.1.4.1.32473.1 with its last arc as 0x80 0x01 (X.690 §8.19.2: minimal octets).
+    padded = _rewrite_at(
+        der, (0, 0, 0), lambda oid: parser.emit(0, 0, 6, parser.parse(oid)[4][:-1] + b"\x80\x01")
+    )
+    with pytest.raises(EncodingError, match="not in DER form"):
+        decode_attestation_bundle(padded)

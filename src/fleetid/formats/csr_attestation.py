@@ -31,7 +31,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from asn1crypto import algos, cms, core, keys
+from asn1crypto import algos, cms, core, keys, parser
 from asn1crypto import csr as asn1_csr
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -114,24 +114,21 @@ class AttestationBundle:
 
 def encode_attestation_bundle(bundle: AttestationBundle) -> bytes:
     """DER of the ``AttestationBundle``."""
-    return _bundle_der(
-        [(s.type, core.Any.load(s.statement)) for s in bundle.statements],
-        [
+    value: dict[str, Any] = {
+        "attestations": [
+            {"type": s.type, "stmt": core.Any.load(s.statement)} for s in bundle.statements
+        ]
+    }
+    if bundle.certificates:
+        value["certs"] = [
             cms.CertificateChoices(
                 name="certificate",
                 value=asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)),
             )
             for c in bundle.certificates
-        ],
-    )
-
-
-def _bundle_der(statements: list[tuple[str, Any]], certs: list[Any]) -> bytes:
-    """A new ``_Bundle`` encodes its own headers in DER; each certificate and statement is copied
-    as the DER it already is (``force`` would re-encode every certificate field by field)."""
-    value: dict[str, Any] = {"attestations": [{"type": t, "stmt": v} for t, v in statements]}
-    if certs:
-        value["certs"] = certs
+        ]
+    # A new _Bundle encodes its own headers in DER; each certificate and statement is copied as
+    # the DER it already is (``force`` would re-encode every certificate field by field).
     return bytes(_Bundle(value).dump())
 
 
@@ -157,19 +154,47 @@ def decode_attestation_bundle(der: bytes) -> AttestationBundle:
         raise EncodingError(f"not a DER AttestationBundle: {exc}") from exc
     if not statements:
         raise EncodingError("an AttestationBundle holds at least one statement (§4.1)")
-    # DER: the envelope re-encoded must be the bytes received. The certificates inside were
-    # parsed by pyca, which takes DER only, and are copied as received; each statement is
-    # parsed by its format's verifier.
-    envelope = _bundle_der(
-        [
-            (s.type, item["stmt"])
-            for s, item in zip(statements, parsed["attestations"], strict=True)
-        ],
-        [c for c in certs if c.name == "certificate"] if certificates else [],
-    )
-    if envelope != der:
+    # DER: every header of the envelope must be the one DER gives its contents. The
+    # certificates inside were parsed by pyca, which takes DER only; each statement is parsed by
+    # its format's verifier.
+    if not _der_envelope(der):
         raise EncodingError("the AttestationBundle is not in DER form")
     return AttestationBundle(statements=statements, certificates=tuple(certificates))
+
+
+def _der_tlvs(contents: bytes) -> list[bytes]:
+    """The encodings inside ``contents``, each in DER form (X.690 §10.1: definite, minimal
+    length), checked against asn1crypto's own DER header for the same contents."""
+    encodings = []
+    while contents:
+        class_, method, tag, header, inner, _ = parser.parse(contents)
+        size = len(header) + len(inner)
+        if parser.emit(class_, method, tag, inner) != contents[:size]:
+            raise EncodingError("a header is not in DER form")
+        encodings.append(contents[:size])
+        contents = contents[size:]
+    return encodings
+
+
+def _inner(encoding: bytes) -> bytes:
+    return bytes(parser.parse(encoding)[4])
+
+
+def _der_envelope(der: bytes) -> bool:
+    """Whether the bundle's own headers (it, its two lists, each statement and its type OID) are
+    DER; what the lists hold is left to pyca and to each statement's verifier."""
+    try:
+        (bundle,) = _der_tlvs(der)
+        lists = _der_tlvs(_inner(bundle))
+        for statement in _der_tlvs(_inner(lists[0])):
+            type_oid = _der_tlvs(_inner(statement))[0]
+            if core.ObjectIdentifier.load(type_oid).dump(force=True) != type_oid:
+                return False
+        for rest in lists[1:]:
+            _der_tlvs(_inner(rest))
+    except (EncodingError, ValueError):
+        return False
+    return True
 
 
 def build_csr(
