@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Connection, Engine, bindparam, func, insert, select, update
@@ -34,6 +35,7 @@ from fleetid.store.schema import (
     enrolment_challenges,
     enrolment_tokens,
 )
+from fleetid.store.writer_lock import WriterLock
 
 __all__ = [
     "CaKeyRecord",
@@ -567,6 +569,15 @@ def _next(connection: Connection, name: str) -> int:
     return int(value)
 
 
+def _sqlite_writer_lock(engine: Engine) -> WriterLock | None:
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return WriterLock(None)  # in memory (or a URI): this process's threads only
+    return WriterLock(Path(database))
+
+
 def _repositories(connection: Connection) -> Repositories:
     return Repositories(
         ca_keys=CaKeys(connection),
@@ -595,10 +606,9 @@ class Store:
 
     def __init__(self, engine: Engine, *, migrate: bool = True) -> None:
         self.engine = engine
-        # SQLite has one writer; a thread waiting for its lock polls with sleeps (the busy
-        # handler), which under a server's thread pool costs far more than the work. Threads
-        # of this process queue on a lock instead; other processes still meet the busy timeout.
-        self._sqlite_writer = threading.RLock() if engine.dialect.name == "sqlite" else None
+        # SQLite has one writer; a writer that finds it busy sleeps and retries, which under a
+        # server's load costs far more than the work. Writers queue instead (``WriterLock``).
+        self._sqlite_writer = _sqlite_writer_lock(engine)
         self._batch = threading.local()  # the connection of this thread's open batch, if any
         if migrate:
             ensure_schema(engine)
@@ -616,7 +626,7 @@ class Store:
         if batch is not None:
             yield from self._savepoint(batch)
             return
-        with self._sqlite_writer or nullcontext(), self.engine.begin() as connection:
+        with self._writing(), self.engine.begin() as connection:
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             yield _repositories(connection)
@@ -645,7 +655,7 @@ class Store:
         them a SAVEPOINT: one commit for many units (``fleetid.store.group_commit``)."""
         if getattr(self._batch, "connection", None) is not None:
             raise StoreError("a batch is already open on this thread")
-        with self._sqlite_writer or nullcontext(), self.engine.begin() as connection:
+        with self._writing(), self.engine.begin() as connection:
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             self._batch.connection, self._batch.depth = connection, 0
@@ -658,6 +668,9 @@ class Store:
         """Insert many certificate rows in one executemany (benchmarks, imports)."""
         with self.engine.begin() as connection:
             connection.execute(_INSERT[certificates.name], list(rows))
+
+    def _writing(self) -> AbstractContextManager[None]:
+        return nullcontext() if self._sqlite_writer is None else self._sqlite_writer.hold()
 
     def dispose(self) -> None:
         self.engine.dispose()
