@@ -1,6 +1,7 @@
 """The card's public-key and issuer caches: STORE DATA checks a chain against the public key
 recorded when the key was generated (no rebuild from the scalar), a reloaded card computes it
-again, and either way a chain for another key is refused; ATTEST parses its issuer once."""
+again, and either way a chain for another key is refused; ATTEST parses its issuer once; the
+SCP03 key set views go on tamper."""
 
 from __future__ import annotations
 
@@ -86,3 +87,13 @@ def test_attest_names_its_issuer_and_drops_it_on_tamper() -> None:
     assert applet._issuer is not None
     made.card.tamper(TamperEvent.GLITCH)
     assert applet._issuer is None
+
+
+def test_key_set_views_are_dropped_on_tamper() -> None:
+    made = manufacture_test_card()
+    client = SecureElementClient(made.card)
+    client.select_isd()
+    client.open_secure_channel(made.keys, 0x33, key_version=made.key_version)
+    assert made.card._statics  # type: ignore[attr-defined]
+    made.card.tamper(TamperEvent.VOLTAGE)
+    assert not made.card._statics  # type: ignore[attr-defined]

@@ -76,6 +76,7 @@ _INS_GET_RESPONSE = 0xC0
 _INS_INITIALIZE_UPDATE = 0x50
 _INS_EXTERNAL_AUTHENTICATE = 0x82
 _SW_MORE_DATA = 0x6100
+_MAX_STATICS = 8  # key set views kept per card (the ISD holds at most 8 key sets)
 _MAX_ASSEMBLED = 0xFFFF  # a chain assembles into one command: at most the extended Nc
 
 
@@ -164,6 +165,7 @@ class SecureElement:
         self._pending: bytes = b""
         self._pending_sw: int = SW.OK
         self._chain: tuple[int, int, int, bytearray] | None = None
+        self._statics: dict[tuple[bytes, bytes, bytes], StaticKeys] = {}
         self.reset()
 
     # --- life ---------------------------------------------------------------------------------
@@ -249,6 +251,7 @@ class SecureElement:
         """A tamper sensor fired: zeroise every key, go TERMINATED, write that to flash."""
         _log.warning("tamper event %s: zeroising and terminating", event.value)
         self._state.zeroise()
+        self._statics.clear()
         self._state.life_cycle = CardLifeCycle.TERMINATED
         for applet in self._applets.values():
             applet.zeroise()
@@ -418,7 +421,7 @@ class SecureElement:
         kvn = apdu.p1 or (min(keysets) if keysets else 0)
         counter = keysets[kvn].sequence_counter if kvn in keysets else 0
         channel = CardChannel(
-            {v: StaticKeys(k.enc, k.mac, k.dek) for v, k in keysets.items()},
+            {v: self._static_keys(k) for v, k in keysets.items()},
             self._state.cplc.kdd,
             aid=applet.aid,
             sequence_counter=counter,
@@ -433,9 +436,23 @@ class SecureElement:
             return b"", exc.sw
         finally:
             if kvn in keysets and channel.sequence_counter != counter:
-                keysets[kvn] = replace(keysets[kvn], sequence_counter=channel.sequence_counter)
+                old = keysets[kvn]
+                keysets[kvn] = KeySet(
+                    enc=old.enc, mac=old.mac, dek=old.dek, sequence_counter=channel.sequence_counter
+                )
                 self._persist()
         return data, SW.OK
+
+    def _static_keys(self, keyset: KeySet) -> StaticKeys:
+        """The channel's view of a key set: same keys, checked once per key set value (the
+        sequence counter moves on every INITIALIZE UPDATE, the keys only on PUT KEY)."""
+        keys = (keyset.enc, keyset.mac, keyset.dek)
+        cached = self._statics.get(keys)
+        if cached is None:
+            if len(self._statics) >= _MAX_STATICS:
+                self._statics.clear()
+            cached = self._statics[keys] = StaticKeys(*keys)
+        return cached
 
     def _external_authenticate(self, apdu: CommandApdu) -> tuple[bytes, int]:
         if self._channel is None:
