@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, event
@@ -177,3 +179,32 @@ def test_a_nested_unit_rolls_back_to_its_own_savepoint(store: Store) -> None:
         group.submit(unit).result(10)
     assert _status(store, "outer") == DeviceStatus.ENROLLED
     assert _status(store, "inner") is None
+
+
+def test_prepare_runs_before_the_transaction_and_hands_its_result_over(
+    store: Store, engine: Engine
+) -> None:
+    lock_file = None
+    if engine.dialect.name == "sqlite":
+        lock_file = Path(str(engine.url.database) + ".writer")
+
+    def prepare(device_id: str) -> str:
+        if device_id == "refused":
+            raise PermissionError("examined and refused")
+        if lock_file is not None:  # no writer holds SQLite's queue while units prepare
+            with lock_file.open("a+") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return device_id.upper()
+
+    with _writer(store) as group:
+        release = _held(group)
+        futures = [
+            group.submit_prepared(lambda d=d: prepare(d), lambda name: _add_device(store, name))
+            for d in ("dev-a", "refused", "dev-b")
+        ]
+        release.set()
+        assert futures[0].result(10) == "DEV-A" and futures[2].result(10) == "DEV-B"
+        with pytest.raises(PermissionError):
+            futures[1].result(10)
+    assert _status(store, "DEV-A") == _status(store, "DEV-B") == DeviceStatus.PENDING

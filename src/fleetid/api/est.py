@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from fleetid.api.writes import write
+from fleetid.api.writes import write, write_prepared
 from fleetid.authority.enrolment import EnrolmentService
 from fleetid.authority.provisioners import BasicCredentials
 from fleetid.errors import EncodingError
@@ -152,7 +152,10 @@ async def simpleenroll(request: Request, service: Service, basic: Basic) -> Resp
         if basic is None
         else BasicCredentials(username=basic.username, password=basic.password)
     )
-    certificate = await write(request, service.simple_enroll, credentials, der)
+    # The evidence is examined before the batch's transaction, the records inside it.
+    certificate = await write_prepared(
+        request, lambda: service.examine(credentials, der), service.enrol
+    )
     return _certs_only([certificate])
 
 

@@ -19,9 +19,10 @@ from fastapi import FastAPI, Request
 from fleetid.store.group_commit import GroupCommit
 from fleetid.store.repositories import Store
 
-__all__ = ["install", "write"]
+__all__ = ["install", "write", "write_prepared"]
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 
 def install(app: FastAPI, store: Store) -> None:
@@ -44,3 +45,9 @@ async def write(request: Request, fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` on the app's writer; returns once its batch has committed."""
     writer: GroupCommit = request.app.state.writes
     return await asyncio.wrap_future(writer.submit(fn, *args))
+
+
+async def write_prepared(request: Request, prepare: Callable[[], P], run: Callable[[P], T]) -> T:
+    """``run(prepare())`` on the app's writer, ``prepare`` outside the batch's transaction."""
+    writer: GroupCommit = request.app.state.writes
+    return await asyncio.wrap_future(writer.submit_prepared(prepare, run))

@@ -2,8 +2,10 @@
 
 ``fleetid.api.est`` decodes the wire format and calls these; they take DER and return
 certificates. Every check that can be made without the database (the CSR parses, its signature
-verifies, its key is acceptable) is made before the transaction; the credential is spent and the
-certificate recorded in one transaction.
+verifies, its key is acceptable, the provisioner's own ``examine``: attestation evidence) is made
+before the transaction (``examine``); the credential is spent and the certificate recorded in one
+transaction (``enrol``). The EST route runs the first on the group-commit writer before it opens
+a batch's transaction, and the second inside it.
 
 Re-enrolment (§4.2.2) is authenticated here by the CSR's own signature: the CSR must be signed by
 the key of the device's current certificate, which must be valid, unexpired and unrevoked. The
@@ -15,6 +17,7 @@ that builds on this.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,7 +30,15 @@ from fleetid.errors import AuthenticationError, PolicyError
 from fleetid.policy import CredentialType
 from fleetid.store.schema import CertificateStatus, DeviceStatus
 
-__all__ = ["EnrolmentService"]
+__all__ = ["EnrolmentService", "Examined"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Examined:
+    """An enrolment request checked as far as it can be without the database."""
+
+    request: EnrolmentRequest
+    provisioner: Provisioner
 
 
 class EnrolmentService:
@@ -48,6 +59,11 @@ class EnrolmentService:
         self, credentials: BasicCredentials | None, csr_der: bytes
     ) -> x509.Certificate:
         """Enrol a device: a provisioner authorises, the CA issues, one transaction."""
+        return self.enrol(self.examine(credentials, csr_der))
+
+    def examine(self, credentials: BasicCredentials | None, csr_der: bytes) -> Examined:
+        """``simple_enroll``'s checks that need no database: the CSR, which provisioner, and
+        what that provisioner can check alone (``Provisioner.examine``)."""
         csr = load_csr(csr_der)
         request = EnrolmentRequest(csr=csr, basic=credentials)
         provisioner = next((p for p in self.provisioners.values() if p.accepts(request)), None)
@@ -58,7 +74,12 @@ class EnrolmentService:
                 + (" or attestation evidence in the CSR" if "attestation" in kinds else "")
                 + f" (provisioners here: {kinds})"
             )
-        public_key = csr.public_key()
+        return Examined(request=provisioner.examine(request), provisioner=provisioner)
+
+    def enrol(self, examined: Examined) -> x509.Certificate:
+        """The rest of ``simple_enroll``, in one transaction: authorise, issue, record."""
+        provisioner, request = examined.provisioner, examined.request
+        public_key = request.csr.public_key()
         assert isinstance(public_key, ec.EllipticCurvePublicKey)  # noqa: S101 - load_csr checked
         now = self.ca.clock.now()
         with self.ca.store.transaction() as tx:

@@ -6,7 +6,8 @@ PostgreSQL), and on SQLite the writers take turns for the one write lock. ``Grou
 submitted units on one writer thread. It takes what has queued up (at most ``max_batch``), runs
 each unit inside one ``Store.batch()`` transaction, where each unit's own
 ``Store.transaction()`` is a SAVEPOINT, commits once, and only then settles the units'
-futures. So:
+futures. A unit may bring a ``prepare`` step, run before the transaction opens (checks that need
+no database, kept out of the write lock). So:
 
 * a unit that raises is rolled back to its savepoint alone, and its caller gets the exception;
 * a caller never sees success before its writes are durable: a crash before the commit loses
@@ -34,15 +35,18 @@ from fleetid.store.repositories import Store
 __all__ = ["GroupCommit"]
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 _log = logging.getLogger(__name__)
 _DEFAULT_MAX_BATCH: Final = 32
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Unit:
-    run: Callable[[], Any]
+    prepare: Callable[[], Any]  # before the batch's transaction, without the write lock
+    run: Callable[[Any], Any]  # inside it, given what ``prepare`` returned
     future: Future[Any]
+    prepared: Any = None
 
 
 class GroupCommit:
@@ -60,6 +64,13 @@ class GroupCommit:
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Run ``fn(*args)`` in the next batch; the future settles after the batch commits."""
+        return self.submit_prepared(lambda: args, lambda given: fn(*given))
+
+    def submit_prepared(self, prepare: Callable[[], P], run: Callable[[P], T]) -> Future[T]:
+        """Run ``prepare()`` before the next batch's transaction opens (checks that need no
+        database: on SQLite the other processes' writers may write meanwhile), then ``run`` on
+        its result inside the batch. If ``prepare`` raises, the unit fails and the batch goes on
+        without it."""
         future: Future[T] = Future()
         with self._lock:
             if self._closed:
@@ -69,7 +80,7 @@ class GroupCommit:
                     target=self._writer, name="fleetid-group-commit", daemon=True
                 )
                 self._thread.start()
-            self._queue.put(_Unit(run=lambda: fn(*args), future=future))
+            self._queue.put(_Unit(prepare=prepare, run=run, future=future))
         return future
 
     def close(self) -> None:
@@ -102,22 +113,32 @@ class GroupCommit:
                 return
 
     def _run_batch(self, units: list[_Unit]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            with self._store.batch():
-                for unit in units:
-                    if not unit.future.set_running_or_notify_cancel():
-                        outcomes.append((False, None))
-                        continue
-                    try:
-                        outcomes.append((True, unit.run()))
-                    except Exception as exc:  # the unit's own failure, rolled back alone
-                        outcomes.append((False, exc))
-        except Exception as exc:  # the batch's own BEGIN or COMMIT: nothing of it is durable
-            _log.error("group commit of %d units failed: %s", len(units), exc)
-            failure = StoreError(f"the transaction was not committed: {exc}")
-            outcomes = [(False, failure)] * len(units)
-        for unit, (ok, value) in zip(units, outcomes, strict=True):
+        outcomes: dict[int, tuple[bool, Any]] = {}
+        ready = []
+        for index, unit in enumerate(units):
+            if not unit.future.set_running_or_notify_cancel():
+                outcomes[index] = (False, None)
+                continue
+            try:
+                unit.prepared = unit.prepare()
+            except Exception as exc:  # the unit's own refusal, before any write
+                outcomes[index] = (False, exc)
+                continue
+            ready.append(index)
+        if ready:
+            try:
+                with self._store.batch():
+                    for index in ready:
+                        try:
+                            outcomes[index] = (True, units[index].run(units[index].prepared))
+                        except Exception as exc:  # the unit's own failure, rolled back alone
+                            outcomes[index] = (False, exc)
+            except Exception as exc:  # the batch's own BEGIN or COMMIT: nothing of it is durable
+                _log.error("group commit of %d units failed: %s", len(ready), exc)
+                failure = StoreError(f"the transaction was not committed: {exc}")
+                outcomes.update((index, (False, failure)) for index in ready)
+        for index, unit in enumerate(units):
+            ok, value = outcomes[index]
             if unit.future.cancelled():
                 continue
             if ok:

@@ -1,8 +1,11 @@
 """Attestation-gated enrolment: evidence verifiers, one module per format, found by type key.
 
-``verify_attested_csr`` reads the CSR's draft-ietf-lamps-csr-attestation bundle and hands the
-first statement of an accepted format to its verifier, which raises an ``AttestationError``
-subclass (``fleetid.authority.attestation.errors``) or returns an ``AttestedDevice``.
+``examine_attested_csr`` reads the CSR's draft-ietf-lamps-csr-attestation bundle and hands the
+first statement of an accepted format to its verifier, which checks the evidence itself and
+returns an ``AttestedDevice``; ``check_attested_records`` then has the same verifier check the
+authority's records (manifest, device, challenge) inside the issuance transaction. Each raises an
+``AttestationError`` subclass (``fleetid.authority.attestation.errors``);
+``verify_attested_csr`` does both.
 
 Formats: ``fleetid-se`` (``fleetid_se``), the fleetid secure element's key attestation.
 """
@@ -17,6 +20,8 @@ from fleetid.authority.attestation.base import (
     EvidenceVerifier,
     RepositoryLedger,
     VerificationPolicy,
+    check_attested_records,
+    examine_attested_csr,
     register,
     verifier_for_statement,
     verify_attested_csr,
@@ -31,6 +36,8 @@ __all__ = [
     "EvidenceVerifier",
     "RepositoryLedger",
     "VerificationPolicy",
+    "check_attested_records",
+    "examine_attested_csr",
     "register",
     "verifier_for_statement",
     "verify_attested_csr",

@@ -45,6 +45,8 @@ __all__ = [
     "EvidenceVerifier",
     "RepositoryLedger",
     "VerificationPolicy",
+    "check_attested_records",
+    "examine_attested_csr",
     "register",
     "verifier_for_statement",
     "verify_attested_csr",
@@ -118,21 +120,26 @@ class AttestedDevice:
 
 
 class EvidenceVerifier(Protocol):
-    """One evidence format; ``verify`` raises an ``AttestationError`` subclass or returns."""
+    """One evidence format, in two steps: ``examine`` checks what needs no records (run before
+    the issuance transaction), ``check_records`` what the authority's records say (run inside it).
+    Each raises an ``AttestationError`` subclass."""
 
     type_key: ClassVar[str]
     statement_type: ClassVar[str]
 
-    def verify(
+    def examine(
         self,
         *,
         csr: x509.CertificateSigningRequest,
         bundle: AttestationBundle,
         statement: AttestationStatement,
         policy: VerificationPolicy,
-        ledger: EnrolmentLedger,
         now: datetime,
     ) -> AttestedDevice: ...
+
+    def check_records(
+        self, attested: AttestedDevice, ledger: EnrolmentLedger, now: datetime
+    ) -> None: ...
 
 
 VERIFIERS: dict[str, EvidenceVerifier] = {}
@@ -153,18 +160,15 @@ def verifier_for_statement(type_oid: str) -> EvidenceVerifier | None:
     return None
 
 
-def verify_attested_csr(
+def examine_attested_csr(
     csr: x509.CertificateSigningRequest,
     *,
     policy: VerificationPolicy,
-    ledger: EnrolmentLedger,
     now: datetime,
     formats: Sequence[str] | None = None,
 ) -> AttestedDevice:
-    """Verify the CSR's evidence with the first statement of a format this authority accepts.
-
-    ``formats`` limits the accepted type keys (default: every registered one).
-    """
+    """Check the CSR's evidence as far as no records are needed, with the first statement of a
+    format this authority accepts (``formats`` limits the type keys; default: every one)."""
     try:
         bundle = attestation_bundle_of(csr)
     except EncodingError as exc:
@@ -177,8 +181,30 @@ def verify_attested_csr(
     for statement in bundle.statements:
         verifier = verifier_for_statement(statement.type)
         if verifier is not None and (formats is None or verifier.type_key in formats):
-            return verifier.verify(
-                csr=csr, bundle=bundle, statement=statement, policy=policy, ledger=ledger, now=now
+            return verifier.examine(
+                csr=csr, bundle=bundle, statement=statement, policy=policy, now=now
             )
     kinds = ", ".join(sorted({s.type for s in bundle.statements}))
     raise EvidenceFormatUnsupportedError(f"no accepted verifier for statement types {kinds}")
+
+
+def check_attested_records(
+    attested: AttestedDevice, *, ledger: EnrolmentLedger, now: datetime
+) -> None:
+    """The second step of ``attested``'s format: the manifest, the device and the challenge
+    (spent in the ledger's transaction)."""
+    VERIFIERS[attested.format].check_records(attested, ledger, now)
+
+
+def verify_attested_csr(
+    csr: x509.CertificateSigningRequest,
+    *,
+    policy: VerificationPolicy,
+    ledger: EnrolmentLedger,
+    now: datetime,
+    formats: Sequence[str] | None = None,
+) -> AttestedDevice:
+    """Both steps at once: ``examine_attested_csr`` then ``check_attested_records``."""
+    attested = examine_attested_csr(csr, policy=policy, now=now, formats=formats)
+    check_attested_records(attested, ledger=ledger, now=now)
+    return attested

@@ -130,16 +130,16 @@ class FleetIdSeVerifier:
     def __init__(self) -> None:
         self._paths = IdevidPaths()
 
-    def verify(
+    def examine(
         self,
         *,
         csr: x509.CertificateSigningRequest,
         bundle: AttestationBundle,
         statement: AttestationStatement,
         policy: VerificationPolicy,
-        ledger: EnrolmentLedger,
         now: datetime,
     ) -> AttestedDevice:
+        """Rules 1-6: the evidence itself."""
         attestation, props, tcb = self._parse(statement)
         idevid = self._attesting_idevid(attestation, bundle)
         self._chain_to_manufacturer(idevid, bundle, policy, now)
@@ -148,20 +148,25 @@ class FleetIdSeVerifier:
         attested_key = _ec_key(attestation, "key-attestation certificate")
         self._same_key(csr, attested_key)
         self._key_properties(props, policy)
-        idevid_key = spki_sha256(_ec_key(idevid, "IDevID"))
-        self._manifest(ledger, device_id, idevid, idevid_key)
-        self._challenge(ledger, props.challenge, device_id, now)
         return AttestedDevice(
             format=self.type_key,
             device_id=device_id,
             chip_serial=props.chip_serial,
             idevid=idevid,
-            idevid_key_sha256=idevid_key,
+            idevid_key_sha256=spki_sha256(_ec_key(idevid, "IDevID")),
             public_key=attested_key,
             key_properties=props,
             tcb_info=tcb,
             challenge=props.challenge,
         )
+
+    def check_records(
+        self, attested: AttestedDevice, ledger: EnrolmentLedger, now: datetime
+    ) -> None:
+        """Rules 7-10: what this authority's records say of the device and the challenge."""
+        device_id = attested.device_id
+        self._manifest(ledger, device_id, attested.idevid, attested.idevid_key_sha256)
+        self._challenge(ledger, attested.challenge, device_id, now)
 
     # --- 1: parse -------------------------------------------------------------------------------
 

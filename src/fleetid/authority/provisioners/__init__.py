@@ -2,11 +2,11 @@
 
 A provisioner is found by its type key (``PROVISIONERS``). The EST edge hands the enrolment
 service an ``EnrolmentRequest``: the parsed CSR and whatever credential came with it. The first
-provisioner that ``accepts`` the request's kind (a Basic credential, attestation evidence) is
-asked to ``authorise`` it; it answers with a ``Grant`` (which device, which credential type) or
-raises ``AuthenticationError`` / ``PolicyError`` / a ``VerificationError``. ``authorise`` runs
-inside the issuance transaction, so a single-use credential (token, challenge) is spent only if
-the certificate is recorded.
+provisioner that ``accepts`` the request's kind (a Basic credential, attestation evidence)
+``examine``s it without the database, then is asked to ``authorise`` it; it answers with a
+``Grant`` (which device, which credential type) or raises ``AuthenticationError`` /
+``PolicyError`` / a ``VerificationError``. ``authorise`` runs inside the issuance transaction,
+so a single-use credential (token, challenge) is spent only if the certificate is recorded.
 
 Provisioners:
 
@@ -49,10 +49,12 @@ class BasicCredentials:
 @dataclass(frozen=True, kw_only=True)
 class EnrolmentRequest:
     """An enrolment as the authority received it: the CSR (its self-signature checked) and the
-    HTTP Basic credential, if the client sent one."""
+    HTTP Basic credential, if the client sent one; ``evidence`` is what the provisioner's
+    ``examine`` established before the transaction (its own type; ``None`` until then)."""
 
     csr: x509.CertificateSigningRequest
     basic: BasicCredentials | None = None
+    evidence: object | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +80,14 @@ class Provisioner(Protocol):
         """Whether the request is of this provisioner's kind (no verification, no database)."""
         ...
 
-    def authorise(self, tx: Repositories, request: EnrolmentRequest) -> Grant: ...
+    def examine(self, request: EnrolmentRequest) -> EnrolmentRequest:
+        """The checks that need no database, made before the issuance transaction (so that a
+        writer holds the database only for what needs it); the request with their result."""
+        ...
+
+    def authorise(self, tx: Repositories, request: EnrolmentRequest) -> Grant:
+        """The rest, inside the transaction (after ``examine``, which it runs if nobody has)."""
+        ...
 
 
 PROVISIONERS: dict[str, type[Provisioner]] = {}

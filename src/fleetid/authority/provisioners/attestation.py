@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -38,6 +38,8 @@ from fleetid.authority.attestation import (
     AttestedDevice,
     RepositoryLedger,
     VerificationPolicy,
+    check_attested_records,
+    examine_attested_csr,
     verify_attested_csr,
 )
 from fleetid.authority.provisioners import EnrolmentRequest, Grant, register
@@ -141,27 +143,28 @@ class AttestationProvisioner:
         )
         return Challenge(nonce=nonce, expires_at=now + self._ttl, device_id=device_id)
 
-    def verify(
-        self,
-        tx: Repositories,
-        csr: x509.CertificateSigningRequest,
-        ledger: RepositoryLedger | None = None,
-    ) -> AttestedDevice:
+    def verify(self, tx: Repositories, csr: x509.CertificateSigningRequest) -> AttestedDevice:
         """Verify the evidence and spend its challenge (in ``tx``); raises ``AttestationError``."""
         return verify_attested_csr(
-            csr,
-            policy=self.policy,
-            ledger=ledger or RepositoryLedger(tx),
-            now=self._clock.now(),
-            formats=None,
+            csr, policy=self.policy, ledger=RepositoryLedger(tx), now=self._clock.now()
         )
 
+    def examine(self, request: EnrolmentRequest) -> EnrolmentRequest:
+        """The evidence itself: signatures, the IDevID's path, the key's properties."""
+        attested = examine_attested_csr(request.csr, policy=self.policy, now=self._clock.now())
+        return replace(request, evidence=attested)
+
     def authorise(self, tx: Repositories, request: EnrolmentRequest) -> Grant:
-        """Verify, then record the device and the factory identity it enrolled with."""
+        """Check the records (manifest, device, challenge, spent here), then record the device
+        and the factory identity it enrolled with."""
+        if not isinstance(request.evidence, AttestedDevice):
+            request = self.examine(request)
+        attested = request.evidence
+        assert isinstance(attested, AttestedDevice)  # noqa: S101 - examine made it
         ledger = RepositoryLedger(tx)
-        attested = self.verify(tx, request.csr, ledger)
         now = self._clock.now()
-        known = ledger.device(attested.device_id) is not None  # the record the verifier read
+        check_attested_records(attested, ledger=ledger, now=now)
+        known = ledger.device(attested.device_id) is not None  # the record the check read
         if not known:
             tx.devices.add(
                 attested.device_id,

@@ -92,6 +92,9 @@ class TokenProvisioner:
     def accepts(self, request: EnrolmentRequest) -> bool:
         return request.basic is not None
 
+    def examine(self, request: EnrolmentRequest) -> EnrolmentRequest:
+        return request  # a token is checked against its row, in the transaction
+
     def authorise(self, tx: Repositories, request: EnrolmentRequest) -> Grant:
         credentials = request.basic
         if credentials is None:
