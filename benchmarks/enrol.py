@@ -30,11 +30,12 @@ responses: the SQL write did happen.
 
     .venv/bin/python benchmarks/enrol.py --workers 1             # SQLite, 8 s per row
     .venv/bin/python benchmarks/enrol.py --backend postgresql --workers 2
-    .venv/bin/python benchmarks/enrol.py --profile                # py-spy on the attested run
+    .venv/bin/python benchmarks/enrol.py --profile                # py-spy on two rows
 
-``--profile`` records the attested run with py-spy (``pip install py-spy``) on every worker and
-prints the share of samples spent in the HTTP stack (uvicorn, h11/httptools, starlette, FastAPI,
-anyio, asyncio), TLS, the database (SQLAlchemy and its driver), cryptography and fleetid's own code.
+``--profile`` records the token and the attested rows with py-spy (``pip install py-spy``) on
+every worker, while they are measured, and prints for each the share of samples spent in the HTTP
+stack (uvicorn, h11/httptools, starlette, FastAPI, anyio, asyncio), TLS, the database (SQLAlchemy
+and its driver), cryptography and fleetid's own code.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -91,8 +92,10 @@ _PEM = serialization.Encoding.PEM
 _EST = "/.well-known/est/simpleenroll"
 
 # One request per line: "<Authorization value or ->\t<body>". Each wrk thread takes every
-# nthreads-th line. ``cycle`` replays the list; otherwise a thread that runs out replays its first
-# request, which the server refuses (counted by wrk as a non-2xx response).
+# nthreads-th line (so a replayed request is written once per thread: a thread with no line
+# would send nothing and count write errors). ``cycle`` replays the list; otherwise a thread
+# that runs out replays its first request, which the server refuses (counted by wrk as a
+# non-2xx response).
 _LUA = r"""
 local counter = 0
 function setup(thread)
@@ -531,11 +534,28 @@ class Run:
     work: Path
     script: Path
     rows: list[tuple[str, WrkResult, str]]
-    profile: tuple[list[tuple[str, float]], list[tuple[str, float]]] | None = None
+    profiles: list[tuple[str, tuple[list[tuple[str, float]], list[tuple[str, float]]]]] = field(
+        default_factory=list
+    )
 
     def wrk(
-        self, url: str, path: str, lines: Path, content_type: str, *, cycle: bool, server: int
+        self,
+        url: str,
+        path: str,
+        lines: Path,
+        content_type: str,
+        *,
+        cycle: bool,
+        server: int,
+        profile: str | None = None,
     ) -> WrkResult:
+        """One row; with ``--profile``, py-spy records the server during it (named ``profile``)."""
+        raw = self.work / f"profile-{len(self.profiles)}.txt"
+        profilers = (
+            _start_profilers(server, self.args.seconds, raw)
+            if profile is not None and self.args.profile
+            else []
+        )
         before = _cpu_seconds(server)
         result = _wrk(
             url,
@@ -548,7 +568,16 @@ class Run:
             cycle=cycle,
             script=self.script,
         )
-        return replace(result, server_cpu_s=_cpu_seconds(server) - before)
+        result = replace(result, server_cpu_s=_cpu_seconds(server) - before)
+        for process in profilers:
+            process.wait()
+        if profilers and profile is not None:
+            raw.write_text("".join(p.read_text() for p in self.work.glob(f"{raw.name}.*")))
+            self.profiles.append((profile, _profile_summary(raw)))
+            if self.args.profile_out is not None:
+                with self.args.profile_out.open("a") as out:
+                    out.write(raw.read_text())
+        return result
 
 
 def _run_cfssl(run: Run) -> None:
@@ -556,7 +585,8 @@ def _run_cfssl(run: Run) -> None:
     work = run.work
     ca_args = _cfssl_files(work / "cfssl")
     csr_pem = _plain_csr("bench").public_bytes(_PEM).decode()
-    (work / "cfssl.lines").write_text("-\t" + json.dumps({"certificate_request": csr_pem}) + "\n")
+    line = "-\t" + json.dumps({"certificate_request": csr_pem}) + "\n"
+    (work / "cfssl.lines").write_text(line * run.args.threads)  # one for each wrk thread
     tls = ["-tls-cert", str(work / "cfssl/tls.pem"), "-tls-key", str(work / "cfssl/tls-key.pem")]
     for scheme in ("https", "http"):
         port = _free_port()
@@ -601,11 +631,17 @@ def _run_fleetid(run: Run, url: str | None) -> None:
         _warm_up(base, work / "tokens.lines", "application/pkcs10", args.connections)
         before = _certificate_rows(database)
         result = run.wrk(
-            base, _EST, work / "tokens.lines", "application/pkcs10", cycle=False, server=server.pid
+            base,
+            _EST,
+            work / "tokens.lines",
+            "application/pkcs10",
+            cycle=False,
+            server=server.pid,
+            profile=PLAIN_ROW,
         )
         run.rows.append((PLAIN_ROW, result, f"{_certificate_rows(database) - before} rows"))
 
-        (work / "challenge.lines").write_text("-\t{}\n")
+        (work / "challenge.lines").write_text("-\t{}\n" * args.threads)  # one per wrk thread
         lines = work / "challenge.lines"
         result = run.wrk(
             base, "/enrol/challenge", lines, "application/json", cycle=True, server=server.pid
@@ -621,8 +657,6 @@ def _run_fleetid(run: Run, url: str | None) -> None:
         print(f"  {len(nonces)} challenges in {fetched:.1f} s from one Python client", flush=True)
 
         _warm_up(base, work / "attested.lines", "application/pkcs10", args.connections)
-        raw = work / "profile.txt"
-        profilers = _start_profilers(server.pid, args.seconds, raw) if args.profile else []
         before = _certificate_rows(database)
         result = run.wrk(
             base,
@@ -631,15 +665,9 @@ def _run_fleetid(run: Run, url: str | None) -> None:
             "application/pkcs10",
             cycle=False,
             server=server.pid,
+            profile=ATTESTED,
         )
         run.rows.append((ATTESTED, result, f"{_certificate_rows(database) - before} rows"))
-        for process in profilers:
-            process.wait()
-        if profilers:
-            raw.write_text("".join(p.read_text() for p in work.glob("profile.txt.*")))
-            run.profile = _profile_summary(raw)
-            if args.profile_out is not None:
-                shutil.copyfile(raw, args.profile_out)
 
 
 def _report(run: Run) -> None:
@@ -678,9 +706,8 @@ def _report(run: Run) -> None:
             print(f"socket errors, {label}: {r.socket_errors}")
         if r.non_2xx and label in (PLAIN_ROW, ATTESTED):
             print(f"NOTE: {label}: {r.non_2xx} refusals: the pre-made requests ran out")
-    if run.profile is not None:
-        buckets, leaves = run.profile
-        print("\nserver profile of the attested run (py-spy --gil, innermost known package):")
+    for label, (buckets, leaves) in run.profiles:
+        print(f"\nserver profile, {label} (py-spy --gil, innermost known package):")
         for name, share in buckets:
             print(f"  {share:5.1f}%  {name}")
         print("innermost frames:")
@@ -697,8 +724,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16, help="wrk -c")
     parser.add_argument("--attested", type=int, default=4000, help="pre-made attested requests")
     parser.add_argument("--tokens", type=int, default=12000, help="pre-made token requests")
-    parser.add_argument("--profile", action="store_true", help="py-spy on the attested run")
-    parser.add_argument("--profile-out", type=Path, help="keep py-spy's raw stacks here")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy on the token and attested rows"
+    )
+    parser.add_argument("--profile-out", type=Path, help="append py-spy's raw stacks here")
     args = parser.parse_args()
     for tool in ("wrk", "cfssl"):
         if shutil.which(tool) is None:
