@@ -56,9 +56,7 @@ def rdn(oid_der: bytes, string_tag: int, value: bytes) -> bytes:
 def extension(oid_der: bytes, value: bytes, *, critical: bool = False) -> bytes:
     """Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING };
     DER leaves the default out (X.690 §11.5)."""
-    return encode_tlv(
-        0x30, oid_der + (_CRITICAL if critical else b"") + encode_tlv(0x04, value)
-    )
+    return encode_tlv(0x30, oid_der + (_CRITICAL if critical else b"") + encode_tlv(0x04, value))
 
 
 def time(when: datetime) -> bytes:
