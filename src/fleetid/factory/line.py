@@ -342,12 +342,9 @@ class ProvisioningLine:
         self._config = config or LineConfig()
         self._crash_at = os.environ.get(CRASH_ENV, "")
         self._line_signer: Signer = hsm.signer(record.line_ca_label)
-        # What every IDevID of this line CA shares is encoded once (checked against pyca's).
-        self._idevids = IdevidIssuer(
-            line_ca=record.line_ca_certificate,
-            line_ca_signer=self._line_signer,
-            organization=record.organization,
-        )
+        # What every IDevID of this line CA shares is encoded once (checked against pyca's),
+        # when the first unit is certified.
+        self._idevid_issuer: IdevidIssuer | None = None
         self._firmware_key = hsm.public_key(record.firmware_key_label)
         # What every unit gets above its own IDevID, encoded and fingerprinted once per line.
         line_ca, root = record.line_ca_certificate, record.root_certificate
@@ -590,7 +587,7 @@ class ProvisioningLine:
         self._crash("after-generate")
         canonical_key = self._generate_canonical(item, client)
         try:
-            idevid = self._idevids.issue(
+            idevid = self._idevids().issue(
                 public_key=public_key,
                 device_serial=item.serial,
                 chip_serial=item.kdd,
@@ -617,6 +614,15 @@ class ProvisioningLine:
                 },
             )
         )
+
+    def _idevids(self) -> IdevidIssuer:
+        if self._idevid_issuer is None:
+            self._idevid_issuer = IdevidIssuer(
+                line_ca=self._record.line_ca_certificate,
+                line_ca_signer=self._line_signer,
+                organization=self._record.organization,
+            )
+        return self._idevid_issuer
 
     def _generate_canonical(
         self, item: _Unit, client: SecureElementClient
