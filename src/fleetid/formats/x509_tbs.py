@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
+from asn1crypto import core
 from cryptography import x509
 
 from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
@@ -30,22 +31,13 @@ _CRITICAL = encode_tlv(0x01, b"\xff")  # BOOLEAN TRUE
 
 
 def oid(value: x509.ObjectIdentifier) -> bytes:
-    """An OBJECT IDENTIFIER, tag and all (X.690 §8.19)."""
-    arcs = [int(arc) for arc in value.dotted_string.split(".")]
-    body = bytearray()
-    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | arc & 0x7F)
-            arc >>= 7
-        body += bytes(reversed(chunk))
-    return encode_tlv(0x06, bytes(body))
+    """An OBJECT IDENTIFIER, tag and all (X.690 §8.19), as asn1crypto encodes it."""
+    return bytes(core.ObjectIdentifier(value.dotted_string).dump())
 
 
 def integer(value: int) -> bytes:
-    """An INTEGER in its shortest two's complement form (X.690 §8.3)."""
-    return encode_tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+    """An INTEGER in its shortest two's complement form (X.690 §8.3), as asn1crypto encodes it."""
+    return bytes(core.Integer(value).dump())
 
 
 def rdn(oid_der: bytes, string_tag: int, value: bytes) -> bytes:
@@ -61,10 +53,10 @@ def extension(oid_der: bytes, value: bytes, *, critical: bool = False) -> bytes:
 
 def time(when: datetime) -> bytes:
     """RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; seconds, ``Z``."""
-    utc = when.astimezone(UTC)
+    utc = when.astimezone(UTC).replace(microsecond=0)
     if 1950 <= utc.year < 2050:
-        return encode_tlv(0x17, utc.strftime("%y%m%d%H%M%SZ").encode())
-    return encode_tlv(0x18, utc.strftime("%Y%m%d%H%M%SZ").encode())
+        return bytes(core.UTCTime(utc).dump())
+    return bytes(core.GeneralizedTime(utc).dump())
 
 
 def key_identifier(spki: bytes) -> bytes:
