@@ -208,3 +208,17 @@ def test_prepare_runs_before_the_transaction_and_hands_its_result_over(
         with pytest.raises(PermissionError):
             futures[1].result(10)
     assert _status(store, "DEV-A") == _status(store, "DEV-B") == DeviceStatus.PENDING
+
+
+def test_a_unit_refused_by_the_database_rolls_back_alone(store: Store) -> None:
+    _add_device(store, "taken")
+    with _writer(store) as group:
+        release = _held(group)
+        before = group.submit(_add_device, store, "dev-1")
+        duplicate = group.submit(_add_device, store, "taken")  # a UNIQUE violation in the DB
+        after = group.submit(_add_device, store, "dev-2")
+        release.set()
+        with pytest.raises(StoreError, match="exists"):
+            duplicate.result(10)
+        assert before.result(10) == "dev-1" and after.result(10) == "dev-2"
+    assert _status(store, "dev-1") == _status(store, "dev-2") == DeviceStatus.PENDING
