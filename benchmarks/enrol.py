@@ -605,6 +605,19 @@ def _run_cfssl(run: Run) -> None:
         run.rows.append((f"cfssl sign ({scheme.upper()})", result, "-"))
 
 
+def _est_row(
+    run: Run, label: str, base: str, lines: Path, database: str | Path, server: int
+) -> None:
+    """One ``simpleenroll`` row of single-use requests: warmed up, measured (and profiled with
+    ``--profile``), and the certificate rows the database gained counted beside the answers."""
+    _warm_up(base, lines, "application/pkcs10", run.args.connections)
+    before = _certificate_rows(database)
+    result = run.wrk(
+        base, _EST, lines, "application/pkcs10", cycle=False, server=server, profile=label
+    )
+    run.rows.append((label, result, f"{_certificate_rows(database) - before} rows"))
+
+
 def _run_fleetid(run: Run, url: str | None) -> None:
     args, work = run.args, run.work
     env = dict(os.environ)
@@ -628,18 +641,7 @@ def _run_fleetid(run: Run, url: str | None) -> None:
     serve += ["--https", f"127.0.0.1:{port}", "--workers", str(args.workers)]
     base = f"https://127.0.0.1:{port}"
     with _process(serve, port, work / "serve.log", env=env) as server:
-        _warm_up(base, work / "tokens.lines", "application/pkcs10", args.connections)
-        before = _certificate_rows(database)
-        result = run.wrk(
-            base,
-            _EST,
-            work / "tokens.lines",
-            "application/pkcs10",
-            cycle=False,
-            server=server.pid,
-            profile=PLAIN_ROW,
-        )
-        run.rows.append((PLAIN_ROW, result, f"{_certificate_rows(database) - before} rows"))
+        _est_row(run, PLAIN_ROW, base, work / "tokens.lines", database, server.pid)
 
         (work / "challenge.lines").write_text("-\t{}\n" * args.threads)  # one per wrk thread
         lines = work / "challenge.lines"
@@ -656,18 +658,7 @@ def _run_fleetid(run: Run, url: str | None) -> None:
         _attested_lines(devices, nonces, work / "attested.lines")
         print(f"  {len(nonces)} challenges in {fetched:.1f} s from one Python client", flush=True)
 
-        _warm_up(base, work / "attested.lines", "application/pkcs10", args.connections)
-        before = _certificate_rows(database)
-        result = run.wrk(
-            base,
-            _EST,
-            work / "attested.lines",
-            "application/pkcs10",
-            cycle=False,
-            server=server.pid,
-            profile=ATTESTED,
-        )
-        run.rows.append((ATTESTED, result, f"{_certificate_rows(database) - before} rows"))
+        _est_row(run, ATTESTED, base, work / "attested.lines", database, server.pid)
 
 
 def _report(run: Run) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import delete, update
+from sqlalchemy import Executable, delete, update
 
 from fleetid.clock import ManualClock
 from fleetid.crypto.signer import SoftwareSigner
@@ -44,43 +44,41 @@ def test_interleaved_writers_build_one_consistent_log(pair: tuple[AuditLog, Audi
     assert serials[:8] == [f"A0-{i}" for i in range(3)] + [f"B0-{i}" for i in range(5)]
 
 
-def test_a_tampered_new_leaf_is_refused_by_the_writer_behind(
+@pytest.mark.parametrize(
+    ("tamper", "error", "match"),
+    [
+        pytest.param(
+            update(audit_entries).where(audit_entries.c.seq == 3).values(leaf_hash=b"\x00" * 32),
+            LogTamperedError,
+            "latest signed checkpoint",
+            id="altered",
+        ),
+        pytest.param(
+            delete(audit_entries).where(audit_entries.c.seq == 3),
+            LogTamperedError,
+            "gaps",
+            id="deleted",
+        ),
+        pytest.param(  # a malformed leaf hash is refused, not crashed on
+            update(audit_entries).where(audit_entries.c.seq == 4).values(leaf_hash=b"\x01" * 31),
+            (LogTamperedError, ValueError),
+            None,
+            id="malformed",
+        ),
+    ],
+)
+def test_a_tampered_new_entry_is_refused_by_the_writer_behind(
     pair: tuple[AuditLog, AuditLog],
+    tamper: Executable,
+    error: type[Exception] | tuple[type[Exception], ...],
+    match: str | None,
 ) -> None:
     first, second = pair
     first.append_many(_events("A", 2))
     second.append_many(_events("B", 3))
     with first._engine.begin() as conn:
-        conn.execute(
-            update(audit_entries).where(audit_entries.c.seq == 3).values(leaf_hash=b"\x00" * 32)
-        )
-    with pytest.raises(LogTamperedError, match="latest signed checkpoint"):
-        first.append_many(_events("A2", 1))
-
-
-def test_a_new_entry_deleted_is_refused_by_the_writer_behind(
-    pair: tuple[AuditLog, AuditLog],
-) -> None:
-    first, second = pair
-    first.append_many(_events("A", 2))
-    second.append_many(_events("B", 3))
-    with first._engine.begin() as conn:
-        conn.execute(delete(audit_entries).where(audit_entries.c.seq == 3))
-    with pytest.raises(LogTamperedError, match="gaps"):
-        first.append_many(_events("A2", 1))
-
-
-def test_a_malformed_new_leaf_hash_is_refused_not_crashed(
-    pair: tuple[AuditLog, AuditLog],
-) -> None:
-    first, second = pair
-    first.append_many(_events("A", 2))
-    second.append_many(_events("B", 3))
-    with first._engine.begin() as conn:
-        conn.execute(
-            update(audit_entries).where(audit_entries.c.seq == 4).values(leaf_hash=b"\x01" * 31)
-        )
-    with pytest.raises((LogTamperedError, ValueError)):
+        conn.execute(tamper)
+    with pytest.raises(error, match=match):
         first.append_many(_events("A2", 1))
 
 
