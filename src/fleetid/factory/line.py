@@ -42,12 +42,11 @@ the first time it reaches that point (see ``CRASH_POINTS``).
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
@@ -81,6 +80,7 @@ from fleetid.se.scp03 import SessionKeys, aes_key_component
 from fleetid.se.state import CardLifeCycle, Curve
 from fleetid.store.manifest_table import line_manifest
 from fleetid.store.migrate import ensure_schema
+from fleetid.store.writer_lock import exclusive_file_lock
 
 __all__ = [
     "CANONICAL_KEY_HANDLE",
@@ -778,17 +778,8 @@ class ProvisioningLine:
                 )
             ]
 
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        if self._lock_path is None:
-            yield
-            return
-        with open(self._lock_path, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _exclusive(self) -> AbstractContextManager[None]:
+        return nullcontext() if self._lock_path is None else exclusive_file_lock(self._lock_path)
 
     def _row(self, item: _Unit, now: str) -> dict[str, Any]:
         values: dict[str, Any] = {

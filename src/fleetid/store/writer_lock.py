@@ -3,9 +3,10 @@
 SQLite lets one connection write at a time; another that asks (``BEGIN IMMEDIATE``) is told
 SQLITE_BUSY and its busy handler sleeps and retries (1, 2, 5, 10 … 100 ms). Under a server's
 load, those sleeps, not the writes, set the pace, and the p99 latency. So writers queue before
-they ask: threads of one process on a lock, processes (``fleetid serve --workers N``, the line's
-workers) on an exclusive ``flock(2)`` of a file beside the database, which wakes the next waiter
-the moment it is released. SQLite's own locking still decides; this only orders the askers.
+they ask: threads of one process on a lock, processes (``fleetid serve --workers N``, the CLI)
+on an exclusive ``flock(2)`` of a file beside the database, which wakes the next waiter the
+moment it is released. SQLite's own locking still decides; this only orders the askers. (The
+provisioning line orders its workers the same way, on a lock file of its own.)
 """
 
 from __future__ import annotations
