@@ -41,12 +41,11 @@ _log = logging.getLogger(__name__)
 _DEFAULT_MAX_BATCH: Final = 32
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Unit:
     prepare: Callable[[], Any]  # before the batch's transaction, without the write lock
     run: Callable[[Any], Any]  # inside it, given what ``prepare`` returned
     future: Future[Any]
-    prepared: Any = None
 
 
 class GroupCommit:
@@ -114,23 +113,21 @@ class GroupCommit:
 
     def _run_batch(self, units: list[_Unit]) -> None:
         outcomes: dict[int, tuple[bool, Any]] = {}
-        ready = []
+        ready: dict[int, Any] = {}  # unit index -> what its ``prepare`` returned
         for index, unit in enumerate(units):
             if not unit.future.set_running_or_notify_cancel():
                 outcomes[index] = (False, None)
                 continue
             try:
-                unit.prepared = unit.prepare()
+                ready[index] = unit.prepare()
             except Exception as exc:  # the unit's own refusal, before any write
                 outcomes[index] = (False, exc)
-                continue
-            ready.append(index)
         if ready:
             try:
                 with self._store.batch():
-                    for index in ready:
+                    for index, prepared in ready.items():
                         try:
-                            outcomes[index] = (True, units[index].run(units[index].prepared))
+                            outcomes[index] = (True, units[index].run(prepared))
                         except Exception as exc:  # the unit's own failure, rolled back alone
                             outcomes[index] = (False, exc)
             except Exception as exc:  # the batch's own BEGIN or COMMIT: nothing of it is durable
