@@ -105,3 +105,11 @@ def test_malformed_commands_raise(raw: str) -> None:
 def test_response_needs_status_word() -> None:
     with pytest.raises(MalformedApduError):
         parse_response(b"\x90")
+
+
+@pytest.mark.parametrize("field", ["cla", "ins", "p1", "p2"])
+@pytest.mark.parametrize("value", [-1, 0x100, 0x1FF])
+def test_header_fields_outside_a_byte_are_refused(field: str, value: int) -> None:
+    header = {"cla": 0x80, "ins": 0xCA, "p1": 0x9F, "p2": 0x7F, field: value}
+    with pytest.raises(MalformedApduError, match=f"{field} {value} is not a byte"):
+        CommandApdu(**header)

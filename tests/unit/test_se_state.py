@@ -6,11 +6,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleetid.errors import EncodingError, StoreError
+from fleetid.formats import attestation
 from fleetid.formats.attestation import (
     OID_SHA256,
     Fwid,
+    KeyOrigin,
     KeyProperties,
     KeyUsage,
     TcbInfo,
@@ -186,6 +190,43 @@ def test_key_properties_round_trip() -> None:
     assert decode_key_properties(der) == p
     # usage is a named BIT STRING: bits 0,1 set -> 03 02 06 C0 (X.690 §11.2.2, trailing 0s off).
     assert bytes.fromhex("030206C0") in der
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    chip_serial=st.binary(min_size=1, max_size=20),
+    key_handle=st.integers(0, 255),
+    curve_oid=st.sampled_from(["1.2.840.10045.3.1.7", "1.3.132.0.34", "1.3.36.3.3.2.8.1.1.7"]),
+    usage=st.sampled_from([KeyUsage(v) for v in range(8)]),
+    challenge=st.binary(max_size=300),
+    imported=st.booleans(),
+    exportable=st.booleans(),
+    session=st.booleans(),
+)
+def test_key_properties_encoder_is_asn1tools(
+    chip_serial: bytes,
+    key_handle: int,
+    curve_oid: str,
+    usage: KeyUsage,
+    challenge: bytes,
+    imported: bool,
+    exportable: bool,
+    session: bool,
+) -> None:
+    """The cached head plus the appended challenge is asn1tools' whole encoding, whatever the
+    challenge's length form (short, 81 xx, 82 xx xx) and whatever the cached fields."""
+    p = KeyProperties(
+        chip_serial=chip_serial,
+        key_handle=key_handle,
+        curve_oid=curve_oid,
+        usage=usage,
+        challenge=challenge,
+        origin=KeyOrigin.IMPORTED if imported else KeyOrigin.GENERATED_ON_CARD,
+        exportable=exportable,
+        requires_secure_channel=session,
+    )
+    assert encode_key_properties(p) == attestation._asn1tools_key_properties(p)
+    assert decode_key_properties(encode_key_properties(p)) == p
 
 
 def test_tcb_info_matches_tcg_structure() -> None:

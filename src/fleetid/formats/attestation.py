@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntFlag
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 import asn1tools
 
 from fleetid.errors import EncodingError
+from fleetid.formats.tlv import decode_tlv, encode_tlv
 
 __all__ = [
     "FLEETID_ARC",
@@ -122,7 +123,60 @@ def _bits_to_usage(bits: tuple[bytes, int]) -> KeyUsage:
 
 
 def encode_key_properties(props: KeyProperties) -> bytes:
-    """DER of ``FleetIdKeyProperties``."""
+    """DER of ``FleetIdKeyProperties``.
+
+    Every component but the challenge is asn1tools' encoding, made once per distinct value (a
+    card attests its keys with the same properties again and again); the challenge, the last
+    component, follows as its OCTET STRING (X.690 §8.7, §8.9: a SEQUENCE's contents are its
+    components' encodings in order).
+    """
+    head = _key_properties_head(
+        props.version,
+        props.chip_serial,
+        props.key_handle,
+        props.curve_oid,
+        props.origin,
+        props.exportable,
+        props.usage,
+        props.requires_secure_channel,
+    )
+    return encode_tlv(0x30, head + encode_tlv(0x04, props.challenge))
+
+
+@lru_cache(maxsize=1024)
+def _key_properties_head(
+    version: int,
+    chip_serial: bytes,
+    key_handle: int,
+    curve_oid: str,
+    origin: str,
+    exportable: bool,
+    usage: KeyUsage,
+    requires_secure_channel: bool,
+) -> bytes:
+    """The SEQUENCE contents before the challenge: asn1tools' DER with an empty challenge, less
+    that empty OCTET STRING (``04 00``)."""
+    der = _asn1tools_key_properties(
+        KeyProperties(
+            version=version,
+            chip_serial=chip_serial,
+            key_handle=key_handle,
+            curve_oid=curve_oid,
+            origin=origin,
+            exportable=exportable,
+            usage=usage,
+            requires_secure_channel=requires_secure_channel,
+            challenge=b"",
+        )
+    )
+    contents = decode_tlv(der)[0].value
+    if not contents.endswith(b"\x04\x00"):
+        raise EncodingError("FleetIdKeyProperties does not end with its challenge")
+    return contents[:-2]
+
+
+def _asn1tools_key_properties(props: KeyProperties) -> bytes:
+    """The whole DER of ``props`` as asn1tools encodes it (the reference for the above)."""
     return bytes(
         _spec().encode(
             "FleetIdKeyProperties",

@@ -45,6 +45,9 @@ class TlvError(EncodingError):
 
 def encode_tag(tag: int) -> bytes:
     """The tag bytes of ``tag`` (given as the integer of its bytes), checked for well-formedness."""
+    one = _ONE_BYTE_TAGS.get(tag)
+    if one is not None:
+        return one
     if tag < 0:
         raise TlvError(f"tag {tag} is negative")
     raw = tag.to_bytes(max(1, (tag.bit_length() + 7) // 8), "big")
@@ -66,10 +69,10 @@ def encode_tag(tag: int) -> bytes:
 
 def encode_length(length: int) -> bytes:
     """The definite length field for ``length`` in its shortest form."""
+    if 0 <= length < 0x80:
+        return _SHORT_LENGTHS[length]
     if length < 0:
         raise TlvError(f"length {length} is negative")
-    if length < 0x80:
-        return bytes((length,))
     raw = length.to_bytes((length.bit_length() + 7) // 8, "big")
     if len(raw) > _MAX_LENGTH_BYTES:
         raise TlvError(f"length {length} needs more than {_MAX_LENGTH_BYTES} length bytes")
@@ -78,7 +81,18 @@ def encode_length(length: int) -> bytes:
 
 def encode_tlv(tag: int, value: bytes) -> bytes:
     """One BER-TLV data object."""
-    return encode_tag(tag) + encode_length(len(value)) + value
+    n = len(value)
+    return (
+        (_ONE_BYTE_TAGS.get(tag) or encode_tag(tag))
+        + (_SHORT_LENGTHS[n] if n < 0x80 else encode_length(n))
+        + value
+    )
+
+
+# Single-byte tags (low five bits not all set, ISO 7816-4 §5.2.2.1) and short-form lengths
+# (X.690 §8.1.3.4), encoded once: most objects a card or a certificate holds use both.
+_ONE_BYTE_TAGS = {t: bytes((t,)) for t in range(0x100) if t & 0x1F != 0x1F}
+_SHORT_LENGTHS = [bytes((n,)) for n in range(0x80)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,6 +162,20 @@ def _read_length(data: bytes, offset: int) -> tuple[int, int]:
 
 def decode_tlv(data: bytes, offset: int = 0) -> tuple[Tlv, int]:
     """Decode one object at ``offset``; return it and the offset just after it."""
+    n = len(data)
+    if offset >= 0 and offset + 2 <= n and data[offset] & 0x1F != 0x1F:
+        # The common cases first: a single-byte tag with a minimal length of one to three bytes
+        # (X.690 §8.1.3), all present; anything else takes the checking path below.
+        tag, length, start = data[offset], data[offset + 1], offset + 2
+        if length >= 0x80:
+            if length == 0x81 and start < n and data[start] >= 0x80:
+                length, start = data[start], start + 1
+            elif length == 0x82 and start + 1 < n and data[start]:
+                length, start = (data[start] << 8) | data[start + 1], start + 2
+            else:
+                start = -1
+        if start >= 0 and start + length <= n:
+            return Tlv(tag=tag, value=bytes(data[start : start + length])), start + length
     tag, offset = _read_tag(data, offset)
     length, offset = _read_length(data, offset)
     end = offset + length

@@ -13,7 +13,7 @@ host hashes, the card signs the digest.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
@@ -258,7 +258,8 @@ class SecureElementClient:
             # The response carries an R-MAC (Amd D §6.2.5) however short the plain answer: ask for
             # it with Le (ISO 7816-4 §5.1: no Le means no response data) instead of fetching it
             # with GET RESPONSE after 61xx. The C-MAC does not cover Le.
-            apdu = replace(apdu, ne=EXTENDED_MAX_NE if apdu.is_extended else _SHORT_LE)
+            ne = EXTENDED_MAX_NE if apdu.is_extended else _SHORT_LE
+            apdu = CommandApdu(apdu.cla, apdu.ins, apdu.p1, apdu.p2, apdu.data, ne, apdu.extended)
         raw = apdu.encode() if session is None else session.wrap_apdu(apdu)
         response = self._exchange(raw)
         if session is not None:

@@ -62,7 +62,7 @@ from fleetid.formats.attestation import (
     encode_key_properties,
     encode_tcb_info,
 )
-from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_tlv
+from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
 from fleetid.se.applets.base import Applet, CommandContext, Reply, SecurityLevel, refuse
 from fleetid.se.applets.manager import (
     INS_GET_DATA,
@@ -364,17 +364,15 @@ class _Issuer:
     def of(cls, der: bytes, slot: KeySlot, key: ec.EllipticCurvePrivateKey) -> _Issuer:
         certificate = x509.load_der_x509_certificate(der)
         # TBSCertificate (RFC 5280 §4.1): [0] version (v2/v3), serialNumber, signature, issuer,
-        # validity, subject, subjectPublicKeyInfo, ..., [3] extensions. Read from the DER, so
-        # that pyca does not build Name and extension objects only to have them encoded again.
+        # validity, subject, ...: the subject is copied from the DER as it stands.
         fields = decode_tlvs(decode_tlv(certificate.tbs_certificate_bytes)[0].value)
         first = 1 if fields[0].tag == 0xA0 else 0
-        ski = _subject_key_identifier(fields[first + 6 :])
-        if ski is None:
+        try:
+            ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        except x509.ExtensionNotFound:
             aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
         else:
-            aki = x509.AuthorityKeyIdentifier(
-                key_identifier=ski, authority_cert_issuer=None, authority_cert_serial_number=None
-            )
+            aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
         return cls(
             der=der,
             slot=slot,
@@ -384,18 +382,6 @@ class _Issuer:
             name_der=fields[first + 4].encode(),
             aki_der=x509_tbs.extension(_OID_AKI, aki.public_bytes()),
         )
-
-
-def _subject_key_identifier(fields: list[Tlv]) -> bytes | None:
-    """The keyIdentifier of a subjectKeyIdentifier extension among the TBS's trailing fields."""
-    for field_ in fields:
-        if field_.tag != 0xA3:
-            continue
-        for ext in decode_tlvs(decode_tlv(field_.value)[0].value):
-            parts = decode_tlvs(ext.value)
-            if parts[0].encode() == _OID_SKI:
-                return decode_tlv(parts[-1].value)[0].value
-    return None
 
 
 def _spki(key: ec.EllipticCurvePublicKey) -> bytes:
