@@ -68,6 +68,7 @@ from fleetid.formats.checkpoint import (
 from fleetid.formats.merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
 from fleetid.formats.merkle_tree import MerkleTree
 from fleetid.store.auditlog_table import audit_checkpoints, audit_entries
+from fleetid.store.bulk import execute_many
 from fleetid.store.engine import open_engine
 from fleetid.store.migrate import ensure_schema
 
@@ -646,7 +647,7 @@ class AuditLog(AuditLogReader):
                 for entry, digest in zip(entries, digests, strict=True)
             ]
             self._tree = None  # until the rows and the checkpoint are written
-            conn.execute(insert(audit_entries), rows)
+            execute_many(conn, insert(audit_entries), rows)
             for digest in digests:
                 tree.append(digest)
             self._sign_and_store(conn, tree)

@@ -78,6 +78,7 @@ from fleetid.se.applets.manager import PersonalisationObject
 from fleetid.se.client import SecureElementClient, Transport
 from fleetid.se.scp03 import SessionKeys, aes_key_component
 from fleetid.se.state import CardLifeCycle, Curve
+from fleetid.store.bulk import execute_many
 from fleetid.store.manifest_table import line_manifest
 from fleetid.store.migrate import ensure_schema
 from fleetid.store.writer_lock import exclusive_file_lock
@@ -815,7 +816,7 @@ class ProvisioningLine:
             for values in inserts:
                 shapes.setdefault(frozenset(values), []).append(values)
             for group in shapes.values():
-                conn.execute(insert(line_manifest), group)
+                execute_many(conn, insert(line_manifest), group)
         updates: dict[frozenset[str], list[dict[str, Any]]] = {}
         for item in items:
             if item.recorded:
@@ -831,7 +832,8 @@ class ProvisioningLine:
                 updates.setdefault(frozenset(values), []).append(values)
         for group in updates.values():
             columns: dict[str, Any] = {k: bindparam(k) for k in group[0] if k != "target_unit"}
-            conn.execute(
+            execute_many(
+                conn,
                 update(line_manifest)
                 .where(line_manifest.c.unit == bindparam("target_unit"))
                 .values(columns),
