@@ -154,11 +154,20 @@ class AesKey:
     long as the session it serves. Its repr shows the key length, never the key.
     """
 
-    __slots__ = ("_block", "_cbc_decryptor", "_cbc_encryptor", "_chaining", "_cmac", "_key")
+    __slots__ = (
+        "_algorithm",
+        "_block",
+        "_cbc_decryptor",
+        "_cbc_encryptor",
+        "_chaining",
+        "_cmac",
+        "_key",
+    )
 
     def __init__(self, key: bytes) -> None:
         check_aes_key(key)
         self._key = bytes(key)  # a private copy: contexts are made later, on first use
+        self._algorithm: algorithms.AES | None = None  # shared by the contexts of this key
         self._block: CipherContext | None = None
         # A CBC context chains on the last ciphertext block (SP 800-38A §6.2): for the encryptor
         # its last output block, kept here as an integer; for the decryptor its last input.
@@ -170,13 +179,18 @@ class AesKey:
     def __repr__(self) -> str:
         return f"AesKey(<AES-{8 * len(self._key)}>)"
 
+    def _aes(self) -> algorithms.AES:
+        if self._algorithm is None:
+            self._algorithm = algorithms.AES(self._key)
+        return self._algorithm
+
     def encrypt_block(self, block: bytes) -> bytes:
         """AES encryption of exactly one 16-byte block, as :func:`aes_encrypt_block`."""
         if len(block) != AES_BLOCK:
             raise ValueError(f"one AES block is 16 bytes, got {len(block)}")
         if self._block is None:
             # Single blocks only (the SCP03 ICV, the KCV): refused above otherwise.
-            self._block = Cipher(algorithms.AES(self._key), modes.ECB()).encryptor()  # noqa: S305
+            self._block = Cipher(self._aes(), _ECB).encryptor()
         return self._block.update(block)
 
     def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
@@ -188,9 +202,7 @@ class AesKey:
         if not data:
             return b""
         if self._cbc_encryptor is None:
-            self._cbc_encryptor = Cipher(
-                algorithms.AES(self._key), modes.CBC(bytes(AES_BLOCK))
-            ).encryptor()
+            self._cbc_encryptor = Cipher(self._aes(), _CBC_ZERO_IV).encryptor()
             self._chaining = 0
         # C1 = E(P1 xor IV), and the context enciphers its input xor its chaining value; feeding
         # P1 xor IV xor chaining value makes the two cancel. The other blocks chain on C1 as usual.
@@ -206,9 +218,7 @@ class AesKey:
         if len(data) % AES_BLOCK:
             raise EncodingError(f"AES-CBC ciphertext is whole blocks, got {len(data)} bytes")
         if self._cbc_decryptor is None:
-            self._cbc_decryptor = Cipher(
-                algorithms.AES(self._key), modes.CBC(bytes(AES_BLOCK))
-            ).decryptor()
+            self._cbc_decryptor = Cipher(self._aes(), _CBC_ZERO_IV).decryptor()
         # P1 = D(C1) xor IV: reading the IV first as a ciphertext block makes it the chaining
         # value; the block deciphered from it is dropped.
         return self._cbc_decryptor.update(iv + data)[AES_BLOCK:]
@@ -216,10 +226,16 @@ class AesKey:
     def cmac(self, message: bytes) -> bytes:
         """AES-CMAC (NIST SP 800-38B) of ``message``, the full 16 bytes, as :func:`aes_cmac`."""
         if self._cmac is None:
-            self._cmac = CMAC(algorithms.AES(self._key))
+            self._cmac = CMAC(self._aes())
         mac = self._cmac.copy()
         mac.update(message)
         return mac.finalize()
+
+
+# Mode objects hold no state of a context (the CBC one only its initial IV, all zero here), so
+# every context shares them.
+_ECB = modes.ECB()  # noqa: S305 - single blocks only (AesKey.encrypt_block)
+_CBC_ZERO_IV = modes.CBC(bytes(AES_BLOCK))
 
 
 def bytes_equal(a: bytes, b: bytes) -> bool:
