@@ -18,12 +18,11 @@ In the short form Le = 00 means Ne = 256; in the extended form Le = 0000 means N
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
 
 from fleetid.errors import EncodingError
+from fleetid.formats.frozen import slot_setter
 
 __all__ = [
     "SW",
@@ -154,15 +153,8 @@ class CommandApdu:
         return bytes(out)
 
 
-def _slot_setter(name: str) -> Callable[[CommandApdu, object], None]:
-    """The ``__set__`` of a CommandApdu slot: writes past the frozen ``__setattr__``."""
-    descriptor: Any = CommandApdu.__dict__[name]
-    setter: Callable[[CommandApdu, object], None] = descriptor.__set__
-    return setter
-
-
 _set_cla, _set_ins, _set_p1, _set_p2, _set_data, _set_ne, _set_extended = (
-    _slot_setter(name) for name in ("cla", "ins", "p1", "p2", "data", "ne", "extended")
+    slot_setter(CommandApdu, name) for name in ("cla", "ins", "p1", "p2", "data", "ne", "extended")
 )
 
 
@@ -201,16 +193,18 @@ def parse_command(raw: bytes) -> CommandApdu:
     raise MalformedApduError(f"extended Lc {lc} does not match a body of {n - 7} bytes")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ResponseApdu:
     """A response APDU: the data field and the status word SW1SW2."""
 
     data: bytes
     sw: int
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.sw <= 0xFFFF:
-            raise MalformedApduError(f"status word {self.sw} is not two bytes")
+    def __init__(self, data: bytes, sw: int) -> None:
+        if not 0 <= sw <= 0xFFFF:
+            raise MalformedApduError(f"status word {sw} is not two bytes")
+        _set_response_data(self, data)  # frozen: see CommandApdu
+        _set_sw(self, sw)
 
     @property
     def ok(self) -> bool:
@@ -218,6 +212,10 @@ class ResponseApdu:
 
     def encode(self) -> bytes:
         return self.data + self.sw.to_bytes(2, "big")
+
+
+_set_response_data = slot_setter(ResponseApdu, "data")
+_set_sw = slot_setter(ResponseApdu, "sw")
 
 
 def parse_response(raw: bytes) -> ResponseApdu:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from fleetid.errors import EncodingError
+from fleetid.formats.frozen import slot_setter
 
 __all__ = [
     "Dgi",
@@ -95,12 +96,18 @@ _ONE_BYTE_TAGS = {t: bytes((t,)) for t in range(0x100) if t & 0x1F != 0x1F}
 _SHORT_LENGTHS = [bytes((n,)) for n in range(0x80)]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Tlv:
     """One decoded BER-TLV data object."""
 
     tag: int
     value: bytes
+
+    def __init__(self, *, tag: int, value: bytes) -> None:
+        # Frozen: set through the slots, past the frozen __setattr__ (a certificate or an APDU
+        # decodes into dozens of these).
+        _set_tag(self, tag)
+        _set_value(self, value)
 
     @property
     def constructed(self) -> bool:
@@ -116,6 +123,10 @@ class Tlv:
 
     def encode(self) -> bytes:
         return encode_tlv(self.tag, self.value)
+
+
+_set_tag = slot_setter(Tlv, "tag")
+_set_value = slot_setter(Tlv, "value")
 
 
 def _read_tag(data: bytes, offset: int) -> tuple[int, int]:

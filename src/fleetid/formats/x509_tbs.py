@@ -52,12 +52,15 @@ def extension(oid_der: bytes, value: bytes, *, critical: bool = False) -> bytes:
     return encode_tlv(0x30, oid_der + (_CRITICAL if critical else b"") + encode_tlv(0x04, value))
 
 
-@lru_cache(maxsize=1024)
 def time(when: datetime) -> bytes:
-    """RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; seconds, ``Z``.
+    """RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; seconds, ``Z``."""
+    return _time(when.astimezone(UTC).replace(microsecond=0))
 
-    Cached: an issuer writes the same second into many certificates in a row."""
-    utc = when.astimezone(UTC).replace(microsecond=0)
+
+@lru_cache(maxsize=1024)
+def _time(utc: datetime) -> bytes:
+    """``time`` of a whole second in UTC, cached: an issuer writes the same second into many
+    certificates in a row."""
     if 1950 <= utc.year < 2050:
         return bytes(core.UTCTime(utc).dump())
     return bytes(core.GeneralizedTime(utc).dump())
