@@ -29,7 +29,7 @@ from typing import Any
 import asn1tools
 
 from fleetid.errors import EncodingError
-from fleetid.formats.tlv import decode_tlv, encode_tlv
+from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
 
 __all__ = [
     "FLEETID_ARC",
@@ -125,14 +125,13 @@ def _bits_to_usage(bits: tuple[bytes, int]) -> KeyUsage:
 def encode_key_properties(props: KeyProperties) -> bytes:
     """DER of ``FleetIdKeyProperties``.
 
-    Every component but the challenge is asn1tools' encoding, made once per distinct value (a
-    card attests its keys with the same properties again and again); the challenge, the last
-    component, follows as its OCTET STRING (X.690 §8.7, §8.9: a SEQUENCE's contents are its
-    components' encodings in order).
+    The components other than the chip serial and the challenge are asn1tools' encoding, made
+    once per distinct value (a card attests its keys with the same properties again and
+    again); the two OCTET STRINGs are placed around them (X.690 §8.7, §8.9: a SEQUENCE's
+    contents are its components' encodings in order).
     """
-    head = _key_properties_head(
+    version, middle = _key_properties_template(
         props.version,
-        props.chip_serial,
         props.key_handle,
         props.curve_oid,
         props.origin,
@@ -140,26 +139,28 @@ def encode_key_properties(props: KeyProperties) -> bytes:
         props.usage,
         props.requires_secure_channel,
     )
-    return encode_tlv(0x30, head + encode_tlv(0x04, props.challenge))
+    return encode_tlv(
+        0x30,
+        version + encode_tlv(0x04, props.chip_serial) + middle + encode_tlv(0x04, props.challenge),
+    )
 
 
-@lru_cache(maxsize=1024)
-def _key_properties_head(
+@lru_cache(maxsize=256)
+def _key_properties_template(
     version: int,
-    chip_serial: bytes,
     key_handle: int,
     curve_oid: str,
     origin: str,
     exportable: bool,
     usage: KeyUsage,
     requires_secure_channel: bool,
-) -> bytes:
-    """The SEQUENCE contents before the challenge: asn1tools' DER with an empty challenge, less
-    that empty OCTET STRING (``04 00``)."""
+) -> tuple[bytes, bytes]:
+    """asn1tools' DER of the components before the chip serial (the version) and between it and
+    the challenge, from an encoding with both empty."""
     der = _asn1tools_key_properties(
         KeyProperties(
             version=version,
-            chip_serial=chip_serial,
+            chip_serial=b"",
             key_handle=key_handle,
             curve_oid=curve_oid,
             origin=origin,
@@ -169,10 +170,10 @@ def _key_properties_head(
             challenge=b"",
         )
     )
-    contents = decode_tlv(der)[0].value
-    if not contents.endswith(b"\x04\x00"):
-        raise EncodingError("FleetIdKeyProperties does not end with its challenge")
-    return contents[:-2]
+    parts = decode_tlvs(decode_tlv(der)[0].value)
+    if len(parts) != 9 or parts[1].tag != 0x04 or parts[-1].tag != 0x04:
+        raise EncodingError("FleetIdKeyProperties has not the components the template expects")
+    return parts[0].encode(), b"".join(part.encode() for part in parts[2:-1])
 
 
 def _asn1tools_key_properties(props: KeyProperties) -> bytes:

@@ -46,6 +46,7 @@ from cryptography.x509.oid import NameOID
 
 from fleetid.clock import Clock, SystemClock
 from fleetid.crypto.certsign import key_usage
+from fleetid.crypto.symmetric import AesKey
 from fleetid.errors import SecureChannelError, SecureElementError
 from fleetid.formats.apdu import (
     SW,
@@ -166,6 +167,8 @@ class SecureElement:
         self._pending_sw: int = SW.OK
         self._chain: tuple[int, int, int, bytearray] | None = None
         self._statics: dict[tuple[bytes, bytes, bytes], StaticKeys] = {}
+        # By id of a StaticKeys above (kept alive here): its Key-ENC and Key-MAC set up.
+        self._static_aes: dict[int, tuple[StaticKeys, AesKey, AesKey]] = {}
         self.reset()
 
     # --- life ---------------------------------------------------------------------------------
@@ -252,6 +255,7 @@ class SecureElement:
         _log.warning("tamper event %s: zeroising and terminating", event.value)
         self._state.zeroise()
         self._statics.clear()
+        self._static_aes.clear()
         self._state.life_cycle = CardLifeCycle.TERMINATED
         for applet in self._applets.values():
             applet.zeroise()
@@ -428,6 +432,7 @@ class SecureElement:
             pseudo_random_challenge=self._pseudo_random,
             s16=self._s16,
             random=self._random,
+            static_ciphers=self._static_ciphers,
         )
         self._channel = channel
         try:
@@ -453,6 +458,15 @@ class SecureElement:
                 self._statics.clear()
             cached = self._statics[keys] = StaticKeys(*keys)
         return cached
+
+    def _static_ciphers(self, keys: StaticKeys) -> tuple[AesKey, AesKey]:
+        """Key-ENC and Key-MAC of a key set from ``_static_keys``, set up once for the KDF."""
+        cached = self._static_aes.get(id(keys))
+        if cached is None or cached[0] is not keys:
+            if len(self._static_aes) >= _MAX_STATICS:
+                self._static_aes.clear()
+            cached = self._static_aes[id(keys)] = (keys, AesKey(keys.enc), AesKey(keys.mac))
+        return cached[1], cached[2]
 
     def _external_authenticate(self, apdu: CommandApdu) -> tuple[bytes, int]:
         if self._channel is None:

@@ -192,12 +192,31 @@ def _kdf(key: AesKey, constant: int, context: bytes, length_bits: int) -> bytes:
     """``scp03_kdf`` (§4.1.5) with a key already set up: one CMAC per 16-byte block of output,
     over ``00 x11 ‖ constant ‖ 00 ‖ L ‖ i ‖ context``. A session keeps S-MAC set up, so its
     cryptograms cost one CMAC each (``scp03_kdf`` builds a KBKDF for every call)."""
+    if length_bits <= 128:
+        # One block (i = 01) covers 64 and 128 bits: session keys of AES-128, cryptograms and
+        # card challenges, i.e. nearly every call.
+        label = _ONE_BLOCK_LABELS.get((constant, length_bits))
+        if label is not None:
+            return key.cmac(label + context)[: length_bits // 8]
     if length_bits not in (64, 128, 192, 256):
         raise ValueError(f"SCP03 derives 64, 128, 192 or 256 bits, not {length_bits}")
-    label = bytes(11) + bytes((constant, 0)) + length_bits.to_bytes(2, "big")
+    label = _kdf_label(constant, length_bits)
     blocks = -(-length_bits // 128)
     out = b"".join(key.cmac(label + bytes((i,)) + context) for i in range(1, blocks + 1))
     return out[: length_bits // 8]
+
+
+def _kdf_label(constant: int, length_bits: int) -> bytes:
+    """``00 x11 ‖ constant ‖ 00 ‖ L`` (§4.1.5), before the counter byte."""
+    return bytes(11) + bytes((constant, 0)) + length_bits.to_bytes(2, "big")
+
+
+# The PRF input up to the context for the first block, for every one-block derivation.
+_ONE_BLOCK_LABELS = {
+    (constant, bits): _kdf_label(constant, bits) + b"\x01"
+    for constant in range(0x100)
+    for bits in (64, 128)
+}
 
 
 def _derive(enc: AesKey, mac: AesKey, context: bytes, bits: int) -> SessionKeys:
@@ -603,6 +622,10 @@ class HostSession:
 # --- card side ----------------------------------------------------------------------------------
 
 
+def _fresh_static_ciphers(keys: StaticKeys) -> tuple[AesKey, AesKey]:
+    return AesKey(keys.enc), AesKey(keys.mac)
+
+
 class CardChannel:
     """The card's side of SCP03 for one security domain (one logical channel).
 
@@ -625,6 +648,7 @@ class CardChannel:
         pseudo_random_challenge: bool = True,
         s16: bool = False,
         random: Callable[[int], bytes] = os.urandom,
+        static_ciphers: Callable[[StaticKeys], tuple[AesKey, AesKey]] | None = None,
     ) -> None:
         if len(kdd) != _KDD_LENGTH:
             raise ConfigError(f"key diversification data has {_KDD_LENGTH} bytes")
@@ -639,6 +663,9 @@ class CardChannel:
         self.pseudo_random_challenge = pseudo_random_challenge
         self.s16 = s16
         self._random = random
+        # Key-ENC and Key-MAC of a key set set up for the KDF; a card that keeps its channel's
+        # key sets passes its own cache, so that their contexts outlive one session.
+        self._static_ciphers = static_ciphers or _fresh_static_ciphers
         self._n = 16 if s16 else 8
         self._reset()
         self._aborted = False
@@ -706,7 +733,7 @@ class CardChannel:
         if keys is None:
             raise self._fail(SW.REFERENCED_DATA_NOT_FOUND, f"no key set with KVN {kvn:02X}")
         counter = b""
-        key_enc = AesKey(keys.enc)  # the card challenge and S-ENC both come from Key-ENC
+        key_enc, key_mac = self._static_ciphers(keys)  # the card challenge and S-ENC: Key-ENC
         if self.pseudo_random_challenge:
             if self.sequence_counter >= _SEQUENCE_COUNTER_MAX:
                 raise self._fail(SW.CONDITIONS_NOT_SATISFIED, "sequence counter exhausted")
@@ -717,7 +744,7 @@ class CardChannel:
         else:
             card_challenge = self._random(self._n)
         self._context = apdu.data + card_challenge
-        session = _derive(key_enc, AesKey(keys.mac), self._context, keys.key_length * 8)
+        session = _derive(key_enc, key_mac, self._context, keys.key_length * 8)
         self._ciphers = ciphers = _SessionCiphers.of(session)
         cryptogram = _cryptogram(ciphers.mac, _DC_CARD_CRYPTOGRAM, self._context, self._n)
         self._static, self._session, self._kvn, self._pending = keys, session, kvn, True

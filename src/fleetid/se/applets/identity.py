@@ -62,7 +62,7 @@ from fleetid.formats.attestation import (
     encode_key_properties,
     encode_tcb_info,
 )
-from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
+from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_tlv
 from fleetid.se.applets.base import Applet, CommandContext, Reply, SecurityLevel, refuse
 from fleetid.se.applets.manager import (
     INS_GET_DATA,
@@ -356,7 +356,7 @@ class _Issuer:
     slot: KeySlot
     certificate: x509.Certificate
     not_before: datetime
-    aki: x509.AuthorityKeyIdentifier
+    key_identifier: bytes
     name_der: bytes
     aki_der: bytes  # the whole Extension
 
@@ -364,24 +364,44 @@ class _Issuer:
     def of(cls, der: bytes, slot: KeySlot, key: ec.EllipticCurvePrivateKey) -> _Issuer:
         certificate = x509.load_der_x509_certificate(der)
         # TBSCertificate (RFC 5280 §4.1): [0] version (v2/v3), serialNumber, signature, issuer,
-        # validity, subject, ...: the subject is copied from the DER as it stands.
+        # validity, subject, subjectPublicKeyInfo, ..., [3] extensions. Read from the DER, so
+        # that pyca does not build Name and extension objects only to have them encoded again.
         fields = decode_tlvs(decode_tlv(certificate.tbs_certificate_bytes)[0].value)
         first = 1 if fields[0].tag == 0xA0 else 0
-        try:
-            ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        except x509.ExtensionNotFound:
-            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
-        else:
-            aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
+        key_identifier = _subject_key_identifier(fields[first + 6 :])
+        if key_identifier is None:
+            key_identifier = x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest
+        # AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING }
+        aki = encode_tlv(0x30, encode_tlv(0x80, key_identifier))
         return cls(
             der=der,
             slot=slot,
             certificate=certificate,
             not_before=certificate.not_valid_before_utc,
-            aki=aki,
+            key_identifier=key_identifier,
             name_der=fields[first + 4].encode(),
-            aki_der=x509_tbs.extension(_OID_AKI, aki.public_bytes()),
+            aki_der=x509_tbs.extension(_OID_AKI, aki),
         )
+
+    def aki(self) -> x509.AuthorityKeyIdentifier:
+        """The extension as pyca builds it (the reference the DER above is checked against)."""
+        return x509.AuthorityKeyIdentifier(
+            key_identifier=self.key_identifier,
+            authority_cert_issuer=None,
+            authority_cert_serial_number=None,
+        )
+
+
+def _subject_key_identifier(fields: list[Tlv]) -> bytes | None:
+    """The keyIdentifier of a subjectKeyIdentifier extension among the TBS's trailing fields."""
+    for field_ in fields:
+        if field_.tag != 0xA3:
+            continue
+        for ext in decode_tlvs(decode_tlv(field_.value)[0].value):
+            parts = decode_tlvs(ext.value)  # extnID, [critical], extnValue
+            if parts[0].encode() == _OID_SKI:
+                return decode_tlv(parts[-1].value)[0].value
+    return None
 
 
 def _spki(key: ec.EllipticCurvePublicKey) -> bytes:
@@ -483,7 +503,7 @@ class _AttestationFields:
             .add_extension(_NOT_CA, critical=True)
             .add_extension(_key_usage(self.usage), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
-            .add_extension(self.issuer.aki, critical=False)
+            .add_extension(self.issuer.aki(), critical=False)
             .add_extension(x509.UnrecognizedExtension(_KEY_PROPERTIES, self.properties), False)
             .add_extension(x509.UnrecognizedExtension(_TCB_INFO, self.tcb_info), False)
         )
