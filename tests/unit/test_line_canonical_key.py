@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import create_engine, inspect, text
 from tests.v2x_fixtures import new_pki
 
@@ -26,6 +27,7 @@ from fleetid.factory.line import (
     LineConfig,
     ManifestEntry,
     ManifestReader,
+    ProvisioningLine,
     UnitState,
     canonical_challenge,
     open_line,
@@ -106,6 +108,26 @@ def test_the_line_records_an_attested_canonical_key(plant: Plant, curve: Curve) 
         assert props.chip_serial.hex().upper() == entry.serial  # type: ignore[attr-defined]
         assert props.challenge == canonical_challenge(entry.serial)  # type: ignore[attr-defined]
         assert props.origin == "generatedOnCard" and props.exportable is False  # type: ignore[attr-defined]
+
+
+def test_an_attestation_of_another_key_than_the_recorded_one_quarantines(
+    plant: Plant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Step 4 checks that the card attests the very canonical key step 3 recorded: here the
+    line records a key the card does not hold, and the unit is quarantined, its IDevID void."""
+    generate = ProvisioningLine._generate_canonical
+
+    def another_key(self: ProvisioningLine, item: object, client: object) -> object:
+        generate(self, item, client)  # type: ignore[arg-type]
+        return ec.generate_private_key(ec.SECP256R1()).public_key()
+
+    monkeypatch.setattr(ProvisioningLine, "_generate_canonical", another_key)
+    wafer, entries = plant.run(1)
+    (entry,) = [e for e in entries if e.unit == wafer.units[0].unit]
+    assert entry.state is UnitState.QUARANTINED
+    assert entry.reason is not None
+    assert "attests another canonical key than the recorded one" in entry.reason
+    assert "is void" in entry.reason
 
 
 @pytest.mark.parametrize("family", ["nist", "brainpool"])

@@ -95,6 +95,9 @@ def test_tbs_equals_pyca(
         handle=handle,
         slot=slot,
         subject_key=key.public_key(),
+        subject_spki=key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
         challenge=challenge,
         issuer=_issuer(attestation_curve, not_before, with_ski),
         serial=serial,
@@ -121,6 +124,9 @@ def test_a_wrong_encoder_is_caught_once(monkeypatch: pytest.MonkeyPatch) -> None
         handle=1,
         slot=slot,
         subject_key=key.public_key(),
+        subject_spki=key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
         challenge=b"c",
         issuer=issuer,
         serial=5,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fleetid.errors import SecureElementError
 from fleetid.formats.apdu import CommandApdu
-from fleetid.formats.tlv import encode_dgi, encode_tlv
+from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_dgi, encode_tlv
+from fleetid.se.applets.manager import PersonalisationObject
 from fleetid.se.card import ManufacturedCard, SecureElement, manufacture_test_card
 from fleetid.se.client import (
     ConditionsNotSatisfiedError,
@@ -284,7 +287,6 @@ def test_store_data_bad_content(
 
 def test_store_data_non_ecdsa_firmware_key_is_6a80(isd: SecureElementClient) -> None:
     from cryptography.hazmat.primitives.asymmetric import ed25519
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     key = ed25519.Ed25519PrivateKey.generate().public_key()
 
@@ -300,6 +302,36 @@ def test_attestation_chain_must_certify_the_card_key(
     with pytest.raises(IncorrectDataError):
         isd.install_attestation_chain(other.chain)
     isd.install_attestation_chain(fresh.chain)  # the right one still goes in
+
+
+def _with_compressed_point(certificate: x509.Certificate) -> bytes:
+    """The certificate's DER with its EC point in compressed form (RFC 5480 §2.2 allows it);
+    the signature no longer covers it, which STORE DATA does not check."""
+    der = certificate.public_bytes(Encoding.DER)
+    outer = decode_tlvs(decode_tlv(der)[0].value)
+    fields = decode_tlvs(outer[0].value)
+    key = certificate.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    algorithm = decode_tlvs(fields[6].value)[0]
+    point = key.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
+    fields[6] = Tlv(tag=0x30, value=algorithm.encode() + encode_tlv(0x03, b"\x00" + point))
+    tbs = encode_tlv(0x30, b"".join(f.encode() for f in fields))
+    return encode_tlv(0x30, tbs + outer[1].encode() + outer[2].encode())
+
+
+def test_attestation_chain_may_write_the_card_key_compressed(
+    isd: SecureElementClient, fresh: ManufacturedCard
+) -> None:
+    other = manufacture_test_card(secure=False)
+    with pytest.raises(IncorrectDataError):  # compressed, and another card's key
+        isd.store_data(
+            [(PersonalisationObject.ATTESTATION_CHAIN[0], _with_compressed_point(other.chain[0]))]
+        )
+    leaf = _with_compressed_point(fresh.attestation_certificate)
+    rest = fresh.manufacturer.ca_certificate.public_bytes(Encoding.DER)
+    isd.store_data([(PersonalisationObject.ATTESTATION_CHAIN[0], leaf + rest)])
+    isd.select_identity()
+    assert [c.public_bytes(Encoding.DER) for c in isd.attestation_chain()] == [leaf, rest]
 
 
 def test_personalisation_after_secured_is_6985(

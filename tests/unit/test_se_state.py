@@ -194,7 +194,7 @@ def test_key_properties_round_trip() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    chip_serial=st.binary(min_size=1, max_size=20),
+    chip_serial=st.binary(min_size=1, max_size=300),
     key_handle=st.integers(0, 255),
     curve_oid=st.sampled_from(["1.2.840.10045.3.1.7", "1.3.132.0.34", "1.3.36.3.3.2.8.1.1.7"]),
     usage=st.sampled_from([KeyUsage(v) for v in range(8)]),
@@ -213,8 +213,8 @@ def test_key_properties_encoder_is_asn1tools(
     exportable: bool,
     session: bool,
 ) -> None:
-    """The cached head plus the appended challenge is asn1tools' whole encoding, whatever the
-    challenge's length form (short, 81 xx, 82 xx xx) and whatever the cached fields."""
+    """The cached template with the chip serial and the challenge placed in it is asn1tools'
+    whole encoding, whatever their length forms (short, 81 xx, 82 xx xx) and the other fields."""
     p = KeyProperties(
         chip_serial=chip_serial,
         key_handle=key_handle,

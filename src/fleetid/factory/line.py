@@ -72,6 +72,7 @@ from fleetid.errors import (
 from fleetid.factory.auditlog import AuditEvent, AuditLog
 from fleetid.factory.ceremony import CeremonyRecord
 from fleetid.factory.manufacturer import IdevidIssuer, certificate_fingerprint
+from fleetid.formats import x509_tbs
 from fleetid.formats.attestation import KeyUsage
 from fleetid.hsm.base import DerivedKey, Hsm, Scp03KeySet
 from fleetid.se.applets.manager import PersonalisationObject
@@ -646,7 +647,7 @@ class ProvisioningLine:
             # Certified by a line without canonical keys, resumed here: make it now.
             item.canonical_key = self._generate_canonical(item, client)
         attestation = client.attest(CANONICAL_KEY_HANDLE, canonical_challenge(item.serial))
-        if attestation.public_key() != item.canonical_key:
+        if not x509_tbs.certifies(item.der(attestation), item.der(item.canonical_key)):
             raise VerificationError("the card attests another canonical key than the recorded one")
         return attestation
 

@@ -15,16 +15,20 @@ from functools import lru_cache
 
 from asn1crypto import core
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
+from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_tlv
 
 __all__ = [
     "certificate",
+    "certifies",
     "extension",
     "integer",
     "key_identifier",
     "oid",
     "rdn",
+    "subject_public_key_info",
+    "tbs_fields",
     "time",
 ]
 
@@ -70,6 +74,32 @@ def key_identifier(spki: bytes) -> bytes:
     """RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's bits."""
     subject_public_key = decode_tlvs(decode_tlv(spki)[0].value)[1].value[1:]
     return hashlib.sha1(subject_public_key, usedforsecurity=False).digest()
+
+
+def tbs_fields(certificate_der: bytes) -> list[Tlv]:
+    """The fields of a DER certificate's TBSCertificate (RFC 5280 §4.1), ``[0] version`` first
+    (inserted as ``A0 00`` when absent, so that field ``i`` is always at index ``i``): serialNumber
+    at 1, signature, issuer, validity, subject at 5, subjectPublicKeyInfo at 6, then the optional
+    ones. For certificates pyca has parsed: the structure is not checked again."""
+    tbs = decode_tlv(decode_tlv(certificate_der)[0].value)[0]
+    fields = decode_tlvs(tbs.value)
+    if fields and fields[0].tag != 0xA0:
+        fields.insert(0, Tlv(tag=0xA0, value=b""))
+    return fields
+
+
+def subject_public_key_info(certificate_der: bytes) -> bytes:
+    """The DER SubjectPublicKeyInfo of a DER certificate, as it stands in the certificate."""
+    return tbs_fields(certificate_der)[6].encode()
+
+
+def certifies(certificate_der: bytes, spki: bytes) -> bool:
+    """Whether the certificate's public key is the key whose DER SubjectPublicKeyInfo is
+    ``spki``: the same bytes, or (a point encoded another way, RFC 5480 §2.2) the same key."""
+    if subject_public_key_info(certificate_der) == spki:
+        return True
+    key = x509.load_der_x509_certificate(certificate_der).public_key()
+    return spki == key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def certificate(tbs: bytes, algorithm: bytes, signature: bytes) -> bytes:

@@ -69,6 +69,7 @@ from fleetid.se.applets.manager import (
     INS_STORE_DATA,
     StoreDataBuffer,
     cplc_data_object,
+    public_key_of,
     pyca_curve,
 )
 from fleetid.se.state import (
@@ -120,6 +121,15 @@ def _point(key: ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
+
+
+def _point_of_spki(spki: bytes, curve: Curve) -> bytes:
+    """The uncompressed point ``04 ‖ X ‖ Y`` an EC SubjectPublicKeyInfo ends with: its
+    subjectPublicKey BIT STRING holds exactly that (RFC 5480 §2.2), as ``_point`` writes it."""
+    point = spki[-(1 + 2 * curve.coordinate_size) :]
+    if point[0] != 0x04:
+        raise refuse(SW.NO_PRECISE_DIAGNOSIS, "the public key is not an uncompressed point")
+    return point
 
 
 class IdentityApplet(Applet):
@@ -270,10 +280,10 @@ class IdentityApplet(Applet):
         # The new key object serves its first uses (GET PUBLIC KEY, ATTEST) without a rebuild,
         # and the ISD checks certificates of it (STORE DATA) against its recorded public key.
         self._cache[handle] = (slot, key)
-        public_key = key.public_key()
-        state.public_keys[handle] = (slot, _spki(public_key))
+        spki = _spki(key.public_key())
+        state.public_keys[handle] = (slot, spki)
         ctx.persist()
-        return Reply(data=bytes((handle,)) + _point(public_key))
+        return Reply(data=bytes((handle,)) + _point_of_spki(spki, curve))
 
     def _sign(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         handle = self._user_handle(apdu)
@@ -329,6 +339,9 @@ class IdentityApplet(Applet):
         if ATTESTATION_HANDLE not in state.keys or not state.attestation_chain:
             raise refuse(SW.CONDITIONS_NOT_SATISFIED, "card has no certified attestation key")
         attestation_slot, attestation_key = self._private_key(state, ATTESTATION_HANDLE)
+        spki = public_key_of(state, handle)
+        if spki is None:  # pragma: no cover - _private_key found the slot
+            raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no key in slot {handle:02X}")
         issuer = self._issuer
         issuer_der = state.attestation_chain[0]
         if issuer is None or issuer.der != issuer_der or issuer.slot is not attestation_slot:
@@ -338,6 +351,7 @@ class IdentityApplet(Applet):
             handle=handle,
             slot=slot,
             subject_key=key.public_key(),
+            subject_spki=spki,
             challenge=apdu.data,
             issuer=issuer,
             serial=int.from_bytes(ctx.random(16), "big") >> 1 | 1,
@@ -435,6 +449,7 @@ class _AttestationFields:
     handle: int
     chip_serial: bytes
     subject_key: ec.EllipticCurvePublicKey
+    subject_spki: bytes  # its DER SubjectPublicKeyInfo
     issuer: _Issuer
     serial: int
     usage: KeyUsage
@@ -449,6 +464,7 @@ class _AttestationFields:
         handle: int,
         slot: KeySlot,
         subject_key: ec.EllipticCurvePublicKey,
+        subject_spki: bytes,
         challenge: bytes,
         issuer: _Issuer,
         serial: int,
@@ -476,6 +492,7 @@ class _AttestationFields:
             handle=handle,
             chip_serial=state.chip_serial,
             subject_key=subject_key,
+            subject_spki=subject_spki,
             issuer=issuer,
             serial=serial,
             usage=usage,
@@ -510,7 +527,7 @@ class _AttestationFields:
 
     def tbs(self, algorithm: bytes) -> bytes:
         """The TBSCertificate (RFC 5280 §4.1) pyca writes for ``builder()``, from DER pieces."""
-        spki = _spki(self.subject_key)
+        spki = self.subject_spki
         subject = encode_tlv(
             0x30,
             x509_tbs.rdn(_OID_SERIAL_NUMBER, 0x13, self.chip_serial.hex().upper().encode())

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.symmetric import aes_kcv, bytes_equal
 from fleetid.errors import FleetIdError
+from fleetid.formats import x509_tbs
 from fleetid.formats.apdu import EXTENDED_MAX_NC, SW, CommandApdu
 from fleetid.formats.tlv import TlvError, decode_dgis, decode_tlv, decode_tlvs, encode_tlv
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
@@ -157,10 +158,6 @@ def _der_certificates(value: bytes) -> list[bytes]:
     return out
 
 
-def _same_key(spki: bytes, b: object) -> bool:
-    return isinstance(b, ec.EllipticCurvePublicKey) and spki == _spki(b)
-
-
 def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> None:
     """Check every object, then apply them all (all or nothing) and persist.
 
@@ -178,8 +175,7 @@ def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> N
             spki = public_key_of(state, ATTESTATION_HANDLE)
             if spki is None:
                 raise refuse(SW.CONDITIONS_NOT_SATISFIED, "no attestation key to certify")
-            leaf = x509.load_der_x509_certificate(certs[0])
-            if not _same_key(spki, leaf.public_key()):
+            if not x509_tbs.certifies(certs[0], spki):
                 raise refuse(SW.INCORRECT_DATA, "chain does not certify the attestation key")
             chain = certs
         elif obj == PersonalisationObject.TRUST_ANCHORS[0]:
@@ -203,8 +199,7 @@ def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> N
             spki = public_key_of(state, handle)
             if spki is None:
                 raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no key in slot {handle:02X}")
-            cert = x509.load_der_x509_certificate(certs[0])
-            if len(certs) != 1 or not _same_key(spki, cert.public_key()):
+            if len(certs) != 1 or not x509_tbs.certifies(certs[0], spki):
                 raise refuse(SW.INCORRECT_DATA, "certificate does not certify that key")
             key_certificates[handle] = certs[0]
         else:

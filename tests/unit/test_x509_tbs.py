@@ -1,0 +1,62 @@
+"""formats.x509_tbs readers: the SubjectPublicKeyInfo as it stands, for v3 and v1 certificates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fleetid.formats import x509_tbs
+from fleetid.formats.tlv import TlvError, decode_tlv, decode_tlvs, encode_tlv
+
+_SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
+
+
+def _certificate(key: ec.EllipticCurvePrivateKey) -> bytes:
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "tbs reader")])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2027, 1, 1, tzinfo=UTC))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+
+
+def _without_version(der: bytes) -> bytes:
+    """The same certificate as v1: its TBS without ``[0] version`` (the signature no longer
+    verifies; only the structure matters here)."""
+    certificate = decode_tlvs(decode_tlv(der)[0].value)
+    fields = decode_tlvs(certificate[0].value)
+    assert fields[0].tag == 0xA0
+    tbs = encode_tlv(0x30, b"".join(f.encode() for f in fields[1:]))
+    return encode_tlv(0x30, tbs + certificate[1].encode() + certificate[2].encode())
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1()])
+@pytest.mark.parametrize("v1", [False, True])
+def test_subject_public_key_info_is_pycas(curve: ec.EllipticCurve, v1: bool) -> None:
+    key = ec.generate_private_key(curve)
+    der = _certificate(key)
+    if v1:
+        der = _without_version(der)
+    parsed = x509.load_der_x509_certificate(der)
+    assert parsed.version is (x509.Version.v1 if v1 else x509.Version.v3)
+    expected = key.public_key().public_bytes(serialization.Encoding.DER, _SPKI)
+    assert x509_tbs.subject_public_key_info(der) == expected
+    fields = x509_tbs.tbs_fields(der)
+    assert decode_tlv(fields[1].encode())[0].value == b"\x07"  # serialNumber at index 1
+    assert fields[5].encode() == parsed.subject.public_bytes()  # subject at 5
+
+
+def test_a_truncated_certificate_is_refused() -> None:
+    der = _certificate(ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(TlvError):
+        x509_tbs.subject_public_key_info(der[:40])
