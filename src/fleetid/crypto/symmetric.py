@@ -148,15 +148,14 @@ class AesKey:
     """One AES key set up once for many operations (the session keys of a secure channel).
 
     Building pyca contexts costs far more than the AES work on an APDU, so this keeps long-lived
-    ones, each made on first use: an ECB context for single blocks, one CBC encryptor, one CBC
-    decryptor and a fresh CMAC context copied for each MAC. Every result equals that of the
+    ones, each made on first use: one CBC encryptor (which also enciphers single blocks), one
+    CBC decryptor and a fresh CMAC context copied for each MAC. Every result equals that of the
     module function of the same name, byte for byte. Not thread-safe; keep an instance only as
     long as the session it serves. Its repr shows the key length, never the key.
     """
 
     __slots__ = (
         "_algorithm",
-        "_block",
         "_cbc_decryptor",
         "_cbc_encryptor",
         "_chaining",
@@ -168,7 +167,6 @@ class AesKey:
         check_aes_key(key)
         self._key = bytes(key)  # a private copy: contexts are made later, on first use
         self._algorithm: algorithms.AES | None = None  # shared by the contexts of this key
-        self._block: CipherContext | None = None
         # A CBC context chains on the last ciphertext block (SP 800-38A §6.2): for the encryptor
         # its last output block, kept here as an integer; for the decryptor its last input.
         self._cbc_encryptor: CipherContext | None = None
@@ -185,13 +183,12 @@ class AesKey:
         return self._algorithm
 
     def encrypt_block(self, block: bytes) -> bytes:
-        """AES encryption of exactly one 16-byte block, as :func:`aes_encrypt_block`."""
+        """AES encryption of exactly one 16-byte block, as :func:`aes_encrypt_block`: CBC of
+        one block under an all-zero IV is that block enciphered (SP 800-38A §6.2), so the CBC
+        encryptor serves and no ECB context is made."""
         if len(block) != AES_BLOCK:
             raise ValueError(f"one AES block is 16 bytes, got {len(block)}")
-        if self._block is None:
-            # Single blocks only (the SCP03 ICV, the KCV): refused above otherwise.
-            self._block = Cipher(self._aes(), _ECB).encryptor()
-        return self._block.update(block)
+        return self.cbc_encrypt(_ZERO_BLOCK, block)
 
     def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
         """AES-CBC without padding (GPCS §B.2.1), as :func:`aes_cbc_encrypt`."""
@@ -232,10 +229,10 @@ class AesKey:
         return mac.finalize()
 
 
-# Mode objects hold no state of a context (the CBC one only its initial IV, all zero here), so
-# every context shares them.
-_ECB = modes.ECB()  # noqa: S305 - single blocks only (AesKey.encrypt_block)
-_CBC_ZERO_IV = modes.CBC(bytes(AES_BLOCK))
+# The CBC mode object holds no state of a context (only its initial IV, all zero here), so every
+# context shares it.
+_ZERO_BLOCK = bytes(AES_BLOCK)
+_CBC_ZERO_IV = modes.CBC(_ZERO_BLOCK)
 
 
 def bytes_equal(a: bytes, b: bytes) -> bool:

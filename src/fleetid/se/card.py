@@ -167,8 +167,8 @@ class SecureElement:
         self._pending_sw: int = SW.OK
         self._chain: tuple[int, int, int, bytearray] | None = None
         self._statics: dict[tuple[bytes, bytes, bytes], StaticKeys] = {}
-        # By id of a StaticKeys above (kept alive here): its Key-ENC and Key-MAC set up.
-        self._static_aes: dict[int, tuple[StaticKeys, AesKey, AesKey]] = {}
+        # By id of a StaticKeys above (kept alive here): its keys set up.
+        self._static_aes: dict[int, tuple[StaticKeys, tuple[AesKey, AesKey, AesKey]]] = {}
         self.reset()
 
     # --- life ---------------------------------------------------------------------------------
@@ -459,14 +459,17 @@ class SecureElement:
             cached = self._statics[keys] = StaticKeys(*keys)
         return cached
 
-    def _static_ciphers(self, keys: StaticKeys) -> tuple[AesKey, AesKey]:
-        """Key-ENC and Key-MAC of a key set from ``_static_keys``, set up once for the KDF."""
+    def _static_ciphers(self, keys: StaticKeys) -> tuple[AesKey, AesKey, AesKey]:
+        """Key-ENC, Key-MAC and Key-DEK of a key set from ``_static_keys``, set up once."""
         cached = self._static_aes.get(id(keys))
         if cached is None or cached[0] is not keys:
             if len(self._static_aes) >= _MAX_STATICS:
                 self._static_aes.clear()
-            cached = self._static_aes[id(keys)] = (keys, AesKey(keys.enc), AesKey(keys.mac))
-        return cached[1], cached[2]
+            cached = self._static_aes[id(keys)] = (
+                keys,
+                (AesKey(keys.enc), AesKey(keys.mac), AesKey(keys.dek)),
+            )
+        return cached[1]
 
     def _external_authenticate(self, apdu: CommandApdu) -> tuple[bytes, int]:
         if self._channel is None:

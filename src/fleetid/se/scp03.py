@@ -59,7 +59,6 @@ from typing import Final, Protocol, runtime_checkable
 from fleetid.crypto.symmetric import (
     AES_BLOCK,
     AesKey,
-    aes_cbc_decrypt,
     aes_cbc_encrypt,
     aes_kcv,
     bytes_equal,
@@ -622,8 +621,8 @@ class HostSession:
 # --- card side ----------------------------------------------------------------------------------
 
 
-def _fresh_static_ciphers(keys: StaticKeys) -> tuple[AesKey, AesKey]:
-    return AesKey(keys.enc), AesKey(keys.mac)
+def _fresh_static_ciphers(keys: StaticKeys) -> tuple[AesKey, AesKey, AesKey]:
+    return AesKey(keys.enc), AesKey(keys.mac), AesKey(keys.dek)
 
 
 class CardChannel:
@@ -648,7 +647,7 @@ class CardChannel:
         pseudo_random_challenge: bool = True,
         s16: bool = False,
         random: Callable[[int], bytes] = os.urandom,
-        static_ciphers: Callable[[StaticKeys], tuple[AesKey, AesKey]] | None = None,
+        static_ciphers: Callable[[StaticKeys], tuple[AesKey, AesKey, AesKey]] | None = None,
     ) -> None:
         if len(kdd) != _KDD_LENGTH:
             raise ConfigError(f"key diversification data has {_KDD_LENGTH} bytes")
@@ -663,8 +662,9 @@ class CardChannel:
         self.pseudo_random_challenge = pseudo_random_challenge
         self.s16 = s16
         self._random = random
-        # Key-ENC and Key-MAC of a key set set up for the KDF; a card that keeps its channel's
-        # key sets passes its own cache, so that their contexts outlive one session.
+        # Key-ENC, Key-MAC and Key-DEK of a key set set up (KDF, PUT KEY data); a card that
+        # keeps its channel's key sets passes its own cache, so that their contexts outlive one
+        # session.
         self._static_ciphers = static_ciphers or _fresh_static_ciphers
         self._n = 16 if s16 else 8
         self._reset()
@@ -733,7 +733,7 @@ class CardChannel:
         if keys is None:
             raise self._fail(SW.REFERENCED_DATA_NOT_FOUND, f"no key set with KVN {kvn:02X}")
         counter = b""
-        key_enc, key_mac = self._static_ciphers(keys)  # the card challenge and S-ENC: Key-ENC
+        key_enc, key_mac, _ = self._static_ciphers(keys)  # card challenge and S-ENC: Key-ENC
         if self.pseudo_random_challenge:
             if self.sequence_counter >= _SEQUENCE_COUNTER_MAX:
                 raise self._fail(SW.CONDITIONS_NOT_SATISFIED, "sequence counter exhausted")
@@ -848,4 +848,4 @@ class CardChannel:
             raise self._fail(SW.SECURITY_STATUS_NOT_SATISFIED, "no authenticated session")
         if not block or len(block) % AES_BLOCK:
             raise self._fail(SW.INCORRECT_DATA, f"key data of {len(block)} bytes", abort=True)
-        return aes_cbc_decrypt(self._static.dek, bytes(AES_BLOCK), block)
+        return self._static_ciphers(self._static)[2].cbc_decrypt(bytes(AES_BLOCK), block)
