@@ -249,6 +249,27 @@ def test_tcb_info_matches_tcg_structure() -> None:
     assert "cont [ 6 ]" in out and ":sha256" in out
 
 
+def test_key_properties_with_an_unnamed_usage_bit_are_refused() -> None:
+    """A usage bit KeyUsageFlags does not name would be dropped on decoding: refused instead."""
+    values = {
+        "version": 1,
+        "chipSerial": b"\x01\x02",
+        "keyHandle": 1,
+        "curve": "1.2.840.10045.3.1.7",
+        "origin": "generatedOnCard",
+        "exportable": False,
+        "usage": (b"\x84", 6),  # sign (0) and the unnamed bit 5
+        "requiresSecureChannel": False,
+        "challenge": b"c",
+    }
+    der = bytes(attestation._spec().encode("FleetIdKeyProperties", values))
+    with pytest.raises(EncodingError, match="not in DER form"):
+        decode_key_properties(der)
+    values["usage"] = (b"\x80", 1)  # sign alone: the same structure decodes
+    ok = bytes(attestation._spec().encode("FleetIdKeyProperties", values))
+    assert decode_key_properties(ok).usage == KeyUsage.SIGN
+
+
 @pytest.mark.parametrize("der", ["", "3000", "3000FF", "0400", "3003020102"])
 def test_key_properties_refuse_garbage(der: str) -> None:
     with pytest.raises(EncodingError):

@@ -200,21 +200,24 @@ def decode_key_properties(der: bytes) -> KeyProperties:
     """Parse ``FleetIdKeyProperties``; raise ``EncodingError`` if it is not that DER."""
     try:
         v = _spec().decode("FleetIdKeyProperties", der)
-        if _spec().encode("FleetIdKeyProperties", v) != der:
+        props = KeyProperties(
+            version=v["version"],
+            chip_serial=bytes(v["chipSerial"]),
+            key_handle=v["keyHandle"],
+            curve_oid=v["curve"],
+            origin=v["origin"],
+            exportable=v["exportable"],
+            usage=_bits_to_usage(v["usage"]),
+            requires_secure_channel=v["requiresSecureChannel"],
+            challenge=bytes(v["challenge"]),
+        )
+        # DER, and nothing the fields above do not say (a usage bit without a name, say):
+        # what decoded must encode back to the very bytes.
+        if encode_key_properties(props) != der:
             raise EncodingError("key properties are not in DER form")
     except asn1tools.Error as exc:
         raise EncodingError(f"key properties do not decode: {exc}") from exc
-    return KeyProperties(
-        version=v["version"],
-        chip_serial=bytes(v["chipSerial"]),
-        key_handle=v["keyHandle"],
-        curve_oid=v["curve"],
-        origin=v["origin"],
-        exportable=v["exportable"],
-        usage=_bits_to_usage(v["usage"]),
-        requires_secure_channel=v["requiresSecureChannel"],
-        challenge=bytes(v["challenge"]),
-    )
+    return props
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
