@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from fleetid.formats import tlv as tlv_module
 from fleetid.formats.tlv import (
     Tlv,
     TlvError,
@@ -132,3 +133,49 @@ def test_bad_lengths_are_refused_on_encode() -> None:
         encode_length(1 << 24)
     with pytest.raises(TlvError):
         encode_dgi(0x10000, b"")
+
+
+def _checked_decode(data: bytes, offset: int) -> tuple[int, bytes, int]:
+    """decode_tlv's checking path alone (no fast path), as the reference."""
+    tag, at = tlv_module._read_tag(data, offset)
+    length, at = tlv_module._read_length(data, at)
+    if at + length > len(data):
+        raise TlvError("value runs past the end")
+    return tag, data[at : at + length], at + length
+
+
+@given(data=st.binary(max_size=40), offset=st.integers(0, 42))
+def test_fast_path_accepts_and_refuses_exactly_as_the_checking_path(
+    data: bytes, offset: int
+) -> None:
+    """Random bytes at random offsets: the same object and end, or TlvError from both."""
+    try:
+        expected: tuple[int, bytes, int] | None = _checked_decode(data, offset)
+    except TlvError:
+        expected = None
+    if expected is None:
+        with pytest.raises(TlvError):
+            decode_tlv(data, offset)
+    else:
+        got, end = decode_tlv(data, offset)
+        assert (got.tag, got.value, end) == expected
+
+
+@given(
+    tag=one_byte_tags,
+    length_form=st.sampled_from(["81", "82"]),
+    length=st.integers(0, 0x1FF),
+)
+def test_fast_path_refuses_non_minimal_long_lengths(
+    tag: int, length_form: str, length: int
+) -> None:
+    """81 xx below 80 and 82 00 xx are not DER (X.690 §10.1); the fast path must not take them."""
+    size = 1 if length_form == "81" else 2
+    assume(length < 1 << (8 * size))
+    raw = bytes((tag,)) + bytes.fromhex(length_form) + length.to_bytes(size, "big") + bytes(length)
+    minimal = length >= 0x80 if size == 1 else length >= 0x100
+    if minimal:
+        assert decode_tlv(raw)[0].value == bytes(length)
+    else:
+        with pytest.raises(TlvError):
+            decode_tlv(raw)
