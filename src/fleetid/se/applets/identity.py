@@ -377,12 +377,10 @@ class _Issuer:
     @classmethod
     def of(cls, der: bytes, slot: KeySlot, key: ec.EllipticCurvePrivateKey) -> _Issuer:
         certificate = x509.load_der_x509_certificate(der)
-        # TBSCertificate (RFC 5280 §4.1): [0] version (v2/v3), serialNumber, signature, issuer,
-        # validity, subject, subjectPublicKeyInfo, ..., [3] extensions. Read from the DER, so
-        # that pyca does not build Name and extension objects only to have them encoded again.
-        fields = decode_tlvs(decode_tlv(certificate.tbs_certificate_bytes)[0].value)
-        first = 1 if fields[0].tag == 0xA0 else 0
-        key_identifier = _subject_key_identifier(fields[first + 6 :])
+        # The subject and the extensions are read from the DER, so that pyca does not build
+        # Name and extension objects only to have them encoded again.
+        fields = x509_tbs.tbs_fields(der)
+        key_identifier = _subject_key_identifier(fields[7:])
         if key_identifier is None:
             key_identifier = x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest
         # AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING }
@@ -393,7 +391,7 @@ class _Issuer:
             certificate=certificate,
             not_before=certificate.not_valid_before_utc,
             key_identifier=key_identifier,
-            name_der=fields[first + 4].encode(),
+            name_der=fields[5].encode(),
             aki_der=x509_tbs.extension(_OID_AKI, aki),
         )
 
