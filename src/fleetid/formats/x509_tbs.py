@@ -5,6 +5,10 @@ Each piece is the DER pyca/cryptography writes for the same value (X.690 §10: d
 lengths; the choices RFC 5280 leaves are pyca's: UTCTime through 2049, no ``critical FALSE``).
 The callers (``fleetid.factory.manufacturer.IdevidIssuer``, the card's ATTEST) check what they
 build against a certificate pyca builds from the same values before they rely on it.
+
+The readers (``tbs_fields``, ``subject_public_key_info``, ``certifies``) take fields of a
+certificate pyca has parsed as the DER they are, for callers that would otherwise have pyca
+build objects only to encode them again.
 """
 
 from __future__ import annotations
