@@ -94,7 +94,6 @@ def test_tbs_equals_pyca(
         state=state,
         handle=handle,
         slot=slot,
-        subject_key=key.public_key(),
         subject_spki=key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
@@ -123,7 +122,6 @@ def test_a_wrong_encoder_is_caught_once(monkeypatch: pytest.MonkeyPatch) -> None
         state=state,
         handle=1,
         slot=slot,
-        subject_key=key.public_key(),
         subject_spki=key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ),

@@ -671,7 +671,7 @@ class CardChannel:
         self._aborted = False
 
     def _reset(self) -> None:
-        self._static: StaticKeys | None = None
+        self._dek: AesKey | None = None  # the session key set's Key-DEK (PUT KEY data)
         self._session: SessionKeys | None = None
         self._ciphers: _SessionCiphers | None = None
         self._kvn: int | None = None
@@ -733,7 +733,7 @@ class CardChannel:
         if keys is None:
             raise self._fail(SW.REFERENCED_DATA_NOT_FOUND, f"no key set with KVN {kvn:02X}")
         counter = b""
-        key_enc, key_mac, _ = self._static_ciphers(keys)  # card challenge and S-ENC: Key-ENC
+        key_enc, key_mac, key_dek = self._static_ciphers(keys)  # challenge and S-ENC: Key-ENC
         if self.pseudo_random_challenge:
             if self.sequence_counter >= _SEQUENCE_COUNTER_MAX:
                 raise self._fail(SW.CONDITIONS_NOT_SATISFIED, "sequence counter exhausted")
@@ -747,7 +747,7 @@ class CardChannel:
         session = _derive(key_enc, key_mac, self._context, keys.key_length * 8)
         self._ciphers = ciphers = _SessionCiphers.of(session)
         cryptogram = _cryptogram(ciphers.mac, _DC_CARD_CRYPTOGRAM, self._context, self._n)
-        self._static, self._session, self._kvn, self._pending = keys, session, kvn, True
+        self._dek, self._session, self._kvn, self._pending = key_dek, session, kvn, True
         return (
             self.kdd
             + bytes((kvn, SCP03_ID, self.i_parameter))
@@ -844,8 +844,8 @@ class CardChannel:
 
     def decrypt_sensitive(self, block: bytes) -> bytes:
         """Decrypt key data under the session key set's static Key-DEK, zero ICV (§6.2.8)."""
-        if not self._authenticated or self._static is None:
+        if not self._authenticated or self._dek is None:
             raise self._fail(SW.SECURITY_STATUS_NOT_SATISFIED, "no authenticated session")
         if not block or len(block) % AES_BLOCK:
             raise self._fail(SW.INCORRECT_DATA, f"key data of {len(block)} bytes", abort=True)
-        return self._static_ciphers(self._static)[2].cbc_decrypt(bytes(AES_BLOCK), block)
+        return self._dek.cbc_decrypt(bytes(AES_BLOCK), block)

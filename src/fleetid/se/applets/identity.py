@@ -333,15 +333,15 @@ class IdentityApplet(Applet):
         if handle == ATTESTATION_HANDLE:
             raise refuse(SW.CONDITIONS_NOT_SATISFIED, "the attestation key is not attested here")
         state = ctx.state
-        slot, key = self._private_key(state, handle)
+        spki = public_key_of(state, handle)  # the key attested, as GENERATE recorded it
+        if spki is None:
+            raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no key in slot {handle:02X}")
+        slot = state.keys[handle]
         if len(apdu.data) > _MAX_CHALLENGE:
             raise refuse(SW.WRONG_LENGTH, f"challenge longer than {_MAX_CHALLENGE} bytes")
         if ATTESTATION_HANDLE not in state.keys or not state.attestation_chain:
             raise refuse(SW.CONDITIONS_NOT_SATISFIED, "card has no certified attestation key")
         attestation_slot, attestation_key = self._private_key(state, ATTESTATION_HANDLE)
-        spki = public_key_of(state, handle)
-        if spki is None:  # pragma: no cover - _private_key found the slot
-            raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no key in slot {handle:02X}")
         issuer = self._issuer
         issuer_der = state.attestation_chain[0]
         if issuer is None or issuer.der != issuer_der or issuer.slot is not attestation_slot:
@@ -350,7 +350,6 @@ class IdentityApplet(Applet):
             state=state,
             handle=handle,
             slot=slot,
-            subject_key=key.public_key(),
             subject_spki=spki,
             challenge=apdu.data,
             issuer=issuer,
@@ -446,8 +445,7 @@ class _AttestationFields:
 
     handle: int
     chip_serial: bytes
-    subject_key: ec.EllipticCurvePublicKey
-    subject_spki: bytes  # its DER SubjectPublicKeyInfo
+    subject_spki: bytes  # DER SubjectPublicKeyInfo of the attested key
     issuer: _Issuer
     serial: int
     usage: KeyUsage
@@ -461,7 +459,6 @@ class _AttestationFields:
         state: CardState,
         handle: int,
         slot: KeySlot,
-        subject_key: ec.EllipticCurvePublicKey,
         subject_spki: bytes,
         challenge: bytes,
         issuer: _Issuer,
@@ -489,7 +486,6 @@ class _AttestationFields:
         return cls(
             handle=handle,
             chip_serial=state.chip_serial,
-            subject_key=subject_key,
             subject_spki=subject_spki,
             issuer=issuer,
             serial=serial,
@@ -506,7 +502,9 @@ class _AttestationFields:
                 x509.NameAttribute(NameOID.COMMON_NAME, f"fleetid SE key {self.handle:02X}"),
             ]
         )
-        key = self.subject_key
+        key = serialization.load_der_public_key(self.subject_spki)
+        if not isinstance(key, ec.EllipticCurvePublicKey):  # pragma: no cover - cards hold EC
+            raise EncodingError("an attested key is an EC key")
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
