@@ -32,9 +32,11 @@ def test_restored_when_the_run_fails() -> None:
 def test_a_callers_freeze_is_left_alone() -> None:
     gc.freeze()
     try:
+        # Frozen objects that are freed leave the count, so it may only fall: a second freeze
+        # would raise it, an unfreeze would empty it.
         frozen = gc.get_freeze_count()
         with line._fewer_collections():
-            assert gc.get_freeze_count() == frozen
-        assert gc.get_freeze_count() == frozen
+            assert 0 < gc.get_freeze_count() <= frozen
+        assert 0 < gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
