@@ -15,12 +15,20 @@ requests, against servers on 127.0.0.1, on the same 2 cores as wrk itself):
 * **fleetid challenge**: ``POST /enrol/challenge``: a 32-byte nonce, one INSERT.
 * **fleetid attested enrol**: ``simpleenroll`` with no credential and a CSR carrying the
   draft-ietf-lamps-csr-attestation bundle (key attestation + IDevID chain) made by an emulated
-  secure element, one distinct device per request, each bound to its own challenge fetched from
-  the server beforehand. The server verifies the CSR, the attestation certificate, the IDevID
-  chain to the manufacturer root, the line manifest, the challenge (spent), clone and revocation
-  state, signs, and writes the device and certificate rows, in one transaction.
+  secure element, one distinct device per request, each bound to its own challenge, issued
+  beforehand by the authority's provisioner into its database (what ``POST /enrol/challenge``
+  does; that route has its own row). The server verifies the CSR, the attestation certificate,
+  the IDevID chain to the manufacturer root, the line manifest, the challenge (spent), clone and
+  revocation state, signs, and writes the device and certificate rows, in one transaction.
+* **fleetid health**: ``GET /health`` on the same server: the floor of a request on this stack
+  (uvicorn with uvloop and httptools, TLS, FastAPI), doing no work.
 * **fleetid full enrolment (derived)**: a device needs one challenge and one enrol; the server's
   capacity for both is ``1 / (1/challenge + 1/attested)``.
+
+The run also measures P-256 ECDSA signs and verifications per second on one core (pyca, OpenSSL)
+and prints, for the token and the attested paths, the floor their design sets: the stack's
+floor plus the ECDSA each must do (the CSR's proof of possession, the CA's signature and its
+check before use; an attested enrolment adds the key attestation and the IDevID).
 
 Before each fleetid enrol row, its first 32 requests are sent unmeasured: a fresh worker compiles
 its ASN.1 modules and SQL statements on first use. Every pre-made fleetid request is usable once;
@@ -54,7 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -69,6 +77,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine, func, select, text
 
 from fleetid.authority.fleet_ca import FleetCa
+from fleetid.authority.lifecycle import lifecycle_service
 from fleetid.authority.provisioners.attestation import import_manifest, trust_manufacturer
 from fleetid.authority.provisioners.token import create_token
 from fleetid.clock import SystemClock
@@ -91,7 +100,8 @@ _DER = serialization.Encoding.DER
 _PEM = serialization.Encoding.PEM
 _EST = "/.well-known/est/simpleenroll"
 
-# One request per line: "<Authorization value or ->\t<body>". Each wrk thread takes every
+# One request per line: "<Authorization value or ->\t<body>" (a content type of "-" sends a GET
+# without a body). Each wrk thread takes every
 # nthreads-th line (so a replayed request is written once per thread: a thread with no line
 # would send nothing and count write errors). ``cycle`` replays the list; otherwise a thread
 # that runs out replays its first request, which the server refuses (counted by wrk as a
@@ -109,9 +119,14 @@ function init(args)
   for line in io.lines(args[1]) do
     if i % nthreads == id then
       local auth, body = line:match("^([^\t]*)\t(.*)$")
-      local headers = {["Content-Type"] = ctype}
+      local headers = {}
+      if ctype ~= "-" then headers["Content-Type"] = ctype end
       if auth ~= "-" then headers["Authorization"] = auth end
-      table.insert(reqs, wrk.format("POST", target, headers, body))
+      if ctype == "-" then
+        table.insert(reqs, wrk.format("GET", target, headers))
+      else
+        table.insert(reqs, wrk.format("POST", target, headers, body))
+      end
     end
     i = i + 1
   end
@@ -368,24 +383,14 @@ def _token_lines(ca: FleetCa, count: int, path: Path) -> None:
             out.write(f"Basic {basic}\t{body}\n")
 
 
-async def _challenges(base: str, device_ids: list[str], connections: int) -> list[bytes]:
-    """One fresh challenge per device, fetched over ``connections`` concurrent connections."""
-    limits = httpx.Limits(max_connections=connections)
-    timeout = httpx.Timeout(60, pool=None)
-    async with httpx.AsyncClient(
-        base_url=base,
-        limits=limits,
-        timeout=timeout,
-        verify=False,  # noqa: S501 - loopback, our own server's certificate made moments ago
-    ) as client:
-
-        async def one(device_id: str) -> bytes:
-            response = await client.post("/enrol/challenge", json={"device_id": device_id})
-            response.raise_for_status()
-            nonce = str(response.json()["nonce"])
-            return base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
-
-        return list(await asyncio.gather(*(one(d) for d in device_ids)))
+def _challenges(ca: FleetCa, device_ids: list[str]) -> list[bytes]:
+    """One challenge per device, issued by the authority's own attestation provisioner into its
+    database, as ``POST /enrol/challenge`` does (that route has its own row); one Python HTTP
+    client would take longer to fetch them (about 8 ms each) than the server to answer."""
+    provisioner = lifecycle_service(ca).attestation
+    assert provisioner is not None  # the data dir trusts the line's root
+    with ca.store.transaction() as tx:
+        return [provisioner.issue_challenge(tx, device_id).nonce for device_id in device_ids]
 
 
 def _attested_lines(devices: list[LineDevice], nonces: list[bytes], path: Path) -> None:
@@ -520,11 +525,49 @@ def _start_profilers(server_pid: int, seconds: int, out: Path) -> list[subproces
     ]
 
 
+# --- the ECDSA baseline -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EcdsaRates:
+    """P-256 ECDSA with SHA-256 through pyca (OpenSSL) on one core, measured in this run."""
+
+    sign_per_s: float
+    verify_per_s: float
+
+    def ms(self, *, signatures: int, verifications: int) -> float:
+        return 1000 * (signatures / self.sign_per_s + verifications / self.verify_per_s)
+
+
+def _ecdsa_rates(seconds: float = 1.0) -> EcdsaRates:
+    key = ec.generate_private_key(ec.SECP256R1())
+    public, message, algorithm = (
+        key.public_key(),
+        secrets.token_bytes(300),
+        ec.ECDSA(hashes.SHA256()),
+    )
+    signature = key.sign(message, algorithm)
+
+    def rate(operation: Callable[[], object]) -> float:
+        count, started = 0, time.process_time()
+        while (elapsed := time.process_time() - started) < seconds:
+            for _ in range(100):
+                operation()
+            count += 100
+        return count / elapsed
+
+    return EcdsaRates(
+        sign_per_s=rate(lambda: key.sign(message, algorithm)),
+        verify_per_s=rate(lambda: public.verify(signature, message, algorithm)),
+    )
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 CFSSL_HTTPS = "cfssl sign (HTTPS)"
 PLAIN_ROW = "fleetid EST simpleenroll, one-time token (HTTPS, SQL write)"
 CHALLENGE = "fleetid POST /enrol/challenge (HTTPS, SQL write)"
+HEALTH = "fleetid GET /health (HTTPS, the stack's floor: no work)"
 ATTESTED = "fleetid EST simpleenroll, attestation-gated (HTTPS, SQL write)"
 
 
@@ -537,6 +580,7 @@ class Run:
     profiles: list[tuple[str, tuple[list[tuple[str, float]], list[tuple[str, float]]]]] = field(
         default_factory=list
     )
+    ecdsa: EcdsaRates | None = None
 
     def wrk(
         self,
@@ -633,7 +677,12 @@ def _run_fleetid(run: Run, url: str | None) -> None:
     devices = [line.make_device() for _ in range(args.attested)]
     import_manifest(ca.store, [d.manifest_record() for d in devices], clock.now())
     _token_lines(ca, args.tokens, work / "tokens.lines")
+    print(f"issuing {len(devices)} challenges, building attested CSRs …", flush=True)
+    started = time.perf_counter()
+    nonces = _challenges(ca, [d.serial for d in devices])
     ca.close()
+    _attested_lines(devices, nonces, work / "attested.lines")
+    print(f"  done in {time.perf_counter() - started:.1f} s", flush=True)
     database: str | Path = url or data_dir
 
     port = _free_port()
@@ -641,6 +690,24 @@ def _run_fleetid(run: Run, url: str | None) -> None:
     serve += ["--https", f"127.0.0.1:{port}", "--workers", str(args.workers)]
     base = f"https://127.0.0.1:{port}"
     with _process(serve, port, work / "serve.log", env=env) as server:
+        # The stack's floor: a route that does nothing (no body, no database), same server.
+        # A second of it first, unmeasured: the workers' first requests warm them.
+        health = work / "health.lines"
+        health.write_text("-\t\n" * args.threads)  # one per wrk thread
+        _wrk(
+            base,
+            "/health",
+            health,
+            "-",
+            seconds=1,
+            threads=args.threads,
+            connections=args.connections,
+            cycle=True,
+            script=run.script,
+        )
+        result = run.wrk(base, "/health", health, "-", cycle=True, server=server.pid)
+        run.rows.append((HEALTH, result, "-"))
+
         _est_row(run, PLAIN_ROW, base, work / "tokens.lines", database, server.pid)
 
         (work / "challenge.lines").write_text("-\t{}\n" * args.threads)  # one per wrk thread
@@ -650,15 +717,34 @@ def _run_fleetid(run: Run, url: str | None) -> None:
         )
         run.rows.append((CHALLENGE, result, "-"))
 
-        print(f"fetching {len(devices)} challenges, building attested CSRs …", flush=True)
-        started = time.perf_counter()
-        serials = [d.serial for d in devices]
-        nonces = asyncio.run(_challenges(base, serials, args.connections))
-        fetched = time.perf_counter() - started
-        _attested_lines(devices, nonces, work / "attested.lines")
-        print(f"  {len(nonces)} challenges in {fetched:.1f} s from one Python client", flush=True)
-
         _est_row(run, ATTESTED, base, work / "attested.lines", database, server.pid)
+
+
+# The ECDSA operations each path cannot skip: the CSR's proof of possession, the CA's signature
+# and the HSM's check of it before use; an attested enrolment adds the key attestation's and the
+# IDevID's signatures (the IDevID's issuer is remembered, so its path costs no more).
+_ECDSA_WORK = {PLAIN_ROW: (1, 2), ATTESTED: (1, 4)}  # (signatures, verifications)
+
+
+def _floors(ecdsa: EcdsaRates, cpu: dict[str, float], cores: int) -> None:
+    """What parity with cfssl would leave: the stack's floor plus the ECDSA each path must do."""
+    print(
+        f"ECDSA P-256 on one core this run: {ecdsa.sign_per_s:,.0f} signs/s, "
+        f"{ecdsa.verify_per_s:,.0f} verifications/s"
+    )
+    stack = cpu[HEALTH]
+    print(
+        f"the stack's floor (GET /health): {stack:.2f} ms; cfssl's whole sign: "
+        f"{cpu[CFSSL_HTTPS]:.2f} ms"
+    )
+    for label, (signs, verifications) in _ECDSA_WORK.items():
+        crypto = ecdsa.ms(signatures=signs, verifications=verifications)
+        floor = stack + crypto
+        print(
+            f"{label}: floor {stack:.2f} + {crypto:.2f} ms ECDSA ({signs} sign, "
+            f"{verifications} verify) = {floor:.2f} ms, at most {1000 * cores / floor:,.0f}/s "
+            f"on {cores} cores; measured {cpu[label]:.2f} ms"
+        )
 
 
 def _report(run: Run) -> None:
@@ -689,6 +775,8 @@ def _report(run: Run) -> None:
             f"{label} / cfssl HTTPS: {rates[label] / rates[CFSSL_HTTPS]:.3f} by rate, "
             f"{cpu[CFSSL_HTTPS] / cpu[label]:.3f} by server CPU per request"
         )
+    if run.ecdsa is not None:
+        _floors(run.ecdsa, cpu, cores)
     print(f"server-CPU bound on {cores} idle cores (no client, no other load):")
     for label, ms in cpu.items():
         print(f"  {label}: {1000 * cores / ms:,.0f}/s")
@@ -713,8 +801,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8, help="wrk -d per row")
     parser.add_argument("--threads", type=int, default=2, help="wrk -t")
     parser.add_argument("--connections", type=int, default=16, help="wrk -c")
-    parser.add_argument("--attested", type=int, default=4000, help="pre-made attested requests")
-    parser.add_argument("--tokens", type=int, default=12000, help="pre-made token requests")
+    parser.add_argument("--attested", type=int, default=16000, help="pre-made attested requests")
+    parser.add_argument("--tokens", type=int, default=20000, help="pre-made token requests")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy on the token and attested rows"
     )
@@ -732,6 +820,7 @@ def main() -> int:
         run = Run(args=args, work=work, script=script, rows=[])
         print(f"load before: {os.getloadavg()}, cores: {os.cpu_count()}", flush=True)
         _run_cfssl(run)
+        run.ecdsa = _ecdsa_rates()
         with _database(args.backend) as url:
             _run_fleetid(run, url)
     _report(run)
