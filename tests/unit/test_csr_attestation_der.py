@@ -1,18 +1,24 @@
-"""The AttestationBundle is read as DER only: its envelope is checked by re-encoding (the
+"""The AttestationBundle is read as DER only: its envelope is walked as TLVs in DER form (the
 certificates inside go through pyca, which takes DER only), and the cheap presence test reads
-no bundle."""
+no bundle. The reader accepts and refuses what the asn1crypto reading it replaced did (a strict
+load, then every envelope header compared with asn1crypto's DER emitter), on valid bundles and on
+bytes mutated from them, but for that reading's faults, named where the oracle is."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from asn1crypto import parser
+from asn1crypto import core, parser
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import EncodingError
@@ -20,6 +26,7 @@ from fleetid.formats.csr_attestation import (
     ID_AA_ATTESTATION,
     AttestationBundle,
     AttestationStatement,
+    _Bundle,
     attestation_bundle_of,
     build_attested_csr,
     decode_attestation_bundle,
@@ -135,3 +142,205 @@ def test_a_non_minimal_statement_type_oid_is_refused() -> None:
     )
     with pytest.raises(EncodingError, match="not in DER form"):
         decode_attestation_bundle(padded)
+
+
+# --- the reader against the asn1crypto reading it replaced -------------------------------------
+
+
+def _der_children(contents: bytes) -> list[bytes]:
+    out = []
+    while contents:
+        class_, method, tag, header, inner, _ = parser.parse(contents)
+        size = len(header) + len(inner)
+        if parser.emit(class_, method, tag, inner) != contents[:size]:
+            raise EncodingError("a header is not in DER form")
+        out.append(contents[:size])
+        contents = contents[size:]
+    return out
+
+
+def _inner(encoding: bytes) -> bytes:
+    return bytes(parser.parse(encoding)[4])
+
+
+def _reference(der: bytes) -> AttestationBundle:
+    """The asn1crypto reading (fleetid up to Nov 2026; ``_Bundle`` is the asn1crypto type the
+    encoder still writes with), kept here as the oracle, with the checks
+    it lacked: asn1crypto's ``load`` does not check the outer tag (an OCTET STRING holding a
+    bundle's contents was read as a bundle), and ignores elements after a SEQUENCE's last field
+    (a bundle or a statement with trailing elements was read without them)."""
+    if der[:1] != b"\x30":
+        raise EncodingError("not a SEQUENCE")
+    try:
+        parsed = _Bundle.load(der, strict=True)
+        statements = tuple(
+            AttestationStatement(type=s["type"].dotted, statement=bytes(s["stmt"].dump()))
+            for s in parsed["attestations"]
+        )
+        certificates = []
+        certs = parsed["certs"]
+        if not isinstance(certs, core.Void):
+            if len(certs) == 0:
+                raise EncodingError("empty certs")
+            for choice in certs:
+                if choice.name not in ("certificate", "other"):
+                    raise EncodingError("excluded choice")
+                if choice.name == "certificate":
+                    certificates.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+        (bundle,) = _der_children(der)
+        lists = _der_children(_inner(bundle))
+        if len(lists) > 2 or any(each[0] != 0x30 for each in lists):
+            raise EncodingError("trailing elements in the bundle")
+        for statement in _der_children(_inner(lists[0])):
+            fields = _der_children(_inner(statement))
+            if len(fields) != 2:
+                raise EncodingError("trailing elements in a statement")
+            type_oid = fields[0]
+            if core.ObjectIdentifier.load(type_oid).dump(force=True) != type_oid:
+                raise EncodingError("OID not minimal")
+        for rest in lists[1:]:
+            _der_children(_inner(rest))
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
+        # InvalidVersion escaped the old reader (a crash, not a refusal); the new one refuses it.
+        raise EncodingError(str(exc)) from exc
+    if not statements:
+        raise EncodingError("no statement")
+    return AttestationBundle(statements=statements, certificates=tuple(certificates))
+
+
+_CERT = _certificate()
+DER = Encoding.DER
+_STATEMENTS = (
+    AttestationStatement(type="1.3.6.1.4.1.32473.1", statement=b"\x04\x03\x01\x02\x03"),
+    AttestationStatement(type="2.999.7", statement=b"\x30\x03\x02\x01\x05"),
+)
+# The certs list with an ``other`` choice ([3] OtherCertificateFormat) after the certificate.
+_OTHER = bytes.fromhex("a3080603290107" + "0401ff")
+_ATTESTATIONS = parser.parse(encode_attestation_bundle(AttestationBundle(statements=_STATEMENTS)))[
+    4
+]
+_BASES = (
+    encode_attestation_bundle(AttestationBundle(statements=_STATEMENTS[:1])),
+    encode_attestation_bundle(AttestationBundle(statements=_STATEMENTS, certificates=(_CERT,))),
+    parser.emit(0, 1, 16, _ATTESTATIONS + parser.emit(0, 1, 16, _CERT.public_bytes(DER) + _OTHER)),
+)
+_TAGS = (0x30, 0x31, 0x06, 0x04, 0x02, 0x05, 0xA0, 0xA1, 0xA2, 0xA3, 0x80, 0x83, 0x1F, 0x3F, 0xBF)
+
+
+def _outcome(read: Any, der: bytes) -> AttestationBundle | str:
+    try:
+        result: AttestationBundle = read(der)
+    except EncodingError:
+        return "refused"
+    return result
+
+
+def _headers(der: bytes, offset: int = 0, end: int | None = None) -> list[int]:
+    """Offsets of every TLV header in the envelope (best effort over valid input)."""
+    end = len(der) if end is None else end
+    found = []
+    while offset < end:
+        try:
+            _, method, _, header, inner, _ = parser.parse(der, offset)
+        except ValueError:
+            break
+        found.append(offset)
+        start = offset + len(header)
+        if method == 1 and der[offset] in (0x30, 0xA3):
+            found += _headers(der, start, start + len(inner))
+        offset = start + len(inner)
+    return found
+
+
+@pytest.mark.parametrize("der", _BASES, ids=["bare", "with-cert", "with-other"])
+def test_valid_bundles_read_the_same(der: bytes) -> None:
+    assert decode_attestation_bundle(der) == _reference(der)
+
+
+# A mutated serial number of zero makes pyca warn (both readers load the same certificate).
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+@settings(max_examples=600, deadline=None)
+@given(data=st.data())
+def test_mutated_bundles_are_refused_or_read_as_before(data: st.DataObject) -> None:
+    der = bytearray(data.draw(st.sampled_from(_BASES)))
+    kind = data.draw(st.sampled_from(("byte", "truncate", "insert", "tag", "length")))
+    if kind == "byte":
+        der[data.draw(st.integers(0, len(der) - 1))] = data.draw(st.integers(0, 255))
+    elif kind == "truncate":
+        der = der[: data.draw(st.integers(0, len(der) - 1))]
+    elif kind == "insert":
+        der.insert(data.draw(st.integers(0, len(der))), data.draw(st.integers(0, 255)))
+    else:
+        at = data.draw(st.sampled_from(_headers(bytes(der))))
+        if kind == "tag":
+            der[at] = data.draw(st.sampled_from(_TAGS))
+        else:  # the same length one octet longer than needed (X.690 §10.1 forbids it)
+            _, _, _, header, inner, _ = parser.parse(bytes(der), at)
+            size = len(inner).to_bytes(max(1, (len(inner).bit_length() + 7) // 8), "big")
+            der[at + 1 : at + len(header)] = bytes([0x80 | (len(size) + 1)]) + b"\x00" + size
+    mutated = bytes(der)
+    read, before = _outcome(decode_attestation_bundle, mutated), _outcome(_reference, mutated)
+    if isinstance(read, AttestationBundle) and any(
+        s.statement[0] & 0x1F in (0x00, 0x0E, 0x0F) for s in read.statements
+    ):
+        # The one difference: asn1crypto refuses an ANY whose tag number is 0, 14 or 15 in every
+        # class (it looks the number up as UNIVERSAL). X.680 §8.6 reserves only UNIVERSAL 0 and
+        # 15, which the new reader refuses too (UNIVERSAL 14 is TIME; [0], [APPLICATION 14] …
+        # are ordinary tags).
+        assert before == "refused"
+        assert not any(s.statement[0] & 0xDF in (0x00, 0x0F) for s in read.statements)
+        return
+    assert read == before
+
+
+def _with_contents(tag: int, contents: bytes) -> bytes:
+    return bytes([tag]) + _length(len(contents)) + contents
+
+
+def _length(size: int) -> bytes:
+    if size < 0x80:
+        return bytes([size])
+    raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def test_the_bundle_is_a_sequence() -> None:
+    contents = parser.parse(_BASES[0])[4]
+    with pytest.raises(EncodingError, match="one SEQUENCE"):
+        decode_attestation_bundle(_with_contents(0x24, contents))  # OCTET STRING, constructed
+
+
+def test_trailing_elements_are_refused() -> None:
+    (statement,) = _der_children(_inner(_der_children(_inner(_BASES[0]))[0]))
+    padded = _with_contents(0x30, _inner(statement) + b"\x05\x00")  # a third element: NULL
+    bundle = _with_contents(0x30, _with_contents(0x30, padded))
+    with pytest.raises(EncodingError, match="AttestationStatement"):
+        decode_attestation_bundle(bundle)
+    extra = _with_contents(0x30, _inner(_BASES[1]) + b"\x30\x00")  # a third list
+    with pytest.raises(EncodingError, match="attestations, certs"):
+        decode_attestation_bundle(extra)
+
+
+def test_a_certificate_pyca_refuses_is_a_refusal() -> None:
+    certificate = bytearray(_CERT.public_bytes(DER))
+    version = certificate.index(b"\xa0\x03\x02\x01\x02") + 4
+    certificate[version] = 0x01  # v2: pyca raises InvalidVersion, which is no ValueError
+    bundle = parser.emit(0, 1, 16, _ATTESTATIONS + parser.emit(0, 1, 16, bytes(certificate)))
+    with pytest.raises(EncodingError, match="does not parse"):
+        decode_attestation_bundle(bundle)
+
+
+@pytest.mark.parametrize(("tag", "name"), [(0xA0, "extendedCertificate"), (0xA2, "v2AttrCert")])
+def test_limited_cert_choices(tag: int, name: str) -> None:
+    bundle = parser.emit(0, 1, 16, _ATTESTATIONS + parser.emit(0, 1, 16, _with_contents(tag, b"")))
+    with pytest.raises(EncodingError, match=f"excludes {name}"):
+        decode_attestation_bundle(bundle)
+
+
+@pytest.mark.parametrize("tag", [0x00, 0x0F, 0x2F, 0x1F])
+def test_a_statement_tag_x680_reserves_or_a_long_form_low_tag_is_refused(tag: int) -> None:
+    # 1F 05: tag number 5 in the long form (X.690 §8.1.2.4 keeps it for numbers from 31).
+    element = bytes([tag, 0x05, 0x01, 0x00]) if tag == 0x1F else bytes([tag, 0x01, 0x00])
+    statement = _with_contents(0x30, b"\x06\x03\x88\x37\x07" + element)
+    with pytest.raises(EncodingError, match="not in DER form"):
+        decode_attestation_bundle(_with_contents(0x30, _with_contents(0x30, statement)))

@@ -23,6 +23,10 @@ pyca/cryptography's CSR builder signs only with a private key it holds and adds 
 only as strings, so the ``CertificationRequestInfo`` is assembled with asn1crypto's RFC 2986 types
 and signed by any ``Signer`` (the secure element); the result is loaded back with pyca and its
 self-signature checked before it is returned. Nothing here writes DER by hand.
+
+Reading (an authority, once per enrolment) walks the TLVs of what pyca has parsed (the CSR's
+attributes) and of the bundle (``fleetid.formats.tlv``, which takes definite minimal lengths only),
+checking each tag; the certificates go to pyca, each statement to its format's verifier.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from asn1crypto import algos, cms, core, keys, parser
+from asn1crypto import algos, cms, core, keys
 from asn1crypto import csr as asn1_csr
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -40,6 +44,7 @@ from cryptography.hazmat.primitives import serialization
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats.attestation import FLEETID_ARC
+from fleetid.formats.tlv import Tlv, TlvError, decode_tlv, decode_tlvs
 
 __all__ = [
     "FLEETID_SE_KEY_ATTESTATION_OID",
@@ -58,6 +63,11 @@ __all__ = [
 ID_AA_ATTESTATION = "1.2.840.113549.1.9.16.2.59"
 # fleetid's statement format: stmt is a DER key-attestation Certificate (RFC 5280 §4.1).
 FLEETID_SE_KEY_ATTESTATION_OID = FLEETID_ARC + ".2"
+_ID_AA_ATTESTATION_DER = bytes(core.ObjectIdentifier(ID_AA_ATTESTATION).dump())
+
+# Tags (X.690 §8.1.2; RFC 6268 CertificateChoices: [0]..[2] IMPLICIT constructed, [3] other).
+_SEQUENCE, _SET, _OBJECT_IDENTIFIER, _OTHER_CERTIFICATE = 0x30, 0x31, 0x06, 0xA3
+_EXCLUDED_CHOICES = {0xA0: "extendedCertificate", 0xA1: "v1AttrCert", 0xA2: "v2AttrCert"}
 
 # RFC 5758 §3.2: ECDSA signature algorithms carry no parameters.
 _ECDSA_WITH = {"sha256": "sha256_ecdsa", "sha384": "sha384_ecdsa", "sha512": "sha512_ecdsa"}
@@ -133,68 +143,85 @@ def encode_attestation_bundle(bundle: AttestationBundle) -> bytes:
 
 
 def decode_attestation_bundle(der: bytes) -> AttestationBundle:
-    """Parse a DER ``AttestationBundle``; ``EncodingError`` if it is anything else."""
+    """Parse a DER ``AttestationBundle``; ``EncodingError`` if it is anything else.
+
+    The envelope is walked as TLVs that must be in DER form (X.690 §10.1: definite, minimal
+    lengths; §8.1.2: the short tag form below 31); each certificate is parsed by pyca, which takes
+    DER only, and each statement is left to its format's verifier.
+    """
     try:
-        parsed = _Bundle.load(der, strict=True)
-        statements = tuple(
-            AttestationStatement(type=s["type"].dotted, statement=bytes(s["stmt"].dump()))
-            for s in parsed["attestations"]
-        )
-        certificates: list[x509.Certificate] = []
-        certs = parsed["certs"]
-        if not isinstance(certs, core.Void):  # present (``.native`` would parse every cert)
-            if len(certs) == 0:
-                raise EncodingError("certs, when present, holds at least one certificate (§4.1)")
-            for choice in certs:
-                if choice.name not in ("certificate", "other"):
-                    raise EncodingError(f"LimitedCertChoices excludes {choice.name} (§4.1)")
-                if choice.name == "certificate":
-                    certificates.append(x509.load_der_x509_certificate(choice.chosen.dump()))
-    except (ValueError, TypeError) as exc:
-        raise EncodingError(f"not a DER AttestationBundle: {exc}") from exc
+        bundle, end = decode_tlv(der)
+        if bundle.tag != _SEQUENCE or end != len(der):
+            raise EncodingError("not an AttestationBundle: one SEQUENCE expected")
+        lists = decode_tlvs(bundle.value)
+        if not 1 <= len(lists) <= 2 or any(each.tag != _SEQUENCE for each in lists):
+            raise EncodingError("not an AttestationBundle: SEQUENCE { attestations, certs } (§4.1)")
+        statements = tuple(_statement(each) for each in decode_tlvs(lists[0].value))
+        certificates = tuple(_certificates(lists[1])) if len(lists) == 2 else ()
+    except TlvError as exc:
+        raise EncodingError(f"the AttestationBundle is not in DER form: {exc}") from exc
     if not statements:
         raise EncodingError("an AttestationBundle holds at least one statement (§4.1)")
-    # DER: every header of the envelope must be the one DER gives its contents. The
-    # certificates inside were parsed by pyca, which takes DER only; each statement is parsed by
-    # its format's verifier.
-    if not _der_envelope(der):
-        raise EncodingError("the AttestationBundle is not in DER form")
-    return AttestationBundle(statements=statements, certificates=tuple(certificates))
+    return AttestationBundle(statements=statements, certificates=certificates)
 
 
-def _der_tlvs(contents: bytes) -> list[bytes]:
-    """The encodings inside ``contents``, each in DER form (X.690 §10.1: definite, minimal
-    length), checked against asn1crypto's own DER header for the same contents."""
-    encodings = []
-    while contents:
-        class_, method, tag, header, inner, _ = parser.parse(contents)
-        size = len(header) + len(inner)
-        if parser.emit(class_, method, tag, inner) != contents[:size]:
-            raise EncodingError("a header is not in DER form")
-        encodings.append(contents[:size])
-        contents = contents[size:]
-    return encodings
+def _statement(element: Tlv) -> AttestationStatement:
+    """``AttestationStatement ::= SEQUENCE { type OBJECT IDENTIFIER, stmt ANY DEFINED BY type
+    }`` (§4.1)."""
+    fields = decode_tlvs(element.value) if element.tag == _SEQUENCE else []
+    if len(fields) != 2 or fields[0].tag != _OBJECT_IDENTIFIER:
+        raise EncodingError("not an AttestationStatement: SEQUENCE { type OID, stmt } (§4.1)")
+    if not _der_tag(fields[1].tag):
+        raise TlvError(f"the statement tag {fields[1].tag:X} is reserved or not in its short form")
+    return AttestationStatement(type=_dotted(fields[0].encode()), statement=fields[1].encode())
 
 
-def _inner(encoding: bytes) -> bytes:
-    return bytes(parser.parse(encoding)[4])
+def _certificates(certs: Tlv) -> list[x509.Certificate]:
+    """``certs``: LimitedCertChoices, RFC 6268 ``CertificateChoices`` but for ``certificate`` and
+    ``other`` (§4.1); ``other`` is skipped, each certificate parsed by pyca."""
+    choices = decode_tlvs(certs.value)
+    if not choices:
+        raise EncodingError("certs, when present, holds at least one certificate (§4.1)")
+    found: list[x509.Certificate] = []
+    for choice in choices:
+        if choice.tag == _SEQUENCE:
+            try:
+                found.append(x509.load_der_x509_certificate(choice.encode()))
+            except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion: not a ValueError
+                raise EncodingError(f"a certificate in certs does not parse: {exc}") from exc
+        elif choice.tag in _EXCLUDED_CHOICES:
+            raise EncodingError(
+                f"LimitedCertChoices excludes {_EXCLUDED_CHOICES[choice.tag]} (§4.1)"
+            )
+        elif choice.tag != _OTHER_CERTIFICATE:
+            raise EncodingError(f"tag {choice.tag:X} is not a CertificateChoices (RFC 6268)")
+    return found
 
 
-def _der_envelope(der: bytes) -> bool:
-    """Whether the bundle's own headers (it, its two lists, each statement and its type OID) are
-    DER; what the lists hold is left to pyca and to each statement's verifier."""
+def _der_tag(tag: int) -> bool:
+    """Whether a tag (the integer of its bytes, as ``fleetid.formats.tlv`` gives it) is in DER's
+    form, numbers below 31 in one byte (X.690 §8.1.2.2, §8.1.2.4), and not one X.680 §8.6
+    reserves: UNIVERSAL 0 (the encoding rules' end-of-contents, X.690 §8.1.5) and 15."""
+    if tag <= 0xFF:
+        return tag & 0xDF not in (0x00, 0x0F)
+    number = 0
+    for byte in tag.to_bytes((tag.bit_length() + 7) // 8, "big")[1:]:
+        number = number << 7 | byte & 0x7F
+    return number >= 31
+
+
+@functools.lru_cache(maxsize=64)
+def _dotted(oid_der: bytes) -> str:
+    """The dotted form of a DER OBJECT IDENTIFIER, refused unless each arc is in its fewest
+    octets (X.690 §8.19.2); a bundle names few formats, so they are remembered."""
     try:
-        (bundle,) = _der_tlvs(der)
-        lists = _der_tlvs(_inner(bundle))
-        for statement in _der_tlvs(_inner(lists[0])):
-            type_oid = _der_tlvs(_inner(statement))[0]
-            if core.ObjectIdentifier.load(type_oid).dump(force=True) != type_oid:
-                return False
-        for rest in lists[1:]:
-            _der_tlvs(_inner(rest))
-    except (EncodingError, ValueError):
-        return False
-    return True
+        oid = core.ObjectIdentifier.load(oid_der)
+        dotted: str = oid.dotted
+        if oid.dump(force=True) == oid_der:
+            return dotted
+    except ValueError as exc:
+        raise TlvError(f"the statement type is not an OID: {exc}") from exc
+    raise TlvError("the statement type OID is not in its fewest octets (X.690 §8.19.2)")
 
 
 def build_csr(
@@ -249,20 +276,24 @@ def build_attested_csr(
 
 def has_attestation_attribute(csr: x509.CertificateSigningRequest) -> bool:
     """Whether the CSR has an ``id-aa-attestation`` attribute at all (its value unread)."""
-    return bool(_attestation_values(csr.public_bytes(serialization.Encoding.DER)))
+    return bool(_attestation_values(csr))
 
 
-@functools.lru_cache(maxsize=64)
-def _attestation_values(csr_der: bytes) -> tuple[bytes, ...]:
-    """The DER ``values`` of each ``id-aa-attestation`` attribute of a CSR. An authority asks
-    twice per request (which provisioner, then the evidence), so the last few are remembered."""
+def _attestation_values(csr: x509.CertificateSigningRequest) -> list[Tlv]:
+    """The ``values`` SET OF each ``id-aa-attestation`` attribute of a CSR, read from the
+    CertificationRequestInfo pyca has parsed (RFC 2986 §4.1: version, subject, subjectPKInfo,
+    ``attributes [0] IMPLICIT SET OF Attribute``, each ``SEQUENCE { type, values SET OF }``)."""
     try:
-        request = asn1_csr.CertificationRequest.load(csr_der)
-        attributes = request["certification_request_info"]["attributes"]
-        return tuple(
-            bytes(a["values"].dump()) for a in attributes if a["type"].dotted == ID_AA_ATTESTATION
-        )
-    except ValueError as exc:
+        info = decode_tlvs(decode_tlv(csr.tbs_certrequest_bytes)[0].value)
+        if len(info) != 4 or info[3].tag != 0xA0:
+            raise TlvError("no attributes [0] after subjectPKInfo")
+        values = []
+        for attribute in decode_tlvs(info[3].value):
+            oid, found = decode_tlvs(attribute.value)
+            if oid.encode() == _ID_AA_ATTESTATION_DER:
+                values.append(found)
+        return values
+    except (TlvError, ValueError) as exc:
         raise EncodingError(f"the CSR attributes do not parse: {exc}") from exc
 
 
@@ -272,16 +303,15 @@ def attestation_bundle_of(csr: x509.CertificateSigningRequest) -> AttestationBun
 
     §4.3 ``COUNTS MAX 1``: at most one ``id-aa-attestation`` attribute, with exactly one value.
     """
-    found = _attestation_values(csr.public_bytes(serialization.Encoding.DER))
+    found = _attestation_values(csr)
     if not found:
         return None
     if len(found) > 1:
         raise EncodingError("the CSR carries more than one id-aa-attestation attribute (§4.3)")
     try:
-        values = _SetOfAny.load(found[0])
-        count = len(values)
-    except ValueError as exc:
+        values = decode_tlvs(found[0].value) if found[0].tag == _SET else None
+    except TlvError as exc:
         raise EncodingError(f"the id-aa-attestation values do not parse: {exc}") from exc
-    if count != 1:
+    if values is None or len(values) != 1:
         raise EncodingError("id-aa-attestation holds exactly one AttestationBundle (§4.3)")
-    return decode_attestation_bundle(bytes(values[0].dump()))
+    return decode_attestation_bundle(values[0].encode())
