@@ -60,3 +60,35 @@ def test_a_truncated_certificate_is_refused() -> None:
     der = _certificate(ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(TlvError):
         x509_tbs.subject_public_key_info(der[:40])
+
+
+def _issued(subject: x509.Name, issuer: x509.Name) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(9)
+        .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2027, 1, 1, tzinfo=UTC))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _cn(value: str, string_type: x509.name._ASN1Type | None = None) -> x509.Name:
+    if string_type is None:
+        return x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, value)])
+    return x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, value, string_type)])
+
+
+def test_names_issuer_compares_the_der_then_pycas_names() -> None:
+    ca = _issued(_cn("line CA"), _cn("root"))
+    assert x509_tbs.names_issuer(_issued(_cn("device"), _cn("line CA")), ca)
+    assert not x509_tbs.names_issuer(_issued(_cn("device"), _cn("other CA")), ca)
+    assert not x509_tbs.names_issuer(ca, ca)  # its issuer is the root, not itself
+    # The same name as a PrintableString: other bytes, which pyca's Name equality does not see
+    # (it compares OIDs and values); the answer is pyca's either way.
+    printable = _issued(_cn("device"), _cn("line CA", x509.name._ASN1Type.PrintableString))
+    assert x509_tbs._names(printable)[0] != x509_tbs._names(ca)[1]
+    assert x509_tbs.names_issuer(printable, ca) is (printable.issuer == ca.subject) is True

@@ -69,6 +69,7 @@ from fleetid.authority.attestation.errors import (
 from fleetid.authority.attestation.paths import IdevidPaths
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.factory.manufacturer import certificate_fingerprint, hardware_module_name_of
+from fleetid.formats import x509_tbs
 from fleetid.formats.attestation import (
     KEY_PROPERTIES_OID,
     TCG_DICE_TCB_INFO_OID,
@@ -196,7 +197,7 @@ class FleetIdSeVerifier:
         attestation: x509.Certificate, bundle: AttestationBundle
     ) -> x509.Certificate:
         for candidate in bundle.certificates:
-            if candidate.subject != attestation.issuer:
+            if not x509_tbs.names_issuer(attestation, candidate):
                 continue
             try:
                 attestation.verify_directly_issued_by(candidate)

@@ -37,6 +37,8 @@ from cryptography.x509.verification import (
 )
 from cryptography.x509.verification import VerificationError as PathValidationError
 
+from fleetid.formats import x509_tbs
+
 __all__ = ["IdevidPaths"]
 
 _MAX_ISSUERS: Final = 256  # line CAs remembered; the oldest is forgotten first
@@ -98,7 +100,7 @@ class IdevidPaths:
         now: datetime,
     ) -> None:
         """Raise ``PathValidationError`` unless ``idevid`` chains to one of ``roots`` at ``now``."""
-        for issuer in (c for c in intermediates if c.subject == idevid.issuer):
+        for issuer in (c for c in intermediates if x509_tbs.names_issuer(idevid, c)):
             if self._remembered(roots, issuer, now):
                 try:
                     _verifier([issuer], now).verify(idevid, [])
