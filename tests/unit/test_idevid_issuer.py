@@ -153,3 +153,15 @@ def test_an_encoding_that_does_not_rebuild_pyca_is_refused(monkeypatch: pytest.M
             line_ca_signer=CA_SIGNER,
             organization="Acme Devices",
         )
+
+
+def test_a_common_name_over_64_utf8_bytes_is_refused_as_pyca_does() -> None:
+    # "Müller device " is 14 characters and 15 UTF-8 bytes: 50 more make 64 characters, 65 bytes.
+    organization = "Müller"
+    issuer = mfr.IdevidIssuer(
+        line_ca=_line_ca(organization, CA_SIGNER),
+        line_ca_signer=CA_SIGNER,
+        organization=organization,
+    )
+    with pytest.raises(ValueError, match="64"):
+        issuer.issue(public_key=KEYS[0], device_serial="A" * 50, chip_serial=b"\x01", now=NOW)

@@ -33,10 +33,11 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from fleetid.authority.ca_hsm import create_ca_hsm, open_ca_hsm
 from fleetid.authority.csr import public_key_sha256
+from fleetid.authority.end_entity import EndEntityTemplate, end_entity_builder
 from fleetid.clock import Clock
 from fleetid.config import Settings
 from fleetid.crypto.certsign import key_usage, sign_certificate
@@ -70,9 +71,8 @@ __all__ = [
 ]
 
 # RFC 5280 §4.2.1.3: a fleet CA signs certificates and CRLs (keyCertSign, cRLSign), and
-# digitalSignature lets it sign OCSP responses; end entities only sign.
+# digitalSignature lets it sign OCSP responses (end entities: fleetid.authority.end_entity).
 CA_KEY_USAGE = key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True)
-_EE_KEY_USAGE = key_usage(digital_signature=True)
 
 CA_DIR: Final = "ca"
 ACTIVATION_FILE: Final = "activation.key"
@@ -147,6 +147,8 @@ class FleetCa:
             certificate=x509.load_der_x509_certificate(issuing.certificate),
             signer=hsm.signer(issuing.hsm_label),
         )
+        # End-entity templates of the issuing CA, by extended key usages and base URL.
+        self._templates: dict[tuple[tuple[x509.ObjectIdentifier, ...], str], EndEntityTemplate] = {}
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -294,57 +296,41 @@ class FleetCa:
             raise PolicyError("the issuing CA expires before this certificate would; roll it over")
         base = self.settings.base_url
         serial = new_serial()
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(issuing.subject)
-            .public_key(public_key)
-            .serial_number(serial)
-            .not_valid_before(now - self.settings.policy.backdate)
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_EE_KEY_USAGE, critical=True)
-            .add_extension(x509.ExtendedKeyUsage(list(profile.extended_key_usages)), False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                    issuing.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-                ),
-                False,
+        not_before = now - self.settings.policy.backdate
+        crl_url = base + crl_path(self.issuing.record.generation, crl_shard(serial))
+        ekus = tuple(profile.extended_key_usages)
+        if not alt_names and EndEntityTemplate.takes(common_name, crl_url):
+            template = self._templates.get((ekus, base))
+            if template is None:
+                template = EndEntityTemplate(
+                    issuing=issuing,
+                    signer=self.issuing.signer,
+                    extended_key_usages=ekus,
+                    ocsp_url=base + OCSP_PATH,
+                )
+                self._templates[(ekus, base)] = template
+            certificate = template.issue(
+                public_key=public_key,
+                serial=serial,
+                common_name=common_name,
+                not_before=not_before,
+                not_after=not_after,
+                crl_url=crl_url,
             )
-            .add_extension(
-                x509.AuthorityInformationAccess(
-                    [
-                        x509.AccessDescription(
-                            AuthorityInformationAccessOID.OCSP,
-                            x509.UniformResourceIdentifier(base + OCSP_PATH),
-                        )
-                    ]
-                ),
-                False,
+        else:
+            builder = end_entity_builder(
+                issuing=issuing,
+                public_key=public_key,
+                serial=serial,
+                common_name=common_name,
+                not_before=not_before,
+                not_after=not_after,
+                extended_key_usages=ekus,
+                ocsp_url=base + OCSP_PATH,
+                crl_url=crl_url,
+                alt_names=alt_names,
             )
-            .add_extension(
-                x509.CRLDistributionPoints(
-                    [
-                        x509.DistributionPoint(
-                            full_name=[
-                                x509.UniformResourceIdentifier(
-                                    base
-                                    + crl_path(self.issuing.record.generation, crl_shard(serial))
-                                )
-                            ],
-                            relative_name=None,
-                            reasons=None,
-                            crl_issuer=None,
-                        )
-                    ]
-                ),
-                False,
-            )
-        )
-        if alt_names:
-            builder = builder.add_extension(x509.SubjectAlternativeName(list(alt_names)), False)
-        certificate = sign_certificate(builder, self.issuing.signer)
+            certificate = sign_certificate(builder, self.issuing.signer)
         record = tx.certificates.add(
             NewCertificate(
                 serial=_serial_hex(serial),

@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.signer import Signer, verify_signature
 from fleetid.errors import EncodingError, VerificationError
+from fleetid.formats import x509_tbs
 from fleetid.formats.tlv import decode_tlv, encode_tlv
 
-__all__ = ["key_usage", "sign_certificate", "sign_crl"]
+__all__ = ["key_usage", "sign_certificate", "sign_crl", "sign_tbs"]
 
 _Built = TypeVar("_Built", x509.Certificate, x509.CertificateRevocationList)
 
@@ -127,3 +128,23 @@ def sign_crl(
     return _checked(
         result, draft, result.tbs_certlist_bytes, draft.tbs_certlist_bytes, signer, signature
     )
+
+
+def sign_tbs(tbs: bytes, algorithm: bytes, signer: Signer) -> x509.Certificate:
+    """The certificate of a TBSCertificate its caller encoded, signed by ``signer``.
+
+    ``algorithm`` is the DER AlgorithmIdentifier inside ``tbs``, which RFC 5280 §4.1.1.2 repeats
+    outside it. The signature is verified with the signer's public key unless the signer did so
+    before returning it; the certificate is parsed back, and its TBS and signature must be the
+    bytes signed and returned.
+    """
+    signature = signer.sign(tbs)
+    if getattr(signer, "verifies_signatures", False) is not True:
+        try:
+            verify_signature(signer.public_key(), signature, tbs, signer.hash_algorithm)
+        except VerificationError as exc:
+            raise VerificationError("the signer's signature does not verify over the TBS") from exc
+    certificate = x509.load_der_x509_certificate(x509_tbs.certificate(tbs, algorithm, signature))
+    if certificate.tbs_certificate_bytes != tbs or certificate.signature != signature:
+        raise EncodingError("the certificate does not parse back to what was signed")
+    return certificate

@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from fleetid.crypto.certsign import key_usage
-from fleetid.crypto.signer import Signer, verify_signature
+from fleetid.crypto.certsign import key_usage, sign_tbs
+from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats import x509_tbs as der
 from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
@@ -305,7 +305,6 @@ class IdevidIssuer:
     ) -> None:
         self._line_ca = line_ca
         self._signer = line_ca_signer
-        self._verified = getattr(line_ca_signer, "verifies_signatures", False) is True
         self._organization = organization
         self._hw_type = hw_type
         probe_key = ec.generate_private_key(ec.SECP256R1())
@@ -358,9 +357,9 @@ class IdevidIssuer:
     ) -> x509.Certificate:
         """The IDevID ``issue_idevid`` would issue for these values (with its own serial)."""
         common_name = f"{self._organization} device {device_serial}"
-        if not _PRINTABLE.fullmatch(device_serial) or len(common_name) > _UB_COMMON_NAME:
+        if not _PRINTABLE.fullmatch(device_serial) or len(common_name.encode()) > _UB_COMMON_NAME:
             # serialNumber is a PrintableString (X.520); pyca encodes anything else its own way
-            # and refuses a commonName over its upper bound (RFC 5280 Appendix A.1).
+            # and refuses a commonName over its upper bound (RFC 5280 Appendix A.1), in UTF-8 bytes.
             return issue_idevid(
                 line_ca=self._line_ca,
                 line_ca_signer=self._signer,
@@ -377,15 +376,7 @@ class IdevidIssuer:
             not_before=now - _BACKDATE,
             serial=x509.random_serial_number(),
         )
-        signature = self._signer.sign(tbs)
-        if not self._verified:
-            verify_signature(self._signer.public_key(), signature, tbs, self._signer.hash_algorithm)
-        certificate = x509.load_der_x509_certificate(
-            der.certificate(tbs, self._algorithm, signature)
-        )
-        if certificate.tbs_certificate_bytes != tbs or certificate.signature != signature:
-            raise EncodingError("the IDevID does not parse back to what was signed")
-        return certificate
+        return sign_tbs(tbs, self._algorithm, self._signer)
 
     def _tbs(
         self,
