@@ -270,6 +270,54 @@ def test_key_properties_with_an_unnamed_usage_bit_are_refused() -> None:
     assert decode_key_properties(ok).usage == KeyUsage.SIGN
 
 
+def _asn1tools_decoding(der: bytes) -> KeyProperties | str:
+    """The reading decode_key_properties replaced: asn1tools' whole decoding, then the same
+    round trip. The oracle for the one that decodes the shared components once."""
+    try:
+        v = attestation._spec().decode("FleetIdKeyProperties", der)
+        props = KeyProperties(
+            version=v["version"],
+            chip_serial=bytes(v["chipSerial"]),
+            key_handle=v["keyHandle"],
+            curve_oid=v["curve"],
+            origin=v["origin"],
+            exportable=v["exportable"],
+            usage=attestation._bits_to_usage(v["usage"]),
+            requires_secure_channel=v["requiresSecureChannel"],
+            challenge=bytes(v["challenge"]),
+        )
+    except Exception:  # any failure of the oracle is a refusal
+        return "refused"
+    return props if encode_key_properties(props) == der else "refused"
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_key_properties_decoding_agrees_with_asn1tools_on_mutations(data: st.DataObject) -> None:
+    props = KeyProperties(
+        chip_serial=data.draw(st.binary(max_size=140)),
+        key_handle=data.draw(st.integers(0, 255)),
+        curve_oid=data.draw(st.sampled_from(["1.2.840.10045.3.1.7", "1.3.132.0.34"])),
+        usage=data.draw(st.sampled_from([KeyUsage(v) for v in range(8)])),
+        challenge=data.draw(st.binary(max_size=140)),
+        exportable=data.draw(st.booleans()),
+    )
+    der = bytearray(encode_key_properties(props))
+    kind = data.draw(st.sampled_from(("byte", "truncate", "insert", "none")))
+    if kind == "byte":
+        der[data.draw(st.integers(0, len(der) - 1))] = data.draw(st.integers(0, 255))
+    elif kind == "truncate":
+        der = der[: data.draw(st.integers(0, len(der) - 1))]
+    elif kind == "insert":
+        der.insert(data.draw(st.integers(0, len(der))), data.draw(st.integers(0, 255)))
+    mutated = bytes(der)
+    try:
+        read: KeyProperties | str = decode_key_properties(mutated)
+    except EncodingError:
+        read = "refused"
+    assert read == _asn1tools_decoding(mutated)
+
+
 @pytest.mark.parametrize("der", ["", "3000", "3000FF", "0400", "3003020102"])
 def test_key_properties_refuse_garbage(der: str) -> None:
     with pytest.raises(EncodingError):

@@ -92,3 +92,13 @@ def test_names_issuer_compares_the_der_then_pycas_names() -> None:
     printable = _issued(_cn("device"), _cn("line CA", x509.name._ASN1Type.PrintableString))
     assert x509_tbs._names(printable)[0] != x509_tbs._names(ca)[1]
     assert x509_tbs.names_issuer(printable, ca) is (printable.issuer == ca.subject) is True
+
+
+def test_names_of_a_v1_certificate() -> None:
+    der = _certificate(ec.generate_private_key(ec.SECP256R1()))
+    v3, v1 = (
+        x509.load_der_x509_certificate(der),
+        x509.load_der_x509_certificate(_without_version(der)),
+    )
+    fields = x509_tbs.tbs_fields(der)
+    assert x509_tbs._names(v3) == x509_tbs._names(v1) == (fields[3].encode(), fields[5].encode())

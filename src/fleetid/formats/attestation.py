@@ -197,27 +197,49 @@ def _asn1tools_key_properties(props: KeyProperties) -> bytes:
 
 
 def decode_key_properties(der: bytes) -> KeyProperties:
-    """Parse ``FleetIdKeyProperties``; raise ``EncodingError`` if it is not that DER."""
+    """Parse ``FleetIdKeyProperties``; raise ``EncodingError`` if it is not that DER.
+
+    The inverse of ``encode_key_properties``: the chip serial and the challenge are read from
+    their places, and the components between them are asn1tools' decoding, made once per
+    distinct encoding of them. What decoded must then encode back to the very bytes (DER, and
+    nothing the fields do not say, such as a usage bit without a name).
+    """
     try:
-        v = _spec().decode("FleetIdKeyProperties", der)
-        props = KeyProperties(
-            version=v["version"],
-            chip_serial=bytes(v["chipSerial"]),
-            key_handle=v["keyHandle"],
-            curve_oid=v["curve"],
-            origin=v["origin"],
-            exportable=v["exportable"],
-            usage=_bits_to_usage(v["usage"]),
-            requires_secure_channel=v["requiresSecureChannel"],
-            challenge=bytes(v["challenge"]),
+        sequence, end = decode_tlv(der)
+        parts = decode_tlvs(sequence.value) if sequence.tag == 0x30 and end == len(der) else []
+    except EncodingError as exc:
+        raise EncodingError(f"key properties do not decode: {exc}") from exc
+    if len(parts) != 9 or parts[1].tag != 0x04 or parts[8].tag != 0x04:
+        raise EncodingError("key properties do not decode: not a FleetIdKeyProperties SEQUENCE")
+    shared = _decode_shared_components(
+        parts[0].encode(), b"".join(part.encode() for part in parts[2:8])
+    )
+    props = KeyProperties(chip_serial=parts[1].value, challenge=parts[8].value, **shared)
+    if encode_key_properties(props) != der:
+        raise EncodingError("key properties are not in DER form")
+    return props
+
+
+@lru_cache(maxsize=256)
+def _decode_shared_components(version: bytes, middle: bytes) -> dict[str, Any]:
+    """asn1tools' decoding of the components ``encode_key_properties`` takes from its template,
+    with the chip serial and the challenge empty."""
+    empty = encode_tlv(0x04, b"")
+    try:
+        v = _spec().decode(
+            "FleetIdKeyProperties", encode_tlv(0x30, version + empty + middle + empty)
         )
-        # DER, and nothing the fields above do not say (a usage bit without a name, say):
-        # what decoded must encode back to the very bytes.
-        if encode_key_properties(props) != der:
-            raise EncodingError("key properties are not in DER form")
     except asn1tools.Error as exc:
         raise EncodingError(f"key properties do not decode: {exc}") from exc
-    return props
+    return {
+        "version": v["version"],
+        "key_handle": v["keyHandle"],
+        "curve_oid": v["curve"],
+        "origin": v["origin"],
+        "exportable": v["exportable"],
+        "usage": _bits_to_usage(v["usage"]),
+        "requires_secure_channel": v["requiresSecureChannel"],
+    }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,8 +289,11 @@ def encode_tcb_info(info: TcbInfo) -> bytes:
     return bytes(_spec().encode("DiceTcbInfo", value))
 
 
+@lru_cache(maxsize=256)
 def decode_tcb_info(der: bytes) -> TcbInfo:
-    """Parse TCG ``DiceTcbInfo``; raise ``EncodingError`` if it is not that DER."""
+    """Parse TCG ``DiceTcbInfo``; raise ``EncodingError`` if it is not that DER. The devices of
+    one firmware report the same TcbInfo, so the last few are remembered (``TcbInfo`` is
+    immutable)."""
     try:
         v = _spec().decode("DiceTcbInfo", der)
         if _spec().encode("DiceTcbInfo", v) != der:

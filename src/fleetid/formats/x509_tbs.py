@@ -98,10 +98,17 @@ def _names(certificate: x509.Certificate) -> tuple[bytes, bytes]:
     """A parsed certificate's issuer and subject Names as the DER in its TBSCertificate; an
     issuing CA's certificate recurs with every certificate it issued, so the last few are
     remembered (pyca certificates hash and compare by their DER)."""
-    fields = decode_tlvs(decode_tlv(certificate.tbs_certificate_bytes)[0].value)
-    if fields[0].tag != 0xA0:
-        fields.insert(0, Tlv(tag=0xA0, value=b""))
-    return fields[3].encode(), fields[5].encode()
+    tbs = decode_tlv(certificate.tbs_certificate_bytes)[0].value
+    # [0] version (absent in v1), serialNumber, signature, issuer, validity, subject: read up
+    # to the subject only.
+    fields: list[bytes] = []
+    offset = 0
+    while len(fields) < 6:
+        end = decode_tlv(tbs, offset)[1]
+        fields.append(tbs[offset:end])
+        offset = end
+    issuer = 3 if fields[0][0] == 0xA0 else 2
+    return fields[issuer], fields[issuer + 2]
 
 
 def names_issuer(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
