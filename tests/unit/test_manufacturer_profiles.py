@@ -14,6 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pkilint import loader, report
 from pkilint.bin import lint_pkix_signer_signee_cert_chain as chain_linter
 from pkilint.pkix import certificate as pkilint_certificate
@@ -21,6 +23,7 @@ from pkilint.pkix import extension as pkilint_extension
 from pkilint.pkix import name as pkilint_name
 from pkilint.validation import ValidationFindingSeverity
 from pyasn1.codec.der import decoder as der_decoder
+from pyasn1.codec.der import encoder as der_encoder
 
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import EncodingError, VerificationError
@@ -247,3 +250,54 @@ def test_non_canonical_hardware_module_name_is_refused() -> None:
     long_form = b"\x30\x81" + good[1:]  # BER long-form length: not DER
     with pytest.raises(EncodingError):
         mfr.decode_hardware_module_name(long_form)
+
+
+_HW_TYPES = [
+    mfr.SE_HW_TYPE,
+    x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"),
+    x509.ObjectIdentifier("2.999"),
+]
+
+
+def _pyasn1_reading(der: bytes) -> mfr.HardwareModuleName | str:
+    """pyasn1's RFC 4108 module, decoding and re-encoding in DER: the independent oracle."""
+    try:
+        value, rest = der_decoder.decode(der, asn1Spec=rfc4108.HardwareModuleName())
+        if rest or der_encoder.encode(value) != der:
+            return "refused"
+        return mfr.HardwareModuleName(
+            hw_type=x509.ObjectIdentifier(str(value["hwType"])),
+            hw_serial=bytes(value["hwSerialNum"]),
+        )
+    except Exception:  # any failure of the oracle is a refusal
+        return "refused"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hw_type=st.sampled_from(_HW_TYPES),
+    serial=st.binary(max_size=300),
+    kind=st.sampled_from(("none", "byte", "truncate", "insert")),
+    data=st.data(),
+)
+def test_hardware_module_name_codec_agrees_with_pyasn1(
+    hw_type: x509.ObjectIdentifier, serial: bytes, kind: str, data: st.DataObject
+) -> None:
+    name = mfr.HardwareModuleName(hw_type=hw_type, hw_serial=serial)
+    der = mfr.encode_hardware_module_name(name)
+    reference = rfc4108.HardwareModuleName()
+    reference["hwType"] = hw_type.dotted_string
+    reference["hwSerialNum"] = serial
+    assert der == der_encoder.encode(reference)
+    mutated = bytearray(der)
+    if kind == "byte":
+        mutated[data.draw(st.integers(0, len(der) - 1))] = data.draw(st.integers(0, 255))
+    elif kind == "truncate":
+        mutated = mutated[: data.draw(st.integers(0, len(der) - 1))]
+    elif kind == "insert":
+        mutated.insert(data.draw(st.integers(0, len(der))), data.draw(st.integers(0, 255)))
+    try:
+        read: mfr.HardwareModuleName | str = mfr.decode_hardware_module_name(bytes(mutated))
+    except EncodingError:
+        read = "refused"
+    assert read == _pyasn1_reading(bytes(mutated))

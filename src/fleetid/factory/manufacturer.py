@@ -21,9 +21,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
 
-import asn1tools
+from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -72,16 +71,6 @@ _LINE_CA_LIFETIME = timedelta(days=10 * 365)
 # CA/B practice).
 _BACKDATE = timedelta(minutes=5)
 
-_HWNAME_ASN1 = """
-PKIX-HardwareModuleName DEFINITIONS EXPLICIT TAGS ::= BEGIN
--- RFC 4108 §5
-HardwareModuleName ::= SEQUENCE {
-    hwType OBJECT IDENTIFIER,
-    hwSerialNum OCTET STRING }
-END
-"""
-_HWNAME_CODEC: Any = asn1tools.compile_string(_HWNAME_ASN1, "der")
-
 
 @dataclass(frozen=True, kw_only=True)
 class HardwareModuleName:
@@ -92,29 +81,40 @@ class HardwareModuleName:
 
 
 def encode_hardware_module_name(name: HardwareModuleName) -> bytes:
-    """DER of the HardwareModuleName SEQUENCE (the otherName value)."""
-    return bytes(
-        _HWNAME_CODEC.encode(
-            "HardwareModuleName",
-            {"hwType": name.hw_type.dotted_string, "hwSerialNum": name.hw_serial},
-        )
-    )
+    """DER of the HardwareModuleName SEQUENCE (the otherName value): the hwType OID, encoded
+    once per type, then the serial (X.690 §8.9: the components in order)."""
+    return encode_tlv(0x30, _hw_type_der(name.hw_type) + encode_tlv(0x04, name.hw_serial))
 
 
 def decode_hardware_module_name(der: bytes) -> HardwareModuleName:
+    """Parse a DER HardwareModuleName: the serial read in place, the hwType decoded once per
+    encoding; what decoded must encode back to the very bytes."""
     try:
-        value = _HWNAME_CODEC.decode("HardwareModuleName", der)
-    except asn1tools.Error as exc:
+        sequence, end = decode_tlv(der)
+        parts = decode_tlvs(sequence.value) if sequence.tag == 0x30 and end == len(der) else []
+        if len(parts) != 2 or parts[0].tag != 0x06 or parts[1].tag != 0x04:
+            raise EncodingError("SEQUENCE { hwType OBJECT IDENTIFIER, hwSerialNum OCTET STRING }")
+        name = HardwareModuleName(hw_type=_hw_type_of(parts[0].encode()), hw_serial=parts[1].value)
+    except EncodingError as exc:
         raise EncodingError(f"not a DER HardwareModuleName: {exc}") from exc
-    if encode_hardware_module_name(
-        HardwareModuleName(
-            hw_type=x509.ObjectIdentifier(value["hwType"]), hw_serial=value["hwSerialNum"]
-        )
-    ) != bytes(der):
+    if encode_hardware_module_name(name) != bytes(der):
         raise EncodingError("HardwareModuleName is not in canonical DER")
-    return HardwareModuleName(
-        hw_type=x509.ObjectIdentifier(value["hwType"]), hw_serial=bytes(value["hwSerialNum"])
-    )
+    return name
+
+
+@lru_cache(maxsize=64)
+def _hw_type_der(hw_type: x509.ObjectIdentifier) -> bytes:
+    return der.oid(hw_type)
+
+
+@lru_cache(maxsize=64)
+def _hw_type_of(oid_der: bytes) -> x509.ObjectIdentifier:
+    """A hwType's OID from its DER (asn1crypto; asn1tools 0.169 misreads the first arcs of an
+    OID under 2 whose second arc is 40 or more: 2.999.7 as 26.39.7)."""
+    try:
+        return x509.ObjectIdentifier(core.ObjectIdentifier.load(oid_der).dotted)
+    except ValueError as exc:
+        raise EncodingError(f"hwType is not an OBJECT IDENTIFIER: {exc}") from exc
 
 
 def hardware_module_name_of(certificate: x509.Certificate) -> HardwareModuleName:
