@@ -102,3 +102,33 @@ def test_names_of_a_v1_certificate() -> None:
     )
     fields = x509_tbs.tbs_fields(der)
     assert x509_tbs._names(v3) == x509_tbs._names(v1) == (fields[3].encode(), fields[5].encode())
+
+
+_SERIAL = x509.NameOID.SERIAL_NUMBER
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        ([(_SERIAL, "4790D501", x509.name._ASN1Type.PrintableString)], "4790D501"),
+        ([(x509.NameOID.COMMON_NAME, "dev", None), (_SERIAL, "0A", None)], "0A"),  # pyca: P.S.
+        ([(_SERIAL, "4790", x509.name._ASN1Type.UTF8String)], None),  # pyca's Name says
+        ([(_SERIAL, "1", None), (_SERIAL, "2", None)], None),  # two: pyca's Name says
+        ([(x509.NameOID.COMMON_NAME, "no serial", None)], None),
+    ],
+)
+def test_printable_subject_attribute_is_read_or_left_to_pyca(
+    attributes: list[tuple[x509.ObjectIdentifier, str, x509.name._ASN1Type | None]],
+    expected: str | None,
+) -> None:
+    name = x509.Name(
+        [
+            x509.NameAttribute(oid, value) if kind is None else x509.NameAttribute(oid, value, kind)
+            for oid, value, kind in attributes
+        ]
+    )
+    certificate = _issued(name, _cn("issuer"))
+    read = x509_tbs.printable_subject_attribute(certificate, x509_tbs.oid(_SERIAL))
+    assert read == expected
+    if read is not None:  # what pyca reads from the same certificate
+        assert [a.value for a in certificate.subject.get_attributes_for_oid(_SERIAL)] == [read]

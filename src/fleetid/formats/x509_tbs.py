@@ -6,9 +6,9 @@ lengths; the choices RFC 5280 leaves are pyca's: UTCTime through 2049, no ``crit
 The callers (``fleetid.factory.manufacturer.IdevidIssuer``, the card's ATTEST) check what they
 build against a certificate pyca builds from the same values before they rely on it.
 
-The readers (``tbs_fields``, ``subject_public_key_info``, ``certifies``, ``names_issuer``) take
-fields of a certificate pyca has parsed as the DER they are, for callers that would otherwise
-have pyca build objects only to encode or compare them.
+The readers (``tbs_fields``, ``subject_public_key_info``, ``certifies``, ``names_issuer``,
+``printable_subject_attribute``) take fields of a certificate pyca has parsed as the DER they
+are, for callers that would otherwise have pyca build objects only to encode or compare them.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = [
     "key_identifier",
     "names_issuer",
     "oid",
+    "printable_subject_attribute",
     "rdn",
     "subject_public_key_info",
     "tbs_fields",
@@ -118,6 +119,25 @@ def names_issuer(certificate: x509.Certificate, issuer: x509.Certificate) -> boo
     if _names(certificate)[0] == _names(issuer)[1]:
         return True
     return certificate.issuer == issuer.subject
+
+
+def printable_subject_attribute(certificate: x509.Certificate, oid_der: bytes) -> str | None:
+    """The value of the subject's one attribute of type ``oid_der`` (an OID's DER), read from
+    the DER when it is a non-empty PrintableString (X.520's form for serialNumber); ``None`` in
+    every other case, for the caller to ask pyca's ``Name``."""
+    found = [
+        value
+        for rdn in decode_tlvs(decode_tlv(_names(certificate)[1])[0].value)
+        for attribute in decode_tlvs(rdn.value)
+        for kind, value in [decode_tlvs(attribute.value)]
+        if kind.encode() == oid_der
+    ]
+    if len(found) != 1 or found[0].tag != 0x13 or not found[0].value:
+        return None
+    try:
+        return found[0].value.decode("ascii")
+    except UnicodeDecodeError:
+        return None
 
 
 def subject_public_key_info(certificate_der: bytes) -> bytes:

@@ -89,6 +89,7 @@ from fleetid.store.schema import DeviceStatus
 __all__ = ["FleetIdSeVerifier", "spki_sha256"]
 
 _SECURED = "secured"
+_SERIAL_NUMBER_DER = x509_tbs.oid(NameOID.SERIAL_NUMBER)
 _QUARANTINED = "quarantined"
 
 
@@ -227,6 +228,9 @@ class FleetIdSeVerifier:
 
     @staticmethod
     def _device_serial(idevid: x509.Certificate) -> str:
+        serial = x509_tbs.printable_subject_attribute(idevid, _SERIAL_NUMBER_DER)
+        if serial is not None:  # the usual PrintableString, read without building the Name
+            return serial
         names = idevid.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
         if len(names) != 1 or not isinstance(names[0].value, str) or not names[0].value:
             raise EvidenceMalformedError("the IDevID subject has no single serialNumber (802.1AR)")
