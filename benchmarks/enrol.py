@@ -25,6 +25,11 @@ requests, against servers on 127.0.0.1, on the same 2 cores as wrk itself):
 * **fleetid full enrolment (derived)**: a device needs one challenge and one enrol; the server's
   capacity for both is ``1 / (1/challenge + 1/attested)``.
 
+Each row reports the server's CPU per answered request and, with several workers, each
+worker's share of it (``CPU %``). wrk opens its connections once per row and the workers accept
+them as they race for them; a row whose connections landed mostly on one worker ran on fewer
+cores than it had, and is flagged.
+
 The run also measures P-256 ECDSA signs and verifications per second on one core (pyca, OpenSSL)
 and prints, for the token and the attested paths, the floor their design sets: the stack's
 floor plus the ECDSA each must do (the CSR's proof of possession, the CA's signature and its
@@ -151,6 +156,9 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     server_cpu_s: float = 0.0  # user + system CPU of the server's processes during the run
+    # Each server process's share of that CPU, largest first (wrk keeps its connections for the
+    # whole row, and the workers accept them as they race for them).
+    cpu_shares: tuple[float, ...] = ()
 
     @property
     def ok_per_second(self) -> float:
@@ -261,13 +269,28 @@ def _process(
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid`` and its live children (uvicorn workers), from /proc."""
+    return sum(_cpu_by_process(pid).values())
+
+
+def _cpu_by_process(pid: int) -> dict[int, float]:
+    """User + system CPU of ``pid`` and of each of its live children, from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    found: dict[int, float] = {}
     for each in (pid, *_children(pid)):
         with suppress(OSError):
             fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (proc(5))
-    return total
+            found[each] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (proc(5))
+    return found
+
+
+def _workers(server_pid: int) -> list[int]:
+    """The uvicorn worker processes of a server (multiprocessing's spawned children, not its
+    resource tracker), or the server itself when it has none."""
+    return [
+        pid
+        for pid in _children(server_pid)
+        if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    ] or [server_pid]
 
 
 def _children(pid: int) -> list[int]:
@@ -509,11 +532,7 @@ def _py_spy() -> str:
 
 def _start_profilers(server_pid: int, seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
     """py-spy on every uvicorn worker (or the server itself when it has none)."""
-    workers = [
-        pid
-        for pid in _children(server_pid)
-        if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
-    ] or [server_pid]
+    workers = _workers(server_pid)
     command = [_py_spy(), "record", "-d", str(seconds), "-f", "raw", "--nonblocking", "--gil"]
     return [
         subprocess.Popen(
@@ -600,7 +619,7 @@ class Run:
             if profile is not None and self.args.profile
             else []
         )
-        before = _cpu_seconds(server)
+        before = _cpu_by_process(server)
         result = _wrk(
             url,
             path,
@@ -612,7 +631,13 @@ class Run:
             cycle=cycle,
             script=self.script,
         )
-        result = replace(result, server_cpu_s=_cpu_seconds(server) - before)
+        after = _cpu_by_process(server)
+        spent = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
+        total = sum(spent.values())
+        workers = [spent.get(pid, 0.0) for pid in _workers(server)]  # not the supervisor's
+        used = sum(workers)
+        shares = sorted((100 * cpu / used for cpu in workers), reverse=True) if used else []
+        result = replace(result, server_cpu_s=total, cpu_shares=tuple(shares))
         for process in profilers:
             process.wait()
         if profilers and profile is not None:
@@ -747,6 +772,11 @@ def _floors(ecdsa: EcdsaRates, cpu: dict[str, float], cores: int) -> None:
         )
 
 
+def _split(result: WrkResult) -> str:
+    """The server processes' shares of the row's CPU, largest first ("51/49")."""
+    return "/".join(f"{share:.0f}" for share in result.cpu_shares) or "-"
+
+
 def _report(run: Run) -> None:
     args = run.args
     print(f"\nload after: {os.getloadavg()}")
@@ -754,16 +784,16 @@ def _report(run: Run) -> None:
         f"\nbackend {args.backend}, fleetid workers {args.workers}, "
         f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s\n"
     )
-    header = ("endpoint", "ok/s", "p50 ms", "p99 ms", "non-2xx", "DB rows", "CPU ms/ok")
+    header = ("endpoint", "ok/s", "p50 ms", "p99 ms", "non-2xx", "DB rows", "CPU ms/ok", "CPU %")
     print(
         f"| {header[0]:<64} | {header[1]:>7} | {header[2]:>7} | {header[3]:>7} | "
-        f"{header[4]:>7} | {header[5]:>10} | {header[6]:>9} |"
+        f"{header[4]:>7} | {header[5]:>10} | {header[6]:>9} | {header[7]:>7} |"
     )
-    print(f"|{'-' * 66}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 12}|{'-' * 11}|")
+    print(f"|{'-' * 66}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 12}|{'-' * 11}|{'-' * 9}|")
     for label, r, db in run.rows:
         print(
             f"| {label:<64} | {r.ok_per_second:>7,.0f} | {r.p50_ms:>7.1f} | {r.p99_ms:>7.1f} | "
-            f"{r.non_2xx:>7} | {db:>10} | {r.cpu_ms_per_ok:>9.2f} |"
+            f"{r.non_2xx:>7} | {db:>10} | {r.cpu_ms_per_ok:>9.2f} | {_split(r):>7} |"
         )
     rates = {label: r.ok_per_second for label, r, _ in run.rows}
     full = 1 / (1 / rates[CHALLENGE] + 1 / rates[ATTESTED])
@@ -781,6 +811,11 @@ def _report(run: Run) -> None:
     for label, ms in cpu.items():
         print(f"  {label}: {1000 * cores / ms:,.0f}/s")
     for label, r, _ in run.rows:
+        if r.cpu_shares and min(r.cpu_shares) < 50 / len(r.cpu_shares):
+            print(
+                f"NOTE: {label}: the workers' CPU split {_split(r)} %: wrk's connections (kept "
+                "for the whole row) landed unevenly, so less than every core served them"
+            )
         if r.socket_errors:
             print(f"socket errors, {label}: {r.socket_errors}")
         if r.non_2xx and label in (PLAIN_ROW, ATTESTED):
