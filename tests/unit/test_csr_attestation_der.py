@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from asn1crypto import core, parser
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.mutations import KINDS, mutate, outcome
 
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import EncodingError
@@ -227,14 +227,6 @@ _BASES = (
 _TAGS = (0x30, 0x31, 0x06, 0x04, 0x02, 0x05, 0xA0, 0xA1, 0xA2, 0xA3, 0x80, 0x83, 0x1F, 0x3F, 0xBF)
 
 
-def _outcome(read: Any, der: bytes) -> AttestationBundle | str:
-    try:
-        result: AttestationBundle = read(der)
-    except EncodingError:
-        return "refused"
-    return result
-
-
 def _headers(der: bytes, offset: int = 0, end: int | None = None) -> list[int]:
     """Offsets of every TLV header in the envelope (best effort over valid input)."""
     end = len(der) if end is None else end
@@ -262,15 +254,10 @@ def test_valid_bundles_read_the_same(der: bytes) -> None:
 @settings(max_examples=600, deadline=None)
 @given(data=st.data())
 def test_mutated_bundles_are_refused_or_read_as_before(data: st.DataObject) -> None:
-    der = bytearray(data.draw(st.sampled_from(_BASES)))
-    kind = data.draw(st.sampled_from(("byte", "truncate", "insert", "tag", "length")))
-    if kind == "byte":
-        der[data.draw(st.integers(0, len(der) - 1))] = data.draw(st.integers(0, 255))
-    elif kind == "truncate":
-        der = der[: data.draw(st.integers(0, len(der) - 1))]
-    elif kind == "insert":
-        der.insert(data.draw(st.integers(0, len(der))), data.draw(st.integers(0, 255)))
-    else:
+    base = data.draw(st.sampled_from(_BASES))
+    kind = data.draw(st.sampled_from((*KINDS, "tag", "length")))
+    der = bytearray(mutate(data, base, kind))
+    if kind in ("tag", "length"):
         at = data.draw(st.sampled_from(_headers(bytes(der))))
         if kind == "tag":
             der[at] = data.draw(st.sampled_from(_TAGS))
@@ -279,7 +266,7 @@ def test_mutated_bundles_are_refused_or_read_as_before(data: st.DataObject) -> N
             size = len(inner).to_bytes(max(1, (len(inner).bit_length() + 7) // 8), "big")
             der[at + 1 : at + len(header)] = bytes([0x80 | (len(size) + 1)]) + b"\x00" + size
     mutated = bytes(der)
-    read, before = _outcome(decode_attestation_bundle, mutated), _outcome(_reference, mutated)
+    read, before = outcome(decode_attestation_bundle, mutated), outcome(_reference, mutated)
     if isinstance(read, AttestationBundle) and any(
         s.statement[0] & 0x1F in (0x00, 0x0E, 0x0F) for s in read.statements
     ):

@@ -5,6 +5,7 @@ parsed back; what it would encode otherwise than pyca goes to the builder."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetid.authority import end_entity
-from fleetid.authority.end_entity import EndEntityTemplate, end_entity_builder
+from fleetid.authority.end_entity import EndEntity, EndEntityTemplate, end_entity_builder
 from fleetid.crypto.signer import SoftwareSigner, verify_signature
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.hsm.software import SoftwareHsm
@@ -63,6 +64,17 @@ TEMPLATES = {
 KEYS = [ec.generate_private_key(curve).public_key() for curve in (ec.SECP256R1(), ec.SECP384R1())]
 
 
+def _entity(common_name: str, *, serial: int = 7, crl_url: str = "http://a/crl/1.crl") -> EndEntity:
+    return EndEntity(
+        public_key=KEYS[0],
+        serial=serial,
+        common_name=common_name,
+        not_before=NOW,
+        not_after=NOW + timedelta(days=30),
+        crl_url=crl_url,
+    )
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     ekus=st.sampled_from(EKU_SETS),
@@ -70,7 +82,7 @@ KEYS = [ec.generate_private_key(curve).public_key() for curve in (ec.SECP256R1()
     key=st.sampled_from(KEYS),
     common_name=st.one_of(
         st.from_regex(r"[A-Za-z0-9 ._-]{1,64}", fullmatch=True),  # device names as fleets use them
-        st.text(min_size=1, max_size=64).filter(lambda n: EndEntityTemplate.takes(n, "")),
+        st.text(min_size=1, max_size=64).filter(lambda n: EndEntityTemplate.takes(_entity(n))),
     ),
     serial=st.integers(1, (1 << 159) - 1),
     shard=st.integers(0, 15),
@@ -91,26 +103,18 @@ def test_tbs_equals_pyca(
 ) -> None:
     not_before = datetime(1955, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds, microseconds=micro)
     not_after = not_before + timedelta(seconds=lifetime)
-    crl_url = f"{base}/crl/issuing-1/{shard}.crl"
-    draft = end_entity_builder(
-        issuing=ISSUING,
+    entity = EndEntity(
         public_key=key,
         serial=serial,
         common_name=common_name,
         not_before=not_before,
         not_after=not_after,
-        extended_key_usages=ekus,
-        ocsp_url=base + "/ocsp",
-        crl_url=crl_url,
-    ).sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
-    tbs = TEMPLATES[(ekus, base)]._tbs(
-        public_key=key,
-        serial=serial,
-        common_name=common_name,
-        not_before=not_before,
-        not_after=not_after,
-        crl_url=crl_url,
+        crl_url=f"{base}/crl/issuing-1/{shard}.crl",
     )
+    draft = end_entity_builder(
+        issuing=ISSUING, entity=entity, extended_key_usages=ekus, ocsp_url=base + "/ocsp"
+    ).sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    tbs = TEMPLATES[(ekus, base)]._tbs(entity)
     assert tbs == draft.tbs_certificate_bytes
 
 
@@ -135,12 +139,7 @@ def test_issued_with_an_hsm_signer_verifies_and_parses_back() -> None:
         ocsp_url=BASES[0] + "/ocsp",
     )
     made = template.issue(
-        public_key=KEYS[0],
-        serial=0x1234,
-        common_name="device-0001",
-        not_before=NOW,
-        not_after=NOW + timedelta(days=30),
-        crl_url=BASES[0] + "/crl/issuing-1/4.crl",
+        _entity("device-0001", serial=0x1234, crl_url=BASES[0] + "/crl/issuing-1/4.crl")
     )
     assert made.serial_number == 0x1234 and made.issuer == ISSUING.subject
     assert made.subject.rfc4514_string() == "CN=device-0001"
@@ -163,7 +162,12 @@ def test_issued_with_an_hsm_signer_verifies_and_parses_back() -> None:
     ],
 )
 def test_what_the_template_takes(common_name: str, crl_url: str, taken: bool) -> None:
-    assert EndEntityTemplate.takes(common_name, crl_url) is taken
+    assert EndEntityTemplate.takes(_entity(common_name, crl_url=crl_url)) is taken
+
+
+def test_subject_alt_names_go_to_the_builder() -> None:
+    named = replace(_entity("host"), alt_names=(x509.DNSName("host.example"),))
+    assert EndEntityTemplate.takes(_entity("host")) and not EndEntityTemplate.takes(named)
 
 
 class _BadSigner(SoftwareSigner):
@@ -179,14 +183,7 @@ def test_a_signature_that_does_not_verify_is_refused() -> None:
         ocsp_url=BASES[0] + "/ocsp",
     )
     with pytest.raises(VerificationError):
-        template.issue(
-            public_key=KEYS[0],
-            serial=7,
-            common_name="d",
-            not_before=NOW,
-            not_after=NOW + timedelta(days=1),
-            crl_url=BASES[0] + "/crl/issuing-1/7.crl",
-        )
+        template.issue(_entity("d", serial=7, crl_url=BASES[0] + "/crl/issuing-1/7.crl"))
 
 
 def test_an_encoding_that_does_not_rebuild_pyca_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

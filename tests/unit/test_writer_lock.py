@@ -39,4 +39,3 @@ def test_a_failure_inside_releases_the_lock(tmp_path: Path) -> None:
     assert not _locked_elsewhere(tmp_path / "fleetid.db.writer")
     with lock.hold():  # and can be taken again
         pass
-

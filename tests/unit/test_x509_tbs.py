@@ -17,16 +17,22 @@ _SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 
 def _certificate(key: ec.EllipticCurvePrivateKey) -> bytes:
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "tbs reader")])
+    return _issued(name, name, key).public_bytes(serialization.Encoding.DER)
+
+
+def _issued(
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey | None = None
+) -> x509.Certificate:
+    key = key or ec.generate_private_key(ec.SECP256R1())
     return (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(7)
         .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
         .not_valid_after(datetime(2027, 1, 1, tzinfo=UTC))
         .sign(key, hashes.SHA256())
-        .public_bytes(serialization.Encoding.DER)
     )
 
 
@@ -60,20 +66,6 @@ def test_a_truncated_certificate_is_refused() -> None:
     der = _certificate(ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(TlvError):
         x509_tbs.subject_public_key_info(der[:40])
-
-
-def _issued(subject: x509.Name, issuer: x509.Name) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(9)
-        .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
-        .not_valid_after(datetime(2027, 1, 1, tzinfo=UTC))
-        .sign(key, hashes.SHA256())
-    )
 
 
 def _cn(value: str, string_type: x509.name._ASN1Type | None = None) -> x509.Name:

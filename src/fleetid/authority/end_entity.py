@@ -11,12 +11,15 @@ validity, the commonName, the key, its key identifier and the distribution point
 ``end_entity_builder`` and signs with a throwaway key, and before it is used rebuilds the TBS of a
 second draft (other key, serial, name, times and shard) and compares it with pyca's bytes
 (``EncodingError`` otherwise). Per certificate it then writes only the fields that differ, and
-``fleetid.crypto.certsign.sign_tbs`` signs, checks and parses the result. A name pyca would encode
-another way (over 64 characters, or not UTF-8) and subjectAltNames go through the builder.
+``fleetid.crypto.certsign.sign_tbs`` signs, checks and parses the result. ``EndEntityIssuer``
+keeps a template per extended key usage set and OCSP URL, and sends to the builder what the
+template would not write as pyca does (a commonName of no or over 64 UTF-8 bytes, or not UTF-8)
+and subjectAltNames.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -25,13 +28,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
 
-from fleetid.crypto.certsign import key_usage, sign_tbs
+from fleetid.crypto.certsign import key_usage, sign_certificate, sign_tbs
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError
 from fleetid.formats import x509_tbs
 from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
 
-__all__ = ["EndEntityTemplate", "end_entity_builder"]
+__all__ = ["EndEntity", "EndEntityIssuer", "EndEntityTemplate", "end_entity_builder"]
 
 _EE_KEY_USAGE: Final = key_usage(digital_signature=True)
 _UB_COMMON_NAME: Final = 64  # RFC 5280 Appendix A.1 ub-common-name (pyca: UTF-8 bytes)
@@ -41,28 +44,36 @@ _OID_CRL_DP: Final = x509_tbs.oid(ExtensionOID.CRL_DISTRIBUTION_POINTS)
 _PROBE_TIME: Final = datetime(2030, 1, 1, tzinfo=UTC)
 
 
+@dataclass(frozen=True, kw_only=True)
+class EndEntity:
+    """What one end-entity certificate says besides its issuer and its credential type."""
+
+    public_key: ec.EllipticCurvePublicKey
+    serial: int
+    common_name: str
+    not_before: datetime
+    not_after: datetime
+    crl_url: str  # the distribution point of the certificate's CRL shard
+    alt_names: tuple[x509.GeneralName, ...] = ()
+
+
 def end_entity_builder(
     *,
     issuing: x509.Certificate,
-    public_key: ec.EllipticCurvePublicKey,
-    serial: int,
-    common_name: str,
-    not_before: datetime,
-    not_after: datetime,
+    entity: EndEntity,
     extended_key_usages: tuple[x509.ObjectIdentifier, ...],
     ocsp_url: str,
-    crl_url: str,
-    alt_names: tuple[x509.GeneralName, ...] = (),
 ) -> x509.CertificateBuilder:
     """The profile (module docstring) as a pyca builder."""
+    public_key = entity.public_key
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, entity.common_name)]))
         .issuer_name(issuing.subject)
         .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        .serial_number(entity.serial)
+        .not_valid_before(entity.not_before)
+        .not_valid_after(entity.not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_EE_KEY_USAGE, critical=True)
         .add_extension(x509.ExtendedKeyUsage(list(extended_key_usages)), False)
@@ -87,7 +98,7 @@ def end_entity_builder(
             x509.CRLDistributionPoints(
                 [
                     x509.DistributionPoint(
-                        full_name=[x509.UniformResourceIdentifier(crl_url)],
+                        full_name=[x509.UniformResourceIdentifier(entity.crl_url)],
                         relative_name=None,
                         reasons=None,
                         crl_issuer=None,
@@ -97,8 +108,8 @@ def end_entity_builder(
             False,
         )
     )
-    if alt_names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(list(alt_names)), False)
+    if entity.alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(entity.alt_names)), False)
     return builder
 
 
@@ -107,6 +118,45 @@ def _crl_distribution_points(url: bytes) -> bytes:
     SEQUENCE { SEQUENCE { [0] { [0] { [6] IA5String } } } }, as pyca encodes it."""
     name = encode_tlv(0xA0, encode_tlv(0xA0, encode_tlv(0x86, url)))
     return x509_tbs.extension(_OID_CRL_DP, encode_tlv(0x30, encode_tlv(0x30, name)))
+
+
+class EndEntityIssuer:
+    """One issuing CA's end-entity certificates: from an ``EndEntityTemplate`` per extended key
+    usage set and OCSP URL when the template writes them as pyca would, by the builder
+    otherwise."""
+
+    def __init__(self, *, issuing: x509.Certificate, signer: Signer) -> None:
+        self._issuing = issuing
+        self._signer = signer
+        self._templates: dict[tuple[tuple[x509.ObjectIdentifier, ...], str], EndEntityTemplate] = {}
+
+    def issue(
+        self,
+        entity: EndEntity,
+        *,
+        extended_key_usages: tuple[x509.ObjectIdentifier, ...],
+        ocsp_url: str,
+    ) -> x509.Certificate:
+        """``entity``'s certificate under the profile, signed."""
+        if not EndEntityTemplate.takes(entity):
+            builder = end_entity_builder(
+                issuing=self._issuing,
+                entity=entity,
+                extended_key_usages=extended_key_usages,
+                ocsp_url=ocsp_url,
+            )
+            return sign_certificate(builder, self._signer)
+        key = (extended_key_usages, ocsp_url)
+        template = self._templates.get(key)
+        if template is None:
+            template = EndEntityTemplate(
+                issuing=self._issuing,
+                signer=self._signer,
+                extended_key_usages=extended_key_usages,
+                ocsp_url=ocsp_url,
+            )
+            self._templates[key] = template
+        return template.issue(entity)
 
 
 class EndEntityTemplate:
@@ -125,7 +175,17 @@ class EndEntityTemplate:
         self._signer = signer
         self._ekus = extended_key_usages
         self._ocsp_url = ocsp_url
-        probe = self._draft("probe", 1, _PROBE_TIME, "http://probe.invalid/0.crl")
+        throwaway = ec.generate_private_key(ec.SECP256R1())
+        probe = self._draft(
+            EndEntity(
+                public_key=throwaway.public_key(),
+                serial=1,
+                common_name="probe",
+                not_before=_PROBE_TIME,
+                not_after=_PROBE_TIME + timedelta(days=1),
+                crl_url="http://probe.invalid/0.crl",
+            )
+        )
         fields = decode_tlvs(decode_tlv(probe.tbs_certificate_bytes)[0].value)
         version, _, algorithm, issuer, _, _, _, extensions = fields
         basic, usage, eku, _ski, aki, aia, _crl = decode_tlvs(decode_tlv(extensions.value)[0].value)
@@ -137,100 +197,62 @@ class EndEntityTemplate:
         self._before_ski = basic.encode() + usage.encode() + eku.encode()
         self._after_ski = aki.encode() + aia.encode()
         # The check: pyca's TBS for another key, serial, name, times and URL, rebuilt here.
-        key = ec.generate_private_key(ec.SECP256R1()).public_key()
         now = datetime.now(UTC).replace(microsecond=0)
-        check = self._draft("check é", 0x7F3A, now, "https://a.example:8443/crl/x/9.crl", key)
-        rebuilt = self._tbs(
-            public_key=key,
+        check = EndEntity(
+            public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
             serial=0x7F3A,
             common_name="check é",
             not_before=now,
             not_after=now + timedelta(days=1),
             crl_url="https://a.example:8443/crl/x/9.crl",
         )
-        if rebuilt != check.tbs_certificate_bytes:
+        if self._tbs(check) != self._draft(check).tbs_certificate_bytes:
             raise EncodingError("the end-entity template does not rebuild pyca's encoding")
 
-    def _draft(
-        self,
-        common_name: str,
-        serial: int,
-        now: datetime,
-        crl_url: str,
-        public_key: ec.EllipticCurvePublicKey | None = None,
-    ) -> x509.Certificate:
-        """A certificate of the profile signed with a throwaway key: only its TBS is used."""
-        throwaway = ec.generate_private_key(ec.SECP256R1())
+    def _draft(self, entity: EndEntity) -> x509.Certificate:
+        """``entity``'s certificate signed with a throwaway key: only its TBS is used."""
         builder = end_entity_builder(
             issuing=self._issuing,
-            public_key=public_key or throwaway.public_key(),
-            serial=serial,
-            common_name=common_name,
-            not_before=now,
-            not_after=now + timedelta(days=1),
+            entity=entity,
             extended_key_usages=self._ekus,
             ocsp_url=self._ocsp_url,
-            crl_url=crl_url,
         )
-        return builder.sign(throwaway, hashes.SHA256())
+        return builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
 
     @staticmethod
-    def takes(common_name: str, crl_url: str) -> bool:
-        """Whether the template writes these as pyca would; otherwise use the builder."""
+    def takes(entity: EndEntity) -> bool:
+        """Whether the template writes ``entity`` as pyca would; otherwise use the builder (which
+        refuses a commonName of no or over 64 UTF-8 bytes, as pyca counts them)."""
         try:
-            size = len(common_name.encode())  # pyca counts a commonName's UTF-8 bytes
+            size = len(entity.common_name.encode())  # pyca counts a commonName's UTF-8 bytes
         except UnicodeEncodeError:
             return False
-        return 0 < size <= _UB_COMMON_NAME and crl_url.isascii()
+        return not entity.alt_names and 0 < size <= _UB_COMMON_NAME and entity.crl_url.isascii()
 
-    def issue(
-        self,
-        *,
-        public_key: ec.EllipticCurvePublicKey,
-        serial: int,
-        common_name: str,
-        not_before: datetime,
-        not_after: datetime,
-        crl_url: str,
-    ) -> x509.Certificate:
+    def issue(self, entity: EndEntity) -> x509.Certificate:
         """The certificate ``end_entity_builder`` describes, signed (``takes`` must hold)."""
-        tbs = self._tbs(
-            public_key=public_key,
-            serial=serial,
-            common_name=common_name,
-            not_before=not_before,
-            not_after=not_after,
-            crl_url=crl_url,
-        )
-        return sign_tbs(tbs, self._algorithm, self._signer)
+        return sign_tbs(self._tbs(entity), self._algorithm, self._signer)
 
-    def _tbs(
-        self,
-        *,
-        public_key: ec.EllipticCurvePublicKey,
-        serial: int,
-        common_name: str,
-        not_before: datetime,
-        not_after: datetime,
-        crl_url: str,
-    ) -> bytes:
-        spki = public_key.public_bytes(
+    def _tbs(self, entity: EndEntity) -> bytes:
+        spki = entity.public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        ski = x509_tbs.extension(_OID_SKI, encode_tlv(0x04, x509_tbs.key_identifier(spki)))
         extensions = (
-            self._before_ski + ski + self._after_ski + _crl_distribution_points(crl_url.encode())
+            self._before_ski
+            + x509_tbs.subject_key_identifier(spki)
+            + self._after_ski
+            + _crl_distribution_points(entity.crl_url.encode())
         )
-        subject = encode_tlv(0x30, x509_tbs.rdn(_OID_COMMON_NAME, 0x0C, common_name.encode()))
-        validity = encode_tlv(0x30, x509_tbs.time(not_before) + x509_tbs.time(not_after))
+        subject = x509_tbs.rdn(_OID_COMMON_NAME, 0x0C, entity.common_name.encode())
+        validity = x509_tbs.time(entity.not_before) + x509_tbs.time(entity.not_after)
         return encode_tlv(
             0x30,
             self._version
-            + x509_tbs.integer(serial)
+            + x509_tbs.integer(entity.serial)
             + self._algorithm
             + self._issuer
-            + validity
-            + subject
+            + encode_tlv(0x30, validity)
+            + encode_tlv(0x30, subject)
             + spki
             + encode_tlv(0xA3, encode_tlv(0x30, extensions)),
         )

@@ -37,7 +37,7 @@ from cryptography.x509.oid import NameOID
 
 from fleetid.authority.ca_hsm import create_ca_hsm, open_ca_hsm
 from fleetid.authority.csr import public_key_sha256
-from fleetid.authority.end_entity import EndEntityTemplate, end_entity_builder
+from fleetid.authority.end_entity import EndEntity, EndEntityIssuer
 from fleetid.clock import Clock
 from fleetid.config import Settings
 from fleetid.crypto.certsign import key_usage, sign_certificate
@@ -147,8 +147,9 @@ class FleetCa:
             certificate=x509.load_der_x509_certificate(issuing.certificate),
             signer=hsm.signer(issuing.hsm_label),
         )
-        # End-entity templates of the issuing CA, by extended key usages and base URL.
-        self._templates: dict[tuple[tuple[x509.ObjectIdentifier, ...], str], EndEntityTemplate] = {}
+        self._end_entities = EndEntityIssuer(
+            issuing=self.issuing.certificate, signer=self.issuing.signer
+        )
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -296,41 +297,19 @@ class FleetCa:
             raise PolicyError("the issuing CA expires before this certificate would; roll it over")
         base = self.settings.base_url
         serial = new_serial()
-        not_before = now - self.settings.policy.backdate
-        crl_url = base + crl_path(self.issuing.record.generation, crl_shard(serial))
-        ekus = tuple(profile.extended_key_usages)
-        if not alt_names and EndEntityTemplate.takes(common_name, crl_url):
-            template = self._templates.get((ekus, base))
-            if template is None:
-                template = EndEntityTemplate(
-                    issuing=issuing,
-                    signer=self.issuing.signer,
-                    extended_key_usages=ekus,
-                    ocsp_url=base + OCSP_PATH,
-                )
-                self._templates[(ekus, base)] = template
-            certificate = template.issue(
+        certificate = self._end_entities.issue(
+            EndEntity(
                 public_key=public_key,
                 serial=serial,
                 common_name=common_name,
-                not_before=not_before,
+                not_before=now - self.settings.policy.backdate,
                 not_after=not_after,
-                crl_url=crl_url,
-            )
-        else:
-            builder = end_entity_builder(
-                issuing=issuing,
-                public_key=public_key,
-                serial=serial,
-                common_name=common_name,
-                not_before=not_before,
-                not_after=not_after,
-                extended_key_usages=ekus,
-                ocsp_url=base + OCSP_PATH,
-                crl_url=crl_url,
+                crl_url=base + crl_path(self.issuing.record.generation, crl_shard(serial)),
                 alt_names=alt_names,
-            )
-            certificate = sign_certificate(builder, self.issuing.signer)
+            ),
+            extended_key_usages=tuple(profile.extended_key_usages),
+            ocsp_url=base + OCSP_PATH,
+        )
         record = tx.certificates.add(
             NewCertificate(
                 serial=_serial_hex(serial),

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -86,35 +85,29 @@ def encode_hardware_module_name(name: HardwareModuleName) -> bytes:
     return encode_tlv(0x30, _hw_type_der(name.hw_type) + encode_tlv(0x04, name.hw_serial))
 
 
-def decode_hardware_module_name(der: bytes) -> HardwareModuleName:
+def decode_hardware_module_name(encoding: bytes) -> HardwareModuleName:
     """Parse a DER HardwareModuleName: the serial read in place, the hwType decoded once per
     encoding; what decoded must encode back to the very bytes."""
     try:
-        sequence, end = decode_tlv(der)
-        parts = decode_tlvs(sequence.value) if sequence.tag == 0x30 and end == len(der) else []
+        sequence, end = decode_tlv(encoding)
+        parts = decode_tlvs(sequence.value) if sequence.tag == 0x30 and end == len(encoding) else []
         if len(parts) != 2 or parts[0].tag != 0x06 or parts[1].tag != 0x04:
             raise EncodingError("SEQUENCE { hwType OBJECT IDENTIFIER, hwSerialNum OCTET STRING }")
-        name = HardwareModuleName(hw_type=_hw_type_of(parts[0].encode()), hw_serial=parts[1].value)
-    except EncodingError as exc:
+        # Not asn1tools: 0.169 misreads an OID under 2 with a second arc of 40 or more (2.999.7
+        # as 26.39.7).
+        hw_type = x509.ObjectIdentifier(der.dotted_oid(parts[0].encode()))
+        name = HardwareModuleName(hw_type=hw_type, hw_serial=parts[1].value)
+    except (EncodingError, ValueError) as exc:  # ValueError: an OID pyca does not take
         raise EncodingError(f"not a DER HardwareModuleName: {exc}") from exc
-    if encode_hardware_module_name(name) != bytes(der):
+    if encode_hardware_module_name(name) != bytes(encoding):
         raise EncodingError("HardwareModuleName is not in canonical DER")
     return name
 
 
 @lru_cache(maxsize=64)
 def _hw_type_der(hw_type: x509.ObjectIdentifier) -> bytes:
+    """A hwType's DER, remembered: a line writes the same one into every IDevID."""
     return der.oid(hw_type)
-
-
-@lru_cache(maxsize=64)
-def _hw_type_of(oid_der: bytes) -> x509.ObjectIdentifier:
-    """A hwType's OID from its DER (asn1crypto; asn1tools 0.169 misreads the first arcs of an
-    OID under 2 whose second arc is 40 or more: 2.999.7 as 26.39.7)."""
-    try:
-        return x509.ObjectIdentifier(core.ObjectIdentifier.load(oid_der).dotted)
-    except ValueError as exc:
-        raise EncodingError(f"hwType is not an OBJECT IDENTIFIER: {exc}") from exc
 
 
 def hardware_module_name_of(certificate: x509.Certificate) -> HardwareModuleName:
@@ -390,7 +383,6 @@ class IdevidIssuer:
         spki = public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        ski = der.key_identifier(spki)
         common_name = f"{self._organization} device {device_serial}".encode()
         subject = encode_tlv(
             0x30,
@@ -405,7 +397,7 @@ class IdevidIssuer:
             self._key_usage
             + der.extension(_OID_SAN, encode_tlv(0x30, other_name))
             + self._aki
-            + der.extension(_OID_SKI, encode_tlv(0x04, ski))
+            + der.subject_key_identifier(spki)
         )
         validity = encode_tlv(0x30, der.time(not_before) + self._not_after)
         return encode_tlv(
@@ -429,7 +421,6 @@ _PROBE_TIME = datetime(2030, 1, 1, tzinfo=UTC)
 _OID_COMMON_NAME = der.oid(NameOID.COMMON_NAME)
 _OID_SERIAL_NUMBER = der.oid(NameOID.SERIAL_NUMBER)
 _OID_SAN = der.oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
-_OID_SKI = der.oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER)
 _ID_ON_HW_NAME_DER = der.oid(ID_ON_HARDWARE_MODULE_NAME)
 
 

@@ -31,7 +31,6 @@ checking each tag; the certificates go to pyca, each statement to its format's v
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -43,6 +42,7 @@ from cryptography.hazmat.primitives import serialization
 
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, VerificationError
+from fleetid.formats import x509_tbs
 from fleetid.formats.attestation import FLEETID_ARC
 from fleetid.formats.tlv import Tlv, TlvError, decode_tlv, decode_tlvs
 
@@ -173,7 +173,9 @@ def _statement(element: Tlv) -> AttestationStatement:
         raise EncodingError("not an AttestationStatement: SEQUENCE { type OID, stmt } (§4.1)")
     if not _der_tag(fields[1].tag):
         raise TlvError(f"the statement tag {fields[1].tag:X} is reserved or not in its short form")
-    return AttestationStatement(type=_dotted(fields[0].encode()), statement=fields[1].encode())
+    return AttestationStatement(
+        type=x509_tbs.dotted_oid(fields[0].encode()), statement=fields[1].encode()
+    )
 
 
 def _certificates(certs: Tlv) -> list[x509.Certificate]:
@@ -208,20 +210,6 @@ def _der_tag(tag: int) -> bool:
     for byte in tag.to_bytes((tag.bit_length() + 7) // 8, "big")[1:]:
         number = number << 7 | byte & 0x7F
     return number >= 31
-
-
-@functools.lru_cache(maxsize=64)
-def _dotted(oid_der: bytes) -> str:
-    """The dotted form of a DER OBJECT IDENTIFIER, refused unless each arc is in its fewest
-    octets (X.690 §8.19.2); a bundle names few formats, so they are remembered."""
-    try:
-        oid = core.ObjectIdentifier.load(oid_der)
-        dotted: str = oid.dotted
-        if oid.dump(force=True) == oid_der:
-            return dotted
-    except ValueError as exc:
-        raise TlvError(f"the statement type is not an OID: {exc}") from exc
-    raise TlvError("the statement type OID is not in its fewest octets (X.690 §8.19.2)")
 
 
 def build_csr(

@@ -20,12 +20,14 @@ from functools import lru_cache
 from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import ExtensionOID
 
-from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_tlv
+from fleetid.formats.tlv import Tlv, TlvError, decode_tlv, decode_tlvs, encode_tlv
 
 __all__ = [
     "certificate",
     "certifies",
+    "dotted_oid",
     "extension",
     "integer",
     "key_identifier",
@@ -33,12 +35,14 @@ __all__ = [
     "oid",
     "printable_subject_attribute",
     "rdn",
+    "subject_key_identifier",
     "subject_public_key_info",
     "tbs_fields",
     "time",
 ]
 
 _CRITICAL = encode_tlv(0x01, b"\xff")  # BOOLEAN TRUE
+_OID_SKI = bytes(core.ObjectIdentifier(ExtensionOID.SUBJECT_KEY_IDENTIFIER.dotted_string).dump())
 
 
 def oid(value: x509.ObjectIdentifier) -> bytes:
@@ -80,6 +84,27 @@ def key_identifier(spki: bytes) -> bytes:
     """RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's bits."""
     subject_public_key = decode_tlvs(decode_tlv(spki)[0].value)[1].value[1:]
     return hashlib.sha1(subject_public_key, usedforsecurity=False).digest()
+
+
+def subject_key_identifier(spki: bytes) -> bytes:
+    """The subjectKeyIdentifier extension (RFC 5280 §4.2.1.2, not critical) of the key whose DER
+    SubjectPublicKeyInfo is ``spki``, its identifier by method (1)."""
+    return extension(_OID_SKI, encode_tlv(0x04, key_identifier(spki)))
+
+
+@lru_cache(maxsize=256)
+def dotted_oid(oid_der: bytes) -> str:
+    """The dotted form of a DER OBJECT IDENTIFIER, tag and all (the inverse of ``oid``); a
+    ``TlvError`` unless it is one with each arc in its fewest octets (X.690 §8.19.2). The few
+    OIDs a verifier meets recur, so they are remembered."""
+    try:
+        value = core.ObjectIdentifier.load(oid_der)
+        dotted: str = value.dotted
+        if value.dump(force=True) == oid_der:
+            return dotted
+    except ValueError as exc:
+        raise TlvError(f"not an OBJECT IDENTIFIER: {exc}") from exc
+    raise TlvError("an OBJECT IDENTIFIER not in its fewest octets (X.690 §8.19.2)")
 
 
 def tbs_fields(certificate_der: bytes) -> list[Tlv]:

@@ -532,7 +532,7 @@ class _AttestationFields:
         extensions = (
             _NOT_CA_DER
             + _key_usage_der(self.usage)
-            + x509_tbs.extension(_OID_SKI, encode_tlv(0x04, x509_tbs.key_identifier(spki)))
+            + x509_tbs.subject_key_identifier(spki)
             + self.issuer.aki_der
             + x509_tbs.extension(_KEY_PROPERTIES_DER, self.properties)
             + x509_tbs.extension(_TCB_INFO_DER, self.tcb_info)
