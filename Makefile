@@ -1,28 +1,64 @@
-# The two commands of the quick start: `make demo` and `make test`. Each sets itself up.
+# The two commands of the quick start: `make demo` and `make test`. Each sets itself up from the
+# lock in requirements/: every dependency set pinned with its hashes by `make lock` (uv), from the
+# ranges in pyproject.toml. The ranges are for people who depend on fleetid; the lock is what we
+# test, so a commit that passed once installs and passes the same way next month.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+LOCK   := requirements
+PIP    := $(BIN)/pip install --quiet --require-hashes
+UV     := uv==0.13.9
 
-.PHONY: demo test lint typecheck clean
+# The default run leaves out the soak-style tests marked `slow`; CI (CI=true) runs everything.
+PYTEST_SELECT := $(if $(filter true,$(CI)),,-m "not slow")
 
-$(BIN)/fleetid: pyproject.toml
+.PHONY: demo test test-latest lock lint typecheck clean
+
+$(BIN)/fleetid: pyproject.toml $(LOCK)/bootstrap.txt $(LOCK)/runtime.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(PIP) -r $(LOCK)/bootstrap.txt
+	$(PIP) -r $(LOCK)/runtime.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-# pyscard has no Linux wheel: pip builds it, which needs swig, gcc and the PC/SC headers. Where
-# those are missing the PC/SC tests skip and say so (under CI=true they fail instead).
-$(VENV)/.test-deps: $(BIN)/fleetid
-	$(BIN)/pip install --quiet -e '.[test]'
-	$(BIN)/pip install --quiet -e '.[pcsc]' || echo "note: pyscard did not build; PC/SC tests will skip"
+# The optional extras are separate locks: python-pkcs11 (SoftHSM2 tests) has wheels; pyscard has
+# no Linux wheel, and pip builds it, which needs swig, gcc and the PC/SC headers. Where one does
+# not install, its tests skip and say so (under CI=true they fail instead).
+$(VENV)/.test-deps: $(BIN)/fleetid $(LOCK)/test.txt $(LOCK)/pkcs11.txt $(LOCK)/pcsc.txt
+	$(PIP) -r $(LOCK)/test.txt
+	$(PIP) -r $(LOCK)/pkcs11.txt || echo "note: python-pkcs11 did not install; SoftHSM2 tests will skip"
+	$(PIP) -r $(LOCK)/pcsc.txt || echo "note: pyscard did not build; PC/SC tests will skip"
 	@touch $@
 
 demo: $(BIN)/fleetid
 	$(BIN)/fleetid demo
 
 test: $(VENV)/.test-deps
-	$(BIN)/pytest -n auto --dist loadgroup tests
+	$(BIN)/pytest -n auto --dist loadgroup $(PYTEST_SELECT) tests
+
+# Drift watch: the whole suite against the newest releases pyproject.toml allows, in a venv of its
+# own, so an upstream release that breaks us is seen here before it reaches a user's install.
+test-latest:
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install --quiet --upgrade pip setuptools
+	.venv-latest/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,pkcs11]'
+	.venv-latest/bin/pip install --quiet --upgrade -e '.[pcsc]' || echo "note: pyscard did not build"
+	.venv-latest/bin/pip list --format=freeze | grep -v '^fleetid' > .venv-latest/versions.txt
+	.venv-latest/bin/pytest -n auto --dist loadgroup tests
+
+# Refreshes every lock from pyproject.toml: all.txt resolves every extra together, and each set is
+# resolved under it as a constraint, so one package has one version across the sets.
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --custom-compile-command 'make lock' -q
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet $(UV)
+	.venv-lock/bin/uv pip compile pyproject.toml --all-extras --upgrade $(LOCK_FLAGS) -o $(LOCK)/all.txt
+	.venv-lock/bin/uv pip compile pyproject.toml $(LOCK_FLAGS) -c $(LOCK)/all.txt -o $(LOCK)/runtime.txt
+	for extra in test pkcs11 pcsc; do \
+	    .venv-lock/bin/uv pip compile pyproject.toml --extra $$extra $(LOCK_FLAGS) \
+	        -c $(LOCK)/all.txt -o $(LOCK)/$$extra.txt || exit 1; \
+	done
+	.venv-lock/bin/uv pip compile $(LOCK)/bootstrap.in $(LOCK_FLAGS) -o $(LOCK)/bootstrap.txt
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check src tests benchmarks
@@ -32,4 +68,4 @@ typecheck: $(VENV)/.test-deps
 	$(BIN)/mypy --strict src
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest .venv-lock .pytest_cache .mypy_cache .ruff_cache
