@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -12,22 +10,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from tests.optional import require_tool
 
 __all__ = ["fleetid", "free_port", "require_tool", "serving"]
 
 _CLI = "import sys; from fleetid.cli import main; sys.exit(main())"
-
-
-def require_tool(name: str) -> str:
-    """The path of an external tool; skip if absent (fail under CI=true)."""
-    path = shutil.which(name)
-    if path is None:
-        reason = f"{name} not installed (Debian package {name})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
 
 
 def fleetid(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ fail instead.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,33 +19,22 @@ from pathlib import Path
 import pytest
 
 from fleetid.hsm import Hsm, SoftwareHsm
+from tests.optional import PKCS11_EXTRA, require_module, require_tool, unavailable
 
 __all__ = [
     "KEK",
+    "PKCS11_EXTRA",
     "SO_PIN",
     "Backend",
     "backend_for",
     "make_softhsm",
+    "require_module",
     "require_tool",
     "softhsm_session",
 ]
 
 KEK = bytes.fromhex("000102030405060708090a0b0c0d0e0f")  # test-only key-encryption key
 SO_PIN = "test-so-pin-5678"
-
-
-def require_tool(name: str) -> str:
-    """The path of an external tool; skip if absent (fail under CI=true)."""
-    path = shutil.which(name)
-    if path is None:
-        reason = f"{name} is not installed (Debian: apt-get install {_PACKAGES.get(name, name)})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
-
-
-_PACKAGES = {"softhsm2-util": "softhsm2", "openssl": "openssl"}
 
 
 def _softhsm_module() -> str:
@@ -56,15 +44,13 @@ def _softhsm_module() -> str:
     try:
         return str(find_pkcs11_module())
     except HsmError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        unavailable(str(exc))
 
 
 def softhsm_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Body of a session-scoped fixture: a SoftHSM2 configuration for this process."""
     require_tool("softhsm2-util")
-    pytest.importorskip("pkcs11", reason="python-pkcs11 is not installed (extra 'pkcs11')")
+    require_module("pkcs11", install=PKCS11_EXTRA)
     root = tmp_path_factory.mktemp("softhsm")
     (root / "tokens").mkdir()
     conf = root / "softhsm2.conf"

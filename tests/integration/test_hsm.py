@@ -26,10 +26,12 @@ from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 from cryptography.x509.oid import NameOID
 from tests.hsm_fixtures import (
     KEK,
+    PKCS11_EXTRA,
     SO_PIN,
     Backend,
     backend_for,
     make_softhsm,
+    require_module,
     require_tool,
     softhsm_session,
 )
@@ -753,7 +755,7 @@ def test_diversification_data_is_pinned_byte_for_byte() -> None:
 
 
 def test_module_override_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    pytest.importorskip("pkcs11", reason="python-pkcs11 is not installed (extra 'pkcs11')")
+    require_module("pkcs11", install=PKCS11_EXTRA)
     from fleetid.hsm.pkcs11 import MODULE_ENV, find_pkcs11_module
 
     monkeypatch.setenv(MODULE_ENV, str(tmp_path / "missing.so"))

@@ -9,7 +9,6 @@ and equals it entirely when imgtool is handed our signature (``--fix-sig``).
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+from tests.optional import require_module
 
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import VerificationError
@@ -38,10 +38,7 @@ from fleetid.formats.mcuboot import (
     verify_image,
 )
 
-if importlib.util.find_spec("imgtool") is None:  # pragma: no cover - depends on the machine
-    if os.environ.get("CI") == "true":
-        pytest.fail("imgtool is not installed (pip install imgtool)", pytrace=False)
-    pytest.skip("imgtool is not installed (pip install imgtool)", allow_module_level=True)
+require_module("imgtool", install="pip install -r requirements/test.txt")
 
 CURVES = {"p256": ec.SECP256R1(), "p384": ec.SECP384R1()}
 

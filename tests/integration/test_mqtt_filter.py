@@ -8,7 +8,6 @@ connected device; a retained message replaced by an older watermark is refused b
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from tests.optional import require_tcp
 from tests.peer_fixtures import NOW, Pki
 
 from fleetid.authority.fleet_ca import FleetCa
@@ -32,25 +32,15 @@ from fleetid.policy.connectivity import policy_for
 from fleetid.revocation.channels import FilterReceiver, MqttFilterPublisher, MqttFilterSubscriber
 from fleetid.revocation.filter import CertificateRevokedError, FilterRollbackError, build_delta
 
-BROKER = ("127.0.0.1", 1883)
+# The broker under test: $FLEETID_TEST_MQTT as HOST:PORT (default: Mosquitto on loopback).
+_HOST, _, _PORT = os.environ.get("FLEETID_TEST_MQTT", "127.0.0.1:1883").rpartition(":")
+BROKER = (_HOST, int(_PORT))
 WAIT = 10.0
-
-
-def _broker_up() -> bool:
-    try:
-        with socket.create_connection(BROKER, timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _broker() -> None:
-    if not _broker_up():
-        reason = "no MQTT broker on 127.0.0.1:1883 (Debian package mosquitto)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_tcp(*BROKER, what="MQTT broker (Debian package mosquitto)")
 
 
 @pytest.fixture

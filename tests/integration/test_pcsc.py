@@ -23,12 +23,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+from tests.optional import PCSC_EXTRA, unavailable
 
 from fleetid.errors import SecureElementError
 from fleetid.formats.apdu import parse_command
@@ -45,12 +46,6 @@ pytestmark = [pytest.mark.pcsc, pytest.mark.xdist_group("pcsc")]
 # pcsc-lite's standard reader configuration directory; Debian's vsmartcard-vpcd installs `vpcd`.
 READER_CONF = Path("/etc/reader.conf.d/vpcd")
 READY_TIMEOUT = 20.0
-
-
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PC/SC stack required under CI=true: {reason}")
-    pytest.skip(reason)
 
 
 try:
@@ -111,9 +106,9 @@ class PcscStack:
 @pytest.fixture(scope="session")
 def pcsc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscStack]:
     if not HAVE_PYSCARD:
-        _unavailable("pyscard is not installed (pip install -e '.[pcsc]')")
+        unavailable(f"pyscard is not installed: {PCSC_EXTRA}")
     if not READER_CONF.is_file():
-        _unavailable("vsmartcard-vpcd is not installed (apt-get install pcscd vsmartcard-vpcd)")
+        unavailable("vsmartcard-vpcd is not installed (apt-get install pcscd vsmartcard-vpcd)")
     conf = READER_CONF.read_text()
     port = vpcd_port_from_config(conf)
     friendly = next(
@@ -140,7 +135,7 @@ def pcsc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscStack]:
             threading.Event().wait(0.05)  # poll interval
             reader = _vpcd_reader(_list_readers(), friendly)
         if reader is None:
-            _unavailable("the running pcscd has no vpcd reader: restart it after installing vpcd")
+            unavailable("the running pcscd has no vpcd reader: restart it after installing vpcd")
         yield PcscStack(reader=reader, port=port, log=None)
 
 
@@ -150,9 +145,9 @@ def _own_pcscd(
     search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
     pcscd = shutil.which("pcscd", path=search)
     if pcscd is None:
-        _unavailable("pcscd is not installed (apt-get install pcscd vsmartcard-vpcd)")
+        unavailable("pcscd is not installed (apt-get install pcscd vsmartcard-vpcd)")
     if os.geteuid() != 0:
-        _unavailable("pcscd is not running and only root can start it (systemctl start pcscd)")
+        unavailable("pcscd is not running and only root can start it (systemctl start pcscd)")
     log = tmp_path_factory.mktemp("pcscd") / "pcscd.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([pcscd, "--foreground", "--info"], stdout=out, stderr=out)

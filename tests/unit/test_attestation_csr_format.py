@@ -3,8 +3,6 @@ structural rules of §4.1/§4.3 (at least one statement, one attribute, one valu
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import decoder as der_decoder
 from pyasn1_alt_modules import rfc2986
+from tests.optional import require_tool
 
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import EncodingError
@@ -172,11 +171,7 @@ def test_two_values_are_refused(bundle: AttestationBundle) -> None:
 
 
 def test_openssl_verifies_the_attested_csr(bundle: AttestationBundle, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl CLI not installed")
-        pytest.skip("openssl CLI not installed")
+    openssl = require_tool("openssl")
     signer = SoftwareSigner(ec.generate_private_key(ec.SECP256R1()))
     csr = build_attested_csr(subject=NAME, signer=signer, bundle=bundle)
     path = tmp_path / "req.pem"

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from tests.optional import require_tool
 
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import ConfigError, EncodingError, VerificationError
@@ -146,12 +145,7 @@ def test_published_checkpoints_reject_tampering(vkey: str, note: str) -> None:
 
 
 def _openssl() -> str:
-    tool = shutil.which("openssl")
-    if tool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl CLI is required under CI")
-        pytest.skip("openssl CLI not installed")
-    return tool
+    return require_tool("openssl")
 
 
 def _pem_files(tmp_path: Path, key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:

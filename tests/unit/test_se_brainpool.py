@@ -8,8 +8,6 @@ size, an off-curve point, a point of the other brainpool size.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+from tests.optional import require_tool
 
 from fleetid.crypto.signer import verify_signature
 from fleetid.errors import EncodingError, VerificationError
@@ -199,10 +198,6 @@ def test_brainpool_keys_survive_a_power_cycle(tmp_path: Path) -> None:
     assert again.ecdh(9, peer.public_key()) == peer.exchange(ec.ECDH(), info.public_key)
 
 
-@pytest.mark.skipif(
-    shutil.which("openssl") is None and os.environ.get("CI") != "true",
-    reason="OpenSSL CLI not installed (never skipped under CI=true)",
-)
 @pytest.mark.parametrize(("curve", "ref", "algorithm", "oid"), CASES, ids=IDS)
 def test_openssl_verifies_and_derives(
     client: SecureElementClient,
@@ -222,8 +217,10 @@ def test_openssl_verifies_and_derives(
         signing.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     )
 
+    tool = require_tool("openssl")
+
     def openssl(*args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(["openssl", *args], capture_output=True, check=False)
+        return subprocess.run([tool, *args], capture_output=True, check=False)
 
     dgst = f"-{algorithm.name}"
     ok = openssl(

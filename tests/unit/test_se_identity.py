@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from tests.optional import require_tool
 
 from fleetid.crypto.signer import Signer, verify_signature
 from fleetid.errors import SecureElementError, VerificationError
@@ -345,10 +344,6 @@ def test_each_attestation_is_fresh(client: SecureElementClient) -> None:
     assert a.serial_number != b.serial_number
 
 
-@pytest.mark.skipif(
-    shutil.which("openssl") is None and os.environ.get("CI") != "true",
-    reason="OpenSSL CLI not installed (never skipped under CI=true)",
-)
 def test_openssl_accepts_the_attestation_chain(
     client: SecureElementClient, made: ManufacturedCard, tmp_path: Path
 ) -> None:
@@ -362,8 +357,10 @@ def test_openssl_accepts_the_attestation_chain(
     )
     (tmp_path / "device.pem").write_bytes(chain[0].public_bytes(Encoding.PEM))
 
+    tool = require_tool("openssl")
+
     def openssl(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
+        return subprocess.run([tool, *args], capture_output=True, text=True, check=False)
 
     full = openssl(
         "verify",

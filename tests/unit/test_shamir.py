@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from dataclasses import replace
 from itertools import combinations
 
 import pytest
+from tests.optional import require_tool
 from tests.vectors import load_json
 
 from fleetid.crypto.shamir import KekShare, combine_kek, kek_kcv, split_kek
@@ -168,12 +167,7 @@ def test_a_half_labelled_with_another_index_is_refused() -> None:
 
 
 def _ssss_combine() -> str:
-    tool = shutil.which("ssss-combine")
-    if tool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("ssss-combine (Debian ssss) is required under CI")
-        pytest.skip("ssss-combine (Debian package ssss) is not installed")
-    return tool
+    return require_tool("ssss-combine")
 
 
 @pytest.mark.parametrize("kek", [KEK128, KEK256], ids=["aes128", "aes256"])
