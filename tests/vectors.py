@@ -1,8 +1,11 @@
 """The one loader for external test vectors.
 
-Vectors live outside the repository, in ``../shared/vectors`` beside the checkout or wherever
-``$FLEETID_VECTORS`` points. Where they are absent (a user's clone), the tests that need them skip
-and say why; under ``CI=true`` absence is a failure, so CI can never go green without them.
+Published vectors ship with the tests, as files in ``tests/vectors/data/<set>/``, each set with a
+PROVENANCE.md that names its source, commit and licence, and what was recomputed here. Vectors are
+data and the tests are code: adding a set is adding a folder. ``$FLEETID_VECTORS`` points the
+loader at another copy of the same layout (a newer upstream set under review).
+
+A vector file the tests ask for and the data lacks is an error of the checkout, never a skip.
 """
 
 from __future__ import annotations
@@ -16,27 +19,19 @@ import pytest
 
 __all__ = ["load_json", "vector_path", "vectors_root"]
 
-_REPO = Path(__file__).resolve().parent.parent
+_DATA = Path(__file__).resolve().parent / "vectors" / "data"
 
 
-def vectors_root() -> Path | None:
+def vectors_root() -> Path:
     configured = os.environ.get("FLEETID_VECTORS")
-    candidate = Path(configured) if configured else _REPO.parent / "shared" / "vectors"
-    return candidate if candidate.is_dir() else None
+    return Path(configured) if configured else _DATA
 
 
 def vector_path(relative: str) -> Path:
-    """The path of one vector file; skips (or fails under CI) when it is absent."""
-    root = vectors_root()
-    path = root / relative if root else None
-    if path is None or not path.is_file():
-        reason = (
-            f"external vectors not found: {relative} (set FLEETID_VECTORS or place shared/vectors "
-            "beside the checkout)"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    """The path of one vector file; fails the test when it is absent."""
+    path = vectors_root() / relative
+    if not path.is_file():
+        pytest.fail(f"vector file missing: {path} (the vector sets ship in tests/vectors/data)")
     return path
 
 
