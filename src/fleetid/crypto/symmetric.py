@@ -29,6 +29,7 @@ __all__ = [
     "aes_cbc_encrypt",
     "aes_cmac",
     "aes_encrypt_block",
+    "aes_encrypt_blocks",
     "aes_kcv",
     "bytes_equal",
     "check_aes_key",
@@ -94,6 +95,18 @@ def aes_encrypt_block(key: bytes, block: bytes) -> bytes:
     if len(block) != AES_BLOCK:
         raise ValueError(f"one AES block is 16 bytes, got {len(block)}")
     return aes_cbc_encrypt(key, bytes(AES_BLOCK), block)
+
+
+def aes_encrypt_blocks(key: bytes, data: bytes) -> bytes:
+    """AES encryption of whole blocks, each on its own (the ECB mode of SP 800-38A §6.1).
+
+    For constructions that encipher independent counter blocks (the butterfly expansion function
+    of IEEE 1609.2.1 §9.3), never for data.
+    """
+    if not data or len(data) % AES_BLOCK:
+        raise ValueError(f"whole AES blocks are needed, got {len(data)} bytes")
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305 - see above
+    return encryptor.update(data) + encryptor.finalize()
 
 
 def aes_cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
