@@ -138,6 +138,51 @@ CASES: dict[str, list[tuple[str, Case]]] = {
         ("CA exists", lambda s: ["ca", "init", "--data-dir", str(s.authority)]),
     ],
     "ca certs": [("no CA", lambda s: ["ca", "certs", "--data-dir", str(s.absent)])],
+    "ca trust-manufacturer": [
+        (
+            "no CA",
+            lambda s: ["ca", "trust-manufacturer", "--data-dir", str(s.absent), "--cert", "x"],
+        ),
+        (
+            "cert missing",
+            lambda s: [
+                "ca",
+                "trust-manufacturer",
+                "--data-dir",
+                str(s.authority),
+                "--cert",
+                str(s.absent),
+            ],
+        ),
+        (
+            "not PEM",
+            lambda s: [
+                "ca",
+                "trust-manufacturer",
+                "--data-dir",
+                str(s.authority),
+                "--cert",
+                str(s.not_pem),
+            ],
+        ),
+    ],
+    "ca manufacturers": [("no CA", lambda s: ["ca", "manufacturers", "--data-dir", str(s.absent)])],
+    "ca distrust-manufacturer": [
+        (
+            "unknown",
+            lambda s: ["ca", "distrust-manufacturer", "--data-dir", str(s.authority), "ab" * 8],
+        ),
+    ],
+    "ca import-manifest": [
+        (
+            "file missing",
+            lambda s: ["ca", "import-manifest", "--data-dir", str(s.authority), str(s.absent)],
+        ),
+        (
+            "not JSON",
+            lambda s: ["ca", "import-manifest", "--data-dir", str(s.authority), str(s.not_pem)],
+        ),
+    ],
     "ceremony init": [
         (
             "config missing",
@@ -240,6 +285,23 @@ CASES: dict[str, list[tuple[str, Case]]] = {
         ("zero devices", lambda s: ["line", "run", "--devices", "0", "--data-dir", str(s.factory)]),
     ],
     "line status": [("no factory", lambda s: ["line", "status", "--data-dir", str(s.absent)])],
+    "line export-manifest": [
+        (
+            "no factory",
+            lambda s: ["line", "export-manifest", "--data-dir", str(s.absent), "--out", "x"],
+        ),
+        (
+            "out dir missing",
+            lambda s: [
+                "line",
+                "export-manifest",
+                "--data-dir",
+                str(s.factory),
+                "--out",
+                str(s.absent / "m.json"),
+            ],
+        ),
+    ],
     "revoke": [
         (
             "no CA",

@@ -314,7 +314,7 @@ class LifecycleService(EnrolmentService):
             self.provisioners[attestation.type_key] = attestation
 
     def _require_attestation(self) -> AttestationProvisioner:
-        if self.attestation is None:
+        if self.attestation is None or not self.attestation.configured:
             raise ConfigError(
                 "attestation-gated enrolment is not configured: no manufacturer root is trusted"
             )
@@ -445,17 +445,13 @@ class LifecycleService(EnrolmentService):
 
 
 def lifecycle_service(ca: FleetCa) -> LifecycleService:
-    """The service for ``ca``: attestation-gated enrolment is on when the data directory trusts
-    at least one manufacturer root (``trust/manufacturers/*.pem``)."""
-    from fleetid.authority.attestation import VerificationPolicy
-    from fleetid.authority.provisioners.attestation import manufacturer_roots
+    """The service for ``ca``: attestation-gated enrolment is on while the data directory trusts
+    at least one manufacturer root (``trust/manufacturers/*.pem``, followed as it changes)."""
+    from fleetid.authority.provisioners.attestation import ManufacturerTrust
 
-    roots = manufacturer_roots(ca.settings.data_dir)
-    attestation = None
-    if roots:
-        attestation = AttestationProvisioner(
-            ca.clock,
-            VerificationPolicy(manufacturer_roots=roots),
-            challenge_ttl=ca.settings.policy.challenge_ttl,
-        )
+    attestation = AttestationProvisioner(
+        ca.clock,
+        ManufacturerTrust(ca.settings.data_dir).policy,
+        challenge_ttl=ca.settings.policy.challenge_ttl,
+    )
     return LifecycleService(ca, attestation=attestation)

@@ -4,7 +4,9 @@
 (``DIR/wafer/LOT/``; fabricating N blank cards from ``--transport-keys`` the first time;
 ``--defect`` and ``--clone`` make faulty units for drills); one data directory runs any number
 of lots, and re-running a lot resumes where a crash left off. ``--workers W`` runs W line
-processes on the lot (``fleetid.factory.line_pool``). ``status`` prints the manifest.
+processes on the lot (``fleetid.factory.line_pool``). ``status`` prints the manifest;
+``export-manifest --out FILE`` writes its accepted units for an authority to import
+(``fleetid ca import-manifest``, format in ``fleetid.factory.manifest_file``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("line", help="the provisioning line: run, status")
+    parser = subparsers.add_parser(
+        "line", help="the provisioning line: run, status, export-manifest"
+    )
     verbs = parser.add_subparsers(dest="line_command", metavar="ACTION", required=True)
 
     run = verbs.add_parser(
@@ -64,6 +68,14 @@ def register(subparsers: Any) -> None:
     status = verbs.add_parser("status", help="print the line manifest")
     status.add_argument("--data-dir", type=Path, required=True)
     status.set_defaults(func=_status)
+
+    export = verbs.add_parser(
+        "export-manifest",
+        help="write the secured and quarantined units for `fleetid ca import-manifest`",
+    )
+    export.add_argument("--data-dir", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True, help="the manifest file to write")
+    export.set_defaults(func=_export_manifest)
 
 
 def _pairs(values: list[str], what: str) -> list[tuple[int, str]]:
@@ -162,4 +174,24 @@ def _status(args: argparse.Namespace) -> int:
     for row in rows:
         detail = row.reason or (row.idevid_fingerprint or "")
         print(f"{row.unit}  {row.serial}  {row.state:<12} step {row.step}  {detail}")
+    return 0
+
+
+def _export_manifest(args: argparse.Namespace) -> int:
+    from fleetid.errors import ConfigError
+    from fleetid.factory.line import ManifestReader, UnitState
+    from fleetid.factory.manifest_file import dump_manifest
+    from fleetid.store.engine import DB_FILENAME, open_engine
+
+    if not (args.data_dir / DB_FILENAME).is_file():
+        raise ConfigError(f"no line manifest in {args.data_dir} (no {DB_FILENAME})")
+    engine = open_engine(args.data_dir)
+    try:
+        entries = ManifestReader(engine).entries()
+    finally:
+        engine.dispose()
+    args.out.write_bytes(dump_manifest(entries))
+    secured = sum(1 for e in entries if e.state is UnitState.SECURED)
+    quarantined = sum(1 for e in entries if e.state is UnitState.QUARANTINED)
+    print(f"{secured} secured and {quarantined} quarantined units -> {args.out}")
     return 0
