@@ -13,14 +13,14 @@ pytestmark = pytest.mark.slow
 _DRILLS = (
     "drill: activation with 2 of 5 refused",
     "drill: attestation key generation failed",  # the defective chip, quarantined
-    "drill: duplicate serial",  # the cloned chip, refused
+    "duplicate drill: serial",  # the cloned chip, refused
     "drill: tampered image refused",
     "drill: glitching a bench sample",
     "drill: bench sample",
-    "drill: 1 revoked for key compromise",
+    "drill: 1 revoked for key compromise on day 300",
     "drill: revoked (keyCompromise)",
     "drill: a revoked device replays its old OCSP staple",
-    "drill: 1/1 CAMs refused once the AA is on the CA CRL",
+    "drill: 4/4 CAMs refused once the AA is on the CA CRL",
     # report rows
     "drill: line: defective chip quarantined / cloned serial refused",
     "drill: tampered images refused",
@@ -34,7 +34,7 @@ _DRILLS = (
 def test_the_demo_labels_every_injected_fault_as_a_drill() -> None:
     """Regression: the report showed injected quarantines, revocations and tamper events with
     nothing to tell them from real faults of the run."""
-    ran = fleetid("demo", "--devices", "1", env={**os.environ, "COLUMNS": "250"})
+    ran = fleetid("demo", "--devices", "4", env={**os.environ, "COLUMNS": "250"})
     assert ran.returncode == 0, ran.stdout + ran.stderr
     missing = [label for label in _DRILLS if label not in ran.stdout]
     assert not missing, ran.stdout
