@@ -16,6 +16,7 @@ one place. The tree::
     │   └── HsmNotActivatedError   the HSM is locked until custodians activate it
     ├── CeremonyError          a key ceremony step is not allowed or its inputs are wrong
     ├── PolicyError            a request is well formed but policy forbids it
+    ├── UnreachableError       a peer (the authority, a broker) cannot be reached or TLS failed
     └── StoreError             persistent state is missing, duplicated or inconsistent
         └── NotFoundError      the record a request names does not exist
 
@@ -39,6 +40,7 @@ __all__ = [
     "SecureChannelError",
     "SecureElementError",
     "StoreError",
+    "UnreachableError",
     "VerificationError",
 ]
 
@@ -91,9 +93,12 @@ class SecureElementError(FleetIdError):
     not satisfied" (6982) from "conditions of use not satisfied" (6985) and so on.
     """
 
-    def __init__(self, sw: int, message: str = "") -> None:
+    def __init__(self, sw: int, message: str = "", *, meaning: str = "") -> None:
         self.sw = sw
-        super().__init__(f"SW {sw:04X}" + (f": {message}" if message else ""))
+        self.detail = message  # what was refused (e.g. the instruction)
+        self.meaning = meaning  # the status word in words (``formats.apdu.status_word_meaning``)
+        words = f" ({meaning})" if meaning else ""
+        super().__init__(f"SW {sw:04X}{words}" + (f": {message}" if message else ""))
 
 
 class SecureChannelError(SecureElementError):
@@ -114,6 +119,11 @@ class CeremonyError(FleetIdError):
 
 class PolicyError(FleetIdError):
     """A request is well formed, but policy forbids it."""
+
+
+class UnreachableError(FleetIdError):
+    """A peer (the authority, an MQTT broker) cannot be reached: refused, timed out, or its TLS
+    handshake failed (an untrusted certificate, a wrong name)."""
 
 
 class StoreError(FleetIdError):

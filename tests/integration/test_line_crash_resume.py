@@ -56,7 +56,7 @@ def test_kill_at_each_step_then_resume(tmp_path: Path, point: str) -> None:
     resumed = _line_run(data, keys, None)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
 
-    wafer = Wafer.open(data / "wafer")
+    wafer = Wafer.open(data / "wafer" / "LOT1")  # the default lot
     line = open_line(data, clock=clock)
     manifest = {entry.unit: entry for entry in line.manifest()}
     assert len(manifest) == 4

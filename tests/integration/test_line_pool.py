@@ -58,7 +58,7 @@ def _ceremony(tmp_path: Path) -> tuple[Path, Path, str]:
 
 def _check_agreement(data: Path, origin: str) -> None:
     """Every unit final; log, manifest and the cards themselves say the same thing."""
-    wafer = Wafer.open(data / "wafer")
+    wafer = Wafer.open(data / "wafer" / "LOT1")  # the default lot
     manifest = {entry.unit: entry for entry in open_line(data, clock=SystemClock()).manifest()}
     assert len(manifest) == DEVICES
     reader = AuditLogReader(data, origin)

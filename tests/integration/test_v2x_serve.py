@@ -159,17 +159,40 @@ def test_a_vehicle_not_on_the_manifest_is_refused_over_http(served: Served) -> N
     assert garbage.status_code == 400
 
 
-def test_serve_refuses_a_v2x_data_dir_without_its_passphrase(tmp_path: Path) -> None:
+def test_serve_without_the_v2x_passphrase_keeps_the_ca_up_and_v2x_answers_503(
+    tmp_path: Path,
+) -> None:
+    """Regression: once V2X was initialised, ``serve`` would not start without its passphrase,
+    taking the EST CA, OCSP and CRLs down with it."""
     data_dir = tmp_path / "authority"
     env = _env(FLEETID_V2X_PASSPHRASE=PASSPHRASE)
     for args in (("ca", "init"), ("v2x", "init", "--family", "nist")):
         assert fleetid(*args, "--data-dir", str(data_dir), env=env).returncode == 0
     port = free_port()
-    with (
-        pytest.raises(AssertionError, match="FLEETID_V2X_PASSPHRASE"),
-        serving(data_dir, [port], ["--http", f"127.0.0.1:{port}"], env=_env()),
-    ):
-        pass
+    base = f"http://127.0.0.1:{port}"
+    with serving(data_dir, [port], ["--http", f"127.0.0.1:{port}"], env=_env()):
+        assert httpx.get(f"{base}/health", timeout=30).status_code == 200
+        assert httpx.get(f"{base}/.well-known/est/cacerts", timeout=30).status_code == 200
+        for method, path in (
+            ("GET", "/v2x/ctl"),
+            ("GET", "/v2x/crl"),
+            ("POST", "/v2x/ea/enrolment"),
+        ):
+            answer = httpx.request(
+                method, f"{base}{path}", content=b"\x03", headers={"Content-Type": ITS_REQUEST}
+            )
+            assert answer.status_code == 503, (path, answer.text)
+            assert "FLEETID_V2X_PASSPHRASE" in answer.json()["detail"]
+    log = (data_dir / "serve.log").read_text()
+    assert "warning:" in log and "FLEETID_V2X_PASSPHRASE" in log and "503" in log
+    assert "Traceback" not in log
+
+
+def test_serve_refuses_a_wrong_v2x_passphrase(tmp_path: Path) -> None:
+    data_dir = tmp_path / "authority"
+    env = _env(FLEETID_V2X_PASSPHRASE=PASSPHRASE)
+    for args in (("ca", "init"), ("v2x", "init", "--family", "nist")):
+        assert fleetid(*args, "--data-dir", str(data_dir), env=env).returncode == 0
     port = free_port()
     with (
         pytest.raises(AssertionError, match="wrong passphrase"),

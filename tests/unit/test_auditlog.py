@@ -499,7 +499,10 @@ def test_cli_prove_unknown_serial(
     tmp_path: Path, log: AuditLog, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["audit", "prove", "SN-NONE", "--data-dir", str(tmp_path)]) == 1
-    assert json.loads(capsys.readouterr().out)["entries"] == []
+    out, err = capsys.readouterr()
+    # Said on stderr, one line naming the serial; no proof document on stdout.
+    assert out == ""
+    assert err.count("\n") == 1 and "no device 'SN-NONE'" in err
 
 
 def test_cli_without_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -516,3 +519,27 @@ def test_reader_without_tables_raises_store_error(tmp_path: Path) -> None:
         AuditLogReader(tmp_path, ORIGIN).verify_all(
             ec.generate_private_key(ec.SECP256R1()).public_key()
         )
+
+
+def test_cli_verify_names_the_edited_entry_inside_a_batched_checkpoint(
+    tmp_path: Path, signer: SoftwareSigner, clock: ManualClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: the line checkpoints a batch of entries at once; a body edit of one of them
+    was reported as the batch's first entry (the checkpoint range), not the entry itself."""
+    audit = AuditLog.open(tmp_path, signer, ORIGIN, clock)
+    audit.append(EventKind.CEREMONY, None, {"m": 3})
+    audit.append_many(AuditEvent(kind="lock", serial=f"SN-{i}", body={"i": i}) for i in range(6))
+    audit.append_many(AuditEvent(kind="lock", serial=f"SN-{i}", body={"i": i}) for i in range(6))
+    _sql(audit, text("UPDATE audit_log_entries SET body = '{\"i\": 99}' WHERE seq = 4"))
+    assert main(["audit", "verify", "--data-dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().out.startswith("BAD entry 4: altered")
+
+
+def test_cli_prove_matches_the_serial_in_either_case(
+    tmp_path: Path, log: AuditLog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: a serial typed in lower case found nothing."""
+    log.append("lock", "F1D05E01000183510000", {})
+    assert main(["audit", "prove", "f1d05e01000183510000", "--data-dir", str(tmp_path)]) == 0
+    bundle = json.loads(capsys.readouterr().out)
+    assert bundle["serial"] == "F1D05E01000183510000" and len(bundle["entries"]) == 1

@@ -13,10 +13,11 @@ def test_stage_runs_the_ceremony_and_the_line_and_hands_on_devices() -> None:
     ctx = DemoContext(devices=2, console=Console(record=True, width=120))
     stage_ceremony_and_line(ctx)
     text = ctx.console.export_text()
-    assert "activation with 2 of 5 refused" in text
+    assert "drill: activation with 2 of 5 refused" in text
     assert "HSM activated" in text
     report = dict(ctx.report)
-    assert report["line: secured / quarantined / duplicate refused"] == "2 / 1 / 1"
+    assert report["line: secured"] == "2"
+    assert report["drill: line: defective chip quarantined / cloned serial refused"] == "1 / 1"
     line = ctx.state["line"]
     assert isinstance(line, DemoLine) and len(line.devices) == 2
     device = line.devices[0]

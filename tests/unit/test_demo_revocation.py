@@ -21,6 +21,6 @@ def test_stage_revocation_shows_each_profile_converging() -> None:
     for profile in ("always-on", "intermittent", "offline"):
         assert report[f"revocation: {profile} devices converged"] == "3/3"
         assert int(report[f"revocation: {profile} bytes transferred"].replace(",", "")) > 0
-    assert report["revocation: old OCSP staple of a revoked device"] == "refused as a replay"
+    assert report["drill: revocation: old OCSP staple of a revoked device"] == "refused as a replay"
     output = ctx.console.file.getvalue()  # type: ignore[attr-defined]
     assert "bytes transferred" in output

@@ -21,7 +21,7 @@ def test_stage_v2x_reports_each_family() -> None:
         assert report[f"v2x {family}: ATs issued (no device id)"] == str(2 * TICKETS_PER_VEHICLE)
         # each CAM is verified by the one neighbour, in every pseudonym period
         assert report[f"v2x {family}: CAMs verified by neighbours"] == str(2 * TICKETS_PER_VEHICLE)
-        assert report[f"v2x {family}: CAMs refused after AA revocation"] == "2/2"
+        assert report[f"drill: v2x {family}: CAMs refused after AA revocation"] == "2/2"
     output = ctx.console.file.getvalue()  # type: ignore[attr-defined]
     for family in ("brainpool", "nist"):
         assert f"{family}: 2 vehicles (keys in secure element" in output

@@ -7,6 +7,12 @@ self-signs, then signs the issuing CA; both certificates go into the ``ca_keys``
 generation 1. Certificates are signed by reference through ``fleetid.crypto.certsign``, so no CA
 private key is ever in this module.
 
+``init`` checks the organisation name first (X.520 upper bounds, ``ca_name``), then builds the
+``ca`` directory under a temporary name beside it and renames it into place just before the one
+transaction that records both certificates; any failure removes what it made, so an init either
+makes a whole CA or leaves nothing behind (keys a PKCS#11 token generated before the failure stay
+on the token, unreferenced).
+
 Activation of the software HSM: ``init`` writes its key-encryption key to
 ``<data-dir>/ca/activation.key`` (mode 0600) and ``open`` reads it. That file is the emulated
 HSM's "activated" state, as in ``fleetid.factory.ceremony``; an operator with a hardware HSM keeps
@@ -26,6 +32,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -64,6 +72,8 @@ __all__ = [
     "OCSP_PATH",
     "FleetCa",
     "IssuingCa",
+    "ca_name",
+    "check_organization_name",
     "crl_path",
     "crl_shard",
     "delta_crl_path",
@@ -80,6 +90,45 @@ _TLS_DIR: Final = "tls"
 OCSP_PATH: Final = "/ocsp"
 _ROOT_CURVE: Final = "P-384"
 _ISSUING_CURVE: Final = "P-256"
+
+
+# X.520 upper bounds (RFC 5280 Appendix A): ub-organization-name and ub-common-name are 64,
+# counted as pyca counts them, in UTF-8 bytes. The CA common names append a role and generation
+# to the organisation, so the organisation leaves room for the longest of them.
+_UB_NAME: Final = 64
+_ROLE_TITLES: Final = {CaRole.ROOT: "Fleet Root", CaRole.ISSUING: "Fleet Issuing CA"}
+_LONGEST_SUFFIX: Final = " Fleet Issuing CA G999"
+ORGANIZATION_NAME_MAX: Final = _UB_NAME - len(_LONGEST_SUFFIX.encode())
+
+
+def check_organization_name(name: str) -> None:
+    """Refuse an organisation name the CA subjects cannot carry (``fleetid ca init --name``)."""
+    if not name.strip():
+        raise ConfigError("the CA's organisation name (--name) is empty")
+    if name != name.strip() or not name.isprintable():
+        raise ConfigError(
+            "the CA's organisation name (--name) has leading or trailing spaces or control "
+            "characters"
+        )
+    size = len(name.encode("utf-8"))
+    if size > ORGANIZATION_NAME_MAX:
+        raise ConfigError(
+            f"the CA's organisation name (--name) is at most {ORGANIZATION_NAME_MAX} bytes in "
+            f"UTF-8, not {size}: the CA common names append up to '{_LONGEST_SUFFIX}' within "
+            f"X.520's {_UB_NAME}"
+        )
+
+
+def ca_name(organization: str, role: CaRole, generation: int) -> x509.Name:
+    """The subject of a fleet CA certificate: O=organisation, CN=organisation role G<n>."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(
+                NameOID.COMMON_NAME, f"{organization} {_ROLE_TITLES[role]} G{generation}"
+            ),
+        ]
+    )
 
 
 # CRL partitions per issuing-CA generation (the Let's Encrypt model): a certificate's shard is
@@ -121,6 +170,72 @@ def _write_private(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
+def _make_ca_keys(
+    settings: Settings, ca_dir: Path, kek: bytes, *, clock: Clock, name: str
+) -> list[NewCaKey]:
+    """In ``ca_dir``: a new HSM holding the root and issuing keys, its activation file, and the
+    two certificates, returned as the rows that make them the CA's generation 1."""
+    hsm = create_ca_hsm(settings, ca_dir, kek)
+    try:
+        _write_private(ca_dir / ACTIVATION_FILE, kek.hex().encode())
+        now = clock.now()
+        policy = settings.policy
+        root_label, issuing_label = "fleet-root-1", "fleet-issuing-1"
+        root_public = hsm.generate_ec_key(root_label, _ROOT_CURVE)
+        root_name = ca_name(name, CaRole.ROOT, 1)
+        root_ski = x509.SubjectKeyIdentifier.from_public_key(root_public)
+        root = sign_certificate(
+            x509.CertificateBuilder()
+            .subject_name(root_name)
+            .issuer_name(root_name)
+            .public_key(root_public)
+            .serial_number(new_serial())
+            .not_valid_before(now - policy.backdate)
+            .not_valid_after(now + policy.root_lifetime)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .add_extension(CA_KEY_USAGE, critical=True)
+            .add_extension(root_ski, critical=False),
+            hsm.signer(root_label),
+        )
+        issuing_public = hsm.generate_ec_key(issuing_label, _ISSUING_CURVE)
+        issuing = sign_certificate(
+            x509.CertificateBuilder()
+            .subject_name(ca_name(name, CaRole.ISSUING, 1))
+            .issuer_name(root_name)
+            .public_key(issuing_public)
+            .serial_number(new_serial())
+            .not_valid_before(now - policy.backdate)
+            .not_valid_after(now + policy.issuing_lifetime)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(CA_KEY_USAGE, critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(issuing_public), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), False
+            ),
+            hsm.signer(root_label),
+        )
+    finally:
+        hsm.close()
+    return [
+        NewCaKey(
+            role=role,
+            generation=1,
+            hsm_label=label,
+            subject=cert.subject.rfc4514_string(),
+            subject_key_id=x509.SubjectKeyIdentifier.from_public_key(_ec_public(cert)).digest,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            active=True,
+            certificate=cert.public_bytes(serialization.Encoding.DER),
+            created_at=now,
+        )
+        for role, label, cert in (
+            (CaRole.ROOT, root_label, root),
+            (CaRole.ISSUING, issuing_label, issuing),
+        )
+    ]
+
+
 @dataclass(frozen=True, kw_only=True)
 class IssuingCa:
     """The CA generation that issues now: its store row, certificate and HSM signer."""
@@ -155,91 +270,46 @@ class FleetCa:
 
     @classmethod
     def init(cls, settings: Settings, *, clock: Clock, name: str = "fleetid") -> FleetCa:
-        """Create the HSM, the root and the issuing CA; refuse if this data dir has a CA."""
+        """Create the HSM, the root and the issuing CA; refuse if this data dir has a CA.
+        All or nothing: a failure leaves no ``ca`` directory, rows or new data directory."""
+        check_organization_name(name)
         ca_dir = settings.data_dir / CA_DIR
         if (ca_dir / ACTIVATION_FILE).exists():
             raise ConfigError(f"{ca_dir} holds a fleet CA already")
+        if ca_dir.exists():
+            raise ConfigError(f"{ca_dir} exists but holds no fleet CA; move it away first")
+        new_data_dir = not settings.data_dir.exists()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(engine_from_settings(settings))
-        with store.transaction() as tx:
-            try:
-                tx.ca_keys.active(CaRole.ROOT)
-            except NotFoundError:
-                pass
-            else:
-                raise ConfigError("the database holds a fleet root already")
-        kek = secrets.token_bytes(32)
-        hsm = create_ca_hsm(settings, ca_dir, kek)
-        _write_private(ca_dir / ACTIVATION_FILE, kek.hex().encode())
-        now = clock.now()
-        policy = settings.policy
-        root_label, issuing_label = "fleet-root-1", "fleet-issuing-1"
-        root_public = hsm.generate_ec_key(root_label, _ROOT_CURVE)
-        root_name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Fleet Root G1"),
-            ]
+        store: Store | None = None
+        staging: Path | None = None
+        try:
+            store = Store(engine_from_settings(settings))
+            with store.transaction() as tx:
+                try:
+                    tx.ca_keys.active(CaRole.ROOT)
+                except NotFoundError:
+                    pass
+                else:
+                    raise ConfigError("the database holds a fleet root already")
+            staging = Path(tempfile.mkdtemp(prefix=f".{CA_DIR}-init-", dir=settings.data_dir))
+            kek = secrets.token_bytes(32)
+            keys = _make_ca_keys(settings, staging, kek, clock=clock, name=name)
+            os.rename(staging, ca_dir)  # atomic; the rows below make the CA usable
+            staging = ca_dir
+            with store.transaction() as tx:
+                for key in keys:
+                    tx.ca_keys.add(key)
+        except BaseException:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            if store is not None:
+                store.dispose()
+            if new_data_dir:
+                shutil.rmtree(settings.data_dir, ignore_errors=True)
+            raise
+        return cls(
+            settings=settings, store=store, hsm=open_ca_hsm(settings, ca_dir, kek), clock=clock
         )
-        root_ski = x509.SubjectKeyIdentifier.from_public_key(root_public)
-        root = sign_certificate(
-            x509.CertificateBuilder()
-            .subject_name(root_name)
-            .issuer_name(root_name)
-            .public_key(root_public)
-            .serial_number(new_serial())
-            .not_valid_before(now - policy.backdate)
-            .not_valid_after(now + policy.root_lifetime)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(CA_KEY_USAGE, critical=True)
-            .add_extension(root_ski, critical=False),
-            hsm.signer(root_label),
-        )
-        issuing_public = hsm.generate_ec_key(issuing_label, _ISSUING_CURVE)
-        issuing_name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Fleet Issuing CA G1"),
-            ]
-        )
-        issuing = sign_certificate(
-            x509.CertificateBuilder()
-            .subject_name(issuing_name)
-            .issuer_name(root_name)
-            .public_key(issuing_public)
-            .serial_number(new_serial())
-            .not_valid_before(now - policy.backdate)
-            .not_valid_after(now + policy.issuing_lifetime)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(CA_KEY_USAGE, critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(issuing_public), False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), False
-            ),
-            hsm.signer(root_label),
-        )
-        with store.transaction() as tx:
-            for role, label, cert in (
-                (CaRole.ROOT, root_label, root),
-                (CaRole.ISSUING, issuing_label, issuing),
-            ):
-                tx.ca_keys.add(
-                    NewCaKey(
-                        role=role,
-                        generation=1,
-                        hsm_label=label,
-                        subject=cert.subject.rfc4514_string(),
-                        subject_key_id=x509.SubjectKeyIdentifier.from_public_key(
-                            _ec_public(cert)
-                        ).digest,
-                        not_before=cert.not_valid_before_utc,
-                        not_after=cert.not_valid_after_utc,
-                        active=True,
-                        certificate=cert.public_bytes(serialization.Encoding.DER),
-                        created_at=now,
-                    )
-                )
-        return cls(settings=settings, store=store, hsm=hsm, clock=clock)
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock) -> FleetCa:

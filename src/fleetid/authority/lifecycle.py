@@ -41,7 +41,7 @@ from cryptography.x509.oid import NameOID
 
 from fleetid.authority.csr import load_csr, public_key_sha256
 from fleetid.authority.enrolment import EnrolmentService
-from fleetid.authority.fleet_ca import CA_DIR, CA_KEY_USAGE, FleetCa, new_serial
+from fleetid.authority.fleet_ca import CA_DIR, CA_KEY_USAGE, FleetCa, ca_name, new_serial
 from fleetid.authority.provisioners import Provisioner
 from fleetid.authority.provisioners.attestation import AttestationProvisioner, Challenge
 from fleetid.crypto.certsign import sign_certificate
@@ -189,14 +189,7 @@ def _issue_issuing_ca(
     generation = _next_generation(tx, CaRole.ISSUING)
     label = f"fleet-issuing-{generation}"
     public_key = ca.hsm.generate_ec_key(label, "P-256")
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, _organization(ca)),
-            x509.NameAttribute(
-                NameOID.COMMON_NAME, f"{_organization(ca)} Fleet Issuing CA G{generation}"
-            ),
-        ]
-    )
+    name = ca_name(_organization(ca), CaRole.ISSUING, generation)
     builder = _ca_builder(
         subject=name,
         public_key=public_key,
@@ -245,14 +238,7 @@ def roll_root(ca: FleetCa) -> tuple[FleetCa, RootRollover]:
         label = f"fleet-root-{generation}"
         public_key = ca.hsm.generate_ec_key(label, "P-384")
         new_signer = ca.hsm.signer(label)
-        name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, _organization(ca)),
-                x509.NameAttribute(
-                    NameOID.COMMON_NAME, f"{_organization(ca)} Fleet Root G{generation}"
-                ),
-            ]
-        )
+        name = ca_name(_organization(ca), CaRole.ROOT, generation)
         lifetime = ca.settings.policy.root_lifetime.total_seconds() / 86400
         new_root = sign_certificate(
             _ca_builder(
@@ -328,7 +314,7 @@ class LifecycleService(EnrolmentService):
             self.provisioners[attestation.type_key] = attestation
 
     def _require_attestation(self) -> AttestationProvisioner:
-        if self.attestation is None:
+        if self.attestation is None or not self.attestation.configured:
             raise ConfigError(
                 "attestation-gated enrolment is not configured: no manufacturer root is trusted"
             )
@@ -459,17 +445,13 @@ class LifecycleService(EnrolmentService):
 
 
 def lifecycle_service(ca: FleetCa) -> LifecycleService:
-    """The service for ``ca``: attestation-gated enrolment is on when the data directory trusts
-    at least one manufacturer root (``trust/manufacturers/*.pem``)."""
-    from fleetid.authority.attestation import VerificationPolicy
-    from fleetid.authority.provisioners.attestation import manufacturer_roots
+    """The service for ``ca``: attestation-gated enrolment is on while the data directory trusts
+    at least one manufacturer root (``trust/manufacturers/*.pem``, followed as it changes)."""
+    from fleetid.authority.provisioners.attestation import ManufacturerTrust
 
-    roots = manufacturer_roots(ca.settings.data_dir)
-    attestation = None
-    if roots:
-        attestation = AttestationProvisioner(
-            ca.clock,
-            VerificationPolicy(manufacturer_roots=roots),
-            challenge_ttl=ca.settings.policy.challenge_ttl,
-        )
+    attestation = AttestationProvisioner(
+        ca.clock,
+        ManufacturerTrust(ca.settings.data_dir).policy,
+        challenge_ttl=ca.settings.policy.challenge_ttl,
+    )
     return LifecycleService(ca, attestation=attestation)

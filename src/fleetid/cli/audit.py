@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fleetid.errors import ConfigError, LogTamperedError, VerificationError
+from fleetid.errors import ConfigError, LogTamperedError, NotFoundError, VerificationError
 
 __all__ = ["register"]
 
@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
     prove = verbs.add_parser(
         "prove", help="print a device's entries with inclusion proofs against the latest checkpoint"
     )
-    prove.add_argument("serial", help="the device serial")
+    prove.add_argument("serial", help="the device serial (hex, either case)")
     _common(prove)
     prove.set_defaults(func=_prove)
 
@@ -67,7 +67,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any, str]:
     else:
         candidate = Path(args.vkey)
         text = candidate.read_text() if candidate.is_file() else args.vkey
-        origin, public_key = parse_verifier_key(text)
+        origin, public_key = parse_verifier_key(text.strip())
     return AuditLogReader(data_dir, origin), public_key, origin
 
 
@@ -77,8 +77,8 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         report = log.verify_all(public_key, published=published)
     except LogTamperedError as exc:
-        where = f"entry {exc.index}" if exc.index is not None else "log"
-        print(f"BAD {where}: {exc}")
+        # The message names the entry already (``entry N: ...``) when there is one.
+        print(f"BAD {exc}" if exc.index is not None else f"BAD log: {exc}")
         return 1
     except VerificationError as exc:
         print(f"BAD: {exc}")
@@ -95,9 +95,11 @@ def _prove(args: argparse.Namespace) -> int:
 
     log, public_key, origin = _open(args)
     proof = log.prove_serial(args.serial)
+    if not proof["entries"]:
+        raise NotFoundError(f"the audit log names no device {args.serial!r}")
     # Never hand out proofs against a checkpoint that does not verify under the log key.
     open_checkpoint(proof["checkpoint"].encode("utf-8"), public_key, origin)
     proof["verifier_key"] = verifier_key(origin, public_key)
     json.dump(proof, sys.stdout, indent=2, ensure_ascii=False)
     print()
-    return 0 if proof["entries"] else 1
+    return 0

@@ -12,7 +12,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo", help="run the whole lifecycle on embedded defaults and print a report"
     )
-    parser.add_argument("--devices", type=int, default=5, help="how many devices to manufacture")
+    parser.add_argument(
+        "--devices", type=int, default=5, help="how many devices to manufacture (1 to 10000)"
+    )
     parser.add_argument(
         "--seed", type=int, default=None, help="fix randomness for a repeatable run"
     )

@@ -1,7 +1,8 @@
 """``fleetid device enrol|renew|rekey|status``: the device agent from the command line.
 
 In the shape of ``step ca certificate`` / ``step ca renew`` / ``step ca rekey``. The device is an
-emulated card of a wafer lot (``fleetid line run`` makes one: ``<factory>/wafer``); the agent's
+emulated card of a wafer lot (``fleetid line run`` makes them: ``<factory>/wafer/<LOT>``;
+``--wafer`` names that directory or the lot's own); the agent's
 state lives in ``--state DIR`` and is public material only: ``anchors.pem`` (trust anchors),
 ``credential.pem`` (certificate then intermediates) and ``state.json`` (lifecycle state and the
 SE key handle). The private keys never leave the card.
@@ -27,7 +28,12 @@ def register(subparsers: Any) -> None:
         ("status", "print the lifecycle state and the credential"),
     ):
         verb = verbs.add_parser(name, help=help_text)
-        verb.add_argument("--wafer", type=Path, required=True, help="the wafer lot directory")
+        verb.add_argument(
+            "--wafer",
+            type=Path,
+            required=True,
+            help="the factory's wafer directory (FACTORY/wafer) or one lot's directory",
+        )
         verb.add_argument("--unit", required=True, help="the unit (e.g. LOT1-000001)")
         verb.add_argument("--state", type=Path, required=True, help="the agent's state directory")
         if name != "status":
@@ -42,9 +48,9 @@ def register(subparsers: Any) -> None:
 
 def _client(args: argparse.Namespace) -> Any:
     from fleetid.se.client import SecureElementClient
-    from fleetid.sim.wafer import Wafer
+    from fleetid.sim.wafer import open_lot_of
 
-    client = SecureElementClient(Wafer.open(args.wafer).power_on(args.unit))
+    client = SecureElementClient(open_lot_of(args.wafer, args.unit).power_on(args.unit))
     client.select_identity()
     return client
 
@@ -55,7 +61,7 @@ def _agent(args: argparse.Namespace) -> Any:
     from fleetid.clock import SystemClock
     from fleetid.device.agent import AgentState, Credential, DeviceAgent
     from fleetid.device.truststore import TrustStore
-    from fleetid.errors import ConfigError
+    from fleetid.errors import ConfigError, EncodingError
     from fleetid.policy import DEFAULT_POLICY, CredentialType
 
     client = _client(args)
@@ -63,7 +69,10 @@ def _agent(args: argparse.Namespace) -> Any:
     if anchors.exists():
         trust = TrustStore.load(anchors)
     elif getattr(args, "root", None) is not None:
-        trust = TrustStore(x509.load_pem_x509_certificates(args.root.read_bytes()))
+        try:
+            trust = TrustStore(x509.load_pem_x509_certificates(args.root.read_bytes()))
+        except ValueError as exc:
+            raise EncodingError(f"--root {args.root} is not a PEM certificate: {exc}") from exc
     else:
         raise ConfigError("no trust anchors yet: give --root with the fleet root PEM")
     agent = DeviceAgent(
@@ -74,15 +83,20 @@ def _agent(args: argparse.Namespace) -> Any:
     )
     state_file = args.state / "state.json"
     if state_file.exists():
-        saved = json.loads(state_file.read_text())
-        agent.state = AgentState(saved["state"])
-        if saved.get("handle") is not None:
-            leaf, *intermediates = x509.load_pem_x509_certificates(
-                (args.state / "credential.pem").read_bytes()
-            )
-            agent.credential = Credential(
-                certificate=leaf, handle=int(saved["handle"]), intermediates=tuple(intermediates)
-            )
+        try:
+            saved = json.loads(state_file.read_text())
+            agent.state = AgentState(saved["state"])
+            if saved.get("handle") is not None:
+                leaf, *intermediates = x509.load_pem_x509_certificates(
+                    (args.state / "credential.pem").read_bytes()
+                )
+                agent.credential = Credential(
+                    certificate=leaf,
+                    handle=int(saved["handle"]),
+                    intermediates=tuple(intermediates),
+                )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"the agent state in {args.state} is unreadable: {exc!r}") from exc
     return agent
 
 
@@ -112,7 +126,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.device_command == "status" and not (args.state / "state.json").exists():
         from cryptography.x509.oid import NameOID
 
-        idevid = _client(args).attestation_chain()[0]
+        from fleetid.errors import NotFoundError
+        from fleetid.se.client import NotFoundError as NotOnCardError
+
+        try:
+            idevid = _client(args).attestation_chain()[0]
+        except NotOnCardError as exc:
+            raise NotFoundError(
+                f"unit {args.unit} holds no IDevID: the line did not secure it "
+                f"(`fleetid line status` says why) [{exc}]"
+            ) from exc
         (serial,) = idevid.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
         print(f"device {serial.value}: factory (not enrolled)")
         return 0

@@ -57,9 +57,15 @@ def _publish(args: argparse.Namespace) -> int:
     from fleetid.authority.fleet_ca import FleetCa
     from fleetid.clock import SystemClock
     from fleetid.config import Settings, parse_listen
+    from fleetid.errors import ConfigError
     from fleetid.revocation.channels import DEFAULT_TOPIC_PREFIX, MqttFilterPublisher
     from fleetid.revocation.publish import FilterPublisher, filter_directory
 
+    # Refused before anything is signed or published, not after (a filter kept but not written).
+    if not args.out.parent.is_dir():
+        raise ConfigError(f"no directory {args.out.parent} to write --out {args.out} into")
+    if args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a directory; name the filter file")
     settings = Settings.load(args.data_dir)
     ca = FleetCa.open(settings, clock=SystemClock())
     try:

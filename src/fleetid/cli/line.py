@@ -1,9 +1,12 @@
 """``fleetid line``: run blank secure elements through the provisioning line.
 
-``run --devices N --data-dir DIR`` processes the data directory's wafer lot (fabricating N blank
-cards from ``--transport-keys`` the first time; ``--defect`` and ``--clone`` make faulty units for
-drills); re-running resumes where a crash left off. ``--workers W`` runs W line processes on the
-lot (``fleetid.factory.line_pool``). ``status`` prints the manifest.
+``run --devices N --data-dir DIR [--lot LOT]`` processes wafer lot LOT of the data directory
+(``DIR/wafer/LOT/``; fabricating N blank cards from ``--transport-keys`` the first time;
+``--defect`` and ``--clone`` make faulty units for drills); one data directory runs any number
+of lots, and re-running a lot resumes where a crash left off. ``--workers W`` runs W line
+processes on the lot (``fleetid.factory.line_pool``). ``status`` prints the manifest;
+``export-manifest --out FILE`` writes its accepted units for an authority to import
+(``fleetid ca import-manifest``, format in ``fleetid.factory.manifest_file``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("line", help="the provisioning line: run, status")
+    parser = subparsers.add_parser(
+        "line", help="the provisioning line: run, status, export-manifest"
+    )
     verbs = parser.add_subparsers(dest="line_command", metavar="ACTION", required=True)
 
-    run = verbs.add_parser("run", help="provision the wafer lot's devices (resumable)")
+    run = verbs.add_parser(
+        "run", help="provision the devices of one wafer lot (resumable; one lot per --lot)"
+    )
     run.add_argument("--devices", type=int, required=True, help="units in the wafer lot")
     run.add_argument("--data-dir", type=Path, required=True)
     run.add_argument(
@@ -29,7 +36,11 @@ def register(subparsers: Any) -> None:
         default=None,
         help="the SE vendor's transport keys file (needed when the lot is fabricated)",
     )
-    run.add_argument("--lot", default="LOT1", help="wafer lot name (unit ids are LOT-NNNNNN)")
+    run.add_argument(
+        "--lot",
+        default="LOT1",
+        help="wafer lot name, kept in DATA_DIR/wafer/LOT (unit ids are LOT-NNNNNN)",
+    )
     run.add_argument("--batch-size", type=int, default=64)
     run.add_argument(
         "--workers",
@@ -58,6 +69,14 @@ def register(subparsers: Any) -> None:
     status.add_argument("--data-dir", type=Path, required=True)
     status.set_defaults(func=_status)
 
+    export = verbs.add_parser(
+        "export-manifest",
+        help="write the secured and quarantined units for `fleetid ca import-manifest`",
+    )
+    export.add_argument("--data-dir", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True, help="the manifest file to write")
+    export.set_defaults(func=_export_manifest)
+
 
 def _pairs(values: list[str], what: str) -> list[tuple[int, str]]:
     from fleetid.errors import ConfigError
@@ -74,18 +93,18 @@ def _pairs(values: list[str], what: str) -> list[tuple[int, str]]:
 def _wafer(args: argparse.Namespace) -> Any:
     from fleetid.errors import ConfigError
     from fleetid.se.scp03 import StaticKeys
-    from fleetid.sim.wafer import Defect, Wafer
+    from fleetid.sim.wafer import Defect, Wafer, lot_directory
 
-    directory = args.data_dir / "wafer"
+    directory = lot_directory(args.data_dir / "wafer", args.lot)
     if (directory / "wafer.json").exists():
         wafer = Wafer.open(directory)
         if len(wafer.units) != args.devices:
             raise ConfigError(
-                f"the lot in {directory} has {len(wafer.units)} units, not {args.devices}"
+                f"lot {args.lot} in {directory} has {len(wafer.units)} units, not {args.devices}"
             )
         return wafer
     if args.transport_keys is None:
-        raise ConfigError("no wafer lot yet: pass --transport-keys to fabricate one")
+        raise ConfigError(f"no wafer lot {args.lot} yet: pass --transport-keys to fabricate it")
     try:
         doc = tomllib.loads(args.transport_keys.read_text())
         keys = StaticKeys(
@@ -114,10 +133,17 @@ def _run(args: argparse.Namespace) -> int:
     from functools import partial
 
     from fleetid.clock import SystemClock
+    from fleetid.errors import ConfigError
     from fleetid.factory.line import LineConfig, open_line
     from fleetid.factory.line_pool import run_pool
     from fleetid.sim.wafer import Wafer
 
+    if args.devices < 1:
+        raise ConfigError("--devices is at least 1")
+    if args.workers < 1:
+        raise ConfigError("--workers is at least 1")
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size is at least 1")
     config = LineConfig(batch_size=args.batch_size)
     # Refuses a locked HSM before a lot is fabricated.
     line = open_line(args.data_dir, clock=SystemClock(), config=config)
@@ -126,10 +152,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers == 1:
         report = line.run(units, wafer)
     else:
-        cards = partial(Wafer.open, args.data_dir / "wafer")
+        cards = partial(Wafer.open, wafer.directory)  # a lot on disk: _wafer made it there
         report = run_pool(args.data_dir, units, cards, workers=args.workers, config=config)
     print(
-        f"processed {report.processed} (already done {report.already_done}): "
+        f"lot {wafer.lot}: processed {report.processed} (already done {report.already_done}): "
         f"{report.secured} secured, {report.quarantined} quarantined, "
         f"{report.duplicates} duplicate serials refused"
     )
@@ -148,4 +174,24 @@ def _status(args: argparse.Namespace) -> int:
     for row in rows:
         detail = row.reason or (row.idevid_fingerprint or "")
         print(f"{row.unit}  {row.serial}  {row.state:<12} step {row.step}  {detail}")
+    return 0
+
+
+def _export_manifest(args: argparse.Namespace) -> int:
+    from fleetid.errors import ConfigError
+    from fleetid.factory.line import ManifestReader, UnitState
+    from fleetid.factory.manifest_file import dump_manifest
+    from fleetid.store.engine import DB_FILENAME, open_engine
+
+    if not (args.data_dir / DB_FILENAME).is_file():
+        raise ConfigError(f"no line manifest in {args.data_dir} (no {DB_FILENAME})")
+    engine = open_engine(args.data_dir)
+    try:
+        entries = ManifestReader(engine).entries()
+    finally:
+        engine.dispose()
+    args.out.write_bytes(dump_manifest(entries))
+    secured = sum(1 for e in entries if e.state is UnitState.SECURED)
+    quarantined = sum(1 for e in entries if e.state is UnitState.QUARANTINED)
+    print(f"{secured} secured and {quarantined} quarantined units -> {args.out}")
     return 0

@@ -17,6 +17,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -99,11 +100,22 @@ def _serve(args: argparse.Namespace) -> int:
             ssl_keyfile=str(key_file),
         )
         servers.append(uvicorn.Server(config))
-    for server in servers:
-        print(f"fleetid: serving on {server.config.host}:{server.config.port}", flush=True)
+    _warn_if_v2x_locked(settings)
+
+    async def announce() -> None:
+        # Said once every listener's socket is bound and accepting, never before (uvicorn
+        # sets ``started`` after binding; a failed bind ends ``run`` without it).
+        while not all(server.started for server in servers):
+            await asyncio.sleep(0.05)
+        for server in servers:
+            print(f"fleetid: serving on {server.config.host}:{server.config.port}", flush=True)
 
     async def run() -> None:
-        await asyncio.gather(*(server.serve() for server in servers))
+        announcing = asyncio.ensure_future(announce())
+        try:
+            await asyncio.gather(*(server.serve() for server in servers))
+        finally:
+            announcing.cancel()
 
     try:
         # uvicorn's own loop choice (uvloop when installed), as ``uvicorn.run`` would make it.
@@ -133,6 +145,7 @@ def worker_app() -> FastAPI:
 
 def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from fleetid.authority.fleet_ca import FleetCa
     from fleetid.clock import SystemClock
@@ -157,8 +170,8 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
             "https": None if https is None else str(https),
         }
     )
-    print(f"fleetid: serving on {listen} with {args.workers} workers", flush=True)
-    uvicorn.run(
+    _warn_if_v2x_locked(settings)
+    config = uvicorn.Config(
         "fleetid.cli.serve:worker_app",
         factory=True,
         host=listen.host,
@@ -167,4 +180,16 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
         log_level="warning",
         **tls,  # type: ignore[arg-type]
     )
+    # What ``uvicorn.run`` does for workers, with the announcement after the bind, not before.
+    socket = config.bind_socket()
+    print(f"fleetid: serving on {listen} with {args.workers} workers", flush=True)
+    Multiprocess(config, sockets=[socket]).run()
     return 0
+
+
+def _warn_if_v2x_locked(settings: Any) -> None:
+    from fleetid.api.routes.etsi import v2x_unavailable_reason
+
+    reason = v2x_unavailable_reason(settings)
+    if reason is not None:
+        print(f"fleetid: warning: {reason}; the V2X routes answer 503", file=sys.stderr, flush=True)

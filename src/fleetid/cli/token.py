@@ -17,20 +17,26 @@ def register(subparsers: Any) -> None:
     create.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
     create.add_argument("--device-id", required=True, help="the device this token enrols")
     create.add_argument(
-        "--ttl", type=int, default=None, metavar="SECONDS", help="lifetime (default: policy)"
+        "--ttl",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="lifetime, at most 365 days (default: the policy's token_ttl)",
     )
     create.set_defaults(func=_create)
 
 
 def _create(args: argparse.Namespace) -> int:
-    from fleetid.authority.provisioners.token import create_token
+    from fleetid.authority.provisioners.token import TOKEN_TTL_MAX, create_token
     from fleetid.clock import SystemClock
     from fleetid.config import Settings
     from fleetid.store.engine import engine_from_settings
     from fleetid.store.repositories import Store
 
     settings = Settings.load(args.data_dir)
-    ttl = settings.policy.token_ttl if args.ttl is None else timedelta(seconds=args.ttl)
+    # Clamped only so that a huge number reaches create_token's bound instead of overflowing.
+    seconds = None if args.ttl is None else min(args.ttl, int(TOKEN_TTL_MAX.total_seconds()) + 1)
+    ttl = settings.policy.token_ttl if seconds is None else timedelta(seconds=seconds)
     store = Store(engine_from_settings(settings))
     try:
         with store.transaction() as tx:

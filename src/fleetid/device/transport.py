@@ -6,7 +6,8 @@ Starlette's test client, an ``httpx.Client`` whose transport calls the app direc
 Bodies are as RFC 7030 §4 writes them: base64 DER PKCS#10 in, base64 DER certs-only CMS out.
 
 Refusals come back as RFC 9457 problem documents and are raised as the matching
-``fleetid.errors`` family, carrying the authority's ``detail``.
+``fleetid.errors`` family, carrying the authority's ``detail``; an authority that cannot be
+reached (refused, timed out, TLS handshake failed) raises ``UnreachableError``.
 """
 
 from __future__ import annotations
@@ -120,8 +121,16 @@ class HttpTransport:
         """Over the network; HTTPS is verified against ``ca_bundle`` (the authority's chain)."""
         verify: ssl.SSLContext | bool = True
         if ca_bundle is not None:
-            verify = ssl.create_default_context(cafile=str(ca_bundle))
-        return cls(httpx.Client(base_url=base_url, verify=verify, timeout=timeout))
+            try:
+                verify = ssl.create_default_context(cafile=str(ca_bundle))
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise errors.ConfigError(
+                    f"cannot use {ca_bundle} as the authority's CA bundle: {exc}"
+                ) from exc
+        try:
+            return cls(httpx.Client(base_url=base_url, verify=verify, timeout=timeout))
+        except httpx.InvalidURL as exc:
+            raise errors.ConfigError(f"{base_url!r} is not a URL: {exc}") from exc
 
     @classmethod
     def in_process(cls, app: Any, base_url: str = "http://fleetid.invalid") -> HttpTransport:
@@ -131,22 +140,30 @@ class HttpTransport:
     def close(self) -> None:
         self._client.close()
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            url = self._client.base_url.join(path)
+            raise errors.UnreachableError(f"cannot reach {url}: {exc}") from exc
+
     def challenge(self, device_id: str | None = None) -> bytes:
         body = {} if device_id is None else {"device_id": device_id}
-        response = self._client.post(CHALLENGE_PATH, json=body)
+        response = self._send("POST", CHALLENGE_PATH, json=body)
         _raise_for_problem(response)
         text = str(response.json()["nonce"])
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
     def cacerts(self) -> list[x509.Certificate]:
-        response = self._client.get(f"{_EST}/cacerts")
+        response = self._send("GET", f"{_EST}/cacerts")
         _raise_for_problem(response)
         return _certificates(response.content)
 
     def _post_csr(
         self, operation: str, csr_der: bytes, headers: dict[str, str]
     ) -> x509.Certificate:
-        response = self._client.post(
+        response = self._send(
+            "POST",
             f"{_EST}/{operation}",
             content=base64.encodebytes(csr_der),
             headers={"Content-Type": _PKCS10, "Content-Transfer-Encoding": "base64", **headers},
@@ -165,7 +182,8 @@ class HttpTransport:
         return self._post_csr("simplereenroll", csr_der, headers)
 
     def release(self, body: bytes, proof: CredentialProof) -> list[str]:
-        response = self._client.post(
+        response = self._send(
+            "POST",
             RELEASE_PATH,
             content=body,
             headers={PROOF_HEADER: proof.header(), "Content-Type": "text/plain"},

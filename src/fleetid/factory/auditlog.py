@@ -342,6 +342,7 @@ class AuditLogReader:
 
     def prove_serial(self, serial: str) -> dict[str, Any]:
         """A device's entries with inclusion proofs against the latest checkpoint, as JSON data.
+        ``serial`` matches in either case; the answer names the serial as the log wrote it.
 
         A third party checks each entry by hashing ``leaf`` (UTF-8) with ``leaf_hash``, running
         ``verify_inclusion`` against the root in ``checkpoint`` and verifying that note's
@@ -350,7 +351,9 @@ class AuditLogReader:
         with self._read() as conn:
             tree = self._synced_tree(conn)
             row = self._latest_checkpoint_row(conn)
-            query = select(audit_entries).where(audit_entries.c.serial == serial)
+            # Serials are hex; an operator types either case (indexed lookups, no full scan).
+            spellings = {serial, serial.upper(), serial.lower()}
+            query = select(audit_entries).where(audit_entries.c.serial.in_(spellings))
             rows = conn.execute(query.order_by(audit_entries.c.seq)).all()
         if row is None:
             raise StoreError("the audit log has no checkpoint yet")
@@ -373,7 +376,7 @@ class AuditLogReader:
             )
         return {
             "origin": self.origin,
-            "serial": serial,
+            "serial": rows[0].serial if rows else serial,
             "tree_size": head.size,
             "root_hash_b64": base64.b64encode(head.root_hash).decode("ascii"),
             "checkpoint": note.decode("utf-8"),
@@ -395,19 +398,20 @@ class AuditLogReader:
         successive checkpoints (an RFC 6962 proof from the recomputed tree, checked by the RFC
         9162 verifier), that no entry lies beyond the last signed checkpoint, and the same for
         any ``published`` checkpoint notes. Raises ``LogTamperedError`` whose ``index`` is the
-        first altered, deleted or reordered entry found (when a checkpoint mismatch only bounds
-        it, the first entry that checkpoint newly covers).
+        first altered, deleted or reordered entry found. A checkpoint mismatch only bounds the
+        bad entry to the range that checkpoint newly covers: an entry found bad in that range by
+        its own content is named instead; otherwise the range's first entry is.
         """
         with self._read() as conn:
             rows = conn.execute(select(audit_entries).order_by(audit_entries.c.seq)).all()
             checkpoint_rows = conn.execute(
                 select(audit_checkpoints).order_by(audit_checkpoints.c.tree_size)
             ).all()
-        first: list[tuple[int, str]] = []
+        # (first index, message, end of the range it bounds or None for that very entry)
+        findings: list[tuple[int, str, int | None]] = []
 
-        def flag(index: int, message: str) -> None:
-            if not first or index < first[0][0]:
-                first[:] = [(index, message)]
+        def flag(index: int, message: str, until: int | None = None) -> None:
+            findings.append((index, message, until))
 
         tree = MerkleTree()
         for position, row in enumerate(rows):
@@ -430,10 +434,18 @@ class AuditLogReader:
             try:
                 head = open_checkpoint(row.note.encode("utf-8"), public_key, self.origin)
             except VerificationError as exc:
-                flag(covered_from, f"checkpoint at size {row.tree_size} is not valid: {exc}")
+                flag(
+                    covered_from,
+                    f"checkpoint at size {row.tree_size} is not valid: {exc}",
+                    row.tree_size,
+                )
                 continue
             if head.size != row.tree_size or head.root_hash != bytes(row.root_hash):
-                flag(covered_from, f"checkpoint row {row.tree_size} differs from its signed note")
+                flag(
+                    covered_from,
+                    f"checkpoint row {row.tree_size} differs from its signed note",
+                    row.tree_size,
+                )
             if previous is not None and previous.size > 0 and head.size <= tree.size:
                 try:
                     verify_consistency(
@@ -448,6 +460,7 @@ class AuditLogReader:
                         matched,
                         f"checkpoint at size {head.size} is not consistent with the checkpoint "
                         f"at size {previous.size} over the stored entries",
+                        head.size,
                     )
             if head.size > tree.size:
                 flag(tree.size, f"missing: the checkpoint at size {head.size} covers it")
@@ -456,6 +469,7 @@ class AuditLogReader:
                     matched,
                     f"the entries {matched}..{head.size - 1} do not match the signed checkpoint "
                     f"at size {head.size} (the first bad entry is among them)",
+                    head.size,
                 )
             else:
                 matched = max(matched, head.size)
@@ -469,9 +483,19 @@ class AuditLogReader:
             if head.size > tree.size:
                 flag(tree.size, f"missing: a published checkpoint at size {head.size} covers it")
             elif tree.root(head.size) != head.root_hash:
-                flag(0, f"the log does not match the published checkpoint at size {head.size}")
-        if first:
-            index, message = first[0]
+                flag(
+                    0,
+                    f"the log does not match the published checkpoint at size {head.size}",
+                    head.size,
+                )
+        precise = [(i, message) for i, message, until in findings if until is None]
+        bounded = [
+            (i, message)
+            for i, message, until in findings
+            if until is not None and not any(i <= j < until for j, _ in precise)
+        ]
+        if precise or bounded:
+            index, message = min(precise + bounded, key=lambda finding: finding[0])
             raise LogTamperedError(message, index)
         return VerificationReport(
             entries=len(rows),

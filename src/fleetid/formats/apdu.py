@@ -31,6 +31,7 @@ __all__ = [
     "ResponseApdu",
     "parse_command",
     "parse_response",
+    "status_word_meaning",
 ]
 
 SHORT_MAX_NC = 255
@@ -67,6 +68,46 @@ class SW(IntEnum):
     INS_NOT_SUPPORTED = 0x6D00
     CLA_NOT_SUPPORTED = 0x6E00
     NO_PRECISE_DIAGNOSIS = 0x6F00
+
+
+# What each status word means, in words (ISO 7816-4 §5.6 tables 5 and 6; GP Card Spec §11).
+_MEANINGS: dict[int, str] = {
+    SW.OK: "command completed",
+    SW.VERIFICATION_FAILED: "authentication failed (wrong key or cryptogram)",
+    SW.MEMORY_FAILURE: "memory failure",
+    SW.WRONG_LENGTH: "wrong length",
+    SW.LOGICAL_CHANNEL_NOT_SUPPORTED: "logical channel not supported",
+    SW.SECURE_MESSAGING_NOT_SUPPORTED: "secure messaging not supported",
+    SW.LAST_COMMAND_OF_CHAIN_EXPECTED: "the last command of the chain was expected",
+    SW.CHAINING_NOT_SUPPORTED: "command chaining not supported",
+    SW.SECURITY_STATUS_NOT_SATISFIED: "security status not satisfied (no secure channel "
+    "or a locked card)",
+    SW.AUTH_METHOD_BLOCKED: "authentication method blocked",
+    SW.REFERENCE_DATA_NOT_USABLE: "reference data not usable",
+    SW.CONDITIONS_NOT_SATISFIED: "conditions of use not satisfied (wrong life-cycle state)",
+    SW.COMMAND_NOT_ALLOWED: "command not allowed",
+    SW.SM_DATA_OBJECTS_MISSING: "secure messaging data objects missing",
+    SW.SM_DATA_OBJECTS_INCORRECT: "secure messaging data objects incorrect",
+    SW.INCORRECT_DATA: "incorrect data in the command",
+    SW.FUNCTION_NOT_SUPPORTED: "function not supported",
+    SW.FILE_NOT_FOUND: "application or file not found",
+    SW.NOT_ENOUGH_MEMORY: "not enough memory",
+    SW.INCORRECT_P1P2: "incorrect parameters P1-P2",
+    SW.REFERENCED_DATA_NOT_FOUND: "the referenced key or data object is not on the card",
+    SW.WRONG_P1P2: "wrong parameters P1-P2",
+    SW.INS_NOT_SUPPORTED: "instruction not supported",
+    SW.CLA_NOT_SUPPORTED: "class not supported",
+    SW.NO_PRECISE_DIAGNOSIS: "no precise diagnosis",
+}
+
+
+def status_word_meaning(sw: int) -> str:
+    """A status word in words, for people (ISO 7816-4 §5.6); unknown ones by their group."""
+    if sw in _MEANINGS:
+        return _MEANINGS[sw]
+    if sw & 0xFF00 == 0x6300 or sw & 0xFF00 == 0x6200:
+        return "warning"
+    return "error"
 
 
 class MalformedApduError(EncodingError):

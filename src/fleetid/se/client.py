@@ -30,6 +30,7 @@ from fleetid.formats.apdu import (
     CommandApdu,
     parse_command,
     parse_response,
+    status_word_meaning,
 )
 from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.tlv import TlvError, decode_tlv, decode_tlvs, encode_dgi, find_tlv
@@ -143,8 +144,8 @@ _SESSION_ENDING = frozenset(
 
 
 def error_for_sw(sw: int, message: str = "") -> SecureElementError:
-    """The typed error for a status word."""
-    return _ERRORS.get(sw, SecureElementError)(sw, message)
+    """The typed error for a status word, which it also states in words."""
+    return _ERRORS.get(sw, SecureElementError)(sw, message, meaning=status_word_meaning(sw))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,4 +1,9 @@
-"""The demo: each capability adds its stage, and the stages run in order on embedded defaults."""
+"""The demo: each capability adds its stage, and the stages run in order on embedded defaults.
+
+Every failure the demo causes on purpose (a short activation, a defective or cloned chip, a
+tampered image, a glitch, a revocation, a revoked AA) is a drill, and its line and report row
+say so (``drill``), so that nobody reading the output takes it for a fault of the run.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-__all__ = ["DemoContext", "run_demo"]
+__all__ = ["DEMO_MAX_DEVICES", "DemoContext", "drill", "run_demo"]
+
+DEMO_MAX_DEVICES = 10_000  # a demo, not a load test: benchmarks/ measure rates
+
+
+def drill(text: str) -> str:
+    """``text`` labelled as a fault the demo injected on purpose."""
+    return f"drill: {text}"
 
 
 @dataclass
@@ -46,6 +58,10 @@ def _stages() -> list[tuple[str, Stage]]:
 
 
 def run_demo(devices: int = 5) -> int:
+    from fleetid.errors import ConfigError
+
+    if not 1 <= devices <= DEMO_MAX_DEVICES:
+        raise ConfigError(f"the demo makes 1 to {DEMO_MAX_DEVICES} devices, not {devices}")
     ctx = DemoContext(devices=devices)
     logging.basicConfig(
         level=logging.WARNING,

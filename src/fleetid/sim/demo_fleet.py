@@ -42,7 +42,7 @@ from fleetid.device.truststore import TrustStore
 from fleetid.errors import AuthenticationError
 from fleetid.policy import CredentialType
 from fleetid.se.client import SecureElementClient
-from fleetid.sim.demo import DemoContext
+from fleetid.sim.demo import DemoContext, drill
 from fleetid.sim.software_line import SoftwareLine
 from fleetid.store.repositories import ManifestRecord
 from fleetid.store.schema import CertificateStatus
@@ -193,14 +193,13 @@ def _run(ctx: DemoContext, clock: ManualClock, root_dir: Path) -> None:
         f"  {len(agents)} devices enrolled at {enrol_rate:.0f}/s; a year simulated in "
         f"{year_seconds:.1f} s ({refreshes} refreshes); issuing CA rolled on day "
         f"{_ROLL_ISSUING_ON}; {len(cohort)} re-keyed; {moved} moved to Fleet B; "
-        f"{len(revoked_ids)} revoked"
+        f"{drill(f'{len(revoked_ids)} revoked for key compromise on day 300')}"
     )
     console.print(f"  current issuers: {', '.join(sorted(issuers))}")
     ctx.record("fleet: devices enrolled by attestation", str(len(agents)))
     ctx.record("fleet: refreshes in a simulated year", str(refreshes))
-    ctx.record(
-        "fleet: re-keyed / moved to B / revoked", f"{len(cohort)} / {moved} / {len(revoked_ids)}"
-    )
+    ctx.record("fleet: re-keyed / moved to B", f"{len(cohort)} / {moved}")
+    ctx.record(drill("fleet: revoked for key compromise"), str(len(revoked_ids)))
     ctx.record("fleet A certificates valid / revoked", f"{valid} / {revoked}")
     for authority in (a, b):
         authority.transport.close()

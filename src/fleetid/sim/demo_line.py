@@ -38,7 +38,7 @@ from fleetid.factory.line import HsmSessionKeys, ManifestEntry, UnitState, open_
 from fleetid.hsm.base import Hsm
 from fleetid.se.client import SecureElementClient
 from fleetid.se.scp03 import StaticKeys
-from fleetid.sim.demo import DemoContext
+from fleetid.sim.demo import DemoContext, drill
 from fleetid.sim.wafer import Defect, Wafer
 
 __all__ = ["DemoLine", "stage_ceremony_and_line"]
@@ -94,7 +94,7 @@ def stage_ceremony_and_line(ctx: DemoContext) -> None:
     try:
         ceremony.activate(data, two, clock=clock)
     except CeremonyError as refused:
-        console.print(f"  [red]activation with 2 of 5 refused[/red]: {refused}")
+        console.print(f"  {drill('[red]activation with 2 of 5 refused[/red]')}: {refused}")
     else:  # pragma: no cover - a 2-of-5 activation must never succeed
         raise CeremonyError("a 2-of-5 activation succeeded")
     three = ceremony.read_shares([outcome.share_files[i] for i in (0, 2, 4)])
@@ -122,8 +122,8 @@ def stage_ceremony_and_line(ctx: DemoContext) -> None:
         if entry.state is UnitState.SECURED:
             detail = f"IDevID {entry.idevid_fingerprint and entry.idevid_fingerprint[:16]}…"
             style = "green"
-        else:
-            detail = entry.reason or ""
+        else:  # the defective and the cloned chip fabricated above
+            detail = drill(entry.reason or "")
             style = "yellow"
         console.print(
             f"  {entry.unit} {entry.serial} [{style}]{entry.state.value}[/{style}] {detail}"
@@ -160,10 +160,13 @@ def stage_ceremony_and_line(ctx: DemoContext) -> None:
     # The factory's files go when the demo lets go of it.
     weakref.finalize(demo_line, shutil.rmtree, root, True)
     ctx.state["line"] = demo_line
-    ctx.record("ceremony", f"{record.threshold}-of-{record.total}; 2-of-5 activation refused")
     ctx.record(
-        "line: secured / quarantined / duplicate refused",
-        f"{report.secured} / {report.quarantined} / {report.duplicates}",
+        "ceremony", f"{record.threshold}-of-{record.total}; {drill('2-of-5 activation refused')}"
+    )
+    ctx.record("line: secured", str(report.secured))
+    ctx.record(
+        drill("line: defective chip quarantined / cloned serial refused"),
+        f"{report.quarantined} / {report.duplicates}",
     )
     ctx.record("line throughput (demo, one process)", f"{report.processed / elapsed:.0f} devices/s")
     ctx.record("audit log entries verified", str(verified.entries))

@@ -47,7 +47,7 @@ from fleetid.revocation.crl import publisher_for
 from fleetid.revocation.filter import CertificateRevokedError
 from fleetid.revocation.ocsp import OcspResponder
 from fleetid.revocation.publish import FilterPublisher, filter_directory
-from fleetid.sim.demo import DemoContext
+from fleetid.sim.demo import DemoContext, drill
 
 __all__ = ["stage_revocation"]
 
@@ -262,7 +262,10 @@ def _run(ctx: DemoContext, clock: ManualClock, root_dir: Path) -> None:
         ("offline: filter push arrives", {p: _converged(fleet, revoked, p) for p in profiles})
     )
 
-    table = Table(title="devices that reject exactly the revoked peers", expand=False)
+    table = Table(
+        title=drill("one device per profile revoked; devices that reject exactly those peers"),
+        expand=False,
+    )
     table.add_column("moment")
     for profile in profiles:
         table.add_column(profile.value, justify="right")
@@ -274,14 +277,15 @@ def _run(ctx: DemoContext, clock: ManualClock, root_dir: Path) -> None:
     )
     console.print(table)
     console.print(
-        f"  revoked: {', '.join(sorted(revoked))}; filter push: {push.kind.name.lower()} at "
-        f"watermark {push.watermark}, {len(push.data)} bytes; a revoked device's old OCSP "
-        f"staple: {replay}"
+        f"  {drill('revoked (keyCompromise)')}: {', '.join(sorted(revoked))}; "
+        f"filter push: {push.kind.name.lower()} at watermark {push.watermark}, "
+        f"{len(push.data)} bytes; "
+        f"{drill('a revoked device replays its old OCSP staple')}: {replay}"
     )
     for profile in profiles:
         ctx.record(f"revocation: {profile.value} devices converged", rows[-1][1][profile])
         ctx.record(f"revocation: {profile.value} bytes transferred", f"{traffic[profile]:,}")
-    ctx.record("revocation: old OCSP staple of a revoked device", replay)
+    ctx.record(drill("revocation: old OCSP staple of a revoked device"), replay)
     for key, values in (("right after revocation", rows[1][1]), ("after next contact", rows[2][1])):
         ctx.record(
             f"revocation: converged {key} (always-on / intermittent / offline)",

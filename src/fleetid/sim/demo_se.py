@@ -23,7 +23,7 @@ from fleetid.formats.attestation import KEY_PROPERTIES_OID, KeyUsage, decode_key
 from fleetid.formats.mcuboot import build_image
 from fleetid.se.card import TamperEvent, manufacture_test_card
 from fleetid.se.client import SecureElementClient
-from fleetid.sim.demo import DemoContext
+from fleetid.sim.demo import DemoContext, drill
 from fleetid.sim.demo_line import DemoLine
 
 __all__ = ["stage_secure_element"]
@@ -82,12 +82,13 @@ def stage_secure_element(ctx: DemoContext) -> None:
             refused += 1
         console.print(
             f"  device {device.serial}: key {key.handle} attested to the manufacturer root, "
-            f"signed, ECDH; image booted; tampered image "
+            f"signed, ECDH; image booted; {drill('tampered image')} "
             f"{'refused' if refused == booted else 'NOT refused'}"
         )
 
-    # A bench sample (not a fleet device) has its glitch detector fire.
+    # A bench sample (not a fleet device) has its glitch detector fire; the card logs a warning.
     victim = manufacture_test_card(firmware_key=firmware.public_key()).card
+    console.print(f"  {drill('glitching a bench sample; its tamper warning follows')}")
     victim.tamper(TamperEvent.GLITCH)
     try:
         SecureElementClient(victim).select_identity()
@@ -95,11 +96,13 @@ def stage_secure_element(ctx: DemoContext) -> None:
     except SecureElementError as exc:
         zeroised = f"yes (SELECT answers {exc.sw:04X})"
     console.print(
-        f"  bench sample {victim.chip_serial.hex().upper()} glitched, zeroised: {zeroised}"
+        f"  {drill('bench sample')} {victim.chip_serial.hex().upper()} glitched, "
+        f"zeroised: {zeroised}"
     )
 
     ctx.record("secure elements exercised", str(len(line.devices)))
     ctx.record("keys generated on card and attested", str(attested))
     ctx.record("sign + ECDH by handle verified", str(signed))
-    ctx.record("signed images booted / tampered refused", f"{booted} / {refused}")
-    ctx.record("tampered chip zeroised", zeroised)
+    ctx.record("signed images booted", str(booted))
+    ctx.record(drill("tampered images refused"), str(refused))
+    ctx.record(drill("glitched bench sample zeroised"), zeroised)

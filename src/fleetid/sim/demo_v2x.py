@@ -27,7 +27,7 @@ from fleetid.errors import VerificationError
 from fleetid.factory.line import CANONICAL_KEY_HANDLE
 from fleetid.se.client import SecureElementSigner
 from fleetid.se.state import Curve
-from fleetid.sim.demo import DemoContext
+from fleetid.sim.demo import DemoContext, drill
 from fleetid.sim.software_line import SoftwareLine
 
 __all__ = ["stage_v2x"]
@@ -107,7 +107,7 @@ def _cohort(ctx: DemoContext, family: CurveFamily) -> None:
         f"{len(imported.imported)} canonical keys imported from the line manifest): "
         f"{ea_stats.get('enrolment.ok', 0)} ECs, {aa_stats.get('authorization.ok', 0)} ATs, "
         f"{verified} CAM verifications by neighbours over {len(pseudonyms)} pseudonyms, "
-        f"{rejected}/{len(stations)} CAMs refused once the AA is on the CA CRL"
+        f"{drill(f'{rejected}/{len(stations)} CAMs refused once the AA is on the CA CRL')}"
     )
     ctx.record(
         f"v2x {family.name}: canonical keys imported from the line manifest (SE-attested)",
@@ -119,7 +119,8 @@ def _cohort(ctx: DemoContext, family: CurveFamily) -> None:
     )
     ctx.record(f"v2x {family.name}: CAMs verified by neighbours", str(verified))
     ctx.record(
-        f"v2x {family.name}: CAMs refused after AA revocation", f"{rejected}/{len(stations)}"
+        drill(f"v2x {family.name}: CAMs refused after AA revocation"),
+        f"{rejected}/{len(stations)}",
     )
 
 

@@ -16,12 +16,18 @@ misbehaving *inside* the chip, so every response is still properly protected by 
 * ``store-data-fails``: STORE DATA answers 6A84 (not enough memory).
 
 A clone (``clones``) is a second chip fabricated with another unit's serial.
+
+A factory keeps many lots side by side under one wafer directory, each in its own subdirectory
+named after the lot (``<factory>/wafer/<LOT>/``, ``lot_directory``); a wafer directory that is
+itself a lot (``wafer.json`` at its top, as single-lot factories wrote it) still serves that lot.
+``open_lot_of`` finds the lot that holds a unit (``<LOT>-NNNNNN``) from either kind of directory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -29,6 +35,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetid.crypto.symmetric import aes_encrypt_block
+from fleetid.errors import ConfigError, NotFoundError
 from fleetid.formats.apdu import SW, CommandApdu
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
 from fleetid.se.applets.boot import BootApplet
@@ -38,11 +45,14 @@ from fleetid.se.card import SecureElement
 from fleetid.se.keystore import SealedFlash, Silicon
 from fleetid.se.scp03 import StaticKeys
 
-__all__ = ["TRANSPORT_KVN", "Defect", "Wafer", "WaferUnit"]
+__all__ = ["TRANSPORT_KVN", "Defect", "Wafer", "WaferUnit", "lot_directory", "open_lot_of"]
 
 TRANSPORT_KVN: Final = 0x01
 _FORMAT: Final = "fleetid-wafer/1"
 _LOT_CAPACITY: Final = 1 << 16  # two bytes of die number per lot
+_MANIFEST: Final = "wafer.json"
+# A lot's name is a directory name and the prefix of its unit ids: no separators, no dot first.
+_LOT_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class Defect(StrEnum):
@@ -114,6 +124,14 @@ class Wafer:
     def units(self) -> list[WaferUnit]:
         return [self._units[name] for name in self._order]
 
+    @property
+    def directory(self) -> Path | None:
+        """Where the lot is kept (None: in memory)."""
+        return self._directory
+
+    def __contains__(self, unit: object) -> bool:
+        return unit in self._units
+
     @classmethod
     def fabricate(
         cls,
@@ -129,7 +147,7 @@ class Wafer:
         """Make ``count`` blank cards. ``defects``, ``clones`` and ``ic_serials`` are keyed by
         unit index: ``clones[i] = j`` gives unit ``i`` the chip serial of unit ``j``;
         ``ic_serials[i]`` sets unit ``i``'s 4-byte IC serial outright (a chip of another lot)."""
-        if directory is not None and (directory / "wafer.json").exists():
+        if directory is not None and (directory / _MANIFEST).exists():
             raise FileExistsError(f"{directory} already holds a wafer lot")
         if not 0 < count <= _LOT_CAPACITY:
             raise ValueError(f"a lot holds 1 to {_LOT_CAPACITY} chips, not {count}")
@@ -158,9 +176,14 @@ class Wafer:
 
     @classmethod
     def open(cls, directory: Path) -> Wafer:
-        doc = json.loads((directory / "wafer.json").read_text())
-        if doc.get("format") != _FORMAT:
-            raise ValueError(f"{directory} is not a {_FORMAT} lot")
+        try:
+            doc = json.loads((directory / _MANIFEST).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"no wafer lot in {directory} (no {_MANIFEST})") from None
+        except ValueError as exc:
+            raise ConfigError(f"{directory / _MANIFEST} is not JSON: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
+            raise ConfigError(f"{directory} is not a {_FORMAT} lot")
         units = [
             WaferUnit(
                 unit=u["unit"],
@@ -173,7 +196,9 @@ class Wafer:
 
     def power_on(self, unit: str) -> SecureElement:
         """The card at ``unit``, powered up (reset) as the line finds it."""
-        info = self._units[unit]
+        info = self._units.get(unit)
+        if info is None:
+            raise NotFoundError(f"lot {self.lot} has no unit {unit!r}")
         if self._directory is None:
             card = self._memory[unit]
             card.reset()
@@ -213,4 +238,38 @@ class Wafer:
                 for u in self.units
             ],
         }
-        (self._directory / "wafer.json").write_text(json.dumps(doc, indent=1) + "\n")
+        (self._directory / _MANIFEST).write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def _lot_at(directory: Path) -> str | None:
+    """The name of the lot whose ``wafer.json`` is in ``directory``, if any."""
+    if not (directory / _MANIFEST).is_file():
+        return None
+    return Wafer.open(directory).lot
+
+
+def lot_directory(root: Path, lot: str) -> Path:
+    """Where lot ``lot`` lives under the wafer directory ``root``: ``root/<lot>``, or ``root``
+    itself when that is a single-lot directory holding this very lot."""
+    if not _LOT_NAME.fullmatch(lot):
+        raise ConfigError(
+            f"a lot name is 1 to 64 letters, digits, '-', '_' or '.', not starting with a "
+            f"separator: {lot!r}"
+        )
+    return root if _lot_at(root) == lot else root / lot
+
+
+def open_lot_of(root: Path, unit: str) -> Wafer:
+    """The lot holding ``unit`` (``<LOT>-NNNNNN``): ``root`` is a lot or a directory of lots."""
+    if _lot_at(root) is None and not root.is_dir():
+        raise ConfigError(f"no wafer directory at {root}")
+    lot, _, index = unit.rpartition("-")
+    candidates = [root] if _lot_at(root) is not None else []
+    if lot and index.isdigit() and _LOT_NAME.fullmatch(lot):
+        candidates.append(root / lot)
+    for directory in candidates:
+        if (directory / _MANIFEST).is_file():
+            wafer = Wafer.open(directory)
+            if unit in wafer:
+                return wafer
+    raise NotFoundError(f"no unit {unit!r} in the wafer lots under {root}")

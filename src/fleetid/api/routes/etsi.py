@@ -30,7 +30,7 @@ from fleetid.authority.v2x.ea import EnrolmentAuthority
 from fleetid.authority.v2x.on_disk import has_v2x, open_v2x
 from fleetid.clock import Clock
 from fleetid.config import V2X_PASSPHRASE_ENV, Settings
-from fleetid.errors import ConfigError, EncodingError
+from fleetid.errors import EncodingError, HsmNotActivatedError
 
 __all__ = [
     "ITS_REQUEST",
@@ -40,6 +40,7 @@ __all__ = [
     "install",
     "router",
     "services_for",
+    "v2x_unavailable_reason",
 ]
 
 V2X_PREFIX: Final = "/v2x"
@@ -60,6 +61,19 @@ class V2xServices:
     aa: AuthorizationAuthority | None = None
     ctl: Callable[[], bytes] | None = None
     crl: Callable[[], bytes] | None = None
+    # Why the hierarchy this data dir holds is not served (its key store is locked): every
+    # V2X route answers 503 with this, and the rest of the authority serves on.
+    unavailable: str | None = None
+
+
+def v2x_unavailable_reason(settings: Settings) -> str | None:
+    """Why ``settings.data_dir``'s V2X hierarchy cannot be served, or None (served, or none)."""
+    if has_v2x(Path(settings.data_dir)) and settings.v2x_passphrase is None:
+        return (
+            f"{settings.data_dir} holds a V2X hierarchy but {V2X_PASSPHRASE_ENV} is not set: "
+            "its key store stays locked"
+        )
+    return None
 
 
 def services_for(settings: Settings, clock: Clock) -> V2xServices | None:
@@ -69,9 +83,7 @@ def services_for(settings: Settings, clock: Clock) -> V2xServices | None:
     if not has_v2x(Path(settings.data_dir)):
         return None
     if settings.v2x_passphrase is None:
-        raise ConfigError(
-            f"{settings.data_dir} holds a V2X hierarchy: set {V2X_PASSPHRASE_ENV} to serve it"
-        )
+        return V2xServices(unavailable=v2x_unavailable_reason(settings))
     store = open_v2x(Path(settings.data_dir), passphrase=settings.v2x_passphrase, clock=clock)
     return V2xServices(
         ea=store.hierarchy.ea,
@@ -89,6 +101,9 @@ def install(app: FastAPI, services: V2xServices) -> None:
 
 async def _services(request: Request) -> V2xServices:
     services: V2xServices = request.app.state.v2x
+    if services.unavailable is not None:
+        # 503: the keys are there but locked, as an HSM awaiting activation.
+        raise HsmNotActivatedError(services.unavailable)
     return services
 
 

@@ -27,10 +27,12 @@ from fleetid.policy import CredentialType
 from fleetid.store.repositories import Repositories, TokenRecord
 from fleetid.store.schema import DeviceStatus
 
-__all__ = ["IssuedToken", "TokenProvisioner", "create_token"]
+__all__ = ["TOKEN_TTL_MAX", "IssuedToken", "TokenProvisioner", "create_token"]
 
 _USER_PREFIX = "t-"
 _DEVICE_ID_MAX = 128
+# A one-time secret waits for its device at most this long; issue a new one for a later shipment.
+TOKEN_TTL_MAX = timedelta(days=365)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,8 +58,11 @@ def create_token(tx: Repositories, *, device_id: str, clock: Clock, ttl: timedel
         raise ConfigError(f"a device id is 1-{_DEVICE_ID_MAX} printable characters")
     if ":" in device_id:
         raise ConfigError("a device id has no ':'")
-    if ttl <= timedelta(0):
-        raise ConfigError("a token's lifetime is positive")
+    if not timedelta(0) < ttl <= TOKEN_TTL_MAX:
+        raise ConfigError(
+            f"a token's lifetime is positive and at most {TOKEN_TTL_MAX.days} days "
+            f"({int(TOKEN_TTL_MAX.total_seconds())} s)"
+        )
     now = clock.now()
     device = tx.devices.get(device_id)
     if device is None:
