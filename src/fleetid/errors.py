@@ -9,6 +9,7 @@ one place. The tree::
     │   └── ProfileError       well-formed bytes that break their message profile (ETSI)
     ├── VerificationError      a signature, MAC, cryptogram, hash or proof that does not verify
     │   ├── LogTamperedError   the audit log was altered; ``index`` names the first bad entry
+    │   ├── CertificateRevokedError a revocation artefact (filter, OCSP, linked CRL) says revoked
     │   └── AuthenticationError a presented credential (token, certificate) does not authenticate
     ├── SecureElementError     a secure element answered an ISO 7816 status word other than 9000
     │   └── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
@@ -28,6 +29,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "CeremonyError",
+    "CertificateRevokedError",
     "ConfigError",
     "EncodingError",
     "FleetIdError",
@@ -68,6 +70,11 @@ class ProfileError(EncodingError):
 
 class VerificationError(FleetIdError):
     """A signature, MAC, cryptogram, hash or proof that does not verify."""
+
+
+class CertificateRevokedError(VerificationError):
+    """A revocation artefact (the filter, an OCSP answer, a linked CRL) says the certificate is
+    revoked."""
 
 
 class LogTamperedError(VerificationError):

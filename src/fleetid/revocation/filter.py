@@ -36,7 +36,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.signer import Signer, hash_for_curve, verify_signature
-from fleetid.errors import PolicyError, StoreError, VerificationError
+from fleetid.errors import CertificateRevokedError, PolicyError, StoreError, VerificationError
 from fleetid.revocation.filter_format import (
     MAX_FINGERPRINT_BITS,
     FilterHeader,
@@ -532,10 +532,6 @@ class Verdict(enum.Enum):
     VALID = "valid"
     REVOKED = "revoked"
     NOT_COVERED = "not covered"
-
-
-class CertificateRevokedError(VerificationError):
-    """The filter chain says the certificate is revoked."""
 
 
 class NotCoveredError(VerificationError):
