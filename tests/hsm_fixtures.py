@@ -117,9 +117,11 @@ def backend_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> It
             reopen=lambda: track(SoftwareHsm.open(store)),
         )
     else:
+        # The SoftHSM2 configuration first: it skips (or fails under CI) without SoftHSM2 or
+        # python-pkcs11, which the import below needs.
+        conf = request.getfixturevalue("softhsm_conf")
         from fleetid.hsm.pkcs11 import Pkcs11Hsm
 
-        conf = request.getfixturevalue("softhsm_conf")
         token, module = make_softhsm(conf)
         state = tmp_path / "pkcs11-activation.json"
         result = Backend(

@@ -25,6 +25,7 @@ from pkilint.validation import ValidationFindingSeverity
 from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.codec.der import encoder as der_encoder
 from tests.mutations import KINDS, mutate, outcome
+from tests.optional import require_tool
 
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import EncodingError, VerificationError
@@ -165,7 +166,7 @@ def test_pkilint_does_flag_a_broken_profile() -> None:
 def test_openssl_verifies_the_chain(chain: dict[str, x509.Certificate], tmp_path: Path) -> None:
     done = subprocess.run(
         [
-            "openssl",
+            require_tool("openssl"),
             "verify",
             "-x509_strict",
             "-attime",

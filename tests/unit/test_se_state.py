@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.mutations import KINDS, mutate, outcome
+from tests.optional import require_tool
 
 from fleetid.errors import EncodingError, StoreError
 from fleetid.formats import attestation
@@ -230,22 +231,30 @@ def test_key_properties_encoder_is_asn1tools(
     assert decode_key_properties(encode_key_properties(p)) == p
 
 
+_TCB_INFO = TcbInfo(
+    vendor="fleetid",
+    model="se",
+    version="1.2.3",
+    svn=7,
+    fwids=(Fwid(hash_alg=OID_SHA256, digest=bytes(32)),),
+)
+
+
 def test_tcb_info_matches_tcg_structure() -> None:
-    t = TcbInfo(
-        vendor="fleetid",
-        model="se",
-        version="1.2.3",
-        svn=7,
-        fwids=(Fwid(hash_alg=OID_SHA256, digest=bytes(32)),),
-    )
-    der = encode_tcb_info(t)
-    assert decode_tcb_info(der) == t
+    der = encode_tcb_info(_TCB_INFO)
+    assert decode_tcb_info(der) == _TCB_INFO
     # Implicit context tags [0] vendor, [1] model, [2] version, [3] svn, [6] fwids (constructed).
     assert der.startswith(bytes.fromhex("3048 8007") + b"fleetid")
     assert bytes.fromhex("830107 A62F 302D 0609 608648016503040201 0420") in der
-    # OpenSSL, as an independent decoder, sees the same structure.
+
+
+def test_openssl_decodes_the_tcb_info_structure() -> None:
+    """OpenSSL, as an independent decoder, sees the same structure."""
     out = subprocess.run(
-        ["openssl", "asn1parse", "-inform", "DER"], input=der, capture_output=True, check=True
+        [require_tool("openssl"), "asn1parse", "-inform", "DER"],
+        input=encode_tcb_info(_TCB_INFO),
+        capture_output=True,
+        check=True,
     ).stdout.decode()
     assert "cont [ 6 ]" in out and ":sha256" in out
 
