@@ -30,12 +30,16 @@ REALM: Final = 'Basic realm="fleetid EST", charset="UTF-8"'
 _FAMILIES: Final[tuple[tuple[type[errors.FleetIdError], int, str, str], ...]] = (
     (errors.AuthenticationError, 401, "unauthenticated", "Credential not accepted"),
     (errors.NotFoundError, 404, "not-found", "No such record"),
+    (errors.UnsupportedMediaTypeError, 415, "unsupported-media-type", "Media type not accepted"),
+    (errors.BodyTooLargeError, 413, "body-too-large", "Request body too large"),
     (errors.ProfileError, 400, "bad-profile", "Request breaks its profile"),
     (errors.EncodingError, 400, "bad-encoding", "Request body does not parse"),
     (errors.VerificationError, 400, "verification-failed", "Signature does not verify"),
+    (errors.LimitExceededError, 429, "too-many", "Too many outstanding requests"),
     (errors.PolicyError, 403, "policy-refused", "Refused by policy"),
     (errors.StoreError, 409, "store-conflict", "Conflicting state"),
     (errors.HsmError, 503, "hsm-unavailable", "Signing unavailable"),
+    (errors.NotConfiguredError, 503, "not-configured", "Not configured here"),
     (errors.ConfigError, 500, "misconfigured", "Authority misconfigured"),
     (errors.FleetIdError, 500, "internal", "Internal error"),
 )

@@ -1,9 +1,10 @@
 """The ``Fleetid-Proof`` header: a request signed by the device's current credential.
 
 Shared by the device (``fleetid.device``), which makes proofs with its SE, and the authority
-(``fleetid.authority.lifecycle``), which verifies them. uvicorn does not hand the TLS client
-certificate to the application, so refresh, re-key and release are authenticated by a signature
-over the request instead, the same over HTTP on loopback, HTTPS or in process::
+(``fleetid.authority.lifecycle``), which verifies them. Refresh and re-key may instead be
+authenticated by TLS with the current certificate (RFC 7030 §3.3.2); this signature over the
+request and a fresh challenge works wherever TLS client authentication does not (an SE-held key
+the TLS stack cannot use, HTTP on loopback, in process), and authenticates release::
 
     Fleetid-Proof: v1; serial=<40 hex>; nonce=<base64url>; sig=<base64url DER ECDSA>
 

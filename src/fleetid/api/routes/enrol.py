@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from fleetid.api.writes import write
 from fleetid.authority.lifecycle import LifecycleService
-from fleetid.errors import AuthenticationError, EncodingError
+from fleetid.errors import AuthenticationError, EncodingError, NotConfiguredError
 from fleetid.formats.proof import CHALLENGE_PATH, PROOF_HEADER, RELEASE_PATH
 
 __all__ = ["install", "router"]
@@ -53,7 +53,7 @@ def install(app: FastAPI, service: LifecycleService) -> None:
 async def _service(request: Request) -> LifecycleService:
     service = request.app.state.enrolment
     if not isinstance(service, LifecycleService):
-        raise EncodingError("this authority has no lifecycle service")
+        raise NotConfiguredError("this authority has no lifecycle service")
     return service
 
 
