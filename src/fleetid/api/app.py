@@ -6,7 +6,9 @@ from fastapi import FastAPI
 
 from fleetid import __version__
 from fleetid.api import est, writes
+from fleetid.api.body_limits import BodyLimit
 from fleetid.api.errors import install_error_handlers
+from fleetid.api.head_requests import HeadAsGet
 from fleetid.api.routes import crl, enrol, etsi, ocsp
 from fleetid.api.routes import filter as filter_routes
 from fleetid.authority.fleet_ca import FleetCa
@@ -33,6 +35,8 @@ def create_app(
     app.state.settings = settings
     app.state.ca = ca
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)  # one body limit per route, enforced while reading
+    app.add_middleware(HeadAsGet)
     writes.install(app, ca.store)  # enrolment's transactions are group-committed
     app.include_router(est.router)
     # EST plus attestation-gated enrolment, refresh/re-key proofs and release (/enrol/...).

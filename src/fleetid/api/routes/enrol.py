@@ -14,7 +14,7 @@ Handlers parse and format; ``fleetid.authority.lifecycle.LifecycleService`` deci
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Final
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, Field, ValidationError
@@ -25,8 +25,6 @@ from fleetid.errors import AuthenticationError, EncodingError, NotConfiguredErro
 from fleetid.formats.proof import CHALLENGE_PATH, PROOF_HEADER, RELEASE_PATH
 
 __all__ = ["install", "router"]
-
-_MAX_BODY: Final = 4096
 
 router = APIRouter(tags=["enrolment lifecycle (fleetid)"])
 
@@ -64,8 +62,6 @@ Service = Annotated[LifecycleService, Depends(_service)]
 async def challenge(request: Request, service: Service) -> ChallengeResponse:
     """A single-use nonce for attestation or a credential proof."""
     body = await request.body()
-    if len(body) > _MAX_BODY:
-        raise EncodingError("challenge request too large")
     try:
         parsed = ChallengeRequest.model_validate_json(body) if body.strip() else ChallengeRequest()
     except ValidationError as exc:
@@ -82,8 +78,6 @@ async def challenge(request: Request, service: Service) -> ChallengeResponse:
 async def release(request: Request, service: Service) -> ReleaseResponse:
     """End the device's credentials here (``cessationOfOperation``) before it moves."""
     body = await request.body()
-    if len(body) > _MAX_BODY:
-        raise EncodingError("release request too large")
     proof = request.headers.get(PROOF_HEADER)
     if proof is None:
         raise AuthenticationError(f"release needs a {PROOF_HEADER} header")

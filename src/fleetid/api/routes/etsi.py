@@ -47,7 +47,6 @@ ITS_REQUEST: Final = "application/x-its-request"
 ITS_RESPONSE: Final = "application/x-its-response"
 ITS_CTL: Final = "application/x-its-ctl"
 ITS_CRL: Final = "application/x-its-crl"
-_MAX_BODY: Final = 16 * 1024
 
 router = APIRouter(prefix=V2X_PREFIX, tags=["V2X PKI (ETSI TS 102 941)"])
 
@@ -112,9 +111,9 @@ async def _its_body(request: Request) -> bytes:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != ITS_REQUEST:
         raise EncodingError(f"the body must be {ITS_REQUEST}, not {media_type or 'absent'}")
-    body = await request.body()
-    if not body or len(body) > _MAX_BODY:
-        raise EncodingError(f"an ITS request is 1 to {_MAX_BODY} bytes")
+    body = await request.body()  # bounded by fleetid.api.body_limits
+    if not body:
+        raise EncodingError("an ITS request is not empty")
     return body
 
 

@@ -29,7 +29,7 @@ from fleetid.revocation.ocsp import (
 
 __all__ = ["install", "router"]
 
-_MAX_REQUEST: Final = 4096  # one CertID plus a nonce is about 100 octets
+_MAX_GET_PATH: Final = 8192  # twice the POST body limit (fleetid.api.body_limits): base64 + %XX
 
 router = APIRouter(tags=["revocation: OCSP (RFC 6960)"])
 
@@ -49,7 +49,7 @@ async def post_ocsp(request: Request) -> Response:
     body = await request.body()
     responder: OcspResponder = request.app.state.ocsp_responder
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if len(body) > _MAX_REQUEST or content_type not in {OCSP_REQUEST_TYPE, ""}:
+    if content_type not in {OCSP_REQUEST_TYPE, ""}:  # the size is bounded by body_limits
         body = b""  # answered as malformedRequest
     answer = await run_in_threadpool(responder.respond, body)
     return _reply(request, answer)
@@ -64,7 +64,7 @@ async def get_ocsp(encoded: str, request: Request) -> Response:
     """The request, DER then base64 then URL-encoded, as the last path segment(s)."""
     responder: OcspResponder = request.app.state.ocsp_responder
     try:
-        der = decode_get_path(encoded) if len(encoded) <= 2 * _MAX_REQUEST else b""
+        der = decode_get_path(encoded) if len(encoded) <= _MAX_GET_PATH else b""
     except EncodingError:
         der = b""
     answer = await run_in_threadpool(responder.respond, der)
