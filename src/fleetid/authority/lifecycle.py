@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from fleetid.authority.attestation.errors import NotOnManifestError
 from fleetid.authority.csr import load_csr, public_key_sha256
 from fleetid.authority.enrolment import EnrolmentService
 from fleetid.authority.fleet_ca import CA_DIR, CA_KEY_USAGE, FleetCa, new_serial
@@ -50,6 +51,7 @@ from fleetid.crypto.signer import Signer, hash_for_curve
 from fleetid.errors import (
     AuthenticationError,
     ConfigError,
+    LimitExceededError,
     NotConfiguredError,
     PolicyError,
 )
@@ -351,9 +353,22 @@ class LifecycleService(EnrolmentService):
 
     # -- enrolment -----------------------------------------------------------------------------
 
-    def issue_challenge(self, device_id: str | None = None) -> Challenge:
+    def issue_challenge(self, device_id: str) -> Challenge:
+        """A fresh challenge for a device this authority knows (its manifest lists it, or it
+        enrolled here), at most ``policy.outstanding_challenges`` unused at a time; expired
+        challenges are pruned. An unknown device is refused before anything is written."""
         provisioner = self._require_attestation()
+        now = self.ca.clock.now()
+        bound = self.ca.settings.policy.outstanding_challenges
         with self.ca.store.transaction() as tx:
+            if tx.manifest.by_serial(device_id) is None and tx.devices.get(device_id) is None:
+                # The refusal attested enrolment would give, given before anything is written.
+                raise NotOnManifestError("the device is not on a manifest here; no challenge")
+            tx.challenges.prune(now)
+            if tx.challenges.outstanding(device_id, now) >= bound:
+                raise LimitExceededError(
+                    f"the device holds {bound} unused challenges; use one or let them expire"
+                )
             return provisioner.issue_challenge(tx, device_id)
 
     # -- refresh and re-key --------------------------------------------------------------------

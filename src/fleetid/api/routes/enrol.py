@@ -1,8 +1,11 @@
 """Lifecycle routes beside EST: the attestation challenge and the release of a device.
 
-* ``POST /enrol/challenge``: body ``{"device_id": SERIAL}`` or empty; answers
+* ``POST /enrol/challenge``: body ``{"device_id": SERIAL}``; answers
   ``{"nonce": base64url, "expires_at": RFC 3339}``. A nonce is single use; it binds an
   attestation (enrolment, re-key) or a ``Fleetid-Proof`` (refresh, release) to this moment.
+  A malformed body and a device the authority does not know (``not-on-manifest``) are 400,
+  both before anything is written; a device holding ``policy.outstanding_challenges`` unused
+  ones gets 429. Expired challenges are pruned whenever one is issued.
 * ``POST /enrol/release``: the device leaves this authority for another; body is free text naming
   the destination (it is signed), the ``Fleetid-Proof`` header authenticates the current
   credential. Answers the revoked serials.
@@ -14,7 +17,7 @@ Handlers parse and format; ``fleetid.authority.lifecycle.LifecycleService`` deci
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, Field, ValidationError
@@ -27,10 +30,11 @@ from fleetid.formats.proof import CHALLENGE_PATH, PROOF_HEADER, RELEASE_PATH
 __all__ = ["install", "router"]
 
 router = APIRouter(tags=["enrolment lifecycle (fleetid)"])
+_CHALLENGE_BODY: Final = 'a challenge request is JSON {"device_id": "<1 to 128 characters>"}'
 
 
 class ChallengeRequest(BaseModel):
-    device_id: str | None = Field(default=None, max_length=128)
+    device_id: str = Field(min_length=1, max_length=128)
 
 
 class ChallengeResponse(BaseModel):
@@ -63,9 +67,9 @@ async def challenge(request: Request, service: Service) -> ChallengeResponse:
     """A single-use nonce for attestation or a credential proof."""
     body = await request.body()
     try:
-        parsed = ChallengeRequest.model_validate_json(body) if body.strip() else ChallengeRequest()
+        parsed = ChallengeRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise EncodingError(f"challenge request: {exc.errors()[0]['msg']}") from exc
+        raise EncodingError(_CHALLENGE_BODY) from exc
     device_id = parsed.device_id
     issued = await write(request, service.issue_challenge, device_id)
     return ChallengeResponse(
