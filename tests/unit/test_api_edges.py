@@ -268,3 +268,69 @@ def test_the_challenge_route_is_503_when_attestation_is_not_configured(app: Any)
     body = _problem(response, 503)
     assert body["type"] == "urn:fleetid:problem:not-configured"
     assert "no manufacturer root is trusted" in body["detail"]
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------
+
+# Every non-2xx status each route can answer (400, 413 and 500 on every route: a malformed
+# Content-Length, a body over the route's limit, an internal error).
+_STATUSES: dict[tuple[str, str], set[str]] = {
+    ("get", f"{EST}/cacerts"): set(),
+    ("get", f"{EST}/csrattrs"): set(),
+    ("post", f"{EST}/simpleenroll"): {"401", "403", "409", "415", "503"},
+    ("post", f"{EST}/simplereenroll"): {"401", "403", "409", "415", "503"},
+    ("post", "/enrol/challenge"): {"409", "429", "503"},
+    ("post", "/enrol/release"): {"401", "403", "409", "503"},
+    ("post", "/ocsp"): set(),
+    ("get", "/ocsp/{encoded}"): set(),
+    ("get", "/crl/issuing-{generation}/{name}"): {"304", "404", "503"},
+    ("get", "/revocation/filter/{kind}"): {"304", "404"},
+    ("get", "/health"): set(),
+}
+
+
+def test_openapi_lists_every_status_of_every_route_as_problem_details(app: Any) -> None:
+    document = _request(app, "GET", "/openapi.json").json()
+    assert document["components"]["schemas"]["Problem"]["required"] == [
+        "type",
+        "title",
+        "status",
+        "detail",
+    ]
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    seen = set()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            seen.add((method, path))
+            responses = operation["responses"]
+            errors = {s for s in responses if not s.startswith("2")}
+            assert errors == _STATUSES[(method, path)] | {"400", "413", "500"}, (method, path)
+            for status in errors - {"304"}:
+                content = responses[status]["content"]
+                assert list(content) == ["application/problem+json"], (method, path, status)
+                schema = content["application/problem+json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Problem"}
+    assert seen == set(_STATUSES)
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(_STATUSES))
+def test_a_route_answers_only_statuses_it_documents(app: Any, method: str, path: str) -> None:
+    document = _request(app, "GET", "/openapi.json").json()
+    documented = {int(s) for s in document["paths"][path][method]["responses"]}
+    concrete = (
+        path.replace("{encoded}", "MAo=")
+        .replace("{generation}", "1")
+        .replace("{name}", "0.crl")
+        .replace("{kind}", "full")
+    )
+    attempts = [
+        {"content": b"", "headers": {"Content-Type": "application/pkcs10"}},
+        {"content": b"garbage", "headers": {"Content-Type": "text/plain"}},
+        {"content": b"A" * 70_000, "headers": {"Content-Type": "application/pkcs10"}},
+        {"json": {"device_id": "gw-1"}},
+    ]
+    for attempt in attempts:
+        response = _request(app, method.upper(), concrete, **attempt)
+        assert response.status_code in documented, (attempt, response.text)
+        if response.status_code >= 400:
+            _problem(response, response.status_code)

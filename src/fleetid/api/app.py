@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from fleetid import __version__
-from fleetid.api import est, writes
+from fleetid.api import est, openapi, writes
 from fleetid.api.body_limits import BodyLimit
 from fleetid.api.errors import install_error_handlers
 from fleetid.api.head_requests import HeadAsGet
+from fleetid.api.openapi import problem_responses
 from fleetid.api.routes import crl, enrol, etsi, ocsp
 from fleetid.api.routes import filter as filter_routes
 from fleetid.authority.fleet_ca import FleetCa
@@ -32,6 +33,7 @@ def create_app(
         version=__version__,
         summary="Fleet device identity: EST enrolment (RFC 7030), RFC 9457 errors.",
     )
+    openapi.install(app)  # every route's problem statuses; 400, not FastAPI's 422
     app.state.settings = settings
     app.state.ca = ca
     install_error_handlers(app)
@@ -52,7 +54,7 @@ def create_app(
     if v2x is not None:
         etsi.install(app, v2x)
 
-    @app.get("/health", tags=["operations"])
+    @app.get("/health", tags=["operations"], responses=problem_responses())
     def health() -> dict[str, str]:
         return {"status": "ok"}
 

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
+from fleetid.api.openapi import problem_responses
 from fleetid.api.peer_certificate import peer_certificate
 from fleetid.api.writes import write, write_prepared
 from fleetid.authority.enrolment import EnrolmentService
@@ -140,6 +141,9 @@ _PKCS10_BODY: Final[dict[str, Any]] = {
         "content": {PKCS10: {"schema": {"type": "string", "contentEncoding": "base64"}}},
     }
 }
+# 401 no or a spent credential, 403 policy, 409 a concurrent write, 415 not application/pkcs10,
+# 503 signing unavailable or (re-key) attestation not configured.
+_ENROL_REFUSALS: Final = (401, 403, 409, 415, 503)
 _CERTS_ONLY_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
     200: {
         "content": {PKCS7_CERTS_ONLY: {"schema": {"type": "string", "contentEncoding": "base64"}}},
@@ -148,7 +152,9 @@ _CERTS_ONLY_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-@router.get("/cacerts", responses=_CERTS_ONLY_RESPONSE, response_class=Response)
+@router.get(
+    "/cacerts", responses={**_CERTS_ONLY_RESPONSE, **problem_responses()}, response_class=Response
+)
 def cacerts(service: Service) -> Response:
     """The CA certificates (RFC 7030 §4.1): the issuing CA and the fleet root (a DER SET OF)."""
     return _certs_only(service.cacerts())
@@ -157,7 +163,7 @@ def cacerts(service: Service) -> Response:
 @router.post(
     "/simpleenroll",
     openapi_extra=_PKCS10_BODY,
-    responses=_CERTS_ONLY_RESPONSE,
+    responses={**_CERTS_ONLY_RESPONSE, **problem_responses(*_ENROL_REFUSALS)},
     response_class=Response,
 )
 async def simpleenroll(request: Request, service: Service, basic: Basic) -> Response:
@@ -178,7 +184,7 @@ async def simpleenroll(request: Request, service: Service, basic: Basic) -> Resp
 @router.post(
     "/simplereenroll",
     openapi_extra=_PKCS10_BODY,
-    responses=_CERTS_ONLY_RESPONSE,
+    responses={**_CERTS_ONLY_RESPONSE, **problem_responses(*_ENROL_REFUSALS)},
     response_class=Response,
 )
 async def simplereenroll(request: Request, service: Lifecycle) -> Response:
@@ -199,7 +205,10 @@ async def simplereenroll(request: Request, service: Lifecycle) -> Response:
 @router.get(
     "/csrattrs",
     response_class=Response,
-    responses={200: {"content": {CSRATTRS: {"schema": {"type": "string"}}}, "description": ""}},
+    responses={
+        200: {"content": {CSRATTRS: {"schema": {"type": "string"}}}, "description": ""},
+        **problem_responses(),
+    },
 )
 def csrattrs() -> Response:
     """What the CSR should contain (RFC 7030 §4.5)."""

@@ -16,6 +16,7 @@ from typing import Final
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from fleetid.api.openapi import problem_responses
 from fleetid.clock import Clock
 from fleetid.errors import NotFoundError
 from fleetid.revocation.crl import CRL_MEDIA_TYPE, CrlKind, CrlPublisher, http_headers
@@ -32,7 +33,11 @@ router = APIRouter(tags=["revocation: CRLs (RFC 5280)"])
 @router.get(
     "/crl/issuing-{generation}/{name}",
     response_class=Response,
-    responses={200: {"content": {CRL_MEDIA_TYPE: {}}}, 304: {}, 404: {}},
+    responses={
+        200: {"content": {CRL_MEDIA_TYPE: {}}},
+        304: {"description": "Not Modified (If-None-Match)"},
+        **problem_responses(404, 503),
+    },
 )
 async def get_crl(generation: str, name: str, request: Request) -> Response:
     """A shard's full CRL (``{shard}.crl``) or delta CRL (``{shard}-delta.crl``)."""

@@ -22,6 +22,7 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, Field, ValidationError
 
+from fleetid.api.openapi import problem_responses
 from fleetid.api.writes import write
 from fleetid.authority.lifecycle import LifecycleService
 from fleetid.errors import AuthenticationError, EncodingError, NotConfiguredError
@@ -62,7 +63,9 @@ async def _service(request: Request) -> LifecycleService:
 Service = Annotated[LifecycleService, Depends(_service)]
 
 
-@router.post(CHALLENGE_PATH, response_model=ChallengeResponse)
+@router.post(
+    CHALLENGE_PATH, response_model=ChallengeResponse, responses=problem_responses(409, 429, 503)
+)
 async def challenge(request: Request, service: Service) -> ChallengeResponse:
     """A single-use nonce for attestation or a credential proof."""
     body = await request.body()
@@ -78,7 +81,9 @@ async def challenge(request: Request, service: Service) -> ChallengeResponse:
     )
 
 
-@router.post(RELEASE_PATH, response_model=ReleaseResponse)
+@router.post(
+    RELEASE_PATH, response_model=ReleaseResponse, responses=problem_responses(401, 403, 409, 503)
+)
 async def release(request: Request, service: Service) -> ReleaseResponse:
     """End the device's credentials here (``cessationOfOperation``) before it moves."""
     body = await request.body()

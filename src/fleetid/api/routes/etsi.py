@@ -25,12 +25,13 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from fleetid.api.openapi import problem_responses
 from fleetid.authority.v2x.aa import AuthorizationAuthority
 from fleetid.authority.v2x.ea import EnrolmentAuthority
 from fleetid.authority.v2x.on_disk import has_v2x, open_v2x
 from fleetid.clock import Clock
 from fleetid.config import V2X_PASSPHRASE_ENV, Settings
-from fleetid.errors import ConfigError, EncodingError
+from fleetid.errors import ConfigError, EncodingError, NotFoundError, UnsupportedMediaTypeError
 
 __all__ = [
     "ITS_REQUEST",
@@ -103,22 +104,24 @@ _ITS_ANSWER: Final[dict[int | str, dict[str, Any]]] = {
     200: {
         "content": {ITS_RESPONSE: {"schema": {"type": "string", "format": "binary"}}},
         "description": "the COER EtsiTs103097Data response, encrypted to the request's key",
-    }
+    },
+    # 404: no such authority in this deployment; 415: not application/x-its-request.
+    **problem_responses(404, 415),
 }
 
 
 async def _its_body(request: Request) -> bytes:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != ITS_REQUEST:
-        raise EncodingError(f"the body must be {ITS_REQUEST}, not {media_type or 'absent'}")
+        raise UnsupportedMediaTypeError(f"the body must be {ITS_REQUEST} (TS 102 941 §6.1)")
     body = await request.body()  # bounded by fleetid.api.body_limits
     if not body:
         raise EncodingError("an ITS request is not empty")
     return body
 
 
-def _missing(what: str) -> Response:
-    return Response(status_code=404, content=f"no {what} here".encode(), media_type="text/plain")
+def _missing(what: str) -> NotFoundError:
+    return NotFoundError(f"this deployment has no {what}")
 
 
 async def _its_exchange(
@@ -128,7 +131,7 @@ async def _its_exchange(
     deployment has no such ``authority`` (the body is checked before that)."""
     body = await _its_body(request)
     if handler is None:
-        return _missing(authority)
+        raise _missing(authority)
     answer = await run_in_threadpool(handler, body)
     return Response(answer, media_type=ITS_RESPONSE)
 
@@ -163,17 +166,17 @@ async def authorization(request: Request, services: Services) -> Response:
     return await _its_exchange(request, handler, "AA")
 
 
-@router.get("/ctl", response_class=Response)
+@router.get("/ctl", response_class=Response, responses=problem_responses(404))
 def ctl(services: Services) -> Response:
     """The current RcaCertificateTrustListMessage."""
     if services.ctl is None:
-        return _missing("CTL")
+        raise _missing("CTL")
     return Response(services.ctl(), media_type=ITS_CTL)
 
 
-@router.get("/crl", response_class=Response)
+@router.get("/crl", response_class=Response, responses=problem_responses(404))
 def crl(services: Services) -> Response:
     """The current CertificateRevocationListMessage."""
     if services.crl is None:
-        return _missing("CRL")
+        raise _missing("CRL")
     return Response(services.crl(), media_type=ITS_CRL)

@@ -17,6 +17,7 @@ from typing import Any, Final
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from fleetid.api.openapi import problem_responses
 from fleetid.clock import Clock
 from fleetid.errors import EncodingError
 from fleetid.revocation.ocsp import (
@@ -42,7 +43,9 @@ def _reply(request: Request, answer: OcspAnswer) -> Response:
 
 
 @router.post(
-    "/ocsp", response_class=Response, responses={200: {"content": {OCSP_RESPONSE_TYPE: {}}}}
+    "/ocsp",
+    response_class=Response,
+    responses={200: {"content": {OCSP_RESPONSE_TYPE: {}}}, **problem_responses()},
 )
 async def post_ocsp(request: Request) -> Response:
     """A DER OCSPRequest in the body (``Content-Type: application/ocsp-request``)."""
@@ -58,7 +61,7 @@ async def post_ocsp(request: Request) -> Response:
 @router.get(
     "/ocsp/{encoded:path}",
     response_class=Response,
-    responses={200: {"content": {OCSP_RESPONSE_TYPE: {}}}},
+    responses={200: {"content": {OCSP_RESPONSE_TYPE: {}}}, **problem_responses()},
 )
 async def get_ocsp(encoded: str, request: Request) -> Response:
     """The request, DER then base64 then URL-encoded, as the last path segment(s)."""
