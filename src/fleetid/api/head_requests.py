@@ -23,14 +23,16 @@ class HeadAsGet:
             await self.app(scope, receive, send)
             return
 
+        body_sent = False
+
         async def headers_only(message: Message) -> None:
+            nonlocal body_sent
             if message["type"] == "http.response.body":
-                message = {"type": "http.response.body", "body": b"", "more_body": False}
-                if sent[0]:
+                if body_sent:
                     return
-                sent[0] = True
+                body_sent = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        sent = [False]
         # A copy: the server still sees HEAD in its own scope and sends no content either.
         await self.app({**scope, "method": "GET"}, receive, headers_only)

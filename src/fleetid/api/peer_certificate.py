@@ -34,7 +34,7 @@ __all__ = [
 
 def peer_certificate(request: Request) -> x509.Certificate | None:
     """The verified TLS client certificate of ``request``'s connection, if it presented one."""
-    tls = request.scope.get("extensions", {}).get("tls")
+    tls = (request.scope.get("extensions") or {}).get("tls")
     chain = tls.get("client_cert_chain") if isinstance(tls, dict) else None
     if not chain:
         return None
