@@ -126,3 +126,35 @@ def test_curl_reenrols_with_its_client_certificate_and_replays_mint_nothing(
     revoked_second = fleetid("revoke", "--data-dir", str(authority), second, "--reason",
                              "keyCompromise")  # fmt: skip
     assert revoked_second.returncode == 0, revoked_second.stderr
+
+
+def test_worker_processes_hand_the_client_certificate_on_too(tmp_path: Path) -> None:
+    """``--workers 2``: each worker process serves TLS with the same client-certificate rule."""
+    openssl, curl = require_tool("openssl"), require_tool("curl")
+    authority = tmp_path / "authority"
+    assert fleetid("ca", "init", "--data-dir", str(authority)).returncode == 0
+    work = tmp_path / "client"
+    work.mkdir()
+    certs = fleetid("ca", "certs", "--data-dir", str(authority)).stdout
+    (work / "root.pem").write_text(certs[certs.rindex("-----BEGIN CERTIFICATE-----") :])
+    created = fleetid("token", "create", "--data-dir", str(authority), "--device-id", "gw-w")
+    (credential,) = created.stdout.splitlines()
+    _run(openssl, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", "dev.key", "-subj", "/CN=gw-w", "-outform", "DER",
+         "-out", "req.der", cwd=work)  # fmt: skip
+    _run(openssl, "base64", "-in", "req.der", "-out", "req.b64", cwd=work)
+    port = free_port()
+    est = f"https://127.0.0.1:{port}/.well-known/est"
+    with serving(authority, [port], ["--https", f"127.0.0.1:{port}", "--workers", "2"]):
+        assert _post(curl, work, f"{est}/simpleenroll", "enrol.b64", "-u", credential) == "200"
+        _run(openssl, "base64", "-d", "-in", "enrol.b64", "-out", "enrol.p7", cwd=work)
+        _run(openssl, "pkcs7", "-inform", "DER", "-in", "enrol.p7", "-print_certs",
+             "-out", "dev.pem", cwd=work)  # fmt: skip
+        _run(openssl, "x509", "-x509toreq", "-in", "dev.pem", "-key", "dev.key",
+             "-out", "renew.pem", cwd=work)  # fmt: skip
+        _run(openssl, "req", "-in", "renew.pem", "-outform", "DER", "-out", "renew.der", cwd=work)
+        _run(openssl, "base64", "-in", "renew.der", "-out", "req.b64", cwd=work)
+        assert _post(curl, work, f"{est}/simplereenroll", "replay.json") == "401"
+        status = _post(curl, work, f"{est}/simplereenroll", "renew.b64",
+                       "--cert", "dev.pem", "--key", "dev.key")  # fmt: skip
+        assert status == "200", (work / "renew.b64").read_text()
