@@ -384,6 +384,21 @@ def test_reenrol_without_mtls_or_proof_is_401_and_changes_nothing(
     assert _records(ca) == before
 
 
+@pytest.mark.parametrize("proof", ["", " ", "v1", "v1; serial=; nonce=; sig="])
+def test_reenrol_with_an_empty_or_hollow_proof_header_changes_nothing(
+    client: AsgiClient, ca: FleetCa, proof: str
+) -> None:
+    key, current = _enrolled(client, ca)
+    before = _records(ca)
+    response = client.post(
+        f"{EST}/simplereenroll",
+        content=_body(_renewal_csr(key, current)),
+        headers={**PKCS10, "Fleetid-Proof": proof},
+    )
+    assert response.status_code in {400, 401}, response.text
+    assert _records(ca) == before
+
+
 def test_ten_concurrent_replays_mint_nothing(client: AsgiClient, ca: FleetCa) -> None:
     key, current = _enrolled(client, ca)
     before = _records(ca)
