@@ -5,8 +5,11 @@ one place. The tree::
 
     FleetIdError
     ├── ConfigError            settings, files or command-line input that cannot be used
+    │   └── NotConfiguredError a capability this authority is not set up for (HTTP 503)
     ├── EncodingError          bytes that do not parse as the format they claim to be
-    │   └── ProfileError       well-formed bytes that break their message profile (ETSI)
+    │   ├── ProfileError       well-formed bytes that break their message profile (ETSI)
+    │   ├── UnsupportedMediaTypeError  a body of another media type than the route takes
+    │   └── BodyTooLargeError  a body over the route's size limit
     ├── VerificationError      a signature, MAC, cryptogram, hash or proof that does not verify
     │   ├── LogTamperedError   the audit log was altered; ``index`` names the first bad entry
     │   ├── CertificateRevokedError a revocation artefact (filter, OCSP, linked CRL) says revoked
@@ -17,6 +20,7 @@ one place. The tree::
     │   └── HsmNotActivatedError   the HSM is locked until custodians activate it
     ├── CeremonyError          a key ceremony step is not allowed or its inputs are wrong
     ├── PolicyError            a request is well formed but policy forbids it
+    │   └── LimitExceededError a per-client bound on outstanding work is reached (HTTP 429)
     ├── UnreachableError       a peer (the authority, a broker) cannot be reached or TLS failed
     └── StoreError             persistent state is missing, duplicated or inconsistent
         └── NotFoundError      the record a request names does not exist
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "BodyTooLargeError",
     "CeremonyError",
     "CertificateRevokedError",
     "ConfigError",
@@ -35,7 +40,9 @@ __all__ = [
     "FleetIdError",
     "HsmError",
     "HsmNotActivatedError",
+    "LimitExceededError",
     "LogTamperedError",
+    "NotConfiguredError",
     "NotFoundError",
     "PolicyError",
     "ProfileError",
@@ -43,6 +50,7 @@ __all__ = [
     "SecureElementError",
     "StoreError",
     "UnreachableError",
+    "UnsupportedMediaTypeError",
     "VerificationError",
 ]
 
@@ -55,8 +63,21 @@ class ConfigError(FleetIdError):
     """Settings, files or command-line input that cannot be used."""
 
 
+class NotConfiguredError(ConfigError):
+    """A capability this authority is not set up for (e.g. attestation without a trusted
+    manufacturer): the request may succeed elsewhere or later, so HTTP answers 503."""
+
+
 class EncodingError(FleetIdError):
     """Bytes that do not parse as the format they claim to be."""
+
+
+class UnsupportedMediaTypeError(EncodingError):
+    """A request body of a media type the route does not take (HTTP 415)."""
+
+
+class BodyTooLargeError(EncodingError):
+    """A request body over the route's size limit (HTTP 413)."""
 
 
 class ProfileError(EncodingError):
@@ -126,6 +147,10 @@ class CeremonyError(FleetIdError):
 
 class PolicyError(FleetIdError):
     """A request is well formed, but policy forbids it."""
+
+
+class LimitExceededError(PolicyError):
+    """A per-client bound on outstanding work is reached (HTTP 429); retry later."""
 
 
 class UnreachableError(FleetIdError):

@@ -143,7 +143,7 @@ def test_wrong_media_type_is_refused(setup: tuple[AsgiClient, V2xHierarchy, Manu
     client, hierarchy, clock = setup
     pending = station_from_http(client, hierarchy, clock, b"VIN-M").enrolment_request()
     response = client.its("/v2x/ea/enrolment", pending.encoded, "application/octet-stream")
-    assert response.status_code == 400
+    assert response.status_code == 415
     assert response.headers["content-type"] == "application/problem+json"
     assert ITS_REQUEST in response.json()["detail"]
 
@@ -166,3 +166,22 @@ def test_garbage_and_empty_bodies_are_400(
     assert client.its("/v2x/ea/enrolment", b"").status_code == 400
     assert client.its("/v2x/ea/enrolment", b"\x03\x82\x01").status_code == 400
     assert client.its("/v2x/ea/authorization-validation", b"\x00" * 40).status_code == 400
+
+
+def test_openapi_lists_the_v2x_statuses_as_problem_details(
+    setup: tuple[AsgiClient, V2xHierarchy, ManualClock],
+) -> None:
+    client, _, _ = setup
+    paths = client.request("GET", "/openapi.json").json()["paths"]
+    expected = {
+        ("post", "/v2x/ea/enrolment"): {"400", "404", "413", "415", "500"},
+        ("post", "/v2x/ea/authorization-validation"): {"400", "404", "413", "415", "500"},
+        ("post", "/v2x/aa/authorization"): {"400", "404", "413", "415", "500"},
+        ("get", "/v2x/ctl"): {"400", "404", "413", "500"},
+        ("get", "/v2x/crl"): {"400", "404", "413", "500"},
+    }
+    for (method, path), statuses in expected.items():
+        responses = paths[path][method]["responses"]
+        assert {s for s in responses if not s.startswith("2")} == statuses, path
+        for status in statuses:
+            assert list(responses[status]["content"]) == ["application/problem+json"]

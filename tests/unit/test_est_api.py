@@ -24,6 +24,7 @@ from pyasn1.codec.der import decoder as der_decoder
 from pyasn1_alt_modules import rfc7030
 
 from fleetid.api import create_app
+from fleetid.api.peer_certificate import with_client_certificate
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.provisioners.token import IssuedToken, create_token
 from fleetid.authority.revoke import revoke_device, revoke_serial
@@ -34,6 +35,7 @@ from fleetid.store.schema import CertificateStatus, DeviceStatus
 
 BASE = "http://fleet.test"
 EST = "/.well-known/est"
+PKCS10 = {"Content-Type": "application/pkcs10"}
 
 
 @pytest.fixture
@@ -54,7 +56,10 @@ def ca(tmp_path: Path, db_url: str, clock: ManualClock) -> Iterator[FleetCa]:
 class AsgiClient:
     """A synchronous face on httpx's in-process ASGI transport (no sockets)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, client_certificate: x509.Certificate | None = None) -> None:
+        if client_certificate is not None:  # as fleetid serve --https hands one to the app
+            pem = client_certificate.public_bytes(serialization.Encoding.PEM).decode()
+            app = with_client_certificate(app, pem)
         self._transport = httpx.ASGITransport(app=app)
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -223,7 +228,7 @@ def test_unknown_token_user_is_refused(client: AsgiClient, ca: FleetCa) -> None:
 
 
 def test_enrolment_without_credentials_is_401(client: AsgiClient) -> None:
-    response = client.post(f"{EST}/simpleenroll", content=_body(_csr()))
+    response = client.post(f"{EST}/simpleenroll", content=_body(_csr()), headers=PKCS10)
     _problem(response, 401, "needs a credential")
     assert "www-authenticate" in response.headers
 
@@ -233,7 +238,10 @@ def test_body_that_is_not_base64_is_400_and_keeps_the_token(
 ) -> None:
     token = _token(ca)
     response = client.post(
-        f"{EST}/simpleenroll", content=b"%%% not base64 %%%", auth=(token.username, token.password)
+        f"{EST}/simpleenroll",
+        content=b"%%% not base64 %%%",
+        headers=PKCS10,
+        auth=(token.username, token.password),
     )
     _problem(response, 400, "not base64")
     _certs(_enrol(client, token, _csr()))
@@ -243,7 +251,7 @@ def test_raw_der_body_is_400(client: AsgiClient, ca: FleetCa) -> None:
     # RFC 7030 §4.2.1 wants base64; a binary DER body is refused, not guessed at.
     token = _token(ca)
     response = client.post(
-        f"{EST}/simpleenroll", content=_csr(), auth=(token.username, token.password)
+        f"{EST}/simpleenroll", content=_csr(), headers=PKCS10, auth=(token.username, token.password)
     )
     _problem(response, 400, "not base64")
 
@@ -255,8 +263,40 @@ def test_base64_of_garbage_is_400_not_a_csr(client: AsgiClient, ca: FleetCa) -> 
 
 def test_empty_body_is_400(client: AsgiClient, ca: FleetCa) -> None:
     token = _token(ca)
-    response = client.post(f"{EST}/simpleenroll", auth=(token.username, token.password))
+    response = client.post(
+        f"{EST}/simpleenroll", headers=PKCS10, auth=(token.username, token.password)
+    )
     _problem(response, 400, "empty")
+
+
+@pytest.mark.parametrize("operation", ["simpleenroll", "simplereenroll"])
+@pytest.mark.parametrize("content_type", [None, "application/octet-stream", "text/plain"])
+def test_enrolment_body_of_another_media_type_is_415_and_keeps_the_token(
+    client: AsgiClient, ca: FleetCa, operation: str, content_type: str | None
+) -> None:
+    token = _token(ca)
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = client.post(
+        f"{EST}/{operation}",
+        content=_body(_csr()),
+        headers=headers,
+        auth=(token.username, token.password),
+    )
+    _problem(response, 415, "application/pkcs10 (RFC 7030 §4.2.1)")
+    _certs(_enrol(client, token, _csr()))
+
+
+def test_pkcs10_media_type_parameters_and_case_are_accepted(
+    client: AsgiClient, ca: FleetCa
+) -> None:
+    token = _token(ca)
+    response = client.post(
+        f"{EST}/simpleenroll",
+        content=_body(_csr()),
+        headers={"Content-Type": "Application/PKCS10; charset=us-ascii"},
+        auth=(token.username, token.password),
+    )
+    _certs(response)
 
 
 def test_csr_with_a_bad_signature_is_400(client: AsgiClient, ca: FleetCa) -> None:
@@ -284,17 +324,42 @@ def test_token_for_a_revoked_device_cannot_be_created(ca: FleetCa, client: AsgiC
 # --- simplereenroll -----------------------------------------------------------------------------
 
 
-def _reenrol(client: AsgiClient, der: bytes) -> httpx.Response:
-    return client.post(
-        f"{EST}/simplereenroll", content=_body(der), headers={"Content-Type": "application/pkcs10"}
-    )
+def _reenrol(client: AsgiClient, der: bytes, **headers: str) -> httpx.Response:
+    return client.post(f"{EST}/simplereenroll", content=_body(der), headers={**PKCS10, **headers})
 
 
-def test_reenrol_supersedes_the_current_certificate(client: AsgiClient, ca: FleetCa) -> None:
+def _renewal_csr(key: ec.EllipticCurvePrivateKey, current: x509.Certificate) -> bytes:
+    """What a stock EST client re-enrols with: the current subject, the same key (§4.2.2)."""
+    csr = x509.CertificateSigningRequestBuilder().subject_name(current.subject)
+    return csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def _mtls(ca: FleetCa, clock: ManualClock, certificate: x509.Certificate) -> AsgiClient:
+    """A client whose TLS connection authenticated with ``certificate`` (RFC 7030 §3.3.2)."""
+    return AsgiClient(create_app(ca.settings, clock=clock, ca=ca), certificate)
+
+
+def _enrolled(
+    client: AsgiClient, ca: FleetCa
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    (first,) = _certs(_enrol(client, _token(ca), _csr(key)))
+    (certificate,) = _certs(_enrol(client, _token(ca), _csr(key)))
+    return key, certificate
+
+
+def _records(ca: FleetCa, device_id: str = "gw-1") -> list[tuple[str, str, str | None]]:
+    with ca.store.transaction() as tx:
+        return sorted(
+            (c.serial, c.status, c.revocation_reason) for c in tx.certificates.for_device(device_id)
+        )
+
+
+def test_reenrol_over_mtls_supersedes_the_current_certificate(
+    client: AsgiClient, ca: FleetCa, clock: ManualClock
+) -> None:
+    key, first = _enrolled(client, ca)
     ca.clock.advance(timedelta(days=6))
-    (second,) = _certs(_reenrol(client, _csr(key)))
+    (second,) = _certs(_reenrol(_mtls(ca, clock, first), _renewal_csr(key, first)))
     assert second.serial_number != first.serial_number
     assert second.subject == first.subject
     with ca.store.transaction() as tx:
@@ -306,34 +371,136 @@ def test_reenrol_supersedes_the_current_certificate(client: AsgiClient, ca: Flee
     assert new.status == CertificateStatus.VALID
 
 
-def test_reenrol_with_an_expired_credential_is_refused(client: AsgiClient, ca: FleetCa) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    _certs(_enrol(client, _token(ca), _csr(key)))
-    ca.clock.advance(timedelta(days=7))
-    _problem(_reenrol(client, _csr(key)), 401, "expired")
+def test_reenrol_without_mtls_or_proof_is_401_and_changes_nothing(
+    client: AsgiClient, ca: FleetCa
+) -> None:
+    # The replay of B1: an earlier CSR, signed by the live credential's key, posted by whoever
+    # kept a copy. Its signature is no fresh proof of possession: nothing is issued or revoked.
+    key, current = _enrolled(client, ca)
+    before = _records(ca)
+    response = _reenrol(client, _renewal_csr(key, current))
+    _problem(response, 401, "TLS client authentication with the current certificate")
+    assert "www-authenticate" in response.headers
+    assert _records(ca) == before
 
 
-def test_reenrol_with_a_revoked_credential_is_refused(client: AsgiClient, ca: FleetCa) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    (certificate,) = _certs(_enrol(client, _token(ca), _csr(key)))
-    revoke_serial(ca.store, f"{certificate.serial_number:x}", "keyCompromise", clock=ca.clock)
-    _problem(_reenrol(client, _csr(key)), 401, "revoked (keyCompromise)")
-
-
-def test_reenrol_with_an_unknown_key_is_refused(client: AsgiClient) -> None:
-    _problem(_reenrol(client, _csr()), 401, "no certificate of this authority")
-
-
-def test_superseded_credential_cannot_reenrol_again(client: AsgiClient, ca: FleetCa) -> None:
-    old_key, new_key = (
-        ec.generate_private_key(ec.SECP256R1()),
-        ec.generate_private_key(ec.SECP256R1()),
+@pytest.mark.parametrize("proof", ["", " ", "v1", "v1; serial=; nonce=; sig="])
+def test_reenrol_with_an_empty_or_hollow_proof_header_changes_nothing(
+    client: AsgiClient, ca: FleetCa, proof: str
+) -> None:
+    key, current = _enrolled(client, ca)
+    before = _records(ca)
+    response = client.post(
+        f"{EST}/simplereenroll",
+        content=_body(_renewal_csr(key, current)),
+        headers={**PKCS10, "Fleetid-Proof": proof},
     )
-    _certs(_enrol(client, _token(ca), _csr(old_key)))
-    _certs(_reenrol(client, _csr(old_key)))
-    # The newest certificate for old_key is valid; a second renewal moves on, the first is revoked.
-    _certs(_reenrol(client, _csr(old_key)))
-    _problem(_reenrol(client, _csr(new_key)), 401, "no certificate")
+    assert response.status_code in {400, 401}, response.text
+    assert _records(ca) == before
+
+
+def test_ten_concurrent_replays_mint_nothing(client: AsgiClient, ca: FleetCa) -> None:
+    key, current = _enrolled(client, ca)
+    before = _records(ca)
+    csr = _body(_renewal_csr(key, current))
+    app = create_app(ca.settings, clock=ca.clock, ca=ca)
+
+    async def replays() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post(f"{EST}/simplereenroll", content=csr, headers=PKCS10)
+                    for _ in range(10)
+                )
+            )
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(replays()) == [401] * 10
+    assert _records(ca) == before
+
+
+def test_reenrol_over_mtls_with_an_expired_credential_is_refused(
+    client: AsgiClient, ca: FleetCa, clock: ManualClock
+) -> None:
+    key, current = _enrolled(client, ca)
+    ca.clock.advance(timedelta(days=7))
+    _problem(_reenrol(_mtls(ca, clock, current), _renewal_csr(key, current)), 401, "expired")
+
+
+def test_reenrol_over_mtls_with_a_revoked_credential_is_refused(
+    client: AsgiClient, ca: FleetCa, clock: ManualClock
+) -> None:
+    key, current = _enrolled(client, ca)
+    revoke_serial(ca.store, f"{current.serial_number:x}", "keyCompromise", clock=ca.clock)
+    response = _reenrol(_mtls(ca, clock, current), _renewal_csr(key, current))
+    _problem(response, 401, "revoked (keyCompromise)")
+
+
+def test_superseded_credential_cannot_reenrol_again_over_mtls(
+    client: AsgiClient, ca: FleetCa, clock: ManualClock
+) -> None:
+    key, first = _enrolled(client, ca)
+    _certs(_reenrol(_mtls(ca, clock, first), _renewal_csr(key, first)))
+    before = _records(ca)
+    response = _reenrol(_mtls(ca, clock, first), _renewal_csr(key, first))
+    _problem(response, 401, "revoked (superseded)")
+    assert _records(ca) == before
+
+
+def test_reenrol_over_mtls_with_another_subject_is_refused(
+    client: AsgiClient, ca: FleetCa, clock: ManualClock
+) -> None:
+    key, current = _enrolled(client, ca)
+    other = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gw-2")])
+    )
+    der = other.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    _problem(_reenrol(_mtls(ca, clock, current), der), 401, "RFC 7030 §4.2.2")
+
+
+def test_reenrol_over_mtls_with_a_new_unattested_key_is_refused(
+    client: AsgiClient, ca: FleetCa, clock: ManualClock
+) -> None:
+    # Re-key needs attestation evidence for the new key; this authority trusts no manufacturer.
+    _, current = _enrolled(client, ca)
+    before = _records(ca)
+    response = _reenrol(
+        _mtls(ca, clock, current), _renewal_csr(ec.generate_private_key(ec.SECP256R1()), current)
+    )
+    _problem(response, 503, "not configured")
+    assert _records(ca) == before
+
+
+def test_reenrol_over_mtls_with_a_foreign_certificate_of_a_known_serial_is_refused(
+    client: AsgiClient, ca: FleetCa, clock: ManualClock
+) -> None:
+    # Same serial, other issuer and key: only the very certificate recorded here authenticates.
+    key, current = _enrolled(client, ca)
+    rogue_key = ec.generate_private_key(ec.SECP256R1())
+    forged = (
+        x509.CertificateBuilder()
+        .subject_name(current.subject)
+        .issuer_name(current.issuer)
+        .public_key(key.public_key())
+        .serial_number(current.serial_number)
+        .not_valid_before(current.not_valid_before_utc)
+        .not_valid_after(current.not_valid_after_utc)
+        .sign(rogue_key, hashes.SHA256())
+    )
+    response = _reenrol(_mtls(ca, clock, forged), _renewal_csr(key, current))
+    _problem(response, 401, "not one this authority issued")
+
+
+def test_reenrol_over_mtls_with_a_server_credential_is_refused(
+    ca: FleetCa, clock: ManualClock
+) -> None:
+    cert_file, _ = ca.tls_server_files(["127.0.0.1"])
+    server, _issuing = x509.load_pem_x509_certificates(cert_file.read_bytes())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(server.subject)
+    der = csr.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    response = _reenrol(_mtls(ca, clock, server), der.public_bytes(serialization.Encoding.DER))
+    _problem(response, 403, "only device credentials")
 
 
 # --- revoke -------------------------------------------------------------------------------------

@@ -5,8 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from fleetid import __version__
-from fleetid.api import est, writes
+from fleetid.api import est, openapi, writes
+from fleetid.api.body_limits import BodyLimit
 from fleetid.api.errors import install_error_handlers
+from fleetid.api.head_requests import HeadAsGet
+from fleetid.api.openapi import problem_responses
 from fleetid.api.routes import crl, enrol, etsi, ocsp
 from fleetid.api.routes import filter as filter_routes
 from fleetid.authority.fleet_ca import FleetCa
@@ -30,9 +33,12 @@ def create_app(
         version=__version__,
         summary="Fleet device identity: EST enrolment (RFC 7030), RFC 9457 errors.",
     )
+    openapi.install(app)  # every route's problem statuses; 400, not FastAPI's 422
     app.state.settings = settings
     app.state.ca = ca
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)  # one body limit per route, enforced while reading
+    app.add_middleware(HeadAsGet)
     writes.install(app, ca.store)  # enrolment's transactions are group-committed
     app.include_router(est.router)
     # EST plus attestation-gated enrolment, refresh/re-key proofs and release (/enrol/...).
@@ -48,7 +54,7 @@ def create_app(
     if v2x is not None:
         etsi.install(app, v2x)
 
-    @app.get("/health", tags=["operations"])
+    @app.get("/health", tags=["operations"], responses=problem_responses())
     def health() -> dict[str, str]:
         return {"status": "ok"}
 

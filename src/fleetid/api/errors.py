@@ -2,7 +2,11 @@
 
 Each ``fleetid.errors`` family maps to one status and one problem type URI
 (``urn:fleetid:problem:<kind>``); ``detail`` is the error's own message, which names the precise
-reason. 401 answers carry ``WWW-Authenticate: Basic`` (RFC 7030 §3.2.3, RFC 7617).
+reason. Messages are fixed sentences that name no library object; ``problem_response`` also
+bounds every ``detail`` (``MAX_DETAIL`` characters, printable, one line), so no echoed input
+(a path, a header) comes back whole. A request that fails FastAPI's validation is described by
+where and what (``path.generation: Input should be a valid integer``), never by pydantic's repr.
+401 answers carry ``WWW-Authenticate: Basic`` (RFC 7030 §3.2.3, RFC 7617).
 
 An error that carries a machine-readable ``reason`` code (the attestation refusals of
 ``fleetid.authority.attestation.errors``) adds it as the extension member ``reason``
@@ -16,26 +20,32 @@ from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from fleetid import errors
 
-__all__ = ["PROBLEM_JSON", "install_error_handlers", "problem_response"]
+__all__ = ["MAX_DETAIL", "PROBLEM_JSON", "install_error_handlers", "problem_response"]
 
 PROBLEM_JSON: Final = "application/problem+json"
+MAX_DETAIL: Final = 200
 REALM: Final = 'Basic realm="fleetid EST", charset="UTF-8"'
 
 # Most specific first: the first family an error belongs to decides.
 _FAMILIES: Final[tuple[tuple[type[errors.FleetIdError], int, str, str], ...]] = (
     (errors.AuthenticationError, 401, "unauthenticated", "Credential not accepted"),
     (errors.NotFoundError, 404, "not-found", "No such record"),
+    (errors.UnsupportedMediaTypeError, 415, "unsupported-media-type", "Media type not accepted"),
+    (errors.BodyTooLargeError, 413, "body-too-large", "Request body too large"),
     (errors.ProfileError, 400, "bad-profile", "Request breaks its profile"),
     (errors.EncodingError, 400, "bad-encoding", "Request body does not parse"),
     (errors.VerificationError, 400, "verification-failed", "Signature does not verify"),
+    (errors.LimitExceededError, 429, "too-many", "Too many outstanding requests"),
     (errors.PolicyError, 403, "policy-refused", "Refused by policy"),
     (errors.StoreError, 409, "store-conflict", "Conflicting state"),
     (errors.HsmError, 503, "hsm-unavailable", "Signing unavailable"),
+    (errors.NotConfiguredError, 503, "not-configured", "Not configured here"),
     (errors.ConfigError, 500, "misconfigured", "Authority misconfigured"),
     (errors.FleetIdError, 500, "internal", "Internal error"),
 )
@@ -54,7 +64,7 @@ def problem_response(
         "type": f"urn:fleetid:problem:{kind}",
         "title": title,
         "status": status,
-        "detail": detail,
+        "detail": _bounded(detail),
     }
     # RFC 9457 §3.2: extension members sit beside the standard ones; never overwrite those.
     body.update({k: v for k, v in (extensions or {}).items() if k not in body})
@@ -64,6 +74,21 @@ def problem_response(
         media_type=PROBLEM_JSON,
         headers=dict(headers) if headers else None,
     )
+
+
+def _bounded(text: str) -> str:
+    """``text`` on one printable line of at most ``MAX_DETAIL`` characters."""
+    line = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 1] + "…"
+
+
+def _invalid(exc: RequestValidationError) -> str:
+    """Where and what, from the first validation error: no input echoed, no repr."""
+    first = next(iter(exc.errors()), None)
+    if not isinstance(first, dict):
+        return "the request is not valid"
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return f"{where}: {first.get('msg', 'not valid')}"
 
 
 def _for_error(exc: errors.FleetIdError) -> JSONResponse:
@@ -91,8 +116,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type
-        return problem_response(400, "bad-request", "Request not valid", str(exc.errors()))
+        return problem_response(400, "bad-request", "Request not valid", _invalid(exc))
+
+    async def client_gone(_request: Request, _exc: Exception) -> Response:
+        # The client closed the connection mid-body: nobody reads an answer, nothing to log.
+        return Response(status_code=400)
 
     app.add_exception_handler(errors.FleetIdError, fleetid_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

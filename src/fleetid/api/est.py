@@ -24,10 +24,13 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
+from fleetid.api.openapi import problem_responses
+from fleetid.api.peer_certificate import peer_certificate
 from fleetid.api.writes import write, write_prepared
 from fleetid.authority.enrolment import EnrolmentService
+from fleetid.authority.lifecycle import LifecycleService
 from fleetid.authority.provisioners import BasicCredentials
-from fleetid.errors import EncodingError
+from fleetid.errors import EncodingError, NotConfiguredError, UnsupportedMediaTypeError
 from fleetid.formats.proof import PROOF_HEADER
 
 __all__ = ["EST_PREFIX", "csr_attributes_der", "decode_base64_body", "encode_base64_body", "router"]
@@ -36,23 +39,29 @@ EST_PREFIX: Final = "/.well-known/est"
 PKCS7_CERTS_ONLY: Final = "application/pkcs7-mime; smime-type=certs-only"
 PKCS10: Final = "application/pkcs10"
 CSRATTRS: Final = "application/csrattrs"
-_MAX_BODY: Final = 64 * 1024
 
 _basic = HTTPBasic(auto_error=False, realm="fleetid EST")
 router = APIRouter(prefix=EST_PREFIX, tags=["EST (RFC 7030)"])
 
 
 def decode_base64_body(body: bytes) -> bytes:
-    """The DER inside a base64 body; line breaks and other whitespace are ignored (RFC 2045)."""
-    if len(body) > _MAX_BODY:
-        raise EncodingError(f"the body is over {_MAX_BODY} bytes")
+    """The DER inside a base64 body; line breaks and other whitespace are ignored (RFC 2045).
+    The body's size is bounded before it is read (``fleetid.api.body_limits``)."""
     text = b"".join(body.split())
     if not text:
         raise EncodingError("the body is empty; EST wants base64 DER (RFC 7030 §4.2.1)")
     try:
         return base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
-        raise EncodingError(f"the body is not base64 (RFC 7030 §4, RFC 8951): {exc}") from exc
+    except binascii.Error:
+        raise EncodingError("the body is not base64 (RFC 7030 §4, RFC 8951)") from None
+
+
+async def _pkcs10_body(request: Request) -> bytes:
+    """The DER CSR of an enrolment request, which must be ``application/pkcs10`` (§4.2.1)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != PKCS10:
+        raise UnsupportedMediaTypeError(f"an EST enrolment request is {PKCS10} (RFC 7030 §4.2.1)")
+    return decode_base64_body(await request.body())
 
 
 def encode_base64_body(der: bytes) -> bytes:
@@ -115,7 +124,15 @@ async def _service(request: Request) -> EnrolmentService:
     return service
 
 
+async def _lifecycle(request: Request) -> LifecycleService:
+    service = request.app.state.enrolment
+    if not isinstance(service, LifecycleService):
+        raise NotConfiguredError("this authority does not re-enrol")
+    return service
+
+
 Service = Annotated[EnrolmentService, Depends(_service)]
+Lifecycle = Annotated[LifecycleService, Depends(_lifecycle)]
 Basic = Annotated[HTTPBasicCredentials | None, Depends(_basic)]
 
 _PKCS10_BODY: Final[dict[str, Any]] = {
@@ -124,6 +141,9 @@ _PKCS10_BODY: Final[dict[str, Any]] = {
         "content": {PKCS10: {"schema": {"type": "string", "contentEncoding": "base64"}}},
     }
 }
+# 401 no or a spent credential, 403 policy, 409 a concurrent write, 415 not application/pkcs10,
+# 503 signing unavailable or (re-key) attestation not configured.
+_ENROL_REFUSALS: Final = (401, 403, 409, 415, 503)
 _CERTS_ONLY_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
     200: {
         "content": {PKCS7_CERTS_ONLY: {"schema": {"type": "string", "contentEncoding": "base64"}}},
@@ -132,7 +152,9 @@ _CERTS_ONLY_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-@router.get("/cacerts", responses=_CERTS_ONLY_RESPONSE, response_class=Response)
+@router.get(
+    "/cacerts", responses={**_CERTS_ONLY_RESPONSE, **problem_responses()}, response_class=Response
+)
 def cacerts(service: Service) -> Response:
     """The CA certificates (RFC 7030 §4.1): the issuing CA and the fleet root (a DER SET OF)."""
     return _certs_only(service.cacerts())
@@ -141,12 +163,12 @@ def cacerts(service: Service) -> Response:
 @router.post(
     "/simpleenroll",
     openapi_extra=_PKCS10_BODY,
-    responses=_CERTS_ONLY_RESPONSE,
+    responses={**_CERTS_ONLY_RESPONSE, **problem_responses(*_ENROL_REFUSALS)},
     response_class=Response,
 )
 async def simpleenroll(request: Request, service: Service, basic: Basic) -> Response:
     """Enrol (RFC 7030 §4.2.1), authorised by a provisioner (HTTP Basic one-time token)."""
-    der = decode_base64_body(await request.body())
+    der = await _pkcs10_body(request)
     credentials = (
         None
         if basic is None
@@ -162,22 +184,31 @@ async def simpleenroll(request: Request, service: Service, basic: Basic) -> Resp
 @router.post(
     "/simplereenroll",
     openapi_extra=_PKCS10_BODY,
-    responses=_CERTS_ONLY_RESPONSE,
+    responses={**_CERTS_ONLY_RESPONSE, **problem_responses(*_ENROL_REFUSALS)},
     response_class=Response,
 )
-async def simplereenroll(request: Request, service: Service) -> Response:
-    """Re-enrol (RFC 7030 §4.2.2) under the current credential's key; the old one is superseded."""
-    der = decode_base64_body(await request.body())
-    # fleetid.authority.lifecycle: refresh/re-key proven by a signature over the request.
+async def simplereenroll(request: Request, service: Lifecycle) -> Response:
+    """Re-enrol (RFC 7030 §4.2.2) under the current credential; the old one is superseded.
+
+    Possession of the current credential is proven by TLS client authentication with it
+    (§3.3.2) or by a ``Fleetid-Proof`` header; ``fleetid.authority.lifecycle`` refuses neither.
+    """
+    der = await _pkcs10_body(request)
     proof = request.headers.get(PROOF_HEADER)
-    certificate = await write(request, service.simple_reenroll, der, proof)
+    client = peer_certificate(request)
+    certificate = await write(
+        request, lambda: service.simple_reenroll(der, proof, client_certificate=client)
+    )
     return _certs_only([certificate])
 
 
 @router.get(
     "/csrattrs",
     response_class=Response,
-    responses={200: {"content": {CSRATTRS: {"schema": {"type": "string"}}}, "description": ""}},
+    responses={
+        200: {"content": {CSRATTRS: {"schema": {"type": "string"}}}, "description": ""},
+        **problem_responses(),
+    },
 )
 def csrattrs() -> Response:
     """What the CSR should contain (RFC 7030 §4.5)."""

@@ -26,7 +26,8 @@ def load_csr(der: bytes) -> x509.CertificateSigningRequest:
         csr = x509.load_der_x509_csr(der)
         public_key = csr.public_key()
     except ValueError as exc:
-        raise EncodingError(f"the body is not a DER PKCS#10 CertificationRequest: {exc}") from exc
+        # pyca's own text is a Rust debug dump: it stays on the chained exception, off the wire.
+        raise EncodingError("the body is not a DER PKCS#10 CertificationRequest") from exc
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise PolicyError("only EC keys are enrolled (P-256 or P-384)")
     if public_key.curve.name not in ACCEPTED_CURVES:

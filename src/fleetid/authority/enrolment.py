@@ -7,11 +7,11 @@ before the transaction (``examine``); the credential is spent and the certificat
 transaction (``enrol``). The EST route runs the first on the group-commit writer before it opens
 a batch's transaction, and the second inside it.
 
-Re-enrolment (§4.2.2) is authenticated here by the CSR's own signature: the CSR must be signed by
-the key of the device's current certificate, which must be valid, unexpired and unrevoked. The
-old certificate is then revoked as ``superseded`` and linked to its successor. Binding that
-signature to a fresh challenge (and re-key under an attested new key) is the refresh/re-key work
-that builds on this.
+Re-enrolment (§4.2.2) is ``fleetid.authority.lifecycle``'s: it always proves possession of the
+current credential freshly, by TLS client authentication with it (§3.3.2) or by a signed fresh
+challenge. A CSR's own signature proves nothing fresh (a copied CSR replays), so it never
+authenticates a re-enrolment. The rules on the current credential itself live here
+(``current_credential``, ``client_credential``).
 """
 
 from __future__ import annotations
@@ -20,14 +20,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetid.authority.csr import load_csr, public_key_sha256
+from fleetid.authority.csr import load_csr
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.provisioners import BasicCredentials, EnrolmentRequest, Provisioner
 from fleetid.authority.provisioners.token import TokenProvisioner
-from fleetid.errors import AuthenticationError, PolicyError
+from fleetid.errors import AuthenticationError, NotFoundError, PolicyError
 from fleetid.policy import CredentialType
+from fleetid.store.repositories import CertificateRecord, Repositories
 from fleetid.store.schema import CertificateStatus, DeviceStatus
 
 __all__ = ["EnrolmentService", "Examined"]
@@ -42,7 +44,7 @@ class Examined:
 
 
 class EnrolmentService:
-    """``cacerts``, ``simpleenroll`` and ``simplereenroll`` over one fleet CA."""
+    """``cacerts`` and ``simpleenroll`` over one fleet CA, and the rules on a current credential."""
 
     def __init__(self, ca: FleetCa, provisioners: Mapping[str, Provisioner] | None = None) -> None:
         self.ca = ca
@@ -109,44 +111,41 @@ class EnrolmentService:
             )
         return certificate
 
-    def simple_reenroll(self, csr_der: bytes, proof: str | None = None) -> x509.Certificate:
-        """Renew under the current credential; the old certificate is superseded (revoked).
-
-        ``proof`` is a ``Fleetid-Proof`` header, which ``fleetid.authority.lifecycle`` verifies;
-        this base service does not take one.
-        """
-        if proof is not None:
-            raise AuthenticationError("this authority does not accept a Fleetid-Proof header")
-        csr = load_csr(csr_der)
-        public_key = csr.public_key()
-        assert isinstance(public_key, ec.EllipticCurvePublicKey)  # noqa: S101 - load_csr checked
+    def current_credential(self, tx: Repositories, serial: str) -> CertificateRecord:
+        """The credential a re-enrolment or release is made under, by serial: this authority's,
+        valid (unrevoked), unexpired, a device's, and its device enrolled. The one place these
+        rules live; how possession of its key is proven is the caller's."""
         now = self.ca.clock.now()
-        with self.ca.store.transaction() as tx:
-            issued = tx.certificates.for_public_key(public_key_sha256(public_key))
-            if not issued:
-                raise AuthenticationError("no certificate of this authority holds the CSR's key")
-            current = issued[0]
-            if current.status != CertificateStatus.VALID:
-                raise AuthenticationError(
-                    f"the current credential {current.serial} is revoked"
-                    f" ({current.revocation_reason})"
-                )
-            if now >= current.not_after:
-                raise AuthenticationError(
-                    f"the current credential {current.serial} expired at"
-                    f" {current.not_after.isoformat()}"
-                )
-            if current.device_id is None or current.profile == CredentialType.TLS_SERVER:
-                raise PolicyError("only device credentials are re-enrolled over EST")
-            device = tx.devices.require(current.device_id)
-            if device.status != DeviceStatus.ENROLLED:
-                raise PolicyError(f"device {device.device_id!r} is {device.status}")
-            certificate, record = self.ca.issue(
-                tx,
-                public_key=public_key,
-                credential_type=CredentialType(current.profile),
-                common_name=current.device_id,
-                device_id=current.device_id,
+        try:
+            current = tx.certificates.by_serial(serial)
+        except NotFoundError as exc:  # unknown, or not a serial at all
+            raise AuthenticationError(f"no credential {serial[:40]!r} here") from exc
+        if current.status != CertificateStatus.VALID:
+            raise AuthenticationError(
+                f"the credential {current.serial} is revoked ({current.revocation_reason})"
             )
-            tx.certificates.revoke(current.serial, "superseded", now, superseded_by=record.id)
-        return certificate
+        if now >= current.not_after:
+            raise AuthenticationError(
+                f"the credential {current.serial} expired at {current.not_after.isoformat()}"
+            )
+        if current.device_id is None or current.profile == CredentialType.TLS_SERVER:
+            raise PolicyError("only device credentials re-enrol")
+        device = tx.devices.require(current.device_id)
+        if device.status != DeviceStatus.ENROLLED:
+            raise AuthenticationError(f"device {device.device_id} is {device.status}")
+        return current
+
+    def client_credential(
+        self, tx: Repositories, certificate: x509.Certificate, csr: x509.CertificateSigningRequest
+    ) -> CertificateRecord:
+        """The credential a TLS client authenticated with (RFC 7030 §3.3.2), for a re-enrolment
+        of ``csr``: the very certificate this authority recorded, current (``current_credential``),
+        and the CSR's subject identical to its subject (§4.2.2)."""
+        current = self.current_credential(tx, f"{certificate.serial_number:x}")
+        if current.der != certificate.public_bytes(serialization.Encoding.DER):
+            raise AuthenticationError("the TLS client certificate is not one this authority issued")
+        if csr.subject != certificate.subject:
+            raise AuthenticationError(
+                "the CSR's subject differs from the TLS client certificate's (RFC 7030 §4.2.2)"
+            )
+        return current

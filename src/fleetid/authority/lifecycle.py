@@ -12,8 +12,9 @@
   must be valid, unexpired and unrevoked, and its device enrolled. A CSR for the same key is a
   refresh; a CSR for a new key is a re-key and must carry attestation evidence for that key from
   the same device, bound to the same nonce. Either way the old certificate is revoked as
-  ``superseded`` and linked to its successor. Without the header the base service's rule applies
-  (the CSR itself signed by the current key: refresh only).
+  ``superseded`` and linked to its successor. Instead of the header, a client may authenticate
+  TLS with the current certificate (RFC 7030 §3.3.2; the CSR's subject must equal it, §4.2.2).
+  Without either the request is refused: a CSR's own signature proves no fresh possession.
 * **Rollover.** ``roll_issuing_ca`` makes the next issuing-CA generation under the same root.
   ``roll_root`` makes a new root and the RFC 4210 §4.4 root-key-update certificates: NewWithOld
   (the new root's key and name, signed by the old root: the link a device follows) and
@@ -39,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from fleetid.authority.attestation.errors import NotOnManifestError
 from fleetid.authority.csr import load_csr, public_key_sha256
 from fleetid.authority.enrolment import EnrolmentService
 from fleetid.authority.fleet_ca import CA_DIR, CA_KEY_USAGE, FleetCa, ca_name, new_serial
@@ -49,7 +51,8 @@ from fleetid.crypto.signer import Signer, hash_for_curve
 from fleetid.errors import (
     AuthenticationError,
     ConfigError,
-    NotFoundError,
+    LimitExceededError,
+    NotConfiguredError,
     PolicyError,
 )
 from fleetid.formats.proof import (
@@ -81,6 +84,10 @@ __all__ = [
 ]
 
 LINKS_DIR: Final = "links"
+_REENROL_NEEDS: Final = (
+    f"re-enrolment needs TLS client authentication with the current certificate"
+    f" (RFC 7030 §3.3.2) or a {PROOF_HEADER} header"
+)
 
 
 # --- rollover ---------------------------------------------------------------------------------
@@ -315,7 +322,7 @@ class LifecycleService(EnrolmentService):
 
     def _require_attestation(self) -> AttestationProvisioner:
         if self.attestation is None or not self.attestation.configured:
-            raise ConfigError(
+            raise NotConfiguredError(
                 "attestation-gated enrolment is not configured: no manufacturer root is trusted"
             )
         return self.attestation
@@ -332,9 +339,22 @@ class LifecycleService(EnrolmentService):
 
     # -- enrolment -----------------------------------------------------------------------------
 
-    def issue_challenge(self, device_id: str | None = None) -> Challenge:
+    def issue_challenge(self, device_id: str) -> Challenge:
+        """A fresh challenge for a device this authority knows (its manifest lists it, or it
+        enrolled here), at most ``policy.outstanding_challenges`` unused at a time; expired
+        challenges are pruned. An unknown device is refused before anything is written."""
         provisioner = self._require_attestation()
+        now = self.ca.clock.now()
+        bound = self.ca.settings.policy.outstanding_challenges
         with self.ca.store.transaction() as tx:
+            if tx.manifest.by_serial(device_id) is None and tx.devices.get(device_id) is None:
+                # The refusal attested enrolment would give, given before anything is written.
+                raise NotOnManifestError("the device is not on a manifest here; no challenge")
+            tx.challenges.prune(now)
+            if tx.challenges.outstanding(device_id, now) >= bound:
+                raise LimitExceededError(
+                    f"the device holds {bound} unused challenges; use one or let them expire"
+                )
             return provisioner.issue_challenge(tx, device_id)
 
     # -- refresh and re-key --------------------------------------------------------------------
@@ -343,23 +363,7 @@ class LifecycleService(EnrolmentService):
         self, tx: Repositories, proof: CredentialProof, path: str, body: bytes
     ) -> CertificateRecord:
         now = self.ca.clock.now()
-        try:
-            current = tx.certificates.by_serial(proof.serial)
-        except NotFoundError as exc:  # unknown, or not a serial at all
-            raise AuthenticationError(f"no credential {proof.serial!r} here") from exc
-        if current.status != CertificateStatus.VALID:
-            raise AuthenticationError(
-                f"the credential {current.serial} is revoked ({current.revocation_reason})"
-            )
-        if now >= current.not_after:
-            raise AuthenticationError(
-                f"the credential {current.serial} expired at {current.not_after.isoformat()}"
-            )
-        if current.device_id is None:
-            raise PolicyError("only device credentials re-enrol")
-        device = tx.devices.require(current.device_id)
-        if device.status != DeviceStatus.ENROLLED:
-            raise AuthenticationError(f"device {device.device_id} is {device.status}")
+        current = self.current_credential(tx, proof.serial)
         key = _ec(x509.load_der_x509_certificate(current.der))
         try:
             key.verify(
@@ -386,22 +390,34 @@ class LifecycleService(EnrolmentService):
         self,
         csr_der: bytes,
         proof: CredentialProof | str | None = None,
+        *,
+        client_certificate: x509.Certificate | None = None,
     ) -> x509.Certificate:
-        """Refresh (same key) or re-key (new attested key) under the current credential."""
-        if proof is None:
-            return super().simple_reenroll(csr_der)
+        """Refresh (same key) or re-key (new attested key) under the current credential.
+
+        Possession of the current credential is proven freshly, always: by a ``Fleetid-Proof``
+        over this CSR and a fresh challenge, or by TLS client authentication with the credential
+        (``client_certificate``, verified by the server's TLS stack; RFC 7030 §3.3.2). Neither is
+        refused: the CSR's own signature is no proof (a copied CSR replays).
+        """
         if isinstance(proof, str):
             proof = CredentialProof.parse(proof)
+        if proof is None and client_certificate is None:
+            raise AuthenticationError(_REENROL_NEEDS)
         csr = load_csr(csr_der)
         public_key = csr.public_key()
         assert isinstance(public_key, ec.EllipticCurvePublicKey)  # noqa: S101 - load_csr checked
         now = self.ca.clock.now()
         with self.ca.store.transaction() as tx:
-            current = self._authenticate(tx, proof, REENROLL_PATH, csr_der)
+            if proof is not None:
+                current = self._authenticate(tx, proof, REENROLL_PATH, csr_der)
+            else:
+                assert client_certificate is not None  # noqa: S101 - checked above
+                current = self.client_credential(tx, client_certificate, csr)
             device_id = current.device_id
-            assert device_id is not None  # noqa: S101 - _authenticate checked
+            assert device_id is not None  # noqa: S101 - current_credential checked
             if public_key_sha256(public_key) == current.public_key_sha256:
-                if not tx.challenges.consume(proof.nonce, now):
+                if proof is not None and not tx.challenges.consume(proof.nonce, now):
                     raise AuthenticationError("the proof's nonce was spent concurrently")
             else:
                 attested = self._require_attestation().verify(tx, csr)
@@ -410,7 +426,7 @@ class LifecycleService(EnrolmentService):
                         f"the new key is attested by device {attested.device_id}, "
                         f"the credential is {device_id}'s"
                     )
-                if attested.challenge != proof.nonce:
+                if proof is not None and attested.challenge != proof.nonce:
                     raise AuthenticationError("re-key evidence and proof use different nonces")
             certificate, record = self.ca.issue(
                 tx,

@@ -2,8 +2,11 @@
 
 ``--http 127.0.0.1:PORT`` is for tests and the demo and is refused on a non-loopback address.
 ``--https ADDR:PORT`` serves TLS with a server certificate from the fleet PKI
-(``FleetCa.tls_server_files``), for the host named in ADDR. Both listeners run in one process and
-one event loop, sharing one app.
+(``FleetCa.tls_server_files``), for the host named in ADDR. It asks for a client certificate
+optionally, with every CA certificate of the fleet as client trust anchor, and hands a verified one
+to the app (``fleetid.api.peer_certificate``): a device re-enrols with its current credential as
+TLS client certificate (RFC 7030 §3.3.2). Both listeners run in one process and one event loop,
+sharing one app.
 
 ``--workers N`` (N > 1, one listener) runs N uvicorn worker processes on the listener instead; each
 opens the CA and the database itself (``worker_app``). All issuance state is in the database, so
@@ -24,10 +27,14 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from fleetid.authority.fleet_ca import FleetCa
+
 __all__ = ["register", "worker_app"]
 
 # How the parent hands the listener to worker processes (uvicorn imports ``worker_app`` there).
 _WORKER_ENV: Final = "FLEETID_SERVE_WORKER"
+# Beside the server certificate: the fleet's CA certificates, as TLS client trust anchors.
+_CLIENT_ANCHORS: Final = "client-anchors.pem"
 
 
 def register(subparsers: Any) -> None:
@@ -65,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fleetid.api import create_app
+    from fleetid.api.peer_certificate import PeerCertificateProtocol
     from fleetid.authority.fleet_ca import FleetCa
     from fleetid.clock import SystemClock
     from fleetid.config import Settings, parse_listen
@@ -86,18 +94,17 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings, clock=clock, ca=ca)
     servers = []
     if http is not None:
-        config = uvicorn.Config(app, host=http.host, port=http.port, log_level="warning")
+        config = uvicorn.Config(
+            app, host=http.host, port=http.port, log_level="warning", http=PeerCertificateProtocol
+        )
         servers.append(uvicorn.Server(config))
     if https is not None:
-        names = [https.host, *args.tls_name]
-        cert_file, key_file = ca.tls_server_files(names)
         config = uvicorn.Config(
             app,
             host=https.host,
             port=https.port,
             log_level="warning",
-            ssl_certfile=str(cert_file),
-            ssl_keyfile=str(key_file),
+            **_tls_options(ca, [https.host, *args.tls_name]),
         )
         servers.append(uvicorn.Server(config))
     _warn_if_v2x_locked(settings)
@@ -126,6 +133,30 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tls_options(ca: FleetCa, names: list[str]) -> dict[str, Any]:
+    """uvicorn's TLS settings: the server certificate for ``names``, and client certificates
+    asked for optionally, verified against every CA certificate of the fleet (all generations,
+    so credentials of an earlier issuing CA or root authenticate until they expire)."""
+    import ssl
+
+    from cryptography import x509
+
+    from fleetid.api.peer_certificate import PeerCertificateProtocol, client_trust_pem
+
+    cert_file, key_file = ca.tls_server_files(names)
+    with ca.store.transaction() as tx:
+        anchors = [x509.load_der_x509_certificate(k.certificate) for k in tx.ca_keys.all()]
+    anchors_file = cert_file.parent / _CLIENT_ANCHORS
+    anchors_file.write_bytes(client_trust_pem(anchors))
+    return {
+        "ssl_certfile": str(cert_file),
+        "ssl_keyfile": str(key_file),
+        "ssl_cert_reqs": ssl.CERT_OPTIONAL,
+        "ssl_ca_certs": str(anchors_file),
+        "http": PeerCertificateProtocol,
+    }
+
+
 def worker_app() -> FastAPI:
     """The app of one worker process (``--workers``): settings from the parent's environment."""
     from fleetid.api import create_app
@@ -147,6 +178,7 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from fleetid.api.peer_certificate import PeerCertificateProtocol
     from fleetid.authority.fleet_ca import FleetCa
     from fleetid.clock import SystemClock
     from fleetid.errors import ConfigError
@@ -155,12 +187,11 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
     if (http is None) == (https is None):
         raise ConfigError("--workers serves one listener: give --http or --https, not both")
     listen = http or https
-    tls: dict[str, str] = {}
+    tls: dict[str, Any] = {"http": PeerCertificateProtocol}
     ca = FleetCa.open(settings, clock=SystemClock())  # migrates once, before the workers start
     try:
         if https is not None:
-            cert_file, key_file = ca.tls_server_files([https.host, *args.tls_name])
-            tls = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)}
+            tls = _tls_options(ca, [https.host, *args.tls_name])
     finally:
         ca.close()
     os.environ[_WORKER_ENV] = json.dumps(
@@ -178,7 +209,7 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
         port=listen.port,
         workers=args.workers,
         log_level="warning",
-        **tls,  # type: ignore[arg-type]
+        **tls,
     )
     # What ``uvicorn.run`` does for workers, with the announcement after the bind, not before.
     socket = config.bind_socket()

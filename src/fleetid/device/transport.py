@@ -37,13 +37,16 @@ _BY_STATUS: Final[dict[int, type[errors.FleetIdError]]] = {
     403: errors.PolicyError,
     404: errors.NotFoundError,
     409: errors.StoreError,
+    413: errors.BodyTooLargeError,
+    415: errors.UnsupportedMediaTypeError,
+    429: errors.LimitExceededError,
 }
 
 
 class AuthorityTransport(Protocol):
     """What the device agent needs from an authority."""
 
-    def challenge(self, device_id: str | None = None) -> bytes: ...
+    def challenge(self, device_id: str) -> bytes: ...
 
     def cacerts(self) -> list[x509.Certificate]: ...
 
@@ -147,9 +150,8 @@ class HttpTransport:
             url = self._client.base_url.join(path)
             raise errors.UnreachableError(f"cannot reach {url}: {exc}") from exc
 
-    def challenge(self, device_id: str | None = None) -> bytes:
-        body = {} if device_id is None else {"device_id": device_id}
-        response = self._send("POST", CHALLENGE_PATH, json=body)
+    def challenge(self, device_id: str) -> bytes:
+        response = self._send("POST", CHALLENGE_PATH, json={"device_id": device_id})
         _raise_for_problem(response)
         text = str(response.json()["nonce"])
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -159,7 +159,7 @@ def decode_attestation_bundle(der: bytes) -> AttestationBundle:
         statements = tuple(_statement(each) for each in decode_tlvs(lists[0].value))
         certificates = tuple(_certificates(lists[1])) if len(lists) == 2 else ()
     except TlvError as exc:
-        raise EncodingError(f"the AttestationBundle is not in DER form: {exc}") from exc
+        raise EncodingError("the AttestationBundle is not in DER form") from exc
     if not statements:
         raise EncodingError("an AttestationBundle holds at least one statement (§4.1)")
     return AttestationBundle(statements=statements, certificates=certificates)
@@ -190,7 +190,7 @@ def _certificates(certs: Tlv) -> list[x509.Certificate]:
             try:
                 found.append(x509.load_der_x509_certificate(choice.encode()))
             except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion: not a ValueError
-                raise EncodingError(f"a certificate in certs does not parse: {exc}") from exc
+                raise EncodingError("a certificate in certs does not parse") from exc
         elif choice.tag in _EXCLUDED_CHOICES:
             raise EncodingError(
                 f"LimitedCertChoices excludes {_EXCLUDED_CHOICES[choice.tag]} (§4.1)"
@@ -282,7 +282,7 @@ def _attestation_values(csr: x509.CertificateSigningRequest) -> list[Tlv]:
                 values.append(found)
         return values
     except (TlvError, ValueError) as exc:
-        raise EncodingError(f"the CSR attributes do not parse: {exc}") from exc
+        raise EncodingError("the CSR attributes do not parse") from exc
 
 
 def attestation_bundle_of(csr: x509.CertificateSigningRequest) -> AttestationBundle | None:
@@ -299,7 +299,7 @@ def attestation_bundle_of(csr: x509.CertificateSigningRequest) -> AttestationBun
     try:
         values = decode_tlvs(found[0].value) if found[0].tag == _SET else None
     except TlvError as exc:
-        raise EncodingError(f"the id-aa-attestation values do not parse: {exc}") from exc
+        raise EncodingError("the id-aa-attestation values do not parse") from exc
     if values is None or len(values) != 1:
         raise EncodingError("id-aa-attestation holds exactly one AttestationBundle (§4.3)")
     return decode_attestation_bundle(values[0].encode())

@@ -1,9 +1,10 @@
 """The ``Fleetid-Proof`` header: a request signed by the device's current credential.
 
 Shared by the device (``fleetid.device``), which makes proofs with its SE, and the authority
-(``fleetid.authority.lifecycle``), which verifies them. uvicorn does not hand the TLS client
-certificate to the application, so refresh, re-key and release are authenticated by a signature
-over the request instead, the same over HTTP on loopback, HTTPS or in process::
+(``fleetid.authority.lifecycle``), which verifies them. Refresh and re-key may instead be
+authenticated by TLS with the current certificate (RFC 7030 §3.3.2); this signature over the
+request and a fresh challenge works wherever TLS client authentication does not (an SE-held key
+the TLS stack cannot use, HTTP on loopback, in process), and authenticates release::
 
     Fleetid-Proof: v1; serial=<40 hex>; nonce=<base64url>; sig=<base64url DER ECDSA>
 
@@ -53,9 +54,10 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        # validate: characters outside the base64url alphabet are refused, not skipped.
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise EncodingError(f"{PROOF_HEADER}: {text!r} is not base64url") from exc
+        raise EncodingError(f"{PROOF_HEADER}: a value is not base64url") from exc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,15 +75,15 @@ class CredentialProof:
     def parse(cls, text: str) -> CredentialProof:
         version, *params = (part.strip() for part in text.split(";"))
         if version != "v1":
-            raise EncodingError(f"{PROOF_HEADER}: version {version!r} is not v1")
+            raise EncodingError(f"{PROOF_HEADER}: the version is not v1")
         fields: dict[str, str] = {}
         for param in params:
             name, sep, value = param.partition("=")
             if not sep or name in fields:
-                raise EncodingError(f"{PROOF_HEADER}: bad parameter {param!r}")
+                raise EncodingError(f"{PROOF_HEADER}: a parameter is not name=value or repeats")
             fields[name] = value
         if set(fields) != {"serial", "nonce", "sig"}:
-            raise EncodingError(f"{PROOF_HEADER} has serial, nonce and sig, got {sorted(fields)}")
+            raise EncodingError(f"{PROOF_HEADER} has exactly serial, nonce and sig")
         return cls(
             serial=fields["serial"], nonce=_unb64(fields["nonce"]), signature=_unb64(fields["sig"])
         )

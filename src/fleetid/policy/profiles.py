@@ -68,6 +68,8 @@ class Policy:
     issuing_lifetime: timedelta = timedelta(days=5 * 365)
     token_ttl: timedelta = timedelta(hours=24)
     challenge_ttl: timedelta = timedelta(minutes=5)
+    # Unused, unexpired challenges one device may hold; beyond it POST /enrol/challenge is 429.
+    outstanding_challenges: int = 8
     # RFC 5280 §4.1.2.5: backdate notBefore a little against device clock skew.
     backdate: timedelta = timedelta(minutes=5)
 

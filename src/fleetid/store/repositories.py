@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy import Column, Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fleetid.errors import NotFoundError, PolicyError, StoreError
@@ -256,6 +256,18 @@ _UPDATE_TOKEN = update(enrolment_tokens).where(
 )
 _CHALLENGE = select(enrolment_challenges).where(
     enrolment_challenges.c.nonce == bindparam("w_nonce")
+)
+_OUTSTANDING_CHALLENGES = (
+    select(func.count())
+    .select_from(enrolment_challenges)
+    .where(
+        enrolment_challenges.c.device_id == bindparam("w_device_id"),
+        enrolment_challenges.c.used_at.is_(None),
+        enrolment_challenges.c.expires_at > bindparam("w_now"),
+    )
+)
+_PRUNE_CHALLENGES = delete(enrolment_challenges).where(
+    enrolment_challenges.c.expires_at <= bindparam("w_now")
 )
 _NEXT_COUNTER = (
     update(counters)
@@ -559,6 +571,15 @@ class Challenges:
     def consume(self, nonce: bytes, now: datetime) -> bool:
         """Mark the challenge used if it is unused and unexpired; False otherwise."""
         return self.spend(nonce, now) is not None
+
+    def outstanding(self, device_id: str, now: datetime) -> int:
+        """How many of ``device_id``'s challenges are unused and unexpired at ``now``."""
+        row = self._c.execute(_OUTSTANDING_CHALLENGES, {"w_device_id": device_id, "w_now": now})
+        return int(row.scalar_one())
+
+    def prune(self, now: datetime) -> int:
+        """Delete every challenge expired at ``now`` (none can be spent any more); how many."""
+        return int(self._c.execute(_PRUNE_CHALLENGES, {"w_now": now}).rowcount)
 
 
 def _next(connection: Connection, name: str) -> int:

@@ -16,13 +16,16 @@ from typing import Final
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from fleetid.api.openapi import problem_responses
 from fleetid.clock import Clock
 from fleetid.errors import NotFoundError
 from fleetid.revocation.crl import CRL_MEDIA_TYPE, CrlKind, CrlPublisher, http_headers
 
 __all__ = ["install", "router", "scheduled"]
 
-_NAME: Final = re.compile(r"^(?P<shard>[0-9]{1,4})(?P<delta>-delta)?\.crl$")
+# Canonical decimal only (no leading zero, no sign): one name per CRL, as certificates write it.
+_NAME: Final = re.compile(r"^(?P<shard>0|[1-9][0-9]{0,3})(?P<delta>-delta)?\.crl$")
+_GENERATION: Final = re.compile(r"^[1-9][0-9]{0,5}$")
 
 router = APIRouter(tags=["revocation: CRLs (RFC 5280)"])
 
@@ -30,17 +33,23 @@ router = APIRouter(tags=["revocation: CRLs (RFC 5280)"])
 @router.get(
     "/crl/issuing-{generation}/{name}",
     response_class=Response,
-    responses={200: {"content": {CRL_MEDIA_TYPE: {}}}, 304: {}, 404: {}},
+    responses={
+        200: {"content": {CRL_MEDIA_TYPE: {}}},
+        304: {"description": "Not Modified (If-None-Match)"},
+        **problem_responses(404, 503),
+    },
 )
-async def get_crl(generation: int, name: str, request: Request) -> Response:
+async def get_crl(generation: str, name: str, request: Request) -> Response:
     """A shard's full CRL (``{shard}.crl``) or delta CRL (``{shard}-delta.crl``)."""
-    match = _NAME.match(name)
-    if match is None:
-        raise NotFoundError(f"no CRL named {name!r}")
+    match = _NAME.fullmatch(name)
+    if match is None or _GENERATION.fullmatch(generation) is None:
+        raise NotFoundError("no such CRL: /crl/issuing-{generation}/{shard}[-delta].crl")
     kind = CrlKind.DELTA if match["delta"] else CrlKind.FULL
     publisher: CrlPublisher = request.app.state.crl_publisher
     clock: Clock = request.app.state.crl_clock
-    publication = await run_in_threadpool(publisher.current, generation, int(match["shard"]), kind)
+    publication = await run_in_threadpool(
+        publisher.current, int(generation), int(match["shard"]), kind
+    )
     headers = http_headers(publication, clock.now(), publisher.policy)
     if publication.etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
         return Response(status_code=304, headers=headers)

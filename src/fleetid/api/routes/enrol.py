@@ -1,8 +1,11 @@
 """Lifecycle routes beside EST: the attestation challenge and the release of a device.
 
-* ``POST /enrol/challenge``: body ``{"device_id": SERIAL}`` or empty; answers
+* ``POST /enrol/challenge``: body ``{"device_id": SERIAL}``; answers
   ``{"nonce": base64url, "expires_at": RFC 3339}``. A nonce is single use; it binds an
   attestation (enrolment, re-key) or a ``Fleetid-Proof`` (refresh, release) to this moment.
+  A malformed body and a device the authority does not know (``not-on-manifest``) are 400,
+  both before anything is written; a device holding ``policy.outstanding_challenges`` unused
+  ones gets 429. Expired challenges are pruned whenever one is issued.
 * ``POST /enrol/release``: the device leaves this authority for another; body is free text naming
   the destination (it is signed), the ``Fleetid-Proof`` header authenticates the current
   credential. Answers the revoked serials.
@@ -19,20 +22,20 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, Field, ValidationError
 
+from fleetid.api.openapi import problem_responses
 from fleetid.api.writes import write
 from fleetid.authority.lifecycle import LifecycleService
-from fleetid.errors import AuthenticationError, EncodingError
+from fleetid.errors import AuthenticationError, EncodingError, NotConfiguredError
 from fleetid.formats.proof import CHALLENGE_PATH, PROOF_HEADER, RELEASE_PATH
 
 __all__ = ["install", "router"]
 
-_MAX_BODY: Final = 4096
-
 router = APIRouter(tags=["enrolment lifecycle (fleetid)"])
+_CHALLENGE_BODY: Final = 'a challenge request is JSON {"device_id": "<1 to 128 characters>"}'
 
 
 class ChallengeRequest(BaseModel):
-    device_id: str | None = Field(default=None, max_length=128)
+    device_id: str = Field(min_length=1, max_length=128)
 
 
 class ChallengeResponse(BaseModel):
@@ -53,23 +56,23 @@ def install(app: FastAPI, service: LifecycleService) -> None:
 async def _service(request: Request) -> LifecycleService:
     service = request.app.state.enrolment
     if not isinstance(service, LifecycleService):
-        raise EncodingError("this authority has no lifecycle service")
+        raise NotConfiguredError("this authority has no lifecycle service")
     return service
 
 
 Service = Annotated[LifecycleService, Depends(_service)]
 
 
-@router.post(CHALLENGE_PATH, response_model=ChallengeResponse)
+@router.post(
+    CHALLENGE_PATH, response_model=ChallengeResponse, responses=problem_responses(409, 429, 503)
+)
 async def challenge(request: Request, service: Service) -> ChallengeResponse:
     """A single-use nonce for attestation or a credential proof."""
     body = await request.body()
-    if len(body) > _MAX_BODY:
-        raise EncodingError("challenge request too large")
     try:
-        parsed = ChallengeRequest.model_validate_json(body) if body.strip() else ChallengeRequest()
+        parsed = ChallengeRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise EncodingError(f"challenge request: {exc.errors()[0]['msg']}") from exc
+        raise EncodingError(_CHALLENGE_BODY) from exc
     device_id = parsed.device_id
     issued = await write(request, service.issue_challenge, device_id)
     return ChallengeResponse(
@@ -78,12 +81,12 @@ async def challenge(request: Request, service: Service) -> ChallengeResponse:
     )
 
 
-@router.post(RELEASE_PATH, response_model=ReleaseResponse)
+@router.post(
+    RELEASE_PATH, response_model=ReleaseResponse, responses=problem_responses(401, 403, 409, 503)
+)
 async def release(request: Request, service: Service) -> ReleaseResponse:
     """End the device's credentials here (``cessationOfOperation``) before it moves."""
     body = await request.body()
-    if len(body) > _MAX_BODY:
-        raise EncodingError("release request too large")
     proof = request.headers.get(PROOF_HEADER)
     if proof is None:
         raise AuthenticationError(f"release needs a {PROOF_HEADER} header")

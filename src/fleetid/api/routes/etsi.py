@@ -25,12 +25,18 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from fleetid.api.openapi import problem_responses
 from fleetid.authority.v2x.aa import AuthorizationAuthority
 from fleetid.authority.v2x.ea import EnrolmentAuthority
 from fleetid.authority.v2x.on_disk import has_v2x, open_v2x
 from fleetid.clock import Clock
 from fleetid.config import V2X_PASSPHRASE_ENV, Settings
-from fleetid.errors import EncodingError, HsmNotActivatedError
+from fleetid.errors import (
+    EncodingError,
+    HsmNotActivatedError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+)
 
 __all__ = [
     "ITS_REQUEST",
@@ -48,7 +54,6 @@ ITS_REQUEST: Final = "application/x-its-request"
 ITS_RESPONSE: Final = "application/x-its-response"
 ITS_CTL: Final = "application/x-its-ctl"
 ITS_CRL: Final = "application/x-its-crl"
-_MAX_BODY: Final = 16 * 1024
 
 router = APIRouter(prefix=V2X_PREFIX, tags=["V2X PKI (ETSI TS 102 941)"])
 
@@ -119,22 +124,25 @@ _ITS_ANSWER: Final[dict[int | str, dict[str, Any]]] = {
     200: {
         "content": {ITS_RESPONSE: {"schema": {"type": "string", "format": "binary"}}},
         "description": "the COER EtsiTs103097Data response, encrypted to the request's key",
-    }
+    },
+    # 404: no such authority in this deployment; 415: not application/x-its-request; 503: the
+    # hierarchy's key store is locked (no V2X passphrase).
+    **problem_responses(404, 415, 503),
 }
 
 
 async def _its_body(request: Request) -> bytes:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != ITS_REQUEST:
-        raise EncodingError(f"the body must be {ITS_REQUEST}, not {media_type or 'absent'}")
-    body = await request.body()
-    if not body or len(body) > _MAX_BODY:
-        raise EncodingError(f"an ITS request is 1 to {_MAX_BODY} bytes")
+        raise UnsupportedMediaTypeError(f"the body must be {ITS_REQUEST} (TS 102 941 §6.1)")
+    body = await request.body()  # bounded by fleetid.api.body_limits
+    if not body:
+        raise EncodingError("an ITS request is not empty")
     return body
 
 
-def _missing(what: str) -> Response:
-    return Response(status_code=404, content=f"no {what} here".encode(), media_type="text/plain")
+def _missing(what: str) -> NotFoundError:
+    return NotFoundError(f"this deployment has no {what}")
 
 
 async def _its_exchange(
@@ -144,7 +152,7 @@ async def _its_exchange(
     deployment has no such ``authority`` (the body is checked before that)."""
     body = await _its_body(request)
     if handler is None:
-        return _missing(authority)
+        raise _missing(authority)
     answer = await run_in_threadpool(handler, body)
     return Response(answer, media_type=ITS_RESPONSE)
 
@@ -179,17 +187,17 @@ async def authorization(request: Request, services: Services) -> Response:
     return await _its_exchange(request, handler, "AA")
 
 
-@router.get("/ctl", response_class=Response)
+@router.get("/ctl", response_class=Response, responses=problem_responses(404, 503))
 def ctl(services: Services) -> Response:
     """The current RcaCertificateTrustListMessage."""
     if services.ctl is None:
-        return _missing("CTL")
+        raise _missing("CTL")
     return Response(services.ctl(), media_type=ITS_CTL)
 
 
-@router.get("/crl", response_class=Response)
+@router.get("/crl", response_class=Response, responses=problem_responses(404, 503))
 def crl(services: Services) -> Response:
     """The current CertificateRevocationListMessage."""
     if services.crl is None:
-        return _missing("CRL")
+        raise _missing("CRL")
     return Response(services.crl(), media_type=ITS_CRL)

@@ -5,7 +5,7 @@ The bodies are the files ``fleetid.revocation.publish`` keeps in ``<data-dir>/re
 ``ETag`` (the artefact's SHA-256, RFC 9110 §8.8.3) so that ``If-None-Match`` answers 304 with no
 body, and ``Fleetid-Filter-Watermark`` naming the registry watermark. Filters are signed: the
 route needs no authentication, and a CDN may cache them (``Cache-Control: public``). 404 when
-nothing is published yet.
+nothing is published yet (problem details).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Final, Literal
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
+from fleetid.api.openapi import problem_responses
+from fleetid.errors import NotFoundError
 from fleetid.revocation.filter_format import parse_filter
 from fleetid.revocation.publish import DELTA_FILE, FULL_FILE, filter_directory
 
@@ -34,7 +36,11 @@ def install(app: FastAPI) -> None:
 @router.get(
     "/revocation/filter/{kind}",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, 304: {}, 404: {}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        304: {"description": "Not Modified (If-None-Match)"},
+        **problem_responses(404),
+    },
 )
 def get_filter(kind: Literal["full", "delta"], request: Request) -> Response:
     """The current signed full filter, or the cumulative delta over it."""
@@ -43,7 +49,7 @@ def get_filter(kind: Literal["full", "delta"], request: Request) -> Response:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return Response(status_code=404)
+        raise NotFoundError(f"no {kind} filter is published yet") from None
     etag = f'"{hashlib.sha256(data).hexdigest()}"'
     headers = {
         "ETag": etag,

@@ -17,6 +17,7 @@ from typing import Any, Final
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from fleetid.api.openapi import problem_responses
 from fleetid.clock import Clock
 from fleetid.errors import EncodingError
 from fleetid.revocation.ocsp import (
@@ -29,7 +30,7 @@ from fleetid.revocation.ocsp import (
 
 __all__ = ["install", "router"]
 
-_MAX_REQUEST: Final = 4096  # one CertID plus a nonce is about 100 octets
+_MAX_GET_PATH: Final = 8192  # twice the POST body limit (fleetid.api.body_limits): base64 + %XX
 
 router = APIRouter(tags=["revocation: OCSP (RFC 6960)"])
 
@@ -42,14 +43,16 @@ def _reply(request: Request, answer: OcspAnswer) -> Response:
 
 
 @router.post(
-    "/ocsp", response_class=Response, responses={200: {"content": {OCSP_RESPONSE_TYPE: {}}}}
+    "/ocsp",
+    response_class=Response,
+    responses={200: {"content": {OCSP_RESPONSE_TYPE: {}}}, **problem_responses()},
 )
 async def post_ocsp(request: Request) -> Response:
     """A DER OCSPRequest in the body (``Content-Type: application/ocsp-request``)."""
     body = await request.body()
     responder: OcspResponder = request.app.state.ocsp_responder
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if len(body) > _MAX_REQUEST or content_type not in {OCSP_REQUEST_TYPE, ""}:
+    if content_type not in {OCSP_REQUEST_TYPE, ""}:  # the size is bounded by body_limits
         body = b""  # answered as malformedRequest
     answer = await run_in_threadpool(responder.respond, body)
     return _reply(request, answer)
@@ -58,13 +61,13 @@ async def post_ocsp(request: Request) -> Response:
 @router.get(
     "/ocsp/{encoded:path}",
     response_class=Response,
-    responses={200: {"content": {OCSP_RESPONSE_TYPE: {}}}},
+    responses={200: {"content": {OCSP_RESPONSE_TYPE: {}}}, **problem_responses()},
 )
 async def get_ocsp(encoded: str, request: Request) -> Response:
     """The request, DER then base64 then URL-encoded, as the last path segment(s)."""
     responder: OcspResponder = request.app.state.ocsp_responder
     try:
-        der = decode_get_path(encoded) if len(encoded) <= 2 * _MAX_REQUEST else b""
+        der = decode_get_path(encoded) if len(encoded) <= _MAX_GET_PATH else b""
     except EncodingError:
         der = b""
     answer = await run_in_threadpool(responder.respond, der)
