@@ -174,11 +174,12 @@ def test_openapi_lists_the_v2x_statuses_as_problem_details(
     client, _, _ = setup
     paths = client.request("GET", "/openapi.json").json()["paths"]
     expected = {
-        ("post", "/v2x/ea/enrolment"): {"400", "404", "413", "415", "500"},
-        ("post", "/v2x/ea/authorization-validation"): {"400", "404", "413", "415", "500"},
-        ("post", "/v2x/aa/authorization"): {"400", "404", "413", "415", "500"},
-        ("get", "/v2x/ctl"): {"400", "404", "413", "500"},
-        ("get", "/v2x/crl"): {"400", "404", "413", "500"},
+        # 503: the hierarchy's key store is locked (served without the V2X passphrase).
+        ("post", "/v2x/ea/enrolment"): {"400", "404", "413", "415", "500", "503"},
+        ("post", "/v2x/ea/authorization-validation"): {"400", "404", "413", "415", "500", "503"},
+        ("post", "/v2x/aa/authorization"): {"400", "404", "413", "415", "500", "503"},
+        ("get", "/v2x/ctl"): {"400", "404", "413", "500", "503"},
+        ("get", "/v2x/crl"): {"400", "404", "413", "500", "503"},
     }
     for (method, path), statuses in expected.items():
         responses = paths[path][method]["responses"]

@@ -79,7 +79,7 @@ def test_a_known_device_gets_a_challenge(authority: Authority, device: LineDevic
 
 def test_an_unknown_device_is_refused_and_nothing_is_written(authority: Authority) -> None:
     response = _post(authority, json={"device_id": "NOBODY-1"})
-    _problem(response, 400, "not on a manifest here")
+    _problem(response, 400, "not on a manifest trusted here")
     assert response.json()["reason"] == "not-on-manifest"
     assert _rows(authority) == 0
 

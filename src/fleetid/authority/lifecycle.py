@@ -349,7 +349,9 @@ class LifecycleService(EnrolmentService):
         with self.ca.store.transaction() as tx:
             if tx.manifest.by_serial(device_id) is None and tx.devices.get(device_id) is None:
                 # The refusal attested enrolment would give, given before anything is written.
-                raise NotOnManifestError("the device is not on a manifest here; no challenge")
+                raise NotOnManifestError(
+                    f"device {device_id} is not on a manifest trusted here; no challenge issued"
+                )
             tx.challenges.prune(now)
             if tx.challenges.outstanding(device_id, now) >= bound:
                 raise LimitExceededError(
