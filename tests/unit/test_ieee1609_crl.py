@@ -243,6 +243,9 @@ def patched(offset: int, octet: int) -> bytes:
         patched(INDIVIDUAL_QUANTITY - 1, 0x02),  # quantity in 2 octets (256): entries missing
         patched(LINKED_PREAMBLE, 0xC0),  # extension bit set, no additions follow
         patched(LINKED_PREAMBLE, 0x41),  # a padding bit set
+        # The 2022 addition groupsSingleSeed (empty), outside our subset: the extension bit, then
+        # the additions bitmap (length 2, 7 unused bits, first present) and an open type of 2.
+        patched(LINKED_PREAMBLE, 0xC0) + bytes.fromhex("020780020100"),
         patched(LINKED_PREAMBLE - 1, 0x84),  # CHOICE tag [4]: not an alternative of ours
         b"",
     ],
