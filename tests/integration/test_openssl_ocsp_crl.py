@@ -176,6 +176,42 @@ def _verify(served: Served, name: str, *crls: str, attime: int | None = None) ->
     return result.stdout + result.stderr
 
 
+def _distribution_point(certificate: x509.Certificate) -> str:
+    points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    name = points[0].full_name[0]  # type: ignore[index]
+    assert isinstance(name, x509.UniformResourceIdentifier)
+    return name.value
+
+
+def _plain_verify(served: Served, name: str, crl: str) -> str:
+    """``openssl verify -crl_check`` as a relying party that reads no delta CRLs does it."""
+    openssl = require_tool("openssl")
+    result = _run(openssl, "verify", "-crl_check", "-CAfile", "chain.pem", "-CRLfile", crl,
+                  f"{name}.pem", cwd=served.work)  # fmt: skip
+    return result.stdout + result.stderr
+
+
+def test_the_full_crl_at_the_distribution_point_lists_a_revocation_within_minutes(
+    served: Served,
+) -> None:
+    """B3: a relying party without delta support (plain ``-crl_check``) sees a revocation at the
+    certificate's CDP at the server's next publication (30 s), not at the next daily full CRL."""
+    a = served.certificates[0]
+    url = _distribution_point(a)
+    _pem(served.work / "before.pem", x509.load_der_x509_crl(httpx.get(url, timeout=10).content))
+    assert "a.pem: OK" in _plain_verify(served, "a", "before.pem")
+    _revoke(served, a)
+    deadline = time.monotonic() + 45  # the server publishes every 30 s
+    while time.monotonic() < deadline:
+        crl = x509.load_der_x509_crl(httpx.get(url, timeout=10).content)
+        if crl.get_revoked_certificate_by_serial_number(a.serial_number) is not None:
+            break
+        time.sleep(1)  # poll the distribution point again
+    _pem(served.work / "after.pem", crl)
+    out = _plain_verify(served, "a", "after.pem")
+    assert "certificate revoked" in out, out
+
+
 def test_openssl_verify_agrees_with_the_crl_client(served: Served) -> None:
     a, b, c = served.certificates
     _revoke(served, a)
@@ -183,7 +219,10 @@ def test_openssl_verify_agrees_with_the_crl_client(served: Served) -> None:
     assert published.returncode == 0, published.stderr
     assert published.stdout.count("full") == CRL_SHARDS, published.stdout
     _revoke(served, b)
-    publisher_for(served.ca).publish()  # b's shard moved: a new delta, the full stays
+    # b's shard moved: a new delta, and (B3) a refreshed full. Keep the full CRL from before b
+    # to check what only the delta knows.
+    stale_full = httpx.get(_distribution_point(b), timeout=10).content
+    publisher_for(served.ca).publish()
     fetched: list[int] = []
 
     def fetch(url: str) -> bytes:
@@ -201,9 +240,10 @@ def test_openssl_verify_agrees_with_the_crl_client(served: Served) -> None:
     full = x509.load_der_x509_crl(httpx.get(full_url, timeout=10).content)
     delta_url = full_url.replace(".crl", "-delta.crl")
     delta = x509.load_der_x509_crl(httpx.get(delta_url, timeout=10).content)
-    _pem(served.work / "full.pem", full)
+    _pem(served.work / "full.pem", x509.load_der_x509_crl(stale_full))
     _pem(served.work / "delta.pem", delta)
-    assert b.serial_number not in {r.serial_number for r in full}  # only the delta has b
+    assert b.serial_number in {r.serial_number for r in full}  # refreshed on revocation (B3)
+    assert b.serial_number not in {r.serial_number for r in x509.load_der_x509_crl(stale_full)}
 
     now = SystemClock().now()
     for name, certificate in (("a", a), ("b", b)):

@@ -93,10 +93,14 @@ class CrlPolicy:
 
     shards: int
     full_interval: timedelta = timedelta(hours=24)
+    # A shard whose revocations moved gets a new full CRL at the next publication no sooner than
+    # this after its last one: relying parties that read no deltas (``openssl verify -crl_check``
+    # without ``-use_deltas``, Go's crypto/x509) see a revocation at the CDP within it.
+    full_refresh: timedelta = timedelta(0)
     delta_interval: timedelta = timedelta(hours=1)
     delta_window: timedelta = timedelta(days=7)
     delta_validity: timedelta = timedelta(hours=2)
-    delta_max_age: timedelta = timedelta(seconds=60)  # HTTP caching of a delta
+    max_age: timedelta = timedelta(seconds=60)  # HTTP caching of any CRL (full or delta)
 
     def __post_init__(self) -> None:
         if self.shards < 1:
@@ -105,6 +109,8 @@ class CrlPolicy:
             raise ValueError("a delta must stay valid past the next scheduled delta")
         if self.full_interval > self.delta_window:
             raise ValueError("the delta window must hold at least one full CRL")
+        if self.full_refresh > self.full_interval:
+            raise ValueError("a full CRL is refreshed on revocation at least as often as daily")
 
     @property
     def full_validity(self) -> timedelta:
@@ -154,15 +160,11 @@ def _der_integer_value(der: bytes) -> int:
 def http_headers(publication: Publication, now: datetime, policy: CrlPolicy) -> dict[str, str]:
     """RFC 9111 caching headers for a CRL: validators plus a max-age that never outlives it.
 
-    A full CRL may be cached until the next scheduled full CRL; a delta only briefly
-    (``delta_max_age``), since a new one follows every revocation. Neither past nextUpdate.
+    Full and delta CRLs alike are cached only briefly (``max_age``): a new one of either kind
+    follows a revocation of the shard at the next publication. Never past nextUpdate.
     """
     remaining = max(0, int((publication.next_update - now).total_seconds()))
-    if publication.kind is CrlKind.FULL:
-        until_next = publication.this_update + policy.full_interval - now
-        max_age = min(remaining, max(0, int(until_next.total_seconds())))
-    else:
-        max_age = min(remaining, int(policy.delta_max_age.total_seconds()))
+    max_age = min(remaining, int(policy.max_age.total_seconds()))
     return {
         "ETag": publication.etag,
         "Last-Modified": format_datetime(publication.this_update, usegmt=True),
@@ -287,19 +289,27 @@ class CrlPublisher:
         shards = range(self.policy.shards)
         fulls = {s: self.latest(issuer.id, s, CrlKind.FULL) for s in shards}
         deltas = {s: self.latest(issuer.id, s, CrlKind.DELTA) for s in shards}
-        since = min((d.watermark if d else 0) for d in deltas.values())
-        moved: set[int] = set()
+        since = min((p.watermark if p else 0) for p in (*fulls.values(), *deltas.values()))
+        moved: dict[CrlKind, set[int]] = {CrlKind.FULL: set(), CrlKind.DELTA: set()}
         if since < watermark:
             for entry in self._registry.changes(since, watermark, issuer_id=issuer.id):
                 shard = self._shard_of(entry.serial_number)
-                last = deltas[shard]
-                if last is None or entry.sequence > last.watermark:
-                    moved.add(shard)
-        full_due = {s for s in shards if force or _due(fulls[s], now, self.policy.full_interval)}
+                for kind, last in ((CrlKind.FULL, fulls[shard]), (CrlKind.DELTA, deltas[shard])):
+                    if last is None or entry.sequence > last.watermark:
+                        moved[kind].add(shard)
+        full_due = {
+            s
+            for s in shards
+            if force
+            or _due(fulls[s], now, self.policy.full_interval)
+            or (s in moved[CrlKind.FULL] and _due(fulls[s], now, self.policy.full_refresh))
+        }
         delta_due = {
             s
             for s in shards
-            if s in full_due or s in moved or _due(deltas[s], now, self.policy.delta_interval)
+            if s in full_due
+            or s in moved[CrlKind.DELTA]
+            or _due(deltas[s], now, self.policy.delta_interval)
         }
         if not delta_due:
             return []
@@ -483,16 +493,39 @@ class CrlPublisher:
         return publication
 
     def _prune(self, issuer_id: int, shard: int, base_number: int) -> None:
-        """Drop what no one needs any more: fulls older than the delta base, superseded deltas."""
+        """Drop what no one needs any more: fulls older than the delta base, superseded deltas,
+        and the fulls a revocation refreshed in between: of the fulls inside the window only
+        those ``full_interval`` apart (the future delta bases) and the newest are kept.
+        """
         latest_delta = self.latest(issuer_id, shard, CrlKind.DELTA)
         with _begin(self._store) as connection:
+            fulls = connection.execute(
+                select(crl_publications.c.crl_number, crl_publications.c.this_update)
+                .where(
+                    crl_publications.c.issuer_id == issuer_id,
+                    crl_publications.c.shard == shard,
+                    crl_publications.c.kind == str(CrlKind.FULL),
+                    crl_publications.c.crl_number >= base_number,
+                )
+                .order_by(crl_publications.c.crl_number)
+            ).all()
+            refreshed: list[int] = []
+            kept_at: datetime | None = None
+            for number, this_update in fulls[:-1]:
+                if kept_at is None or this_update >= kept_at + self.policy.full_interval:
+                    kept_at = this_update
+                else:
+                    refreshed.append(number)
             connection.execute(
                 delete(crl_publications).where(
                     crl_publications.c.issuer_id == issuer_id,
                     crl_publications.c.shard == shard,
                     (
                         (crl_publications.c.kind == str(CrlKind.FULL))
-                        & (crl_publications.c.crl_number < base_number)
+                        & (
+                            (crl_publications.c.crl_number < base_number)
+                            | crl_publications.c.crl_number.in_(refreshed)
+                        )
                     )
                     | (
                         (crl_publications.c.kind == str(CrlKind.DELTA))
