@@ -264,3 +264,57 @@ def test_openssl_verify_agrees_with_the_crl_client(served: Served) -> None:
     assert "CRL has expired" in out, out
     with pytest.raises(StaleCrlError):
         client.check(c, later)
+
+
+def _cli_revoke(served: Served, certificate: x509.Certificate, *args: str) -> str:
+    result = fleetid("revoke", "--data-dir", str(served.data_dir),
+                     f"{certificate.serial_number:x}", *args, env=served.env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_openssl_follows_hold_release_and_escalation(served: Served) -> None:
+    """B4 with OpenSSL, with and without -use_deltas: a hold is revoked; after the release the
+    full CRL drops it and the delta's removeFromCRL entry overrides a full CRL that still lists
+    it; an escalation changes the reason the CRL gives."""
+    a, b, _ = served.certificates
+    publisher = publisher_for(served.ca)
+    refused = fleetid("revoke", "--data-dir", str(served.data_dir), f"{a.serial_number:x}",
+                      "--reason", "removeFromCRL", env=served.env)  # fmt: skip
+    assert refused.returncode != 0
+    assert "removeFromCRL is not a revocation reason" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+    _cli_revoke(served, a, "--reason", "certificateHold")
+    publisher.publish()
+    url = _distribution_point(a)
+    _pem(served.work / "held.pem", x509.load_der_x509_crl(httpx.get(url, timeout=10).content))
+    assert "certificate revoked" in _plain_verify(served, "a", "held.pem")
+
+    assert "released" in _cli_revoke(served, a, "--release")
+    publisher.publish()
+    full = x509.load_der_x509_crl(httpx.get(url, timeout=10).content)
+    delta_url = url.replace(".crl", "-delta.crl")
+    delta = x509.load_der_x509_crl(httpx.get(delta_url, timeout=10).content)
+    _pem(served.work / "released.pem", full)
+    _pem(served.work / "delta.pem", delta)
+    assert "a.pem: OK" in _plain_verify(served, "a", "released.pem")
+    assert "a.pem: OK" in _verify(served, "a", "released.pem", "delta.pem")
+    # A relying party that still holds the full CRL listing the hold: the delta releases it.
+    assert "a.pem: OK" in _verify(served, "a", "held.pem", "delta.pem")
+    assert "certificate revoked" in _verify(served, "a", "held.pem")
+
+    _cli_revoke(served, b, "--reason", "superseded")
+    assert "escalated" in _cli_revoke(served, b, "--reason", "keyCompromise", "--escalate")
+    publisher.publish()
+    _pem(served.work / "escalated.pem",
+         x509.load_der_x509_crl(httpx.get(_distribution_point(b), timeout=10).content))  # fmt: skip
+    text = _run(require_tool("openssl"), "crl", "-in", "escalated.pem", "-noout", "-text",
+                cwd=served.work)  # fmt: skip
+    assert "Key Compromise" in text.stdout and "Superseded" not in text.stdout, text.stdout
+    out = _verify(served, "b", "escalated.pem")
+    assert "certificate revoked" in out, out
+    back = fleetid("revoke", "--data-dir", str(served.data_dir), f"{b.serial_number:x}",
+                   "--reason", "superseded", "--escalate", env=served.env)  # fmt: skip
+    assert back.returncode != 0 and "cannot become superseded" in back.stderr, back.stderr
+    assert "Traceback" not in back.stderr

@@ -1,4 +1,5 @@
-"""``fleetid revoke``: record a revocation (one transaction) by serial or by device."""
+"""``fleetid revoke``: record a revocation (one transaction) by serial or by device; release a
+certificate from hold (``--release``) or escalate a revocation's reason (``--escalate``)."""
 
 from __future__ import annotations
 
@@ -6,40 +7,74 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fleetid.store.schema import REASONS
+from fleetid.store.repositories import REVOCATION_REASONS
 
 __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "revoke", help="revoke a certificate (SERIAL_HEX) or every certificate of a device"
+        "revoke",
+        help="revoke a certificate (SERIAL_HEX) or every certificate of a device; release a hold"
+        " or escalate a reason",
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("serial", nargs="?", metavar="SERIAL_HEX", help="certificate serial")
     target.add_argument("--device", metavar="DEVICE_ID", help="revoke all of this device's")
     parser.add_argument(
-        "--reason", required=True, choices=REASONS, help="RFC 5280 §5.3.1 reason name"
+        "--reason",
+        metavar="REASON",
+        help=f"RFC 5280 §5.3.1 reason name: {', '.join(REVOCATION_REASONS)} (removeFromCRL is"
+        " not a revocation reason: use --release)",
+    )
+    change = parser.add_mutually_exclusive_group()
+    change.add_argument(
+        "--release",
+        action="store_true",
+        help="release SERIAL_HEX from certificateHold: valid again on every channel",
+    )
+    change.add_argument(
+        "--escalate",
+        action="store_true",
+        help="change revoked SERIAL_HEX's reason to --reason (hold to any, any to a compromise)",
     )
     parser.set_defaults(func=_revoke)
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    from fleetid.authority.revoke import revoke_device, revoke_serial
+    from fleetid.authority.revoke import (
+        escalate_serial,
+        release_serial,
+        revoke_device,
+        revoke_serial,
+    )
     from fleetid.clock import SystemClock
     from fleetid.config import Settings
+    from fleetid.errors import ConfigError
     from fleetid.store.engine import engine_from_settings
     from fleetid.store.repositories import Store
 
+    if (args.release or args.escalate) and args.device is not None:
+        raise ConfigError("--release and --escalate take a SERIAL_HEX, not --device")
+    if args.release and args.reason is not None:
+        raise ConfigError("--release takes no --reason (a release is removeFromCRL)")
+    if not args.release and args.reason is None:
+        raise ConfigError("give --reason (RFC 5280 §5.3.1 reason name)")
+    clock = SystemClock()
     store = Store(engine_from_settings(Settings.load(args.data_dir)))
     try:
         if args.device is not None:
-            done = revoke_device(store, args.device, args.reason, clock=SystemClock())
+            done = revoke_device(store, args.device, args.reason, clock=clock)
+        elif args.release:
+            done = [release_serial(store, args.serial, clock=clock)]
+        elif args.escalate:
+            done = [escalate_serial(store, args.serial, args.reason, clock=clock)]
         else:
-            done = [revoke_serial(store, args.serial, args.reason, clock=SystemClock())]
+            done = [revoke_serial(store, args.serial, args.reason, clock=clock)]
     finally:
         store.dispose()
+    verb = "released" if args.release else "escalated" if args.escalate else "revoked"
     for revocation in done:
-        print(f"revoked {revocation.serial} {revocation.reason} seq {revocation.sequence}")
+        print(f"{verb} {revocation.serial} {revocation.reason} seq {revocation.sequence}")
     return 0

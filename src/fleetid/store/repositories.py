@@ -34,10 +34,15 @@ from fleetid.store.schema import (
     devices,
     enrolment_challenges,
     enrolment_tokens,
+    revocation_events,
 )
 from fleetid.store.writer_lock import WriterLock
 
 __all__ = [
+    "ESCALATIONS",
+    "HOLD",
+    "REMOVE_FROM_CRL",
+    "REVOCATION_REASONS",
     "CaKeyRecord",
     "CaKeys",
     "CertificateRecord",
@@ -57,6 +62,28 @@ __all__ = [
     "Tokens",
     "normalise_serial",
 ]
+
+
+# --- the revocation state machine (RFC 5280 §5.3.1) --------------------------------------------
+#
+# valid --revoke(reason)--> revoked(reason); revoked(certificateHold) --release--> valid;
+# revoked(r) --escalate(r')--> revoked(r') when r' is in ESCALATIONS[r]. Each transition is one
+# conditional UPDATE below (race-free) plus one ``revocation_events`` row, under a new sequence
+# number. Every writer (``fleetid revoke``, the lifecycle and enrolment services) goes through
+# these methods; the publishers only read the result (``fleetid.revocation.registry``).
+
+HOLD = "certificateHold"
+REMOVE_FROM_CRL = "removeFromCRL"  # only ever a delta CRL entry: a release from hold (§5.3.1)
+#: What a certificate may be revoked for: every §5.3.1 reason but removeFromCRL.
+REVOCATION_REASONS = tuple(r for r in REASONS if r != REMOVE_FROM_CRL)
+_COMPROMISE = frozenset({"keyCompromise", "cACompromise", "aACompromise"})
+#: What an existing revocation's reason may become: a hold may be made permanent with any reason;
+#: a permanent reason only escalates to a compromise; a compromise is final (no de-escalation).
+ESCALATIONS: dict[str, frozenset[str]] = {
+    HOLD: frozenset(REVOCATION_REASONS) - {HOLD},
+    **{r: _COMPROMISE for r in REVOCATION_REASONS if r != HOLD and r not in _COMPROMISE},
+    **{r: frozenset() for r in _COMPROMISE},
+}
 
 
 def normalise_serial(text: str) -> str:
@@ -211,6 +238,7 @@ _INSERT = {
         certificates,
         enrolment_tokens,
         enrolment_challenges,
+        revocation_events,
     )
 }
 _CA_KEY_BY_ID = select(ca_keys).where(ca_keys.c.id == bindparam("w_id"))
@@ -248,7 +276,16 @@ _REVOKE = (
         certificates.c.serial == bindparam("w_serial"),
         certificates.c.status == str(CertificateStatus.VALID),
     )
-    .returning(certificates.c.issuer_id)
+    .returning(certificates.c.id, certificates.c.issuer_id)
+)
+_RELEASE = (
+    update(certificates)
+    .where(
+        certificates.c.serial == bindparam("w_serial"),
+        certificates.c.status == str(CertificateStatus.REVOKED),
+        certificates.c.revocation_reason == HOLD,
+    )
+    .returning(certificates.c.id, certificates.c.issuer_id)
 )
 _TOKEN = select(enrolment_tokens).where(enrolment_tokens.c.username == bindparam("w_username"))
 _UPDATE_TOKEN = update(enrolment_tokens).where(
@@ -461,8 +498,15 @@ class Certificates:
         self, serial: str, reason: str, now: datetime, *, superseded_by: int | None = None
     ) -> Revocation:
         """Mark one valid certificate revoked: one counter bump and one indexed row update."""
+        if reason == REMOVE_FROM_CRL:
+            raise PolicyError(
+                "removeFromCRL is not a revocation reason (RFC 5280 §5.3.1: only delta CRLs carry"
+                " it); release a certificate on hold instead"
+            )
         if reason not in REASONS:
-            raise PolicyError(f"{reason!r} is not an RFC 5280 §5.3.1 reason; use one of {REASONS}")
+            raise PolicyError(
+                f"{reason!r} is not an RFC 5280 §5.3.1 reason; use one of {REVOCATION_REASONS}"
+            )
         key = normalise_serial(serial)
         sequence = _next(self._c, "revocation")
         values: dict[str, Any] = {
@@ -480,31 +524,111 @@ class Certificates:
             raise PolicyError(
                 f"certificate {key} is already revoked ({existing.revocation_reason})"
             )
+        return self._recorded(key, row.id, row.issuer_id, reason, now, sequence, now)
+
+    def release(self, serial: str, now: datetime) -> Revocation:
+        """Release a certificate from hold: valid again; delta CRLs list it as removeFromCRL."""
+        key = normalise_serial(serial)
+        sequence = _next(self._c, "revocation")
+        row = self._c.execute(
+            _RELEASE,
+            {
+                "w_serial": key,
+                "status": str(CertificateStatus.VALID),
+                "revoked_at": now,
+                "revocation_reason": None,
+                "revocation_seq": sequence,
+            },
+        ).one_or_none()
+        if row is None:
+            existing = self.by_serial(key)
+            if existing.status == CertificateStatus.VALID:
+                raise PolicyError(f"certificate {key} is not revoked: there is no hold to release")
+            raise PolicyError(
+                f"certificate {key} is revoked for {existing.revocation_reason}, not on hold:"
+                " only a certificateHold is released"
+            )
+        return self._recorded(key, row.id, row.issuer_id, REMOVE_FROM_CRL, now, sequence, now)
+
+    def escalate(self, serial: str, reason: str, now: datetime) -> Revocation:
+        """Change a revoked certificate's reason along ``ESCALATIONS`` (the revocation date stays:
+        the certificate has been revoked since then)."""
+        key = normalise_serial(serial)
+        sources = [old for old, targets in ESCALATIONS.items() if reason in targets]
+        sequence = _next(self._c, "revocation")
+        row = self._c.execute(
+            update(certificates)
+            .where(
+                certificates.c.serial == key,
+                certificates.c.status == str(CertificateStatus.REVOKED),
+                certificates.c.revocation_reason.in_(sources),
+            )
+            .values(revocation_reason=reason, revocation_seq=sequence)
+            .returning(certificates.c.id, certificates.c.issuer_id, certificates.c.revoked_at)
+        ).one_or_none()
+        if row is None:
+            existing = self.by_serial(key)
+            if existing.status == CertificateStatus.VALID:
+                raise PolicyError(f"certificate {key} is not revoked: revoke it instead")
+            if existing.revocation_reason == reason:
+                raise PolicyError(f"certificate {key} is already revoked ({reason})")
+            raise PolicyError(
+                f"certificate {key} is revoked for {existing.revocation_reason}, which cannot"
+                f" become {reason}: a reason is only escalated (hold to any, any to a compromise)"
+            )
+        return self._recorded(key, row.id, row.issuer_id, reason, row.revoked_at, sequence, now)
+
+    def _recorded(
+        self,
+        serial: str,
+        certificate_id: int,
+        issuer_id: int,
+        reason: str,
+        revoked_at: datetime,
+        sequence: int,
+        now: datetime,
+    ) -> Revocation:
+        self._c.execute(
+            _INSERT[revocation_events.name],
+            {
+                "sequence": sequence,
+                "certificate_id": certificate_id,
+                "reason": reason,
+                "revoked_at": revoked_at,
+                "recorded_at": now,
+            },
+        )
         return Revocation(
-            serial=key, issuer_id=row.issuer_id, reason=reason, revoked_at=now, sequence=sequence
+            serial=serial,
+            issuer_id=issuer_id,
+            reason=reason,
+            revoked_at=revoked_at,
+            sequence=sequence,
         )
 
     def revoked_since(self, sequence: int, *, limit: int = 10_000) -> list[Revocation]:
-        """Revocations after ``sequence``, in order (what a CRL/OCSP publisher polls)."""
+        """Changes of revocation state after ``sequence``, in order (``revocation_events``)."""
+        events = revocation_events
         rows = self._c.execute(
             select(
                 certificates.c.serial,
                 certificates.c.issuer_id,
-                certificates.c.revocation_reason,
-                certificates.c.revoked_at,
-                certificates.c.revocation_seq,
+                events.c.reason,
+                events.c.revoked_at,
+                events.c.sequence,
             )
-            .where(certificates.c.revocation_seq > sequence)
-            .order_by(certificates.c.revocation_seq)
+            .join(certificates, certificates.c.id == events.c.certificate_id)
+            .where(events.c.sequence > sequence)
+            .order_by(events.c.sequence)
             .limit(limit)
         ).all()
         return [
             Revocation(
                 serial=r.serial,
                 issuer_id=r.issuer_id,
-                reason=r.revocation_reason,
+                reason=r.reason,
                 revoked_at=r.revoked_at,
-                sequence=r.revocation_seq,
+                sequence=r.sequence,
             )
             for r in rows
         ]
