@@ -11,9 +11,12 @@
   the current credential's key over the request and a fresh challenge. The named certificate
   must be valid, unexpired and unrevoked, and its device enrolled. A CSR for the same key is a
   refresh; a CSR for a new key is a re-key and must carry attestation evidence for that key from
-  the same device, bound to the same nonce. Either way the old certificate is revoked as
-  ``superseded`` and linked to its successor. Without the header the base service's rule applies
-  (the CSR itself signed by the current key: refresh only).
+  the same device, bound to the same nonce. Either way the old certificate is linked to its
+  successor and no longer re-enrols. A refresh leaves it unrevoked: a short-lived credential
+  simply expires, as step-ca and Vault let renewed ones do, so routine refreshes put nothing on
+  the CRLs or the filter. A re-key revokes it as ``superseded`` (the old key is retired, perhaps
+  on suspicion). Without the header the base service's rule applies (the CSR itself signed by
+  the current key: refresh only).
 * **Rollover.** ``roll_issuing_ca`` makes the next issuing-CA generation under the same root.
   ``roll_root`` makes a new root and the RFC 4210 §4.4 root-key-update certificates: NewWithOld
   (the new root's key and name, signed by the old root: the link a device follows) and
@@ -365,6 +368,10 @@ class LifecycleService(EnrolmentService):
             raise AuthenticationError(
                 f"the credential {current.serial} is revoked ({current.revocation_reason})"
             )
+        if current.superseded_by is not None:
+            raise AuthenticationError(
+                f"the credential {current.serial} was superseded by a refresh: use its successor"
+            )
         if now >= current.not_after:
             raise AuthenticationError(
                 f"the credential {current.serial} expired at {current.not_after.isoformat()}"
@@ -414,7 +421,8 @@ class LifecycleService(EnrolmentService):
             current = self._authenticate(tx, proof, REENROLL_PATH, csr_der)
             device_id = current.device_id
             assert device_id is not None  # noqa: S101 - _authenticate checked
-            if public_key_sha256(public_key) == current.public_key_sha256:
+            refresh = public_key_sha256(public_key) == current.public_key_sha256
+            if refresh:
                 if not tx.challenges.consume(proof.nonce, now):
                     raise AuthenticationError("the proof's nonce was spent concurrently")
             else:
@@ -433,7 +441,10 @@ class LifecycleService(EnrolmentService):
                 common_name=device_id,
                 device_id=device_id,
             )
-            tx.certificates.revoke(current.serial, "superseded", now, superseded_by=record.id)
+            if refresh:  # the old credential simply expires: it is on no CRL or filter
+                tx.certificates.supersede(current.serial, record.id)
+            else:
+                tx.certificates.revoke(current.serial, "superseded", now, superseded_by=record.id)
         return certificate
 
     # -- authority change ----------------------------------------------------------------------

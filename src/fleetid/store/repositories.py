@@ -526,6 +526,23 @@ class Certificates:
             )
         return self._recorded(key, row.id, row.issuer_id, reason, now, sequence, now)
 
+    def supersede(self, serial: str, successor_id: int) -> None:
+        """Link a valid certificate to its successor without revoking it (a routine refresh: the
+        old one expires); refused if it was superseded already."""
+        key = normalise_serial(serial)
+        result = self._c.execute(
+            update(certificates)
+            .where(
+                certificates.c.serial == key,
+                certificates.c.status == str(CertificateStatus.VALID),
+                certificates.c.superseded_by.is_(None),
+            )
+            .values(superseded_by=successor_id)
+        )
+        if result.rowcount != 1:
+            self.by_serial(key)  # raises NotFoundError for an unknown serial
+            raise PolicyError(f"certificate {key} is revoked or was superseded already")
+
     def release(self, serial: str, now: datetime) -> Revocation:
         """Release a certificate from hold: valid again; delta CRLs list it as removeFromCRL."""
         key = normalise_serial(serial)
