@@ -18,20 +18,26 @@ def register(subparsers: Any) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.authority.fleet_ca import FleetCa, crl_path, delta_crl_path
     from fleetid.clock import SystemClock
     from fleetid.config import Settings
-    from fleetid.revocation.crl import publisher_for
+    from fleetid.revocation.crl import CrlKind, publisher_for
+    from fleetid.revocation.registry import RevocationRegistry
+    from fleetid.store.engine import database_errors
 
-    ca = FleetCa.open(Settings.load(args.data_dir), clock=SystemClock())
-    try:
-        done = publisher_for(ca).publish(force=True)
-    finally:
-        ca.close()
+    with database_errors():
+        ca = FleetCa.open(Settings.load(args.data_dir), clock=SystemClock())
+        try:
+            registry = RevocationRegistry(ca.store)
+            done = publisher_for(ca, registry=registry).publish(force=True)
+            generations = {issuer.id: issuer.generation for issuer in registry.issuers()}
+        finally:
+            ca.close()
     for p in done:
+        path = crl_path if p.kind is CrlKind.FULL else delta_crl_path
         base = "" if p.base_number is None else f" base {p.base_number}"
         print(
-            f"{p.kind} issuer {p.issuer_id} shard {p.shard} number {p.crl_number}{base}"
+            f"{p.kind} {path(generations[p.issuer_id], p.shard)} number {p.crl_number}{base}"
             f" watermark {p.watermark} {len(p.der)} bytes"
         )
     return 0
