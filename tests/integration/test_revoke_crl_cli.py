@@ -111,7 +111,8 @@ def test_crl_publish_names_shards_as_the_urls_do(authority: Authority, tmp_path:
     published = fleetid("crl", "publish", "--data-dir", str(authority.data_dir), env=authority.env)
     assert published.returncode == 0, published.stderr
     lines = published.stdout.splitlines()
-    assert len(lines) == 2 * CRL_SHARDS
+    assert len(lines) == 2 * CRL_SHARDS + 1
+    assert lines[-1].startswith("full /crl/root-1.crl number 1 "), lines[-1]
     assert lines[0].startswith("full /crl/issuing-1/0.crl number 1 "), lines[0]
     assert lines[1].startswith("delta /crl/issuing-1/0-delta.crl number 2 base 1 "), lines[1]
     assert "issuer " not in published.stdout

@@ -75,7 +75,7 @@ def test_full_and_delta_carry_the_rfc5280_extensions(ca: FleetCa, publisher: Crl
     (a,) = issue(ca, 1)
     w = _revoke(ca, a, "superseded")
     done = publisher.publish(force=True)
-    assert len(done) == 2 * CRL_SHARDS
+    assert len(done) == 2 * CRL_SHARDS + 1  # and the root's CRL
     shard = _shard(a)
     full, delta = _crl(publisher, shard, CrlKind.FULL), _crl(publisher, shard, CrlKind.DELTA)
     issuing = ca.issuing.certificate
@@ -98,6 +98,15 @@ def test_full_and_delta_carry_the_rfc5280_extensions(ca: FleetCa, publisher: Crl
     assert freshest.value[0].full_name[0].value == f"{BASE}/crl/issuing-1/{shard}-delta.crl"  # type: ignore[index]
     with pytest.raises(x509.ExtensionNotFound):
         full.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
+    # The root's CRL over the CA certificates it signed (D2): onlyContainsCACerts, no scope URL.
+    (root_publication,) = [p for p in done if p.issuer_id not in {ca.issuing.record.id}]
+    root_crl = x509.load_der_x509_crl(root_publication.der)
+    assert root_crl.is_signature_valid(ca.root.public_key())  # type: ignore[arg-type]
+    assert root_crl.issuer == ca.root.subject and len(root_crl) == 0
+    root_idp = root_crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    assert root_idp.only_contains_ca_certs and root_idp.full_name is None
+    with pytest.raises(x509.ExtensionNotFound):
+        root_crl.extensions.get_extension_for_class(x509.FreshestCRL)
     entry = full.get_revoked_certificate_by_serial_number(a.serial_number)
     assert entry is not None
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason is (
@@ -154,8 +163,8 @@ def test_a_revocation_makes_only_its_shard_publish_a_full_and_a_delta(
 def test_fulls_refreshed_between_scheduled_ones_are_pruned(
     ca: FleetCa, publisher: CrlPublisher, clock: ManualClock
 ) -> None:
-    certificates = [c for c in issue(ca, 64) if _shard(c) == 0][:3]
-    assert len(certificates) == 3
+    certificates = _same_shard(ca, 3)
+    shard = _shard(certificates[0])
     publisher.publish(force=True)
     for certificate in certificates:
         clock.advance(timedelta(minutes=1))
@@ -165,7 +174,9 @@ def test_fulls_refreshed_between_scheduled_ones_are_pruned(
         numbers = (
             c.execute(
                 select(crl_publications.c.crl_number).where(
-                    crl_publications.c.shard == 0, crl_publications.c.kind == "full"
+                    crl_publications.c.issuer_id == ca.issuing.record.id,
+                    crl_publications.c.shard == shard,
+                    crl_publications.c.kind == "full",
                 )
             )
             .scalars()

@@ -13,9 +13,11 @@ HSM's "activated" state, as in ``fleetid.factory.ceremony``; an operator with a 
 the KEK under split custody instead.
 
 End-entity certificates (RFC 5280 §4.2) carry an authorityInfoAccess OCSP URL (§4.2.2.1) and a
-cRLDistributionPoints URL (§4.2.1.13) on the server that issued them (``Settings.base_url``):
-``OCSP_PATH`` and ``crl_path(generation, crl_shard(serial))``, one CRL partition per shard
-(``fleetid.revocation.crl`` serves them).
+cRLDistributionPoints URL (§4.2.1.13) on the server that issued them
+(``Settings.certificate_base_url``, never a loopback address outside tests): ``OCSP_PATH`` and
+``crl_path(generation, crl_shard(serial))``, one CRL partition per shard
+(``fleetid.revocation.crl`` serves them). An issuing CA made with a public URL configured names
+its root's CRL (``root_crl_path``), so that the whole chain can be checked.
 
 The TLS server certificate of ``fleetid serve`` comes from this PKI too. Its key is a software
 key in ``<data-dir>/ca/tls`` (mode 0600): TLS stacks (``ssl``, uvicorn) need the key in process.
@@ -39,7 +41,7 @@ from fleetid.authority.ca_hsm import create_ca_hsm, open_ca_hsm
 from fleetid.authority.csr import public_key_sha256
 from fleetid.authority.end_entity import EndEntity, EndEntityIssuer
 from fleetid.clock import Clock
-from fleetid.config import Settings
+from fleetid.config import Settings, check_public_url
 from fleetid.crypto.certsign import key_usage, sign_certificate
 from fleetid.crypto.signer import Signer
 from fleetid.errors import ConfigError, HsmError, NotFoundError, PolicyError
@@ -68,6 +70,8 @@ __all__ = [
     "crl_shard",
     "delta_crl_path",
     "new_serial",
+    "root_crl_path",
+    "root_crl_point",
 ]
 
 # RFC 5280 §4.2.1.3: a fleet CA signs certificates and CRLs (keyCertSign, cRLSign), and
@@ -100,6 +104,30 @@ def crl_path(generation: int, shard: int) -> str:
 def delta_crl_path(generation: int, shard: int) -> str:
     """The shard's delta CRL (RFC 5280 §5.2.4), named by its full CRL's freshestCRL (§5.2.6)."""
     return f"/crl/issuing-{generation}/{shard}-delta.crl"
+
+
+def root_crl_path(generation: int) -> str:
+    """The CRL root generation ``generation`` signs over the issuing CAs it certified."""
+    return f"/crl/root-{generation}.crl"
+
+
+def root_crl_point(settings: Settings, root_generation: int) -> x509.CRLDistributionPoints | None:
+    """The cRLDistributionPoints of an issuing CA (RFC 5280 §4.2.1.13): its root's CRL, so that
+    a relying party checking the whole chain (``openssl verify -crl_check_all``) finds it. Only
+    with a configured public URL: a CA certificate outlives any listener address."""
+    if settings.public_url is None:
+        return None
+    url = check_public_url(settings.public_url, allow_loopback=settings.allow_loopback_urls)
+    return x509.CRLDistributionPoints(
+        [
+            x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(url + root_crl_path(root_generation))],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+        ]
+    )
 
 
 def new_serial() -> int:
@@ -156,6 +184,7 @@ class FleetCa:
     @classmethod
     def init(cls, settings: Settings, *, clock: Clock, name: str = "fleetid") -> FleetCa:
         """Create the HSM, the root and the issuing CA; refuse if this data dir has a CA."""
+        root_crl = root_crl_point(settings, 1)  # refuses a loopback URL before anything is made
         ca_dir = settings.data_dir / CA_DIR
         if (ca_dir / ACTIVATION_FILE).exists():
             raise ConfigError(f"{ca_dir} holds a fleet CA already")
@@ -202,7 +231,7 @@ class FleetCa:
                 x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Fleet Issuing CA G1"),
             ]
         )
-        issuing = sign_certificate(
+        issuing_builder = (
             x509.CertificateBuilder()
             .subject_name(issuing_name)
             .issuer_name(root_name)
@@ -215,9 +244,11 @@ class FleetCa:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(issuing_public), False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), False
-            ),
-            hsm.signer(root_label),
+            )
         )
+        if root_crl is not None:
+            issuing_builder = issuing_builder.add_extension(root_crl, critical=False)
+        issuing = sign_certificate(issuing_builder, hsm.signer(root_label))
         with store.transaction() as tx:
             for role, label, cert in (
                 (CaRole.ROOT, root_label, root),
@@ -295,7 +326,7 @@ class FleetCa:
         not_after = now + profile.cadence.lifetime
         if not_after > issuing.not_valid_after_utc:
             raise PolicyError("the issuing CA expires before this certificate would; roll it over")
-        base = self.settings.base_url
+        base = self.settings.certificate_base_url  # refuses loopback URLs outside tests
         serial = new_serial()
         certificate = self._end_entities.issue(
             EndEntity(

@@ -44,7 +44,13 @@ from cryptography.x509.oid import NameOID
 
 from fleetid.authority.csr import load_csr, public_key_sha256
 from fleetid.authority.enrolment import EnrolmentService
-from fleetid.authority.fleet_ca import CA_DIR, CA_KEY_USAGE, FleetCa, new_serial
+from fleetid.authority.fleet_ca import (
+    CA_DIR,
+    CA_KEY_USAGE,
+    FleetCa,
+    new_serial,
+    root_crl_point,
+)
 from fleetid.authority.provisioners import Provisioner
 from fleetid.authority.provisioners.attestation import AttestationProvisioner, Challenge
 from fleetid.crypto.certsign import sign_certificate
@@ -209,6 +215,10 @@ def _issue_issuing_ca(
         path_length=0,
         lifetime_days=ca.settings.policy.issuing_lifetime.total_seconds() / 86400,
     )
+    root_generation = max(k.generation for k in tx.ca_keys.all() if k.role == CaRole.ROOT)
+    root_crl = root_crl_point(ca.settings, root_generation)
+    if root_crl is not None:
+        builder = builder.add_extension(root_crl, critical=False)
     issuing = sign_certificate(builder, root_signer)
     _record_ca(tx, role=CaRole.ISSUING, generation=generation, label=label, cert=issuing, ca=ca)
     return issuing

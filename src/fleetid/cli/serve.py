@@ -2,8 +2,13 @@
 
 ``--http 127.0.0.1:PORT`` is for tests and the demo and is refused on a non-loopback address.
 ``--https ADDR:PORT`` serves TLS with a server certificate from the fleet PKI
-(``FleetCa.tls_server_files``), for the host named in ADDR. Both listeners run in one process and
-one event loop, sharing one app.
+(``FleetCa.tls_server_files``), for the host named in ADDR. ``--public-http ADDR:PORT`` serves
+the CRLs and OCSP (only those, ``fleetid.api.public``) over plain HTTP on a public address. All
+listeners run in one process and one event loop, sharing one app.
+
+``--public-url`` (or ``$FLEETID_PUBLIC_URL``) is the base URL every certificate names for its CRL
+and OCSP; a loopback or unspecified one is refused before anything binds, unless
+``--allow-loopback-urls`` says this is a test (``fleetid.config.check_public_url``).
 
 ``--workers N`` (N > 1, one listener) runs N uvicorn worker processes on the listener instead; each
 opens the CA and the database itself (``worker_app``). All issuance state is in the database, so
@@ -42,6 +47,22 @@ def register(subparsers: Any) -> None:
         help="extra DNS name or IP for the TLS certificate (repeatable)",
     )
     parser.add_argument(
+        "--public-http",
+        metavar="ADDR:PORT",
+        help="plain HTTP on a public address serving only CRLs and OCSP (RFC 5019 practice)",
+    )
+    parser.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="base URL relying parties fetch CRLs and OCSP from, written into every certificate,"
+        " e.g. http://pki.example.com (default: $FLEETID_PUBLIC_URL, else http://<--public-http>)",
+    )
+    parser.add_argument(
+        "--allow-loopback-urls",
+        action="store_true",
+        help="tests only: let certificates name a loopback or unspecified address",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -71,15 +92,26 @@ def _serve(args: argparse.Namespace) -> int:
 
     http = parse_listen(args.http) if args.http else None
     https = parse_listen(args.https) if args.https else None
+    public_http = parse_listen(args.public_http) if args.public_http else None
     if http is None and https is None:
         raise ConfigError("give --http 127.0.0.1:PORT, --https ADDR:PORT, or both")
     if http is not None and not _is_loopback(http.host):
         raise ConfigError(f"plain HTTP is served on loopback only, not {http.host}")
     if args.workers < 1:
         raise ConfigError("--workers is at least 1")
-    settings = Settings.load(args.data_dir, http=http, https=https)
+    if args.workers > 1 and public_http is not None:
+        raise ConfigError("--public-http runs in one process: leave out --workers")
+    settings = Settings.load(
+        args.data_dir,
+        http=http,
+        https=https,
+        public_http=public_http,
+        public_url=args.public_url,
+        allow_loopback_urls=args.allow_loopback_urls,
+    )
     if args.workers > 1:
         return _serve_workers(args, settings)
+    settings.certificate_base_url  # noqa: B018 - refuses a loopback URL before binding
     clock = SystemClock()
     ca = FleetCa.open(settings, clock=clock)
     app = create_app(settings, clock=clock, ca=ca)
@@ -97,6 +129,17 @@ def _serve(args: argparse.Namespace) -> int:
             log_level="warning",
             ssl_certfile=str(cert_file),
             ssl_keyfile=str(key_file),
+        )
+        servers.append(uvicorn.Server(config))
+    if public_http is not None:
+        from fleetid.api.public import revocation_only
+
+        config = uvicorn.Config(
+            revocation_only(app),
+            host=public_http.host,
+            port=public_http.port,
+            log_level="warning",
+            lifespan="off",  # the app's background work runs once, under the other listener
         )
         servers.append(uvicorn.Server(config))
     for server in servers:
@@ -126,6 +169,8 @@ def worker_app() -> FastAPI:
         Path(spec["data_dir"]),
         http=parse_listen(spec["http"]) if spec["http"] else None,
         https=parse_listen(spec["https"]) if spec["https"] else None,
+        public_url=spec["public_url"],
+        allow_loopback_urls=spec["allow_loopback_urls"],
     )
     clock = SystemClock()
     return create_app(settings, clock=clock, ca=FleetCa.open(settings, clock=clock))
@@ -142,6 +187,7 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
     if (http is None) == (https is None):
         raise ConfigError("--workers serves one listener: give --http or --https, not both")
     listen = http or https
+    settings.certificate_base_url  # noqa: B018 - refuses a loopback URL before binding
     tls: dict[str, str] = {}
     ca = FleetCa.open(settings, clock=SystemClock())  # migrates once, before the workers start
     try:
@@ -155,6 +201,8 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
             "data_dir": str(settings.data_dir.resolve()),
             "http": None if http is None else str(http),
             "https": None if https is None else str(https),
+            "public_url": settings.public_url,
+            "allow_loopback_urls": settings.allow_loopback_urls,
         }
     )
     print(f"fleetid: serving on {listen} with {args.workers} workers", flush=True)

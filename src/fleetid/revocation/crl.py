@@ -43,7 +43,13 @@ from cryptography.x509.oid import ObjectIdentifier
 from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from fleetid.authority.fleet_ca import CRL_SHARDS, FleetCa, crl_path, crl_shard, delta_crl_path
+from fleetid.authority.fleet_ca import (
+    CRL_SHARDS,
+    FleetCa,
+    crl_path,
+    crl_shard,
+    delta_crl_path,
+)
 from fleetid.clock import Clock
 from fleetid.config import PUBLIC_URL_ENV
 from fleetid.crypto.certsign import sign_crl
@@ -61,6 +67,7 @@ from fleetid.store.schema import certificates
 
 __all__ = [
     "CRL_MEDIA_TYPE",
+    "ROOT_SHARD",
     "WATERMARK_OID",
     "CrlKind",
     "CrlPolicy",
@@ -75,6 +82,8 @@ CRL_MEDIA_TYPE: Final = "application/pkix-crl"  # RFC 2585 §4.2
 # fleetid's private arc under the RFC 5612 documentation enterprise number (as SE_HW_TYPE is);
 # an operator replaces 32473 with its own enterprise number.
 WATERMARK_OID: Final = ObjectIdentifier("1.3.6.1.4.1.32473.1.5.1")
+# The ``shard`` of a root's CRL publication: it is not one of the issuing CA's partitions.
+ROOT_SHARD: Final = -1
 
 
 class CrlKind(enum.StrEnum):
@@ -225,11 +234,13 @@ class CrlPublisher:
         shard_of: Callable[[int], int],
         clock: Clock,
         policy: CrlPolicy,
+        root_crls: bool = True,
     ) -> None:
         self._store = store
         self._registry = registry
         self._signer_for = signer_for
         self._url_for = url_for
+        self._root_crls = root_crls
         self._shard_of = shard_of
         self._clock = clock
         self.policy = policy
@@ -265,6 +276,19 @@ class CrlPublisher:
             raise StoreError(f"no {kind} CRL for generation {generation} shard {shard}")
         return found
 
+    def current_root(self, generation: int) -> Publication:
+        """The root CRL of root generation ``generation``; published first if there is none."""
+        root = next((r for r in self._registry.roots() if r.generation == generation), None)
+        if root is None or not self._root_crls:
+            raise NotFoundError(f"no root CRL of generation {generation}")
+        found = self.latest(root.id, ROOT_SHARD, CrlKind.FULL)
+        if found is None:
+            self.publish()
+            found = self.latest(root.id, ROOT_SHARD, CrlKind.FULL)
+        if found is None:  # pragma: no cover - publish() just wrote it
+            raise StoreError(f"no root CRL of generation {generation}")
+        return found
+
     # -- publishing ----------------------------------------------------------------------------
 
     def publish(self, *, force: bool = False) -> list[Publication]:
@@ -281,7 +305,36 @@ class CrlPublisher:
             if issuer.certificate.not_valid_after_utc <= now:
                 continue  # an expired CA's certificates are all expired: nothing to say
             done.extend(self._publish_issuer(issuer, watermark, now, force=force))
+        if self._root_crls:
+            for root in self._registry.roots():
+                last = self.latest(root.id, ROOT_SHARD, CrlKind.FULL)
+                if root.certificate.not_valid_after_utc > now and (
+                    force or _due(last, now, self.policy.full_interval)
+                ):
+                    done.append(self._publish_root(root, watermark, now))
         return done
+
+    def _publish_root(self, root: IssuerRecord, watermark: int, now: datetime) -> Publication:
+        """The root's complete CRL over the CA certificates it signed (RFC 5280 §5.2.5
+        onlyContainsCACerts, no distributionPoint: OpenSSL's ``-crl_check_all`` also checks the
+        root itself, which names no CDP), for relying parties that check the whole chain. fleetid
+        retires an issuing CA by rollover and expiry, never by revocation: it lists nothing."""
+        published = self._write(
+            root,
+            ROOT_SHARD,
+            CrlKind.FULL,
+            None,
+            watermark,
+            now,
+            [],
+            self._signer_for(root.id),
+            root.certificate,
+            scope_url=None,
+            delta_url=None,
+            only_ca=True,
+        )
+        self._prune(root.id, ROOT_SHARD, published.crl_number)
+        return published
 
     def _publish_issuer(
         self, issuer: IssuerRecord, watermark: int, now: datetime, *, force: bool
@@ -333,6 +386,8 @@ class CrlPublisher:
                         entries[shard],
                         signer,
                         certificate,
+                        scope_url=self._url_for(issuer.generation, shard, CrlKind.FULL),
+                        delta_url=self._url_for(issuer.generation, shard, CrlKind.DELTA),
                     )
                 )
             base = self._delta_base(issuer.id, shard, now)
@@ -354,6 +409,8 @@ class CrlPublisher:
                     changes,
                     signer,
                     certificate,
+                    scope_url=self._url_for(issuer.generation, shard, CrlKind.FULL),
+                    delta_url=None,
                 )
             )
             self._prune(issuer.id, shard, base.crl_number)
@@ -391,11 +448,16 @@ class CrlPublisher:
         entries: Iterable[RevokedEntry],
         signer: Signer,
         certificate: x509.Certificate,
+        *,
+        scope_url: str | None,
+        delta_url: str | None,
+        only_ca: bool = False,
     ) -> Publication:
+        """Sign and record one CRL whose issuingDistributionPoint is ``scope_url``; a full CRL
+        with ``delta_url`` names its delta in freshestCRL."""
         validity = self.policy.full_validity if kind is CrlKind.FULL else self.policy.delta_validity
         now = now.replace(microsecond=0)  # RFC 5280 §5.1.2.4: whole seconds
         next_update = now + validity
-        full_url = self._url_for(issuer.generation, shard, CrlKind.FULL)
         with _begin(self._store) as connection:
             number = 1 + int(
                 connection.execute(
@@ -419,10 +481,14 @@ class CrlPublisher:
                 )
                 .add_extension(
                     x509.IssuingDistributionPoint(
-                        full_name=[x509.UniformResourceIdentifier(full_url)],
+                        full_name=(
+                            None
+                            if scope_url is None
+                            else [x509.UniformResourceIdentifier(scope_url)]
+                        ),
                         relative_name=None,
-                        only_contains_user_certs=True,
-                        only_contains_ca_certs=False,
+                        only_contains_user_certs=not only_ca,
+                        only_contains_ca_certs=only_ca,
                         only_some_reasons=None,
                         indirect_crl=False,
                         only_contains_attribute_certs=False,
@@ -434,8 +500,7 @@ class CrlPublisher:
                     critical=False,
                 )
             )
-            if kind is CrlKind.FULL:
-                delta_url = self._url_for(issuer.generation, shard, CrlKind.DELTA)
+            if kind is CrlKind.FULL and delta_url is not None:
                 builder = builder.add_extension(
                     x509.FreshestCRL(
                         [
@@ -449,7 +514,7 @@ class CrlPublisher:
                     ),
                     critical=False,  # RFC 5280 §5.2.6: MUST be non-critical
                 )
-            else:
+            elif kind is CrlKind.DELTA:
                 assert base is not None  # noqa: S101 - a delta always has a base
                 builder = builder.add_extension(
                     x509.DeltaCRLIndicator(base.crl_number), critical=True

@@ -270,11 +270,16 @@ class RevocationRegistry:
 
     def issuers(self) -> list[IssuerRecord]:
         """Every issuing-CA generation, oldest first."""
+        return self._ca_generations(CaRole.ISSUING)
+
+    def roots(self) -> list[IssuerRecord]:
+        """Every fleet-root generation, oldest first (the issuers of the root CRLs)."""
+        return self._ca_generations(CaRole.ROOT)
+
+    def _ca_generations(self, role: CaRole) -> list[IssuerRecord]:
         with self._engine.connect() as c:
             rows = c.execute(
-                select(ca_keys)
-                .where(ca_keys.c.role == str(CaRole.ISSUING))
-                .order_by(ca_keys.c.generation)
+                select(ca_keys).where(ca_keys.c.role == str(role)).order_by(ca_keys.c.generation)
             ).all()
         return [
             IssuerRecord(

@@ -1,5 +1,6 @@
 """CRL distribution points: ``GET /crl/issuing-{generation}/{shard}.crl`` and
-``…/{shard}-delta.crl``, the URLs written into certificates (``fleetid.authority.fleet_ca``).
+``…/{shard}-delta.crl``, the URLs written into certificates (``fleetid.authority.fleet_ca``), and
+``GET /crl/root-{generation}.crl``, the root's CRL that issuing CAs name.
 
 Answers ``application/pkix-crl`` (RFC 2585 §4.2) DER with RFC 9111 caching headers (ETag,
 Last-Modified, Expires, ``Cache-Control: public, max-age`` never past nextUpdate); a matching
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Final
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -18,7 +20,13 @@ from fastapi.concurrency import run_in_threadpool
 
 from fleetid.clock import Clock
 from fleetid.errors import NotFoundError
-from fleetid.revocation.crl import CRL_MEDIA_TYPE, CrlKind, CrlPublisher, http_headers
+from fleetid.revocation.crl import (
+    CRL_MEDIA_TYPE,
+    CrlKind,
+    CrlPublisher,
+    Publication,
+    http_headers,
+)
 
 __all__ = ["install", "router", "scheduled"]
 
@@ -41,7 +49,26 @@ async def get_crl(generation: int, name: str, request: Request) -> Response:
     publisher: CrlPublisher = request.app.state.crl_publisher
     clock: Clock = request.app.state.crl_clock
     publication = await run_in_threadpool(publisher.current, generation, int(match["shard"]), kind)
-    headers = http_headers(publication, clock.now(), publisher.policy)
+    return _answer(publication, request, clock.now(), publisher)
+
+
+@router.get(
+    "/crl/root-{generation}.crl",
+    response_class=Response,
+    responses={200: {"content": {CRL_MEDIA_TYPE: {}}}, 304: {}, 404: {}},
+)
+async def get_root_crl(generation: int, request: Request) -> Response:
+    """The CRL a fleet root signs over its issuing CAs (named in their cRLDistributionPoints)."""
+    publisher: CrlPublisher = request.app.state.crl_publisher
+    clock: Clock = request.app.state.crl_clock
+    publication = await run_in_threadpool(publisher.current_root, generation)
+    return _answer(publication, request, clock.now(), publisher)
+
+
+def _answer(
+    publication: Publication, request: Request, now: datetime, publisher: CrlPublisher
+) -> Response:
+    headers = http_headers(publication, now, publisher.policy)
     if publication.etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
         return Response(status_code=304, headers=headers)
     return Response(publication.der, media_type=CRL_MEDIA_TYPE, headers=headers)
