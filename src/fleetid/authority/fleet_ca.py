@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from fleetid.authority import ca_audit
 from fleetid.authority.ca_hsm import create_ca_hsm, open_ca_hsm
 from fleetid.authority.csr import public_key_sha256
 from fleetid.authority.end_entity import EndEntity, EndEntityIssuer
@@ -170,6 +171,8 @@ class FleetCa:
             root = tx.ca_keys.active(CaRole.ROOT)
             issuing = tx.ca_keys.active(CaRole.ISSUING)
         self._root = x509.load_der_x509_certificate(root.certificate)
+        # Every write of this authority goes into the audit log, in its own transaction.
+        self.audit_log = ca_audit.install(settings, store, hsm, clock, self._root)
         self.issuing = IssuingCa(
             record=issuing,
             certificate=x509.load_der_x509_certificate(issuing.certificate),
@@ -249,6 +252,7 @@ class FleetCa:
         if root_crl is not None:
             issuing_builder = issuing_builder.add_extension(root_crl, critical=False)
         issuing = sign_certificate(issuing_builder, hsm.signer(root_label))
+        ca_audit.install(settings, store, hsm, clock, root)  # the CA keys are its first entries
         with store.transaction() as tx:
             for role, label, cert in (
                 (CaRole.ROOT, root_label, root),

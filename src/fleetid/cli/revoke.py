@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    from fleetid.authority.fleet_ca import ACTIVATION_FILE, CA_DIR
+    from fleetid.authority.fleet_ca import FleetCa
     from fleetid.authority.revoke import (
         escalate_serial,
         release_serial,
@@ -53,8 +53,7 @@ def _revoke(args: argparse.Namespace) -> int:
     from fleetid.clock import SystemClock
     from fleetid.config import Settings
     from fleetid.errors import ConfigError
-    from fleetid.store.engine import database_errors, engine_from_settings
-    from fleetid.store.repositories import Store
+    from fleetid.store.engine import database_errors
 
     if (args.release or args.escalate) and args.device is not None:
         raise ConfigError("--release and --escalate take a SERIAL_HEX, not --device")
@@ -62,11 +61,11 @@ def _revoke(args: argparse.Namespace) -> int:
         raise ConfigError("--release takes no --reason (a release is removeFromCRL)")
     if not args.release and args.reason is None:
         raise ConfigError("give --reason (RFC 5280 §5.3.1 reason name)")
-    if not (args.data_dir / CA_DIR / ACTIVATION_FILE).exists():
-        raise ConfigError(f"no fleet CA in {args.data_dir}: run `fleetid ca init --data-dir` first")
     clock = SystemClock()
     with database_errors():
-        store = Store(engine_from_settings(Settings.load(args.data_dir)))
+        # The CA, not only its database: its audit log records the revocation (ca_audit).
+        ca = FleetCa.open(Settings.load(args.data_dir), clock=clock)
+        store = ca.store
         try:
             if args.device is not None:
                 done = revoke_device(store, args.device, args.reason, clock=clock)
@@ -77,7 +76,7 @@ def _revoke(args: argparse.Namespace) -> int:
             else:
                 done = [revoke_serial(store, args.serial, args.reason, clock=clock)]
         finally:
-            store.dispose()
+            ca.close()
     verb = "released" if args.release else "escalated" if args.escalate else "revoked"
     for revocation in done:
         print(f"{verb} {revocation.serial} {revocation.reason} seq {revocation.sequence}")

@@ -8,8 +8,9 @@ concurrent requests cannot both win, whatever the database.
 
 from __future__ import annotations
 
+import hashlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,7 @@ __all__ = [
     "HOLD",
     "REMOVE_FROM_CRL",
     "REVOCATION_REASONS",
+    "CaEvent",
     "CaKeyRecord",
     "CaKeys",
     "CertificateRecord",
@@ -203,6 +205,24 @@ class Revocation:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CaEvent:
+    """One authority-side write for the audit log, recorded by the repository that makes it and
+    appended in the same transaction (``Store.audit``). Bodies name and hash; never secrets."""
+
+    kind: str  # ca-key, issuance, revocation, release, escalation, token
+    serial: str | None  # the certificate's serial (hex), when there is one
+    body: dict[str, Any]
+
+
+def _hex(data: bytes) -> str:
+    return data.hex()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
 class TokenRecord:
     username: str
     device_id: str
@@ -324,8 +344,9 @@ _SPEND_CHALLENGE = _use_once_statement(enrolment_challenges.c.nonce, *enrolment_
 
 
 class CaKeys:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, events: list[CaEvent]) -> None:
         self._c = connection
+        self._events = events
 
     def add(self, key: NewCaKey) -> CaKeyRecord:
         values = {**key.__dict__, "role": str(key.role), "active": int(key.active)}
@@ -334,6 +355,21 @@ class CaKeys:
         except IntegrityError as exc:
             raise StoreError(f"CA key {key.role} generation {key.generation} exists") from exc
         assert new_id is not None  # noqa: S101 - INSERT of one row
+        self._events.append(
+            CaEvent(
+                kind="ca-key",
+                serial=None,
+                body={
+                    "role": str(key.role),
+                    "generation": key.generation,
+                    "hsm_label": key.hsm_label,
+                    "subject": key.subject,
+                    "subject_key_id": _hex(key.subject_key_id),
+                    "certificate_sha256": _sha256(key.certificate),
+                    "not_after": key.not_after.isoformat(),
+                },
+            )
+        )
         return self.by_id(int(new_id[0]))
 
     def by_id(self, key_id: int) -> CaKeyRecord:
@@ -450,8 +486,9 @@ class LineManifest:
 
 
 class Certificates:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, events: list[CaEvent]) -> None:
         self._c = connection
+        self._events = events
 
     def add(self, new: NewCertificate) -> CertificateRecord:
         """Record an issued certificate; a known serial is refused by the UNIQUE constraint."""
@@ -461,6 +498,21 @@ class Certificates:
         except IntegrityError as exc:
             raise StoreError(f"certificate {new.serial} not recorded: {exc.orig}") from exc
         assert result.inserted_primary_key is not None  # noqa: S101 - INSERT of one row
+        self._events.append(
+            CaEvent(
+                kind="issuance",
+                serial=new.serial,
+                body={
+                    "issuer_id": new.issuer_id,
+                    "device_id": new.device_id,
+                    "profile": new.profile,
+                    "subject": new.subject,
+                    "public_key_sha256": _hex(new.public_key_sha256),
+                    "certificate_sha256": _sha256(new.der),
+                    "not_after": new.not_after.isoformat(),
+                },
+            )
+        )
         return CertificateRecord(
             id=int(result.inserted_primary_key[0]),
             revoked_at=None,
@@ -524,7 +576,7 @@ class Certificates:
             raise PolicyError(
                 f"certificate {key} is already revoked ({existing.revocation_reason})"
             )
-        return self._recorded(key, row.id, row.issuer_id, reason, now, sequence, now)
+        return self._recorded("revocation", key, row, reason, now, sequence, now)
 
     def supersede(self, serial: str, successor_id: int) -> None:
         """Link a valid certificate to its successor without revoking it (a routine refresh: the
@@ -565,7 +617,7 @@ class Certificates:
                 f"certificate {key} is revoked for {existing.revocation_reason}, not on hold:"
                 " only a certificateHold is released"
             )
-        return self._recorded(key, row.id, row.issuer_id, REMOVE_FROM_CRL, now, sequence, now)
+        return self._recorded("release", key, row, REMOVE_FROM_CRL, now, sequence, now)
 
     def escalate(self, serial: str, reason: str, now: datetime) -> Revocation:
         """Change a revoked certificate's reason along ``ESCALATIONS`` (the revocation date stays:
@@ -593,13 +645,13 @@ class Certificates:
                 f"certificate {key} is revoked for {existing.revocation_reason}, which cannot"
                 f" become {reason}: a reason is only escalated (hold to any, any to a compromise)"
             )
-        return self._recorded(key, row.id, row.issuer_id, reason, row.revoked_at, sequence, now)
+        return self._recorded("escalation", key, row, reason, row.revoked_at, sequence, now)
 
     def _recorded(
         self,
+        kind: str,
         serial: str,
-        certificate_id: int,
-        issuer_id: int,
+        row: Any,
         reason: str,
         revoked_at: datetime,
         sequence: int,
@@ -609,15 +661,22 @@ class Certificates:
             _INSERT[revocation_events.name],
             {
                 "sequence": sequence,
-                "certificate_id": certificate_id,
+                "certificate_id": row.id,
                 "reason": reason,
                 "revoked_at": revoked_at,
                 "recorded_at": now,
             },
         )
+        self._events.append(
+            CaEvent(
+                kind=kind,
+                serial=serial,
+                body={"reason": reason, "revoked_at": revoked_at.isoformat(), "sequence": sequence},
+            )
+        )
         return Revocation(
             serial=serial,
-            issuer_id=issuer_id,
+            issuer_id=row.issuer_id,
             reason=reason,
             revoked_at=revoked_at,
             sequence=sequence,
@@ -658,14 +717,26 @@ class Certificates:
 
 
 class Tokens:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, events: list[CaEvent]) -> None:
         self._c = connection
+        self._events = events
 
     def add(self, token: TokenRecord) -> None:
         try:
             self._c.execute(_INSERT[enrolment_tokens.name], token.__dict__)
         except IntegrityError as exc:
             raise StoreError(f"token user {token.username!r} exists") from exc
+        self._events.append(
+            CaEvent(
+                kind="token",
+                serial=None,
+                body={
+                    "username": token.username,
+                    "device_id": token.device_id,
+                    "expires_at": token.expires_at.isoformat(),
+                },
+            )
+        )
 
     def get(self, username: str) -> TokenRecord | None:
         row = self._c.execute(_TOKEN, {"w_username": username}).one_or_none()
@@ -720,13 +791,15 @@ def _sqlite_writer_lock(engine: Engine) -> WriterLock | None:
 
 
 def _repositories(connection: Connection) -> Repositories:
+    events: list[CaEvent] = []
     return Repositories(
-        ca_keys=CaKeys(connection),
+        ca_keys=CaKeys(connection, events),
         devices=Devices(connection),
-        certificates=Certificates(connection),
-        tokens=Tokens(connection),
+        certificates=Certificates(connection, events),
+        tokens=Tokens(connection, events),
         challenges=Challenges(connection),
         manifest=LineManifest(connection),
+        events=events,
     )
 
 
@@ -740,6 +813,7 @@ class Repositories:
     tokens: Tokens
     challenges: Challenges
     manifest: LineManifest
+    events: list[CaEvent]  # what this transaction did, for the audit log (``Store.audit``)
 
 
 class Store:
@@ -751,6 +825,9 @@ class Store:
         # server's load costs far more than the work. Writers queue instead (``WriterLock``).
         self._sqlite_writer = _sqlite_writer_lock(engine)
         self._batch = threading.local()  # the connection of this thread's open batch, if any
+        # Appends a transaction's ``CaEvent``s to the audit log inside it (``fleetid.authority``
+        # sets it; None: not logged).
+        self.audit: Callable[[Connection, list[CaEvent]], None] | None = None
         if migrate:
             ensure_schema(engine)
 
@@ -770,7 +847,14 @@ class Store:
         with self._writing(), self.engine.begin() as connection:
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
-            yield _repositories(connection)
+            repositories = _repositories(connection)
+            yield repositories
+            self._audit(connection, repositories.events)
+
+    def _audit(self, connection: Connection, events: list[CaEvent]) -> None:
+        """Hand what the transaction did to the audit log, inside it (crash consistency)."""
+        if events and self.audit is not None:
+            self.audit(connection, events)
 
     def _savepoint(self, connection: Connection) -> Iterator[Repositories]:
         """A unit of a batch (SQL:2003 savepoints, as SQLite and PostgreSQL name them). Plain
@@ -779,8 +863,10 @@ class Store:
         name = f"fleetid_unit_{self._batch.depth}"
         self._batch.depth += 1
         connection.exec_driver_sql(f"SAVEPOINT {name}")
+        repositories = _repositories(connection)
+        self._batch.events.append(repositories.events)
         try:
-            yield _repositories(connection)
+            yield repositories
         except BaseException:
             connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
             connection.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
@@ -789,6 +875,8 @@ class Store:
             connection.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
         finally:
             self._batch.depth -= 1
+            done = self._batch.events.pop()
+        self._batch.events[-1].extend(done)  # kept only if the unit was released
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -800,8 +888,10 @@ class Store:
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             self._batch.connection, self._batch.depth = connection, 0
+            self._batch.events = [[]]  # the batch's, then one list per open unit
             try:
                 yield
+                self._audit(connection, self._batch.events[0])
             finally:
                 self._batch.connection = None
 

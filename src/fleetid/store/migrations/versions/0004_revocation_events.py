@@ -1,6 +1,7 @@
 """Revocation events: the history of each certificate's revocation state (revocation, escalation,
 release from hold), keyed by sequence number (``fleetid.store.schema.revocation_events``).
-Existing revocations become one event each.
+Existing revocations become one event each. A counter ``audit`` whose row lock serialises the
+authority's audit-log appends (``fleetid.authority.ca_audit``).
 
 Revision ID: 0004
 Revises: 0003
@@ -65,8 +66,10 @@ def upgrade() -> None:
         " SELECT revocation_seq, id, revocation_reason, revoked_at, revoked_at FROM certificates"
         " WHERE revocation_seq IS NOT NULL AND revocation_reason IS NOT NULL"
     )
+    op.execute("INSERT INTO counters (name, value) VALUES ('audit', 0)")
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM counters WHERE name = 'audit'")
     op.drop_index("ix_revocation_events_certificate_id", table_name="revocation_events")
     op.drop_table("revocation_events")
