@@ -34,6 +34,10 @@ __all__ = ["AUDIT_KEY_LABEL", "EVENT_PREFIX", "install"]
 AUDIT_KEY_LABEL: Final = "fleet-audit-1"
 EVENT_PREFIX: Final = "ca."
 _CURVE: Final = "P-256"  # signed-note ECDSA (C2SP tlog-checkpoint)
+# Bumping the counter row locks it until the transaction ends: appends take turns.
+_TAKE_TURN: Final = (
+    update(counters).where(counters.c.name == "audit").values(value=counters.c.value + 1)
+)
 
 
 def ensure_key(hsm: Hsm) -> None:
@@ -68,9 +72,7 @@ def install(
     )
 
     def append(connection: Connection, events: list[CaEvent]) -> None:
-        connection.execute(
-            update(counters).where(counters.c.name == "audit").values(value=counters.c.value + 1)
-        )
+        connection.execute(_TAKE_TURN)
         log.append_many(
             [AuditEvent(kind=EVENT_PREFIX + e.kind, serial=e.serial, body=e.body) for e in events],
             connection,
