@@ -308,13 +308,15 @@ def test_openssl_follows_hold_release_and_escalation(served: Served) -> None:
     assert "certificate revoked" in _verify(served, "a", "held.pem")
 
     _cli_revoke(served, b, "--reason", "superseded")
-    assert "escalated" in _cli_revoke(served, b, "--reason", "keyCompromise", "--escalate")
+    assert "escalated" in _cli_revoke(served, b, "--reason", "keyCompromise", "--escalate",
+                                      "--invalidity-date", "2026-01-01T00:00:00Z")  # fmt: skip
     publisher.publish()
     _pem(served.work / "escalated.pem",
          x509.load_der_x509_crl(httpx.get(_distribution_point(b), timeout=10).content))  # fmt: skip
     text = _run(require_tool("openssl"), "crl", "-in", "escalated.pem", "-noout", "-text",
                 cwd=served.work)  # fmt: skip
     assert "Key Compromise" in text.stdout and "Superseded" not in text.stdout, text.stdout
+    assert "Invalidity Date" in text.stdout and "Jan  1 00:00:00 2026" in text.stdout, text.stdout
     out = _verify(served, "b", "escalated.pem")
     assert "certificate revoked" in out, out
     back = fleetid("revoke", "--data-dir", str(served.data_dir), f"{b.serial_number:x}",

@@ -95,6 +95,13 @@ def test_every_revoke_error_is_one_line(authority: Authority, tmp_path: Path) ->
     _refused(revoke(authority.serials[1], "--reason", "keyCompromise", "--escalate"),
              "not revoked")  # fmt: skip
     _refused(revoke("--device", "nobody", "--reason", "superseded"), "nobody")
+    later = authority.serials[1]
+    _refused(revoke(later, "--reason", "keyCompromise", "--invalidity-date", "yesterday"),
+             "not an ISO 8601 time")  # fmt: skip
+    _refused(revoke(later, "--reason", "keyCompromise", "--invalidity-date", "2026-01-01T00:00"),
+             "no time zone")  # fmt: skip
+    _refused(revoke(later, "--reason", "keyCompromise", "--invalidity-date", "2999-01-01T00:00Z"),
+             "in the future")  # fmt: skip
     _refused(
         fleetid("revoke", "--data-dir", str(tmp_path / "none"), serial, "--reason", "superseded",
                 env=env),

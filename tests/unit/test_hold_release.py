@@ -154,8 +154,22 @@ def test_escalation_on_every_channel_and_no_way_back(channels: Channels) -> None
     assert channels.crl_reason(CrlKind.FULL) is x509.ReasonFlags.superseded
     assert channels.filter()[1] is Verdict.REVOKED
     clock.advance(timedelta(hours=2))
-    escalated = registry.escalate(channels.serial, "keyCompromise", now=clock.now())
-    assert escalated.revoked_at == revoked_at  # revoked since then; only the reason is new
+    with pytest.raises(PolicyError, match="in the future"):
+        registry.escalate(channels.serial, "keyCompromise", now=clock.now(),
+                          invalidity_date=clock.now() + timedelta(days=1))  # fmt: skip
+    compromised_at = revoked_at - timedelta(days=3)  # known now, it happened before
+    escalated = registry.escalate(
+        channels.serial, "keyCompromise", now=clock.now(), invalidity_date=compromised_at
+    )
+    assert escalated.revoked_at == revoked_at  # revoked since then; reason and invalidity new
+    for kind in (CrlKind.FULL, CrlKind.DELTA):
+        entry = channels.crl(kind).get_revoked_certificate_by_serial_number(
+            channels.certificate.serial_number
+        )
+        assert entry is not None
+        invalidity = entry.extensions.get_extension_for_class(x509.InvalidityDate)
+        assert not invalidity.critical  # RFC 5280 §5.3.2
+        assert invalidity.value.invalidity_date_utc == compromised_at.replace(microsecond=0)
     single = channels.ocsp()
     assert single.revocation_reason is x509.ReasonFlags.key_compromise
     assert single.revocation_time_utc == revoked_at.replace(microsecond=0)

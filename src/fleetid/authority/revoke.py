@@ -10,6 +10,8 @@ status ``revoked``); a device revoked already is refused.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fleetid.clock import Clock
 from fleetid.errors import PolicyError
 from fleetid.store.repositories import REVOCATION_REASONS, Revocation, Store
@@ -24,10 +26,19 @@ __all__ = [
 ]
 
 
-def revoke_serial(store: Store, serial_hex: str, reason: str, *, clock: Clock) -> Revocation:
+def revoke_serial(
+    store: Store,
+    serial_hex: str,
+    reason: str,
+    *,
+    clock: Clock,
+    invalidity_date: datetime | None = None,
+) -> Revocation:
     """Revoke one certificate. Unknown serial: ``NotFoundError``; revoked: ``PolicyError``."""
     with store.transaction() as tx:
-        return tx.certificates.revoke(serial_hex, reason, clock.now())
+        return tx.certificates.revoke(
+            serial_hex, reason, clock.now(), invalidity_date=invalidity_date
+        )
 
 
 def release_serial(store: Store, serial_hex: str, *, clock: Clock) -> Revocation:
@@ -36,10 +47,19 @@ def release_serial(store: Store, serial_hex: str, *, clock: Clock) -> Revocation
         return tx.certificates.release(serial_hex, clock.now())
 
 
-def escalate_serial(store: Store, serial_hex: str, reason: str, *, clock: Clock) -> Revocation:
+def escalate_serial(
+    store: Store,
+    serial_hex: str,
+    reason: str,
+    *,
+    clock: Clock,
+    invalidity_date: datetime | None = None,
+) -> Revocation:
     """Escalate a revoked certificate's reason (``PolicyError`` for a de-escalation)."""
     with store.transaction() as tx:
-        return tx.certificates.escalate(serial_hex, reason, clock.now())
+        return tx.certificates.escalate(
+            serial_hex, reason, clock.now(), invalidity_date=invalidity_date
+        )
 
 
 def revoke_device(store: Store, device_id: str, reason: str, *, clock: Clock) -> list[Revocation]:

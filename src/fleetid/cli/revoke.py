@@ -4,6 +4,7 @@ certificate from hold (``--release``) or escalate a revocation's reason (``--esc
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,12 @@ def register(subparsers: Any) -> None:
         metavar="REASON",
         help=f"RFC 5280 §5.3.1 reason name: {', '.join(REVOCATION_REASONS)} (removeFromCRL is"
         " not a revocation reason: use --release)",
+    )
+    parser.add_argument(
+        "--invalidity-date",
+        metavar="ISO8601",
+        help="when the key was known or suspected compromised (RFC 5280 §5.3.2), e.g."
+        " 2027-03-01T12:00:00Z; written into the CRL entries",
     )
     change = parser.add_mutually_exclusive_group()
     change.add_argument(
@@ -61,6 +68,9 @@ def _revoke(args: argparse.Namespace) -> int:
         raise ConfigError("--release takes no --reason (a release is removeFromCRL)")
     if not args.release and args.reason is None:
         raise ConfigError("give --reason (RFC 5280 §5.3.1 reason name)")
+    invalidity = None if args.invalidity_date is None else _utc(args.invalidity_date)
+    if invalidity is not None and (args.release or args.device is not None):
+        raise ConfigError("--invalidity-date goes with a revocation or escalation of SERIAL_HEX")
     clock = SystemClock()
     with database_errors():
         # The CA, not only its database: its audit log records the revocation (ca_audit).
@@ -72,12 +82,32 @@ def _revoke(args: argparse.Namespace) -> int:
             elif args.release:
                 done = [release_serial(store, args.serial, clock=clock)]
             elif args.escalate:
-                done = [escalate_serial(store, args.serial, args.reason, clock=clock)]
+                done = [
+                    escalate_serial(
+                        store, args.serial, args.reason, clock=clock, invalidity_date=invalidity
+                    )
+                ]
             else:
-                done = [revoke_serial(store, args.serial, args.reason, clock=clock)]
+                done = [
+                    revoke_serial(
+                        store, args.serial, args.reason, clock=clock, invalidity_date=invalidity
+                    )
+                ]
         finally:
             ca.close()
     verb = "released" if args.release else "escalated" if args.escalate else "revoked"
     for revocation in done:
         print(f"{verb} {revocation.serial} {revocation.reason} seq {revocation.sequence}")
     return 0
+
+
+def _utc(text: str) -> datetime:
+    from fleetid.errors import ConfigError
+
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--invalidity-date {text!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        raise ConfigError(f"--invalidity-date {text!r} names no time zone (add Z)")
+    return when.astimezone(UTC)

@@ -15,7 +15,8 @@ publisher keeps one CRL number sequence (§5.2.3) shared by the full and the del
   that base's watermark. A device holding any full CRL from the window downloads only the delta;
   one further behind downloads the full shard (``fleetid.device.crl_client``).
 
-Reason codes (§5.3.1) are written except ``unspecified``, which RFC 5280 says to leave out. Each
+Reason codes (§5.3.1) are written except ``unspecified``, which RFC 5280 says to leave out, and
+the invalidity date (§5.3.2) when the operator gave one. Each
 CRL also carries the registry watermark it covers in a private, non-critical extension
 (``WATERMARK_OID``, an INTEGER), so that it can be compared with the other channels.
 
@@ -528,6 +529,11 @@ class CrlPublisher:
                 if entry.reason in REASON_FLAGS:  # §5.3.1: unspecified SHOULD be absent
                     revoked = revoked.add_extension(
                         x509.CRLReason(REASON_FLAGS[entry.reason]), critical=False
+                    )
+                if entry.invalidity_date is not None:  # §5.3.2, non-critical
+                    revoked = revoked.add_extension(
+                        x509.InvalidityDate(entry.invalidity_date.replace(microsecond=0)),
+                        critical=False,
                     )
                 builder = builder.add_revoked_certificate(revoked.build())
             der = sign_crl(builder, signer).public_bytes(serialization.Encoding.DER)

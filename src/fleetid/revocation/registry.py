@@ -138,6 +138,7 @@ class RevokedEntry:
     revoked_at: datetime
     sequence: int
     not_after: datetime
+    invalidity_date: datetime | None = None  # RFC 5280 §5.3.2, when the operator gave one
 
     @property
     def serial_hex(self) -> str:
@@ -178,6 +179,7 @@ def _entry(row: Any) -> RevokedEntry:
         revoked_at=row.revoked_at,
         sequence=row.revocation_seq,
         not_after=row.not_after,
+        invalidity_date=row.invalidity_date,
     )
 
 
@@ -188,6 +190,7 @@ _REVOKED_COLUMNS = (
     certificates.c.status,
     certificates.c.revocation_reason,
     certificates.c.revoked_at,
+    certificates.c.invalidity_date,
     certificates.c.revocation_seq,
     certificates.c.not_after,
 )
@@ -200,6 +203,7 @@ class _Past:
     reason: str | None  # None: valid (never revoked, or released)
     revoked_at: datetime | None
     sequence: int | None
+    invalidity_date: datetime | None = None
 
 
 def _past_states(
@@ -218,7 +222,10 @@ def _past_states(
         ):
             released = event.reason == REMOVE_FROM_CRL
             found[event.certificate_id] = _Past(
-                None if released else event.reason, event.revoked_at, event.sequence
+                None if released else event.reason,
+                event.revoked_at,
+                event.sequence,
+                event.invalidity_date,
             )
     return found
 
@@ -232,6 +239,7 @@ def _past_entry(row: Any, past: _Past) -> RevokedEntry:
         revoked_at=past.revoked_at,
         sequence=past.sequence,
         not_after=row.not_after,
+        invalidity_date=past.invalidity_date,
     )
 
 
@@ -256,10 +264,19 @@ class RevocationRegistry:
         with self._store.transaction() as tx:
             return tx.certificates.release(serial_hex, now)
 
-    def escalate(self, serial_hex: str, reason: str, *, now: datetime) -> Revocation:
+    def escalate(
+        self,
+        serial_hex: str,
+        reason: str,
+        *,
+        now: datetime,
+        invalidity_date: datetime | None = None,
+    ) -> Revocation:
         """Escalate a revoked certificate's reason (one transaction), on every channel."""
         with self._store.transaction() as tx:
-            return tx.certificates.escalate(serial_hex, reason, now)
+            return tx.certificates.escalate(
+                serial_hex, reason, now, invalidity_date=invalidity_date
+            )
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -88,6 +88,14 @@ ESCALATIONS: dict[str, frozenset[str]] = {
 }
 
 
+def _invalidity(when: datetime | None, now: datetime) -> datetime | None:
+    """An invalidity date (RFC 5280 §5.3.2) is in the past: a compromise not yet happened is not
+    known."""
+    if when is not None and when > now:
+        raise PolicyError(f"the invalidity date {when.isoformat()} is in the future")
+    return when
+
+
 def normalise_serial(text: str) -> str:
     """A serial as the store keys it: 40 lowercase hex digits (``0x``, ``:`` and case tolerated)."""
     digits = text.strip().lower().removeprefix("0x").replace(":", "")
@@ -188,6 +196,7 @@ class CertificateRecord:
     issued_at: datetime
     revoked_at: datetime | None
     revocation_reason: str | None
+    invalidity_date: datetime | None
     revocation_seq: int | None
     superseded_by: int | None
     der: bytes
@@ -517,6 +526,7 @@ class Certificates:
             id=int(result.inserted_primary_key[0]),
             revoked_at=None,
             revocation_reason=None,
+            invalidity_date=None,
             revocation_seq=None,
             superseded_by=None,
             **values,
@@ -547,7 +557,13 @@ class Certificates:
         return [_record(CertificateRecord, row) for row in rows]
 
     def revoke(
-        self, serial: str, reason: str, now: datetime, *, superseded_by: int | None = None
+        self,
+        serial: str,
+        reason: str,
+        now: datetime,
+        *,
+        superseded_by: int | None = None,
+        invalidity_date: datetime | None = None,
     ) -> Revocation:
         """Mark one valid certificate revoked: one counter bump and one indexed row update."""
         if reason == REMOVE_FROM_CRL:
@@ -566,6 +582,7 @@ class Certificates:
             "status": str(CertificateStatus.REVOKED),
             "revoked_at": now,
             "revocation_reason": reason,
+            "invalidity_date": _invalidity(invalidity_date, now),
             "revocation_seq": sequence,
         }
         if superseded_by is not None:
@@ -576,7 +593,7 @@ class Certificates:
             raise PolicyError(
                 f"certificate {key} is already revoked ({existing.revocation_reason})"
             )
-        return self._recorded("revocation", key, row, reason, now, sequence, now)
+        return self._recorded("revocation", key, row, reason, now, sequence, now, invalidity_date)
 
     def supersede(self, serial: str, successor_id: int) -> None:
         """Link a valid certificate to its successor without revoking it (a routine refresh: the
@@ -606,6 +623,7 @@ class Certificates:
                 "status": str(CertificateStatus.VALID),
                 "revoked_at": now,
                 "revocation_reason": None,
+                "invalidity_date": None,
                 "revocation_seq": sequence,
             },
         ).one_or_none()
@@ -619,9 +637,12 @@ class Certificates:
             )
         return self._recorded("release", key, row, REMOVE_FROM_CRL, now, sequence, now)
 
-    def escalate(self, serial: str, reason: str, now: datetime) -> Revocation:
+    def escalate(
+        self, serial: str, reason: str, now: datetime, *, invalidity_date: datetime | None = None
+    ) -> Revocation:
         """Change a revoked certificate's reason along ``ESCALATIONS`` (the revocation date stays:
-        the certificate has been revoked since then)."""
+        the certificate has been revoked since then), and its invalidity date when one is given
+        (RFC 5280 §5.3.2: when the key was compromised, which may precede the revocation)."""
         key = normalise_serial(serial)
         sources = [old for old, targets in ESCALATIONS.items() if reason in targets]
         sequence = _next(self._c, "revocation")
@@ -632,8 +653,21 @@ class Certificates:
                 certificates.c.status == str(CertificateStatus.REVOKED),
                 certificates.c.revocation_reason.in_(sources),
             )
-            .values(revocation_reason=reason, revocation_seq=sequence)
-            .returning(certificates.c.id, certificates.c.issuer_id, certificates.c.revoked_at)
+            .values(
+                revocation_reason=reason,
+                revocation_seq=sequence,
+                invalidity_date=func.coalesce(
+                    bindparam("w_invalidity", type_=certificates.c.invalidity_date.type),
+                    certificates.c.invalidity_date,
+                ),
+            )
+            .returning(
+                certificates.c.id,
+                certificates.c.issuer_id,
+                certificates.c.revoked_at,
+                certificates.c.invalidity_date,
+            ),
+            {"w_invalidity": _invalidity(invalidity_date, now)},
         ).one_or_none()
         if row is None:
             existing = self.by_serial(key)
@@ -645,7 +679,9 @@ class Certificates:
                 f"certificate {key} is revoked for {existing.revocation_reason}, which cannot"
                 f" become {reason}: a reason is only escalated (hold to any, any to a compromise)"
             )
-        return self._recorded("escalation", key, row, reason, row.revoked_at, sequence, now)
+        return self._recorded(
+            "escalation", key, row, reason, row.revoked_at, sequence, now, row.invalidity_date
+        )
 
     def _recorded(
         self,
@@ -656,6 +692,7 @@ class Certificates:
         revoked_at: datetime,
         sequence: int,
         now: datetime,
+        invalidity_date: datetime | None = None,
     ) -> Revocation:
         self._c.execute(
             _INSERT[revocation_events.name],
@@ -664,6 +701,7 @@ class Certificates:
                 "certificate_id": row.id,
                 "reason": reason,
                 "revoked_at": revoked_at,
+                "invalidity_date": invalidity_date,
                 "recorded_at": now,
             },
         )
@@ -671,7 +709,12 @@ class Certificates:
             CaEvent(
                 kind=kind,
                 serial=serial,
-                body={"reason": reason, "revoked_at": revoked_at.isoformat(), "sequence": sequence},
+                body={
+                    "reason": reason,
+                    "revoked_at": revoked_at.isoformat(),
+                    "invalidity_date": invalidity_date.isoformat() if invalidity_date else None,
+                    "sequence": sequence,
+                },
             )
         )
         return Revocation(

@@ -182,6 +182,8 @@ certificates = Table(
     Column("issued_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("revocation_reason", String(24), nullable=True),
+    # RFC 5280 §5.3.2: when the key is known or suspected compromised, if the operator said.
+    Column("invalidity_date", UtcDateTime, nullable=True),
     # Monotonic across the authority: the sequence number of the latest change of revocation
     # state (CRL/OCSP publishers fetch "everything after N"). A certificate released from hold
     # is ``valid`` again with ``revocation_seq`` and ``revoked_at`` (the release's) kept and no
@@ -223,6 +225,7 @@ revocation_events = Table(
     ),
     Column("reason", String(24), nullable=False),
     Column("revoked_at", UtcDateTime, nullable=False),
+    Column("invalidity_date", UtcDateTime, nullable=True),
     Column("recorded_at", UtcDateTime, nullable=False),
     CheckConstraint(_in("reason", REASONS), name="reason"),
 )

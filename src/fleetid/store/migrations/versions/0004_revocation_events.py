@@ -1,7 +1,9 @@
 """Revocation events: the history of each certificate's revocation state (revocation, escalation,
 release from hold), keyed by sequence number (``fleetid.store.schema.revocation_events``).
-Existing revocations become one event each. A counter ``audit`` whose row lock serialises the
-authority's audit-log appends (``fleetid.authority.ca_audit``).
+Existing revocations become one event each. ``certificates.invalidity_date`` (RFC 5280
+§5.3.2), set when a revocation or escalation names when the key was compromised. A counter
+``audit`` whose row lock serialises the authority's audit-log appends
+(``fleetid.authority.ca_audit``).
 
 Revision ID: 0004
 Revises: 0003
@@ -33,6 +35,9 @@ _REASONS = (
 
 
 def upgrade() -> None:
+    op.add_column(
+        "certificates", sa.Column("invalidity_date", sa.DateTime(timezone=True), nullable=True)
+    )
     op.create_table(
         "revocation_events",
         sa.Column("sequence", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -43,6 +48,7 @@ def upgrade() -> None:
         ),
         sa.Column("reason", sa.String(length=24), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("invalidity_date", sa.DateTime(timezone=True), nullable=True),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             f"reason IN ({', '.join(repr(r) for r in _REASONS)})",
@@ -73,3 +79,5 @@ def downgrade() -> None:
     op.execute("DELETE FROM counters WHERE name = 'audit'")
     op.drop_index("ix_revocation_events_certificate_id", table_name="revocation_events")
     op.drop_table("revocation_events")
+    with op.batch_alter_table("certificates") as batch:
+        batch.drop_column("invalidity_date")
