@@ -121,6 +121,16 @@ def test_the_public_listener_serves_revocation_only(public: Public) -> None:
         timeout=10,
     )
     assert ocsp.status_code == 200  # an OCSP answer (malformedRequest), not a refusal  # fmt: skip
+    # The CA certificates, DER, for relying parties building the chain.
+    der = serialization.Encoding.DER
+    for path, expected in (("/ca/root-1.crt", public.ca.root),
+                           ("/ca/issuing-1.crt", public.ca.issuing.certificate)):  # fmt: skip
+        fetched = httpx.get(public.base + path, timeout=10)
+        assert fetched.status_code == 200, path
+        assert fetched.headers["content-type"] == "application/pkix-cert"
+        assert fetched.content == expected.public_bytes(der)
+    for path in ("/ca/issuing-9.crt", "/ca/other-1.crt"):
+        assert httpx.get(public.base + path, timeout=10).status_code == 404
     for path in ("/.well-known/est/cacerts", "/health", "/docs", "/enrol/challenge"):
         refused = httpx.get(public.base + path, timeout=10)
         assert refused.status_code == 404, path

@@ -3,9 +3,9 @@
 RFC 5280 §4.2.1.13 / RFC 5019 §5 practice serves CRLs and OCSP over plain ``http``: they are
 signed, and https would be circular for the TLS certificate of the server that serves them.
 ``fleetid serve --public-http ADDR:PORT`` runs this wrapper around the authority's app on a
-public address; it passes only the CRL distribution points (``/crl/…``) and OCSP (``/ocsp``,
-``/ocsp/…``) through, and answers anything else (EST, enrolment, V2X, the API docs) with a 404
-problem: enrolment stays on the TLS listener.
+public address; it passes only the CRL distribution points (``/crl/…``), the CA certificates
+(``/ca/…crt``) and OCSP (``/ocsp``, ``/ocsp/…``) through, and answers anything else (EST,
+enrolment, V2X, the API docs) with a 404 problem: enrolment stays on the TLS listener.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fleetid.api.errors import problem_response
 
 __all__ = ["revocation_only"]
 
-_PASSED: Final = re.compile(r"^/(crl/[^/]+(/[^/]+)?|ocsp(/.*)?)$")
+_PASSED: Final = re.compile(r"^/(crl/[^/]+(/[^/]+)?|ca/[^/]+\.crt|ocsp(/.*)?)$")
 
 Scope = dict[str, Any]
 App = Any  # an ASGI application: async (scope, receive, send) -> None
@@ -32,7 +32,7 @@ def revocation_only(app: App) -> App:
                 404,
                 "not-found",
                 "Not found",
-                "this listener serves CRLs and OCSP only; enrolment is on the TLS listener",
+                "this listener serves CRLs, CA certificates and OCSP only; enrolment is on TLS",
             )
             await response(scope, receive, send)
             return

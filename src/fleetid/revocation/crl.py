@@ -277,6 +277,14 @@ class CrlPublisher:
             raise StoreError(f"no {kind} CRL for generation {generation} shard {shard}")
         return found
 
+    def issuers(self) -> list[IssuerRecord]:
+        """The issuing-CA generations whose CRLs this publisher signs."""
+        return self._registry.issuers()
+
+    def roots(self) -> list[IssuerRecord]:
+        """The fleet-root generations whose CRLs this publisher signs."""
+        return self._registry.roots()
+
     def current_root(self, generation: int) -> Publication:
         """The root CRL of root generation ``generation``; published first if there is none."""
         root = next((r for r in self._registry.roots() if r.generation == generation), None)

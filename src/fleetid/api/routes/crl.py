@@ -1,6 +1,7 @@
 """CRL distribution points: ``GET /crl/issuing-{generation}/{shard}.crl`` and
 ``…/{shard}-delta.crl``, the URLs written into certificates (``fleetid.authority.fleet_ca``), and
-``GET /crl/root-{generation}.crl``, the root's CRL that issuing CAs name.
+``GET /crl/root-{generation}.crl``, the root's CRL that issuing CAs name; and the CA
+certificates themselves, ``GET /ca/root-{generation}.crt`` and ``/ca/issuing-{generation}.crt``.
 
 Answers ``application/pkix-crl`` (RFC 2585 §4.2) DER with RFC 9111 caching headers (ETag,
 Last-Modified, Expires, ``Cache-Control: public, max-age`` never past nextUpdate); a matching
@@ -30,6 +31,7 @@ from fleetid.revocation.crl import (
 
 __all__ = ["install", "router", "scheduled"]
 
+CERT_MEDIA_TYPE: Final = "application/pkix-cert"  # RFC 2585 §4.1
 _NAME: Final = re.compile(r"^(?P<shard>[0-9]{1,4})(?P<delta>-delta)?\.crl$")
 
 router = APIRouter(tags=["revocation: CRLs (RFC 5280)"])
@@ -63,6 +65,30 @@ async def get_root_crl(generation: int, request: Request) -> Response:
     clock: Clock = request.app.state.crl_clock
     publication = await run_in_threadpool(publisher.current_root, generation)
     return _answer(publication, request, clock.now(), publisher)
+
+
+@router.get(
+    "/ca/{role}-{generation}.crt",
+    response_class=Response,
+    responses={200: {"content": {CERT_MEDIA_TYPE: {}}}, 404: {}},
+)
+async def get_ca_certificate(role: str, generation: int, request: Request) -> Response:
+    """A fleet root's or issuing CA's certificate, DER (RFC 2585 §4.1 ``application/pkix-cert``,
+    what RFC 5280 §4.2.2.1 caIssuers points at), for relying parties building the chain."""
+    publisher: CrlPublisher = request.app.state.crl_publisher
+    records = {"root": publisher.roots, "issuing": publisher.issuers}.get(role)
+    found = (
+        None
+        if records is None
+        else next((r for r in await run_in_threadpool(records) if r.generation == generation), None)
+    )
+    if found is None:
+        raise NotFoundError(f"no {role} CA of generation {generation}")
+    return Response(
+        found.certificate_der,
+        media_type=CERT_MEDIA_TYPE,
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 def _answer(
