@@ -46,12 +46,19 @@ def _accepts(port: int) -> bool:
 
 @contextmanager
 def serving(
-    data_dir: Path, ports: Sequence[int], args: Sequence[str], env: dict[str, str] | None = None
+    data_dir: Path,
+    ports: Sequence[int],
+    args: Sequence[str],
+    env: dict[str, str] | None = None,
+    *,
+    allow_loopback_urls: bool = True,
 ) -> Iterator[subprocess.Popen[str]]:
-    """``fleetid serve --data-dir DATA_DIR ARGS`` until every port in ``ports`` accepts."""
+    """``fleetid serve --data-dir DATA_DIR ARGS`` until every port in ``ports`` accepts; on
+    loopback, so certificates name loopback URLs (``--allow-loopback-urls``) unless told not."""
     log = (data_dir / "serve.log").open("w")
+    loopback = ["--allow-loopback-urls"] if allow_loopback_urls else []
     process = subprocess.Popen(
-        [sys.executable, "-c", _CLI, "serve", "--data-dir", str(data_dir), *args],
+        [sys.executable, "-c", _CLI, "serve", "--data-dir", str(data_dir), *args, *loopback],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,

@@ -182,7 +182,9 @@ def test_enrol_renew_rekey_status(site: Site, tmp_path: Path) -> None:
     _openssl_verify(tmp_path, site.root_pem, state)
 
     records = {r.serial: r for r in site.certificates(device_id)}  # type: ignore[attr-defined]
-    assert records[f"{first.serial_number:040x}"].status == CertificateStatus.REVOKED
+    # A refresh leaves the old credential to expire (D1); a re-key revokes it.
+    assert records[f"{first.serial_number:040x}"].status == CertificateStatus.VALID
+    assert records[f"{first.serial_number:040x}"].superseded_by is not None
     assert records[f"{renewed.serial_number:040x}"].revocation_reason == "superseded"
     assert records[f"{rekeyed.serial_number:040x}"].status == CertificateStatus.VALID
 

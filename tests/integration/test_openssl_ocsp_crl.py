@@ -61,13 +61,15 @@ def _run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 def served(tmp_path: Path, db_url: str) -> Iterator[Served]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "FLEETID_DATABASE_URL": db_url, "FLEETID_PUBLIC_URL": base}
+    env = {**os.environ, "FLEETID_DATABASE_URL": db_url, "FLEETID_PUBLIC_URL": base,
+           "FLEETID_ALLOW_LOOPBACK_URLS": "1"}  # fmt: skip
     data_dir = tmp_path / "authority"
     initialised = fleetid("ca", "init", "--data-dir", str(data_dir), env=env)
     assert initialised.returncode == 0, initialised.stderr
     ca = FleetCa.open(
         Settings.load(data_dir, environ={k: env[k] for k in ("FLEETID_DATABASE_URL",
-                                                              "FLEETID_PUBLIC_URL")}),
+                                                              "FLEETID_PUBLIC_URL",
+                                                              "FLEETID_ALLOW_LOOPBACK_URLS")}),
         clock=SystemClock(),
     )  # fmt: skip
     by_shard: dict[int, list[x509.Certificate]] = {}
@@ -147,7 +149,8 @@ def test_openssl_reads_get_answers_and_refusals(served: Served, tmp_path: Path) 
     stranger_dir = tmp_path / "stranger"
     env = {k: v for k, v in served.env.items() if k != "FLEETID_DATABASE_URL"}
     assert fleetid("ca", "init", "--data-dir", str(stranger_dir), env=env).returncode == 0
-    stranger_settings = Settings.load(stranger_dir, environ={"FLEETID_PUBLIC_URL": served.base})
+    stranger_settings = Settings.load(stranger_dir, environ={"FLEETID_PUBLIC_URL": served.base},
+                                      allow_loopback_urls=True)  # fmt: skip
     stranger = FleetCa.open(stranger_settings, clock=SystemClock())
     try:
         _pem(work / "s-issuing.pem", stranger.issuing.certificate)
@@ -176,14 +179,53 @@ def _verify(served: Served, name: str, *crls: str, attime: int | None = None) ->
     return result.stdout + result.stderr
 
 
+def _distribution_point(certificate: x509.Certificate) -> str:
+    points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    name = points[0].full_name[0]  # type: ignore[index]
+    assert isinstance(name, x509.UniformResourceIdentifier)
+    return name.value
+
+
+def _plain_verify(served: Served, name: str, crl: str) -> str:
+    """``openssl verify -crl_check`` as a relying party that reads no delta CRLs does it."""
+    openssl = require_tool("openssl")
+    result = _run(openssl, "verify", "-crl_check", "-CAfile", "chain.pem", "-CRLfile", crl,
+                  f"{name}.pem", cwd=served.work)  # fmt: skip
+    return result.stdout + result.stderr
+
+
+def test_the_full_crl_at_the_distribution_point_lists_a_revocation_within_minutes(
+    served: Served,
+) -> None:
+    """B3: a relying party without delta support (plain ``-crl_check``) sees a revocation at the
+    certificate's CDP at the server's next publication (30 s), not at the next daily full CRL."""
+    a = served.certificates[0]
+    url = _distribution_point(a)
+    _pem(served.work / "before.pem", x509.load_der_x509_crl(httpx.get(url, timeout=10).content))
+    assert "a.pem: OK" in _plain_verify(served, "a", "before.pem")
+    _revoke(served, a)
+    deadline = time.monotonic() + 45  # the server publishes every 30 s
+    while time.monotonic() < deadline:
+        crl = x509.load_der_x509_crl(httpx.get(url, timeout=10).content)
+        if crl.get_revoked_certificate_by_serial_number(a.serial_number) is not None:
+            break
+        time.sleep(1)  # poll the distribution point again
+    _pem(served.work / "after.pem", crl)
+    out = _plain_verify(served, "a", "after.pem")
+    assert "certificate revoked" in out, out
+
+
 def test_openssl_verify_agrees_with_the_crl_client(served: Served) -> None:
     a, b, c = served.certificates
     _revoke(served, a)
     published = fleetid("crl", "publish", "--data-dir", str(served.data_dir), env=served.env)
     assert published.returncode == 0, published.stderr
-    assert published.stdout.count("full") == CRL_SHARDS, published.stdout
+    assert published.stdout.count("full /crl/issuing-1/") == CRL_SHARDS, published.stdout
     _revoke(served, b)
-    publisher_for(served.ca).publish()  # b's shard moved: a new delta, the full stays
+    # b's shard moved: a new delta, and (B3) a refreshed full. Keep the full CRL from before b
+    # to check what only the delta knows.
+    stale_full = httpx.get(_distribution_point(b), timeout=10).content
+    publisher_for(served.ca).publish()
     fetched: list[int] = []
 
     def fetch(url: str) -> bytes:
@@ -201,9 +243,10 @@ def test_openssl_verify_agrees_with_the_crl_client(served: Served) -> None:
     full = x509.load_der_x509_crl(httpx.get(full_url, timeout=10).content)
     delta_url = full_url.replace(".crl", "-delta.crl")
     delta = x509.load_der_x509_crl(httpx.get(delta_url, timeout=10).content)
-    _pem(served.work / "full.pem", full)
+    _pem(served.work / "full.pem", x509.load_der_x509_crl(stale_full))
     _pem(served.work / "delta.pem", delta)
-    assert b.serial_number not in {r.serial_number for r in full}  # only the delta has b
+    assert b.serial_number in {r.serial_number for r in full}  # refreshed on revocation (B3)
+    assert b.serial_number not in {r.serial_number for r in x509.load_der_x509_crl(stale_full)}
 
     now = SystemClock().now()
     for name, certificate in (("a", a), ("b", b)):
@@ -224,3 +267,59 @@ def test_openssl_verify_agrees_with_the_crl_client(served: Served) -> None:
     assert "CRL has expired" in out, out
     with pytest.raises(StaleCrlError):
         client.check(c, later)
+
+
+def _cli_revoke(served: Served, certificate: x509.Certificate, *args: str) -> str:
+    result = fleetid("revoke", "--data-dir", str(served.data_dir),
+                     f"{certificate.serial_number:x}", *args, env=served.env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_openssl_follows_hold_release_and_escalation(served: Served) -> None:
+    """B4 with OpenSSL, with and without -use_deltas: a hold is revoked; after the release the
+    full CRL drops it and the delta's removeFromCRL entry overrides a full CRL that still lists
+    it; an escalation changes the reason the CRL gives."""
+    a, b, _ = served.certificates
+    publisher = publisher_for(served.ca)
+    refused = fleetid("revoke", "--data-dir", str(served.data_dir), f"{a.serial_number:x}",
+                      "--reason", "removeFromCRL", env=served.env)  # fmt: skip
+    assert refused.returncode != 0
+    assert "removeFromCRL is not a revocation reason" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+    _cli_revoke(served, a, "--reason", "certificateHold")
+    publisher.publish()
+    url = _distribution_point(a)
+    _pem(served.work / "held.pem", x509.load_der_x509_crl(httpx.get(url, timeout=10).content))
+    assert "certificate revoked" in _plain_verify(served, "a", "held.pem")
+
+    assert "released" in _cli_revoke(served, a, "--release")
+    publisher.publish()
+    full = x509.load_der_x509_crl(httpx.get(url, timeout=10).content)
+    delta_url = url.replace(".crl", "-delta.crl")
+    delta = x509.load_der_x509_crl(httpx.get(delta_url, timeout=10).content)
+    _pem(served.work / "released.pem", full)
+    _pem(served.work / "delta.pem", delta)
+    assert "a.pem: OK" in _plain_verify(served, "a", "released.pem")
+    assert "a.pem: OK" in _verify(served, "a", "released.pem", "delta.pem")
+    # A relying party that still holds the full CRL listing the hold: the delta releases it.
+    assert "a.pem: OK" in _verify(served, "a", "held.pem", "delta.pem")
+    assert "certificate revoked" in _verify(served, "a", "held.pem")
+
+    _cli_revoke(served, b, "--reason", "superseded")
+    assert "escalated" in _cli_revoke(served, b, "--reason", "keyCompromise", "--escalate",
+                                      "--invalidity-date", "2026-01-01T00:00:00Z")  # fmt: skip
+    publisher.publish()
+    _pem(served.work / "escalated.pem",
+         x509.load_der_x509_crl(httpx.get(_distribution_point(b), timeout=10).content))  # fmt: skip
+    text = _run(require_tool("openssl"), "crl", "-in", "escalated.pem", "-noout", "-text",
+                cwd=served.work)  # fmt: skip
+    assert "Key Compromise" in text.stdout and "Superseded" not in text.stdout, text.stdout
+    assert "Invalidity Date" in text.stdout and "Jan  1 00:00:00 2026" in text.stdout, text.stdout
+    out = _verify(served, "b", "escalated.pem")
+    assert "certificate revoked" in out, out
+    back = fleetid("revoke", "--data-dir", str(served.data_dir), f"{b.serial_number:x}",
+                   "--reason", "superseded", "--escalate", env=served.env)  # fmt: skip
+    assert back.returncode != 0 and "cannot become superseded" in back.stderr, back.stderr
+    assert "Traceback" not in back.stderr

@@ -23,6 +23,7 @@ from fleetid.device.truststore import RolloverRefusedError, TrustStore
 from fleetid.errors import AuthenticationError, PolicyError, VerificationError
 from fleetid.factory.line import CANONICAL_KEY_HANDLE
 from fleetid.policy import CredentialType
+from fleetid.revocation.registry import CertificateState, RevocationRegistry
 from fleetid.se.client import SecureElementSigner
 from fleetid.sim.software_line import LineDevice, SoftwareLine
 from fleetid.store.schema import CertificateStatus, DeviceStatus
@@ -107,13 +108,34 @@ def test_a_simulated_year_of_refreshes(
     assert "recover" not in actions
     assert agent.credential.handle == handle  # type: ignore[union-attr]  # refresh keeps the key
     records = _certificates(authority, device.serial)
-    valid = [r for r in records if r.status == CertificateStatus.VALID]  # type: ignore[attr-defined]
-    assert len(valid) == 1 and len(records) == expected + 1
-    assert all(
-        r.revocation_reason == "superseded"  # type: ignore[attr-defined]
-        for r in records
-        if r not in valid
-    )
+    assert len(records) == expected + 1
+    # D1: a routine refresh lets the old credential expire: nothing is revoked, so nothing of
+    # the year is on a CRL or in the filter; each old one is linked to its successor.
+    assert all(r.status == CertificateStatus.VALID for r in records)  # type: ignore[attr-defined]
+    assert RevocationRegistry(authority.ca.store).watermark() == 0
+    successors = [r.superseded_by for r in records]  # type: ignore[attr-defined]
+    assert successors[-1] is None and None not in successors[:-1]
+
+
+def test_a_refreshed_credential_is_not_revoked_and_cannot_refresh_again(
+    authority: Authority, device: LineDevice, clock: ManualClock
+) -> None:
+    agent = _agent(authority, device, clock)
+    old = agent.enrol(authority.transport)
+    new = agent.refresh(authority.transport)
+    with authority.ca.store.transaction() as tx:
+        previous = tx.certificates.by_serial(old.serial)
+        successor = tx.certificates.by_serial(new.serial)
+    assert previous.status == CertificateStatus.VALID
+    assert previous.superseded_by == successor.id
+    issuer = authority.ca.issuing.record.id
+    state = RevocationRegistry(authority.ca.store).status(issuer, int(old.serial, 16)).state
+    assert state is CertificateState.GOOD
+    # The old credential no longer re-enrols: only its successor does.
+    agent.credential = old
+    with pytest.raises(AuthenticationError, match="superseded by a refresh"):
+        agent.refresh(authority.transport)
+    assert agent.state is not AgentState.REVOKED
 
 
 def test_rekey_replaces_the_key_and_supersedes_the_old_credential(

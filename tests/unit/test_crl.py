@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from sqlalchemy import select
 from tests.revocation_fixtures import BASE, AsgiClient, issue, open_fleet
 
 from fleetid.api import create_app
@@ -26,6 +27,7 @@ from fleetid.revocation.crl import (
 )
 from fleetid.revocation.filter import CertificateRevokedError, DeltaBaseError, DeltaGapError
 from fleetid.revocation.registry import RevocationRegistry
+from fleetid.store.crl_table import crl_publications
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ def test_full_and_delta_carry_the_rfc5280_extensions(ca: FleetCa, publisher: Crl
     (a,) = issue(ca, 1)
     w = _revoke(ca, a, "superseded")
     done = publisher.publish(force=True)
-    assert len(done) == 2 * CRL_SHARDS
+    assert len(done) == 2 * CRL_SHARDS + 1  # and the root's CRL
     shard = _shard(a)
     full, delta = _crl(publisher, shard, CrlKind.FULL), _crl(publisher, shard, CrlKind.DELTA)
     issuing = ca.issuing.certificate
@@ -96,6 +98,15 @@ def test_full_and_delta_carry_the_rfc5280_extensions(ca: FleetCa, publisher: Crl
     assert freshest.value[0].full_name[0].value == f"{BASE}/crl/issuing-1/{shard}-delta.crl"  # type: ignore[index]
     with pytest.raises(x509.ExtensionNotFound):
         full.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
+    # The root's CRL over the CA certificates it signed (D2): onlyContainsCACerts, no scope URL.
+    (root_publication,) = [p for p in done if p.issuer_id not in {ca.issuing.record.id}]
+    root_crl = x509.load_der_x509_crl(root_publication.der)
+    assert root_crl.is_signature_valid(ca.root.public_key())  # type: ignore[arg-type]
+    assert root_crl.issuer == ca.root.subject and len(root_crl) == 0
+    root_idp = root_crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    assert root_idp.only_contains_ca_certs and root_idp.full_name is None
+    with pytest.raises(x509.ExtensionNotFound):
+        root_crl.extensions.get_extension_for_class(x509.FreshestCRL)
     entry = full.get_revoked_certificate_by_serial_number(a.serial_number)
     assert entry is not None
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason is (
@@ -122,25 +133,56 @@ def test_shards_list_only_their_own_and_unspecified_has_no_reason(
         entry.extensions.get_extension_for_class(x509.CRLReason)
 
 
-def test_a_revocation_makes_only_its_shard_publish_a_delta(
+def test_a_revocation_makes_only_its_shard_publish_a_full_and_a_delta(
     ca: FleetCa, publisher: CrlPublisher, clock: ManualClock
 ) -> None:
     (a,) = issue(ca, 1)
-    publisher.publish(force=True)
+    first = publisher.publish(force=True)
     assert publisher.publish() == []  # nothing due
     clock.advance(timedelta(minutes=5))
     w = _revoke(ca, a)
     done = publisher.publish()
-    assert [(p.shard, p.kind) for p in done] == [(_shard(a), CrlKind.DELTA)]
-    delta = x509.load_der_x509_crl(done[0].der)
+    # B3: the full CRL at the distribution point lists it at once, not at the next daily one.
+    assert [(p.shard, p.kind) for p in done] == [
+        (_shard(a), CrlKind.FULL),
+        (_shard(a), CrlKind.DELTA),
+    ]
+    full, delta = (x509.load_der_x509_crl(p.der) for p in done)
+    assert [r.serial_number for r in full] == [a.serial_number]
     assert [r.serial_number for r in delta] == [a.serial_number]
-    assert crl_watermark(delta) == w
-    # The full CRL is unchanged until its interval; an hour later every shard re-issues a delta.
-    assert a.serial_number not in {
-        r.serial_number for r in _crl(publisher, _shard(a), CrlKind.FULL)
-    }
+    assert crl_watermark(full) == crl_watermark(delta) == w
+    # The delta's base stays the scheduled full CRL, which is kept; the refreshed one is served.
+    base = next(p for p in first if p.shard == _shard(a) and p.kind is CrlKind.FULL)
+    assert done[1].base_number == base.crl_number
+    assert publisher.latest(ca.issuing.record.id, _shard(a), CrlKind.FULL) == done[0]
+    # An hour later every shard re-issues a delta; the fulls wait for their interval.
     clock.advance(publisher.policy.delta_interval)
     assert {p.kind for p in publisher.publish()} == {CrlKind.DELTA}
+
+
+def test_fulls_refreshed_between_scheduled_ones_are_pruned(
+    ca: FleetCa, publisher: CrlPublisher, clock: ManualClock
+) -> None:
+    certificates = _same_shard(ca, 3)
+    shard = _shard(certificates[0])
+    publisher.publish(force=True)
+    for certificate in certificates:
+        clock.advance(timedelta(minutes=1))
+        _revoke(ca, certificate)
+        publisher.publish()
+    with ca.store.engine.connect() as c:
+        numbers = (
+            c.execute(
+                select(crl_publications.c.crl_number).where(
+                    crl_publications.c.issuer_id == ca.issuing.record.id,
+                    crl_publications.c.shard == shard,
+                    crl_publications.c.kind == "full",
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(numbers) == 2  # the scheduled base and the newest refresh
 
 
 def test_delta_base_is_the_oldest_full_in_the_window(

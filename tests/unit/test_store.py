@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 
 from fleetid.errors import NotFoundError, PolicyError, StoreError
 from fleetid.store import auditlog_table, manifest_table
-from fleetid.store.migrate import current_revision, ensure_schema, head_revision
+from fleetid.store.migrate import current_revision, ensure_schema, head_revision, upgrade
 from fleetid.store.repositories import (
     ChallengeRecord,
     NewCaKey,
@@ -27,6 +27,7 @@ from fleetid.store.schema import (
     ca_keys,
     certificates,
     metadata,
+    revocation_events,
 )
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
@@ -85,6 +86,30 @@ def test_migration_creates_every_table_at_head(engine: Engine) -> None:
         "ix_certificates_status",
         "ix_certificates_not_after",
     } <= indexes
+
+
+def test_migration_0004_turns_each_existing_revocation_into_an_event(engine: Engine) -> None:
+    upgrade(engine, "0003")
+    store = Store(engine, migrate=False)
+    issuer = _issuer(store)
+    with engine.begin() as c:
+        for serial in (1, 2):
+            values = {**_certificate(issuer, serial).__dict__, "status": "valid"}
+            c.execute(insert(certificates).values(**values))
+        c.execute(
+            update(certificates)
+            .where(certificates.c.serial == f"{2:040x}")
+            .values(
+                status="revoked",
+                revoked_at=NOW,
+                revocation_reason="keyCompromise",
+                revocation_seq=7,
+            )
+        )
+    ensure_schema(engine)
+    with engine.connect() as c:
+        events = c.execute(select(revocation_events)).all()
+    assert [(e.sequence, e.reason, e.revoked_at) for e in events] == [(7, "keyCompromise", NOW)]
 
 
 def test_migration_is_idempotent(engine: Engine) -> None:

@@ -113,7 +113,8 @@ class EnrolmentService:
 
     def current_credential(self, tx: Repositories, serial: str) -> CertificateRecord:
         """The credential a re-enrolment or release is made under, by serial: this authority's,
-        valid (unrevoked), unexpired, a device's, and its device enrolled. The one place these
+        valid (unrevoked), not superseded by a refresh, unexpired, a device's, and its device
+        enrolled. The one place these
         rules live; how possession of its key is proven is the caller's."""
         now = self.ca.clock.now()
         try:
@@ -123,6 +124,10 @@ class EnrolmentService:
         if current.status != CertificateStatus.VALID:
             raise AuthenticationError(
                 f"the credential {current.serial} is revoked ({current.revocation_reason})"
+            )
+        if current.superseded_by is not None:
+            raise AuthenticationError(
+                f"the credential {current.serial} was superseded by a refresh: use its successor"
             )
         if now >= current.not_after:
             raise AuthenticationError(

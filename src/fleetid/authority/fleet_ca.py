@@ -19,9 +19,11 @@ HSM's "activated" state, as in ``fleetid.factory.ceremony``; an operator with a 
 the KEK under split custody instead.
 
 End-entity certificates (RFC 5280 §4.2) carry an authorityInfoAccess OCSP URL (§4.2.2.1) and a
-cRLDistributionPoints URL (§4.2.1.13) on the server that issued them (``Settings.base_url``):
-``OCSP_PATH`` and ``crl_path(generation, crl_shard(serial))``, one CRL partition per shard
-(``fleetid.revocation.crl`` serves them).
+cRLDistributionPoints URL (§4.2.1.13) on the server that issued them
+(``Settings.certificate_base_url``, never a loopback address outside tests): ``OCSP_PATH`` and
+``crl_path(generation, crl_shard(serial))``, one CRL partition per shard
+(``fleetid.revocation.crl`` serves them). An issuing CA made with a public URL configured names
+its root's CRL (``root_crl_path``), so that the whole chain can be checked.
 
 The TLS server certificate of ``fleetid serve`` comes from this PKI too. Its key is a software
 key in ``<data-dir>/ca/tls`` (mode 0600): TLS stacks (``ssl``, uvicorn) need the key in process.
@@ -43,11 +45,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from fleetid.authority import ca_audit
 from fleetid.authority.ca_hsm import create_ca_hsm, open_ca_hsm
 from fleetid.authority.csr import public_key_sha256
 from fleetid.authority.end_entity import EndEntity, EndEntityIssuer
 from fleetid.clock import Clock
-from fleetid.config import Settings
+from fleetid.config import Settings, check_public_url
 from fleetid.crypto.certsign import key_usage, sign_certificate
 from fleetid.crypto.signer import Signer
 from fleetid.errors import ConfigError, HsmError, NotFoundError, PolicyError
@@ -78,6 +81,8 @@ __all__ = [
     "crl_shard",
     "delta_crl_path",
     "new_serial",
+    "root_crl_path",
+    "root_crl_point",
 ]
 
 # RFC 5280 §4.2.1.3: a fleet CA signs certificates and CRLs (keyCertSign, cRLSign), and
@@ -151,6 +156,30 @@ def delta_crl_path(generation: int, shard: int) -> str:
     return f"/crl/issuing-{generation}/{shard}-delta.crl"
 
 
+def root_crl_path(generation: int) -> str:
+    """The CRL root generation ``generation`` signs over the issuing CAs it certified."""
+    return f"/crl/root-{generation}.crl"
+
+
+def root_crl_point(settings: Settings, root_generation: int) -> x509.CRLDistributionPoints | None:
+    """The cRLDistributionPoints of an issuing CA (RFC 5280 §4.2.1.13): its root's CRL, so that
+    a relying party checking the whole chain (``openssl verify -crl_check_all``) finds it. Only
+    with a configured public URL: a CA certificate outlives any listener address."""
+    if settings.public_url is None:
+        return None
+    url = check_public_url(settings.public_url, allow_loopback=settings.allow_loopback_urls)
+    return x509.CRLDistributionPoints(
+        [
+            x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(url + root_crl_path(root_generation))],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+        ]
+    )
+
+
 def new_serial() -> int:
     """20 random octets, top bit cleared: positive and at most 20 octets (RFC 5280 §4.1.2.2)."""
     while True:
@@ -171,10 +200,17 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _make_ca_keys(
-    settings: Settings, ca_dir: Path, kek: bytes, *, clock: Clock, name: str
+    settings: Settings,
+    ca_dir: Path,
+    kek: bytes,
+    *,
+    clock: Clock,
+    name: str,
+    root_crl: x509.CRLDistributionPoints | None,
 ) -> list[NewCaKey]:
     """In ``ca_dir``: a new HSM holding the root and issuing keys, its activation file, and the
-    two certificates, returned as the rows that make them the CA's generation 1."""
+    two certificates (the issuing CA naming ``root_crl``, when a public URL is set), returned as
+    the rows that make them the CA's generation 1, the root first."""
     hsm = create_ca_hsm(settings, ca_dir, kek)
     try:
         _write_private(ca_dir / ACTIVATION_FILE, kek.hex().encode())
@@ -198,7 +234,7 @@ def _make_ca_keys(
             hsm.signer(root_label),
         )
         issuing_public = hsm.generate_ec_key(issuing_label, _ISSUING_CURVE)
-        issuing = sign_certificate(
+        issuing_builder = (
             x509.CertificateBuilder()
             .subject_name(ca_name(name, CaRole.ISSUING, 1))
             .issuer_name(root_name)
@@ -211,9 +247,11 @@ def _make_ca_keys(
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(issuing_public), False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), False
-            ),
-            hsm.signer(root_label),
+            )
         )
+        if root_crl is not None:
+            issuing_builder = issuing_builder.add_extension(root_crl, critical=False)
+        issuing = sign_certificate(issuing_builder, hsm.signer(root_label))
     finally:
         hsm.close()
     return [
@@ -257,6 +295,8 @@ class FleetCa:
             root = tx.ca_keys.active(CaRole.ROOT)
             issuing = tx.ca_keys.active(CaRole.ISSUING)
         self._root = x509.load_der_x509_certificate(root.certificate)
+        # Every write of this authority goes into the audit log, in its own transaction.
+        self.audit_log = ca_audit.install(settings, store, hsm, clock, self._root)
         self.issuing = IssuingCa(
             record=issuing,
             certificate=x509.load_der_x509_certificate(issuing.certificate),
@@ -273,6 +313,7 @@ class FleetCa:
         """Create the HSM, the root and the issuing CA; refuse if this data dir has a CA.
         All or nothing: a failure leaves no ``ca`` directory, rows or new data directory."""
         check_organization_name(name)
+        root_crl = root_crl_point(settings, 1)  # refuses a loopback URL before anything is made
         ca_dir = settings.data_dir / CA_DIR
         if (ca_dir / ACTIVATION_FILE).exists():
             raise ConfigError(f"{ca_dir} holds a fleet CA already")
@@ -282,6 +323,7 @@ class FleetCa:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store: Store | None = None
         staging: Path | None = None
+        hsm: Hsm | None = None
         try:
             store = Store(engine_from_settings(settings))
             with store.transaction() as tx:
@@ -293,13 +335,18 @@ class FleetCa:
                     raise ConfigError("the database holds a fleet root already")
             staging = Path(tempfile.mkdtemp(prefix=f".{CA_DIR}-init-", dir=settings.data_dir))
             kek = secrets.token_bytes(32)
-            keys = _make_ca_keys(settings, staging, kek, clock=clock, name=name)
+            keys = _make_ca_keys(settings, staging, kek, clock=clock, name=name, root_crl=root_crl)
             os.rename(staging, ca_dir)  # atomic; the rows below make the CA usable
             staging = ca_dir
+            hsm = open_ca_hsm(settings, ca_dir, kek)
+            root = x509.load_der_x509_certificate(keys[0].certificate)
+            ca_audit.install(settings, store, hsm, clock, root)  # the CA keys are its first entries
             with store.transaction() as tx:
                 for key in keys:
                     tx.ca_keys.add(key)
         except BaseException:
+            if hsm is not None:
+                hsm.close()
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
             if store is not None:
@@ -307,9 +354,7 @@ class FleetCa:
             if new_data_dir:
                 shutil.rmtree(settings.data_dir, ignore_errors=True)
             raise
-        return cls(
-            settings=settings, store=store, hsm=open_ca_hsm(settings, ca_dir, kek), clock=clock
-        )
+        return cls(settings=settings, store=store, hsm=hsm, clock=clock)
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock) -> FleetCa:
@@ -365,7 +410,7 @@ class FleetCa:
         not_after = now + profile.cadence.lifetime
         if not_after > issuing.not_valid_after_utc:
             raise PolicyError("the issuing CA expires before this certificate would; roll it over")
-        base = self.settings.base_url
+        base = self.settings.certificate_base_url  # refuses loopback URLs outside tests
         serial = new_serial()
         certificate = self._end_entities.issue(
             EndEntity(

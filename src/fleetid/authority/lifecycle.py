@@ -11,10 +11,13 @@
   the current credential's key over the request and a fresh challenge. The named certificate
   must be valid, unexpired and unrevoked, and its device enrolled. A CSR for the same key is a
   refresh; a CSR for a new key is a re-key and must carry attestation evidence for that key from
-  the same device, bound to the same nonce. Either way the old certificate is revoked as
-  ``superseded`` and linked to its successor. Instead of the header, a client may authenticate
+  the same device, bound to the same nonce. Instead of the header, a client may authenticate
   TLS with the current certificate (RFC 7030 §3.3.2; the CSR's subject must equal it, §4.2.2).
   Without either the request is refused: a CSR's own signature proves no fresh possession.
+  Either way the old certificate is linked to its successor and no longer re-enrols. A refresh
+  leaves it unrevoked: a short-lived credential simply expires, as step-ca and Vault let renewed
+  ones do, so routine refreshes put nothing on the CRLs or the filter. A re-key revokes it as
+  ``superseded`` (the old key is retired, perhaps on suspicion).
 * **Rollover.** ``roll_issuing_ca`` makes the next issuing-CA generation under the same root.
   ``roll_root`` makes a new root and the RFC 4210 §4.4 root-key-update certificates: NewWithOld
   (the new root's key and name, signed by the old root: the link a device follows) and
@@ -43,7 +46,14 @@ from cryptography.x509.oid import NameOID
 from fleetid.authority.attestation.errors import NotOnManifestError
 from fleetid.authority.csr import load_csr, public_key_sha256
 from fleetid.authority.enrolment import EnrolmentService
-from fleetid.authority.fleet_ca import CA_DIR, CA_KEY_USAGE, FleetCa, ca_name, new_serial
+from fleetid.authority.fleet_ca import (
+    CA_DIR,
+    CA_KEY_USAGE,
+    FleetCa,
+    ca_name,
+    new_serial,
+    root_crl_point,
+)
 from fleetid.authority.provisioners import Provisioner
 from fleetid.authority.provisioners.attestation import AttestationProvisioner, Challenge
 from fleetid.crypto.certsign import sign_certificate
@@ -206,6 +216,10 @@ def _issue_issuing_ca(
         path_length=0,
         lifetime_days=ca.settings.policy.issuing_lifetime.total_seconds() / 86400,
     )
+    root_generation = max(k.generation for k in tx.ca_keys.all() if k.role == CaRole.ROOT)
+    root_crl = root_crl_point(ca.settings, root_generation)
+    if root_crl is not None:
+        builder = builder.add_extension(root_crl, critical=False)
     issuing = sign_certificate(builder, root_signer)
     _record_ca(tx, role=CaRole.ISSUING, generation=generation, label=label, cert=issuing, ca=ca)
     return issuing
@@ -418,7 +432,8 @@ class LifecycleService(EnrolmentService):
                 current = self.client_credential(tx, client_certificate, csr)
             device_id = current.device_id
             assert device_id is not None  # noqa: S101 - current_credential checked
-            if public_key_sha256(public_key) == current.public_key_sha256:
+            refresh = public_key_sha256(public_key) == current.public_key_sha256
+            if refresh:
                 if proof is not None and not tx.challenges.consume(proof.nonce, now):
                     raise AuthenticationError("the proof's nonce was spent concurrently")
             else:
@@ -437,7 +452,10 @@ class LifecycleService(EnrolmentService):
                 common_name=device_id,
                 device_id=device_id,
             )
-            tx.certificates.revoke(current.serial, "superseded", now, superseded_by=record.id)
+            if refresh:  # the old credential simply expires: it is on no CRL or filter
+                tx.certificates.supersede(current.serial, record.id)
+            else:
+                tx.certificates.revoke(current.serial, "superseded", now, superseded_by=record.id)
         return certificate
 
     # -- authority change ----------------------------------------------------------------------

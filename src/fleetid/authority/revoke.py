@@ -1,35 +1,77 @@
 """Revocation as the authority records it: one transaction, RFC 5280 §5.3.1 reason names.
 
 ``revoke_serial`` marks one certificate revoked: one counter bump (the revocation sequence number
-the CRL/OCSP publishers follow) and one indexed row update. ``revoke_device`` revokes every valid
-certificate of a device and ends its lifecycle (device status ``revoked``). Publishing is the
-revocation issue's.
+the CRL/OCSP publishers follow) and one indexed row update. ``release_serial`` releases a
+certificate from hold and ``escalate_serial`` escalates a revocation's reason; the transitions
+allowed are the store's state machine (``fleetid.store.repositories.ESCALATIONS``).
+``revoke_device`` revokes every valid certificate of a device and ends its lifecycle (device
+status ``revoked``); a device revoked already is refused.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fleetid.clock import Clock
-from fleetid.store.repositories import Revocation, Store
-from fleetid.store.schema import REASONS, CertificateStatus, DeviceStatus
+from fleetid.errors import PolicyError
+from fleetid.store.repositories import REVOCATION_REASONS, Revocation, Store
+from fleetid.store.schema import CertificateStatus, DeviceStatus
 
-__all__ = ["REASONS", "revoke_device", "revoke_serial"]
+__all__ = [
+    "REVOCATION_REASONS",
+    "escalate_serial",
+    "release_serial",
+    "revoke_device",
+    "revoke_serial",
+]
 
 
-def revoke_serial(store: Store, serial_hex: str, reason: str, *, clock: Clock) -> Revocation:
+def revoke_serial(
+    store: Store,
+    serial_hex: str,
+    reason: str,
+    *,
+    clock: Clock,
+    invalidity_date: datetime | None = None,
+) -> Revocation:
     """Revoke one certificate. Unknown serial: ``NotFoundError``; revoked: ``PolicyError``."""
     with store.transaction() as tx:
-        return tx.certificates.revoke(serial_hex, reason, clock.now())
+        return tx.certificates.revoke(
+            serial_hex, reason, clock.now(), invalidity_date=invalidity_date
+        )
+
+
+def release_serial(store: Store, serial_hex: str, *, clock: Clock) -> Revocation:
+    """Release a certificate from hold (``PolicyError`` unless it is on certificateHold)."""
+    with store.transaction() as tx:
+        return tx.certificates.release(serial_hex, clock.now())
+
+
+def escalate_serial(
+    store: Store,
+    serial_hex: str,
+    reason: str,
+    *,
+    clock: Clock,
+    invalidity_date: datetime | None = None,
+) -> Revocation:
+    """Escalate a revoked certificate's reason (``PolicyError`` for a de-escalation)."""
+    with store.transaction() as tx:
+        return tx.certificates.escalate(
+            serial_hex, reason, clock.now(), invalidity_date=invalidity_date
+        )
 
 
 def revoke_device(store: Store, device_id: str, reason: str, *, clock: Clock) -> list[Revocation]:
     """Revoke every valid certificate of ``device_id`` and mark the device revoked."""
     now = clock.now()
     with store.transaction() as tx:
-        tx.devices.require(device_id)
-        done = [
-            tx.certificates.revoke(c.serial, reason, now)
-            for c in tx.certificates.for_device(device_id)
-            if c.status == CertificateStatus.VALID
+        device = tx.devices.require(device_id)
+        valid = [
+            c for c in tx.certificates.for_device(device_id) if c.status == CertificateStatus.VALID
         ]
+        if not valid and device.status == DeviceStatus.REVOKED:
+            raise PolicyError(f"device {device_id} is already revoked")
+        done = [tx.certificates.revoke(c.serial, reason, now) for c in valid]
         tx.devices.set_status(device_id, DeviceStatus.REVOKED, now)
     return done

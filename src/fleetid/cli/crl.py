@@ -1,4 +1,5 @@
-"""``fleetid crl publish``: force a new full and delta CRL for every shard at once."""
+"""``fleetid crl publish``: force a new full and delta CRL for every shard, and the root CRL, at
+once."""
 
 from __future__ import annotations
 
@@ -18,20 +19,31 @@ def register(subparsers: Any) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.authority.fleet_ca import FleetCa, crl_path, delta_crl_path, root_crl_path
     from fleetid.clock import SystemClock
     from fleetid.config import Settings
-    from fleetid.revocation.crl import publisher_for
+    from fleetid.revocation.crl import CrlKind, publisher_for
+    from fleetid.revocation.registry import RevocationRegistry
+    from fleetid.store.engine import database_errors
 
-    ca = FleetCa.open(Settings.load(args.data_dir), clock=SystemClock())
-    try:
-        done = publisher_for(ca).publish(force=True)
-    finally:
-        ca.close()
+    with database_errors():
+        ca = FleetCa.open(Settings.load(args.data_dir), clock=SystemClock())
+        try:
+            registry = RevocationRegistry(ca.store)
+            done = publisher_for(ca, registry=registry).publish(force=True)
+            generations = {issuer.id: issuer.generation for issuer in registry.issuers()}
+            roots = {root.id: root.generation for root in registry.roots()}
+        finally:
+            ca.close()
     for p in done:
+        if p.issuer_id in roots:
+            name = root_crl_path(roots[p.issuer_id])
+        else:
+            path = crl_path if p.kind is CrlKind.FULL else delta_crl_path
+            name = path(generations[p.issuer_id], p.shard)
         base = "" if p.base_number is None else f" base {p.base_number}"
         print(
-            f"{p.kind} issuer {p.issuer_id} shard {p.shard} number {p.crl_number}{base}"
-            f" watermark {p.watermark} {len(p.der)} bytes"
+            f"{p.kind} {name} number {p.crl_number}{base} watermark {p.watermark}"
+            f" {len(p.der)} bytes"
         )
     return 0

@@ -1,45 +1,113 @@
-"""``fleetid revoke``: record a revocation (one transaction) by serial or by device."""
+"""``fleetid revoke``: record a revocation (one transaction) by serial or by device; release a
+certificate from hold (``--release``) or escalate a revocation's reason (``--escalate``)."""
 
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fleetid.store.schema import REASONS
+from fleetid.store.repositories import REVOCATION_REASONS
 
 __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "revoke", help="revoke a certificate (SERIAL_HEX) or every certificate of a device"
+        "revoke",
+        help="revoke a certificate (SERIAL_HEX) or every certificate of a device; release a hold"
+        " or escalate a reason",
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("serial", nargs="?", metavar="SERIAL_HEX", help="certificate serial")
     target.add_argument("--device", metavar="DEVICE_ID", help="revoke all of this device's")
     parser.add_argument(
-        "--reason", required=True, choices=REASONS, help="RFC 5280 §5.3.1 reason name"
+        "--reason",
+        metavar="REASON",
+        help=f"RFC 5280 §5.3.1 reason name: {', '.join(REVOCATION_REASONS)} (removeFromCRL is"
+        " not a revocation reason: use --release)",
+    )
+    parser.add_argument(
+        "--invalidity-date",
+        metavar="ISO8601",
+        help="when the key was known or suspected compromised (RFC 5280 §5.3.2), e.g."
+        " 2027-03-01T12:00:00Z; written into the CRL entries",
+    )
+    change = parser.add_mutually_exclusive_group()
+    change.add_argument(
+        "--release",
+        action="store_true",
+        help="release SERIAL_HEX from certificateHold: valid again on every channel",
+    )
+    change.add_argument(
+        "--escalate",
+        action="store_true",
+        help="change revoked SERIAL_HEX's reason to --reason (hold to any, any to a compromise)",
     )
     parser.set_defaults(func=_revoke)
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    from fleetid.authority.revoke import revoke_device, revoke_serial
+    from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.authority.revoke import (
+        escalate_serial,
+        release_serial,
+        revoke_device,
+        revoke_serial,
+    )
     from fleetid.clock import SystemClock
     from fleetid.config import Settings
-    from fleetid.store.engine import engine_from_settings
-    from fleetid.store.repositories import Store
+    from fleetid.errors import ConfigError
+    from fleetid.store.engine import database_errors
 
-    store = Store(engine_from_settings(Settings.load(args.data_dir)))
-    try:
-        if args.device is not None:
-            done = revoke_device(store, args.device, args.reason, clock=SystemClock())
-        else:
-            done = [revoke_serial(store, args.serial, args.reason, clock=SystemClock())]
-    finally:
-        store.dispose()
+    if (args.release or args.escalate) and args.device is not None:
+        raise ConfigError("--release and --escalate take a SERIAL_HEX, not --device")
+    if args.release and args.reason is not None:
+        raise ConfigError("--release takes no --reason (a release is removeFromCRL)")
+    if not args.release and args.reason is None:
+        raise ConfigError("give --reason (RFC 5280 §5.3.1 reason name)")
+    invalidity = None if args.invalidity_date is None else _utc(args.invalidity_date)
+    if invalidity is not None and (args.release or args.device is not None):
+        raise ConfigError("--invalidity-date goes with a revocation or escalation of SERIAL_HEX")
+    clock = SystemClock()
+    with database_errors():
+        # The CA, not only its database: its audit log records the revocation (ca_audit).
+        ca = FleetCa.open(Settings.load(args.data_dir), clock=clock)
+        store = ca.store
+        try:
+            if args.device is not None:
+                done = revoke_device(store, args.device, args.reason, clock=clock)
+            elif args.release:
+                done = [release_serial(store, args.serial, clock=clock)]
+            elif args.escalate:
+                done = [
+                    escalate_serial(
+                        store, args.serial, args.reason, clock=clock, invalidity_date=invalidity
+                    )
+                ]
+            else:
+                done = [
+                    revoke_serial(
+                        store, args.serial, args.reason, clock=clock, invalidity_date=invalidity
+                    )
+                ]
+        finally:
+            ca.close()
+    verb = "released" if args.release else "escalated" if args.escalate else "revoked"
     for revocation in done:
-        print(f"revoked {revocation.serial} {revocation.reason} seq {revocation.sequence}")
+        print(f"{verb} {revocation.serial} {revocation.reason} seq {revocation.sequence}")
     return 0
+
+
+def _utc(text: str) -> datetime:
+    from fleetid.errors import ConfigError
+
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--invalidity-date {text!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        raise ConfigError(f"--invalidity-date {text!r} names no time zone (add Z)")
+    return when.astimezone(UTC)

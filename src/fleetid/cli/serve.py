@@ -5,8 +5,13 @@
 (``FleetCa.tls_server_files``), for the host named in ADDR. It asks for a client certificate
 optionally, with every CA certificate of the fleet as client trust anchor, and hands a verified one
 to the app (``fleetid.api.peer_certificate``): a device re-enrols with its current credential as
-TLS client certificate (RFC 7030 §3.3.2). Both listeners run in one process and one event loop,
-sharing one app.
+TLS client certificate (RFC 7030 §3.3.2). ``--public-http ADDR:PORT`` serves the CRLs, OCSP and
+CA certificates (only those, ``fleetid.api.public``) over plain HTTP on a public address. All
+listeners run in one process and one event loop, sharing one app.
+
+``--public-url`` (or ``$FLEETID_PUBLIC_URL``) is the base URL every certificate names for its CRL
+and OCSP; a loopback or unspecified one is refused before anything binds, unless
+``--allow-loopback-urls`` says this is a test (``fleetid.config.check_public_url``).
 
 ``--workers N`` (N > 1, one listener) runs N uvicorn worker processes on the listener instead; each
 opens the CA and the database itself (``worker_app``). All issuance state is in the database, so
@@ -50,6 +55,22 @@ def register(subparsers: Any) -> None:
         help="extra DNS name or IP for the TLS certificate (repeatable)",
     )
     parser.add_argument(
+        "--public-http",
+        metavar="ADDR:PORT",
+        help="plain HTTP on a public address serving only CRLs and OCSP (RFC 5019 practice)",
+    )
+    parser.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="base URL relying parties fetch CRLs and OCSP from, written into every certificate,"
+        " e.g. http://pki.example.com (default: $FLEETID_PUBLIC_URL, else http://<--public-http>)",
+    )
+    parser.add_argument(
+        "--allow-loopback-urls",
+        action="store_true",
+        help="tests only: let certificates name a loopback or unspecified address",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -80,15 +101,26 @@ def _serve(args: argparse.Namespace) -> int:
 
     http = parse_listen(args.http) if args.http else None
     https = parse_listen(args.https) if args.https else None
+    public_http = parse_listen(args.public_http) if args.public_http else None
     if http is None and https is None:
         raise ConfigError("give --http 127.0.0.1:PORT, --https ADDR:PORT, or both")
     if http is not None and not _is_loopback(http.host):
         raise ConfigError(f"plain HTTP is served on loopback only, not {http.host}")
     if args.workers < 1:
         raise ConfigError("--workers is at least 1")
-    settings = Settings.load(args.data_dir, http=http, https=https)
+    if args.workers > 1 and public_http is not None:
+        raise ConfigError("--public-http runs in one process: leave out --workers")
+    settings = Settings.load(
+        args.data_dir,
+        http=http,
+        https=https,
+        public_http=public_http,
+        public_url=args.public_url,
+        allow_loopback_urls=args.allow_loopback_urls,
+    )
     if args.workers > 1:
         return _serve_workers(args, settings)
+    settings.certificate_base_url  # noqa: B018 - refuses a loopback URL before binding
     clock = SystemClock()
     ca = FleetCa.open(settings, clock=clock)
     app = create_app(settings, clock=clock, ca=ca)
@@ -105,6 +137,17 @@ def _serve(args: argparse.Namespace) -> int:
             port=https.port,
             log_level="warning",
             **_tls_options(ca, [https.host, *args.tls_name]),
+        )
+        servers.append(uvicorn.Server(config))
+    if public_http is not None:
+        from fleetid.api.public import revocation_only
+
+        config = uvicorn.Config(
+            revocation_only(app),
+            host=public_http.host,
+            port=public_http.port,
+            log_level="warning",
+            lifespan="off",  # the app's background work runs once, under the other listener
         )
         servers.append(uvicorn.Server(config))
     _warn_if_v2x_locked(settings)
@@ -169,6 +212,8 @@ def worker_app() -> FastAPI:
         Path(spec["data_dir"]),
         http=parse_listen(spec["http"]) if spec["http"] else None,
         https=parse_listen(spec["https"]) if spec["https"] else None,
+        public_url=spec["public_url"],
+        allow_loopback_urls=spec["allow_loopback_urls"],
     )
     clock = SystemClock()
     return create_app(settings, clock=clock, ca=FleetCa.open(settings, clock=clock))
@@ -187,6 +232,7 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
     if (http is None) == (https is None):
         raise ConfigError("--workers serves one listener: give --http or --https, not both")
     listen = http or https
+    settings.certificate_base_url  # noqa: B018 - refuses a loopback URL before binding
     tls: dict[str, Any] = {"http": PeerCertificateProtocol}
     ca = FleetCa.open(settings, clock=SystemClock())  # migrates once, before the workers start
     try:
@@ -199,6 +245,8 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
             "data_dir": str(settings.data_dir.resolve()),
             "http": None if http is None else str(http),
             "https": None if https is None else str(https),
+            "public_url": settings.public_url,
+            "allow_loopback_urls": settings.allow_loopback_urls,
         }
     )
     _warn_if_v2x_locked(settings)

@@ -27,21 +27,20 @@ def register(subparsers: Any) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
+    from fleetid.authority.fleet_ca import FleetCa
     from fleetid.authority.provisioners.token import TOKEN_TTL_MAX, create_token
     from fleetid.clock import SystemClock
     from fleetid.config import Settings
-    from fleetid.store.engine import engine_from_settings
-    from fleetid.store.repositories import Store
 
     settings = Settings.load(args.data_dir)
     # Clamped only so that a huge number reaches create_token's bound instead of overflowing.
     seconds = None if args.ttl is None else min(args.ttl, int(TOKEN_TTL_MAX.total_seconds()) + 1)
     ttl = settings.policy.token_ttl if seconds is None else timedelta(seconds=seconds)
-    store = Store(engine_from_settings(settings))
+    ca = FleetCa.open(settings, clock=SystemClock())  # its audit log records the token
     try:
-        with store.transaction() as tx:
-            token = create_token(tx, device_id=args.device_id, clock=SystemClock(), ttl=ttl)
+        with ca.store.transaction() as tx:
+            token = create_token(tx, device_id=args.device_id, clock=ca.clock, ttl=ttl)
     finally:
-        store.dispose()
+        ca.close()
     print(token)
     return 0

@@ -594,10 +594,19 @@ class AuditLog(AuditLogReader):
             raise StoreError(f"cannot create the audit log tables: {exc}") from exc
 
     @classmethod
-    def open(cls, data_dir: str | Path, signer: Signer, origin: str, clock: Clock) -> AuditLog:
-        """The log in a data directory; writes ``audit-log.vkey`` the first time."""
+    def open(
+        cls,
+        data_dir: str | Path,
+        signer: Signer,
+        origin: str,
+        clock: Clock,
+        *,
+        engine: Engine | None = None,
+    ) -> AuditLog:
+        """The log in a data directory (in ``engine`` if given, e.g. the authority's PostgreSQL);
+        writes ``audit-log.vkey`` the first time."""
         directory = Path(data_dir)
-        log = cls(directory, signer, origin, clock)
+        log = cls(engine or directory, signer, origin, clock)
         vkey_path = directory / VKEY_FILENAME
         if vkey_path.exists():
             if vkey_path.read_text().strip() != log.verifier_key:

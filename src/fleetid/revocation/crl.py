@@ -15,7 +15,8 @@ publisher keeps one CRL number sequence (§5.2.3) shared by the full and the del
   that base's watermark. A device holding any full CRL from the window downloads only the delta;
   one further behind downloads the full shard (``fleetid.device.crl_client``).
 
-Reason codes (§5.3.1) are written except ``unspecified``, which RFC 5280 says to leave out. Each
+Reason codes (§5.3.1) are written except ``unspecified``, which RFC 5280 says to leave out, and
+the invalidity date (§5.3.2) when the operator gave one. Each
 CRL also carries the registry watermark it covers in a private, non-critical extension
 (``WATERMARK_OID``, an INTEGER), so that it can be compared with the other channels.
 
@@ -43,7 +44,13 @@ from cryptography.x509.oid import ObjectIdentifier
 from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from fleetid.authority.fleet_ca import CRL_SHARDS, FleetCa, crl_path, crl_shard, delta_crl_path
+from fleetid.authority.fleet_ca import (
+    CRL_SHARDS,
+    FleetCa,
+    crl_path,
+    crl_shard,
+    delta_crl_path,
+)
 from fleetid.clock import Clock
 from fleetid.config import PUBLIC_URL_ENV
 from fleetid.crypto.certsign import sign_crl
@@ -61,6 +68,7 @@ from fleetid.store.schema import certificates
 
 __all__ = [
     "CRL_MEDIA_TYPE",
+    "ROOT_SHARD",
     "WATERMARK_OID",
     "CrlKind",
     "CrlPolicy",
@@ -75,6 +83,8 @@ CRL_MEDIA_TYPE: Final = "application/pkix-crl"  # RFC 2585 §4.2
 # fleetid's private arc under the RFC 5612 documentation enterprise number (as SE_HW_TYPE is);
 # an operator replaces 32473 with its own enterprise number.
 WATERMARK_OID: Final = ObjectIdentifier("1.3.6.1.4.1.32473.1.5.1")
+# The ``shard`` of a root's CRL publication: it is not one of the issuing CA's partitions.
+ROOT_SHARD: Final = -1
 
 
 class CrlKind(enum.StrEnum):
@@ -93,10 +103,14 @@ class CrlPolicy:
 
     shards: int
     full_interval: timedelta = timedelta(hours=24)
+    # A shard whose revocations moved gets a new full CRL at the next publication no sooner than
+    # this after its last one: relying parties that read no deltas (``openssl verify -crl_check``
+    # without ``-use_deltas``, Go's crypto/x509) see a revocation at the CDP within it.
+    full_refresh: timedelta = timedelta(0)
     delta_interval: timedelta = timedelta(hours=1)
     delta_window: timedelta = timedelta(days=7)
     delta_validity: timedelta = timedelta(hours=2)
-    delta_max_age: timedelta = timedelta(seconds=60)  # HTTP caching of a delta
+    max_age: timedelta = timedelta(seconds=60)  # HTTP caching of any CRL (full or delta)
 
     def __post_init__(self) -> None:
         if self.shards < 1:
@@ -105,6 +119,8 @@ class CrlPolicy:
             raise ValueError("a delta must stay valid past the next scheduled delta")
         if self.full_interval > self.delta_window:
             raise ValueError("the delta window must hold at least one full CRL")
+        if self.full_refresh > self.full_interval:
+            raise ValueError("a full CRL is refreshed on revocation at least as often as daily")
 
     @property
     def full_validity(self) -> timedelta:
@@ -154,15 +170,11 @@ def _der_integer_value(der: bytes) -> int:
 def http_headers(publication: Publication, now: datetime, policy: CrlPolicy) -> dict[str, str]:
     """RFC 9111 caching headers for a CRL: validators plus a max-age that never outlives it.
 
-    A full CRL may be cached until the next scheduled full CRL; a delta only briefly
-    (``delta_max_age``), since a new one follows every revocation. Neither past nextUpdate.
+    Full and delta CRLs alike are cached only briefly (``max_age``): a new one of either kind
+    follows a revocation of the shard at the next publication. Never past nextUpdate.
     """
     remaining = max(0, int((publication.next_update - now).total_seconds()))
-    if publication.kind is CrlKind.FULL:
-        until_next = publication.this_update + policy.full_interval - now
-        max_age = min(remaining, max(0, int(until_next.total_seconds())))
-    else:
-        max_age = min(remaining, int(policy.delta_max_age.total_seconds()))
+    max_age = min(remaining, int(policy.max_age.total_seconds()))
     return {
         "ETag": publication.etag,
         "Last-Modified": format_datetime(publication.this_update, usegmt=True),
@@ -223,11 +235,13 @@ class CrlPublisher:
         shard_of: Callable[[int], int],
         clock: Clock,
         policy: CrlPolicy,
+        root_crls: bool = True,
     ) -> None:
         self._store = store
         self._registry = registry
         self._signer_for = signer_for
         self._url_for = url_for
+        self._root_crls = root_crls
         self._shard_of = shard_of
         self._clock = clock
         self.policy = policy
@@ -263,6 +277,27 @@ class CrlPublisher:
             raise StoreError(f"no {kind} CRL for generation {generation} shard {shard}")
         return found
 
+    def issuers(self) -> list[IssuerRecord]:
+        """The issuing-CA generations whose CRLs this publisher signs."""
+        return self._registry.issuers()
+
+    def roots(self) -> list[IssuerRecord]:
+        """The fleet-root generations whose CRLs this publisher signs."""
+        return self._registry.roots()
+
+    def current_root(self, generation: int) -> Publication:
+        """The root CRL of root generation ``generation``; published first if there is none."""
+        root = next((r for r in self._registry.roots() if r.generation == generation), None)
+        if root is None or not self._root_crls:
+            raise NotFoundError(f"no root CRL of generation {generation}")
+        found = self.latest(root.id, ROOT_SHARD, CrlKind.FULL)
+        if found is None:
+            self.publish()
+            found = self.latest(root.id, ROOT_SHARD, CrlKind.FULL)
+        if found is None:  # pragma: no cover - publish() just wrote it
+            raise StoreError(f"no root CRL of generation {generation}")
+        return found
+
     # -- publishing ----------------------------------------------------------------------------
 
     def publish(self, *, force: bool = False) -> list[Publication]:
@@ -279,7 +314,36 @@ class CrlPublisher:
             if issuer.certificate.not_valid_after_utc <= now:
                 continue  # an expired CA's certificates are all expired: nothing to say
             done.extend(self._publish_issuer(issuer, watermark, now, force=force))
+        if self._root_crls:
+            for root in self._registry.roots():
+                last = self.latest(root.id, ROOT_SHARD, CrlKind.FULL)
+                if root.certificate.not_valid_after_utc > now and (
+                    force or _due(last, now, self.policy.full_interval)
+                ):
+                    done.append(self._publish_root(root, watermark, now))
         return done
+
+    def _publish_root(self, root: IssuerRecord, watermark: int, now: datetime) -> Publication:
+        """The root's complete CRL over the CA certificates it signed (RFC 5280 §5.2.5
+        onlyContainsCACerts, no distributionPoint: OpenSSL's ``-crl_check_all`` also checks the
+        root itself, which names no CDP), for relying parties that check the whole chain. fleetid
+        retires an issuing CA by rollover and expiry, never by revocation: it lists nothing."""
+        published = self._write(
+            root,
+            ROOT_SHARD,
+            CrlKind.FULL,
+            None,
+            watermark,
+            now,
+            [],
+            self._signer_for(root.id),
+            root.certificate,
+            scope_url=None,
+            delta_url=None,
+            only_ca=True,
+        )
+        self._prune(root.id, ROOT_SHARD, published.crl_number)
+        return published
 
     def _publish_issuer(
         self, issuer: IssuerRecord, watermark: int, now: datetime, *, force: bool
@@ -287,19 +351,27 @@ class CrlPublisher:
         shards = range(self.policy.shards)
         fulls = {s: self.latest(issuer.id, s, CrlKind.FULL) for s in shards}
         deltas = {s: self.latest(issuer.id, s, CrlKind.DELTA) for s in shards}
-        since = min((d.watermark if d else 0) for d in deltas.values())
-        moved: set[int] = set()
+        since = min((p.watermark if p else 0) for p in (*fulls.values(), *deltas.values()))
+        moved: dict[CrlKind, set[int]] = {CrlKind.FULL: set(), CrlKind.DELTA: set()}
         if since < watermark:
             for entry in self._registry.changes(since, watermark, issuer_id=issuer.id):
                 shard = self._shard_of(entry.serial_number)
-                last = deltas[shard]
-                if last is None or entry.sequence > last.watermark:
-                    moved.add(shard)
-        full_due = {s for s in shards if force or _due(fulls[s], now, self.policy.full_interval)}
+                for kind, last in ((CrlKind.FULL, fulls[shard]), (CrlKind.DELTA, deltas[shard])):
+                    if last is None or entry.sequence > last.watermark:
+                        moved[kind].add(shard)
+        full_due = {
+            s
+            for s in shards
+            if force
+            or _due(fulls[s], now, self.policy.full_interval)
+            or (s in moved[CrlKind.FULL] and _due(fulls[s], now, self.policy.full_refresh))
+        }
         delta_due = {
             s
             for s in shards
-            if s in full_due or s in moved or _due(deltas[s], now, self.policy.delta_interval)
+            if s in full_due
+            or s in moved[CrlKind.DELTA]
+            or _due(deltas[s], now, self.policy.delta_interval)
         }
         if not delta_due:
             return []
@@ -323,6 +395,8 @@ class CrlPublisher:
                         entries[shard],
                         signer,
                         certificate,
+                        scope_url=self._url_for(issuer.generation, shard, CrlKind.FULL),
+                        delta_url=self._url_for(issuer.generation, shard, CrlKind.DELTA),
                     )
                 )
             base = self._delta_base(issuer.id, shard, now)
@@ -344,6 +418,8 @@ class CrlPublisher:
                     changes,
                     signer,
                     certificate,
+                    scope_url=self._url_for(issuer.generation, shard, CrlKind.FULL),
+                    delta_url=None,
                 )
             )
             self._prune(issuer.id, shard, base.crl_number)
@@ -381,11 +457,16 @@ class CrlPublisher:
         entries: Iterable[RevokedEntry],
         signer: Signer,
         certificate: x509.Certificate,
+        *,
+        scope_url: str | None,
+        delta_url: str | None,
+        only_ca: bool = False,
     ) -> Publication:
+        """Sign and record one CRL whose issuingDistributionPoint is ``scope_url``; a full CRL
+        with ``delta_url`` names its delta in freshestCRL."""
         validity = self.policy.full_validity if kind is CrlKind.FULL else self.policy.delta_validity
         now = now.replace(microsecond=0)  # RFC 5280 §5.1.2.4: whole seconds
         next_update = now + validity
-        full_url = self._url_for(issuer.generation, shard, CrlKind.FULL)
         with _begin(self._store) as connection:
             number = 1 + int(
                 connection.execute(
@@ -409,10 +490,14 @@ class CrlPublisher:
                 )
                 .add_extension(
                     x509.IssuingDistributionPoint(
-                        full_name=[x509.UniformResourceIdentifier(full_url)],
+                        full_name=(
+                            None
+                            if scope_url is None
+                            else [x509.UniformResourceIdentifier(scope_url)]
+                        ),
                         relative_name=None,
-                        only_contains_user_certs=True,
-                        only_contains_ca_certs=False,
+                        only_contains_user_certs=not only_ca,
+                        only_contains_ca_certs=only_ca,
                         only_some_reasons=None,
                         indirect_crl=False,
                         only_contains_attribute_certs=False,
@@ -424,8 +509,7 @@ class CrlPublisher:
                     critical=False,
                 )
             )
-            if kind is CrlKind.FULL:
-                delta_url = self._url_for(issuer.generation, shard, CrlKind.DELTA)
+            if kind is CrlKind.FULL and delta_url is not None:
                 builder = builder.add_extension(
                     x509.FreshestCRL(
                         [
@@ -439,7 +523,7 @@ class CrlPublisher:
                     ),
                     critical=False,  # RFC 5280 §5.2.6: MUST be non-critical
                 )
-            else:
+            elif kind is CrlKind.DELTA:
                 assert base is not None  # noqa: S101 - a delta always has a base
                 builder = builder.add_extension(
                     x509.DeltaCRLIndicator(base.crl_number), critical=True
@@ -453,6 +537,11 @@ class CrlPublisher:
                 if entry.reason in REASON_FLAGS:  # §5.3.1: unspecified SHOULD be absent
                     revoked = revoked.add_extension(
                         x509.CRLReason(REASON_FLAGS[entry.reason]), critical=False
+                    )
+                if entry.invalidity_date is not None:  # §5.3.2, non-critical
+                    revoked = revoked.add_extension(
+                        x509.InvalidityDate(entry.invalidity_date.replace(microsecond=0)),
+                        critical=False,
                     )
                 builder = builder.add_revoked_certificate(revoked.build())
             der = sign_crl(builder, signer).public_bytes(serialization.Encoding.DER)
@@ -483,16 +572,39 @@ class CrlPublisher:
         return publication
 
     def _prune(self, issuer_id: int, shard: int, base_number: int) -> None:
-        """Drop what no one needs any more: fulls older than the delta base, superseded deltas."""
+        """Drop what no one needs any more: fulls older than the delta base, superseded deltas,
+        and the fulls a revocation refreshed in between: of the fulls inside the window only
+        those ``full_interval`` apart (the future delta bases) and the newest are kept.
+        """
         latest_delta = self.latest(issuer_id, shard, CrlKind.DELTA)
         with _begin(self._store) as connection:
+            fulls = connection.execute(
+                select(crl_publications.c.crl_number, crl_publications.c.this_update)
+                .where(
+                    crl_publications.c.issuer_id == issuer_id,
+                    crl_publications.c.shard == shard,
+                    crl_publications.c.kind == str(CrlKind.FULL),
+                    crl_publications.c.crl_number >= base_number,
+                )
+                .order_by(crl_publications.c.crl_number)
+            ).all()
+            refreshed: list[int] = []
+            kept_at: datetime | None = None
+            for number, this_update in fulls[:-1]:
+                if kept_at is None or this_update >= kept_at + self.policy.full_interval:
+                    kept_at = this_update
+                else:
+                    refreshed.append(number)
             connection.execute(
                 delete(crl_publications).where(
                     crl_publications.c.issuer_id == issuer_id,
                     crl_publications.c.shard == shard,
                     (
                         (crl_publications.c.kind == str(CrlKind.FULL))
-                        & (crl_publications.c.crl_number < base_number)
+                        & (
+                            (crl_publications.c.crl_number < base_number)
+                            | crl_publications.c.crl_number.in_(refreshed)
+                        )
                     )
                     | (
                         (crl_publications.c.kind == str(CrlKind.DELTA))

@@ -23,7 +23,8 @@ publication is a full filter signed by the new key; deltas never change signer.
 **Deltas.** Each delta is *cumulative*: its base is the current full filter. A device that
 holds the full filter and the latest delta is up to date, so a broadcast channel only has to keep
 two retained artefacts (``fleetid.revocation.channels``). The publisher rebases (publishes a new
-full filter) when there is none, when the signer changed, or when the delta has grown past
+full filter) when there is none, when the signer changed, when a certificate was released from
+hold since the full filter (a delta only adds revocations), or when the delta has grown past
 ``rebase_after`` revocations.
 """
 
@@ -48,7 +49,7 @@ from fleetid.revocation.filter_format import (
     parse_filter,
 )
 from fleetid.revocation.registry import RevocationRegistry
-from fleetid.store.repositories import Store
+from fleetid.store.repositories import REMOVE_FROM_CRL, Store
 
 __all__ = [
     "DELTA_FILE",
@@ -250,6 +251,8 @@ class FilterPublisher:
         base = parse_filter(self._full).header
         if base.signer_key_id != key_id(self._signer.public_key()):
             raise PolicyError("the signer changed since the full filter: publish a full filter")
+        if self._pending(base)[1]:
+            raise PolicyError("a certificate was released from hold: publish a full filter")
         now = self._clock.now()
         population = snapshot(
             self._registry,
@@ -279,10 +282,20 @@ class FilterPublisher:
         base = parse_filter(self._full).header
         if base.signer_key_id != key_id(self._signer.public_key()):
             return self.publish_full()
-        pending = sum(1 for _ in self._registry.changes(base.watermark, self._registry.watermark()))
-        if pending >= self._rebase_after:
+        pending, released = self._pending(base)
+        if released or pending >= self._rebase_after:
             return self.publish_full()
         return self.publish_delta()
+
+    def _pending(self, base: FilterHeader) -> tuple[int, bool]:
+        """Changes since ``base``, and whether one was a release from hold: a delta cannot
+        express one (the verifier reads a delta only where its base says valid), so a release
+        makes the next publication a full filter."""
+        pending, released = 0, False
+        for entry in self._registry.changes(base.watermark, self._registry.watermark()):
+            pending += 1
+            released = released or entry.reason == REMOVE_FROM_CRL
+        return pending, released
 
     def _check_forward(self, watermark: int, coverage_until: datetime) -> None:
         head = self._delta or self._full

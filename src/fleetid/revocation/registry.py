@@ -1,12 +1,17 @@
 """The one source of truth for revocation: what was revoked, when, why, and in which order.
 
-Revocations are recorded once, in one transaction, by ``Certificates.revoke`` (``fleetid revoke``,
-the lifecycle service, or :meth:`RevocationRegistry.revoke`): the authority-wide counter
-``revocation`` is bumped under a row lock and the certificate row takes that value as its
-``revocation_seq``. Because the counter row stays locked until the revoking transaction commits,
-revocations commit in sequence order: once sequence ``W`` is visible, so is every sequence below
-it. That makes ``W`` a *watermark*: "the registry at W" is every revocation with a sequence ≤ W,
-and it never changes afterwards.
+Every change of a certificate's revocation state is recorded once, in one transaction, by the
+state machine in ``fleetid.store.repositories.Certificates`` (RFC 5280 §5.3.1): ``revoke`` (any
+reason but removeFromCRL, which only delta CRLs carry), ``release`` (a certificateHold only: the
+certificate is valid again) and ``escalate`` (hold to any reason, any reason to a compromise;
+never back). Writers reach it through :meth:`RevocationRegistry.revoke` / ``release`` /
+``escalate``, ``fleetid revoke`` or the lifecycle service; no channel re-implements it. Each
+change bumps the authority-wide counter ``revocation`` under a row lock, the certificate row takes
+that value as its ``revocation_seq`` and the change is appended to ``revocation_events``. Because
+the counter row stays locked until the transaction commits, changes commit in sequence order:
+once sequence ``W`` is visible, so is every sequence below it. That makes ``W`` a *watermark*:
+"the registry at W" is every change with a sequence ≤ W, and it never changes afterwards (a
+certificate changed again after W is read at W from its history).
 
 Every published artefact (OCSP response, full or delta CRL, offline filter) is derived from the
 registry at a watermark and carries it, so two artefacts at the same watermark must agree about
@@ -18,8 +23,9 @@ The publishers' API (read-only; none of it takes a write lock):
 * :meth:`RevocationRegistry.issuers` — the issuing CAs whose certificates the registry knows;
 * :meth:`RevocationRegistry.status` — one certificate at a watermark (OCSP);
 * :meth:`RevocationRegistry.revoked` — the revoked set at a watermark, streamed (full CRLs);
-* :meth:`RevocationRegistry.changes` — revocations with ``since < sequence ≤ until`` (deltas,
-  OCSP re-signing);
+* :meth:`RevocationRegistry.changes` — certificates whose state changed with
+  ``since < sequence ≤ until``, at ``until``; a released one with the reason removeFromCRL
+  (deltas, OCSP re-signing);
 * :meth:`RevocationRegistry.unexpired` — one issuer's unexpired serials (OCSP pre-signing);
 * :meth:`RevocationRegistry.population` — every unexpired certificate issued up to a time, as
   16-byte ``fleetid.revocation.filter.certificate_id`` keys with issued-at and the revoked flag at
@@ -34,7 +40,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -43,8 +50,15 @@ from cryptography import x509
 from sqlalchemy import Connection, select
 
 from fleetid.errors import NotFoundError
-from fleetid.store.repositories import Revocation, Store, normalise_serial
-from fleetid.store.schema import CaRole, ca_keys, certificates, counters
+from fleetid.store.repositories import REMOVE_FROM_CRL, Revocation, Store, normalise_serial
+from fleetid.store.schema import (
+    CaRole,
+    CertificateStatus,
+    ca_keys,
+    certificates,
+    counters,
+    revocation_events,
+)
 
 __all__ = [
     "CERTIFICATE_ID_SIZE",
@@ -124,6 +138,7 @@ class RevokedEntry:
     revoked_at: datetime
     sequence: int
     not_after: datetime
+    invalidity_date: datetime | None = None  # RFC 5280 §5.3.2, when the operator gave one
 
     @property
     def serial_hex(self) -> str:
@@ -160,21 +175,72 @@ def _entry(row: Any) -> RevokedEntry:
     return RevokedEntry(
         issuer_id=row.issuer_id,
         serial_number=int(row.serial, 16),
-        reason=row.revocation_reason,
+        reason=row.revocation_reason or REMOVE_FROM_CRL,  # no reason: released from hold
         revoked_at=row.revoked_at,
         sequence=row.revocation_seq,
         not_after=row.not_after,
+        invalidity_date=row.invalidity_date,
     )
 
 
 _REVOKED_COLUMNS = (
+    certificates.c.id,
     certificates.c.serial,
     certificates.c.issuer_id,
+    certificates.c.status,
     certificates.c.revocation_reason,
     certificates.c.revoked_at,
+    certificates.c.invalidity_date,
     certificates.c.revocation_seq,
     certificates.c.not_after,
 )
+
+
+@dataclass(frozen=True)
+class _Past:
+    """A certificate's state at a watermark below its latest change (from ``revocation_events``)."""
+
+    reason: str | None  # None: valid (never revoked, or released)
+    revoked_at: datetime | None
+    sequence: int | None
+    invalidity_date: datetime | None = None
+
+
+def _past_states(
+    connection: Connection, certificate_ids: Sequence[int], watermark: int
+) -> dict[int, _Past]:
+    """The state at ``watermark`` of certificates changed after it: the latest event ≤ it."""
+    found = {i: _Past(None, None, None) for i in certificate_ids}
+    if certificate_ids:
+        for event in connection.execute(
+            select(revocation_events)
+            .where(
+                revocation_events.c.certificate_id.in_(certificate_ids),
+                revocation_events.c.sequence <= watermark,
+            )
+            .order_by(revocation_events.c.sequence)
+        ):
+            released = event.reason == REMOVE_FROM_CRL
+            found[event.certificate_id] = _Past(
+                None if released else event.reason,
+                event.revoked_at,
+                event.sequence,
+                event.invalidity_date,
+            )
+    return found
+
+
+def _past_entry(row: Any, past: _Past) -> RevokedEntry:
+    assert past.revoked_at is not None and past.sequence is not None  # noqa: S101 - an event
+    return RevokedEntry(
+        issuer_id=row.issuer_id,
+        serial_number=int(row.serial, 16),
+        reason=past.reason or REMOVE_FROM_CRL,
+        revoked_at=past.revoked_at,
+        sequence=past.sequence,
+        not_after=row.not_after,
+        invalidity_date=past.invalidity_date,
+    )
 
 
 class RevocationRegistry:
@@ -193,6 +259,25 @@ class RevocationRegistry:
         with self._store.transaction() as tx:
             return tx.certificates.revoke(serial_hex, reason, now, superseded_by=superseded_by)
 
+    def release(self, serial_hex: str, *, now: datetime) -> Revocation:
+        """Release a certificate from hold (one transaction): good again on every channel."""
+        with self._store.transaction() as tx:
+            return tx.certificates.release(serial_hex, now)
+
+    def escalate(
+        self,
+        serial_hex: str,
+        reason: str,
+        *,
+        now: datetime,
+        invalidity_date: datetime | None = None,
+    ) -> Revocation:
+        """Escalate a revoked certificate's reason (one transaction), on every channel."""
+        with self._store.transaction() as tx:
+            return tx.certificates.escalate(
+                serial_hex, reason, now, invalidity_date=invalidity_date
+            )
+
     # -- reading -------------------------------------------------------------------------------
 
     def watermark(self) -> int:
@@ -202,11 +287,16 @@ class RevocationRegistry:
 
     def issuers(self) -> list[IssuerRecord]:
         """Every issuing-CA generation, oldest first."""
+        return self._ca_generations(CaRole.ISSUING)
+
+    def roots(self) -> list[IssuerRecord]:
+        """Every fleet-root generation, oldest first (the issuers of the root CRLs)."""
+        return self._ca_generations(CaRole.ROOT)
+
+    def _ca_generations(self, role: CaRole) -> list[IssuerRecord]:
         with self._engine.connect() as c:
             rows = c.execute(
-                select(ca_keys)
-                .where(ca_keys.c.role == str(CaRole.ISSUING))
-                .order_by(ca_keys.c.generation)
+                select(ca_keys).where(ca_keys.c.role == str(role)).order_by(ca_keys.c.generation)
             ).all()
         return [
             IssuerRecord(
@@ -241,6 +331,11 @@ class RevocationRegistry:
                     )
                 ).one_or_none()
             )
+            past = (
+                _past_states(c, [row.id], at)[row.id]
+                if row is not None and row.revocation_seq is not None and row.revocation_seq > at
+                else None
+            )
         if row is None:
             return StatusRecord(
                 state=CertificateState.UNKNOWN,
@@ -248,7 +343,13 @@ class RevocationRegistry:
                 issuer_id=issuer_id,
                 serial_number=serial_number,
             )
-        if row.revocation_seq is None or row.revocation_seq > at:
+        if past is not None:
+            reason, revoked_at, sequence = past.reason, past.revoked_at, past.sequence
+        elif row.status == CertificateStatus.REVOKED:
+            reason, revoked_at, sequence = row.revocation_reason, row.revoked_at, row.revocation_seq
+        else:
+            reason = None
+        if reason is None:
             return StatusRecord(
                 state=CertificateState.GOOD,
                 watermark=at,
@@ -262,9 +363,9 @@ class RevocationRegistry:
             issuer_id=issuer_id,
             serial_number=serial_number,
             not_after=row.not_after,
-            revoked_at=row.revoked_at,
-            reason=row.revocation_reason,
-            sequence=row.revocation_seq,
+            revoked_at=revoked_at,
+            reason=reason,
+            sequence=sequence,
         )
 
     def revoked(
@@ -275,12 +376,15 @@ class RevocationRegistry:
         unexpired_at: datetime | None = None,
         chunk_size: int = _DEFAULT_CHUNK,
     ) -> Iterator[RevokedEntry]:
-        """Every certificate revoked at ``watermark``, in sequence order, streamed in chunks.
+        """Every certificate revoked at ``watermark``, streamed in chunks (in sequence order of
+        their latest change, then those changed since ``watermark``, as they were at it).
 
         ``unexpired_at`` drops certificates that expired before it (RFC 5280 §5: a CRL need not
-        list an expired certificate).
+        list an expired certificate). A released certificate is not revoked.
         """
-        yield from self._revoked_between(0, watermark, issuer_id, unexpired_at, chunk_size)
+        for entry in self._between(0, watermark, issuer_id, unexpired_at, chunk_size):
+            if entry.reason != REMOVE_FROM_CRL:
+                yield entry
 
     def changes(
         self,
@@ -291,12 +395,14 @@ class RevocationRegistry:
         unexpired_at: datetime | None = None,
         chunk_size: int = _DEFAULT_CHUNK,
     ) -> Iterator[RevokedEntry]:
-        """Revocations with ``since < sequence ≤ until``, in sequence order."""
+        """Certificates whose revocation state changed with ``since < sequence ≤ until``, as
+        they are at ``until``: revoked with their reason, or released (reason removeFromCRL,
+        what a delta CRL lists, RFC 5280 §5.3.1)."""
         if since > until:
             raise ValueError(f"changes({since}, {until}): the range runs backwards")
-        yield from self._revoked_between(since, until, issuer_id, unexpired_at, chunk_size)
+        yield from self._between(since, until, issuer_id, unexpired_at, chunk_size)
 
-    def _revoked_between(
+    def _between(
         self,
         since: int,
         until: int,
@@ -304,28 +410,58 @@ class RevocationRegistry:
         unexpired_at: datetime | None,
         chunk_size: int,
     ) -> Iterator[RevokedEntry]:
-        last = since
-        while True:
-            query = (
-                select(*_REVOKED_COLUMNS)
-                .where(
-                    certificates.c.revocation_seq > last,
-                    certificates.c.revocation_seq <= until,
-                )
-                .order_by(certificates.c.revocation_seq)
-                .limit(chunk_size)
-            )
+        """Every certificate whose state at ``until`` comes from a change in ``(since, until]``:
+        rows whose latest change is in the range, then rows changed again after ``until`` whose
+        change at or below it is in the range. One read snapshot, so no row is seen twice."""
+
+        def scoped(query: Any) -> Any:
             if issuer_id is not None:
                 query = query.where(certificates.c.issuer_id == issuer_id)
             if unexpired_at is not None:
                 query = query.where(certificates.c.not_after > unexpired_at)
-            with self._engine.connect() as c:
-                rows = c.execute(query).all()
-            for row in rows:
-                yield _entry(row)
-            if len(rows) < chunk_size:
-                return
-            last = rows[-1].revocation_seq
+            return query
+
+        with self._snapshot() as c:
+            last = since
+            while True:
+                rows = c.execute(
+                    scoped(
+                        select(*_REVOKED_COLUMNS)
+                        .where(
+                            certificates.c.revocation_seq > last,
+                            certificates.c.revocation_seq <= until,
+                        )
+                        .order_by(certificates.c.revocation_seq)
+                        .limit(chunk_size)
+                    )
+                ).all()
+                for row in rows:
+                    yield _entry(row)
+                if len(rows) < chunk_size:
+                    break
+                last = rows[-1].revocation_seq
+            later = c.execute(
+                scoped(select(*_REVOKED_COLUMNS).where(certificates.c.revocation_seq > until))
+            ).all()
+            pasts = _past_states(c, [r.id for r in later], until)
+            for row in later:
+                past = pasts[row.id]
+                if past.sequence is not None and past.sequence > since:
+                    yield _past_entry(row, past)
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """One read transaction whose statements all see the same snapshot (SQLite: a deferred
+        transaction in WAL mode; PostgreSQL: REPEATABLE READ)."""
+        with self._engine.connect() as c:
+            if c.dialect.name == "sqlite":
+                with c.begin():
+                    c.exec_driver_sql("BEGIN")
+                    yield c
+            else:
+                c = c.execution_options(isolation_level="REPEATABLE READ")
+                with c.begin():
+                    yield c
 
     def unexpired(
         self, issuer_id: int, *, unexpired_at: datetime, chunk_size: int = _DEFAULT_CHUNK
@@ -376,6 +512,7 @@ class RevocationRegistry:
                         certificates.c.serial,
                         certificates.c.issuer_id,
                         certificates.c.issued_at,
+                        certificates.c.status,
                         certificates.c.revocation_seq,
                     )
                     .where(
@@ -386,6 +523,15 @@ class RevocationRegistry:
                     .order_by(certificates.c.id)
                     .limit(chunk_size)
                 ).all()
+                pasts = _past_states(
+                    c,
+                    [
+                        r.id
+                        for r in rows
+                        if r.revocation_seq is not None and r.revocation_seq > watermark
+                    ],
+                    watermark,
+                )
             if rows:
                 yield PopulationChunk(
                     certificate_ids=tuple(
@@ -393,7 +539,10 @@ class RevocationRegistry:
                     ),
                     issued_at=tuple(r.issued_at for r in rows),
                     revoked=tuple(
-                        r.revocation_seq is not None and r.revocation_seq <= watermark for r in rows
+                        pasts[r.id].reason is not None
+                        if r.id in pasts
+                        else r.status == CertificateStatus.REVOKED
+                        for r in rows
                     ),
                 )
             if len(rows) < chunk_size:

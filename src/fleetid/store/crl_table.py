@@ -1,4 +1,5 @@
-"""Published X.509 CRLs: one row per full or delta CRL of one shard of one issuing CA.
+"""Published X.509 CRLs: one row per full or delta CRL of one shard of one issuing CA, and the
+roots' CRLs (shard ``fleetid.revocation.crl.ROOT_SHARD``).
 
 The CRL publisher (``fleetid.revocation.crl``) writes a row per publication and the HTTP route
 serves the newest full and delta of a shard from here, so ``fleetid crl publish`` (another

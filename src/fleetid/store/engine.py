@@ -7,17 +7,26 @@ waits for a writer instead of failing at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 
-from fleetid.errors import ConfigError
+from fleetid.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from fleetid.config import Settings
 
-__all__ = ["DB_FILENAME", "database_url", "engine_from_settings", "open_engine"]
+__all__ = [
+    "DB_FILENAME",
+    "database_errors",
+    "database_url",
+    "engine_from_settings",
+    "open_engine",
+]
 
 DB_FILENAME = "fleetid.db"
 _BUSY_TIMEOUT_S = 30
@@ -61,3 +70,15 @@ def open_engine(target: str | Path | Engine) -> Engine:
 def engine_from_settings(settings: Settings) -> Engine:
     """The authority's engine: ``FLEETID_DATABASE_URL`` if set, else SQLite in the data dir."""
     return open_engine(settings.database_url or settings.data_dir)
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """A driver's error (database down, refused, locked) as a one-line ``StoreError``, which the
+    CLI prints without a traceback. The driver's first line names host and port, never the
+    password."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
+        raise StoreError(f"database error: {first}") from exc

@@ -8,8 +8,9 @@ concurrent requests cannot both win, whatever the database.
 
 from __future__ import annotations
 
+import hashlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,10 +35,16 @@ from fleetid.store.schema import (
     devices,
     enrolment_challenges,
     enrolment_tokens,
+    revocation_events,
 )
 from fleetid.store.writer_lock import WriterLock
 
 __all__ = [
+    "ESCALATIONS",
+    "HOLD",
+    "REMOVE_FROM_CRL",
+    "REVOCATION_REASONS",
+    "CaEvent",
     "CaKeyRecord",
     "CaKeys",
     "CertificateRecord",
@@ -57,6 +64,36 @@ __all__ = [
     "Tokens",
     "normalise_serial",
 ]
+
+
+# --- the revocation state machine (RFC 5280 §5.3.1) --------------------------------------------
+#
+# valid --revoke(reason)--> revoked(reason); revoked(certificateHold) --release--> valid;
+# revoked(r) --escalate(r')--> revoked(r') when r' is in ESCALATIONS[r]. Each transition is one
+# conditional UPDATE below (race-free) plus one ``revocation_events`` row, under a new sequence
+# number. Every writer (``fleetid revoke``, the lifecycle and enrolment services) goes through
+# these methods; the publishers only read the result (``fleetid.revocation.registry``).
+
+HOLD = "certificateHold"
+REMOVE_FROM_CRL = "removeFromCRL"  # only ever a delta CRL entry: a release from hold (§5.3.1)
+#: What a certificate may be revoked for: every §5.3.1 reason but removeFromCRL.
+REVOCATION_REASONS = tuple(r for r in REASONS if r != REMOVE_FROM_CRL)
+_COMPROMISE = frozenset({"keyCompromise", "cACompromise", "aACompromise"})
+#: What an existing revocation's reason may become: a hold may be made permanent with any reason;
+#: a permanent reason only escalates to a compromise; a compromise is final (no de-escalation).
+ESCALATIONS: dict[str, frozenset[str]] = {
+    HOLD: frozenset(REVOCATION_REASONS) - {HOLD},
+    **{r: _COMPROMISE for r in REVOCATION_REASONS if r != HOLD and r not in _COMPROMISE},
+    **{r: frozenset() for r in _COMPROMISE},
+}
+
+
+def _invalidity(when: datetime | None, now: datetime) -> datetime | None:
+    """An invalidity date (RFC 5280 §5.3.2) is in the past: a compromise not yet happened is not
+    known."""
+    if when is not None and when > now:
+        raise PolicyError(f"the invalidity date {when.isoformat()} is in the future")
+    return when
 
 
 def normalise_serial(text: str) -> str:
@@ -159,6 +196,7 @@ class CertificateRecord:
     issued_at: datetime
     revoked_at: datetime | None
     revocation_reason: str | None
+    invalidity_date: datetime | None
     revocation_seq: int | None
     superseded_by: int | None
     der: bytes
@@ -173,6 +211,24 @@ class Revocation:
     reason: str
     revoked_at: datetime
     sequence: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaEvent:
+    """One authority-side write for the audit log, recorded by the repository that makes it and
+    appended in the same transaction (``Store.audit``). Bodies name and hash; never secrets."""
+
+    kind: str  # ca-key, issuance, revocation, release, escalation, token
+    serial: str | None  # the certificate's serial (hex), when there is one
+    body: dict[str, Any]
+
+
+def _hex(data: bytes) -> str:
+    return data.hex()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,6 +267,7 @@ _INSERT = {
         certificates,
         enrolment_tokens,
         enrolment_challenges,
+        revocation_events,
     )
 }
 _CA_KEY_BY_ID = select(ca_keys).where(ca_keys.c.id == bindparam("w_id"))
@@ -248,7 +305,16 @@ _REVOKE = (
         certificates.c.serial == bindparam("w_serial"),
         certificates.c.status == str(CertificateStatus.VALID),
     )
-    .returning(certificates.c.issuer_id)
+    .returning(certificates.c.id, certificates.c.issuer_id)
+)
+_RELEASE = (
+    update(certificates)
+    .where(
+        certificates.c.serial == bindparam("w_serial"),
+        certificates.c.status == str(CertificateStatus.REVOKED),
+        certificates.c.revocation_reason == HOLD,
+    )
+    .returning(certificates.c.id, certificates.c.issuer_id)
 )
 _TOKEN = select(enrolment_tokens).where(enrolment_tokens.c.username == bindparam("w_username"))
 _UPDATE_TOKEN = update(enrolment_tokens).where(
@@ -299,8 +365,9 @@ _SPEND_CHALLENGE = _use_once_statement(enrolment_challenges.c.nonce, *enrolment_
 
 
 class CaKeys:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, events: list[CaEvent]) -> None:
         self._c = connection
+        self._events = events
 
     def add(self, key: NewCaKey) -> CaKeyRecord:
         values = {**key.__dict__, "role": str(key.role), "active": int(key.active)}
@@ -309,6 +376,21 @@ class CaKeys:
         except IntegrityError as exc:
             raise StoreError(f"CA key {key.role} generation {key.generation} exists") from exc
         assert new_id is not None  # noqa: S101 - INSERT of one row
+        self._events.append(
+            CaEvent(
+                kind="ca-key",
+                serial=None,
+                body={
+                    "role": str(key.role),
+                    "generation": key.generation,
+                    "hsm_label": key.hsm_label,
+                    "subject": key.subject,
+                    "subject_key_id": _hex(key.subject_key_id),
+                    "certificate_sha256": _sha256(key.certificate),
+                    "not_after": key.not_after.isoformat(),
+                },
+            )
+        )
         return self.by_id(int(new_id[0]))
 
     def by_id(self, key_id: int) -> CaKeyRecord:
@@ -425,8 +507,9 @@ class LineManifest:
 
 
 class Certificates:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, events: list[CaEvent]) -> None:
         self._c = connection
+        self._events = events
 
     def add(self, new: NewCertificate) -> CertificateRecord:
         """Record an issued certificate; a known serial is refused by the UNIQUE constraint."""
@@ -436,10 +519,26 @@ class Certificates:
         except IntegrityError as exc:
             raise StoreError(f"certificate {new.serial} not recorded: {exc.orig}") from exc
         assert result.inserted_primary_key is not None  # noqa: S101 - INSERT of one row
+        self._events.append(
+            CaEvent(
+                kind="issuance",
+                serial=new.serial,
+                body={
+                    "issuer_id": new.issuer_id,
+                    "device_id": new.device_id,
+                    "profile": new.profile,
+                    "subject": new.subject,
+                    "public_key_sha256": _hex(new.public_key_sha256),
+                    "certificate_sha256": _sha256(new.der),
+                    "not_after": new.not_after.isoformat(),
+                },
+            )
+        )
         return CertificateRecord(
             id=int(result.inserted_primary_key[0]),
             revoked_at=None,
             revocation_reason=None,
+            invalidity_date=None,
             revocation_seq=None,
             superseded_by=None,
             **values,
@@ -470,11 +569,24 @@ class Certificates:
         return [_record(CertificateRecord, row) for row in rows]
 
     def revoke(
-        self, serial: str, reason: str, now: datetime, *, superseded_by: int | None = None
+        self,
+        serial: str,
+        reason: str,
+        now: datetime,
+        *,
+        superseded_by: int | None = None,
+        invalidity_date: datetime | None = None,
     ) -> Revocation:
         """Mark one valid certificate revoked: one counter bump and one indexed row update."""
+        if reason == REMOVE_FROM_CRL:
+            raise PolicyError(
+                "removeFromCRL is not a revocation reason (RFC 5280 §5.3.1: only delta CRLs carry"
+                " it); release a certificate on hold instead"
+            )
         if reason not in REASONS:
-            raise PolicyError(f"{reason!r} is not an RFC 5280 §5.3.1 reason; use one of {REASONS}")
+            raise PolicyError(
+                f"{reason!r} is not an RFC 5280 §5.3.1 reason; use one of {REVOCATION_REASONS}"
+            )
         key = normalise_serial(serial)
         sequence = _next(self._c, "revocation")
         values: dict[str, Any] = {
@@ -482,6 +594,7 @@ class Certificates:
             "status": str(CertificateStatus.REVOKED),
             "revoked_at": now,
             "revocation_reason": reason,
+            "invalidity_date": _invalidity(invalidity_date, now),
             "revocation_seq": sequence,
         }
         if superseded_by is not None:
@@ -492,31 +605,161 @@ class Certificates:
             raise PolicyError(
                 f"certificate {key} is already revoked ({existing.revocation_reason})"
             )
+        return self._recorded("revocation", key, row, reason, now, sequence, now, invalidity_date)
+
+    def supersede(self, serial: str, successor_id: int) -> None:
+        """Link a valid certificate to its successor without revoking it (a routine refresh: the
+        old one expires); refused if it was superseded already."""
+        key = normalise_serial(serial)
+        result = self._c.execute(
+            update(certificates)
+            .where(
+                certificates.c.serial == key,
+                certificates.c.status == str(CertificateStatus.VALID),
+                certificates.c.superseded_by.is_(None),
+            )
+            .values(superseded_by=successor_id)
+        )
+        if result.rowcount != 1:
+            self.by_serial(key)  # raises NotFoundError for an unknown serial
+            raise PolicyError(f"certificate {key} is revoked or was superseded already")
+
+    def release(self, serial: str, now: datetime) -> Revocation:
+        """Release a certificate from hold: valid again; delta CRLs list it as removeFromCRL."""
+        key = normalise_serial(serial)
+        sequence = _next(self._c, "revocation")
+        row = self._c.execute(
+            _RELEASE,
+            {
+                "w_serial": key,
+                "status": str(CertificateStatus.VALID),
+                "revoked_at": now,
+                "revocation_reason": None,
+                "invalidity_date": None,
+                "revocation_seq": sequence,
+            },
+        ).one_or_none()
+        if row is None:
+            existing = self.by_serial(key)
+            if existing.status == CertificateStatus.VALID:
+                raise PolicyError(f"certificate {key} is not revoked: there is no hold to release")
+            raise PolicyError(
+                f"certificate {key} is revoked for {existing.revocation_reason}, not on hold:"
+                " only a certificateHold is released"
+            )
+        return self._recorded("release", key, row, REMOVE_FROM_CRL, now, sequence, now)
+
+    def escalate(
+        self, serial: str, reason: str, now: datetime, *, invalidity_date: datetime | None = None
+    ) -> Revocation:
+        """Change a revoked certificate's reason along ``ESCALATIONS`` (the revocation date stays:
+        the certificate has been revoked since then), and its invalidity date when one is given
+        (RFC 5280 §5.3.2: when the key was compromised, which may precede the revocation)."""
+        key = normalise_serial(serial)
+        sources = [old for old, targets in ESCALATIONS.items() if reason in targets]
+        sequence = _next(self._c, "revocation")
+        row = self._c.execute(
+            update(certificates)
+            .where(
+                certificates.c.serial == key,
+                certificates.c.status == str(CertificateStatus.REVOKED),
+                certificates.c.revocation_reason.in_(sources),
+            )
+            .values(
+                revocation_reason=reason,
+                revocation_seq=sequence,
+                invalidity_date=func.coalesce(
+                    bindparam("w_invalidity", type_=certificates.c.invalidity_date.type),
+                    certificates.c.invalidity_date,
+                ),
+            )
+            .returning(
+                certificates.c.id,
+                certificates.c.issuer_id,
+                certificates.c.revoked_at,
+                certificates.c.invalidity_date,
+            ),
+            {"w_invalidity": _invalidity(invalidity_date, now)},
+        ).one_or_none()
+        if row is None:
+            existing = self.by_serial(key)
+            if existing.status == CertificateStatus.VALID:
+                raise PolicyError(f"certificate {key} is not revoked: revoke it instead")
+            if existing.revocation_reason == reason:
+                raise PolicyError(f"certificate {key} is already revoked ({reason})")
+            raise PolicyError(
+                f"certificate {key} is revoked for {existing.revocation_reason}, which cannot"
+                f" become {reason}: a reason is only escalated (hold to any, any to a compromise)"
+            )
+        return self._recorded(
+            "escalation", key, row, reason, row.revoked_at, sequence, now, row.invalidity_date
+        )
+
+    def _recorded(
+        self,
+        kind: str,
+        serial: str,
+        row: Any,
+        reason: str,
+        revoked_at: datetime,
+        sequence: int,
+        now: datetime,
+        invalidity_date: datetime | None = None,
+    ) -> Revocation:
+        self._c.execute(
+            _INSERT[revocation_events.name],
+            {
+                "sequence": sequence,
+                "certificate_id": row.id,
+                "reason": reason,
+                "revoked_at": revoked_at,
+                "invalidity_date": invalidity_date,
+                "recorded_at": now,
+            },
+        )
+        self._events.append(
+            CaEvent(
+                kind=kind,
+                serial=serial,
+                body={
+                    "reason": reason,
+                    "revoked_at": revoked_at.isoformat(),
+                    "invalidity_date": invalidity_date.isoformat() if invalidity_date else None,
+                    "sequence": sequence,
+                },
+            )
+        )
         return Revocation(
-            serial=key, issuer_id=row.issuer_id, reason=reason, revoked_at=now, sequence=sequence
+            serial=serial,
+            issuer_id=row.issuer_id,
+            reason=reason,
+            revoked_at=revoked_at,
+            sequence=sequence,
         )
 
     def revoked_since(self, sequence: int, *, limit: int = 10_000) -> list[Revocation]:
-        """Revocations after ``sequence``, in order (what a CRL/OCSP publisher polls)."""
+        """Changes of revocation state after ``sequence``, in order (``revocation_events``)."""
+        events = revocation_events
         rows = self._c.execute(
             select(
                 certificates.c.serial,
                 certificates.c.issuer_id,
-                certificates.c.revocation_reason,
-                certificates.c.revoked_at,
-                certificates.c.revocation_seq,
+                events.c.reason,
+                events.c.revoked_at,
+                events.c.sequence,
             )
-            .where(certificates.c.revocation_seq > sequence)
-            .order_by(certificates.c.revocation_seq)
+            .join(certificates, certificates.c.id == events.c.certificate_id)
+            .where(events.c.sequence > sequence)
+            .order_by(events.c.sequence)
             .limit(limit)
         ).all()
         return [
             Revocation(
                 serial=r.serial,
                 issuer_id=r.issuer_id,
-                reason=r.revocation_reason,
+                reason=r.reason,
                 revoked_at=r.revoked_at,
-                sequence=r.revocation_seq,
+                sequence=r.sequence,
             )
             for r in rows
         ]
@@ -529,14 +772,26 @@ class Certificates:
 
 
 class Tokens:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, events: list[CaEvent]) -> None:
         self._c = connection
+        self._events = events
 
     def add(self, token: TokenRecord) -> None:
         try:
             self._c.execute(_INSERT[enrolment_tokens.name], token.__dict__)
         except IntegrityError as exc:
             raise StoreError(f"token user {token.username!r} exists") from exc
+        self._events.append(
+            CaEvent(
+                kind="token",
+                serial=None,
+                body={
+                    "username": token.username,
+                    "device_id": token.device_id,
+                    "expires_at": token.expires_at.isoformat(),
+                },
+            )
+        )
 
     def get(self, username: str) -> TokenRecord | None:
         row = self._c.execute(_TOKEN, {"w_username": username}).one_or_none()
@@ -600,13 +855,15 @@ def _sqlite_writer_lock(engine: Engine) -> WriterLock | None:
 
 
 def _repositories(connection: Connection) -> Repositories:
+    events: list[CaEvent] = []
     return Repositories(
-        ca_keys=CaKeys(connection),
+        ca_keys=CaKeys(connection, events),
         devices=Devices(connection),
-        certificates=Certificates(connection),
-        tokens=Tokens(connection),
+        certificates=Certificates(connection, events),
+        tokens=Tokens(connection, events),
         challenges=Challenges(connection),
         manifest=LineManifest(connection),
+        events=events,
     )
 
 
@@ -620,6 +877,7 @@ class Repositories:
     tokens: Tokens
     challenges: Challenges
     manifest: LineManifest
+    events: list[CaEvent]  # what this transaction did, for the audit log (``Store.audit``)
 
 
 class Store:
@@ -631,6 +889,9 @@ class Store:
         # server's load costs far more than the work. Writers queue instead (``WriterLock``).
         self._sqlite_writer = _sqlite_writer_lock(engine)
         self._batch = threading.local()  # the connection of this thread's open batch, if any
+        # Appends a transaction's ``CaEvent``s to the audit log inside it (``fleetid.authority``
+        # sets it; None: not logged).
+        self.audit: Callable[[Connection, list[CaEvent]], None] | None = None
         if migrate:
             ensure_schema(engine)
 
@@ -650,7 +911,14 @@ class Store:
         with self._writing(), self.engine.begin() as connection:
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
-            yield _repositories(connection)
+            repositories = _repositories(connection)
+            yield repositories
+            self._audit(connection, repositories.events)
+
+    def _audit(self, connection: Connection, events: list[CaEvent]) -> None:
+        """Hand what the transaction did to the audit log, inside it (crash consistency)."""
+        if events and self.audit is not None:
+            self.audit(connection, events)
 
     def _savepoint(self, connection: Connection) -> Iterator[Repositories]:
         """A unit of a batch (SQL:2003 savepoints, as SQLite and PostgreSQL name them). Plain
@@ -659,8 +927,10 @@ class Store:
         name = f"fleetid_unit_{self._batch.depth}"
         self._batch.depth += 1
         connection.exec_driver_sql(f"SAVEPOINT {name}")
+        repositories = _repositories(connection)
+        self._batch.events.append(repositories.events)
         try:
-            yield _repositories(connection)
+            yield repositories
         except BaseException:
             connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
             connection.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
@@ -669,6 +939,8 @@ class Store:
             connection.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
         finally:
             self._batch.depth -= 1
+            done = self._batch.events.pop()
+        self._batch.events[-1].extend(done)  # kept only if the unit was released
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -680,8 +952,10 @@ class Store:
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             self._batch.connection, self._batch.depth = connection, 0
+            self._batch.events = [[]]  # the batch's, then one list per open unit
             try:
                 yield
+                self._audit(connection, self._batch.events[0])
             finally:
                 self._batch.connection = None
 

@@ -57,6 +57,7 @@ __all__ = [
     "enrolment_challenges",
     "enrolment_tokens",
     "metadata",
+    "revocation_events",
 ]
 
 SERIAL_HEX_LENGTH = 40  # 20 octets, RFC 5280 §4.1.2.2
@@ -181,8 +182,12 @@ certificates = Table(
     Column("issued_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("revocation_reason", String(24), nullable=True),
-    # Monotonic across the authority: the order revocations happened in (CRL/OCSP publishers
-    # fetch "everything after N").
+    # RFC 5280 §5.3.2: when the key is known or suspected compromised, if the operator said.
+    Column("invalidity_date", UtcDateTime, nullable=True),
+    # Monotonic across the authority: the sequence number of the latest change of revocation
+    # state (CRL/OCSP publishers fetch "everything after N"). A certificate released from hold
+    # is ``valid`` again with ``revocation_seq`` and ``revoked_at`` (the release's) kept and no
+    # reason: the delta CRLs list it as removeFromCRL.
     Column("revocation_seq", BigInteger, nullable=True, unique=True),
     Column("superseded_by", BigInteger, ForeignKey("certificates.id"), nullable=True),
     Column("der", LargeBinary, nullable=False),
@@ -202,6 +207,33 @@ Index("ix_certificates_device_id", certificates.c.device_id)
 Index("ix_certificates_status", certificates.c.status)
 Index("ix_certificates_not_after", certificates.c.not_after)
 Index("ix_certificates_public_key_sha256", certificates.c.public_key_sha256)
+
+# The history of every certificate's revocation state, one row per change, keyed by the sequence
+# number the change took (``certificates.revocation_seq`` is that of its latest change): a
+# revocation, an escalation of its reason, or a release from hold (``removeFromCRL``, RFC 5280
+# §5.3.1). ``revoked_at`` is the revocation date in force after the change (a release: its time).
+# The registry answers "the state at watermark W" of a certificate changed after W from here.
+revocation_events = Table(
+    "revocation_events",
+    metadata,
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column(
+        "certificate_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("certificates.id"),
+        nullable=False,
+    ),
+    Column("reason", String(24), nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=False),
+    Column("invalidity_date", UtcDateTime, nullable=True),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    CheckConstraint(_in("reason", REASONS), name="reason"),
+)
+Index(
+    "ix_revocation_events_certificate_id",
+    revocation_events.c.certificate_id,
+    revocation_events.c.sequence,
+)
 
 # Single-use nonces for attestation-gated enrolment (the attestation provisioner binds to them).
 enrolment_challenges = Table(
