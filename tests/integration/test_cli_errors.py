@@ -527,7 +527,8 @@ def test_serve_says_serving_only_once_the_socket_is_bound(site: Site) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         for extra in ([], ["--workers", "2"]):
-            args = ["serve", "--data-dir", str(site.authority), "--http", f"127.0.0.1:{port}"]
+            args = ["serve", "--data-dir", str(site.authority), "--http", f"127.0.0.1:{port}",
+                    "--allow-loopback-urls"]  # fmt: skip
             ran = fleetid(*args, *extra, env=site.env)
             assert ran.returncode != 0
             assert "serving on" not in ran.stdout, ran.stdout

@@ -285,6 +285,8 @@ _STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", "/ocsp"): set(),
     ("get", "/ocsp/{encoded}"): set(),
     ("get", "/crl/issuing-{generation}/{name}"): {"304", "404", "503"},
+    ("get", "/crl/root-{generation}.crl"): {"304", "404", "503"},
+    ("get", "/ca/{role}-{generation}.crt"): {"404"},
     ("get", "/revocation/filter/{kind}"): {"304", "404"},
     ("get", "/health"): set(),
 }
@@ -323,6 +325,7 @@ def test_a_route_answers_only_statuses_it_documents(app: Any, method: str, path:
         .replace("{generation}", "1")
         .replace("{name}", "0.crl")
         .replace("{kind}", "full")
+        .replace("{role}", "root")
     )
     attempts = [
         {"content": b"", "headers": {"Content-Type": "application/pkcs10"}},

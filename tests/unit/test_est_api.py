@@ -365,8 +365,9 @@ def test_reenrol_over_mtls_supersedes_the_current_certificate(
     with ca.store.transaction() as tx:
         old = tx.certificates.by_serial(f"{first.serial_number:x}")
         new = tx.certificates.by_serial(f"{second.serial_number:x}")
-    assert old.status == CertificateStatus.REVOKED
-    assert old.revocation_reason == "superseded"
+    # A refresh links the old credential to its successor and leaves it to expire, unrevoked.
+    assert old.status == CertificateStatus.VALID
+    assert old.revocation_reason is None
     assert old.superseded_by == new.id
     assert new.status == CertificateStatus.VALID
 
@@ -444,7 +445,7 @@ def test_superseded_credential_cannot_reenrol_again_over_mtls(
     _certs(_reenrol(_mtls(ca, clock, first), _renewal_csr(key, first)))
     before = _records(ca)
     response = _reenrol(_mtls(ca, clock, first), _renewal_csr(key, first))
-    _problem(response, 401, "revoked (superseded)")
+    _problem(response, 401, "superseded by a refresh")
     assert _records(ca) == before
 
 

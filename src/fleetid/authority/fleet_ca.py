@@ -54,6 +54,7 @@ from fleetid.config import Settings, check_public_url
 from fleetid.crypto.certsign import key_usage, sign_certificate
 from fleetid.crypto.signer import Signer
 from fleetid.errors import ConfigError, HsmError, NotFoundError, PolicyError
+from fleetid.factory.auditlog import VKEY_FILENAME
 from fleetid.hsm import Hsm
 from fleetid.policy import CredentialType
 from fleetid.store.engine import engine_from_settings
@@ -320,6 +321,8 @@ class FleetCa:
         if ca_dir.exists():
             raise ConfigError(f"{ca_dir} exists but holds no fleet CA; move it away first")
         new_data_dir = not settings.data_dir.exists()
+        vkey = settings.data_dir / VKEY_FILENAME  # the audit log's, written on its first open
+        new_vkey = not vkey.exists()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store: Store | None = None
         staging: Path | None = None
@@ -351,6 +354,8 @@ class FleetCa:
                 shutil.rmtree(staging, ignore_errors=True)
             if store is not None:
                 store.dispose()
+            if new_vkey:
+                vkey.unlink(missing_ok=True)
             if new_data_dir:
                 shutil.rmtree(settings.data_dir, ignore_errors=True)
             raise
