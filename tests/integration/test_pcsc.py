@@ -103,7 +103,10 @@ class PcscStack:
     log: Path | None
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: the lock below is held while the fixture lives, and pytest-xdist
+# may hand some of this module's tests to a second worker, which must wait only until the first
+# is done with them, not until its whole session ends.
+@pytest.fixture(scope="module")
 def pcsc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscStack]:
     if not HAVE_PYSCARD:
         unavailable(f"pyscard is not installed: {PCSC_EXTRA}")
