@@ -5,6 +5,7 @@ escalation) and token creation are entries, appended in the transaction that mad
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,24 @@ def test_ca_actions_are_verifiable_and_tampering_is_detected(tmp_path: Path) -> 
         assert "BAD" in tampered.stdout, tampered.stdout + tampered.stderr
     finally:
         ca.close()
+
+
+def test_an_authority_on_postgresql_is_verified_from_its_database(
+    tmp_path: Path, database_url_for: Callable[[str], str]
+) -> None:
+    """The log lives beside the certificates: ``audit verify --database-url`` reads it there."""
+    url = database_url_for("postgresql")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLEETID_")},
+           "FLEETID_PUBLIC_URL": _BASE, "FLEETID_DATABASE_URL": url}  # fmt: skip
+    data_dir = tmp_path / "authority"
+    assert fleetid("ca", "init", "--data-dir", str(data_dir), env=env).returncode == 0
+    token = fleetid("token", "create", "--data-dir", str(data_dir), "--device-id", "gw-1",
+                    env=env)  # fmt: skip
+    assert token.returncode == 0, token.stderr
+    # Nothing in DATA_DIR/fleetid.db: without the URL there is no log to read.
+    alone = fleetid("audit", "verify", "--data-dir", str(data_dir), env=env)
+    assert alone.returncode == 1 and "no audit log database" in alone.stderr, alone.stderr
+    verified = fleetid("audit", "verify", "--data-dir", str(data_dir), "--database-url", url,
+                       env=env)  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith("OK fleetid-ca/") and "3 entries" in verified.stdout

@@ -1,8 +1,10 @@
 """``fleetid audit verify`` and ``fleetid audit prove SERIAL``: the audit log from outside.
 
-Both read ``<data-dir>/fleetid.db``. The log's verifier key (``origin+keyid+base64(0x02||SPKI)``)
-comes from ``--vkey`` (the text or a file holding it) or else ``<data-dir>/audit-log.vkey``; a
-verifier that does not trust the data directory passes the key it was handed at the ceremony.
+Both read ``<data-dir>/fleetid.db``, or the database ``--database-url`` names (an authority on
+PostgreSQL keeps its log there, beside its certificates). The log's verifier key
+(``origin+keyid+base64(0x02||SPKI)``) comes from ``--vkey`` (the text or a file holding it) or
+else ``<data-dir>/audit-log.vkey``; a verifier that does not trust the data directory passes the
+key it was handed at the ceremony.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def register(subparsers: Any) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="directory with fleetid.db")
     parser.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="the log's database when it is not DATA_DIR/fleetid.db "
+        "(an authority's FLEETID_DATABASE_URL, e.g. postgresql+psycopg://...)",
+    )
+    parser.add_argument(
         "--vkey",
         default=None,
         help="the log's verifier key, or a file holding it (default: DATA_DIR/audit-log.vkey)",
@@ -60,7 +69,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any, str]:
     from fleetid.store.engine import DB_FILENAME
 
     data_dir: Path = args.data_dir
-    if not (data_dir / DB_FILENAME).is_file():
+    if args.database_url is None and not (data_dir / DB_FILENAME).is_file():
         raise ConfigError(f"no audit log database at {data_dir / DB_FILENAME}")
     if args.vkey is None:
         origin, public_key = load_verifier_key(data_dir)
@@ -68,7 +77,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any, str]:
         candidate = Path(args.vkey)
         text = candidate.read_text() if candidate.is_file() else args.vkey
         origin, public_key = parse_verifier_key(text.strip())
-    return AuditLogReader(data_dir, origin), public_key, origin
+    return AuditLogReader(args.database_url or data_dir, origin), public_key, origin
 
 
 def _verify(args: argparse.Namespace) -> int:
