@@ -7,8 +7,8 @@ import secrets
 from typing import Any
 
 import pytest
+from tests.linkage_fixtures import LA1, LA2, Vehicle
 
-from fleetid.crypto.linkage import linkage_seed_at, linkage_value, pre_linkage_value
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import generate_key
 from fleetid.errors import CertificateRevokedError, EncodingError, ProfileError, VerificationError
@@ -38,7 +38,6 @@ from fleetid.formats.ieee1609.crl import (
 from fleetid.formats.ieee1609.keys import verification_key_value
 from fleetid.revocation.linked_crl import linked_revocations, revocation_set_from_crls
 
-LA1, LA2 = bytes.fromhex("8E09"), bytes.fromhex("59CE")
 CRACA_ID = bytes.fromhex("0001020304050607")
 SEED1, SEED2 = bytes(range(16)), bytes(range(16, 32))
 ISSUE, NEXT = 600_000_000, 600_086_400  # Time32: 0x23C34600, 0x23C49780
@@ -417,22 +416,10 @@ def test_secured_crl_refuses_trailing_bytes_and_other_payloads() -> None:
 # The receiver: from CRL bytes to a LinkedRevocationSet
 
 
-class Vehicle:
-    """Two initial seeds, one per LA; its pseudonym of (i, j) carries lv(i, j)."""
-
-    def __init__(self) -> None:
-        self.ls1, self.ls2 = secrets.token_bytes(16), secrets.token_bytes(16)
-
-    def lv(self, i: int, j: int) -> bytes:
-        plv1 = pre_linkage_value(linkage_seed_at(self.ls1, LA1, i), LA1, j)
-        plv2 = pre_linkage_value(linkage_seed_at(self.ls2, LA2, i), LA2, j)
-        return linkage_value(plv1, plv2)
-
-    def entry(self, i_rev: int) -> IndividualRevocation:
-        """What LA1 and LA2 reveal: the seeds of period i_rev."""
-        return IndividualRevocation(
-            seed1=linkage_seed_at(self.ls1, LA1, i_rev), seed2=linkage_seed_at(self.ls2, LA2, i_rev)
-        )
+def _entry(vehicle: Vehicle, i_rev: int) -> IndividualRevocation:
+    """What LA1 and LA2 reveal: the vehicle's seeds of period i_rev."""
+    seed1, seed2 = vehicle.seeds(i_rev)
+    return IndividualRevocation(seed1=seed1, seed2=seed2)
 
 
 def linked_crl(
@@ -462,7 +449,7 @@ def test_a_received_linked_crl_revokes_the_vehicle_from_i_rev_on() -> None:
     signer, certificate = craca()
     bad, good = Vehicle(), Vehicle()
     i_rev = 5
-    crl_bytes = sign_crl(linked_crl(certificate, i_rev, (bad.entry(i_rev),)), signer, certificate)
+    crl_bytes = sign_crl(linked_crl(certificate, i_rev, (_entry(bad, i_rev),)), signer, certificate)
 
     revoked = revocation_set_from_crls([crl_bytes], certificate, current_period=6)
     assert len(revoked) == 1
@@ -481,9 +468,9 @@ def test_a_received_linked_crl_revokes_the_vehicle_from_i_rev_on() -> None:
 def test_a_full_and_a_delta_crl_together() -> None:
     signer, certificate = craca()
     first, second, good = Vehicle(), Vehicle(), Vehicle()
-    full = sign_crl(linked_crl(certificate, 3, (first.entry(3),)), signer, certificate)
+    full = sign_crl(linked_crl(certificate, 3, (_entry(first, 3),)), signer, certificate)
     delta = sign_crl(
-        linked_crl(certificate, 4, (second.entry(4),), delta=True), signer, certificate
+        linked_crl(certificate, 4, (_entry(second, 4),), delta=True), signer, certificate
     )
     revoked = revocation_set_from_crls([full, delta], certificate, current_period=4)
     for vehicle in (first, second):
@@ -497,7 +484,7 @@ def test_a_forged_crl_revokes_nobody() -> None:
     _, certificate = craca()
     other_signer, _ = craca()
     bad = Vehicle()
-    forged = sign_crl(linked_crl(certificate, 2, (bad.entry(2),)), other_signer, certificate)
+    forged = sign_crl(linked_crl(certificate, 2, (_entry(bad, 2),)), other_signer, certificate)
     with pytest.raises(VerificationError):
         revocation_set_from_crls([forged], certificate, current_period=2)
 

@@ -6,44 +6,26 @@ LAs' seed chains), so the check is against certificates a receiver would really 
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
+from tests.linkage_fixtures import LA1, LA2, Vehicle
 
-from fleetid.crypto.linkage import linkage_seed_at, linkage_value, pre_linkage_value
+from fleetid.crypto.linkage import linkage_seed_at
 from fleetid.errors import CertificateRevokedError, EncodingError, VerificationError
 from fleetid.revocation.linkage import LinkedRevocation, LinkedRevocationSet
 
-LA1, LA2 = bytes.fromhex("8E09"), bytes.fromhex("59CE")
 J_MAX = 20
 
 
-class Vehicle:
-    """Two initial seeds, one per LA; its pseudonym of (i, j) carries lv(i, j)."""
-
-    def __init__(self) -> None:
-        self.ls1, self.ls2 = secrets.token_bytes(16), secrets.token_bytes(16)
-
-    def lv(self, i: int, j: int) -> bytes:
-        plv1 = pre_linkage_value(linkage_seed_at(self.ls1, LA1, i), LA1, j)
-        plv2 = pre_linkage_value(linkage_seed_at(self.ls2, LA2, i), LA2, j)
-        return linkage_value(plv1, plv2)
-
-    def revocation(self, i_rev: int, *, i_max: int = 50) -> LinkedRevocation:
-        return LinkedRevocation(
-            i_rev=i_rev,
-            la1_id=LA1,
-            la2_id=LA2,
-            seed1=linkage_seed_at(self.ls1, LA1, i_rev),
-            seed2=linkage_seed_at(self.ls2, LA2, i_rev),
-            j_max=J_MAX,
-            i_max=i_max,
-        )
+def _revocation(vehicle: Vehicle, i_rev: int, *, i_max: int = 50) -> LinkedRevocation:
+    seed1, seed2 = vehicle.seeds(i_rev)
+    return LinkedRevocation(
+        i_rev=i_rev, la1_id=LA1, la2_id=LA2, seed1=seed1, seed2=seed2, j_max=J_MAX, i_max=i_max
+    )
 
 
 def test_every_later_pseudonym_of_the_vehicle_is_refused() -> None:
     bad = Vehicle()
-    crl = LinkedRevocationSet([bad.revocation(5)], current_period=6)
+    crl = LinkedRevocationSet([_revocation(bad, 5)], current_period=6)
     for i in (5, 6, 7, 8):
         for j in range(J_MAX):
             with pytest.raises(CertificateRevokedError):
@@ -52,7 +34,7 @@ def test_every_later_pseudonym_of_the_vehicle_is_refused() -> None:
 
 def test_its_earlier_pseudonyms_stay_unlinked_and_valid() -> None:
     bad = Vehicle()
-    crl = LinkedRevocationSet([bad.revocation(5)], current_period=6)
+    crl = LinkedRevocationSet([_revocation(bad, 5)], current_period=6)
     for i in range(5):
         for j in range(J_MAX):
             crl.check(i, bad.lv(i, j))
@@ -60,7 +42,7 @@ def test_its_earlier_pseudonyms_stay_unlinked_and_valid() -> None:
 
 def test_other_vehicles_are_not_touched() -> None:
     bad, good = Vehicle(), Vehicle()
-    crl = LinkedRevocationSet([bad.revocation(3)], current_period=3)
+    crl = LinkedRevocationSet([_revocation(bad, 3)], current_period=3)
     for j in range(J_MAX):
         crl.check(3, good.lv(3, j))
         crl.check(4, good.lv(4, j))
@@ -68,7 +50,7 @@ def test_other_vehicles_are_not_touched() -> None:
 
 def test_one_lookup_set_a_period_covers_every_entry() -> None:
     vehicles = [Vehicle() for _ in range(10)]
-    crl = LinkedRevocationSet([v.revocation(2) for v in vehicles], current_period=2)
+    crl = LinkedRevocationSet([_revocation(v, 2) for v in vehicles], current_period=2)
     values = crl.linkage_values(2)
     assert len(values) == 10 * J_MAX
     assert crl.linkage_values(2) is values  # expanded once
@@ -77,7 +59,7 @@ def test_one_lookup_set_a_period_covers_every_entry() -> None:
 
 def test_a_tampered_linkage_value_is_not_the_revoked_one() -> None:
     bad = Vehicle()
-    crl = LinkedRevocationSet([bad.revocation(1)], current_period=1)
+    crl = LinkedRevocationSet([_revocation(bad, 1)], current_period=1)
     value = bad.lv(1, 0)
     crl.check(1, bytes([value[0] ^ 1]) + value[1:])
 
@@ -101,12 +83,12 @@ def test_a_seed_from_one_la_alone_does_not_revoke() -> None:
 
 def test_an_entry_from_a_future_period_is_refused() -> None:
     with pytest.raises(EncodingError, match="after the current period"):
-        LinkedRevocationSet([Vehicle().revocation(9)], current_period=8)
+        LinkedRevocationSet([_revocation(Vehicle(), 9)], current_period=8)
 
 
 def test_the_forward_walk_is_capped() -> None:
     bad = Vehicle()
-    crl = LinkedRevocationSet([bad.revocation(1, i_max=60000)], current_period=2, max_forward=2)
+    crl = LinkedRevocationSet([_revocation(bad, 1, i_max=60000)], current_period=2, max_forward=2)
     with pytest.raises(CertificateRevokedError):
         crl.check(4, bad.lv(4, 0))
     with pytest.raises(VerificationError, match="not expanded"):
@@ -115,7 +97,7 @@ def test_the_forward_walk_is_capped() -> None:
 
 def test_an_entry_stops_after_its_i_max() -> None:
     bad = Vehicle()
-    crl = LinkedRevocationSet([bad.revocation(1, i_max=3)], current_period=4)
+    crl = LinkedRevocationSet([_revocation(bad, 1, i_max=3)], current_period=4)
     with pytest.raises(CertificateRevokedError):
         crl.check(3, bad.lv(3, 0))
     crl.check(4, bad.lv(4, 0))
