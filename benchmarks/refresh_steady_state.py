@@ -1,5 +1,5 @@
 """CRL and filter sizes at steady state under the refresh cadence: the old credential of each
-routine refresh revoked as superseded (the behaviour before D1) against left to expire (now).
+routine refresh revoked as superseded (the old behaviour) against left to expire (now).
 
 A fleet of N devices on the operational cadence (``DEFAULT_POLICY``: 30-day credentials renewed
 10 days before expiry, so every 20 days) is laid out at steady state: each device at a uniform
