@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import text
+from certificate_rows import load, naive
 
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.clock import ManualClock
@@ -32,35 +32,6 @@ from fleetid.config import Settings
 from fleetid.policy import DEFAULT_POLICY, CredentialType
 from fleetid.revocation.crl import CrlKind, publisher_for
 from fleetid.revocation.publish import FilterPublisher
-
-_COLUMNS = (
-    "serial",
-    "issuer_id",
-    "profile",
-    "status",
-    "subject",
-    "public_key_sha256",
-    "not_before",
-    "not_after",
-    "issued_at",
-    "revoked_at",
-    "revocation_reason",
-    "revocation_seq",
-    "der",
-)
-_INSERT = (
-    f"INSERT INTO certificates ({', '.join(_COLUMNS)}) "  # noqa: S608 - constants
-    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
-)
-_EVENT = (
-    "INSERT INTO revocation_events (sequence, certificate_id, reason, revoked_at, recorded_at)"
-    " SELECT revocation_seq, id, revocation_reason, revoked_at, revoked_at FROM certificates"
-    " WHERE revocation_seq IS NOT NULL"
-)
-
-
-def _naive(t: datetime) -> str:  # what UtcDateTime stores on SQLite
-    return t.replace(tzinfo=None).isoformat(" ")
 
 
 def _fleet(
@@ -93,10 +64,10 @@ def _fleet(
                 "revoked" if revoked else "valid",
                 "CN=d",
                 secrets.token_bytes(32),
-                _naive(at - backdate),
-                _naive(at + cadence.lifetime),
-                _naive(at),
-                _naive(issued if superseded else now) if revoked else None,
+                naive(at - backdate),
+                naive(at + cadence.lifetime),
+                naive(at),
+                naive(issued if superseded else now) if revoked else None,
                 ("superseded" if superseded else "keyCompromise") if revoked else None,
                 sequence if revoked else None,
                 b"\x30\x00",
@@ -113,30 +84,17 @@ def _measure(directory: Path, args: argparse.Namespace, *, revoke_on_refresh: bo
     ca = FleetCa.init(settings, clock=clock, name="Steady Fleet")
     clock.set(now)
     try:
-        raw = ca.store.engine.raw_connection()
-        try:
-            rows = list(
-                _fleet(
-                    args.devices,
-                    args.compromised,
-                    now,
-                    issuer_id=ca.issuing.record.id,
-                    revoke_on_refresh=revoke_on_refresh,
-                    seed=args.seed,
-                )
+        rows = list(
+            _fleet(
+                args.devices,
+                args.compromised,
+                now,
+                issuer_id=ca.issuing.record.id,
+                revoke_on_refresh=revoke_on_refresh,
+                seed=args.seed,
             )
-            cursor = raw.cursor()
-            cursor.executemany(_INSERT, rows)
-            cursor.execute(_EVENT)
-            cursor.close()
-            raw.commit()
-        finally:
-            raw.close()
-        revoked = sum(1 for r in rows if r[3] == "revoked")
-        with ca.store.engine.begin() as connection:
-            connection.execute(
-                text("UPDATE counters SET value = :v WHERE name = 'revocation'"), {"v": revoked}
-            )
+        )
+        revoked = load(ca, rows)
         started = time.perf_counter()
         publications = publisher_for(ca).publish(force=True)
         full = sum(len(p.der) for p in publications if p.kind is CrlKind.FULL)

@@ -36,10 +36,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
-from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import revocation_filter
+from certificate_rows import load, naive
 
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.revoke import revoke_serial
@@ -57,34 +57,10 @@ from fleetid.revocation.filter_format import parse_filter
 from fleetid.revocation.ocsp import responder_for
 from fleetid.revocation.publish import FilterPublisher
 
-_COLUMNS = (
-    "serial",
-    "issuer_id",
-    "profile",
-    "status",
-    "subject",
-    "public_key_sha256",
-    "not_before",
-    "not_after",
-    "issued_at",
-    "revoked_at",
-    "revocation_reason",
-    "revocation_seq",
-    "der",
-)
-_INSERT = (
-    f"INSERT INTO certificates ({', '.join(_COLUMNS)}) "  # noqa: S608 - constants
-    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
-)
-_BATCH = 50_000
-
 
 def _rows(
     count: int, revoked: int, issuer_id: int, start: datetime
 ) -> Iterator[tuple[object, ...]]:
-    def naive(t: datetime) -> str:  # what UtcDateTime stores on SQLite
-        return t.replace(tzinfo=None).isoformat(" ")
-
     for n in range(count):
         issued = start + timedelta(microseconds=n)
         is_revoked = n < revoked
@@ -108,27 +84,14 @@ def _rows(
 def _load(ca: FleetCa, count: int, revoked: int, start: datetime) -> list[int]:
     """Bulk-load the rows; returns a sample of valid serials (for OCSP and later revocations)."""
     sample: list[int] = []
-    raw = ca.store.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        batch: list[tuple[object, ...]] = []
-        for row in _rows(count, revoked, ca.issuing.record.id, start):
+
+    def sampled(rows: Iterator[tuple[object, ...]]) -> Iterator[tuple[object, ...]]:
+        for row in rows:
             if row[3] == "valid" and len(sample) < 20_000:
                 sample.append(int(str(row[0]), 16))
-            batch.append(row)
-            if len(batch) == _BATCH:
-                cursor.executemany(_INSERT, batch)
-                batch = []
-        if batch:
-            cursor.executemany(_INSERT, batch)
-        cursor.close()
-        raw.commit()
-    finally:
-        raw.close()
-    with ca.store.engine.begin() as connection:
-        connection.execute(
-            text("UPDATE counters SET value = :v WHERE name = 'revocation'"), {"v": revoked}
-        )
+            yield row
+
+    load(ca, sampled(_rows(count, revoked, ca.issuing.record.id, start)))
     return sample
 
 
