@@ -28,7 +28,7 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto import ecpoint
-from fleetid.crypto.symmetric import aes_encrypt_blocks, check_aes_key
+from fleetid.crypto.symmetric import aes_encrypt_blocks
 from fleetid.errors import EncodingError
 
 __all__ = [
@@ -71,7 +71,6 @@ def expansion_integer(
     _check_curve(curve)
     if len(key) != 16:
         raise EncodingError(f"a butterfly expansion key is AES-128 (16 bytes), got {len(key)}")
-    check_aes_key(key)
     x = expansion_input(i, j, encryption=encryption)
     # x + 1, x + 2, x + 3 never carry out of the low 32 zero bits.
     counters = b"".join((x + step).to_bytes(16, "big") for step in (1, 2, 3))
