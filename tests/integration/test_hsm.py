@@ -36,9 +36,9 @@ from tests.hsm_fixtures import (
     softhsm_session,
 )
 
-from fleetid.crypto.certsign import sign_certificate, sign_crl
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import HsmError, HsmNotActivatedError, VerificationError
+from fleetid.formats.x509_sign import sign_certificate, sign_crl
 from fleetid.hsm import (
     AesKeyRole,
     DerivedKey,

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from fleetid.crypto.certsign import sign_certificate, sign_crl
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import EncodingError
+from fleetid.formats.x509_sign import sign_certificate, sign_crl
 
 NOW = datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC)
 
@@ -72,7 +72,7 @@ def test_crl_bytes_equal_the_asn1crypto_encoding() -> None:
 
 
 def test_a_draft_that_is_not_one_sequence_is_refused() -> None:
-    from fleetid.crypto import certsign
+    from fleetid.formats import x509_sign as certsign
 
     signer = SoftwareSigner(ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(EncodingError):

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
-from fleetid.crypto.certsign import sign_certificate, sign_crl
 from fleetid.crypto.signer import SoftwareSigner, verify_signature
 from fleetid.errors import HsmError, VerificationError
+from fleetid.formats.x509_sign import sign_certificate, sign_crl
 from fleetid.hsm.software import SoftwareHsm
 
 NOW = datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC)

@@ -14,7 +14,7 @@ from cryptography.x509.verification import VerificationError
 
 from fleetid.authority.attestation import paths
 from fleetid.authority.attestation.paths import IdevidPaths
-from fleetid.crypto.certsign import key_usage
+from fleetid.formats.x509_sign import key_usage
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ validity, the commonName, the key, its key identifier and the distribution point
 ``end_entity_builder`` and signs with a throwaway key, and before it is used rebuilds the TBS of a
 second draft (other key, serial, name, times and shard) and compares it with pyca's bytes
 (``EncodingError`` otherwise). Per certificate it then writes only the fields that differ, and
-``fleetid.crypto.certsign.sign_tbs`` signs, checks and parses the result. ``EndEntityIssuer``
+``fleetid.formats.x509_sign.sign_tbs`` signs, checks and parses the result. ``EndEntityIssuer``
 keeps a template per extended key usage set and OCSP URL, and sends to the builder what the
 template would not write as pyca does (a commonName of no or over 64 UTF-8 bytes, or not UTF-8)
 and subjectAltNames.
@@ -28,11 +28,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
 
-from fleetid.crypto.certsign import key_usage, sign_certificate, sign_tbs
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError
 from fleetid.formats import x509_tbs
 from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
+from fleetid.formats.x509_sign import key_usage, sign_certificate, sign_tbs
 
 __all__ = ["EndEntity", "EndEntityIssuer", "EndEntityTemplate", "end_entity_builder"]
 

@@ -4,7 +4,7 @@
 (``fleetid.authority.ca_hsm``: the software HSM in ``<data-dir>/ca/hsm`` by default, or a PKCS#11
 token with ``FLEETID_HSM=pkcs11``), a P-384 root key and a P-256 issuing key; the root
 self-signs, then signs the issuing CA; both certificates go into the ``ca_keys`` table as
-generation 1. Certificates are signed by reference through ``fleetid.crypto.certsign``, so no CA
+generation 1. Certificates are signed by reference through ``fleetid.formats.x509_sign``, so no CA
 private key is ever in this module.
 
 ``init`` checks the organisation name first (X.520 upper bounds, ``ca_name``), then builds the
@@ -51,10 +51,10 @@ from fleetid.authority.csr import public_key_sha256
 from fleetid.authority.end_entity import EndEntity, EndEntityIssuer
 from fleetid.clock import Clock
 from fleetid.config import Settings, check_public_url
-from fleetid.crypto.certsign import key_usage, sign_certificate
 from fleetid.crypto.signer import Signer
 from fleetid.errors import ConfigError, HsmError, NotFoundError, PolicyError
 from fleetid.factory.auditlog import VKEY_FILENAME
+from fleetid.formats.x509_sign import key_usage, sign_certificate
 from fleetid.hsm import Hsm
 from fleetid.policy import CredentialType
 from fleetid.store.engine import engine_from_settings

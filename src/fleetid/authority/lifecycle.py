@@ -56,7 +56,6 @@ from fleetid.authority.fleet_ca import (
 )
 from fleetid.authority.provisioners import Provisioner
 from fleetid.authority.provisioners.attestation import AttestationProvisioner, Challenge
-from fleetid.crypto.certsign import sign_certificate
 from fleetid.crypto.signer import Signer, hash_for_curve
 from fleetid.errors import (
     AuthenticationError,
@@ -73,6 +72,7 @@ from fleetid.formats.proof import (
     proof_message,
     sign_proof,
 )
+from fleetid.formats.x509_sign import sign_certificate
 from fleetid.policy import CredentialType
 from fleetid.store.repositories import CertificateRecord, NewCaKey, Repositories, Revocation
 from fleetid.store.schema import CaRole, CertificateStatus, DeviceStatus

@@ -27,11 +27,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from fleetid.crypto.certsign import key_usage, sign_tbs
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats import x509_tbs as der
 from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
+from fleetid.formats.x509_sign import key_usage, sign_tbs
 
 __all__ = [
     "IDEVID_NOT_AFTER",
@@ -435,7 +435,7 @@ def certificate_fingerprint(certificate: x509.Certificate) -> str:
 
 
 def _sign(builder: x509.CertificateBuilder, signer: Signer) -> x509.Certificate:
-    from fleetid.crypto.certsign import sign_certificate
+    from fleetid.formats.x509_sign import sign_certificate
 
     return sign_certificate(builder, signer)
 

@@ -169,7 +169,7 @@ def check_kek(kek: bytes, expected_kcv: bytes) -> None:
 class _VerifiedSigner:
     """A ``Signer`` over an HSM key; each signature is verified before it is returned."""
 
-    #: Read by ``fleetid.crypto.certsign``: a certificate's signature is not verified twice.
+    #: Read by ``fleetid.formats.x509_sign``: a certificate's signature is not verified twice.
     verifies_signatures = True
 
     def __init__(self, hsm: Hsm, label: str, public_key: ec.EllipticCurvePublicKey) -> None:

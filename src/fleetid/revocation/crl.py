@@ -53,9 +53,9 @@ from fleetid.authority.fleet_ca import (
 )
 from fleetid.clock import Clock
 from fleetid.config import PUBLIC_URL_ENV
-from fleetid.crypto.certsign import sign_crl
 from fleetid.crypto.signer import Signer
 from fleetid.errors import ConfigError, NotFoundError, StoreError
+from fleetid.formats.x509_sign import sign_crl
 from fleetid.revocation.registry import (
     REASON_FLAGS,
     IssuerRecord,
@@ -220,7 +220,7 @@ class CrlPublisher:
     """Derives every shard's full and delta CRL from the registry and records them.
 
     ``signer_for(issuer_id)`` gives the issuing CA's signer (its key stays in the HSM; CRLs are
-    signed by reference through ``fleetid.crypto.certsign.sign_crl``). ``url_for(generation,
+    signed by reference through ``fleetid.formats.x509_sign.sign_crl``). ``url_for(generation,
     shard, kind)`` gives the absolute URL of a shard's full or delta CRL, the one written into
     certificates.
     """

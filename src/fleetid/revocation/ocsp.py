@@ -57,10 +57,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fleetid.authority.fleet_ca import CA_DIR, FleetCa, new_serial
 from fleetid.clock import Clock
-from fleetid.crypto.certsign import key_usage, sign_certificate
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats.ocsp_certid import issuer_hashes
+from fleetid.formats.x509_sign import key_usage, sign_certificate
 from fleetid.revocation.registry import (
     REASON_FLAGS,
     CertificateState,

@@ -45,7 +45,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from fleetid.clock import Clock, SystemClock
-from fleetid.crypto.certsign import key_usage
 from fleetid.crypto.symmetric import AesKey
 from fleetid.errors import SecureChannelError, SecureElementError
 from fleetid.formats.apdu import (
@@ -54,6 +53,7 @@ from fleetid.formats.apdu import (
     MalformedApduError,
     parse_command,
 )
+from fleetid.formats.x509_sign import key_usage
 from fleetid.se.applets.base import Applet, CommandContext
 from fleetid.se.applets.boot import BootApplet
 from fleetid.se.applets.identity import IdentityApplet

@@ -10,23 +10,32 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
 from fleetid.errors import ConfigError, StoreError
 
-if TYPE_CHECKING:
-    from fleetid.config import Settings
-
 __all__ = [
     "DB_FILENAME",
+    "StoreSettings",
     "database_errors",
     "database_url",
     "engine_from_settings",
     "open_engine",
 ]
+
+
+class StoreSettings(Protocol):
+    """What the store reads of the settings (``fleetid.config.Settings`` has both)."""
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def database_url(self) -> str | None: ...
+
 
 DB_FILENAME = "fleetid.db"
 _BUSY_TIMEOUT_S = 30
@@ -67,7 +76,7 @@ def open_engine(target: str | Path | Engine) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def engine_from_settings(settings: Settings) -> Engine:
+def engine_from_settings(settings: StoreSettings) -> Engine:
     """The authority's engine: ``FLEETID_DATABASE_URL`` if set, else SQLite in the data dir."""
     return open_engine(settings.database_url or settings.data_dir)
 

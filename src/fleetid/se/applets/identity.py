@@ -46,7 +46,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from fleetid.crypto.certsign import key_usage
 from fleetid.errors import EncodingError
 from fleetid.formats import x509_tbs
 from fleetid.formats.apdu import SW, CommandApdu
@@ -63,6 +62,7 @@ from fleetid.formats.attestation import (
     encode_tcb_info,
 )
 from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_tlv
+from fleetid.formats.x509_sign import key_usage
 from fleetid.se.applets.base import Applet, CommandContext, Reply, SecurityLevel, refuse
 from fleetid.se.applets.manager import (
     INS_GET_DATA,

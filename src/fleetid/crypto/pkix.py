@@ -1,0 +1,67 @@
+"""Signature checks on X.509 objects: the one place outside the boundaries that verifies them.
+
+Services parse certificates, CRLs and CSRs with pyca/cryptography but never call a verification
+primitive themselves; they ask here. Path validation (RFC 5280 §6) is pyca's ``x509.verification``
+with the extension policy the caller names; the single-link checks below are its §6.1.3 (a)(1)
+step on one pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.verification import ClientVerifier, ExtensionPolicy, PolicyBuilder, Store
+
+__all__ = ["crl_signed_by", "csr_self_signed", "issued_by", "path_verifier"]
+
+
+def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """Whether ``parent``'s key signed ``child`` and ``child`` names ``parent`` as its issuer."""
+    try:
+        child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s EC key signed ``crl`` (RFC 5280 §6.3.3 (g)); other key types: no."""
+    key = issuer.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    return crl.is_signature_valid(key)
+
+
+def csr_self_signed(csr: x509.CertificateSigningRequest) -> bool:
+    """Whether a CSR verifies under the key it carries (RFC 2986 §3: proof of possession)."""
+    try:
+        return csr.is_signature_valid
+    except (ValueError, TypeError):
+        return False
+
+
+def path_verifier(
+    anchors: Sequence[x509.Certificate],
+    now: datetime,
+    *,
+    ee_policy: ExtensionPolicy | None = None,
+) -> ClientVerifier:
+    """An RFC 5280 path validator to ``anchors`` at ``now``.
+
+    CA certificates are held to pyca's Web PKI CA profile; end-entity extensions are checked by
+    ``ee_policy`` (default: any, since fleet profiles differ from the Web PKI's).
+    """
+    return (
+        PolicyBuilder()
+        .store(Store(list(anchors)))
+        .time(now)
+        .extension_policies(
+            ca_policy=ExtensionPolicy.webpki_defaults_ca(),
+            ee_policy=ee_policy or ExtensionPolicy.permit_all(),
+        )
+        .build_client_verifier()
+    )
