@@ -8,7 +8,7 @@ from itertools import combinations
 
 import pytest
 from tests.optional import require_tool
-from tests.vectors import load_json
+from tests.vector_loader import load_json
 
 from fleetid.crypto.shamir import KekShare, combine_kek, kek_kcv, split_kek
 from fleetid.errors import CeremonyError, EncodingError

@@ -12,7 +12,7 @@ import re
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.vectors import vector_path
+from tests.vector_loader import vector_path
 
 from fleetid.crypto.butterfly import expand_private, expand_public, expansion_integer
 from fleetid.crypto.ecqv import (

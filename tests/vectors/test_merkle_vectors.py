@@ -11,7 +11,7 @@ import hashlib
 from typing import Any
 
 import pytest
-from tests.vectors import load_json
+from tests.vector_loader import load_json
 
 from fleetid.errors import VerificationError
 from fleetid.factory.auditlog import leaf_hash, verify_consistency, verify_inclusion

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.vectors import load_json
+from tests.vector_loader import load_json
 
 from fleetid.crypto.symmetric import aes_kcv, iso9797_m2_pad, scp03_kdf
 from fleetid.errors import VerificationError

@@ -12,7 +12,7 @@ import re
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from tests.vectors import load_json, vector_path
+from tests.vector_loader import load_json, vector_path
 
 from fleetid.crypto.ecies import (
     EciesWrappedKey,
