@@ -125,9 +125,10 @@ async def _service(request: Request) -> EnrolmentService:
 
 
 async def _lifecycle(request: Request) -> LifecycleService:
+    """The lifecycle service (re-enrolment, challenges, release); EST alone has none."""
     service = request.app.state.enrolment
     if not isinstance(service, LifecycleService):
-        raise NotConfiguredError("this authority does not re-enrol")
+        raise NotConfiguredError("this authority has no lifecycle service")
     return service
 
 

@@ -17,15 +17,16 @@ Handlers parse and format; ``fleetid.authority.lifecycle.LifecycleService`` deci
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Final
+from typing import Final
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, Field, ValidationError
 
+from fleetid.api.est import Lifecycle
 from fleetid.api.openapi import problem_responses
 from fleetid.api.writes import write
 from fleetid.authority.lifecycle import LifecycleService
-from fleetid.errors import AuthenticationError, EncodingError, NotConfiguredError
+from fleetid.errors import AuthenticationError, EncodingError
 from fleetid.formats.proof import CHALLENGE_PATH, PROOF_HEADER, RELEASE_PATH
 
 __all__ = ["install", "router"]
@@ -53,20 +54,10 @@ def install(app: FastAPI, service: LifecycleService) -> None:
     app.include_router(router)
 
 
-async def _service(request: Request) -> LifecycleService:
-    service = request.app.state.enrolment
-    if not isinstance(service, LifecycleService):
-        raise NotConfiguredError("this authority has no lifecycle service")
-    return service
-
-
-Service = Annotated[LifecycleService, Depends(_service)]
-
-
 @router.post(
     CHALLENGE_PATH, response_model=ChallengeResponse, responses=problem_responses(409, 429, 503)
 )
-async def challenge(request: Request, service: Service) -> ChallengeResponse:
+async def challenge(request: Request, service: Lifecycle) -> ChallengeResponse:
     """A single-use nonce for attestation or a credential proof."""
     body = await request.body()
     try:
@@ -84,7 +75,7 @@ async def challenge(request: Request, service: Service) -> ChallengeResponse:
 @router.post(
     RELEASE_PATH, response_model=ReleaseResponse, responses=problem_responses(401, 403, 409, 503)
 )
-async def release(request: Request, service: Service) -> ReleaseResponse:
+async def release(request: Request, service: Lifecycle) -> ReleaseResponse:
     """End the device's credentials here (``cessationOfOperation``) before it moves."""
     body = await request.body()
     proof = request.headers.get(PROOF_HEADER)
