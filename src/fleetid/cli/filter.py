@@ -141,8 +141,8 @@ def _ec(certificate: Any) -> Any:
 
 def _trusted_signers(args: argparse.Namespace, bundle: list[Any]) -> list[Any]:
     from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
 
+    from fleetid.crypto.pkix import issued_by
     from fleetid.errors import ConfigError, EncodingError, VerificationError
 
     if args.trust is not None:
@@ -167,10 +167,8 @@ def _trusted_signers(args: argparse.Namespace, bundle: list[Any]) -> list[Any]:
             "no trusted filter signer: pass --trust ISSUING_CA.pem or --data-dir, or give the "
             "certificate as a chain file (leaf, then its issuing CA)"
         )
-    try:
-        bundle[0].verify_directly_issued_by(chain[0])
-    except (ValueError, TypeError, InvalidSignature) as exc:
-        raise VerificationError("the certificate is not issued by the next in its file") from exc
+    if not issued_by(bundle[0], chain[0]):
+        raise VerificationError("the certificate is not issued by the next in its file")
     print(
         "note: the filter signer is taken from the chain in the certificate file, not from a "
         "trust anchor; pass --trust for an anchored check",

@@ -40,6 +40,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from fleetid.crypto.pkix import csr_self_signed
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats import x509_tbs
@@ -250,7 +251,7 @@ def build_csr(
         }
     )
     csr = x509.load_der_x509_csr(bytes(request.dump()))
-    if csr.tbs_certrequest_bytes != tbs or not csr.is_signature_valid:
+    if csr.tbs_certrequest_bytes != tbs or not csr_self_signed(csr):
         raise VerificationError("the CSR does not verify under its own key")
     return csr
 

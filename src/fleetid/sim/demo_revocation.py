@@ -28,7 +28,6 @@ from typing import Any
 
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 from rich.table import Table
 
 from fleetid.api import create_app
@@ -36,6 +35,7 @@ from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.revoke import revoke_serial
 from fleetid.clock import ManualClock, SystemClock
 from fleetid.config import Settings
+from fleetid.crypto.keys import new_private_key
 from fleetid.device.crl_client import CrlClient
 from fleetid.device.truststore import TrustStore
 from fleetid.device.verifier import OcspReplayError, PeerVerifier, fetch_staple
@@ -125,7 +125,7 @@ def _issue(ca: FleetCa, count: int) -> list[x509.Certificate]:
         return [
             ca.issue(
                 tx,
-                public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
+                public_key=new_private_key().public_key(),
                 credential_type=CredentialType.OPERATIONAL,
                 common_name=f"device-{index}",
                 device_id=None,

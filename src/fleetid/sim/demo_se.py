@@ -15,6 +15,8 @@ import os
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fleetid.crypto.keys import ecdh_shared_secret, new_private_key
+from fleetid.crypto.pkix import issued_by
 from fleetid.crypto.signer import verify_signature
 from fleetid.device.boot import BootRefusedError, boot
 from fleetid.errors import SecureElementError
@@ -32,7 +34,8 @@ __all__ = ["stage_secure_element"]
 def _verify_chain(leaf: x509.Certificate, chain: list[x509.Certificate]) -> None:
     """Each certificate is signed by the next (pyca raises on a bad signature)."""
     for child, parent in zip([leaf, *chain], chain, strict=False):
-        child.verify_directly_issued_by(parent)
+        if not issued_by(child, parent):
+            raise SecureElementError(0x6F00, "attestation chain does not verify")
 
 
 def stage_secure_element(ctx: DemoContext) -> None:
@@ -69,9 +72,9 @@ def stage_secure_element(ctx: DemoContext) -> None:
         digest = hashlib.sha256(b"telemetry record").digest()
         signature = client.sign(key.handle, digest)
         verify_signature(key.public_key, signature, b"telemetry record")
-        peer = ec.generate_private_key(ec.SECP256R1())
+        peer = new_private_key()
         shared = client.ecdh(key.handle, peer.public_key())
-        if shared != peer.exchange(ec.ECDH(), key.public_key):
+        if shared != ecdh_shared_secret(peer, key.public_key):
             raise SecureElementError(0x6F00, "ECDH disagrees with the peer")
         signed += 1
         boot(client, image)
