@@ -121,8 +121,14 @@ def test_migration_is_idempotent(engine: Engine) -> None:
 def test_migration_adopts_factory_tables_created_before_it(engine: Engine) -> None:
     # The audit log and the line create their tables with create_all; the first migration
     # must then create the rest and keep their rows.
-    auditlog_table.metadata.create_all(engine)
-    manifest_table.metadata.create_all(engine)
+    metadata.create_all(
+        engine,
+        tables=[
+            auditlog_table.audit_entries,
+            auditlog_table.audit_checkpoints,
+            manifest_table.line_manifest,
+        ],
+    )
     with engine.begin() as connection:
         connection.execute(
             insert(auditlog_table.audit_checkpoints).values(
