@@ -50,6 +50,7 @@ __all__ = [
     "CaRole",
     "CertificateStatus",
     "DeviceStatus",
+    "RevocationReason",
     "UtcDateTime",
     "ca_keys",
     "certificates",
@@ -63,19 +64,26 @@ __all__ = [
 
 SERIAL_HEX_LENGTH = 40  # 20 octets, RFC 5280 §4.1.2.2
 
-# RFC 5280 §5.3.1 CRLReason names; value 7 is unused and so absent.
-REASONS = (
-    "unspecified",
-    "keyCompromise",
-    "cACompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "certificateHold",
-    "removeFromCRL",
-    "privilegeWithdrawn",
-    "aACompromise",
-)
+
+class RevocationReason(enum.StrEnum):
+    """RFC 5280 §5.3.1 CRLReason names, as the store keeps them; value 7 is unused and so absent.
+    ``removeFromCRL`` is only ever a delta CRL entry (a release from hold), never a revocation's
+    reason."""
+
+    UNSPECIFIED = "unspecified"
+    KEY_COMPROMISE = "keyCompromise"
+    CA_COMPROMISE = "cACompromise"
+    AFFILIATION_CHANGED = "affiliationChanged"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessationOfOperation"
+    CERTIFICATE_HOLD = "certificateHold"
+    REMOVE_FROM_CRL = "removeFromCRL"
+    PRIVILEGE_WITHDRAWN = "privilegeWithdrawn"
+    AA_COMPROMISE = "aACompromise"
+
+
+#: The reason names the constraints allow, in CRLReason order.
+REASONS = tuple(str(reason) for reason in RevocationReason)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
