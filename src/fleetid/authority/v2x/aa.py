@@ -97,15 +97,15 @@ class AuthorizationAuthority:
         epoch: timedelta = timedelta(hours=1),
         freshness: timedelta = timedelta(minutes=5),
     ) -> None:
-        self._records = AuthorizationRecords(engine)
+        self.records = AuthorizationRecords(engine)
         self._keys = keys
         self._trust = trust
         self._clock = clock
         self._ea_transport = ea_transport
         self._at_lifetime = at_lifetime
         self._epoch = epoch
-        self._replay = ReplayGuard(self._records.seen_requests, clock, freshness)
-        self.counters = self._records.counters
+        self._replay = ReplayGuard(self.records.seen_requests, clock, freshness)
+        self.counters = self.records.counters
 
     @property
     def certificate(self) -> Certificate:
@@ -247,5 +247,5 @@ class AuthorizationAuthority:
             verification_key=public_keys["verificationKey"],
             encryption_key=public_keys.get("encryptionKey"),
         )
-        self._records.add_ticket(at_id=ticket.hashed_id8, certificate=ticket.encoded)
+        self.records.add_ticket(at_id=ticket.hashed_id8, certificate=ticket.encoded)
         return ticket

@@ -105,14 +105,14 @@ class EnrolmentAuthority:
         freshness: timedelta = timedelta(minutes=5),
         at_psids: frozenset[int] = frozenset({PSID_CAM, PSID_DENM}),
     ) -> None:
-        self._records = EnrolmentRecords(engine)
+        self.records = EnrolmentRecords(engine)
         self._keys = keys
         self._trust = trust
         self._clock = clock
         self._ec_lifetime = ec_lifetime
         self._at_psids = at_psids
-        self._replay = ReplayGuard(self._records.seen_requests, clock, freshness)
-        self.counters = self._records.counters
+        self._replay = ReplayGuard(self.records.seen_requests, clock, freshness)
+        self.counters = self.records.counters
 
     @property
     def certificate(self) -> Certificate:
@@ -122,7 +122,7 @@ class EnrolmentAuthority:
 
     def register_canonical_key(self, its_id: bytes, public_key: PublicKey) -> None:
         """Record a vehicle's canonical key (the provisioning line calls this at manufacture)."""
-        self._records.add_canonical_key(
+        self.records.add_canonical_key(
             its_id, curve=curve_name_of(public_key), public_key=compressed_point(public_key)
         )
 
@@ -171,26 +171,26 @@ class EnrolmentAuthority:
 
     def is_registered(self, its_id: bytes) -> bool:
         """Whether a canonical key (active or not) is on record for ``its_id``."""
-        return self._records.canonical_key(its_id) is not None
+        return self.records.canonical_key(its_id) is not None
 
     def revoke_vehicle(self, its_id: bytes) -> int:
         """Revoke every EC of a vehicle and its canonical key; returns the ECs revoked."""
-        return self._records.revoke_vehicle(its_id)
+        return self.records.revoke_vehicle(its_id)
 
     def revoke_ec(self, ec_id: bytes) -> None:
         try:
-            self._records.revoke_credential(ec_id)
+            self.records.revoke_credential(ec_id)
         except NotFoundError as exc:
             raise PolicyError(str(exc)) from None
 
     def _canonical_key(self, its_id: bytes) -> PublicKey:
-        row = self._records.canonical_key(its_id)
+        row = self.records.canonical_key(its_id)
         if row is None or not row.active:
             raise RequestRefusedError("unknownits", "no active canonical key for this itsId")
         return public_key_from_point(row.curve, row.public_key)
 
     def _current_ec(self, ec_id: bytes, code: str) -> tuple[Certificate, bytes]:
-        row = self._records.credential(ec_id)
+        row = self.records.credential(ec_id)
         if row is None:
             raise RequestRefusedError(code, "unknown EC")
         if row.revoked:
@@ -288,7 +288,7 @@ class EnrolmentAuthority:
             encryption_key=None if encryption_key is None else encryption_key_value(encryption_key),
         )
         _, end = validity_bounds(ec)
-        self._records.add_credential(
+        self.records.add_credential(
             ec_id=ec.hashed_id8, its_id=its_id, certificate=ec.encoded, not_after=end
         )
         return ec

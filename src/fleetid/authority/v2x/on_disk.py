@@ -35,9 +35,7 @@ from fleetid.policy.v2x import FAMILIES
 from fleetid.private_file import write_private_file
 from fleetid.store.engine import Engine, open_engine
 from fleetid.store.v2x_repository import (
-    AuthorizationRecords,
     CaCertificateRecord,
-    EnrolmentRecords,
     Publication,
     PublicationKind,
     RootCaRecords,
@@ -58,6 +56,7 @@ class V2xStore:
     ca_engine: Engine
     ea_engine: Engine
     aa_engine: Engine
+    ca_records: RootCaRecords
 
     def close(self) -> None:
         for engine in (self.ca_engine, self.ea_engine, self.aa_engine):
@@ -65,7 +64,7 @@ class V2xStore:
 
     def publish(self, *, revoke: tuple[bytes, ...] = ()) -> tuple[bytes, bytes]:
         """Mark ``revoke`` CA certificates revoked, then sign and store a new CTL and CRL."""
-        records = RootCaRecords(self.ca_engine)
+        records = self.ca_records
         try:
             revoked = records.revoke(revoke)
         except NotFoundError as exc:
@@ -82,14 +81,14 @@ class V2xStore:
 
     def latest(self, kind: Literal["ctl", "crl"]) -> bytes:
         """The newest stored CTL or CRL (another process may have published since opening)."""
-        publication = RootCaRecords(self.ca_engine).latest(PublicationKind(kind))
+        publication = self.ca_records.latest(PublicationKind(kind))
         if publication is None:
             raise StoreError(f"no {kind} was ever published in {self.directory}")
         return publication.encoded
 
     def stats(self) -> dict[str, Any]:
-        cas = RootCaRecords(self.ca_engine).certificates()
-        ecs, revoked_ecs = EnrolmentRecords(self.ea_engine).credential_counts()
+        cas = self.ca_records.certificates()
+        ecs, revoked_ecs = self.hierarchy.ea.records.credential_counts()
         return {
             "family": self.hierarchy.family.name,
             "root": self.hierarchy.root.certificate.hashed_id8.hex(),
@@ -98,7 +97,7 @@ class V2xStore:
             "ctl_sequence": self.hierarchy.ctl_sequence,
             "ecs_issued": ecs,
             "ecs_revoked": revoked_ecs,
-            "ats_issued": AuthorizationRecords(self.aa_engine).ticket_count(),
+            "ats_issued": self.hierarchy.aa.records.ticket_count(),
             "ea_counters": self.hierarchy.ea.counters.all(),
             "aa_counters": self.hierarchy.aa.counters.all(),
         }
@@ -192,6 +191,7 @@ def init_v2x(data_dir: Path, *, family_name: str, passphrase: bytes, clock: Cloc
         ca_engine=ca_engine,
         ea_engine=ea_engine,
         aa_engine=aa_engine,
+        ca_records=records,
     )
 
 
@@ -273,6 +273,7 @@ def open_v2x(data_dir: Path, *, passphrase: bytes, clock: Clock) -> V2xStore:
         ca_engine=ca_engine,
         ea_engine=ea_engine,
         aa_engine=aa_engine,
+        ca_records=records,
     )
 
 
