@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Engine, insert, inspect, select
 
 from fleetid.errors import NotFoundError, StoreError
+from fleetid.store.engine import memory_engine
 from fleetid.store.metadata import metadata
 from fleetid.store.migrate import (
     current_revision,
@@ -194,3 +195,15 @@ def test_revoking_cas_is_all_or_nothing(engine: Engine) -> None:
     assert not any(r.revoked for r in records.certificates())  # the EA's revocation rolled back
     assert records.revoke([b"A" * 8]) == [b"A" * 8]
     assert records.revoke([]) == [b"A" * 8]
+
+
+def test_the_aas_tables_keep_no_insertion_order_on_sqlite() -> None:
+    # Without rowid, SQLite orders the rows by their key (a hash), not by when they were issued
+    # (docs/privacy.md): the revision must say so, as create_all did.
+    engine = memory_engine()
+    ensure_schema(engine)
+    with engine.connect() as connection:
+        ddl = dict(connection.exec_driver_sql("SELECT name, sql FROM sqlite_master").all())
+    assert "WITHOUT ROWID" in ddl["v2x_aa_issued_tickets"]
+    assert "WITHOUT ROWID" in ddl["v2x_aa_seen_requests"]
+    assert "WITHOUT ROWID" not in ddl["v2x_ea_enrolment_credentials"]
