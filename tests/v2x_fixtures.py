@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.pool import StaticPool
-
 from fleetid.authority.v2x import FAMILIES
 from fleetid.authority.v2x.hierarchy import V2xHierarchy, build_hierarchy
 from fleetid.clock import ManualClock
@@ -16,6 +13,7 @@ from fleetid.crypto.v2xkeys import generate_key
 from fleetid.device.v2x import ItsStation, PendingRequest, SoftwareV2xKeys
 from fleetid.formats.etsi102941 import decrypt_with_key, open_pki_data
 from fleetid.formats.ieee1609 import decode, encode
+from fleetid.store.engine import Engine, memory_engine
 
 __all__ = [
     "FAMILY_NAMES",
@@ -27,13 +25,6 @@ __all__ = [
 ]
 
 FAMILY_NAMES = ["nist", "brainpool"]
-
-
-def memory_engine() -> Engine:
-    """A private in-memory SQLite database (one per authority, as separate operators)."""
-    return create_engine(
-        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-    )
 
 
 @dataclass

@@ -20,7 +20,9 @@ one place. The tree::
     │   └── HsmNotActivatedError   the HSM is locked until custodians activate it
     ├── CeremonyError          a key ceremony step is not allowed or its inputs are wrong
     ├── PolicyError            a request is well formed but policy forbids it
-    │   └── LimitExceededError a per-client bound on outstanding work is reached (HTTP 429)
+    │   ├── LimitExceededError a per-client bound on outstanding work is reached (HTTP 429)
+    │   └── RequestRefusedError a V2X authority refuses a request; ``code`` is the TS 102 941
+    │                          response code it answers with (signed, never raised to a caller)
     ├── UnreachableError       a peer (the authority, a broker) cannot be reached or TLS failed
     └── StoreError             persistent state is missing, duplicated or inconsistent
         └── NotFoundError      the record a request names does not exist
@@ -46,6 +48,7 @@ __all__ = [
     "NotFoundError",
     "PolicyError",
     "ProfileError",
+    "RequestRefusedError",
     "SecureChannelError",
     "SecureElementError",
     "StoreError",
@@ -164,3 +167,18 @@ class StoreError(FleetIdError):
 
 class NotFoundError(StoreError):
     """The record a request names (a serial, a device) does not exist."""
+
+
+# --- store and V2X authorities ------------------------------------------------------------------
+
+
+class RequestRefusedError(PolicyError):
+    """A V2X authority (EA or AA) refuses a request it could open: the request is answered, with a
+    signed response whose ``responseCode`` (ETSI TS 102 941 §6.2.3) is ``code``, not raised to the
+    requester. Refusals of malformed content and of bad signatures are answered the same way, each
+    with its own code; what the authority cannot even decrypt raises its own family instead.
+    """
+
+    def __init__(self, code: str, reason: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {reason}")

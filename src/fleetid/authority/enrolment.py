@@ -30,7 +30,7 @@ from fleetid.authority.provisioners.token import TokenProvisioner
 from fleetid.errors import AuthenticationError, NotFoundError, PolicyError
 from fleetid.policy import CredentialType
 from fleetid.store.repositories import CertificateRecord, Repositories
-from fleetid.store.schema import CertificateStatus, DeviceStatus
+from fleetid.store.schema import CertificateStatus, DeviceStatus, RevocationReason
 
 __all__ = ["EnrolmentService", "Examined"]
 
@@ -105,7 +105,9 @@ class EnrolmentService:
             if grant.token_username is not None:
                 tx.tokens.bind_certificate(grant.token_username, record.id)
             for old in previous:
-                tx.certificates.revoke(old.serial, "superseded", now, superseded_by=record.id)
+                tx.certificates.revoke(
+                    old.serial, RevocationReason.SUPERSEDED, now, superseded_by=record.id
+                )
             tx.devices.set_status(
                 grant.device_id, DeviceStatus.ENROLLED, now, provisioner=grant.provisioner
             )

@@ -75,7 +75,7 @@ from fleetid.formats.proof import (
 from fleetid.formats.x509_sign import sign_certificate
 from fleetid.policy import CredentialType
 from fleetid.store.repositories import CertificateRecord, NewCaKey, Repositories, Revocation
-from fleetid.store.schema import CaRole, CertificateStatus, DeviceStatus
+from fleetid.store.schema import CaRole, CertificateStatus, DeviceStatus, RevocationReason
 
 __all__ = [
     "LINKS_DIR",
@@ -455,7 +455,9 @@ class LifecycleService(EnrolmentService):
             if refresh:  # the old credential simply expires: it is on no CRL or filter
                 tx.certificates.supersede(current.serial, record.id)
             else:
-                tx.certificates.revoke(current.serial, "superseded", now, superseded_by=record.id)
+                tx.certificates.revoke(
+                    current.serial, RevocationReason.SUPERSEDED, now, superseded_by=record.id
+                )
         return certificate
 
     # -- authority change ----------------------------------------------------------------------
@@ -472,7 +474,7 @@ class LifecycleService(EnrolmentService):
             device_id = current.device_id
             assert device_id is not None  # noqa: S101 - _authenticate checked
             done = [
-                tx.certificates.revoke(c.serial, "cessationOfOperation", now)
+                tx.certificates.revoke(c.serial, RevocationReason.CESSATION_OF_OPERATION, now)
                 for c in tx.certificates.for_device(device_id)
                 if c.status == CertificateStatus.VALID
             ]

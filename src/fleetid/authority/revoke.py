@@ -14,7 +14,12 @@ from datetime import datetime
 
 from fleetid.clock import Clock
 from fleetid.errors import PolicyError
-from fleetid.store.repositories import REVOCATION_REASONS, Revocation, Store
+from fleetid.store.repositories import (
+    REVOCATION_REASONS,
+    Revocation,
+    Store,
+    revocation_reason,
+)
 from fleetid.store.schema import CertificateStatus, DeviceStatus
 
 __all__ = [
@@ -37,7 +42,7 @@ def revoke_serial(
     """Revoke one certificate. Unknown serial: ``NotFoundError``; revoked: ``PolicyError``."""
     with store.transaction() as tx:
         return tx.certificates.revoke(
-            serial_hex, reason, clock.now(), invalidity_date=invalidity_date
+            serial_hex, revocation_reason(reason), clock.now(), invalidity_date=invalidity_date
         )
 
 
@@ -58,7 +63,7 @@ def escalate_serial(
     """Escalate a revoked certificate's reason (``PolicyError`` for a de-escalation)."""
     with store.transaction() as tx:
         return tx.certificates.escalate(
-            serial_hex, reason, clock.now(), invalidity_date=invalidity_date
+            serial_hex, revocation_reason(reason), clock.now(), invalidity_date=invalidity_date
         )
 
 
@@ -72,6 +77,6 @@ def revoke_device(store: Store, device_id: str, reason: str, *, clock: Clock) ->
         ]
         if not valid and device.status == DeviceStatus.REVOKED:
             raise PolicyError(f"device {device_id} is already revoked")
-        done = [tx.certificates.revoke(c.serial, reason, now) for c in valid]
+        done = [tx.certificates.revoke(c.serial, revocation_reason(reason), now) for c in valid]
         tx.devices.set_status(device_id, DeviceStatus.REVOKED, now)
     return done

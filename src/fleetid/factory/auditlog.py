@@ -32,20 +32,17 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import rfc8785
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Connection, Engine, Row, func, insert, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from fleetid.clock import Clock
 from fleetid.crypto.signer import Signer
@@ -67,10 +64,14 @@ from fleetid.formats.checkpoint import (
 )
 from fleetid.formats.merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
 from fleetid.formats.merkle_tree import MerkleTree
-from fleetid.store.auditlog_table import audit_checkpoints, audit_entries
-from fleetid.store.bulk import execute_many
-from fleetid.store.engine import open_engine
-from fleetid.store.migrate import ensure_schema
+from fleetid.store.auditlog_repository import (
+    AuditLogRows,
+    AuditLogStore,
+    CheckpointRow,
+    EntryRow,
+    Transaction,
+)
+from fleetid.store.engine import Engine
 
 __all__ = [
     "LEAF_FORMAT",
@@ -94,8 +95,6 @@ VKEY_FILENAME = "audit-log.vkey"
 _KIND = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 _WRITE_ATTEMPTS = 3
 _MAX_SAFE_INTEGER = 2**53 - 1
-
-_T = TypeVar("_T")
 
 
 class EventKind(StrEnum):
@@ -274,7 +273,7 @@ class VerificationReport:
     root_hash: bytes
 
 
-def _entry_from_row(row: Row[Any]) -> Entry:
+def _entry_from_row(row: EntryRow) -> Entry:
     return Entry(
         index=row.seq,
         logged_at=row.logged_at,
@@ -293,30 +292,25 @@ class AuditLogReader:
     """Read access to an audit log: entries, proofs, and full verification. Needs no key."""
 
     def __init__(self, engine_or_url: Engine | str | Path, origin: str) -> None:
-        self._engine = open_engine(engine_or_url)
+        self._store = AuditLogStore(engine_or_url)
+        self._engine = self._store.engine
         self.origin = origin
         self._tree: MerkleTree | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
     def entries(self, start: int = 0, stop: int | None = None) -> list[Entry]:
-        query = select(audit_entries).where(audit_entries.c.seq >= start)
-        if stop is not None:
-            query = query.where(audit_entries.c.seq < stop)
-        with self._read() as conn:
-            rows = conn.execute(query.order_by(audit_entries.c.seq)).all()
-        return [_entry_from_row(row) for row in rows]
+        with self._store.reading() as rows:
+            return [_entry_from_row(row) for row in rows.entries(start, stop)]
 
     def entries_for_serial(self, serial: str) -> list[Entry]:
         """Every entry about one device, in log order."""
-        query = select(audit_entries).where(audit_entries.c.serial == serial)
-        with self._read() as conn:
-            rows = conn.execute(query.order_by(audit_entries.c.seq)).all()
-        return [_entry_from_row(row) for row in rows]
+        with self._store.reading() as rows:
+            return [_entry_from_row(row) for row in rows.entries_for_serials([serial])]
 
     def latest_checkpoint(self) -> SignedCheckpoint | None:
-        with self._read() as conn:
-            row = self._latest_checkpoint_row(conn)
+        with self._store.reading() as rows:
+            row = rows.latest_checkpoint()
         if row is None:
             return None
         note = row.note.encode("utf-8")
@@ -324,8 +318,8 @@ class AuditLogReader:
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """RFC 6962 PATH for entry ``index`` in the tree of ``size`` entries (default: all)."""
-        with self._read() as conn:
-            tree = self._synced_tree(conn)
+        with self._store.reading() as rows:
+            tree = self._synced_tree(rows)
         try:
             return tree.inclusion_proof(index, size)
         except ValueError as exc:
@@ -333,8 +327,8 @@ class AuditLogReader:
 
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """RFC 6962 PROOF between the trees of ``size1`` and ``size2`` entries."""
-        with self._read() as conn:
-            tree = self._synced_tree(conn)
+        with self._store.reading() as rows:
+            tree = self._synced_tree(rows)
         try:
             return tree.consistency_proof(size1, size2)
         except ValueError as exc:
@@ -348,13 +342,11 @@ class AuditLogReader:
         ``verify_inclusion`` against the root in ``checkpoint`` and verifying that note's
         signature with the log's verifier key.
         """
-        with self._read() as conn:
-            tree = self._synced_tree(conn)
-            row = self._latest_checkpoint_row(conn)
+        with self._store.reading() as stored:
+            tree = self._synced_tree(stored)
+            row = stored.latest_checkpoint()
             # Serials are hex; an operator types either case (indexed lookups, no full scan).
-            spellings = {serial, serial.upper(), serial.lower()}
-            query = select(audit_entries).where(audit_entries.c.serial.in_(spellings))
-            rows = conn.execute(query.order_by(audit_entries.c.seq)).all()
+            rows = stored.entries_for_serials({serial, serial.upper(), serial.lower()})
         if row is None:
             raise StoreError("the audit log has no checkpoint yet")
         note = row.note.encode("utf-8")
@@ -402,11 +394,9 @@ class AuditLogReader:
         bad entry to the range that checkpoint newly covers: an entry found bad in that range by
         its own content is named instead; otherwise the range's first entry is.
         """
-        with self._read() as conn:
-            rows = conn.execute(select(audit_entries).order_by(audit_entries.c.seq)).all()
-            checkpoint_rows = conn.execute(
-                select(audit_checkpoints).order_by(audit_checkpoints.c.tree_size)
-            ).all()
+        with self._store.reading() as stored:
+            rows = stored.entries()
+            checkpoint_rows = stored.checkpoints()
         # (first index, message, end of the range it bounds or None for that very entry)
         findings: list[tuple[int, str, int | None]] = []
 
@@ -422,29 +412,29 @@ class AuditLogReader:
                 recomputed = _entry_from_row(row).leaf_hash()
             except EncodingError as exc:
                 flag(position, f"does not decode: {exc}")
-                recomputed = bytes(row.leaf_hash)
-            if recomputed != bytes(row.leaf_hash):
+                recomputed = row.leaf_hash
+            if recomputed != row.leaf_hash:
                 flag(position, "altered: its content does not hash to its stored leaf hash")
             tree.append(recomputed)
 
         previous: Checkpoint | None = None
         matched = 0  # the largest checkpointed size whose root matches the recomputed tree
-        for row in checkpoint_rows:
+        for held in checkpoint_rows:
             covered_from = previous.size if previous else 0
             try:
-                head = open_checkpoint(row.note.encode("utf-8"), public_key, self.origin)
+                head = open_checkpoint(held.note.encode("utf-8"), public_key, self.origin)
             except VerificationError as exc:
                 flag(
                     covered_from,
-                    f"checkpoint at size {row.tree_size} is not valid: {exc}",
-                    row.tree_size,
+                    f"checkpoint at size {held.tree_size} is not valid: {exc}",
+                    held.tree_size,
                 )
                 continue
-            if head.size != row.tree_size or head.root_hash != bytes(row.root_hash):
+            if head.size != held.tree_size or head.root_hash != held.root_hash:
                 flag(
                     covered_from,
-                    f"checkpoint row {row.tree_size} differs from its signed note",
-                    row.tree_size,
+                    f"checkpoint row {held.tree_size} differs from its signed note",
+                    held.tree_size,
                 )
             if previous is not None and previous.size > 0 and head.size <= tree.size:
                 try:
@@ -506,24 +496,7 @@ class AuditLogReader:
 
     # -- internals -------------------------------------------------------------------------
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        """A connection for reading; database failures surface as ``StoreError``."""
-        try:
-            with self._engine.connect() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read the audit log: {exc}") from exc
-
-    @staticmethod
-    def _latest_checkpoint_row(conn: Connection) -> Row[Any] | None:
-        query = select(audit_checkpoints).order_by(audit_checkpoints.c.tree_size.desc()).limit(1)
-        try:
-            return conn.execute(query).first()
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read the audit log: {exc}") from exc
-
-    def _synced_tree(self, conn: Connection) -> MerkleTree:
+    def _synced_tree(self, rows: AuditLogRows) -> MerkleTree:
         """The cached tree if it still matches the database, else one rebuilt from it.
 
         In sync means: the same number of entries, and the latest stored checkpoint's root is
@@ -533,39 +506,28 @@ class AuditLogReader:
         tree); anything else rebuilds from every stored leaf. A rebuilt tree that does not match
         the latest checkpoint means the stored leaves were altered; we refuse to go on from there.
         """
-        try:
-            top = conn.execute(select(func.max(audit_entries.c.seq))).scalar_one()
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read the audit log: {exc}") from exc
-        size = 0 if top is None else top + 1
-        latest = self._latest_checkpoint_row(conn)
+        size = rows.size()
+        latest = rows.latest_checkpoint()
 
         def matches(tree: MerkleTree) -> bool:
             if latest is None:
                 return True
-            return latest.tree_size <= tree.size and tree.root(latest.tree_size) == bytes(
-                latest.root_hash
-            )
+            return latest.tree_size <= tree.size and tree.root(latest.tree_size) == latest.root_hash
 
         cached, self._tree = self._tree, None
         if cached is not None and cached.size < size:
-            newer = conn.execute(
-                select(audit_entries.c.seq, audit_entries.c.leaf_hash)
-                .where(audit_entries.c.seq >= cached.size)
-                .order_by(audit_entries.c.seq)
-            ).all()
+            newer = rows.leaf_hashes(cached.size)
             try:
-                if [row.seq for row in newer] != list(range(cached.size, size)):
+                if [seq for seq, _ in newer] != list(range(cached.size, size)):
                     raise ValueError("not the entries that follow the cached tree")
-                for row in newer:
-                    cached.append(bytes(row.leaf_hash))
+                for _, digest in newer:
+                    cached.append(digest)
             except ValueError:
                 cached = None  # the full rebuild below says what is wrong
         if cached is not None and cached.size == size and matches(cached):
             self._tree = cached
             return cached
-        hashes_query = select(audit_entries.c.leaf_hash).order_by(audit_entries.c.seq)
-        tree = MerkleTree(bytes(h) for h in conn.execute(hashes_query).scalars())
+        tree = MerkleTree(digest for _, digest in rows.leaf_hashes())
         if tree.size != size:
             raise LogTamperedError("the entry sequence has gaps (an entry was deleted)")
         if not matches(tree):
@@ -587,11 +549,8 @@ class AuditLog(AuditLogReader):
             raise ConfigError("the audit log key signs SHA-256 digests (P-256)")
         self._signer = signer
         self._clock = clock
-        try:
-            # The tables are part of the store's schema (Alembic revision 0001).
-            ensure_schema(self._engine)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot create the audit log tables: {exc}") from exc
+        # The tables are part of the store's schema (Alembic revision 0001).
+        self._store.migrate()
 
     @classmethod
     def open(
@@ -621,13 +580,13 @@ class AuditLog(AuditLogReader):
         serial: str | None,
         body: dict[str, Any],
         *,
-        connection: Connection | None = None,
+        connection: Transaction | None = None,
     ) -> Entry:
         """Append one event and the signed checkpoint covering it, in one transaction."""
         return self.append_many([AuditEvent(kind=kind, serial=serial, body=body)], connection)[0]
 
     def append_many(
-        self, events: Iterable[AuditEvent], connection: Connection | None = None
+        self, events: Iterable[AuditEvent], connection: Transaction | None = None
     ) -> list[Entry]:
         """Append events and one signed checkpoint covering them all, in one transaction.
 
@@ -642,8 +601,8 @@ class AuditLog(AuditLogReader):
             for event in batch
         ]
 
-        def write(conn: Connection) -> list[Entry]:
-            tree = self._synced_tree(conn)
+        def write(rows: AuditLogRows) -> list[Entry]:
+            tree = self._synced_tree(rows)
             logged_at = _timestamp(self._clock.now())
             first_index = tree.size
             entries = [
@@ -668,67 +627,49 @@ class AuditLog(AuditLogReader):
                 )
                 for entry in entries
             ]
-            rows = [
-                {
-                    "seq": entry.index,
-                    "logged_at": entry.logged_at,
-                    "kind": entry.kind,
-                    "serial": entry.serial,
-                    "body": entry.body_json,
-                    "leaf_hash": digest,
-                }
-                for entry, digest in zip(entries, digests, strict=True)
-            ]
             self._tree = None  # until the rows and the checkpoint are written
-            execute_many(conn, insert(audit_entries), rows)
+            rows.add_entries(
+                [
+                    EntryRow(
+                        seq=entry.index,
+                        logged_at=entry.logged_at,
+                        kind=entry.kind,
+                        serial=entry.serial,
+                        body=entry.body_json,
+                        leaf_hash=digest,
+                    )
+                    for entry, digest in zip(entries, digests, strict=True)
+                ]
+            )
             for digest in digests:
                 tree.append(digest)
-            self._sign_and_store(conn, tree)
+            self._sign_and_store(rows, tree)
             self._tree = tree
             return entries
 
-        return self._write(write, connection)
+        return self._store.write(write, connection, on_failure=self._forget_tree)
 
-    def checkpoint(self, *, connection: Connection | None = None) -> SignedCheckpoint:
+    def checkpoint(self, *, connection: Transaction | None = None) -> SignedCheckpoint:
         """The signed checkpoint at the current size, signing one if there is none yet."""
 
-        def write(conn: Connection) -> SignedCheckpoint:
-            tree = self._synced_tree(conn)
-            return self._sign_and_store(conn, tree)
+        def write(rows: AuditLogRows) -> SignedCheckpoint:
+            return self._sign_and_store(rows, self._synced_tree(rows))
 
-        return self._write(write, connection)
+        return self._store.write(write, connection, on_failure=self._forget_tree)
 
-    def _write(self, operation: Callable[[Connection], _T], connection: Connection | None) -> _T:
-        if connection is not None:
-            # The caller's transaction may still roll back; ``_synced_tree`` notices next time.
-            return operation(connection)
-        for attempt in range(_WRITE_ATTEMPTS):
-            try:
-                with self._engine.begin() as conn:
-                    return operation(conn)
-            except IntegrityError as exc:
-                # Another writer took the same position; re-read the log and try again.
-                self._tree = None
-                if attempt == _WRITE_ATTEMPTS - 1:
-                    raise StoreError(f"audit log append kept conflicting: {exc}") from exc
-            except SQLAlchemyError as exc:
-                self._tree = None
-                raise StoreError(f"audit log write failed: {exc}") from exc
-            except BaseException:
-                self._tree = None
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _forget_tree(self) -> None:
+        """A write failed or lost a race: the next one re-reads the log. (Within a caller's
+        transaction, which may still roll back, ``_synced_tree`` notices next time.)"""
+        self._tree = None
 
-    def _sign_and_store(self, conn: Connection, tree: MerkleTree) -> SignedCheckpoint:
+    def _sign_and_store(self, rows: AuditLogRows, tree: MerkleTree) -> SignedCheckpoint:
         size = tree.size
         root = tree.root()
-        existing = conn.execute(
-            select(audit_checkpoints).where(audit_checkpoints.c.tree_size == size)
-        ).first()
+        existing = rows.checkpoint_at(size)
         if existing is not None:
             note = existing.note.encode("utf-8")
             return SignedCheckpoint(checkpoint=_unsigned(note), note=note)
-        previous = self._latest_checkpoint_row(conn)
+        previous = rows.latest_checkpoint()
         if previous is not None and 0 < previous.tree_size < size:
             # c2sp.org/tlog-checkpoint: a log MUST NOT sign a checkpoint inconsistent with one
             # it signed before. Checked with the verifier, not assumed from the prover.
@@ -736,14 +677,13 @@ class AuditLog(AuditLogReader):
                 previous.tree_size,
                 size,
                 tree.consistency_proof(previous.tree_size, size),
-                bytes(previous.root_hash),
+                previous.root_hash,
                 root,
             )
         head = Checkpoint(origin=self.origin, size=size, root_hash=root)
         note = sign_checkpoint(head, self._signer)
-        conn.execute(
-            insert(audit_checkpoints),
-            {"tree_size": size, "root_hash": root, "note": note.decode("utf-8")},
+        rows.add_checkpoint(
+            CheckpointRow(tree_size=size, root_hash=root, note=note.decode("utf-8"))
         )
         return SignedCheckpoint(checkpoint=head, note=note)
 

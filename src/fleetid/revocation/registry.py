@@ -50,7 +50,13 @@ from cryptography import x509
 from sqlalchemy import Connection, select
 
 from fleetid.errors import NotFoundError
-from fleetid.store.repositories import REMOVE_FROM_CRL, Revocation, Store, normalise_serial
+from fleetid.store.repositories import (
+    REMOVE_FROM_CRL,
+    Revocation,
+    Store,
+    normalise_serial,
+    revocation_reason,
+)
 from fleetid.store.schema import (
     CaRole,
     CertificateStatus,
@@ -257,7 +263,9 @@ class RevocationRegistry:
     ) -> Revocation:
         """Record one revocation (one transaction); returns it with its sequence number."""
         with self._store.transaction() as tx:
-            return tx.certificates.revoke(serial_hex, reason, now, superseded_by=superseded_by)
+            return tx.certificates.revoke(
+                serial_hex, revocation_reason(reason), now, superseded_by=superseded_by
+            )
 
     def release(self, serial_hex: str, *, now: datetime) -> Revocation:
         """Release a certificate from hold (one transaction): good again on every channel."""
@@ -275,7 +283,7 @@ class RevocationRegistry:
         """Escalate a revoked certificate's reason (one transaction), on every channel."""
         with self._store.transaction() as tx:
             return tx.certificates.escalate(
-                serial_hex, reason, now, invalidity_date=invalidity_date
+                serial_hex, revocation_reason(reason), now, invalidity_date=invalidity_date
             )
 
     # -- reading -------------------------------------------------------------------------------

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.pool import StaticPool
-
 from fleetid.authority.v2x import FAMILIES, CurveFamily
 from fleetid.authority.v2x.hierarchy import build_hierarchy
 from fleetid.authority.v2x.manufactured import import_manufactured, its_id_of
@@ -29,6 +26,7 @@ from fleetid.se.client import SecureElementSigner
 from fleetid.se.state import Curve
 from fleetid.sim.demo import DemoContext, drill
 from fleetid.sim.software_line import SoftwareLine
+from fleetid.store.engine import memory_engine
 
 __all__ = ["stage_v2x"]
 
@@ -36,16 +34,12 @@ TICKETS_PER_VEHICLE = 3
 _CANONICAL_CURVE = {"nist": Curve.P256, "brainpool": Curve.BRAINPOOL_P256}
 
 
-def _engine() -> Engine:
-    return create_engine(
-        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-    )
-
-
 def _cohort(ctx: DemoContext, family: CurveFamily) -> None:
     console = ctx.console
     clock = ManualClock()
-    pki = build_hierarchy(family=family, clock=clock, ea_engine=_engine(), aa_engine=_engine())
+    pki = build_hierarchy(
+        family=family, clock=clock, ea_engine=memory_engine(), aa_engine=memory_engine()
+    )
     console.print(
         f"{family.name}: root {pki.root.certificate.hashed_id8.hex()} ({family.ca}), "
         f"EA {pki.ea.certificate.hashed_id8.hex()}, AA {pki.aa.certificate.hashed_id8.hex()}"

@@ -7,11 +7,12 @@ entry at the same position, or a second checkpoint at the same size, is a unique
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, String, Table, Text
 
-__all__ = ["audit_checkpoints", "audit_entries", "metadata"]
+from fleetid.store.metadata import metadata
 
-metadata = MetaData()
+__all__ = ["audit_checkpoints", "audit_entries"]
+
 
 audit_entries = Table(
     "audit_log_entries",

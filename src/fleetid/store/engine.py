@@ -1,5 +1,8 @@
 """Opening the database: a SQLAlchemy URL, or a data directory holding ``fleetid.db`` (SQLite).
 
+``Engine`` (SQLAlchemy's) is re-exported as the store's handle of one database, so that services
+pass databases around without importing SQLAlchemy; only ``fleetid.store`` writes SQL.
+
 SQLite is opened with ``journal_mode=WAL`` and ``synchronous=FULL`` so that a committed
 transaction survives a crash or power loss, and with a busy timeout so that a second process
 waits for a writer instead of failing at once.
@@ -14,15 +17,18 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
 from fleetid.errors import ConfigError, StoreError
 
 __all__ = [
     "DB_FILENAME",
+    "Engine",
     "StoreSettings",
     "database_errors",
     "database_url",
     "engine_from_settings",
+    "memory_engine",
     "open_engine",
 ]
 
@@ -74,6 +80,14 @@ def open_engine(target: str | Path | Engine) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def memory_engine() -> Engine:
+    """A private in-memory SQLite database that lives as long as the engine: one connection,
+    shared by every thread (a simulated operator's database, a test's)."""
+    return create_engine(
+        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
 
 
 def engine_from_settings(settings: StoreSettings) -> Engine:

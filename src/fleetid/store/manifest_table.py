@@ -16,15 +16,15 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
 )
 
-__all__ = ["line_manifest", "metadata"]
+from fleetid.store.metadata import metadata
 
-metadata = MetaData()
+__all__ = ["line_manifest"]
+
 
 line_manifest = Table(
     "line_manifest",

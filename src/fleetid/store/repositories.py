@@ -24,11 +24,11 @@ from fleetid.errors import NotFoundError, PolicyError, StoreError
 from fleetid.store.manifest_table import line_manifest
 from fleetid.store.migrate import ensure_schema
 from fleetid.store.schema import (
-    REASONS,
     SERIAL_HEX_LENGTH,
     CaRole,
     CertificateStatus,
     DeviceStatus,
+    RevocationReason,
     ca_keys,
     certificates,
     counters,
@@ -63,6 +63,7 @@ __all__ = [
     "TokenRecord",
     "Tokens",
     "normalise_serial",
+    "revocation_reason",
 ]
 
 
@@ -74,18 +75,41 @@ __all__ = [
 # number. Every writer (``fleetid revoke``, the lifecycle and enrolment services) goes through
 # these methods; the publishers only read the result (``fleetid.revocation.registry``).
 
-HOLD = "certificateHold"
-REMOVE_FROM_CRL = "removeFromCRL"  # only ever a delta CRL entry: a release from hold (§5.3.1)
+HOLD = RevocationReason.CERTIFICATE_HOLD
+#: Only ever a delta CRL entry: a release from hold (§5.3.1).
+REMOVE_FROM_CRL = RevocationReason.REMOVE_FROM_CRL
 #: What a certificate may be revoked for: every §5.3.1 reason but removeFromCRL.
-REVOCATION_REASONS = tuple(r for r in REASONS if r != REMOVE_FROM_CRL)
-_COMPROMISE = frozenset({"keyCompromise", "cACompromise", "aACompromise"})
+REVOCATION_REASONS = tuple(r for r in RevocationReason if r != REMOVE_FROM_CRL)
+_COMPROMISE = frozenset(
+    {
+        RevocationReason.KEY_COMPROMISE,
+        RevocationReason.CA_COMPROMISE,
+        RevocationReason.AA_COMPROMISE,
+    }
+)
 #: What an existing revocation's reason may become: a hold may be made permanent with any reason;
 #: a permanent reason only escalates to a compromise; a compromise is final (no de-escalation).
-ESCALATIONS: dict[str, frozenset[str]] = {
+ESCALATIONS: dict[RevocationReason, frozenset[RevocationReason]] = {
     HOLD: frozenset(REVOCATION_REASONS) - {HOLD},
     **{r: _COMPROMISE for r in REVOCATION_REASONS if r != HOLD and r not in _COMPROMISE},
     **{r: frozenset() for r in _COMPROMISE},
 }
+
+
+def revocation_reason(name: str) -> RevocationReason:
+    """The reason a certificate may be revoked for, by its RFC 5280 §5.3.1 name; ``PolicyError``
+    for removeFromCRL (a release, not a reason) and for a name that is not a reason."""
+    if name == REMOVE_FROM_CRL:
+        raise PolicyError(
+            "removeFromCRL is not a revocation reason (RFC 5280 §5.3.1: only delta CRLs carry"
+            " it); release a certificate on hold instead"
+        )
+    try:
+        return RevocationReason(name)
+    except ValueError:
+        raise PolicyError(
+            f"{name!r} is not an RFC 5280 §5.3.1 reason; use one of {', '.join(REVOCATION_REASONS)}"
+        ) from None
 
 
 def _invalidity(when: datetime | None, now: datetime) -> datetime | None:
@@ -132,27 +156,35 @@ class NewCaKey:
 @dataclass(frozen=True, kw_only=True)
 class CaKeyRecord:
     id: int
-    role: str
+    role: CaRole
     generation: int
     hsm_label: str
     subject: str
     subject_key_id: bytes
     not_before: datetime
     not_after: datetime
-    active: int
+    active: bool
     certificate: bytes
     created_at: datetime
+
+    def __post_init__(self) -> None:
+        # Rows hold the role's name and 0/1: the record holds the enum and a bool.
+        object.__setattr__(self, "role", CaRole(self.role))
+        object.__setattr__(self, "active", bool(self.active))
 
 
 @dataclass(frozen=True, kw_only=True)
 class DeviceRecord:
     device_id: str
-    status: str
+    status: DeviceStatus
     idevid_serial: str | None
     idevid_key_sha256: bytes | None
     provisioner: str | None
     created_at: datetime
     updated_at: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", DeviceStatus(self.status))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,18 +220,24 @@ class CertificateRecord:
     issuer_id: int
     device_id: str | None
     profile: str
-    status: str
+    status: CertificateStatus
     subject: str
     public_key_sha256: bytes
     not_before: datetime
     not_after: datetime
     issued_at: datetime
     revoked_at: datetime | None
-    revocation_reason: str | None
+    revocation_reason: RevocationReason | None
     invalidity_date: datetime | None
     revocation_seq: int | None
     superseded_by: int | None
     der: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", CertificateStatus(self.status))
+        if self.revocation_reason is not None:
+            reason = RevocationReason(self.revocation_reason)
+            object.__setattr__(self, "revocation_reason", reason)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,9 +246,12 @@ class Revocation:
 
     serial: str
     issuer_id: int
-    reason: str
+    reason: RevocationReason
     revoked_at: datetime
     sequence: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", RevocationReason(self.reason))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -440,7 +481,7 @@ class Devices:
         """Record a new device (with the factory identity it enrols with, if it has one)."""
         record = DeviceRecord(
             device_id=device_id,
-            status=str(status),
+            status=status,
             idevid_serial=idevid_serial,
             idevid_key_sha256=idevid_key_sha256,
             provisioner=provisioner,
@@ -448,7 +489,7 @@ class Devices:
             updated_at=now,
         )
         try:
-            self._c.execute(_INSERT[devices.name], record.__dict__)
+            self._c.execute(_INSERT[devices.name], {**record.__dict__, "status": str(status)})
         except IntegrityError as exc:
             raise StoreError(f"device {device_id!r} exists") from exc
         return record
@@ -571,29 +612,21 @@ class Certificates:
     def revoke(
         self,
         serial: str,
-        reason: str,
+        reason: RevocationReason,
         now: datetime,
         *,
         superseded_by: int | None = None,
         invalidity_date: datetime | None = None,
     ) -> Revocation:
         """Mark one valid certificate revoked: one counter bump and one indexed row update."""
-        if reason == REMOVE_FROM_CRL:
-            raise PolicyError(
-                "removeFromCRL is not a revocation reason (RFC 5280 §5.3.1: only delta CRLs carry"
-                " it); release a certificate on hold instead"
-            )
-        if reason not in REASONS:
-            raise PolicyError(
-                f"{reason!r} is not an RFC 5280 §5.3.1 reason; use one of {REVOCATION_REASONS}"
-            )
+        reason = revocation_reason(reason)  # removeFromCRL, or a name from an untyped caller
         key = normalise_serial(serial)
         sequence = _next(self._c, "revocation")
         values: dict[str, Any] = {
             "w_serial": key,
             "status": str(CertificateStatus.REVOKED),
             "revoked_at": now,
-            "revocation_reason": reason,
+            "revocation_reason": str(reason),
             "invalidity_date": _invalidity(invalidity_date, now),
             "revocation_seq": sequence,
         }
@@ -650,13 +683,18 @@ class Certificates:
         return self._recorded("release", key, row, REMOVE_FROM_CRL, now, sequence, now)
 
     def escalate(
-        self, serial: str, reason: str, now: datetime, *, invalidity_date: datetime | None = None
+        self,
+        serial: str,
+        reason: RevocationReason,
+        now: datetime,
+        *,
+        invalidity_date: datetime | None = None,
     ) -> Revocation:
         """Change a revoked certificate's reason along ``ESCALATIONS`` (the revocation date stays:
         the certificate has been revoked since then), and its invalidity date when one is given
         (RFC 5280 §5.3.2: when the key was compromised, which may precede the revocation)."""
         key = normalise_serial(serial)
-        sources = [old for old, targets in ESCALATIONS.items() if reason in targets]
+        sources = [str(old) for old, targets in ESCALATIONS.items() if reason in targets]
         sequence = _next(self._c, "revocation")
         row = self._c.execute(
             update(certificates)
@@ -666,7 +704,7 @@ class Certificates:
                 certificates.c.revocation_reason.in_(sources),
             )
             .values(
-                revocation_reason=reason,
+                revocation_reason=str(reason),
                 revocation_seq=sequence,
                 invalidity_date=func.coalesce(
                     bindparam("w_invalidity", type_=certificates.c.invalidity_date.type),
@@ -700,7 +738,7 @@ class Certificates:
         kind: str,
         serial: str,
         row: Any,
-        reason: str,
+        reason: RevocationReason,
         revoked_at: datetime,
         sequence: int,
         now: datetime,
@@ -711,7 +749,7 @@ class Certificates:
             {
                 "sequence": sequence,
                 "certificate_id": row.id,
-                "reason": reason,
+                "reason": str(reason),
                 "revoked_at": revoked_at,
                 "invalidity_date": invalidity_date,
                 "recorded_at": now,
@@ -722,7 +760,7 @@ class Certificates:
                 kind=kind,
                 serial=serial,
                 body={
-                    "reason": reason,
+                    "reason": str(reason),
                     "revoked_at": revoked_at.isoformat(),
                     "invalidity_date": invalidity_date.isoformat() if invalidity_date else None,
                     "sequence": sequence,

@@ -4,8 +4,9 @@ Every fact is a typed column; there are no key/value blobs, so revoking one cert
 millions is one indexed ``UPDATE`` of one row. Indexes cover the fleet's questions: by serial
 (unique), by device, by status and by expiry.
 
-``metadata`` also holds the factory's tables (audit log, line manifest), copied in from their
-modules, so that Alembic migrates one database with one history (``fleetid.store.migrate``).
+``metadata`` (``fleetid.store.metadata``) is the one every table registers on: the factory's
+(audit log, line manifest) and the V2X authorities' tables are defined on it in their own modules,
+imported here, so that Alembic migrates one database with one history (``fleetid.store.migrate``).
 
 Conventions:
 
@@ -33,7 +34,6 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
@@ -41,7 +41,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-from fleetid.store import auditlog_table, manifest_table
+from fleetid.store import auditlog_table, manifest_table, v2x_tables
+from fleetid.store.metadata import metadata
 
 __all__ = [
     "REASONS",
@@ -49,6 +50,7 @@ __all__ = [
     "CaRole",
     "CertificateStatus",
     "DeviceStatus",
+    "RevocationReason",
     "UtcDateTime",
     "ca_keys",
     "certificates",
@@ -62,30 +64,26 @@ __all__ = [
 
 SERIAL_HEX_LENGTH = 40  # 20 octets, RFC 5280 §4.1.2.2
 
-# RFC 5280 §5.3.1 CRLReason names; value 7 is unused and so absent.
-REASONS = (
-    "unspecified",
-    "keyCompromise",
-    "cACompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "certificateHold",
-    "removeFromCRL",
-    "privilegeWithdrawn",
-    "aACompromise",
-)
 
-# Constraint names are fixed so that Alembic revisions can refer to them on both databases.
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+class RevocationReason(enum.StrEnum):
+    """RFC 5280 §5.3.1 CRLReason names, as the store keeps them; value 7 is unused and so absent.
+    ``removeFromCRL`` is only ever a delta CRL entry (a release from hold), never a revocation's
+    reason."""
+
+    UNSPECIFIED = "unspecified"
+    KEY_COMPROMISE = "keyCompromise"
+    CA_COMPROMISE = "cACompromise"
+    AFFILIATION_CHANGED = "affiliationChanged"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessationOfOperation"
+    CERTIFICATE_HOLD = "certificateHold"
+    REMOVE_FROM_CRL = "removeFromCRL"
+    PRIVILEGE_WITHDRAWN = "privilegeWithdrawn"
+    AA_COMPROMISE = "aACompromise"
+
+
+#: The reason names the constraints allow, in CRLReason order.
+REASONS = tuple(str(reason) for reason in RevocationReason)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -271,10 +269,6 @@ counters = Table(
     Column("value", BigInteger, nullable=False),
 )
 
-# The factory's tables, so that one Alembic history covers the whole database.
-for _table in (
-    auditlog_table.audit_entries,
-    auditlog_table.audit_checkpoints,
-    manifest_table.line_manifest,
-):
-    _table.to_metadata(metadata)
+# The tables defined in their own modules are on ``metadata`` already; importing those modules
+# above is what registers them before Alembic or ``create_all`` reads ``metadata.tables``.
+_REGISTERED = (auditlog_table, manifest_table, v2x_tables)

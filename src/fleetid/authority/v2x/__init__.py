@@ -9,9 +9,10 @@ ATs. Flows: docs/v2x.md; what links and what does not: docs/privacy.md.
 from __future__ import annotations
 
 from fleetid.authority.v2x.aa import AuthorizationAuthority, EaTransport
-from fleetid.authority.v2x.common import AuthorityKeys, Refused
+from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.ea import EnrolmentAuthority
 from fleetid.authority.v2x.root_ca import RootCa
+from fleetid.errors import RequestRefusedError
 from fleetid.formats.ieee1609.validity import check_validity, validity_bounds
 from fleetid.policy.v2x import CAM_SSP, FAMILIES, PSID_CAM, PSID_DENM, CurveFamily
 from fleetid.trust.v2x import CaEntry, TrustStore
@@ -27,7 +28,7 @@ __all__ = [
     "CurveFamily",
     "EaTransport",
     "EnrolmentAuthority",
-    "Refused",
+    "RequestRefusedError",
     "RootCa",
     "TrustStore",
     "check_validity",

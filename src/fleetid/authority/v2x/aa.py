@@ -18,12 +18,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert
-
 from fleetid.authority.v2x.common import (
     AuthorityKeys,
-    Counters,
-    Refused,
     ReplayGuard,
     issue_end_entity,
     open_request,
@@ -35,7 +31,13 @@ from fleetid.authority.v2x.root_ca import validity_period
 from fleetid.clock import Clock
 from fleetid.crypto.ecies import new_aes_key
 from fleetid.crypto.v2xkeys import curve_name_of
-from fleetid.errors import EncodingError, FleetIdError, ProfileError, VerificationError
+from fleetid.errors import (
+    EncodingError,
+    FleetIdError,
+    ProfileError,
+    RequestRefusedError,
+    VerificationError,
+)
 from fleetid.formats.etsi102941 import (
     decode_etsi102941_data,
     decrypt_with_key,
@@ -55,7 +57,8 @@ from fleetid.formats.ieee1609.keys import (
     public_key_from_verification_key,
 )
 from fleetid.formats.ieee1609.validity import validity_bounds
-from fleetid.store.v2x_tables import aa_counters, aa_issued_tickets, aa_metadata, aa_seen_requests
+from fleetid.store.engine import Engine
+from fleetid.store.v2x_repository import AuthorizationRecords
 from fleetid.trust.v2x import TrustStore
 
 __all__ = ["AuthorizationAuthority", "EaTransport"]
@@ -80,7 +83,7 @@ _PASSED_THROUGH = {
 
 
 class AuthorizationAuthority:
-    """An AA over its own database (``aa_metadata``) and keys held by reference."""
+    """An AA over its own database (``AuthorizationRecords``) and keys held by reference."""
 
     def __init__(
         self,
@@ -94,16 +97,15 @@ class AuthorizationAuthority:
         epoch: timedelta = timedelta(hours=1),
         freshness: timedelta = timedelta(minutes=5),
     ) -> None:
-        aa_metadata.create_all(engine)
-        self._engine = engine
+        self.records = AuthorizationRecords(engine)
         self._keys = keys
         self._trust = trust
         self._clock = clock
         self._ea_transport = ea_transport
         self._at_lifetime = at_lifetime
         self._epoch = epoch
-        self._replay = ReplayGuard(engine, aa_seen_requests, clock, freshness)
-        self.counters = Counters(engine, aa_counters)
+        self._replay = ReplayGuard(self.records.seen_requests, clock, freshness)
+        self.counters = self.records.counters
 
     @property
     def certificate(self) -> Certificate:
@@ -122,7 +124,7 @@ class AuthorizationAuthority:
             ticket = self._authorize(request.plaintext, rh)
             code = "ok"
             _log.info("issued AT %s", ticket.hashed_id8.hex())
-        except Refused as refusal:
+        except RequestRefusedError as refusal:
             code = refusal.code
             _log.info("authorization refused: %s", code)
         self.counters.add(f"authorization.{code}")
@@ -162,20 +164,22 @@ class AuthorizationAuthority:
             if public_keys.get("encryptionKey") is not None:
                 keys.append(public_key_from_encryption_key(public_keys["encryptionKey"])[1])
         except EncodingError as exc:
-            raise Refused("its-aa-invalidencryptionkey", str(exc)) from None
+            raise RequestRefusedError("its-aa-invalidencryptionkey", str(exc)) from None
         if any(curve_name_of(k) not in _EE_CURVES for k in keys):
-            raise Refused("its-aa-invalidencryptionkey", "AT keys are 256-bit")
+            raise RequestRefusedError("its-aa-invalidencryptionkey", "AT keys are 256-bit")
         if key_tag(bytes(request["hmacKey"]), public_keys) != bytes(shared["keyTag"]):
-            raise Refused("its-aa-keysdontmatch", "keyTag does not match the AT keys")
+            raise RequestRefusedError("its-aa-keysdontmatch", "keyTag does not match the AT keys")
         if pop is not None:
             try:
                 pop.verify(verification_key)
             except VerificationError:
-                raise Refused("invalidsignature", "the AT proof of possession fails") from None
+                raise RequestRefusedError(
+                    "invalidsignature", "the AT proof of possession fails"
+                ) from None
         try:
             ea = self._trust.ca(bytes(shared["eaId"]), "ea")
         except VerificationError as exc:
-            raise Refused("its-aa-unknownea", str(exc)) from None
+            raise RequestRefusedError("its-aa-unknownea", str(exc)) from None
         confirmed = self._validate_with_ea(ea.certificate, ea.access_point, shared, request)
         return self._issue(public_keys, confirmed)
 
@@ -195,7 +199,7 @@ class AuthorizationAuthority:
         try:
             answer = self._ea_transport(access_point, sealed.encoded)
         except (OSError, FleetIdError) as exc:
-            raise Refused("aa-ea-cantreachea", str(exc)) from None
+            raise RequestRefusedError("aa-ea-cantreachea", str(exc)) from None
         try:
             opened = open_pki_data(
                 decrypt_with_key(answer, sealed.aes_key),
@@ -204,18 +208,22 @@ class AuthorizationAuthority:
             )
             opened.verify(ea_certificate.verification_key(), ea_certificate.encoded)
         except ProfileError as exc:
-            raise Refused("ea-aa-badcontenttype", str(exc)) from None
+            raise RequestRefusedError("ea-aa-badcontenttype", str(exc)) from None
         except (EncodingError, VerificationError) as exc:
-            raise Refused("ea-aa-cantparse", str(exc)) from None
+            raise RequestRefusedError("ea-aa-cantparse", str(exc)) from None
         response: dict[str, Any] = opened.content[1]
         if bytes(response["requestHash"]) != request_hash(sealed.encoded):
-            raise Refused("ea-aa-cantparse", "the EA answered another request")
+            raise RequestRefusedError("ea-aa-cantparse", "the EA answered another request")
         code = str(response["responseCode"])
         if code != "ok":
-            raise Refused(code if code in _PASSED_THROUGH else "deniedpermissions", f"EA: {code}")
+            raise RequestRefusedError(
+                code if code in _PASSED_THROUGH else "deniedpermissions", f"EA: {code}"
+            )
         confirmed: dict[str, Any] | None = response.get("confirmedSubjectAttributes")
         if confirmed is None or not confirmed.get("appPermissions"):
-            raise Refused("ea-aa-badcontenttype", "ok without confirmedSubjectAttributes")
+            raise RequestRefusedError(
+                "ea-aa-badcontenttype", "ok without confirmedSubjectAttributes"
+            )
         return confirmed
 
     def _issue(self, public_keys: dict[str, Any], confirmed: dict[str, Any]) -> Certificate:
@@ -229,7 +237,9 @@ class AuthorizationAuthority:
             # §7.2.1); every AT of this first epoch gets the AA's own start.
             start = datetime_from_time32(aa_start)
         if time32(start + self._at_lifetime) >= aa_end:
-            raise Refused("deniedpermissions", "the AA certificate expires before the AT would")
+            raise RequestRefusedError(
+                "deniedpermissions", "the AA certificate expires before the AT would"
+            )
         ticket = issue_end_entity(
             self._keys,
             validity_period=validity_period(start, self._at_lifetime),
@@ -237,10 +247,5 @@ class AuthorizationAuthority:
             verification_key=public_keys["verificationKey"],
             encryption_key=public_keys.get("encryptionKey"),
         )
-        with self._engine.begin() as conn:
-            conn.execute(
-                insert(aa_issued_tickets).values(
-                    at_id=ticket.hashed_id8, certificate=ticket.encoded
-                )
-            )
+        self.records.add_ticket(at_id=ticket.hashed_id8, certificate=ticket.encoded)
         return ticket

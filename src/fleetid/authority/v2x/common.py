@@ -1,5 +1,5 @@
-"""What the EA and the AA share: their keys, refusals, replay and freshness, counters, and how
-they open a request and seal a response (TS 102 941 §6.2.3)."""
+"""What the EA and the AA share: their keys, refusals (``fleetid.errors.RequestRefusedError``),
+replay and freshness, and how they open a request and seal a response (TS 102 941 §6.2.3)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
-
 from fleetid.clock import Clock
 from fleetid.crypto.ecies import EcdhKey
 from fleetid.crypto.signer import Signer
-from fleetid.errors import EncodingError, FleetIdError, ProfileError
+from fleetid.errors import EncodingError, ProfileError, RequestRefusedError
 from fleetid.formats.etsi102941 import (
     decrypt_for_certificate,
     encrypt_with_key,
@@ -23,12 +20,11 @@ from fleetid.formats.etsi102941 import (
     sign_pki_data,
 )
 from fleetid.formats.ieee1609 import Certificate, sign_certificate, time32, time64
+from fleetid.store.v2x_repository import SeenRequests
 
 __all__ = [
     "AuthorityKeys",
-    "Counters",
     "OpenedRequest",
-    "Refused",
     "ReplayGuard",
     "issue_end_entity",
     "open_request",
@@ -47,14 +43,6 @@ class AuthorityKeys:
     certificate: Certificate
 
 
-class Refused(FleetIdError):
-    """A request the authority answers with a response code other than ``ok``."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        self.code = code
-        super().__init__(f"{code}: {reason}")
-
-
 @contextmanager
 def refuse_malformed(badcontenttype: str, cantparse: str) -> Iterator[None]:
     """Answer a ``ProfileError`` with the ``badcontenttype`` code and any other
@@ -62,9 +50,9 @@ def refuse_malformed(badcontenttype: str, cantparse: str) -> Iterator[None]:
     try:
         yield
     except ProfileError as exc:
-        raise Refused(badcontenttype, str(exc)) from None
+        raise RequestRefusedError(badcontenttype, str(exc)) from None
     except EncodingError as exc:
-        raise Refused(cantparse, str(exc)) from None
+        raise RequestRefusedError(cantparse, str(exc)) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,9 +124,8 @@ class ReplayGuard:
     seen hashes are kept until they could no longer pass the freshness check, then dropped.
     """
 
-    def __init__(self, engine: Engine, table: Table, clock: Clock, window: timedelta) -> None:
-        self._engine = engine
-        self._table = table
+    def __init__(self, seen: SeenRequests, clock: Clock, window: timedelta) -> None:
+        self._seen = seen
         self._clock = clock
         self._window = window
 
@@ -146,37 +133,10 @@ class ReplayGuard:
         now = time64(self._clock.now())
         window = int(self._window.total_seconds() * 1_000_000)
         if abs(now - generation_time) > window:
-            raise Refused(code, "generationTime outside the freshness window")
+            raise RequestRefusedError(code, "generationTime outside the freshness window")
 
     def remember(self, request_hash: bytes, code: str) -> None:
         now = time32(self._clock.now())
         expires = now + int(self._window.total_seconds()) + 1
-        with self._engine.begin() as conn:
-            conn.execute(delete(self._table).where(self._table.c.expires < now))
-            try:
-                conn.execute(insert(self._table).values(request_hash=request_hash, expires=expires))
-            except IntegrityError:
-                raise Refused(code, "replayed request") from None
-
-
-class Counters:
-    """Aggregate counters (no identifiers, no times): what ``fleetid v2x stats`` shows."""
-
-    def __init__(self, engine: Engine, table: Table) -> None:
-        self._engine = engine
-        self._table = table
-
-    def add(self, name: str) -> None:
-        with self._engine.begin() as conn:
-            done = conn.execute(
-                update(self._table)
-                .where(self._table.c.name == name)
-                .values(value=self._table.c.value + 1)
-            )
-            if done.rowcount == 0:
-                conn.execute(insert(self._table).values(name=name, value=1))
-
-    def all(self) -> dict[str, int]:
-        with self._engine.connect() as conn:
-            rows = conn.execute(select(self._table.c.name, self._table.c.value)).all()
-        return {str(name): int(value) for name, value in rows}
+        if not self._seen.remember(request_hash, now=now, expires=expires):
+            raise RequestRefusedError(code, "replayed request")

@@ -21,14 +21,10 @@ from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Engine, insert, select, update
 
 from fleetid.authority.v2x.common import (
     AuthorityKeys,
-    Counters,
-    Refused,
     ReplayGuard,
     issue_end_entity,
     open_request,
@@ -37,11 +33,19 @@ from fleetid.authority.v2x.common import (
 )
 from fleetid.authority.v2x.root_ca import validity_period
 from fleetid.clock import Clock
+from fleetid.crypto.pkix import issued_by
 from fleetid.crypto.v2xkeys import PublicKey, compressed_point, curve_name_of, public_key_from_point
-from fleetid.errors import EncodingError, PolicyError, VerificationError
+from fleetid.errors import (
+    EncodingError,
+    NotFoundError,
+    PolicyError,
+    RequestRefusedError,
+    VerificationError,
+)
 from fleetid.formats.attestation import (
     KEY_PROPERTIES_OID,
     KeyOrigin,
+    KeyProperties,
     KeyUsage,
     decode_key_properties,
 )
@@ -64,22 +68,31 @@ from fleetid.formats.ieee1609.keys import encryption_key_value, verification_key
 from fleetid.formats.ieee1609.profile import check_signed_external_payload
 from fleetid.formats.ieee1609.validity import check_validity, validity_bounds
 from fleetid.policy.v2x import EC_SSP, PSID_CAM, PSID_DENM
-from fleetid.store.v2x_tables import (
-    ea_canonical_keys,
-    ea_counters,
-    ea_enrolment_credentials,
-    ea_metadata,
-    ea_seen_requests,
-)
+from fleetid.store.engine import Engine
+from fleetid.store.v2x_repository import EnrolmentRecords
 from fleetid.trust.v2x import TrustStore
 
-__all__ = ["EnrolmentAuthority"]
+__all__ = ["EnrolmentAuthority", "attested_key_properties"]
 
 _log = logging.getLogger(__name__)
 
 
+def attested_key_properties(attestation: x509.Certificate) -> KeyProperties:
+    """The key properties a secure element's attestation certificate carries (fleetid's
+    extension); ``VerificationError`` when it carries none that decode."""
+    try:
+        extension = attestation.extensions.get_extension_for_oid(
+            x509.ObjectIdentifier(KEY_PROPERTIES_OID)
+        )
+        if not isinstance(extension.value, x509.UnrecognizedExtension):
+            raise EncodingError("the key properties extension is not raw DER")
+        return decode_key_properties(extension.value.value)
+    except (x509.ExtensionNotFound, EncodingError) as exc:
+        raise VerificationError("the attestation carries no key properties") from exc
+
+
 class EnrolmentAuthority:
-    """An EA over its own database (``ea_metadata``) and keys held by reference."""
+    """An EA over its own database (``EnrolmentRecords``) and keys held by reference."""
 
     def __init__(
         self,
@@ -92,15 +105,14 @@ class EnrolmentAuthority:
         freshness: timedelta = timedelta(minutes=5),
         at_psids: frozenset[int] = frozenset({PSID_CAM, PSID_DENM}),
     ) -> None:
-        ea_metadata.create_all(engine)
-        self._engine = engine
+        self.records = EnrolmentRecords(engine)
         self._keys = keys
         self._trust = trust
         self._clock = clock
         self._ec_lifetime = ec_lifetime
         self._at_psids = at_psids
-        self._replay = ReplayGuard(engine, ea_seen_requests, clock, freshness)
-        self.counters = Counters(engine, ea_counters)
+        self._replay = ReplayGuard(self.records.seen_requests, clock, freshness)
+        self.counters = self.records.counters
 
     @property
     def certificate(self) -> Certificate:
@@ -110,15 +122,9 @@ class EnrolmentAuthority:
 
     def register_canonical_key(self, its_id: bytes, public_key: PublicKey) -> None:
         """Record a vehicle's canonical key (the provisioning line calls this at manufacture)."""
-        with self._engine.begin() as conn:
-            conn.execute(
-                insert(ea_canonical_keys).values(
-                    its_id=its_id,
-                    curve=curve_name_of(public_key),
-                    public_key=compressed_point(public_key),
-                    active=True,
-                )
-            )
+        self.records.add_canonical_key(
+            its_id, curve=curve_name_of(public_key), public_key=compressed_point(public_key)
+        )
 
     def register_attested_canonical_key(
         self,
@@ -138,27 +144,19 @@ class EnrolmentAuthority:
         """
         path = [attestation, *chain]
         now = self._clock.now()
-        try:
-            for child, parent in itertools.pairwise(path):
-                child.verify_directly_issued_by(parent)
-            top = path[-1]
-            if not any(top == root for root in trusted_roots):
-                anchor = next(r for r in trusted_roots if r.subject == top.issuer)
-                top.verify_directly_issued_by(anchor)
-        except (InvalidSignature, ValueError, TypeError, StopIteration) as exc:
-            raise VerificationError("the attestation does not chain to a trusted root") from exc
+        top = path[-1]
+        anchor = next((r for r in trusted_roots if r.subject == top.issuer), None)
+        links: list[tuple[x509.Certificate, x509.Certificate | None]] = list(
+            itertools.pairwise(path)
+        )
+        if not any(top == root for root in trusted_roots):
+            links.append((top, anchor))
+        if not all(parent is not None and issued_by(child, parent) for child, parent in links):
+            raise VerificationError("the attestation does not chain to a trusted root")
         for certificate in path:
             if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
                 raise VerificationError("a certificate of the attestation chain is not valid now")
-        try:
-            extension = attestation.extensions.get_extension_for_oid(
-                x509.ObjectIdentifier(KEY_PROPERTIES_OID)
-            )
-            if not isinstance(extension.value, x509.UnrecognizedExtension):
-                raise EncodingError("the key properties extension is not raw DER")
-            properties = decode_key_properties(extension.value.value)
-        except (x509.ExtensionNotFound, EncodingError) as exc:
-            raise VerificationError("the attestation carries no key properties") from exc
+        properties = attested_key_properties(attestation)
         if properties.challenge != challenge:
             raise VerificationError("the attestation answers another challenge")
         if properties.origin != KeyOrigin.GENERATED_ON_CARD or properties.exportable:
@@ -173,61 +171,36 @@ class EnrolmentAuthority:
 
     def is_registered(self, its_id: bytes) -> bool:
         """Whether a canonical key (active or not) is on record for ``its_id``."""
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(ea_canonical_keys.c.its_id).where(ea_canonical_keys.c.its_id == its_id)
-            ).first()
-        return row is not None
+        return self.records.canonical_key(its_id) is not None
 
     def revoke_vehicle(self, its_id: bytes) -> int:
         """Revoke every EC of a vehicle and its canonical key; returns the ECs revoked."""
-        with self._engine.begin() as conn:
-            conn.execute(
-                update(ea_canonical_keys)
-                .where(ea_canonical_keys.c.its_id == its_id)
-                .values(active=False)
-            )
-            done = conn.execute(
-                update(ea_enrolment_credentials)
-                .where(ea_enrolment_credentials.c.its_id == its_id)
-                .values(revoked=True)
-            )
-        return int(done.rowcount)
+        return self.records.revoke_vehicle(its_id)
 
     def revoke_ec(self, ec_id: bytes) -> None:
-        with self._engine.begin() as conn:
-            done = conn.execute(
-                update(ea_enrolment_credentials)
-                .where(ea_enrolment_credentials.c.ec_id == ec_id)
-                .values(revoked=True)
-            )
-        if done.rowcount != 1:
-            raise PolicyError(f"no EC {ec_id.hex()}")
+        try:
+            self.records.revoke_credential(ec_id)
+        except NotFoundError as exc:
+            raise PolicyError(str(exc)) from None
 
     def _canonical_key(self, its_id: bytes) -> PublicKey:
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(ea_canonical_keys).where(ea_canonical_keys.c.its_id == its_id)
-            ).first()
+        row = self.records.canonical_key(its_id)
         if row is None or not row.active:
-            raise Refused("unknownits", "no active canonical key for this itsId")
+            raise RequestRefusedError("unknownits", "no active canonical key for this itsId")
         return public_key_from_point(row.curve, row.public_key)
 
     def _current_ec(self, ec_id: bytes, code: str) -> tuple[Certificate, bytes]:
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(ea_enrolment_credentials).where(ea_enrolment_credentials.c.ec_id == ec_id)
-            ).first()
+        row = self.records.credential(ec_id)
         if row is None:
-            raise Refused(code, "unknown EC")
+            raise RequestRefusedError(code, "unknown EC")
         if row.revoked:
-            raise Refused("deniedrequest", "the EC is revoked")
+            raise RequestRefusedError("deniedrequest", "the EC is revoked")
         certificate = decode_certificate(row.certificate)
         try:
             check_validity(certificate, self._clock.now())
         except VerificationError:
-            raise Refused("deniedrequest", "the EC has expired") from None
-        return certificate, bytes(row.its_id)
+            raise RequestRefusedError("deniedrequest", "the EC has expired") from None
+        return certificate, row.its_id
 
     # ------------------------------------------------------------------ enrolment
 
@@ -243,7 +216,7 @@ class EnrolmentAuthority:
             certificate = self._enrol(request.plaintext, request.request_hash)
             code = "ok"
             _log.info("enrolled: EC %s", certificate.hashed_id8.hex())
-        except Refused as refusal:
+        except RequestRefusedError as refusal:
             code = refusal.code
             _log.info("enrolment refused: %s", code)
         self.counters.add(f"enrolment.{code}")
@@ -267,7 +240,7 @@ class EnrolmentAuthority:
             try:
                 inner = decode_enrolment_request(encode("Ieee1609Dot2Data", outer.content[1]))
             except VerificationError:
-                raise Refused(
+                raise RequestRefusedError(
                     "invalidsignature", "the proof of possession does not verify"
                 ) from None
         digest = outer.signer_digest
@@ -279,24 +252,26 @@ class EnrolmentAuthority:
         else:
             # Re-enrolment: signed by the current EC, whose HashedId8 is the itsId.
             if inner.its_id != digest:
-                raise Refused("unknownits", "a re-enrolment's itsId is its current EC")
+                raise RequestRefusedError("unknownits", "a re-enrolment's itsId is its current EC")
             current, its_id = self._current_ec(digest, "unknownits")
             key = current.verification_key()
             signer_certificate = current.encoded
         try:
             outer.verify(key, signer_certificate)
         except VerificationError:
-            raise Refused("invalidsignature", "the outer signature does not verify") from None
+            raise RequestRefusedError(
+                "invalidsignature", "the outer signature does not verify"
+            ) from None
         for curve_key in (inner.verification_key, inner.encryption_key):
             if curve_key is not None and curve_name_of(curve_key) not in (
                 "nistP256",
                 "brainpoolP256r1",
             ):
-                raise Refused("invalidkeys", "EC keys are 256-bit")
+                raise RequestRefusedError("invalidkeys", "EC keys are 256-bit")
         requested = inner.requested_subject_attributes
         psids = {int(p["psid"]) for p in requested.get("appPermissions", [])}
         if psids != {PSID_CERTIFICATE_REQUEST}:
-            raise Refused("deniedpermissions", "an EC grants psid 623 only")
+            raise RequestRefusedError("deniedpermissions", "an EC grants psid 623 only")
         return self._issue_ec(its_id, inner.verification_key, inner.encryption_key)
 
     def _issue_ec(
@@ -313,22 +288,9 @@ class EnrolmentAuthority:
             encryption_key=None if encryption_key is None else encryption_key_value(encryption_key),
         )
         _, end = validity_bounds(ec)
-        with self._engine.begin() as conn:
-            conn.execute(
-                update(ea_enrolment_credentials)
-                .where(ea_enrolment_credentials.c.its_id == its_id)
-                .values(superseded=True)
-            )
-            conn.execute(
-                insert(ea_enrolment_credentials).values(
-                    ec_id=ec.hashed_id8,
-                    its_id=its_id,
-                    certificate=ec.encoded,
-                    not_after=end,
-                    revoked=False,
-                    superseded=False,
-                )
-            )
+        self.records.add_credential(
+            ec_id=ec.hashed_id8, its_id=its_id, certificate=ec.encoded, not_after=end
+        )
         return ec
 
     # ------------------------------------------------------------------ validation
@@ -341,7 +303,7 @@ class EnrolmentAuthority:
             confirmed = self._validate(request.plaintext, request.request_hash)
             code = "ok"
             _log.info("authorization validation: ok")
-        except Refused as refusal:
+        except RequestRefusedError as refusal:
             code = refusal.code
             # No identifier of the EC or the AT in the log: only the outcome.
             _log.info("authorization validation refused: %s", code)
@@ -366,20 +328,24 @@ class EnrolmentAuthority:
         try:
             aa = self._trust.ca(outer.signer_digest or b"", "aa")
         except VerificationError as exc:
-            raise Refused("invalidaa", str(exc)) from None
+            raise RequestRefusedError("invalidaa", str(exc)) from None
         try:
             outer.verify(aa.certificate.verification_key(), aa.certificate.encoded)
         except VerificationError:
-            raise Refused("invalidaasignature", "the AA signature does not verify") from None
+            raise RequestRefusedError(
+                "invalidaasignature", "the AA signature does not verify"
+            ) from None
         self._replay.check_fresh(outer.generation_time, "deniedrequest")
         self._replay.remember(rh, "deniedrequest")
         request: dict[str, Any] = outer.content[1]
         shared = request["sharedAtRequest"]
         if bytes(shared["eaId"]) != self.certificate.hashed_id8:
-            raise Refused("wrongea", "the SharedAtRequest names another EA")
+            raise RequestRefusedError("wrongea", "the SharedAtRequest names another EA")
         kind, ec_signature = request["ecSignature"]
         if kind != "encryptedEcSignature":
-            raise Refused("badcontenttype", "an ITS-S ecSignature is encrypted to the EA")
+            raise RequestRefusedError(
+                "badcontenttype", "an ITS-S ecSignature is encrypted to the EA"
+            )
         try:
             signed, _ = decrypt_for_certificate(
                 encode("Ieee1609Dot2Data", ec_signature),
@@ -388,11 +354,11 @@ class EnrolmentAuthority:
                 unicast=True,
             )
         except VerificationError:
-            raise Refused(
+            raise RequestRefusedError(
                 "decryptionfailed", "the ecSignature is not encrypted to this EA"
             ) from None
         except EncodingError as exc:
-            raise Refused("badcontenttype", str(exc)) from None
+            raise RequestRefusedError("badcontenttype", str(exc)) from None
         try:
             message = open_signed_data(signed)
             check_signed_external_payload(
@@ -401,22 +367,28 @@ class EnrolmentAuthority:
                 signer_kinds=frozenset({"digest"}),
             )
         except EncodingError as exc:
-            raise Refused("badcontenttype", str(exc)) from None
+            raise RequestRefusedError("badcontenttype", str(exc)) from None
         _, ec_id = message.signer
         ec, _ = self._current_ec(bytes(ec_id), "unknownits")
         self._replay.check_fresh(int(message.header_info["generationTime"]), "deniedrequest")
         covered = message.payload["extDataHash"][1]
         if bytes(covered) != shared_at_request_hash(shared):
-            raise Refused("invalidsignature", "the EC signature does not cover the SharedAtRequest")
+            raise RequestRefusedError(
+                "invalidsignature", "the EC signature does not cover the SharedAtRequest"
+            )
         try:
             verify_signed_data(message, ec.verification_key(), ec.encoded)
         except VerificationError:
-            raise Refused("invalidsignature", "the EC signature does not verify") from None
+            raise RequestRefusedError(
+                "invalidsignature", "the EC signature does not verify"
+            ) from None
         requested = shared["requestedSubjectAttributes"]
         if "certIssuePermissions" in requested or "id" in requested:
-            raise Refused("deniedpermissions", "an AT has no id and no issue permissions")
+            raise RequestRefusedError(
+                "deniedpermissions", "an AT has no id and no issue permissions"
+            )
         permissions = requested.get("appPermissions", [])
         psids = {int(p["psid"]) for p in permissions}
         if not psids or not psids <= self._at_psids:
-            raise Refused("deniedpermissions", f"psids {sorted(psids)} are not granted")
+            raise RequestRefusedError("deniedpermissions", f"psids {sorted(psids)} are not granted")
         return {"appPermissions": permissions}

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import Engine
-
 from fleetid.authority.v2x.aa import AuthorizationAuthority
 from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.ea import EnrolmentAuthority
@@ -21,6 +19,7 @@ from fleetid.clock import Clock
 from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.crypto.v2xkeys import PrivateKey, generate_key
 from fleetid.policy.v2x import CurveFamily
+from fleetid.store.engine import Engine
 from fleetid.trust.v2x import TrustStore
 
 __all__ = ["AA_URL", "EA_URL", "KeyFactory", "V2xHierarchy", "assemble", "build_hierarchy"]

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from fleetid.authority.v2x.ea import EnrolmentAuthority
-from fleetid.errors import EncodingError, VerificationError
+from fleetid.authority.v2x.ea import EnrolmentAuthority, attested_key_properties
+from fleetid.errors import VerificationError
 from fleetid.factory.line import ManifestEntry, UnitState, canonical_challenge
-from fleetid.formats.attestation import KEY_PROPERTIES_OID, decode_key_properties
 
 __all__ = ["ImportReport", "import_manufactured", "its_id_of"]
 
@@ -40,15 +39,7 @@ class ImportReport:
 
 
 def _chip_serial(attestation: x509.Certificate) -> bytes:
-    try:
-        extension = attestation.extensions.get_extension_for_oid(
-            x509.ObjectIdentifier(KEY_PROPERTIES_OID)
-        )
-        if not isinstance(extension.value, x509.UnrecognizedExtension):
-            raise EncodingError("the key properties extension is not raw DER")
-        return decode_key_properties(extension.value.value).chip_serial
-    except (x509.ExtensionNotFound, EncodingError) as exc:
-        raise VerificationError("the attestation carries no key properties") from exc
+    return attested_key_properties(attestation).chip_serial
 
 
 def _import_one(

@@ -3,7 +3,7 @@
 Layout of ``<data-dir>/v2x/``::
 
     v2x.json         the curve family and the access points
-    ca.db            the Root CA's certificates and publications (``ca_metadata``)
+    ca.db            the Root CA's certificates and publications (``RootCaRecords``)
     ea.db, aa.db     the EA's and the AA's own databases (separate operators, separate files)
     keys/<role>.p8   the authorities' private keys, PKCS#8 encrypted under the passphrase
                      (AES-256-CBC, PBKDF2; mode 0600): the software key store, as the software
@@ -16,13 +16,11 @@ logged or stored.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import Engine, func, insert, select, update
 
 from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.hierarchy import AA_URL, EA_URL, V2xHierarchy, assemble, build_hierarchy
@@ -30,17 +28,18 @@ from fleetid.authority.v2x.root_ca import RootCa
 from fleetid.clock import Clock
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import PrivateKey, generate_key
-from fleetid.errors import ConfigError, PolicyError
+from fleetid.errors import ConfigError, NotFoundError, PolicyError, StoreError
 from fleetid.formats.etsi102941 import open_pki_data
 from fleetid.formats.ieee1609 import Certificate, decode_certificate, time32
 from fleetid.policy.v2x import FAMILIES
-from fleetid.store.engine import open_engine
-from fleetid.store.v2x_tables import (
-    aa_issued_tickets,
-    ca_certificates,
-    ca_metadata,
-    ca_publications,
-    ea_enrolment_credentials,
+from fleetid.private_file import write_private_file
+from fleetid.store.engine import Engine, open_engine
+from fleetid.store.v2x_repository import (
+    CaCertificateRecord,
+    Publication,
+    PublicationKind,
+    RootCaRecords,
+    V2xCaRole,
 )
 
 __all__ = ["V2xStore", "has_v2x", "init_v2x", "open_v2x"]
@@ -57,6 +56,7 @@ class V2xStore:
     ca_engine: Engine
     ea_engine: Engine
     aa_engine: Engine
+    ca_records: RootCaRecords
 
     def close(self) -> None:
         for engine in (self.ca_engine, self.ea_engine, self.aa_engine):
@@ -64,72 +64,50 @@ class V2xStore:
 
     def publish(self, *, revoke: tuple[bytes, ...] = ()) -> tuple[bytes, bytes]:
         """Mark ``revoke`` CA certificates revoked, then sign and store a new CTL and CRL."""
-        with self.ca_engine.begin() as conn:
-            for cert_id in revoke:
-                done = conn.execute(
-                    update(ca_certificates)
-                    .where(ca_certificates.c.cert_id == cert_id)
-                    .values(revoked=True)
-                )
-                if done.rowcount != 1:
-                    raise PolicyError(f"no CA certificate {cert_id.hex()} in this hierarchy")
-            revoked = [
-                bytes(r.cert_id)
-                for r in conn.execute(select(ca_certificates).where(ca_certificates.c.revoked))
-            ]
-            last = conn.execute(
-                select(func.max(ca_publications.c.sequence)).where(ca_publications.c.kind == "ctl")
-            ).scalar()
+        records = self.ca_records
+        try:
+            revoked = records.revoke(revoke)
+        except NotFoundError as exc:
+            raise PolicyError(str(exc)) from None
+        last = records.latest(PublicationKind.CTL)
         h = self.hierarchy
-        h.ctl_sequence = int(last or 0) + 1
+        h.ctl_sequence = (0 if last is None else last.sequence) + 1
         h.revoked = revoked
         ctl = _sign_ctl(h)
         crl = h.root.sign_crl(revoked=revoked)
         h.ctl, h.crl = ctl, crl
-        with self.ca_engine.begin() as conn:
-            conn.execute(
-                insert(ca_publications).values(kind="ctl", sequence=h.ctl_sequence, encoded=ctl)
-            )
-            conn.execute(
-                insert(ca_publications).values(kind="crl", sequence=h.ctl_sequence, encoded=crl)
-            )
+        records.add_publications(_publications(h.ctl_sequence, ctl, crl))
         return ctl, crl
 
     def latest(self, kind: Literal["ctl", "crl"]) -> bytes:
         """The newest stored CTL or CRL (another process may have published since opening)."""
-        with self.ca_engine.connect() as conn:
-            encoded = conn.execute(
-                select(ca_publications.c.encoded)
-                .where(ca_publications.c.kind == kind)
-                .order_by(ca_publications.c.sequence.desc())
-                .limit(1)
-            ).scalar_one()
-        return bytes(encoded)
+        publication = self.ca_records.latest(PublicationKind(kind))
+        if publication is None:
+            raise StoreError(f"no {kind} was ever published in {self.directory}")
+        return publication.encoded
 
     def stats(self) -> dict[str, Any]:
-        with self.ca_engine.connect() as conn:
-            cas = conn.execute(select(ca_certificates.c.role, ca_certificates.c.revoked)).all()
-        with self.ea_engine.connect() as conn:
-            ecs = conn.execute(select(func.count()).select_from(ea_enrolment_credentials)).scalar()
-            revoked_ecs = conn.execute(
-                select(func.count())
-                .select_from(ea_enrolment_credentials)
-                .where(ea_enrolment_credentials.c.revoked)
-            ).scalar()
-        with self.aa_engine.connect() as conn:
-            ats = conn.execute(select(func.count()).select_from(aa_issued_tickets)).scalar()
+        cas = self.ca_records.certificates()
+        ecs, revoked_ecs = self.hierarchy.ea.records.credential_counts()
         return {
             "family": self.hierarchy.family.name,
             "root": self.hierarchy.root.certificate.hashed_id8.hex(),
             "ca_certificates": len(cas),
-            "revoked_cas": sum(1 for _, r in cas if r),
+            "revoked_cas": sum(1 for ca in cas if ca.revoked),
             "ctl_sequence": self.hierarchy.ctl_sequence,
-            "ecs_issued": int(ecs or 0),
-            "ecs_revoked": int(revoked_ecs or 0),
-            "ats_issued": int(ats or 0),
+            "ecs_issued": ecs,
+            "ecs_revoked": revoked_ecs,
+            "ats_issued": self.hierarchy.aa.records.ticket_count(),
             "ea_counters": self.hierarchy.ea.counters.all(),
             "aa_counters": self.hierarchy.aa.counters.all(),
         }
+
+
+def _publications(sequence: int, ctl: bytes, crl: bytes) -> list[Publication]:
+    return [
+        Publication(kind=PublicationKind.CTL, sequence=sequence, encoded=ctl),
+        Publication(kind=PublicationKind.CRL, sequence=sequence, encoded=crl),
+    ]
 
 
 def _sign_ctl(h: V2xHierarchy) -> bytes:
@@ -182,33 +160,30 @@ def init_v2x(data_dir: Path, *, family_name: str, passphrase: bytes, clock: Cloc
     )
     encryption = serialization.BestAvailableEncryption(passphrase)
     for role, key in generated.items():
-        path = keys_dir / f"{role}.p8"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(
-                key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-                )
-            )
-    ca_metadata.create_all(ca_engine)
-    with ca_engine.begin() as conn:
+        write_private_file(
+            keys_dir / f"{role}.p8",
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+            ),
+            replace=False,
+        )
+    records = RootCaRecords(ca_engine)
+    records.add_certificates(
+        CaCertificateRecord(
+            cert_id=certificate.hashed_id8,
+            role=role,
+            name=str(certificate.tbs["id"][1]),
+            certificate=certificate.encoded,
+            access_point=url,
+            revoked=False,
+        )
         for role, certificate, url in (
-            ("root", hierarchy.root.certificate, None),
-            ("ea", hierarchy.ea.certificate, EA_URL),
-            ("aa", hierarchy.aa.certificate, AA_URL),
-        ):
-            conn.execute(
-                insert(ca_certificates).values(
-                    cert_id=certificate.hashed_id8,
-                    role=role,
-                    name=str(certificate.tbs["id"][1]),
-                    certificate=certificate.encoded,
-                    access_point=url,
-                    revoked=False,
-                )
-            )
-        conn.execute(insert(ca_publications).values(kind="ctl", sequence=0, encoded=hierarchy.ctl))
-        conn.execute(insert(ca_publications).values(kind="crl", sequence=0, encoded=hierarchy.crl))
+            (V2xCaRole.ROOT, hierarchy.root.certificate, None),
+            (V2xCaRole.EA, hierarchy.ea.certificate, EA_URL),
+            (V2xCaRole.AA, hierarchy.aa.certificate, AA_URL),
+        )
+    )
+    records.add_publications(_publications(0, hierarchy.ctl, hierarchy.crl))
     (directory / "v2x.json").write_text(json.dumps({"family": family_name}) + "\n")
     return V2xStore(
         directory=directory,
@@ -216,6 +191,7 @@ def init_v2x(data_dir: Path, *, family_name: str, passphrase: bytes, clock: Cloc
         ca_engine=ca_engine,
         ea_engine=ea_engine,
         aa_engine=aa_engine,
+        ca_records=records,
     )
 
 
@@ -244,17 +220,16 @@ def open_v2x(data_dir: Path, *, passphrase: bytes, clock: Clock) -> V2xStore:
             raise ConfigError(f"{role}.p8 is not an EC key")
         keys[role] = loaded
     ca_engine, ea_engine, aa_engine = _engines(directory)
-    with ca_engine.connect() as conn:
-        certificates = {
-            r.role: decode_certificate(r.certificate) for r in conn.execute(select(ca_certificates))
-        }
-        latest: dict[str, tuple[int, bytes]] = {}
-        for row in conn.execute(select(ca_publications).order_by(ca_publications.c.sequence)):
-            latest[row.kind] = (int(row.sequence), bytes(row.encoded))
-        revoked = [
-            bytes(r.cert_id)
-            for r in conn.execute(select(ca_certificates).where(ca_certificates.c.revoked))
-        ]
+    records = RootCaRecords(ca_engine)
+    registry = records.certificates()
+    certificates = {str(r.role): decode_certificate(r.certificate) for r in registry}
+    revoked = [r.cert_id for r in registry if r.revoked]
+    latest: dict[str, tuple[int, bytes]] = {}
+    for kind in PublicationKind:
+        publication = records.latest(kind)
+        if publication is None:
+            raise StoreError(f"the V2X hierarchy in {directory} has no {kind}")
+        latest[str(kind)] = (publication.sequence, publication.encoded)
     root = RootCa(
         signer=SoftwareSigner(keys["root"]),
         certificate=certificates["root"],
@@ -270,13 +245,7 @@ def open_v2x(data_dir: Path, *, passphrase: bytes, clock: Clock) -> V2xStore:
         ]
         latest["ctl"] = (sequence, root.sign_ctl(sequence=sequence, entries=entries))
         latest["crl"] = (sequence, root.sign_crl(revoked=revoked))
-        with ca_engine.begin() as conn:
-            for kind in ("ctl", "crl"):
-                conn.execute(
-                    insert(ca_publications).values(
-                        kind=kind, sequence=sequence, encoded=latest[kind][1]
-                    )
-                )
+        records.add_publications(_publications(sequence, latest["ctl"][1], latest["crl"][1]))
     hierarchy = assemble(
         family=family,
         clock=clock,
@@ -304,6 +273,7 @@ def open_v2x(data_dir: Path, *, passphrase: bytes, clock: Clock) -> V2xStore:
         ca_engine=ca_engine,
         ea_engine=ea_engine,
         aa_engine=aa_engine,
+        ca_records=records,
     )
 
 

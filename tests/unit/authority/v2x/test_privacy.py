@@ -29,14 +29,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, MetaData, select
+from sqlalchemy import Engine, select
 from tests.v2x_fixtures import FAMILY_NAMES, new_pki
 
 from fleetid.crypto.v2xkeys import compressed_point
 from fleetid.device.v2x import ItsStation
 from fleetid.formats.ieee1609 import decode_certificate
 from fleetid.formats.ieee1609.validity import validity_bounds
-from fleetid.store.v2x_tables import aa_metadata, ea_metadata
+from fleetid.store.schema import metadata
 
 N_VEHICLES = 10
 K_TICKETS = 5
@@ -55,7 +55,8 @@ class Truth:
     stations: list[ItsStation]
 
 
-def _dump(engine: Engine, metadata: MetaData) -> dict[str, list[tuple[object, ...]]]:
+def _dump(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table of one authority's database, in physical order."""
     with engine.connect() as conn:
         return {
             name: [tuple(row) for row in conn.execute(select(table))]
@@ -91,8 +92,8 @@ def run_fleet(
         stations=stations,
     )
     evidence = Evidence(
-        ea_rows=_dump(pki.ea_engine, ea_metadata),
-        aa_rows=_dump(pki.aa_engine, aa_metadata),
+        ea_rows=_dump(pki.ea_engine),
+        aa_rows=_dump(pki.aa_engine),
         log=log,
     )
     return evidence, truth

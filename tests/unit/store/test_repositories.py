@@ -19,11 +19,13 @@ from fleetid.store.repositories import (
     Store,
     TokenRecord,
     normalise_serial,
+    revocation_reason,
 )
 from fleetid.store.schema import (
     CaRole,
     CertificateStatus,
     DeviceStatus,
+    RevocationReason,
     ca_keys,
     certificates,
     metadata,
@@ -121,8 +123,14 @@ def test_migration_is_idempotent(engine: Engine) -> None:
 def test_migration_adopts_factory_tables_created_before_it(engine: Engine) -> None:
     # The audit log and the line create their tables with create_all; the first migration
     # must then create the rest and keep their rows.
-    auditlog_table.metadata.create_all(engine)
-    manifest_table.metadata.create_all(engine)
+    metadata.create_all(
+        engine,
+        tables=[
+            auditlog_table.audit_entries,
+            auditlog_table.audit_checkpoints,
+            manifest_table.line_manifest,
+        ],
+    )
     with engine.begin() as connection:
         connection.execute(
             insert(auditlog_table.audit_checkpoints).values(
@@ -398,3 +406,34 @@ def test_postgres_uses_its_own_schema(backend: str, engine: Engine) -> None:
             schema = connection.execute(text("SELECT current_schema()")).scalar_one()
             assert schema.startswith("fleetid_t_")
         assert connection.execute(select(ca_keys)).all() == []
+
+
+# --- typed records ------------------------------------------------------------------------------
+
+
+def test_records_hold_enums_and_bools_not_column_text(store: Store) -> None:
+    issuer = _issuer(store)
+    with store.transaction() as tx:
+        key = tx.ca_keys.by_id(issuer)
+        tx.devices.add("dev-typed", DeviceStatus.ENROLLED, NOW, provisioner="token")
+        tx.certificates.add(_certificate(issuer, 0x77, "dev-typed"))
+        revocation = tx.certificates.revoke("77", RevocationReason.KEY_COMPROMISE, NOW)
+    with store.transaction() as tx:
+        device = tx.devices.require("dev-typed")
+        (certificate,) = tx.certificates.for_device("dev-typed")
+    assert type(key.role) is CaRole and key.role is CaRole.ISSUING
+    assert key.active is True
+    assert type(device.status) is DeviceStatus
+    assert certificate.status is CertificateStatus.REVOKED
+    assert certificate.revocation_reason is RevocationReason.KEY_COMPROMISE
+    assert revocation.reason is RevocationReason.KEY_COMPROMISE
+
+
+def test_a_reason_is_parsed_by_name() -> None:
+    assert revocation_reason("cACompromise") is RevocationReason.CA_COMPROMISE
+    with pytest.raises(PolicyError, match="removeFromCRL is not a revocation reason"):
+        revocation_reason("removeFromCRL")
+    with pytest.raises(PolicyError, match="'lostIt' is not an RFC 5280"):
+        revocation_reason("lostIt")
+    with pytest.raises(PolicyError, match="'KeyCompromise' is not"):
+        revocation_reason("KeyCompromise")  # names are case-sensitive (RFC 5280 ASN.1 names)
