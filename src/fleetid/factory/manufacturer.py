@@ -1,8 +1,9 @@
 """Manufacturer certificate profiles: the root CA, the line CA and the device's IEEE 802.1AR IDevID.
 
-Profiles are builders (what goes in a certificate); issuance signs them with a ``Signer`` held by
-the HSM, so the CA private keys never reach this process. Each profile follows RFC 5280 and is
-checked by pkilint's RFC 5280 linters in the tests.
+Profiles say what goes in a certificate; issuance signs them with a ``Signer`` held by the HSM, so
+the CA private keys never reach this process. The root and the line CA are the one CA profile's
+(``fleetid.formats.ca_profile``) with the manufacturer's names, validity and path lengths. Each
+profile follows RFC 5280 and is checked by pkilint's RFC 5280 linters in the tests.
 
 * Root: self-signed, basicConstraints cA (critical), keyUsage keyCertSign|cRLSign (critical),
   subject and authority key identifiers (RFC 5280 §4.2.1.1-4.2.1.3, §4.2.1.9).
@@ -30,6 +31,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats import x509_tbs as der
+from fleetid.formats.ca_profile import CaProfile
 from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
 from fleetid.formats.x509_sign import key_usage, sign_tbs
 
@@ -48,8 +50,8 @@ __all__ = [
     "issue_idevid",
     "issue_line_ca",
     "issue_root",
-    "line_ca_builder",
-    "root_builder",
+    "line_ca_profile",
+    "root_profile",
 ]
 
 # RFC 4108 §5: id-on-hardwareModuleName ::= { id-pkix id-on(8) 4 }
@@ -69,6 +71,7 @@ _LINE_CA_LIFETIME = timedelta(days=10 * 365)
 # A little back-dating absorbs clock skew between the line and verifiers (RFC 5280 is silent;
 # CA/B practice).
 _BACKDATE = timedelta(minutes=5)
+_CA_KEY_USAGE = key_usage(key_cert_sign=True, crl_sign=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,37 +154,43 @@ class ManufacturerNames:
         )
 
 
-def root_builder(
+def root_profile(
     *, names: ManufacturerNames, public_key: ec.EllipticCurvePublicKey, now: datetime
-) -> x509.CertificateBuilder:
+) -> CaProfile:
+    """The manufacturer root: self-signed, no path length, naming its own key as authority."""
     subject = names.root_name()
-    return _ca_builder(
+    return CaProfile(
         subject=subject,
         issuer=subject,
         public_key=public_key,
-        issuer_public_key=public_key,
+        serial_number=x509.random_serial_number(),
         not_before=now - _BACKDATE,
         not_after=now + _ROOT_LIFETIME,
         path_length=None,
+        key_usage=_CA_KEY_USAGE,
+        authority_key=public_key,
     )
 
 
-def line_ca_builder(
+def line_ca_profile(
     *,
     names: ManufacturerNames,
     line_id: str,
     public_key: ec.EllipticCurvePublicKey,
     root: x509.Certificate,
     now: datetime,
-) -> x509.CertificateBuilder:
-    return _ca_builder(
+) -> CaProfile:
+    """A line CA under the root: pathLenConstraint 0, it certifies devices only."""
+    return CaProfile(
         subject=names.line_ca_name(line_id),
         issuer=root.subject,
         public_key=public_key,
-        issuer_public_key=_ec_public_key(root),
+        serial_number=x509.random_serial_number(),
         not_before=now - _BACKDATE,
         not_after=min(now + _LINE_CA_LIFETIME, root.not_valid_after_utc),
         path_length=0,
+        key_usage=_CA_KEY_USAGE,
+        authority_key=_ec_public_key(root),
     )
 
 
@@ -234,8 +243,7 @@ def _authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIden
 
 
 def issue_root(*, names: ManufacturerNames, signer: Signer, now: datetime) -> x509.Certificate:
-    builder = root_builder(names=names, public_key=signer.public_key(), now=now)
-    return _sign(builder, signer)
+    return root_profile(names=names, public_key=signer.public_key(), now=now).issue(signer)
 
 
 def issue_line_ca(
@@ -247,10 +255,10 @@ def issue_line_ca(
     root_signer: Signer,
     now: datetime,
 ) -> x509.Certificate:
-    builder = line_ca_builder(
+    profile = line_ca_profile(
         names=names, line_id=line_id, public_key=line_ca_public_key, root=root, now=now
     )
-    return _sign(builder, root_signer)
+    return profile.issue(root_signer)
 
 
 def issue_idevid(
@@ -445,31 +453,3 @@ def _ec_public_key(certificate: x509.Certificate) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise VerificationError("manufacturer CA keys are ECDSA")
     return key
-
-
-def _ca_builder(
-    *,
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
-    issuer_public_key: ec.EllipticCurvePublicKey,
-    not_before: datetime,
-    not_after: datetime,
-    path_length: int | None,
-) -> x509.CertificateBuilder:
-    ca_key_usage = key_usage(key_cert_sign=True, crl_sign=True)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(ca_key_usage, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False
-        )
-    )
