@@ -122,10 +122,10 @@ def _describe(certificate: Any) -> str:
 
 def _trust(args: argparse.Namespace) -> int:
     from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
 
     from fleetid.authority.provisioners.attestation import trust_manufacturer
     from fleetid.clock import SystemClock
+    from fleetid.crypto.pkix import issued_by
     from fleetid.errors import EncodingError, VerificationError
 
     _require_authority(args.data_dir)
@@ -140,10 +140,8 @@ def _trust(args: argparse.Namespace) -> int:
         constraints = None
     if constraints is None or not constraints.ca:
         raise VerificationError(f"{args.cert} is not a CA certificate (basicConstraints cA)")
-    try:
-        root.verify_directly_issued_by(root)
-    except (ValueError, TypeError, InvalidSignature) as exc:
-        raise VerificationError(f"{args.cert} is not a self-signed root: {exc}") from exc
+    if not issued_by(root, root):
+        raise VerificationError(f"{args.cert} is not a self-signed root")
     if root.not_valid_after_utc <= SystemClock().now():
         raise VerificationError(f"{args.cert} expired on {root.not_valid_after_utc.isoformat()}")
     path = trust_manufacturer(args.data_dir, root)
