@@ -34,7 +34,6 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetid.authority.attestation.errors import NotOnManifestError
 from fleetid.authority.ca_init import certificate_ec_key
 from fleetid.authority.csr import load_csr, public_key_sha256
 from fleetid.authority.enrolment import EnrolmentService
@@ -56,6 +55,7 @@ from fleetid.errors import (
     AuthenticationError,
     LimitExceededError,
     NotConfiguredError,
+    NotOnManifestError,
     PolicyError,
     VerificationError,
 )

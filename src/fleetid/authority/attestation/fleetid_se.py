@@ -45,7 +45,9 @@ from fleetid.authority.attestation.base import (
     VerificationPolicy,
     register,
 )
-from fleetid.authority.attestation.errors import (
+from fleetid.authority.attestation.paths import IdevidPaths
+from fleetid.crypto.pkix import issued_by
+from fleetid.errors import (
     AttestationSignatureError,
     ChallengeExpiredError,
     ChallengeNotBoundError,
@@ -55,6 +57,7 @@ from fleetid.authority.attestation.errors import (
     CloneSuspectedError,
     DeviceRevokedError,
     DeviceTransferredError,
+    EncodingError,
     EvidenceMalformedError,
     IdevidMismatchError,
     KeyExportableError,
@@ -64,10 +67,8 @@ from fleetid.authority.attestation.errors import (
     NotOnManifestError,
     QuarantinedDeviceError,
     UnknownManufacturerError,
+    VerificationError,
 )
-from fleetid.authority.attestation.paths import IdevidPaths
-from fleetid.crypto.pkix import issued_by
-from fleetid.errors import EncodingError, VerificationError
 from fleetid.factory.manufacturer import certificate_fingerprint, hardware_module_name_of
 from fleetid.formats import x509_tbs
 from fleetid.formats.attestation import (
