@@ -38,11 +38,12 @@ SO_PIN = "test-so-pin-5678"
 
 
 def _softhsm_module() -> str:
+    from fleetid.config import PKCS11_MODULE_ENV
     from fleetid.errors import HsmError
     from fleetid.hsm.pkcs11 import find_pkcs11_module
 
     try:
-        return str(find_pkcs11_module())
+        return str(find_pkcs11_module(os.environ.get(PKCS11_MODULE_ENV)))
     except HsmError as exc:
         unavailable(str(exc))
 

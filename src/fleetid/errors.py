@@ -13,7 +13,28 @@ one place. The tree::
     ├── VerificationError      a signature, MAC, cryptogram, hash or proof that does not verify
     │   ├── LogTamperedError   the audit log was altered; ``index`` names the first bad entry
     │   ├── CertificateRevokedError a revocation artefact (filter, OCSP, linked CRL) says revoked
-    │   └── AuthenticationError a presented credential (token, certificate) does not authenticate
+    │   ├── AuthenticationError a presented credential (token, certificate) does not authenticate
+    │   └── AttestationError   attestation evidence does not support an enrolment; ``reason``:
+    │       ├── EvidenceMissingError            evidence-missing
+    │       ├── EvidenceMalformedError          evidence-malformed
+    │       ├── EvidenceFormatUnsupportedError  evidence-format-unsupported
+    │       ├── AttestationSignatureError       attestation-signature
+    │       ├── UnknownManufacturerError        manufacturer-unknown
+    │       ├── ChipSerialMismatchError         chip-serial-mismatch
+    │       ├── KeyMismatchError                key-mismatch
+    │       ├── KeyNotGeneratedOnCardError      key-not-generated-on-card
+    │       ├── KeyExportableError              key-exportable
+    │       ├── KeyUsageError                   key-usage
+    │       ├── NotOnManifestError              not-on-manifest
+    │       ├── QuarantinedDeviceError          device-quarantined
+    │       ├── IdevidMismatchError             idevid-mismatch
+    │       ├── CloneSuspectedError             clone-suspected
+    │       ├── DeviceRevokedError              device-revoked
+    │       │   └── DeviceTransferredError      device-transferred
+    │       ├── ChallengeUnknownError           challenge-unknown
+    │       ├── ChallengeExpiredError           challenge-expired
+    │       ├── ChallengeReplayedError          challenge-replayed
+    │       └── ChallengeNotBoundError          challenge-not-bound
     ├── SecureElementError     a secure element answered an ISO 7816 status word other than 9000
     │   └── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
     ├── HsmError               the HSM refused or failed an operation
@@ -32,29 +53,53 @@ Verification raises ``VerificationError``; no check in fleetid returns a bool to
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
+    "AttestationError",
+    "AttestationSignatureError",
     "AuthenticationError",
     "BodyTooLargeError",
     "CeremonyError",
     "CertificateRevokedError",
+    "ChallengeExpiredError",
+    "ChallengeNotBoundError",
+    "ChallengeReplayedError",
+    "ChallengeUnknownError",
+    "ChipSerialMismatchError",
+    "CloneSuspectedError",
     "ConfigError",
+    "DeviceRevokedError",
+    "DeviceTransferredError",
     "EncodingError",
+    "EvidenceFormatUnsupportedError",
+    "EvidenceMalformedError",
+    "EvidenceMissingError",
     "FleetIdError",
     "HsmError",
     "HsmNotActivatedError",
+    "IdevidMismatchError",
+    "KeyExportableError",
+    "KeyMismatchError",
+    "KeyNotGeneratedOnCardError",
+    "KeyUsageError",
     "LimitExceededError",
     "LogTamperedError",
     "NotConfiguredError",
     "NotFoundError",
+    "NotOnManifestError",
     "PolicyError",
     "ProfileError",
+    "QuarantinedDeviceError",
     "RequestRefusedError",
     "SecureChannelError",
     "SecureElementError",
     "StoreError",
+    "UnknownManufacturerError",
     "UnreachableError",
     "UnsupportedMediaTypeError",
     "VerificationError",
+    "reason_codes",
 ]
 
 
@@ -182,3 +227,149 @@ class RequestRefusedError(PolicyError):
     def __init__(self, code: str, reason: str) -> None:
         self.code = code
         super().__init__(f"{code}: {reason}")
+
+
+# --- the authority: why an attestation-gated enrolment was refused ------------------------------
+# One class per rule, each with a ``reason`` code that the HTTP edge sends as the problem
+# document's ``reason`` member (RFC 9457), so an integrator can tell one refusal from another
+# without parsing prose. ``reason_codes`` lists the vocabulary.
+
+
+class AttestationError(VerificationError):
+    """Attestation evidence does not support the enrolment; ``reason`` says which rule failed."""
+
+    reason: ClassVar[str] = "attestation"
+
+
+class EvidenceMissingError(AttestationError):
+    """The CSR carries no id-aa-attestation bundle, or none of a format this authority verifies
+    for the key: the signal of a software key presented instead of a secure-element key."""
+
+    reason = "evidence-missing"
+
+
+class EvidenceMalformedError(AttestationError):
+    """The bundle or statement does not parse (not DER, no key-attestation certificate, missing
+    or undecodable key-properties extension)."""
+
+    reason = "evidence-malformed"
+
+
+class EvidenceFormatUnsupportedError(AttestationError):
+    """The bundle holds only statement types no registered verifier handles."""
+
+    reason = "evidence-format-unsupported"
+
+
+class AttestationSignatureError(AttestationError):
+    """The key-attestation certificate is not signed by the attestation key of an IDevID in the
+    bundle."""
+
+    reason = "attestation-signature"
+
+
+class UnknownManufacturerError(AttestationError):
+    """The IDevID does not chain to any manufacturer root this authority is configured with."""
+
+    reason = "manufacturer-unknown"
+
+
+class ChipSerialMismatchError(AttestationError):
+    """The chip serial in the key properties differs from the IDevID's HardwareModuleName."""
+
+    reason = "chip-serial-mismatch"
+
+
+class KeyMismatchError(AttestationError):
+    """The CSR's public key is not the attested key (an attestation of another key)."""
+
+    reason = "key-mismatch"
+
+
+class KeyNotGeneratedOnCardError(AttestationError):
+    """The attested key was imported into the card, not generated there."""
+
+    reason = "key-not-generated-on-card"
+
+
+class KeyExportableError(AttestationError):
+    """The attested key is marked exportable."""
+
+    reason = "key-exportable"
+
+
+class KeyUsageError(AttestationError):
+    """The attested key's usage policy is not the one the credential requires."""
+
+    reason = "key-usage"
+
+
+class NotOnManifestError(AttestationError):
+    """No accepted (secured) line-manifest entry lists this device serial here."""
+
+    reason = "not-on-manifest"
+
+
+class QuarantinedDeviceError(AttestationError):
+    """The line manifest lists the device as quarantined."""
+
+    reason = "device-quarantined"
+
+
+class IdevidMismatchError(AttestationError):
+    """The IDevID (or its attestation key) is not the one the line manifest recorded."""
+
+    reason = "idevid-mismatch"
+
+
+class CloneSuspectedError(AttestationError):
+    """The device serial is enrolled already with a different IDevID key: a clone signal."""
+
+    reason = "clone-suspected"
+
+
+class DeviceRevokedError(AttestationError):
+    """The device's lifecycle has ended here (revoked); it does not enrol again."""
+
+    reason = "device-revoked"
+
+
+class DeviceTransferredError(DeviceRevokedError):
+    """The device moved to another authority; this one no longer enrols it."""
+
+    reason = "device-transferred"
+
+
+class ChallengeUnknownError(AttestationError):
+    """The attested challenge was never issued by this authority."""
+
+    reason = "challenge-unknown"
+
+
+class ChallengeExpiredError(AttestationError):
+    """The attested challenge is past its validity."""
+
+    reason = "challenge-expired"
+
+
+class ChallengeReplayedError(AttestationError):
+    """The attested challenge was used already (single use)."""
+
+    reason = "challenge-replayed"
+
+
+class ChallengeNotBoundError(AttestationError):
+    """The challenge was issued for another device, or the key properties carry none."""
+
+    reason = "challenge-not-bound"
+
+
+def reason_codes() -> dict[str, type[AttestationError]]:
+    """Every reason code and its class (the documented vocabulary of refusals)."""
+    out: dict[str, type[AttestationError]] = {}
+    stack: list[type[AttestationError]] = [AttestationError]
+    while stack:
+        cls = stack.pop()
+        out[cls.reason] = cls
+        stack.extend(cls.__subclasses__())
+    return out

@@ -756,12 +756,20 @@ def test_diversification_data_is_pinned_byte_for_byte() -> None:
 
 def test_module_override_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     require_module("pkcs11", install=PKCS11_EXTRA)
-    from fleetid.hsm.pkcs11 import MODULE_ENV, find_pkcs11_module
+    from fleetid.config import PKCS11_MODULE_ENV
+    from fleetid.hsm.pkcs11 import find_pkcs11_module
 
-    monkeypatch.setenv(MODULE_ENV, str(tmp_path / "missing.so"))
     with pytest.raises(HsmError, match="not a file"):
-        find_pkcs11_module()
+        find_pkcs11_module(tmp_path / "missing.so")
     module = tmp_path / "libexample.so"
     module.write_bytes(b"")
-    monkeypatch.setenv(MODULE_ENV, str(module))
-    assert find_pkcs11_module() == module
+    assert find_pkcs11_module(str(module)) == module
+    # The environment is the entry points' to read: the HSM layer ignores it.
+    monkeypatch.setenv(PKCS11_MODULE_ENV, str(tmp_path / "missing.so"))
+    assert find_pkcs11_module(module) == module
+    try:
+        found = find_pkcs11_module()
+    except HsmError as exc:
+        assert "not a file" not in str(exc)
+    else:
+        assert found != tmp_path / "missing.so"

@@ -25,16 +25,15 @@ def softhsm_conf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield from softhsm_session(tmp_path_factory)
 
 
-def test_ceremony_and_line_on_softhsm2(
-    tmp_path: Path, softhsm_conf: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ceremony_and_line_on_softhsm2(tmp_path: Path, softhsm_conf: Path) -> None:
     token, module = make_softhsm(softhsm_conf)
-    monkeypatch.setenv("FLEETID_HSM_SO_PIN", SO_PIN)
     clock = ManualClock()
     path = ceremony.write_example_config(tmp_path / "cfg", backend="pkcs11", token_label=token)
     path.write_text(path.read_text() + f'module = "{module}"\n')
     data = tmp_path / "data"
-    outcome = ceremony.init_ceremony(ceremony.CeremonyConfig.load(path), data, clock=clock)
+    outcome = ceremony.init_ceremony(
+        ceremony.CeremonyConfig.load(path), data, clock=clock, so_pin=SO_PIN
+    )
     ceremony.verify_transcript(outcome.record)
 
     with pytest.raises(HsmNotActivatedError):

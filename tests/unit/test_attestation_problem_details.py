@@ -36,8 +36,8 @@ from tests.attestation_fixtures import (
 )
 
 from fleetid import errors
+from fleetid import errors as e
 from fleetid.api.errors import problem_response
-from fleetid.authority.attestation import errors as e
 from fleetid.clock import ManualClock
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.device.agent import DeviceAgent

@@ -9,7 +9,7 @@ where and what (``path.generation: Input should be a valid integer``), never by 
 401 answers carry ``WWW-Authenticate: Basic`` (RFC 7030 §3.2.3, RFC 7617).
 
 An error that carries a machine-readable ``reason`` code (the attestation refusals of
-``fleetid.authority.attestation.errors``) adds it as the extension member ``reason``
+``fleetid.errors``) adds it as the extension member ``reason``
 (RFC 9457 §3.2), so a client tells one refusal from another without parsing ``detail``.
 """
 

@@ -5,9 +5,12 @@ The repositories record what a transaction does as ``CaEvent``s (``fleetid.store
 a CA key generation (``ca.ca-key``: ``ca init`` and every rollover), an issuance
 (``ca.issuance``), a revocation, release or escalation (``ca.revocation``, ``ca.release``,
 ``ca.escalation``) and an enrolment token (``ca.token``: its username and device, never the
-secret). ``install`` makes the store append them, with the signed checkpoint that covers them, in
-the transaction that made them, so a crash leaves neither without the other. Appends take the
-``audit`` counter's row lock first, so concurrent writers (server workers) append one at a time.
+secret). Their kinds are ``fleetid.factory.auditlog.EventKind`` members (``EventKind.of_ca``);
+a kind the enum does not name is refused, and the transaction with it. ``install`` makes the
+store append them, with the signed checkpoint that covers them, in the transaction that made
+them, so a crash leaves neither without the other. Appends take the ``audit`` counter's row lock
+first, so concurrent writers (server workers) append one at a time. The SQL is
+``fleetid.store.ca_audit_queries``'s.
 
 The log key is a P-256 key in the CA's HSM (``AUDIT_KEY_LABEL``), made at ``ca init`` (or on the
 first open of an older authority); the origin names the first fleet root's key (stable across
@@ -20,24 +23,19 @@ from __future__ import annotations
 from typing import Final
 
 from cryptography import x509
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection
 
 from fleetid.clock import Clock
 from fleetid.config import Settings
-from fleetid.factory.auditlog import AuditEvent, AuditLog
+from fleetid.factory.auditlog import AuditEvent, AuditLog, EventKind
 from fleetid.hsm import Hsm
+from fleetid.store.ca_audit_queries import first_root_key_id, take_audit_turn
 from fleetid.store.repositories import CaEvent, Store
-from fleetid.store.schema import CaRole, ca_keys, counters
 
-__all__ = ["AUDIT_KEY_LABEL", "EVENT_PREFIX", "install"]
+__all__ = ["AUDIT_KEY_LABEL", "install"]
 
 AUDIT_KEY_LABEL: Final = "fleet-audit-1"
-EVENT_PREFIX: Final = "ca."
 _CURVE: Final = "P-256"  # signed-note ECDSA (C2SP tlog-checkpoint)
-# Bumping the counter row locks it until the transaction ends: appends take turns.
-_TAKE_TURN: Final = (
-    update(counters).where(counters.c.name == "audit").values(value=counters.c.value + 1)
-)
 
 
 def ensure_key(hsm: Hsm) -> None:
@@ -51,15 +49,9 @@ def install(
 ) -> AuditLog:
     """Open the authority's audit log and have ``store`` append every transaction's events."""
     ensure_key(hsm)
-    with store.engine.connect() as c:  # the first root: the origin outlives root rollovers
-        first = c.execute(
-            select(ca_keys.c.subject_key_id)
-            .where(ca_keys.c.role == str(CaRole.ROOT))
-            .order_by(ca_keys.c.generation)
-            .limit(1)
-        ).scalar_one_or_none()
+    first = first_root_key_id(store.engine)  # the first root: the origin outlives rollovers
     key_id = (
-        bytes(first)
+        first
         if first is not None
         else x509.SubjectKeyIdentifier.from_public_key(root.public_key()).digest
     )
@@ -72,9 +64,12 @@ def install(
     )
 
     def append(connection: Connection, events: list[CaEvent]) -> None:
-        connection.execute(_TAKE_TURN)
+        take_audit_turn(connection)
         log.append_many(
-            [AuditEvent(kind=EVENT_PREFIX + e.kind, serial=e.serial, body=e.body) for e in events],
+            [
+                AuditEvent(kind=EventKind.of_ca(e.kind), serial=e.serial, body=e.body)
+                for e in events
+            ],
             connection,
         )
 

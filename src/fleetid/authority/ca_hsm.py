@@ -47,7 +47,7 @@ def recorded_backend(ca_dir: Path) -> dict[str, str]:
 def _module(settings: Settings) -> str:
     from fleetid.hsm.pkcs11 import find_pkcs11_module
 
-    return settings.pkcs11_module or str(find_pkcs11_module())
+    return str(find_pkcs11_module(settings.pkcs11_module))
 
 
 def create_ca_hsm(settings: Settings, ca_dir: Path, kek: bytes) -> Hsm:

@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fleetid.crypto.pkix import csr_self_signed
 from fleetid.errors import EncodingError, PolicyError, VerificationError
 
 __all__ = ["ACCEPTED_CURVES", "load_csr", "public_key_sha256"]
@@ -32,7 +33,7 @@ def load_csr(der: bytes) -> x509.CertificateSigningRequest:
         raise PolicyError("only EC keys are enrolled (P-256 or P-384)")
     if public_key.curve.name not in ACCEPTED_CURVES:
         raise PolicyError(f"curve {public_key.curve.name} is not accepted; use P-256 or P-384")
-    if not csr.is_signature_valid:
+    if not csr_self_signed(csr):
         raise VerificationError(
             "the CSR signature does not verify with its own public key (RFC 2986 §3)"
         )

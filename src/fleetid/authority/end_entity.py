@@ -7,14 +7,12 @@ on the server that issued it, and subjectAltNames when given.
 
 Certificates of one issuing CA, credential type and base URL differ only in the serial number,
 validity, the commonName, the key, its key identifier and the distribution point's URL.
-``EndEntityTemplate`` takes everything else once from a draft pyca builds from
-``end_entity_builder`` and signs with a throwaway key, and before it is used rebuilds the TBS of a
-second draft (other key, serial, name, times and shard) and compares it with pyca's bytes
-(``EncodingError`` otherwise). Per certificate it then writes only the fields that differ, and
-``fleetid.formats.x509_sign.sign_tbs`` signs, checks and parses the result. ``EndEntityIssuer``
-keeps a template per extended key usage set and OCSP URL, and sends to the builder what the
-template would not write as pyca does (a commonName of no or over 64 UTF-8 bytes, or not UTF-8)
-and subjectAltNames.
+``EndEntityTemplate`` is a ``fleetid.formats.x509_template.TbsTemplate``: it takes everything
+else once from a draft of ``end_entity_builder``, checks that it rebuilds the TBS of a second
+draft (other key, serial, name, times and shard) byte for byte, and per certificate writes only
+the fields that differ. What it would not write as pyca does (a commonName of no or over 64 UTF-8
+bytes, or not UTF-8, and subjectAltNames) goes to the builder. ``EndEntityIssuer`` keeps a
+template per extended key usage set and OCSP URL.
 """
 
 from __future__ import annotations
@@ -24,15 +22,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
 
 from fleetid.crypto.signer import Signer
-from fleetid.errors import EncodingError
 from fleetid.formats import x509_tbs
-from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
-from fleetid.formats.x509_sign import key_usage, sign_certificate, sign_tbs
+from fleetid.formats.tlv import encode_tlv
+from fleetid.formats.x509_sign import key_usage, probe_public_key
+from fleetid.formats.x509_template import TbsParts, TbsTemplate
 
 __all__ = ["EndEntity", "EndEntityIssuer", "EndEntityTemplate", "end_entity_builder"]
 
@@ -42,6 +40,7 @@ _OID_COMMON_NAME: Final = x509_tbs.oid(NameOID.COMMON_NAME)
 _OID_SKI: Final = x509_tbs.oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER)
 _OID_CRL_DP: Final = x509_tbs.oid(ExtensionOID.CRL_DISTRIBUTION_POINTS)
 _PROBE_TIME: Final = datetime(2030, 1, 1, tzinfo=UTC)
+_CHECK_TIME: Final = datetime(2027, 6, 15, 9, 30, 45, tzinfo=UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +112,18 @@ def end_entity_builder(
     return builder
 
 
+def _sample(serial: int, common_name: str, when: datetime, crl_url: str) -> EndEntity:
+    """Values for a template's probe and check: a fresh key, valid for a day from ``when``."""
+    return EndEntity(
+        public_key=probe_public_key(),
+        serial=serial,
+        common_name=common_name,
+        not_before=when,
+        not_after=when + timedelta(days=1),
+        crl_url=crl_url,
+    )
+
+
 def _crl_distribution_points(url: bytes) -> bytes:
     """The extension for one DistributionPoint with a fullName URI (RFC 5280 §4.2.1.13):
     SEQUENCE { SEQUENCE { [0] { [0] { [6] IA5String } } } }, as pyca encodes it."""
@@ -121,9 +132,8 @@ def _crl_distribution_points(url: bytes) -> bytes:
 
 
 class EndEntityIssuer:
-    """One issuing CA's end-entity certificates: from an ``EndEntityTemplate`` per extended key
-    usage set and OCSP URL when the template writes them as pyca would, by the builder
-    otherwise."""
+    """One issuing CA's end-entity certificates, through an ``EndEntityTemplate`` per extended key
+    usage set and OCSP URL."""
 
     def __init__(self, *, issuing: x509.Certificate, signer: Signer) -> None:
         self._issuing = issuing
@@ -138,14 +148,6 @@ class EndEntityIssuer:
         ocsp_url: str,
     ) -> x509.Certificate:
         """``entity``'s certificate under the profile, signed."""
-        if not EndEntityTemplate.takes(entity):
-            builder = end_entity_builder(
-                issuing=self._issuing,
-                entity=entity,
-                extended_key_usages=extended_key_usages,
-                ocsp_url=ocsp_url,
-            )
-            return sign_certificate(builder, self._signer)
         key = (extended_key_usages, ocsp_url)
         template = self._templates.get(key)
         if template is None:
@@ -156,12 +158,14 @@ class EndEntityIssuer:
                 ocsp_url=ocsp_url,
             )
             self._templates[key] = template
-        return template.issue(entity)
+        return template.certificate(entity)
 
 
-class EndEntityTemplate:
+class EndEntityTemplate(TbsTemplate[EndEntity]):
     """``end_entity_builder``'s certificates for one issuing CA, EKU set and OCSP URL, with what
-    they share encoded once (module docstring)."""
+    they share encoded once (module docstring; ``fleetid.formats.x509_template``)."""
+
+    what = "end-entity"
 
     def __init__(
         self,
@@ -172,87 +176,50 @@ class EndEntityTemplate:
         ocsp_url: str,
     ) -> None:
         self._issuing = issuing
-        self._signer = signer
         self._ekus = extended_key_usages
         self._ocsp_url = ocsp_url
-        throwaway = ec.generate_private_key(ec.SECP256R1())
-        probe = self._draft(
-            EndEntity(
-                public_key=throwaway.public_key(),
-                serial=1,
-                common_name="probe",
-                not_before=_PROBE_TIME,
-                not_after=_PROBE_TIME + timedelta(days=1),
-                crl_url="http://probe.invalid/0.crl",
-            )
-        )
-        fields = decode_tlvs(decode_tlv(probe.tbs_certificate_bytes)[0].value)
-        version, _, algorithm, issuer, _, _, _, extensions = fields
-        basic, usage, eku, _ski, aki, aia, _crl = decode_tlvs(decode_tlv(extensions.value)[0].value)
-        self._version, self._algorithm, self._issuer = (
-            version.encode(),
-            algorithm.encode(),
-            issuer.encode(),
-        )
-        self._before_ski = basic.encode() + usage.encode() + eku.encode()
-        self._after_ski = aki.encode() + aia.encode()
-        # The check: pyca's TBS for another key, serial, name, times and URL, rebuilt here.
-        now = datetime.now(UTC).replace(microsecond=0)
-        check = EndEntity(
-            public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
-            serial=0x7F3A,
-            common_name="check é",
-            not_before=now,
-            not_after=now + timedelta(days=1),
-            crl_url="https://a.example:8443/crl/x/9.crl",
-        )
-        if self._tbs(check) != self._draft(check).tbs_certificate_bytes:
-            raise EncodingError("the end-entity template does not rebuild pyca's encoding")
+        self._before_ski = self._after_ski = b""
+        super().__init__(signer)
 
-    def _draft(self, entity: EndEntity) -> x509.Certificate:
-        """``entity``'s certificate signed with a throwaway key: only its TBS is used."""
-        builder = end_entity_builder(
+    def builder(self, values: EndEntity) -> x509.CertificateBuilder:
+        return end_entity_builder(
             issuing=self._issuing,
-            entity=entity,
+            entity=values,
             extended_key_usages=self._ekus,
             ocsp_url=self._ocsp_url,
         )
-        return builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
 
-    @staticmethod
-    def takes(entity: EndEntity) -> bool:
-        """Whether the template writes ``entity`` as pyca would; otherwise use the builder (which
-        refuses a commonName of no or over 64 UTF-8 bytes, as pyca counts them)."""
+    def probe(self) -> EndEntity:
+        return _sample(1, "probe", _PROBE_TIME, "http://probe.invalid/0.crl")
+
+    def check(self) -> EndEntity:
+        return _sample(0x7F3A, "check é", _CHECK_TIME, "https://a.example:8443/crl/x/9.crl")
+
+    def learn(self, parts: TbsParts) -> None:
+        basic, usage, eku, _ski, aki, aia, _crl = parts.extensions
+        self._before_ski = basic + usage + eku
+        self._after_ski = aki + aia
+
+    def takes(self, values: EndEntity) -> bool:
+        """Whether the template writes ``values`` as pyca would; otherwise the builder issues
+        (and refuses a commonName of no or over 64 UTF-8 bytes, as pyca counts them)."""
         try:
-            size = len(entity.common_name.encode())  # pyca counts a commonName's UTF-8 bytes
+            size = len(values.common_name.encode())  # pyca counts a commonName's UTF-8 bytes
         except UnicodeEncodeError:
             return False
-        return not entity.alt_names and 0 < size <= _UB_COMMON_NAME and entity.crl_url.isascii()
+        return not values.alt_names and 0 < size <= _UB_COMMON_NAME and values.crl_url.isascii()
 
-    def issue(self, entity: EndEntity) -> x509.Certificate:
-        """The certificate ``end_entity_builder`` describes, signed (``takes`` must hold)."""
-        return sign_tbs(self._tbs(entity), self._algorithm, self._signer)
-
-    def _tbs(self, entity: EndEntity) -> bytes:
-        spki = entity.public_key.public_bytes(
+    def tbs(self, values: EndEntity) -> bytes:
+        spki = values.public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        extensions = (
-            self._before_ski
+        return self.parts.tbs(
+            serial=values.serial,
+            validity=x509_tbs.time(values.not_before) + x509_tbs.time(values.not_after),
+            subject=x509_tbs.rdn(_OID_COMMON_NAME, 0x0C, values.common_name.encode()),
+            spki=spki,
+            extensions=self._before_ski
             + x509_tbs.subject_key_identifier(spki)
             + self._after_ski
-            + _crl_distribution_points(entity.crl_url.encode())
-        )
-        subject = x509_tbs.rdn(_OID_COMMON_NAME, 0x0C, entity.common_name.encode())
-        validity = x509_tbs.time(entity.not_before) + x509_tbs.time(entity.not_after)
-        return encode_tlv(
-            0x30,
-            self._version
-            + x509_tbs.integer(entity.serial)
-            + self._algorithm
-            + self._issuer
-            + encode_tlv(0x30, validity)
-            + encode_tlv(0x30, subject)
-            + spki
-            + encode_tlv(0xA3, encode_tlv(0x30, extensions)),
+            + _crl_distribution_points(values.crl_url.encode()),
         )

@@ -27,6 +27,7 @@ from fleetid.authority.csr import load_csr
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.provisioners import BasicCredentials, EnrolmentRequest, Provisioner
 from fleetid.authority.provisioners.token import TokenProvisioner
+from fleetid.authority.revoke import revoke_device_certificates
 from fleetid.errors import AuthenticationError, NotFoundError, PolicyError
 from fleetid.policy import CredentialType
 from fleetid.store.repositories import CertificateRecord, Repositories
@@ -86,15 +87,6 @@ class EnrolmentService:
         now = self.ca.clock.now()
         with self.ca.store.transaction() as tx:
             grant = provisioner.authorise(tx, request)
-            previous = (
-                [
-                    c
-                    for c in tx.certificates.for_device(grant.device_id)
-                    if c.status == CertificateStatus.VALID
-                ]
-                if grant.supersedes_previous
-                else []
-            )
             certificate, record = self.ca.issue(
                 tx,
                 public_key=public_key,
@@ -104,9 +96,9 @@ class EnrolmentService:
             )
             if grant.token_username is not None:
                 tx.tokens.bind_certificate(grant.token_username, record.id)
-            for old in previous:
-                tx.certificates.revoke(
-                    old.serial, RevocationReason.SUPERSEDED, now, superseded_by=record.id
+            if grant.supersedes_previous:
+                revoke_device_certificates(
+                    tx, grant.device_id, RevocationReason.SUPERSEDED, now, successor=record
                 )
             tx.devices.set_status(
                 grant.device_id, DeviceStatus.ENROLLED, now, provisioner=grant.provisioner

@@ -18,11 +18,8 @@
   leaves it unrevoked: a short-lived credential simply expires, as step-ca and Vault let renewed
   ones do, so routine refreshes put nothing on the CRLs or the filter. A re-key revokes it as
   ``superseded`` (the old key is retired, perhaps on suspicion).
-* **Rollover.** ``roll_issuing_ca`` makes the next issuing-CA generation under the same root.
-  ``roll_root`` makes a new root and the RFC 4210 §4.4 root-key-update certificates: NewWithOld
-  (the new root's key and name, signed by the old root: the link a device follows) and
-  OldWithNew; both are served by ``cacerts`` next to the chain (RFC 7030 §4.1.3), and kept as
-  PEM in ``<data-dir>/ca/links``. The next issuing CA is signed by the new root.
+* **Rollover** is ``fleetid.authority.rollover``'s (re-exported here); ``cacerts`` serves its
+  link certificates next to the chain (RFC 7030 §4.1.3).
 * **Authority change.** ``release`` (``POST /enrol/release`` with a proof) revokes every valid
   credential of the device as ``cessationOfOperation`` and marks it ``transferred``; the device
   then enrols at the other authority with its IDevID, which refuses it unless its manifest lists
@@ -32,37 +29,35 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
 from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from fleetid.authority.attestation.errors import NotOnManifestError
+from fleetid.authority.ca_init import certificate_ec_key
 from fleetid.authority.csr import load_csr, public_key_sha256
 from fleetid.authority.enrolment import EnrolmentService
-from fleetid.authority.fleet_ca import (
-    CA_DIR,
-    CA_KEY_USAGE,
-    FleetCa,
-    ca_name,
-    new_serial,
-    root_crl_point,
-)
+from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.provisioners import Provisioner
 from fleetid.authority.provisioners.attestation import AttestationProvisioner, Challenge
-from fleetid.crypto.signer import Signer, hash_for_curve
+from fleetid.authority.revoke import revoke_device_certificates
+
+# Re-exported: rollover was this module's, and the demo and many tests import it from here.
+from fleetid.authority.rollover import (
+    LINKS_DIR,
+    RootRollover,
+    link_certificates,
+    roll_issuing_ca,
+    roll_root,
+)
+from fleetid.crypto.signer import verify_signature
 from fleetid.errors import (
     AuthenticationError,
-    ConfigError,
     LimitExceededError,
     NotConfiguredError,
+    NotOnManifestError,
     PolicyError,
+    VerificationError,
 )
 from fleetid.formats.proof import (
     PROOF_HEADER,
@@ -72,10 +67,9 @@ from fleetid.formats.proof import (
     proof_message,
     sign_proof,
 )
-from fleetid.formats.x509_sign import sign_certificate
 from fleetid.policy import CredentialType
-from fleetid.store.repositories import CertificateRecord, NewCaKey, Repositories, Revocation
-from fleetid.store.schema import CaRole, CertificateStatus, DeviceStatus, RevocationReason
+from fleetid.store.repositories import CertificateRecord, Repositories, Revocation
+from fleetid.store.schema import DeviceStatus, RevocationReason
 
 __all__ = [
     "LINKS_DIR",
@@ -93,227 +87,10 @@ __all__ = [
     "sign_proof",
 ]
 
-LINKS_DIR: Final = "links"
 _REENROL_NEEDS: Final = (
     f"re-enrolment needs TLS client authentication with the current certificate"
     f" (RFC 7030 §3.3.2) or a {PROOF_HEADER} header"
 )
-
-
-# --- rollover ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class RootRollover:
-    """The certificates of one root rollover (RFC 4210 §4.4)."""
-
-    new_root: x509.Certificate  # NewWithNew, self-signed
-    new_with_old: x509.Certificate  # the new root's key and name, signed by the old root
-    old_with_new: x509.Certificate  # the old root's key and name, signed by the new root
-    issuing: x509.Certificate  # the next issuing CA, under the new root
-
-
-def _links_dir(ca: FleetCa) -> Path:
-    return ca.settings.data_dir / CA_DIR / LINKS_DIR
-
-
-def link_certificates(ca: FleetCa) -> list[x509.Certificate]:
-    """Every root-key-update certificate this authority has published, oldest first."""
-    directory = _links_dir(ca)
-    out: list[x509.Certificate] = []
-    for path in sorted(directory.glob("*.pem")) if directory.is_dir() else []:
-        out.extend(x509.load_pem_x509_certificates(path.read_bytes()))
-    return out
-
-
-def _ec(certificate: x509.Certificate) -> ec.EllipticCurvePublicKey:
-    key = certificate.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ConfigError("fleet CA keys are EC keys")
-    return key
-
-
-def _ca_builder(
-    *,
-    subject: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
-    issuer: x509.Certificate | None,
-    issuer_key: ec.EllipticCurvePublicKey,
-    ca: FleetCa,
-    path_length: int | None,
-    lifetime_days: float,
-) -> x509.CertificateBuilder:
-    now = ca.clock.now()
-    not_after = now + ca.settings.policy.root_lifetime
-    if issuer is not None:
-        not_after = min(not_after, issuer.not_valid_after_utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject if issuer is None else issuer.subject)
-        .public_key(public_key)
-        .serial_number(new_serial())
-        .not_valid_before(now - ca.settings.policy.backdate)
-        .not_valid_after(min(not_after, now + timedelta(days=lifetime_days)))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(CA_KEY_USAGE, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-    )
-    if issuer is not None:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False
-        )
-    return builder
-
-
-def _record_ca(
-    tx: Repositories,
-    *,
-    role: CaRole,
-    generation: int,
-    label: str,
-    cert: x509.Certificate,
-    ca: FleetCa,
-) -> None:
-    tx.ca_keys.add(
-        NewCaKey(
-            role=role,
-            generation=generation,
-            hsm_label=label,
-            subject=cert.subject.rfc4514_string(),
-            subject_key_id=x509.SubjectKeyIdentifier.from_public_key(_ec(cert)).digest,
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
-            active=True,
-            certificate=cert.public_bytes(serialization.Encoding.DER),
-            created_at=ca.clock.now(),
-        )
-    )
-
-
-def _organization(ca: FleetCa) -> str:
-    values = ca.root.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    return str(values[0].value) if values else "fleetid"
-
-
-def _next_generation(tx: Repositories, role: CaRole) -> int:
-    return max((k.generation for k in tx.ca_keys.all() if k.role == role), default=0) + 1
-
-
-def _issue_issuing_ca(
-    ca: FleetCa, tx: Repositories, root: x509.Certificate, root_signer: Signer
-) -> x509.Certificate:
-    generation = _next_generation(tx, CaRole.ISSUING)
-    label = f"fleet-issuing-{generation}"
-    public_key = ca.hsm.generate_ec_key(label, "P-256")
-    name = ca_name(_organization(ca), CaRole.ISSUING, generation)
-    builder = _ca_builder(
-        subject=name,
-        public_key=public_key,
-        issuer=root,
-        issuer_key=_ec(root),
-        ca=ca,
-        path_length=0,
-        lifetime_days=ca.settings.policy.issuing_lifetime.total_seconds() / 86400,
-    )
-    root_generation = max(k.generation for k in tx.ca_keys.all() if k.role == CaRole.ROOT)
-    root_crl = root_crl_point(ca.settings, root_generation)
-    if root_crl is not None:
-        builder = builder.add_extension(root_crl, critical=False)
-    issuing = sign_certificate(builder, root_signer)
-    _record_ca(tx, role=CaRole.ISSUING, generation=generation, label=label, cert=issuing, ca=ca)
-    return issuing
-
-
-def _reopen(ca: FleetCa) -> FleetCa:
-    return FleetCa(settings=ca.settings, store=ca.store, hsm=ca.hsm, clock=ca.clock)
-
-
-def roll_issuing_ca(ca: FleetCa) -> FleetCa:
-    """A new issuing-CA generation under the current root; the returned CA issues with it.
-
-    Devices need no new anchor: the new issuing CA chains to the root they hold. Credentials from
-    the old generation stay valid until they expire or are refreshed.
-    """
-    root_record = _active_root(ca)
-    with ca.store.transaction() as tx:
-        _issue_issuing_ca(ca, tx, ca.root, ca.hsm.signer(root_record))
-    return _reopen(ca)
-
-
-def _active_root(ca: FleetCa) -> str:
-    with ca.store.transaction() as tx:
-        return tx.ca_keys.active(CaRole.ROOT).hsm_label
-
-
-def roll_root(ca: FleetCa) -> tuple[FleetCa, RootRollover]:
-    """A new root, its link certificates, and an issuing CA under it (RFC 4210 §4.4).
-
-    The new root allows two CA certificates below it (pathLenConstraint 2) so that OldWithNew can
-    carry old credentials to a device that holds only the new root.
-    """
-    old_root = ca.root
-    old_signer = ca.hsm.signer(_active_root(ca))
-    with ca.store.transaction() as tx:
-        generation = _next_generation(tx, CaRole.ROOT)
-        label = f"fleet-root-{generation}"
-        public_key = ca.hsm.generate_ec_key(label, "P-384")
-        new_signer = ca.hsm.signer(label)
-        name = ca_name(_organization(ca), CaRole.ROOT, generation)
-        lifetime = ca.settings.policy.root_lifetime.total_seconds() / 86400
-        new_root = sign_certificate(
-            _ca_builder(
-                subject=name,
-                public_key=public_key,
-                issuer=None,
-                issuer_key=public_key,
-                ca=ca,
-                path_length=2,
-                lifetime_days=lifetime,
-            ),
-            new_signer,
-        )
-        new_with_old = sign_certificate(
-            _ca_builder(
-                subject=name,
-                public_key=public_key,
-                issuer=old_root,
-                issuer_key=_ec(old_root),
-                ca=ca,
-                path_length=2,
-                lifetime_days=lifetime,
-            ),
-            old_signer,
-        )
-        old_with_new = sign_certificate(
-            _ca_builder(
-                subject=old_root.subject,
-                public_key=_ec(old_root),
-                issuer=new_root,
-                issuer_key=public_key,
-                ca=ca,
-                path_length=_path_length(old_root),
-                lifetime_days=(old_root.not_valid_after_utc - ca.clock.now()).total_seconds()
-                / 86400,
-            ),
-            new_signer,
-        )
-        _record_ca(tx, role=CaRole.ROOT, generation=generation, label=label, cert=new_root, ca=ca)
-        issuing = _issue_issuing_ca(ca, tx, new_root, new_signer)
-    directory = _links_dir(ca)
-    directory.mkdir(parents=True, exist_ok=True)
-    for kind, cert in (("new-with-old", new_with_old), ("old-with-new", old_with_new)):
-        (directory / f"root-{generation:03d}-{kind}.pem").write_bytes(
-            cert.public_bytes(serialization.Encoding.PEM)
-        )
-    rollover = RootRollover(
-        new_root=new_root, new_with_old=new_with_old, old_with_new=old_with_new, issuing=issuing
-    )
-    return _reopen(ca), rollover
-
-
-def _path_length(certificate: x509.Certificate) -> int | None:
-    return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
 
 
 # --- the service ------------------------------------------------------------------------------
@@ -380,14 +157,12 @@ class LifecycleService(EnrolmentService):
     ) -> CertificateRecord:
         now = self.ca.clock.now()
         current = self.current_credential(tx, proof.serial)
-        key = _ec(x509.load_der_x509_certificate(current.der))
+        key = certificate_ec_key(x509.load_der_x509_certificate(current.der))
         try:
-            key.verify(
-                proof.signature,
-                proof_message(path=path, nonce=proof.nonce, body=body),
-                ec.ECDSA(hash_for_curve(key.curve)),
+            verify_signature(
+                key, proof.signature, proof_message(path=path, nonce=proof.nonce, body=body)
             )
-        except InvalidSignature:
+        except VerificationError:
             raise AuthenticationError(
                 f"the {PROOF_HEADER} signature does not verify under credential {current.serial}"
             ) from None
@@ -473,11 +248,9 @@ class LifecycleService(EnrolmentService):
                 raise AuthenticationError("the proof's nonce was spent concurrently")
             device_id = current.device_id
             assert device_id is not None  # noqa: S101 - _authenticate checked
-            done = [
-                tx.certificates.revoke(c.serial, RevocationReason.CESSATION_OF_OPERATION, now)
-                for c in tx.certificates.for_device(device_id)
-                if c.status == CertificateStatus.VALID
-            ]
+            done = revoke_device_certificates(
+                tx, device_id, RevocationReason.CESSATION_OF_OPERATION, now
+            )
             tx.devices.set_status(device_id, DeviceStatus.TRANSFERRED, now)
         return done
 

@@ -103,7 +103,7 @@ def _certs(args: argparse.Namespace) -> int:
 
 
 def _require_authority(data_dir: Path) -> None:
-    from fleetid.authority.fleet_ca import ACTIVATION_FILE, CA_DIR
+    from fleetid.authority.ca_init import ACTIVATION_FILE, CA_DIR
     from fleetid.errors import ConfigError
 
     if not (data_dir / CA_DIR / ACTIVATION_FILE).is_file():

@@ -8,6 +8,7 @@ custodian; ``activate --share F ...`` needs M of them; ``deactivate`` locks the 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,13 +52,28 @@ def register(subparsers: Any) -> None:
     example.set_defaults(func=_example)
 
 
+def _pkcs11_module() -> str | None:
+    from fleetid.config import PKCS11_MODULE_ENV
+
+    return os.environ.get(PKCS11_MODULE_ENV) or None
+
+
 def _init(args: argparse.Namespace) -> int:
     from fleetid.clock import SystemClock
     from fleetid.factory.ceremony import CeremonyConfig, init_ceremony
 
     config = CeremonyConfig.load(args.config)
     print(f"ceremony {config.ceremony_id}: config sha256 {config.config_sha256}")
-    outcome = init_ceremony(config, args.data_dir, clock=SystemClock(), shares_dir=args.shares_dir)
+    # The SO PIN is read here, from the variable the reviewed config names, and only for a token.
+    so_pin = os.environ.get(config.hsm.so_pin_env) if config.hsm.backend == "pkcs11" else None
+    outcome = init_ceremony(
+        config,
+        args.data_dir,
+        clock=SystemClock(),
+        shares_dir=args.shares_dir,
+        so_pin=so_pin,
+        pkcs11_module=_pkcs11_module(),
+    )
     record = outcome.record
     custody = record.transcript["custody"]
     print(f"custody {record.threshold}-of-{record.total}, KEK KCV {custody['kek_kcv']}")
@@ -82,7 +98,11 @@ def _activate(args: argparse.Namespace) -> int:
     try:
         shares = read_shares(args.share)
         hsm = activate(
-            args.data_dir, shares, clock=SystemClock(), valid_for=timedelta(hours=args.hours)
+            args.data_dir,
+            shares,
+            clock=SystemClock(),
+            valid_for=timedelta(hours=args.hours),
+            pkcs11_module=_pkcs11_module(),
         )
     except CeremonyError as exc:
         print(f"fleetid: activation refused: {exc}", file=sys.stderr)
@@ -97,7 +117,7 @@ def _deactivate(args: argparse.Namespace) -> int:
     from fleetid.clock import SystemClock
     from fleetid.factory.ceremony import deactivate
 
-    was = deactivate(args.data_dir, clock=SystemClock())
+    was = deactivate(args.data_dir, clock=SystemClock(), pkcs11_module=_pkcs11_module())
     print("HSM locked" if was else "HSM was not activated")
     return 0
 

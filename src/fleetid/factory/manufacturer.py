@@ -1,8 +1,9 @@
 """Manufacturer certificate profiles: the root CA, the line CA and the device's IEEE 802.1AR IDevID.
 
-Profiles are builders (what goes in a certificate); issuance signs them with a ``Signer`` held by
-the HSM, so the CA private keys never reach this process. Each profile follows RFC 5280 and is
-checked by pkilint's RFC 5280 linters in the tests.
+Profiles say what goes in a certificate; issuance signs them with a ``Signer`` held by the HSM, so
+the CA private keys never reach this process. The root and the line CA are the one CA profile's
+(``fleetid.formats.ca_profile``) with the manufacturer's names, validity and path lengths. Each
+profile follows RFC 5280 and is checked by pkilint's RFC 5280 linters in the tests.
 
 * Root: self-signed, basicConstraints cA (critical), keyUsage keyCertSign|cRLSign (critical),
   subject and authority key identifiers (RFC 5280 §4.2.1.1-4.2.1.3, §4.2.1.9).
@@ -23,21 +24,24 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats import x509_tbs as der
+from fleetid.formats.ca_profile import CaProfile
 from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
-from fleetid.formats.x509_sign import key_usage, sign_tbs
+from fleetid.formats.x509_sign import key_usage, probe_public_key, sign_certificate
+from fleetid.formats.x509_template import TbsParts, TbsTemplate
 
 __all__ = [
     "IDEVID_NOT_AFTER",
     "ID_ON_HARDWARE_MODULE_NAME",
     "SE_HW_TYPE",
     "HardwareModuleName",
+    "IdevidFields",
     "IdevidIssuer",
     "ManufacturerNames",
     "certificate_fingerprint",
@@ -48,8 +52,8 @@ __all__ = [
     "issue_idevid",
     "issue_line_ca",
     "issue_root",
-    "line_ca_builder",
-    "root_builder",
+    "line_ca_profile",
+    "root_profile",
 ]
 
 # RFC 4108 §5: id-on-hardwareModuleName ::= { id-pkix id-on(8) 4 }
@@ -69,6 +73,7 @@ _LINE_CA_LIFETIME = timedelta(days=10 * 365)
 # A little back-dating absorbs clock skew between the line and verifiers (RFC 5280 is silent;
 # CA/B practice).
 _BACKDATE = timedelta(minutes=5)
+_CA_KEY_USAGE = key_usage(key_cert_sign=True, crl_sign=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,37 +156,43 @@ class ManufacturerNames:
         )
 
 
-def root_builder(
+def root_profile(
     *, names: ManufacturerNames, public_key: ec.EllipticCurvePublicKey, now: datetime
-) -> x509.CertificateBuilder:
+) -> CaProfile:
+    """The manufacturer root: self-signed, no path length, naming its own key as authority."""
     subject = names.root_name()
-    return _ca_builder(
+    return CaProfile(
         subject=subject,
         issuer=subject,
         public_key=public_key,
-        issuer_public_key=public_key,
+        serial_number=x509.random_serial_number(),
         not_before=now - _BACKDATE,
         not_after=now + _ROOT_LIFETIME,
         path_length=None,
+        key_usage=_CA_KEY_USAGE,
+        authority_key=public_key,
     )
 
 
-def line_ca_builder(
+def line_ca_profile(
     *,
     names: ManufacturerNames,
     line_id: str,
     public_key: ec.EllipticCurvePublicKey,
     root: x509.Certificate,
     now: datetime,
-) -> x509.CertificateBuilder:
-    return _ca_builder(
+) -> CaProfile:
+    """A line CA under the root: pathLenConstraint 0, it certifies devices only."""
+    return CaProfile(
         subject=names.line_ca_name(line_id),
         issuer=root.subject,
         public_key=public_key,
-        issuer_public_key=_ec_public_key(root),
+        serial_number=x509.random_serial_number(),
         not_before=now - _BACKDATE,
         not_after=min(now + _LINE_CA_LIFETIME, root.not_valid_after_utc),
         path_length=0,
+        key_usage=_CA_KEY_USAGE,
+        authority_key=_ec_public_key(root),
     )
 
 
@@ -194,8 +205,10 @@ def idevid_builder(
     now: datetime,
     organization: str,
     hw_type: x509.ObjectIdentifier = SE_HW_TYPE,
+    serial_number: int | None = None,
 ) -> x509.CertificateBuilder:
-    """IEEE 802.1AR IDevID for one device (see the module docstring for the profile)."""
+    """IEEE 802.1AR IDevID for one device (see the module docstring for the profile); a random
+    serial number unless one is given."""
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
@@ -211,7 +224,7 @@ def idevid_builder(
         .subject_name(subject)
         .issuer_name(line_ca.subject)
         .public_key(public_key)
-        .serial_number(x509.random_serial_number())
+        .serial_number(x509.random_serial_number() if serial_number is None else serial_number)
         .not_valid_before(now - _BACKDATE)
         .not_valid_after(IDEVID_NOT_AFTER)
         .add_extension(_IDEVID_KEY_USAGE, critical=True)
@@ -234,8 +247,7 @@ def _authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIden
 
 
 def issue_root(*, names: ManufacturerNames, signer: Signer, now: datetime) -> x509.Certificate:
-    builder = root_builder(names=names, public_key=signer.public_key(), now=now)
-    return _sign(builder, signer)
+    return root_profile(names=names, public_key=signer.public_key(), now=now).issue(signer)
 
 
 def issue_line_ca(
@@ -247,10 +259,10 @@ def issue_line_ca(
     root_signer: Signer,
     now: datetime,
 ) -> x509.Certificate:
-    builder = line_ca_builder(
+    profile = line_ca_profile(
         names=names, line_id=line_id, public_key=line_ca_public_key, root=root, now=now
     )
-    return _sign(builder, root_signer)
+    return profile.issue(root_signer)
 
 
 def issue_idevid(
@@ -271,22 +283,35 @@ def issue_idevid(
         now=now,
         organization=organization,
     )
-    return _sign(builder, line_ca_signer)
+    return sign_certificate(builder, line_ca_signer)
 
 
-class IdevidIssuer:
+@dataclass(frozen=True, kw_only=True)
+class IdevidFields:
+    """What one IDevID says besides its line CA: the values an ``IdevidTemplate`` writes."""
+
+    public_key: ec.EllipticCurvePublicKey
+    device_serial: str
+    chip_serial: bytes
+    now: datetime  # notBefore is ``now`` less the back-dating
+    serial: int
+
+
+class IdevidIssuer(TbsTemplate[IdevidFields]):
     """``issue_idevid`` for one line CA, with what every IDevID of it shares encoded once.
 
     The TBS of an IDevID (RFC 5280 §4.1) differs between devices only in the serial number,
     notBefore, the subject's commonName and serialNumber, the key, the HardwareModuleName in
     subjectAltName and the subject key identifier. The rest (version, signature algorithm,
     issuer, notAfter, the subject's organizationName, keyUsage, authorityKeyIdentifier) is taken
-    once from a draft pyca builds from ``idevid_builder`` and signs with a throwaway key, and the
-    TBS of a second draft is rebuilt here and compared with pyca's bytes before the issuer is
-    used (``EncodingError`` otherwise). Per device, the line CA signer signs the TBS (an HSM
-    signer verifies the signature before returning it; any other is verified here), and the
-    certificate is parsed back and its TBS and signature compared with what was signed.
+    once from a draft of ``idevid_builder``, checked to rebuild a second draft byte for byte
+    (``EncodingError`` otherwise; ``fleetid.formats.x509_template``). Per device, the line CA
+    signer signs the TBS (an HSM signer verifies the signature before returning it; any other is
+    verified), and the certificate is parsed back and its TBS and signature compared with what
+    was signed.
     """
+
+    what = "IDevID"
 
     def __init__(
         self,
@@ -296,48 +321,67 @@ class IdevidIssuer:
         organization: str,
         hw_type: x509.ObjectIdentifier = SE_HW_TYPE,
     ) -> None:
-        self._line_ca = line_ca
-        self._signer = line_ca_signer
+        self.line_ca = line_ca
         self._organization = organization
         self._hw_type = hw_type
-        probe_key = ec.generate_private_key(ec.SECP256R1())
-        draft = _draft(self._builder(probe_key.public_key(), "00", b"\x00", _PROBE_TIME))
-        fields = decode_tlvs(decode_tlv(draft.tbs_certificate_bytes)[0].value)
-        version, _, algorithm, issuer, validity, subject, _, extensions = fields
-        not_after = decode_tlvs(validity.value)[1]
-        key_usage_ext, _, aki_ext, _ = decode_tlvs(decode_tlv(extensions.value)[0].value)
-        self._version = version.encode()
-        self._algorithm = algorithm.encode()
-        self._issuer = issuer.encode()
-        self._not_after = not_after.encode()
-        self._organization_rdn = decode_tlvs(subject.value)[0].encode()
-        self._key_usage = key_usage_ext.encode()
-        self._aki = aki_ext.encode()
         self._hw_type_der = der.oid(hw_type)
-        # The check: pyca's TBS for another key, serial, time and serials, rebuilt here.
-        other = ec.generate_private_key(ec.SECP256R1()).public_key()
-        check = _draft(self._builder(other, "0A1B2C", b"\x01\x02", datetime.now(UTC)))
-        rebuilt = self._tbs(
-            public_key=other,
-            device_serial="0A1B2C",
-            chip_serial=b"\x01\x02",
-            not_before=check.not_valid_before_utc,
-            serial=check.serial_number,
-        )
-        if rebuilt != check.tbs_certificate_bytes:
-            raise EncodingError("the IDevID template does not rebuild pyca's encoding")
+        self._organization_rdn = self._key_usage = self._aki = b""
+        super().__init__(line_ca_signer)
 
-    def _builder(
-        self, public_key: ec.EllipticCurvePublicKey, device_serial: str, chip: bytes, now: datetime
-    ) -> x509.CertificateBuilder:
+    def builder(self, values: IdevidFields) -> x509.CertificateBuilder:
         return idevid_builder(
-            line_ca=self._line_ca,
-            public_key=public_key,
-            device_serial=device_serial,
-            chip_serial=chip,
-            now=now,
+            line_ca=self.line_ca,
+            public_key=values.public_key,
+            device_serial=values.device_serial,
+            chip_serial=values.chip_serial,
+            now=values.now,
             organization=self._organization,
             hw_type=self._hw_type,
+            serial_number=values.serial,
+        )
+
+    def probe(self) -> IdevidFields:
+        return _sample("00", b"\x00", _PROBE_TIME, 1)
+
+    def check(self) -> IdevidFields:
+        return _sample("0A1B2C", b"\x01\x02", _CHECK_TIME, 0x5A17C3)
+
+    def learn(self, parts: TbsParts) -> None:
+        key_usage_ext, _san, aki_ext, _ski = parts.extensions
+        self._organization_rdn = parts.subject_rdns[0]
+        self._key_usage = key_usage_ext
+        self._aki = aki_ext
+
+    def takes(self, values: IdevidFields) -> bool:
+        # serialNumber is a PrintableString (X.520); pyca encodes anything else its own way and
+        # refuses a commonName over its upper bound (RFC 5280 Appendix A.1), in UTF-8 bytes.
+        common_name = f"{self._organization} device {values.device_serial}"
+        return bool(_PRINTABLE.fullmatch(values.device_serial)) and (
+            len(common_name.encode()) <= _UB_COMMON_NAME
+        )
+
+    def tbs(self, values: IdevidFields) -> bytes:
+        spki = values.public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        common_name = f"{self._organization} device {values.device_serial}".encode()
+        subject = (
+            self._organization_rdn
+            + der.rdn(_OID_COMMON_NAME, 0x0C, common_name)  # UTF8String
+            + der.rdn(_OID_SERIAL_NUMBER, 0x13, values.device_serial.encode())  # PrintableString
+        )
+        hw_name = encode_tlv(0x30, self._hw_type_der + encode_tlv(0x04, values.chip_serial))
+        # GeneralNames { otherName [0] { type-id, [0] EXPLICIT value } } (RFC 5280 §4.2.1.6)
+        other_name = encode_tlv(0xA0, _ID_ON_HW_NAME_DER + encode_tlv(0xA0, hw_name))
+        return self.parts.tbs(
+            serial=values.serial,
+            validity=der.time(values.now - _BACKDATE) + self.parts.not_after,
+            subject=subject,
+            spki=spki,
+            extensions=self._key_usage
+            + der.extension(_OID_SAN, encode_tlv(0x30, other_name))
+            + self._aki
+            + der.subject_key_identifier(spki),
         )
 
     def issue(
@@ -349,73 +393,32 @@ class IdevidIssuer:
         now: datetime,
     ) -> x509.Certificate:
         """The IDevID ``issue_idevid`` would issue for these values (with its own serial)."""
-        common_name = f"{self._organization} device {device_serial}"
-        if not _PRINTABLE.fullmatch(device_serial) or len(common_name.encode()) > _UB_COMMON_NAME:
-            # serialNumber is a PrintableString (X.520); pyca encodes anything else its own way
-            # and refuses a commonName over its upper bound (RFC 5280 Appendix A.1), in UTF-8 bytes.
-            return issue_idevid(
-                line_ca=self._line_ca,
-                line_ca_signer=self._signer,
+        return self.certificate(
+            IdevidFields(
                 public_key=public_key,
                 device_serial=device_serial,
                 chip_serial=chip_serial,
-                organization=self._organization,
                 now=now,
+                serial=x509.random_serial_number(),
             )
-        tbs = self._tbs(
-            public_key=public_key,
-            device_serial=device_serial,
-            chip_serial=chip_serial,
-            not_before=now - _BACKDATE,
-            serial=x509.random_serial_number(),
         )
-        return sign_tbs(tbs, self._algorithm, self._signer)
 
-    def _tbs(
-        self,
-        *,
-        public_key: ec.EllipticCurvePublicKey,
-        device_serial: str,
-        chip_serial: bytes,
-        not_before: datetime,
-        serial: int,
-    ) -> bytes:
-        spki = public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        common_name = f"{self._organization} device {device_serial}".encode()
-        subject = encode_tlv(
-            0x30,
-            self._organization_rdn
-            + der.rdn(_OID_COMMON_NAME, 0x0C, common_name)  # UTF8String
-            + der.rdn(_OID_SERIAL_NUMBER, 0x13, device_serial.encode()),  # PrintableString
-        )
-        hw_name = encode_tlv(0x30, self._hw_type_der + encode_tlv(0x04, chip_serial))
-        # GeneralNames { otherName [0] { type-id, [0] EXPLICIT value } } (RFC 5280 §4.2.1.6)
-        other_name = encode_tlv(0xA0, _ID_ON_HW_NAME_DER + encode_tlv(0xA0, hw_name))
-        extensions = (
-            self._key_usage
-            + der.extension(_OID_SAN, encode_tlv(0x30, other_name))
-            + self._aki
-            + der.subject_key_identifier(spki)
-        )
-        validity = encode_tlv(0x30, der.time(not_before) + self._not_after)
-        return encode_tlv(
-            0x30,
-            self._version
-            + der.integer(serial)
-            + self._algorithm
-            + self._issuer
-            + validity
-            + subject
-            + spki
-            + encode_tlv(0xA3, encode_tlv(0x30, extensions)),
-        )
+
+def _sample(device_serial: str, chip_serial: bytes, now: datetime, serial: int) -> IdevidFields:
+    """Values for the template's probe and check, with a fresh key."""
+    return IdevidFields(
+        public_key=probe_public_key(),
+        device_serial=device_serial,
+        chip_serial=chip_serial,
+        now=now,
+        serial=serial,
+    )
 
 
 _UB_COMMON_NAME = 64
 _PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+")  # X.680 §41.4 PrintableString
 _PROBE_TIME = datetime(2030, 1, 1, tzinfo=UTC)
+_CHECK_TIME = datetime(2027, 6, 15, 9, 30, 45, tzinfo=UTC)
 
 
 _OID_COMMON_NAME = der.oid(NameOID.COMMON_NAME)
@@ -424,20 +427,9 @@ _OID_SAN = der.oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
 _ID_ON_HW_NAME_DER = der.oid(ID_ON_HARDWARE_MODULE_NAME)
 
 
-def _draft(builder: x509.CertificateBuilder) -> x509.Certificate:
-    """``builder`` signed with a throwaway key: only its TBS encoding is used."""
-    return builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
-
-
 def certificate_fingerprint(certificate: x509.Certificate) -> str:
     """SHA-256 over the DER certificate, lower-case hex."""
     return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
-def _sign(builder: x509.CertificateBuilder, signer: Signer) -> x509.Certificate:
-    from fleetid.formats.x509_sign import sign_certificate
-
-    return sign_certificate(builder, signer)
 
 
 def _ec_public_key(certificate: x509.Certificate) -> ec.EllipticCurvePublicKey:
@@ -445,31 +437,3 @@ def _ec_public_key(certificate: x509.Certificate) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise VerificationError("manufacturer CA keys are ECDSA")
     return key
-
-
-def _ca_builder(
-    *,
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
-    issuer_public_key: ec.EllipticCurvePublicKey,
-    not_before: datetime,
-    not_after: datetime,
-    path_length: int | None,
-) -> x509.CertificateBuilder:
-    ca_key_usage = key_usage(key_cert_sign=True, crl_sign=True)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(ca_key_usage, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False
-        )
-    )

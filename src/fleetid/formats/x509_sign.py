@@ -27,7 +27,14 @@ from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats import x509_tbs
 from fleetid.formats.tlv import decode_tlv, encode_tlv
 
-__all__ = ["key_usage", "sign_certificate", "sign_crl", "sign_tbs"]
+__all__ = [
+    "draft_tbs",
+    "key_usage",
+    "probe_public_key",
+    "sign_certificate",
+    "sign_crl",
+    "sign_tbs",
+]
 
 _Built = TypeVar("_Built", x509.Certificate, x509.CertificateRevocationList)
 
@@ -148,3 +155,18 @@ def sign_tbs(tbs: bytes, algorithm: bytes, signer: Signer) -> x509.Certificate:
     if certificate.tbs_certificate_bytes != tbs or certificate.signature != signature:
         raise EncodingError("the certificate does not parse back to what was signed")
     return certificate
+
+
+# --- the template fence: what TBS templates (fleetid.formats.x509_template) need of pyca ---------
+
+
+def draft_tbs(builder: x509.CertificateBuilder, signer: Signer) -> bytes:
+    """The TBSCertificate pyca writes for ``builder`` with the signature algorithm ``signer``'s
+    hash names (RFC 5758 §3.2); the draft's throwaway signature is discarded."""
+    return builder.sign(_throwaway_key(), _check_hash(signer)).tbs_certificate_bytes
+
+
+def probe_public_key() -> ec.EllipticCurvePublicKey:
+    """A fresh P-256 public key whose private half is discarded: a stand-in subject key for the
+    drafts a template is made from and checked against."""
+    return ec.generate_private_key(ec.SECP256R1()).public_key()

@@ -18,7 +18,6 @@ Token mechanisms used (SoftHSM2 2.6.1 has no ``CKM_ECDSA_SHA*`` nor ``CKM_SP800_
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import threading
@@ -36,10 +35,10 @@ from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
 from fleetid.errors import HsmError
 from fleetid.hsm.base import AesKeyRole, Hsm, KeyKind, aes_kcv, check_kek, seal, unseal
+from fleetid.private_file import write_private_file
 
-__all__ = ["MODULE_ENV", "Pkcs11Hsm", "find_pkcs11_module"]
+__all__ = ["Pkcs11Hsm", "find_pkcs11_module"]
 
-MODULE_ENV: Final = "FLEETID_PKCS11_MODULE"
 _FORMAT: Final = "fleetid-pkcs11-activation/1"
 _KCV_BLOCK: Final = b"\x01" * 16
 _ZERO_ICV: Final = bytes(16)
@@ -57,17 +56,18 @@ _MODULE_DIRS: Final = (
 _PREFIXES: Final = ("/usr", "/usr/local", "/opt/homebrew", "/opt/local")
 
 
-def find_pkcs11_module() -> Path:
-    """The PKCS#11 module: ``$FLEETID_PKCS11_MODULE``, else SoftHSM2 found where it is installed.
+def find_pkcs11_module(configured: str | Path | None = None) -> Path:
+    """The PKCS#11 module: ``configured`` (which must be a file), else SoftHSM2 found where it is
+    installed. The entry points pass what the operator configured (``$FLEETID_PKCS11_MODULE``,
+    ``fleetid.config.PKCS11_MODULE_ENV``); nothing here reads the environment.
 
     The search starts from the prefix of ``softhsm2-util`` on ``PATH`` and then tries the usual
     distribution prefixes; it raises ``HsmError`` if nothing is found.
     """
-    configured = os.environ.get(MODULE_ENV)
     if configured:
         path = Path(configured)
         if not path.is_file():
-            raise HsmError(f"${MODULE_ENV} points to {configured}, which is not a file")
+            raise HsmError(f"the PKCS#11 module {configured} is not a file")
         return path
     prefixes: list[Path] = []
     util = shutil.which("softhsm2-util")
@@ -80,7 +80,7 @@ def find_pkcs11_module() -> Path:
                 for candidate in sorted(prefix.glob(f"{directory}/{name}")):
                     if candidate.is_file():
                         return candidate
-    raise HsmError(f"no PKCS#11 module found; install SoftHSM2 or set ${MODULE_ENV}")
+    raise HsmError("no PKCS#11 module found; install SoftHSM2 or configure the module's path")
 
 
 @contextmanager
@@ -92,7 +92,7 @@ def _token_errors(action: str) -> Iterator[None]:
 
 
 def _load_library(module: str | Path | None) -> Any:
-    path = Path(module) if module is not None else find_pkcs11_module()
+    path = find_pkcs11_module(module)
     with _token_errors("load the PKCS#11 module"):
         return pkcs11.lib(str(path))
 
@@ -154,10 +154,8 @@ class Pkcs11Hsm(Hsm):
             "kek_kcv": aes_kcv(kek).hex(),
             "sealed_pin": seal(kek, user_pin.encode(), _pin_context(token_label)).hex(),
         }
-        state_file.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(state_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(state, handle, indent=1, sort_keys=True)
+        document = json.dumps(state, indent=1, sort_keys=True)
+        write_private_file(state_file, document.encode(), replace=False)
         hsm = cls(token_label=token_label, state_file=state_file, module=module)
         hsm.activate(kek)
         return hsm

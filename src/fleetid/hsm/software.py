@@ -37,6 +37,7 @@ from fleetid.hsm.base import (
     seal,
     unseal,
 )
+from fleetid.private_file import write_private_file
 
 __all__ = ["STORE_FILE", "SoftwareHsm"]
 
@@ -143,15 +144,8 @@ class SoftwareHsm(Hsm):
     def _persist(self) -> None:
         if self._directory is None:
             return
-        self._directory.mkdir(parents=True, exist_ok=True)
-        path = self._directory / STORE_FILE
-        temporary = path.with_suffix(".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(self._record, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        document = json.dumps(self._record, indent=1, sort_keys=True)
+        write_private_file(self._directory / STORE_FILE, document.encode())
 
     def _store(
         self, label: str, kind: KeyKind, secret: bytes, curve: str = "", **extra: str

@@ -4,7 +4,7 @@
 first statement of an accepted format to its verifier, which checks the evidence itself and
 returns an ``AttestedDevice``; ``check_attested_records`` then has the same verifier check the
 authority's records (manifest, device, challenge) inside the issuance transaction. Each raises an
-``AttestationError`` subclass (``fleetid.authority.attestation.errors``);
+``AttestationError`` subclass (``fleetid.errors``);
 ``verify_attested_csr`` does both.
 
 Formats: ``fleetid-se`` (``fleetid_se``), the fleetid secure element's key attestation.
@@ -26,7 +26,7 @@ from fleetid.authority.attestation.base import (
     verifier_for_statement,
     verify_attested_csr,
 )
-from fleetid.authority.attestation.errors import AttestationError
+from fleetid.errors import AttestationError
 
 __all__ = [
     "VERIFIERS",

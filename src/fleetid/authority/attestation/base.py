@@ -19,12 +19,13 @@ from typing import ClassVar, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetid.authority.attestation.errors import (
+from fleetid.errors import (
+    ConfigError,
+    EncodingError,
     EvidenceFormatUnsupportedError,
     EvidenceMalformedError,
     EvidenceMissingError,
 )
-from fleetid.errors import ConfigError, EncodingError
 from fleetid.formats.attestation import KeyProperties, KeyUsage, TcbInfo
 from fleetid.formats.csr_attestation import (
     AttestationBundle,

@@ -9,10 +9,10 @@ key was made, that it cannot leave, its usage and the verifier's challenge.
 The rules, in the order they are checked (each failure is its own ``AttestationError``):
 
 1. the statement is a DER certificate with a decodable key-properties extension;
-2. it is signed by the attestation key of an IDevID in the bundle (``verify_directly_issued_by``;
+2. it is signed by the attestation key of an IDevID in the bundle (``crypto.pkix.issued_by``;
    the IDevID is an end entity, so this last link is outside RFC 5280 path validation);
 3. the IDevID chains to a configured manufacturer root: pyca's RFC 5280 path validation
-   (``PolicyBuilder``) at ``now``, with the bundle's other certificates as intermediates
+   (``crypto.pkix.path_verifier``) at ``now``, with the bundle's other certificates as intermediates
    (``fleetid.authority.attestation.paths``, which also says how a line CA already validated
    is remembered). The CA certificates are held to the Web PKI CA profile; the IDevID must
    carry keyUsage digitalSignature and may carry anything else (an 802.1AR identity has no EKU,
@@ -34,7 +34,6 @@ from datetime import datetime
 from typing import ClassVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -46,7 +45,9 @@ from fleetid.authority.attestation.base import (
     VerificationPolicy,
     register,
 )
-from fleetid.authority.attestation.errors import (
+from fleetid.authority.attestation.paths import IdevidPaths
+from fleetid.crypto.pkix import issued_by
+from fleetid.errors import (
     AttestationSignatureError,
     ChallengeExpiredError,
     ChallengeNotBoundError,
@@ -56,6 +57,7 @@ from fleetid.authority.attestation.errors import (
     CloneSuspectedError,
     DeviceRevokedError,
     DeviceTransferredError,
+    EncodingError,
     EvidenceMalformedError,
     IdevidMismatchError,
     KeyExportableError,
@@ -65,9 +67,8 @@ from fleetid.authority.attestation.errors import (
     NotOnManifestError,
     QuarantinedDeviceError,
     UnknownManufacturerError,
+    VerificationError,
 )
-from fleetid.authority.attestation.paths import IdevidPaths
-from fleetid.errors import EncodingError, VerificationError
 from fleetid.factory.manufacturer import certificate_fingerprint, hardware_module_name_of
 from fleetid.formats import x509_tbs
 from fleetid.formats.attestation import (
@@ -198,13 +199,8 @@ class FleetIdSeVerifier:
         attestation: x509.Certificate, bundle: AttestationBundle
     ) -> x509.Certificate:
         for candidate in bundle.certificates:
-            if not x509_tbs.names_issuer(attestation, candidate):
-                continue
-            try:
-                attestation.verify_directly_issued_by(candidate)
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-            return candidate
+            if x509_tbs.names_issuer(attestation, candidate) and issued_by(attestation, candidate):
+                return candidate
         raise AttestationSignatureError(
             "no certificate in the bundle holds the key that signed the key attestation"
         )

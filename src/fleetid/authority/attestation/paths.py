@@ -2,7 +2,7 @@
 
 Every device of a line presents the same issuing CA (the line CA) under the same root, so a full
 validation per enrolment re-verifies the same root signature each time (a P-384 verification is
-about 1 ms, most of the cost). ``IdevidPaths`` validates the full path (pyca ``PolicyBuilder``:
+about 1 ms, most of the cost). ``IdevidPaths`` validates the full path (``pkix.path_verifier``:
 signatures, validity at ``now``, the CA profile, the IDevID's keyUsage) and remembers an issuer
 whose path to a root it has validated. A later IDevID under a remembered issuer is validated
 with that issuer as the trust anchor, which is RFC 5280 §6.1 with the remembered path's outcome
@@ -28,15 +28,10 @@ from threading import Lock
 from typing import Final
 
 from cryptography import x509
-from cryptography.x509.verification import (
-    ClientVerifier,
-    Criticality,
-    ExtensionPolicy,
-    PolicyBuilder,
-    Store,
-)
+from cryptography.x509.verification import Criticality, ExtensionPolicy
 from cryptography.x509.verification import VerificationError as PathValidationError
 
+from fleetid.crypto.pkix import path_verifier
 from fleetid.formats import x509_tbs
 
 __all__ = ["IdevidPaths"]
@@ -67,16 +62,6 @@ class _Validated:
     not_after: datetime
 
 
-def _verifier(anchors: Sequence[x509.Certificate], now: datetime) -> ClientVerifier:
-    return (
-        PolicyBuilder()
-        .store(Store(list(anchors)))
-        .time(now)
-        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_EE_POLICY)
-        .build_client_verifier()
-    )
-
-
 def _constrains_names(certificate: x509.Certificate) -> bool:
     try:
         certificate.extensions.get_extension_for_class(x509.NameConstraints)
@@ -103,11 +88,12 @@ class IdevidPaths:
         for issuer in (c for c in intermediates if x509_tbs.names_issuer(idevid, c)):
             if self._remembered(roots, issuer, now):
                 try:
-                    _verifier([issuer], now).verify(idevid, [])
+                    path_verifier([issuer], now, ee_policy=_EE_POLICY).verify(idevid, [])
                     return
                 except PathValidationError:
                     break  # the full validation below says why
-        verified = _verifier(roots, now).verify(idevid, list(intermediates))
+        verifier = path_verifier(roots, now, ee_policy=_EE_POLICY)
+        verified = verifier.verify(idevid, list(intermediates))
         self._remember(roots, verified.chain[1:], now)
 
     def _remembered(

@@ -50,7 +50,13 @@ from fleetid.authority.attestation import (
 )
 from fleetid.authority.provisioners import EnrolmentRequest, Grant, register
 from fleetid.clock import Clock
-from fleetid.errors import ConfigError, EncodingError, NotFoundError, StoreError
+from fleetid.errors import (
+    ConfigError,
+    EncodingError,
+    NotConfiguredError,
+    NotFoundError,
+    StoreError,
+)
 from fleetid.formats.csr_attestation import has_attestation_attribute
 from fleetid.formats.proof import CHALLENGE_PATH
 from fleetid.policy import CredentialType
@@ -214,7 +220,7 @@ class AttestationProvisioner:
     def policy(self) -> VerificationPolicy:
         current = self._current_policy()
         if current is None:
-            raise ConfigError(
+            raise NotConfiguredError(
                 "attestation-gated enrolment is not configured: no manufacturer root is trusted"
             )
         return current

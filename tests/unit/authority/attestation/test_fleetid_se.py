@@ -25,13 +25,13 @@ from tests.attestation_fixtures import (
     store_fixture,  # noqa: F401 - the parametrised "store" fixture
 )
 
+from fleetid import errors as e
 from fleetid.authority.attestation import (
     AttestedDevice,
     RepositoryLedger,
     VerificationPolicy,
     verify_attested_csr,
 )
-from fleetid.authority.attestation import errors as e
 from fleetid.clock import ManualClock
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import VerificationError

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tests.attestation_fixtures import Authority, attested_csr, make_authority
 
-from fleetid.authority.attestation import errors as e
+from fleetid import errors as e
 from fleetid.authority.provisioners import (
     PROVISIONERS,
     BasicCredentials,
@@ -26,7 +26,7 @@ from fleetid.authority.provisioners import (
 from fleetid.authority.provisioners.attestation import AttestationProvisioner
 from fleetid.authority.provisioners.token import TokenProvisioner, create_token
 from fleetid.clock import ManualClock
-from fleetid.errors import AuthenticationError
+from fleetid.errors import AuthenticationError, NotConfiguredError
 from fleetid.formats.csr_attestation import ID_AA_ATTESTATION
 from fleetid.sim.software_line import SoftwareLine
 
@@ -128,3 +128,13 @@ def test_service_routes_by_kind(authority: Authority, line: SoftwareLine) -> Non
 
     with pytest.raises(AuthenticationError, match=r"needs a credential.*attestation evidence"):
         service.simple_enroll(None, der)
+
+
+def test_no_trusted_manufacturer_is_not_configured_here_in_both_places() -> None:
+    """The lifecycle service and the provisioner both refuse attestation while no manufacturer
+    root is trusted. The provisioner raised a plain ConfigError (HTTP 500, "misconfigured")
+    where the service raised NotConfiguredError (HTTP 503); both now raise the latter."""
+    provisioner = AttestationProvisioner(ManualClock(), lambda: None)
+    assert not provisioner.configured
+    with pytest.raises(NotConfiguredError, match="no manufacturer root is trusted"):
+        _ = provisioner.policy

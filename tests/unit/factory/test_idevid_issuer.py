@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleetid.crypto.pkix import issued_by
 from fleetid.crypto.signer import SoftwareSigner, verify_signature
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.factory import manufacturer as mfr
@@ -59,19 +60,21 @@ def test_tbs_equals_pyca(
     now = datetime(1955, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds, microseconds=micro)
     issuer = ISSUERS[organization]
     draft = mfr.idevid_builder(
-        line_ca=issuer._line_ca,
+        line_ca=issuer.line_ca,
         public_key=key,
         device_serial=device_serial,
         chip_serial=chip_serial,
         now=now,
         organization=organization,
     ).sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
-    tbs = issuer._tbs(
-        public_key=key,
-        device_serial=device_serial,
-        chip_serial=chip_serial,
-        not_before=now - timedelta(minutes=5),
-        serial=draft.serial_number,
+    tbs = issuer.tbs(
+        mfr.IdevidFields(
+            public_key=key,
+            device_serial=device_serial,
+            chip_serial=chip_serial,
+            now=now,
+            serial=draft.serial_number,
+        )
     )
     assert tbs == draft.tbs_certificate_bytes
 
@@ -111,7 +114,7 @@ def test_a_serial_outside_printable_string_is_refused_as_pyca_does() -> None:
             public_key=KEYS[0], device_serial="dev_1", chip_serial=b"\x01", now=NOW
         ),
         lambda: mfr.issue_idevid(
-            line_ca=ISSUERS["Acme Devices"]._line_ca,
+            line_ca=ISSUERS["Acme Devices"].line_ca,
             line_ca_signer=CA_SIGNER,
             public_key=KEYS[0],
             device_serial="dev_1",
@@ -165,3 +168,34 @@ def test_a_common_name_over_64_utf8_bytes_is_refused_as_pyca_does() -> None:
     )
     with pytest.raises(ValueError, match="64"):
         issuer.issue(public_key=KEYS[0], device_serial="A" * 50, chip_serial=b"\x01", now=NOW)
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1()], ids=["P-256", "P-384"])
+def test_an_idevid_verifies_under_its_line_ca_whatever_the_curve(curve: ec.EllipticCurve) -> None:
+    """The template's signature algorithm is its signer's: with a P-384 line CA (a ceremony may
+    choose one) the IDevIDs say ecdsa-with-SHA384 and verify. The template used to draft with
+    SHA-256 whatever the signer, while the signer signed with SHA-384: certificates that never
+    verified."""
+    root_signer = SoftwareSigner(ec.generate_private_key(ec.SECP384R1()))
+    names = mfr.ManufacturerNames(organization="Acme Devices")
+    root = mfr.issue_root(names=names, signer=root_signer, now=NOW)
+    line_signer = SoftwareSigner(ec.generate_private_key(curve))
+    line_ca = mfr.issue_line_ca(
+        names=names,
+        line_id="L1",
+        line_ca_public_key=line_signer.public_key(),
+        root=root,
+        root_signer=root_signer,
+        now=NOW,
+    )
+    issuer = mfr.IdevidIssuer(
+        line_ca=line_ca, line_ca_signer=line_signer, organization="Acme Devices"
+    )
+    made = issuer.issue(public_key=KEYS[0], device_serial="0A1B", chip_serial=b"\x01", now=NOW)
+    assert made.signature_hash_algorithm is not None
+    assert made.signature_hash_algorithm.name == line_signer.hash_algorithm.name
+    assert issued_by(made, line_ca)
+    other = mfr.issue_root(
+        names=names, signer=SoftwareSigner(ec.generate_private_key(curve)), now=NOW
+    )
+    assert not issued_by(made, other)

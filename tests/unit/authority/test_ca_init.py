@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fleetid.authority import fleet_ca
-from fleetid.authority.fleet_ca import ORGANIZATION_NAME_MAX, FleetCa
+from fleetid.authority import ca_init
+from fleetid.authority.ca_init import ORGANIZATION_NAME_MAX
+from fleetid.authority.fleet_ca import FleetCa
 from fleetid.clock import ManualClock
 from fleetid.config import Settings
 from fleetid.errors import ConfigError
@@ -53,7 +54,7 @@ def test_the_longest_name_fits_every_ca_generation(tmp_path: Path) -> None:
     name = "n" * ORGANIZATION_NAME_MAX
     ca = FleetCa.init(Settings.load(tmp_path), clock=ManualClock(), name=name)
     try:
-        assert fleet_ca.ca_name(name, fleet_ca.CaRole.ISSUING, 999)  # pyca checks the bound
+        assert ca_init.ca_name(name, ca_init.CaRole.ISSUING, 999)  # pyca checks the bound
     finally:
         ca.close()
 

@@ -82,13 +82,13 @@ class _Line:
 def anchors_used(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The trust anchor each validation started from: the root (full) or a line CA."""
     seen: list[str] = []
-    real = paths._verifier
+    real = paths.path_verifier
 
-    def recording(anchors, now):  # type: ignore[no-untyped-def]
+    def recording(anchors, now, **kwargs):  # type: ignore[no-untyped-def]
         seen.extend(a.subject.rfc4514_string() for a in anchors)
-        return real(anchors, now)
+        return real(anchors, now, **kwargs)
 
-    monkeypatch.setattr(paths, "_verifier", recording)
+    monkeypatch.setattr(paths, "path_verifier", recording)
     return seen
 
 

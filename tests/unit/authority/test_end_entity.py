@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from fleetid.authority import end_entity
 from fleetid.authority.end_entity import EndEntity, EndEntityTemplate, end_entity_builder
+from fleetid.crypto.pkix import issued_by
 from fleetid.crypto.signer import SoftwareSigner, verify_signature
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.hsm.software import SoftwareHsm
@@ -61,6 +62,7 @@ TEMPLATES = {
     for ekus in EKU_SETS
     for base in BASES
 }
+ANY_TEMPLATE = TEMPLATES[(EKU_SETS[0], BASES[0])]
 KEYS = [ec.generate_private_key(curve).public_key() for curve in (ec.SECP256R1(), ec.SECP384R1())]
 
 
@@ -82,7 +84,7 @@ def _entity(common_name: str, *, serial: int = 7, crl_url: str = "http://a/crl/1
     key=st.sampled_from(KEYS),
     common_name=st.one_of(
         st.from_regex(r"[A-Za-z0-9 ._-]{1,64}", fullmatch=True),  # device names as fleets use them
-        st.text(min_size=1, max_size=64).filter(lambda n: EndEntityTemplate.takes(_entity(n))),
+        st.text(min_size=1, max_size=64).filter(lambda n: ANY_TEMPLATE.takes(_entity(n))),
     ),
     serial=st.integers(1, (1 << 159) - 1),
     shard=st.integers(0, 15),
@@ -113,8 +115,8 @@ def test_tbs_equals_pyca(
     )
     draft = end_entity_builder(
         issuing=ISSUING, entity=entity, extended_key_usages=ekus, ocsp_url=base + "/ocsp"
-    ).sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
-    tbs = TEMPLATES[(ekus, base)]._tbs(entity)
+    ).sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA384())  # the P-384 CA's hash
+    tbs = TEMPLATES[(ekus, base)].tbs(entity)
     assert tbs == draft.tbs_certificate_bytes
 
 
@@ -138,7 +140,7 @@ def test_issued_with_an_hsm_signer_verifies_and_parses_back() -> None:
         extended_key_usages=EKU_SETS[0],
         ocsp_url=BASES[0] + "/ocsp",
     )
-    made = template.issue(
+    made = template.certificate(
         _entity("device-0001", serial=0x1234, crl_url=BASES[0] + "/crl/issuing-1/4.crl")
     )
     assert made.serial_number == 0x1234 and made.issuer == ISSUING.subject
@@ -162,12 +164,12 @@ def test_issued_with_an_hsm_signer_verifies_and_parses_back() -> None:
     ],
 )
 def test_what_the_template_takes(common_name: str, crl_url: str, taken: bool) -> None:
-    assert EndEntityTemplate.takes(_entity(common_name, crl_url=crl_url)) is taken
+    assert ANY_TEMPLATE.takes(_entity(common_name, crl_url=crl_url)) is taken
 
 
 def test_subject_alt_names_go_to_the_builder() -> None:
     named = replace(_entity("host"), alt_names=(x509.DNSName("host.example"),))
-    assert EndEntityTemplate.takes(_entity("host")) and not EndEntityTemplate.takes(named)
+    assert ANY_TEMPLATE.takes(_entity("host")) and not ANY_TEMPLATE.takes(named)
 
 
 class _BadSigner(SoftwareSigner):
@@ -183,7 +185,7 @@ def test_a_signature_that_does_not_verify_is_refused() -> None:
         ocsp_url=BASES[0] + "/ocsp",
     )
     with pytest.raises(VerificationError):
-        template.issue(_entity("d", serial=7, crl_url=BASES[0] + "/crl/issuing-1/7.crl"))
+        template.certificate(_entity("d", serial=7, crl_url=BASES[0] + "/crl/issuing-1/7.crl"))
 
 
 def test_an_encoding_that_does_not_rebuild_pyca_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,3 +213,13 @@ def test_an_encoding_that_does_not_rebuild_pyca_is_refused(monkeypatch: pytest.M
             extended_key_usages=EKU_SETS[0],
             ocsp_url=BASES[0] + "/ocsp",
         )
+
+
+def test_a_certificate_verifies_under_a_p384_issuing_ca() -> None:
+    """The template's signature algorithm is its signer's (SHA-384 for this P-384 CA); it used
+    to draft with SHA-256 whatever the signer, and its certificates did not verify."""
+    made = ANY_TEMPLATE.certificate(_entity("device-1", serial=9, crl_url=BASES[0] + "/crl/1.crl"))
+    assert made.signature_hash_algorithm is not None
+    assert made.signature_hash_algorithm.name == "sha384"
+    assert issued_by(made, ISSUING)
+    assert not issued_by(made, _issuing(ec.generate_private_key(ec.SECP384R1())))

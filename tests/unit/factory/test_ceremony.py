@@ -229,3 +229,34 @@ def test_config_hash_changes_with_any_byte(tmp_path: Path) -> None:
     first = ceremony.CeremonyConfig.load(path).config_sha256
     path.write_text(path.read_text() + "\n# reviewed\n")
     assert ceremony.CeremonyConfig.load(path).config_sha256 != first
+
+
+def test_the_so_pin_comes_from_the_caller_not_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command reads the SO PIN from the variable the config names and passes it; the
+    ceremony itself reads no environment, so a set variable alone does not reach the token."""
+    path = ceremony.write_example_config(tmp_path / "cfg", backend="pkcs11", token_label="t")
+    config = ceremony.CeremonyConfig.load(path)
+    monkeypatch.setenv(config.hsm.so_pin_env, "1234")
+    with pytest.raises(ConfigError, match=config.hsm.so_pin_env):
+        ceremony.init_ceremony(config, tmp_path / "data", clock=ManualClock())
+    assert not (tmp_path / "data" / "ceremony.json").exists()
+
+
+def test_share_files_and_activation_state_are_owner_only(done: Done) -> None:
+    for path in done.outcome.share_files:
+        assert path.stat().st_mode & 0o777 == 0o600
+    hsm = ceremony.activate(
+        done.data, ceremony.read_shares(done.outcome.share_files[:3]), clock=done.clock
+    )
+    hsm.lock()
+    state = done.data / "hsm" / ceremony.ACTIVATION_FILE
+    assert state.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):  # a share never replaces another
+        ceremony.init_ceremony(
+            done.config,
+            done.data.with_name("again"),
+            clock=done.clock,
+            shares_dir=done.outcome.share_files[0].parent,
+        )
