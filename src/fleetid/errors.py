@@ -13,9 +13,17 @@ one place. The tree::
     ├── VerificationError      a signature, MAC, cryptogram, hash or proof that does not verify
     │   ├── LogTamperedError   the audit log was altered; ``index`` names the first bad entry
     │   ├── CertificateRevokedError a revocation artefact (filter, OCSP, linked CRL) says revoked
+    │   ├── FlashSealError     a secure element's flash does not open under its chip's fuse
     │   └── AuthenticationError a presented credential (token, certificate) does not authenticate
     ├── SecureElementError     a secure element answered an ISO 7816 status word other than 9000
-    │   └── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
+    │   ├── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
+    │   ├── WrongLengthError   6700: wrong length
+    │   ├── SecurityStatusError 6982: security status not satisfied (no session)
+    │   ├── ConditionsNotSatisfiedError 6985: conditions of use (life cycle, policy, order)
+    │   ├── IncorrectDataError 6A80: incorrect data
+    │   ├── ReferencedDataNotFoundError 6A82 / 6A88: application or referenced data not found
+    │   ├── IncorrectParametersError 6A86 / 6B00: incorrect P1 P2
+    │   └── UnsupportedCommandError 6D00 / 6E00 / 6881 / 6884: not supported
     ├── HsmError               the HSM refused or failed an operation
     │   └── HsmNotActivatedError   the HSM is locked until custodians activate it
     ├── CeremonyError          a key ceremony step is not allowed or its inputs are wrong
@@ -35,23 +43,31 @@ __all__ = [
     "BodyTooLargeError",
     "CeremonyError",
     "CertificateRevokedError",
+    "ConditionsNotSatisfiedError",
     "ConfigError",
     "EncodingError",
+    "FlashSealError",
     "FleetIdError",
     "HsmError",
     "HsmNotActivatedError",
+    "IncorrectDataError",
+    "IncorrectParametersError",
     "LimitExceededError",
     "LogTamperedError",
     "NotConfiguredError",
     "NotFoundError",
     "PolicyError",
     "ProfileError",
+    "ReferencedDataNotFoundError",
     "SecureChannelError",
     "SecureElementError",
+    "SecurityStatusError",
     "StoreError",
     "UnreachableError",
+    "UnsupportedCommandError",
     "UnsupportedMediaTypeError",
     "VerificationError",
+    "WrongLengthError",
 ]
 
 
@@ -164,3 +180,42 @@ class StoreError(FleetIdError):
 
 class NotFoundError(StoreError):
     """The record a request names (a serial, a device) does not exist."""
+
+
+# --- the secure element: one class per ISO 7816-4 status word family the host acts on ----------
+# ``fleetid.se.client.error_for_sw`` maps each status word to its class; the card raises the
+# plain ``SecureElementError`` with the status word, and the host sees the typed one.
+
+
+class WrongLengthError(SecureElementError):
+    """6700: wrong length (malformed APDU, wrong Lc, digest of the wrong size)."""
+
+
+class SecurityStatusError(SecureElementError):
+    """6982: security status not satisfied (needs a secure channel session)."""
+
+
+class ConditionsNotSatisfiedError(SecureElementError):
+    """6985: conditions of use not satisfied (life cycle, key usage policy, order)."""
+
+
+class IncorrectDataError(SecureElementError):
+    """6A80: incorrect data (bad point, bad KCV, bad certificate)."""
+
+
+class ReferencedDataNotFoundError(SecureElementError):
+    """6A82 / 6A88: the application or the referenced data (key handle, object) is not on the
+    card. Not ``NotFoundError``, which is a store record that does not exist."""
+
+
+class IncorrectParametersError(SecureElementError):
+    """6A86 / 6B00: incorrect P1 P2."""
+
+
+class UnsupportedCommandError(SecureElementError):
+    """6D00 / 6E00 / 6881 / 6884: instruction, class, channel or chaining not supported."""
+
+
+class FlashSealError(VerificationError):
+    """The card's flash blob does not open under this chip's fuse (wrong chip, corrupted or
+    forged)."""

@@ -50,7 +50,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -75,10 +75,10 @@ from fleetid.factory.manufacturer import IdevidIssuer, certificate_fingerprint
 from fleetid.formats import x509_tbs
 from fleetid.formats.attestation import KeyUsage
 from fleetid.hsm.base import DerivedKey, Hsm, Scp03KeySet
-from fleetid.se.applets.manager import PersonalisationObject
 from fleetid.se.client import SecureElementClient, Transport
-from fleetid.se.scp03 import SessionKeys, aes_key_component
+from fleetid.se.scp03 import SessionKeys, aes_key_component, session_keys_by_prf
 from fleetid.se.state import CardLifeCycle, Curve
+from fleetid.se.wire import PersonalisationObject
 from fleetid.store.bulk import execute_many
 from fleetid.store.manifest_table import line_manifest
 from fleetid.store.migrate import ensure_schema
@@ -242,8 +242,8 @@ def canonical_challenge(serial: str) -> bytes:
 class HsmSessionKeys:
     """SCP03 session keys (Amd D §6.2.1) derived with the HSM's AES-CMAC over static keys it holds.
 
-    The SCP03 KDF (Amd D §4.1.5) is NIST SP 800-108 counter mode with CMAC as PRF; its PRF input is
-    ``00×11 ‖ constant ‖ 00 ‖ L (2) ‖ i (1) ‖ context``, so each 16-byte block is one CMAC the HSM
+    The one SCP03 KDF (``fleetid.crypto.symmetric.scp03_kdf``, Amd D §4.1.5) runs with the HSM's
+    AES-CMAC under the static key's handle as its PRF: each 16-byte block is one CMAC the HSM
     computes. The static keys stay in the HSM; the session keys reach the host, as the spec
     intends.
     """
@@ -251,23 +251,13 @@ class HsmSessionKeys:
     def __init__(self, hsm: Hsm, *, enc: DerivedKey | str, mac: DerivedKey | str, length: int):
         self._hsm, self._enc, self._mac, self._length = hsm, enc, mac, length
 
-    def _kdf(self, key: DerivedKey | str, constant: int, context: bytes) -> bytes:
-        bits = self._length * 8
-        blocks = [
-            self._hsm.aes_cmac(
-                key,
-                bytes(11) + bytes((constant, 0)) + bits.to_bytes(2, "big") + bytes((i,)) + context,
-            )
-            for i in range(1, -(-self._length // 16) + 1)
-        ]
-        return b"".join(blocks)[: self._length]
-
     def session_keys(self, host_challenge: bytes, card_challenge: bytes) -> SessionKeys:
-        context = host_challenge + card_challenge
-        return SessionKeys(
-            s_enc=self._kdf(self._enc, 0x04, context),
-            s_mac=self._kdf(self._mac, 0x06, context),
-            s_rmac=self._kdf(self._mac, 0x07, context),
+        return session_keys_by_prf(
+            partial(self._hsm.aes_cmac, self._enc),
+            partial(self._hsm.aes_cmac, self._mac),
+            host_challenge,
+            card_challenge,
+            self._length * 8,
         )
 
 

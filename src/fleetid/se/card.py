@@ -57,10 +57,18 @@ from fleetid.formats.x509_sign import key_usage
 from fleetid.se.applets.base import Applet, CommandContext
 from fleetid.se.applets.boot import BootApplet
 from fleetid.se.applets.identity import IdentityApplet
-from fleetid.se.applets.manager import ISD_AID, ManagerApplet
+from fleetid.se.applets.manager import ManagerApplet
 from fleetid.se.keystore import SealedFlash, Silicon
-from fleetid.se.scp03 import CardChannel, StaticKeys
+from fleetid.se.scp03 import StaticKeys
+from fleetid.se.scp03.card import CardChannel
 from fleetid.se.state import CardLifeCycle, CardState, Cplc, KeySet
+from fleetid.se.wire import (
+    INS_EXTERNAL_AUTHENTICATE,
+    INS_GET_RESPONSE,
+    INS_INITIALIZE_UPDATE,
+    INS_SELECT,
+    ISD_AID,
+)
 
 __all__ = [
     "DemoManufacturer",
@@ -72,10 +80,6 @@ __all__ = [
 
 _log = logging.getLogger("fleetid.se.card")
 
-_INS_SELECT = 0xA4
-_INS_GET_RESPONSE = 0xC0
-_INS_INITIALIZE_UPDATE = 0x50
-_INS_EXTERNAL_AUTHENTICATE = 0x82
 _SW_MORE_DATA = 0x6100
 _MAX_STATICS = 8  # key set views kept per card (the ISD holds at most 8 key sets)
 _MAX_ASSEMBLED = 0xFFFF  # a chain assembles into one command: at most the extended Nc
@@ -299,23 +303,23 @@ class SecureElement:
             return b"", SW.LOGICAL_CHANNEL_NOT_SUPPORTED
         if cls.iso_secure_messaging:
             return b"", SW.SECURE_MESSAGING_NOT_SUPPORTED
-        if apdu.ins == _INS_GET_RESPONSE and not cls.proprietary and not cls.secure_messaging:
+        if apdu.ins == INS_GET_RESPONSE and not cls.proprietary and not cls.secure_messaging:
             return self._get_response(apdu)
         self._pending = b""
         if self._state.life_cycle is CardLifeCycle.TERMINATED:
-            if apdu.ins == _INS_SELECT:
+            if apdu.ins == INS_SELECT:
                 return b"", SW.FILE_NOT_FOUND
             return b"", SW.CONDITIONS_NOT_SATISFIED
-        if apdu.ins == _INS_SELECT and not cls.proprietary:
+        if apdu.ins == INS_SELECT and not cls.proprietary:
             return self._limit(*self._select(apdu, cls), apdu.ne)
         applet = self._selected
         if applet is None:
             return b"", SW.CONDITIONS_NOT_SATISFIED
         if applet.secure_channel and cls.proprietary:
-            if apdu.ins == _INS_INITIALIZE_UPDATE and not cls.secure_messaging:
+            if apdu.ins == INS_INITIALIZE_UPDATE and not cls.secure_messaging:
                 self._chain = None
                 return self._limit(*self._initialize_update(applet, apdu), apdu.ne)
-            if apdu.ins == _INS_EXTERNAL_AUTHENTICATE:
+            if apdu.ins == INS_EXTERNAL_AUTHENTICATE:
                 self._chain = None
                 return self._external_authenticate(apdu)
         try:

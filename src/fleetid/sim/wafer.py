@@ -39,11 +39,12 @@ from fleetid.errors import ConfigError, NotFoundError
 from fleetid.formats.apdu import SW, CommandApdu
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
 from fleetid.se.applets.boot import BootApplet
-from fleetid.se.applets.identity import INS_GENERATE_KEY, IdentityApplet
-from fleetid.se.applets.manager import INS_PUT_KEY, INS_STORE_DATA, ManagerApplet
+from fleetid.se.applets.identity import IdentityApplet
+from fleetid.se.applets.manager import ManagerApplet
 from fleetid.se.card import SecureElement
 from fleetid.se.keystore import SealedFlash, Silicon
 from fleetid.se.scp03 import StaticKeys
+from fleetid.se.wire import INS_GENERATE_KEY, INS_PUT_KEY, INS_STORE_DATA
 
 __all__ = ["TRANSPORT_KVN", "Defect", "Wafer", "WaferUnit", "lot_directory", "open_lot_of"]
 
