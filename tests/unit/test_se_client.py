@@ -22,9 +22,10 @@ from fleetid.errors import (
 )
 from fleetid.formats.apdu import CommandApdu
 from fleetid.formats.attestation import KeyUsage
-from fleetid.se.card import SecureElement, manufacture_test_card
+from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient, Transport, error_for_sw
 from fleetid.se.scp03 import StaticKeys
+from fleetid.sim.test_card import manufacture_test_card
 
 KEYS = StaticKeys(b"\x10" * 16, b"\x20" * 16, b"\x30" * 16)
 

@@ -16,11 +16,12 @@ from fleetid.errors import ReferencedDataNotFoundError, SecureElementError, Secu
 from fleetid.formats.apdu import parse_command
 from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.tlv import encode_tlv
-from fleetid.se.card import DemoManufacturer, SecureElement
+from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient, _max_command_data
 from fleetid.se.scp03 import StaticKeys
 from fleetid.se.state import CardLifeCycle, Curve
 from fleetid.se.wire import ISD_AID, PersonalisationObject
+from fleetid.sim.test_card import DemoManufacturer
 
 KEYS = StaticKeys(b"\x10" * 16, b"\x20" * 16, b"\x30" * 16)
 KVN = 0x30

@@ -17,11 +17,12 @@ from fleetid.errors import (
 )
 from fleetid.formats.apdu import CommandApdu
 from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_dgi, encode_tlv
-from fleetid.se.card import ManufacturedCard, SecureElement, manufacture_test_card
+from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient
 from fleetid.se.scp03 import HostSession, StaticKeys, aes_key_component, encrypt_key_component
 from fleetid.se.state import CardLifeCycle
 from fleetid.se.wire import PersonalisationObject
+from fleetid.sim.test_card import ManufacturedCard, manufacture_test_card
 
 KEYS = StaticKeys(bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)))
 NEW_KEYS = StaticKeys(b"\xa1" * 16, b"\xb2" * 16, b"\xc3" * 16)

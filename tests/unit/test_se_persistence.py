@@ -10,11 +10,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.errors import ConditionsNotSatisfiedError, FlashSealError, ReferencedDataNotFoundError
 from fleetid.formats.attestation import KeyUsage
-from fleetid.se.card import SecureElement, TamperEvent, manufacture_test_card
+from fleetid.se.card import SecureElement, TamperEvent
 from fleetid.se.client import SecureElementClient
 from fleetid.se.keystore import SealedFlash, Silicon
 from fleetid.se.scp03 import StaticKeys
 from fleetid.se.state import CardLifeCycle, CardState
+from fleetid.sim.test_card import manufacture_test_card
 
 KEYS = StaticKeys(b"\x41" * 16, b"\x42" * 16, b"\x43" * 16)
 

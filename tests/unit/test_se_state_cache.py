@@ -10,9 +10,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fleetid.errors import ConditionsNotSatisfiedError, ReferencedDataNotFoundError
 from fleetid.formats.attestation import KeyUsage
 from fleetid.se.applets import identity
-from fleetid.se.card import TamperEvent, manufacture_test_card
+from fleetid.se.card import TamperEvent
 from fleetid.se.client import SecureElementClient
 from fleetid.se.state import BootState, CardLifeCycle, CardState, Cplc, Curve, KeySet, KeySlot
+from fleetid.sim.test_card import manufacture_test_card
 
 
 def _canonical(raw: bytes) -> bytes:

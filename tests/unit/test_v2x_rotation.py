@@ -15,9 +15,9 @@ from fleetid.errors import PolicyError, ReferencedDataNotFoundError, Verificatio
 from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.ieee1609 import datetime_from_time32
 from fleetid.formats.ieee1609.validity import validity_bounds
-from fleetid.se.card import manufacture_test_card
 from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.se.state import ATTESTATION_HANDLE, MAX_USER_HANDLE
+from fleetid.sim.test_card import manufacture_test_card
 
 PERIOD = timedelta(minutes=5)
 
