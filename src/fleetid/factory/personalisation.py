@@ -7,8 +7,8 @@ transport, so nothing here does I/O of its own), in the order a device is made:
    CPLC-derived SCP03 key diversification data in upper-case hex.
 2. ``replace_key_set``: under the transport keys, PUT KEY a new key set (key data blocks already
    wrapped under the transport Key-DEK, GPCS §11.8.2.3), replacing the transport key set.
-3. ``open_identity``: SCP03 into the identity applet (it takes its secure channel from the ISD's
-   key sets); authenticating proves the card holds the keys (Amd D §6.2.2).
+3. ``open_channel`` to ``IDENTITY_AID``: SCP03 into the identity applet (it takes its secure
+   channel from the ISD's key sets); authenticating proves the card holds the keys (Amd D §6.2.2).
 4. ``generate_attestation_key`` and ``generate_canonical_key``: GENERATE on card; the
    attestation key goes to its reserved slot, the vehicle's canonical key to
    ``CANONICAL_KEY_HANDLE`` (sign only, never exportable; ETSI TS 102 941 §6.2.3.2).
@@ -43,7 +43,14 @@ from fleetid.formats import x509_tbs
 from fleetid.formats.attestation import KeyUsage
 from fleetid.se.client import SecureElementClient
 from fleetid.se.scp03 import SessionKeySource, StaticKeys
-from fleetid.se.wire import CardLifeCycle, Cplc, Curve, PersonalisationObject
+from fleetid.se.wire import (
+    IDENTITY_AID,
+    ISD_AID,
+    CardLifeCycle,
+    Cplc,
+    Curve,
+    PersonalisationObject,
+)
 
 __all__ = [
     "CANONICAL_KEY_HANDLE",
@@ -59,11 +66,11 @@ __all__ = [
     "install",
     "lock",
     "objects",
-    "open_identity",
-    "open_isd",
+    "open_channel",
     "personalise",
     "read_identity",
     "replace_key_set",
+    "set_secured",
 ]
 
 #: The identity-applet slot of the vehicle's canonical key (docs/se-apdu.md: host handles 01-7F).
@@ -95,11 +102,17 @@ def read_identity(client: SecureElementClient) -> Cplc:
     return client.cplc()
 
 
-def open_isd(
-    client: SecureElementClient, keys: ChannelKeys, kvn: int, level: int = FULL_SECURITY
+def open_channel(
+    client: SecureElementClient,
+    aid: bytes,
+    keys: ChannelKeys,
+    kvn: int,
+    level: int = FULL_SECURITY,
 ) -> None:
-    """SELECT the ISD and open SCP03 with the key set ``kvn``."""
-    client.select_isd()
+    """SELECT ``aid`` (``ISD_AID``, or ``IDENTITY_AID``: the identity applet takes its secure
+    channel from the ISD's key sets) and authenticate with the key set ``kvn``; step 3 opens
+    the identity applet, which proves the card holds the keys (Amd D §6.2.2)."""
+    client.select(aid)
     client.open_secure_channel(keys, level, key_version=kvn)
 
 
@@ -114,14 +127,6 @@ def replace_key_set(
     """Step 2, inside an ISD session under the key set ``replace_kvn``: PUT KEY ``blocks``
     (wrapped key data, GPCS §11.8.2.3) as key set ``new_kvn``; the card's KCVs must match."""
     client.put_key_components(new_kvn, blocks, replace_kvn=replace_kvn, kcvs=list(kcvs))
-
-
-def open_identity(
-    client: SecureElementClient, keys: ChannelKeys, kvn: int, level: int = FULL_SECURITY
-) -> None:
-    """Step 3: SELECT the identity applet and authenticate with the key set ``kvn``."""
-    client.select_identity()
-    client.open_secure_channel(keys, level, key_version=kvn)
 
 
 def generate_attestation_key(
@@ -173,8 +178,16 @@ def lock(
     life_cycle: CardLifeCycle = CardLifeCycle.OP_READY,
     level: int = FULL_SECURITY,
 ) -> None:
-    """Step 6: from the ISD, SET STATUS INITIALIZED (from OP_READY) then SECURED (GPCS §5.1.1)."""
-    open_isd(client, keys, kvn, level)
+    """Step 6: open the ISD with ``keys`` and ``set_secured``."""
+    open_channel(client, ISD_AID, keys, kvn, level)
+    set_secured(client, life_cycle)
+
+
+def set_secured(
+    client: SecureElementClient, life_cycle: CardLifeCycle = CardLifeCycle.OP_READY
+) -> None:
+    """Step 6, in an ISD session, the card at ``life_cycle``: SET STATUS INITIALIZED (from
+    OP_READY) then SECURED (GPCS §5.1.1)."""
     if life_cycle is CardLifeCycle.OP_READY:
         client.set_status(CardLifeCycle.INITIALIZED)
     client.set_status(CardLifeCycle.SECURED)
@@ -227,7 +240,7 @@ def personalise(
     """
     cplc = read_identity(client)
     serial = device_serial(cplc.kdd)
-    open_identity(client, keys, key_version)
+    open_channel(client, IDENTITY_AID, keys, key_version)
     attestation_key = generate_attestation_key(client, attestation_curve)
     chain = tuple(certify(attestation_key, cplc))
     install(
