@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -51,15 +52,29 @@ def _certify(manufacturer: DemoManufacturer) -> personalisation.Certify:
     return certify
 
 
-def test_personalise_makes_a_secured_card_with_its_chain_and_canonical_key(
+def _personalise(
+    card: SecureElement,
+    keys: StaticKeys,
     manufacturer: DemoManufacturer,
-) -> None:
-    card, keys = _card()
-    made = personalisation.personalise(
+    **options: Any,
+) -> personalisation.Personalised:
+    return personalisation.personalise(
         SecureElementClient(card),
         keys=keys,
         key_version=KVN,
         certify=_certify(manufacturer),
+        **options,
+    )
+
+
+def test_personalise_makes_a_secured_card_with_its_chain_and_canonical_key(
+    manufacturer: DemoManufacturer,
+) -> None:
+    card, keys = _card()
+    made = _personalise(
+        card,
+        keys,
+        manufacturer,
         canonical_curve=Curve.P256,
         trust_anchors=[manufacturer.root_certificate],
     )
@@ -81,13 +96,7 @@ def test_personalise_without_securing_leaves_the_card_op_ready(
     manufacturer: DemoManufacturer,
 ) -> None:
     card, keys = _card()
-    made = personalisation.personalise(
-        SecureElementClient(card),
-        keys=keys,
-        key_version=KVN,
-        certify=_certify(manufacturer),
-        secure=False,
-    )
+    made = _personalise(card, keys, manufacturer, secure=False)
     client = SecureElementClient(card)
     client.select_isd()
     assert client.life_cycle() is CardLifeCycle.OP_READY
@@ -96,12 +105,9 @@ def test_personalise_without_securing_leaves_the_card_op_ready(
 
 def test_a_secured_card_refuses_a_second_personalisation(manufacturer: DemoManufacturer) -> None:
     card, keys = _card()
-    client = SecureElementClient(card)
-    personalisation.personalise(client, keys=keys, key_version=KVN, certify=_certify(manufacturer))
+    _personalise(card, keys, manufacturer)
     with pytest.raises(ConditionsNotSatisfiedError):
-        personalisation.personalise(
-            client, keys=keys, key_version=KVN, certify=_certify(manufacturer)
-        )
+        _personalise(card, keys, manufacturer)
 
 
 def test_personalise_with_other_keys_fails_before_touching_the_card(
@@ -111,9 +117,7 @@ def test_personalise_with_other_keys_fails_before_touching_the_card(
     wrong = StaticKeys(bytes(16), bytes(16), bytes(16))
     client = SecureElementClient(card)
     with pytest.raises((VerificationError, SecureElementError)):
-        personalisation.personalise(
-            client, keys=wrong, key_version=KVN, certify=_certify(manufacturer)
-        )
+        _personalise(card, wrong, manufacturer)
     client.select_isd()
     assert client.life_cycle() is CardLifeCycle.OP_READY
     client.select_identity()
@@ -126,14 +130,7 @@ def test_attest_refuses_a_canonical_key_the_card_does_not_hold(
 ) -> None:
     card, keys = _card()
     client = SecureElementClient(card)
-    made = personalisation.personalise(
-        client,
-        keys=keys,
-        key_version=KVN,
-        certify=_certify(manufacturer),
-        canonical_curve=Curve.P256,
-        secure=False,
-    )
+    made = _personalise(card, keys, manufacturer, canonical_curve=Curve.P256, secure=False)
     assert made.canonical_key is not None
     personalisation.open_channel(client, IDENTITY_AID, keys, KVN)
     assert personalisation.attest_canonical_key(client, made.serial, made.canonical_key)
