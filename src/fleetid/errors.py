@@ -7,6 +7,8 @@ one place. The tree::
     ├── ConfigError            settings, files or command-line input that cannot be used
     │   └── NotConfiguredError a capability this authority is not set up for (HTTP 503)
     ├── EncodingError          bytes that do not parse as the format they claim to be
+    │   ├── MalformedApduError bytes that are not an APDU (a card answers 6700)
+    │   ├── TlvError           bytes that are not BER-TLV or DGI
     │   ├── ProfileError       well-formed bytes that break their message profile (ETSI)
     │   ├── UnsupportedMediaTypeError  a body of another media type than the route takes
     │   └── BodyTooLargeError  a body over the route's size limit
@@ -54,6 +56,7 @@ __all__ = [
     "IncorrectParametersError",
     "LimitExceededError",
     "LogTamperedError",
+    "MalformedApduError",
     "NotConfiguredError",
     "NotFoundError",
     "PolicyError",
@@ -63,6 +66,7 @@ __all__ = [
     "SecureElementError",
     "SecurityStatusError",
     "StoreError",
+    "TlvError",
     "UnreachableError",
     "UnsupportedCommandError",
     "UnsupportedMediaTypeError",
@@ -219,3 +223,14 @@ class UnsupportedCommandError(SecureElementError):
 class FlashSealError(VerificationError):
     """The card's flash blob does not open under this chip's fuse (wrong chip, corrupted or
     forged)."""
+
+
+class MalformedApduError(EncodingError):
+    """The bytes are not a well-formed APDU (ISO 7816-4 §5.1); a card answers 6700 (wrong
+    length), the status word ``sw`` carries."""
+
+    sw = 0x6700
+
+
+class TlvError(EncodingError):
+    """Bytes that are not well-formed BER-TLV (ISO 7816-4 §5.2) or DGI (GPCS §11.11)."""

@@ -39,11 +39,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from fleetid.crypto.symmetric import AesKey
-from fleetid.errors import SecureChannelError, SecureElementError
+from fleetid.errors import MalformedApduError, SecureChannelError, SecureElementError
 from fleetid.formats.apdu import (
     SW,
     CommandApdu,
-    MalformedApduError,
     parse_command,
 )
 from fleetid.se.applets.base import Applet, CommandContext

@@ -30,6 +30,7 @@ from fleetid.errors import (
     SecureChannelError,
     SecureElementError,
     SecurityStatusError,
+    TlvError,
     UnsupportedCommandError,
     WrongLengthError,
 )
@@ -44,7 +45,7 @@ from fleetid.formats.apdu import (
     status_word_meaning,
 )
 from fleetid.formats.attestation import KeyUsage
-from fleetid.formats.tlv import TlvError, decode_tlv, decode_tlvs, encode_dgi, find_tlv
+from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_dgi, find_tlv
 from fleetid.se.scp03.host import HostSession, KeyProvider, SessionKeySource, put_key_command
 from fleetid.se.scp03.secure_messaging import R_MAC, StaticKeys
 from fleetid.se.wire import (

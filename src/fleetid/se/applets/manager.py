@@ -41,10 +41,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.symmetric import aes_kcv, bytes_equal
-from fleetid.errors import FleetIdError
+from fleetid.errors import FleetIdError, TlvError
 from fleetid.formats import x509_tbs
 from fleetid.formats.apdu import EXTENDED_MAX_NC, SW, CommandApdu
-from fleetid.formats.tlv import TlvError, decode_dgis, decode_tlv, decode_tlvs, encode_tlv
+from fleetid.formats.tlv import decode_dgis, decode_tlv, decode_tlvs, encode_tlv
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
 from fleetid.se.state import (
     ATTESTATION_HANDLE,
