@@ -42,7 +42,7 @@ from typing import Any
 
 from fleetid.clock import SystemClock
 from fleetid.factory import ceremony
-from fleetid.factory.line import LineConfig, LineReport, open_line
+from fleetid.factory.line import LineConfig, LineReport, fewer_collections, open_line
 from fleetid.se.client import Transport
 from fleetid.se.scp03 import StaticKeys
 from fleetid.sim.wafer import Wafer
@@ -82,7 +82,12 @@ def _worker(
     data: str, config_dir: str, worker: int, count: int, barrier: Any, results: Any
 ) -> None:
     clock = SystemClock()
-    line = open_line(Path(data), clock=clock, config=LineConfig(batch_size=128))
+    line = open_line(
+        Path(data),
+        clock=clock,
+        config=LineConfig(batch_size=128),
+        collections=fewer_collections,
+    )
     wafer = Wafer.fabricate(
         None,
         lot=f"W{worker}",

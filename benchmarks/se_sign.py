@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from fleetid.formats.attestation import KeyUsage
-from fleetid.se.card import manufacture_test_card
 from fleetid.se.client import SecureElementClient
+from fleetid.sim.test_card import manufacture_test_card
 
 
 def rate(op: Callable[[], object], seconds: float) -> float:

@@ -7,6 +7,8 @@ one place. The tree::
     ├── ConfigError            settings, files or command-line input that cannot be used
     │   └── NotConfiguredError a capability this authority is not set up for (HTTP 503)
     ├── EncodingError          bytes that do not parse as the format they claim to be
+    │   ├── MalformedApduError bytes that are not an APDU (a card answers 6700)
+    │   ├── TlvError           bytes that are not BER-TLV or DGI
     │   ├── ProfileError       well-formed bytes that break their message profile (ETSI)
     │   ├── UnsupportedMediaTypeError  a body of another media type than the route takes
     │   └── BodyTooLargeError  a body over the route's size limit
@@ -35,8 +37,17 @@ one place. The tree::
     │       ├── ChallengeExpiredError           challenge-expired
     │       ├── ChallengeReplayedError          challenge-replayed
     │       └── ChallengeNotBoundError          challenge-not-bound
+    │   ├── FlashSealError     a secure element's flash does not open under its chip's fuse
+    │   └── AuthenticationError a presented credential (token, certificate) does not authenticate
     ├── SecureElementError     a secure element answered an ISO 7816 status word other than 9000
-    │   └── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
+    │   ├── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
+    │   ├── WrongLengthError   6700: wrong length
+    │   ├── SecurityStatusError 6982: security status not satisfied (no session)
+    │   ├── ConditionsNotSatisfiedError 6985: conditions of use (life cycle, policy, order)
+    │   ├── IncorrectDataError 6A80: incorrect data
+    │   ├── ReferencedDataNotFoundError 6A82 / 6A88: application or referenced data not found
+    │   ├── IncorrectParametersError 6A86 / 6B00: incorrect P1 P2
+    │   └── UnsupportedCommandError 6D00 / 6E00 / 6881 / 6884: not supported
     ├── HsmError               the HSM refused or failed an operation
     │   └── HsmNotActivatedError   the HSM is locked until custodians activate it
     ├── CeremonyError          a key ceremony step is not allowed or its inputs are wrong
@@ -68,6 +79,7 @@ __all__ = [
     "ChallengeUnknownError",
     "ChipSerialMismatchError",
     "CloneSuspectedError",
+    "ConditionsNotSatisfiedError",
     "ConfigError",
     "DeviceRevokedError",
     "DeviceTransferredError",
@@ -75,30 +87,39 @@ __all__ = [
     "EvidenceFormatUnsupportedError",
     "EvidenceMalformedError",
     "EvidenceMissingError",
+    "FlashSealError",
     "FleetIdError",
     "HsmError",
     "HsmNotActivatedError",
     "IdevidMismatchError",
+    "IncorrectDataError",
+    "IncorrectParametersError",
     "KeyExportableError",
     "KeyMismatchError",
     "KeyNotGeneratedOnCardError",
     "KeyUsageError",
     "LimitExceededError",
     "LogTamperedError",
+    "MalformedApduError",
     "NotConfiguredError",
     "NotFoundError",
     "NotOnManifestError",
     "PolicyError",
     "ProfileError",
     "QuarantinedDeviceError",
+    "ReferencedDataNotFoundError",
     "RequestRefusedError",
     "SecureChannelError",
     "SecureElementError",
+    "SecurityStatusError",
     "StoreError",
+    "TlvError",
     "UnknownManufacturerError",
     "UnreachableError",
+    "UnsupportedCommandError",
     "UnsupportedMediaTypeError",
     "VerificationError",
+    "WrongLengthError",
     "reason_codes",
 ]
 
@@ -373,3 +394,53 @@ def reason_codes() -> dict[str, type[AttestationError]]:
         out[cls.reason] = cls
         stack.extend(cls.__subclasses__())
     return out
+
+
+# --- the secure element: one class per ISO 7816-4 status word family the host acts on ----------
+# ``fleetid.se.client.error_for_sw`` maps each status word to its class; the card raises the
+# plain ``SecureElementError`` with the status word, and the host sees the typed one.
+
+
+class WrongLengthError(SecureElementError):
+    """6700: wrong length (malformed APDU, wrong Lc, digest of the wrong size)."""
+
+
+class SecurityStatusError(SecureElementError):
+    """6982: security status not satisfied (needs a secure channel session)."""
+
+
+class ConditionsNotSatisfiedError(SecureElementError):
+    """6985: conditions of use not satisfied (life cycle, key usage policy, order)."""
+
+
+class IncorrectDataError(SecureElementError):
+    """6A80: incorrect data (bad point, bad KCV, bad certificate)."""
+
+
+class ReferencedDataNotFoundError(SecureElementError):
+    """6A82 / 6A88: the application or the referenced data (key handle, object) is not on the
+    card. Not ``NotFoundError``, which is a store record that does not exist."""
+
+
+class IncorrectParametersError(SecureElementError):
+    """6A86 / 6B00: incorrect P1 P2."""
+
+
+class UnsupportedCommandError(SecureElementError):
+    """6D00 / 6E00 / 6881 / 6884: instruction, class, channel or chaining not supported."""
+
+
+class FlashSealError(VerificationError):
+    """The card's flash blob does not open under this chip's fuse (wrong chip, corrupted or
+    forged)."""
+
+
+class MalformedApduError(EncodingError):
+    """The bytes are not a well-formed APDU (ISO 7816-4 §5.1); a card answers 6700 (wrong
+    length), the status word ``sw`` carries."""
+
+    sw = 0x6700
+
+
+class TlvError(EncodingError):
+    """Bytes that are not well-formed BER-TLV (ISO 7816-4 §5.2) or DGI (GPCS §11.11)."""

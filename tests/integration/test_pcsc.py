@@ -34,12 +34,12 @@ from tests.optional import PCSC_EXTRA, unavailable
 from fleetid.errors import SecureElementError
 from fleetid.formats.apdu import parse_command
 from fleetid.formats.attestation import KeyUsage
-from fleetid.se.applets.identity import IDENTITY_AID
 from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient
 from fleetid.se.keystore import SealedFlash, Silicon
 from fleetid.se.pcsc import FLEETID_ATR, VpcdBridge, vpcd_port_from_config
 from fleetid.se.scp03 import HostSession, StaticKeys
+from fleetid.se.wire import IDENTITY_AID
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.xdist_group("pcsc")]
 

@@ -49,8 +49,8 @@ def test_a_status_word_is_said_in_words(
 ) -> None:
     assert _run_raising(monkeypatch, _raise(error_for_sw(0x6A88, "INS CA"))) == 1
     assert capsys.readouterr().err == (
-        "fleetid: NotFoundError: the secure element refused: the referenced key or data object "
-        "is not on the card (SW 6A88); INS CA\n"
+        "fleetid: ReferencedDataNotFoundError: the secure element refused: "
+        "the referenced key or data object is not on the card (SW 6A88); INS CA\n"
     )
 
 

@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
         from cryptography.x509.oid import NameOID
 
         from fleetid.errors import NotFoundError
-        from fleetid.se.client import NotFoundError as NotOnCardError
+        from fleetid.errors import ReferencedDataNotFoundError as NotOnCardError
 
         try:
             idevid = _client(args).attestation_chain()[0]

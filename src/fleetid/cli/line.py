@@ -130,11 +130,12 @@ def _wafer(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import os
     from functools import partial
 
     from fleetid.clock import SystemClock
     from fleetid.errors import ConfigError
-    from fleetid.factory.line import LineConfig, open_line
+    from fleetid.factory.line import CrashPlan, LineConfig, fewer_collections, open_line
     from fleetid.factory.line_pool import run_pool
     from fleetid.sim.wafer import Wafer
 
@@ -145,15 +146,25 @@ def _run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError("--batch-size is at least 1")
     config = LineConfig(batch_size=args.batch_size)
+    # The crash tests' fault injection is chosen here, at the entry point, never in the line.
+    crash = CrashPlan.from_environment(os.environ)
     # Refuses a locked HSM before a lot is fabricated.
-    line = open_line(args.data_dir, clock=SystemClock(), config=config)
+    line = open_line(
+        args.data_dir,
+        clock=SystemClock(),
+        config=config,
+        crash=crash,
+        collections=fewer_collections,
+    )
     wafer = _wafer(args)
     units = [u.unit for u in wafer.units]
     if args.workers == 1:
         report = line.run(units, wafer)
     else:
         cards = partial(Wafer.open, wafer.directory)  # a lot on disk: _wafer made it there
-        report = run_pool(args.data_dir, units, cards, workers=args.workers, config=config)
+        report = run_pool(
+            args.data_dir, units, cards, workers=args.workers, config=config, crash=crash
+        )
     print(
         f"lot {wafer.lot}: processed {report.processed} (already done {report.already_done}): "
         f"{report.secured} secured, {report.quarantined} quarantined, "
@@ -163,17 +174,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from fleetid.factory.line import ProvisioningLine  # noqa: F401 - table definitions
     from fleetid.store.engine import open_engine
-    from fleetid.store.manifest_table import line_manifest
+    from fleetid.store.line_manifest_rows import LineManifestRows
 
-    with open_engine(args.data_dir).connect() as conn:
-        rows = conn.execute(select(line_manifest).order_by(line_manifest.c.unit)).all()
-    for row in rows:
+    for row in LineManifestRows(open_engine(args.data_dir)).all():
         detail = row.reason or (row.idevid_fingerprint or "")
-        print(f"{row.unit}  {row.serial}  {row.state:<12} step {row.step}  {detail}")
+        state = row.state.value
+        print(f"{row.unit}  {row.serial}  {state:<12} step {int(row.step)}  {detail}")
     return 0
 
 

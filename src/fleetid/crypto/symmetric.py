@@ -1,10 +1,12 @@
 """AES primitives used by the GlobalPlatform secure channel and by key transport.
 
-Everything here is a thin, typed wrapper around pyca/cryptography; nothing is hand-rolled:
+Everything here is a thin, typed wrapper around pyca/cryptography; only the SP 800-108 counter
+loop is written out (a byte layout, no cryptography of its own):
 
 * AES-CMAC (NIST SP 800-38B), full 16-byte output;
 * the SCP03 data derivation scheme (GP Amendment D §4.1.5): NIST SP 800-108 counter mode with
-  AES-CMAC as PRF, computed by pyca's ``KBKDFCMAC``;
+  AES-CMAC as PRF, the PRF passed in so that an HSM can hold the key (pyca's ``KBKDFCMAC`` is
+  the oracle the tests compare it with);
 * AES-CBC without padding (GPCS §B.2.1) and single-block AES (the SCP03 ICV, the AES KCV);
 * ISO/IEC 9797-1 padding method 2 (``80 00…``), which GPCS §B.2.3 mandates for SCP03;
 * the AES key check value (GPCS §11.8 / Amd D §7.2.2);
@@ -14,10 +16,10 @@ Everything here is a thin, typed wrapper around pyca/cryptography; nothing is ha
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
-from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, CounterLocation, Mode
 
 from fleetid.errors import EncodingError
 
@@ -25,6 +27,7 @@ __all__ = [
     "AES_BLOCK",
     "AES_KEY_LENGTHS",
     "AesKey",
+    "Prf",
     "aes_cbc_decrypt",
     "aes_cbc_encrypt",
     "aes_cmac",
@@ -44,7 +47,6 @@ AES_KEY_LENGTHS = (16, 24, 32)
 # Amd D §4.1.5: label = 11 x '00' || constant, separation indicator '00', L on two bytes; the
 # 1-byte counter comes after these 15 bytes and before the context.
 _KDF_LABEL_PAD = bytes(11)
-_KDF_COUNTER_OFFSET = 15
 
 
 def check_aes_key(key: bytes) -> None:
@@ -60,31 +62,45 @@ def aes_cmac(key: bytes, message: bytes) -> bytes:
     return mac.finalize()
 
 
-def scp03_kdf(key: bytes, constant: int, context: bytes, length_bits: int) -> bytes:
-    """The SCP03 data derivation scheme (Amd D §4.1.5), ``length_bits`` of output.
+Prf = Callable[[bytes], bytes]
+"""A pseudo-random function: AES-CMAC under a key held somewhere (``AesKey.cmac``, an HSM)."""
 
-    The PRF input is ``00 x11 || constant || 00 || L || i || context``: SP 800-108 counter mode with
-    the counter in the middle of the fixed data, which ``KBKDFCMAC`` does with
-    ``CounterLocation.MiddleFixed`` and ``break_location=15``.
+
+def scp03_kdf(prf: Prf, constant: int, context: bytes, length_bits: int) -> bytes:
+    """The SCP03 data derivation scheme (Amd D §4.1.5, §6.2.1), ``length_bits`` of output.
+
+    NIST SP 800-108 counter mode with ``prf`` (AES-CMAC under the derivation key) as PRF: one PRF
+    call per 16-byte block of output, over ``00 x11 || constant || 00 || L || i || context``, the
+    1-byte counter ``i`` in the middle of the fixed data. The key stays wherever ``prf`` computes:
+    ``AesKey(key).cmac`` in software, the HSM's CMAC by key handle on the line.
     """
+    if length_bits <= 128:
+        # One block (i = 01) covers 64 and 128 bits: AES-128 session keys, cryptograms and card
+        # challenges, i.e. nearly every call; their labels are made once, at import.
+        label = _ONE_BLOCK_LABELS.get((constant, length_bits))
+        if label is not None:
+            return prf(label + context)[: length_bits // 8]
     if length_bits not in (64, 128, 192, 256):
         raise ValueError(f"SCP03 derives 64, 128, 192 or 256 bits, not {length_bits}")
     if not 0 <= constant <= 0xFF:
         raise ValueError(f"derivation constant {constant} is not a byte")
-    fixed = _KDF_LABEL_PAD + bytes((constant, 0)) + length_bits.to_bytes(2, "big") + context
-    kdf = KBKDFCMAC(
-        algorithm=algorithms.AES,
-        mode=Mode.CounterMode,
-        length=length_bits // 8,
-        rlen=1,
-        llen=None,
-        location=CounterLocation.MiddleFixed,
-        label=None,
-        context=None,
-        fixed=fixed,
-        break_location=_KDF_COUNTER_OFFSET,
-    )
-    return kdf.derive(key)
+    label = _kdf_label(constant, length_bits)
+    blocks = -(-length_bits // 128)
+    out = b"".join(prf(label + bytes((i,)) + context) for i in range(1, blocks + 1))
+    return out[: length_bits // 8]
+
+
+def _kdf_label(constant: int, length_bits: int) -> bytes:
+    """``00 x11 || constant || 00 || L`` (Amd D §4.1.5), before the counter byte."""
+    return _KDF_LABEL_PAD + bytes((constant, 0)) + length_bits.to_bytes(2, "big")
+
+
+# The PRF input up to the context for the first block, for every one-block derivation.
+_ONE_BLOCK_LABELS = {
+    (constant, bits): _kdf_label(constant, bits) + b"\x01"
+    for constant in range(0x100)
+    for bits in (64, 128)
+}
 
 
 def aes_encrypt_block(key: bytes, block: bytes) -> bytes:

@@ -41,7 +41,7 @@ from fleetid.formats.csr_attestation import (
 from fleetid.formats.proof import REENROLL_PATH, RELEASE_PATH, CredentialProof, sign_proof
 from fleetid.policy import Cadence
 from fleetid.se.client import SecureElementClient, SecureElementSigner
-from fleetid.se.state import Curve
+from fleetid.se.wire import Curve
 
 __all__ = ["AgentState", "Credential", "DeviceAgent", "Event"]
 

@@ -21,7 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from fleetid.errors import ConfigError, FleetIdError
-from fleetid.factory.line import CardSource, LineConfig, LineReport
+from fleetid.factory.line import NO_CRASH, CardSource, CrashPlan, LineConfig, LineReport
 
 __all__ = ["LineWorkerError", "run_pool", "split_units"]
 
@@ -51,19 +51,24 @@ def run_pool(
     *,
     workers: int,
     config: LineConfig | None = None,
+    crash: CrashPlan = NO_CRASH,
 ) -> LineReport:
     """Run ``units`` through the line of ``data_dir`` in ``workers`` processes; one report.
 
     ``cards`` makes each worker's card source (it must pickle: e.g. ``partial(Wafer.open,
-    directory)``). With one worker, or one unit, the line runs in this process.
+    directory)``). ``crash`` is the crash tests' plan, handed to every worker. Each worker runs
+    with ``fewer_collections``, as ``fleetid line run`` does. With one worker, or one unit, the
+    line runs in this process.
     """
     slices = split_units(units, workers)
     if len(slices) <= 1:
-        return _run_slice(data_dir, list(units), cards, config)
+        return _run_slice(data_dir, list(units), cards, config, crash)
     context = multiprocessing.get_context("spawn")  # no fork of an activated HSM or open engine
     try:
         with ProcessPoolExecutor(max_workers=len(slices), mp_context=context) as pool:
-            futures = [pool.submit(_run_slice, data_dir, part, cards, config) for part in slices]
+            futures = [
+                pool.submit(_run_slice, data_dir, part, cards, config, crash) for part in slices
+            ]
             reports = [future.result() for future in futures]
     except BrokenProcessPool as exc:
         raise LineWorkerError("a line worker died; run the line again to resume its units") from exc
@@ -81,9 +86,13 @@ def _run_slice(
     units: list[str],
     cards: Callable[[], CardSource],
     config: LineConfig | None,
+    crash: CrashPlan,
 ) -> LineReport:
+    """A worker's entry: its own line, with the plan and the collector policy of the run."""
     from fleetid.clock import SystemClock
-    from fleetid.factory.line import open_line
+    from fleetid.factory.line import fewer_collections, open_line
 
-    line = open_line(data_dir, clock=SystemClock(), config=config)
+    line = open_line(
+        data_dir, clock=SystemClock(), config=config, crash=crash, collections=fewer_collections
+    )
     return line.run(units, cards())

@@ -21,7 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from fleetid.errors import EncodingError
+# MalformedApduError is re-exported: the codec raises it and its callers name it here (errors.py
+# holds it).
+from fleetid.errors import MalformedApduError
 from fleetid.formats.frozen import slot_setter
 
 __all__ = [
@@ -108,12 +110,6 @@ def status_word_meaning(sw: int) -> str:
     if sw & 0xFF00 == 0x6300 or sw & 0xFF00 == 0x6200:
         return "warning"
     return "error"
-
-
-class MalformedApduError(EncodingError):
-    """The bytes are not a well-formed APDU; a card answers 6700 (wrong length)."""
-
-    sw = SW.WRONG_LENGTH
 
 
 @dataclass(frozen=True, slots=True, init=False)

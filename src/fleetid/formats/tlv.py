@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from fleetid.errors import EncodingError
+# TlvError is re-exported: the codec raises it and its callers name it here (errors.py holds it).
+from fleetid.errors import TlvError
 from fleetid.formats.frozen import slot_setter
 
 __all__ = [
@@ -38,10 +39,6 @@ __all__ = [
 
 _MAX_LENGTH_BYTES = 3
 _MAX_TAG_BYTES = 3
-
-
-class TlvError(EncodingError):
-    """Bytes that are not well-formed BER-TLV or DGI."""
 
 
 def encode_tag(tag: int) -> bytes:

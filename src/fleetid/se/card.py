@@ -34,48 +34,37 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-from fleetid.clock import Clock, SystemClock
 from fleetid.crypto.symmetric import AesKey
-from fleetid.errors import SecureChannelError, SecureElementError
+from fleetid.errors import MalformedApduError, SecureChannelError, SecureElementError
 from fleetid.formats.apdu import (
     SW,
     CommandApdu,
-    MalformedApduError,
     parse_command,
 )
-from fleetid.formats.x509_sign import key_usage
 from fleetid.se.applets.base import Applet, CommandContext
 from fleetid.se.applets.boot import BootApplet
 from fleetid.se.applets.identity import IdentityApplet
-from fleetid.se.applets.manager import ISD_AID, ManagerApplet
+from fleetid.se.applets.manager import ManagerApplet
 from fleetid.se.keystore import SealedFlash, Silicon
-from fleetid.se.scp03 import CardChannel, StaticKeys
+from fleetid.se.scp03 import StaticKeys
+from fleetid.se.scp03.card import CardChannel
 from fleetid.se.state import CardLifeCycle, CardState, Cplc, KeySet
+from fleetid.se.wire import (
+    INS_EXTERNAL_AUTHENTICATE,
+    INS_GET_RESPONSE,
+    INS_INITIALIZE_UPDATE,
+    INS_SELECT,
+    ISD_AID,
+)
 
-__all__ = [
-    "DemoManufacturer",
-    "ManufacturedCard",
-    "SecureElement",
-    "TamperEvent",
-    "manufacture_test_card",
-]
+__all__ = ["SecureElement", "TamperEvent"]
 
 _log = logging.getLogger("fleetid.se.card")
 
-_INS_SELECT = 0xA4
-_INS_GET_RESPONSE = 0xC0
-_INS_INITIALIZE_UPDATE = 0x50
-_INS_EXTERNAL_AUTHENTICATE = 0x82
 _SW_MORE_DATA = 0x6100
 _MAX_STATICS = 8  # key set views kept per card (the ISD holds at most 8 key sets)
 _MAX_ASSEMBLED = 0xFFFF  # a chain assembles into one command: at most the extended Nc
@@ -299,23 +288,23 @@ class SecureElement:
             return b"", SW.LOGICAL_CHANNEL_NOT_SUPPORTED
         if cls.iso_secure_messaging:
             return b"", SW.SECURE_MESSAGING_NOT_SUPPORTED
-        if apdu.ins == _INS_GET_RESPONSE and not cls.proprietary and not cls.secure_messaging:
+        if apdu.ins == INS_GET_RESPONSE and not cls.proprietary and not cls.secure_messaging:
             return self._get_response(apdu)
         self._pending = b""
         if self._state.life_cycle is CardLifeCycle.TERMINATED:
-            if apdu.ins == _INS_SELECT:
+            if apdu.ins == INS_SELECT:
                 return b"", SW.FILE_NOT_FOUND
             return b"", SW.CONDITIONS_NOT_SATISFIED
-        if apdu.ins == _INS_SELECT and not cls.proprietary:
+        if apdu.ins == INS_SELECT and not cls.proprietary:
             return self._limit(*self._select(apdu, cls), apdu.ne)
         applet = self._selected
         if applet is None:
             return b"", SW.CONDITIONS_NOT_SATISFIED
         if applet.secure_channel and cls.proprietary:
-            if apdu.ins == _INS_INITIALIZE_UPDATE and not cls.secure_messaging:
+            if apdu.ins == INS_INITIALIZE_UPDATE and not cls.secure_messaging:
                 self._chain = None
                 return self._limit(*self._initialize_update(applet, apdu), apdu.ne)
-            if apdu.ins == _INS_EXTERNAL_AUTHENTICATE:
+            if apdu.ins == INS_EXTERNAL_AUTHENTICATE:
                 self._chain = None
                 return self._external_authenticate(apdu)
         try:
@@ -483,187 +472,3 @@ class SecureElement:
 
 def _ins_of(command: bytes) -> str:
     return f"{command[1]:02X}" if len(command) > 1 else "--"
-
-
-# --- a TEST manufacturer, for the demo and the tests (issue 3's line replaces it) ---------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class DemoManufacturer:
-    """A TEST manufacturer PKI in software: root -> attestation CA -> device attestation certs.
-
-    Stands in for the manufacturer CA in the HSM until the provisioning line exists. Its names say
-    TEST so that no verifier pins it by mistake.
-    """
-
-    root_key: ec.EllipticCurvePrivateKey
-    root_certificate: x509.Certificate
-    ca_key: ec.EllipticCurvePrivateKey
-    ca_certificate: x509.Certificate
-    clock: Clock
-
-    @classmethod
-    def create(cls, clock: Clock | None = None) -> DemoManufacturer:
-        clock = clock or SystemClock()
-        now = clock.now()
-        root_key = ec.generate_private_key(ec.SECP384R1())
-        root_name = _name("fleetid TEST manufacturer root")
-        root = _ca_certificate(root_name, root_key, root_name, root_key, now, 20, path_length=2)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca = _ca_certificate(
-            _name("fleetid TEST manufacturer attestation CA"),
-            ca_key,
-            root_name,
-            root_key,
-            now,
-            15,
-            path_length=1,
-        )
-        return cls(
-            root_key=root_key, root_certificate=root, ca_key=ca_key, ca_certificate=ca, clock=clock
-        )
-
-    def certify_attestation_key(
-        self, public_key: ec.EllipticCurvePublicKey, chip_serial: bytes
-    ) -> x509.Certificate:
-        """The device attestation certificate for a card's attestation key (pathLen 0 CA)."""
-        now = self.clock.now()
-        subject = x509.Name(
-            [
-                x509.NameAttribute(NameOID.SERIAL_NUMBER, chip_serial.hex().upper()),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fleetid TEST"),
-                x509.NameAttribute(NameOID.COMMON_NAME, "fleetid SE attestation key"),
-            ]
-        )
-        return (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self.ca_certificate.subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            # IEEE 802.1AR §8.5 / RFC 5280 §4.1.2.5: a device identity has no expiry.
-            .not_valid_after(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_CA_KEY_USAGE, critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()),
-                critical=False,
-            )
-            .sign(self.ca_key, hashes.SHA256())
-        )
-
-
-_CA_KEY_USAGE = key_usage(key_cert_sign=True, crl_sign=True)
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fleetid TEST"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-def _ca_certificate(
-    subject: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    now: datetime,
-    years: int,
-    *,
-    path_length: int,
-) -> x509.Certificate:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=365 * years))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(_CA_KEY_USAGE, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-        .sign(issuer_key, hashes.SHA384())
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class ManufacturedCard:
-    """A card fresh from ``manufacture_test_card`` and what the test line knows about it."""
-
-    card: SecureElement
-    keys: StaticKeys
-    key_version: int
-    manufacturer: DemoManufacturer
-    attestation_certificate: x509.Certificate
-
-    @property
-    def chain(self) -> list[x509.Certificate]:
-        """The chain the card holds: device attestation certificate, then the CA."""
-        return [self.attestation_certificate, self.manufacturer.ca_certificate]
-
-
-def manufacture_test_card(
-    *,
-    manufacturer: DemoManufacturer | None = None,
-    ic_serial: bytes | None = None,
-    keys: StaticKeys | None = None,
-    key_version: int = 0x30,
-    silicon: Silicon | None = None,
-    silicon_path: Path | None = None,
-    flash_path: Path | None = None,
-    firmware_key: ec.EllipticCurvePublicKey | None = None,
-    attestation_curve: ec.EllipticCurve | None = None,
-    secure: bool = True,
-    random: Callable[[int], bytes] = os.urandom,
-) -> ManufacturedCard:
-    """Make a card the way the line will, with a TEST manufacturer chain, all through APDUs.
-
-    Fabricate (OP_READY, transport keys ``keys`` at ``key_version``) -> SCP03 into the identity
-    applet -> GENERATE the attestation key on card -> STORE DATA its certificate chain (and the
-    firmware key) -> SET STATUS INITIALIZED -> SECURED (when ``secure``).
-    """
-    from fleetid.se.client import SecureElementClient  # the host side; only this helper needs it
-
-    manufacturer = manufacturer or DemoManufacturer.create()
-    keys = keys or StaticKeys(random(16), random(16), random(16))
-    silicon = silicon or Silicon.fabricate(random)
-    if silicon_path is not None:
-        silicon.save(silicon_path)
-    card = SecureElement.fabricate(
-        silicon=silicon,
-        flash=SealedFlash(flash_path),
-        ic_serial=ic_serial,
-        keysets={key_version: keys},
-        random=random,
-    )
-    client = SecureElementClient(card)
-    client.select_identity()
-    client.open_secure_channel(keys, 0x33, key_version=key_version)
-    public_key = client.generate_attestation_key(attestation_curve or ec.SECP256R1())
-    certificate = manufacturer.certify_attestation_key(public_key, card.chip_serial)
-    client.install_attestation_chain([certificate, manufacturer.ca_certificate])
-    if firmware_key is not None:
-        client.install_firmware_key(firmware_key)
-    if secure:
-        client.select_isd()
-        client.open_secure_channel(keys, 0x33, key_version=key_version)
-        client.set_status(CardLifeCycle.INITIALIZED)
-        client.set_status(CardLifeCycle.SECURED)
-    card.reset()
-    return ManufacturedCard(
-        card=card,
-        keys=keys,
-        key_version=key_version,
-        manufacturer=manufacturer,
-        attestation_certificate=certificate,
-    )

@@ -21,7 +21,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.signer import hash_for_curve
-from fleetid.errors import EncodingError, SecureChannelError, SecureElementError
+from fleetid.errors import (
+    ConditionsNotSatisfiedError,
+    EncodingError,
+    IncorrectDataError,
+    IncorrectParametersError,
+    ReferencedDataNotFoundError,
+    SecureChannelError,
+    SecureElementError,
+    SecurityStatusError,
+    TlvError,
+    UnsupportedCommandError,
+    WrongLengthError,
+)
 from fleetid.formats.apdu import (
     EXTENDED_MAX_NC,
     EXTENDED_MAX_NE,
@@ -33,48 +45,45 @@ from fleetid.formats.apdu import (
     status_word_meaning,
 )
 from fleetid.formats.attestation import KeyUsage
-from fleetid.formats.tlv import TlvError, decode_tlv, decode_tlvs, encode_dgi, find_tlv
-from fleetid.se.applets.boot import (
+from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_dgi, find_tlv
+from fleetid.se.scp03.host import HostSession, KeyProvider, SessionKeySource, put_key_command
+from fleetid.se.scp03.secure_messaging import R_MAC, StaticKeys
+from fleetid.se.wire import (
+    ATTESTATION_HANDLE,
     BOOT_AID,
-    INS_GET_BOOT_STATE,
-    BootStatus,
-    decode_boot_state,
-    verify_image_commands,
-)
-from fleetid.se.applets.identity import (
+    CLA_GP,
     IDENTITY_AID,
     INS_ATTEST,
     INS_DELETE_KEY,
     INS_ECDH,
     INS_GENERATE_KEY,
+    INS_GET_BOOT_STATE,
+    INS_GET_DATA,
     INS_GET_PUBLIC_KEY,
+    INS_GET_RESPONSE,
+    INS_GET_STATUS,
     INS_LIST_KEYS,
+    INS_SELECT,
+    INS_SET_STATUS,
     INS_SIGN,
+    INS_STORE_DATA,
+    ISD_AID,
     POLICY_REQUIRES_SESSION,
+    POLICY_USAGE_MASK,
+    BootStatus,
+    CardLifeCycle,
+    Cplc,
+    Curve,
+    PersonalisationObject,
+    decode_boot_state,
+    verify_image_commands,
 )
-from fleetid.se.applets.manager import ISD_AID, PersonalisationObject
-from fleetid.se.scp03 import (
-    R_MAC,
-    HostSession,
-    KeyProvider,
-    SessionKeySource,
-    StaticKeys,
-    put_key_command,
-)
-from fleetid.se.state import ATTESTATION_HANDLE, CardLifeCycle, Cplc, Curve
 
 __all__ = [
-    "ConditionsNotSatisfiedError",
-    "IncorrectDataError",
-    "IncorrectParametersError",
     "KeyInfo",
-    "NotFoundError",
     "SecureElementClient",
     "SecureElementSigner",
-    "SecurityStatusError",
     "Transport",
-    "UnsupportedCommandError",
-    "WrongLengthError",
     "error_for_sw",
 ]
 
@@ -86,41 +95,13 @@ class Transport(Protocol):
     def transmit(self, command: bytes) -> bytes: ...
 
 
-class WrongLengthError(SecureElementError):
-    """6700: wrong length (malformed APDU, wrong Lc, digest of the wrong size)."""
-
-
-class SecurityStatusError(SecureElementError):
-    """6982: security status not satisfied (needs a secure channel session)."""
-
-
-class ConditionsNotSatisfiedError(SecureElementError):
-    """6985: conditions of use not satisfied (life cycle, key usage policy, order)."""
-
-
-class IncorrectDataError(SecureElementError):
-    """6A80: incorrect data (bad point, bad KCV, bad certificate)."""
-
-
-class NotFoundError(SecureElementError):
-    """6A82 / 6A88: application or referenced data (key handle, object) not found."""
-
-
-class IncorrectParametersError(SecureElementError):
-    """6A86 / 6B00: incorrect P1 P2."""
-
-
-class UnsupportedCommandError(SecureElementError):
-    """6D00 / 6E00 / 6881 / 6884: instruction, class, channel or chaining not supported."""
-
-
 _ERRORS: dict[int, type[SecureElementError]] = {
     SW.WRONG_LENGTH: WrongLengthError,
     SW.SECURITY_STATUS_NOT_SATISFIED: SecurityStatusError,
     SW.CONDITIONS_NOT_SATISFIED: ConditionsNotSatisfiedError,
     SW.INCORRECT_DATA: IncorrectDataError,
-    SW.FILE_NOT_FOUND: NotFoundError,
-    SW.REFERENCED_DATA_NOT_FOUND: NotFoundError,
+    SW.FILE_NOT_FOUND: ReferencedDataNotFoundError,
+    SW.REFERENCED_DATA_NOT_FOUND: ReferencedDataNotFoundError,
     SW.INCORRECT_P1P2: IncorrectParametersError,
     SW.WRONG_P1P2: IncorrectParametersError,
     SW.INS_NOT_SUPPORTED: UnsupportedCommandError,
@@ -249,7 +230,9 @@ class SecureElementClient:
         data = bytearray()
         while len(response) >= 2 and response[-2] == 0x61:
             data += response[:-2]
-            response = self._transport.transmit(bytes((0x00, 0xC0, 0x00, 0x00, response[-1])))
+            response = self._transport.transmit(
+                bytes((0x00, INS_GET_RESPONSE, 0x00, 0x00, response[-1]))
+            )
         return bytes(data) + response
 
     def send(self, apdu: CommandApdu) -> bytes:
@@ -279,7 +262,7 @@ class SecureElementClient:
         if self._session is not None:
             self._session.close()
             self._session = None
-        fci = self.send(CommandApdu(0x00, 0xA4, 0x04, 0x00, aid, _SHORT_LE))
+        fci = self.send(CommandApdu(0x00, INS_SELECT, 0x04, 0x00, aid, _SHORT_LE))
         if not self._fixed_limit and aid not in self._fci_read:
             self._fci_read.add(aid)
             limit = _max_command_data(fci)
@@ -329,7 +312,7 @@ class SecureElementClient:
 
     def cplc(self) -> Cplc:
         """GET DATA 9F7F (ISD or identity applet)."""
-        data = self.send(CommandApdu(0x80, 0xCA, 0x9F, 0x7F, ne=_SHORT_LE))
+        data = self.send(CommandApdu(CLA_GP, INS_GET_DATA, 0x9F, 0x7F, ne=_SHORT_LE))
         try:
             tlv, end = decode_tlv(data)
         except TlvError as exc:
@@ -344,7 +327,7 @@ class SecureElementClient:
 
     def key_information(self) -> list[tuple[int, int, int, int]]:
         """GET DATA 00E0: (key id, KVN, key type, key length) per key (GPCS §11.3.3.1)."""
-        data = self.send(CommandApdu(0x80, 0xCA, 0x00, 0xE0, ne=_SHORT_LE))
+        data = self.send(CommandApdu(CLA_GP, INS_GET_DATA, 0x00, 0xE0, ne=_SHORT_LE))
         try:
             (template,) = decode_tlvs(data)
             entries = template.children()
@@ -358,7 +341,7 @@ class SecureElementClient:
 
     def life_cycle(self) -> CardLifeCycle:
         """GET STATUS of the ISD (GPCS §11.4): the card life cycle state."""
-        data = self.send(CommandApdu(0x80, 0xF2, 0x80, 0x02, b"\x4f\x00", _SHORT_LE))
+        data = self.send(CommandApdu(CLA_GP, INS_GET_STATUS, 0x80, 0x02, b"\x4f\x00", _SHORT_LE))
         try:
             (entry,) = decode_tlvs(data)
             state = find_tlv(entry.children(), 0x9F70)
@@ -412,7 +395,7 @@ class SecureElementClient:
         for number, block in enumerate(blocks):
             last = number == len(blocks) - 1
             p1 = 0x08 | (0x80 if last else 0x00)  # b5-b4 = 01: DGI format; b8: last block
-            self.send(CommandApdu(0x80, 0xE2, p1, number, block))
+            self.send(CommandApdu(CLA_GP, INS_STORE_DATA, p1, number, block))
 
     def install_attestation_chain(self, chain: Sequence[x509.Certificate]) -> None:
         der = b"".join(c.public_bytes(serialization.Encoding.DER) for c in chain)
@@ -434,7 +417,7 @@ class SecureElementClient:
 
     def set_status(self, life_cycle: CardLifeCycle) -> None:
         """SET STATUS of the card life cycle (GPCS §11.10), from the ISD under a session."""
-        self.send(CommandApdu(0x80, 0xF0, 0x80, int(life_cycle)))
+        self.send(CommandApdu(CLA_GP, INS_SET_STATUS, 0x80, int(life_cycle)))
 
     # --- identity applet ------------------------------------------------------------------------
 
@@ -450,14 +433,14 @@ class SecureElementClient:
         ref = _curve_ref(curve)
         policy = int(usage) | (POLICY_REQUIRES_SESSION if require_session else 0)
         data = self.send(
-            CommandApdu(0x80, INS_GENERATE_KEY, int(ref), handle, bytes((policy,)), _SHORT_LE)
+            CommandApdu(CLA_GP, INS_GENERATE_KEY, int(ref), handle, bytes((policy,)), _SHORT_LE)
         )
         if len(data) != 2 + 2 * ref.coordinate_size:
             raise EncodingError("GENERATE KEY response has the wrong length")
         return KeyInfo(
             handle=data[0],
             curve=ref,
-            usage=KeyUsage(policy & 0x07),
+            usage=KeyUsage(policy & POLICY_USAGE_MASK),
             requires_session=require_session,
             generated_on_card=True,
             public_key=_public_key(ref, data[1:]),
@@ -470,7 +453,7 @@ class SecureElementClient:
         return self.generate_key(curve, KeyUsage.ATTEST, handle=ATTESTATION_HANDLE).public_key
 
     def get_public_key(self, handle: int) -> KeyInfo:
-        data = self.send(CommandApdu(0x80, INS_GET_PUBLIC_KEY, 0x00, handle, ne=_SHORT_LE))
+        data = self.send(CommandApdu(CLA_GP, INS_GET_PUBLIC_KEY, 0x00, handle, ne=_SHORT_LE))
         if len(data) < 4:
             raise EncodingError("GET PUBLIC KEY response is too short")
         try:
@@ -480,7 +463,7 @@ class SecureElementClient:
         return KeyInfo(
             handle=handle,
             curve=curve,
-            usage=KeyUsage(data[1] & 0x07),
+            usage=KeyUsage(data[1] & POLICY_USAGE_MASK),
             requires_session=bool(data[1] & POLICY_REQUIRES_SESSION),
             generated_on_card=bool(data[2]),
             public_key=_public_key(curve, data[3:]),
@@ -488,37 +471,37 @@ class SecureElementClient:
 
     def list_keys(self) -> list[tuple[int, Curve, int]]:
         """LIST KEYS: (handle, curve, policy byte) of every occupied slot."""
-        data = self.send(CommandApdu(0x80, INS_LIST_KEYS, 0x00, 0x00, ne=_SHORT_LE))
+        data = self.send(CommandApdu(CLA_GP, INS_LIST_KEYS, 0x00, 0x00, ne=_SHORT_LE))
         if len(data) % 3:
             raise EncodingError("LIST KEYS response is not a list of triples")
         return [(data[i], Curve(data[i + 1]), data[i + 2]) for i in range(0, len(data), 3)]
 
     def sign(self, handle: int, digest: bytes) -> bytes:
         """SIGN a digest with the key in ``handle``; returns the DER ECDSA signature."""
-        return self.send(CommandApdu(0x80, INS_SIGN, 0x00, handle, digest, _SHORT_LE))
+        return self.send(CommandApdu(CLA_GP, INS_SIGN, 0x00, handle, digest, _SHORT_LE))
 
     def ecdh(self, handle: int, peer: ec.EllipticCurvePublicKey) -> bytes:
         """ECDH with the key in ``handle``; returns the shared secret (x coordinate)."""
         point = peer.public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
-        return self.send(CommandApdu(0x80, INS_ECDH, 0x00, handle, point, _SHORT_LE))
+        return self.send(CommandApdu(CLA_GP, INS_ECDH, 0x00, handle, point, _SHORT_LE))
 
     def delete_key(self, handle: int) -> None:
-        self.send(CommandApdu(0x80, INS_DELETE_KEY, 0x00, handle))
+        self.send(CommandApdu(CLA_GP, INS_DELETE_KEY, 0x00, handle))
 
     def attest(self, handle: int, challenge: bytes) -> x509.Certificate:
         """ATTEST: the key-attestation certificate of ``handle`` bound to ``challenge``."""
         # A certificate is longer than 256 bytes: in one response when the card takes extended Le.
         ne = EXTENDED_MAX_NE if self.extended_length else _SHORT_LE
-        der = self.send(CommandApdu(0x80, INS_ATTEST, 0x00, handle, challenge, ne))
+        der = self.send(CommandApdu(CLA_GP, INS_ATTEST, 0x00, handle, challenge, ne))
         try:
             return x509.load_der_x509_certificate(der)
         except ValueError as exc:
             raise EncodingError("ATTEST response is not a DER certificate") from exc
 
     def _certificates(self, tag: int, data: bytes = b"") -> list[x509.Certificate]:
-        raw = self.send(CommandApdu(0x80, 0xCA, tag >> 8, tag & 0xFF, data, _SHORT_LE))
+        raw = self.send(CommandApdu(CLA_GP, INS_GET_DATA, tag >> 8, tag & 0xFF, data, _SHORT_LE))
         out = []
         offset = 0
         try:
@@ -532,13 +515,13 @@ class SecureElementClient:
 
     def attestation_chain(self) -> list[x509.Certificate]:
         """GET DATA DF01: the device attestation certificate first, then its issuers."""
-        return self._certificates(0xDF01)
+        return self._certificates(PersonalisationObject.ATTESTATION_CHAIN[1])
 
     def trust_anchors(self) -> list[x509.Certificate]:
-        return self._certificates(0xDF02)
+        return self._certificates(PersonalisationObject.TRUST_ANCHORS[1])
 
     def key_certificate(self, handle: int) -> x509.Certificate:
-        (cert,) = self._certificates(0xDF04, bytes((handle,)))
+        (cert,) = self._certificates(PersonalisationObject.KEY_CERTIFICATE[1], bytes((handle,)))
         return cert
 
     # --- boot applet (fleetid.se.applets.boot) -----------------------------------------------
@@ -558,7 +541,7 @@ class SecureElementClient:
     def boot_state(self) -> BootStatus:
         """Select the boot applet and GET BOOT STATE: counter, firmware KEYHASH, measurement."""
         self.select(BOOT_AID)
-        data = self.send(CommandApdu(0x80, INS_GET_BOOT_STATE, 0x00, 0x00, ne=_SHORT_LE))
+        data = self.send(CommandApdu(CLA_GP, INS_GET_BOOT_STATE, 0x00, 0x00, ne=_SHORT_LE))
         return decode_boot_state(data)
 
 

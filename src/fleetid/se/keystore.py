@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from fleetid.errors import StoreError, VerificationError
+from fleetid.errors import FlashSealError, StoreError
 
-__all__ = ["FlashSealError", "SealedFlash", "Silicon"]
+__all__ = ["SealedFlash", "Silicon"]
 
 _MAGIC = b"FIDFLASH"
 _VERSION = 1
@@ -36,10 +36,6 @@ _HEADER = _MAGIC + bytes((_VERSION,))
 _NONCE = 12
 _FUSE_BYTES = 32
 _SEAL_INFO = b"fleetid se flash seal v1"
-
-
-class FlashSealError(VerificationError):
-    """The flash blob does not open under this chip's fuse (wrong chip, corrupted or forged)."""
 
 
 class Silicon:

@@ -21,9 +21,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import IntEnum
 
 from fleetid.errors import StoreError
+
+# The wire values the card state holds; re-exported here for the card side, which names them
+# through this module.
+from fleetid.se.wire import ATTESTATION_HANDLE, MAX_USER_HANDLE, CardLifeCycle, Cplc, Curve
 
 __all__ = [
     "ATTESTATION_HANDLE",
@@ -38,22 +41,7 @@ __all__ = [
     "allowed_transition",
 ]
 
-#: The reserved slot for the manufacturer attestation key (docs/se-apdu.md).
-ATTESTATION_HANDLE = 0xF0
-#: User key handles are 0x01..MAX_USER_HANDLE.
-MAX_USER_HANDLE = 0x7F
-
 _FORMAT_VERSION = 1
-
-
-class CardLifeCycle(IntEnum):
-    """GP Card Spec §5.1.1, Table 11-5: the card life cycle coding."""
-
-    OP_READY = 0x01
-    INITIALIZED = 0x07
-    SECURED = 0x0F
-    CARD_LOCKED = 0x7F
-    TERMINATED = 0xFF
 
 
 # GP Card Spec §5.1.1 (Figure 5-1): OP_READY -> INITIALIZED -> SECURED, SECURED <-> CARD_LOCKED,
@@ -70,98 +58,6 @@ _TRANSITIONS: dict[CardLifeCycle, frozenset[CardLifeCycle]] = {
 def allowed_transition(current: CardLifeCycle, new: CardLifeCycle) -> bool:
     """Whether GP allows the card life cycle to move from ``current`` to ``new``."""
     return new in _TRANSITIONS[current]
-
-
-class Curve(IntEnum):
-    """Curve references in GENERATE KEY P1 (docs/se-apdu.md).
-
-    NIST P-256 / P-384 (FIPS 186-5) and brainpoolP256r1 / brainpoolP384r1 (RFC 5639), the curves
-    ETSI TS 103 097 §5 allows for V2X end-entity and CA keys.
-    """
-
-    P256 = 0x01
-    P384 = 0x02
-    BRAINPOOL_P256 = 0x03
-    BRAINPOOL_P384 = 0x04
-
-    @property
-    def coordinate_size(self) -> int:
-        return 32 if self in (Curve.P256, Curve.BRAINPOOL_P256) else 48
-
-    @property
-    def oid(self) -> str:
-        return _CURVE_OIDS[self]
-
-
-# SEC 2 §A.2 (NIST curves), RFC 5639 §4.1 (brainpool ecStdCurvesAndGeneration arc).
-_CURVE_OIDS: dict[Curve, str] = {
-    Curve.P256: "1.2.840.10045.3.1.7",
-    Curve.P384: "1.3.132.0.34",
-    Curve.BRAINPOOL_P256: "1.3.36.3.3.2.8.1.1.7",
-    Curve.BRAINPOOL_P384: "1.3.36.3.3.2.8.1.1.11",
-}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Cplc:
-    """Card Production Life Cycle data (GP Card Spec Appendix H.6, tag 9F7F, 42 bytes).
-
-    Only the fields fleetid sets are named; the rest are zero. ``ic_serial`` is the chip serial.
-    """
-
-    ic_fabricator: int = 0xF1D0
-    ic_type: int = 0x5E01
-    os_identifier: int = 0xF1D0
-    os_release_date: int = 0x7001  # YDDD, year digit 7, day 001
-    os_release_level: int = 0x0100
-    ic_fabrication_date: int = 0x7001
-    ic_serial: bytes = b"\x00\x00\x00\x00"
-    ic_batch: int = 0x0001
-
-    def encode(self) -> bytes:
-        """The 42 CPLC bytes, in the order of GP Card Spec Table H-6."""
-        head = b"".join(
-            v.to_bytes(2, "big")
-            for v in (
-                self.ic_fabricator,
-                self.ic_type,
-                self.os_identifier,
-                self.os_release_date,
-                self.os_release_level,
-                self.ic_fabrication_date,
-            )
-        )
-        # IC serial (4), IC batch id (2), then module fabricator .. personalisation fields (24).
-        return head + self.ic_serial + self.ic_batch.to_bytes(2, "big") + bytes(24)
-
-    @classmethod
-    def decode(cls, data: bytes) -> Cplc:
-        if len(data) != 42:
-            raise StoreError(f"CPLC is 42 bytes, got {len(data)}")
-        words = [int.from_bytes(data[i : i + 2], "big") for i in range(0, 12, 2)]
-        return cls(
-            ic_fabricator=words[0],
-            ic_type=words[1],
-            os_identifier=words[2],
-            os_release_date=words[3],
-            os_release_level=words[4],
-            ic_fabrication_date=words[5],
-            ic_serial=bytes(data[12:16]),
-            ic_batch=int.from_bytes(data[16:18], "big"),
-        )
-
-    @property
-    def kdd(self) -> bytes:
-        """SCP03 key diversification data (10 bytes), taken from CPLC as GP tools do.
-
-        fleetid's layout: IC fabricator (2) || IC type (2) || IC batch (2) || IC serial (4).
-        """
-        return (
-            self.ic_fabricator.to_bytes(2, "big")
-            + self.ic_type.to_bytes(2, "big")
-            + self.ic_batch.to_bytes(2, "big")
-            + self.ic_serial
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

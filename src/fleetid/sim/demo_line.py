@@ -34,7 +34,13 @@ from fleetid.factory.auditlog import (
     load_verifier_key,
     verify_inclusion,
 )
-from fleetid.factory.line import HsmSessionKeys, ManifestEntry, UnitState, open_line
+from fleetid.factory.line import (
+    HsmSessionKeys,
+    ManifestEntry,
+    UnitState,
+    fewer_collections,
+    open_line,
+)
 from fleetid.hsm.base import Hsm
 from fleetid.se.client import SecureElementClient
 from fleetid.se.scp03 import StaticKeys
@@ -113,7 +119,7 @@ def stage_ceremony_and_line(ctx: DemoContext) -> None:
         defects={good: Defect.KEYGEN_FAILS},
         clones={good + 1: 0},
     )
-    line = open_line(data, clock=clock)
+    line = open_line(data, clock=clock, collections=fewer_collections)
     started = time.perf_counter()
     report = line.run([u.unit for u in wafer.units], wafer)
     elapsed = time.perf_counter() - started

@@ -23,10 +23,11 @@ from fleetid.errors import SecureElementError
 from fleetid.factory.line import DEVICE_KVN
 from fleetid.formats.attestation import KEY_PROPERTIES_OID, KeyUsage, decode_key_properties
 from fleetid.formats.mcuboot import build_image
-from fleetid.se.card import TamperEvent, manufacture_test_card
+from fleetid.se.card import TamperEvent
 from fleetid.se.client import SecureElementClient
 from fleetid.sim.demo import DemoContext, drill
 from fleetid.sim.demo_line import DemoLine
+from fleetid.sim.test_card import manufacture_test_card
 
 __all__ = ["stage_secure_element"]
 

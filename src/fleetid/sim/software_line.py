@@ -4,11 +4,11 @@
 fleet demo need many manufactured devices quickly and an independent second manufacturer, so
 ``SoftwareLine`` makes them with the line's own certificate profiles
 (``fleetid.factory.manufacturer``: root, line CA, IEEE 802.1AR IDevID with an RFC 4108
-HardwareModuleName) and the same card steps over APDUs: SCP03 with the transport keys, GENERATE
-the attestation key on card, STORE DATA the chain [IDevID, line CA, root], GENERATE and ATTEST
-the vehicle's canonical key (slot ``CANONICAL_KEY_HANDLE``, challenge ``canonical_challenge``),
-SET STATUS SECURED. ``LineDevice.manifest_entry()`` is the row the real line would record, which
-an EA imports (``fleetid.authority.v2x.manufactured``).
+HardwareModuleName) and the line's own personalisation sequence over APDUs
+(``fleetid.factory.personalisation.personalise``): SCP03 with the card's keys, GENERATE the
+attestation key on card, STORE DATA the chain [IDevID, line CA, root], GENERATE and ATTEST the
+vehicle's canonical key, SET STATUS SECURED. ``LineDevice.manifest_entry()`` is the row the
+real line would record, which an EA imports (``fleetid.authority.v2x.manufactured``).
 The manufacturer keys are software keys: a TEST manufacturer, never one to trust in production.
 """
 
@@ -25,14 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.clock import Clock
 from fleetid.crypto.signer import SoftwareSigner
-from fleetid.factory.line import (
-    CANONICAL_KEY_HANDLE,
-    ManifestEntry,
-    Step,
-    UnitState,
-    canonical_challenge,
-    device_serial,
-)
+from fleetid.factory.line import ManifestEntry, Step, UnitState
 from fleetid.factory.manufacturer import (
     ManufacturerNames,
     certificate_fingerprint,
@@ -40,11 +33,11 @@ from fleetid.factory.manufacturer import (
     issue_line_ca,
     issue_root,
 )
-from fleetid.formats.attestation import KeyUsage
+from fleetid.factory.personalisation import device_serial, personalise
 from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient
 from fleetid.se.scp03 import StaticKeys
-from fleetid.se.state import CardLifeCycle, Curve
+from fleetid.se.state import Curve
 from fleetid.store.repositories import ManifestRecord
 
 __all__ = ["LineDevice", "SoftwareLine"]
@@ -161,30 +154,26 @@ class SoftwareLine:
         card = SecureElement.fabricate(
             ic_serial=ic_serial or self._random(4), keysets={_KVN: keys}, random=self._random
         )
-        client = SecureElementClient(card)
-        client.select_isd()
-        serial = device_serial(client.cplc().kdd)
-        client.select_identity()
-        client.open_secure_channel(keys, 0x33, key_version=_KVN)
-        attestation_key = client.generate_attestation_key()
-        idevid = self.certify(attestation_key, serial, card.chip_serial, now=now)
-        client.install_attestation_chain([idevid, self.line_ca, self.root])
-        canonical = client.generate_key(
-            canonical_curve, KeyUsage.SIGN, handle=CANONICAL_KEY_HANDLE
-        ).public_key
-        canonical_attestation = client.attest(CANONICAL_KEY_HANDLE, canonical_challenge(serial))
-        client.select_isd()
-        client.open_secure_channel(keys, 0x33, key_version=_KVN)
-        client.set_status(CardLifeCycle.INITIALIZED)
-        client.set_status(CardLifeCycle.SECURED)
+        made = personalise(
+            SecureElementClient(card),
+            keys=keys,
+            key_version=_KVN,
+            certify=lambda public_key, cplc: [
+                self.certify(public_key, device_serial(cplc.kdd), card.chip_serial, now=now),
+                self.line_ca,
+                self.root,
+            ],
+            canonical_curve=canonical_curve,
+        )
         card.reset()
+        assert made.canonical_key is not None and made.canonical_attestation is not None  # noqa: S101
         return LineDevice(
             unit=f"{self.organization}/{self._count:06d}",
-            serial=serial,
+            serial=made.serial,
             chip_serial=card.chip_serial,
             card=card,
-            idevid=idevid,
-            attestation_key=attestation_key,
-            canonical_key=canonical,
-            canonical_attestation=canonical_attestation,
+            idevid=made.chain[0],
+            attestation_key=made.attestation_key,
+            canonical_key=made.canonical_key,
+            canonical_attestation=made.canonical_attestation,
         )

@@ -34,16 +34,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from fleetid.crypto.symmetric import aes_encrypt_block
 from fleetid.errors import ConfigError, NotFoundError
 from fleetid.formats.apdu import SW, CommandApdu
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
 from fleetid.se.applets.boot import BootApplet
-from fleetid.se.applets.identity import INS_GENERATE_KEY, IdentityApplet
-from fleetid.se.applets.manager import INS_PUT_KEY, INS_STORE_DATA, ManagerApplet
+from fleetid.se.applets.identity import IdentityApplet
+from fleetid.se.applets.manager import ManagerApplet
 from fleetid.se.card import SecureElement
 from fleetid.se.keystore import SealedFlash, Silicon
 from fleetid.se.scp03 import StaticKeys
+from fleetid.se.wire import INS_GENERATE_KEY, INS_PUT_KEY, INS_STORE_DATA
 
 __all__ = ["TRANSPORT_KVN", "Defect", "Wafer", "WaferUnit", "lot_directory", "open_lot_of"]
 
@@ -84,12 +84,10 @@ class _FaultyManager(ManagerApplet):
             raise refuse(SW.NOT_ENOUGH_MEMORY, "emulated defect: STORE DATA out of memory")
         reply = super().process(ctx, apdu)
         if apdu.ins == INS_PUT_KEY and self._defect is Defect.BAD_KCV and reply.sw == SW.OK:
-            kvn = reply.data[:1]
-            keyset = ctx.state.keysets[kvn[0]]
-            zero_block = [
-                aes_encrypt_block(k, bytes(16))[:3] for k in (keyset.enc, keyset.mac, keyset.dek)
-            ]
-            return replace(reply, data=kvn + b"".join(zero_block))
+            # The response is KVN ‖ one KCV per key (GPCS §11.8.3.1); each KCV comes back with
+            # every bit flipped, so none matches the key the host sent.
+            kvn, kcvs = reply.data[:1], reply.data[1:]
+            return replace(reply, data=kvn + bytes(b ^ 0xFF for b in kcvs))
         return reply
 
 

@@ -11,13 +11,13 @@ from tests.v2x_fixtures import FAMILY_NAMES, Pki, new_pki
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import CURVES, generate_key
 from fleetid.device.v2x import CamReceiver, ItsStation, SecureElementV2xKeys
-from fleetid.errors import PolicyError, VerificationError
+from fleetid.errors import PolicyError, ReferencedDataNotFoundError, VerificationError
 from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.ieee1609 import datetime_from_time32
 from fleetid.formats.ieee1609.validity import validity_bounds
-from fleetid.se.card import manufacture_test_card
-from fleetid.se.client import NotFoundError, SecureElementClient, SecureElementSigner
+from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.se.state import ATTESTATION_HANDLE, MAX_USER_HANDLE
+from fleetid.sim.test_card import manufacture_test_card
 
 PERIOD = timedelta(minutes=5)
 
@@ -152,10 +152,10 @@ def test_a_retired_at_can_no_longer_sign(family: str) -> None:
     gone = before - _user_handles(client)
     assert len(gone) == 2  # the AT's signing key and its ECIES key
     assert retired_key.handle in gone
-    with pytest.raises(NotFoundError) as refused:
+    with pytest.raises(ReferencedDataNotFoundError) as refused:
         retired_key.sign(b"after retirement")
     assert refused.value.sw == 0x6A88
-    with pytest.raises(NotFoundError) as refused:
+    with pytest.raises(ReferencedDataNotFoundError) as refused:
         client.ecdh(min(gone - {retired_key.handle}), generate_key("nistP256").public_key())
     assert refused.value.sw == 0x6A88
     assert retired_ticket not in [t for t, _ in station.tickets]
@@ -185,6 +185,6 @@ def test_the_se_key_store_deletes_only_card_keys() -> None:
     signer = keys.signing_key("brainpoolP256r1")
     assert isinstance(signer, SecureElementSigner)
     keys.delete(signer)
-    with pytest.raises(NotFoundError) as refused:
+    with pytest.raises(ReferencedDataNotFoundError) as refused:
         keys.delete(signer)  # already gone
     assert refused.value.sw == 0x6A88

@@ -16,9 +16,9 @@ from fleetid.crypto.v2xkeys import CURVES
 from fleetid.device.v2x import CamReceiver, ItsStation, SecureElementV2xKeys
 from fleetid.errors import PolicyError, VerificationError
 from fleetid.formats.attestation import KeyUsage
-from fleetid.se.card import DemoManufacturer, manufacture_test_card
 from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.se.state import ATTESTATION_HANDLE
+from fleetid.sim.test_card import DemoManufacturer, manufacture_test_card
 
 
 def se_client() -> SecureElementClient:

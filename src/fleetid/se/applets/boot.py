@@ -44,48 +44,31 @@ A refusal never changes card state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from fleetid.errors import ConfigError, EncodingError, VerificationError
+from fleetid.errors import VerificationError
 from fleetid.formats.apdu import SW, CommandApdu
 from fleetid.formats.mcuboot import MalformedImageError, key_hash, verify_image
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
 from fleetid.se.state import BootState, CardState
+from fleetid.se.wire import (
+    BOOT_AID,
+    INS_GET_BOOT_STATE,
+    INS_VERIFY_IMAGE,
+    P1_CHECK,
+    P1_CONFIRM,
+    P2_LAST_BLOCK,
+    P2_MORE_BLOCKS,
+)
 
-__all__ = [
-    "BOOT_AID",
-    "CLA_PROPRIETARY",
-    "INS_GET_BOOT_STATE",
-    "INS_VERIFY_IMAGE",
-    "MAX_IMAGE_SIZE",
-    "P1_CHECK",
-    "P1_CONFIRM",
-    "P2_LAST_BLOCK",
-    "P2_MORE_BLOCKS",
-    "BootApplet",
-    "BootStatus",
-    "decode_boot_state",
-    "verify_image_commands",
-]
+__all__ = ["MAX_IMAGE_SIZE", "BootApplet"]
 
-#: ``F0`` (proprietary, unregistered RID, ISO 7816-5) ‖ "fleetid" ‖ ``B0`` (boot).
-BOOT_AID = bytes.fromhex("F0") + b"fleetid" + bytes.fromhex("B0")
-CLA_PROPRIETARY = 0x80
-INS_VERIFY_IMAGE = 0x38
-INS_GET_BOOT_STATE = 0x3A
-P1_CHECK = 0x00
-P1_CONFIRM = 0x01
-P2_LAST_BLOCK = 0x00
-P2_MORE_BLOCKS = 0x80
 #: The largest image the applet collects from P2=80 blocks (its RAM budget).
 MAX_IMAGE_SIZE = 4 * 1024 * 1024
 _MAX_COUNTER = 0xFFFFFFFF
-#: The card assembles a command chain into one command: at most the extended-length Nc.
-_MAX_ASSEMBLED = 0xFFFF
 
 
 class BootApplet(Applet):
@@ -198,60 +181,3 @@ def _encode_boot_state(boot: BootState) -> bytes:
         + bytes((len(measurement),))
         + measurement
     )
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BootStatus:
-    """GET BOOT STATE, decoded on the host."""
-
-    security_counter: int
-    key_hash: bytes | None
-    measurement: bytes | None
-
-
-def decode_boot_state(data: bytes) -> BootStatus:
-    """Decode the GET BOOT STATE response; raise ``EncodingError`` on malformed bytes."""
-    try:
-        counter = int.from_bytes(data[0:4], "big")
-        n = data[4]
-        fingerprint = data[5 : 5 + n]
-        m = data[5 + n]
-        measurement = data[6 + n : 6 + n + m]
-    except IndexError as exc:
-        raise EncodingError("GET BOOT STATE response is truncated") from exc
-    if len(data) != 6 + n + m or len(fingerprint) != n or len(measurement) != m:
-        raise EncodingError("GET BOOT STATE response has the wrong length")
-    return BootStatus(
-        security_counter=counter,
-        key_hash=bytes(fingerprint) or None,
-        measurement=bytes(measurement) or None,
-    )
-
-
-def verify_image_commands(
-    image: bytes, *, confirm: bool, block_size: int = 224, chaining: bool | None = None
-) -> list[CommandApdu]:
-    """The VERIFY IMAGE command(s) that carry ``image``, for the host side.
-
-    ``chaining=True`` splits it into an ISO 7816-4 command chain (CLA b5 set on all but the last
-    command), which the card assembles into one command of at most 65535 data bytes; ``False``
-    uses the applet's P2=80 multi-block form; ``None`` picks chaining when the image fits in one
-    assembled command. The default block of 224 bytes leaves room for SCP03 padding and C-MAC
-    in a short APDU.
-    """
-    if not image:
-        raise ConfigError("image is empty")
-    if chaining is None:
-        chaining = len(image) <= _MAX_ASSEMBLED
-    p1 = P1_CONFIRM if confirm else P1_CHECK
-    blocks = [image[i : i + block_size] for i in range(0, len(image), block_size)]
-    commands = []
-    for index, block in enumerate(blocks):
-        last = index == len(blocks) - 1
-        if chaining:
-            cla, p2 = CLA_PROPRIETARY | (0 if last else 0x10), P2_LAST_BLOCK
-        else:
-            cla, p2 = CLA_PROPRIETARY, P2_LAST_BLOCK if last else P2_MORE_BLOCKS
-        ne = 256 if last else None  # the measurement comes back on the last command only
-        commands.append(CommandApdu(cla, INS_VERIFY_IMAGE, p1, p2, block, ne=ne))
-    return commands

@@ -65,8 +65,6 @@ from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_tlv
 from fleetid.formats.x509_sign import key_usage
 from fleetid.se.applets.base import Applet, CommandContext, Reply, SecurityLevel, refuse
 from fleetid.se.applets.manager import (
-    INS_GET_DATA,
-    INS_STORE_DATA,
     StoreDataBuffer,
     cplc_data_object,
     public_key_of,
@@ -80,24 +78,23 @@ from fleetid.se.state import (
     Curve,
     KeySlot,
 )
+from fleetid.se.wire import (
+    IDENTITY_AID,
+    INS_ATTEST,
+    INS_DELETE_KEY,
+    INS_ECDH,
+    INS_GENERATE_KEY,
+    INS_GET_DATA,
+    INS_GET_PUBLIC_KEY,
+    INS_LIST_KEYS,
+    INS_SIGN,
+    INS_STORE_DATA,
+    POLICY_REQUIRES_SESSION,
+)
 
-__all__ = [
-    "IDENTITY_AID",
-    "POLICY_REQUIRES_SESSION",
-    "IdentityApplet",
-]
+__all__ = ["IdentityApplet"]
 
-IDENTITY_AID = bytes.fromhex("F0464C45455449440101")
 
-INS_GENERATE_KEY = 0x46
-INS_SIGN = 0x48
-INS_ECDH = 0x4A
-INS_GET_PUBLIC_KEY = 0x4C
-INS_DELETE_KEY = 0x4E
-INS_ATTEST = 0x56
-INS_LIST_KEYS = 0x5C
-
-POLICY_REQUIRES_SESSION = 0x80
 _USER_USAGES = int(KeyUsage.SIGN | KeyUsage.KEY_AGREEMENT)
 _MAX_CHALLENGE = 64
 # ECDSA over a digest the host computed; the digest length names the hash (FIPS 180-4).

@@ -41,10 +41,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.symmetric import aes_kcv, bytes_equal
-from fleetid.errors import FleetIdError
+from fleetid.errors import FleetIdError, TlvError
 from fleetid.formats import x509_tbs
 from fleetid.formats.apdu import EXTENDED_MAX_NC, SW, CommandApdu
-from fleetid.formats.tlv import TlvError, decode_dgis, decode_tlv, decode_tlvs, encode_tlv
+from fleetid.formats.tlv import decode_dgis, decode_tlv, decode_tlvs, encode_tlv
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
 from fleetid.se.state import (
     ATTESTATION_HANDLE,
@@ -54,12 +54,19 @@ from fleetid.se.state import (
     KeySet,
     allowed_transition,
 )
+from fleetid.se.wire import (
+    INS_GET_DATA,
+    INS_GET_STATUS,
+    INS_PUT_KEY,
+    INS_SET_STATUS,
+    INS_STORE_DATA,
+    ISD_AID,
+    PersonalisationObject,
+)
 
 __all__ = [
-    "ISD_AID",
     "MAX_KEYSETS",
     "ManagerApplet",
-    "PersonalisationObject",
     "StoreDataBuffer",
     "apply_store_data",
     "private_key_of",
@@ -67,29 +74,13 @@ __all__ = [
     "pyca_curve",
 ]
 
-ISD_AID = bytes.fromhex("A000000151000000")
 MAX_KEYSETS = 8
 _MAX_STORE_DATA = 32 * 1024
 _MAX_COMMAND_DATA = EXTENDED_MAX_NC  # the card parses extended-length APDUs (fleetid.se.card)
 
-INS_GET_DATA = 0xCA
-INS_GET_STATUS = 0xF2
-INS_PUT_KEY = 0xD8
-INS_STORE_DATA = 0xE2
-INS_SET_STATUS = 0xF0
-
 _AES_KEY_TYPE = 0x88  # GPCS Table 11-16
 _SCP03_KEY_IDS = 3  # Key-ENC, Key-MAC, Key-DEK with key identifiers 1, 2, 3 (Amd D §7.2)
 _ISD_PRIVILEGES = bytes.fromhex("9EFE80")  # SD, card lock, card terminate, ... (GPCS Table 6-1)
-
-
-class PersonalisationObject:
-    """The STORE DATA objects: DGI and the matching BER-TLV tag."""
-
-    ATTESTATION_CHAIN = (0x0F01, 0xDF01)
-    TRUST_ANCHORS = (0x0F02, 0xDF02)
-    FIRMWARE_KEY = (0x0F03, 0xDF03)
-    KEY_CERTIFICATE = (0x0F04, 0xDF04)
 
 
 _PYCA_CURVES: dict[Curve, type[ec.EllipticCurve]] = {

@@ -33,10 +33,10 @@ from fleetid.factory.line import (
     open_line,
 )
 from fleetid.formats.attestation import KEY_PROPERTIES_OID, KeyUsage, decode_key_properties
-from fleetid.se.card import DemoManufacturer
 from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.se.scp03 import StaticKeys
 from fleetid.se.state import Curve
+from fleetid.sim.test_card import DemoManufacturer
 from fleetid.sim.wafer import Defect, Wafer
 from fleetid.store.engine import open_engine
 from fleetid.store.migrate import current_revision, upgrade

@@ -7,11 +7,13 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fleetid.errors import ConditionsNotSatisfiedError, ReferencedDataNotFoundError
 from fleetid.formats.attestation import KeyUsage
 from fleetid.se.applets import identity
-from fleetid.se.card import TamperEvent, manufacture_test_card
-from fleetid.se.client import ConditionsNotSatisfiedError, NotFoundError, SecureElementClient
+from fleetid.se.card import TamperEvent
+from fleetid.se.client import SecureElementClient
 from fleetid.se.state import BootState, CardLifeCycle, CardState, Cplc, Curve, KeySet, KeySlot
+from fleetid.sim.test_card import manufacture_test_card
 
 
 def _canonical(raw: bytes) -> bytes:
@@ -127,7 +129,7 @@ def test_key_cache_dropped_on_delete_and_tamper_and_not_kept_across_reload() -> 
     assert 1 in applet._cache
     client.delete_key(1)
     assert 1 not in applet._cache
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ReferencedDataNotFoundError):
         client.sign(1, bytes(32))
     assert "EllipticCurvePrivateKey" not in repr(applet)
     made.card.tamper(TamperEvent.GLITCH)
@@ -136,5 +138,5 @@ def test_key_cache_dropped_on_delete_and_tamper_and_not_kept_across_reload() -> 
     cache = made.card._state._json  # type: ignore[attr-defined]
     assert cache["certificates"] == ((), "{}")
     assert all("keys" not in section for section in cache)
-    with pytest.raises((ConditionsNotSatisfiedError, NotFoundError)):
+    with pytest.raises((ConditionsNotSatisfiedError, ReferencedDataNotFoundError)):
         client.sign(2, bytes(32))

@@ -12,12 +12,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.clock import ManualClock
-from fleetid.errors import HsmNotActivatedError, SecureElementError, VerificationError
+from fleetid.errors import (
+    ConfigError,
+    HsmNotActivatedError,
+    SecureElementError,
+    VerificationError,
+)
 from fleetid.factory import ceremony
 from fleetid.factory import line as line_module
 from fleetid.factory.auditlog import AuditLogReader
 from fleetid.factory.line import (
+    CRASH_ENV,
     CRASH_POINTS,
+    NO_CRASH,
+    CrashPlan,
     HsmSessionKeys,
     LineConfig,
     ProvisioningLine,
@@ -43,8 +51,10 @@ class Plant:
     transport: StaticKeys
     record: ceremony.CeremonyRecord
 
-    def line(self, batch_size: int = 4) -> ProvisioningLine:
-        return open_line(self.data, clock=self.clock, config=LineConfig(batch_size=batch_size))
+    def line(self, batch_size: int = 4, crash: CrashPlan = NO_CRASH) -> ProvisioningLine:
+        return open_line(
+            self.data, clock=self.clock, config=LineConfig(batch_size=batch_size), crash=crash
+        )
 
     def wafer(self, count: int, **kwargs: object) -> Wafer:
         return Wafer.fabricate(
@@ -293,20 +303,15 @@ class _Crashed(BaseException):
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
-def test_resume_after_a_crash_at_every_point(
-    plant: Plant, point: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resume_after_a_crash_at_every_point(plant: Plant, point: str) -> None:
     wafer = plant.wafer(3, defects={2: Defect.STORE_DATA_FAILS})
     units = [u.unit for u in wafer.units]
 
     def crash(code: int) -> None:
         raise _Crashed(code)
 
-    monkeypatch.setenv(line_module.CRASH_ENV, point)
-    monkeypatch.setattr(line_module, "_hard_exit", crash)
     with pytest.raises(_Crashed):
-        plant.line(batch_size=3).run(units, wafer)
-    monkeypatch.delenv(line_module.CRASH_ENV)
+        plant.line(batch_size=3, crash=CrashPlan(point, exit=crash)).run(units, wafer)
     for unit in units:
         wafer.power_on(unit)  # power cycle: volatile state is gone
     line = plant.line(batch_size=3)
@@ -354,3 +359,21 @@ def test_manifest_reader_answers_for_secured_quarantined_and_unknown_serials(pla
         reader.require_secured(bad.serial)
     with pytest.raises(VerificationError, match="not on the line manifest"):
         reader.require_secured("00" * 10)
+
+
+def test_a_crash_plan_names_a_known_point_or_none() -> None:
+    assert CrashPlan.from_environment({}) == NO_CRASH
+    assert CrashPlan.from_environment({CRASH_ENV: ""}) == NO_CRASH
+    assert CrashPlan.from_environment({CRASH_ENV: "after-issue"}).point == "after-issue"
+    with pytest.raises(ConfigError, match="not a line crash point"):
+        CrashPlan.from_environment({CRASH_ENV: "after-lunch"})
+
+
+def test_the_line_reads_no_crash_plan_from_the_environment(
+    plant: Plant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only entry points turn the variable into a plan: a line built without one runs through."""
+    monkeypatch.setenv(CRASH_ENV, CRASH_POINTS[0])
+    wafer = plant.wafer(1)
+    report = plant.line().run([u.unit for u in wafer.units], wafer)
+    assert report.secured == 1

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fleetid.errors import ConditionsNotSatisfiedError, FlashSealError, ReferencedDataNotFoundError
 from fleetid.formats.attestation import KeyUsage
-from fleetid.se.card import SecureElement, TamperEvent, manufacture_test_card
-from fleetid.se.client import ConditionsNotSatisfiedError, NotFoundError, SecureElementClient
-from fleetid.se.keystore import FlashSealError, SealedFlash, Silicon
+from fleetid.se.card import SecureElement, TamperEvent
+from fleetid.se.client import SecureElementClient
+from fleetid.se.keystore import SealedFlash, Silicon
 from fleetid.se.scp03 import StaticKeys
 from fleetid.se.state import CardLifeCycle, CardState
+from fleetid.sim.test_card import manufacture_test_card
 
 KEYS = StaticKeys(b"\x41" * 16, b"\x42" * 16, b"\x43" * 16)
 
@@ -84,9 +86,9 @@ def test_tamper_zeroises_and_terminates(tmp_path: Path, event: TamperEvent) -> N
     client.generate_key(ec.SECP256R1(), KeyUsage.SIGN, handle=1)
     made.card.tamper(event)
     assert made.card.life_cycle is CardLifeCycle.TERMINATED
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ReferencedDataNotFoundError):
         client.select_identity()
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ReferencedDataNotFoundError):
         client.select_isd()
     with pytest.raises(ConditionsNotSatisfiedError):
         client.sign(1, bytes(32))

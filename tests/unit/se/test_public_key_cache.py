@@ -12,11 +12,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fleetid.errors import IncorrectDataError
 from fleetid.formats.attestation import KeyUsage
 from fleetid.se.applets import identity, manager
-from fleetid.se.card import SecureElement, TamperEvent, manufacture_test_card
-from fleetid.se.client import IncorrectDataError, SecureElementClient
+from fleetid.se.card import SecureElement, TamperEvent
+from fleetid.se.client import SecureElementClient
 from fleetid.se.state import ATTESTATION_HANDLE
+from fleetid.sim.test_card import manufacture_test_card
 
 
 def _no_rebuild(*_: object) -> ec.EllipticCurvePrivateKey:

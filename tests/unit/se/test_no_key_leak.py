@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 
 from fleetid.errors import FleetIdError
 from fleetid.formats.attestation import KeyUsage
-from fleetid.se.applets.identity import IDENTITY_AID
-from fleetid.se.applets.manager import ISD_AID
-from fleetid.se.card import ManufacturedCard, SecureElement, manufacture_test_card
+from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient
 from fleetid.se.keystore import Silicon
 from fleetid.se.scp03 import HostSession, StaticKeys
 from fleetid.se.state import CardState
+from fleetid.se.wire import IDENTITY_AID, ISD_AID
+from fleetid.sim.test_card import ManufacturedCard, manufacture_test_card
 
 KEYS = StaticKeys(b"\x5a" * 16, b"\xa5" * 16, b"\x3c" * 16)
 HANDLES = (0x00, 0x01, 0x02, 0x03, 0x04, 0xF0, 0x7F)

@@ -16,28 +16,23 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.device.boot import BootRefusedError, boot
-from fleetid.errors import SecureElementError
+from fleetid.errors import ConditionsNotSatisfiedError, SecureElementError, SecurityStatusError
 from fleetid.formats.apdu import SW, CommandApdu, parse_response
 from fleetid.formats.mcuboot import build_image, key_hash, parse_image
 from fleetid.se.applets.base import CommandContext
-from fleetid.se.applets.boot import (
-    BOOT_AID,
-    INS_GET_BOOT_STATE,
-    INS_VERIFY_IMAGE,
-    MAX_IMAGE_SIZE,
-    BootApplet,
-    decode_boot_state,
-    verify_image_commands,
-)
+from fleetid.se.applets.boot import MAX_IMAGE_SIZE, BootApplet
 from fleetid.se.card import SecureElement, TamperEvent
-from fleetid.se.client import (
-    ConditionsNotSatisfiedError,
-    SecureElementClient,
-    SecurityStatusError,
-)
+from fleetid.se.client import SecureElementClient
 from fleetid.se.keystore import SealedFlash, Silicon
 from fleetid.se.scp03 import StaticKeys
 from fleetid.se.state import CardState, Cplc
+from fleetid.se.wire import (
+    BOOT_AID,
+    INS_GET_BOOT_STATE,
+    INS_VERIFY_IMAGE,
+    decode_boot_state,
+    verify_image_commands,
+)
 
 FIRMWARE_KEY = ec.generate_private_key(ec.SECP256R1())
 ROGUE_KEY = ec.generate_private_key(ec.SECP256R1())

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from fleetid.errors import EncodingError, SecureChannelError
 from fleetid.formats.apdu import CommandApdu, parse_command
-from fleetid.se.scp03 import SECURITY_LEVELS, CardChannel, HostSession, StaticKeys
+from fleetid.se.scp03 import SECURITY_LEVELS, HostSession, StaticKeys
+from fleetid.se.scp03.card import CardChannel
 
 _KEYS = StaticKeys(enc=bytes(range(16)), mac=bytes(range(16, 32)), dek=bytes(range(32, 48)))
 _AID = bytes.fromhex("A000000151000000")

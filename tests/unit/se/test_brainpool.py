@@ -26,19 +26,19 @@ from cryptography.hazmat.primitives.serialization import (
 from tests.optional import require_tool
 
 from fleetid.crypto.signer import verify_signature
-from fleetid.errors import EncodingError, VerificationError
-from fleetid.formats.apdu import CommandApdu
-from fleetid.formats.attestation import KEY_PROPERTIES_OID, KeyUsage, decode_key_properties
-from fleetid.se.card import ManufacturedCard, manufacture_test_card
-from fleetid.se.client import (
+from fleetid.errors import (
     ConditionsNotSatisfiedError,
+    EncodingError,
     IncorrectDataError,
     IncorrectParametersError,
-    SecureElementClient,
-    SecureElementSigner,
+    VerificationError,
 )
+from fleetid.formats.apdu import CommandApdu
+from fleetid.formats.attestation import KEY_PROPERTIES_OID, KeyUsage, decode_key_properties
+from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.se.scp03 import StaticKeys
 from fleetid.se.state import ATTESTATION_HANDLE, Curve
+from fleetid.sim.test_card import ManufacturedCard, manufacture_test_card
 
 KEYS = StaticKeys(bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)))
 SIGN = KeyUsage.SIGN

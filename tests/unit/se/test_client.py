@@ -7,23 +7,25 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetid.errors import EncodingError, SecureChannelError, SecureElementError, VerificationError
-from fleetid.formats.apdu import CommandApdu
-from fleetid.formats.attestation import KeyUsage
-from fleetid.se.card import SecureElement, manufacture_test_card
-from fleetid.se.client import (
+from fleetid.errors import (
     ConditionsNotSatisfiedError,
+    EncodingError,
     IncorrectDataError,
     IncorrectParametersError,
-    NotFoundError,
-    SecureElementClient,
+    ReferencedDataNotFoundError,
+    SecureChannelError,
+    SecureElementError,
     SecurityStatusError,
-    Transport,
     UnsupportedCommandError,
+    VerificationError,
     WrongLengthError,
-    error_for_sw,
 )
+from fleetid.formats.apdu import CommandApdu
+from fleetid.formats.attestation import KeyUsage
+from fleetid.se.card import SecureElement
+from fleetid.se.client import SecureElementClient, Transport, error_for_sw
 from fleetid.se.scp03 import StaticKeys
+from fleetid.sim.test_card import manufacture_test_card
 
 KEYS = StaticKeys(b"\x10" * 16, b"\x20" * 16, b"\x30" * 16)
 
@@ -35,8 +37,8 @@ KEYS = StaticKeys(b"\x10" * 16, b"\x20" * 16, b"\x30" * 16)
         (0x6982, SecurityStatusError),
         (0x6985, ConditionsNotSatisfiedError),
         (0x6A80, IncorrectDataError),
-        (0x6A82, NotFoundError),
-        (0x6A88, NotFoundError),
+        (0x6A82, ReferencedDataNotFoundError),
+        (0x6A88, ReferencedDataNotFoundError),
         (0x6A86, IncorrectParametersError),
         (0x6D00, UnsupportedCommandError),
         (0x6E00, UnsupportedCommandError),

@@ -7,21 +7,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from fleetid.errors import SecureElementError
-from fleetid.formats.apdu import CommandApdu
-from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_dgi, encode_tlv
-from fleetid.se.applets.manager import PersonalisationObject
-from fleetid.se.card import ManufacturedCard, SecureElement, manufacture_test_card
-from fleetid.se.client import (
+from fleetid.errors import (
     ConditionsNotSatisfiedError,
     IncorrectDataError,
     IncorrectParametersError,
-    NotFoundError,
-    SecureElementClient,
+    ReferencedDataNotFoundError,
+    SecureElementError,
     SecurityStatusError,
 )
+from fleetid.formats.apdu import CommandApdu
+from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_dgi, encode_tlv
+from fleetid.se.card import SecureElement
+from fleetid.se.client import SecureElementClient
 from fleetid.se.scp03 import HostSession, StaticKeys, aes_key_component, encrypt_key_component
 from fleetid.se.state import CardLifeCycle
+from fleetid.se.wire import PersonalisationObject
+from fleetid.sim.test_card import ManufacturedCard, manufacture_test_card
 
 KEYS = StaticKeys(bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)))
 NEW_KEYS = StaticKeys(b"\xa1" * 16, b"\xb2" * 16, b"\xc3" * 16)
@@ -122,7 +123,7 @@ def test_card_locked_lets_only_the_isd_be_selected(isd: SecureElementClient) -> 
     isd.set_status(L.INITIALIZED)
     isd.set_status(L.SECURED)
     isd.set_status(L.CARD_LOCKED)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ReferencedDataNotFoundError):
         isd.select_identity()
     isd.select_isd()
 
@@ -189,7 +190,7 @@ def test_put_key_with_bad_kcv_is_6a80(isd: SecureElementClient) -> None:
     ("old", "new", "error"),
     [
         (0x00, 0x30, IncorrectDataError),  # create a KVN that exists
-        (0x44, 0x31, NotFoundError),  # replace a KVN that does not exist
+        (0x44, 0x31, ReferencedDataNotFoundError),  # replace a KVN that does not exist
         (0x00, 0x80, IncorrectDataError),  # KVN out of range
     ],
 )
@@ -273,7 +274,7 @@ def test_store_data_unsupported_p1_is_6a86(isd: SecureElementClient, p1: int) ->
     [
         (encode_dgi(0x0F02, b"\x30\x03\x02\x01\x01"), IncorrectDataError),  # not a certificate
         (encode_dgi(0x0F03, b"\x30\x00"), IncorrectDataError),  # not an SPKI
-        (encode_dgi(0x0A0A, b"\x00"), NotFoundError),  # unknown object
+        (encode_dgi(0x0A0A, b"\x00"), ReferencedDataNotFoundError),  # unknown object
         (b"\x0f\x02\x05\x00", IncorrectDataError),  # DGI runs past the end
         (encode_dgi(0x0F04, b"\x05" + b"\x30\x00"), IncorrectDataError),  # bad cert for slot 5
     ],

@@ -12,20 +12,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetid.errors import SecureElementError
+from fleetid.errors import ReferencedDataNotFoundError, SecureElementError, SecurityStatusError
 from fleetid.formats.apdu import parse_command
 from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.tlv import encode_tlv
-from fleetid.se.applets.manager import ISD_AID, PersonalisationObject
-from fleetid.se.card import DemoManufacturer, SecureElement
-from fleetid.se.client import (
-    NotFoundError,
-    SecureElementClient,
-    SecurityStatusError,
-    _max_command_data,
-)
+from fleetid.se.card import SecureElement
+from fleetid.se.client import SecureElementClient, _max_command_data
 from fleetid.se.scp03 import StaticKeys
 from fleetid.se.state import CardLifeCycle, Curve
+from fleetid.se.wire import ISD_AID, PersonalisationObject
+from fleetid.sim.test_card import DemoManufacturer
 
 KEYS = StaticKeys(b"\x10" * 16, b"\x20" * 16, b"\x30" * 16)
 KVN = 0x30
@@ -188,9 +184,10 @@ def test_extended_store_data_past_the_card_buffer_is_refused(
         _personalise(client, manufacturer, anchors)
     assert caught.value.sw == 0x6A84
     client.select_identity()
-    with pytest.raises(NotFoundError):  # all or nothing: neither anchors nor chain were stored
+    # all or nothing: neither anchors nor chain were stored
+    with pytest.raises(ReferencedDataNotFoundError):
         client.trust_anchors()
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ReferencedDataNotFoundError):
         client.attestation_chain()
 
 

@@ -24,7 +24,6 @@ from fleetid.crypto.symmetric import (
     aes_kcv,
     iso9797_m2_pad,
     iso9797_m2_unpad,
-    scp03_kdf,
 )
 from fleetid.errors import (
     ConfigError,
@@ -37,13 +36,13 @@ from fleetid.formats.apdu import CommandApdu, parse_command, parse_response
 from fleetid.se.scp03 import (
     R_MAC,
     SECURITY_LEVELS,
-    CardChannel,
     HostSession,
     StaticKeys,
     aes_key_component,
     encrypt_key_component,
     put_key_command,
 )
+from fleetid.se.scp03.card import CardChannel
 
 AID = bytes.fromhex("a000000151000000")
 KDD = bytes.fromhex("00112233445566778899")
@@ -103,71 +102,6 @@ def expect_sw(sw: int) -> pytest.RaisesExc[SecureChannelError]:
 # --- primitives -----------------------------------------------------------------------------------
 
 
-# blaufish/scp03_kdf_testvectors, commit 2b0910b3b2a3c579bf5765200c3a323b006d2265, testvectors.txt
-# (lines 1, 4, 5, 6 and 40): key, derivation constant, context, output (L = its length).
-BLAUFISH_KDF = [
-    (
-        "00000000000000000000000000000000",
-        0x01,
-        "00000000000000000000000000000000",
-        "329c873894717f6d545c755d175ae7ecdab085de2592fc3b9218a7fd77005e31",
-    ),
-    (
-        "2af2b9613f5b87b9e33f28f39edc8376ddb4b6fe7701232ddd5477ceb17da9f7",
-        0x04,
-        "0e6f2b49dc94633d02549405ea86612c717eaf8cb9ef3d7d80ddfc3792184d34",
-        "b863b9a5b35d5566a67e44f560b5e75c",
-    ),
-    (
-        "0e6f2b49dc94633d02549405ea86612c717eaf8cb9ef3d7d80ddfc3792184d34",
-        0x05,
-        "b863b9a5b35d5566a67e44f560b5e75c",
-        "0c5ac50c3e0bd61a37db5d5aa64c6474",
-    ),
-    (
-        "b863b9a5b35d5566a67e44f560b5e75c",
-        0x06,
-        "0c5ac50c3e0bd61a37db5d5aa64c6474",
-        "eebc5fd69f6b2003a7d1cf5b11a0471019c794d29ec3a67ef94692119adfb610",
-    ),
-    (
-        "0c3b7c4e85e5ce4ae946be7e5adfeec8291b2fbdcfd4a6afc2eb422b14f27a74",
-        0x28,
-        "cbbbd32ba6f57ed8c8caeee156fdf95b",
-        "31209e2da75c9083d16508a5eb63a82c",
-    ),
-]
-
-
-@pytest.mark.parametrize(("key", "constant", "context", "output"), BLAUFISH_KDF)
-def test_kdf_public_vectors(key: str, constant: int, context: str, output: str) -> None:
-    out = bytes.fromhex(output)
-    assert scp03_kdf(bytes.fromhex(key), constant, bytes.fromhex(context), len(out) * 8) == out
-
-
-def _kdf_with_pycryptodome(key: bytes, constant: int, context: bytes, bits: int) -> bytes:
-    """Amd D §4.1.5 spelled out with pycryptodome's CMAC: an independent implementation."""
-    out = b""
-    for i in range(1, -(-bits // 128) + 1):
-        prf_input = bytes(11) + bytes((constant, 0)) + bits.to_bytes(2, "big") + bytes((i,))
-        out += PycryptodomeCMAC.new(key, prf_input + context, ciphermod=PycryptodomeAES).digest()
-    return out[: bits // 8]
-
-
-@given(
-    key=st.sampled_from((16, 24, 32)).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
-    constant=st.integers(0, 255),
-    context=st.binary(max_size=40),
-    bits=st.sampled_from((64, 128, 192, 256)),
-)
-def test_kdf_matches_independent_implementation(
-    key: bytes, constant: int, context: bytes, bits: int
-) -> None:
-    assert scp03_kdf(key, constant, context, bits) == _kdf_with_pycryptodome(
-        key, constant, context, bits
-    )
-
-
 @given(key=st.binary(min_size=16, max_size=16), message=st.binary(max_size=100))
 def test_cmac_matches_pycryptodome(key: bytes, message: bytes) -> None:
     expected = PycryptodomeCMAC.new(key, message, ciphermod=PycryptodomeAES).digest()
@@ -183,11 +117,6 @@ def test_cbc_matches_pycryptodome(key: bytes, iv: bytes, blocks: bytes) -> None:
     ours = aes_cbc_encrypt(key, iv, blocks)
     assert ours == PycryptodomeAES.new(key, PycryptodomeAES.MODE_CBC, iv=iv).encrypt(blocks)
     assert aes_cbc_decrypt(key, iv, ours) == blocks
-
-
-def test_kdf_rejects_lengths_outside_amendment_d() -> None:
-    with pytest.raises(ValueError, match="64, 128, 192 or 256"):
-        scp03_kdf(bytes(16), 0x04, b"", 96)
 
 
 def test_cbc_rejects_partial_blocks() -> None:
@@ -762,14 +691,3 @@ def test_response_apdu_helpers_agree() -> None:
     pair.send(bytes.fromhex("80ca006600"))
     wire = pair.card.wrap_response(b"abc", 0x9000) + b"\x90\x00"
     assert parse_response(pair.host.unwrap(wire)).data == b"abc"
-
-
-@pytest.mark.parametrize("bits", [64, 128, 192, 256])
-@pytest.mark.parametrize("key_length", [16, 24, 32])
-def test_kdf_on_a_set_up_key_equals_scp03_kdf(bits: int, key_length: int) -> None:
-    from fleetid.crypto.symmetric import AesKey
-    from fleetid.se.scp03 import _kdf
-
-    key, context = os.urandom(key_length), os.urandom(16)
-    for constant in (0x00, 0x01, 0x02, 0x04, 0x06, 0x07):
-        assert _kdf(AesKey(key), constant, context, bits) == scp03_kdf(key, constant, context, bits)

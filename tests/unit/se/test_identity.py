@@ -16,7 +16,16 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from tests.optional import require_tool
 
 from fleetid.crypto.signer import Signer, verify_signature
-from fleetid.errors import SecureElementError, VerificationError
+from fleetid.errors import (
+    ConditionsNotSatisfiedError,
+    IncorrectDataError,
+    IncorrectParametersError,
+    ReferencedDataNotFoundError,
+    SecureElementError,
+    SecurityStatusError,
+    VerificationError,
+    WrongLengthError,
+)
 from fleetid.formats.apdu import CommandApdu
 from fleetid.formats.attestation import (
     KEY_PROPERTIES_OID,
@@ -26,19 +35,10 @@ from fleetid.formats.attestation import (
     decode_key_properties,
     decode_tcb_info,
 )
-from fleetid.se.card import ManufacturedCard, manufacture_test_card
-from fleetid.se.client import (
-    ConditionsNotSatisfiedError,
-    IncorrectDataError,
-    IncorrectParametersError,
-    NotFoundError,
-    SecureElementClient,
-    SecureElementSigner,
-    SecurityStatusError,
-    WrongLengthError,
-)
+from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.se.scp03 import StaticKeys
 from fleetid.se.state import ATTESTATION_HANDLE, Curve
+from fleetid.sim.test_card import ManufacturedCard, manufacture_test_card
 
 KEYS = StaticKeys(bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)))
 SERIAL = bytes.fromhex("5EC0DE01")
@@ -122,9 +122,9 @@ def test_attestation_key_generation_needs_a_session(client: SecureElementClient)
 def test_delete_key(client: SecureElementClient) -> None:
     h = client.generate_key(ec.SECP256R1(), SIGN).handle
     client.delete_key(h)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ReferencedDataNotFoundError):
         client.get_public_key(h)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ReferencedDataNotFoundError):
         client.delete_key(h)
 
 
@@ -165,7 +165,7 @@ def test_sign_with_key_agreement_only_key_is_6985(client: SecureElementClient) -
 
 
 def test_sign_unknown_handle_is_6a88(client: SecureElementClient) -> None:
-    with pytest.raises(NotFoundError) as info:
+    with pytest.raises(ReferencedDataNotFoundError) as info:
         client.sign(0x33, bytes(32))
     assert info.value.sw == 0x6A88
 
@@ -312,7 +312,7 @@ def test_attestation_reports_firmware_measurement(tmp_path: Path) -> None:
 
 
 def test_attest_unknown_handle_is_6a88(client: SecureElementClient) -> None:
-    with pytest.raises(NotFoundError) as info:
+    with pytest.raises(ReferencedDataNotFoundError) as info:
         client.attest(0x42, b"c")
     assert info.value.sw == 0x6A88
 

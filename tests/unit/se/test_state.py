@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.mutations import KINDS, mutate, outcome
 from tests.optional import require_tool
 
-from fleetid.errors import EncodingError, StoreError
+from fleetid.errors import EncodingError, FlashSealError, StoreError
 from fleetid.formats import attestation
 from fleetid.formats.attestation import (
     OID_SHA256,
@@ -25,7 +25,7 @@ from fleetid.formats.attestation import (
     encode_key_properties,
     encode_tcb_info,
 )
-from fleetid.se.keystore import FlashSealError, SealedFlash, Silicon
+from fleetid.se.keystore import SealedFlash, Silicon
 from fleetid.se.state import (
     BootState,
     CardLifeCycle,

@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 
 from fleetid.formats.apdu import CommandApdu, MalformedApduError, parse_command, parse_response
 from fleetid.se.applets.base import Applet, CommandContext, Reply
-from fleetid.se.applets.identity import IDENTITY_AID
-from fleetid.se.applets.manager import ISD_AID, ManagerApplet
-from fleetid.se.card import ManufacturedCard, SecureElement, manufacture_test_card
+from fleetid.se.applets.manager import ManagerApplet
+from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient
 from fleetid.se.scp03 import HostSession, StaticKeys
+from fleetid.se.wire import IDENTITY_AID, ISD_AID
+from fleetid.sim.test_card import ManufacturedCard, manufacture_test_card
 
 KEYS = StaticKeys(bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)))
 
