@@ -100,9 +100,7 @@ def test_vectorised_and_device_paths_agree_on_members_and_strangers(signer: Soft
     words = packed[: len(packed) // 8 * 8].view("<u8").astype(np.uint64)
     everyone = keys + strangers
     array = np.frombuffer(b"".join(everyone), dtype=np.uint8).reshape(-1, 16)
-    vectorised = builder.in_positive(
-        words, parsed.header.levels, builder.key_array(array)
-    )
+    vectorised = builder.in_positive(words, parsed.header.levels, builder.key_array(array))
     verifier = verifier_for(signer, artefact)
     device = [verifier.status(k, T0) is Verdict.REVOKED for k in everyone]
     assert vectorised.tolist() == device

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import EncodingError, VerificationError
-from fleetid.revocation.filter import builder, exact
 from fleetid.revocation.check.filter import FilterVerifier, Verdict
+from fleetid.revocation.filter import builder, exact
 from fleetid.revocation.filter.builder import build_delta, build_filter
 from fleetid.revocation.filter.format import LevelParams
 
@@ -151,9 +151,7 @@ def test_the_ribbon_solution_satisfies_every_equation(seed: int, rows: int, bits
     rng = np.random.default_rng(seed)
     keys = rng.integers(0, 2**63, (rows, 2), dtype=np.int64).astype(np.uint64)
     values = rng.integers(0, 2**bits, rows).tolist()
-    level, columns = builder.solve_level(
-        keys, level_index=0, value_bits=bits, values=values
-    )
+    level, columns = builder.solve_level(keys, level_index=0, value_bits=bits, values=values)
     solution = [[column[i] for column in columns] for i in range(level.slots)]
     row_data = builder.level_rows(keys, level)
     for i in range(rows):

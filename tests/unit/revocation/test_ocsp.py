@@ -106,7 +106,9 @@ def test_good_revoked_and_unknown(ca: FleetCa, responder: OcspResponder) -> None
         assert single.certificate_status is ocsp.OCSPCertStatus.REVOKED
         assert single.revocation_reason is x509.ReasonFlags.cessation_of_operation
         with pytest.raises(CertificateRevokedError):
-            check_ocsp_response(revoked.der, issuer=issuer, serial_number=bad.serial_number, now=now)
+            check_ocsp_response(
+                revoked.der, issuer=issuer, serial_number=bad.serial_number, now=now
+            )
     # A serial this issuer never issued: unknown (RFC 6960 §2.2), not good.
     builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
         _single(responder.respond(_request(good, issuer)).der).issuer_name_hash,

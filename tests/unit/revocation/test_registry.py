@@ -20,9 +20,9 @@ from fleetid.authority.fleet_ca import CRL_SHARDS, FleetCa
 from fleetid.clock import ManualClock
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import NotFoundError, PolicyError
-from fleetid.revocation.filter import format as filter_format
-from fleetid.revocation.crl import CrlKind, crl_watermark, publisher_for
 from fleetid.revocation.check.filter import FilterVerifier, Verdict
+from fleetid.revocation.crl import CrlKind, crl_watermark, publisher_for
+from fleetid.revocation.filter import format as filter_format
 from fleetid.revocation.filter.builder import build_filter
 from fleetid.revocation.ocsp import OcspPolicy, responder_for
 from fleetid.revocation.registry import CertificateState, RevocationRegistry, certificate_id

@@ -25,16 +25,18 @@ Each CRL, before it is kept (:func:`verify_crl`):
 
 What is kept (:class:`HeldCrls`):
 
-* a **complete CRL** replaces the one held for its scope only if its CRL number is not lower
-  (``CrlRollbackError``; an equal number is the same CRL, and the one held stays). A held delta
-  survives only if it still applies to the new complete CRL;
+* a **complete CRL** replaces the one held for its scope only if its CRL number is higher (a
+  lower one is a rollback, ``CrlRollbackError``; an equal one must be the same CRL, byte for byte,
+  §5.2.3, else ``VerificationError``, and the one held stays). A held delta survives only if it
+  still applies to the new complete CRL;
 * a **delta** (§5.2.4) applies to a complete CRL of the same scope (else ``DeltaBaseError``, or
   ``DeltaGapError`` when no complete CRL of that scope is held) whose number is at least the
   delta's BaseCRLNumber (else ``DeltaGapError``: a newer complete CRL is needed) and below the
   delta's own number (else ``DeltaBaseError``); a delta numbered below the held delta is a
-  rollback (``CrlRollbackError``).
+  rollback (``CrlRollbackError``), one numbered as it must be the same CRL.
 
-The answer (:meth:`HeldCrls.status`, §6.3.3): the certificate must be of this CA and inside a
+The answer (:meth:`HeldCrls.status`, §6.3.3): the certificate must be of this CA (its issuer name,
+and its authorityKeyIdentifier when it has one) and inside a
 held scope (its distribution point among the IDP's names, and of the kind ``onlyContainsUserCerts``
 or ``onlyContainsCACerts`` allows), else ``StaleError`` (no CRL for it). The delta is read first:
 an entry there decides (removeFromCRL releases a certificate the complete CRL lists on hold,
@@ -53,6 +55,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from fleetid.crypto.pkix import crl_signed_by
 from fleetid.errors import (
@@ -287,6 +290,26 @@ class CrlVerdict:
     this_update: datetime
 
 
+def _same_key_id(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """The certificate's authorityKeyIdentifier names the issuer's subjectKeyIdentifier (RFC 5280
+    §4.2.1.1), when both are there: a namesake CA with another key is not this issuer."""
+    try:
+        aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return True
+    return aki.key_identifier is None or aki.key_identifier == ski.digest
+
+
+def _same_crl(held: CheckedCrl, new: CheckedCrl) -> None:
+    """A CRL number names one CRL of a scope (RFC 5280 §5.2.3): another CRL under a held number
+    is refused, and the held one stays."""
+    if held.crl.public_bytes(Encoding.DER) != new.crl.public_bytes(Encoding.DER):
+        raise VerificationError(
+            f"two different CRLs numbered {new.number} for one scope (RFC 5280 §5.2.3)"
+        )
+
+
 @dataclass
 class _Scope:
     full: CheckedCrl
@@ -361,6 +384,7 @@ class HeldCrls:
                     f"CRL {checked.number} is older than the held CRL {held.full.number}"
                 )
             if checked.number == held.full.number:
+                _same_crl(held.full, checked)
                 return checked.number  # the same CRL: the one held stays
             delta = held.delta
             # §5.2.4: the held delta still applies to the new complete CRL.
@@ -389,6 +413,7 @@ class HeldCrls:
                     f"delta CRL {number} is older than the held delta {held.delta.number}"
                 )
             if number == held.delta.number:
+                _same_crl(held.delta, checked)
                 return number
         held.delta = checked
         return number
@@ -407,7 +432,9 @@ class HeldCrls:
         """Raise ``CertificateRevokedError`` if listed, ``StaleError`` if the CRLs held are not
         current enough to say; otherwise the verdict "not revoked" (the module doc's last part).
         """
-        if certificate.issuer != self._issuer.subject:
+        if certificate.issuer != self._issuer.subject or not _same_key_id(
+            certificate, self._issuer
+        ):
             raise VerificationError("the certificate is not from this CRL issuer")
         held = next((h for h in self._scopes.values() if h.full.covers(certificate)), None)
         if held is None:

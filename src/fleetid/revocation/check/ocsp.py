@@ -11,7 +11,8 @@ own, and the tests all call :func:`check_ocsp_response` (or its two halves). In 
    its signature), with extendedKeyUsage id-kp-OCSPSigning, keyUsage (when present) allowing
    digitalSignature, and valid now (``StaleError`` when not). The response's signature must verify
    under the signer's key. A responder that names another issuer's delegate is refused.
-3. **CertID** (§3.2 (1), §4.1.1). A SingleResponse must name this serial number and this issuer
+3. **CertID** (§3.2 (1), §4.1.1). The response's one SingleResponse (a request carries one CertID,
+   RFC 5019 §2.1.1, and so does its answer) must name this serial number and this issuer
    (issuerNameHash, issuerKeyHash under its own hash algorithm, ``fleetid.formats.ocsp_certid``).
 4. **Critical extensions** (§4.4): an extension the checker does not understand, marked critical,
    in the response or the SingleResponse, refuses the response.
@@ -150,9 +151,9 @@ def _authorised_responder(
                 "issued directly by the CA that issued the certificate)"
             )
         try:
-            usage = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            usage = list(candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
         except x509.ExtensionNotFound:
-            usage = x509.ExtendedKeyUsage([])
+            usage = []
         if ExtendedKeyUsageOID.OCSP_SIGNING not in usage:
             raise VerificationError("the responder certificate lacks id-kp-OCSPSigning")
         try:
@@ -181,7 +182,13 @@ def _check_signature(response: ocsp.OCSPResponse, signer: x509.Certificate) -> N
 def _single_response(
     response: ocsp.OCSPResponse, serial_number: int, issuer: x509.Certificate
 ) -> ocsp.OCSPSingleResponse:
-    for single in response.responses:
+    singles = list(response.responses)
+    if len(singles) != 1:
+        raise VerificationError(
+            f"an OCSP response with {len(singles)} SingleResponses: a request carries one CertID "
+            "(RFC 5019 §2.1.1), and so does its answer"
+        )
+    for single in singles:
         try:
             name_hash, key_hash = issuer_hashes(issuer, single.hash_algorithm)
         except UnsupportedAlgorithm:
