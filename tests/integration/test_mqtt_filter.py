@@ -26,11 +26,11 @@ from fleetid.config import Settings
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.device.truststore import TrustStore
 from fleetid.device.verifier import PeerStatus, PeerVerifier
-from fleetid.revocation.check.filter import filter_certificate_id
 from fleetid.errors import CertificateRevokedError, FilterRollbackError, VerificationError
 from fleetid.policy import CredentialType
 from fleetid.policy.connectivity import policy_for
 from fleetid.revocation.channels import FilterReceiver, MqttFilterPublisher, MqttFilterSubscriber
+from fleetid.revocation.check.filter import filter_certificate_id
 from fleetid.revocation.filter.builder import build_delta
 
 # The broker under test: $FLEETID_TEST_MQTT as HOST:PORT (default: Mosquitto on loopback).
