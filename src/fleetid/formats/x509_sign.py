@@ -20,7 +20,7 @@ the OCTET STRING, ``responseBytes`` and the outer SEQUENCE are re-encoded around
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import TypeVar
 
 from cryptography import x509
@@ -164,17 +164,23 @@ def _throwaway_responder() -> x509.Certificate:
     )
 
 
+@lru_cache(maxsize=64)
+def _key_hash(certificate: x509.Certificate) -> bytes:
+    """SHA-1 of a responder's subjectPublicKey: its ResponderID byKey (RFC 6960 §4.2.1)."""
+    return issuer_hashes(certificate, hashes.SHA1())[1]  # noqa: S303 - RFC 6960 KeyHash
+
+
+@lru_cache(maxsize=64)
 def _key_id_element(certificate: x509.Certificate) -> bytes:
     """ResponderID byKey ``[2] EXPLICIT OCTET STRING`` of a responder (RFC 6960 §4.2.1)."""
-    key_hash = issuer_hashes(certificate, hashes.SHA1())[1]  # noqa: S303 - RFC 6960 KeyHash
-    return encode_tlv(0xA2, encode_tlv(0x04, key_hash))
+    return encode_tlv(0xA2, encode_tlv(0x04, _key_hash(certificate)))
 
 
 def sign_ocsp_response(
     builder: ocsp.OCSPResponseBuilder, signer: Signer, *, responder: x509.Certificate
-) -> ocsp.OCSPResponse:
-    """The OCSP response ``builder`` describes (without a ResponderID), signed by ``signer``, the
-    key of ``responder``, which the response names by key hash (RFC 6960 §4.2.1).
+) -> bytes:
+    """The DER OCSPResponse ``builder`` describes (without a ResponderID), signed by ``signer``,
+    the key of ``responder``, which the response names by key hash (RFC 6960 §4.2.1).
 
     The draft names the throwaway responder; its ResponderID, the first element of
     ``tbsResponseData`` (the DEFAULT version is absent in DER), is replaced by ``responder``'s
@@ -212,22 +218,23 @@ def sign_ocsp_response(
     )
     response_bytes = response_bytes[:type_end] + encode_tlv(0x04, encode_tlv(0x30, basic))
     body = outer[:status_end] + encode_tlv(0xA0, encode_tlv(0x30, response_bytes))
-    result = ocsp.load_der_ocsp_response(encode_tlv(0x30, body))
+    der = encode_tlv(0x30, body)
+    result = ocsp.load_der_ocsp_response(der)
     if result.tbs_response_bytes != tbs or len(tbs) != len(draft.tbs_response_bytes):
         raise EncodingError("re-encoding changed the to-be-signed bytes")
-    if result.responder_key_hash != issuer_hashes(responder, hashes.SHA1())[1]:  # noqa: S303
+    if result.responder_key_hash != _key_hash(responder):
         raise EncodingError("the response does not name its responder")
     if result.signature_algorithm_oid != draft.signature_algorithm_oid:
         raise EncodingError("re-encoding changed the signature algorithm")
     if getattr(signer, "verifies_signatures", False) is True:
         if result.signature != signature:
             raise EncodingError("re-encoding changed the signature")
-        return result
+        return der
     try:
         verify_signature(signer.public_key(), result.signature, tbs, signer.hash_algorithm)
     except VerificationError as exc:
         raise VerificationError("the signer's signature does not verify over the TBS") from exc
-    return result
+    return der
 
 
 def sign_tbs(tbs: bytes, algorithm: bytes, signer: Signer) -> x509.Certificate:

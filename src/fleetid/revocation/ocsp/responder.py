@@ -282,10 +282,10 @@ class OcspResponder:
         )
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-        response = sign_ocsp_response(builder, responder.signer, responder=responder.certificate)
+        der = sign_ocsp_response(builder, responder.signer, responder=responder.certificate)
         self.signatures += 1
         return _Signed(
-            der=response.public_bytes(serialization.Encoding.DER),
+            der=der,
             this_update=now,
             next_update=next_update,
         )
