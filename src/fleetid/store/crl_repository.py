@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,17 +48,10 @@ class CrlPublicationRecord:
 
 
 def _record(row: Any) -> CrlPublicationRecord:
-    return CrlPublicationRecord(
-        issuer_id=row.issuer_id,
-        shard=row.shard,
-        kind=CrlKind(row.kind),
-        crl_number=row.crl_number,
-        base_number=row.base_number,
-        watermark=row.watermark,
-        this_update=row.this_update,
-        next_update=row.next_update,
-        der=bytes(row.der),
-    )
+    values = dict(row._mapping)
+    del values["id"]
+    values.update(kind=CrlKind(row.kind), der=bytes(row.der))
+    return CrlPublicationRecord(**values)
 
 
 class CrlNumbering:
@@ -86,19 +79,9 @@ class CrlNumbering:
             self.number,
         ):
             raise StoreError("a CRL is recorded under the number its transaction took")
-        self._c.execute(
-            insert(crl_publications).values(
-                issuer_id=publication.issuer_id,
-                shard=publication.shard,
-                kind=str(publication.kind),
-                crl_number=publication.crl_number,
-                base_number=publication.base_number,
-                watermark=publication.watermark,
-                this_update=publication.this_update,
-                next_update=publication.next_update,
-                der=publication.der,
-            )
-        )
+        values = asdict(publication)
+        values["kind"] = str(publication.kind)
+        self._c.execute(insert(crl_publications).values(**values))
 
 
 class CrlRepository:

@@ -67,6 +67,7 @@ from fleetid.errors import (
     StaleError,
     VerificationError,
 )
+from fleetid.revocation.check._extensions import refuse_unknown_critical
 
 __all__ = [
     "CheckedCrl",
@@ -171,20 +172,11 @@ class CheckedCrl:
         )
 
 
-def _refuse_unknown_critical(extensions: x509.Extensions, where: str) -> None:
-    for extension in extensions:
-        if extension.critical and isinstance(extension.value, x509.UnrecognizedExtension):
-            raise VerificationError(
-                f"{where} has a critical extension {extension.oid.dotted_string} this relying "
-                "party does not understand (RFC 5280 §5.2)"
-            )
-
-
 def _entries(crl: x509.CertificateRevocationList, *, delta: bool) -> dict[int, x509.ReasonFlags]:
     entries: dict[int, x509.ReasonFlags] = {}
     for revoked in crl:
         extensions = revoked.extensions
-        _refuse_unknown_critical(extensions, "a CRL entry")
+        refuse_unknown_critical(extensions, "a CRL entry")
         try:
             extensions.get_extension_for_class(x509.CertificateIssuer)
         except x509.ExtensionNotFound:
@@ -225,7 +217,7 @@ def verify_crl(crl: x509.CertificateRevocationList | bytes, issuer: x509.Certifi
         extensions = crl.extensions
     except ValueError as exc:
         raise EncodingError(f"the CRL's extensions do not parse: {exc}") from exc
-    _refuse_unknown_critical(extensions, "the CRL")
+    refuse_unknown_critical(extensions, "the CRL")
     number = crl_number(crl)
     next_update = crl.next_update_utc
     if next_update is None:

@@ -54,6 +54,7 @@ from fleetid.errors import (
     VerificationError,
 )
 from fleetid.formats.ocsp_certid import issuer_hashes
+from fleetid.revocation.check._extensions import refuse_unknown_critical
 
 __all__ = [
     "OcspStatus",
@@ -204,15 +205,6 @@ def _single_response(
     )
 
 
-def _refuse_unknown_critical(extensions: x509.Extensions, where: str) -> None:
-    for extension in extensions:
-        if extension.critical and isinstance(extension.value, x509.UnrecognizedExtension):
-            raise VerificationError(
-                f"the OCSP {where} has a critical extension {extension.oid.dotted_string} "
-                "this relying party does not understand"
-            )
-
-
 def verify_ocsp_response(
     response_der: bytes,
     *,
@@ -234,8 +226,8 @@ def verify_ocsp_response(
     signer = _authorised_responder(response, issuer, now)
     _check_signature(response, signer)
     single = _single_response(response, serial_number, issuer)
-    _refuse_unknown_critical(response.extensions, "response")
-    _refuse_unknown_critical(response.single_extensions, "SingleResponse")
+    refuse_unknown_critical(response.extensions, "the OCSP response")
+    refuse_unknown_critical(response.single_extensions, "the OCSP SingleResponse")
     if nonce is not None:
         try:
             echoed = response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
