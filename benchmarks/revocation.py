@@ -46,14 +46,10 @@ from fleetid.authority.revoke import revoke_serial
 from fleetid.clock import ManualClock
 from fleetid.config import Settings
 from fleetid.crypto.signer import SoftwareSigner
+from fleetid.revocation.check.filter import FilterVerifier, Verdict
 from fleetid.revocation.crl import CrlKind, publisher_for
-from fleetid.revocation.filter import (
-    FilterVerifier,
-    Verdict,
-    certificate_id,
-    information_bound_bits,
-)
-from fleetid.revocation.filter_format import parse_filter
+from fleetid.revocation.filter.builder import information_bound_bits
+from fleetid.revocation.filter.format import certificate_id, parse_filter
 from fleetid.revocation.ocsp import responder_for
 from fleetid.revocation.publish import FilterPublisher
 

@@ -28,14 +28,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.signer import SoftwareSigner
-from fleetid.revocation.filter import (
-    FilterVerifier,
-    Verdict,
-    build_delta,
-    build_filter,
-    information_bound_bits,
-)
-from fleetid.revocation.filter_format import parse_filter
+from fleetid.revocation.check.filter import FilterVerifier, Verdict
+from fleetid.revocation.filter.builder import build_delta, build_filter, information_bound_bits
+from fleetid.revocation.filter.format import parse_filter
 
 COVERAGE = datetime(2026, 3, 1, tzinfo=UTC)
 

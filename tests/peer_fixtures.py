@@ -18,8 +18,8 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from fleetid.crypto.signer import SoftwareSigner
-from fleetid.device.verifier import filter_certificate_id
-from fleetid.revocation.filter import build_filter
+from fleetid.revocation.check.filter import filter_certificate_id
+from fleetid.revocation.filter.builder import build_filter
 
 __all__ = ["NOW", "TEST_CRL_URL", "TEST_OCSP_URL", "Pki"]
 
@@ -205,7 +205,10 @@ class Pki:
         delta_of: int | None = None,
         key: ec.EllipticCurvePrivateKey | None = None,
         issuer: x509.Certificate | None = None,
+        scope: str | None = TEST_CRL_URL,
     ) -> x509.CertificateRevocationList:
+        """A CRL as fleetid's publisher shapes it: numbered, and scoped by a critical
+        issuingDistributionPoint naming the leaves' distribution point (``scope=None``: none)."""
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name((issuer or self.issuing).subject)
@@ -219,6 +222,19 @@ class Pki:
                 False,
             )
         )
+        if scope is not None:
+            builder = builder.add_extension(
+                x509.IssuingDistributionPoint(
+                    full_name=[x509.UniformResourceIdentifier(scope)],
+                    relative_name=None,
+                    only_contains_user_certs=True,
+                    only_contains_ca_certs=False,
+                    only_some_reasons=None,
+                    indirect_crl=False,
+                    only_contains_attribute_certs=False,
+                ),
+                critical=True,
+            )
         if delta_of is not None:
             builder = builder.add_extension(x509.DeltaCRLIndicator(delta_of), critical=True)
         for certificate in revoked:

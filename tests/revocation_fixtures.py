@@ -13,10 +13,11 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetid.authority.fleet_ca import FleetCa
+from fleetid.authority.fleet_ca import CRL_SHARDS, FleetCa
 from fleetid.clock import ManualClock
 from fleetid.config import Settings
 from fleetid.policy import CredentialType
+from fleetid.revocation.registry import RevocationRegistry
 from fleetid.store.repositories import NewCaKey, NewCertificate, Store
 from fleetid.store.schema import CaRole
 
@@ -26,8 +27,11 @@ __all__ = [
     "AsgiClient",
     "add_certificates",
     "add_issuer",
+    "crl_shard_of",
     "issue",
     "open_fleet",
+    "revoke",
+    "same_shard",
 ]
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
@@ -108,6 +112,28 @@ def issue(ca: FleetCa, count: int) -> list[x509.Certificate]:
             )
             issued.append(certificate)
     return issued
+
+
+def crl_shard_of(certificate: x509.Certificate) -> int:
+    """The CRL shard a fleet certificate names (``fleetid.authority.fleet_ca.crl_shard``)."""
+    return certificate.serial_number % CRL_SHARDS
+
+
+def same_shard(ca: FleetCa, count: int) -> list[x509.Certificate]:
+    """``count`` certificates of one shard (issued until one shard has that many)."""
+    by_shard: dict[int, list[x509.Certificate]] = {}
+    while True:
+        for certificate in issue(ca, 16):
+            by_shard.setdefault(crl_shard_of(certificate), []).append(certificate)
+        for group in by_shard.values():
+            if len(group) >= count:
+                return group[:count]
+
+
+def revoke(ca: FleetCa, certificate: x509.Certificate, reason: str = "keyCompromise") -> int:
+    """Revoke one certificate through the registry; returns its revocation sequence number."""
+    registry = RevocationRegistry(ca.store)
+    return registry.revoke(f"{certificate.serial_number:x}", reason, now=ca.clock.now()).sequence
 
 
 class AsgiClient:

@@ -39,6 +39,17 @@ one place. The tree::
     │       └── ChallengeNotBoundError          challenge-not-bound
     │   ├── FlashSealError     a secure element's flash does not open under its chip's fuse
     │   └── AuthenticationError a presented credential (token, certificate) does not authenticate
+    │   ├── StaleError         revocation material missing, expired or not yet valid: never "good"
+    │   │   └── NotCoveredError the certificate is newer than the offline filter's coverage
+    │   ├── ReplayError        an OCSP answer older than one already known, or a nonce not echoed
+    │   ├── RollbackError      revocation material older than what the relying party holds
+    │   │   ├── CrlRollbackError    a CRL numbered below the one held for its scope
+    │   │   └── FilterRollbackError a filter below the held watermark or coverage
+    │   ├── DeltaError         a delta (CRL or filter) that does not extend what is held
+    │   │   ├── DeltaBaseError  it extends another base, or is not newer than its base
+    │   │   └── DeltaGapError   its base is not held (none yet, or a newer one is needed)
+    │   ├── BootRefusedError   a firmware image must not start; ``sw`` is the card's refusal
+    │   └── RolloverRefusedError a new trust anchor does not chain from a held anchor
     ├── SecureElementError     a secure element answered an ISO 7816 status word other than 9000
     │   ├── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
     │   ├── WrongLengthError   6700: wrong length
@@ -71,6 +82,7 @@ __all__ = [
     "AttestationSignatureError",
     "AuthenticationError",
     "BodyTooLargeError",
+    "BootRefusedError",
     "CeremonyError",
     "CertificateRevokedError",
     "ChallengeExpiredError",
@@ -81,12 +93,17 @@ __all__ = [
     "CloneSuspectedError",
     "ConditionsNotSatisfiedError",
     "ConfigError",
+    "CrlRollbackError",
+    "DeltaBaseError",
+    "DeltaError",
+    "DeltaGapError",
     "DeviceRevokedError",
     "DeviceTransferredError",
     "EncodingError",
     "EvidenceFormatUnsupportedError",
     "EvidenceMalformedError",
     "EvidenceMissingError",
+    "FilterRollbackError",
     "FlashSealError",
     "FleetIdError",
     "HsmError",
@@ -102,16 +119,21 @@ __all__ = [
     "LogTamperedError",
     "MalformedApduError",
     "NotConfiguredError",
+    "NotCoveredError",
     "NotFoundError",
     "NotOnManifestError",
     "PolicyError",
     "ProfileError",
     "QuarantinedDeviceError",
     "ReferencedDataNotFoundError",
+    "ReplayError",
     "RequestRefusedError",
+    "RollbackError",
+    "RolloverRefusedError",
     "SecureChannelError",
     "SecureElementError",
     "SecurityStatusError",
+    "StaleError",
     "StoreError",
     "TlvError",
     "UnknownManufacturerError",
@@ -444,3 +466,66 @@ class MalformedApduError(EncodingError):
 
 class TlvError(EncodingError):
     """Bytes that are not well-formed BER-TLV (ISO 7816-4 §5.2) or DGI (GPCS §11.11)."""
+
+
+# --- revocation and the relying party's checks ---------------------------------------------------
+# One family per way revocation material can fail a relying party, whatever the channel (OCSP,
+# CRL, offline filter): ``fleetid.revocation.check`` raises them, the device verifier maps them to
+# verdicts. Each family is a ``VerificationError``: the material is refused, never read as "good".
+
+
+class StaleError(VerificationError):
+    """Revocation material that cannot answer now: none held, past its nextUpdate, older than the
+    policy allows, not yet valid (thisUpdate ahead of the clock by more than the skew), or an
+    OCSP responder that gave no status. Never read as "not revoked"."""
+
+
+class NotCoveredError(StaleError):
+    """The certificate was issued after the newest loaded filter's coverage (or none is loaded):
+    the filter cannot answer for it."""
+
+
+class ReplayError(VerificationError):
+    """An OCSP response older than one the relying party already knows of (its thisUpdate before
+    a known change of status), or one that does not echo the request's nonce (RFC 8954)."""
+
+
+class RollbackError(VerificationError):
+    """Revocation material older than what the relying party already holds for the same scope."""
+
+
+class CrlRollbackError(RollbackError):
+    """A CRL whose CRL number is below the one held for its scope (RFC 5280 §5.2.3: CRL numbers
+    only increase), full or delta."""
+
+
+class FilterRollbackError(RollbackError):
+    """An offline filter whose watermark or coverage is below the loaded one's."""
+
+
+class DeltaError(VerificationError):
+    """A delta (CRL, RFC 5280 §5.2.4, or filter) that does not extend the artefacts held."""
+
+
+class DeltaBaseError(DeltaError):
+    """The delta extends another base than the one held (another full filter, another CRL scope),
+    or is not newer than the complete CRL held."""
+
+
+class DeltaGapError(DeltaError):
+    """The delta's base is not held: nothing is held yet, an earlier delta is missing, or it needs
+    a newer complete CRL than the one held."""
+
+
+class BootRefusedError(VerificationError):
+    """A firmware image must not start. ``sw`` is the secure element's status word when the card
+    refused it (``fleetid.device.boot``)."""
+
+    def __init__(self, message: str, sw: int | None = None) -> None:
+        self.sw = sw
+        super().__init__(message if sw is None else f"{message} (SW {sw:04X})")
+
+
+class RolloverRefusedError(VerificationError):
+    """A new trust anchor does not chain from an anchor the device holds (a root offered without
+    a NewWithOld link certificate, ``fleetid.device.truststore``)."""

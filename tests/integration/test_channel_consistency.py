@@ -35,12 +35,12 @@ from fleetid.clock import ManualClock
 from fleetid.config import Settings
 from fleetid.device.crl_client import CrlClient
 from fleetid.device.truststore import TrustStore
-from fleetid.device.verifier import PeerStatus, PeerVerifier, ocsp_request
-from fleetid.errors import VerificationError
+from fleetid.device.verifier import PeerStatus, PeerVerifier
+from fleetid.errors import CertificateRevokedError, VerificationError
 from fleetid.policy import CredentialType
 from fleetid.policy.connectivity import policy_for
+from fleetid.revocation.check.ocsp import ocsp_request
 from fleetid.revocation.crl import CrlKind, crl_watermark, publisher_for
-from fleetid.revocation.filter import CertificateRevokedError
 from fleetid.revocation.ocsp import responder_for
 from fleetid.revocation.publish import FilterPublisher
 from fleetid.revocation.registry import CertificateState, RevocationRegistry

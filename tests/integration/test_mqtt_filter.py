@@ -25,12 +25,13 @@ from fleetid.clock import ManualClock, SystemClock
 from fleetid.config import Settings
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.device.truststore import TrustStore
-from fleetid.device.verifier import PeerStatus, PeerVerifier, filter_certificate_id
-from fleetid.errors import VerificationError
+from fleetid.device.verifier import PeerStatus, PeerVerifier
+from fleetid.errors import CertificateRevokedError, FilterRollbackError, VerificationError
 from fleetid.policy import CredentialType
 from fleetid.policy.connectivity import policy_for
 from fleetid.revocation.channels import FilterReceiver, MqttFilterPublisher, MqttFilterSubscriber
-from fleetid.revocation.filter import CertificateRevokedError, FilterRollbackError, build_delta
+from fleetid.revocation.check.filter import filter_certificate_id
+from fleetid.revocation.filter.builder import build_delta
 
 # The broker under test: $FLEETID_TEST_MQTT as HOST:PORT (default: Mosquitto on loopback).
 _HOST, _, _PORT = os.environ.get("FLEETID_TEST_MQTT", "127.0.0.1:1883").rpartition(":")

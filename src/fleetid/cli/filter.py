@@ -96,10 +96,9 @@ def _publish(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from cryptography import x509
 
-    from fleetid.device.verifier import filter_certificate_id
     from fleetid.errors import EncodingError, VerificationError
-    from fleetid.revocation.filter import FilterVerifier, Verdict
-    from fleetid.revocation.filter_format import key_id, parse_filter
+    from fleetid.revocation.check.filter import FilterVerifier, Verdict, filter_certificate_id
+    from fleetid.revocation.filter.format import key_id, parse_filter
 
     try:
         bundle = x509.load_pem_x509_certificates(args.cert.read_bytes())

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from fleetid.errors import SecureElementError, VerificationError
+from fleetid.errors import BootRefusedError, SecureElementError, VerificationError
 from fleetid.formats.mcuboot import ImageFlag, ImageHeader, ImageVersion, parse_image
 
 __all__ = ["BootRefusedError", "BootedImage", "ImageVerifier", "boot"]
@@ -29,14 +29,6 @@ class ImageVerifier(Protocol):
     def verify_image(self, image: bytes, *, confirm: bool = True) -> bytes:
         """Ask the card to verify ``image``; return its measurement or raise on refusal."""
         ...
-
-
-class BootRefusedError(VerificationError):
-    """The image must not start. ``sw`` is the card's status word when the card refused it."""
-
-    def __init__(self, message: str, sw: int | None = None) -> None:
-        self.sw = sw
-        super().__init__(message if sw is None else f"{message} (SW {sw:04X})")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -7,7 +7,8 @@ link certificate (RFC 4210 §4.4), which must have the new root's subject and ke
 a held anchor. A self-signed root with no such link (a forged "new root") is refused with
 ``RolloverRefusedError``; nothing is added.
 
-Credentials are checked with pyca's RFC 5280 path validation against the held anchors.
+Credentials are checked with pyca's RFC 5280 path validation against the held anchors
+(``fleetid.crypto.pkix.path_verifier``); single links with ``fleetid.crypto.pkix.issued_by``.
 """
 
 from __future__ import annotations
@@ -17,24 +18,15 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.verification import (
-    ExtensionPolicy,
-    PolicyBuilder,
-    Store,
-)
 from cryptography.x509.verification import (
     VerificationError as PathValidationError,
 )
 
-from fleetid.errors import EncodingError, VerificationError
+from fleetid.crypto.pkix import issued_by, path_verifier
+from fleetid.errors import EncodingError, RolloverRefusedError, VerificationError
 
 __all__ = ["RolloverRefusedError", "TrustStore", "fingerprint"]
-
-
-class RolloverRefusedError(VerificationError):
-    """A new trust anchor does not chain from an anchor the device holds."""
 
 
 def fingerprint(certificate: x509.Certificate) -> str:
@@ -43,13 +35,7 @@ def fingerprint(certificate: x509.Certificate) -> str:
 
 
 def _self_signed(certificate: x509.Certificate) -> bool:
-    if certificate.issuer != certificate.subject:
-        return False
-    try:
-        certificate.verify_directly_issued_by(certificate)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
+    return certificate.issuer == certificate.subject and issued_by(certificate, certificate)
 
 
 def _is_ca(certificate: x509.Certificate) -> bool:
@@ -129,13 +115,8 @@ class TrustStore:
             if not _is_ca(link) or not link.not_valid_before_utc <= now <= link.not_valid_after_utc:
                 continue
             for anchor in trusted:
-                if link.issuer != anchor.subject:
-                    continue
-                try:
-                    link.verify_directly_issued_by(anchor)
-                except (ValueError, TypeError, InvalidSignature):
-                    continue
-                return True
+                if link.issuer == anchor.subject and issued_by(link, anchor):
+                    return True
         return False
 
     def verify(
@@ -145,17 +126,9 @@ class TrustStore:
         now: datetime,
     ) -> list[x509.Certificate]:
         """The validated chain of a credential (RFC 5280 path validation by pyca); raises."""
-        builder = (
-            PolicyBuilder()
-            .store(Store(list(self._anchors)))
-            .time(now)
-            .extension_policies(
-                ca_policy=ExtensionPolicy.webpki_defaults_ca(),
-                ee_policy=ExtensionPolicy.permit_all(),
-            )
-        )
+        verifier = path_verifier(self._anchors, now)
         try:
-            return builder.build_client_verifier().verify(leaf, list(intermediates)).chain
+            return verifier.verify(leaf, list(intermediates)).chain
         except PathValidationError as exc:
             raise VerificationError(
                 f"the credential does not chain to a held anchor: {exc}"

@@ -4,19 +4,17 @@
 ``TrustStore.verify``; no path logic here), then one revocation step chosen by the device's
 ``fleetid.policy.connectivity`` profile:
 
-* **always-on**, OCSP (RFC 6960): the peer's stapled response (or one fetched by the caller).
-  The CertID must name this certificate and the issuer of the *validated* chain (§4.1.1); the
-  response is signed by that issuer or by a responder it delegated with id-kp-OCSPSigning
-  (§4.2.2.2); it must be current (``thisUpdate`` not in the future, ``nextUpdate`` not past, and
-  not older than the policy's maximum age), and never older than one already seen for the same
-  certificate (a replayed old "good" is refused).
+* **always-on**, OCSP (RFC 6960): the peer's stapled response (or one fetched by the caller),
+  checked by ``fleetid.revocation.check.ocsp`` against the issuer of the *validated* chain: its
+  signer (the issuer or a responder it delegated), its CertID, and freshness (``nextUpdate`` not
+  past, not older than the policy's maximum age); never older than one already seen for the same
+  certificate (a replayed old "good" is refused, ``ReplayError``).
 * **intermittent**, X.509 CRLs (RFC 5280 §5, §6.3): through the device's
   ``fleetid.device.crl_client.CrlClient`` (``use_crl_client``: it fetches on contact), or CRLs
-  handed to ``load_crl``: a full CRL and optionally a delta whose
-  base CRL number the full CRL reaches, signed by the issuer, for the certificate's distribution
-  point (IDP ``fullName`` against the certificate's CRL DP); past ``nextUpdate`` + tolerance the
-  CRL is *stale*, never "not revoked".
-* **offline**, the signed filter (``fleetid.revocation.filter``), loaded in advance from a
+  handed to ``load_crl``; either way ``fleetid.revocation.check.crl`` decides what is kept and
+  what it says (a full CRL and a delta over it, for the certificate's distribution point); past
+  ``nextUpdate`` + tolerance the CRL is *stale*, never "not revoked".
+* **offline**, the signed filter (``fleetid.revocation.check.filter``), loaded in advance from a
   broadcast channel. The check does no I/O. The filter's signer must be an issuing-CA
   certificate the device validated to its anchors (``fleetid.revocation.publish`` signs with the
   issuing CA's key).
@@ -24,48 +22,50 @@
 The verdict is a ``PeerVerdict`` with its reason. ``assess`` raises ``CertificateRevokedError``
 for a revoked peer and ``VerificationError`` for a failed path or a forged/mismatched artefact;
 it returns STALE or NOT_COVERED verdicts (``acceptable`` False unless the policy's not-covered
-grace applies). ``verify`` is the strict form: it raises unless the verdict is acceptable.
+grace applies). ``verify`` is the strict form: it raises ``StaleError`` or ``NotCoveredError``
+unless the verdict is acceptable.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from fleetid.clock import Clock
-from fleetid.device.crl_client import CrlClient, StaleCrlError, delta_crl_base
+from fleetid.crypto.pkix import crl_signed_by
+from fleetid.device.crl_client import CrlClient
 from fleetid.device.truststore import TrustStore
-from fleetid.errors import EncodingError, VerificationError
-from fleetid.formats.ocsp_certid import issuer_hashes
-from fleetid.policy.connectivity import ConnectivityProfile, NotCoveredAction, RevocationPolicy
-from fleetid.revocation.filter import (
+from fleetid.errors import (
     CertificateRevokedError,
-    FilterRollbackError,
-    FilterVerifier,
+    EncodingError,
     NotCoveredError,
-    Verdict,
-    certificate_id,
+    StaleError,
+    VerificationError,
 )
-from fleetid.revocation.filter_format import FilterHeader, FilterKind, key_id, parse_filter
+from fleetid.policy.connectivity import ConnectivityProfile, NotCoveredAction, RevocationPolicy
+from fleetid.revocation.check.crl import HeldCrls
+from fleetid.revocation.check.filter import (
+    FilterVerifier,
+    Verdict,
+    check_not_older,
+    filter_certificate_id,
+)
+from fleetid.revocation.check.ocsp import ocsp_request, verify_ocsp_response
+from fleetid.revocation.filter.format import FilterHeader, FilterKind, key_id, parse_filter
 
 __all__ = [
-    "OcspReplayError",
     "PeerStatus",
     "PeerVerdict",
     "PeerVerifier",
     "RevocationSource",
-    "StaleRevocationError",
     "fetch_staple",
     "filter_certificate_id",
     "ocsp_request",
@@ -88,14 +88,6 @@ class RevocationSource(enum.StrEnum):
     FILTER = "filter"
 
 
-class StaleRevocationError(VerificationError):
-    """The revocation material is missing or older than the policy allows (never "not revoked")."""
-
-
-class OcspReplayError(VerificationError):
-    """An OCSP response older than one already seen for the same certificate."""
-
-
 @dataclass(frozen=True, kw_only=True)
 class PeerVerdict:
     """Why a peer certificate is, or is not, acceptable now."""
@@ -107,32 +99,6 @@ class PeerVerdict:
     serial: int
     checked_at: datetime
     watermark: int | None = None  # the filter's registry watermark (offline profile)
-
-
-def filter_certificate_id(
-    certificate: x509.Certificate, issuer: x509.Certificate | None = None
-) -> bytes:
-    """The filter key of a certificate: the issuer's key identifier and the serial.
-
-    The key identifier is the issuer's subjectKeyIdentifier (what the authority's ``ca_keys``
-    table records); without ``issuer``, the certificate's authorityKeyIdentifier, which names the
-    same value in certificates this authority issues (RFC 5280 §4.2.1.1).
-    """
-    if issuer is not None:
-        try:
-            ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-            identifier = ski.digest
-        except x509.ExtensionNotFound:
-            identifier = x509.SubjectKeyIdentifier.from_public_key(_ec_key(issuer)).digest
-    else:
-        try:
-            aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
-        except x509.ExtensionNotFound:
-            raise VerificationError("the certificate has no authorityKeyIdentifier") from None
-        if aki.value.key_identifier is None:
-            raise VerificationError("the authorityKeyIdentifier has no keyIdentifier")
-        identifier = aki.value.key_identifier
-    return certificate_id(identifier, certificate.serial_number)
 
 
 def _ec_key(certificate: x509.Certificate) -> ec.EllipticCurvePublicKey:
@@ -153,12 +119,6 @@ def _is_revocation_signer(certificate: x509.Certificate) -> bool:
 
 
 # --- OCSP -----------------------------------------------------------------------------------------
-
-
-def ocsp_request(leaf: x509.Certificate, issuer: x509.Certificate) -> bytes:
-    """A DER OCSPRequest for ``leaf`` (SHA-256 CertID, as RFC 9919 allows)."""
-    builder = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA256())
-    return builder.build().public_bytes(serialization.Encoding.DER)
 
 
 def _ocsp_url(leaf: x509.Certificate) -> str:
@@ -184,69 +144,6 @@ def fetch_staple(client: httpx.Client, leaf: x509.Certificate, issuer: x509.Cert
     return response.content
 
 
-def _ocsp_signer(
-    response: ocsp.OCSPResponse, issuer: x509.Certificate, now: datetime
-) -> x509.Certificate:
-    """The issuer itself, or a responder certificate it delegated to (RFC 6960 §4.2.2.2)."""
-    if _responder_is(response, issuer):
-        return issuer
-    for candidate in response.certificates:
-        if not _responder_is(response, candidate) or candidate.issuer != issuer.subject:
-            continue
-        try:
-            candidate.verify_directly_issued_by(issuer)
-            eku = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
-            continue
-        if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
-            continue
-        if not candidate.not_valid_before_utc <= now <= candidate.not_valid_after_utc:
-            raise StaleRevocationError("the delegated OCSP responder certificate is not valid now")
-        return candidate
-    raise VerificationError("the OCSP response is not signed by the issuer or its delegate")
-
-
-def _responder_is(response: ocsp.OCSPResponse, certificate: x509.Certificate) -> bool:
-    if response.responder_key_hash is not None:
-        spki = certificate.public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
-        return response.responder_key_hash == hashlib.sha1(spki).digest()  # noqa: S324 - RFC 6960 §4.2.1 KeyHash
-    return response.responder_name == certificate.subject
-
-
-# --- CRL ------------------------------------------------------------------------------------------
-
-
-def _crl_number(crl: x509.CertificateRevocationList) -> int:
-    try:
-        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except x509.ExtensionNotFound:
-        raise EncodingError("a CRL without a CRL number (RFC 5280 §5.2.3)") from None
-
-
-def _idp_names(crl: x509.CertificateRevocationList) -> frozenset[str] | None:
-    try:
-        idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
-    except x509.ExtensionNotFound:
-        return None
-    return frozenset(str(name.value) for name in idp.full_name or ())
-
-
-def _cdp_names(certificate: x509.Certificate) -> frozenset[str]:
-    try:
-        cdp = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    except x509.ExtensionNotFound:
-        return frozenset()
-    return frozenset(str(n.value) for point in cdp for n in point.full_name or ())
-
-
-@dataclass(frozen=True, kw_only=True)
-class _CrlSet:
-    full: x509.CertificateRevocationList
-    delta: x509.CertificateRevocationList | None
-
-
 # --- the verifier ---------------------------------------------------------------------------------
 
 
@@ -254,7 +151,8 @@ class PeerVerifier:
     """Checks peer certificates for one device under one connectivity policy.
 
     ``issuers`` are the issuing-CA certificates the device knows (from its enrolment's
-    ``cacerts``); each is validated against ``trust`` when added. Only they may sign filters.
+    ``cacerts``); each is validated against ``trust`` when added. Only they may sign filters
+    and CRLs.
     """
 
     def __init__(
@@ -272,7 +170,7 @@ class PeerVerifier:
         self._ocsp_fetcher = ocsp_fetcher
         self._issuers: dict[bytes, x509.Certificate] = {}
         self._filter: FilterVerifier | None = None
-        self._crls: dict[tuple[bytes, frozenset[str] | None], _CrlSet] = {}
+        self._crls: dict[bytes, HeldCrls] = {}
         self._crl_clients: dict[bytes, CrlClient] = {}
         self._ocsp_seen: dict[tuple[bytes, int], datetime] = {}
         for issuer in issuers:
@@ -308,16 +206,11 @@ class PeerVerifier:
             raise VerificationError(
                 "the filter is signed by a key that is not a validated issuing CA of this fleet"
             )
-        if self._filter is not None and self._filter.chain[0].signer_key_id == header.signer_key_id:
+        if self._filter is not None and self._filter.key_id == header.signer_key_id:
             return self._filter.load(data)
         fresh = FilterVerifier(_ec_key(issuer))
         if header.kind is FilterKind.FULL and self._filter is not None:
-            head = self._filter.chain[-1]
-            if header.watermark < head.watermark or header.coverage_until < head.coverage_until:
-                raise FilterRollbackError(
-                    f"filter at watermark {header.watermark} is older than the loaded "
-                    f"watermark {head.watermark}"
-                )
+            check_not_older(self._filter.chain[-1], header)
         loaded = fresh.load(data)  # a delta without its full filter raises DeltaGapError here
         self._filter = fresh
         return loaded
@@ -329,39 +222,18 @@ class PeerVerifier:
         self._crl_clients[key_id(_ec_key(issuer))] = client
 
     def load_crl(self, crl: x509.CertificateRevocationList | bytes) -> None:
-        """Verify a full or delta CRL from a known issuer and keep the newest per scope."""
+        """Verify a full or delta CRL from a known issuer and keep it
+        (``fleetid.revocation.check.crl.HeldCrls``: the newest per scope)."""
         if isinstance(crl, bytes):
             try:
                 crl = x509.load_der_x509_crl(crl)
             except ValueError as exc:
                 raise EncodingError(f"not a DER CRL: {exc}") from exc
-        issuer = next(
-            (i for i in self._issuers.values() if i.subject == crl.issuer and self._signed(crl, i)),
-            None,
-        )
-        if issuer is None:
-            raise VerificationError("the CRL is not signed by a validated issuing CA")
-        number = _crl_number(crl)
-        scope = (key_id(_ec_key(issuer)), _idp_names(crl))
-        current = self._crls.get(scope)
-        base = delta_crl_base(crl)
-        if base is None:
-            if current is not None and number < _crl_number(current.full):
-                raise FilterRollbackError(f"CRL {number} is older than the held CRL")
-            keep = current.delta if current and current.delta else None
-            if keep is not None and _crl_number(keep) <= number:
-                keep = None  # the new full CRL already includes that delta
-            self._crls[scope] = _CrlSet(full=crl, delta=keep)
-            return
-        if current is None:
-            raise StaleRevocationError("a delta CRL needs its base CRL first")
-        if current.delta is not None and number < _crl_number(current.delta):
-            raise FilterRollbackError(f"delta CRL {number} is older than the held delta")
-        self._crls[scope] = _CrlSet(full=current.full, delta=crl)
-
-    @staticmethod
-    def _signed(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
-        return crl.is_signature_valid(_ec_key(issuer))
+        for key, issuer in self._issuers.items():
+            if issuer.subject == crl.issuer and crl_signed_by(crl, issuer):
+                self._crls.setdefault(key, HeldCrls(issuer)).load(crl)
+                return
+        raise VerificationError("the CRL is not signed by a validated issuing CA")
 
     # -- the question -------------------------------------------------------------------------
 
@@ -395,13 +267,13 @@ class PeerVerifier:
         *,
         ocsp_response: bytes | None = None,
     ) -> PeerVerdict:
-        """``assess``, raising ``StaleRevocationError`` or ``NotCoveredError`` unless acceptable."""
+        """``assess``, raising ``StaleError`` or ``NotCoveredError`` unless acceptable."""
         verdict = self.assess(leaf, intermediates, ocsp_response=ocsp_response)
         if verdict.acceptable:
             return verdict
         if verdict.status is PeerStatus.NOT_COVERED:
             raise NotCoveredError(verdict.reason)
-        raise StaleRevocationError(verdict.reason)
+        raise StaleError(verdict.reason)
 
     def _verdict(
         self,
@@ -438,65 +310,27 @@ class PeerVerifier:
             der = self._ocsp_fetcher(leaf, issuer)
         if der is None:
             return self._verdict(PeerStatus.STALE, source, leaf, now, "no OCSP response")
-        try:
-            response = ocsp.load_der_ocsp_response(der)
-        except ValueError as exc:
-            raise EncodingError(f"not a DER OCSPResponse: {exc}") from exc
-        if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-            reason = f"OCSP responder said {response.response_status.name}"
-            return self._verdict(PeerStatus.STALE, source, leaf, now, reason)
-        single = self._single_response(response, leaf, issuer)
-        signer = _ocsp_signer(response, issuer, now)
-        algorithm = response.signature_hash_algorithm
-        if algorithm is None:
-            raise VerificationError("the OCSP response signature names no hash")
-        try:
-            _ec_key(signer).verify(
-                response.signature, response.tbs_response_bytes, ec.ECDSA(algorithm)
-            )
-        except InvalidSignature:
-            raise VerificationError("the OCSP response signature does not verify") from None
-        this_update = single.this_update_utc
         seen_key = (key_id(_ec_key(issuer)), leaf.serial_number)
-        seen = self._ocsp_seen.get(seen_key)
-        if seen is not None and this_update < seen:
-            raise OcspReplayError(
-                f"OCSP response of {this_update.isoformat()} is older than one already seen "
-                f"({seen.isoformat()})"
+        try:
+            answer = verify_ocsp_response(
+                der,
+                serial_number=leaf.serial_number,
+                issuer=issuer,
+                now=now,
+                not_before=self._ocsp_seen.get(seen_key),
             )
-        self._ocsp_seen[seen_key] = this_update
-        status = single.certificate_status
-        if status is ocsp.OCSPCertStatus.REVOKED:
-            when = single.revocation_time_utc
-            return self._verdict(PeerStatus.REVOKED, source, leaf, now, f"OCSP: revoked at {when}")
-        if this_update > now:
-            return self._verdict(PeerStatus.STALE, source, leaf, now, "OCSP thisUpdate in future")
-        next_update = single.next_update_utc
-        if next_update is not None and next_update < now:
-            reason = f"OCSP response expired at {next_update.isoformat()}"
-            return self._verdict(PeerStatus.STALE, source, leaf, now, reason)
-        if now - this_update > self._policy.max_ocsp_age:
-            reason = f"OCSP response of {this_update.isoformat()} is older than the policy allows"
-            return self._verdict(PeerStatus.STALE, source, leaf, now, reason)
-        if status is ocsp.OCSPCertStatus.UNKNOWN:
+        except StaleError as exc:  # no status (unsuccessful), or a lapsed delegated responder
+            return self._verdict(PeerStatus.STALE, source, leaf, now, str(exc))
+        self._ocsp_seen[seen_key] = answer.this_update  # not older than what was seen: not_before
+        try:
+            answer.require_current(now, max_age=self._policy.max_ocsp_age)
+        except CertificateRevokedError as exc:
+            return self._verdict(PeerStatus.REVOKED, source, leaf, now, str(exc))
+        except StaleError as exc:
+            return self._verdict(PeerStatus.STALE, source, leaf, now, str(exc))
+        if answer.status is ocsp.OCSPCertStatus.UNKNOWN:
             return self._verdict(PeerStatus.NOT_COVERED, source, leaf, now, "OCSP: unknown")
         return self._verdict(PeerStatus.VALID, source, leaf, now, "OCSP: good")
-
-    @staticmethod
-    def _single_response(
-        response: ocsp.OCSPResponse, leaf: x509.Certificate, issuer: x509.Certificate
-    ) -> ocsp.OCSPSingleResponse:
-        for single in response.responses:
-            name_hash, key_hash = issuer_hashes(issuer, single.hash_algorithm)
-            if (
-                single.serial_number == leaf.serial_number
-                and single.issuer_name_hash == name_hash
-                and single.issuer_key_hash == key_hash
-            ):
-                return single
-        raise VerificationError(
-            "the OCSP response is about another certificate or issuer (RFC 6960 §4.1.1 CertID)"
-        )
 
     def _by_crl(
         self, leaf: x509.Certificate, issuer: x509.Certificate, now: datetime
@@ -504,58 +338,26 @@ class PeerVerifier:
         source = RevocationSource.CRL
         issuer_key = key_id(_ec_key(issuer))
         client = self._crl_clients.get(issuer_key)
-        if client is not None:
-            try:
+        held = self._crls.get(issuer_key)
+        if client is None and held is None:
+            return self._verdict(PeerStatus.STALE, source, leaf, now, "no CRL for this issuer")
+        try:
+            if client is not None:
                 answer = client.check(leaf, now)
-            except StaleCrlError as exc:
-                return self._verdict(PeerStatus.STALE, source, leaf, now, str(exc))
-            except CertificateRevokedError as exc:
-                return self._verdict(PeerStatus.REVOKED, source, leaf, now, str(exc))
-            number = f"{answer.crl_number}" + (
-                f"+{answer.delta_number}" if answer.delta_number else ""
-            )
-            return self._verdict(PeerStatus.VALID, source, leaf, now, f"not on CRL {number}")
-        points = _cdp_names(leaf)
-        held = next(
-            (
-                crls
-                for (signer, scope), crls in self._crls.items()
-                if signer == issuer_key and (scope is None or scope & points)
-            ),
-            None,
-        )
-        if held is None:
-            return self._verdict(PeerStatus.STALE, source, leaf, now, "no CRL for this issuer/DP")
-        full_number = _crl_number(held.full)
-        delta = held.delta
-        if delta is not None and (delta_crl_base(delta) or 0) > full_number:
-            delta = None  # RFC 5280 §5.2.4: the delta needs a base at least as new as its base
-        for crl in (delta, held.full):
-            if crl is None:
-                continue
-            entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
-            if entry is None:
-                continue
-            try:
-                flag = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
-            except x509.ExtensionNotFound:
-                flag = x509.ReasonFlags.unspecified
-            if flag is x509.ReasonFlags.remove_from_crl:
-                break  # a delta's removeFromCRL: released from hold, not revoked
-            return self._verdict(
-                PeerStatus.REVOKED, source, leaf, now, f"CRL {_crl_number(crl)}: {flag.value}"
-            )
-        newest = delta or held.full
-        next_update = newest.next_update_utc
-        if next_update is None or now > next_update + self._policy.crl_tolerance:
-            reason = f"CRL {_crl_number(newest)} is past its nextUpdate"
-            return self._verdict(PeerStatus.STALE, source, leaf, now, reason)
-        if now - newest.last_update_utc > self._policy.max_crl_age:
-            reason = f"CRL {_crl_number(newest)} is older than the policy allows"
-            return self._verdict(PeerStatus.STALE, source, leaf, now, reason)
-        return self._verdict(
-            PeerStatus.VALID, source, leaf, now, f"not on CRL {_crl_number(newest)}"
-        )
+            else:
+                assert held is not None  # noqa: S101 - one of the two is there
+                answer = held.status(
+                    leaf,
+                    now,
+                    max_age=self._policy.max_crl_age,
+                    tolerance=self._policy.crl_tolerance,
+                )
+        except StaleError as exc:
+            return self._verdict(PeerStatus.STALE, source, leaf, now, str(exc))
+        except CertificateRevokedError as exc:
+            return self._verdict(PeerStatus.REVOKED, source, leaf, now, str(exc))
+        number = f"{answer.crl_number}" + (f"+{answer.delta_number}" if answer.delta_number else "")
+        return self._verdict(PeerStatus.VALID, source, leaf, now, f"not on CRL {number}")
 
     def _by_filter(
         self, leaf: x509.Certificate, issuer: x509.Certificate, now: datetime

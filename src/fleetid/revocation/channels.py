@@ -36,9 +36,14 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from fleetid.errors import ConfigError, FleetIdError, VerificationError
-from fleetid.revocation.filter import DeltaBaseError, DeltaGapError
-from fleetid.revocation.filter_format import FilterHeader, FilterKind, parse_filter
+from fleetid.errors import (
+    ConfigError,
+    DeltaBaseError,
+    DeltaGapError,
+    FleetIdError,
+    VerificationError,
+)
+from fleetid.revocation.filter.format import FilterHeader, FilterKind, parse_filter
 from fleetid.revocation.publish import DELTA_FILE, FULL_FILE
 
 __all__ = [

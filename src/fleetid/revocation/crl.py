@@ -20,29 +20,26 @@ the invalidity date (§5.3.2) when the operator gave one. Each
 CRL also carries the registry watermark it covers in a private, non-critical extension
 (``WATERMARK_OID``, an INTEGER), so that it can be compared with the other channels.
 
-Publications are rows of ``crl_publications``; the HTTP route serves the newest full and delta of
-a shard from there with caching headers (``http_headers``). ``CrlPublisher.publish`` runs on a
+Publications are rows of ``crl_publications`` (``fleetid.store.crl_repository``, the only SQL); the
+HTTP route serves the newest full and delta of a shard from there with caching headers
+(``http_headers``). ``CrlPublisher.publish`` runs on a
 schedule in ``fleetid serve`` (a full CRL every ``full_interval``, a delta whenever the registry
 moves or every ``delta_interval``); ``fleetid crl publish`` forces both at once.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime
-from typing import Any, Final
+from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ObjectIdentifier
-from sqlalchemy import Connection, delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
 
 from fleetid.authority.fleet_ca import (
     CRL_SHARDS,
@@ -62,9 +59,8 @@ from fleetid.revocation.registry import (
     RevocationRegistry,
     RevokedEntry,
 )
-from fleetid.store.crl_table import crl_publications
+from fleetid.store.crl_repository import CrlKind, CrlPublicationRecord, CrlRepository
 from fleetid.store.repositories import Store
-from fleetid.store.schema import certificates
 
 __all__ = [
     "CRL_MEDIA_TYPE",
@@ -85,11 +81,6 @@ CRL_MEDIA_TYPE: Final = "application/pkix-crl"  # RFC 2585 §4.2
 WATERMARK_OID: Final = ObjectIdentifier("1.3.6.1.4.1.32473.1.5.1")
 # The ``shard`` of a root's CRL publication: it is not one of the issuing CA's partitions.
 ROOT_SHARD: Final = -1
-
-
-class CrlKind(enum.StrEnum):
-    FULL = "full"
-    DELTA = "delta"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,37 +174,24 @@ def http_headers(publication: Publication, now: datetime, policy: CrlPolicy) -> 
     }
 
 
-def _row_publication(row: Any) -> Publication:
+def _publication(record: CrlPublicationRecord | None) -> Publication | None:
+    if record is None:
+        return None
     return Publication(
-        issuer_id=row.issuer_id,
-        shard=row.shard,
-        kind=CrlKind(row.kind),
-        crl_number=row.crl_number,
-        base_number=row.base_number,
-        watermark=row.watermark,
-        this_update=row.this_update,
-        next_update=row.next_update,
-        der=bytes(row.der),
+        issuer_id=record.issuer_id,
+        shard=record.shard,
+        kind=record.kind,
+        crl_number=record.crl_number,
+        base_number=record.base_number,
+        watermark=record.watermark,
+        this_update=record.this_update,
+        next_update=record.next_update,
+        der=record.der,
     )
 
 
 def _due(last: Publication | None, now: datetime, interval: timedelta) -> bool:
     return last is None or now >= last.this_update + interval
-
-
-@contextmanager
-def _begin(store: Store) -> Iterator[Connection]:
-    """One write transaction; on SQLite ``BEGIN IMMEDIATE`` (as ``Store.transaction``), so two
-    publishers (``fleetid serve`` and ``fleetid crl publish``) take CRL numbers one at a time.
-    A PostgreSQL race on the same number fails on the UNIQUE constraint instead.
-    """
-    try:
-        with store.engine.begin() as connection:
-            if connection.dialect.name == "sqlite":
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            yield connection
-    except IntegrityError as exc:
-        raise StoreError(f"CRL publication conflict, publish again: {exc.orig}") from exc
 
 
 class CrlPublisher:
@@ -238,6 +216,7 @@ class CrlPublisher:
         root_crls: bool = True,
     ) -> None:
         self._store = store
+        self._publications = CrlRepository(store.engine)
         self._registry = registry
         self._signer_for = signer_for
         self._url_for = url_for
@@ -249,18 +228,7 @@ class CrlPublisher:
     # -- reading -------------------------------------------------------------------------------
 
     def latest(self, issuer_id: int, shard: int, kind: CrlKind) -> Publication | None:
-        with self._store.engine.connect() as c:
-            row = c.execute(
-                select(crl_publications)
-                .where(
-                    crl_publications.c.issuer_id == issuer_id,
-                    crl_publications.c.shard == shard,
-                    crl_publications.c.kind == str(kind),
-                )
-                .order_by(crl_publications.c.crl_number.desc())
-                .limit(1)
-            ).one_or_none()
-        return None if row is None else _row_publication(row)
+        return _publication(self._publications.latest(issuer_id, shard, kind))
 
     def current(self, generation: int, shard: int, kind: CrlKind) -> Publication:
         """What the distribution point serves; published first if nothing is yet."""
@@ -427,20 +395,11 @@ class CrlPublisher:
 
     def _delta_base(self, issuer_id: int, shard: int, now: datetime) -> Publication:
         """The oldest full CRL published inside the delta window (at least the newest one)."""
-        with self._store.engine.connect() as c:
-            row = c.execute(
-                select(crl_publications)
-                .where(
-                    crl_publications.c.issuer_id == issuer_id,
-                    crl_publications.c.shard == shard,
-                    crl_publications.c.kind == str(CrlKind.FULL),
-                    crl_publications.c.this_update >= now - self.policy.delta_window,
-                )
-                .order_by(crl_publications.c.crl_number)
-                .limit(1)
-            ).one_or_none()
-        if row is not None:
-            return _row_publication(row)
+        oldest = _publication(
+            self._publications.oldest_full_since(issuer_id, shard, now - self.policy.delta_window)
+        )
+        if oldest is not None:
+            return oldest
         latest = self.latest(issuer_id, shard, CrlKind.FULL)
         if latest is None:
             raise StoreError(f"no full CRL to base a delta on (issuer {issuer_id} shard {shard})")
@@ -467,15 +426,8 @@ class CrlPublisher:
         validity = self.policy.full_validity if kind is CrlKind.FULL else self.policy.delta_validity
         now = now.replace(microsecond=0)  # RFC 5280 §5.1.2.4: whole seconds
         next_update = now + validity
-        with _begin(self._store) as connection:
-            number = 1 + int(
-                connection.execute(
-                    select(func.coalesce(func.max(crl_publications.c.crl_number), 0)).where(
-                        crl_publications.c.issuer_id == issuer.id,
-                        crl_publications.c.shard == shard,
-                    )
-                ).scalar_one()
-            )
+        with self._publications.numbering(issuer.id, shard) as numbering:
+            number = numbering.number
             builder = (
                 x509.CertificateRevocationListBuilder()
                 .issuer_name(certificate.subject)
@@ -556,11 +508,11 @@ class CrlPublisher:
                 next_update=next_update,
                 der=der,
             )
-            connection.execute(
-                insert(crl_publications).values(
+            numbering.record(
+                CrlPublicationRecord(
                     issuer_id=issuer.id,
                     shard=shard,
-                    kind=str(kind),
+                    kind=kind,
                     crl_number=number,
                     base_number=publication.base_number,
                     watermark=watermark,
@@ -577,44 +529,24 @@ class CrlPublisher:
         those ``full_interval`` apart (the future delta bases) and the newest are kept.
         """
         latest_delta = self.latest(issuer_id, shard, CrlKind.DELTA)
-        with _begin(self._store) as connection:
-            fulls = connection.execute(
-                select(crl_publications.c.crl_number, crl_publications.c.this_update)
-                .where(
-                    crl_publications.c.issuer_id == issuer_id,
-                    crl_publications.c.shard == shard,
-                    crl_publications.c.kind == str(CrlKind.FULL),
-                    crl_publications.c.crl_number >= base_number,
-                )
-                .order_by(crl_publications.c.crl_number)
-            ).all()
-            refreshed: list[int] = []
+
+        def refreshed(fulls: Sequence[tuple[int, datetime]]) -> list[int]:
+            dropped: list[int] = []
             kept_at: datetime | None = None
             for number, this_update in fulls[:-1]:
                 if kept_at is None or this_update >= kept_at + self.policy.full_interval:
                     kept_at = this_update
                 else:
-                    refreshed.append(number)
-            connection.execute(
-                delete(crl_publications).where(
-                    crl_publications.c.issuer_id == issuer_id,
-                    crl_publications.c.shard == shard,
-                    (
-                        (crl_publications.c.kind == str(CrlKind.FULL))
-                        & (
-                            (crl_publications.c.crl_number < base_number)
-                            | crl_publications.c.crl_number.in_(refreshed)
-                        )
-                    )
-                    | (
-                        (crl_publications.c.kind == str(CrlKind.DELTA))
-                        & (
-                            crl_publications.c.crl_number
-                            < (latest_delta.crl_number if latest_delta else 0)
-                        )
-                    ),
-                )
-            )
+                    dropped.append(number)
+            return dropped
+
+        self._publications.prune(
+            issuer_id,
+            shard,
+            base_number=base_number,
+            superseded_deltas_below=latest_delta.crl_number if latest_delta else 0,
+            refreshed=refreshed,
+        )
 
 
 def _base_url(ca: FleetCa) -> str:
@@ -623,12 +555,9 @@ def _base_url(ca: FleetCa) -> str:
         return ca.settings.base_url
     except ConfigError:
         pass
-    with ca.store.engine.connect() as c:
-        der = c.execute(
-            select(certificates.c.der).order_by(certificates.c.id.desc()).limit(1)
-        ).scalar_one_or_none()
+    der = RevocationRegistry(ca.store).newest_certificate_der()
     if der is not None:
-        certificate = x509.load_der_x509_certificate(bytes(der))
+        certificate = x509.load_der_x509_certificate(der)
         points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)
         name = (points.value[0].full_name or [None])[0]
         if isinstance(name, x509.UniformResourceIdentifier) and "/crl/" in name.value:

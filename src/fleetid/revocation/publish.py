@@ -41,10 +41,11 @@ from fleetid.authority.fleet_ca import FleetCa
 from fleetid.clock import Clock
 from fleetid.crypto.signer import Signer
 from fleetid.errors import PolicyError
-from fleetid.revocation.filter import build_delta, build_filter, certificate_id
-from fleetid.revocation.filter_format import (
+from fleetid.revocation.filter.builder import build_delta, build_filter
+from fleetid.revocation.filter.format import (
     FilterHeader,
     FilterKind,
+    certificate_id,
     key_id,
     parse_filter,
 )

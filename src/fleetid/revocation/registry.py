@@ -28,43 +28,35 @@ The publishers' API (read-only; none of it takes a write lock):
   (deltas, OCSP re-signing);
 * :meth:`RevocationRegistry.unexpired` — one issuer's unexpired serials (OCSP pre-signing);
 * :meth:`RevocationRegistry.population` — every unexpired certificate issued up to a time, as
-  16-byte ``fleetid.revocation.filter.certificate_id`` keys with issued-at and the revoked flag at
-  a watermark, in chunks (the filter builder; 10 M rows stream in bounded memory).
+  16-byte ``fleetid.revocation.filter.format.certificate_id`` keys with issued-at and the revoked
+  flag at a watermark, in chunks (the filter builder; 10 M rows stream in bounded memory).
 
 Certificate ids are ``SHA-256(issuer subject key id ‖ serial as 20 octets)[:16]``, the issuer key
 id being the issuing CA's subjectKeyIdentifier as recorded in ``ca_keys`` (the value end-entity
 certificates carry in their authorityKeyIdentifier).
+
+The statements are ``fleetid.store.revocation_repository``'s; this module maps its typed records
+to what the publishers read.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from cryptography import x509
-from sqlalchemy import Connection, select
 
-from fleetid.errors import NotFoundError
-from fleetid.store.repositories import (
-    REMOVE_FROM_CRL,
-    Revocation,
-    Store,
-    normalise_serial,
-    revocation_reason,
+from fleetid.revocation.filter.format import CERT_ID_SIZE, certificate_id
+from fleetid.store.repositories import Revocation, Store, revocation_reason
+from fleetid.store.revocation_repository import (
+    CaGeneration,
+    CertificateAt,
+    RevocationRepository,
 )
-from fleetid.store.schema import (
-    CaRole,
-    CertificateStatus,
-    ca_keys,
-    certificates,
-    counters,
-    revocation_events,
-)
+from fleetid.store.schema import CaRole, RevocationReason
 
 __all__ = [
     "CERTIFICATE_ID_SIZE",
@@ -72,43 +64,30 @@ __all__ = [
     "CertificateState",
     "IssuerRecord",
     "PopulationChunk",
+    "RevocationReason",
     "RevocationRegistry",
     "RevokedEntry",
     "StatusRecord",
     "certificate_id",
 ]
 
-CERTIFICATE_ID_SIZE: Final = 16
+CERTIFICATE_ID_SIZE: Final = CERT_ID_SIZE
 _SERIAL_OCTETS: Final = 20  # RFC 5280 §4.1.2.2
 _DEFAULT_CHUNK: Final = 100_000
 
-#: The pyca flag of each RFC 5280 §5.3.1 reason name the registry records, for CRL entries and
-#: OCSP revocationReason. ``unspecified`` is absent: both leave the reason out for it.
+#: The pyca flag of each RFC 5280 §5.3.1 reason the registry records, for CRL entries and OCSP
+#: revocationReason. ``unspecified`` is absent: both leave the reason out for it.
 REASON_FLAGS: Final[Mapping[str, x509.ReasonFlags]] = {
-    "keyCompromise": x509.ReasonFlags.key_compromise,
-    "cACompromise": x509.ReasonFlags.ca_compromise,
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
-    "certificateHold": x509.ReasonFlags.certificate_hold,
-    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
-    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
-    "aACompromise": x509.ReasonFlags.aa_compromise,
+    RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,
+    RevocationReason.CA_COMPROMISE: x509.ReasonFlags.ca_compromise,
+    RevocationReason.AFFILIATION_CHANGED: x509.ReasonFlags.affiliation_changed,
+    RevocationReason.SUPERSEDED: x509.ReasonFlags.superseded,
+    RevocationReason.CESSATION_OF_OPERATION: x509.ReasonFlags.cessation_of_operation,
+    RevocationReason.CERTIFICATE_HOLD: x509.ReasonFlags.certificate_hold,
+    RevocationReason.REMOVE_FROM_CRL: x509.ReasonFlags.remove_from_crl,
+    RevocationReason.PRIVILEGE_WITHDRAWN: x509.ReasonFlags.privilege_withdrawn,
+    RevocationReason.AA_COMPROMISE: x509.ReasonFlags.aa_compromise,
 }
-
-
-def certificate_id(issuer_key_id: bytes, serial_number: int) -> bytes:
-    """``SHA-256(issuer_key_id ‖ serial as 20 big-endian octets)[:16]``.
-
-    Byte for byte the key ``fleetid.revocation.filter.certificate_id`` computes (tested); it is
-    repeated here so that the registry does not import the filter builder's numpy.
-    """
-    if not issuer_key_id:
-        raise ValueError("issuer key id is empty")
-    if not 0 < serial_number < 1 << (8 * _SERIAL_OCTETS):
-        raise ValueError("serial number must be positive and at most 20 octets (RFC 5280)")
-    digest = hashlib.sha256(issuer_key_id + serial_number.to_bytes(_SERIAL_OCTETS, "big"))
-    return digest.digest()[:CERTIFICATE_ID_SIZE]
 
 
 class CertificateState(enum.StrEnum):
@@ -136,11 +115,11 @@ class IssuerRecord:
 
 @dataclass(frozen=True, kw_only=True)
 class RevokedEntry:
-    """One revoked certificate as publishers need it."""
+    """One revoked (or released: reason removeFromCRL) certificate as publishers need it."""
 
     issuer_id: int
     serial_number: int
-    reason: str  # RFC 5280 §5.3.1 name
+    reason: RevocationReason  # RFC 5280 §5.3.1
     revoked_at: datetime
     sequence: int
     not_after: datetime
@@ -161,7 +140,7 @@ class StatusRecord:
     serial_number: int
     not_after: datetime | None = None
     revoked_at: datetime | None = None
-    reason: str | None = None
+    reason: RevocationReason | None = None
     sequence: int | None = None
 
 
@@ -177,75 +156,26 @@ class PopulationChunk:
         return len(self.certificate_ids)
 
 
-def _entry(row: Any) -> RevokedEntry:
-    return RevokedEntry(
-        issuer_id=row.issuer_id,
-        serial_number=int(row.serial, 16),
-        reason=row.revocation_reason or REMOVE_FROM_CRL,  # no reason: released from hold
-        revoked_at=row.revoked_at,
-        sequence=row.revocation_seq,
-        not_after=row.not_after,
-        invalidity_date=row.invalidity_date,
+def _issuer(generation: CaGeneration) -> IssuerRecord:
+    return IssuerRecord(
+        id=generation.id,
+        generation=generation.generation,
+        subject_key_id=generation.subject_key_id,
+        certificate_der=generation.certificate_der,
+        active=generation.active,
     )
 
 
-_REVOKED_COLUMNS = (
-    certificates.c.id,
-    certificates.c.serial,
-    certificates.c.issuer_id,
-    certificates.c.status,
-    certificates.c.revocation_reason,
-    certificates.c.revoked_at,
-    certificates.c.invalidity_date,
-    certificates.c.revocation_seq,
-    certificates.c.not_after,
-)
-
-
-@dataclass(frozen=True)
-class _Past:
-    """A certificate's state at a watermark below its latest change (from ``revocation_events``)."""
-
-    reason: str | None  # None: valid (never revoked, or released)
-    revoked_at: datetime | None
-    sequence: int | None
-    invalidity_date: datetime | None = None
-
-
-def _past_states(
-    connection: Connection, certificate_ids: Sequence[int], watermark: int
-) -> dict[int, _Past]:
-    """The state at ``watermark`` of certificates changed after it: the latest event ≤ it."""
-    found = {i: _Past(None, None, None) for i in certificate_ids}
-    if certificate_ids:
-        for event in connection.execute(
-            select(revocation_events)
-            .where(
-                revocation_events.c.certificate_id.in_(certificate_ids),
-                revocation_events.c.sequence <= watermark,
-            )
-            .order_by(revocation_events.c.sequence)
-        ):
-            released = event.reason == REMOVE_FROM_CRL
-            found[event.certificate_id] = _Past(
-                None if released else event.reason,
-                event.revoked_at,
-                event.sequence,
-                event.invalidity_date,
-            )
-    return found
-
-
-def _past_entry(row: Any, past: _Past) -> RevokedEntry:
-    assert past.revoked_at is not None and past.sequence is not None  # noqa: S101 - an event
+def _entry(found: CertificateAt) -> RevokedEntry:
+    assert found.revoked_at is not None and found.sequence is not None  # noqa: S101 - a change
     return RevokedEntry(
-        issuer_id=row.issuer_id,
-        serial_number=int(row.serial, 16),
-        reason=past.reason or REMOVE_FROM_CRL,
-        revoked_at=past.revoked_at,
-        sequence=past.sequence,
-        not_after=row.not_after,
-        invalidity_date=past.invalidity_date,
+        issuer_id=found.issuer_id,
+        serial_number=found.serial_number,
+        reason=found.reason or RevocationReason.REMOVE_FROM_CRL,  # none: released from hold
+        revoked_at=found.revoked_at,
+        sequence=found.sequence,
+        not_after=found.not_after,
+        invalidity_date=found.invalidity_date,
     )
 
 
@@ -254,7 +184,7 @@ class RevocationRegistry:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._engine = store.engine
+        self._reads = RevocationRepository(store.engine)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -290,32 +220,15 @@ class RevocationRegistry:
 
     def watermark(self) -> int:
         """The highest committed revocation sequence number (0 when nothing is revoked)."""
-        with self._engine.connect() as c:
-            return _watermark(c)
+        return self._reads.watermark()
 
     def issuers(self) -> list[IssuerRecord]:
         """Every issuing-CA generation, oldest first."""
-        return self._ca_generations(CaRole.ISSUING)
+        return [_issuer(g) for g in self._reads.ca_generations(CaRole.ISSUING)]
 
     def roots(self) -> list[IssuerRecord]:
         """Every fleet-root generation, oldest first (the issuers of the root CRLs)."""
-        return self._ca_generations(CaRole.ROOT)
-
-    def _ca_generations(self, role: CaRole) -> list[IssuerRecord]:
-        with self._engine.connect() as c:
-            rows = c.execute(
-                select(ca_keys).where(ca_keys.c.role == str(role)).order_by(ca_keys.c.generation)
-            ).all()
-        return [
-            IssuerRecord(
-                id=r.id,
-                generation=r.generation,
-                subject_key_id=bytes(r.subject_key_id),
-                certificate_der=bytes(r.certificate),
-                active=bool(r.active),
-            )
-            for r in rows
-        ]
+        return [_issuer(g) for g in self._reads.ca_generations(CaRole.ROOT)]
 
     def status(
         self, issuer_id: int, serial_number: int, *, watermark: int | None = None
@@ -324,56 +237,31 @@ class RevocationRegistry:
 
         A revocation with a sequence above the watermark did not happen yet at that watermark.
         """
-        try:
-            key = normalise_serial(f"{serial_number:x}")
-        except NotFoundError:
-            key = None
-        with self._engine.connect() as c:
-            at = _watermark(c) if watermark is None else watermark
-            row = (
-                None
-                if key is None
-                else c.execute(
-                    select(*_REVOKED_COLUMNS).where(
-                        certificates.c.serial == key, certificates.c.issuer_id == issuer_id
-                    )
-                ).one_or_none()
-            )
-            past = (
-                _past_states(c, [row.id], at)[row.id]
-                if row is not None and row.revocation_seq is not None and row.revocation_seq > at
-                else None
-            )
-        if row is None:
+        at, found = self._reads.certificate_at(issuer_id, serial_number, watermark=watermark)
+        if found is None:
             return StatusRecord(
                 state=CertificateState.UNKNOWN,
                 watermark=at,
                 issuer_id=issuer_id,
                 serial_number=serial_number,
             )
-        if past is not None:
-            reason, revoked_at, sequence = past.reason, past.revoked_at, past.sequence
-        elif row.status == CertificateStatus.REVOKED:
-            reason, revoked_at, sequence = row.revocation_reason, row.revoked_at, row.revocation_seq
-        else:
-            reason = None
-        if reason is None:
+        if found.reason is None:
             return StatusRecord(
                 state=CertificateState.GOOD,
                 watermark=at,
                 issuer_id=issuer_id,
                 serial_number=serial_number,
-                not_after=row.not_after,
+                not_after=found.not_after,
             )
         return StatusRecord(
             state=CertificateState.REVOKED,
             watermark=at,
             issuer_id=issuer_id,
             serial_number=serial_number,
-            not_after=row.not_after,
-            revoked_at=revoked_at,
-            reason=reason,
-            sequence=sequence,
+            not_after=found.not_after,
+            revoked_at=found.revoked_at,
+            reason=found.reason,
+            sequence=found.sequence,
         )
 
     def revoked(
@@ -390,9 +278,11 @@ class RevocationRegistry:
         ``unexpired_at`` drops certificates that expired before it (RFC 5280 §5: a CRL need not
         list an expired certificate). A released certificate is not revoked.
         """
-        for entry in self._between(0, watermark, issuer_id, unexpired_at, chunk_size):
-            if entry.reason != REMOVE_FROM_CRL:
-                yield entry
+        for found in self._reads.changed(
+            0, watermark, issuer_id=issuer_id, unexpired_at=unexpired_at, chunk_size=chunk_size
+        ):
+            if found.reason is not None:
+                yield _entry(found)
 
     def changes(
         self,
@@ -408,68 +298,10 @@ class RevocationRegistry:
         what a delta CRL lists, RFC 5280 §5.3.1)."""
         if since > until:
             raise ValueError(f"changes({since}, {until}): the range runs backwards")
-        yield from self._between(since, until, issuer_id, unexpired_at, chunk_size)
-
-    def _between(
-        self,
-        since: int,
-        until: int,
-        issuer_id: int | None,
-        unexpired_at: datetime | None,
-        chunk_size: int,
-    ) -> Iterator[RevokedEntry]:
-        """Every certificate whose state at ``until`` comes from a change in ``(since, until]``:
-        rows whose latest change is in the range, then rows changed again after ``until`` whose
-        change at or below it is in the range. One read snapshot, so no row is seen twice."""
-
-        def scoped(query: Any) -> Any:
-            if issuer_id is not None:
-                query = query.where(certificates.c.issuer_id == issuer_id)
-            if unexpired_at is not None:
-                query = query.where(certificates.c.not_after > unexpired_at)
-            return query
-
-        with self._snapshot() as c:
-            last = since
-            while True:
-                rows = c.execute(
-                    scoped(
-                        select(*_REVOKED_COLUMNS)
-                        .where(
-                            certificates.c.revocation_seq > last,
-                            certificates.c.revocation_seq <= until,
-                        )
-                        .order_by(certificates.c.revocation_seq)
-                        .limit(chunk_size)
-                    )
-                ).all()
-                for row in rows:
-                    yield _entry(row)
-                if len(rows) < chunk_size:
-                    break
-                last = rows[-1].revocation_seq
-            later = c.execute(
-                scoped(select(*_REVOKED_COLUMNS).where(certificates.c.revocation_seq > until))
-            ).all()
-            pasts = _past_states(c, [r.id for r in later], until)
-            for row in later:
-                past = pasts[row.id]
-                if past.sequence is not None and past.sequence > since:
-                    yield _past_entry(row, past)
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[Connection]:
-        """One read transaction whose statements all see the same snapshot (SQLite: a deferred
-        transaction in WAL mode; PostgreSQL: REPEATABLE READ)."""
-        with self._engine.connect() as c:
-            if c.dialect.name == "sqlite":
-                with c.begin():
-                    c.exec_driver_sql("BEGIN")
-                    yield c
-            else:
-                c = c.execution_options(isolation_level="REPEATABLE READ")
-                with c.begin():
-                    yield c
+        for found in self._reads.changed(
+            since, until, issuer_id=issuer_id, unexpired_at=unexpired_at, chunk_size=chunk_size
+        ):
+            yield _entry(found)
 
     def unexpired(
         self, issuer_id: int, *, unexpired_at: datetime, chunk_size: int = _DEFAULT_CHUNK
@@ -477,24 +309,9 @@ class RevocationRegistry:
         """The serial numbers of ``issuer_id``'s certificates unexpired at ``unexpired_at``
         (what an OCSP responder pre-signs), in issuance order.
         """
-        last = 0
-        while True:
-            with self._engine.connect() as c:
-                rows = c.execute(
-                    select(certificates.c.id, certificates.c.serial)
-                    .where(
-                        certificates.c.id > last,
-                        certificates.c.issuer_id == issuer_id,
-                        certificates.c.not_after > unexpired_at,
-                    )
-                    .order_by(certificates.c.id)
-                    .limit(chunk_size)
-                ).all()
-            for row in rows:
-                yield int(row.serial, 16)
-            if len(rows) < chunk_size:
-                return
-            last = rows[-1].id
+        return self._reads.unexpired_serials(
+            issuer_id, unexpired_at=unexpired_at, chunk_size=chunk_size
+        )
 
     def population(
         self,
@@ -511,55 +328,21 @@ class RevocationRegistry:
         stays bounded whatever the fleet size.
         """
         key_ids = {i.id: i.subject_key_id for i in self.issuers()}
-        last = 0
-        while True:
-            with self._engine.connect() as c:
-                rows = c.execute(
-                    select(
-                        certificates.c.id,
-                        certificates.c.serial,
-                        certificates.c.issuer_id,
-                        certificates.c.issued_at,
-                        certificates.c.status,
-                        certificates.c.revocation_seq,
-                    )
-                    .where(
-                        certificates.c.id > last,
-                        certificates.c.issued_at <= issued_until,
-                        certificates.c.not_after > unexpired_at,
-                    )
-                    .order_by(certificates.c.id)
-                    .limit(chunk_size)
-                ).all()
-                pasts = _past_states(
-                    c,
-                    [
-                        r.id
-                        for r in rows
-                        if r.revocation_seq is not None and r.revocation_seq > watermark
-                    ],
-                    watermark,
-                )
-            if rows:
-                yield PopulationChunk(
-                    certificate_ids=tuple(
-                        certificate_id(key_ids[r.issuer_id], int(r.serial, 16)) for r in rows
-                    ),
-                    issued_at=tuple(r.issued_at for r in rows),
-                    revoked=tuple(
-                        pasts[r.id].reason is not None
-                        if r.id in pasts
-                        else r.status == CertificateStatus.REVOKED
-                        for r in rows
-                    ),
-                )
-            if len(rows) < chunk_size:
-                return
-            last = rows[-1].id
+        for rows in self._reads.population(
+            watermark=watermark,
+            issued_until=issued_until,
+            unexpired_at=unexpired_at,
+            chunk_size=chunk_size,
+        ):
+            yield PopulationChunk(
+                certificate_ids=tuple(
+                    certificate_id(key_ids[issuer], serial)
+                    for issuer, serial in zip(rows.issuer_ids, rows.serial_numbers, strict=True)
+                ),
+                issued_at=rows.issued_at,
+                revoked=rows.revoked,
+            )
 
-
-def _watermark(connection: Connection) -> int:
-    value = connection.execute(
-        select(counters.c.value).where(counters.c.name == "revocation")
-    ).scalar_one_or_none()
-    return 0 if value is None else int(value)
+    def newest_certificate_der(self) -> bytes | None:
+        """The DER of the most recently issued certificate, if any."""
+        return self._reads.newest_certificate_der()

@@ -38,13 +38,12 @@ from fleetid.config import Settings
 from fleetid.crypto.keys import new_private_key
 from fleetid.device.crl_client import CrlClient
 from fleetid.device.truststore import TrustStore
-from fleetid.device.verifier import OcspReplayError, PeerVerifier, fetch_staple
-from fleetid.errors import VerificationError
+from fleetid.device.verifier import PeerVerifier, fetch_staple
+from fleetid.errors import CertificateRevokedError, ReplayError, VerificationError
 from fleetid.policy import CredentialType
 from fleetid.policy.connectivity import ConnectivityProfile, policy_for
 from fleetid.revocation.channels import BroadcastChannel, FilterReceiver
 from fleetid.revocation.crl import publisher_for
-from fleetid.revocation.filter import CertificateRevokedError
 from fleetid.revocation.ocsp import OcspResponder
 from fleetid.revocation.publish import FilterPublisher, filter_directory
 from fleetid.sim.demo import DemoContext, drill
@@ -245,7 +244,7 @@ def _run(ctx: DemoContext, clock: ManualClock, root_dir: Path) -> None:
     try:
         checker.verifier.assess(staple_victim.certificate, ocsp_response=staple_victim.staple)
         replay = "accepted (!)"
-    except OcspReplayError:
+    except ReplayError:
         replay = "refused as a replay"
 
     crls.publish()  # a delta for the shards that moved

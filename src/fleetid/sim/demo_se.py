@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fleetid.crypto.keys import ecdh_shared_secret, new_private_key
 from fleetid.crypto.pkix import issued_by
 from fleetid.crypto.signer import verify_signature
-from fleetid.device.boot import BootRefusedError, boot
-from fleetid.errors import SecureElementError
+from fleetid.device.boot import boot
+from fleetid.errors import BootRefusedError, SecureElementError
 from fleetid.factory.line import DEVICE_KVN
 from fleetid.formats.attestation import KEY_PROPERTIES_OID, KeyUsage, decode_key_properties
 from fleetid.formats.mcuboot import build_image

@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 
 from fleetid.api.openapi import problem_responses
 from fleetid.errors import NotFoundError
-from fleetid.revocation.filter_format import parse_filter
+from fleetid.revocation.filter.format import parse_filter
 from fleetid.revocation.publish import DELTA_FILE, FULL_FILE, filter_directory
 
 __all__ = ["WATERMARK_HEADER", "install", "router"]

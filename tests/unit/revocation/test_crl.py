@@ -1,23 +1,29 @@
-"""Sharded full and delta CRLs (RFC 5280) on SQLite and PostgreSQL: what the publisher writes, what
-the distribution points serve, and the device's fetch-on-contact client with its refusals.
+"""Sharded full and delta CRLs (RFC 5280) on SQLite and PostgreSQL: what the publisher writes and
+what the distribution points serve (the device's client: ``tests/unit/device/test_crl_client.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from sqlalchemy import select
-from tests.revocation_fixtures import BASE, AsgiClient, issue, open_fleet
+from tests.revocation_fixtures import (
+    BASE,
+    AsgiClient,
+    crl_shard_of,
+    issue,
+    open_fleet,
+    revoke,
+    same_shard,
+)
 
 from fleetid.api import create_app
 from fleetid.authority.fleet_ca import CRL_SHARDS, FleetCa
 from fleetid.clock import ManualClock
-from fleetid.device.crl_client import CrlClient, CrlRollbackError, StaleCrlError
-from fleetid.errors import EncodingError, VerificationError
 from fleetid.revocation.crl import (
     WATERMARK_OID,
     CrlKind,
@@ -25,8 +31,6 @@ from fleetid.revocation.crl import (
     crl_watermark,
     publisher_for,
 )
-from fleetid.revocation.filter import CertificateRevokedError, DeltaBaseError, DeltaGapError
-from fleetid.revocation.registry import RevocationRegistry
 from fleetid.store.crl_table import crl_publications
 
 
@@ -47,24 +51,9 @@ def publisher(ca: FleetCa) -> CrlPublisher:
     return publisher_for(ca)
 
 
-def _shard(certificate: x509.Certificate) -> int:
-    return certificate.serial_number % CRL_SHARDS
-
-
-def _same_shard(ca: FleetCa, count: int) -> list[x509.Certificate]:
-    """``count`` certificates of one shard (issued until one shard has that many)."""
-    by_shard: dict[int, list[x509.Certificate]] = {}
-    while True:
-        for certificate in issue(ca, 16):
-            by_shard.setdefault(_shard(certificate), []).append(certificate)
-        for group in by_shard.values():
-            if len(group) >= count:
-                return group[:count]
-
-
-def _revoke(ca: FleetCa, certificate: x509.Certificate, reason: str = "keyCompromise") -> int:
-    registry = RevocationRegistry(ca.store)
-    return registry.revoke(f"{certificate.serial_number:x}", reason, now=ca.clock.now()).sequence
+_shard = crl_shard_of
+_same_shard = same_shard
+_revoke = revoke
 
 
 def _crl(publisher: CrlPublisher, shard: int, kind: CrlKind) -> x509.CertificateRevocationList:
@@ -241,124 +230,3 @@ def test_distribution_points_serve_with_caching_headers(ca: FleetCa, clock: Manu
     assert delta_age <= 60
     for missing in ("/crl/issuing-1/99.crl", "/crl/issuing-7/1.crl", "/crl/issuing-1/x.crl"):
         assert client.get(missing).status_code == 404
-
-
-# --- the device side --------------------------------------------------------------------------
-
-
-def _fetcher(ca: FleetCa, clock: ManualClock) -> tuple[list[str], object]:
-    client = AsgiClient(create_app(ca.settings, clock=clock, ca=ca))
-    seen: list[str] = []
-
-    def fetch(url: str) -> bytes:
-        seen.append(url)
-        response = client.get(url.removeprefix(BASE))
-        assert response.status_code == 200, response.text
-        return response.content
-
-    return seen, fetch
-
-
-def test_client_fetches_deltas_then_the_full_shard_when_behind(
-    ca: FleetCa, publisher: CrlPublisher, clock: ManualClock
-) -> None:
-    a, b, c = _same_shard(ca, 3)
-    _, fetch = _fetcher(ca, clock)
-    client = CrlClient(ca.issuing.certificate, fetch=fetch, max_age=timedelta(days=2))  # type: ignore[arg-type]
-    _revoke(ca, a)
-    publisher.publish(force=True)
-    first = client.refresh(c, clock.now())
-    assert first.fetched == ("full", "delta")
-    with pytest.raises(CertificateRevokedError):
-        client.check(a, clock.now())
-    client.check(c, clock.now())
-    # Next contact, a revocation later: only the delta (cumulative since the held full's base).
-    clock.advance(timedelta(hours=3))
-    _revoke(ca, b)
-    publisher.publish()
-    second = client.refresh(c, clock.now())
-    assert second.fetched == ("delta",)
-    assert second.bytes < first.bytes
-    with pytest.raises(CertificateRevokedError):
-        client.check(b, clock.now())
-    assert client.check(c, clock.now()).delta_number is not None
-    # Eight days without contact: the deltas are based on a newer full CRL now.
-    clock.advance(timedelta(days=8))
-    publisher.publish()
-    third = client.refresh(c, clock.now())
-    assert third.fetched == ("full", "delta")
-    with pytest.raises(CertificateRevokedError):
-        client.check(b, clock.now())
-    client.check(c, clock.now())
-
-
-def test_stale_crl_is_never_not_revoked(
-    ca: FleetCa, publisher: CrlPublisher, clock: ManualClock
-) -> None:
-    a, c = _same_shard(ca, 2)
-    _, fetch = _fetcher(ca, clock)
-    client = CrlClient(ca.issuing.certificate, fetch=fetch, max_age=timedelta(days=1))  # type: ignore[arg-type]
-    with pytest.raises(StaleCrlError, match="no CRL held"):
-        client.check(c, clock.now())
-    _revoke(ca, a)
-    client.refresh(c, clock.now())
-    client.check(c, clock.now())
-    clock.advance(timedelta(days=1, seconds=1))
-    with pytest.raises(StaleCrlError, match="too old"):
-        client.check(c, clock.now())
-    with pytest.raises(CertificateRevokedError):  # what is listed stays revoked
-        client.check(a, clock.now())
-    lenient = CrlClient(ca.issuing.certificate, fetch=fetch, max_age=timedelta(days=30))  # type: ignore[arg-type]
-    lenient.refresh(c, clock.now() - timedelta(days=1))
-    clock.advance(publisher.policy.full_validity)
-    with pytest.raises(StaleCrlError, match="nextUpdate"):
-        lenient.check(c, clock.now())
-
-
-def test_client_refuses_wrong_base_gap_rollback_scope_and_signer(
-    ca: FleetCa,
-    publisher: CrlPublisher,
-    clock: ManualClock,
-    tmp_path: Path,
-    backend: str,
-    database_url_for: Callable[[str], str],
-) -> None:
-    (a,) = _same_shard(ca, 1)
-    shard = _shard(a)
-    url = f"{BASE}/crl/issuing-1/{shard}.crl"
-    other_url = f"{BASE}/crl/issuing-1/{(shard + 1) % CRL_SHARDS}.crl"
-    old = {p.kind: p for p in publisher.publish(force=True) if p.shard == shard}
-    clock.advance(timedelta(minutes=1))
-    _revoke(ca, a)
-    new = {p.kind: p for p in publisher.publish(force=True) if p.shard == shard}
-    client = CrlClient(ca.issuing.certificate, fetch=lambda u: b"", max_age=timedelta(days=1))
-    with pytest.raises(DeltaGapError, match="no complete CRL"):
-        client.load_delta(url, new[CrlKind.DELTA].der)
-    client.load_full(url, new[CrlKind.FULL].der)
-    # An older delta (its number below the held complete CRL): wrong base.
-    with pytest.raises(DeltaBaseError):
-        client.load_delta(url, old[CrlKind.DELTA].der)
-    with pytest.raises(CrlRollbackError):
-        client.load_full(url, old[CrlKind.FULL].der)
-    with pytest.raises(VerificationError, match="delta CRL where"):
-        client.load_full(url, new[CrlKind.DELTA].der)
-    with pytest.raises(VerificationError, match="scope"):
-        client.load_full(other_url, new[CrlKind.FULL].der)
-    # A device that holds only the old full CRL while the delta needs a newer one: a gap.
-    behind = CrlClient(ca.issuing.certificate, fetch=lambda u: b"", max_age=timedelta(days=1))
-    behind.load_full(url, old[CrlKind.FULL].der)
-    clock.advance(publisher.policy.delta_window + timedelta(days=1))
-    latest = {p.kind: p for p in publisher.publish() if p.shard == shard}
-    with pytest.raises(DeltaGapError, match="needs complete CRL"):
-        behind.load_delta(url, latest[CrlKind.DELTA].der)
-    # A CRL of another fleet CA (same names, other key).
-    (tmp_path / "stranger").mkdir()
-    stranger = open_fleet(tmp_path / "stranger", database_url_for(backend), ManualClock())
-    try:
-        foreign = publisher_for(stranger).publish(force=True)
-    finally:
-        stranger.close()
-    with pytest.raises(VerificationError, match="not signed"):
-        client.load_full(url, next(p for p in foreign if p.shard == shard).der)
-    with pytest.raises(EncodingError):
-        client.load_full(url, b"\x30\x03garbage")

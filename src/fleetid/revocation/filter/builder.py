@@ -1,4 +1,4 @@
-"""Offline revocation filters: an exact, compact, signed answer to "is this certificate revoked?".
+"""The offline filter's builder: an exact, compact, signed answer to "is this certificate revoked?".
 
 The builder knows the whole population (every unexpired certificate it issued up to the coverage
 time), so it can encode the 1-bit function revoked/valid over exactly that set; a device answers
@@ -14,8 +14,9 @@ IEEE S&P 2017) in the two-level form of Mozilla's clubcards (Schanck, IEEE S&P 2
 
 ``k`` is chosen to minimise ``k·|P| + |P| + (N-|P|)·2^-k`` bits, which lands within a few percent
 of ``log2 C(N, R)`` before the ribbon overhead. Keys are 16-byte certificate identifiers
-(:func:`certificate_id`). The builder is vectorised with numpy; the device-side check uses only
-integers and bytes.
+(``format.certificate_id``). The builder is vectorised with numpy; the device-side check
+(``fleetid.revocation.check.filter``) uses only the integer maths of ``exact.py``, and the two
+agree bit for bit.
 
 Delta filters are the same structure over "revoked since the artefact this delta follows" versus
 the current valid population, chained by digest; ``docs/revocation-filter.md`` states the rules a
@@ -24,8 +25,6 @@ verifier applies.
 
 from __future__ import annotations
 
-import enum
-import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,11 +32,22 @@ from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.signer import Signer, hash_for_curve, verify_signature
-from fleetid.errors import CertificateRevokedError, PolicyError, StoreError, VerificationError
-from fleetid.revocation.filter_format import (
+from fleetid.errors import PolicyError, StoreError
+from fleetid.revocation.filter.exact import (
+    FMIX_1,
+    FMIX_2,
+    LANE_COEFFICIENT,
+    LANE_FINGERPRINT,
+    LANE_START,
+    coefficient_words,
+    fmix,
+    lane_offset,
+    seed_word,
+)
+from fleetid.revocation.filter.format import (
+    CERT_ID_SIZE,
     MAX_FINGERPRINT_BITS,
     FilterHeader,
     FilterKind,
@@ -50,22 +60,15 @@ from fleetid.revocation.filter_format import (
 )
 
 __all__ = [
-    "CERT_ID_SIZE",
-    "CertificateRevokedError",
-    "DeltaBaseError",
-    "DeltaGapError",
-    "FilterRollbackError",
-    "FilterVerifier",
     "KeySource",
-    "NotCoveredError",
-    "Verdict",
     "build_delta",
     "build_filter",
-    "certificate_id",
+    "in_positive",
     "information_bound_bits",
+    "key_array",
+    "level_rows",
+    "solve_level",
 ]
-
-CERT_ID_SIZE = 16
 
 KeySource = Iterable[bytes] | npt.NDArray[np.uint8]
 """Certificate identifiers: an iterable of 16-byte strings, or an ``(n, 16)`` uint8 array."""
@@ -73,74 +76,25 @@ KeySource = Iterable[bytes] | npt.NDArray[np.uint8]
 _U64Array = npt.NDArray[np.uint64]
 
 # --- hashing -------------------------------------------------------------------------------------
-# Keys are already SHA-256 outputs, so per-level hashing only needs to be seeded and well mixed:
-# the MurmurHash3 64-bit finaliser (fmix64) over the two key words, then one finaliser per output
-# lane. The integer and numpy versions below must agree bit for bit (tested).
-
-_MASK64 = (1 << 64) - 1
-_FMIX_1 = 0xFF51AFD7ED558CCD
-_FMIX_2 = 0xC4CEB9FE1A85EC53
-_GOLDEN = 0x9E3779B97F4A7C15
-_LANE_START = 0
-_LANE_FINGERPRINT = 1
-_LANE_COEFFICIENT = 2
-
-
-def _fmix(h: int) -> int:
-    h ^= h >> 33
-    h = (h * _FMIX_1) & _MASK64
-    h ^= h >> 33
-    h = (h * _FMIX_2) & _MASK64
-    return h ^ (h >> 33)
+# The numpy twins of ``exact.fmix``, ``base_hash`` and ``lane``: they must agree bit for bit
+# (``tests/property/test_filter_exact.py``).
 
 
 def _fmix_np(h: _U64Array) -> _U64Array:
     h = h ^ (h >> np.uint64(33))
-    h *= np.uint64(_FMIX_1)
+    h *= np.uint64(FMIX_1)
     h ^= h >> np.uint64(33)
-    h *= np.uint64(_FMIX_2)
+    h *= np.uint64(FMIX_2)
     h ^= h >> np.uint64(33)
     return h
 
 
-def _seed_word(seed: int) -> int:
-    return _fmix(seed ^ _GOLDEN)
-
-
-def _lane_offset(lane: int) -> int:
-    return ((lane + 1) * _GOLDEN) & _MASK64
-
-
-def _base_hash(k0: int, k1: int, seed_word: int) -> int:
-    return _fmix(_fmix(k0 ^ seed_word) ^ k1)
-
-
-def _lane(h: int, lane: int) -> int:
-    return _fmix((h + _lane_offset(lane)) & _MASK64)
-
-
-def _base_hash_np(keys: _U64Array, seed_word: int) -> _U64Array:
-    return _fmix_np(_fmix_np(keys[:, 0] ^ np.uint64(seed_word)) ^ keys[:, 1])
+def _base_hash_np(keys: _U64Array, seed: int) -> _U64Array:
+    return _fmix_np(_fmix_np(keys[:, 0] ^ np.uint64(seed)) ^ keys[:, 1])
 
 
 def _lane_np(h: _U64Array, lane: int) -> _U64Array:
-    return _fmix_np(h + np.uint64(_lane_offset(lane)))
-
-
-def _start(lane_value: int, level: LevelParams) -> int:
-    # Lemire's multiply-shift range reduction; ``slots - width + 1 <= 2**32`` by the format.
-    return ((lane_value >> 32) * (level.slots - level.width + 1)) >> 32
-
-
-def _coefficient_words(level: LevelParams) -> int:
-    return (level.width + 63) // 64
-
-
-def _coefficient(h: int, level: LevelParams) -> int:
-    value = 0
-    for t in range(_coefficient_words(level)):
-        value |= _lane(h, _LANE_COEFFICIENT + t) << (64 * t)
-    return (value & ((1 << level.width) - 1)) | 1
+    return _fmix_np(h + np.uint64(lane_offset(lane)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,16 +104,17 @@ class _Rows:
     fingerprint: _U64Array
 
 
-def _rows_np(keys: _U64Array, level: LevelParams) -> _Rows:
-    h = _base_hash_np(keys, _seed_word(level.seed))
+def level_rows(keys: _U64Array, level: LevelParams) -> _Rows:
+    """Every key's row of ``level`` (start slot, coefficient lanes, fingerprint), vectorised."""
+    h = _base_hash_np(keys, seed_word(level.seed))
     span = np.uint64(level.slots - level.width + 1)
-    start = ((_lane_np(h, _LANE_START) >> np.uint64(32)) * span) >> np.uint64(32)
-    words = [_lane_np(h, _LANE_COEFFICIENT + t) for t in range(_coefficient_words(level))]
+    start = ((_lane_np(h, LANE_START) >> np.uint64(32)) * span) >> np.uint64(32)
+    words = [_lane_np(h, LANE_COEFFICIENT + t) for t in range(coefficient_words(level))]
     tail = level.width % 64
     if tail:
         words[-1] &= np.uint64((1 << tail) - 1)
     words[0] |= np.uint64(1)
-    fingerprint = _lane_np(h, _LANE_FINGERPRINT)
+    fingerprint = _lane_np(h, LANE_FINGERPRINT)
     if level.value_bits < 64:
         fingerprint &= np.uint64((1 << level.value_bits) - 1)
     return _Rows(start=start, coefficient=words, fingerprint=fingerprint)
@@ -234,10 +189,10 @@ def _solve(
 
 
 def _level_seed(level_index: int, attempt: int) -> int:
-    return _fmix((level_index << 32) | attempt)
+    return fmix((level_index << 32) | attempt)
 
 
-def _build_level(
+def solve_level(
     keys: _U64Array, *, level_index: int, value_bits: int, values: Sequence[int] | None
 ) -> tuple[LevelParams, list[bytes]]:
     """Solve one level; ``values`` None means "store each key's fingerprint" (the filter level)."""
@@ -247,7 +202,7 @@ def _build_level(
         level = LevelParams(
             width=width, value_bits=value_bits, slots=slots, seed=_level_seed(level_index, attempt)
         )
-        rows = _rows_np(keys, level)
+        rows = level_rows(keys, level)
         coefficient = rows.coefficient[0].tolist()
         for t, word in enumerate(rows.coefficient[1:], start=1):
             high = word.tolist()
@@ -283,7 +238,7 @@ def _parity_np(words: _U64Array, bitpos: _U64Array, coefficient: list[_U64Array]
 _CHUNK = 1 << 20
 
 
-def _in_positive_np(
+def in_positive(
     words: _U64Array,
     levels: Sequence[LevelParams],
     keys: _U64Array,
@@ -302,7 +257,7 @@ def _in_positive_np(
         alive = np.arange(len(chunk))
         offset = 0
         for index, level in enumerate(levels):
-            rows = _rows_np(chunk[alive], level)
+            rows = level_rows(chunk[alive], level)
             exact = last_is_exact and index == len(levels) - 1
             for j in range(level.value_bits):
                 bit = _parity_np(
@@ -350,17 +305,17 @@ def _encode(positives: _U64Array, negatives: _U64Array) -> tuple[tuple[LevelPara
     columns: list[bytes] = []
     passed = negatives
     if k:
-        level, level_columns = _build_level(positives, level_index=0, value_bits=k, values=None)
+        level, level_columns = solve_level(positives, level_index=0, value_bits=k, values=None)
         levels.append(level)
         columns.extend(level_columns)
-        words = _words(level_columns, _coefficient_words(level) + 1)
-        passed = negatives[_in_positive_np(words, [level], negatives, last_is_exact=False)]
+        words = _words(level_columns, coefficient_words(level) + 1)
+        passed = negatives[in_positive(words, [level], negatives, last_is_exact=False)]
     exact_keys = np.concatenate((positives, passed))
     exact_values = np.concatenate(
         (np.ones(len(positives), dtype=np.uint8), np.zeros(len(passed), dtype=np.uint8))
     )
     exact_keys, exact_values = _unique_exact_rows(exact_keys, exact_values)
-    level, level_columns = _build_level(
+    level, level_columns = solve_level(
         exact_keys, level_index=1, value_bits=1, values=exact_values.tolist()
     )
     levels.append(level)
@@ -372,20 +327,8 @@ def _encode(positives: _U64Array, negatives: _U64Array) -> tuple[tuple[LevelPara
 # --- inputs --------------------------------------------------------------------------------------
 
 
-def certificate_id(issuer_key_id: bytes, serial_number: int) -> bytes:
-    """The 16-byte key a filter uses for a certificate: SHA-256(issuer key id ‖ serial)[:16].
-
-    ``serial_number`` is written as 20 big-endian octets, the RFC 5280 §4.1.2.2 maximum.
-    """
-    if not issuer_key_id:
-        raise ValueError("issuer key id is empty")
-    if not 0 < serial_number < 1 << 160:
-        raise ValueError("serial number must be positive and at most 20 octets (RFC 5280)")
-    digest = hashlib.sha256(issuer_key_id + serial_number.to_bytes(20, "big")).digest()
-    return digest[:CERT_ID_SIZE]
-
-
-def _key_array(keys: KeySource) -> _U64Array:
+def key_array(keys: KeySource) -> _U64Array:
+    """Certificate ids as an ``(n, 2)`` array of little-endian 64-bit words."""
     if isinstance(keys, np.ndarray):
         array = np.ascontiguousarray(keys)
         if array.dtype != np.uint8 or array.ndim != 2 or array.shape[1] != CERT_ID_SIZE:
@@ -436,8 +379,8 @@ def _build(
         raise ValueError("watermark out of range")
     coverage = _coverage_seconds(coverage_until)
     signer_key_id = _check_signer(signer)
-    revoked_keys = _key_array(revoked)
-    valid_keys = _key_array(valid)
+    revoked_keys = key_array(revoked)
+    valid_keys = key_array(valid)
     inverted = len(revoked_keys) > len(valid_keys)
     positives, negatives = (valid_keys, revoked_keys) if inverted else (revoked_keys, valid_keys)
     levels, body = _encode(positives, negatives)
@@ -521,199 +464,3 @@ def build_delta(
         signer=signer,
         base=parsed,
     )
-
-
-# --- the device side -----------------------------------------------------------------------------
-
-
-class Verdict(enum.Enum):
-    """What a filter chain says about one certificate."""
-
-    VALID = "valid"
-    REVOKED = "revoked"
-    NOT_COVERED = "not covered"
-
-
-class NotCoveredError(VerificationError):
-    """The certificate was issued after the newest loaded filter's coverage (or none is loaded)."""
-
-
-class FilterRollbackError(VerificationError):
-    """A filter older (lower watermark or coverage) than what the verifier already holds."""
-
-
-class DeltaBaseError(VerificationError):
-    """A delta that extends another full filter than the one loaded."""
-
-
-class DeltaGapError(VerificationError):
-    """A delta whose predecessor the verifier never loaded: an earlier delta is missing."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class _CompiledLevel:
-    params: LevelParams
-    seed_word: int
-    bit_offset: int
-    window_bytes: int
-    exact: bool
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Artefact:
-    header: FilterHeader
-    body: bytes
-    digest: bytes
-    levels: tuple[_CompiledLevel, ...]
-
-    def says_revoked(self, k0: int, k1: int) -> bool:
-        return self._in_positive(k0, k1) != self.header.inverted
-
-    def _in_positive(self, k0: int, k1: int) -> bool:
-        body = self.body
-        for level in self.levels:
-            params = level.params
-            h = _base_hash(k0, k1, level.seed_word)
-            start = _start(_lane(h, _LANE_START), params)
-            coefficient = _coefficient(h, params)
-            fingerprint = 1 if level.exact else _lane(h, _LANE_FINGERPRINT)
-            for j in range(params.value_bits):
-                bitpos = level.bit_offset + j * params.slots + start
-                byte = bitpos >> 3
-                window = int.from_bytes(body[byte : byte + level.window_bytes], "little")
-                parity = ((window >> (bitpos & 7)) & coefficient).bit_count() & 1
-                if parity != (fingerprint >> j) & 1:
-                    return False
-        return bool(self.levels)
-
-
-def _compile(parsed: SignedFilter) -> _Artefact:
-    levels = []
-    offset = 0
-    for index, params in enumerate(parsed.header.levels):
-        levels.append(
-            _CompiledLevel(
-                params=params,
-                seed_word=_seed_word(params.seed),
-                bit_offset=offset,
-                window_bytes=(params.width + 7) // 8 + 1,
-                exact=index == len(parsed.header.levels) - 1,
-            )
-        )
-        offset += params.bits
-    return _Artefact(
-        header=parsed.header, body=parsed.body, digest=parsed.digest, levels=tuple(levels)
-    )
-
-
-def _key_words(cert_id: bytes) -> tuple[int, int]:
-    if len(cert_id) != CERT_ID_SIZE:
-        raise ValueError(f"certificate id must be {CERT_ID_SIZE} bytes")
-    return int.from_bytes(cert_id[:8], "little"), int.from_bytes(cert_id[8:], "little")
-
-
-class FilterVerifier:
-    """Holds one full filter and the deltas that follow it; answers offline, without I/O.
-
-    Every artefact must be signed by ``trusted_public_key``. ``load`` raises on anything that
-    does not verify or does not chain; it never leaves the verifier with a partial update.
-    """
-
-    def __init__(self, trusted_public_key: ec.EllipticCurvePublicKey) -> None:
-        self._public_key = trusted_public_key
-        self._key_id = key_id(trusted_public_key)
-        self._chain: list[_Artefact] = []
-
-    @property
-    def watermark(self) -> int | None:
-        """The registry sequence number the newest loaded artefact covers."""
-        return self._chain[-1].header.watermark if self._chain else None
-
-    @property
-    def coverage_until(self) -> datetime | None:
-        """Certificates issued after this time are not covered."""
-        return self._chain[-1].header.coverage_until if self._chain else None
-
-    @property
-    def chain(self) -> tuple[FilterHeader, ...]:
-        """The headers of the loaded full filter and deltas, oldest first."""
-        return tuple(artefact.header for artefact in self._chain)
-
-    def load(self, data: bytes) -> FilterHeader:
-        """Verify and apply a full or delta filter.
-
-        A full filter replaces everything loaded; a delta must extend the loaded full filter and
-        follow an artefact already in the chain (a delta built on an earlier link supersedes the
-        links after it). Raises ``EncodingError`` (malformed), ``VerificationError`` (wrong signer,
-        bad signature), ``DeltaBaseError``, ``DeltaGapError`` or ``FilterRollbackError``.
-        """
-        parsed = parse_filter(data)
-        header = parsed.header
-        if header.signer_key_id != self._key_id:
-            raise VerificationError(
-                f"filter signed by key {header.signer_key_id.hex()[:16]}…, not the trusted key"
-            )
-        verify_signature(self._public_key, parsed.signature, parsed.signed_bytes)
-        if any(artefact.digest == parsed.digest for artefact in self._chain):
-            return header
-        artefact = _compile(parsed)
-        if header.kind is FilterKind.FULL:
-            self._check_not_older(header)
-            self._chain = [artefact]
-            return header
-        if not self._chain:
-            raise DeltaGapError("a delta needs its full filter loaded first")
-        if header.full_digest != self._chain[0].digest:
-            raise DeltaBaseError("delta extends another full filter than the one loaded")
-        for index, link in enumerate(self._chain):
-            if link.digest == header.base_digest:
-                if link.header.watermark != header.base_watermark:
-                    raise VerificationError("delta names its base with a wrong watermark")
-                self._check_not_older(header)
-                self._chain = [*self._chain[: index + 1], artefact]
-                return header
-        raise DeltaGapError(
-            f"delta follows watermark {header.base_watermark}, "
-            f"but the loaded chain ends at watermark {self._chain[-1].header.watermark}"
-        )
-
-    def _check_not_older(self, header: FilterHeader) -> None:
-        if not self._chain:
-            return
-        head = self._chain[-1].header
-        if header.watermark < head.watermark or header.coverage_until < head.coverage_until:
-            raise FilterRollbackError(
-                f"filter at watermark {header.watermark} is older than the loaded "
-                f"watermark {head.watermark}"
-            )
-
-    def status(self, cert_id: bytes, issued_at: datetime) -> Verdict:
-        """The verdict for a certificate with this id, issued (notBefore) at ``issued_at``.
-
-        Exact for every certificate in the population the builder saw; NOT_COVERED when the
-        certificate is newer than every loaded artefact's coverage.
-        """
-        if issued_at.tzinfo is None:
-            raise ValueError("issued_at must be timezone-aware")
-        k0, k1 = _key_words(cert_id)
-        if not self._chain or issued_at > self._chain[-1].header.coverage_until:
-            return Verdict.NOT_COVERED
-        # The first artefact whose coverage includes the certificate knows it; each later one
-        # knows it for as long as the earlier ones said valid (docs/revocation-filter.md).
-        for artefact in self._chain:
-            if issued_at > artefact.header.coverage_until:
-                continue
-            if artefact.says_revoked(k0, k1):
-                return Verdict.REVOKED
-        return Verdict.VALID
-
-    def check(self, cert_id: bytes, issued_at: datetime) -> None:
-        """Return only if the certificate is covered and not revoked; raise otherwise."""
-        verdict = self.status(cert_id, issued_at)
-        if verdict is Verdict.REVOKED:
-            raise CertificateRevokedError(f"certificate {cert_id.hex()} is revoked")
-        if verdict is Verdict.NOT_COVERED:
-            raise NotCoveredError(
-                f"certificate issued {issued_at.isoformat()} is newer than the filter coverage "
-                f"{self.coverage_until.isoformat() if self.coverage_until else '(none loaded)'}"
-            )

@@ -21,16 +21,15 @@ from tests.revocation_fixtures import AsgiClient, issue, open_fleet
 from fleetid.api import create_app
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.clock import ManualClock
-from fleetid.errors import EncodingError, VerificationError
-from fleetid.revocation.filter import CertificateRevokedError
-from fleetid.revocation.ocsp import (
-    OcspPolicy,
-    OcspResponder,
-    ResponseReplayError,
-    StaleResponseError,
-    check_response,
-    responder_for,
+from fleetid.errors import (
+    CertificateRevokedError,
+    EncodingError,
+    ReplayError,
+    StaleError,
+    VerificationError,
 )
+from fleetid.revocation.check.ocsp import check_ocsp_response
+from fleetid.revocation.ocsp import OcspPolicy, OcspResponder, responder_for
 from fleetid.revocation.registry import RevocationRegistry
 
 
@@ -97,7 +96,7 @@ def test_good_revoked_and_unknown(ca: FleetCa, responder: OcspResponder) -> None
     now = ca.clock.now()
     for algorithm in (hashes.SHA1(), hashes.SHA256()):  # noqa: S303 - RFC 5019 §2.1.1
         answer = responder.respond(_request(good, issuer, algorithm))
-        result = check_response(
+        result = check_ocsp_response(
             answer.der, issuer=issuer, serial_number=good.serial_number, now=now
         )
         assert result.status is ocsp.OCSPCertStatus.GOOD
@@ -107,7 +106,9 @@ def test_good_revoked_and_unknown(ca: FleetCa, responder: OcspResponder) -> None
         assert single.certificate_status is ocsp.OCSPCertStatus.REVOKED
         assert single.revocation_reason is x509.ReasonFlags.cessation_of_operation
         with pytest.raises(CertificateRevokedError):
-            check_response(revoked.der, issuer=issuer, serial_number=bad.serial_number, now=now)
+            check_ocsp_response(
+                revoked.der, issuer=issuer, serial_number=bad.serial_number, now=now
+            )
     # A serial this issuer never issued: unknown (RFC 6960 §2.2), not good.
     builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
         _single(responder.respond(_request(good, issuer)).der).issuer_name_hash,
@@ -200,15 +201,15 @@ def test_nonce_gets_a_fresh_response(ca: FleetCa, responder: OcspResponder) -> N
     two = responder.respond(_request(certificate, issuer, nonce=b"\x02" * 16))
     assert not one.cacheable
     assert one.http_headers(ca.clock.now(), responder.policy) == {"Cache-Control": "no-store"}
-    check_response(
+    check_ocsp_response(
         one.der,
         issuer=issuer,
         serial_number=certificate.serial_number,
         now=ca.clock.now(),
         nonce=b"\x01" * 16,
     )
-    with pytest.raises(ResponseReplayError, match="nonce"):
-        check_response(
+    with pytest.raises(ReplayError, match="nonce"):
+        check_ocsp_response(
             two.der,
             issuer=issuer,
             serial_number=certificate.serial_number,
@@ -217,8 +218,8 @@ def test_nonce_gets_a_fresh_response(ca: FleetCa, responder: OcspResponder) -> N
         )
     # A pre-signed response carries no nonce: a client that sent one refuses it.
     presigned = responder.respond(_request(certificate, issuer))
-    with pytest.raises(ResponseReplayError, match="nonce"):
-        check_response(
+    with pytest.raises(ReplayError, match="nonce"):
+        check_ocsp_response(
             presigned.der,
             issuer=issuer,
             serial_number=certificate.serial_number,
@@ -261,16 +262,16 @@ def test_client_refuses_foreign_signer_other_serial_replay_and_expiry(
     (foreign,) = issue(stranger, 1)
     theirs = responder_for(stranger).respond(_request(foreign, stranger.issuing.certificate))
     with pytest.raises(VerificationError, match="not delegated by this issuer"):
-        check_response(
+        check_ocsp_response(
             theirs.der, issuer=issuer, serial_number=foreign.serial_number, now=clock.now()
         )
     with pytest.raises(VerificationError, match="another certificate"):
-        check_response(good, issuer=issuer, serial_number=other.serial_number, now=clock.now())
+        check_ocsp_response(good, issuer=issuer, serial_number=other.serial_number, now=clock.now())
     # Replay: an old "good" answer after the device learnt of a revocation at a later time.
     clock.advance(timedelta(hours=1))
     _revoke(ca, certificate)
-    with pytest.raises(ResponseReplayError, match="replay"):
-        check_response(
+    with pytest.raises(ReplayError, match="replay"):
+        check_ocsp_response(
             good,
             issuer=issuer,
             serial_number=certificate.serial_number,
@@ -278,15 +279,15 @@ def test_client_refuses_foreign_signer_other_serial_replay_and_expiry(
             not_before=clock.now(),
         )
     clock.advance(responder.policy.validity + timedelta(hours=1))
-    with pytest.raises(StaleResponseError, match="nextUpdate"):
-        check_response(
+    with pytest.raises(StaleError, match="nextUpdate"):
+        check_ocsp_response(
             good, issuer=issuer, serial_number=certificate.serial_number, now=clock.now()
         )
     with pytest.raises(EncodingError):
-        check_response(b"junk", issuer=issuer, serial_number=1, now=clock.now())
+        check_ocsp_response(b"junk", issuer=issuer, serial_number=1, now=clock.now())
     unauthorized = responder.respond(_request(foreign, stranger.issuing.certificate)).der
     with pytest.raises(VerificationError, match="UNAUTHORIZED"):
-        check_response(unauthorized, issuer=issuer, serial_number=1, now=clock.now())
+        check_ocsp_response(unauthorized, issuer=issuer, serial_number=1, now=clock.now())
 
 
 def test_http_get_and_post(ca: FleetCa, clock: ManualClock) -> None:

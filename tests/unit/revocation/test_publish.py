@@ -29,12 +29,11 @@ from fleetid.clock import ManualClock, SystemClock
 from fleetid.config import Settings
 from fleetid.device.truststore import TrustStore
 from fleetid.device.verifier import PeerStatus, PeerVerifier
-from fleetid.errors import PolicyError, VerificationError
+from fleetid.errors import CertificateRevokedError, PolicyError, VerificationError
 from fleetid.policy import CredentialType
 from fleetid.policy.connectivity import policy_for
 from fleetid.revocation.channels import HttpFilterSource
-from fleetid.revocation.filter import CertificateRevokedError
-from fleetid.revocation.filter_format import FilterKind, parse_filter
+from fleetid.revocation.filter.format import FilterKind, parse_filter
 from fleetid.revocation.publish import FULL_FILE, FilterPublisher, filter_directory
 from fleetid.revocation.registry import RevocationRegistry
 

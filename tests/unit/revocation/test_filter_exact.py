@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import EncodingError, VerificationError
-from fleetid.revocation import filter as revocation_filter
-from fleetid.revocation.filter import FilterVerifier, Verdict, build_delta, build_filter
-from fleetid.revocation.filter_format import LevelParams
+from fleetid.revocation.check.filter import FilterVerifier, Verdict
+from fleetid.revocation.filter import builder, exact
+from fleetid.revocation.filter.builder import build_delta, build_filter
+from fleetid.revocation.filter.format import LevelParams
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 SIGNER = SoftwareSigner(ec.generate_private_key(ec.SECP256R1()))
@@ -128,17 +129,17 @@ def test_device_hashing_matches_the_vectorised_builder(
     keys: list[bytes], seed: int, width: int, extra: int, value_bits: int
 ) -> None:
     level = LevelParams(width=width, value_bits=value_bits, slots=width + extra, seed=seed)
-    rows = revocation_filter._rows_np(revocation_filter._key_array(keys), level)
-    seed_word = revocation_filter._seed_word(seed)
+    rows = builder.level_rows(builder.key_array(keys), level)
+    seed_word = exact.seed_word(seed)
     for i, key in enumerate(keys):
-        k0, k1 = revocation_filter._key_words(key)
-        h = revocation_filter._base_hash(k0, k1, seed_word)
-        start = revocation_filter._start(revocation_filter._lane(h, 0), level)
+        k0, k1 = exact.key_words(key)
+        h = exact.base_hash(k0, k1, seed_word)
+        start = exact.start(exact.lane(h, 0), level)
         assert start == int(rows.start[i])
         coefficient = sum(int(word[i]) << (64 * t) for t, word in enumerate(rows.coefficient))
-        assert revocation_filter._coefficient(h, level) == coefficient
+        assert exact.coefficient(h, level) == coefficient
         assert coefficient & 1 and coefficient < 1 << width
-        fingerprint = revocation_filter._lane(h, 1) & ((1 << value_bits) - 1)
+        fingerprint = exact.lane(h, 1) & ((1 << value_bits) - 1)
         assert fingerprint == int(rows.fingerprint[i])
         assert 0 <= int(rows.start[i]) <= extra
 
@@ -150,11 +151,9 @@ def test_the_ribbon_solution_satisfies_every_equation(seed: int, rows: int, bits
     rng = np.random.default_rng(seed)
     keys = rng.integers(0, 2**63, (rows, 2), dtype=np.int64).astype(np.uint64)
     values = rng.integers(0, 2**bits, rows).tolist()
-    level, columns = revocation_filter._build_level(
-        keys, level_index=0, value_bits=bits, values=values
-    )
+    level, columns = builder.solve_level(keys, level_index=0, value_bits=bits, values=values)
     solution = [[column[i] for column in columns] for i in range(level.slots)]
-    row_data = revocation_filter._rows_np(keys, level)
+    row_data = builder.level_rows(keys, level)
     for i in range(rows):
         start = int(row_data.start[i])
         coefficient = sum(int(word[i]) << (64 * t) for t, word in enumerate(row_data.coefficient))

@@ -20,9 +20,10 @@ from fleetid.authority.fleet_ca import CRL_SHARDS, FleetCa
 from fleetid.clock import ManualClock
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import NotFoundError, PolicyError
-from fleetid.revocation import filter as revocation_filter
+from fleetid.revocation.check.filter import FilterVerifier, Verdict
 from fleetid.revocation.crl import CrlKind, crl_watermark, publisher_for
-from fleetid.revocation.filter import FilterVerifier, Verdict, build_filter
+from fleetid.revocation.filter import format as filter_format
+from fleetid.revocation.filter.builder import build_filter
 from fleetid.revocation.ocsp import OcspPolicy, responder_for
 from fleetid.revocation.registry import CertificateState, RevocationRegistry, certificate_id
 from fleetid.store.repositories import Store
@@ -149,7 +150,7 @@ def test_population_streams_the_covered_universe(
 def test_certificate_id_is_the_filters() -> None:
     key_id = bytes(range(20))
     for serial in (1, 0xABCDEF, (1 << 159) + 12345):
-        assert certificate_id(key_id, serial) == revocation_filter.certificate_id(key_id, serial)
+        assert certificate_id(key_id, serial) == filter_format.certificate_id(key_id, serial)
     with pytest.raises(ValueError):
         certificate_id(key_id, 0)
     with pytest.raises(ValueError):

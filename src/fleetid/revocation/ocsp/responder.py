@@ -1,4 +1,4 @@
-"""OCSP for always-connected devices: an RFC 6960 responder with pre-signed responses.
+"""The OCSP responder for always-connected devices (RFC 6960), with pre-signed responses.
 
 * **Transport.** ``POST /ocsp`` (body ``application/ocsp-request``) and
   ``GET /ocsp/{base64(DER request)}`` (RFC 6960 App. A.1); answers ``application/ocsp-response``.
@@ -9,8 +9,9 @@
   key when two thirds of its life are gone. Its private key is a *software* key held by the service
   (``DATA_DIR/ca/ocsp/issuing-<generation>.key``, mode 0600): that is the usual practice for a
   delegated responder (the CA key never signs responses, and a leaked responder key is
-  bounded by the certificate's short life). Responses are signed with ECDSA-SHA256 and name the
-  responder by key hash.
+  bounded by the certificate's short life): ``fleetid.revocation.ocsp.delegation`` issues and
+  keeps it. Responses are signed through ``fleetid.formats.x509_sign.sign_ocsp_response`` by the
+  responder's ``Signer`` (ECDSA with the curve's hash) and name the responder by key hash.
 * **Pre-signed responses** (RFC 6960 §2.5, RFC 9919 / RFC 5019 lightweight profile). A response
   per (certificate, CertID hash) is signed once and served until it is ``refresh_after`` old;
   ``presign`` signs the whole unexpired population ahead of requests, ``refresh`` re-signs what
@@ -27,9 +28,8 @@
 * **HTTP caching** (RFC 5019 §6.2): pre-signed GET answers carry ETag, Last-Modified (thisUpdate),
   Expires (nextUpdate) and ``max-age`` at most ``http_max_age``, never past nextUpdate.
 
-``check_response`` is the relying party's side (a device checking the staple it fetched, or a
-peer's): signature chain to the issuer, CertID, time window, nonce, and replay of an older
-response than one already seen (a response produced before a revocation the device knows of).
+The relying party's side (a device checking the staple it fetched, or a peer's) is
+``fleetid.revocation.check.ocsp``.
 """
 
 from __future__ import annotations
@@ -38,29 +38,24 @@ import base64
 import binascii
 import functools
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fleetid.authority.fleet_ca import CA_DIR, FleetCa, new_serial
 from fleetid.clock import Clock
 from fleetid.crypto.signer import Signer
-from fleetid.errors import EncodingError, VerificationError
+from fleetid.errors import EncodingError
 from fleetid.formats.ocsp_certid import issuer_hashes
-from fleetid.formats.x509_sign import key_usage, sign_certificate
+from fleetid.formats.x509_sign import sign_ocsp_response
 from fleetid.revocation.registry import (
     REASON_FLAGS,
     CertificateState,
@@ -75,27 +70,13 @@ __all__ = [
     "OcspAnswer",
     "OcspPolicy",
     "OcspResponder",
-    "OcspResult",
-    "ResponseReplayError",
-    "StaleResponseError",
-    "check_response",
     "decode_get_path",
-    "issue_responder",
-    "responder_for",
 ]
 
 OCSP_REQUEST_TYPE: Final = "application/ocsp-request"  # RFC 6960 App. C.1
 OCSP_RESPONSE_TYPE: Final = "application/ocsp-response"  # RFC 6960 App. C.2
 _NONCE_MAX: Final = 32  # RFC 8954 §2.1
 _HASHES: Final[tuple[hashes.HashAlgorithm, ...]] = (hashes.SHA1(), hashes.SHA256())  # noqa: S303 - RFC 5019 §2.1.1 CertID hash
-
-
-class StaleResponseError(VerificationError):
-    """An OCSP response outside its thisUpdate/nextUpdate window (or older than policy allows)."""
-
-
-class ResponseReplayError(VerificationError):
-    """An OCSP response older than what the relying party already knows, or a nonce mismatch."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,7 +88,6 @@ class OcspPolicy:
     poll_interval: float = 0.5  # seconds between registry watermark checks
     http_max_age: timedelta = timedelta(seconds=60)
     responder_lifetime: timedelta = timedelta(days=30)
-    clock_skew: timedelta = timedelta(minutes=5)  # RFC 5019 §4: tolerate small skew
 
     def __post_init__(self) -> None:
         if not timedelta(0) < self.refresh_after < self.validity:
@@ -116,12 +96,12 @@ class OcspPolicy:
 
 @dataclass(frozen=True, kw_only=True)
 class DelegatedResponder:
-    """An issuing CA and the delegated responder that signs for it."""
+    """An issuing CA and the delegated responder that signs for it (by its ``signer``)."""
 
     issuer_id: int
     issuer: x509.Certificate
     certificate: x509.Certificate
-    private_key: ec.EllipticCurvePrivateKey = field(repr=False)
+    signer: Signer = field(repr=False)
 
     def matches(self, cert_id: ocsp.OCSPRequest) -> bool:
         algorithm = cert_id.hash_algorithm
@@ -298,15 +278,14 @@ class OcspResponder:
                 revocation_time=status.revoked_at if revoked else None,
                 revocation_reason=REASON_FLAGS.get(status.reason or "") if revoked else None,
             )
-            .responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate)
             .certificates([responder.certificate])
         )
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-        response = builder.sign(responder.private_key, hashes.SHA256())
+        der = sign_ocsp_response(builder, responder.signer, responder=responder.certificate)
         self.signatures += 1
         return _Signed(
-            der=response.public_bytes(serialization.Encoding.DER),
+            der=der,
             this_update=now,
             next_update=next_update,
         )
@@ -388,234 +367,3 @@ def _request_nonce(request: ocsp.OCSPRequest) -> bytes | None:
         return request.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
     except x509.ExtensionNotFound:
         return None
-
-
-# --- the delegated responder certificate ---------------------------------------------------
-
-
-def issue_responder(
-    issuer: x509.Certificate, signer: Signer, *, now: datetime, lifetime: timedelta
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A fresh responder key and its certificate under ``issuer`` (RFC 6960 §4.2.2.2)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    not_after = min(now + lifetime, issuer.not_valid_after_utc)
-    common_name = issuer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    label = str(common_name[0].value) if common_name else "fleetid"
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{label} OCSP")]))
-        .issuer_name(issuer.subject)
-        .public_key(key.public_key())
-        .serial_number(new_serial())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            key_usage(digital_signature=True),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
-        .add_extension(x509.OCSPNoCheck(), critical=False)  # RFC 6960 §4.2.2.2.1
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-            ),
-            critical=False,
-        )
-    )
-    return sign_certificate(builder, signer), key
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-
-
-def _load_or_issue(
-    directory: Path,
-    generation: int,
-    issuer: x509.Certificate,
-    signer: Signer,
-    now: datetime,
-    lifetime: timedelta,
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    cert_path = directory / f"issuing-{generation}.crt"
-    key_path = directory / f"issuing-{generation}.key"
-    try:
-        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        life = certificate.not_valid_after_utc - certificate.not_valid_before_utc
-        fresh = now < certificate.not_valid_before_utc + life * 2 / 3
-        if (
-            isinstance(key, ec.EllipticCurvePrivateKey)
-            and fresh
-            and certificate.issuer == issuer.subject
-            and key.public_key() == certificate.public_key()
-        ):
-            return certificate, key
-    except (FileNotFoundError, ValueError):
-        pass
-    certificate, key = issue_responder(issuer, signer, now=now, lifetime=lifetime)
-    _write_private(
-        key_path,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return certificate, key
-
-
-def responder_for(
-    ca: FleetCa,
-    *,
-    registry: RevocationRegistry | None = None,
-    policy: OcspPolicy | None = None,
-) -> OcspResponder:
-    """The OCSP responder of a fleet CA: one delegated responder per unexpired issuing CA."""
-    policy = policy or OcspPolicy()
-    registry = registry or RevocationRegistry(ca.store)
-    now = ca.clock.now()
-    directory = ca.settings.data_dir / CA_DIR / "ocsp"
-    responders: dict[int, DelegatedResponder] = {}
-    with ca.store.transaction() as tx:
-        labels = {r.id: r.hsm_label for r in tx.ca_keys.all()}
-    for issuer in registry.issuers():
-        certificate = issuer.certificate
-        if certificate.not_valid_after_utc <= now:
-            continue
-        responder_cert, key = _load_or_issue(
-            directory,
-            issuer.generation,
-            certificate,
-            ca.hsm.signer(labels[issuer.id]),
-            now,
-            policy.responder_lifetime,
-        )
-        responders[issuer.id] = DelegatedResponder(
-            issuer_id=issuer.id, issuer=certificate, certificate=responder_cert, private_key=key
-        )
-    return OcspResponder(registry=registry, responders=responders, clock=ca.clock, policy=policy)
-
-
-# --- the relying party's check -------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class OcspResult:
-    """A verified good or unknown answer (revoked raises)."""
-
-    status: ocsp.OCSPCertStatus
-    this_update: datetime
-    next_update: datetime | None
-    produced_at: datetime
-
-
-def _signed_by(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: datetime) -> None:
-    """The response is signed by ``issuer`` or by a responder it delegated (RFC 6960 §4.2.2.2)."""
-    candidates = [issuer, *response.certificates]
-    for candidate in candidates:
-        try:
-            key = candidate.public_key()
-            if not isinstance(key, ec.EllipticCurvePublicKey):
-                continue
-            assert response.signature_hash_algorithm is not None  # noqa: S101 - ECDSA has one
-            key.verify(
-                response.signature,
-                response.tbs_response_bytes,
-                ec.ECDSA(response.signature_hash_algorithm),
-            )
-        except InvalidSignature:
-            continue
-        if candidate is issuer:
-            return
-        try:
-            issuer_key = issuer.public_key()
-            assert isinstance(issuer_key, ec.EllipticCurvePublicKey)  # noqa: S101 - fleet CAs
-            assert candidate.signature_hash_algorithm is not None  # noqa: S101 - ECDSA
-            issuer_key.verify(
-                candidate.signature,
-                candidate.tbs_certificate_bytes,
-                ec.ECDSA(candidate.signature_hash_algorithm),
-            )
-        except InvalidSignature:
-            raise VerificationError("the OCSP responder was not delegated by this issuer") from None
-        if candidate.issuer != issuer.subject:
-            raise VerificationError("the OCSP responder was not delegated by this issuer")
-        usage = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        if ExtendedKeyUsageOID.OCSP_SIGNING not in usage:
-            raise VerificationError("the responder certificate lacks id-kp-OCSPSigning")
-        if not candidate.not_valid_before_utc <= now <= candidate.not_valid_after_utc:
-            raise StaleResponseError("the responder certificate is not valid now")
-        return
-    raise VerificationError("the OCSP response is not signed by the issuer or its delegate")
-
-
-def check_response(
-    response_der: bytes,
-    *,
-    issuer: x509.Certificate,
-    serial_number: int,
-    now: datetime,
-    nonce: bytes | None = None,
-    not_before: datetime | None = None,
-    skew: timedelta = timedelta(minutes=5),
-) -> OcspResult:
-    """Verify an OCSP response for one certificate; raise unless it is a current answer.
-
-    ``nonce``: the nonce the request carried (the response must echo it). ``not_before``: a time
-    the relying party knows the status changed at or after — the time of a revocation it learnt
-    from another channel, or the thisUpdate of the newest response it already holds; a response
-    whose thisUpdate is older is a replay (``ResponseReplayError``). A revoked answer raises
-    ``fleetid.revocation.filter.CertificateRevokedError``.
-    """
-    from fleetid.revocation.filter import CertificateRevokedError
-
-    try:
-        response = ocsp.load_der_ocsp_response(response_der)
-    except ValueError as exc:
-        raise EncodingError(f"not a DER OCSPResponse: {exc}") from exc
-    if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-        raise VerificationError(f"the responder answered {response.response_status.name}")
-    _signed_by(response, issuer, now)
-    single = next(iter(response.responses))
-    algorithm = single.hash_algorithm
-    if (
-        single.serial_number != serial_number
-        or single.issuer_name_hash != _name_hash(issuer, algorithm)
-        or single.issuer_key_hash != _key_hash(issuer, algorithm)
-    ):
-        raise VerificationError("the OCSP response is about another certificate")
-    if nonce is not None:
-        try:
-            echoed = response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
-        except x509.ExtensionNotFound:
-            echoed = None
-        if echoed != nonce:
-            raise ResponseReplayError("the OCSP response does not echo the request's nonce")
-    this_update = single.this_update_utc
-    next_update = single.next_update_utc
-    if this_update > now + skew:
-        raise StaleResponseError("the OCSP response's thisUpdate is in the future")
-    if next_update is not None and now > next_update + skew:
-        raise StaleResponseError("the OCSP response is past its nextUpdate")
-    if not_before is not None and this_update < not_before:
-        raise ResponseReplayError(
-            f"the OCSP response (thisUpdate {this_update:%Y-%m-%dT%H:%M:%SZ}) predates what is"
-            f" known ({not_before:%Y-%m-%dT%H:%M:%SZ}): a replay"
-        )
-    if single.certificate_status is ocsp.OCSPCertStatus.REVOKED:
-        raise CertificateRevokedError(
-            f"OCSP: revoked at {single.revocation_time_utc} ({single.revocation_reason})"
-        )
-    return OcspResult(
-        status=single.certificate_status,
-        this_update=this_update,
-        next_update=next_update,
-        produced_at=response.produced_at_utc,
-    )

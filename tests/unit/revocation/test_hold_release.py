@@ -17,9 +17,9 @@ from tests.revocation_fixtures import issue, open_fleet
 from fleetid.authority.fleet_ca import CRL_SHARDS, FleetCa
 from fleetid.clock import ManualClock
 from fleetid.errors import PolicyError
+from fleetid.revocation.check.filter import FilterVerifier, Verdict
 from fleetid.revocation.crl import CrlKind, CrlPublisher, publisher_for
-from fleetid.revocation.filter import FilterVerifier, Verdict
-from fleetid.revocation.filter_format import FilterKind
+from fleetid.revocation.filter.format import FilterKind
 from fleetid.revocation.ocsp import OcspPolicy, OcspResponder, responder_for
 from fleetid.revocation.publish import FilterPublisher
 from fleetid.revocation.registry import CertificateState, RevocationRegistry, certificate_id

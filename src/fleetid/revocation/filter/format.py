@@ -16,6 +16,9 @@ Parsing rejects anything that is not exactly one canonical encoding: a wrong mag
 unknown flag bits, non-zero reserved bytes, levels that break the construction's rules, a body
 whose length disagrees with the level parameters, non-zero padding bits, or trailing bytes all
 raise ``EncodingError``. The signature itself is checked by the verifier, not here.
+
+The keys a filter is over are 16-byte certificate identifiers (:func:`certificate_id`), the one
+definition the registry, the builder and the device share.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fleetid.errors import EncodingError
 
 __all__ = [
+    "CERT_ID_SIZE",
     "DIGEST_SIZE",
     "FORMAT_VERSION",
     "MAGIC",
@@ -43,6 +47,7 @@ __all__ = [
     "SignedFilter",
     "append_signature",
     "artefact_digest",
+    "certificate_id",
     "encode_unsigned",
     "key_id",
     "parse_filter",
@@ -53,6 +58,8 @@ FORMAT_VERSION = 1
 DIGEST_SIZE = 32
 MAX_RIBBON_WIDTH = 256
 MAX_FINGERPRINT_BITS = 32
+CERT_ID_SIZE = 16
+_SERIAL_OCTETS = 20  # RFC 5280 §4.1.2.2
 
 _FLAG_INVERTED = 0x01
 _ZERO_DIGEST = bytes(DIGEST_SIZE)
@@ -129,6 +136,21 @@ def key_id(public_key: ec.EllipticCurvePublicKey) -> bytes:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(spki).digest()
+
+
+def certificate_id(issuer_key_id: bytes, serial_number: int) -> bytes:
+    """The 16-byte key a filter uses for a certificate: SHA-256(issuer key id ‖ serial)[:16].
+
+    ``issuer_key_id`` is the issuing CA's subjectKeyIdentifier (what the authority's ``ca_keys``
+    table records, and what its end-entity certificates carry as authorityKeyIdentifier);
+    ``serial_number`` is written as 20 big-endian octets, the RFC 5280 §4.1.2.2 maximum.
+    """
+    if not issuer_key_id:
+        raise ValueError("issuer key id is empty")
+    if not 0 < serial_number < 1 << (8 * _SERIAL_OCTETS):
+        raise ValueError("serial number must be positive and at most 20 octets (RFC 5280)")
+    digest = hashlib.sha256(issuer_key_id + serial_number.to_bytes(_SERIAL_OCTETS, "big"))
+    return digest.digest()[:CERT_ID_SIZE]
 
 
 def artefact_digest(data: bytes) -> bytes:

@@ -12,24 +12,24 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.signer import SoftwareSigner
-from fleetid.errors import EncodingError, PolicyError, StoreError, VerificationError
-from fleetid.revocation import filter as revocation_filter
-from fleetid.revocation.filter import (
+from fleetid.errors import (
     CertificateRevokedError,
     DeltaBaseError,
     DeltaGapError,
+    EncodingError,
     FilterRollbackError,
-    FilterVerifier,
     NotCoveredError,
-    Verdict,
-    build_delta,
-    build_filter,
-    certificate_id,
-    information_bound_bits,
+    PolicyError,
+    StoreError,
+    VerificationError,
 )
-from fleetid.revocation.filter_format import (
+from fleetid.revocation.check.filter import FilterVerifier, Verdict
+from fleetid.revocation.filter import builder
+from fleetid.revocation.filter.builder import build_delta, build_filter, information_bound_bits
+from fleetid.revocation.filter.format import (
     FilterKind,
     append_signature,
+    certificate_id,
     encode_unsigned,
     key_id,
     parse_filter,
@@ -100,9 +100,7 @@ def test_vectorised_and_device_paths_agree_on_members_and_strangers(signer: Soft
     words = packed[: len(packed) // 8 * 8].view("<u8").astype(np.uint64)
     everyone = keys + strangers
     array = np.frombuffer(b"".join(everyone), dtype=np.uint8).reshape(-1, 16)
-    vectorised = revocation_filter._in_positive_np(
-        words, parsed.header.levels, revocation_filter._key_array(array)
-    )
+    vectorised = builder.in_positive(words, parsed.header.levels, builder.key_array(array))
     verifier = verifier_for(signer, artefact)
     device = [verifier.status(k, T0) is Verdict.REVOKED for k in everyone]
     assert vectorised.tolist() == device
