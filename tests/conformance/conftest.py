@@ -1,4 +1,9 @@
-"""The black-box conformance suite's one entry point: a real ``fleetid serve``, seen from outside.
+"""The conformance suite: what fleetid puts on the wire, checked as an independent party would.
+
+Secure channels: ``test_scp03_transcripts.py`` replays published SCP03 transcripts (GP Amendment
+D) against both of our sides, byte for byte.
+
+Everything served: the one entry point below, a real ``fleetid serve``, seen from outside.
 
 Every test here reaches fleetid only as a stranger would: the ``fleetid`` command, HTTP(S) on
 loopback, and stock clients (``openssl``, ``curl``). Nothing imports fleetid's own code, so a test

@@ -51,7 +51,7 @@ Choices where the spec leaves room (documented so the card and the host agree):
   is computed over the ``84``-style class byte as for channel 0 (§6.2.4, GPCS Table 11-12).
 
 Verified against the pySim, Samsung OpenSCP (S8 and S16) and kaoh/globalplatform transcripts;
-see ``tests/vectors/test_scp03_vectors.py``.
+see ``tests/conformance/test_scp03_transcripts.py``.
 """
 
 from fleetid.se.scp03.host import (
