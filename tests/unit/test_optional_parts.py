@@ -44,7 +44,7 @@ NEEDS_A_HIDDEN_PART = {
     "tests/integration/test_imgtool_interop.py": "imgtool",
     "tests/unit/test_checkpoint.py::test_openssl_verifies_our_checkpoint_signature": "openssl",
     "tests/unit/test_shamir.py::test_ssss_combine_rebuilds_our_kek": "ssss-combine",
-    "tests/unit/test_store.py::test_migration_is_idempotent[postgresql]": "PostgreSQL",
+    "tests/unit/store/test_repositories.py::test_migration_is_idempotent[postgresql]": "PostgreSQL",
     "tests/integration/test_mqtt_filter.py::"
     "test_retained_pair_reaches_a_device_that_connects_later": "MQTT broker",
 }
