@@ -632,48 +632,29 @@ class AuditLog(AuditLogReader):
         def write(rows: AuditLogRows) -> list[Entry]:
             tree = self._synced_tree(rows)
             logged_at = _timestamp(self._clock.now())
-            first_index = tree.size
-            entries = [
-                Entry(
-                    index=first_index + offset,
-                    logged_at=logged_at,
-                    kind=kind,
-                    serial=serial,
-                    body_json=body_json,
+            stored: list[EntryRow] = []
+            for offset, (kind, serial, body_json) in enumerate(prepared):
+                index = tree.size + offset
+                leaf = _compose_leaf(
+                    index=index, logged_at=logged_at, kind=kind, serial=serial, body_json=body_json
                 )
-                for offset, (kind, serial, body_json) in enumerate(prepared)
-            ]
-            digests = [
-                leaf_hash(
-                    _compose_leaf(
-                        index=entry.index,
-                        logged_at=entry.logged_at,
-                        kind=entry.kind,
-                        serial=entry.serial,
-                        body_json=entry.body_json,
-                    )
-                )
-                for entry in entries
-            ]
-            self._tree = None  # until the rows and the checkpoint are written
-            rows.add_entries(
-                [
+                stored.append(
                     EntryRow(
-                        seq=entry.index,
-                        logged_at=entry.logged_at,
-                        kind=entry.kind,
-                        serial=entry.serial,
-                        body=entry.body_json,
-                        leaf_hash=digest,
+                        seq=index,
+                        logged_at=logged_at,
+                        kind=kind,
+                        serial=serial,
+                        body=body_json,
+                        leaf_hash=leaf_hash(leaf),
                     )
-                    for entry, digest in zip(entries, digests, strict=True)
-                ]
-            )
-            for digest in digests:
-                tree.append(digest)
+                )
+            self._tree = None  # until the rows and the checkpoint are written
+            rows.add_entries(stored)
+            for row in stored:
+                tree.append(row.leaf_hash)
             self._sign_and_store(rows, tree)
             self._tree = tree
-            return entries
+            return [_entry_from_row(row) for row in stored]
 
         return self._store.write(write, connection, on_failure=self._forget_tree)
 

@@ -15,7 +15,7 @@ from fleetid.clock import ManualClock
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import generate_key
 from fleetid.device.v2x import ItsStation, SoftwareV2xKeys
-from fleetid.errors import ConfigError, VerificationError
+from fleetid.errors import ConfigError, NotFoundError, PolicyError, VerificationError
 
 PASSPHRASE = "correct-horse-battery"
 
@@ -134,3 +134,22 @@ def test_state_survives_reopening_and_stale_lists_are_resigned(tmp_path: Path) -
     reopened.close()
     with pytest.raises(ConfigError):
         init_v2x(tmp_path, family_name="brainpool", passphrase=PASSPHRASE.encode(), clock=clock)
+
+
+def test_revoking_a_ca_outside_the_hierarchy_is_not_found_and_revokes_nothing(
+    tmp_path: Path,
+) -> None:
+    store = init_v2x(
+        tmp_path, family_name="nist", passphrase=PASSPHRASE.encode(), clock=ManualClock()
+    )
+    try:
+        ea = store.hierarchy.ea.certificate.hashed_id8
+        with pytest.raises(NotFoundError, match=(b"\x00" * 8).hex()) as refused:
+            store.publish(revoke=(ea, b"\x00" * 8))
+        assert not isinstance(refused.value, PolicyError)
+        assert store.hierarchy.revoked == []  # the EA's revocation rolled back with it
+        assert store.stats()["revoked_cas"] == 0
+        store.publish(revoke=(ea,))
+        assert store.stats()["revoked_cas"] == 1
+    finally:
+        store.close()

@@ -37,8 +37,6 @@ from fleetid.crypto.pkix import issued_by
 from fleetid.crypto.v2xkeys import PublicKey, compressed_point, curve_name_of, public_key_from_point
 from fleetid.errors import (
     EncodingError,
-    NotFoundError,
-    PolicyError,
     RequestRefusedError,
     VerificationError,
 )
@@ -178,10 +176,9 @@ class EnrolmentAuthority:
         return self.records.revoke_vehicle(its_id)
 
     def revoke_ec(self, ec_id: bytes) -> None:
-        try:
-            self.records.revoke_credential(ec_id)
-        except NotFoundError as exc:
-            raise PolicyError(str(exc)) from None
+        """Revoke one EC: every later authorization validation under it fails. ``NotFoundError``
+        if this EA never issued it."""
+        self.records.revoke_credential(ec_id)
 
     def _canonical_key(self, its_id: bytes) -> PublicKey:
         row = self.records.canonical_key(its_id)

@@ -28,7 +28,7 @@ from fleetid.authority.v2x.root_ca import RootCa
 from fleetid.clock import Clock
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import PrivateKey, generate_key
-from fleetid.errors import ConfigError, NotFoundError, PolicyError, StoreError
+from fleetid.errors import ConfigError, StoreError
 from fleetid.formats.etsi102941 import open_pki_data
 from fleetid.formats.ieee1609 import Certificate, decode_certificate, time32
 from fleetid.policy.v2x import FAMILIES
@@ -63,12 +63,10 @@ class V2xStore:
             engine.dispose()
 
     def publish(self, *, revoke: tuple[bytes, ...] = ()) -> tuple[bytes, bytes]:
-        """Mark ``revoke`` CA certificates revoked, then sign and store a new CTL and CRL."""
+        """Mark ``revoke`` CA certificates revoked, then sign and store a new CTL and CRL;
+        ``NotFoundError`` (nothing revoked) if one is not a certificate of this hierarchy."""
         records = self.ca_records
-        try:
-            revoked = records.revoke(revoke)
-        except NotFoundError as exc:
-            raise PolicyError(str(exc)) from None
+        revoked = records.revoke(revoke)
         last = records.latest(PublicationKind.CTL)
         h = self.hierarchy
         h.ctl_sequence = (0 if last is None else last.sequence) + 1

@@ -14,7 +14,7 @@ from fleetid.authority.v2x import PSID_CAM
 from fleetid.crypto.signer import Signer
 from fleetid.crypto.v2xkeys import compressed_point
 from fleetid.device.v2x import ItsStation, PendingRequest
-from fleetid.errors import PolicyError, ProfileError, VerificationError
+from fleetid.errors import NotFoundError, PolicyError, ProfileError, VerificationError
 from fleetid.formats.etsi102941 import (
     decrypt_for_certificate,
     encrypt,
@@ -239,6 +239,16 @@ def test_revoked_ec_is_refused_at_validation(family: str) -> None:
     assert pki.ea.counters.all()["validation.deniedrequest"] == 1
     with pytest.raises(PolicyError):
         station.request_tickets(1, pki.aa.handle_authorization)
+
+
+def test_revoking_an_ec_the_ea_never_issued_is_not_found(family: str) -> None:
+    # The record the request names does not exist: NotFoundError, not a policy refusal.
+    pki = new_pki(family)
+    station = pki.enrolled()
+    with pytest.raises(NotFoundError, match="no EC") as refused:
+        pki.ea.revoke_ec(b"\x00" * 8)
+    assert not isinstance(refused.value, PolicyError)
+    assert ask(pki, station.authorization_request()) == "ok"  # nothing else was revoked
 
 
 def test_unknown_ec_is_unknownits(family: str) -> None:
