@@ -1,9 +1,9 @@
 """SCP03 host <-> card: round trips at every level in S8 and S16, and every way a session fails.
 
 The published transcripts are in ``tests/conformance/test_scp03_transcripts.py``; this file
-checks the behaviour around them: the AES primitives against an independent implementation (pycryptodome)
-and public KDF vectors, the full host/card exchange over random commands of all four ISO cases,
-and the negative cases (each closes or aborts the session with the status word GP prescribes).
+checks the behaviour around them: the AES primitives against an independent implementation
+(pycryptodome) and public KDF vectors, the full host/card exchange over random commands of all
+four ISO cases, and the negative cases (each closes or aborts the session with the status word GP prescribes).
 """
 
 from __future__ import annotations
