@@ -3,7 +3,8 @@
 The published transcripts are in ``tests/conformance/test_scp03_transcripts.py``; this file
 checks the behaviour around them: the AES primitives against an independent implementation
 (pycryptodome) and public KDF vectors, the full host/card exchange over random commands of all
-four ISO cases, and the negative cases (each closes or aborts the session with the status word GP prescribes).
+four ISO cases, and the negative cases (each closes or aborts the session with the status word
+GP prescribes).
 """
 
 from __future__ import annotations
