@@ -19,6 +19,7 @@ which is the recovery path when a device was offline for longer than its credent
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -26,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from fleetid.clock import Clock
+from fleetid.clock import Clock, SystemClock
 from fleetid.device.transport import AuthorityTransport
 from fleetid.device.truststore import TrustStore
 from fleetid.errors import AuthenticationError, PolicyError, VerificationError
@@ -39,8 +40,8 @@ from fleetid.formats.csr_attestation import (
     build_csr,
 )
 from fleetid.formats.proof import REENROLL_PATH, RELEASE_PATH, CredentialProof, sign_proof
-from fleetid.policy import Cadence
-from fleetid.se.client import SecureElementClient, SecureElementSigner
+from fleetid.policy import DEFAULT_POLICY, Cadence, CredentialType
+from fleetid.se.client import SecureElementClient, SecureElementSigner, Transport
 from fleetid.se.wire import Curve
 
 __all__ = ["AgentState", "Credential", "DeviceAgent", "Event"]
@@ -95,6 +96,27 @@ class DeviceAgent:
     state: AgentState = AgentState.FACTORY
     credential: Credential | None = None
     history: list[Event] = field(default_factory=list)
+
+    @classmethod
+    def for_card(
+        cls,
+        card: Transport,
+        *,
+        anchors: Sequence[x509.Certificate],
+        clock: Clock | None = None,
+        cadence: Cadence | None = None,
+        curve: Curve = Curve.P256,
+    ) -> DeviceAgent:
+        """An agent for the secure element behind ``card`` (anything with ``transmit``: the
+        emulated chip, a PC/SC reader), trusting the fleet roots ``anchors``; operational
+        credentials renew on the default policy's cadence unless ``cadence`` says otherwise."""
+        return cls(
+            se=SecureElementClient(card),
+            clock=clock or SystemClock(),
+            cadence=cadence or DEFAULT_POLICY.profile(CredentialType.OPERATIONAL).cadence,
+            trust=TrustStore(anchors),
+            curve=curve,
+        )
 
     # -- identity ------------------------------------------------------------------------------
 

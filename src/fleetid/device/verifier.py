@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from fleetid.clock import Clock
+from fleetid.clock import Clock, SystemClock
 from fleetid.crypto.pkix import crl_signed_by
 from fleetid.device.crl_client import CrlClient
 from fleetid.device.truststore import TrustStore
@@ -50,7 +50,12 @@ from fleetid.errors import (
     StaleError,
     VerificationError,
 )
-from fleetid.policy.connectivity import ConnectivityProfile, NotCoveredAction, RevocationPolicy
+from fleetid.policy.connectivity import (
+    ConnectivityProfile,
+    NotCoveredAction,
+    RevocationPolicy,
+    policy_for,
+)
 from fleetid.revocation.check.crl import HeldCrls
 from fleetid.revocation.check.filter import (
     FilterVerifier,
@@ -175,6 +180,27 @@ class PeerVerifier:
         self._ocsp_seen: dict[tuple[bytes, int], datetime] = {}
         for issuer in issuers:
             self.add_issuer(issuer)
+
+    @classmethod
+    def for_profile(
+        cls,
+        profile: ConnectivityProfile | str,
+        *,
+        anchors: Sequence[x509.Certificate],
+        clock: Clock | None = None,
+        issuers: Sequence[x509.Certificate] = (),
+        ocsp_fetcher: OcspFetcher | None = None,
+    ) -> PeerVerifier:
+        """A verifier with the default revocation policy of ``profile`` (``"always-on"``,
+        ``"intermittent"`` or ``"offline"``), trusting the fleet roots ``anchors``; ``issuers``
+        are the issuing CAs it learns up front (each validated to ``anchors``)."""
+        return cls(
+            trust=TrustStore(anchors),
+            policy=policy_for(profile),
+            clock=clock or SystemClock(),
+            issuers=issuers,
+            ocsp_fetcher=ocsp_fetcher,
+        )
 
     @property
     def policy(self) -> RevocationPolicy:
