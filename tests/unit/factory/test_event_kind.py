@@ -8,25 +8,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
+from tests.revocation_fixtures import issue, open_fleet
 
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.provisioners.token import create_token
 from fleetid.authority.revoke import revoke_serial
 from fleetid.clock import ManualClock
-from fleetid.config import Settings
 from fleetid.errors import EncodingError
 from fleetid.factory.auditlog import EventKind
-from fleetid.policy import CredentialType
 from fleetid.store.auditlog_table import audit_entries
 from fleetid.store.repositories import CaEvent
 
 
 @pytest.fixture
 def ca(tmp_path: Path) -> Iterator[FleetCa]:
-    settings = Settings.load(tmp_path / "ca", environ={"FLEETID_PUBLIC_URL": "http://ca.test"})
-    authority = FleetCa.init(settings, clock=ManualClock(), name="Kinds")
+    authority = open_fleet(tmp_path / "ca", f"sqlite:///{tmp_path}/ca.db", ManualClock())
     yield authority
     authority.close()
 
@@ -62,13 +59,7 @@ def test_a_kind_the_enum_does_not_name_is_refused(stored: str) -> None:
 def test_the_authority_logs_only_members(ca: FleetCa) -> None:
     with ca.store.transaction() as tx:
         create_token(tx, device_id="gw-1", clock=ca.clock, ttl=ca.settings.policy.token_ttl)
-        certificate, _ = ca.issue(
-            tx,
-            public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
-            credential_type=CredentialType.OPERATIONAL,
-            common_name="gw-1",
-            device_id="gw-1",
-        )
+    (certificate,) = issue(ca, 1)
     revoke_serial(ca.store, f"{certificate.serial_number:040x}", "superseded", clock=ca.clock)
     kinds = _kinds(ca)
     assert kinds == [
