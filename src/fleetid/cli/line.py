@@ -134,6 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     from functools import partial
 
     from fleetid.clock import SystemClock
+    from fleetid.config import PKCS11_MODULE_ENV
     from fleetid.errors import ConfigError
     from fleetid.factory.line import CrashPlan, LineConfig, fewer_collections, open_line
     from fleetid.factory.line_pool import run_pool
@@ -148,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
     config = LineConfig(batch_size=args.batch_size)
     # The crash tests' fault injection is chosen here, at the entry point, never in the line.
     crash = CrashPlan.from_environment(os.environ)
+    pkcs11_module = os.environ.get(PKCS11_MODULE_ENV) or None
     # Refuses a locked HSM before a lot is fabricated.
     line = open_line(
         args.data_dir,
@@ -155,6 +157,7 @@ def _run(args: argparse.Namespace) -> int:
         config=config,
         crash=crash,
         collections=fewer_collections,
+        pkcs11_module=pkcs11_module,
     )
     wafer = _wafer(args)
     units = [u.unit for u in wafer.units]
@@ -163,7 +166,13 @@ def _run(args: argparse.Namespace) -> int:
     else:
         cards = partial(Wafer.open, wafer.directory)  # a lot on disk: _wafer made it there
         report = run_pool(
-            args.data_dir, units, cards, workers=args.workers, config=config, crash=crash
+            args.data_dir,
+            units,
+            cards,
+            workers=args.workers,
+            config=config,
+            crash=crash,
+            pkcs11_module=pkcs11_module,
         )
     print(
         f"lot {wafer.lot}: processed {report.processed} (already done {report.already_done}): "

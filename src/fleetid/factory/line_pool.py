@@ -52,22 +52,25 @@ def run_pool(
     workers: int,
     config: LineConfig | None = None,
     crash: CrashPlan = NO_CRASH,
+    pkcs11_module: str | None = None,
 ) -> LineReport:
     """Run ``units`` through the line of ``data_dir`` in ``workers`` processes; one report.
 
     ``cards`` makes each worker's card source (it must pickle: e.g. ``partial(Wafer.open,
-    directory)``). ``crash`` is the crash tests' plan, handed to every worker. Each worker runs
+    directory)``). ``crash`` is the crash tests' plan and ``pkcs11_module`` the PKCS#11 library
+    the command was given, both handed to every worker. Each worker runs
     with ``fewer_collections``, as ``fleetid line run`` does. With one worker, or one unit, the
     line runs in this process.
     """
     slices = split_units(units, workers)
     if len(slices) <= 1:
-        return _run_slice(data_dir, list(units), cards, config, crash)
+        return _run_slice(data_dir, list(units), cards, config, crash, pkcs11_module)
     context = multiprocessing.get_context("spawn")  # no fork of an activated HSM or open engine
     try:
         with ProcessPoolExecutor(max_workers=len(slices), mp_context=context) as pool:
             futures = [
-                pool.submit(_run_slice, data_dir, part, cards, config, crash) for part in slices
+                pool.submit(_run_slice, data_dir, part, cards, config, crash, pkcs11_module)
+                for part in slices
             ]
             reports = [future.result() for future in futures]
     except BrokenProcessPool as exc:
@@ -87,12 +90,18 @@ def _run_slice(
     cards: Callable[[], CardSource],
     config: LineConfig | None,
     crash: CrashPlan,
+    pkcs11_module: str | None,
 ) -> LineReport:
     """A worker's entry: its own line, with the plan and the collector policy of the run."""
     from fleetid.clock import SystemClock
     from fleetid.factory.line import fewer_collections, open_line
 
     line = open_line(
-        data_dir, clock=SystemClock(), config=config, crash=crash, collections=fewer_collections
+        data_dir,
+        clock=SystemClock(),
+        config=config,
+        crash=crash,
+        collections=fewer_collections,
+        pkcs11_module=pkcs11_module,
     )
     return line.run(units, cards())

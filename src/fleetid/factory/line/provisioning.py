@@ -23,7 +23,7 @@ from fleetid.clock import Clock
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, HsmError, SecureElementError, VerificationError
 from fleetid.factory import personalisation
-from fleetid.factory.auditlog import AuditEvent, AuditLog
+from fleetid.factory.auditlog import AuditEvent, AuditLog, EventKind
 from fleetid.factory.ceremony import CeremonyRecord
 from fleetid.factory.line.collector import CollectorPolicy, default_collections
 from fleetid.factory.line.crash import NO_CRASH, CrashPlan
@@ -53,13 +53,6 @@ __all__ = ["ProvisioningLine", "open_line"]
 _ALWAYS_WRITTEN: Final = frozenset({"state", "step", "updated_at"})
 
 # Audit log event kinds (fleetid.factory.auditlog.EventKind where one exists).
-_IDENTIFIED: Final = "identified"
-_INJECTION: Final = "injection"
-_CERTIFICATION: Final = "certification"
-_INSTALLATION: Final = "installation"
-_LOCK: Final = "lock"
-_QUARANTINE: Final = "quarantine"
-_DUPLICATE: Final = "duplicate-serial"
 
 
 class _Quarantine(Exception):
@@ -231,7 +224,7 @@ class ProvisioningLine:
             item.reason = f"serial {item.serial} already presented by unit {owner}"
             item.events.append(
                 AuditEvent(
-                    kind=_DUPLICATE,
+                    kind=EventKind.DUPLICATE_SERIAL,
                     serial=item.serial,
                     body={"unit": item.unit, "first_unit": owner, "refused": True},
                 )
@@ -249,7 +242,7 @@ class ProvisioningLine:
         else:
             item.events.append(
                 AuditEvent(
-                    kind=_IDENTIFIED,
+                    kind=EventKind.IDENTIFIED,
                     serial=item.serial,
                     body={
                         "unit": item.unit,
@@ -324,7 +317,7 @@ class ProvisioningLine:
         item.step = Step.INJECTED
         item.events.append(
             AuditEvent(
-                kind=_INJECTION,
+                kind=EventKind.INJECTION,
                 serial=item.serial,
                 body={
                     "unit": item.unit,
@@ -370,7 +363,7 @@ class ProvisioningLine:
         item.step = Step.CERTIFIED
         item.events.append(
             AuditEvent(
-                kind=_CERTIFICATION,
+                kind=EventKind.CERTIFICATION,
                 serial=item.serial,
                 body={
                     "unit": item.unit,
@@ -454,7 +447,7 @@ class ProvisioningLine:
         item.outcome = UnitState.SECURED
         item.events.append(
             AuditEvent(
-                kind=_INSTALLATION,
+                kind=EventKind.INSTALLATION,
                 serial=item.serial,
                 body={
                     "unit": item.unit,
@@ -467,7 +460,7 @@ class ProvisioningLine:
         )
         item.events.append(
             AuditEvent(
-                kind=_LOCK,
+                kind=EventKind.LOCK,
                 serial=item.serial,
                 body={"unit": item.unit, "life_cycle": CardLifeCycle.SECURED.name},
             )
@@ -484,7 +477,7 @@ class ProvisioningLine:
             body["void_idevid_sha256"] = q.void_idevid
         else:
             item.idevid = None  # a certificate exists only if recorded before installation
-        item.events.append(AuditEvent(kind=_QUARANTINE, serial=item.serial, body=body))
+        item.events.append(AuditEvent(kind=EventKind.QUARANTINE, serial=item.serial, body=body))
 
     def _commit(self, batch: Iterable[_Unit]) -> None:
         """Write the batch's manifest rows and audit entries in one transaction.
@@ -525,7 +518,7 @@ class ProvisioningLine:
             item.reason = f"serial {item.serial} already presented by unit {owner}"
             item.events = [
                 AuditEvent(
-                    kind=_DUPLICATE,
+                    kind=EventKind.DUPLICATE_SERIAL,
                     serial=item.serial,
                     body={"unit": item.unit, "first_unit": owner, "refused": True},
                 )
@@ -586,16 +579,18 @@ def open_line(
     config: LineConfig | None = None,
     crash: CrashPlan = NO_CRASH,
     collections: CollectorPolicy = default_collections,
+    pkcs11_module: str | None = None,
 ) -> ProvisioningLine:
     """The line of a data directory, on its activated HSM; ``crash`` and ``collections`` as
-    for ``ProvisioningLine``.
+    for ``ProvisioningLine``, ``pkcs11_module`` the PKCS#11 library of a PKCS#11 HSM (else the
+    ceremony config's, else SoftHSM2's where Debian installs it).
 
     Raises ``HsmNotActivatedError`` until custodians have run ``fleetid ceremony activate``.
     """
     from fleetid.factory.ceremony import open_activated_hsm
     from fleetid.store.engine import open_engine
 
-    hsm, record = open_activated_hsm(data_dir, clock=clock)
+    hsm, record = open_activated_hsm(data_dir, clock=clock, pkcs11_module=pkcs11_module)
     log = AuditLog.open(data_dir, hsm.signer(record.audit_key_label), record.log_origin, clock)
     return ProvisioningLine(
         hsm=hsm,
