@@ -20,10 +20,12 @@ one place. The tree::
     │   └── HsmNotActivatedError   the HSM is locked until custodians activate it
     ├── CeremonyError          a key ceremony step is not allowed or its inputs are wrong
     ├── PolicyError            a request is well formed but policy forbids it
-    │   └── LimitExceededError a per-client bound on outstanding work is reached (HTTP 429)
+    │   ├── LimitExceededError a per-client bound on outstanding work is reached (HTTP 429)
+    │   └── BatchRefusedError  a butterfly batch request refused (replay, revoked device, policy)
     ├── UnreachableError       a peer (the authority, a broker) cannot be reached or TLS failed
     └── StoreError             persistent state is missing, duplicated or inconsistent
         └── NotFoundError      the record a request names does not exist
+            └── BatchPendingError  a butterfly batch downloaded before it is complete
 
 Verification raises ``VerificationError``; no check in fleetid returns a bool to be ignored.
 """
@@ -32,6 +34,8 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "BatchPendingError",
+    "BatchRefusedError",
     "BodyTooLargeError",
     "CeremonyError",
     "CertificateRevokedError",
@@ -164,3 +168,20 @@ class StoreError(FleetIdError):
 
 class NotFoundError(StoreError):
     """The record a request names (a serial, a device) does not exist."""
+
+
+# V2X batches
+
+
+class BatchRefusedError(PolicyError):
+    """The registration authority or the pseudonym CA refuses a butterfly batch request: a
+    replayed or stale request, a device whose certificates are revoked, a request outside
+    policy. ``code`` names the reason for the problem document."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
+class BatchPendingError(NotFoundError):
+    """A batch download asked for before every certificate of the batch is issued."""
