@@ -23,6 +23,7 @@ with the codec on random values.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,7 +40,7 @@ from fleetid.crypto.ecies import (
     new_aes_key,
     new_ccm_nonce,
 )
-from fleetid.crypto.v2xkeys import PublicKey, field_size
+from fleetid.crypto.v2xkeys import PublicKey, compressed_point, field_size
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats.ieee1609.certificate import hashed_id8
 from fleetid.formats.ieee1609.codec import decode, encode
@@ -79,47 +80,101 @@ def decode_message(type_name: str, data: bytes) -> Any:
 # Encryption to a cocoon key (rekRecipInfo) and pre-linkage values
 
 
+def _sealed_value(
+    choice: str, recipient_id: bytes, point: bytes, c: bytes, t: bytes, nonce: bytes, ct: bytes
+) -> dict[str, Any]:
+    encrypted_key = {"v": point_value(point), "c": c, "t": t}
+    recipient = ("rekRecipInfo", {"recipientId": recipient_id, "encKey": (choice, encrypted_key)})
+    ciphertext = ("aes128ccm", {"nonce": nonce, "ccmCiphertext": ct})
+    return {
+        "protocolVersion": 3,
+        "content": ("encryptedData", {"recipients": [recipient], "ciphertext": ciphertext}),
+    }
+
+
+@functools.lru_cache(maxsize=64)
+def _sealed_splice(choice: str, ciphertext_size: int) -> _Splice:
+    """The encrypted response's bytes for one ECIES curve and one ciphertext size."""
+    sample = {
+        "id": b"\x11" * 8,
+        "v": b"\x82" + b"\x22" * 32,
+        "c": b"\x33" * 16,
+        "t": b"\x44" * 16,
+        "nonce": b"\x55" * 12,
+        "ct": b"\x66" * ciphertext_size,
+    }
+    value = _sealed_value(
+        choice,
+        sample["id"],
+        b"\x02" + sample["v"][1:],
+        sample["c"],
+        sample["t"],
+        sample["nonce"],
+        sample["ct"],
+    )
+    return _Splice("Ieee1609Dot2Data", value, sample)
+
+
 def seal_to_key(plaintext: bytes, recipient: PublicKey) -> bytes:
     """COER Ieee1609Dot2Data-Encrypted of ``plaintext`` to an ECIES public key (rekRecipInfo)."""
     aes_key = new_aes_key()
     wrapped = ecies_wrap(aes_key, recipient, EMPTY_P1)
     nonce = new_ccm_nonce()
-    recipient_id = _rek_id(recipient)
+    ciphertext = ccm_encrypt(aes_key, nonce, plaintext)
+    splice = _sealed_splice(ecies_choice(recipient), len(ciphertext))
+    return splice.fill(
+        id=_rek_id(recipient),
+        v=_POINT_TAGS[wrapped.ephemeral_point[0]] + wrapped.ephemeral_point[1:],
+        c=wrapped.ciphertext,
+        t=wrapped.tag,
+        nonce=nonce,
+        ct=ciphertext,
+    )
+
+
+#: COER CHOICE tags of EccP256CurvePoint compressed-y-0 and -1, by the SEC 1 prefix.
+_POINT_TAGS: Final = {2: b"\x82", 3: b"\x83"}
+
+
+@functools.lru_cache(maxsize=4)
+def _encryption_key_splice(choice: str) -> _Splice:
+    sample = {"v": b"\x82" + b"\x77" * 32}
     value = {
-        "protocolVersion": 3,
-        "content": (
-            "encryptedData",
-            {
-                "recipients": [
-                    (
-                        "rekRecipInfo",
-                        {
-                            "recipientId": recipient_id,
-                            "encKey": (
-                                ecies_choice(recipient),
-                                {
-                                    "v": point_value(wrapped.ephemeral_point),
-                                    "c": wrapped.ciphertext,
-                                    "t": wrapped.tag,
-                                },
-                            ),
-                        },
-                    )
-                ],
-                "ciphertext": (
-                    "aes128ccm",
-                    {"nonce": nonce, "ccmCiphertext": ccm_encrypt(aes_key, nonce, plaintext)},
-                ),
-            },
-        ),
+        "supportedSymmAlg": "aes128Ccm",
+        "publicKey": (choice, ("compressed-y-0", b"\x77" * 32)),
     }
-    return encode_message("Ieee1609Dot2Data", value)
+    return _Splice("PublicEncryptionKey", value, sample)
 
 
 def _rek_id(key: PublicKey) -> bytes:
     """recipientId of rekRecipInfo: HashedId8 of COER(PublicEncryptionKey) (1609.2 §6.3.46)."""
-    encoded = encode_message("PublicEncryptionKey", encryption_key_value(key))
+    point = compressed_point(key)
+    encoded = _encryption_key_splice(ecies_choice(key)).fill(v=_POINT_TAGS[point[0]] + point[1:])
     return hashlib.sha256(encoded).digest()[-8:]
+
+
+class _Splice:
+    """Bytes the codec encoded once from a sample, with fixed-size fields to overwrite.
+
+    ``markers`` maps each field to its sample bytes, which must occur exactly once; ``fill``
+    writes values of the same sizes there. Tests compare the result with the codec.
+    """
+
+    def __init__(self, type_name: str, sample: Any, markers: dict[str, bytes]) -> None:
+        self._bytes = encode(type_name, sample)
+        self._fields = {
+            name: (_find_once(self._bytes, marker, name), len(marker))
+            for name, marker in markers.items()
+        }
+
+    def fill(self, **values: bytes) -> bytes:
+        out = bytearray(self._bytes)
+        for name, value in values.items():
+            at, size = self._fields[name]
+            if len(value) != size:
+                raise EncodingError(f"{name} is {size} bytes, got {len(value)}")
+            out[at : at + size] = value
+        return bytes(out)
 
 
 def open_from_key(

@@ -41,7 +41,7 @@ from fleetid.formats.butterfly_messages import (
     seal_to_key,
 )
 from fleetid.formats.etsi102941 import decrypt_for_certificate
-from fleetid.formats.ieee1609 import hashed_id8, time32
+from fleetid.formats.ieee1609 import hashed_id8, hashed_id8_of, time32
 from fleetid.formats.ieee1609.keys import (
     public_key_from_encryption_key,
     public_key_from_verification_key,
@@ -173,7 +173,9 @@ class PseudonymCa:
             certificate = template.certificate(tbs, r, s)
             private_key_info = moved.secret
         plaintext = aca_ee_response(time32(now), certificate, private_key_info)
-        certificate_id = hashed_id8(certificate)
+        # The template writes the canonical form (compressed key, x-only r), and the key is
+        # 256-bit: HashedId8 is the low 8 bytes of SHA-256 of these very bytes (1609.2 §6.4.3).
+        certificate_id = hashed_id8_of(certificate)
         self.records[certificate_id] = IssuanceRecord(
             certificate_id=certificate_id,
             i=i,
