@@ -46,7 +46,6 @@ from fleetid.formats.ieee1609.certificate import hashed_id8
 from fleetid.formats.ieee1609.codec import decode, encode
 from fleetid.formats.ieee1609.keys import (
     ecies_choice,
-    encryption_key_value,
     point_value,
     signature_value,
 )

@@ -136,11 +136,19 @@ class PseudonymCa:
         )
 
     def issue(self, request: dict[str, Any], now: datetime) -> dict[str, Any]:
-        """One AcaRaCertResponse value for one RaAcaCertRequest value.
+        """One AcaRaCertResponse value for one RaAcaCertRequest value; the record kept here.
 
         Raises ``VerificationError`` for a pre-linkage value that does not open or does not
         belong, ``BatchRefusedError`` for a request outside this CA's policy.
         """
+        response, record = self.issue_with_record(request, now)
+        self.records[record.certificate_id] = record
+        return response
+
+    def issue_with_record(
+        self, request: dict[str, Any], now: datetime
+    ) -> tuple[dict[str, Any], IssuanceRecord]:
+        """``issue`` for workers that keep the record in the shared store themselves."""
         i = int(request["iCert"])
         tbs_in = request["tbsCert"]
         implicit = request["type"] == "implicit"
@@ -176,7 +184,7 @@ class PseudonymCa:
         # The template writes the canonical form (compressed key, x-only r), and the key is
         # 256-bit: HashedId8 is the low 8 bytes of SHA-256 of these very bytes (1609.2 §6.4.3).
         certificate_id = hashed_id8_of(certificate)
-        self.records[certificate_id] = IssuanceRecord(
+        record = IssuanceRecord(
             certificate_id=certificate_id,
             i=i,
             chain_references=(
@@ -185,10 +193,11 @@ class PseudonymCa:
             ),
             device_reference=bytes(request["deviceReference"]),
         )
-        return {
+        response = {
             "requestId": bytes(request["requestId"]),
             "acaResponse": seal_to_key(plaintext, recipient),
         }
+        return response, record
 
     def _linkage_value(self, linkage_info: Iterable[dict[str, Any]], i: int) -> bytes:
         opened = []

@@ -52,7 +52,13 @@ from fleetid.formats.ieee1609.keys import (
     verification_key_value,
 )
 
-__all__ = ["BatchItem", "LinkageService", "RegistrationAuthority"]
+__all__ = [
+    "BatchItem",
+    "LinkageService",
+    "RegistrationAuthority",
+    "download_message",
+    "expand_item",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -94,8 +100,8 @@ class BatchItem:
 
 @dataclass(kw_only=True)
 class _Batch:
+    slots: set[tuple[int, int]] = field(default_factory=set)
     entries: dict[tuple[int, int], bytes] = field(default_factory=dict)
-    expected: int = 0
 
 
 class RegistrationAuthority:
@@ -210,7 +216,7 @@ class RegistrationAuthority:
             la.pre_linkage_values(chain, i, self._per_period)
             for la, chain in zip(self._linkage, device.chains, strict=True)
         ]
-        self._batches[batch_id] = _Batch(expected=self._per_period)
+        self._batches[batch_id] = _Batch(slots={(i, j) for j in range(self._per_period)})
         for j in range(self._per_period):
             self._pending.append(
                 BatchItem(
@@ -266,13 +272,10 @@ class RegistrationAuthority:
         batch = self._batches.get(batch_id)
         if batch is None:
             raise NotFoundError("no such batch")
-        if len(batch.entries) < batch.expected:
-            raise BatchPendingError(f"{len(batch.entries)} of {batch.expected} issued")
-        entries = [
-            {"i": i, "j": j, "acaResponse": response}
-            for (i, j), response in sorted(batch.entries.items())
+        answers: list[tuple[int, int, bytes | None]] = [
+            (i, j, batch.entries.get((i, j))) for i, j in sorted(batch.slots)
         ]
-        return encode_message("RaEeCertBatch", {"requestHash": batch_id, "entries": entries})
+        return download_message(batch_id, answers)
 
     # ---------------------------------------------------------------------------- misbehaviour
 
@@ -290,6 +293,18 @@ class RegistrationAuthority:
 
     def device_count(self) -> int:
         return len(self._devices)
+
+
+def download_message(batch_id: bytes, answers: list[tuple[int, int, bytes | None]]) -> bytes:
+    """RaEeCertBatch from every (i, j, answer) of a batch; ``BatchPendingError`` if one is
+    still unanswered, ``NotFoundError`` for a batch with no request."""
+    if not answers:
+        raise NotFoundError("no such batch")
+    missing = sum(1 for _, _, answer in answers if answer is None)
+    if missing:
+        raise BatchPendingError(f"{len(answers) - missing} of {len(answers)} issued")
+    entries = [{"i": i, "j": j, "acaResponse": answer} for i, j, answer in answers]
+    return encode_message("RaEeCertBatch", {"requestHash": batch_id, "entries": entries})
 
 
 @functools.lru_cache(maxsize=1024)

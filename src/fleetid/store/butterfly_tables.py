@@ -1,0 +1,58 @@
+"""The butterfly issuance queue (SQLAlchemy Core): the RA's per-certificate requests waiting for
+the pseudonym CA's workers, and what the CA keeps of each certificate it issued.
+
+``butterfly_work`` holds one row per (batch, i, j): the RA's request in its parts (the device's
+COER EeRaCertRequest, the two COER EncryptedPlv, the RA's sealed device reference) and, once
+issued, the CA's answer encrypted to the cocoon key. ``request_id`` is random, so ordering by it
+mixes devices. ``butterfly_issued`` is the CA's record of each certificate (HashedId8, period,
+the LAs' and RA's sealed references), one per request at most: the unique ``request_id`` is
+what makes a second issuance of one (device, i, j) fail its transaction.
+
+Workers claim rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` and write the answer and the
+record in the same transaction, so a worker killed mid-batch leaves its rows unanswered and
+unlocked for the next one (``fleetid.store.butterfly_queue``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    UniqueConstraint,
+)
+
+__all__ = ["butterfly_issued", "butterfly_metadata", "butterfly_work"]
+
+butterfly_metadata = MetaData()
+
+butterfly_work = Table(
+    "butterfly_work",
+    butterfly_metadata,
+    Column("request_id", LargeBinary(16), primary_key=True),
+    Column("batch_id", LargeBinary(8), nullable=False, index=True),
+    Column("i", Integer, nullable=False),
+    Column("j", BigInteger, nullable=False),
+    Column("implicit", Boolean, nullable=False),
+    Column("device_reference", LargeBinary, nullable=False),
+    Column("caterpillar", LargeBinary, nullable=False),
+    Column("plv1", LargeBinary, nullable=False),
+    Column("plv2", LargeBinary, nullable=False),
+    Column("response", LargeBinary, nullable=True),
+    UniqueConstraint("batch_id", "i", "j", name="uq_butterfly_work_batch_i_j"),
+)
+
+butterfly_issued = Table(
+    "butterfly_issued",
+    butterfly_metadata,
+    Column("certificate_id", LargeBinary(8), primary_key=True),
+    Column("request_id", LargeBinary(16), nullable=False, unique=True),
+    Column("i", Integer, nullable=False),
+    Column("chain_reference1", LargeBinary, nullable=False),
+    Column("chain_reference2", LargeBinary, nullable=False),
+    Column("device_reference", LargeBinary, nullable=False),
+)
