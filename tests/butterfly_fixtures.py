@@ -36,14 +36,18 @@ class BatchPki:
             unified=unified,
         )
 
-    def request(self, vehicle: PseudonymRequester, i: int = 0) -> PendingBatch:
+    def prepare(self, vehicle: PseudonymRequester, i: int = 0) -> PendingBatch:
+        """The vehicle's batch request for period i, not sent yet."""
         schedule = self.authorities.schedule
-        pending = vehicle.batch_request(
+        return vehicle.batch_request(
             period_start=schedule.start(i),
             duration=schedule.duration,
             app_permissions=CAM_PERMISSIONS,
             now=self.pki.clock.now(),
         )
+
+    def request(self, vehicle: PseudonymRequester, i: int = 0) -> PendingBatch:
+        pending = self.prepare(vehicle, i)
         vehicle.read_ack(pending, self.authorities.ra.handle_batch_request(pending.message))
         return pending
 

@@ -276,14 +276,7 @@ def test_a_replayed_batch_request_is_refused(nist: BatchPki) -> None:
 
 def test_a_stale_batch_request_is_refused() -> None:
     batch = new_batch_pki("nist", per_period=1)
-    vehicle = batch.vehicle()
-    schedule = batch.authorities.schedule
-    pending = vehicle.batch_request(
-        period_start=schedule.start(0),
-        duration=schedule.duration,
-        app_permissions=CAM_PERMISSIONS,
-        now=batch.pki.clock.now(),
-    )
+    pending = batch.prepare(batch.vehicle())
     batch.pki.clock.advance(timedelta(minutes=6))
     with pytest.raises(BatchRefusedError, match="stale"):
         batch.authorities.ra.handle_batch_request(pending.message)
