@@ -76,6 +76,7 @@ def _cohort(ctx: DemoContext, family: CurveFamily) -> None:
         station.enrol(pki.ea.handle_enrolment)
         station.request_tickets(TICKETS_PER_VEHICLE, pki.aa.handle_authorization)
         stations.append(station)
+    ctx.state[f"v2x.{family.name}"] = (pki, stations)  # the pseudonym stage's cohort
     receivers = [CamReceiver(pki.trust_store(), clock) for _ in stations]
 
     verified = 0
