@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, update
 from tests.butterfly_fixtures import BatchPki, new_batch_pki
 
 from fleetid.authority.v2x.batch_jobs import (
@@ -26,7 +25,7 @@ from fleetid.authority.v2x.batch_jobs import (
 from fleetid.device.pseudonyms import PendingBatch, PseudonymRequester
 from fleetid.errors import BatchPendingError
 from fleetid.store.butterfly_queue import ButterflyQueue, WorkRow
-from fleetid.store.butterfly_tables import butterfly_issued
+from fleetid.store.butterfly_tables import butterfly_work
 from fleetid.store.engine import open_engine
 
 pytest_plugins = ["tests.db_fixtures"]
@@ -158,16 +157,26 @@ def test_a_batch_failing_midway_on_sqlite_commits_nothing_of_it(database_url_for
 
 
 def test_a_request_cannot_be_issued_twice(database_url_for: Any) -> None:
-    """Once answered, a request is claimed by nobody, and a second record of it cannot commit."""
+    """Once answered, a request is claimed by nobody, and answering it again fails the claim."""
     url = database_url_for("sqlite")
     batch, queue, _ = _queued(url)
     run_worker(queue, batch.authorities.ca, batch.authorities.schedule, batch.pki.clock)
     assert queue.claim_and_answer(5, lambda rows: pytest.fail("claimed an answered row")) == 0
     engine = _engine(url)
-    with engine.connect() as conn:
-        first = conn.execute(select(butterfly_issued)).first()
-    assert first is not None
-    again = {**first._asdict(), "certificate_id": b"\x03" * 8}
-    with pytest.raises(IntegrityError), engine.begin() as conn:
-        conn.execute(insert(butterfly_issued).values(**again))
-    assert queue.issued_count() == _VEHICLES * _PER_PERIOD
+    with engine.begin() as conn:
+        conn.execute(update(butterfly_work).values(response=None))  # as if never answered ...
+    authorities = batch.authorities
+
+    def answer_then_steal(rows: list[WorkRow]) -> list[Any]:
+        answers = answer_rows(authorities.ca, authorities.schedule, rows, batch.pki.clock.now())
+        with engine.begin() as conn:  # ... and another writer answers the first one meanwhile
+            conn.execute(
+                update(butterfly_work)
+                .where(butterfly_work.c.request_id == rows[0].request_id)
+                .values(response=b"other")
+            )
+        return answers
+
+    with pytest.raises(RuntimeError, match="answered by someone else"):
+        queue.claim_and_answer(1, answer_then_steal)
+    assert queue.issued_count() == _VEHICLES * _PER_PERIOD  # nothing of the failed claim

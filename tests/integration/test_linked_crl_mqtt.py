@@ -46,8 +46,8 @@ def test_retained_full_and_delta_reach_a_late_receiver() -> None:
                 i=0,
                 la1_id=a.la1.la_id,
                 la2_id=a.la2.la_id,
-                seed1=a.la1.reveal_seed(chain.chain_references[0], 0),
-                seed2=a.la2.reveal_seed(chain.chain_references[1], 0),
+                seed1=a.la1.reveal(a.la2.peel(chain.chain_references[0]), 0)[0],
+                seed2=a.la2.reveal(a.la1.peel(chain.chain_references[1]), 0)[0],
                 j_max=3,
                 i_max=9,
             )

@@ -107,15 +107,32 @@ def test_each_certificate_carries_plv1_xor_plv2_of_the_vehicle_chain(nist: Batch
     pseudonyms = nist.week(vehicle)
     record = nist.authorities.ca.record_for(pseudonyms[0].certificate.encoded)
     la1, la2 = nist.authorities.la1, nist.authorities.la2
-    seed1 = la1.reveal_seed(record.chain_references[0], 0)
-    seed2 = la2.reveal_seed(record.chain_references[1], 0)
+    seed1, token1 = la1.reveal(la2.peel(record.chain_references[0]), 0)
+    seed2, _ = la2.reveal(la1.peel(record.chain_references[1]), 0)
     for pseudonym in pseudonyms:
         expected = linkage_value(
             pre_linkage_value(seed1, la1.la_id, pseudonym.j),
             pre_linkage_value(seed2, la2.la_id, pseudonym.j),
         )
         assert pseudonym.linkage_value == expected
-    assert la1.reveal_seed(record.chain_references[0], 3) == linkage_seed_at(seed1, la1.la_id, 3)
+    assert la1.reveal_seed(token1, 3) == linkage_seed_at(seed1, la1.la_id, 3)
+
+
+def test_a_chain_reference_takes_both_las_and_is_fresh_per_certificate(nist: BatchPki) -> None:
+    pseudonyms = nist.week(nist.vehicle(b"VIN-ONION"))
+    records = [nist.authorities.ca.record_for(p.certificate.encoded) for p in pseudonyms]
+    la1, la2 = nist.authorities.la1, nist.authorities.la2
+    first = records[0].chain_references[0]
+    with pytest.raises(VerificationError):
+        la1.peel(first)  # LA1's reference is encrypted to LA2
+    with pytest.raises(VerificationError):
+        la1.reveal(first, 0)  # and LA1 cannot open it as it is
+    with pytest.raises(VerificationError):
+        la2.reveal(la2.peel(first), 0)  # LA2 peels it, but the inner one is LA1's
+    inner = [la1.peel(r.chain_references[1]) for r in records]  # LA1 peels LA2's references
+    assert len(set(inner)) == len(records)  # fresh each time: nothing to group them by
+    with pytest.raises(VerificationError):
+        la1.reveal(inner[0], 0)  # ... which only LA2 opens
 
 
 @settings(max_examples=40, deadline=None)

@@ -22,7 +22,6 @@ def _row(n: int, batch: bytes = b"B" * 8) -> WorkRow:
         i=0,
         j=n,
         implicit=False,
-        device_reference=b"d",
         caterpillar=b"c",
         plv1=b"1",
         plv2=b"2",

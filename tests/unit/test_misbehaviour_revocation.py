@@ -197,9 +197,9 @@ def test_a_certificate_the_ca_did_not_issue_cannot_be_reported() -> None:
         revoke_reported_pseudonym(stranger, ca=a.ca, la1=a.la1, la2=a.la2, ra=a.ra)
     record = a.ca.record_for(world.pseudonyms[0][0][0].certificate.encoded)
     with pytest.raises(VerificationError):
-        a.la1.reveal_seed(record.chain_references[1], 0)  # LA2's reference means nothing to LA1
-    with pytest.raises(VerificationError):
-        a.ra.block_device(record.chain_references[0])
+        a.la1.reveal(a.la1.peel(record.chain_references[1]), 0)  # LA2's chain: only LA2 opens
+    with pytest.raises(NotFoundError):
+        a.ra.block_chain((b"x" * 44, b"y" * 44))
 
 
 def test_linked_crls_travel_on_the_broadcast_channel_and_as_files(tmp_path: Path) -> None:

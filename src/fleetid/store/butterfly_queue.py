@@ -5,12 +5,14 @@ rows (PostgreSQL: workers on any host skip each other's rows; SQLite has no row 
 single writer serialises the transactions instead), the caller's work on them, then the answers
 and the CA's records written, and the commit. Nothing is answered unless all of it commits, so a
 worker that dies mid-batch (even by SIGKILL: the server ends its session and releases its locks)
-leaves its rows for the next claim, and the unique ``request_id`` of ``butterfly_issued`` keeps a
-(device, i, j) from being answered twice.
+leaves its rows for the next claim, and an answer is written only where none is, so a
+(device, i, j) is never answered twice. Claims take rows in random order and the CA's records
+are inserted in random order within a claim: neither follows the RA's request ids.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -30,7 +32,6 @@ class WorkRow:
     i: int
     j: int
     implicit: bool
-    device_reference: bytes = field(repr=False)
     caterpillar: bytes = field(repr=False)
     plv1: bytes = field(repr=False)
     plv2: bytes = field(repr=False)
@@ -38,7 +39,8 @@ class WorkRow:
 
 @dataclass(frozen=True, kw_only=True)
 class IssuedRow:
-    """The CA's answer to one request and its record of the certificate."""
+    """The CA's answer to one request (``request_id`` says which row it answers) and its
+    record of the certificate (the rest, all that ``butterfly_issued`` keeps)."""
 
     request_id: bytes
     response: bytes = field(repr=False)
@@ -46,7 +48,6 @@ class IssuedRow:
     i: int
     chain_reference1: bytes = field(repr=False)
     chain_reference2: bytes = field(repr=False)
-    device_reference: bytes = field(repr=False)
 
 
 class ButterflyQueue:
@@ -66,7 +67,6 @@ class ButterflyQueue:
                 "i": row.i,
                 "j": row.j,
                 "implicit": row.implicit,
-                "device_reference": row.device_reference,
                 "caterpillar": row.caterpillar,
                 "plv1": row.plv1,
                 "plv2": row.plv2,
@@ -87,7 +87,7 @@ class ButterflyQueue:
             claimed = conn.execute(
                 select(butterfly_work)
                 .where(butterfly_work.c.response.is_(None))
-                .order_by(butterfly_work.c.request_id)
+                .order_by(func.random())
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
@@ -100,7 +100,6 @@ class ButterflyQueue:
                     i=int(r.i),
                     j=int(r.j),
                     implicit=bool(r.implicit),
-                    device_reference=bytes(r.device_reference),
                     caterpillar=bytes(r.caterpillar),
                     plv1=bytes(r.plv1),
                     plv2=bytes(r.plv2),
@@ -108,6 +107,7 @@ class ButterflyQueue:
                 for r in claimed
             ]
             answers = work(rows)
+            random.SystemRandom().shuffle(answers)  # the records' order says nothing
             for answer in answers:
                 done = conn.execute(
                     update(butterfly_work)
@@ -122,11 +122,9 @@ class ButterflyQueue:
                 [
                     {
                         "certificate_id": a.certificate_id,
-                        "request_id": a.request_id,
                         "i": a.i,
                         "chain_reference1": a.chain_reference1,
                         "chain_reference2": a.chain_reference2,
-                        "device_reference": a.device_reference,
                     }
                     for a in answers
                 ],
@@ -156,20 +154,12 @@ class ButterflyQueue:
                 conn.execute(select(func.count()).select_from(butterfly_issued)).scalar_one()
             )
 
-    def record(self, certificate_id: bytes) -> IssuedRow | None:
-        """The CA's record of a certificate (its response is not kept here: b"")."""
+    def record(self, certificate_id: bytes) -> tuple[int, bytes, bytes] | None:
+        """The CA's record of a certificate: (i, chain reference 1, chain reference 2)."""
         with self._engine.connect() as conn:
             row = conn.execute(
                 select(butterfly_issued).where(butterfly_issued.c.certificate_id == certificate_id)
             ).first()
         if row is None:
             return None
-        return IssuedRow(
-            request_id=bytes(row.request_id),
-            response=b"",
-            certificate_id=bytes(row.certificate_id),
-            i=int(row.i),
-            chain_reference1=bytes(row.chain_reference1),
-            chain_reference2=bytes(row.chain_reference2),
-            device_reference=bytes(row.device_reference),
-        )
+        return int(row.i), bytes(row.chain_reference1), bytes(row.chain_reference2)

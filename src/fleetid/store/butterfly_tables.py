@@ -2,11 +2,11 @@
 the pseudonym CA's workers, and what the CA keeps of each certificate it issued.
 
 ``butterfly_work`` holds one row per (batch, i, j): the RA's request in its parts (the device's
-COER EeRaCertRequest, the two COER EncryptedPlv, the RA's sealed device reference) and, once
-issued, the CA's answer encrypted to the cocoon key. ``request_id`` is random, so ordering by it
-mixes devices. ``butterfly_issued`` is the CA's record of each certificate (HashedId8, period,
-the LAs' and RA's sealed references), one per request at most: the unique ``request_id`` is
-what makes a second issuance of one (device, i, j) fail its transaction.
+COER EeRaCertRequest, the two COER EncryptedPlv) and, once issued, the CA's answer encrypted to
+the cocoon key. ``butterfly_issued`` is the CA's record of each certificate (HashedId8, period,
+the LAs' chain references). It names no request: nothing in the CA's rows points back at the
+RA's. A row is answered at most once: the answer is written only where none is (and the
+claim's transaction fails otherwise).
 
 Workers claim rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` and write the answer and the
 record in the same transaction, so a worker killed mid-batch leaves its rows unanswered and
@@ -38,7 +38,6 @@ butterfly_work = Table(
     Column("i", Integer, nullable=False),
     Column("j", BigInteger, nullable=False),
     Column("implicit", Boolean, nullable=False),
-    Column("device_reference", LargeBinary, nullable=False),
     Column("caterpillar", LargeBinary, nullable=False),
     Column("plv1", LargeBinary, nullable=False),
     Column("plv2", LargeBinary, nullable=False),
@@ -50,9 +49,7 @@ butterfly_issued = Table(
     "butterfly_issued",
     butterfly_metadata,
     Column("certificate_id", LargeBinary(8), primary_key=True),
-    Column("request_id", LargeBinary(16), nullable=False, unique=True),
     Column("i", Integer, nullable=False),
     Column("chain_reference1", LargeBinary, nullable=False),
     Column("chain_reference2", LargeBinary, nullable=False),
-    Column("device_reference", LargeBinary, nullable=False),
 )

@@ -49,7 +49,6 @@ def enqueue_pending(ra: RegistrationAuthority, queue: ButterflyQueue) -> int:
             i=item.i,
             j=item.j,
             implicit=item.implicit,
-            device_reference=item.device_reference,
             caterpillar=item.caterpillar,
             plv1=encode_message("EncryptedPlv", item.plvs[0]),
             plv2=encode_message("EncryptedPlv", item.plvs[1]),
@@ -68,7 +67,6 @@ def answer_rows(
         item = BatchItem(
             request_id=row.request_id,
             batch_id=row.batch_id,
-            device_reference=row.device_reference,
             i=row.i,
             j=row.j,
             implicit=row.implicit,
@@ -87,7 +85,6 @@ def answer_rows(
                 i=record.i,
                 chain_reference1=record.chain_references[0],
                 chain_reference2=record.chain_references[1],
-                device_reference=record.device_reference,
             )
         )
     return answers

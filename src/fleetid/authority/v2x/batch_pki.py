@@ -114,6 +114,8 @@ def build_butterfly_authorities(
         implicit_key=implicit_key,
     )
     la1, la2 = LinkageAuthority(la_id=LA1_ID), LinkageAuthority(la_id=LA2_ID)
+    la1.pair_with(la2.wrapping_public_key)
+    la2.pair_with(la1.wrapping_public_key)
     for la in (la1, la2):
         ca.accept_la_key(la.key_for_ca(ca.certificate))
     ra = RegistrationAuthority(

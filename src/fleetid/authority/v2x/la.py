@@ -1,14 +1,18 @@
 """A linkage authority (IEEE 1609.2.1 §9.4; the SCMS LA1 and LA2).
 
 For every device chain the registration authority opens, the LA draws a random initial seed
-ls(0); the seed of period i is the hash chain ls(i) (``fleetid.crypto.linkage``). For each
-certificate (i, j) it gives the RA the pre-linkage value plv(i, j), encrypted to the pseudonym
-CA (``fleetid.formats.butterfly_messages.seal_plv``), together with a fresh sealed reference to
-the chain that only this LA can open. So the RA never sees a plv, the CA sees plv1 and plv2 of
-one certificate but no chain, and neither LA sees a certificate.
+ls(0); the seed of period i is the hash chain ls(i) (``fleetid.crypto.linkage``). The RA names
+the chain by the token ``new_chain`` gave it. For each certificate (i, j) the LA gives the RA the
+pre-linkage value plv(i, j), encrypted to the pseudonym CA
+(``fleetid.formats.butterfly_messages.seal_plv``), and a chain reference for the CA to keep: the
+chain sealed under this LA's own key, then encrypted to the *other* LA, fresh for every
+certificate. So the RA never sees a plv; the CA sees plv1 and plv2 of one certificate but no
+chain; neither LA sees a certificate; and the CA's records, even with one LA's keys, do not tell
+which certificates share a chain: each reference takes both LAs to open.
 
-To revoke, the misbehaviour process brings this LA the chain reference the CA recorded for the
-reported certificate and the period; the LA answers ls(i) of that chain, nothing before it.
+To revoke, the other LA first ``peel``s the outer layer of the reference the CA recorded for the
+reported certificate; this LA then ``reveal``s ls(i) of the chain (nothing before it) and the
+token the RA holds for it, so that the RA can block the device.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from fleetid.crypto.linkage import linkage_seed_at, pre_linkage_value
 from fleetid.crypto.opaque_reference import open_reference, seal_reference
-from fleetid.errors import EncodingError, NotFoundError, VerificationError
-from fleetid.formats.butterfly_messages import seal_plv
+from fleetid.crypto.v2xkeys import generate_key
+from fleetid.errors import EncodingError, NotFoundError, PolicyError, VerificationError
+from fleetid.formats.butterfly_messages import open_from_key, seal_plv, seal_to_key
 from fleetid.formats.etsi102941 import encrypt
 
 __all__ = ["MAX_PERIOD", "LinkageAuthority"]
@@ -32,6 +39,7 @@ _CHAIN_ID_SIZE: Final = 16
 
 @dataclass(kw_only=True)
 class _Chain:
+    token: bytes  # what the RA holds for this chain
     initial: bytes = field(repr=False)
     at: int = 0  # the period of ``seed``, the latest reached: walking on starts from it
     seed: bytes = field(default=b"", repr=False)
@@ -46,7 +54,17 @@ class LinkageAuthority:
         self.la_id = la_id
         self._ca_key = secrets.token_bytes(16)
         self._reference_key = secrets.token_bytes(16)
+        self._wrapping_key = generate_key("nistP256")  # the other LA encrypts references to it
+        self._peer: ec.EllipticCurvePublicKey | None = None
         self._chains: dict[bytes, _Chain] = {}
+
+    @property
+    def wrapping_public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._wrapping_key.public_key()
+
+    def pair_with(self, other: ec.EllipticCurvePublicKey) -> None:
+        """The other LA's key, which every chain reference for the CA is encrypted to."""
+        self._peer = other
 
     def key_for_ca(self, ca_certificate: bytes) -> bytes:
         """The LA-CA key, encrypted to the CA's certificate (EtsiTs103097Data-Encrypted)."""
@@ -56,8 +74,9 @@ class LinkageAuthority:
         """Open a chain for a device (the RA asks once per device); its sealed reference."""
         chain_id = secrets.token_bytes(_CHAIN_ID_SIZE)
         initial = secrets.token_bytes(16)
-        self._chains[chain_id] = _Chain(initial=initial, seed=initial)
-        return seal_reference(self._reference_key, chain_id)
+        token = seal_reference(self._reference_key, chain_id)
+        self._chains[chain_id] = _Chain(token=token, initial=initial, seed=initial)
+        return token
 
     def _chain(self, reference: bytes) -> tuple[bytes, _Chain]:
         try:
@@ -80,6 +99,8 @@ class LinkageAuthority:
 
     def pre_linkage_values(self, reference: bytes, i: int, count: int) -> list[dict[str, Any]]:
         """EncryptedPlv values for (i, 0) .. (i, count - 1), each with a fresh chain reference."""
+        if self._peer is None:
+            raise PolicyError("this LA is not paired with the other LA yet")
         chain_id, chain = self._chain(reference)
         seed = self._seed(chain, i)
         values = []
@@ -90,16 +111,31 @@ class LinkageAuthority:
             values.append(
                 {
                     "laId": self.la_id,
-                    "chainReference": seal_reference(self._reference_key, chain_id),
+                    "chainReference": seal_to_key(
+                        seal_reference(self._reference_key, chain_id), self._peer
+                    ),
                     "nonce": nonce,
                     "ccmCiphertext": ciphertext,
                 }
             )
         return values
 
-    def reveal_seed(self, reference: bytes, i: int) -> bytes:
-        """ls(i) of the chain behind ``reference``: what a linked CRL publishes to revoke it."""
-        _, chain = self._chain(reference)
+    def peel(self, reference: bytes) -> bytes:
+        """The other LA's inner reference from a chain reference the CA recorded.
+
+        Raises ``VerificationError`` if the reference is not encrypted to this LA.
+        """
+        return open_from_key(reference, self._wrapping_key, self.wrapping_public_key)
+
+    def reveal(self, inner: bytes, i: int) -> tuple[bytes, bytes]:
+        """(ls(i), the RA's token) of the chain behind an inner reference (``peel``ed by the
+        other LA): what a linked CRL publishes, and what the RA blocks."""
+        _, chain = self._chain(inner)
+        return self._seed(chain, i), chain.token
+
+    def reveal_seed(self, token: bytes, i: int) -> bytes:
+        """ls(i) of the chain behind the RA's token (the RA and this LA cooperating)."""
+        _, chain = self._chain(token)
         return self._seed(chain, i)
 
     def chain_count(self) -> int:

@@ -3,18 +3,20 @@ the SCMS misbehaviour process).
 
 Four authorities must each do their part, and each only sees its own:
 
-1. the pseudonym CA finds its record of the reported certificate (by HashedId8): the period i,
-   the two LAs' sealed chain references and the RA's sealed device reference, none of which it
-   can open;
-2. LA1 opens its chain reference and reveals ls1(i); LA2 likewise ls2(i). Neither learns the
-   device, the other's seed or the certificate;
-3. the RA opens its device reference and blocks the device: its next batch request is refused.
+1. the pseudonym CA finds its record of the reported certificate (by HashedId8): the period i
+   and the two chain references, which it cannot open;
+2. LA2 peels the outer layer of LA1's reference (encrypted to LA2) and LA1 of LA2's;
+3. LA1 opens its inner reference and reveals ls1(i) and the token the RA holds for the chain;
+   LA2 likewise ls2(i). Neither learns the device or the certificate;
+4. the RA finds the device holding both tokens and blocks it: its next batch request is
+   refused.
 
 The seeds go into a linked CRL (``fleetid.revocation.linked_crl_channel``): every receiver then
 refuses the vehicle's pseudonyms of period i and later; the earlier ones stay unlinkable (the
 seed chain runs forward only). No smaller set can do it: without the CA nobody can go from the
-certificate to the references; without one LA its plv stays unknown and lv = plv1 ⊕ plv2 cannot
-be recomputed; without the RA the vehicle keeps getting batches (docs/privacy.md).
+certificate to the references; without either LA neither reference opens (each is sealed by one
+LA and encrypted to the other) and neither seed is known; without the RA the vehicle keeps
+getting batches (docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ def revoke_reported_pseudonym(
     ``VerificationError`` if a reference does not open at its authority.
     """
     record = ca.record_for(certificate)
-    seed1 = la1.reveal_seed(record.chain_references[0], record.i)
-    seed2 = la2.reveal_seed(record.chain_references[1], record.i)
-    ra.block_device(record.device_reference)
+    seed1, token1 = la1.reveal(la2.peel(record.chain_references[0]), record.i)
+    seed2, token2 = la2.reveal(la1.peel(record.chain_references[1]), record.i)
+    ra.block_chain((token1, token2))
     _log.info("misbehaviour: chain seeds of period %d revealed, device blocked at the RA", record.i)
     return RevealedChain(i=record.i, la1_id=la1.la_id, la2_id=la2.la_id, seed1=seed1, seed2=seed2)

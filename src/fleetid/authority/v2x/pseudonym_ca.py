@@ -14,8 +14,8 @@ the device: no EC, no caterpillar key, no chain. For each request it
    which forwards it, cannot read it.
 
 What it keeps per certificate is what misbehaviour handling needs and nothing more: the
-certificate's HashedId8, its period, the two LAs' sealed chain references and the RA's sealed
-device reference, none of which it can open.
+certificate's HashedId8, its period and the two LAs' chain references, which it cannot open
+(each takes both LAs) and which differ for every certificate.
 """
 
 from __future__ import annotations
@@ -77,12 +77,11 @@ class PeriodSchedule:
 
 @dataclass(frozen=True, kw_only=True)
 class IssuanceRecord:
-    """What the CA keeps of one certificate: only opaque references the others can open."""
+    """What the CA keeps of one certificate: only references both LAs together can open."""
 
     certificate_id: bytes
     i: int
     chain_references: tuple[bytes, bytes] = field(repr=False)
-    device_reference: bytes = field(repr=False)
 
 
 class PseudonymCa:
@@ -191,7 +190,6 @@ class PseudonymCa:
                 bytes(request["linkageInfo"][0]["chainReference"]),
                 bytes(request["linkageInfo"][1]["chainReference"]),
             ),
-            device_reference=bytes(request["deviceReference"]),
         )
         response = {
             "requestId": bytes(request["requestId"]),

@@ -28,7 +28,6 @@ from fleetid.authority.v2x.common import AuthorityKeys, Refused, open_request
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule
 from fleetid.clock import Clock
 from fleetid.crypto.butterfly import expand_public
-from fleetid.crypto.opaque_reference import open_reference, seal_reference
 from fleetid.errors import (
     BatchPendingError,
     BatchRefusedError,
@@ -90,7 +89,6 @@ class BatchItem:
 
     request_id: bytes
     batch_id: bytes
-    device_reference: bytes = field(repr=False)
     i: int
     j: int
     implicit: bool
@@ -129,7 +127,6 @@ class RegistrationAuthority:
         self._per_period = certificates_per_period
         self._freshness = int(freshness.total_seconds())
         self._rng = rng if rng is not None else random.SystemRandom()
-        self._reference_key = secrets.token_bytes(16)
         self._devices: dict[bytes, _Device] = {}
         self._seen: dict[bytes, int] = {}  # batch id -> Time32 until which it is remembered
         self._pending: list[BatchItem] = []
@@ -222,7 +219,6 @@ class RegistrationAuthority:
                 BatchItem(
                     request_id=secrets.token_bytes(16),
                     batch_id=batch_id,
-                    device_reference=seal_reference(self._reference_key, device.its_id),
                     i=i,
                     j=j,
                     implicit=body["type"] == "implicit",
@@ -279,17 +275,15 @@ class RegistrationAuthority:
 
     # ---------------------------------------------------------------------------- misbehaviour
 
-    def block_device(self, device_reference: bytes) -> None:
-        """Refuse every later batch of the device behind a reference the CA recorded."""
-        try:
-            its_id = open_reference(self._reference_key, device_reference)
-        except (EncodingError, VerificationError):
-            raise VerificationError("not a device reference of this RA") from None
-        device = self._devices.get(its_id)
-        if device is None:
-            raise NotFoundError("no such device")
-        device.blocked = True
-        _log.info("device blocked after a misbehaviour report")
+    def block_chain(self, tokens: tuple[bytes, bytes]) -> None:
+        """Refuse every later batch of the device whose chains are ``tokens`` (as LA1 and LA2
+        reveal them for a reported certificate); ``NotFoundError`` if no device has both."""
+        for device in self._devices.values():
+            if device.chains == tokens:
+                device.blocked = True
+                _log.info("device blocked after a misbehaviour report")
+                return
+        raise NotFoundError("no device holds these linkage chains")
 
     def device_count(self) -> int:
         return len(self._devices)
@@ -327,7 +321,6 @@ def expand_item(item: BatchItem, schedule: PeriodSchedule) -> dict[str, Any]:
         "generationTime": schedule.start(item.i),
         "type": "implicit" if item.implicit else "explicit",
         "requestId": item.request_id,
-        "deviceReference": item.device_reference,
         "iCert": item.i,
         "linkageInfo": list(item.plvs),
         "tbsCert": {

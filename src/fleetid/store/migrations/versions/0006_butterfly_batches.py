@@ -26,7 +26,6 @@ def upgrade() -> None:
         sa.Column("i", sa.Integer(), nullable=False),
         sa.Column("j", sa.BigInteger(), nullable=False),
         sa.Column("implicit", sa.Boolean(), nullable=False),
-        sa.Column("device_reference", sa.LargeBinary(), nullable=False),
         sa.Column("caterpillar", sa.LargeBinary(), nullable=False),
         sa.Column("plv1", sa.LargeBinary(), nullable=False),
         sa.Column("plv2", sa.LargeBinary(), nullable=False),
@@ -38,13 +37,10 @@ def upgrade() -> None:
     op.create_table(
         "butterfly_issued",
         sa.Column("certificate_id", sa.LargeBinary(length=8), nullable=False),
-        sa.Column("request_id", sa.LargeBinary(length=16), nullable=False),
         sa.Column("i", sa.Integer(), nullable=False),
         sa.Column("chain_reference1", sa.LargeBinary(), nullable=False),
         sa.Column("chain_reference2", sa.LargeBinary(), nullable=False),
-        sa.Column("device_reference", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("certificate_id"),
-        sa.UniqueConstraint("request_id"),
     )
 
 
