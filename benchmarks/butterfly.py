@@ -56,7 +56,7 @@ from fleetid.policy.v2x import CAM_SSP, PSID_CAM
 _PERMISSIONS = [{"psid": PSID_CAM, "ssp": ("bitmapSsp", CAM_SSP)}]
 
 
-def _cost(operation: Callable[[], object], seconds: float = 0.4) -> float:
+def _cost(operation: Callable[[], object], seconds: float = 0.2) -> float:
     """Seconds per call, timed alone."""
     count, start = 0, time.perf_counter()
     while True:
@@ -151,7 +151,9 @@ def _rate(authorities: ButterflyAuthorities, items: list[BatchItem], processes: 
     return sum(count for count, _, _ in results) / elapsed
 
 
-def _primitive_limit(authorities: ButterflyAuthorities, item: BatchItem, implicit: bool) -> float:
+def _primitive_limit(
+    authorities: ButterflyAuthorities, item: BatchItem, implicit: bool, *, show: bool
+) -> float:
     """Certificates/s if one core did only the primitives one certificate needs."""
     curve = CURVES["nistP256"]
     key = bytes(16)
@@ -180,8 +182,10 @@ def _primitive_limit(authorities: ButterflyAuthorities, item: BatchItem, implici
         )
     else:
         costs["ECDSA P-384 sign (1609.2)"] = _cost(lambda: sign_1609(ca_signer, tbs, issuer))
-    for name, cost in costs.items():
-        print(f"    {name:30s} {cost * 1e6:8.1f} µs")
+    if show:
+        print(f"{'implicit' if implicit else 'explicit'}: primitive costs (first round):")
+        for name, cost in costs.items():
+            print(f"    {name:30s} {cost * 1e6:8.1f} µs")
     return 1 / sum(costs.values())
 
 
@@ -196,17 +200,24 @@ def _wire_cost(authorities: ButterflyAuthorities, item: BatchItem) -> float:
 
 def main(argv: list[str]) -> None:
     vehicles = int(argv[1]) if len(argv) > 1 else 60
+    rounds = 3
     results: dict[str, tuple[float, float, float]] = {}
     for implicit in (False, True):
         name = "implicit" if implicit else "explicit"
         authorities, items = _pipeline(implicit, vehicles)
         _issue(authorities, items[:20])  # warm: templates, caches
-        one = _rate(authorities, items, 1)
-        two = _rate(authorities, items, 2)
-        print(f"{name}: {len(items)} certificates, primitive costs in this run:")
-        limit = _primitive_limit(authorities, items[0], implicit)
+        # On a shared machine every figure is the best of ``rounds`` interleaved rounds: the
+        # pipeline on 1 process, on 2, then the primitives, so that each sees the same load.
+        share = len(items) // (2 * rounds)
+        one = two = limit = 0.0
+        for r in range(rounds):
+            chunk = items[2 * r * share : (2 * r + 1) * share]
+            pair = items[(2 * r + 1) * share : (2 * r + 2) * share]
+            one = max(one, _rate(authorities, chunk, 1))
+            two = max(two, _rate(authorities, pair, 2))
+            limit = max(limit, _primitive_limit(authorities, items[0], implicit, show=r == 0))
         wire = _wire_cost(authorities, items[0])
-        print(f"  1 process   {one:8.0f} certs/s")
+        print(f"  1 process   {one:8.0f} certs/s (best of {rounds} rounds of {share})")
         print(f"  2 processes {two:8.0f} certs/s ({two / one:.2f}x)")
         print(f"  primitive-bound limit {limit:8.0f} certs/s per core (ratio {one / limit:.2f})")
         print(f"  RA-CA wire COER (asn1tools, both ways) {wire * 1e6:.0f} µs per certificate")
