@@ -33,12 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import create_engine
-from sqlalchemy.pool import StaticPool
-
-from fleetid.authority.v2x import FAMILIES
 from fleetid.authority.v2x.batch_pki import ButterflyAuthorities, build_butterfly_authorities
-from fleetid.authority.v2x.hierarchy import build_hierarchy
 from fleetid.authority.v2x.ra import BatchItem, expand_item
 from fleetid.clock import ManualClock
 from fleetid.crypto import ecpoint
@@ -48,10 +43,9 @@ from fleetid.crypto.ecqv import certificate_hash_integer
 from fleetid.crypto.pseudonym_keys import ImplicitIssuingKey
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import CURVES, generate_key, sign_1609
-from fleetid.device.pseudonyms import PseudonymRequester
-from fleetid.device.v2x import ItsStation, SoftwareV2xKeys
 from fleetid.formats.butterfly_messages import decode_message, encode_message
 from fleetid.policy.v2x import CAM_SSP, PSID_CAM
+from fleetid.sim.demo_pseudonyms import batch_request, pseudonym_requester, software_cohort
 
 _PERMISSIONS = [{"psid": PSID_CAM, "ssp": ("bitmapSsp", CAM_SSP)}]
 
@@ -69,42 +63,11 @@ def _cost(operation: Callable[[], object], seconds: float = 0.2) -> float:
 
 
 def _pipeline(implicit: bool, vehicles: int) -> tuple[ButterflyAuthorities, list[BatchItem]]:
-    clock = ManualClock()
-    hierarchy = build_hierarchy(
-        family=FAMILIES["nist"],
-        clock=clock,
-        ea_engine=create_engine("sqlite://", poolclass=StaticPool),
-        aa_engine=create_engine("sqlite://", poolclass=StaticPool),
-    )
+    hierarchy, stations = software_cohort(vehicles)
     authorities = build_butterfly_authorities(hierarchy, implicit=implicit)
-    for n in range(vehicles):
-        its_id = f"VIN-{n:05d}".encode()
-        canonical = SoftwareSigner(generate_key("nistP256"))
-        hierarchy.ea.register_canonical_key(its_id, canonical.public_key())
-        station = ItsStation(
-            its_id=its_id,
-            canonical_key=canonical,
-            keys=SoftwareV2xKeys(),
-            family=hierarchy.family,
-            trust=hierarchy.trust_store(),
-            clock=clock,
-        )
-        station.enrol(hierarchy.ea.handle_enrolment)
-        assert station.enrolment_credential is not None
-        vehicle = PseudonymRequester(
-            ec_signer=station.enrolment_signer(),
-            ec_certificate=station.enrolment_credential.encoded,
-            ra_certificate=authorities.ra.certificate.encoded,
-            ca_certificate=authorities.ca.certificate,
-            curve=CURVES["nistP256"],
-            implicit=implicit,
-        )
-        pending = vehicle.batch_request(
-            period_start=authorities.schedule.start(0),
-            duration=authorities.schedule.duration,
-            app_permissions=_PERMISSIONS,
-            now=clock.now(),
-        )
+    for station in stations:
+        vehicle = pseudonym_requester(station, authorities, implicit=implicit)
+        pending = batch_request(vehicle, authorities, 0, hierarchy.clock.now())
         authorities.ra.handle_batch_request(pending.message)
     return authorities, authorities.ra.take_pending()
 

@@ -25,13 +25,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fleetid.crypto import ecpoint
 from fleetid.crypto.butterfly import expand_private
 from fleetid.crypto.ecqv import private_key_reconstruction_value, reconstruct_private
+from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.errors import EncodingError, VerificationError
 
 __all__ = [
     "CaterpillarKey",
     "ImplicitIssuingKey",
     "RandomisedKey",
-    "check_private_matches",
+    "check_key_matches",
     "explicit_private_key",
     "implicit_private_key",
     "randomise_cocoon_key",
@@ -64,11 +65,12 @@ def explicit_private_key(cocoon_private: int, c: int, curve: ec.EllipticCurve) -
     return key
 
 
-def check_private_matches(
-    private: ec.EllipticCurvePrivateKey, public: ec.EllipticCurvePublicKey
+def check_key_matches(
+    held: ec.EllipticCurvePublicKey, certified: ec.EllipticCurvePublicKey
 ) -> None:
-    """Raise ``VerificationError`` unless ``private·G`` is ``public`` (the device's last check)."""
-    if private.public_key().public_numbers() != public.public_numbers():
+    """Raise ``VerificationError`` unless the public half of the key the device rebuilt is the
+    certificate's key (the device's last check)."""
+    if held.public_numbers() != certified.public_numbers():
         raise VerificationError("the reconstructed private key does not match the certificate")
 
 
@@ -131,14 +133,15 @@ class CaterpillarKey:
         """b(i, j) = a + f_k(i, j) as a key object (for ECDH on a response)."""
         return ec.derive_private_key(self._cocoon(i, j, encryption), self._key.curve)
 
-    def explicit_key(self, i: int, j: int, c: int) -> ec.EllipticCurvePrivateKey:
-        curve = self._key.curve
-        return ec.derive_private_key(
-            explicit_private_key(self._cocoon(i, j, False), c, curve), curve
-        )
+    def release(self, key: object) -> None:
+        """Nothing to erase: a software cocoon key goes with its last reference."""
 
-    def implicit_key(self, i: int, j: int, e: int, r: int) -> ec.EllipticCurvePrivateKey:
+    def explicit_key(self, i: int, j: int, c: int) -> Signer:
         curve = self._key.curve
-        return ec.derive_private_key(
-            implicit_private_key(e, self._cocoon(i, j, False), r, curve), curve
-        )
+        value = explicit_private_key(self._cocoon(i, j, False), c, curve)
+        return SoftwareSigner(ec.derive_private_key(value, curve))
+
+    def implicit_key(self, i: int, j: int, e: int, r: int) -> Signer:
+        curve = self._key.curve
+        value = implicit_private_key(e, self._cocoon(i, j, False), r, curve)
+        return SoftwareSigner(ec.derive_private_key(value, curve))

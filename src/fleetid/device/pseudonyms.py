@@ -12,15 +12,17 @@ device, under another cocoon key or altered on the way does not open or does not
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fleetid.crypto.ecies import EcdhKey, new_aes_key
 from fleetid.crypto.ecqv import certificate_hash_integer, reconstruct_public
-from fleetid.crypto.pseudonym_keys import CaterpillarKey, check_private_matches
+from fleetid.crypto.pseudonym_keys import CaterpillarKey, check_key_matches
 from fleetid.crypto.signer import Signer
 from fleetid.crypto.v2xkeys import curve_name_of
 from fleetid.errors import EncodingError, VerificationError
+from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.butterfly_messages import decode_message, encode_message, open_from_key
 from fleetid.formats.etsi102941 import decrypt_with_key, encrypt
 from fleetid.formats.ieee1609 import (
@@ -39,20 +41,116 @@ from fleetid.formats.ieee1609.keys import (
     public_key_from_point_value,
     verification_key_value,
 )
+from fleetid.se.applets.identity import DERIVE_COCOON, DERIVE_EXPLICIT, DERIVE_IMPLICIT
+from fleetid.se.client import SecureElementClient, SecureElementSigner
 
-__all__ = ["PendingBatch", "Pseudonym", "PseudonymRequester"]
+__all__ = [
+    "Caterpillar",
+    "PendingBatch",
+    "Pseudonym",
+    "PseudonymRequester",
+    "SecureElementCaterpillar",
+]
 
 _PSID_REQUEST: Final = 623
 
 
+class CocoonKey(EcdhKey, Protocol):
+    """A cocoon key that opens the CA's response: ECDH by reference, and its public half."""
+
+    def public_key(self) -> ec.EllipticCurvePublicKey: ...
+
+
+class Caterpillar(Protocol):
+    """A caterpillar key and its expansion key, in software or in the secure element."""
+
+    @property
+    def expansion_key(self) -> bytes: ...
+
+    def public_key(self) -> ec.EllipticCurvePublicKey: ...
+
+    def cocoon_key(self, i: int, j: int, *, encryption: bool = False) -> CocoonKey: ...
+
+    def release(self, key: CocoonKey) -> None: ...
+
+    def explicit_key(self, i: int, j: int, c: int) -> Signer: ...
+
+    def implicit_key(self, i: int, j: int, e: int, r: int) -> Signer: ...
+
+
+class _SeCocoonKey:
+    def __init__(
+        self, client: SecureElementClient, handle: int, public: ec.EllipticCurvePublicKey
+    ) -> None:
+        self._client = client
+        self.handle = handle
+        self._public = public
+
+    @property
+    def curve(self) -> ec.EllipticCurve:
+        return self._public.curve
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._public
+
+    def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
+        return self._client.ecdh(self.handle, peer_public_key)
+
+
+class SecureElementCaterpillar:
+    """A caterpillar key generated in the secure element; every key derived from it (cocoon and
+    pseudonym keys) is derived there too (DERIVE PSEUDONYM KEY) and used by handle.
+
+    The expansion key is not secret from the RA (the vehicle sends it), so the host holds it.
+    """
+
+    def __init__(self, client: SecureElementClient, curve: ec.EllipticCurve) -> None:
+        self._client = client
+        info = client.generate_key(curve, KeyUsage.SIGN)
+        self.handle = info.handle
+        self._public = info.public_key
+        self._expansion = new_aes_key()
+
+    @property
+    def expansion_key(self) -> bytes:
+        return self._expansion
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._public
+
+    def cocoon_key(self, i: int, j: int, *, encryption: bool = False) -> CocoonKey:
+        info = self._client.derive_pseudonym_key(
+            self.handle, DERIVE_COCOON, self._expansion, i, j, encryption=encryption
+        )
+        return _SeCocoonKey(self._client, info.handle, info.public_key)
+
+    def release(self, key: CocoonKey) -> None:
+        """DELETE KEY of a cocoon key once its response is open (its slot is free again)."""
+        if isinstance(key, _SeCocoonKey):
+            self._client.delete_key(key.handle)
+
+    def explicit_key(self, i: int, j: int, c: int) -> Signer:
+        info = self._client.derive_pseudonym_key(
+            self.handle, DERIVE_EXPLICIT, self._expansion, i, j, values=c.to_bytes(32, "big")
+        )
+        return SecureElementSigner(self._client, info.handle)
+
+    def implicit_key(self, i: int, j: int, e: int, r: int) -> Signer:
+        values = e.to_bytes(32, "big") + r.to_bytes(32, "big")
+        info = self._client.derive_pseudonym_key(
+            self.handle, DERIVE_IMPLICIT, self._expansion, i, j, values=values
+        )
+        return SecureElementSigner(self._client, info.handle)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Pseudonym:
-    """One pseudonym certificate and its private key (a key object; in an SE, a handle)."""
+    """One pseudonym certificate and its key, by reference (in software or in the SE)."""
 
     i: int
     j: int
     certificate: Certificate
-    private_key: ec.EllipticCurvePrivateKey = field(repr=False)
+    key: Signer = field(repr=False)
 
     @property
     def linkage_value(self) -> bytes:
@@ -82,16 +180,16 @@ class PseudonymRequester:
         curve: ec.EllipticCurve,
         implicit: bool = False,
         unified: bool = True,
-        caterpillar: CaterpillarKey | None = None,
-        encryption_caterpillar: CaterpillarKey | None = None,
+        caterpillar: Caterpillar | None = None,
+        encryption_caterpillar: Caterpillar | None = None,
     ) -> None:
         self._ec_signer = ec_signer
         self._ec_certificate = bytes(ec_certificate)
         self._ra_certificate = bytes(ra_certificate)
         self._ca = decode_certificate(ca_certificate)
         self._implicit = implicit
-        self.caterpillar = caterpillar or CaterpillarKey.generate(curve)
-        self.encryption_caterpillar = (
+        self.caterpillar: Caterpillar = caterpillar or CaterpillarKey.generate(curve)
+        self.encryption_caterpillar: Caterpillar | None = (
             None if unified else encryption_caterpillar or CaterpillarKey.generate(curve)
         )
 
@@ -169,11 +267,14 @@ class PseudonymRequester:
 
     def _open_entry(self, pending: PendingBatch, entry: dict[str, Any]) -> Pseudonym:
         i, j = int(entry["i"]), int(entry["j"])
-        if self.encryption_caterpillar is None:
-            recipient = self.caterpillar.cocoon_key(i, j)
-        else:
-            recipient = self.encryption_caterpillar.cocoon_key(i, j, encryption=True)
-        plaintext = open_from_key(bytes(entry["acaResponse"]), recipient, recipient.public_key())
+        holder = self.encryption_caterpillar or self.caterpillar
+        recipient = holder.cocoon_key(i, j, encryption=self.encryption_caterpillar is not None)
+        try:
+            plaintext = open_from_key(
+                bytes(entry["acaResponse"]), recipient, recipient.public_key()
+            )
+        finally:
+            holder.release(recipient)
         response = decode_message("AcaEeCertResponse", plaintext)
         certificate_bytes = plaintext[5:-32]  # the certificate's own bytes, as the CA built them
         certificate = decode_certificate(certificate_bytes)
@@ -194,8 +295,8 @@ class PseudonymRequester:
             verify_certificate_signature(certificate, self._ca)
             key = self.caterpillar.explicit_key(i, j, info)
             public = certificate.verification_key()
-        check_private_matches(key, public)
-        return Pseudonym(i=i, j=j, certificate=certificate, private_key=key)
+        check_key_matches(key.public_key(), public)
+        return Pseudonym(i=i, j=j, certificate=certificate, key=key)
 
     @staticmethod
     def _check_certificate(certificate: Certificate, pending: PendingBatch, i: int) -> None:

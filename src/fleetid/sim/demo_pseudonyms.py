@@ -12,21 +12,22 @@ week's stay unlinked and valid. Its next batch request is refused.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
 from fleetid.authority.v2x import FAMILIES
-from fleetid.authority.v2x.batch_pki import build_butterfly_authorities
+from fleetid.authority.v2x.batch_pki import ButterflyAuthorities, build_butterfly_authorities
 from fleetid.authority.v2x.hierarchy import V2xHierarchy, build_hierarchy
 from fleetid.authority.v2x.misbehaviour import revoke_reported_pseudonym
 from fleetid.clock import ManualClock
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import CURVES, generate_key
-from fleetid.device.pseudonyms import Pseudonym, PseudonymRequester
+from fleetid.device.pseudonyms import PendingBatch, Pseudonym, PseudonymRequester
 from fleetid.device.v2x import ItsStation, SoftwareV2xKeys
-from fleetid.errors import BatchRefusedError, CertificateRevokedError
+from fleetid.errors import BatchRefusedError, CertificateRevokedError, PolicyError
 from fleetid.formats.ieee1609 import decode_certificate, verify_certificate_signature
 from fleetid.policy.v2x import CAM_SSP, PSID_CAM
 from fleetid.revocation.channels import BroadcastChannel
@@ -37,13 +38,21 @@ from fleetid.revocation.linked_crl_channel import (
 )
 from fleetid.sim.demo import DemoContext, drill
 
-__all__ = ["PSEUDONYMS_PER_WEEK", "stage_pseudonyms"]
+__all__ = [
+    "PSEUDONYMS_PER_WEEK",
+    "batch_request",
+    "pseudonym_requester",
+    "software_cohort",
+    "stage_pseudonyms",
+]
 
 PSEUDONYMS_PER_WEEK = 20
 _PERMISSIONS = [{"psid": PSID_CAM, "ssp": ("bitmapSsp", CAM_SSP)}]
 
 
-def _own_cohort(devices: int) -> tuple[V2xHierarchy, list[ItsStation]]:
+def software_cohort(devices: int) -> tuple[V2xHierarchy, list[ItsStation]]:
+    """A NIST hierarchy and ``devices`` enrolled vehicles with software keys (no secure element:
+    the stage run alone, and the benchmark)."""
     clock = ManualClock()
     pki = build_hierarchy(
         family=FAMILIES["nist"],
@@ -69,37 +78,49 @@ def _own_cohort(devices: int) -> tuple[V2xHierarchy, list[ItsStation]]:
     return pki, stations
 
 
+def pseudonym_requester(
+    station: ItsStation, authorities: ButterflyAuthorities, *, implicit: bool = False
+) -> PseudonymRequester:
+    """The batch side of an enrolled station (its EC signs the requests)."""
+    if station.enrolment_credential is None:
+        raise PolicyError("the station is not enrolled")
+    return PseudonymRequester(
+        ec_signer=station.enrolment_signer(),
+        ec_certificate=station.enrolment_credential.encoded,
+        ra_certificate=authorities.ra.certificate.encoded,
+        ca_certificate=authorities.ca.certificate,
+        curve=CURVES[station.family.end_entity],
+        implicit=implicit,
+    )
+
+
+def batch_request(
+    vehicle: PseudonymRequester, authorities: ButterflyAuthorities, i: int, now: datetime
+) -> PendingBatch:
+    """The vehicle's CAM pseudonyms request for period i."""
+    schedule = authorities.schedule
+    return vehicle.batch_request(
+        period_start=schedule.start(i),
+        duration=schedule.duration,
+        app_permissions=_PERMISSIONS,
+        now=now,
+    )
+
+
 def stage_pseudonyms(ctx: DemoContext) -> None:
     console = ctx.console
     cohort: Any = ctx.state.get("v2x.nist")
-    pki, stations = cohort if cohort is not None else _own_cohort(ctx.devices)
+    pki, stations = cohort if cohort is not None else software_cohort(ctx.devices)
     clock = pki.clock
     authorities = build_butterfly_authorities(pki, certificates_per_period=PSEUDONYMS_PER_WEEK)
-    ra, ca, schedule = authorities.ra, authorities.ca, authorities.schedule
+    ra, ca = authorities.ra, authorities.ca
     ca_certificate = decode_certificate(ca.certificate)
-    vehicles = []
-    for station in stations:
-        if station.enrolment_credential is None:
-            continue  # not enrolled: no EC to sign a batch request
-        vehicles.append(
-            PseudonymRequester(
-                ec_signer=station.enrolment_signer(),
-                ec_certificate=station.enrolment_credential.encoded,
-                ra_certificate=ra.certificate.encoded,
-                ca_certificate=ca.certificate,
-                curve=CURVES["nistP256"],
-            )
-        )
+    vehicles = [pseudonym_requester(station, authorities) for station in stations]
 
     def week(i: int, who: list[PseudonymRequester]) -> list[list[Pseudonym]]:
         pendings = []
         for vehicle in who:
-            pending = vehicle.batch_request(
-                period_start=schedule.start(i),
-                duration=schedule.duration,
-                app_permissions=_PERMISSIONS,
-                now=clock.now(),
-            )
+            pending = batch_request(vehicle, authorities, i, clock.now())
             vehicle.read_ack(pending, ra.handle_batch_request(pending.message))
             pendings.append(pending)
         ra.accept_responses(ca.issue_batch(ra.forward(), clock.now()))  # shuffled, all at once
@@ -165,13 +186,9 @@ def stage_pseudonyms(ctx: DemoContext) -> None:
     earlier_refusals = sum(refused(p) for p in weeks[0][misbehaving])
     others = sum(refused(p) for w in weeks for held in w[1:] for p in held)
     try:
-        pending = vehicles[misbehaving].batch_request(
-            period_start=schedule.start(2),
-            duration=schedule.duration,
-            app_permissions=_PERMISSIONS,
-            now=clock.now(),
+        ra.handle_batch_request(
+            batch_request(vehicles[misbehaving], authorities, 2, clock.now()).message
         )
-        ra.handle_batch_request(pending.message)
         next_batch = "issued (unexpected)"
     except BatchRefusedError:
         next_batch = "refused"
