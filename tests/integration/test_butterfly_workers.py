@@ -20,10 +20,12 @@ from fleetid.authority.v2x.batch_jobs import (
     download_from_queue,
     enqueue_pending,
     issue_in_parallel,
+    record_from_queue,
     run_worker,
 )
+from fleetid.authority.v2x.misbehaviour import revoke_reported_pseudonym
 from fleetid.device.pseudonyms import PendingBatch, PseudonymRequester
-from fleetid.errors import BatchPendingError
+from fleetid.errors import BatchPendingError, BatchRefusedError, NotFoundError
 from fleetid.store.butterfly_queue import ButterflyQueue, WorkRow
 from fleetid.store.butterfly_tables import butterfly_work
 from fleetid.store.engine import open_engine
@@ -136,6 +138,23 @@ def test_every_core_drains_the_queue_on_postgresql(database_url_for: Any) -> Non
     batch, queue, asked = _queued(url)
     issue_in_parallel(url, batch.authorities.ca, batch.authorities.schedule, batch.pki.clock)
     _check_every_certificate_once(queue, asked)
+    # A certificate a worker process issued is reported: its record is in the shared store.
+    vehicle, pending = asked[0]
+    reported = vehicle.reconstruct(pending, download_from_queue(queue, pending.batch_id))[3]
+    a = batch.authorities
+    with pytest.raises(NotFoundError):
+        a.ca.record_for(reported.certificate.encoded)  # not in this process's memory
+    chain = revoke_reported_pseudonym(
+        reported.certificate.encoded,
+        ca=a.ca,
+        la1=a.la1,
+        la2=a.la2,
+        ra=a.ra,
+        record_for=lambda certificate: record_from_queue(queue, certificate),
+    )
+    assert chain.i == 0
+    with pytest.raises(BatchRefusedError, match="revoked"):
+        batch.request(vehicle, 1)
 
 
 def test_a_batch_failing_midway_on_sqlite_commits_nothing_of_it(database_url_for: Any) -> None:

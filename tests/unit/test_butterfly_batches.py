@@ -299,6 +299,23 @@ def test_a_stale_batch_request_is_refused() -> None:
         batch.authorities.ra.handle_batch_request(pending.message)
 
 
+def test_a_validity_that_is_not_a_period_is_refused(nist: BatchPki) -> None:
+    vehicle = nist.vehicle(b"VIN-VALIDITY")
+    schedule = nist.authorities.schedule
+    for start, duration in (
+        (schedule.start(0) + 60, schedule.duration),
+        (schedule.start(0), ("hours", 1)),
+    ):
+        pending = vehicle.batch_request(
+            period_start=start,
+            duration=duration,
+            app_permissions=CAM_PERMISSIONS,
+            now=nist.pki.clock.now(),
+        )
+        with pytest.raises(BatchRefusedError, match="validity"):
+            nist.authorities.ra.handle_batch_request(pending.message)
+
+
 def test_a_request_signed_by_a_revoked_ec_is_refused() -> None:
     batch = new_batch_pki("nist", per_period=1)
     station_vehicle = batch.vehicle(b"VIN-OTHER")

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 from datetime import datetime
 
-from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule, PseudonymCa
+from fleetid.authority.v2x.pseudonym_ca import IssuanceRecord, PeriodSchedule, PseudonymCa
 from fleetid.authority.v2x.ra import (
     BatchItem,
     RegistrationAuthority,
@@ -24,7 +24,9 @@ from fleetid.authority.v2x.ra import (
     expand_item,
 )
 from fleetid.clock import Clock
+from fleetid.errors import NotFoundError
 from fleetid.formats.butterfly_messages import decode_message, encode_message
+from fleetid.formats.ieee1609 import hashed_id8_of
 from fleetid.store.butterfly_queue import ButterflyQueue, IssuedRow, WorkRow
 from fleetid.store.engine import open_engine
 
@@ -33,6 +35,7 @@ __all__ = [
     "download_from_queue",
     "enqueue_pending",
     "issue_in_parallel",
+    "record_from_queue",
     "run_worker",
 ]
 
@@ -143,6 +146,18 @@ def issue_in_parallel(
     failed = [w.exitcode for w in workers if w.exitcode != 0]
     if failed:
         _log.warning("%d of %d issuance workers failed: %s", len(failed), count, failed)
+
+
+def record_from_queue(queue: ButterflyQueue, certificate: bytes) -> IssuanceRecord:
+    """The CA's record of a certificate its workers issued (for misbehaviour handling)."""
+    certificate_id = hashed_id8_of(certificate)
+    found = queue.record(certificate_id)
+    if found is None:
+        raise NotFoundError("this CA's workers did not issue that certificate")
+    i, reference1, reference2 = found
+    return IssuanceRecord(
+        certificate_id=certificate_id, i=i, chain_references=(reference1, reference2)
+    )
 
 
 def download_from_queue(queue: ButterflyQueue, batch_id: bytes) -> bytes:

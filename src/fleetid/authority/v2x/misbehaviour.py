@@ -22,10 +22,11 @@ getting batches (docs/privacy.md).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fleetid.authority.v2x.la import LinkageAuthority
-from fleetid.authority.v2x.pseudonym_ca import PseudonymCa
+from fleetid.authority.v2x.pseudonym_ca import IssuanceRecord, PseudonymCa
 from fleetid.authority.v2x.ra import RegistrationAuthority
 
 __all__ = ["RevealedChain", "revoke_reported_pseudonym"]
@@ -51,13 +52,16 @@ def revoke_reported_pseudonym(
     la1: LinkageAuthority,
     la2: LinkageAuthority,
     ra: RegistrationAuthority,
+    record_for: Callable[[bytes], IssuanceRecord] | None = None,
 ) -> RevealedChain:
     """The seeds of the vehicle behind ``certificate`` (COER), its RA account blocked.
 
+    ``record_for`` finds the CA's record where the CA keeps it: its own memory by default, the
+    shared store for certificates issued by queue workers (``batch_jobs.record_from_queue``).
     Raises ``NotFoundError`` if the CA did not issue the certificate and
     ``VerificationError`` if a reference does not open at its authority.
     """
-    record = ca.record_for(certificate)
+    record = (record_for or ca.record_for)(certificate)
     seed1, token1 = la1.reveal(la2.peel(record.chain_references[0]), record.i)
     seed2, token2 = la2.reveal(la1.peel(record.chain_references[1]), record.i)
     ra.block_chain((token1, token2))

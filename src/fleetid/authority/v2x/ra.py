@@ -170,7 +170,10 @@ class RegistrationAuthority:
         device = self._device(its_id)
         if device.blocked:
             raise BatchRefusedError("revoked", "this device's pseudonyms are revoked")
-        i = self._schedule.period_at(int(body["tbsCert"]["validityPeriod"]["start"]))
+        validity = body["tbsCert"]["validityPeriod"]
+        i = self._schedule.period_at(int(validity["start"]))
+        if validity != {"start": self._schedule.start(i), "duration": self._schedule.duration}:
+            raise BatchRefusedError("validity", "the validity asked for is not a pseudonym period")
         self._check_caterpillar(body)
         self._seen[batch_id] = now + self._freshness + 1
         self._queue(batch_id, device, i, body, signed.unsecured_payload())
