@@ -2,12 +2,14 @@
 
 The NIST cohort of the V2X stage (or, run alone, a cohort of its own) gets an RA, a pseudonym
 CA and two linkage authorities. Each vehicle asks the RA once per week for its 20 pseudonyms
-(signed by its EC, which stays in its secure element); the RA shuffles every vehicle's requests
-together before the CA sees them; the vehicles download and rebuild their keys, and rotate
-through them. In the second week a neighbour reports one vehicle's pseudonym: the CA, both LAs
-and the RA together reveal its chain seeds and block it; the CRACA's linked CRL reaches every
-neighbour over the broadcast channel, and they refuse its later pseudonyms while its first
-week's stay unlinked and valid. Its next batch request is refused.
+(signed by its EC); the RA shuffles every vehicle's requests together before the CA sees them;
+the vehicles download and rebuild their keys, and rotate through them. In the V2X stage's
+cohort every key is in the vehicle's secure element: the EC, the caterpillar key, and the
+cocoon and pseudonym keys the card derives from it (DERIVE PSEUDONYM KEY). In the second week a
+neighbour reports one vehicle's pseudonym: the CA, both LAs and the RA together reveal its chain
+seeds and block it; the CRACA's linked CRL reaches every neighbour over the broadcast channel,
+and they refuse its later pseudonyms while its first week's stay unlinked and valid. Its next
+batch request is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ from fleetid.authority.v2x.misbehaviour import revoke_reported_pseudonym
 from fleetid.clock import ManualClock
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import CURVES, generate_key
-from fleetid.device.pseudonyms import PendingBatch, Pseudonym, PseudonymRequester
+from fleetid.device.pseudonyms import (
+    Caterpillar,
+    PendingBatch,
+    Pseudonym,
+    PseudonymRequester,
+    SecureElementCaterpillar,
+)
 from fleetid.device.v2x import ItsStation, SoftwareV2xKeys
 from fleetid.errors import BatchRefusedError, CertificateRevokedError, PolicyError
 from fleetid.formats.ieee1609 import decode_certificate, verify_certificate_signature
@@ -79,7 +87,11 @@ def software_cohort(devices: int) -> tuple[V2xHierarchy, list[ItsStation]]:
 
 
 def pseudonym_requester(
-    station: ItsStation, authorities: ButterflyAuthorities, *, implicit: bool = False
+    station: ItsStation,
+    authorities: ButterflyAuthorities,
+    *,
+    implicit: bool = False,
+    caterpillar: Caterpillar | None = None,
 ) -> PseudonymRequester:
     """The batch side of an enrolled station (its EC signs the requests)."""
     if station.enrolment_credential is None:
@@ -91,6 +103,7 @@ def pseudonym_requester(
         ca_certificate=authorities.ca.certificate,
         curve=CURVES[station.family.end_entity],
         implicit=implicit,
+        caterpillar=caterpillar,
     )
 
 
@@ -110,12 +123,24 @@ def batch_request(
 def stage_pseudonyms(ctx: DemoContext) -> None:
     console = ctx.console
     cohort: Any = ctx.state.get("v2x.nist")
-    pki, stations = cohort if cohort is not None else software_cohort(ctx.devices)
+    if cohort is not None:
+        pki, stations, clients = cohort  # keys in each vehicle's secure element
+    else:
+        (pki, stations), clients = software_cohort(ctx.devices), None
     clock = pki.clock
     authorities = build_butterfly_authorities(pki, certificates_per_period=PSEUDONYMS_PER_WEEK)
     ra, ca = authorities.ra, authorities.ca
     ca_certificate = decode_certificate(ca.certificate)
-    vehicles = [pseudonym_requester(station, authorities) for station in stations]
+    curve = CURVES[pki.family.end_entity]
+    vehicles = [
+        pseudonym_requester(
+            station,
+            authorities,
+            # On the card: the caterpillar key made there, the pseudonym keys derived there.
+            caterpillar=None if client is None else SecureElementCaterpillar(client, curve),
+        )
+        for station, client in zip(stations, clients or [None] * len(stations), strict=True)
+    ]
 
     def week(i: int, who: list[PseudonymRequester]) -> list[list[Pseudonym]]:
         pendings = []
@@ -128,6 +153,7 @@ def stage_pseudonyms(ctx: DemoContext) -> None:
             v.reconstruct(p, ra.download(p.batch_id)) for v, p in zip(who, pendings, strict=True)
         ]
 
+    where = "keys in software" if clients is None else "every key in the secure element"
     weeks = [week(0, vehicles)]
     used = 0
     for held in weeks[0]:  # rotation: each pseudonym serves 1/20 of the week, then retires
@@ -137,7 +163,7 @@ def stage_pseudonyms(ctx: DemoContext) -> None:
     weeks.append(week(1, vehicles))
     issued = sum(len(held) for w in weeks for held in w)
     console.print(
-        f"{len(vehicles)} vehicles, {issued} pseudonyms in butterfly batches over 2 weeks "
+        f"{len(vehicles)} vehicles ({where}), {issued} pseudonyms in butterfly batches over 2 weeks "
         f"({PSEUDONYMS_PER_WEEK} a week each, one request a week, every vehicle's requests "
         f"shuffled together at the RA); {used} rotated through in week 1"
     )
