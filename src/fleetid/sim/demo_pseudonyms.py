@@ -163,8 +163,8 @@ def stage_pseudonyms(ctx: DemoContext) -> None:
     weeks.append(week(1, vehicles))
     issued = sum(len(held) for w in weeks for held in w)
     console.print(
-        f"{len(vehicles)} vehicles ({where}), {issued} pseudonyms in butterfly batches over 2 weeks "
-        f"({PSEUDONYMS_PER_WEEK} a week each, one request a week, every vehicle's requests "
+        f"{len(vehicles)} vehicles ({where}), {issued} pseudonyms in butterfly batches over "
+        f"2 weeks ({PSEUDONYMS_PER_WEEK} a week each, one request a week, every vehicle's requests "
         f"shuffled together at the RA); {used} rotated through in week 1"
     )
 
