@@ -96,7 +96,7 @@ def _victim(url: str, batch: BatchPki, inside: Any) -> None:
         pass
 
 
-def _helper(url: str, batch: BatchPki) -> None:
+def _second_worker(url: str, batch: BatchPki) -> None:
     engine = open_engine(url)
     authorities = batch.authorities
     run_worker(
@@ -115,16 +115,16 @@ def test_a_worker_killed_mid_batch_on_postgresql_loses_and_repeats_nothing(
     victim = context.Process(target=_victim, args=(url, batch, inside))
     victim.start()
     assert inside.wait(30), "the victim never got inside a batch"
-    helper = context.Process(target=_helper, args=(url, batch))
-    helper.start()
+    second = context.Process(target=_second_worker, args=(url, batch))
+    second.start()
     while queue.issued_count() == 0:
         time.sleep(0.02)
     assert victim.pid is not None
     os.kill(victim.pid, signal.SIGKILL)  # a signed certificate or two die with it, uncommitted
     victim.join()
-    helper.join()
+    second.join()
     assert victim.exitcode == -signal.SIGKILL
-    assert helper.exitcode == 0
+    assert second.exitcode == 0
     # What the victim held is claimable once PostgreSQL has ended its session.
     deadline = time.monotonic() + 20
     while queue.unanswered() and time.monotonic() < deadline:
