@@ -66,9 +66,11 @@ one place. The tree::
     │   ├── LimitExceededError a per-client bound on outstanding work is reached (HTTP 429)
     │   └── RequestRefusedError a V2X authority refuses a request; ``code`` is the TS 102 941
     │                          response code it answers with (signed, never raised to a caller)
+    │   └── BatchRefusedError  a butterfly batch request refused (replay, revoked device, policy)
     ├── UnreachableError       a peer (the authority, a broker) cannot be reached or TLS failed
     └── StoreError             persistent state is missing, duplicated or inconsistent
         └── NotFoundError      the record a request names does not exist
+            └── BatchPendingError  a butterfly batch downloaded before it is complete
 
 Verification raises ``VerificationError``; no check in fleetid returns a bool to be ignored.
 """
@@ -81,6 +83,8 @@ __all__ = [
     "AttestationError",
     "AttestationSignatureError",
     "AuthenticationError",
+    "BatchPendingError",
+    "BatchRefusedError",
     "BodyTooLargeError",
     "BootRefusedError",
     "CeremonyError",
@@ -529,3 +533,20 @@ class BootRefusedError(VerificationError):
 class RolloverRefusedError(VerificationError):
     """A new trust anchor does not chain from an anchor the device holds (a root offered without
     a NewWithOld link certificate, ``fleetid.device.truststore``)."""
+
+
+# V2X batches
+
+
+class BatchRefusedError(PolicyError):
+    """The registration authority or the pseudonym CA refuses a butterfly batch request: a
+    replayed or stale request, a device whose certificates are revoked, a request outside
+    policy. ``code`` names the reason for the problem document."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
+class BatchPendingError(NotFoundError):
+    """A batch download asked for before every certificate of the batch is issued."""

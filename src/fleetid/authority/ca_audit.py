@@ -23,13 +23,13 @@ from __future__ import annotations
 from typing import Final
 
 from cryptography import x509
-from sqlalchemy import Connection
 
 from fleetid.clock import Clock
 from fleetid.config import Settings
 from fleetid.factory.auditlog import AuditEvent, AuditLog, EventKind
 from fleetid.hsm import Hsm
 from fleetid.store.ca_audit_queries import first_root_key_id, take_audit_turn
+from fleetid.store.engine import Connection
 from fleetid.store.repositories import CaEvent, Store
 
 __all__ = ["AUDIT_KEY_LABEL", "install"]

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.authority.ca_init import CA_DIR
+from fleetid.crypto.keys import new_private_key
 from fleetid.policy import CredentialType
 from fleetid.private_file import write_private_file
 
@@ -36,7 +36,7 @@ def tls_server_files(ca: FleetCa, hosts: list[str]) -> tuple[Path, Path]:
     cert_path, key_path = tls_dir / "server.crt", tls_dir / "server.key"
     if cert_path.exists() and key_path.exists() and not _due(ca, cert_path, hosts):
         return cert_path, key_path
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_private_key()
     names: list[x509.GeneralName] = []
     for host in hosts:
         try:

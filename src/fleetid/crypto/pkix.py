@@ -1,5 +1,9 @@
 """Signature checks on X.509 objects: the one place outside the boundaries that verifies them.
 
+It also hands out pyca's path-validation vocabulary (``ExtensionPolicy``, ``Criticality``, the
+verifier and ``PathValidationError``), so that services name policies without importing the
+validator themselves.
+
 Services parse certificates, CRLs and CSRs with pyca/cryptography but never call a verification
 primitive themselves; they ask here. Path validation (RFC 5280 §6) is pyca's ``x509.verification``
 with the extension policy the caller names; the single-link checks below are its §6.1.3 (a)(1)
@@ -14,9 +18,25 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.verification import ClientVerifier, ExtensionPolicy, PolicyBuilder, Store
+from cryptography.x509.verification import (
+    ClientVerifier,
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+)
+from cryptography.x509.verification import VerificationError as PathValidationError
 
-__all__ = ["crl_signed_by", "csr_self_signed", "issued_by", "path_verifier"]
+__all__ = [
+    "ClientVerifier",
+    "Criticality",
+    "ExtensionPolicy",
+    "PathValidationError",
+    "crl_signed_by",
+    "csr_self_signed",
+    "issued_by",
+    "path_verifier",
+]
 
 
 def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:

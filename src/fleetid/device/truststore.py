@@ -19,11 +19,8 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.verification import (
-    VerificationError as PathValidationError,
-)
 
-from fleetid.crypto.pkix import issued_by, path_verifier
+from fleetid.crypto.pkix import PathValidationError, issued_by, path_verifier
 from fleetid.errors import EncodingError, RolloverRefusedError, VerificationError
 
 __all__ = ["RolloverRefusedError", "TrustStore", "fingerprint"]

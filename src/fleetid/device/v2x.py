@@ -215,6 +215,12 @@ class ItsStation:
         self._last_certificate_at: datetime | None = None
         self._since_certificate = 0
 
+    def enrolment_signer(self) -> Signer:
+        """The current EC's key, by reference (it signs butterfly batch requests)."""
+        if self._ec_key is None:
+            raise PolicyError("the station is not enrolled")
+        return self._ec_key
+
     # ------------------------------------------------------------------ enrolment
 
     def _ea(self) -> Certificate:

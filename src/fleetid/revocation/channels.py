@@ -49,6 +49,7 @@ from fleetid.revocation.publish import DELTA_FILE, FULL_FILE
 __all__ = [
     "DEFAULT_TOPIC_PREFIX",
     "FILTER_ROUTE",
+    "LINKED_CRL_TOPIC_PREFIX",
     "BroadcastChannel",
     "FilterReceiver",
     "FilterSink",
@@ -56,10 +57,12 @@ __all__ = [
     "MqttFilterPublisher",
     "MqttFilterSubscriber",
     "Refusal",
+    "filter_kind",
     "read_filter_files",
 ]
 
 DEFAULT_TOPIC_PREFIX: Final = "fleetid/revocation/filter"
+LINKED_CRL_TOPIC_PREFIX: Final = "fleetid/revocation/linked-crl"
 FILTER_ROUTE: Final = "/revocation/filter"
 _QOS: Final = 1
 
@@ -162,10 +165,20 @@ class HttpFilterSource:
 # --- in-process broadcast ------------------------------------------------------------------------
 
 
-class BroadcastChannel:
-    """One-to-many delivery in this process, with MQTT's retained semantics (demo, tests)."""
+def filter_kind(data: bytes) -> FilterKind:
+    """FULL or DELTA of a filter artefact (a linked CRL has ``linked_crl_kind``)."""
+    return parse_filter(data).header.kind
 
-    def __init__(self) -> None:
+
+class BroadcastChannel:
+    """One-to-many delivery in this process, with MQTT's retained semantics (demo, tests).
+
+    ``kind_of`` tells a full artefact from a delta: filters by default, linked CRLs with
+    ``fleetid.revocation.linked_crl_channel.linked_crl_kind``.
+    """
+
+    def __init__(self, kind_of: Callable[[bytes], FilterKind] = filter_kind) -> None:
+        self._kind_of = kind_of
         self._subscribers: list[Callable[[bytes], object]] = []
         self._retained: dict[FilterKind, bytes] = {}
         self.bytes_sent = 0
@@ -178,7 +191,7 @@ class BroadcastChannel:
                 self._send(deliver, self._retained[kind])
 
     def publish(self, data: bytes) -> None:
-        kind = parse_filter(data).header.kind
+        kind = self._kind_of(data)
         self._retained[kind] = data
         if kind is FilterKind.FULL:
             self._retained.pop(FilterKind.DELTA, None)
@@ -235,9 +248,11 @@ class MqttFilterPublisher:
         *,
         topic_prefix: str = DEFAULT_TOPIC_PREFIX,
         timeout: float = 10.0,
+        kind_of: Callable[[bytes], FilterKind] = filter_kind,
     ) -> None:
         self._prefix = topic_prefix.rstrip("/")
         self._timeout = timeout
+        self._kind_of = kind_of
         self._client = _client(f"fleetid-filter-publisher-{uuid.uuid4().hex[:12]}")
         _connect(self._client, host, port, timeout)
 
@@ -246,7 +261,7 @@ class MqttFilterPublisher:
 
     def publish(self, data: bytes) -> int:
         """Retain ``data`` on its topic (a full filter also clears the delta); bytes published."""
-        kind = parse_filter(data).header.kind
+        kind = self._kind_of(data)
         self._send(self.topic(kind), data)
         if kind is FilterKind.FULL:
             self._send(self.topic(FilterKind.DELTA), b"")

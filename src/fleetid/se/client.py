@@ -55,6 +55,7 @@ from fleetid.se.wire import (
     IDENTITY_AID,
     INS_ATTEST,
     INS_DELETE_KEY,
+    INS_DERIVE_PSEUDONYM,
     INS_ECDH,
     INS_GENERATE_KEY,
     INS_GET_BOOT_STATE,
@@ -486,6 +487,30 @@ class SecureElementClient:
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
         return self.send(CommandApdu(CLA_GP, INS_ECDH, 0x00, handle, point, _SHORT_LE))
+
+    def derive_pseudonym_key(
+        self,
+        handle: int,
+        mode: int,
+        expansion_key: bytes,
+        i: int,
+        j: int,
+        *,
+        encryption: bool = False,
+        values: bytes = b"",
+    ) -> KeyInfo:
+        """DERIVE PSEUDONYM KEY from the caterpillar key in ``handle``: mode 1 the cocoon key
+        (key agreement), 2 an explicit pseudonym key (``values`` = c), 3 an implicit one
+        (``values`` = e ‖ r); the new key's info (its private half stays on the card)."""
+        data = (
+            expansion_key
+            + i.to_bytes(4, "big")
+            + j.to_bytes(4, "big")
+            + bytes((1 if encryption else 0,))
+            + values
+        )
+        answer = self.send(CommandApdu(0x80, INS_DERIVE_PSEUDONYM, mode, handle, data, _SHORT_LE))
+        return self.get_public_key(answer[0])
 
     def delete_key(self, handle: int) -> None:
         self.send(CommandApdu(CLA_GP, INS_DELETE_KEY, 0x00, handle))

@@ -20,9 +20,13 @@ __all__ = [
     "BOOT_AID",
     "CLA_GP",
     "CLA_PROPRIETARY",
+    "DERIVE_COCOON",
+    "DERIVE_EXPLICIT",
+    "DERIVE_IMPLICIT",
     "IDENTITY_AID",
     "INS_ATTEST",
     "INS_DELETE_KEY",
+    "INS_DERIVE_PSEUDONYM",
     "INS_ECDH",
     "INS_EXTERNAL_AUTHENTICATE",
     "INS_GENERATE_KEY",
@@ -91,6 +95,11 @@ INS_GET_PUBLIC_KEY: Final = 0x4C
 INS_DELETE_KEY: Final = 0x4E
 INS_ATTEST: Final = 0x56
 INS_LIST_KEYS: Final = 0x5C
+# DERIVE PSEUDONYM KEY (proprietary): a butterfly key from a caterpillar key on the card, by mode.
+INS_DERIVE_PSEUDONYM: Final = 0x62
+DERIVE_COCOON: Final = 0x01  # the cocoon key: caterpillar + f_k(i, j)
+DERIVE_EXPLICIT: Final = 0x02  # an explicit certificate's key: cocoon + the CA's c
+DERIVE_IMPLICIT: Final = 0x03  # an implicit (ECQV) certificate's key: e·cocoon + r
 # The boot applet (docs/se-apdu.md).
 INS_VERIFY_IMAGE: Final = 0x38
 INS_GET_BOOT_STATE: Final = 0x3A

@@ -44,6 +44,7 @@ Stage = Callable[[DemoContext], None]
 def _stages() -> list[tuple[str, Stage]]:
     from fleetid.sim.demo_fleet import stage_fleet
     from fleetid.sim.demo_line import stage_ceremony_and_line
+    from fleetid.sim.demo_pseudonyms import stage_pseudonyms
     from fleetid.sim.demo_revocation import stage_revocation
     from fleetid.sim.demo_se import stage_secure_element
     from fleetid.sim.demo_v2x import stage_v2x
@@ -54,6 +55,10 @@ def _stages() -> list[tuple[str, Stage]]:
         ("fleet lifecycle: enrol, a year of refreshes, re-key, rollover, transfer", stage_fleet),
         ("revocation: OCSP, CRLs on contact, pushed filters", stage_revocation),
         ("V2X: enrolment with the EA, tickets from the AA, signed CAMs, CA revocation", stage_v2x),
+        (
+            "V2X: a week of butterfly pseudonyms, a misbehaving vehicle, a linked CRL",
+            stage_pseudonyms,
+        ),
     ]
 
 

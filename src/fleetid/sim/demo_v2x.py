@@ -57,8 +57,10 @@ def _cohort(ctx: DemoContext, family: CurveFamily) -> None:
     if imported.refused:
         raise VerificationError(f"the EA refused manufactured vehicles: {imported.refused}")
     stations: list[ItsStation] = []
+    clients = []
     for device in devices:
         client = device.client()
+        clients.append(client)
         station = ItsStation(
             its_id=its_id_of(device.serial),
             canonical_key=SecureElementSigner(client, CANONICAL_KEY_HANDLE),
@@ -70,6 +72,7 @@ def _cohort(ctx: DemoContext, family: CurveFamily) -> None:
         station.enrol(pki.ea.handle_enrolment)
         station.request_tickets(TICKETS_PER_VEHICLE, pki.aa.handle_authorization)
         stations.append(station)
+    ctx.state[f"v2x.{family.name}"] = (pki, stations, clients)  # the pseudonym stage's cohort
     receivers = [CamReceiver(pki.trust_store(), clock) for _ in stations]
 
     verified = 0

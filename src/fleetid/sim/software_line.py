@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.clock import Clock
+from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.factory.line import ManifestEntry, Step, UnitState
 from fleetid.factory.manufacturer import (
@@ -109,8 +110,8 @@ class SoftwareLine:
         self.organization = organization
         now = clock.now()
         names = ManufacturerNames(organization=organization)
-        self._root_signer = SoftwareSigner(ec.generate_private_key(ec.SECP384R1()))
-        self._line_signer = SoftwareSigner(ec.generate_private_key(ec.SECP256R1()))
+        self._root_signer = SoftwareSigner(new_private_key(ec.SECP384R1()))
+        self._line_signer = SoftwareSigner(new_private_key())
         self.root = issue_root(names=names, signer=self._root_signer, now=now)
         self.line_ca = issue_line_ca(
             names=names,

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from fleetid.clock import Clock, SystemClock
+from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.factory.personalisation import personalise
 from fleetid.formats.x509_sign import key_usage, sign_certificate
@@ -50,10 +51,10 @@ class DemoManufacturer:
     def create(cls, clock: Clock | None = None) -> DemoManufacturer:
         clock = clock or SystemClock()
         now = clock.now()
-        root_key = ec.generate_private_key(ec.SECP384R1())
+        root_key = new_private_key(ec.SECP384R1())
         root_name = _name("fleetid TEST manufacturer root")
         root = _ca_certificate(root_name, root_key, root_name, root_key, now, 20, path_length=2)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_key = new_private_key()
         ca = _ca_certificate(
             _name("fleetid TEST manufacturer attestation CA"),
             ca_key,

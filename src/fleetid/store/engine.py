@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
@@ -23,6 +23,7 @@ from fleetid.errors import ConfigError, StoreError
 
 __all__ = [
     "DB_FILENAME",
+    "Connection",
     "Engine",
     "StoreSettings",
     "database_errors",

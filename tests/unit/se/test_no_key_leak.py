@@ -60,6 +60,9 @@ DEFINED = [
         (0x4C, 0x00),
         (0x4E, 0x00),
         (0x56, 0x00),
+        (0x62, 0x01),  # DERIVE PSEUDONYM KEY: cocoon, explicit, implicit
+        (0x62, 0x02),
+        (0x62, 0x03),
     )
     for h in HANDLES
 ]
@@ -71,7 +74,12 @@ headers = st.one_of(
 )
 payloads = st.one_of(
     st.binary(max_size=300),
-    st.sampled_from([ISD_AID, IDENTITY_AID, bytes(32), bytes(48), b"\x01", b"\x04" + bytes(64)]),
+    st.sampled_from(
+        [ISD_AID, IDENTITY_AID, bytes(32), bytes(48), b"\x01", b"\x04" + bytes(64)]
+        # DERIVE PSEUDONYM KEY bodies: k, i, j, flags, then none, c, or e and r
+        + [bytes(range(16)) + bytes(8) + b"\x00" + b"\x07" * extra for extra in (0, 32, 64)]
+        + [bytes(range(16)) + bytes(8) + b"\x01"]
+    ),
 )
 commands = st.tuples(headers, payloads, st.sampled_from([None, 0, 1, 16, 256]))
 

@@ -44,6 +44,7 @@ __all__ = [
     "V2X_PREFIX",
     "V2xServices",
     "install",
+    "its_body",
     "router",
     "services_for",
     "v2x_unavailable_reason",
@@ -139,6 +140,10 @@ async def _its_body(request: Request) -> bytes:
     if not body:
         raise EncodingError("an ITS request is not empty")
     return body
+
+
+#: The request body check, shared with the butterfly routes (``fleetid.api.routes.butterfly``).
+its_body = _its_body
 
 
 def _missing(what: str) -> NotFoundError:

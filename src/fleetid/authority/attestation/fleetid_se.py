@@ -37,7 +37,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from cryptography.x509.verification import VerificationError as PathValidationError
 
 from fleetid.authority.attestation.base import (
     AttestedDevice,
@@ -46,7 +45,7 @@ from fleetid.authority.attestation.base import (
     register,
 )
 from fleetid.authority.attestation.paths import IdevidPaths
-from fleetid.crypto.pkix import issued_by
+from fleetid.crypto.pkix import PathValidationError, issued_by
 from fleetid.errors import (
     AttestationSignatureError,
     ChallengeExpiredError,

@@ -28,10 +28,13 @@ from threading import Lock
 from typing import Final
 
 from cryptography import x509
-from cryptography.x509.verification import Criticality, ExtensionPolicy
-from cryptography.x509.verification import VerificationError as PathValidationError
 
-from fleetid.crypto.pkix import path_verifier
+from fleetid.crypto.pkix import (
+    Criticality,
+    ExtensionPolicy,
+    PathValidationError,
+    path_verifier,
+)
 from fleetid.formats import x509_tbs
 
 __all__ = ["IdevidPaths"]

@@ -186,6 +186,11 @@ class EnrolmentAuthority:
             raise RequestRefusedError("unknownits", "no active canonical key for this itsId")
         return public_key_from_point(row.curve, row.public_key)
 
+    def current_enrolment_credential(self, ec_id: bytes) -> tuple[Certificate, bytes]:
+        """(EC, itsId) of a current EC: for the registration authority of butterfly batches.
+        ``Refused`` if it is unknown, revoked or expired."""
+        return self._current_ec(ec_id, "unknownits")
+
     def _current_ec(self, ec_id: bytes, code: str) -> tuple[Certificate, bytes]:
         row = self.records.credential(ec_id)
         if row is None:

@@ -4,7 +4,7 @@ The ASN.1 text is ours (the ``*.asn`` files beside this module, written from the
 is compiled once per process with asn1tools. Decoding is strict: the constraints are checked,
 and the input must be exactly the canonical encoding of what it decodes to (IEEE 1609.2 §6.1
 requires COER), so there are no trailing bytes and the signed parts we hash are the received
-bytes. Type names are unique across the five modules, so a bare name finds its type.
+bytes. Type names are unique across the six modules, so a bare name finds its type.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ _MODULE_FILES = (
     "Ieee1609Dot2CrlBaseTypes.asn",
     "EtsiTs103097Module.asn",
     "EtsiTs102941Messages.asn",
+    "FleetidButterfly.asn",
 )
 
 

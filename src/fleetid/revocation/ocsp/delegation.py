@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fleetid.authority.fleet_ca import CA_DIR, FleetCa, new_serial
+from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.formats.x509_sign import key_usage, sign_certificate
 from fleetid.private_file import write_private_file
@@ -33,7 +34,7 @@ def issue_responder(
     issuer: x509.Certificate, signer: Signer, *, now: datetime, lifetime: timedelta
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A fresh responder key and its certificate under ``issuer`` (RFC 6960 §4.2.2.2)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_private_key()
     not_after = min(now + lifetime, issuer.not_valid_after_utc)
     common_name = issuer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     label = str(common_name[0].value) if common_name else "fleetid"

@@ -18,6 +18,7 @@ GET PUBLIC KEY 4C   00       handle     —                                curve
 DELETE KEY     4E   00       handle     —                                —
 ATTEST         56   00       handle     challenge (0..64)                DER X.509 certificate
 LIST KEYS      5C   00       00         —                                (handle curve policy)*
+DERIVE PSEUDO. 62   mode     handle     k ‖ i ‖ j ‖ flags ‖ (c | e ‖ r)  handle ‖ 04 X Y
 INIT UPDATE    50   KVN      00         host challenge                   (SCP03, delegated)
 EXT AUTH       82   level    00         cryptogram ‖ C-MAC               (SCP03, delegated)
 ============== ==== ======== ========== ===============================  =========================
@@ -32,6 +33,15 @@ slot only), ``80`` use only inside an authenticated secure channel session.
 No command returns private key material: there is no export, no wrap, no backup. ATTEST issues an
 X.509 certificate for a key, signed by the attestation key, that carries the key-properties and
 DICE TcbInfo extensions of ``fleetid.formats.attestation``.
+
+DERIVE PSEUDONYM KEY is the card's half of butterfly key expansion (IEEE 1609.2.1 §9.3): from the
+caterpillar key in ``handle`` (a 256-bit key generated here) and the expansion key k, period i and
+index j (4 bytes each, big-endian), it computes the cocoon key b = a + f_k(i, j) (flags ``01``:
+the encryption expansion, 1^32 prefix) and stores a new key in the first free slot: mode ``01``
+b itself (key agreement: to open the CA's response), ``02`` b + c (sign: an explicit
+certificate's key, c from the response), ``03`` e·b + r (sign: an implicit certificate's key).
+It answers the new handle and public point, which the host checks against the certificate.
+Neither the caterpillar key nor any key derived from it leaves the card.
 """
 
 from __future__ import annotations
@@ -46,6 +56,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from fleetid.crypto.butterfly import expand_private
+from fleetid.crypto.pseudonym_keys import explicit_private_key, implicit_private_key
 from fleetid.errors import EncodingError
 from fleetid.formats import x509_tbs
 from fleetid.formats.apdu import SW, CommandApdu
@@ -79,9 +91,13 @@ from fleetid.se.state import (
     KeySlot,
 )
 from fleetid.se.wire import (
+    DERIVE_COCOON,
+    DERIVE_EXPLICIT,
+    DERIVE_IMPLICIT,
     IDENTITY_AID,
     INS_ATTEST,
     INS_DELETE_KEY,
+    INS_DERIVE_PSEUDONYM,
     INS_ECDH,
     INS_GENERATE_KEY,
     INS_GET_DATA,
@@ -95,6 +111,7 @@ from fleetid.se.wire import (
 __all__ = ["IdentityApplet"]
 
 
+_DERIVE_EXTRA = {DERIVE_COCOON: 0, DERIVE_EXPLICIT: 32, DERIVE_IMPLICIT: 64}
 _USER_USAGES = int(KeyUsage.SIGN | KeyUsage.KEY_AGREEMENT)
 _MAX_CHALLENGE = 64
 # ECDSA over a digest the host computed; the digest length names the hash (FIPS 180-4).
@@ -180,6 +197,7 @@ class IdentityApplet(Applet):
             INS_GET_PUBLIC_KEY: self._get_public_key,
             INS_DELETE_KEY: self._delete_key,
             INS_ATTEST: self._attest,
+            INS_DERIVE_PSEUDONYM: self._derive_pseudonym,
         }
         handler = handlers.get(ins)
         if handler is None:
@@ -270,9 +288,16 @@ class IdentityApplet(Applet):
                 raise refuse(_SW_ALREADY_EXISTS, f"slot {handle:02X} is in use")
         key = ec.generate_private_key(pyca_curve(curve))
         slot = KeySlot(curve=curve, private_value=key.private_numbers().private_value, usage=policy)
-        state.keys[handle] = slot
         if handle == ATTESTATION_HANDLE:
             state.attestation_chain = []  # a new attestation key needs a new certificate
+        return self._install(ctx, handle, slot, key)
+
+    def _install(
+        self, ctx: CommandContext, handle: int, slot: KeySlot, key: ec.EllipticCurvePrivateKey
+    ) -> Reply:
+        state = ctx.state
+        curve = slot.curve
+        state.keys[handle] = slot
         state.key_certificates.pop(handle, None)
         # The new key object serves its first uses (GET PUBLIC KEY, ATTEST) without a rebuild,
         # and the ISD checks certificates of it (STORE DATA) against its recorded public key.
@@ -302,6 +327,41 @@ class IdentityApplet(Applet):
         except ValueError:
             raise refuse(SW.INCORRECT_DATA, "peer point is not on the curve") from None
         return Reply(data=key.exchange(ec.ECDH(), peer))
+
+    def _derive_pseudonym(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        mode, handle = apdu.p1, apdu.p2
+        if mode not in _DERIVE_EXTRA or not 1 <= handle <= MAX_USER_HANDLE:
+            raise refuse(SW.INCORRECT_P1P2, f"mode {mode:02X} or handle {handle:02X}")
+        slot, _ = self._private_key(ctx.state, handle)
+        self._check_use(ctx, slot, _USER_USAGES)
+        if slot.curve not in (Curve.P256, Curve.BRAINPOOL_P256):
+            raise refuse(SW.CONDITIONS_NOT_SATISFIED, "butterfly keys are on 256-bit curves")
+        data = apdu.data
+        if len(data) != 25 + _DERIVE_EXTRA[mode] or data[24] & ~0x01:
+            raise refuse(SW.WRONG_LENGTH, "k (16), i (4), j (4), flags (1) and the mode's values")
+        curve = pyca_curve(slot.curve)
+        i, j = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        try:
+            cocoon = expand_private(
+                slot.private_value, data[:16], i, j, encryption=bool(data[24]), curve=curve
+            )
+            if mode == DERIVE_COCOON:
+                value, usage = cocoon, _USAGE_KEY_AGREEMENT
+            elif mode == DERIVE_EXPLICIT:
+                c = int.from_bytes(data[25:57], "big")
+                value, usage = explicit_private_key(cocoon, c, curve), _USAGE_SIGN
+            else:
+                e, r = int.from_bytes(data[25:57], "big"), int.from_bytes(data[57:89], "big")
+                value, usage = implicit_private_key(e, cocoon, r, curve), _USAGE_SIGN
+        except EncodingError:
+            raise refuse(SW.INCORRECT_DATA, "the values give no key") from None
+        free = [h for h in range(1, MAX_USER_HANDLE + 1) if h not in ctx.state.keys]
+        if not free:
+            raise refuse(SW.NOT_ENOUGH_MEMORY, "no free key slot")
+        # A derived key keeps its caterpillar's session requirement.
+        usage |= slot.usage & POLICY_REQUIRES_SESSION
+        derived = KeySlot(curve=slot.curve, private_value=value, usage=usage)
+        return self._install(ctx, free[0], derived, ec.derive_private_key(value, curve))
 
     def _get_public_key(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         handle = self._user_handle(apdu)

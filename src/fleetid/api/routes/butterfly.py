@@ -1,0 +1,101 @@
+"""Butterfly batches and linked CRLs over HTTP (IEEE 1609.2.1 §6.3.5, §7).
+
+The batch request is the raw COER body of a POST, as for the other ITS messages
+(``application/x-its-request``): signed by the vehicle's EC, encrypted to the RA. The RA answers
+its acknowledgement encrypted under the request's AES key. The vehicle downloads the batch by its
+id (the HashedId8 of the request as sent, hex): it is the capability, and every entry in it is
+encrypted to a cocoon key only the vehicle can compute. Errors are problem documents: a request
+the RA cannot open or verify is 400, a replayed or stale one or a blocked device 403
+(``BatchRefusedError``), a download before the batch is issued 404 (``BatchPendingError``,
+retry later).
+
+Routes (under ``/v2x``)::
+
+    POST /v2x/ra/batch                  EeRaCertRequest (signed, encrypted) -> RaEeCertAck
+    GET  /v2x/ra/batch/{batch_id}       RaEeCertBatch (application/octet-stream)
+    GET  /v2x/linked-crl/{full|delta}   the CRACA's current linked CRL (application/x-its-crl)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Final, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from fleetid.api.openapi import problem_responses
+from fleetid.api.routes.etsi import ITS_RESPONSE, V2X_PREFIX, its_body
+from fleetid.authority.v2x.ra import RegistrationAuthority
+from fleetid.errors import EncodingError, NotFoundError
+from fleetid.revocation.linked_crl_channel import LINKED_CRL_DELTA_FILE, LINKED_CRL_FULL_FILE
+
+__all__ = ["BATCH_MEDIA_TYPE", "ButterflyServices", "install", "router"]
+
+BATCH_MEDIA_TYPE: Final = "application/octet-stream"
+_CRL_MEDIA_TYPE: Final = "application/x-its-crl"
+
+router = APIRouter(prefix=V2X_PREFIX, tags=["V2X butterfly batches (IEEE 1609.2.1)"])
+
+
+@dataclass(kw_only=True)
+class ButterflyServices:
+    """The RA, where downloads come from (the RA itself or the shared queue), the CRL files."""
+
+    ra: RegistrationAuthority | None = None
+    download: Callable[[bytes], bytes] | None = None
+    linked_crl_directory: Path | None = None
+
+
+def install(app: FastAPI, services: ButterflyServices) -> None:
+    app.state.butterfly = services
+    app.include_router(router)
+
+
+async def _services(request: Request) -> ButterflyServices:
+    services: ButterflyServices = request.app.state.butterfly
+    return services
+
+
+Services = Annotated[ButterflyServices, Depends(_services)]
+
+
+@router.post("/ra/batch", response_class=Response, responses=problem_responses(403, 404, 415))
+async def batch_request(request: Request, services: Services) -> Response:
+    """A butterfly batch request; the acknowledgement, encrypted to the request's key."""
+    body = await its_body(request)
+    if services.ra is None:
+        raise NotFoundError("this deployment has no registration authority")
+    answer = await run_in_threadpool(services.ra.handle_batch_request, body)
+    return Response(answer, media_type=ITS_RESPONSE)
+
+
+@router.get("/ra/batch/{batch_id}", response_class=Response, responses=problem_responses(404))
+def batch_download(batch_id: str, services: Services) -> Response:
+    """The batch's RaEeCertBatch, once every certificate of it is issued."""
+    try:
+        identifier = bytes.fromhex(batch_id)
+    except ValueError:
+        raise EncodingError("a batch id is 16 hex digits") from None
+    if len(identifier) != 8:
+        raise EncodingError("a batch id is 16 hex digits")
+    download = services.download
+    if download is None:
+        if services.ra is None:
+            raise NotFoundError("this deployment has no registration authority")
+        download = services.ra.download
+    return Response(download(identifier), media_type=BATCH_MEDIA_TYPE)
+
+
+@router.get("/linked-crl/{kind}", response_class=Response, responses=problem_responses(404))
+def linked_crl(kind: Literal["full", "delta"], services: Services) -> Response:
+    """The current full linked CRL, or the cumulative delta over it."""
+    if services.linked_crl_directory is None:
+        raise NotFoundError("this deployment publishes no linked CRL")
+    name = LINKED_CRL_FULL_FILE if kind == "full" else LINKED_CRL_DELTA_FILE
+    path = services.linked_crl_directory / name
+    if not path.exists():
+        raise NotFoundError(f"no {kind} linked CRL published")
+    return Response(path.read_bytes(), media_type=_CRL_MEDIA_TYPE)

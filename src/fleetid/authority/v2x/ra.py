@@ -1,0 +1,346 @@
+"""The registration authority of butterfly batches (IEEE 1609.2.1 §4; the EA's role in ETSI
+TS 102 941 v2).
+
+It knows the device: the batch request is signed by the device's enrolment credential (EC)
+and encrypted to the RA. It checks the EC with the enrolment authority, opens one linkage chain
+per device at each LA, and for every certificate (i, j) of the batch expands the caterpillar
+keys into cocoon keys (``fleetid.crypto.butterfly``). It pools the per-certificate requests of
+many devices and shuffles them before forwarding them to the pseudonym CA, so the CA sees no
+order and no device. It never sees a certificate: the CA's answers are encrypted to the cocoon
+encryption keys, and the RA only stores them for the device's download.
+
+What it keeps per device: its itsId, its two sealed chain references (which only the LAs can
+open) and whether misbehaviour has blocked it. Per request: the batch until downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final, Protocol
+
+from fleetid.authority.v2x.common import AuthorityKeys, open_request
+from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule
+from fleetid.clock import Clock
+from fleetid.crypto.butterfly import expand_public
+from fleetid.errors import (
+    BatchPendingError,
+    BatchRefusedError,
+    EncodingError,
+    NotFoundError,
+    RequestRefusedError,
+    VerificationError,
+)
+from fleetid.formats.butterfly_messages import decode_message, encode_message
+from fleetid.formats.etsi102941 import encrypt_with_key
+from fleetid.formats.ieee1609 import (
+    Certificate,
+    hashed_id8_of,
+    open_signed_data,
+    time32,
+    verify_signed_data,
+)
+from fleetid.formats.ieee1609.keys import (
+    encryption_key_value,
+    public_key_from_encryption_key,
+    public_key_from_verification_key,
+    verification_key_value,
+)
+
+__all__ = [
+    "BatchItem",
+    "LinkageService",
+    "RegistrationAuthority",
+    "download_message",
+    "expand_item",
+]
+
+_log = logging.getLogger(__name__)
+
+#: How the RA finds a current EC by its HashedId8: (EC, itsId), raising for unknown or revoked.
+EcLookup = Callable[[bytes], tuple[Certificate, bytes]]
+_PSID_REQUEST: Final = 623
+
+
+class LinkageService(Protocol):
+    """What the RA asks of a linkage authority (in process or over the wire)."""
+
+    la_id: bytes
+
+    def new_chain(self) -> bytes: ...
+
+    def pre_linkage_values(self, reference: bytes, i: int, count: int) -> list[dict[str, Any]]: ...
+
+
+@dataclass(kw_only=True)
+class _Device:
+    its_id: bytes
+    chains: tuple[bytes, bytes] = field(repr=False)
+    blocked: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchItem:
+    """One certificate (i, j) of one device's batch, before expansion."""
+
+    request_id: bytes
+    batch_id: bytes
+    i: int
+    j: int
+    implicit: bool
+    caterpillar: bytes  # COER EeRaCertRequest: the keys and expansion keys
+    plvs: tuple[dict[str, Any], dict[str, Any]] = field(repr=False)
+
+
+@dataclass(kw_only=True)
+class _Batch:
+    slots: set[tuple[int, int]] = field(default_factory=set)
+    entries: dict[tuple[int, int], bytes] = field(default_factory=dict)
+
+
+class RegistrationAuthority:
+    """Accepts batch requests, expands, shuffles, forwards; serves the downloads."""
+
+    def __init__(
+        self,
+        *,
+        keys: AuthorityKeys,
+        ec_lookup: EcLookup,
+        linkage: tuple[LinkageService, LinkageService],
+        schedule: PeriodSchedule,
+        clock: Clock,
+        certificates_per_period: int = 20,
+        freshness: timedelta = timedelta(minutes=5),
+        rng: random.Random | None = None,
+    ) -> None:
+        if linkage[0].la_id == linkage[1].la_id:
+            raise EncodingError("the two linkage authorities need different identifiers")
+        self._keys = keys
+        self._ec_lookup = ec_lookup
+        self._linkage = linkage
+        self._schedule = schedule
+        self._clock = clock
+        self._per_period = certificates_per_period
+        self._freshness = int(freshness.total_seconds())
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self._devices: dict[bytes, _Device] = {}
+        self._seen: dict[bytes, int] = {}  # batch id -> Time32 until which it is remembered
+        self._pending: list[BatchItem] = []
+        self._in_flight: dict[bytes, BatchItem] = {}
+        self._batches: dict[bytes, _Batch] = {}
+
+    @property
+    def certificate(self) -> Certificate:
+        return self._keys.certificate
+
+    # ---------------------------------------------------------------------------- requests
+
+    def handle_batch_request(self, message: bytes) -> bytes:
+        """A butterfly batch request in (signed by the EC, encrypted to the RA); the
+        RaEeCertAck out, encrypted under the request's AES key.
+
+        Raises ``EncodingError``/``ProfileError`` for bytes that are not such a request,
+        ``VerificationError`` for a request not to this RA or not signed by a current EC,
+        ``BatchRefusedError`` for a replayed or stale request or a blocked device.
+        """
+        request = open_request(self._keys, message)
+        signed = open_signed_data(request.plaintext)
+        kind, ec_id = signed.signer
+        if kind != "digest":
+            raise VerificationError("a batch request is signed by the EC, named by digest")
+        try:
+            ec, its_id = self._ec_lookup(bytes(ec_id))
+        except RequestRefusedError as refusal:
+            raise VerificationError(f"the signing EC is not current ({refusal.code})") from None
+        verify_signed_data(signed, ec.verification_key(), ec.encoded)
+        if signed.header_info.get("psid") != _PSID_REQUEST:
+            raise EncodingError("a batch request has psid 623")
+        body = decode_message("EeRaCertRequest", signed.unsecured_payload())
+        now = time32(self._clock.now())
+        if abs(now - int(body["generationTime"])) > self._freshness:
+            raise BatchRefusedError("stale", "generationTime outside the freshness window")
+        batch_id = hashed_id8_of(message)
+        self._forget_old(now)
+        if batch_id in self._seen:
+            raise BatchRefusedError("replay", "this batch request was already accepted")
+        device = self._device(its_id)
+        if device.blocked:
+            raise BatchRefusedError("revoked", "this device's pseudonyms are revoked")
+        validity = body["tbsCert"]["validityPeriod"]
+        i = self._schedule.period_at(int(validity["start"]))
+        if validity != {"start": self._schedule.start(i), "duration": self._schedule.duration}:
+            raise BatchRefusedError("validity", "the validity asked for is not a pseudonym period")
+        self._check_caterpillar(body)
+        self._seen[batch_id] = now + self._freshness + 1
+        self._queue(batch_id, device, i, body, signed.unsecured_payload())
+        _log.info("batch request accepted for period %d", i)
+        ack = {
+            "version": 2,
+            "generationTime": now,
+            "requestHash": batch_id,
+            "firstI": i,
+            "nextDlTime": now,
+        }
+        return encrypt_with_key(encode_message("RaEeCertAck", ack), request.aes_key)
+
+    def _forget_old(self, now: int) -> None:
+        for batch_id in [b for b, until in self._seen.items() if until < now]:
+            del self._seen[batch_id]
+
+    def _device(self, its_id: bytes) -> _Device:
+        device = self._devices.get(its_id)
+        if device is None:
+            chains = (self._linkage[0].new_chain(), self._linkage[1].new_chain())
+            device = _Device(its_id=its_id, chains=chains)
+            self._devices[its_id] = device
+        return device
+
+    @staticmethod
+    def _check_caterpillar(body: dict[str, Any]) -> None:
+        kind, key = body["tbsCert"]["verifyKeyIndicator"]
+        if kind != "verificationKey":
+            raise EncodingError("the caterpillar key is a verificationKey")
+        public_key_from_verification_key(key)
+        params = body["additionalParams"]
+        if params[0] == "original":
+            public_key_from_encryption_key(params[1]["encryptionKey"])
+
+    def _queue(
+        self, batch_id: bytes, device: _Device, i: int, body: dict[str, Any], raw: bytes
+    ) -> None:
+        plvs = [
+            la.pre_linkage_values(chain, i, self._per_period)
+            for la, chain in zip(self._linkage, device.chains, strict=True)
+        ]
+        self._batches[batch_id] = _Batch(slots={(i, j) for j in range(self._per_period)})
+        for j in range(self._per_period):
+            self._pending.append(
+                BatchItem(
+                    request_id=secrets.token_bytes(16),
+                    batch_id=batch_id,
+                    i=i,
+                    j=j,
+                    implicit=body["type"] == "implicit",
+                    caterpillar=raw,
+                    plvs=(plvs[0][j], plvs[1][j]),
+                )
+            )
+
+    # ---------------------------------------------------------------------------- to the CA
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def take_pending(self, limit: int | None = None) -> list[BatchItem]:
+        """Shuffle every pending item (all devices together) and take up to ``limit``."""
+        self._rng.shuffle(self._pending)
+        count = len(self._pending) if limit is None else min(limit, len(self._pending))
+        taken, self._pending = self._pending[:count], self._pending[count:]
+        for item in taken:
+            self._in_flight[item.request_id] = item
+        return taken
+
+    def forward(self, limit: int | None = None) -> bytes:
+        """A shuffled RaAcaCertRequestBatch of pending items (cocoon keys expanded here)."""
+        items = self.take_pending(limit)
+        return encode_message("RaAcaCertRequestBatch", [self.expand(item) for item in items])
+
+    def expand(self, item: BatchItem) -> dict[str, Any]:
+        """The RaAcaCertRequest of one item: its cocoon signing (and encryption) key."""
+        return expand_item(item, self._schedule)
+
+    def accept_responses(self, batch: bytes) -> None:
+        """Store the CA's AcaRaCertResponseBatch; the responses stay encrypted."""
+        for response in decode_message("AcaRaCertResponseBatch", batch):
+            self.accept_response(bytes(response["requestId"]), bytes(response["acaResponse"]))
+
+    def accept_response(self, request_id: bytes, aca_response: bytes) -> None:
+        item = self._in_flight.pop(request_id, None)
+        if item is None:
+            raise VerificationError("a response to no request in flight")
+        self._batches[item.batch_id].entries[(item.i, item.j)] = aca_response
+
+    # ---------------------------------------------------------------------------- downloads
+
+    def download(self, batch_id: bytes) -> bytes:
+        """The RaEeCertBatch of a complete batch; ``BatchPendingError`` before that."""
+        batch = self._batches.get(batch_id)
+        if batch is None:
+            raise NotFoundError("no such batch")
+        answers: list[tuple[int, int, bytes | None]] = [
+            (i, j, batch.entries.get((i, j))) for i, j in sorted(batch.slots)
+        ]
+        return download_message(batch_id, answers)
+
+    # ---------------------------------------------------------------------------- misbehaviour
+
+    def block_chain(self, tokens: tuple[bytes, bytes]) -> None:
+        """Refuse every later batch of the device whose chains are ``tokens`` (as LA1 and LA2
+        reveal them for a reported certificate); ``NotFoundError`` if no device has both."""
+        for device in self._devices.values():
+            if device.chains == tokens:
+                device.blocked = True
+                _log.info("device blocked after a misbehaviour report")
+                return
+        raise NotFoundError("no device holds these linkage chains")
+
+    def device_count(self) -> int:
+        return len(self._devices)
+
+
+def download_message(batch_id: bytes, answers: list[tuple[int, int, bytes | None]]) -> bytes:
+    """RaEeCertBatch from every (i, j, answer) of a batch; ``BatchPendingError`` if one is
+    still unanswered, ``NotFoundError`` for a batch with no request."""
+    if not answers:
+        raise NotFoundError("no such batch")
+    missing = sum(1 for _, _, answer in answers if answer is None)
+    if missing:
+        raise BatchPendingError(f"{len(answers) - missing} of {len(answers)} issued")
+    entries = [{"i": i, "j": j, "acaResponse": answer} for i, j, answer in answers]
+    return encode_message("RaEeCertBatch", {"requestHash": batch_id, "entries": entries})
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_body(raw: bytes) -> Any:
+    """The decoded EeRaCertRequest (one per batch, read by its 20 items; never modified)."""
+    return decode_message("EeRaCertRequest", raw)
+
+
+def expand_item(item: BatchItem, schedule: PeriodSchedule) -> dict[str, Any]:
+    """RaAcaCertRequest value for one (device, i, j): B = A + f_k(i, j)·G, and Q likewise for
+    the original variant's encryption caterpillar (a pure function: workers call it)."""
+    body = _request_body(item.caterpillar)
+    tbs_in = body["tbsCert"]
+    kind, params = body["additionalParams"]
+    caterpillar = public_key_from_verification_key(tbs_in["verifyKeyIndicator"][1])
+    signing_key = bytes(params["signingExpansion"][1] if kind == "original" else params[1])
+    cocoon = expand_public(caterpillar, signing_key, item.i, item.j)
+    request: dict[str, Any] = {
+        # Not the device's generationTime: the CA would learn when each device asked.
+        "generationTime": schedule.start(item.i),
+        "type": "implicit" if item.implicit else "explicit",
+        "requestId": item.request_id,
+        "iCert": item.i,
+        "linkageInfo": list(item.plvs),
+        "tbsCert": {
+            "id": ("none", None),
+            "cracaId": tbs_in["cracaId"],
+            "crlSeries": tbs_in["crlSeries"],
+            "validityPeriod": {"start": schedule.start(item.i), "duration": schedule.duration},
+            "appPermissions": tbs_in["appPermissions"],
+            "verifyKeyIndicator": ("verificationKey", verification_key_value(cocoon)),
+        },
+    }
+    if kind == "original":
+        _, encryption_caterpillar = public_key_from_encryption_key(params["encryptionKey"])
+        expansion = bytes(params["encryptionExpansion"][1])
+        encryption = expand_public(
+            encryption_caterpillar, expansion, item.i, item.j, encryption=True
+        )
+        request["certEncKey"] = encryption_key_value(encryption)
+    return request

@@ -1,0 +1,72 @@
+"""A V2X hierarchy with its butterfly authorities (RA, pseudonym CA, LA1, LA2) and vehicles that
+ask them for batches, for the batch tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fleetid.authority.v2x.batch_pki import ButterflyAuthorities, build_butterfly_authorities
+from fleetid.crypto.v2xkeys import CURVES
+from fleetid.device.pseudonyms import PendingBatch, Pseudonym, PseudonymRequester
+from fleetid.policy.v2x import CAM_SSP, PSID_CAM
+from tests.v2x_fixtures import Pki, new_pki
+
+__all__ = ["CAM_PERMISSIONS", "BatchPki", "new_batch_pki"]
+
+CAM_PERMISSIONS: list[dict[str, Any]] = [{"psid": PSID_CAM, "ssp": ("bitmapSsp", CAM_SSP)}]
+
+
+@dataclass
+class BatchPki:
+    pki: Pki
+    authorities: ButterflyAuthorities
+    implicit: bool
+
+    def vehicle(self, its_id: bytes = b"VIN-0001", *, unified: bool = True) -> PseudonymRequester:
+        station = self.pki.enrolled(its_id)
+        assert station.enrolment_credential is not None
+        return PseudonymRequester(
+            ec_signer=station.enrolment_signer(),
+            ec_certificate=station.enrolment_credential.encoded,
+            ra_certificate=self.authorities.ra.certificate.encoded,
+            ca_certificate=self.authorities.ca.certificate,
+            curve=CURVES[self.pki.hierarchy.family.end_entity],
+            implicit=self.implicit,
+            unified=unified,
+        )
+
+    def prepare(self, vehicle: PseudonymRequester, i: int = 0) -> PendingBatch:
+        """The vehicle's batch request for period i, not sent yet."""
+        schedule = self.authorities.schedule
+        return vehicle.batch_request(
+            period_start=schedule.start(i),
+            duration=schedule.duration,
+            app_permissions=CAM_PERMISSIONS,
+            now=self.pki.clock.now(),
+        )
+
+    def request(self, vehicle: PseudonymRequester, i: int = 0) -> PendingBatch:
+        pending = self.prepare(vehicle, i)
+        vehicle.read_ack(pending, self.authorities.ra.handle_batch_request(pending.message))
+        return pending
+
+    def issue_pending(self) -> None:
+        """The RA forwards everything pending (shuffled), the CA answers, the RA stores."""
+        ra, ca = self.authorities.ra, self.authorities.ca
+        ra.accept_responses(ca.issue_batch(ra.forward(), self.pki.clock.now()))
+
+    def week(self, vehicle: PseudonymRequester, i: int = 0) -> list[Pseudonym]:
+        pending = self.request(vehicle, i)
+        self.issue_pending()
+        return vehicle.reconstruct(pending, self.authorities.ra.download(pending.batch_id))
+
+
+def new_batch_pki(
+    family: str = "nist", *, implicit: bool = False, per_period: int = 20
+) -> BatchPki:
+    pki = new_pki(family)
+    authorities = build_butterfly_authorities(
+        pki.hierarchy, implicit=implicit, certificates_per_period=per_period
+    )
+    return BatchPki(pki=pki, authorities=authorities, implicit=implicit)
