@@ -50,6 +50,8 @@ _DER = serialization.Encoding.DER
 
 
 class AgentState(enum.StrEnum):
+    """Where a device is in its lifecycle, as its agent records it."""
+
     FACTORY = "factory"
     ENROLLED = "enrolled"
     REKEYED = "rekeyed"

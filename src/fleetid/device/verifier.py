@@ -81,6 +81,8 @@ OcspFetcher = Callable[[x509.Certificate, x509.Certificate], bytes]
 
 
 class PeerStatus(enum.StrEnum):
+    """A peer verifier's verdict on a certificate's revocation status."""
+
     VALID = "valid"
     REVOKED = "revoked"
     STALE = "stale material"

@@ -1,24 +1,55 @@
 """Revocation: one registry, three connectivity profiles (OCSP, CRLs, pre-distributed filters).
 
-Modules:
+The public surface: the registry (``RevocationRegistry``, the one source of truth and the
+publishers' read API), the publishers (``OcspResponder``; ``CrlPublisher`` with ``publisher_for``
+building a fleet CA's; ``FilterPublisher``) and the relying party's one checker per channel
+(``verify_ocsp_response``, ``verify_crl``, ``FilterVerifier``). The exports load on first use, so
+a device that imports a checker loads neither SQLAlchemy nor numpy nor the authority.
 
-* ``registry`` — the one source of truth (what was revoked, when, in which order) and the
-  publishers' read API over it (its SQL is ``fleetid.store.revocation_repository``);
-* ``ocsp`` — the OCSP responder and its delegated responder certificates (RFC 6960);
-* ``crl`` — the sharded full and delta CRL publisher (RFC 5280; its SQL is
-  ``fleetid.store.crl_repository``);
-* ``filter`` — the exact, signed offline filter: ``format`` (the binary format and the certificate
-  ids it is over), ``exact`` (the per-key maths) and ``builder`` (numpy); ``publish`` builds it from
-  the registry and ``channels`` carries it (MQTT, HTTP, in-process broadcast);
-* ``linkage``, ``linked_crl`` — V2X linkage-seed revocation (IEEE 1609.2);
-* ``check`` — the relying party's side, one checker per channel (``check.ocsp``, ``check.crl``,
-  ``check.filter``): pure, with no I/O and none of the authority's dependencies. The device
-  verifier, the device's CRL client and the tests use them and nothing else.
-
-Import from the submodules; this package re-exports nothing, so importing one channel does not pull
-in the dependencies of another (the filter builder needs numpy, the publishers SQLAlchemy).
+Modules: ``registry``; ``ocsp`` (responder, delegated responder certificates); ``crl`` (sharded
+full and delta CRLs; SQL in ``fleetid.store.crl_repository``); ``filter`` (``format``, ``exact``,
+``builder``), built by ``publish`` and carried by ``channels`` (MQTT, HTTP, in-process);
+``linkage``, ``linked_crl``, ``linked_crl_channel`` (V2X linked CRLs, IEEE 1609.2); ``check``
+(the relying party's side: pure, with no I/O and none of the authority's dependencies).
+Everything not exported here is internal and may change.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import TYPE_CHECKING
+
+from fleetid._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from fleetid.revocation.check.crl import verify_crl
+    from fleetid.revocation.check.filter import FilterVerifier
+    from fleetid.revocation.check.ocsp import verify_ocsp_response
+    from fleetid.revocation.crl import CrlPublisher, publisher_for
+    from fleetid.revocation.ocsp import OcspResponder
+    from fleetid.revocation.publish import FilterPublisher
+    from fleetid.revocation.registry import RevocationRegistry
+
+__all__ = [
+    "CrlPublisher",
+    "FilterPublisher",
+    "FilterVerifier",
+    "OcspResponder",
+    "RevocationRegistry",
+    "publisher_for",
+    "verify_crl",
+    "verify_ocsp_response",
+]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    __all__,
+    {
+        "fleetid.revocation.registry": ("RevocationRegistry",),
+        "fleetid.revocation.ocsp": ("OcspResponder",),
+        "fleetid.revocation.crl": ("CrlPublisher", "publisher_for"),
+        "fleetid.revocation.publish": ("FilterPublisher",),
+        "fleetid.revocation.check.ocsp": ("verify_ocsp_response",),
+        "fleetid.revocation.check.crl": ("verify_crl",),
+        "fleetid.revocation.check.filter": ("FilterVerifier",),
+    },
+)

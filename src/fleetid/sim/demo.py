@@ -63,6 +63,7 @@ def _stages() -> list[tuple[str, Stage]]:
 
 
 def run_demo(devices: int = 5) -> int:
+    """``fleetid demo``: every stage on embedded defaults, ``devices`` per stage; exit status."""
     from fleetid.errors import ConfigError
 
     if not 1 <= devices <= DEMO_MAX_DEVICES:
