@@ -38,12 +38,13 @@ sys.meta_path.insert(0, _Hidden())
 
 # One test per hidden part, each of which needs it.
 NEEDS_A_HIDDEN_PART = {
-    "tests/unit/test_pcsc_bridge.py::"
+    "tests/unit/se/test_pcsc_bridge.py::"
     "test_atr_parses_with_pyscard_as_t1_only_with_our_historical_bytes": "pyscard",
     "tests/integration/test_hsm.py::test_module_override_must_exist": "pkcs11",
     "tests/integration/test_imgtool_interop.py": "imgtool",
-    "tests/unit/test_checkpoint.py::test_openssl_verifies_our_checkpoint_signature": "openssl",
-    "tests/unit/test_shamir.py::test_ssss_combine_rebuilds_our_kek": "ssss-combine",
+    "tests/unit/formats/test_checkpoint.py::"
+    "test_openssl_verifies_our_checkpoint_signature": "openssl",
+    "tests/unit/crypto/test_shamir.py::test_ssss_combine_rebuilds_our_kek": "ssss-combine",
     "tests/unit/store/test_repositories.py::test_migration_is_idempotent[postgresql]": "PostgreSQL",
     "tests/integration/test_mqtt_filter.py::"
     "test_retained_pair_reaches_a_device_that_connects_later": "MQTT broker",

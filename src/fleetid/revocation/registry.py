@@ -15,7 +15,7 @@ certificate changed again after W is read at W from its history).
 
 Every published artefact (OCSP response, full or delta CRL, offline filter) is derived from the
 registry at a watermark and carries it, so two artefacts at the same watermark must agree about
-every certificate (``tests/unit/test_registry.py`` proves it for the three channels).
+every certificate (``tests/unit/revocation/test_registry.py`` proves it for the three channels).
 
 The publishers' API (read-only; none of it takes a write lock):
 

@@ -77,7 +77,7 @@ _U64Array = npt.NDArray[np.uint64]
 
 # --- hashing -------------------------------------------------------------------------------------
 # The numpy twins of ``exact.fmix``, ``base_hash`` and ``lane``: they must agree bit for bit
-# (``tests/property/test_filter_exact.py``).
+# (``tests/unit/revocation/test_filter_exact.py``).
 
 
 def _fmix_np(h: _U64Array) -> _U64Array:

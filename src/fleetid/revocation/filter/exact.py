@@ -6,7 +6,8 @@ per-level hashing only needs to be seeded and well mixed: the MurmurHash3 64-bit
 start slot (Lemire's multiply-shift range reduction of lane 0), a ``width``-bit coefficient (lanes
 2, 3, … with its lowest bit forced to 1) and, for a fingerprint level, a ``value_bits`` fingerprint
 (lane 1). The builder (``builder.py``) computes the same rows vectorised with numpy; the two must
-agree bit for bit, which ``tests/property/test_filter_exact.py`` checks as an equivalence property.
+agree bit for bit, which ``tests/unit/revocation/test_filter_exact.py`` checks as an equivalence
+property.
 
 :class:`CompiledFilter` answers "is this key in the encoded side?" from a parsed artefact: the
 parity of each solution window under the key's coefficient, compared with its fingerprint (or with
