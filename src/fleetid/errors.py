@@ -4,73 +4,74 @@ Callers catch the family they can handle; the HTTP and CLI edges map families to
 one place. The tree::
 
     FleetIdError
-    ├── ConfigError            settings, files or command-line input that cannot be used
+    ├── ConfigError settings, files or command-line input that cannot be used
     │   └── NotConfiguredError a capability this authority is not set up for (HTTP 503)
-    ├── EncodingError          bytes that do not parse as the format they claim to be
+    ├── EncodingError bytes that do not parse as the format they claim to be
+    │   ├── UnsupportedMediaTypeError a body of another media type than the route takes
+    │   ├── BodyTooLargeError a body over the route's size limit
+    │   ├── ProfileError well-formed bytes that break their message profile (ETSI)
     │   ├── MalformedApduError bytes that are not an APDU (a card answers 6700)
-    │   ├── TlvError           bytes that are not BER-TLV or DGI
-    │   ├── ProfileError       well-formed bytes that break their message profile (ETSI)
-    │   ├── UnsupportedMediaTypeError  a body of another media type than the route takes
-    │   └── BodyTooLargeError  a body over the route's size limit
-    ├── VerificationError      a signature, MAC, cryptogram, hash or proof that does not verify
-    │   ├── LogTamperedError   the audit log was altered; ``index`` names the first bad entry
+    │   ├── MalformedImageError bytes that are not an MCUboot image (also a VerificationError)
+    │   └── TlvError bytes that are not BER-TLV or DGI
+    ├── VerificationError a signature, MAC, cryptogram, hash or proof that does not verify
     │   ├── CertificateRevokedError a revocation artefact (filter, OCSP, linked CRL) says revoked
+    │   ├── LogTamperedError the audit log was altered; ``index`` names the first bad entry
     │   ├── AuthenticationError a presented credential (token, certificate) does not authenticate
-    │   └── AttestationError   attestation evidence does not support an enrolment; ``reason``:
-    │       ├── EvidenceMissingError            evidence-missing
-    │       ├── EvidenceMalformedError          evidence-malformed
-    │       ├── EvidenceFormatUnsupportedError  evidence-format-unsupported
-    │       ├── AttestationSignatureError       attestation-signature
-    │       ├── UnknownManufacturerError        manufacturer-unknown
-    │       ├── ChipSerialMismatchError         chip-serial-mismatch
-    │       ├── KeyMismatchError                key-mismatch
-    │       ├── KeyNotGeneratedOnCardError      key-not-generated-on-card
-    │       ├── KeyExportableError              key-exportable
-    │       ├── KeyUsageError                   key-usage
-    │       ├── NotOnManifestError              not-on-manifest
-    │       ├── QuarantinedDeviceError          device-quarantined
-    │       ├── IdevidMismatchError             idevid-mismatch
-    │       ├── CloneSuspectedError             clone-suspected
-    │       ├── DeviceRevokedError              device-revoked
-    │       │   └── DeviceTransferredError      device-transferred
-    │       ├── ChallengeUnknownError           challenge-unknown
-    │       ├── ChallengeExpiredError           challenge-expired
-    │       ├── ChallengeReplayedError          challenge-replayed
-    │       └── ChallengeNotBoundError          challenge-not-bound
-    │   ├── FlashSealError     a secure element's flash does not open under its chip's fuse
-    │   └── AuthenticationError a presented credential (token, certificate) does not authenticate
-    │   ├── StaleError         revocation material missing, expired or not yet valid: never "good"
+    │   ├── AttestationError attestation evidence does not support an enrolment; ``reason``:
+    │   │   ├── EvidenceMissingError evidence-missing
+    │   │   ├── EvidenceMalformedError evidence-malformed
+    │   │   ├── EvidenceFormatUnsupportedError evidence-format-unsupported
+    │   │   ├── AttestationSignatureError attestation-signature
+    │   │   ├── UnknownManufacturerError manufacturer-unknown
+    │   │   ├── ChipSerialMismatchError chip-serial-mismatch
+    │   │   ├── KeyMismatchError key-mismatch
+    │   │   ├── KeyNotGeneratedOnCardError key-not-generated-on-card
+    │   │   ├── KeyExportableError key-exportable
+    │   │   ├── KeyUsageError key-usage
+    │   │   ├── NotOnManifestError not-on-manifest
+    │   │   ├── QuarantinedDeviceError device-quarantined
+    │   │   ├── IdevidMismatchError idevid-mismatch
+    │   │   ├── CloneSuspectedError clone-suspected
+    │   │   ├── DeviceRevokedError device-revoked
+    │   │   │   └── DeviceTransferredError device-transferred
+    │   │   ├── ChallengeUnknownError challenge-unknown
+    │   │   ├── ChallengeExpiredError challenge-expired
+    │   │   ├── ChallengeReplayedError challenge-replayed
+    │   │   └── ChallengeNotBoundError challenge-not-bound
+    │   ├── FlashSealError a secure element's flash does not open under its chip's fuse
+    │   ├── StaleError revocation material missing, expired or not yet valid: never "good"
     │   │   └── NotCoveredError the certificate is newer than the offline filter's coverage
-    │   ├── ReplayError        an OCSP answer older than one already known, or a nonce not echoed
-    │   ├── RollbackError      revocation material older than what the relying party holds
-    │   │   ├── CrlRollbackError    a CRL numbered below the one held for its scope
+    │   ├── ReplayError an OCSP answer older than one already known, or a nonce not echoed
+    │   ├── RollbackError revocation material older than what the relying party holds
+    │   │   ├── CrlRollbackError a CRL numbered below the one held for its scope
     │   │   └── FilterRollbackError a filter below the held watermark or coverage
-    │   ├── DeltaError         a delta (CRL or filter) that does not extend what is held
-    │   │   ├── DeltaBaseError  it extends another base, or is not newer than its base
-    │   │   └── DeltaGapError   its base is not held (none yet, or a newer one is needed)
-    │   ├── BootRefusedError   a firmware image must not start; ``sw`` is the card's refusal
+    │   ├── DeltaError a delta (CRL or filter) that does not extend what is held
+    │   │   ├── DeltaBaseError it extends another base, or is not newer than its base
+    │   │   └── DeltaGapError its base is not held (none yet, or a newer one is needed)
+    │   ├── BootRefusedError a firmware image must not start; ``sw`` is the card's refusal
     │   └── RolloverRefusedError a new trust anchor does not chain from a held anchor
-    ├── SecureElementError     a secure element answered an ISO 7816 status word other than 9000
+    ├── SecureElementError a secure element answered an ISO 7816 status word other than 9000
     │   ├── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
-    │   ├── WrongLengthError   6700: wrong length
+    │   ├── WrongLengthError 6700: wrong length
     │   ├── SecurityStatusError 6982: security status not satisfied (no session)
     │   ├── ConditionsNotSatisfiedError 6985: conditions of use (life cycle, policy, order)
     │   ├── IncorrectDataError 6A80: incorrect data
     │   ├── ReferencedDataNotFoundError 6A82 / 6A88: application or referenced data not found
     │   ├── IncorrectParametersError 6A86 / 6B00: incorrect P1 P2
     │   └── UnsupportedCommandError 6D00 / 6E00 / 6881 / 6884: not supported
-    ├── HsmError               the HSM refused or failed an operation
-    │   └── HsmNotActivatedError   the HSM is locked until custodians activate it
-    ├── CeremonyError          a key ceremony step is not allowed or its inputs are wrong
-    ├── PolicyError            a request is well formed but policy forbids it
+    ├── HsmError the HSM refused or failed an operation
+    │   └── HsmNotActivatedError the HSM is locked until custodians activate it
+    ├── CeremonyError a key ceremony step is not allowed or its inputs are wrong
+    ├── PolicyError a request is well formed but policy forbids it
     │   ├── LimitExceededError a per-client bound on outstanding work is reached (HTTP 429)
-    │   └── RequestRefusedError a V2X authority refuses a request; ``code`` is the TS 102 941
-    │                          response code it answers with (signed, never raised to a caller)
-    │   └── BatchRefusedError  a butterfly batch request refused (replay, revoked device, policy)
-    ├── UnreachableError       a peer (the authority, a broker) cannot be reached or TLS failed
-    └── StoreError             persistent state is missing, duplicated or inconsistent
-        └── NotFoundError      the record a request names does not exist
-            └── BatchPendingError  a butterfly batch downloaded before it is complete
+    │   ├── RequestRefusedError a V2X authority refuses a request; ``code`` is the TS 102 941
+    │   │       response code it answers with (signed, never raised to a caller)
+    │   └── BatchRefusedError a butterfly batch request refused (replay, revoked device, policy)
+    ├── LineWorkerError a line worker process died; the next run resumes its units
+    ├── UnreachableError a peer (the authority, a broker) cannot be reached or TLS failed
+    └── StoreError persistent state is missing, duplicated or inconsistent
+        └── NotFoundError the record a request names does not exist
+            └── BatchPendingError a butterfly batch downloaded before it is complete
 
 Verification raises ``VerificationError``; no check in fleetid returns a bool to be ignored.
 """
@@ -120,8 +121,10 @@ __all__ = [
     "KeyNotGeneratedOnCardError",
     "KeyUsageError",
     "LimitExceededError",
+    "LineWorkerError",
     "LogTamperedError",
     "MalformedApduError",
+    "MalformedImageError",
     "NotConfiguredError",
     "NotCoveredError",
     "NotFoundError",
@@ -550,3 +553,17 @@ class BatchRefusedError(PolicyError):
 
 class BatchPendingError(NotFoundError):
     """A batch download asked for before every certificate of the batch is issued."""
+
+
+# --- the line and its images ---------------------------------------------------------------------
+
+
+class MalformedImageError(EncodingError, VerificationError):
+    """The bytes are not a well-formed MCUboot image (truncated, sizes inconsistent, bad TLVs).
+
+    It is a ``VerificationError`` too: a malformed image never verifies.
+    """
+
+
+class LineWorkerError(FleetIdError):
+    """A line worker process died (killed, crashed); the next run resumes its units."""

@@ -18,7 +18,7 @@ from tests.v2x_fixtures import FAMILY_NAMES, response_code
 from fleetid.api import create_app
 from fleetid.api.routes.etsi import ITS_REQUEST, ITS_RESPONSE, V2xServices, install
 from fleetid.authority.fleet_ca import FleetCa
-from fleetid.authority.v2x import FAMILIES, TrustStore
+from fleetid.authority.v2x import FAMILIES, V2xTrustStore
 from fleetid.authority.v2x.hierarchy import V2xHierarchy, build_hierarchy
 from fleetid.clock import ManualClock
 from fleetid.config import Settings
@@ -96,7 +96,7 @@ def station_from_http(
     crl = client.request("GET", "/v2x/crl")
     assert ctl.headers["content-type"] == "application/x-its-ctl"
     assert crl.headers["content-type"] == "application/x-its-crl"
-    trust = TrustStore(hierarchy.root.certificate.encoded, clock=clock)
+    trust = V2xTrustStore(hierarchy.root.certificate.encoded, clock=clock)
     trust.apply_ctl(ctl.content)
     trust.apply_crl(crl.content)
     canonical = SoftwareSigner(generate_key(hierarchy.family.end_entity))

@@ -27,7 +27,7 @@ from fleetid.factory.line import CANONICAL_KEY_HANDLE
 from fleetid.se.client import SecureElementSigner
 from fleetid.se.state import Curve
 from fleetid.sim.software_line import SoftwareLine
-from fleetid.trust.v2x import TrustStore
+from fleetid.trust.v2x import V2xTrustStore
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +95,7 @@ def _vehicles(served: Served, count: int) -> tuple[list[ItsStation], bytes]:
         store.close()
     stations = []
     for device in devices:
-        trust = TrustStore(root, clock=clock)
+        trust = V2xTrustStore(root, clock=clock)
         trust.apply_ctl(served.get("/v2x/ctl").content)
         trust.apply_crl(served.get("/v2x/crl").content)
         client = device.client()

@@ -26,12 +26,12 @@ from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from fleetid.crypto.symmetric import hmac_sha256
 from fleetid.errors import EncodingError, PolicyError, VerificationError
 
 __all__ = [
@@ -106,9 +106,7 @@ def _derive(shared_secret: bytes, p1: bytes) -> tuple[bytes, bytes]:
 
 
 def _mac(k2: bytes, data: bytes) -> bytes:
-    mac = crypto_hmac.HMAC(k2, hashes.SHA256())
-    mac.update(data)
-    return mac.finalize()[:_MAC_LENGTH]
+    return hmac_sha256(k2, data)[:_MAC_LENGTH]
 
 
 def ecies_wrap(

@@ -36,6 +36,7 @@ __all__ = [
     "aes_kcv",
     "bytes_equal",
     "check_aes_key",
+    "hmac_sha256",
     "iso9797_m2_pad",
     "iso9797_m2_unpad",
     "scp03_kdf",
@@ -267,3 +268,8 @@ _CBC_ZERO_IV = modes.CBC(_ZERO_BLOCK)
 def bytes_equal(a: bytes, b: bytes) -> bool:
     """Constant-time comparison of MACs and cryptograms."""
     return hmac.compare_digest(a, b)
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA-256 (RFC 2104, FIPS 198-1): the 32-byte tag; callers truncate where a spec says."""
+    return hmac.new(key, data, "sha256").digest()

@@ -63,7 +63,7 @@ from fleetid.formats.ieee1609.profile import check_signed
 from fleetid.formats.ieee1609.validity import check_validity, validity_bounds
 from fleetid.policy.v2x import CAM_SSP, EC_SSP, PSID_CAM, CurveFamily
 from fleetid.se.client import SecureElementClient, SecureElementSigner
-from fleetid.trust.v2x import TrustStore
+from fleetid.trust.v2x import V2xTrustStore
 
 __all__ = [
     "CamReceiver",
@@ -186,7 +186,7 @@ class ItsStation:
         canonical_key: Signer,
         keys: V2xKeyStore,
         family: CurveFamily,
-        trust: TrustStore,
+        trust: V2xTrustStore,
         clock: Clock,
         pseudonym_period: timedelta = timedelta(minutes=5),
         certificate_every: int = 10,
@@ -489,7 +489,7 @@ class CamReceiver:
 
     def __init__(
         self,
-        trust: TrustStore,
+        trust: V2xTrustStore,
         clock: Clock,
         *,
         max_age: timedelta = timedelta(seconds=2),
@@ -505,7 +505,7 @@ class CamReceiver:
         self._seen: dict[tuple[bytes, int, bytes], int] = {}
 
     @property
-    def trust(self) -> TrustStore:
+    def trust(self) -> V2xTrustStore:
         """The store this receiver checks against (apply new CTLs and CRLs to it)."""
         return self._trust
 

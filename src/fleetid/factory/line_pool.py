@@ -20,14 +20,10 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from fleetid.errors import ConfigError, FleetIdError
+from fleetid.errors import ConfigError, LineWorkerError
 from fleetid.factory.line import NO_CRASH, CardSource, CrashPlan, LineConfig, LineReport
 
 __all__ = ["LineWorkerError", "run_pool", "split_units"]
-
-
-class LineWorkerError(FleetIdError):
-    """A line worker process died (killed, crashed); the next run resumes its units."""
 
 
 def split_units(units: Sequence[str], workers: int) -> list[list[str]]:

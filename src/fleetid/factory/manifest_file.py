@@ -43,7 +43,7 @@ def manifest_record(entry: ManifestEntry) -> ManifestRecord:
     return ManifestRecord(
         unit=entry.unit,
         serial=entry.serial,
-        state=str(entry.state),
+        state=entry.state,
         idevid_fingerprint=entry.idevid_fingerprint,
         attestation_public_key=None
         if key is None
@@ -129,7 +129,7 @@ def _record(position: int, unit: Any) -> ManifestRecord:
     return ManifestRecord(
         unit=name,
         serial=serial,
-        state=state,
+        state=UnitState(state),
         idevid_fingerprint=fingerprint,
         attestation_public_key=key,
         idevid=idevid,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,7 @@ from fleetid.crypto.ecies import (
     new_ccm_nonce,
 )
 from fleetid.crypto.signer import Signer
+from fleetid.crypto.symmetric import hmac_sha256
 from fleetid.crypto.v2xkeys import CURVES, PublicKey
 from fleetid.errors import EncodingError, ProfileError, VerificationError
 from fleetid.formats.ieee1609.certificate import decode_certificate, hashed_id8
@@ -471,7 +471,7 @@ def key_tag(hmac_key: bytes, public_keys: dict[str, Any]) -> bytes:
     data = encode("PublicVerificationKey", public_keys["verificationKey"])
     if public_keys.get("encryptionKey") is not None:
         data += encode("PublicEncryptionKey", public_keys["encryptionKey"])
-    return hmac.new(hmac_key, data, hashlib.sha256).digest()[:16]
+    return hmac_sha256(hmac_key, data)[:16]
 
 
 def shared_at_request_hash(shared_at_request: dict[str, Any]) -> bytes:

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fleetid.crypto.signer import Signer, verify_signature
-from fleetid.errors import ConfigError, EncodingError, VerificationError
+from fleetid.errors import ConfigError, MalformedImageError, VerificationError
 
 __all__ = [
     "HEADER_SIZE",
@@ -71,13 +71,6 @@ _TLV_HEADER = struct.Struct("<HH")
 # magic, load_addr, hdr_size, protected_tlv_size, img_size, flags, version (BBHI), pad
 _IMAGE_HEADER = struct.Struct("<IIHHIIBBHII")
 assert _IMAGE_HEADER.size == HEADER_SIZE  # noqa: S101 - a layout fact checked at import
-
-
-class MalformedImageError(EncodingError, VerificationError):
-    """The bytes are not a well-formed MCUboot image (truncated, sizes inconsistent, bad TLVs).
-
-    It is a ``VerificationError`` too: a malformed image never verifies.
-    """
 
 
 class TlvType(IntEnum):

@@ -1,4 +1,4 @@
-"""Sign X.509 certificates, CRLs and OCSP responses with any ``Signer`` (HSM, card or software).
+"""Sign X.509 certificates and CRLs with any ``Signer`` (an HSM or secure-element key).
 
 pyca/cryptography signs only with a private key object it holds. So the builder signs once with a
 throwaway key, and the to-be-signed bytes are kept. Under RFC 5280 §4.1.1.2 and §5.1.1.2, those
@@ -11,28 +11,20 @@ Before anything is returned, the result is parsed back, its TBS is compared, and
 checked against the signer's public key. A signer that already verified each signature before
 returning it (an HSM signer, ``verifies_signatures = True``) is not verified a second time: the
 result's signature must then be byte for byte the one it returned, over the same TBS bytes.
-
-An OCSP response (RFC 6960 §4.2.1) is signed the same way one level deeper: the signed part is the
-``tbsResponseData`` of the BasicOCSPResponse carried in the OCTET STRING of ``responseBytes``, and
-the OCTET STRING, ``responseBytes`` and the outer SEQUENCE are re-encoded around it.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from functools import cache, lru_cache
+from functools import cache
 from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509 import ocsp
-from cryptography.x509.oid import NameOID
 
 from fleetid.crypto.signer import Signer, verify_signature
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats import x509_tbs
-from fleetid.formats.ocsp_certid import issuer_hashes
 from fleetid.formats.tlv import decode_tlv, encode_tlv
 
 __all__ = [
@@ -41,7 +33,6 @@ __all__ = [
     "probe_public_key",
     "sign_certificate",
     "sign_crl",
-    "sign_ocsp_response",
     "sign_tbs",
 ]
 
@@ -144,105 +135,6 @@ def sign_crl(
     return _checked(
         result, draft, result.tbs_certlist_bytes, draft.tbs_certlist_bytes, signer, signature
     )
-
-
-def _element(data: bytes, offset: int, tag: int, what: str) -> tuple[bytes, int]:
-    element, end = decode_tlv(data, offset)
-    if element.tag != tag:
-        raise EncodingError(f"the draft's {what} is not tagged {tag:02X}")
-    return element.value, end
-
-
-@cache
-def _throwaway_responder() -> x509.Certificate:
-    """A certificate of the throwaway key: pyca signs a draft response only with the private key
-    of the responder certificate its ResponderID names. Never published."""
-    key = _throwaway_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fleetid draft responder")])
-    start = datetime(2000, 1, 1, tzinfo=UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-
-
-@lru_cache(maxsize=64)
-def _key_hash(certificate: x509.Certificate) -> bytes:
-    """SHA-1 of a responder's subjectPublicKey: its ResponderID byKey (RFC 6960 §4.2.1)."""
-    return issuer_hashes(certificate, hashes.SHA1())[1]  # noqa: S303 - RFC 6960 KeyHash
-
-
-@lru_cache(maxsize=64)
-def _key_id_element(certificate: x509.Certificate) -> bytes:
-    """ResponderID byKey ``[2] EXPLICIT OCTET STRING`` of a responder (RFC 6960 §4.2.1)."""
-    return encode_tlv(0xA2, encode_tlv(0x04, _key_hash(certificate)))
-
-
-def sign_ocsp_response(
-    builder: ocsp.OCSPResponseBuilder, signer: Signer, *, responder: x509.Certificate
-) -> bytes:
-    """The DER OCSPResponse ``builder`` describes (without a ResponderID), signed by ``signer``,
-    the key of ``responder``, which the response names by key hash (RFC 6960 §4.2.1).
-
-    The draft names the throwaway responder; its ResponderID, the first element of
-    ``tbsResponseData`` (the DEFAULT version is absent in DER), is replaced by ``responder``'s
-    before the TBS is signed. Both are a 20-byte SHA-1 KeyHash, so no length changes.
-    """
-    if responder.public_key() != signer.public_key():
-        raise VerificationError("the signer is not the responder certificate's key")
-    draft = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, _throwaway_responder()).sign(
-        _throwaway_key(), _check_hash(signer)
-    )
-    der = draft.public_bytes(serialization.Encoding.DER)
-    # OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED, responseBytes [0] EXPLICIT
-    # SEQUENCE { responseType OBJECT IDENTIFIER, response OCTET STRING } }, and the OCTET STRING
-    # holds BasicOCSPResponse ::= SEQUENCE { tbsResponseData, signatureAlgorithm,
-    # signature BIT STRING, certs [0] EXPLICIT OPTIONAL } (RFC 6960 §4.2.1).
-    outer, end = _element(der, 0, 0x30, "OCSPResponse")
-    if end != len(der):
-        raise EncodingError("the draft is not one DER SEQUENCE")
-    _, status_end = _element(outer, 0, 0x0A, "responseStatus")
-    explicit, _ = _element(outer, status_end, 0xA0, "responseBytes")
-    response_bytes, _ = _element(explicit, 0, 0x30, "ResponseBytes")
-    _, type_end = _element(response_bytes, 0, 0x06, "responseType")
-    octets, _ = _element(response_bytes, type_end, 0x04, "response")
-    basic, _ = _element(octets, 0, 0x30, "BasicOCSPResponse")
-    tbs_value, tbs_end = _element(basic, 0, 0x30, "tbsResponseData")
-    _, alg_end = _element(basic, tbs_end, 0x30, "signatureAlgorithm")
-    _, signature_end = _element(basic, alg_end, 0x03, "signature")
-    draft_id = _key_id_element(_throwaway_responder())
-    if not tbs_value.startswith(draft_id):
-        raise EncodingError("the draft's tbsResponseData does not start with its ResponderID")
-    tbs = encode_tlv(0x30, _key_id_element(responder) + tbs_value[len(draft_id) :])
-    signature = signer.sign(tbs)
-    basic = (
-        tbs + basic[tbs_end:alg_end] + encode_tlv(0x03, b"\x00" + signature) + basic[signature_end:]
-    )
-    response_bytes = response_bytes[:type_end] + encode_tlv(0x04, encode_tlv(0x30, basic))
-    body = outer[:status_end] + encode_tlv(0xA0, encode_tlv(0x30, response_bytes))
-    der = encode_tlv(0x30, body)
-    result = ocsp.load_der_ocsp_response(der)
-    if result.tbs_response_bytes != tbs or len(tbs) != len(draft.tbs_response_bytes):
-        raise EncodingError("re-encoding changed the to-be-signed bytes")
-    if result.responder_key_hash != _key_hash(responder):
-        raise EncodingError("the response does not name its responder")
-    if result.signature_algorithm_oid != draft.signature_algorithm_oid:
-        raise EncodingError("re-encoding changed the signature algorithm")
-    if getattr(signer, "verifies_signatures", False) is True:
-        if result.signature != signature:
-            raise EncodingError("re-encoding changed the signature")
-        return der
-    try:
-        verify_signature(signer.public_key(), result.signature, tbs, signer.hash_algorithm)
-    except VerificationError as exc:
-        raise VerificationError("the signer's signature does not verify over the TBS") from exc
-    return der
 
 
 def sign_tbs(tbs: bytes, algorithm: bytes, signer: Signer) -> x509.Certificate:

@@ -93,7 +93,7 @@ def _devices(
             record = ManifestRecord(
                 unit=entry.unit,
                 serial=entry.serial,
-                state=str(entry.state),
+                state=entry.state,
                 idevid_fingerprint=entry.idevid_fingerprint,
                 attestation_public_key=entry.attestation_public_key.public_bytes(der, spki),
                 idevid=entry.idevid.public_bytes(der),

@@ -65,11 +65,11 @@ class LineDevice:
         client.select_identity()
         return client
 
-    def manifest_record(self, state: str = "secured") -> ManifestRecord:
+    def manifest_record(self, state: UnitState | str = UnitState.SECURED) -> ManifestRecord:
         return ManifestRecord(
             unit=self.unit,
             serial=self.serial,
-            state=state,
+            state=UnitState(state),
             idevid_fingerprint=certificate_fingerprint(self.idevid),
             attestation_public_key=self.attestation_key.public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

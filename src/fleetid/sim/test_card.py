@@ -24,7 +24,8 @@ from fleetid.clock import Clock, SystemClock
 from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.factory.personalisation import personalise
-from fleetid.formats.x509_sign import key_usage, sign_certificate
+from fleetid.formats.ca_profile import CaProfile
+from fleetid.formats.x509_sign import key_usage
 from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient
 from fleetid.se.keystore import SealedFlash, Silicon
@@ -80,24 +81,18 @@ class DemoManufacturer:
                 x509.NameAttribute(NameOID.COMMON_NAME, "fleetid SE attestation key"),
             ]
         )
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self.ca_certificate.subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
+        return CaProfile(
+            subject=subject,
+            issuer=self.ca_certificate.subject,
+            public_key=public_key,
+            serial_number=x509.random_serial_number(),
+            not_before=now - timedelta(minutes=5),
             # IEEE 802.1AR §8.5 / RFC 5280 §4.1.2.5: a device identity has no expiry.
-            .not_valid_after(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_CA_KEY_USAGE, critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()),
-                critical=False,
-            )
-        )
-        return sign_certificate(builder, SoftwareSigner(self.ca_key))
+            not_after=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+            path_length=0,
+            key_usage=_CA_KEY_USAGE,
+            authority_key=self.ca_key.public_key(),
+        ).issue(SoftwareSigner(self.ca_key))
 
 
 _CA_KEY_USAGE = key_usage(key_cert_sign=True, crl_sign=True)
@@ -122,23 +117,17 @@ def _ca_certificate(
     *,
     path_length: int,
 ) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=365 * years))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(_CA_KEY_USAGE, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-    )
-    return sign_certificate(builder, SoftwareSigner(issuer_key))
+    return CaProfile(
+        subject=subject,
+        issuer=issuer,
+        public_key=key.public_key(),
+        serial_number=x509.random_serial_number(),
+        not_before=now - timedelta(minutes=5),
+        not_after=now + timedelta(days=365 * years),
+        path_length=path_length,
+        key_usage=_CA_KEY_USAGE,
+        authority_key=issuer_key.public_key(),
+    ).issue(SoftwareSigner(issuer_key))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,6 +54,15 @@ def _record(row: Any) -> CrlPublicationRecord:
     return CrlPublicationRecord(**values)
 
 
+def _of(issuer_id: int, shard: int, kind: CrlKind) -> tuple[Any, ...]:
+    """The WHERE clauses that select one shard's CRLs of one kind."""
+    return (
+        crl_publications.c.issuer_id == issuer_id,
+        crl_publications.c.shard == shard,
+        crl_publications.c.kind == str(kind),
+    )
+
+
 class CrlNumbering:
     """The next CRL number of one (issuer, shard), held inside a write transaction until its CRL
     is recorded (or the transaction rolls back)."""
@@ -105,11 +114,7 @@ class CrlRepository:
         with self._engine.connect() as c:
             row = c.execute(
                 select(crl_publications)
-                .where(
-                    crl_publications.c.issuer_id == issuer_id,
-                    crl_publications.c.shard == shard,
-                    crl_publications.c.kind == str(kind),
-                )
+                .where(*_of(issuer_id, shard, kind))
                 .order_by(crl_publications.c.crl_number.desc())
                 .limit(1)
             ).one_or_none()
@@ -123,10 +128,7 @@ class CrlRepository:
             row = c.execute(
                 select(crl_publications)
                 .where(
-                    crl_publications.c.issuer_id == issuer_id,
-                    crl_publications.c.shard == shard,
-                    crl_publications.c.kind == str(CrlKind.FULL),
-                    crl_publications.c.this_update >= since,
+                    *_of(issuer_id, shard, CrlKind.FULL), crl_publications.c.this_update >= since
                 )
                 .order_by(crl_publications.c.crl_number)
                 .limit(1)
@@ -156,9 +158,7 @@ class CrlRepository:
             fulls = connection.execute(
                 select(crl_publications.c.crl_number, crl_publications.c.this_update)
                 .where(
-                    crl_publications.c.issuer_id == issuer_id,
-                    crl_publications.c.shard == shard,
-                    crl_publications.c.kind == str(CrlKind.FULL),
+                    *_of(issuer_id, shard, CrlKind.FULL),
                     crl_publications.c.crl_number >= base_number,
                 )
                 .order_by(crl_publications.c.crl_number)

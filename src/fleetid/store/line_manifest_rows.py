@@ -4,8 +4,8 @@ Rows come back typed: the unit's state and step are enums, never the strings and
 the columns, and certificates and keys stay DER (the factory decodes them; the store knows no
 X.509). Writes take the same enums. The provisioning line writes inside one transaction
 (:meth:`LineManifestRows.transaction`) together with its audit-log entries, which take the
-transaction's connection. The authority's own view of imported manifests is
-``fleetid.store.repositories.LineManifest``.
+transaction's connection. ``LineManifest`` is the authority's view of the same rows (the
+factory's, or an imported copy), inside the authority's own transaction.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from fleetid.errors import StoreError
 from fleetid.store.bulk import execute_many
@@ -27,7 +28,9 @@ from fleetid.store.migrate import ensure_schema
 __all__ = [
     "FINAL_STATES",
     "DatabaseEngine",
+    "LineManifest",
     "LineManifestRows",
+    "ManifestRecord",
     "ManifestRow",
     "ManifestTransaction",
     "Step",
@@ -234,3 +237,61 @@ class LineManifestRows:
                 yield ManifestTransaction(conn)
         except SQLAlchemyError as exc:
             raise StoreError(f"line manifest commit failed: {exc}") from exc
+
+
+# --- the authority's view --------------------------------------------------------------------
+
+_ACCEPTED_BY_SERIAL = select(line_manifest).where(
+    line_manifest.c.serial == bindparam("w_serial"),
+    line_manifest.c.state != UnitState.DUPLICATE.value,
+)
+_INSERT_ROW = insert(line_manifest)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManifestRecord:
+    """A line-manifest row as an authority sees it: what enrolment checks a device against."""
+
+    unit: str
+    serial: str
+    state: UnitState
+    idevid_fingerprint: str | None  # SHA-256 of the DER IDevID, lower-case hex
+    attestation_public_key: bytes | None  # DER SubjectPublicKeyInfo
+    idevid: bytes | None = None  # DER certificate
+
+
+class LineManifest:
+    """The line manifest rows an authority trusts (the factory's, or an imported copy), read and
+    written inside the authority's transaction (``Repositories.manifest``)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def by_serial(self, serial: str) -> ManifestRecord | None:
+        """The accepted row for a device serial (a ``duplicate`` row never answers)."""
+        found = self._c.execute(_ACCEPTED_BY_SERIAL, {"w_serial": serial}).one_or_none()
+        if found is None:
+            return None
+        row = _row(found)
+        return ManifestRecord(
+            unit=row.unit,
+            serial=row.serial,
+            state=row.state,
+            idevid_fingerprint=row.idevid_fingerprint,
+            attestation_public_key=row.attestation_public_key,
+            idevid=row.idevid,
+        )
+
+    def add(self, record: ManifestRecord, now: datetime) -> None:
+        """Import one row (an authority trusting another line's devices)."""
+        state = UnitState(record.state)
+        values = {
+            **record.__dict__,
+            "state": state.value,
+            "step": int(Step.SECURED if state is UnitState.SECURED else Step.NONE),
+            "updated_at": now.isoformat(),
+        }
+        try:
+            self._c.execute(_INSERT_ROW, values)
+        except IntegrityError as exc:
+            raise StoreError(f"manifest already lists unit {record.unit!r} or its serial") from exc

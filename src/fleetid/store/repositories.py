@@ -21,7 +21,7 @@ from sqlalchemy import Column, Connection, Engine, bindparam, delete, func, inse
 from sqlalchemy.exc import IntegrityError
 
 from fleetid.errors import NotFoundError, PolicyError, StoreError
-from fleetid.store.manifest_table import line_manifest
+from fleetid.store.line_manifest_rows import LineManifest, ManifestRecord
 from fleetid.store.migrate import ensure_schema
 from fleetid.store.schema import (
     SERIAL_HEX_LENGTH,
@@ -188,18 +188,6 @@ class DeviceRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ManifestRecord:
-    """A line-manifest row as an authority sees it (``fleetid.store.manifest_table``)."""
-
-    unit: str
-    serial: str
-    state: str  # in-progress | secured | quarantined | duplicate
-    idevid_fingerprint: str | None  # SHA-256 of the DER IDevID, lower-case hex
-    attestation_public_key: bytes | None  # DER SubjectPublicKeyInfo
-    idevid: bytes | None = None  # DER certificate
-
-
-@dataclass(frozen=True, kw_only=True)
 class NewCertificate:
     serial: str
     issuer_id: int
@@ -304,7 +292,6 @@ _INSERT = {
     for table in (
         ca_keys,
         devices,
-        line_manifest,
         certificates,
         enrolment_tokens,
         enrolment_challenges,
@@ -320,14 +307,6 @@ _ACTIVE_CA_KEY = (
 )
 _DEVICE = select(devices).where(devices.c.device_id == bindparam("w_device_id"))
 _UPDATE_DEVICE = update(devices).where(devices.c.device_id == bindparam("w_device_id"))
-_MANIFEST_BY_SERIAL = select(
-    line_manifest.c.unit,
-    line_manifest.c.serial,
-    line_manifest.c.state,
-    line_manifest.c.idevid_fingerprint,
-    line_manifest.c.attestation_public_key,
-    line_manifest.c.idevid,
-).where(line_manifest.c.serial == bindparam("w_serial"), line_manifest.c.state != "duplicate")
 _CERTIFICATE_BY_ID = select(certificates).where(certificates.c.id == bindparam("w_id"))
 _CERTIFICATE_BY_SERIAL = select(certificates).where(certificates.c.serial == bindparam("w_serial"))
 _CERTIFICATES_OF_DEVICE = (
@@ -519,32 +498,6 @@ class Devices:
                 "updated_at": now,
             },
         )
-
-
-class LineManifest:
-    """The line manifest rows an authority trusts (the factory's, or an imported copy)."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._c = connection
-
-    def by_serial(self, serial: str) -> ManifestRecord | None:
-        """The accepted row for a device serial (a ``duplicate`` row never answers)."""
-        row = self._c.execute(_MANIFEST_BY_SERIAL, {"w_serial": serial}).one_or_none()
-        return None if row is None else _record(ManifestRecord, row)
-
-    def add(self, record: ManifestRecord, now: datetime) -> None:
-        """Import one row (an authority trusting another line's devices)."""
-        try:
-            self._c.execute(
-                _INSERT[line_manifest.name],
-                {
-                    **record.__dict__,
-                    "step": 4 if record.state == "secured" else 0,
-                    "updated_at": now.isoformat(),
-                },
-            )
-        except IntegrityError as exc:
-            raise StoreError(f"manifest already lists unit {record.unit!r} or its serial") from exc
 
 
 class Certificates:

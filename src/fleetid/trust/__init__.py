@@ -6,6 +6,6 @@ certificates) that every ITS-S and every EA/AA builds from what a Root CA publis
 
 from __future__ import annotations
 
-from fleetid.trust.v2x import CaEntry, TrustStore
+from fleetid.trust.v2x import CaEntry, V2xTrustStore
 
-__all__ = ["CaEntry", "TrustStore"]
+__all__ = ["CaEntry", "V2xTrustStore"]

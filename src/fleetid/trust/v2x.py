@@ -42,7 +42,7 @@ from fleetid.formats.ieee1609.validity import (
 
 __all__ = [
     "CaEntry",
-    "TrustStore",
+    "V2xTrustStore",
 ]
 
 
@@ -56,7 +56,7 @@ class CaEntry:
     root_id: bytes
 
 
-class TrustStore:
+class V2xTrustStore:
     """What a relying party trusts; fed with signed CTLs, CRLs and link certificates."""
 
     def __init__(self, root_certificate: bytes, *, clock: Clock) -> None:

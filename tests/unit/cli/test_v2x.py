@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetid.authority.v2x import TrustStore
+from fleetid.authority.v2x import V2xTrustStore
 from fleetid.authority.v2x.on_disk import init_v2x, open_v2x
 from fleetid.cli import main
 from fleetid.clock import ManualClock
@@ -60,7 +60,7 @@ def test_init_publish_stats(
     from fleetid.clock import SystemClock
 
     store = open_v2x(tmp_path, passphrase=PASSPHRASE.encode(), clock=SystemClock())
-    trust = TrustStore(store.hierarchy.root.certificate.encoded, clock=SystemClock())
+    trust = V2xTrustStore(store.hierarchy.root.certificate.encoded, clock=SystemClock())
     store.close()
     trust.apply_ctl((tmp_path / "pub" / "ctl.oer").read_bytes())
     assert trust.apply_crl((tmp_path / "pub" / "crl.oer").read_bytes()) == 1

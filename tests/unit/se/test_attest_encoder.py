@@ -104,7 +104,8 @@ def test_tbs_equals_pyca(
     signing_key = _ATTESTATION[attestation_curve]
     sha384 = attestation_curve is Curve.P384
     draft = fields.builder().sign(signing_key, hashes.SHA384() if sha384 else hashes.SHA256())
-    der = fields.certificate(signing_key)
+    template = identity._AttestationTemplate(fields.issuer, signing_key)
+    der = template.certificate(fields).public_bytes(serialization.Encoding.DER)
     parsed = x509.load_der_x509_certificate(der)
     assert parsed.tbs_certificate_bytes == draft.tbs_certificate_bytes
     assert parsed.signature_algorithm_oid == draft.signature_algorithm_oid
@@ -113,23 +114,13 @@ def test_tbs_equals_pyca(
     )
 
 
-def test_a_wrong_encoder_is_caught_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wrong_encoder_refuses_the_template_before_it_issues() -> None:
+    """The template checks its own writing against pyca's draft when it is made: an encoder that
+    writes another notAfter is refused then, not discovered in a certificate."""
     issuer = _issuer(Curve.P256, datetime(2027, 1, 1, tzinfo=UTC), True)
-    state = CardState(cplc=Cplc(ic_serial=bytes.fromhex("0A0B0C0D")))
-    key = _KEYS[Curve.P256]
-    slot = KeySlot(curve=Curve.P256, private_value=key.private_numbers().private_value, usage=1)
-    fields = identity._AttestationFields.of(
-        state=state,
-        handle=1,
-        slot=slot,
-        subject_spki=key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-        challenge=b"c",
-        issuer=issuer,
-        serial=5,
-    )
-    monkeypatch.setattr(identity, "_encoder_checked", [])
-    monkeypatch.setattr(identity, "_NO_EXPIRY_DER", identity.x509_tbs.time(datetime(2049, 1, 1)))
-    with pytest.raises(EncodingError):
-        identity._check_encoder(fields, _ATTESTATION[Curve.P256])
+    identity._AttestationTemplate(issuer, _ATTESTATION[Curve.P256])  # the real encoder passes
+    wrong = identity.x509_tbs.time(datetime(2049, 1, 1, tzinfo=UTC))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(identity, "_NO_EXPIRY_DER", wrong)
+        with pytest.raises(EncodingError, match="ATTEST certificate template"):
+            identity._AttestationTemplate(issuer, _ATTESTATION[Curve.P256])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tests.v2x_fixtures import FAMILY_NAMES, Pki, new_pki
 
-from fleetid.authority.v2x import FAMILIES, RootCa, TrustStore
+from fleetid.authority.v2x import FAMILIES, RootCa, V2xTrustStore
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import generate_key
 from fleetid.errors import PolicyError, ProfileError, VerificationError
@@ -18,8 +18,8 @@ from fleetid.formats.ieee1609 import time32, time64
 pytestmark = pytest.mark.parametrize("family", FAMILY_NAMES)
 
 
-def fresh_store(pki: Pki) -> TrustStore:
-    return TrustStore(pki.hierarchy.root.certificate.encoded, clock=pki.clock)
+def fresh_store(pki: Pki) -> V2xTrustStore:
+    return V2xTrustStore(pki.hierarchy.root.certificate.encoded, clock=pki.clock)
 
 
 def other_root(pki: Pki) -> RootCa:
@@ -144,7 +144,7 @@ def test_crl_revokes_the_aa(family: str) -> None:
 def test_stale_crl_is_refused(family: str) -> None:
     pki = new_pki(family)
     pki.clock.advance(timedelta(days=8))
-    store = TrustStore(pki.hierarchy.root.certificate.encoded, clock=pki.clock)
+    store = V2xTrustStore(pki.hierarchy.root.certificate.encoded, clock=pki.clock)
     with pytest.raises(VerificationError, match="not current"):
         store.apply_crl(pki.hierarchy.crl)
 

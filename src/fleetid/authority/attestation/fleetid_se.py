@@ -84,13 +84,12 @@ from fleetid.formats.csr_attestation import (
     AttestationBundle,
     AttestationStatement,
 )
+from fleetid.store.line_manifest_rows import UnitState
 from fleetid.store.schema import DeviceStatus
 
 __all__ = ["FleetIdSeVerifier", "spki_sha256"]
 
-_SECURED = "secured"
 _SERIAL_NUMBER_DER = x509_tbs.oid(NameOID.SERIAL_NUMBER)
-_QUARANTINED = "quarantined"
 
 
 def spki_sha256(public_key: ec.EllipticCurvePublicKey) -> bytes:
@@ -272,9 +271,9 @@ class FleetIdSeVerifier:
         entry = ledger.manifest_entry(device_id)
         if entry is None:
             raise NotOnManifestError(f"device {device_id} is not on a manifest trusted here")
-        if entry.state == _QUARANTINED:
+        if entry.state == UnitState.QUARANTINED:
             raise QuarantinedDeviceError(f"device {device_id} is quarantined: {entry.state}")
-        if entry.state != _SECURED:
+        if entry.state != UnitState.SECURED:
             raise NotOnManifestError(f"device {device_id} left the line unfinished ({entry.state})")
         device = ledger.device(device_id)
         if device is not None:

@@ -1,7 +1,7 @@
 """The V2X privacy PKI of ETSI TS 102 941: Root CA, Enrolment Authority, Authorization Authority.
 
 ``RootCa`` signs the EA and AA certificates, the CTL, the CA CRL and link certificates;
-``TrustStore`` is what every relying party builds from them; ``EnrolmentAuthority`` enrols
+``V2xTrustStore`` is what every relying party builds from them; ``EnrolmentAuthority`` enrols
 vehicles and validates authorization requests; ``AuthorizationAuthority`` issues pseudonymous
 ATs. Flows: docs/v2x.md; what links and what does not: docs/privacy.md.
 """
@@ -15,7 +15,7 @@ from fleetid.authority.v2x.root_ca import RootCa
 from fleetid.errors import RequestRefusedError
 from fleetid.formats.ieee1609.validity import check_validity, validity_bounds
 from fleetid.policy.v2x import CAM_SSP, FAMILIES, PSID_CAM, PSID_DENM, CurveFamily
-from fleetid.trust.v2x import CaEntry, TrustStore
+from fleetid.trust.v2x import CaEntry, V2xTrustStore
 
 __all__ = [
     "CAM_SSP",
@@ -30,7 +30,7 @@ __all__ = [
     "EnrolmentAuthority",
     "RequestRefusedError",
     "RootCa",
-    "TrustStore",
+    "V2xTrustStore",
     "check_validity",
     "validity_bounds",
 ]

@@ -59,7 +59,7 @@ from fleetid.formats.ieee1609.keys import (
 from fleetid.formats.ieee1609.validity import validity_bounds
 from fleetid.store.engine import Engine
 from fleetid.store.v2x_repository import AuthorizationRecords
-from fleetid.trust.v2x import TrustStore
+from fleetid.trust.v2x import V2xTrustStore
 
 __all__ = ["AuthorizationAuthority", "EaTransport"]
 
@@ -90,7 +90,7 @@ class AuthorizationAuthority:
         *,
         engine: Engine,
         keys: AuthorityKeys,
-        trust: TrustStore,
+        trust: V2xTrustStore,
         clock: Clock,
         ea_transport: EaTransport,
         at_lifetime: timedelta = timedelta(days=7),

@@ -68,7 +68,7 @@ from fleetid.formats.ieee1609.validity import check_validity, validity_bounds
 from fleetid.policy.v2x import EC_SSP, PSID_CAM, PSID_DENM
 from fleetid.store.engine import Engine
 from fleetid.store.v2x_repository import EnrolmentRecords
-from fleetid.trust.v2x import TrustStore
+from fleetid.trust.v2x import V2xTrustStore
 
 __all__ = ["EnrolmentAuthority", "attested_key_properties"]
 
@@ -97,7 +97,7 @@ class EnrolmentAuthority:
         *,
         engine: Engine,
         keys: AuthorityKeys,
-        trust: TrustStore,
+        trust: V2xTrustStore,
         clock: Clock,
         ec_lifetime: timedelta = timedelta(days=3 * 365),
         freshness: timedelta = timedelta(minutes=5),

@@ -20,7 +20,7 @@ from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.crypto.v2xkeys import PrivateKey, generate_key
 from fleetid.policy.v2x import CurveFamily
 from fleetid.store.engine import Engine
-from fleetid.trust.v2x import TrustStore
+from fleetid.trust.v2x import V2xTrustStore
 
 __all__ = ["AA_URL", "EA_URL", "KeyFactory", "V2xHierarchy", "assemble", "build_hierarchy"]
 
@@ -49,9 +49,9 @@ class V2xHierarchy:
     ctl_sequence: int = 0
     revoked: list[bytes] = field(default_factory=list)
 
-    def trust_store(self) -> TrustStore:
+    def trust_store(self) -> V2xTrustStore:
         """A relying party's view: the root, then the current CTL and CRL applied."""
-        store = TrustStore(self.root.certificate.encoded, clock=self.clock)
+        store = V2xTrustStore(self.root.certificate.encoded, clock=self.clock)
         store.apply_ctl(self.ctl)
         store.apply_crl(self.crl)
         return store
@@ -145,8 +145,8 @@ def assemble(
 ) -> V2xHierarchy:
     """The EA and AA over their keys and databases, each trusting the published CTL and CRL."""
 
-    def trust() -> TrustStore:
-        store = TrustStore(root.certificate.encoded, clock=clock)
+    def trust() -> V2xTrustStore:
+        store = V2xTrustStore(root.certificate.encoded, clock=clock)
         store.apply_ctl(ctl)
         store.apply_crl(crl)
         return store

@@ -67,7 +67,7 @@ from fleetid.errors import (
     StaleError,
     VerificationError,
 )
-from fleetid.revocation.check._extensions import refuse_unknown_critical
+from fleetid.revocation.check._extensions import key_usage, refuse_unknown_critical
 
 __all__ = [
     "CheckedCrl",
@@ -205,10 +205,7 @@ def verify_crl(crl: x509.CertificateRevocationList | bytes, issuer: x509.Certifi
             raise EncodingError(f"not a DER CRL: {exc}") from exc
     if crl.issuer != issuer.subject:
         raise VerificationError("the CRL is not signed by this certificate's issuer")
-    try:
-        usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        usage = None
+    usage = key_usage(issuer)
     if usage is not None and not usage.crl_sign:
         raise VerificationError("the issuer's keyUsage does not allow cRLSign (RFC 5280 §6.3.3)")
     if not crl_signed_by(crl, issuer):

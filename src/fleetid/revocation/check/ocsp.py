@@ -54,7 +54,7 @@ from fleetid.errors import (
     VerificationError,
 )
 from fleetid.formats.ocsp_certid import issuer_hashes
-from fleetid.revocation.check._extensions import refuse_unknown_critical
+from fleetid.revocation.check._extensions import key_usage, refuse_unknown_critical
 
 __all__ = [
     "OcspStatus",
@@ -157,11 +157,8 @@ def _authorised_responder(
             usage = []
         if ExtendedKeyUsageOID.OCSP_SIGNING not in usage:
             raise VerificationError("the responder certificate lacks id-kp-OCSPSigning")
-        try:
-            key_usage = candidate.extensions.get_extension_for_class(x509.KeyUsage).value
-        except x509.ExtensionNotFound:
-            key_usage = None
-        if key_usage is not None and not key_usage.digital_signature:
+        usage_bits = key_usage(candidate)
+        if usage_bits is not None and not usage_bits.digital_signature:
             raise VerificationError("the responder certificate's keyUsage forbids signing")
         if not candidate.not_valid_before_utc <= now <= candidate.not_valid_after_utc:
             raise StaleError("the delegated OCSP responder certificate is not valid now")

@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fleetid.authority.fleet_ca import CA_DIR, FleetCa, new_serial
 from fleetid.crypto.keys import new_private_key
-from fleetid.crypto.signer import Signer, SoftwareSigner
+from fleetid.crypto.signer import Signer
 from fleetid.formats.x509_sign import key_usage, sign_certificate
 from fleetid.private_file import write_private_file
 from fleetid.revocation.ocsp.responder import DelegatedResponder, OcspPolicy, OcspResponder
@@ -131,6 +131,6 @@ def responder_for(
             issuer_id=issuer.id,
             issuer=certificate,
             certificate=responder_cert,
-            signer=SoftwareSigner(key),
+            private_key=key,
         )
     return OcspResponder(registry=registry, responders=responders, clock=ca.clock, policy=policy)

@@ -10,8 +10,8 @@
   (``DATA_DIR/ca/ocsp/issuing-<generation>.key``, mode 0600): that is the usual practice for a
   delegated responder (the CA key never signs responses, and a leaked responder key is
   bounded by the certificate's short life): ``fleetid.revocation.ocsp.delegation`` issues and
-  keeps it. Responses are signed through ``fleetid.formats.x509_sign.sign_ocsp_response`` by the
-  responder's ``Signer`` (ECDSA with the curve's hash) and name the responder by key hash.
+  keeps it. Responses are signed by that key through ``fleetid.crypto.ocsp_signing`` (ECDSA with
+  the curve's hash) and name the responder by key hash.
 * **Pre-signed responses** (RFC 6960 §2.5, RFC 9919 / RFC 5019 lightweight profile). A response
   per (certificate, CertID hash) is signed once and served until it is ``refresh_after`` old;
   ``presign`` signs the whole unexpired population ahead of requests, ``refresh`` re-signs what
@@ -49,13 +49,13 @@ from typing import Final
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from fleetid.clock import Clock
-from fleetid.crypto.signer import Signer
+from fleetid.crypto.ocsp_signing import sign_ocsp_response
 from fleetid.errors import EncodingError
 from fleetid.formats.ocsp_certid import issuer_hashes
-from fleetid.formats.x509_sign import sign_ocsp_response
 from fleetid.revocation.registry import (
     REASON_FLAGS,
     CertificateState,
@@ -96,12 +96,12 @@ class OcspPolicy:
 
 @dataclass(frozen=True, kw_only=True)
 class DelegatedResponder:
-    """An issuing CA and the delegated responder that signs for it (by its ``signer``)."""
+    """An issuing CA and the delegated responder that signs for it."""
 
     issuer_id: int
     issuer: x509.Certificate
     certificate: x509.Certificate
-    signer: Signer = field(repr=False)
+    private_key: ec.EllipticCurvePrivateKey = field(repr=False)
 
     def matches(self, cert_id: ocsp.OCSPRequest) -> bool:
         algorithm = cert_id.hash_algorithm
@@ -278,11 +278,12 @@ class OcspResponder:
                 revocation_time=status.revoked_at if revoked else None,
                 revocation_reason=REASON_FLAGS.get(status.reason or "") if revoked else None,
             )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate)
             .certificates([responder.certificate])
         )
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-        der = sign_ocsp_response(builder, responder.signer, responder=responder.certificate)
+        der = sign_ocsp_response(builder, responder.private_key)
         self.signatures += 1
         return _Signed(
             der=der,

@@ -58,6 +58,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 
 from fleetid.crypto.butterfly import expand_private
 from fleetid.crypto.pseudonym_keys import explicit_private_key, implicit_private_key
+from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import EncodingError
 from fleetid.formats import x509_tbs
 from fleetid.formats.apdu import SW, CommandApdu
@@ -74,7 +75,8 @@ from fleetid.formats.attestation import (
     encode_tcb_info,
 )
 from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_tlv
-from fleetid.formats.x509_sign import key_usage
+from fleetid.formats.x509_sign import key_usage, probe_public_key
+from fleetid.formats.x509_template import TbsTemplate
 from fleetid.se.applets.base import Applet, CommandContext, Reply, SecurityLevel, refuse
 from fleetid.se.applets.manager import (
     StoreDataBuffer,
@@ -160,6 +162,7 @@ class IdentityApplet(Applet):
         self._cache: dict[int, tuple[KeySlot, ec.EllipticCurvePrivateKey]] = {}
         # The attestation certificate (chain[0]) ATTEST names as issuer, parsed once per DER.
         self._issuer: _Issuer | None = None
+        self._template: _AttestationTemplate | None = None
 
     def select(self, state: CardState) -> bytes:
         self._store.reset()
@@ -171,6 +174,7 @@ class IdentityApplet(Applet):
     def zeroise(self) -> None:
         self._cache.clear()
         self._issuer = None
+        self._template = None
 
     def process(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         ins = apdu.ins
@@ -399,10 +403,16 @@ class IdentityApplet(Applet):
         if ATTESTATION_HANDLE not in state.keys or not state.attestation_chain:
             raise refuse(SW.CONDITIONS_NOT_SATISFIED, "card has no certified attestation key")
         attestation_slot, attestation_key = self._private_key(state, ATTESTATION_HANDLE)
-        issuer = self._issuer
+        issuer, template = self._issuer, self._template
         issuer_der = state.attestation_chain[0]
-        if issuer is None or issuer.der != issuer_der or issuer.slot is not attestation_slot:
+        if (
+            issuer is None
+            or template is None
+            or issuer.der != issuer_der
+            or issuer.slot is not attestation_slot
+        ):
             issuer = self._issuer = _Issuer.of(issuer_der, attestation_slot, attestation_key)
+            template = self._template = _AttestationTemplate(issuer, attestation_key)
         fields = _AttestationFields.of(
             state=state,
             handle=handle,
@@ -412,8 +422,7 @@ class IdentityApplet(Applet):
             issuer=issuer,
             serial=int.from_bytes(ctx.random(16), "big") >> 1 | 1,
         )
-        _check_encoder(fields, attestation_key)
-        return Reply(data=fields.certificate(attestation_key))
+        return Reply(data=template.certificate(fields).public_bytes(serialization.Encoding.DER))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -497,8 +506,8 @@ def _tcb_info_der(tcb: TcbInfo) -> bytes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _AttestationFields:
-    """What an ATTEST certificate says (the extensions in DER), and its two encodings: pyca's
-    builder (the reference) and the TBS written here from DER pieces (what the card sends)."""
+    """What an ATTEST certificate says (the extensions in DER); ``builder`` is pyca's encoding of
+    it, the reference the template (``_AttestationTemplate``) writes alike from DER pieces."""
 
     handle: int
     chip_serial: bytes
@@ -578,58 +587,62 @@ class _AttestationFields:
             .add_extension(x509.UnrecognizedExtension(_TCB_INFO, self.tcb_info), False)
         )
 
-    def tbs(self, algorithm: bytes) -> bytes:
-        """The TBSCertificate (RFC 5280 §4.1) pyca writes for ``builder()``, from DER pieces."""
-        spki = self.subject_spki
-        subject = encode_tlv(
-            0x30,
-            x509_tbs.rdn(_OID_SERIAL_NUMBER, 0x13, self.chip_serial.hex().upper().encode())
-            + x509_tbs.rdn(_OID_COMMON_NAME, 0x0C, b"fleetid SE key %02X" % self.handle),
+
+class _AttestationTemplate(TbsTemplate[_AttestationFields]):
+    """ATTEST certificates of one attestation key: the one TBS-template mechanism
+    (``fleetid.formats.x509_template``), signed by that key as a ``Signer`` on the card."""
+
+    what = "ATTEST certificate"
+
+    def __init__(self, issuer: _Issuer, key: ec.EllipticCurvePrivateKey) -> None:
+        self._issuer = issuer
+        self._probe_spki = _spki(key.public_key())
+        super().__init__(SoftwareSigner(key))
+
+    def builder(self, values: _AttestationFields) -> x509.CertificateBuilder:
+        return values.builder()
+
+    def _sample(self, spki: bytes, handle: int, serial: int, usage: KeyUsage) -> _AttestationFields:
+        return _AttestationFields(
+            handle=handle,
+            chip_serial=bytes(range(handle, handle + 8)),
+            subject_spki=spki,
+            issuer=self._issuer,
+            serial=serial,
+            usage=usage,
+            properties=bytes((0x30, 1, handle)),
+            tcb_info=bytes((0x30, 2, 0x02, handle)),
         )
+
+    def probe(self) -> _AttestationFields:
+        return self._sample(self._probe_spki, 0x01, 1, KeyUsage.SIGN)
+
+    def check(self) -> _AttestationFields:
+        other = _spki(probe_public_key())
+        return self._sample(other, 0x7E, (1 << 126) + 3, KeyUsage.SIGN | KeyUsage.KEY_AGREEMENT)
+
+    def tbs(self, values: _AttestationFields) -> bytes:
+        """The TBSCertificate (RFC 5280 §4.1) pyca writes for ``values.builder()``."""
+        subject = x509_tbs.rdn(
+            _OID_SERIAL_NUMBER, 0x13, values.chip_serial.hex().upper().encode()
+        ) + x509_tbs.rdn(_OID_COMMON_NAME, 0x0C, b"fleetid SE key %02X" % values.handle)
         extensions = (
             _NOT_CA_DER
-            + _key_usage_der(self.usage)
-            + x509_tbs.subject_key_identifier(spki)
-            + self.issuer.aki_der
-            + x509_tbs.extension(_KEY_PROPERTIES_DER, self.properties)
-            + x509_tbs.extension(_TCB_INFO_DER, self.tcb_info)
+            + _key_usage_der(values.usage)
+            + x509_tbs.subject_key_identifier(values.subject_spki)
+            + self._issuer.aki_der
+            + x509_tbs.extension(_KEY_PROPERTIES_DER, values.properties)
+            + x509_tbs.extension(_TCB_INFO_DER, values.tcb_info)
         )
-        return encode_tlv(
-            0x30,
-            _VERSION_3
-            + x509_tbs.integer(self.serial)
-            + algorithm
-            + self.issuer.name_der
-            + encode_tlv(0x30, x509_tbs.time(self.issuer.not_before) + _NO_EXPIRY_DER)
-            + subject
-            + spki
-            + encode_tlv(0xA3, encode_tlv(0x30, extensions)),
+        return self.parts.tbs(
+            serial=values.serial,
+            validity=x509_tbs.time(self._issuer.not_before) + _NO_EXPIRY_DER,
+            subject=subject,
+            spki=values.subject_spki,
+            extensions=extensions,
         )
 
-    def certificate(self, signing_key: ec.EllipticCurvePrivateKey) -> bytes:
-        """The DER certificate signed by ``signing_key`` (ECDSA, SHA-384 from P-384 up)."""
-        sha384 = signing_key.curve.key_size >= 384
-        algorithm = _ECDSA_SHA384 if sha384 else _ECDSA_SHA256
-        tbs = self.tbs(algorithm)
-        signature = signing_key.sign(tbs, ec.ECDSA(hashes.SHA384() if sha384 else hashes.SHA256()))
-        return x509_tbs.certificate(tbs, algorithm, signature)
 
-
-def _check_encoder(fields: _AttestationFields, signing_key: ec.EllipticCurvePrivateKey) -> None:
-    """Once per process: the TBS written here must be pyca's for the same fields."""
-    if _encoder_checked:
-        return
-    sha384 = signing_key.curve.key_size >= 384
-    draft = fields.builder().sign(signing_key, hashes.SHA384() if sha384 else hashes.SHA256())
-    if fields.tbs(_ECDSA_SHA384 if sha384 else _ECDSA_SHA256) != draft.tbs_certificate_bytes:
-        raise EncodingError("the ATTEST certificate encoder does not write pyca's TBS")
-    _encoder_checked.append(True)
-
-
-_encoder_checked: list[bool] = []
-_VERSION_3 = bytes.fromhex("A003020102")  # [0] EXPLICIT INTEGER 2 (RFC 5280 §4.1.2.1)
-_ECDSA_SHA256 = bytes.fromhex("300A06082A8648CE3D040302")  # RFC 5758 §3.2, no parameters
-_ECDSA_SHA384 = bytes.fromhex("300A06082A8648CE3D040303")
 _NO_EXPIRY_DER = x509_tbs.time(_NO_EXPIRY)
 _OID_SERIAL_NUMBER = x509_tbs.oid(NameOID.SERIAL_NUMBER)
 _OID_COMMON_NAME = x509_tbs.oid(NameOID.COMMON_NAME)
