@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["write_private_file"]
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+__all__ = ["write_private_file", "write_private_key"]
 
 _MODE = 0o600
 
@@ -39,3 +42,14 @@ def _write(path: Path, data: bytes, mode_flag: int) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """A software key as unencrypted PKCS#8 PEM (RFC 5958, RFC 7468), owner-only, replaced
+    atomically: the keys a host keeps by design (a TLS server's, a delegated OCSP responder's)."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_private_file(path, pem)

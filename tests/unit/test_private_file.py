@@ -49,3 +49,18 @@ def test_a_failed_replacement_leaves_the_old_content(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError):
         write_private_file(path, b"new")
     assert path.read_bytes() == b"old"
+
+
+def test_a_private_key_is_pkcs8_pem_readable_back_and_owner_only(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from fleetid.crypto.keys import new_private_key
+    from fleetid.private_file import write_private_key
+
+    key = new_private_key()
+    path = tmp_path / "tls" / "server.key"
+    write_private_key(path, key)
+    assert _mode(path) == 0o600
+    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8, RFC 7468 §10
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert loaded.private_numbers() == key.private_numbers()  # type: ignore[union-attr]

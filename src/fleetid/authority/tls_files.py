@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from fleetid.authority.ca_init import CA_DIR
 from fleetid.crypto.keys import new_private_key
 from fleetid.policy import CredentialType
-from fleetid.private_file import write_private_file
+from fleetid.private_file import write_private_key
 
 if TYPE_CHECKING:
     from fleetid.authority.fleet_ca import FleetCa
@@ -52,14 +52,7 @@ def tls_server_files(ca: FleetCa, hosts: list[str]) -> tuple[Path, Path]:
             device_id=None,
             alt_names=tuple(names),
         )
-    write_private_file(
-        key_path,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
+    write_private_key(key_path, key)
     cert_path.write_bytes(
         b"".join(
             c.public_bytes(serialization.Encoding.PEM)

@@ -4,7 +4,7 @@ Each unexpired issuing-CA generation delegates to a responder certificate it sig
 key: extendedKeyUsage id-kp-OCSPSigning, keyUsage digitalSignature, id-pkix-ocsp-nocheck
 (§4.2.2.2.1) and a life of ``OcspPolicy.responder_lifetime``. The responder's key is a software key
 the service holds, kept beside its certificate in ``DATA_DIR/ca/ocsp/issuing-<generation>.key``
-(mode 0600, through ``fleetid.private_file.write_private_file``) and ``.crt``; the next process
+(mode 0600, through ``fleetid.private_file.write_private_key``) and ``.crt``; the next process
 reuses the pair until two thirds of the certificate's life are gone, then issues a new one.
 :func:`responder_for` assembles the fleet CA's ``OcspResponder`` from them.
 """
@@ -23,7 +23,7 @@ from fleetid.authority.fleet_ca import CA_DIR, FleetCa, new_serial
 from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.signer import Signer
 from fleetid.formats.x509_sign import key_usage, sign_certificate
-from fleetid.private_file import write_private_file
+from fleetid.private_file import write_private_key
 from fleetid.revocation.ocsp.responder import DelegatedResponder, OcspPolicy, OcspResponder
 from fleetid.revocation.registry import RevocationRegistry
 
@@ -89,14 +89,7 @@ def _load_or_issue(
     except (FileNotFoundError, ValueError):
         pass
     certificate, key = issue_responder(issuer, signer, now=now, lifetime=lifetime)
-    write_private_file(
-        key_path,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
+    write_private_key(key_path, key)
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return certificate, key
 
