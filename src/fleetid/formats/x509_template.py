@@ -122,8 +122,16 @@ class TbsTemplate(ABC, Generic[_V]):
         """Whether ``tbs`` writes ``values`` as pyca would; otherwise the builder issues."""
         return True
 
-    def certificate(self, values: _V) -> x509.Certificate:
-        """The certificate for ``values``, signed, verified and parsed back."""
+    def certificate(self, values: _V, signer: Signer | None = None) -> x509.Certificate:
+        """The certificate for ``values``, signed, verified and parsed back.
+
+        ``signer`` signs instead of the template's own signer where an issuer is one of many of
+        the same profile (every card is the issuer of its own key attestations): the parts name
+        the signature algorithm, not the key, so it must sign with the same hash.
+        """
+        signer = signer or self._signer
+        if type(signer.hash_algorithm) is not type(self._signer.hash_algorithm):
+            raise EncodingError(f"the {self.what} template signs with another hash")
         if not self.takes(values):
-            return sign_certificate(self.builder(values), self._signer)
-        return sign_tbs(self.tbs(values), self.parts.algorithm, self._signer)
+            return sign_certificate(self.builder(values), signer)
+        return sign_tbs(self.tbs(values), self.parts.algorithm, signer)

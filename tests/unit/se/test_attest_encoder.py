@@ -104,8 +104,9 @@ def test_tbs_equals_pyca(
     signing_key = _ATTESTATION[attestation_curve]
     sha384 = attestation_curve is Curve.P384
     draft = fields.builder().sign(signing_key, hashes.SHA384() if sha384 else hashes.SHA256())
-    template = identity._AttestationTemplate(fields.issuer, signing_key)
-    der = template.certificate(fields).public_bytes(serialization.Encoding.DER)
+    template = identity._attestation_template(attestation_curve)
+    signer = identity.SoftwareSigner(signing_key)
+    der = template.certificate(fields, signer).public_bytes(serialization.Encoding.DER)
     parsed = x509.load_der_x509_certificate(der)
     assert parsed.tbs_certificate_bytes == draft.tbs_certificate_bytes
     assert parsed.signature_algorithm_oid == draft.signature_algorithm_oid
@@ -124,3 +125,25 @@ def test_a_wrong_encoder_refuses_the_template_before_it_issues() -> None:
         patch.setattr(identity, "_NO_EXPIRY_DER", wrong)
         with pytest.raises(EncodingError, match="ATTEST certificate template"):
             identity._AttestationTemplate(issuer, _ATTESTATION[Curve.P256])
+
+
+def test_a_signer_of_another_hash_is_refused() -> None:
+    """One template per signature algorithm: a P-384 card key cannot sign under the P-256 one."""
+    issuer = _issuer(Curve.P384, datetime(2027, 1, 1, tzinfo=UTC), True)
+    state = CardState(cplc=Cplc(ic_serial=bytes.fromhex("0A0B0C0D")))
+    key = _KEYS[Curve.P256]
+    slot = KeySlot(curve=Curve.P256, private_value=key.private_numbers().private_value, usage=1)
+    fields = identity._AttestationFields.of(
+        state=state,
+        handle=1,
+        slot=slot,
+        subject_spki=key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        challenge=b"c",
+        issuer=issuer,
+        serial=5,
+    )
+    template = identity._attestation_template(Curve.P256)
+    with pytest.raises(EncodingError, match="another hash"):
+        template.certificate(fields, identity.SoftwareSigner(_ATTESTATION[Curve.P384]))

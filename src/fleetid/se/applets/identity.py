@@ -162,7 +162,6 @@ class IdentityApplet(Applet):
         self._cache: dict[int, tuple[KeySlot, ec.EllipticCurvePrivateKey]] = {}
         # The attestation certificate (chain[0]) ATTEST names as issuer, parsed once per DER.
         self._issuer: _Issuer | None = None
-        self._template: _AttestationTemplate | None = None
 
     def select(self, state: CardState) -> bytes:
         self._store.reset()
@@ -174,7 +173,6 @@ class IdentityApplet(Applet):
     def zeroise(self) -> None:
         self._cache.clear()
         self._issuer = None
-        self._template = None
 
     def process(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         ins = apdu.ins
@@ -403,16 +401,10 @@ class IdentityApplet(Applet):
         if ATTESTATION_HANDLE not in state.keys or not state.attestation_chain:
             raise refuse(SW.CONDITIONS_NOT_SATISFIED, "card has no certified attestation key")
         attestation_slot, attestation_key = self._private_key(state, ATTESTATION_HANDLE)
-        issuer, template = self._issuer, self._template
+        issuer = self._issuer
         issuer_der = state.attestation_chain[0]
-        if (
-            issuer is None
-            or template is None
-            or issuer.der != issuer_der
-            or issuer.slot is not attestation_slot
-        ):
+        if issuer is None or issuer.der != issuer_der or issuer.slot is not attestation_slot:
             issuer = self._issuer = _Issuer.of(issuer_der, attestation_slot, attestation_key)
-            template = self._template = _AttestationTemplate(issuer, attestation_key)
         fields = _AttestationFields.of(
             state=state,
             handle=handle,
@@ -422,7 +414,10 @@ class IdentityApplet(Applet):
             issuer=issuer,
             serial=int.from_bytes(ctx.random(16), "big") >> 1 | 1,
         )
-        return Reply(data=template.certificate(fields).public_bytes(serialization.Encoding.DER))
+        signer = SoftwareSigner(attestation_key)
+        template = _attestation_template(attestation_slot.curve)
+        certificate = template.certificate(fields, signer)
+        return Reply(data=certificate.public_bytes(serialization.Encoding.DER))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -589,8 +584,13 @@ class _AttestationFields:
 
 
 class _AttestationTemplate(TbsTemplate[_AttestationFields]):
-    """ATTEST certificates of one attestation key: the one TBS-template mechanism
-    (``fleetid.formats.x509_template``), signed by that key as a ``Signer`` on the card."""
+    """ATTEST certificates on the one TBS-template mechanism (``fleetid.formats.x509_template``).
+
+    Every card is the issuer of its own attestations, so one template serves every card whose
+    attestation key is on one curve (the parts name the signature algorithm, not the key): its
+    probe and check are made under a stand-in issuer, and each certificate takes its issuer's
+    name, notBefore and key identifier from the fields and is signed by the card's own key.
+    """
 
     what = "ATTEST certificate"
 
@@ -630,17 +630,44 @@ class _AttestationTemplate(TbsTemplate[_AttestationFields]):
             _NOT_CA_DER
             + _key_usage_der(values.usage)
             + x509_tbs.subject_key_identifier(values.subject_spki)
-            + self._issuer.aki_der
+            + values.issuer.aki_der
             + x509_tbs.extension(_KEY_PROPERTIES_DER, values.properties)
             + x509_tbs.extension(_TCB_INFO_DER, values.tcb_info)
         )
-        return self.parts.tbs(
-            serial=values.serial,
-            validity=x509_tbs.time(self._issuer.not_before) + _NO_EXPIRY_DER,
-            subject=subject,
-            spki=values.subject_spki,
-            extensions=extensions,
+        issuer = values.issuer
+        return encode_tlv(
+            0x30,
+            self.parts.version
+            + x509_tbs.integer(values.serial)
+            + self.parts.algorithm
+            + issuer.name_der
+            + encode_tlv(0x30, x509_tbs.time(issuer.not_before) + _NO_EXPIRY_DER)
+            + encode_tlv(0x30, subject)
+            + values.subject_spki
+            + encode_tlv(0xA3, encode_tlv(0x30, extensions)),
         )
+
+
+@lru_cache(maxsize=len(Curve))
+def _attestation_template(curve: Curve) -> _AttestationTemplate:
+    """The ATTEST template for attestation keys on ``curve``, made and checked once per process
+    under a stand-in issuer (a throwaway key certifying itself)."""
+    key = ec.generate_private_key(pyca_curve(curve))
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fleetid ATTEST template probe")])
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    stand_in = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now)
+        .sign(key, hashes.SHA384() if key.curve.key_size >= 384 else hashes.SHA256())
+    )
+    slot = KeySlot(curve=curve, private_value=key.private_numbers().private_value, usage=0)
+    issuer = _Issuer.of(stand_in.public_bytes(serialization.Encoding.DER), slot, key)
+    return _AttestationTemplate(issuer, key)
 
 
 _NO_EXPIRY_DER = x509_tbs.time(_NO_EXPIRY)
