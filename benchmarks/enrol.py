@@ -713,6 +713,7 @@ def _run_fleetid(run: Run, url: str | None) -> None:
     port = _free_port()
     serve = [sys.executable, "-c", _CLI, "serve", "--data-dir", str(data_dir)]
     serve += ["--https", f"127.0.0.1:{port}", "--workers", str(args.workers)]
+    serve += ["--allow-loopback-urls"]  # a benchmark on loopback: no relying party fetches
     base = f"https://127.0.0.1:{port}"
     with _process(serve, port, work / "serve.log", env=env) as server:
         # The stack's floor: a route that does nothing (no body, no database), same server.
