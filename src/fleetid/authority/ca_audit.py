@@ -5,7 +5,7 @@ The repositories record what a transaction does as ``CaEvent``s (``fleetid.store
 a CA key generation (``ca.ca-key``: ``ca init`` and every rollover), an issuance
 (``ca.issuance``), a revocation, release or escalation (``ca.revocation``, ``ca.release``,
 ``ca.escalation``) and an enrolment token (``ca.token``: its username and device, never the
-secret). Their kinds are ``fleetid.factory.auditlog.EventKind`` members (``EventKind.of_ca``);
+secret). Their kinds are ``EventKind`` members (the store's ``AUTHORITY_KINDS``);
 a kind the enum does not name is refused, and the transaction with it. ``install`` makes the
 store append them, with the signed checkpoint that covers them, in the transaction that made
 them, so a crash leaves neither without the other. Appends take the ``audit`` counter's row lock
@@ -26,7 +26,7 @@ from cryptography import x509
 
 from fleetid.clock import Clock
 from fleetid.config import Settings
-from fleetid.factory.auditlog import AuditEvent, AuditLog, EventKind
+from fleetid.factory.auditlog import AuditEvent, AuditLog
 from fleetid.hsm import Hsm
 from fleetid.store.ca_audit_queries import first_root_key_id, take_audit_turn
 from fleetid.store.engine import Connection
@@ -66,10 +66,7 @@ def install(
     def append(connection: Connection, events: list[CaEvent]) -> None:
         take_audit_turn(connection)
         log.append_many(
-            [
-                AuditEvent(kind=EventKind.of_ca(e.kind), serial=e.serial, body=e.body)
-                for e in events
-            ],
+            [AuditEvent(kind=e.kind, serial=e.serial, body=e.body) for e in events],
             connection,
         )
 

@@ -35,7 +35,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
@@ -72,6 +71,7 @@ from fleetid.store.auditlog_repository import (
     Transaction,
 )
 from fleetid.store.engine import Engine
+from fleetid.store.event_kinds import EventKind
 
 __all__ = [
     "LEAF_FORMAT",
@@ -95,46 +95,6 @@ VKEY_FILENAME = "audit-log.vkey"
 _KIND = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 _WRITE_ATTEMPTS = 3
 _MAX_SAFE_INTEGER = 2**53 - 1
-
-
-class EventKind(StrEnum):
-    """Every event kind fleetid logs: the line's, the ceremony's and the authority's (``ca.``).
-
-    ``AuditLog.append`` accepts any lowercase ``[a-z][a-z0-9._-]*`` kind too, so that a log
-    written by another version still verifies; fleetid itself writes these.
-    """
-
-    # The key ceremony and the HSM's activation (fleetid.factory.ceremony).
-    CEREMONY = "ceremony"
-    ACTIVATION = "activation"
-    HSM_DEACTIVATED = "hsm-deactivated"
-    # The provisioning line, per unit (fleetid.factory.line).
-    IDENTIFIED = "identified"
-    INJECTION = "injection"
-    CERTIFICATION = "certification"
-    INSTALLATION = "installation"
-    LOCK = "lock"
-    QUARANTINE = "quarantine"
-    DUPLICATE_SERIAL = "duplicate-serial"
-    # The fleet authority's writes (fleetid.authority.ca_audit), one per store ``CaEvent`` kind.
-    CA_KEY = "ca.ca-key"
-    CA_ISSUANCE = "ca.issuance"
-    CA_REVOCATION = "ca.revocation"
-    CA_RELEASE = "ca.release"
-    CA_ESCALATION = "ca.escalation"
-    CA_TOKEN = "ca.token"  # noqa: S105 - an event kind, not a secret
-
-    @classmethod
-    def of_ca(cls, kind: str) -> EventKind:
-        """The member for an authority write the store recorded as ``kind`` (``issuance``, ...);
-        ``EncodingError`` for a kind this enum does not name."""
-        try:
-            return cls(_CA_PREFIX + kind)
-        except ValueError:
-            raise EncodingError(f"no audit event kind for the authority's {kind!r}") from None
-
-
-_CA_PREFIX = "ca."
 
 
 # RFC 8785 on ASCII-only JSON (no floats, integers in the I-JSON range) is what Python's encoder

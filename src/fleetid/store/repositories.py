@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import Column, Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from fleetid.errors import NotFoundError, PolicyError, StoreError
+from fleetid.errors import EncodingError, NotFoundError, PolicyError, StoreError
+from fleetid.store.event_kinds import AUTHORITY_KINDS, EventKind
 from fleetid.store.line_manifest_rows import LineManifest, ManifestRecord
 from fleetid.store.migrate import ensure_schema
 from fleetid.store.schema import (
@@ -247,9 +248,13 @@ class CaEvent:
     """One authority-side write for the audit log, recorded by the repository that makes it and
     appended in the same transaction (``Store.audit``). Bodies name and hash; never secrets."""
 
-    kind: str  # ca-key, issuance, revocation, release, escalation, token
+    kind: EventKind  # one of AUTHORITY_KINDS
     serial: str | None  # the certificate's serial (hex), when there is one
     body: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if self.kind not in AUTHORITY_KINDS:
+            raise EncodingError(f"no audit event kind for the authority's {self.kind!r}")
 
 
 def _hex(data: bytes) -> str:
@@ -398,7 +403,7 @@ class CaKeys:
         assert new_id is not None  # noqa: S101 - INSERT of one row
         self._events.append(
             CaEvent(
-                kind="ca-key",
+                kind=EventKind.CA_KEY,
                 serial=None,
                 body={
                     "role": str(key.role),
@@ -515,7 +520,7 @@ class Certificates:
         assert result.inserted_primary_key is not None  # noqa: S101 - INSERT of one row
         self._events.append(
             CaEvent(
-                kind="issuance",
+                kind=EventKind.CA_ISSUANCE,
                 serial=new.serial,
                 body={
                     "issuer_id": new.issuer_id,
@@ -591,7 +596,9 @@ class Certificates:
             raise PolicyError(
                 f"certificate {key} is already revoked ({existing.revocation_reason})"
             )
-        return self._recorded("revocation", key, row, reason, now, sequence, now, invalidity_date)
+        return self._recorded(
+            EventKind.CA_REVOCATION, key, row, reason, now, sequence, now, invalidity_date
+        )
 
     def supersede(self, serial: str, successor_id: int) -> None:
         """Link a valid certificate to its successor without revoking it (a routine refresh: the
@@ -633,7 +640,7 @@ class Certificates:
                 f"certificate {key} is revoked for {existing.revocation_reason}, not on hold:"
                 " only a certificateHold is released"
             )
-        return self._recorded("release", key, row, REMOVE_FROM_CRL, now, sequence, now)
+        return self._recorded(EventKind.CA_RELEASE, key, row, REMOVE_FROM_CRL, now, sequence, now)
 
     def escalate(
         self,
@@ -683,12 +690,19 @@ class Certificates:
                 f" become {reason}: a reason is only escalated (hold to any, any to a compromise)"
             )
         return self._recorded(
-            "escalation", key, row, reason, row.revoked_at, sequence, now, row.invalidity_date
+            EventKind.CA_ESCALATION,
+            key,
+            row,
+            reason,
+            row.revoked_at,
+            sequence,
+            now,
+            row.invalidity_date,
         )
 
     def _recorded(
         self,
-        kind: str,
+        kind: EventKind,
         serial: str,
         row: Any,
         reason: RevocationReason,
@@ -774,7 +788,7 @@ class Tokens:
             raise StoreError(f"token user {token.username!r} exists") from exc
         self._events.append(
             CaEvent(
-                kind="token",
+                kind=EventKind.CA_TOKEN,
                 serial=None,
                 body={
                     "username": token.username,
