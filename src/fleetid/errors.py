@@ -73,7 +73,9 @@ one place. The tree::
         └── NotFoundError the record a request names does not exist
             └── BatchPendingError a butterfly batch downloaded before it is complete
 
-Verification raises ``VerificationError``; no check in fleetid returns a bool to be ignored.
+Verification raises ``VerificationError``; no check in fleetid returns a bool to be ignored (the
+predicates that choose among candidate issuers, ``fleetid.crypto.pkix.issued_by`` and its kin,
+answer a question their caller branches on, and the caller raises).
 """
 
 from __future__ import annotations
