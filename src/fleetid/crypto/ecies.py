@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.symmetric import hmac_sha256
 from fleetid.errors import EncodingError, PolicyError, VerificationError
 
@@ -122,7 +123,7 @@ def ecies_wrap(
     _check_p1(p1)
     _check_curve(recipient.curve)
     if ephemeral is None:
-        ephemeral = ec.generate_private_key(recipient.curve)
+        ephemeral = new_private_key(recipient.curve)
     elif ephemeral.curve.name != recipient.curve.name:
         raise ValueError("the ephemeral key is on another curve than the recipient")
     k1, k2 = _derive(ephemeral.exchange(ec.ECDH(), recipient), p1)

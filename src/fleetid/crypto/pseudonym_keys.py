@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fleetid.crypto import ecpoint
 from fleetid.crypto.butterfly import expand_private
 from fleetid.crypto.ecqv import private_key_reconstruction_value, reconstruct_private
+from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.errors import EncodingError, VerificationError
 
@@ -113,7 +114,7 @@ class CaterpillarKey:
 
     @classmethod
     def generate(cls, curve: ec.EllipticCurve) -> CaterpillarKey:
-        return cls(ec.generate_private_key(curve), secrets.token_bytes(16))
+        return cls(new_private_key(curve), secrets.token_bytes(16))
 
     @property
     def expansion_key(self) -> bytes:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.signer import Signer, hash_for_curve
 from fleetid.crypto.v2xhash import HashName, digest, hash_for_key_size, signing_input
 from fleetid.errors import EncodingError, VerificationError
@@ -69,7 +70,7 @@ def hash_name_of(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) ->
 
 def generate_key(curve_name: str) -> ec.EllipticCurvePrivateKey:
     """A fresh software key on a named curve (tests and software authorities)."""
-    return ec.generate_private_key(CURVES[curve_name])
+    return new_private_key(CURVES[curve_name])
 
 
 def public_key_from_point(curve_name: str, sec1_point: bytes) -> ec.EllipticCurvePublicKey:

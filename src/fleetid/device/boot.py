@@ -20,7 +20,7 @@ from typing import Protocol
 from fleetid.errors import BootRefusedError, SecureElementError, VerificationError
 from fleetid.formats.mcuboot import ImageFlag, ImageHeader, ImageVersion, parse_image
 
-__all__ = ["BootRefusedError", "BootedImage", "ImageVerifier", "boot"]
+__all__ = ["BootedImage", "ImageVerifier", "boot"]
 
 
 class ImageVerifier(Protocol):

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from fleetid.crypto.pkix import PathValidationError, issued_by, path_verifier
 from fleetid.errors import EncodingError, RolloverRefusedError, VerificationError
 
-__all__ = ["RolloverRefusedError", "TrustStore", "fingerprint"]
+__all__ = ["TrustStore", "fingerprint"]
 
 
 def fingerprint(certificate: x509.Certificate) -> str:

@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.signer import Signer, verify_signature
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats import x509_tbs
@@ -42,7 +43,7 @@ _Built = TypeVar("_Built", x509.Certificate, x509.CertificateRevocationList)
 @cache
 def _throwaway_key() -> ec.EllipticCurvePrivateKey:
     """A key that only makes pyca emit the TBS bytes; its signature is discarded, never used."""
-    return ec.generate_private_key(ec.SECP256R1())
+    return new_private_key()
 
 
 def _check_hash(signer: Signer) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
@@ -169,4 +170,4 @@ def draft_tbs(builder: x509.CertificateBuilder, signer: Signer) -> bytes:
 def probe_public_key() -> ec.EllipticCurvePublicKey:
     """A fresh P-256 public key whose private half is discarded: a stand-in subject key for the
     drafts a template is made from and checked against."""
-    return ec.generate_private_key(ec.SECP256R1()).public_key()
+    return new_private_key().public_key()

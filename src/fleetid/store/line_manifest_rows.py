@@ -27,7 +27,6 @@ from fleetid.store.migrate import ensure_schema
 
 __all__ = [
     "FINAL_STATES",
-    "DatabaseEngine",
     "LineManifest",
     "LineManifestRows",
     "ManifestRecord",
@@ -37,9 +36,6 @@ __all__ = [
     "UnitBrief",
     "UnitState",
 ]
-
-DatabaseEngine = Engine
-"""The engine a repository reads and writes through (callers above the store name it by this)."""
 
 _IN_CHUNK: Final = 500  # units per SQL IN list (SQLite's bound-parameter limit)
 

@@ -19,8 +19,8 @@ from fleetid.authority.lifecycle import REENROLL_PATH, roll_root, sign_proof
 from fleetid.authority.revoke import revoke_device
 from fleetid.clock import ManualClock
 from fleetid.device.agent import AgentState, DeviceAgent
-from fleetid.device.truststore import RolloverRefusedError, TrustStore
-from fleetid.errors import AuthenticationError, PolicyError, VerificationError
+from fleetid.device.truststore import TrustStore
+from fleetid.errors import AuthenticationError, PolicyError, RolloverRefusedError, VerificationError
 from fleetid.factory.line import CANONICAL_KEY_HANDLE
 from fleetid.policy import CredentialType
 from fleetid.revocation.registry import CertificateState, RevocationRegistry

@@ -15,8 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fleetid.crypto.signer import SoftwareSigner
-from fleetid.device.boot import BootRefusedError, boot
-from fleetid.errors import ConditionsNotSatisfiedError, SecureElementError, SecurityStatusError
+from fleetid.device.boot import boot
+from fleetid.errors import (
+    BootRefusedError,
+    ConditionsNotSatisfiedError,
+    SecureElementError,
+    SecurityStatusError,
+)
 from fleetid.formats.apdu import SW, CommandApdu, parse_response
 from fleetid.formats.mcuboot import build_image, key_hash, parse_image
 from fleetid.se.applets.base import CommandContext

@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.errors import StoreError, VerificationError
 from fleetid.factory.line.values import ManifestEntry
+from fleetid.store.engine import Engine
 from fleetid.store.line_manifest_rows import (
-    DatabaseEngine,
     LineManifestRows,
     ManifestRow,
     UnitState,
@@ -22,7 +22,7 @@ __all__ = ["ManifestReader", "manifest_entry"]
 class ManifestReader:
     """Read-only access to the line manifest, needing no HSM (the enrolment side uses this)."""
 
-    def __init__(self, source: LineManifestRows | DatabaseEngine) -> None:
+    def __init__(self, source: LineManifestRows | Engine) -> None:
         self._rows = source if isinstance(source, LineManifestRows) else LineManifestRows(source)
 
     def entries(self) -> list[ManifestEntry]:

@@ -38,9 +38,9 @@ from fleetid.hsm.base import Hsm, Scp03KeySet
 from fleetid.se.client import SecureElementClient
 from fleetid.se.scp03 import aes_key_component
 from fleetid.se.wire import IDENTITY_AID, ISD_AID, CardLifeCycle
+from fleetid.store.engine import Engine
 from fleetid.store.line_manifest_rows import (
     FINAL_STATES,
-    DatabaseEngine,
     LineManifestRows,
     ManifestTransaction,
     Step,
@@ -98,7 +98,7 @@ class ProvisioningLine:
         *,
         hsm: Hsm,
         record: CeremonyRecord,
-        engine: DatabaseEngine,
+        engine: Engine,
         log: AuditLog,
         clock: Clock,
         config: LineConfig | None = None,
