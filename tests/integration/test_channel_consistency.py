@@ -43,7 +43,7 @@ from fleetid.revocation.check.ocsp import ocsp_request
 from fleetid.revocation.crl import CrlKind, crl_watermark, publisher_for
 from fleetid.revocation.ocsp import responder_for
 from fleetid.revocation.publish import FilterPublisher
-from fleetid.revocation.registry import CertificateState, RevocationRegistry
+from fleetid.revocation.registry import CertificateState, RevocationRegistry, issuer_certificate
 
 _REASONS = ("keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged")
 _STEPS = 6
@@ -188,4 +188,4 @@ def _issuer_id(registry: RevocationRegistry, certificate: x509.Certificate) -> i
 
 def _issuer_of(registry: RevocationRegistry, certificate: x509.Certificate) -> x509.Certificate:
     wanted = _issuer_id(registry, certificate)
-    return next(i.certificate for i in registry.issuers() if i.id == wanted)
+    return next(issuer_certificate(i) for i in registry.issuers() if i.id == wanted)

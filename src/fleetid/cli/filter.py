@@ -151,13 +151,13 @@ def _trusted_signers(args: argparse.Namespace, bundle: list[Any]) -> list[Any]:
             raise EncodingError(f"{args.trust} is not PEM: {exc}") from exc
     if args.data_dir is not None:
         from fleetid.config import Settings
-        from fleetid.revocation.registry import RevocationRegistry
+        from fleetid.revocation.registry import RevocationRegistry, issuer_certificate
         from fleetid.store.engine import engine_from_settings
         from fleetid.store.repositories import Store
 
         store = Store(engine_from_settings(Settings.load(args.data_dir)))
         try:
-            return [issuer.certificate for issuer in RevocationRegistry(store).issuers()]
+            return [issuer_certificate(i) for i in RevocationRegistry(store).issuers()]
         finally:
             store.dispose()
     chain = bundle[1:]

@@ -29,10 +29,9 @@ moves or every ``delta_interval``); ``fleetid crl publish`` forces both at once.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 from typing import Final
@@ -58,6 +57,7 @@ from fleetid.revocation.registry import (
     IssuerRecord,
     RevocationRegistry,
     RevokedEntry,
+    issuer_certificate,
 )
 from fleetid.store.crl_repository import CrlKind, CrlPublicationRecord, CrlRepository
 from fleetid.store.repositories import Store
@@ -118,23 +118,8 @@ class CrlPolicy:
         return self.delta_window + self.full_interval
 
 
-@dataclass(frozen=True, kw_only=True)
-class Publication:
-    """One published CRL (a row of ``crl_publications``)."""
-
-    issuer_id: int
-    shard: int
-    kind: CrlKind
-    crl_number: int
-    base_number: int | None
-    watermark: int
-    this_update: datetime
-    next_update: datetime
-    der: bytes = field(repr=False)
-
-    @property
-    def etag(self) -> str:
-        return '"' + hashlib.sha256(self.der).hexdigest()[:32] + '"'
+#: One published CRL, as its row of ``crl_publications`` records it.
+Publication = CrlPublicationRecord
 
 
 def crl_watermark(crl: x509.CertificateRevocationList) -> int:
@@ -172,22 +157,6 @@ def http_headers(publication: Publication, now: datetime, policy: CrlPolicy) -> 
         "Expires": format_datetime(publication.next_update, usegmt=True),
         "Cache-Control": f"public, max-age={max_age}, no-transform",
     }
-
-
-def _publication(record: CrlPublicationRecord | None) -> Publication | None:
-    if record is None:
-        return None
-    return Publication(
-        issuer_id=record.issuer_id,
-        shard=record.shard,
-        kind=record.kind,
-        crl_number=record.crl_number,
-        base_number=record.base_number,
-        watermark=record.watermark,
-        this_update=record.this_update,
-        next_update=record.next_update,
-        der=record.der,
-    )
 
 
 def _due(last: Publication | None, now: datetime, interval: timedelta) -> bool:
@@ -228,7 +197,7 @@ class CrlPublisher:
     # -- reading -------------------------------------------------------------------------------
 
     def latest(self, issuer_id: int, shard: int, kind: CrlKind) -> Publication | None:
-        return _publication(self._publications.latest(issuer_id, shard, kind))
+        return self._publications.latest(issuer_id, shard, kind)
 
     def current(self, generation: int, shard: int, kind: CrlKind) -> Publication:
         """What the distribution point serves; published first if nothing is yet."""
@@ -279,13 +248,13 @@ class CrlPublisher:
         watermark = self._registry.watermark()
         done: list[Publication] = []
         for issuer in self._registry.issuers():
-            if issuer.certificate.not_valid_after_utc <= now:
+            if issuer_certificate(issuer).not_valid_after_utc <= now:
                 continue  # an expired CA's certificates are all expired: nothing to say
             done.extend(self._publish_issuer(issuer, watermark, now, force=force))
         if self._root_crls:
             for root in self._registry.roots():
                 last = self.latest(root.id, ROOT_SHARD, CrlKind.FULL)
-                if root.certificate.not_valid_after_utc > now and (
+                if issuer_certificate(root).not_valid_after_utc > now and (
                     force or _due(last, now, self.policy.full_interval)
                 ):
                     done.append(self._publish_root(root, watermark, now))
@@ -305,7 +274,7 @@ class CrlPublisher:
             now,
             [],
             self._signer_for(root.id),
-            root.certificate,
+            issuer_certificate(root),
             scope_url=None,
             delta_url=None,
             only_ca=True,
@@ -348,7 +317,7 @@ class CrlPublisher:
             for entry in self._registry.revoked(watermark, issuer_id=issuer.id, unexpired_at=now):
                 entries[self._shard_of(entry.serial_number)].append(entry)
         signer = self._signer_for(issuer.id)
-        certificate = issuer.certificate
+        certificate = issuer_certificate(issuer)
         done: list[Publication] = []
         for shard in sorted(delta_due):
             if shard in full_due:
@@ -395,8 +364,8 @@ class CrlPublisher:
 
     def _delta_base(self, issuer_id: int, shard: int, now: datetime) -> Publication:
         """The oldest full CRL published inside the delta window (at least the newest one)."""
-        oldest = _publication(
-            self._publications.oldest_full_since(issuer_id, shard, now - self.policy.delta_window)
+        oldest = self._publications.oldest_full_since(
+            issuer_id, shard, now - self.policy.delta_window
         )
         if oldest is not None:
             return oldest
@@ -508,19 +477,7 @@ class CrlPublisher:
                 next_update=next_update,
                 der=der,
             )
-            numbering.record(
-                CrlPublicationRecord(
-                    issuer_id=issuer.id,
-                    shard=shard,
-                    kind=kind,
-                    crl_number=number,
-                    base_number=publication.base_number,
-                    watermark=watermark,
-                    this_update=publication.this_update,
-                    next_update=publication.next_update,
-                    der=der,
-                )
-            )
+            numbering.record(publication)
         return publication
 
     def _prune(self, issuer_id: int, shard: int, base_number: int) -> None:

@@ -69,6 +69,7 @@ __all__ = [
     "RevokedEntry",
     "StatusRecord",
     "certificate_id",
+    "issuer_certificate",
 ]
 
 CERTIFICATE_ID_SIZE: Final = CERT_ID_SIZE
@@ -98,19 +99,13 @@ class CertificateState(enum.StrEnum):
     UNKNOWN = "unknown"  # not issued by this issuer, as far as the registry knows
 
 
-@dataclass(frozen=True, kw_only=True)
-class IssuerRecord:
-    """An issuing CA generation: the key the registry's certificate ids are derived from."""
+#: A CA key generation (issuing CA or fleet root): the key certificate ids are derived from.
+IssuerRecord = CaGeneration
 
-    id: int
-    generation: int
-    subject_key_id: bytes
-    certificate_der: bytes
-    active: bool
 
-    @property
-    def certificate(self) -> x509.Certificate:
-        return x509.load_der_x509_certificate(self.certificate_der)
+def issuer_certificate(issuer: IssuerRecord) -> x509.Certificate:
+    """The CA certificate of ``issuer``'s generation."""
+    return x509.load_der_x509_certificate(issuer.certificate_der)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,16 +149,6 @@ class PopulationChunk:
 
     def __len__(self) -> int:
         return len(self.certificate_ids)
-
-
-def _issuer(generation: CaGeneration) -> IssuerRecord:
-    return IssuerRecord(
-        id=generation.id,
-        generation=generation.generation,
-        subject_key_id=generation.subject_key_id,
-        certificate_der=generation.certificate_der,
-        active=generation.active,
-    )
 
 
 def _entry(found: CertificateAt) -> RevokedEntry:
@@ -224,11 +209,11 @@ class RevocationRegistry:
 
     def issuers(self) -> list[IssuerRecord]:
         """Every issuing-CA generation, oldest first."""
-        return [_issuer(g) for g in self._reads.ca_generations(CaRole.ISSUING)]
+        return list(self._reads.ca_generations(CaRole.ISSUING))
 
     def roots(self) -> list[IssuerRecord]:
         """Every fleet-root generation, oldest first (the issuers of the root CRLs)."""
-        return [_issuer(g) for g in self._reads.ca_generations(CaRole.ROOT)]
+        return list(self._reads.ca_generations(CaRole.ROOT))
 
     def status(
         self, issuer_id: int, serial_number: int, *, watermark: int | None = None

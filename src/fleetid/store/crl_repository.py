@@ -10,6 +10,7 @@ PostgreSQL race on the same number fails on the UNIQUE constraint, raised as ``S
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,11 @@ class CrlPublicationRecord:
     this_update: datetime
     next_update: datetime
     der: bytes = field(repr=False)
+
+    @property
+    def etag(self) -> str:
+        """The HTTP entity tag of the CRL's bytes (RFC 9110 §8.8.3)."""
+        return '"' + hashlib.sha256(self.der).hexdigest()[:32] + '"'
 
 
 def _record(row: Any) -> CrlPublicationRecord:

@@ -89,6 +89,10 @@ class _Unit(DerCache):
     #: The manifest columns as this run last wrote them (a later commit sends what changed).
     written: dict[str, Any] = field(default_factory=dict)
 
+    def log(self, kind: EventKind, body: dict[str, Any]) -> None:
+        """Queue an audit event about this unit; the batch's commit appends it to the log."""
+        self.events.append(AuditEvent(kind=kind, serial=self.serial, body=body))
+
 
 class ProvisioningLine:
     """Runs units through the four steps against an activated HSM; see the module docstring."""
@@ -222,12 +226,9 @@ class ProvisioningLine:
         if owner is not None and owner != item.unit:
             item.outcome = UnitState.DUPLICATE
             item.reason = f"serial {item.serial} already presented by unit {owner}"
-            item.events.append(
-                AuditEvent(
-                    kind=EventKind.DUPLICATE_SERIAL,
-                    serial=item.serial,
-                    body={"unit": item.unit, "first_unit": owner, "refused": True},
-                )
+            item.log(
+                EventKind.DUPLICATE_SERIAL,
+                {"unit": item.unit, "first_unit": owner, "refused": True},
             )
             return
         accepted[item.serial] = item.unit
@@ -240,17 +241,14 @@ class ProvisioningLine:
             item.idevid = item.row.idevid
             item.canonical_key = item.row.canonical_public_key
         else:
-            item.events.append(
-                AuditEvent(
-                    kind=EventKind.IDENTIFIED,
-                    serial=item.serial,
-                    body={
-                        "unit": item.unit,
-                        "ic_serial": cplc.ic_serial.hex().upper(),
-                        "ic_batch": cplc.ic_batch,
-                        "kdd": item.kdd.hex().upper(),
-                    },
-                )
+            item.log(
+                EventKind.IDENTIFIED,
+                {
+                    "unit": item.unit,
+                    "ic_serial": cplc.ic_serial.hex().upper(),
+                    "ic_batch": cplc.ic_batch,
+                    "kdd": item.kdd.hex().upper(),
+                },
             )
 
     def _device_session(self, item: _Unit) -> HsmSessionKeys:
@@ -315,22 +313,19 @@ class ProvisioningLine:
             ) from exc
         item.kcvs = kcvs
         item.step = Step.INJECTED
-        item.events.append(
-            AuditEvent(
-                kind=EventKind.INJECTION,
-                serial=item.serial,
-                body={
-                    "unit": item.unit,
-                    "key_version": cfg.device_kvn,
-                    "replaced_key_version": cfg.transport_kvn,
-                    "kcvs": {
-                        "enc": item.keys.enc.kcv.hex().upper(),
-                        "mac": item.keys.mac.kcv.hex().upper(),
-                        "dek": item.keys.dek.kcv.hex().upper(),
-                    },
-                    "master": self._record.line_master_label,
+        item.log(
+            EventKind.INJECTION,
+            {
+                "unit": item.unit,
+                "key_version": cfg.device_kvn,
+                "replaced_key_version": cfg.transport_kvn,
+                "kcvs": {
+                    "enc": item.keys.enc.kcv.hex().upper(),
+                    "mac": item.keys.mac.kcv.hex().upper(),
+                    "dek": item.keys.dek.kcv.hex().upper(),
                 },
-            )
+                "master": self._record.line_master_label,
+            },
         )
 
     def _inject_and_certify(self, item: _Unit) -> None:
@@ -361,19 +356,16 @@ class ProvisioningLine:
         item.canonical_key = canonical_key
         item.idevid = idevid
         item.step = Step.CERTIFIED
-        item.events.append(
-            AuditEvent(
-                kind=EventKind.CERTIFICATION,
-                serial=item.serial,
-                body={
-                    "unit": item.unit,
-                    "idevid_sha256": item.fingerprint(idevid),
-                    "certificate_serial": format(idevid.serial_number, "x"),
-                    "attestation_spki_sha256": hashlib.sha256(item.der(public_key)).hexdigest(),
-                    "canonical_spki_sha256": hashlib.sha256(item.der(canonical_key)).hexdigest(),
-                    "issuer": self._record.line_ca_label,
-                },
-            )
+        item.log(
+            EventKind.CERTIFICATION,
+            {
+                "unit": item.unit,
+                "idevid_sha256": item.fingerprint(idevid),
+                "certificate_serial": format(idevid.serial_number, "x"),
+                "attestation_spki_sha256": hashlib.sha256(item.der(public_key)).hexdigest(),
+                "canonical_spki_sha256": hashlib.sha256(item.der(canonical_key)).hexdigest(),
+                "issuer": self._record.line_ca_label,
+            },
         )
 
     def _idevids(self) -> IdevidIssuer:
@@ -445,26 +437,17 @@ class ProvisioningLine:
         item.canonical_attestation = self._attest_canonical(item, client)
         item.step = Step.SECURED
         item.outcome = UnitState.SECURED
-        item.events.append(
-            AuditEvent(
-                kind=EventKind.INSTALLATION,
-                serial=item.serial,
-                body={
-                    "unit": item.unit,
-                    "attestation_chain": [fingerprint, *self._chain_tail_fingerprints],
-                    "trust_anchors": self._chain_tail_fingerprints[-1:],
-                    "firmware_key_spki_sha256": self._firmware_spki_sha256,
-                    "canonical_attestation_sha256": item.fingerprint(item.canonical_attestation),
-                },
-            )
+        item.log(
+            EventKind.INSTALLATION,
+            {
+                "unit": item.unit,
+                "attestation_chain": [fingerprint, *self._chain_tail_fingerprints],
+                "trust_anchors": self._chain_tail_fingerprints[-1:],
+                "firmware_key_spki_sha256": self._firmware_spki_sha256,
+                "canonical_attestation_sha256": item.fingerprint(item.canonical_attestation),
+            },
         )
-        item.events.append(
-            AuditEvent(
-                kind=EventKind.LOCK,
-                serial=item.serial,
-                body={"unit": item.unit, "life_cycle": CardLifeCycle.SECURED.name},
-            )
-        )
+        item.log(EventKind.LOCK, {"unit": item.unit, "life_cycle": CardLifeCycle.SECURED.name})
 
     # --- outcomes -----------------------------------------------------------------------------
 
@@ -477,7 +460,7 @@ class ProvisioningLine:
             body["void_idevid_sha256"] = q.void_idevid
         else:
             item.idevid = None  # a certificate exists only if recorded before installation
-        item.events.append(AuditEvent(kind=EventKind.QUARANTINE, serial=item.serial, body=body))
+        item.log(EventKind.QUARANTINE, body)
 
     def _commit(self, batch: Iterable[_Unit]) -> None:
         """Write the batch's manifest rows and audit entries in one transaction.
@@ -516,13 +499,11 @@ class ProvisioningLine:
             item.step = Step.NONE
             item.client = None
             item.reason = f"serial {item.serial} already presented by unit {owner}"
-            item.events = [
-                AuditEvent(
-                    kind=EventKind.DUPLICATE_SERIAL,
-                    serial=item.serial,
-                    body={"unit": item.unit, "first_unit": owner, "refused": True},
-                )
-            ]
+            item.events = []
+            item.log(
+                EventKind.DUPLICATE_SERIAL,
+                {"unit": item.unit, "first_unit": owner, "refused": True},
+            )
 
     def _exclusive(self) -> AbstractContextManager[None]:
         return nullcontext() if self._lock_path is None else exclusive_file_lock(self._lock_path)

@@ -25,7 +25,7 @@ from fleetid.crypto.signer import Signer
 from fleetid.formats.x509_sign import key_usage, sign_certificate
 from fleetid.private_file import write_private_key
 from fleetid.revocation.ocsp.responder import DelegatedResponder, OcspPolicy, OcspResponder
-from fleetid.revocation.registry import RevocationRegistry
+from fleetid.revocation.registry import RevocationRegistry, issuer_certificate
 
 __all__ = ["issue_responder", "responder_for"]
 
@@ -109,7 +109,7 @@ def responder_for(
     with ca.store.transaction() as tx:
         labels = {r.id: r.hsm_label for r in tx.ca_keys.all()}
     for issuer in registry.issuers():
-        certificate = issuer.certificate
+        certificate = issuer_certificate(issuer)
         if certificate.not_valid_after_utc <= now:
             continue
         responder_cert, key = _load_or_issue(
