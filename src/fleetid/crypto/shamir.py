@@ -23,6 +23,7 @@ trusting this code.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -313,17 +314,7 @@ def _first_consistent_combination(shares: Sequence[KekShare], ceremony_id: str) 
 
 def _with_mac(share: KekShare, kek: bytes) -> KekShare:
     mac = _cmac(kek, b"fleetid kek share v1\x00" + share.body())
-    return KekShare(
-        ceremony_id=share.ceremony_id,
-        custodian=share.custodian,
-        index=share.index,
-        threshold=share.threshold,
-        total=share.total,
-        kek_kcv=share.kek_kcv,
-        kek_check=share.kek_check,
-        halves=share.halves,
-        share_mac=mac,
-    )
+    return dataclasses.replace(share, share_mac=mac)
 
 
 def _cmac(key: bytes, data: bytes) -> bytes:

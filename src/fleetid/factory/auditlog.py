@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -306,19 +306,18 @@ class AuditLogReader:
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """RFC 6962 PATH for entry ``index`` in the tree of ``size`` entries (default: all)."""
-        with self._store.reading() as rows:
-            tree = self._synced_tree(rows)
-        try:
-            return tree.inclusion_proof(index, size)
-        except ValueError as exc:
-            raise StoreError(str(exc)) from exc
+        return self._proof(lambda tree: tree.inclusion_proof(index, size))
 
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """RFC 6962 PROOF between the trees of ``size1`` and ``size2`` entries."""
+        return self._proof(lambda tree: tree.consistency_proof(size1, size2))
+
+    def _proof(self, prove: Callable[[MerkleTree], list[bytes]]) -> list[bytes]:
+        """``prove`` on the tree as stored; a size or index outside it is a ``StoreError``."""
         with self._store.reading() as rows:
             tree = self._synced_tree(rows)
         try:
-            return tree.consistency_proof(size1, size2)
+            return prove(tree)
         except ValueError as exc:
             raise StoreError(str(exc)) from exc
 

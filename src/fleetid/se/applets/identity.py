@@ -77,9 +77,9 @@ from fleetid.formats.attestation import (
 from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_tlv
 from fleetid.formats.x509_sign import key_usage, probe_public_key
 from fleetid.formats.x509_template import TbsTemplate
-from fleetid.se.applets.base import Applet, CommandContext, Reply, SecurityLevel, refuse
+from fleetid.se.applets.base import CommandContext, Reply, SecurityLevel, refuse
 from fleetid.se.applets.manager import (
-    StoreDataBuffer,
+    PersonalisedApplet,
     cplc_data_object,
     public_key_of,
     pyca_curve,
@@ -102,11 +102,9 @@ from fleetid.se.wire import (
     INS_DERIVE_PSEUDONYM,
     INS_ECDH,
     INS_GENERATE_KEY,
-    INS_GET_DATA,
     INS_GET_PUBLIC_KEY,
     INS_LIST_KEYS,
     INS_SIGN,
-    INS_STORE_DATA,
     POLICY_REQUIRES_SESSION,
 )
 
@@ -148,14 +146,14 @@ def _point_of_spki(spki: bytes, curve: Curve) -> bytes:
     return point
 
 
-class IdentityApplet(Applet):
+class IdentityApplet(PersonalisedApplet):
     """Key generation, signing, key agreement and attestation by handle."""
 
     aid = IDENTITY_AID
     secure_channel = True
 
     def __init__(self) -> None:
-        self._store = StoreDataBuffer()
+        super().__init__()
         # Private key objects (generated, or rebuilt from a slot) are cached per slot value (the
         # KeySlot object itself, which is replaced whenever a slot changes, or on reload), dropped
         # on DELETE and on zeroise. Per card, never logged; the applet has no key-bearing repr.
@@ -163,27 +161,12 @@ class IdentityApplet(Applet):
         # The attestation certificate (chain[0]) ATTEST names as issuer, parsed once per DER.
         self._issuer: _Issuer | None = None
 
-    def select(self, state: CardState) -> bytes:
-        self._store.reset()
-        return encode_tlv(0x6F, encode_tlv(0x84, self.aid))
-
-    def deselect(self) -> None:
-        self._store.reset()
-
     def zeroise(self) -> None:
         self._cache.clear()
         self._issuer = None
 
-    def process(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+    def _process_proprietary(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         ins = apdu.ins
-        if ins != INS_STORE_DATA:
-            self._store.reset()
-        if ins == INS_GET_DATA:
-            return self._get_data(ctx, apdu)
-        ctx.require_proprietary()
-        if ins == INS_STORE_DATA:
-            # Personalisation data for this applet (GPCS §11.11), same objects as the ISD takes.
-            return self._store.store_data(ctx, apdu)
         if ins == INS_LIST_KEYS:
             if apdu.p1 or apdu.p2:
                 raise refuse(SW.INCORRECT_P1P2, "LIST KEYS takes P1 P2 00 00")

@@ -277,19 +277,49 @@ _OBJECTS = (
 )
 
 
+class PersonalisedApplet(Applet):
+    """An applet personalised by STORE DATA (GPCS §11.11): GET DATA is answered in the clear,
+    every other command only in a secure session, and any command but STORE DATA ends a STORE
+    DATA sequence in progress. Subclasses answer GET DATA and their own instructions."""
+
+    def __init__(self) -> None:
+        self._store = StoreDataBuffer()
+
+    def select(self, state: CardState) -> bytes:
+        self._store.reset()
+        return encode_tlv(0x6F, encode_tlv(0x84, self.aid))
+
+    def deselect(self) -> None:
+        self._store.reset()
+
+    def process(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        if apdu.ins != INS_STORE_DATA:
+            self._store.reset()
+        if apdu.ins == INS_GET_DATA:
+            return self._get_data(ctx, apdu)
+        ctx.require_proprietary()
+        if apdu.ins == INS_STORE_DATA:
+            return self._store.store_data(ctx, apdu)
+        return self._process_proprietary(ctx, apdu)
+
+    def _get_data(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        raise NotImplementedError
+
+    def _process_proprietary(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        """An instruction other than GET DATA and STORE DATA, inside the secure session."""
+        raise refuse(SW.INS_NOT_SUPPORTED, f"INS {apdu.ins:02X}")
+
+
 def cplc_data_object(state: CardState) -> bytes:
     return encode_tlv(0x9F7F, state.cplc.encode())
 
 
-class ManagerApplet(Applet):
+class ManagerApplet(PersonalisedApplet):
     """The Issuer Security Domain."""
 
     aid = ISD_AID
     secure_channel = True
     selectable_when_locked = True
-
-    def __init__(self) -> None:
-        self._store = StoreDataBuffer()
 
     def select(self, state: CardState) -> bytes:
         self._store.reset()
@@ -298,22 +328,12 @@ class ManagerApplet(Applet):
         proprietary = encode_tlv(0x9F65, _MAX_COMMAND_DATA.to_bytes(2, "big"))
         return encode_tlv(0x6F, encode_tlv(0x84, self.aid) + encode_tlv(0xA5, proprietary))
 
-    def deselect(self) -> None:
-        self._store.reset()
-
-    def process(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+    def _process_proprietary(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         ins = apdu.ins
-        if ins != INS_STORE_DATA:
-            self._store.reset()
-        if ins == INS_GET_DATA:
-            return self._get_data(ctx, apdu)
-        ctx.require_proprietary()
         if ins == INS_GET_STATUS:
             return self._get_status(ctx, apdu)
         if ins == INS_PUT_KEY:
             return self._put_key(ctx, apdu)
-        if ins == INS_STORE_DATA:
-            return self._store.store_data(ctx, apdu)
         if ins == INS_SET_STATUS:
             return self._set_status(ctx, apdu)
         raise refuse(SW.INS_NOT_SUPPORTED, f"INS {ins:02X}")
