@@ -224,14 +224,7 @@ class FilterPublisher:
 
     def publish_full(self) -> PublishedFilter:
         """A new full filter at the current watermark; the delta starts again from it."""
-        now = self._clock.now()
-        population = snapshot(
-            self._registry,
-            now=now,
-            coverage_until=self.coverage_until(now),
-            backdate=self._backdate,
-        )
-        self._check_forward(population.watermark, population.coverage_until)
+        population = self._population(base=None)
         data = build_filter(
             population.revoked,
             population.valid,
@@ -254,15 +247,7 @@ class FilterPublisher:
             raise PolicyError("the signer changed since the full filter: publish a full filter")
         if self._pending(base)[1]:
             raise PolicyError("a certificate was released from hold: publish a full filter")
-        now = self._clock.now()
-        population = snapshot(
-            self._registry,
-            now=now,
-            coverage_until=self.coverage_until(now),
-            backdate=self._backdate,
-            base=base,
-        )
-        self._check_forward(population.watermark, population.coverage_until)
+        population = self._population(base=base)
         data = build_delta(
             population.revoked,
             population.valid,
@@ -275,6 +260,20 @@ class FilterPublisher:
         if self._directory is not None:
             _write_atomic(self._directory / DELTA_FILE, data)
         return PublishedFilter(data=data, header=parse_filter(data).header)
+
+    def _population(self, *, base: FilterHeader | None) -> Population:
+        """The registry's revoked and valid sets now (since ``base`` for a delta), checked to
+        move the watermark and the coverage forward."""
+        now = self._clock.now()
+        population = snapshot(
+            self._registry,
+            now=now,
+            coverage_until=self.coverage_until(now),
+            backdate=self._backdate,
+            base=base,
+        )
+        self._check_forward(population.watermark, population.coverage_until)
+        return population
 
     def publish(self) -> PublishedFilter:
         """A delta when one can follow the current full filter, otherwise a new full filter."""

@@ -95,12 +95,10 @@ def check_signed(
     signer_kinds: frozenset[str] = frozenset({"self", "digest", "certificate"}),
 ) -> None:
     """EtsiTs103097Data-Signed: signedData whose payload is data carrying unsecuredData."""
-    content = _etsi_content(value, "signedData")
-    payload = content["tbsData"]["payload"]
+    payload = _signed_payload(value, psid, signer_kinds)
     data = payload.get("data")
     if data is None or data["content"][0] != "unsecuredData":
         raise ProfileError("EtsiTs103097Data-Signed carries its payload as data/unsecuredData")
-    _check_header_and_signer(content, psid, signer_kinds)
 
 
 def check_signed_external_payload(
@@ -110,12 +108,20 @@ def check_signed_external_payload(
     signer_kinds: frozenset[str] = frozenset({"self", "digest", "certificate"}),
 ) -> None:
     """EtsiTs103097Data-SignedExternalPayload: signedData over a SHA-256 extDataHash only."""
-    content = _etsi_content(value, "signedData")
-    payload = content["tbsData"]["payload"]
+    payload = _signed_payload(value, psid, signer_kinds)
     ext = payload.get("extDataHash")
     if "data" in payload or ext is None or ext[0] != "sha256HashedData":
         raise ProfileError("SignedExternalPayload carries only a sha256HashedData extDataHash")
+
+
+def _signed_payload(
+    value: dict[str, Any], psid: int | None, signer_kinds: frozenset[str]
+) -> dict[str, Any]:
+    """The payload of ``value``'s signedData, its header and signer checked."""
+    content = _etsi_content(value, "signedData")
     _check_header_and_signer(content, psid, signer_kinds)
+    payload: dict[str, Any] = content["tbsData"]["payload"]
+    return payload
 
 
 def _check_header_and_signer(
