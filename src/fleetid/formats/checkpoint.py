@@ -80,6 +80,16 @@ def _check_key_name(name: str) -> str:
     return name
 
 
+def _note_text(data: bytes, what: str) -> str:
+    """``data`` as note text: UTF-8 with no control character but newline."""
+    try:
+        decoded = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EncodingError(f"{what} is not UTF-8") from exc
+    _check_note_text(decoded)
+    return decoded
+
+
 def _check_note_text(text: str) -> None:
     if any(ord(ch) < 0x20 and ch != "\n" for ch in text):
         raise EncodingError("a signed note contains no control characters other than newline")
@@ -114,11 +124,7 @@ class Checkpoint:
 
 def parse_checkpoint(text: bytes) -> Checkpoint:
     """Parse checkpoint note text; raise ``EncodingError`` if it is not one."""
-    try:
-        decoded = text.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EncodingError("checkpoint text is not UTF-8") from exc
-    _check_note_text(decoded)
+    decoded = _note_text(text, "checkpoint text")
     if not decoded.endswith("\n"):
         raise EncodingError("checkpoint text does not end in a newline")
     lines = decoded[:-1].split("\n")
@@ -162,11 +168,7 @@ class SignedNote:
 
 def parse_signed_note(data: bytes) -> SignedNote:
     """Split a signed note into its text and signature lines (signed-note "Format")."""
-    try:
-        decoded = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EncodingError("a signed note is UTF-8") from exc
-    _check_note_text(decoded)
+    decoded = _note_text(data, "a signed note")
     # The text is separated from the signatures by the last empty line.
     split = decoded.rfind("\n\n")
     if split < 0 or not decoded.endswith("\n"):

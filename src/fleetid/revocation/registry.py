@@ -230,23 +230,16 @@ class RevocationRegistry:
                 issuer_id=issuer_id,
                 serial_number=serial_number,
             )
-        if found.reason is None:
-            return StatusRecord(
-                state=CertificateState.GOOD,
-                watermark=at,
-                issuer_id=issuer_id,
-                serial_number=serial_number,
-                not_after=found.not_after,
-            )
+        revoked = found.reason is not None
         return StatusRecord(
-            state=CertificateState.REVOKED,
+            state=CertificateState.REVOKED if revoked else CertificateState.GOOD,
             watermark=at,
             issuer_id=issuer_id,
             serial_number=serial_number,
             not_after=found.not_after,
-            revoked_at=found.revoked_at,
+            revoked_at=found.revoked_at if revoked else None,
             reason=found.reason,
-            sequence=found.sequence,
+            sequence=found.sequence if revoked else None,
         )
 
     def revoked(

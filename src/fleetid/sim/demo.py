@@ -8,14 +8,18 @@ say so (``drill``), so that nobody reading the output takes it for a fault of th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-__all__ = ["DEMO_MAX_DEVICES", "DemoContext", "drill", "run_demo"]
+__all__ = ["DEMO_MAX_DEVICES", "DemoContext", "drill", "run_demo", "stage_directory"]
 
 DEMO_MAX_DEVICES = 10_000  # a demo, not a load test: benchmarks/ measure rates
 
@@ -23,6 +27,16 @@ DEMO_MAX_DEVICES = 10_000  # a demo, not a load test: benchmarks/ measure rates
 def drill(text: str) -> str:
     """``text`` labelled as a fault the demo injected on purpose."""
     return f"drill: {text}"
+
+
+@contextmanager
+def stage_directory(stage: str) -> Iterator[Path]:
+    """A new directory for one stage's files, removed with everything in it when it ends."""
+    root = Path(tempfile.mkdtemp(prefix=f"fleetid-demo-{stage}-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

@@ -17,8 +17,6 @@ makes ``ctx.devices`` devices with ``fleetid.sim.software_line.SoftwareLine``.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -42,7 +40,7 @@ from fleetid.device.truststore import TrustStore
 from fleetid.errors import AuthenticationError
 from fleetid.policy import CredentialType
 from fleetid.se.client import SecureElementClient
-from fleetid.sim.demo import DemoContext, drill
+from fleetid.sim.demo import DemoContext, drill, stage_directory
 from fleetid.sim.software_line import SoftwareLine
 from fleetid.store.repositories import ManifestRecord
 from fleetid.store.schema import CertificateStatus
@@ -113,11 +111,8 @@ def _devices(
 def stage_fleet(ctx: DemoContext) -> None:
     console = ctx.console
     clock = ManualClock(SystemClock().now())
-    root_dir = Path(tempfile.mkdtemp(prefix="fleetid-demo-fleet-"))
-    try:
+    with stage_directory("fleet") as root_dir:
         _run(ctx, clock, root_dir)
-    finally:
-        shutil.rmtree(root_dir, ignore_errors=True)
     console.print()
 
 

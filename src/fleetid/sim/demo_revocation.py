@@ -19,8 +19,6 @@ bytes each profile transferred.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -46,7 +44,7 @@ from fleetid.revocation.channels import BroadcastChannel, FilterReceiver
 from fleetid.revocation.crl import publisher_for
 from fleetid.revocation.ocsp import OcspResponder
 from fleetid.revocation.publish import FilterPublisher, filter_directory
-from fleetid.sim.demo import DemoContext, drill
+from fleetid.sim.demo import DemoContext, drill, stage_directory
 
 __all__ = ["stage_revocation"]
 
@@ -111,11 +109,8 @@ class _Fleet:
 
 def stage_revocation(ctx: DemoContext) -> None:
     clock = ManualClock(SystemClock().now())
-    root_dir = Path(tempfile.mkdtemp(prefix="fleetid-demo-revocation-"))
-    try:
+    with stage_directory("revocation") as root_dir:
         _run(ctx, clock, root_dir)
-    finally:
-        shutil.rmtree(root_dir, ignore_errors=True)
     ctx.console.print()
 
 
