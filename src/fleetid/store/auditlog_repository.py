@@ -23,6 +23,7 @@ from fleetid.store.auditlog_table import audit_checkpoints, audit_entries
 from fleetid.store.bulk import execute_many
 from fleetid.store.engine import open_engine
 from fleetid.store.migrate import ensure_schema
+from fleetid.store.rows import record_from_row
 
 __all__ = ["AuditLogRows", "AuditLogStore", "CheckpointRow", "EntryRow", "Transaction"]
 
@@ -74,14 +75,7 @@ class CheckpointRow:
 
 
 def _entry(row: Row[Any]) -> EntryRow:
-    return EntryRow(
-        seq=int(row.seq),
-        logged_at=row.logged_at,
-        kind=row.kind,
-        serial=row.serial,
-        body=row.body,
-        leaf_hash=bytes(row.leaf_hash),
-    )
+    return record_from_row(EntryRow, row)
 
 
 def _checkpoint(row: Row[Any] | None) -> CheckpointRow | None:

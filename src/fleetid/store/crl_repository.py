@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fleetid.errors import StoreError
 from fleetid.store.crl_table import crl_publications
+from fleetid.store.rows import record_from_row
 
 __all__ = ["CrlKind", "CrlNumbering", "CrlPublicationRecord", "CrlRepository"]
 
@@ -54,10 +55,7 @@ class CrlPublicationRecord:
 
 
 def _record(row: Any) -> CrlPublicationRecord:
-    values = dict(row._mapping)
-    del values["id"]
-    values.update(kind=CrlKind(row.kind), der=bytes(row.der))
-    return CrlPublicationRecord(**values)
+    return record_from_row(CrlPublicationRecord, row, kind=CrlKind(row.kind))
 
 
 def _of(issuer_id: int, shard: int, kind: CrlKind) -> tuple[Any, ...]:

@@ -24,6 +24,7 @@ from fleetid.errors import StoreError
 from fleetid.store.bulk import execute_many
 from fleetid.store.manifest_table import line_manifest
 from fleetid.store.migrate import ensure_schema
+from fleetid.store.rows import record_from_row
 
 __all__ = [
     "FINAL_STATES",
@@ -95,25 +96,7 @@ class ManifestRow:
 
 
 def _row(row: Any) -> ManifestRow:
-    return ManifestRow(
-        unit=row.unit,
-        serial=row.serial,
-        state=UnitState(row.state),
-        step=Step(row.step),
-        reason=row.reason,
-        key_version=row.key_version,
-        key_kcvs=row.key_kcvs,
-        attestation_public_key=_bytes(row.attestation_public_key),
-        idevid=_bytes(row.idevid),
-        idevid_fingerprint=row.idevid_fingerprint,
-        canonical_public_key=_bytes(row.canonical_public_key),
-        canonical_attestation=_bytes(row.canonical_attestation),
-        updated_at=row.updated_at,
-    )
-
-
-def _bytes(value: bytes | None) -> bytes | None:
-    return None if value is None else bytes(value)
+    return record_from_row(ManifestRow, row, state=UnitState(row.state), step=Step(row.step))
 
 
 def _column_value(value: object) -> object:
@@ -268,15 +251,7 @@ class LineManifest:
         found = self._c.execute(_ACCEPTED_BY_SERIAL, {"w_serial": serial}).one_or_none()
         if found is None:
             return None
-        row = _row(found)
-        return ManifestRecord(
-            unit=row.unit,
-            serial=row.serial,
-            state=row.state,
-            idevid_fingerprint=row.idevid_fingerprint,
-            attestation_public_key=row.attestation_public_key,
-            idevid=row.idevid,
-        )
+        return record_from_row(ManifestRecord, found, state=UnitState(found.state))
 
     def add(self, record: ManifestRecord, now: datetime) -> None:
         """Import one row (an authority trusting another line's devices)."""

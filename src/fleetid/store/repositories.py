@@ -24,6 +24,7 @@ from fleetid.errors import EncodingError, NotFoundError, PolicyError, StoreError
 from fleetid.store.event_kinds import AUTHORITY_KINDS, EventKind
 from fleetid.store.line_manifest_rows import LineManifest, ManifestRecord
 from fleetid.store.migrate import ensure_schema
+from fleetid.store.rows import record_from_row
 from fleetid.store.schema import (
     SERIAL_HEX_LENGTH,
     CaRole,
@@ -131,10 +132,6 @@ def normalise_serial(text: str) -> str:
     if not 0 < value < 1 << (8 * SERIAL_HEX_LENGTH // 2):
         raise NotFoundError(f"{text!r} is not a serial this authority issues (1..20 octets)")
     return f"{value:0{SERIAL_HEX_LENGTH}x}"
-
-
-def _record(cls: Any, row: Any) -> Any:
-    return cls(**row._mapping)
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -422,7 +419,7 @@ class CaKeys:
         row = self._c.execute(_CA_KEY_BY_ID, {"w_id": key_id}).one_or_none()
         if row is None:
             raise NotFoundError(f"no CA key with id {key_id}")
-        record: CaKeyRecord = _record(CaKeyRecord, row)
+        record = record_from_row(CaKeyRecord, row)
         return record
 
     def active(self, role: CaRole) -> CaKeyRecord:
@@ -430,12 +427,12 @@ class CaKeys:
         row = self._c.execute(_ACTIVE_CA_KEY, {"w_role": str(role)}).one_or_none()
         if row is None:
             raise NotFoundError(f"no active {role} CA: run `fleetid ca init` first")
-        record: CaKeyRecord = _record(CaKeyRecord, row)
+        record = record_from_row(CaKeyRecord, row)
         return record
 
     def all(self) -> list[CaKeyRecord]:
         rows = self._c.execute(select(ca_keys).order_by(ca_keys.c.id)).all()
-        return [_record(CaKeyRecord, row) for row in rows]
+        return [record_from_row(CaKeyRecord, row) for row in rows]
 
 
 class Devices:
@@ -444,7 +441,7 @@ class Devices:
 
     def get(self, device_id: str) -> DeviceRecord | None:
         row = self._c.execute(_DEVICE, {"w_device_id": device_id}).one_or_none()
-        return None if row is None else _record(DeviceRecord, row)
+        return None if row is None else record_from_row(DeviceRecord, row)
 
     def require(self, device_id: str) -> DeviceRecord:
         record = self.get(device_id)
@@ -547,7 +544,7 @@ class Certificates:
         row = self._c.execute(_CERTIFICATE_BY_ID, {"w_id": certificate_id}).one_or_none()
         if row is None:
             raise NotFoundError(f"no certificate with id {certificate_id}")
-        record: CertificateRecord = _record(CertificateRecord, row)
+        record = record_from_row(CertificateRecord, row)
         return record
 
     def by_serial(self, serial: str) -> CertificateRecord:
@@ -555,17 +552,17 @@ class Certificates:
         row = self._c.execute(_CERTIFICATE_BY_SERIAL, {"w_serial": key}).one_or_none()
         if row is None:
             raise NotFoundError(f"no certificate with serial {key}")
-        record: CertificateRecord = _record(CertificateRecord, row)
+        record = record_from_row(CertificateRecord, row)
         return record
 
     def for_device(self, device_id: str) -> list[CertificateRecord]:
         rows = self._c.execute(_CERTIFICATES_OF_DEVICE, {"w_device_id": device_id}).all()
-        return [_record(CertificateRecord, row) for row in rows]
+        return [record_from_row(CertificateRecord, row) for row in rows]
 
     def for_public_key(self, public_key_sha256: bytes) -> list[CertificateRecord]:
         """Every certificate issued for one key, newest first."""
         rows = self._c.execute(_CERTIFICATES_OF_KEY, {"w_key": public_key_sha256}).all()
-        return [_record(CertificateRecord, row) for row in rows]
+        return [record_from_row(CertificateRecord, row) for row in rows]
 
     def revoke(
         self,
@@ -800,7 +797,7 @@ class Tokens:
 
     def get(self, username: str) -> TokenRecord | None:
         row = self._c.execute(_TOKEN, {"w_username": username}).one_or_none()
-        return None if row is None else _record(TokenRecord, row)
+        return None if row is None else record_from_row(TokenRecord, row)
 
     def consume(self, username: str, now: datetime) -> bool:
         """Mark the token used if it is unused and unexpired; False if another use won."""
@@ -820,13 +817,13 @@ class Challenges:
 
     def get(self, nonce: bytes) -> ChallengeRecord | None:
         row = self._c.execute(_CHALLENGE, {"w_nonce": nonce}).one_or_none()
-        return None if row is None else _record(ChallengeRecord, row)
+        return None if row is None else record_from_row(ChallengeRecord, row)
 
     def spend(self, nonce: bytes, now: datetime) -> ChallengeRecord | None:
         """Mark the challenge used if it is unused and unexpired, and return it (``used_at`` is
         ``now``); ``None`` if it is unknown, used or expired (``get`` tells which)."""
         row = self._c.execute(_SPEND_CHALLENGE, {"w_key": nonce, "w_now": now}).one_or_none()
-        return None if row is None else _record(ChallengeRecord, row)
+        return None if row is None else record_from_row(ChallengeRecord, row)
 
     def consume(self, nonce: bytes, now: datetime) -> bool:
         """Mark the challenge used if it is unused and unexpired; False otherwise."""
