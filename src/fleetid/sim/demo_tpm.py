@@ -41,8 +41,8 @@ class SoftwareTpmLine:
     root: x509.Certificate
     line_ca: x509.Certificate
     organization: str
-    _line_signer: SoftwareSigner
-    _clock: Clock
+    line_signer: SoftwareSigner  # a TEST manufacturer's key, in software
+    clock: Clock
 
     @classmethod
     def create(
@@ -67,9 +67,9 @@ class SoftwareTpmLine:
         return provision_tpm(
             tpm,
             line_ca=self.line_ca,
-            line_ca_signer=self._line_signer,
+            line_ca_signer=self.line_signer,
             organization=self.organization,
-            now=self._clock.now(),
+            now=self.clock.now(),
         )
 
 
