@@ -7,7 +7,8 @@ Identity and Attestation §6: credential activation). The line does both, in thi
 1. read the EK's public area and issue its certificate under the line CA, to the TCG EK
    Credential Profile (§3.2): an empty subject with the TPM's manufacturer, model and version
    as a critical subjectAltName directoryName, basicConstraints cA FALSE (critical), keyUsage
-   keyAgreement (critical: an ECC EK decrypts by ECDH), extKeyUsage tcg-kp-EKCertificate;
+   keyAgreement (critical: an ECC EK decrypts by ECDH), extKeyUsage tcg-kp-EKCertificate, and
+   the key identifiers RFC 5280 §4.2.1.1-2 asks of every certificate;
 2. read the AK's public area and check it is a restricted signing key that cannot leave the
    TPM (fixedTPM, fixedParent, sensitiveDataOrigin);
 3. TPM2_MakeCredential of a fresh secret to the EK and the AK's Name; the TPM must give the
@@ -123,6 +124,7 @@ def ek_certificate_builder(
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False
         )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
 
 
