@@ -104,7 +104,7 @@ def stage_tpm(ctx: DemoContext) -> None:
         finally:
             authority.transport.close()
             authority.ca.close()
-    ctx.record("TPM-rooted device", f"enrolled and refreshed; {refusals} forgeries refused")
+    ctx.record("TPM-rooted device", f"enrolled, refreshed; drill: {refusals} forgeries refused")
     console.print()
 
 
