@@ -2,10 +2,10 @@
 
 A TPM vendor certifies each TPM's endorsement key; a device maker then certifies an attestation
 key (the TCG's IAK) only after proving it sits in the TPM of that EK (TCG TPM 2.0 Keys for Device
-Identity and Attestation §6: credential activation). The line does both, in this order:
+Identity and Attestation: credential activation). The line does both, in this order:
 
 1. read the EK's public area and issue its certificate under the line CA, to the TCG EK
-   Credential Profile (§3.2): an empty subject with the TPM's manufacturer, model and version
+   Credential Profile: an empty subject with the TPM's manufacturer, model and version
    as a critical subjectAltName directoryName, basicConstraints cA FALSE (critical), keyUsage
    keyAgreement (critical: an ECC EK decrypts by ECDH), extKeyUsage tcg-kp-EKCertificate, and
    the key identifiers RFC 5280 §4.2.1.1-2 asks of every certificate;
@@ -57,9 +57,9 @@ __all__ = [
 # hwType of a TPM-rooted fleetid device, beside the secure element's SE_HW_TYPE (…32473.1.1)
 # under IANA's documentation enterprise number: a manufacturer replaces it with its own arc.
 TPM_HW_TYPE: Final = x509.ObjectIdentifier("1.3.6.1.4.1.32473.1.2")
-# TCG EK Credential Profile §3.2.16 and the TCG OID registry: tcg-kp-EKCertificate.
+# TCG EK Credential Profile and the TCG OID registry: tcg-kp-EKCertificate.
 TCG_KP_EK_CERTIFICATE: Final = x509.ObjectIdentifier("2.23.133.8.1")
-# §3.2.9: tcg-at-tpmManufacturer, tcg-at-tpmModel, tcg-at-tpmVersion.
+# The same: tcg-at-tpmManufacturer, tcg-at-tpmModel, tcg-at-tpmVersion.
 _TPM_MANUFACTURER: Final = x509.ObjectIdentifier("2.23.133.2.1")
 _TPM_MODEL: Final = x509.ObjectIdentifier("2.23.133.2.2")
 _TPM_VERSION: Final = x509.ObjectIdentifier("2.23.133.2.3")
@@ -70,7 +70,7 @@ _SECRET_BYTES: Final = 32
 
 @dataclass(frozen=True, kw_only=True)
 class TpmModel:
-    """What the EK certificate says of the TPM (EK Credential Profile §3.2.9): the vendor ID
+    """What the EK certificate says of the TPM (EK Credential Profile): the vendor ID
     ("id:" and eight hex digits of the TCG vendor registry), the part and the firmware."""
 
     manufacturer: str = "id:49424D00"  # "IBM": libtpms, which swtpm runs

@@ -54,12 +54,12 @@ __all__ = [
     "TpmSigner",
 ]
 
-# TCG TPM v2.0 Provisioning Guidance §7.8 (persistent handles) and EK Credential Profile §2.2.1.5
+# The TCG TPM v2.0 Provisioning Guidance's persistent handles and the EK Credential Profile's NV
 # (NV indices): the ECC P-256 EK and its certificate, and the SRK.
 SRK_HANDLE: Final = 0x81000001
 EK_HANDLE: Final = 0x81010002
 EK_CERTIFICATE_INDEX: Final = 0x01C0000A
-# TCG TPM 2.0 Keys for Device Identity and Attestation §7.3.2: the IAK's persistent handle. The
+# TCG TPM 2.0 Keys for Device Identity and Attestation: the IAK's persistent handle. The
 # index of its certificate chain is fleetid's, in the owner's range.
 AK_HANDLE: Final = 0x81020000
 AK_CHAIN_INDEX: Final = 0x01C90000
@@ -156,7 +156,7 @@ class TpmDevice:
 
     def _nv_read_for_template(self, index: int) -> bytes:
         """``create_ek_template``'s NV reader: a TPM with no EK template in NV (EK Credential
-        Profile §2.2.1.5) uses the default template."""
+        Profile) uses the default template."""
         if int(index) not in self._nv_indices():
             raise tss_utils().NoSuchIndex(index)
         return self._nv_read(int(index))

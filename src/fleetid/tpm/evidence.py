@@ -1,13 +1,13 @@
 """Reading a TPM2_Certify: the TPM structures of a ``TcgAttestCertify``, and their signature.
 
-The structures are the TPM's own marshalling (TPM 2.0 Library Part 2): ``TPMS_ATTEST`` (§10.12.12)
-with ``TPMS_CERTIFY_INFO`` (§10.12.3), ``TPMT_SIGNATURE`` (§11.3.4) and ``TPMT_PUBLIC``
-(§12.2.4). tpm2-pytss unmarshals them (``fleetid.tpm.stack``); nothing here parses TPM bytes by
-hand. A structure must be consumed exactly: trailing bytes are refused.
+The structures are the TPM's own marshalling (TPM 2.0 Library Part 2, Structures):
+``TPMS_ATTEST`` with ``TPMS_CERTIFY_INFO``, ``TPMT_SIGNATURE`` and ``TPMT_PUBLIC``. tpm2-pytss
+unmarshals them (``fleetid.tpm.stack``); nothing here parses TPM bytes by hand. A structure
+must be consumed exactly: trailing bytes are refused.
 
 ``read_certify`` answers what the verifier rules on; ``verify_certify_signature`` checks the
-attestation key's ECDSA signature over the ``TPMS_ATTEST`` bytes (Part 1 §18.5: the signed digest
-is the hash of the attestation structure).
+attestation key's ECDSA signature over the ``TPMS_ATTEST`` bytes (the signed digest is the hash
+of the attestation structure).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = [
 
 @dataclass(frozen=True, kw_only=True)
 class ObjectAttributes:
-    """The ``TPMA_OBJECT`` bits a key's verifier rules on (Part 2 §8.3)."""
+    """The ``TPMA_OBJECT`` bits a key's verifier rules on (Part 2)."""
 
     fixed_tpm: bool  # the key cannot be duplicated out of this TPM
     fixed_parent: bool  # … nor to another parent
@@ -134,7 +134,7 @@ def _hash_named(tpm: Any, algorithm: int) -> hashes.HashAlgorithm | None:
 
 
 def _signature(tpm: Any, data: bytes) -> tuple[bytes, hashes.HashAlgorithm]:
-    """A ``TPMT_SIGNATURE`` of ECDSA (Part 2 §11.3.4, §11.2.3.1) as DER and its hash."""
+    """A ``TPMT_SIGNATURE`` of ECDSA (Part 2) as DER and its hash."""
     signature = _unmarshal(tpm.TPMT_SIGNATURE, data, "TPMT_SIGNATURE")
     if int(signature.sigAlg) != int(tpm.TPM2_ALG.ECDSA):
         raise EncodingError(f"the signature is not ECDSA (sigAlg 0x{int(signature.sigAlg):04X})")

@@ -76,7 +76,7 @@ def _require_ek_purpose(
         raise ValueError("an EK certificate has extKeyUsage tcg-kp-EKCertificate")
 
 
-# EK Credential Profile §3.2.16: the EK certificate names its purpose; anything else is the
+# TCG EK Credential Profile: the EK certificate names its purpose; anything else is the
 # vendor's (an empty subject, a critical directoryName subjectAltName).
 _EK_POLICY = ExtensionPolicy.permit_all().require_present(
     x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_ek_purpose
