@@ -118,18 +118,22 @@ class _AnotherAk:
         return self._tpm.activate_credential(blob, secret)
 
 
+def _provision(line: SoftwareTpmLine, tpm: _AnotherAk) -> None:
+    provision_tpm(
+        tpm,  # type: ignore[arg-type]  # the TPM's methods the line calls
+        line_ca=line.line_ca,
+        line_ca_signer=line.line_signer,
+        organization=line.organization,
+        now=line.clock.now(),
+    )
+
+
 def test_no_ak_certificate_for_an_ak_of_another_tpm(
     tpm: TpmDevice, other_tpm: TpmDevice, tpm_line: SoftwareTpmLine
 ) -> None:
     mixed = _AnotherAk(tpm, other_tpm.attestation_public())
     with pytest.raises(TpmError, match="activating the credential"):
-        provision_tpm(
-            mixed,  # type: ignore[arg-type]
-            line_ca=tpm_line.line_ca,
-            line_ca_signer=tpm_line.line_signer,
-            organization=tpm_line.organization,
-            now=tpm_line.clock.now(),
-        )
+        _provision(tpm_line, mixed)
 
 
 def test_no_ak_certificate_for_an_unrestricted_key(
@@ -137,10 +141,4 @@ def test_no_ak_certificate_for_an_unrestricted_key(
 ) -> None:
     mixed = _AnotherAk(tpm, tpm.key_public(tpm.create_key()))
     with pytest.raises(VerificationError, match="not a restricted"):
-        provision_tpm(
-            mixed,  # type: ignore[arg-type]
-            line_ca=tpm_line.line_ca,
-            line_ca_signer=tpm_line.line_signer,
-            organization=tpm_line.organization,
-            now=tpm_line.clock.now(),
-        )
+        _provision(tpm_line, mixed)

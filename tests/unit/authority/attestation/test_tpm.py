@@ -9,6 +9,7 @@ steps; forged evidence is built with tpm2-pytss's own structures (``TPMS_ATTEST`
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -66,22 +67,44 @@ def policy(tpm_line: SoftwareTpmLine) -> VerificationPolicy:
     return VerificationPolicy(manufacturer_roots=(tpm_line.root,))
 
 
+@dataclass
+class Gate:
+    """A TPM the line provisioned and listed, and the authority's store and policy."""
+
+    store: Store
+    tpm: TpmDevice
+    line: SoftwareTpmLine
+    identity: TpmIdentity
+    policy: VerificationPolicy
+    clock: ManualClock
+
+    def challenge(self) -> bytes:
+        return new_challenge(self.store, self.clock)
+
+    def verify(
+        self, csr: x509.CertificateSigningRequest, policy: VerificationPolicy | None = None
+    ) -> AttestedDevice:
+        with self.store.transaction() as tx:
+            return verify_attested_csr(
+                csr,
+                policy=policy or self.policy,
+                ledger=RepositoryLedger(tx),
+                now=self.clock.now(),
+            )
+
+
 @pytest.fixture
-def identity(store: Store, tpm: TpmDevice, tpm_line: SoftwareTpmLine) -> TpmIdentity:
-    made = tpm_line.provision(tpm)
-    with store.transaction() as tx:
-        tx.manifest.add(made.manifest_record("tpm/000001"), tpm_line.clock.now())
-    return made
-
-
-def _verify(
+def gate(
     store: Store,
-    csr: x509.CertificateSigningRequest,
+    tpm: TpmDevice,
+    tpm_line: SoftwareTpmLine,
     policy: VerificationPolicy,
     clock: ManualClock,
-) -> AttestedDevice:
+) -> Gate:
+    made = tpm_line.provision(tpm)
     with store.transaction() as tx:
-        return verify_attested_csr(csr, policy=policy, ledger=RepositoryLedger(tx), now=clock.now())
+        tx.manifest.add(made.manifest_record("tpm/000001"), clock.now())
+    return Gate(store=store, tpm=tpm, line=tpm_line, identity=made, policy=policy, clock=clock)
 
 
 def _tpm_csr(
@@ -111,55 +134,37 @@ def _statement(bundle: AttestationBundle) -> TcgAttestCertify:
 # --- the genuine case ---------------------------------------------------------------------------
 
 
-def test_genuine_tpm_evidence_is_accepted_and_spends_the_challenge(
-    store: Store,
-    tpm: TpmDevice,
-    identity: TpmIdentity,
-    policy: VerificationPolicy,
-    clock: ManualClock,
-) -> None:
-    nonce = new_challenge(store, clock)
-    csr = _tpm_csr(tpm, nonce)
-    result = _verify(store, csr, policy, clock)
+def test_genuine_tpm_evidence_is_accepted_and_spends_the_challenge(gate: Gate) -> None:
+    nonce = gate.challenge()
+    csr = _tpm_csr(gate.tpm, nonce)
+    result = gate.verify(csr)
     assert result.format == "tcg-tpm-certify"
-    assert result.device_id == identity.serial
-    assert result.idevid == identity.ak_certificate
+    assert result.device_id == gate.identity.serial
+    assert result.idevid == gate.identity.ak_certificate
     assert result.challenge == nonce
     assert result.public_key.public_numbers() == csr.public_key().public_numbers()  # type: ignore[union-attr]
-    with store.transaction() as tx:
+    with gate.store.transaction() as tx:
         record = tx.challenges.get(nonce)
-    assert record is not None and record.used_at == clock.now()
+    assert record is not None and record.used_at == gate.clock.now()
 
 
 # --- the four refusals the specification names --------------------------------------------------
 
 
-def test_a_certify_with_the_wrong_nonce_is_refused(
-    store: Store,
-    tpm: TpmDevice,
-    identity: TpmIdentity,
-    policy: VerificationPolicy,
-    clock: ManualClock,
-) -> None:
-    new_challenge(store, clock)  # the one the authority issued
-    csr = _tpm_csr(tpm, secrets.token_bytes(32))  # the TPM was given another
+def test_a_certify_with_the_wrong_nonce_is_refused(gate: Gate) -> None:
+    gate.challenge()  # the one the authority issued
+    csr = _tpm_csr(gate.tpm, secrets.token_bytes(32))  # the TPM was given another
     with pytest.raises(e.ChallengeUnknownError, match="not issued here"):
-        _verify(store, csr, policy, clock)
+        gate.verify(csr)
 
 
-def test_a_software_key_with_a_forged_certify_is_refused(
-    store: Store,
-    tpm: TpmDevice,
-    identity: TpmIdentity,
-    policy: VerificationPolicy,
-    clock: ManualClock,
-) -> None:
+def test_a_software_key_with_a_forged_certify_is_refused(gate: Gate) -> None:
     """The attacker holds a software key and no AK: it builds the TPMS_ATTEST a TPM would have
     made for it (pytss's structures, a TPMT_PUBLIC claiming fixedTPM) and signs it itself."""
     import tpm2_pytss as tss
 
-    nonce = new_challenge(store, clock)
-    genuine = tpm.evidence(tpm.create_key(), nonce)
+    nonce = gate.challenge()
+    genuine = gate.tpm.evidence(gate.tpm.create_key(), nonce)
     software = SoftwareSigner(new_private_key())
     numbers = software.public_key().public_numbers()
     public, _ = tss.TPMT_PUBLIC.unmarshal(_statement(genuine).public)
@@ -182,133 +187,87 @@ def test_a_software_key_with_a_forged_certify_is_refused(
     )
     csr = build_attested_csr(subject=SUBJECT, signer=software, bundle=bundle)
     with pytest.raises(e.AttestationSignatureError, match="not certified by a TPM"):
-        _verify(store, csr, policy, clock)
+        gate.verify(csr)
 
 
-def test_a_software_key_beside_a_genuine_certify_is_refused(
-    store: Store,
-    tpm: TpmDevice,
-    identity: TpmIdentity,
-    policy: VerificationPolicy,
-    clock: ManualClock,
-) -> None:
-    nonce = new_challenge(store, clock)
-    genuine = tpm.evidence(tpm.create_key(), nonce)
+def test_a_software_key_beside_a_genuine_certify_is_refused(gate: Gate) -> None:
+    nonce = gate.challenge()
+    genuine = gate.tpm.evidence(gate.tpm.create_key(), nonce)
     csr = build_attested_csr(
         subject=SUBJECT, signer=SoftwareSigner(new_private_key()), bundle=genuine
     )
     with pytest.raises(e.KeyMismatchError, match="not the attested key"):
-        _verify(store, csr, policy, clock)
+        gate.verify(csr)
 
 
-def test_a_tpm_key_with_fixed_tpm_clear_is_refused(
-    store: Store,
-    tpm: TpmDevice,
-    identity: TpmIdentity,
-    policy: VerificationPolicy,
-    clock: ManualClock,
-) -> None:
-    nonce = new_challenge(store, clock)
-    csr = _tpm_csr(tpm, nonce, duplicable=True)
+def test_a_tpm_key_with_fixed_tpm_clear_is_refused(gate: Gate) -> None:
+    nonce = gate.challenge()
+    csr = _tpm_csr(gate.tpm, nonce, duplicable=True)
     with pytest.raises(e.KeyExportableError, match="fixedTPM"):
-        _verify(store, csr, policy, clock)
-    with store.transaction() as tx:
+        gate.verify(csr)
+    with gate.store.transaction() as tx:
         record = tx.challenges.get(nonce)
     assert record is not None and record.used_at is None  # refused before the records
 
 
-def test_a_replayed_challenge_is_refused(
-    store: Store,
-    tpm: TpmDevice,
-    identity: TpmIdentity,
-    policy: VerificationPolicy,
-    clock: ManualClock,
-) -> None:
-    nonce = new_challenge(store, clock)
-    csr = _tpm_csr(tpm, nonce)
-    _verify(store, csr, policy, clock)
+def test_a_replayed_challenge_is_refused(gate: Gate) -> None:
+    nonce = gate.challenge()
+    csr = _tpm_csr(gate.tpm, nonce)
+    gate.verify(csr)
     with pytest.raises(e.ChallengeReplayedError, match="used at"):
-        _verify(store, csr, policy, clock)
+        gate.verify(csr)
 
 
-def test_an_expired_challenge_is_refused(
-    store: Store,
-    tpm: TpmDevice,
-    identity: TpmIdentity,
-    policy: VerificationPolicy,
-    clock: ManualClock,
-) -> None:
-    nonce = new_challenge(store, clock)
-    csr = _tpm_csr(tpm, nonce)
-    clock.advance(timedelta(minutes=6))
+def test_an_expired_challenge_is_refused(gate: Gate) -> None:
+    nonce = gate.challenge()
+    csr = _tpm_csr(gate.tpm, nonce)
+    gate.clock.advance(timedelta(minutes=6))
     with pytest.raises(e.ChallengeExpiredError):
-        _verify(store, csr, policy, clock)
+        gate.verify(csr)
 
 
 # --- the EK behind the AK, and the manufacturer ---------------------------------------------------
 
 
 def test_an_ak_certificate_naming_another_tpms_ek_is_refused(
-    store: Store,
-    tpm: TpmDevice,
-    other_tpm: TpmDevice,
-    identity: TpmIdentity,
-    tpm_line: SoftwareTpmLine,
-    policy: VerificationPolicy,
-    clock: ManualClock,
+    gate: Gate, other_tpm: TpmDevice
 ) -> None:
-    other = tpm_line.provision(other_tpm)
-    nonce = new_challenge(store, clock)
-    handle = tpm.create_key()
-    genuine = tpm.evidence(handle, nonce)
+    other = gate.line.provision(other_tpm)
+    nonce = gate.challenge()
+    handle = gate.tpm.create_key()
+    genuine = gate.tpm.evidence(handle, nonce)
     swapped = AttestationBundle(
         statements=genuine.statements,
         certificates=(*genuine.certificates[:-1], other.ek_certificate),
     )
-    csr = build_attested_csr(subject=SUBJECT, signer=tpm.signer(handle), bundle=swapped)
+    csr = build_attested_csr(subject=SUBJECT, signer=gate.tpm.signer(handle), bundle=swapped)
     with pytest.raises(e.ChipSerialMismatchError, match="EK certificate is not in the bundle"):
-        _verify(store, csr, policy, clock)
+        gate.verify(csr)
 
 
-def test_evidence_without_an_ek_certificate_is_refused(
-    store: Store,
-    tpm: TpmDevice,
-    identity: TpmIdentity,
-    policy: VerificationPolicy,
-    clock: ManualClock,
-) -> None:
-    nonce = new_challenge(store, clock)
-    handle = tpm.create_key()
-    genuine = tpm.evidence(handle, nonce)
+def test_evidence_without_an_ek_certificate_is_refused(gate: Gate) -> None:
+    nonce = gate.challenge()
+    handle = gate.tpm.create_key()
+    genuine = gate.tpm.evidence(handle, nonce)
     bare = AttestationBundle(statements=genuine.statements, certificates=genuine.certificates[:-1])
-    csr = build_attested_csr(subject=SUBJECT, signer=tpm.signer(handle), bundle=bare)
+    csr = build_attested_csr(subject=SUBJECT, signer=gate.tpm.signer(handle), bundle=bare)
     with pytest.raises(e.EvidenceMalformedError, match="no EK certificate"):
-        _verify(store, csr, policy, clock)
+        gate.verify(csr)
 
 
-def test_a_tpm_of_an_untrusted_manufacturer_is_refused(
-    store: Store, tpm: TpmDevice, identity: TpmIdentity, clock: ManualClock
-) -> None:
-    stranger = SoftwareTpmLine.create(clock=clock)
-    nonce = new_challenge(store, clock)
-    csr = _tpm_csr(tpm, nonce)
-    policy = VerificationPolicy(manufacturer_roots=(stranger.root,))
+def test_a_tpm_of_an_untrusted_manufacturer_is_refused(gate: Gate) -> None:
+    stranger = SoftwareTpmLine.create(clock=gate.clock)
+    nonce = gate.challenge()
+    csr = _tpm_csr(gate.tpm, nonce)
     with pytest.raises(e.UnknownManufacturerError):
-        _verify(store, csr, policy, clock)
+        gate.verify(csr, VerificationPolicy(manufacturer_roots=(stranger.root,)))
 
 
-def test_a_tpm_not_on_the_manifest_is_refused(
-    store: Store,
-    other_tpm: TpmDevice,
-    identity: TpmIdentity,
-    tpm_line: SoftwareTpmLine,
-    policy: VerificationPolicy,
-    clock: ManualClock,
-) -> None:
-    tpm_line.provision(other_tpm)  # made by the same line, never listed here
-    nonce = new_challenge(store, clock)
+def test_a_tpm_not_on_the_manifest_is_refused(gate: Gate, other_tpm: TpmDevice) -> None:
+    gate.line.provision(other_tpm)  # made by the same line, never listed here
+    nonce = gate.challenge()
     with pytest.raises(e.NotOnManifestError):
-        _verify(store, _tpm_csr(other_tpm, nonce), policy, clock)
+        gate.verify(_tpm_csr(other_tpm, nonce))
 
 
 # --- the structure ------------------------------------------------------------------------------
@@ -335,35 +294,26 @@ def _ak_signed(attest: bytes, ak: SoftwareSigner) -> bytes:
     ],
 )
 def test_a_structure_the_tpm_did_not_make_as_a_certify_is_refused(
-    store: Store,
-    tpm: TpmDevice,
-    identity: TpmIdentity,
-    tpm_line: SoftwareTpmLine,
-    policy: VerificationPolicy,
-    clock: ManualClock,
-    field: str,
-    value: int,
-    refusal: type[Exception],
-    match: str,
+    gate: Gate, field: str, value: int, refusal: type[Exception], match: str
 ) -> None:
     """The AK signs only what the TPM makes; a key the line certified as an AK but held in
     software (a line error, or a stolen AK) shows that the rule on the structure holds alone."""
     import tpm2_pytss as tss
 
-    nonce = new_challenge(store, clock)
-    handle = tpm.create_key()
-    genuine = tpm.evidence(handle, nonce)
+    nonce = gate.challenge()
+    handle = gate.tpm.create_key()
+    genuine = gate.tpm.evidence(handle, nonce)
     ak = SoftwareSigner(new_private_key())
     ak_certificate = IdevidIssuer(
-        line_ca=tpm_line.line_ca,
-        line_ca_signer=tpm_line.line_signer,
-        organization=tpm_line.organization,
+        line_ca=gate.line.line_ca,
+        line_ca_signer=gate.line.line_signer,
+        organization=gate.line.organization,
         hw_type=TPM_HW_TYPE,
     ).issue(
         public_key=ak.public_key(),
-        device_serial=identity.serial,
-        chip_serial=hardware_module_name_of(identity.ak_certificate).hw_serial,
-        now=clock.now(),
+        device_serial=gate.identity.serial,
+        chip_serial=hardware_module_name_of(gate.identity.ak_certificate).hw_serial,
+        now=gate.clock.now(),
     )
     attest, _ = tss.TPMS_ATTEST.unmarshal(_statement(genuine).attest)
     setattr(attest, field, value)
@@ -379,32 +329,28 @@ def test_a_structure_the_tpm_did_not_make_as_a_certify_is_refused(
         ).statements,
         certificates=(ak_certificate, *genuine.certificates[1:]),
     )
-    csr = build_attested_csr(subject=SUBJECT, signer=tpm.signer(handle), bundle=bundle)
+    csr = build_attested_csr(subject=SUBJECT, signer=gate.tpm.signer(handle), bundle=bundle)
     with pytest.raises(refusal, match=match):
-        _verify(store, csr, policy, clock)
+        gate.verify(csr)
 
 
-def test_a_public_area_other_than_the_certified_one_is_refused(
-    store: Store,
-    tpm: TpmDevice,
-    identity: TpmIdentity,
-    policy: VerificationPolicy,
-    clock: ManualClock,
-) -> None:
+def test_a_public_area_other_than_the_certified_one_is_refused(gate: Gate) -> None:
     """A genuine certify of one TPM key, carried with the public area of another."""
-    nonce = new_challenge(store, clock)
-    certified = tpm.evidence(tpm.create_key(), nonce)
-    other = tpm.create_key()
+    nonce = gate.challenge()
+    certified = gate.tpm.evidence(gate.tpm.create_key(), nonce)
+    other = gate.tpm.create_key()
     statement = _statement(certified)
     bundle = _with_statement(
         certified,
         TcgAttestCertify(
-            attest=statement.attest, signature=statement.signature, public=tpm.key_public(other)
+            attest=statement.attest,
+            signature=statement.signature,
+            public=gate.tpm.key_public(other),
         ),
     )
-    csr = build_attested_csr(subject=SUBJECT, signer=tpm.signer(other), bundle=bundle)
+    csr = build_attested_csr(subject=SUBJECT, signer=gate.tpm.signer(other), bundle=bundle)
     with pytest.raises(e.KeyMismatchError, match="Names differ"):
-        _verify(store, csr, policy, clock)
+        gate.verify(csr)
 
 
 @pytest.mark.parametrize(
@@ -412,22 +358,15 @@ def test_a_public_area_other_than_the_certified_one_is_refused(
     [b"\x04\x03abc", encode_tcg_attest_certify(TcgAttestCertify(attest=b"\x00", signature=b""))],
     ids=["not-a-sequence", "no-public-area"],
 )
-def test_malformed_tpm_evidence_is_refused(
-    store: Store,
-    tpm: TpmDevice,
-    identity: TpmIdentity,
-    policy: VerificationPolicy,
-    clock: ManualClock,
-    statement: bytes,
-) -> None:
-    handle = tpm.create_key()
+def test_malformed_tpm_evidence_is_refused(gate: Gate, statement: bytes) -> None:
+    handle = gate.tpm.create_key()
     bundle = AttestationBundle(
         statements=(AttestationStatement(type=TCG_ATTEST_CERTIFY_OID, statement=statement),),
-        certificates=tpm.evidence(handle, b"n").certificates,
+        certificates=gate.tpm.evidence(handle, b"n").certificates,
     )
-    csr = build_attested_csr(subject=SUBJECT, signer=tpm.signer(handle), bundle=bundle)
+    csr = build_attested_csr(subject=SUBJECT, signer=gate.tpm.signer(handle), bundle=bundle)
     with pytest.raises(e.EvidenceMalformedError):
-        _verify(store, csr, policy, clock)
+        gate.verify(csr)
 
 
 def test_an_authority_without_the_tpm_stack_says_it_cannot_read_tpm_evidence(
