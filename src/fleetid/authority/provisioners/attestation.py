@@ -191,7 +191,7 @@ def import_manifest(store: Store, records: Iterable[ManifestRecord], now: dateti
 
 @register
 class AttestationProvisioner:
-    """Authorise an enrolment by secure-element evidence bound to a challenge from here."""
+    """Authorise an enrolment by secure-element or TPM evidence bound to a challenge from here."""
 
     type_key = "attestation"
 
