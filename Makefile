@@ -22,12 +22,14 @@ $(BIN)/fleetid: pyproject.toml $(LOCK)/bootstrap.txt $(LOCK)/runtime.txt
 	@touch $@
 
 # The optional extras are separate locks: python-pkcs11 (SoftHSM2 tests) has wheels; pyscard has
-# no Linux wheel, and pip builds it, which needs swig, gcc and the PC/SC headers. Where one does
-# not install, its tests skip and say so (under CI=true they fail instead).
-$(VENV)/.test-deps: $(BIN)/fleetid $(LOCK)/test.txt $(LOCK)/pkcs11.txt $(LOCK)/pcsc.txt
+# no Linux wheel, and pip builds it, which needs swig, gcc and the PC/SC headers; tpm2-pytss has
+# none either and is built against libtss2-dev. Where one does not install, its tests skip and say
+# so (under CI=true they fail instead).
+$(VENV)/.test-deps: $(BIN)/fleetid $(LOCK)/test.txt $(LOCK)/pkcs11.txt $(LOCK)/pcsc.txt $(LOCK)/tpm.txt
 	$(PIP) -r $(LOCK)/test.txt
 	$(PIP) -r $(LOCK)/pkcs11.txt || echo "note: python-pkcs11 did not install; SoftHSM2 tests will skip"
 	$(PIP) -r $(LOCK)/pcsc.txt || echo "note: pyscard did not build; PC/SC tests will skip"
+	$(PIP) -r $(LOCK)/tpm.txt || echo "note: tpm2-pytss did not build; TPM tests will skip"
 	@touch $@
 
 demo: $(BIN)/fleetid
@@ -43,6 +45,7 @@ test-latest:
 	.venv-latest/bin/pip install --quiet --upgrade pip setuptools
 	.venv-latest/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,pkcs11]'
 	.venv-latest/bin/pip install --quiet --upgrade -e '.[pcsc]' || echo "note: pyscard did not build"
+	.venv-latest/bin/pip install --quiet --upgrade -e '.[tpm]' || echo "note: tpm2-pytss did not build"
 	.venv-latest/bin/pip list --format=freeze | grep -v '^fleetid' > .venv-latest/versions.txt
 	.venv-latest/bin/pytest -n auto --dist loadgroup tests
 
@@ -54,7 +57,7 @@ lock:
 	.venv-lock/bin/pip install --quiet $(UV)
 	.venv-lock/bin/uv pip compile pyproject.toml --all-extras --upgrade $(LOCK_FLAGS) -o $(LOCK)/all.txt
 	.venv-lock/bin/uv pip compile pyproject.toml $(LOCK_FLAGS) -c $(LOCK)/all.txt -o $(LOCK)/runtime.txt
-	for extra in test pkcs11 pcsc; do \
+	for extra in test pkcs11 pcsc tpm; do \
 	    .venv-lock/bin/uv pip compile pyproject.toml --extra $$extra $(LOCK_FLAGS) \
 	        -c $(LOCK)/all.txt -o $(LOCK)/$$extra.txt || exit 1; \
 	done

@@ -61,6 +61,7 @@ one place. The tree::
     │   └── UnsupportedCommandError 6D00 / 6E00 / 6881 / 6884: not supported
     ├── HsmError the HSM refused or failed an operation
     │   └── HsmNotActivatedError the HSM is locked until custodians activate it
+    ├── TpmError a TPM 2.0 refused or failed a command, or no TPM stack is installed
     ├── CeremonyError a key ceremony step is not allowed or its inputs are wrong
     ├── PolicyError a request is well formed but policy forbids it
     │   ├── LimitExceededError a per-client bound on outstanding work is reached (HTTP 429)
@@ -145,6 +146,7 @@ __all__ = [
     "StaleError",
     "StoreError",
     "TlvError",
+    "TpmError",
     "UnknownManufacturerError",
     "UnreachableError",
     "UnsupportedCommandError",
@@ -569,3 +571,15 @@ class MalformedImageError(EncodingError, VerificationError):
 
 class LineWorkerError(FleetIdError):
     """A line worker process died (killed, crashed); the next run resumes its units."""
+
+
+# --- TPM 2.0-rooted devices -----------------------------------------------------------------------
+
+
+class TpmError(FleetIdError):
+    """A TPM 2.0 refused or failed a command (``rc`` is its TPM2_RC response code when it
+    answered one), or the TPM software stack (tpm2-pytss, libtss2) is not installed."""
+
+    def __init__(self, message: str, rc: int | None = None) -> None:
+        self.rc = rc
+        super().__init__(message if rc is None else f"{message} (TPM rc 0x{rc:03X})")

@@ -1,11 +1,11 @@
 """The suite on a machine without the optional parts: it collects, and what needs them skips.
 
-A fresh clone may lack pyscard and python-pkcs11 (extras), imgtool, the Debian tools (openssl,
-curl, SoftHSM2, pcscd, ssss) and the services (PostgreSQL, Mosquitto). Each test here runs pytest
-in a subprocess with all of them hidden: the Python packages by an import hook, the tools by an
-empty PATH, the services by pointing their addresses at a closed port. Collection must then show
-no error, each test that needs a hidden part must skip and say which, and under ``CI=true`` the
-same tests must fail instead.
+A fresh clone may lack pyscard, python-pkcs11 and tpm2-pytss (extras), imgtool, the Debian tools
+(openssl, curl, SoftHSM2, pcscd, ssss, swtpm) and the services (PostgreSQL, Mosquitto). Each test
+here runs pytest in a subprocess with all of them hidden: the Python packages by an import hook,
+the tools by an empty PATH, the services by pointing their addresses at a closed port. Collection
+must then show no error, each test that needs a hidden part must skip and say which, and under
+``CI=true`` the same tests must fail instead.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from xml.etree import ElementTree
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-HIDDEN_MODULES = ("smartcard", "pkcs11", "imgtool")
+HIDDEN_MODULES = ("smartcard", "pkcs11", "imgtool", "tpm2_pytss")
 
 _SITECUSTOMIZE = f"""
 import sys
@@ -42,6 +42,7 @@ NEEDS_A_HIDDEN_PART = {
     "test_atr_parses_with_pyscard_as_t1_only_with_our_historical_bytes": "pyscard",
     "tests/integration/test_hsm.py::test_module_override_must_exist": "pkcs11",
     "tests/integration/test_imgtool_interop.py": "imgtool",
+    "tests/unit/tpm/test_device.py::test_a_deleted_key_signs_no_more": "tpm2_pytss",
     "tests/unit/formats/test_checkpoint.py::"
     "test_openssl_verifies_our_checkpoint_signature": "openssl",
     "tests/unit/crypto/test_shamir.py::test_ssss_combine_rebuilds_our_kek": "ssss-combine",

@@ -81,6 +81,7 @@ PUBLIC = {
         "verify_crl",
         "verify_ocsp_response",
     ],
+    "fleetid.tpm": ["Swtpm", "TpmDevice", "TpmSigner", "read_certify"],
 }
 
 

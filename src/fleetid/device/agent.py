@@ -1,4 +1,4 @@
-"""The device agent: a state machine over the credential lifecycle, its keys in the SE.
+"""The device agent: a state machine over the credential lifecycle, its keys in the SE or a TPM.
 
 States::
 
@@ -6,8 +6,10 @@ States::
                           │                                          │
                           └────────── revoked | transferred ◀────────┘
 
-The agent decides *what* to do and builds every request from SE operations (GENERATE KEY,
-ATTEST, SIGN by handle); a transport (``fleetid.device.transport``) carries them. It keeps only
+The agent decides *what* to do and builds every request from its root of trust's operations
+(``fleetid.device.key_root``: on an SE GENERATE KEY, ATTEST, SIGN by handle; on a TPM 2.0
+TPM2_Create, TPM2_Certify by the AK, TPM2_Sign); a transport (``fleetid.device.transport``)
+carries them. It keeps only
 public material: certificates, the trust store and key handles. Time comes from a ``Clock`` and
 the renewal cadence from policy, so a simulated year of refreshes runs in seconds.
 
@@ -28,20 +30,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from fleetid.clock import Clock, SystemClock
+from fleetid.device.key_root import KeyRoot, SecureElementRoot
 from fleetid.device.transport import AuthorityTransport
 from fleetid.device.truststore import TrustStore
 from fleetid.errors import AuthenticationError, PolicyError, VerificationError
-from fleetid.formats.attestation import KeyUsage
-from fleetid.formats.csr_attestation import (
-    FLEETID_SE_KEY_ATTESTATION_OID,
-    AttestationBundle,
-    AttestationStatement,
-    build_attested_csr,
-    build_csr,
-)
+from fleetid.formats.csr_attestation import build_attested_csr, build_csr
 from fleetid.formats.proof import REENROLL_PATH, RELEASE_PATH, CredentialProof, sign_proof
 from fleetid.policy import DEFAULT_POLICY, Cadence, CredentialType
-from fleetid.se.client import SecureElementClient, SecureElementSigner, Transport
+from fleetid.se.client import SecureElementClient, Transport
 from fleetid.se.wire import Curve
 
 __all__ = ["AgentState", "Credential", "DeviceAgent", "Event"]
@@ -64,7 +60,7 @@ _LIVE = frozenset({AgentState.ENROLLED, AgentState.REKEYED})
 
 @dataclass(frozen=True, kw_only=True)
 class Credential:
-    """The current operational credential: public certificate and the SE handle of its key."""
+    """The current operational credential: public certificate and the handle of its key."""
 
     certificate: x509.Certificate
     handle: int
@@ -88,9 +84,10 @@ class Event:
 
 @dataclass
 class DeviceAgent:
-    """One device's lifecycle (see the module docstring)."""
+    """One device's lifecycle (see the module docstring). ``se`` is the root of trust: a
+    secure element's client, or any ``KeyRoot`` (a ``fleetid.tpm.TpmDevice``)."""
 
-    se: SecureElementClient
+    se: SecureElementClient | KeyRoot
     clock: Clock
     cadence: Cadence
     trust: TrustStore
@@ -98,6 +95,14 @@ class DeviceAgent:
     state: AgentState = AgentState.FACTORY
     credential: Credential | None = None
     history: list[Event] = field(default_factory=list)
+    root: KeyRoot = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = (
+            SecureElementRoot(self.se, self.curve)
+            if isinstance(self.se, SecureElementClient)
+            else self.se
+        )
 
     @classmethod
     def for_card(
@@ -120,12 +125,31 @@ class DeviceAgent:
             curve=curve,
         )
 
+    @classmethod
+    def for_tpm(
+        cls,
+        tpm: KeyRoot,
+        *,
+        anchors: Sequence[x509.Certificate],
+        clock: Clock | None = None,
+        cadence: Cadence | None = None,
+    ) -> DeviceAgent:
+        """An agent for a TPM-rooted device (``fleetid.tpm.TpmDevice``, provisioned by the
+        line), trusting the fleet roots ``anchors``."""
+        return cls(
+            se=tpm,
+            clock=clock or SystemClock(),
+            cadence=cadence or DEFAULT_POLICY.profile(CredentialType.OPERATIONAL).cadence,
+            trust=TrustStore(anchors),
+        )
+
     # -- identity ------------------------------------------------------------------------------
 
     @property
     def device_id(self) -> str:
-        """The IDevID's serialNumber: the name authorities know this device by."""
-        idevid = self.se.attestation_chain()[0]
+        """The IDevID's (or AK certificate's) serialNumber: the name authorities know this
+        device by."""
+        idevid = self.root.identity()
         (name,) = idevid.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
         return str(name.value)
 
@@ -133,36 +157,26 @@ class DeviceAgent:
         serial = self.credential.serial if self.credential else None
         self.history.append(Event(at=self.clock.now(), action=action, serial=serial))
 
-    # -- requests, built from SE operations ----------------------------------------------------
+    # -- requests, built from the root of trust's operations -----------------------------------
 
     def _attested_request(self, nonce: bytes) -> tuple[int, bytes]:
-        """A new SE key, its attestation bound to ``nonce``, and the CSR carrying both."""
-        info = self.se.generate_key(self.curve, KeyUsage.SIGN)
-        attestation = self.se.attest(info.handle, nonce)
-        bundle = AttestationBundle(
-            statements=(
-                AttestationStatement(
-                    type=FLEETID_SE_KEY_ATTESTATION_OID, statement=attestation.public_bytes(_DER)
-                ),
-            ),
-            certificates=tuple(self.se.attestation_chain()),
-        )
+        """A new key, its attestation bound to ``nonce``, and the CSR carrying both."""
+        handle = self.root.new_key()
+        bundle = self.root.evidence(handle, nonce)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.device_id)])
-        csr = build_attested_csr(
-            subject=subject, signer=SecureElementSigner(self.se, info.handle), bundle=bundle
-        )
-        return info.handle, csr.public_bytes(_DER)
+        csr = build_attested_csr(subject=subject, signer=self.root.signer(handle), bundle=bundle)
+        return handle, csr.public_bytes(_DER)
 
     def _refresh_request(self) -> bytes:
         assert self.credential is not None  # noqa: S101 - callers checked the state
-        signer = SecureElementSigner(self.se, self.credential.handle)
+        signer = self.root.signer(self.credential.handle)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.device_id)])
         return build_csr(subject=subject, signer=signer).public_bytes(_DER)
 
     def _proof(self, nonce: bytes, path: str, body: bytes) -> CredentialProof:
         assert self.credential is not None  # noqa: S101
         return sign_proof(
-            SecureElementSigner(self.se, self.credential.handle),
+            self.root.signer(self.credential.handle),
             serial=self.credential.serial,
             nonce=nonce,
             path=path,
@@ -177,15 +191,15 @@ class DeviceAgent:
         self.trust.accept_update(bag, self.clock.now())
         intermediates = tuple(c for c in bag if not self.trust.holds(c))
         self.trust.verify(certificate, intermediates, self.clock.now())
-        key = self.se.get_public_key(handle).public_key
+        key = self.root.public_key(handle)
         if key.public_numbers() != certificate.public_key().public_numbers():  # type: ignore[union-attr]
-            raise VerificationError("the issued certificate is not for the key the SE holds")
+            raise VerificationError("the issued certificate is not for the key the device holds")
         old = self.credential
         self.credential = Credential(
             certificate=certificate, handle=handle, intermediates=intermediates
         )
         if old is not None and old.handle != handle:
-            self.se.delete_key(old.handle)  # the superseded key is of no further use
+            self.root.delete_key(old.handle)  # the superseded key is of no further use
 
     # -- operations ----------------------------------------------------------------------------
 
@@ -199,7 +213,7 @@ class DeviceAgent:
         try:
             certificate = transport.simple_enroll(csr)
         except Exception:
-            self.se.delete_key(handle)
+            self.root.delete_key(handle)
             raise
         self._accept(transport, certificate, handle)
         self.state = AgentState.ENROLLED
@@ -208,7 +222,7 @@ class DeviceAgent:
         return self.credential
 
     def refresh(self, transport: AuthorityTransport) -> Credential:
-        """A new certificate for the same SE key, proven by the current credential."""
+        """A new certificate for the same key, proven by the current credential."""
         self._require_live()
         assert self.credential is not None  # noqa: S101
         nonce = transport.challenge(self.device_id)
@@ -220,7 +234,7 @@ class DeviceAgent:
         return self.credential
 
     def rekey(self, transport: AuthorityTransport) -> Credential:
-        """A new SE key and its attestation, requested under the current credential."""
+        """A new key and its attestation, requested under the current credential."""
         self._require_live()
         nonce = transport.challenge(self.device_id)
         handle, csr = self._attested_request(nonce)
@@ -228,7 +242,7 @@ class DeviceAgent:
         try:
             certificate = self._reenroll(transport, csr, proof)
         except Exception:
-            self.se.delete_key(handle)
+            self.root.delete_key(handle)
             raise
         self._accept(transport, certificate, handle)
         self.state = AgentState.REKEYED

@@ -17,7 +17,8 @@ The draft registers no statement formats (§4.2: each format names its own OID).
 secure-element key attestation is ``FLEETID_SE_KEY_ATTESTATION_OID`` (arc ``.2`` under fleetid's
 X.667 UUID arc, see ``fleetid.formats.attestation``); its ``stmt`` is the DER X.509
 key-attestation certificate the card's ATTEST command returns, and ``certs`` carries the IDevID
-chain that certificate was signed under.
+chain that certificate was signed under. A TPM's key attestation is the TCG's format
+(``fleetid.formats.tcg_attest_certify``) in the same attribute.
 
 pyca/cryptography's CSR builder signs only with a private key it holds and adds attribute values
 only as strings, so the ``CertificationRequestInfo`` is assembled with asn1crypto's RFC 2986 types

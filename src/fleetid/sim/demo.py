@@ -61,6 +61,7 @@ def _stages() -> list[tuple[str, Stage]]:
     from fleetid.sim.demo_pseudonyms import stage_pseudonyms
     from fleetid.sim.demo_revocation import stage_revocation
     from fleetid.sim.demo_se import stage_secure_element
+    from fleetid.sim.demo_tpm import stage_tpm
     from fleetid.sim.demo_v2x import stage_v2x
 
     return [
@@ -73,6 +74,7 @@ def _stages() -> list[tuple[str, Stage]]:
             "V2X: a week of butterfly pseudonyms, a misbehaving vehicle, a linked CRL",
             stage_pseudonyms,
         ),
+        ("a TPM 2.0-rooted device: EK, AK, TPM2_Certify at the enrolment gate", stage_tpm),
     ]
 
 

@@ -1,12 +1,12 @@
 """The crypto fence: cryptographic operations happen only inside the boundaries.
 
 Sign, verify, encrypt, decrypt, derive and key agreement are called only in ``fleetid.crypto``,
-``fleetid.se``, ``fleetid.hsm`` and the template fence ``fleetid.formats.x509_sign``. Everywhere
-else ``cryptography`` is used for key types, serialization, hashes named as algorithms and X.509
-parsing and building, and the operations go through the interfaces (``Signer``,
-``fleetid.crypto.pkix`` and friends). import-linter cannot see below a third-party package's top
-level, so this walks the syntax trees: what a module imports from ``cryptography`` and which of
-the library's operation methods it calls.
+``fleetid.se``, ``fleetid.hsm``, ``fleetid.tpm`` and the template fence
+``fleetid.formats.x509_sign``. Everywhere else ``cryptography`` is used for key types,
+serialization, hashes named as algorithms and X.509 parsing and building, and the operations go
+through the interfaces (``Signer``, ``fleetid.crypto.pkix`` and friends). import-linter cannot see
+below a third-party package's top level, so this walks the syntax trees: what a module imports
+from ``cryptography`` and which of the library's operation methods it calls.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[3] / "src" / "fleetid"
-INSIDE = ("crypto/", "se/", "hsm/", "formats/x509_sign.py")
+INSIDE = ("crypto/", "se/", "hsm/", "tpm/", "formats/x509_sign.py")
 
 # Modules that hold primitives, not types: importing one means doing cryptography here.
 OPERATION_MODULES = (

@@ -7,12 +7,16 @@ authority's records (manifest, device, challenge) inside the issuance transactio
 ``AttestationError`` subclass (``fleetid.errors``);
 ``verify_attested_csr`` does both.
 
-Formats: ``fleetid-se`` (``fleetid_se``), the fleetid secure element's key attestation.
+Formats: ``fleetid-se`` (``fleetid_se``), the fleetid secure element's key attestation;
+``tcg-tpm-certify`` (``tpm``), a TPM 2.0's TPM2_Certify of the key by the device's AK.
 """
 
 from __future__ import annotations
 
-from fleetid.authority.attestation import fleetid_se  # noqa: F401 - registers the format
+from fleetid.authority.attestation import (
+    fleetid_se,  # noqa: F401 - registers the format
+    tpm,  # noqa: F401 - registers the format
+)
 from fleetid.authority.attestation.base import (
     VERIFIERS,
     AttestedDevice,

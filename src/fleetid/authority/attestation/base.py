@@ -177,7 +177,7 @@ def examine_attested_csr(
     if bundle is None:
         raise EvidenceMissingError(
             "the CSR carries no attestation (draft-ietf-lamps-csr-attestation id-aa-attestation);"
-            " a key without secure-element evidence is not enrolled here"
+            " a key without secure-element or TPM evidence is not enrolled here"
         )
     for statement in bundle.statements:
         verifier = verifier_for_statement(statement.type)

@@ -1,4 +1,4 @@
-"""The attestation provisioner: devices with a secure element enrol on their own evidence.
+"""The attestation provisioner: devices with a secure element or a TPM enrol on their own evidence.
 
 The flow (docs/enrolment.md):
 
@@ -6,9 +6,11 @@ The flow (docs/enrolment.md):
    random bytes valid for the policy's ``challenge_ttl`` (five minutes by default), stored in
    ``enrolment_challenges``. This path is a fleetid extension beside EST (RFC 7030 §3.2.2 leaves
    room for more operations; draft-ietf-lamps-attestation-freshness is not final).
-2. The device has its SE generate a key and ATTEST it with the nonce as challenge, and sends a
-   PKCS#10 CSR signed by that key carrying the draft-ietf-lamps-csr-attestation bundle (key
-   attestation + IDevID chain) to ``/.well-known/est/simpleenroll`` with no HTTP credential.
+2. The device has its SE generate a key and ATTEST it with the nonce as challenge (or its TPM
+   create a key and its AK certify it with the nonce as qualifying data), and sends a PKCS#10
+   CSR signed by that key carrying the draft-ietf-lamps-csr-attestation bundle (key attestation
+   + IDevID or AK chain) to ``/.well-known/est/simpleenroll`` with no HTTP credential. Every
+   registered format (``fleetid.authority.attestation``) is accepted in the same attribute.
 3. ``authorise`` verifies it (``fleetid.authority.attestation``) inside the issuance
    transaction: the challenge is spent only if the certificate is recorded. It accepts
    (``accepts``) a request with no HTTP credential whose CSR has an id-aa-attestation attribute,
@@ -189,7 +191,7 @@ def import_manifest(store: Store, records: Iterable[ManifestRecord], now: dateti
 
 @register
 class AttestationProvisioner:
-    """Authorise an enrolment by secure-element evidence bound to a challenge from here."""
+    """Authorise an enrolment by secure-element or TPM evidence bound to a challenge from here."""
 
     type_key = "attestation"
 
