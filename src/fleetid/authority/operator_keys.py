@@ -132,6 +132,7 @@ class OperatorRegistration:
         *,
         challenge_ttl: timedelta = CHALLENGE_TTL,
     ) -> None:
+        self.repository = repository
         self._repository = repository
         self.relying_party = relying_party
         self.metadata = FidoMetadataStore(repository, relying_party.policy)

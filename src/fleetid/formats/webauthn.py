@@ -14,6 +14,7 @@ the three leniencies, and anything trailing.
 
 from __future__ import annotations
 
+import struct
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ __all__ = [
     "FLAG_UP",
     "FLAG_UV",
     "AttestationObjectParts",
+    "encode_attestation_object",
+    "encode_authenticator_data",
     "parse_attestation_object",
 ]
 
@@ -119,3 +122,28 @@ def parse_attestation_object(data: bytes) -> AttestationObjectParts:
         credential_id=credential.credential_id,
         credential_public_key=key_bytes,
     )
+
+
+def encode_authenticator_data(
+    *,
+    rp_id_hash: bytes,
+    flags: int,
+    sign_count: int,
+    aaguid: uuid.UUID,
+    credential_id: bytes,
+    credential_public_key: Mapping[int, Any],
+) -> bytes:
+    """Authenticator data with attested credential data (§6.1, §6.5.2), AT set in ``flags``."""
+    return (
+        rp_id_hash
+        + struct.pack(">BI", flags | FLAG_AT, sign_count)
+        + aaguid.bytes
+        + struct.pack(">H", len(credential_id))
+        + credential_id
+        + cbor.encode(dict(credential_public_key))
+    )
+
+
+def encode_attestation_object(fmt: str, statement: Mapping[str, Any], auth_data: bytes) -> bytes:
+    """The attestation object (§6.5.4), in CTAP2 canonical CBOR."""
+    return cbor.encode({"fmt": fmt, "attStmt": dict(statement), "authData": auth_data})

@@ -56,6 +56,7 @@ Stage = Callable[[DemoContext], None]
 
 
 def _stages() -> list[tuple[str, Stage]]:
+    from fleetid.sim.demo_fido import stage_fido
     from fleetid.sim.demo_fleet import stage_fleet
     from fleetid.sim.demo_line import stage_ceremony_and_line
     from fleetid.sim.demo_pseudonyms import stage_pseudonyms
@@ -73,6 +74,7 @@ def _stages() -> list[tuple[str, Stage]]:
             "V2X: a week of butterfly pseudonyms, a misbehaving vehicle, a linked CRL",
             stage_pseudonyms,
         ),
+        ("FIDO: operators' authenticators, trusted through signed metadata", stage_fido),
     ]
 
 
