@@ -226,3 +226,31 @@ class AndroidKey:
 
 def days(n: int) -> date:
     return TODAY + timedelta(days=n)
+
+
+@dataclass(frozen=True)
+class Makers:
+    """A metadata service and its BLOB: one certified model, one REVOKED."""
+
+    mds: Any
+    certified: Any
+    revoked: Any
+
+    def blob(self, serial: int = 1) -> str:
+        from fleetid.sim.demo_fido import mds_entry
+
+        entries = [
+            mds_entry(self.certified, [("FIDO_CERTIFIED", TODAY - timedelta(days=9))]),
+            mds_entry(self.revoked, [("REVOKED", TODAY - timedelta(days=9))]),
+        ]
+        return str(self.mds.blob(serial, TODAY + timedelta(days=30), entries))
+
+
+def makers() -> Makers:
+    from fleetid.sim.demo_fido import MetadataService, new_authenticator
+
+    return Makers(
+        mds=MetadataService.create(NOW),
+        certified=new_authenticator("Acme Key", NOW),
+        revoked=new_authenticator("Bolt Key", NOW),
+    )

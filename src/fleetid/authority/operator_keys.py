@@ -22,8 +22,6 @@ The relying-party configuration (RP ID, origins, metadata root) lives in the dat
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import secrets
@@ -43,10 +41,11 @@ from fleetid.errors import (
     ChallengeReplayedError,
     ChallengeUnknownError,
     ConfigError,
+    EncodingError,
     EvidenceMalformedError,
     PolicyError,
 )
-from fleetid.formats.webauthn import FLAG_UP, FLAG_UV
+from fleetid.formats.webauthn import FLAG_UP, FLAG_UV, b64url_decode
 from fleetid.store.fido_repository import (
     FidoChallengeRecord,
     FidoRepository,
@@ -112,13 +111,6 @@ def load_relying_party(data_dir: Path) -> RelyingParty:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"the FIDO relying-party configuration in {folder} is unusable") from exc
     return RelyingParty(rp_id=rp_id, origins=origins, policy=FidoPolicy(metadata_root=root))
-
-
-def _b64url(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, binascii.Error) as exc:
-        raise EvidenceMalformedError("the client data's challenge is not base64url") from exc
 
 
 class OperatorRegistration:
@@ -202,7 +194,10 @@ class OperatorRegistration:
         challenge = data.get("challenge")
         if not isinstance(challenge, str) or not challenge:
             raise EvidenceMalformedError("clientDataJSON carries no challenge")
-        return _b64url(challenge)
+        try:
+            return b64url_decode(challenge)
+        except EncodingError as exc:
+            raise EvidenceMalformedError("the client data's challenge is not base64url") from exc
 
     def _authenticator_data(self, attestation: FidoAttestation) -> None:
         """Step 3."""

@@ -98,13 +98,12 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _operators(args: argparse.Namespace) -> int:
-    import base64
-
+    from fleetid.formats.webauthn import b64url_encode
     from fleetid.store.fido_repository import FidoRepository
 
     registration = _registration(args.data_dir)
     repository: FidoRepository = registration.repository
     for record in repository.credentials_of(args.operator):
-        credential = base64.urlsafe_b64encode(record.credential_id).rstrip(b"=").decode()
+        credential = b64url_encode(record.credential_id)
         print(f"{record.registered_at.isoformat()} {record.fmt} {record.aaguid} {credential}")
     return 0

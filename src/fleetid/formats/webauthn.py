@@ -14,6 +14,9 @@ the three leniencies, and anything trailing.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import struct
 import uuid
 from collections.abc import Mapping
@@ -31,6 +34,8 @@ __all__ = [
     "FLAG_UP",
     "FLAG_UV",
     "AttestationObjectParts",
+    "b64url_decode",
+    "b64url_encode",
     "encode_attestation_object",
     "encode_authenticator_data",
     "parse_attestation_object",
@@ -42,6 +47,7 @@ FLAG_AT: Final = 0x40  # attested credential data included (bit 6)
 FLAG_ED: Final = 0x80  # extension data included (bit 7)
 
 _TOP_KEYS: Final = frozenset({"fmt", "attStmt", "authData"})
+_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 _FIXED: Final = 37  # rpIdHash (32) + flags (1) + signCount (4)
 
 
@@ -147,3 +153,18 @@ def encode_authenticator_data(
 def encode_attestation_object(fmt: str, statement: Mapping[str, Any], auth_data: bytes) -> bytes:
     """The attestation object (§6.5.4), in CTAP2 canonical CBOR."""
     return cbor.encode({"fmt": fmt, "attStmt": dict(statement), "authData": auth_data})
+
+
+def b64url_decode(text: str) -> bytes:
+    """Base64url without padding (RFC 4648 §5, as WebAuthn's JSON forms use it), strictly: a
+    character outside the alphabet is an ``EncodingError``, not skipped."""
+    if not _BASE64URL.fullmatch(text):
+        raise EncodingError("not base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, binascii.Error) as exc:
+        raise EncodingError("not base64url") from exc
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -44,6 +44,8 @@ from fleetid.errors import VerificationError
 from fleetid.formats.webauthn import (
     FLAG_UP,
     FLAG_UV,
+    b64url_decode,
+    b64url_encode,
     encode_attestation_object,
     encode_authenticator_data,
 )
@@ -258,25 +260,21 @@ class MetadataService:
 
 def client_data(challenge: bytes, origin: str = _ORIGIN) -> bytes:
     """A browser's clientDataJSON for a registration (WebAuthn §5.8.1)."""
-    encoded = base64.urlsafe_b64encode(challenge).rstrip(b"=").decode()
+    encoded = b64url_encode(challenge)
     return json.dumps(
         {"type": "webauthn.create", "challenge": encoded, "origin": origin, "crossOrigin": False}
     ).encode()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 async def _register(
     http: httpx.AsyncClient, authenticator: SoftwareAuthenticator, operator: str
 ) -> tuple[httpx.Response, dict[str, str]]:
     issued = (await http.post("/operators/fido/challenge", json={"operator": operator})).json()
-    challenge = base64.urlsafe_b64decode(issued["challenge"] + "==")
+    challenge = b64url_decode(issued["challenge"])
     data = client_data(challenge)
     body = {
-        "attestation_object": _b64(authenticator.make_credential(issued["rp_id"], data)),
-        "client_data_json": _b64(data),
+        "attestation_object": b64url_encode(authenticator.make_credential(issued["rp_id"], data)),
+        "client_data_json": b64url_encode(data),
     }
     return await http.post("/operators/fido/register", json=body), body
 

@@ -9,15 +9,14 @@ records the credential in one transaction, so a challenge is spent only by a rec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
-from fleetid.errors import StoreError
+from fleetid.store.engine import immediate_transaction
 from fleetid.store.fido_tables import (
     fido_authenticators,
     fido_challenges,
@@ -77,15 +76,8 @@ class FidoRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        try:
-            with self._engine.begin() as connection:
-                if connection.dialect.name == "sqlite":
-                    connection.exec_driver_sql("BEGIN IMMEDIATE")
-                yield connection
-        except IntegrityError as exc:
-            raise StoreError(f"FIDO records conflict: {exc.orig}") from exc
+    def _writing(self) -> AbstractContextManager[Connection]:
+        return immediate_transaction(self._engine, "FIDO records conflict")
 
     # --- the metadata store ---------------------------------------------------------------------
 

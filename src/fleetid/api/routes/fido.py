@@ -14,8 +14,6 @@ Handlers parse and format; ``OperatorRegistration`` decides.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from pathlib import Path
 from typing import Final
 
@@ -32,6 +30,7 @@ from fleetid.authority.operator_keys import (
 from fleetid.clock import Clock
 from fleetid.config import Settings
 from fleetid.errors import EncodingError
+from fleetid.formats.webauthn import b64url_decode, b64url_encode
 from fleetid.store.fido_repository import FidoRepository
 from fleetid.store.repositories import Store
 
@@ -80,13 +79,9 @@ def install(app: FastAPI, service: OperatorRegistration) -> None:
 
 def _b64url(text: str, what: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, binascii.Error) as exc:
+        return b64url_decode(text)
+    except EncodingError as exc:
         raise EncodingError(f"{what} is not base64url") from exc
-
-
-def _encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 @router.post(CHALLENGE_ROUTE, response_model=ChallengeResponse, responses=problem_responses(403))
@@ -101,7 +96,7 @@ async def challenge(request: Request) -> ChallengeResponse:
     service: OperatorRegistration = request.app.state.fido
     issued = await run_in_threadpool(service.begin, parsed.operator)
     return ChallengeResponse(
-        challenge=_encode(issued.challenge),
+        challenge=b64url_encode(issued.challenge),
         rp_id=issued.rp_id,
         expires_at=issued.expires_at.isoformat(),
     )
@@ -122,7 +117,7 @@ async def register(request: Request) -> RegisterResponse:
     recorded = await run_in_threadpool(service.finish, attestation_object, client_data_json)
     return RegisterResponse(
         operator=recorded.operator,
-        credential_id=_encode(recorded.credential_id),
+        credential_id=b64url_encode(recorded.credential_id),
         aaguid=recorded.aaguid,
         fmt=recorded.fmt,
     )
