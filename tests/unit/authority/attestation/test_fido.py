@@ -31,7 +31,7 @@ from tests.fido_fixtures import (
 )
 
 from fleetid import errors as e
-from fleetid.authority.attestation.fido import FidoAttestation, verify_attestation
+from fleetid.authority.attestation.fido import FIDO_AAGUID_OID, FidoAttestation, verify_attestation
 from fleetid.formats.webauthn import encode_attestation_object, encode_authenticator_data
 from fleetid.sim.demo_fido import new_authenticator
 
@@ -402,3 +402,44 @@ def test_real_android_key_certificate_is_the_keystore_leaf() -> None:
     vector = registration("android-key")
     leaf = x509.load_der_x509_certificate(vector.decoded["attStmt"]["x5c"][0])
     assert leaf.subject.rfc4514_string() == "CN=Android Keystore Key"
+
+
+def _aik_with_aaguid(attestation_object: bytes, aaguid: uuid.UUID) -> bytes:
+    """The published TPM registration with its AIK certificate re-issued (same key, same
+    extensions, a test issuer) plus id-fido-gen-ce-aaguid naming ``aaguid``: neither the library
+    nor ``verify_attestation`` validates the chain, which is the metadata store's business."""
+    top = cbor.decode(attestation_object)
+    assert isinstance(top, dict)
+    original = x509.load_der_x509_certificate(top["attStmt"]["x5c"][0])
+    issuer_key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(original.subject)
+        .issuer_name(original.issuer)
+        .public_key(original.public_key())  # type: ignore[arg-type]
+        .serial_number(original.serial_number)
+        .not_valid_before(original.not_valid_before_utc)
+        .not_valid_after(original.not_valid_after_utc)
+    )
+    for extension in original.extensions:
+        builder = builder.add_extension(extension.value, critical=extension.critical)
+    builder = builder.add_extension(
+        x509.UnrecognizedExtension(FIDO_AAGUID_OID, b"\x04\x10" + aaguid.bytes), critical=False
+    )
+    aik = builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    return edit_statement(attestation_object, x5c=[aik, *top["attStmt"]["x5c"][1:]])
+
+
+def test_tpm_aik_naming_its_own_aaguid_verifies() -> None:
+    vector = registration("tpm")
+    aaguid = uuid.UUID(bytes=vector.decoded["authData"][37:53])
+    forged = _aik_with_aaguid(vector.attestation_object, aaguid)
+    assert verify_attestation(forged, vector.client_data_hash).aaguid == aaguid
+
+
+def test_tpm_aik_naming_another_aaguid_is_refused() -> None:
+    vector = registration("tpm")
+    forged = _aik_with_aaguid(vector.attestation_object, uuid.uuid4())
+    library_accepts(forged, vector.client_data_hash)
+    with pytest.raises(e.EvidenceMalformedError, match="names AAGUID"):
+        verify_attestation(forged, vector.client_data_hash)
