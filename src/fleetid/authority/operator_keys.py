@@ -37,6 +37,7 @@ from fleetid.authority.attestation.fido import FidoAttestation, verify_attestati
 from fleetid.authority.fido_metadata import FidoMetadataStore, FidoPolicy
 from fleetid.clock import Clock
 from fleetid.errors import (
+    AttestationTypeRefusedError,
     ChallengeExpiredError,
     ChallengeReplayedError,
     ChallengeUnknownError,
@@ -208,8 +209,13 @@ class OperatorRegistration:
             )
         if not attestation.flags & FLAG_UP:
             raise EvidenceMalformedError("the authenticator did not test user presence (UP)")
-        if self.relying_party.policy.require_user_verification and not attestation.flags & FLAG_UV:
-            raise EvidenceMalformedError("the authenticator did not verify the user (UV)")
+        if self.relying_party.policy.require_user_verification:
+            if not attestation.flags & FLAG_UV:
+                raise EvidenceMalformedError("the authenticator did not verify the user (UV)")
+            if attestation.fmt == "fido-u2f":  # its signature does not cover the flags (§8.6)
+                raise AttestationTypeRefusedError(
+                    "a fido-u2f registration cannot attest user verification, which policy requires"
+                )
 
     def _refuse_challenge(self, challenge: bytes, now: datetime) -> None:
         record = self._repository.challenge(challenge)

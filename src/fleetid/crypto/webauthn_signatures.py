@@ -48,6 +48,8 @@ def library_verify_statement(
         raise AttestationSignatureError(f"the {fmt} attestation signature does not verify") from exc
     except InvalidAttestation as exc:
         raise EvidenceMalformedError(f"the {fmt} statement breaks its format: {exc}") from exc
+    except x509.ExtensionNotFound as exc:  # its certificate checks look extensions up unguarded
+        raise EvidenceMalformedError(f"the {fmt} certificate lacks an extension: {exc}") from exc
     except (ValueError, KeyError, TypeError, IndexError, NotImplementedError) as exc:
         raise EvidenceMalformedError(f"the {fmt} statement does not parse: {exc}") from exc
 

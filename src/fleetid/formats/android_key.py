@@ -137,6 +137,8 @@ def decode_key_description(der: bytes) -> KeyDescription:
         level = int(parsed["attestationSecurityLevel"])
         challenge = bytes(parsed["attestationChallenge"].native)
         version = int(parsed["attestationVersion"].native)
+        software = parsed["softwareEnforced"]
+        hardware = parsed["hardwareEnforced"]
     except (ValueError, TypeError, KeyError) as exc:
         raise EncodingError(f"the Android key description does not decode: {exc}") from exc
     if level not in set(SecurityLevel):
@@ -145,6 +147,6 @@ def decode_key_description(der: bytes) -> KeyDescription:
         attestation_version=version,
         attestation_security_level=SecurityLevel(level),
         attestation_challenge=challenge,
-        software_enforced=_authorization_list(parsed["softwareEnforced"], "softwareEnforced"),
-        hardware_enforced=_authorization_list(parsed["hardwareEnforced"], "hardwareEnforced"),
+        software_enforced=_authorization_list(software, "softwareEnforced"),
+        hardware_enforced=_authorization_list(hardware, "hardwareEnforced"),
     )

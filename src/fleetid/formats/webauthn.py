@@ -48,7 +48,18 @@ FLAG_ED: Final = 0x80  # extension data included (bit 7)
 
 _TOP_KEYS: Final = frozenset({"fmt", "attStmt", "authData"})
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
-_FIXED: Final = 37  # rpIdHash (32) + flags (1) + signCount (4)
+_FIXED: Final = 37
+# What python-fido2's decoders raise on bytes that do not parse (its CBOR reader and the
+# AuthenticatorData and COSE_Key constructors index, unpack and call methods on what they read).
+_DECODING_ERRORS: Final = (
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    UnicodeDecodeError,
+    struct.error,
+)  # rpIdHash (32) + flags (1) + signCount (4)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +92,7 @@ def _canonical(value: Any, encoded: bytes, what: str) -> None:
 def _decode(data: bytes, what: str) -> Any:
     try:
         value = cbor.decode(data)
-    except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
+    except _DECODING_ERRORS as exc:
         raise EncodingError(f"the {what} is not CBOR: {exc}") from exc
     _canonical(value, data, what)
     return value
@@ -102,7 +113,7 @@ def parse_attestation_object(data: bytes) -> AttestationObjectParts:
         raise EncodingError("authData is not a byte string")
     try:
         parsed = AuthenticatorData(auth_data)
-    except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
+    except _DECODING_ERRORS as exc:
         raise EncodingError(f"the authenticator data does not parse: {exc}") from exc
     credential = parsed.credential_data
     if credential is None or not parsed.flags & FLAG_AT:

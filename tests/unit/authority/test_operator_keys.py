@@ -188,3 +188,60 @@ def test_relying_party_configuration_round_trips(tmp_path: object) -> None:
     (tmp_path / "fido" / "metadata-root.pem").write_text("not a certificate")
     with pytest.raises(e.ConfigError):
         load_relying_party(tmp_path)
+
+
+def _u2f_registration(client_data_json: bytes, flags: int) -> bytes:
+    """A U2F authenticator's registration as a WebAuthn client presents it (§8.6): the U2F
+    signature over 0x00 || rpIdHash || clientDataHash || keyHandle || publicKey."""
+    import hashlib
+    import uuid
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from fido2.cose import CoseKey
+
+    from fleetid.formats.webauthn import encode_attestation_object, encode_authenticator_data
+
+    attestation_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "U2F test")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(attestation_key.public_key())
+        .serial_number(7)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=9))
+        .sign(attestation_key, hashes.SHA256())
+    )
+    credential = ec.generate_private_key(ec.SECP256R1()).public_key()
+    point = credential.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    rp_id_hash = hashlib.sha256(RP_ID.encode()).digest()
+    key_handle = b"\x09" * 32
+    signed = b"\x00" + rp_id_hash + hashlib.sha256(client_data_json).digest() + key_handle + point
+    auth_data = encode_authenticator_data(
+        rp_id_hash=rp_id_hash,
+        flags=flags,
+        sign_count=0,
+        aaguid=uuid.UUID(int=0),
+        credential_id=key_handle,
+        credential_public_key=CoseKey.for_alg(-7).from_cryptography_key(credential),
+    )
+    statement = {
+        "sig": attestation_key.sign(signed, ec.ECDSA(hashes.SHA256())),
+        "x5c": [certificate.public_bytes(serialization.Encoding.DER)],
+    }
+    return encode_attestation_object("fido-u2f", statement, auth_data)
+
+
+def test_fido_u2f_is_refused_where_user_verification_is_required(world: World) -> None:
+    issued = world.service.begin("dave")
+    data = client_data(issued.challenge, ORIGIN)
+    with pytest.raises(e.AttestationTypeRefusedError, match="user verification"):
+        world.service.finish(_u2f_registration(data, flags=0x45), data)  # UV claimed
+    with pytest.raises(e.EvidenceMalformedError, match="UV"):
+        world.service.finish(_u2f_registration(data, flags=0x41), data)

@@ -41,6 +41,11 @@ fido-u2f (§8.6)
   U1 x5c has exactly one element, whose key is EC P-256 (L uses the first and any EC key);
   U2 the credential public key is an EC2 P-256 key (L reads the coordinates without checking
      kty, alg or crv);
+  U3 authData's AAGUID is zero, as the client writes it for a U2F authenticator (§8.6 step 3 and
+     CTAP2 §11.2.7): the U2F signature does not cover it, so a non-zero one could only be forged
+     (L does not look). Nor does it cover the flags or the counter: a fido-u2f registration says
+     nothing verifiable about user verification (``operator_keys`` refuses it where UV is
+     required);
   L  the U2F registration signature over 0x00 || rpIdHash || clientDataHash || credentialId ||
      publicKeyU2F.
 """
@@ -48,12 +53,15 @@ fido-u2f (§8.6)
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.utils import CryptographyDeprecationWarning
 from fido2 import cbor
 from fido2.cose import CoseKey
 
@@ -164,13 +172,26 @@ def _accepted_type(parts: AttestationObjectParts) -> None:
 
 
 def _certificates(x5c: Any) -> tuple[x509.Certificate, ...]:
-    """A4: x5c is a non-empty array of DER certificates, each parsed."""
+    """A4: x5c is a non-empty array of DER certificates, each parsed whole now (pyca parses a
+    key and extensions on first use) and with a positive serial (RFC 5280 §4.1.2.2)."""
     if not isinstance(x5c, list) or not x5c or not all(isinstance(c, bytes) for c in x5c):
         raise EvidenceMalformedError("x5c is not a non-empty array of byte strings")
     try:
-        return tuple(x509.load_der_x509_certificate(der) for der in x5c)
-    except ValueError as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            certificates = tuple(x509.load_der_x509_certificate(der) for der in x5c)
+            for certificate in certificates:
+                certificate.public_key()
+                certificate.extensions  # noqa: B018 - parsed now, so that errors surface here
+    except (
+        ValueError,
+        x509.InvalidVersion,
+        x509.DuplicateExtension,
+        UnsupportedAlgorithm,
+        Warning,
+    ) as exc:
         raise EvidenceMalformedError(f"an x5c element is not a DER certificate: {exc}") from exc
+    return certificates
 
 
 def _aaguid_extension(certificate: x509.Certificate, aaguid: uuid.UUID) -> None:
@@ -208,7 +229,7 @@ def _key_material(key: Mapping[int, Any]) -> dict[int, Any]:
 
 
 def _u2f_keys(parts: AttestationObjectParts, trust_path: tuple[x509.Certificate, ...]) -> None:
-    """U1 and U2 (§8.6 steps 2 and 3)."""
+    """U1 to U3 (§8.6 steps 2 and 3)."""
     if len(trust_path) != 1:
         raise EvidenceMalformedError("a fido-u2f statement's x5c has exactly one certificate")
     certificate_key = trust_path[0].public_key()
@@ -217,6 +238,8 @@ def _u2f_keys(parts: AttestationObjectParts, trust_path: tuple[x509.Certificate,
         and isinstance(certificate_key.curve, ec.SECP256R1)
     ):
         raise EvidenceMalformedError("a fido-u2f attestation certificate holds an EC P-256 key")
+    if parts.aaguid.int != 0:
+        raise EvidenceMalformedError("a fido-u2f registration's AAGUID is zero (unsigned here)")
     key = _credential_key(parts)
     if key.get(_KTY) != 2 or key.get(_ALG) != -7 or key.get(_CRV) != 1:
         raise EvidenceMalformedError("a fido-u2f credential public key is EC2, ES256, P-256")

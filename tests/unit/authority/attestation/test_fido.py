@@ -4,6 +4,7 @@ bytes first)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from fido2.attestation.tpm import TpmAttestation
 from fido2.attestation.u2f import FidoU2FAttestation
 from fido2.cose import CoseKey
 from fido2.webauthn import AttestationObject
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.fido_fixtures import (
     AndroidKey,
     authorization_list,
@@ -443,3 +446,44 @@ def test_tpm_aik_naming_another_aaguid_is_refused() -> None:
     library_accepts(forged, vector.client_data_hash)
     with pytest.raises(e.EvidenceMalformedError, match="names AAGUID"):
         verify_attestation(forged, vector.client_data_hash)
+
+
+def test_u2f_with_a_non_zero_aaguid_is_refused() -> None:
+    """The U2F signature does not cover the AAGUID: a model's AAGUID written into a U2F
+    registration still verifies under the library."""
+    vector = registration("fido-u2f")
+    forged = rebuild_auth_data(vector.attestation_object, aaguid=uuid.uuid4())
+    library_accepts(forged, vector.client_data_hash)
+    with pytest.raises(e.EvidenceMalformedError, match="AAGUID is zero"):
+        verify_attestation(forged, vector.client_data_hash)
+
+
+def test_u2f_flags_are_outside_its_signature() -> None:
+    """Why operator registration refuses fido-u2f where UV is required: UV set afterwards still
+    verifies."""
+    vector = registration("fido-u2f")
+    forged = rebuild_auth_data(vector.attestation_object, flags=0x45)  # UP, UV, AT
+    assert verify_attestation(forged, vector.client_data_hash).flags & 0x04
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    index=st.sampled_from(range(4)),
+    edits=st.lists(
+        st.tuples(st.integers(min_value=0), st.integers(0, 255)), min_size=1, max_size=3
+    ),
+    cut=st.none() | st.integers(min_value=0),
+)
+def test_mutated_registrations_raise_only_verification_errors(
+    index: int, edits: list[tuple[int, int]], cut: int | None
+) -> None:
+    """Whatever bytes arrive, the answer is a result or a ``VerificationError``, never another
+    exception (which the HTTP edge would turn into a 500)."""
+    vector = registrations()[index]
+    data = bytearray(vector.attestation_object)
+    for position, value in edits:
+        data[position % len(data)] = value
+    if cut is not None:
+        data = data[: cut % len(data)]
+    with contextlib.suppress(e.VerificationError):
+        verify_attestation(bytes(data), vector.client_data_hash)
