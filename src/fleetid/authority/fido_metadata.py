@@ -164,8 +164,12 @@ class FidoMetadataStore:
             token.strip(), [self.policy.metadata_root], now
         )
         try:
-            payload = MetadataBlobPayload.from_dict(json.loads(payload_bytes))
-        except (ValueError, TypeError, KeyError) as exc:
+            document = json.loads(payload_bytes)
+            # MDS3 §3.1.6: "no" is a Number; python-fido2's schema would take "1" as well.
+            if not isinstance(document, dict) or type(document.get("no")) is not int:
+                raise ValueError("no serial number")
+            payload = MetadataBlobPayload.from_dict(document)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise MetadataBlobError(f"the BLOB's payload is not an MDS3 payload: {exc}") from exc
         if now > _end_of(payload.next_update):
             raise MetadataStaleError(

@@ -292,3 +292,23 @@ def test_model_key_names() -> None:
 def test_policy_refuses_formats_it_does_not_know(mds: MetadataService) -> None:
     with pytest.raises(e.ConfigError):
         FidoPolicy(metadata_root=mds.root, formats=frozenset({"apple"}))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"null",
+        b'{"legalHeader": "x", "no": "1", "nextUpdate": "2030-01-01", "entries": []}',
+        b'{"legalHeader": "x", "no": 1, "nextUpdate": "2030-01-01", "entries": [{"aaguid": 1}]}',
+        b'{"legalHeader": "x", "no": 1, "nextUpdate": "someday", "entries": []}',
+    ],
+)
+def test_a_signed_payload_of_the_wrong_shape_is_refused(
+    repository: FidoRepository, mds: MetadataService, payload: bytes
+) -> None:
+    from fleetid.crypto.jws import sign_jws
+
+    token = sign_jws(payload, mds.signing_key, [mds.signing_certificate])
+    with pytest.raises(e.MetadataBlobError, match="MDS3"):
+        _store(repository, mds).load_blob(token, NOW)
+    assert repository.newest_blob() is None
