@@ -1,14 +1,14 @@
 """The FIDO metadata store: authenticator models, their attestation roots and their status, in the
 role of the FIDO Metadata Service (FIDO MDS3, "FIDO Metadata Service" v3.0 §3).
 
-``load_blob`` reads a signed MDS3 BLOB (a JWS, ``fleetid.crypto.jws``) and follows MDS3 §3.2:
+``load_blob`` reads a signed MDS3 BLOB (a JWS, ``fleetid.crypto.jws``) and follows the BLOB
+processing rules of MDS3 §3.2:
 
 1. the x5c chain validates to the metadata root this authority was configured with, and the
-   signature verifies under its leaf (step 4 and 5), else ``MetadataBlobError``;
+   signature verifies under its leaf, else ``MetadataBlobError``;
 2. the payload parses as an MDS3 ``MetadataBLOBPayload`` (python-fido2's ``fido2.mds3`` schema);
-3. its ``nextUpdate`` has not passed (step 7: "a BLOB ... past its nextUpdate ... SHOULD NOT be
-   used"), else ``MetadataStaleError``;
-4. its serial ``no`` is above the newest held (step 6), else ``MetadataRollbackError``;
+3. its ``nextUpdate`` has not passed, else ``MetadataStaleError``;
+4. its serial ``no`` is above the newest held, else ``MetadataRollbackError``;
 
 and then replaces the models held with the BLOB's: one per AAGUID (a U2F model, which has none,
 by each attestation certificate key identifier), each with its attestation roots and the status
@@ -22,7 +22,7 @@ one of the model's attestation roots at ``now`` (``UnknownManufacturerError``: m
 only the latest, has a refused status: an UPDATE_AVAILABLE after a USER_VERIFICATION_BYPASS says
 that a fixed firmware exists, not that this authenticator runs it.
 
-Not done here: the CRLs of the BLOB's chain (MDS3 §3.2 step 4's revocation check), the per
+Not done here: the CRLs of the BLOB's chain (the revocation check of MDS3 §3.2), the per
 certificate scope of an ATTESTATION_KEY_COMPROMISE report (the whole model is refused).
 """
 

@@ -6,13 +6,15 @@ their key is a FIDO authenticator. ``begin`` issues a single-use challenge for a
 ``finish`` takes the browser's registration (attestation object and clientDataJSON) and, in this
 order:
 
-1. clientDataJSON is a JSON object with type "webauthn.create", an origin this authority accepts
-   and a challenge (§7.1 steps 5 to 11);
-2. ``verify_attestation`` checks the statement alone (§7.1 step 19 and §8);
-3. rpIdHash is SHA-256 of this authority's RP ID, UP is set, and UV when the policy asks (§7.1
-   steps 13 to 15);
+1. clientDataJSON is a JSON object with type "webauthn.create", a challenge, an origin this
+   authority accepts, and not crossOrigin (the registration page is never framed here);
+2. ``verify_attestation`` checks the statement alone (§7.1 "verify that attStmt is a correct
+   attestation statement", and §8);
+3. rpIdHash is SHA-256 of this authority's RP ID, UP is set, UV when the policy asks (and then no
+   fido-u2f, whose signature does not cover the flags), BS only with BE;
 4. the metadata store decides trust: model known, no refusing status, trust path to the model's
-   root (§7.1 steps 20 and 21);
+   root (§7.1 "obtain a list of acceptable trust anchors" and "assess the attestation
+   trustworthiness");
 5. the challenge is spent and the credential recorded in one transaction: an unknown, expired or
    already used challenge is refused (a replay), and nothing is recorded.
 
@@ -46,7 +48,7 @@ from fleetid.errors import (
     EvidenceMalformedError,
     PolicyError,
 )
-from fleetid.formats.webauthn import FLAG_UP, FLAG_UV, b64url_decode
+from fleetid.formats.webauthn import FLAG_BE, FLAG_BS, FLAG_UP, FLAG_UV, b64url_decode
 from fleetid.store.fido_repository import (
     FidoChallengeRecord,
     FidoRepository,
@@ -190,6 +192,8 @@ class OperatorRegistration:
             raise EvidenceMalformedError("clientDataJSON is not a JSON object")
         if data.get("type") != "webauthn.create":
             raise EvidenceMalformedError('clientDataJSON\'s type is not "webauthn.create"')
+        if data.get("crossOrigin") is True:
+            raise EvidenceMalformedError("the credential was created in a cross-origin frame")
         if data.get("origin") not in self.relying_party.origins:
             raise EvidenceMalformedError(f"origin {data.get('origin')!r} is not accepted here")
         challenge = data.get("challenge")
@@ -207,6 +211,8 @@ class OperatorRegistration:
             raise EvidenceMalformedError(
                 f"the credential was made for another RP ID than {self.relying_party.rp_id}"
             )
+        if attestation.flags & FLAG_BS and not attestation.flags & FLAG_BE:
+            raise EvidenceMalformedError("backup state (BS) is set without backup eligibility (BE)")
         if not attestation.flags & FLAG_UP:
             raise EvidenceMalformedError("the authenticator did not test user presence (UP)")
         if self.relying_party.policy.require_user_verification:

@@ -2,7 +2,7 @@
 
 The FIDO Metadata Service's BLOB is such a JWS (FIDO MDS3 §3.1.7): its header's x5c carries the
 signing certificate and its intermediates, and the relying party validates that chain to the
-metadata root it was configured with (§3.2 steps 4 and 5). ``verified_jws_payload`` does the
+metadata root it was configured with (§3.2). ``verified_jws_payload`` does the
 signature and the chain; PyJWT parses the serialisation and checks the signature, pyca validates
 the path (RFC 5280 §6, ``fleetid.crypto.pkix.path_verifier``). ``sign_jws`` makes one with a
 software key (the demo's and the tests' metadata service).

@@ -30,6 +30,8 @@ from fleetid.errors import EncodingError
 
 __all__ = [
     "FLAG_AT",
+    "FLAG_BE",
+    "FLAG_BS",
     "FLAG_ED",
     "FLAG_UP",
     "FLAG_UV",
@@ -43,6 +45,8 @@ __all__ = [
 
 FLAG_UP: Final = 0x01  # user present (§6.1, flags bit 0)
 FLAG_UV: Final = 0x04  # user verified (bit 2)
+FLAG_BE: Final = 0x08  # backup eligible (bit 3)
+FLAG_BS: Final = 0x10  # backup state (bit 4)
 FLAG_AT: Final = 0x40  # attested credential data included (bit 6)
 FLAG_ED: Final = 0x80  # extension data included (bit 7)
 

@@ -1,7 +1,7 @@
 """FIDO authenticators: the metadata store's BLOBs and models, and the operators' credentials.
 
 * ``fido_metadata_blobs``: one row per FIDO MDS3 BLOB loaded (its serial ``no``, nextUpdate and
-  digest), so that a BLOB numbered below the newest is refused (MDS3 §3.2 step 6).
+  digest), so that a BLOB numbered at or below the newest is refused (MDS3 §3.2).
 * ``fido_authenticators``: one row per authenticator model of the newest BLOB: its AAGUID (or, for
   a U2F model, an attestation certificate key identifier), its latest status report and the PEM
   bundle of its attestation root certificates.

@@ -245,3 +245,23 @@ def test_fido_u2f_is_refused_where_user_verification_is_required(world: World) -
         world.service.finish(_u2f_registration(data, flags=0x45), data)  # UV claimed
     with pytest.raises(e.EvidenceMalformedError, match="UV"):
         world.service.finish(_u2f_registration(data, flags=0x41), data)
+
+
+def test_a_cross_origin_registration_is_refused(world: World) -> None:
+    issued = world.service.begin("alice")
+    data = json.dumps(
+        {
+            "type": "webauthn.create",
+            "challenge": b64url_encode(issued.challenge),
+            "origin": ORIGIN,
+            "crossOrigin": True,
+        }
+    ).encode()
+    with pytest.raises(e.EvidenceMalformedError, match="cross-origin"):
+        world.service.finish(world.certified.make_credential(RP_ID, data), data)
+
+
+def test_backup_state_without_eligibility_is_refused(world: World) -> None:
+    obj, data = _registration(world, flags=0x15)  # UP, UV, BS; BE clear
+    with pytest.raises(e.EvidenceMalformedError, match="BS"):
+        world.service.finish(obj, data)

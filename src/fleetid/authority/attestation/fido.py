@@ -35,12 +35,12 @@ android-key (§8.4), all here:
   K2 the leaf's public key is the credential public key;
   K3 attestationChallenge in the key description is clientDataHash;
   K4 allApplications is in neither authorization list;
-  K5 origin is KM_ORIGIN_GENERATED and purpose includes KM_PURPOSE_SIGN, in the hardware-enforced
+  K5 origin is KM_ORIGIN_GENERATED and purpose is KM_PURPOSE_SIGN alone, in the hardware-enforced
      list (the Relying Party default WebAuthn §8.4 recommends: a key the TEE or StrongBox made).
 fido-u2f (§8.6)
   U1 x5c has exactly one element, whose key is EC P-256 (L uses the first and any EC key);
-  U2 the credential public key is an EC2 P-256 key (L reads the coordinates without checking
-     kty, alg or crv);
+  U2 the credential public key is an EC2 P-256 key with 32-byte coordinates (L reads the
+     coordinates without checking kty, alg, crv or their sizes);
   U3 authData's AAGUID is zero, as the client writes it for a U2F authenticator (§8.6 step 3 and
      CTAP2 §11.2.7): the U2F signature does not cover it, so a non-zero one could only be forged
      (L does not look). Nor does it cover the flags or the counter: a fido-u2f registration says
@@ -100,8 +100,9 @@ _MEMBERS: Final[Mapping[str, frozenset[str]]] = {
 }
 ACCEPTED_FORMATS: Final = frozenset(_MEMBERS)
 _REFUSED_FORMATS: Final = frozenset({"none"})
-# COSE_Key labels (RFC 9052 §7, RFC 9053 §7.1): kty 1, alg 3, crv -1; EC2 = 2, ES256 = -7, P-256 = 1
-_KTY, _ALG, _CRV = 1, 3, -1
+# COSE_Key labels (RFC 9052 §7, RFC 9053 §7.1): kty 1, alg 3, crv -1, x -2, y -3; EC2 = 2,
+# ES256 = -7, P-256 = 1
+_KTY, _ALG, _CRV, _X, _Y = 1, 3, -1, -2, -3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -243,6 +244,8 @@ def _u2f_keys(parts: AttestationObjectParts, trust_path: tuple[x509.Certificate,
     key = _credential_key(parts)
     if key.get(_KTY) != 2 or key.get(_ALG) != -7 or key.get(_CRV) != 1:
         raise EvidenceMalformedError("a fido-u2f credential public key is EC2, ES256, P-256")
+    if not all(isinstance(key.get(c), bytes) and len(key[c]) == 32 for c in (_X, _Y)):
+        raise EvidenceMalformedError("a fido-u2f credential key's coordinates are 32 bytes each")
 
 
 def _android_key(
@@ -291,5 +294,7 @@ def _android_key(
         raise KeyNotGeneratedOnCardError(
             "the hardware-enforced list does not say the key was generated in the keystore"
         )
-    if KM_PURPOSE_SIGN not in purposes:
-        raise KeyUsageError("the hardware-enforced list does not give the key purpose SIGN")
+    if purposes != {KM_PURPOSE_SIGN}:  # §8.4: "equal to KM_PURPOSE_SIGN"
+        raise KeyUsageError(
+            f"the hardware-enforced key purposes are {sorted(purposes)}, not SIGN alone"
+        )

@@ -383,10 +383,11 @@ def test_android_key_origin_enforced_only_in_software_is_refused() -> None:
         verify_attestation(obj, CLIENT_DATA_HASH)
 
 
-def test_android_key_without_sign_purpose_is_refused() -> None:
-    description = key_description(CLIENT_DATA_HASH, hardware=authorization_list(purposes=(0, 1)))
+@pytest.mark.parametrize("purposes", [(0, 1), (2, 3), ()])
+def test_android_key_purpose_other_than_sign_alone_is_refused(purposes: tuple[int, ...]) -> None:
+    description = key_description(CLIENT_DATA_HASH, hardware=authorization_list(purposes=purposes))
     obj = AndroidKey(uuid.uuid4()).register(CLIENT_DATA_HASH, description=description)
-    with pytest.raises(e.KeyUsageError, match="SIGN"):
+    with pytest.raises(e.KeyUsageError, match="SIGN alone"):
         verify_attestation(obj, CLIENT_DATA_HASH)
 
 
