@@ -15,7 +15,8 @@ by each attestation certificate key identifier), each with its attestation roots
 its reports give it.
 
 ``check`` is the trust decision after ``fleetid.authority.attestation.fido.verify_attestation``:
-the store holds a current BLOB, the model is known (``AuthenticatorUnknownError``), no status
+the store holds a current BLOB, the model is known (``AuthenticatorUnknownError``; also when the
+attestation certificate does not name its model and the model's root serves several), no status
 report of the model refuses it (``AuthenticatorStatusError``), and the trust path validates to
 one of the model's attestation roots at ``now`` (``UnknownManufacturerError``: manufacturer root
 → model → device, as for the fleet's own devices). A model is refused if any of its reports, not
@@ -40,7 +41,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fido2.mds3 import MetadataBlobPayload, MetadataBlobPayloadEntry
 
-from fleetid.authority.attestation.fido import ACCEPTED_FORMATS, FidoAttestation
+from fleetid.authority.attestation.fido import ACCEPTED_FORMATS, FIDO_AAGUID_OID, FidoAttestation
 from fleetid.crypto.jws import verified_jws_payload
 from fleetid.crypto.pkix import PathValidationError, path_verifier, plain_ca_policy
 from fleetid.errors import (
@@ -222,6 +223,23 @@ class FidoMetadataStore:
                     blob_serial=payload.no,
                 )
 
+    def _names_its_model(
+        self, attestation: FidoAttestation, model: AuthenticatorModelRecord
+    ) -> None:
+        """WebAuthn §8.2.1: a root used for several models requires id-fido-gen-ce-aaguid in the
+        attestation certificate; without it, authData's AAGUID (which ``verify_attestation``
+        matched against the extension when present) could name any model of that root."""
+        if attestation.fmt not in ("packed", "tpm"):
+            return
+        try:
+            attestation.trust_path[0].extensions.get_extension_for_oid(FIDO_AAGUID_OID)
+        except x509.ExtensionNotFound:
+            if self._repository.models_sharing_roots(model.roots_pem) > 1:
+                raise AuthenticatorUnknownError(
+                    f"the attestation certificate names no model, and the root of {model.model}"
+                    " serves several: the model cannot be told"
+                ) from None
+
     def check(self, attestation: FidoAttestation, now: datetime) -> AuthenticatorModelRecord:
         """The trust decision (module docstring); returns the model's record."""
         if attestation.fmt not in self.policy.formats:
@@ -239,6 +257,7 @@ class FidoMetadataStore:
                 f" since {model.status_effective or 'an unknown date'}",
                 model.status,
             )
+        self._names_its_model(attestation, model)
         roots = x509.load_pem_x509_certificates(model.roots_pem.encode())
         leaf, *intermediates = attestation.trust_path
         try:

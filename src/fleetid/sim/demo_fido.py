@@ -58,6 +58,7 @@ __all__ = [
     "SoftwareAuthenticator",
     "mds_entry",
     "new_authenticator",
+    "new_maker",
     "stage_fido",
 ]
 
@@ -177,11 +178,14 @@ def new_authenticator(
     *,
     aaguid: uuid.UUID | None = None,
     aaguid_extension: bytes | None = None,
+    named: bool = True,
+    maker: tuple[x509.Certificate, SoftwareSigner] | None = None,
 ) -> SoftwareAuthenticator:
-    """A new model: its root and batch attestation certificate (with id-fido-gen-ce-aaguid,
-    whose value ``aaguid_extension`` replaces)."""
+    """A new model: its root (or ``maker``'s, a root and its signer, shared with other models)
+    and batch attestation certificate, with id-fido-gen-ce-aaguid unless not ``named`` (its
+    value replaced by ``aaguid_extension``)."""
     aaguid = aaguid or uuid.uuid4()
-    root, root_signer = _root(f"{description} Root CA", now)
+    root, root_signer = maker or _root(f"{description} Root CA", now)
     signer = SoftwareSigner(new_private_key())
     value = aaguid_extension if aaguid_extension is not None else aaguid_extension_value(aaguid)
     certificate = _certificate(
@@ -191,7 +195,7 @@ def new_authenticator(
         root_signer,
         now,
         ca=False,
-        extensions=[x509.UnrecognizedExtension(FIDO_AAGUID_OID, value)],
+        extensions=[x509.UnrecognizedExtension(FIDO_AAGUID_OID, value)] if named else [],
     )
     return SoftwareAuthenticator(
         aaguid=aaguid,
@@ -200,6 +204,11 @@ def new_authenticator(
         attestation_certificate=certificate,
         attestation_signer=signer,
     )
+
+
+def new_maker(name: str, now: datetime) -> tuple[x509.Certificate, SoftwareSigner]:
+    """An authenticator maker's attestation root, to issue several models under."""
+    return _root(f"{name} Root CA", now)
 
 
 def mds_entry(

@@ -118,6 +118,14 @@ class FidoRepository:
             ).first()
         return None if row is None else AuthenticatorModelRecord(**row._mapping)
 
+    def models_sharing_roots(self, roots_pem: str) -> int:
+        """How many models list exactly these attestation roots."""
+        with self._engine.connect() as c:
+            count = c.execute(
+                select(func.count()).where(fido_authenticators.c.roots_pem == roots_pem)
+            ).scalar()
+        return int(count or 0)
+
     # --- registration ---------------------------------------------------------------------------
 
     def issue_challenge(self, record: FidoChallengeRecord, now: datetime) -> None:

@@ -312,3 +312,33 @@ def test_a_signed_payload_of_the_wrong_shape_is_refused(
     with pytest.raises(e.MetadataBlobError, match="MDS3"):
         _store(repository, mds).load_blob(token, NOW)
     assert repository.newest_blob() is None
+
+
+def test_a_shared_root_needs_the_aaguid_extension(
+    repository: FidoRepository, mds: MetadataService
+) -> None:
+    """A revoked model and a certified one under one root: the revoked model's certificate,
+    which names no model, cannot pass as the certified one by writing its AAGUID in authData."""
+    from fleetid.sim.demo_fido import new_maker
+
+    maker = new_maker("Shared", NOW)
+    certified = new_authenticator("Good", NOW, maker=maker)
+    revoked = new_authenticator("Bad", NOW, maker=maker, named=False)
+    impostor = new_authenticator("Bad", NOW, aaguid=certified.aaguid, named=False, maker=maker)
+    store = _loaded(
+        repository,
+        mds,
+        mds_entry(certified, CERTIFIED),
+        mds_entry(revoked, [("REVOKED", TODAY - timedelta(days=1))]),
+    )
+    assert store.check(_registered(certified), NOW).model == str(certified.aaguid)  # type: ignore[arg-type]
+    with pytest.raises(e.AuthenticatorUnknownError, match="cannot be told"):
+        store.check(_registered(impostor), NOW)  # type: ignore[arg-type]
+
+
+def test_an_unnamed_certificate_under_its_own_root_is_trusted(
+    repository: FidoRepository, mds: MetadataService
+) -> None:
+    alone = new_authenticator("Alone", NOW, named=False)
+    store = _loaded(repository, mds, mds_entry(alone, CERTIFIED))
+    assert store.check(_registered(alone), NOW).model == str(alone.aaguid)  # type: ignore[arg-type]
