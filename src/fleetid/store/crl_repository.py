@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from fleetid.errors import StoreError
+from fleetid.store import engine as store_engine
 from fleetid.store.crl_table import crl_publications
-from fleetid.store.engine import immediate_transaction
 
 __all__ = ["CrlKind", "CrlNumbering", "CrlPublicationRecord", "CrlRepository"]
 
@@ -106,7 +106,9 @@ class CrlRepository:
         self._engine = engine
 
     def _writing(self) -> AbstractContextManager[Connection]:
-        return immediate_transaction(self._engine, "CRL publication conflict, publish again")
+        return store_engine.immediate_transaction(
+            self._engine, "CRL publication conflict, publish again"
+        )
 
     def latest(self, issuer_id: int, shard: int, kind: CrlKind) -> CrlPublicationRecord | None:
         """The newest CRL of ``kind`` of one shard, if any."""
