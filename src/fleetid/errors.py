@@ -37,19 +37,25 @@ one place. The tree::
     │   │   ├── ChallengeUnknownError challenge-unknown
     │   │   ├── ChallengeExpiredError challenge-expired
     │   │   ├── ChallengeReplayedError challenge-replayed
-    │   │   └── ChallengeNotBoundError challenge-not-bound
+    │   │   ├── ChallengeNotBoundError challenge-not-bound
+    │   │   ├── AttestationTypeRefusedError attestation-type-refused ("none", self attestation)
+    │   │   ├── AuthenticatorUnknownError authenticator-unknown (no FIDO metadata for the model)
+    │   │   └── AuthenticatorStatusError authenticator-status (a status report refuses the model)
     │   ├── FlashSealError a secure element's flash does not open under its chip's fuse
     │   ├── StaleError revocation material missing, expired or not yet valid: never "good"
-    │   │   └── NotCoveredError the certificate is newer than the offline filter's coverage
+    │   │   ├── NotCoveredError the certificate is newer than the offline filter's coverage
+    │   │   └── MetadataStaleError a FIDO metadata BLOB past its nextUpdate
     │   ├── ReplayError an OCSP answer older than one already known, or a nonce not echoed
     │   ├── RollbackError revocation material older than what the relying party holds
     │   │   ├── CrlRollbackError a CRL numbered below the one held for its scope
-    │   │   └── FilterRollbackError a filter below the held watermark or coverage
+    │   │   ├── FilterRollbackError a filter below the held watermark or coverage
+    │   │   └── MetadataRollbackError a FIDO metadata BLOB numbered below the one held
     │   ├── DeltaError a delta (CRL or filter) that does not extend what is held
     │   │   ├── DeltaBaseError it extends another base, or is not newer than its base
     │   │   └── DeltaGapError its base is not held (none yet, or a newer one is needed)
     │   ├── BootRefusedError a firmware image must not start; ``sw`` is the card's refusal
-    │   └── RolloverRefusedError a new trust anchor does not chain from a held anchor
+    │   ├── RolloverRefusedError a new trust anchor does not chain from a held anchor
+    │   └── MetadataBlobError a FIDO metadata BLOB whose signature or chain does not verify
     ├── SecureElementError a secure element answered an ISO 7816 status word other than 9000
     │   ├── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
     │   ├── WrongLengthError 6700: wrong length
@@ -86,7 +92,10 @@ from typing import ClassVar
 __all__ = [
     "AttestationError",
     "AttestationSignatureError",
+    "AttestationTypeRefusedError",
     "AuthenticationError",
+    "AuthenticatorStatusError",
+    "AuthenticatorUnknownError",
     "BatchPendingError",
     "BatchRefusedError",
     "BodyTooLargeError",
@@ -128,6 +137,9 @@ __all__ = [
     "LogTamperedError",
     "MalformedApduError",
     "MalformedImageError",
+    "MetadataBlobError",
+    "MetadataRollbackError",
+    "MetadataStaleError",
     "NotConfiguredError",
     "NotCoveredError",
     "NotFoundError",
@@ -583,3 +595,45 @@ class TpmError(FleetIdError):
     def __init__(self, message: str, rc: int | None = None) -> None:
         self.rc = rc
         super().__init__(message if rc is None else f"{message} (TPM rc 0x{rc:03X})")
+
+
+# --- FIDO authenticators and their metadata (WebAuthn attestation, FIDO MDS3) --------------------
+
+
+class AttestationTypeRefusedError(AttestationError):
+    """A WebAuthn attestation of a type this authority's policy refuses: format "none", or self
+    attestation (a packed statement without x5c), neither of which names the authenticator's
+    maker."""
+
+    reason = "attestation-type-refused"
+
+
+class AuthenticatorUnknownError(AttestationError):
+    """The metadata store holds no entry for the authenticator model (its AAGUID, or for a U2F
+    authenticator its attestation certificate key identifier)."""
+
+    reason = "authenticator-unknown"
+
+
+class AuthenticatorStatusError(AttestationError):
+    """A status report of the authenticator model refuses it (REVOKED,
+    ATTESTATION_KEY_COMPROMISE, USER_VERIFICATION_BYPASS, ...); ``status`` names the report."""
+
+    reason = "authenticator-status"
+
+    def __init__(self, message: str, status: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class MetadataBlobError(VerificationError):
+    """A FIDO metadata BLOB that is not a JWS, or whose signature or x5c chain to the configured
+    metadata root does not verify (FIDO MDS3 §3.2)."""
+
+
+class MetadataRollbackError(RollbackError):
+    """A FIDO metadata BLOB whose serial number (``no``) is below the one the store holds."""
+
+
+class MetadataStaleError(StaleError):
+    """A FIDO metadata BLOB whose ``nextUpdate`` has passed, or a store that holds none."""

@@ -390,6 +390,35 @@ CASES: dict[str, list[tuple[str, Case]]] = {
             lambda s: ["filter", "check", "--filter", str(s.not_pem), "--cert", str(s.not_pem)],
         ),
     ],
+    "fido init": [
+        (
+            "root not PEM",
+            lambda s: [
+                *("fido", "init", "--data-dir", str(s.authority), "--rp-id", "example.org"),
+                *("--origin", "https://example.org", "--metadata-root", str(s.not_pem)),
+            ],
+        ),
+        (
+            "no authority",
+            lambda s: [
+                *("fido", "init", "--data-dir", str(s.absent), "--rp-id", "example.org"),
+                *("--origin", "https://example.org", "--metadata-root", str(s.not_pem)),
+            ],
+        ),
+    ],
+    "fido load-metadata": [
+        (
+            "not set up",
+            lambda s: ["fido", "load-metadata", "--data-dir", str(s.authority), str(s.not_pem)],
+        ),
+        (
+            "BLOB missing",
+            lambda s: ["fido", "load-metadata", "--data-dir", str(s.authority), str(s.absent)],
+        ),
+    ],
+    "fido operators": [
+        ("not set up", lambda s: ["fido", "operators", "--data-dir", str(s.absent), "alice"]),
+    ],
 }
 
 

@@ -37,6 +37,8 @@ LIMITS: Final[Mapping[str, int]] = {
     "/v2x/ea/enrolment": _ITS,
     "/v2x/ea/authorization-validation": _ITS,
     "/v2x/aa/authorization": _ITS,
+    "/operators/fido/challenge": 1024,  # {"operator": ...}
+    "/operators/fido/register": 64 * 1024,  # a tpm or android-key registration: about 12 KiB
 }
 DEFAULT_LIMIT: Final = 1024  # GET routes take no body
 

@@ -36,6 +36,7 @@ __all__ = [
     "csr_self_signed",
     "issued_by",
     "path_verifier",
+    "plain_ca_policy",
 ]
 
 
@@ -64,23 +65,41 @@ def csr_self_signed(csr: x509.CertificateSigningRequest) -> bool:
         return False
 
 
+def _is_ca(
+    _policy: object, _certificate: x509.Certificate, ext: x509.BasicConstraints | None
+) -> None:
+    if ext is None or not ext.ca:
+        raise ValueError("a CA certificate has basicConstraints cA TRUE (RFC 5280 §4.2.1.9)")
+
+
+def plain_ca_policy() -> ExtensionPolicy:
+    """RFC 5280 §4.2.1.9 alone for CA certificates: basicConstraints with cA TRUE, critical or
+    not, and other extensions as they come. FIDO attestation CAs and the FIDO metadata examples
+    predate the Web PKI profile (a non-critical basicConstraints, no keyUsage)."""
+    return ExtensionPolicy.permit_all().require_present(
+        x509.BasicConstraints, Criticality.AGNOSTIC, _is_ca
+    )
+
+
 def path_verifier(
     anchors: Sequence[x509.Certificate],
     now: datetime,
     *,
     ee_policy: ExtensionPolicy | None = None,
+    ca_policy: ExtensionPolicy | None = None,
 ) -> ClientVerifier:
     """An RFC 5280 path validator to ``anchors`` at ``now``.
 
-    CA certificates are held to pyca's Web PKI CA profile; end-entity extensions are checked by
-    ``ee_policy`` (default: any, since fleet profiles differ from the Web PKI's).
+    CA certificates are held to ``ca_policy`` (default: pyca's Web PKI CA profile); end-entity
+    extensions are checked by ``ee_policy`` (default: any, since fleet profiles differ from the
+    Web PKI's).
     """
     return (
         PolicyBuilder()
         .store(Store(list(anchors)))
         .time(now)
         .extension_policies(
-            ca_policy=ExtensionPolicy.webpki_defaults_ca(),
+            ca_policy=ca_policy or ExtensionPolicy.webpki_defaults_ca(),
             ee_policy=ee_policy or ExtensionPolicy.permit_all(),
         )
         .build_client_verifier()

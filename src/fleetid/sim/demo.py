@@ -56,6 +56,7 @@ Stage = Callable[[DemoContext], None]
 
 
 def _stages() -> list[tuple[str, Stage]]:
+    from fleetid.sim.demo_fido import stage_fido
     from fleetid.sim.demo_fleet import stage_fleet
     from fleetid.sim.demo_line import stage_ceremony_and_line
     from fleetid.sim.demo_pseudonyms import stage_pseudonyms
@@ -75,6 +76,7 @@ def _stages() -> list[tuple[str, Stage]]:
             stage_pseudonyms,
         ),
         ("a TPM 2.0-rooted device: EK, AK, TPM2_Certify at the enrolment gate", stage_tpm),
+        ("FIDO: operators' authenticators, trusted through signed metadata", stage_fido),
     ]
 
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
 
 from fleetid.errors import StoreError
+from fleetid.store import engine as store_engine
 from fleetid.store.crl_table import crl_publications
 from fleetid.store.rows import record_from_row
 
@@ -103,15 +103,10 @@ class CrlRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        try:
-            with self._engine.begin() as connection:
-                if connection.dialect.name == "sqlite":
-                    connection.exec_driver_sql("BEGIN IMMEDIATE")
-                yield connection
-        except IntegrityError as exc:
-            raise StoreError(f"CRL publication conflict, publish again: {exc.orig}") from exc
+    def _writing(self) -> AbstractContextManager[Connection]:
+        return store_engine.immediate_transaction(
+            self._engine, "CRL publication conflict, publish again"
+        )
 
     def latest(self, issuer_id: int, shard: int, kind: CrlKind) -> CrlPublicationRecord | None:
         """The newest CRL of ``kind`` of one shard, if any."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from fleetid.errors import ConfigError, StoreError
@@ -29,6 +29,7 @@ __all__ = [
     "database_errors",
     "database_url",
     "engine_from_settings",
+    "immediate_transaction",
     "memory_engine",
     "open_engine",
 ]
@@ -106,3 +107,17 @@ def database_errors() -> Iterator[None]:
     except SQLAlchemyError as exc:
         first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
         raise StoreError(f"database error: {first}") from exc
+
+
+@contextmanager
+def immediate_transaction(engine: Engine, conflict: str) -> Iterator[Connection]:
+    """One write transaction, ``BEGIN IMMEDIATE`` on SQLite (the write lock from the first
+    statement, so the reads before a write are inside it); a constraint violation is a
+    ``StoreError`` that starts with ``conflict``."""
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield connection
+    except IntegrityError as exc:
+        raise StoreError(f"{conflict}: {exc.orig}") from exc
