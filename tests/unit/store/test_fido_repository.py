@@ -48,9 +48,9 @@ def _challenge(
     )
 
 
-def test_revision_0010_creates_and_drops_the_tables(engine: Engine) -> None:
-    upgrade(engine, "0010")
-    assert current_revision(engine) == "0010"
+def test_revision_0007_creates_and_drops_the_tables(engine: Engine) -> None:
+    upgrade(engine, "0007")
+    assert current_revision(engine) == "0007"
     assert set(inspect(engine).get_table_names()) >= FIDO_TABLES
     downgrade(engine, "0006")
     assert not FIDO_TABLES & set(inspect(engine).get_table_names())

@@ -1,7 +1,7 @@
 """FIDO authenticators: metadata BLOBs, authenticator models, registration challenges and
 operator credentials (``fleetid.store.fido_tables``).
 
-Revision ID: 0010
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-07
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
