@@ -37,6 +37,11 @@ LIMITS: Final[Mapping[str, int]] = {
     "/v2x/ea/enrolment": _ITS,
     "/v2x/ea/authorization-validation": _ITS,
     "/v2x/aa/authorization": _ITS,
+    # spec-22: a key attestation and its IDevID chain, base64 in JSON (about 3 KiB)
+    "/preparation/authenticate-client": 16 * 1024,
+    "/preparation/get-bound-package": 16 * 1024,
+    "/preparation/handle-notification": 4096,
+    "/discovery/authenticate-client": 16 * 1024,
 }
 DEFAULT_LIMIT: Final = 1024  # GET routes take no body
 

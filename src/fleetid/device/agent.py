@@ -19,9 +19,10 @@ which is the recovery path when a device was offline for longer than its credent
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from fleetid.clock import Clock, SystemClock
 from fleetid.device.transport import AuthorityTransport
 from fleetid.device.truststore import TrustStore
+from fleetid.device.unattended import UnattendedDownloader
 from fleetid.errors import AuthenticationError, PolicyError, VerificationError
 from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.csr_attestation import (
@@ -44,7 +46,7 @@ from fleetid.policy import DEFAULT_POLICY, Cadence, CredentialType
 from fleetid.se.client import SecureElementClient, SecureElementSigner, Transport
 from fleetid.se.wire import Curve
 
-__all__ = ["AgentState", "Credential", "DeviceAgent", "Event"]
+__all__ = ["AgentState", "Credential", "DeviceAgent", "Event", "UnattendedDownloader"]
 
 _DER = serialization.Encoding.DER
 
@@ -118,6 +120,20 @@ class DeviceAgent:
             cadence=cadence or DEFAULT_POLICY.profile(CredentialType.OPERATIONAL).cadence,
             trust=TrustStore(anchors),
             curve=curve,
+        )
+
+    def unattended(
+        self, *, journal_path: Path | None = None, confirmation_codes: Mapping[str, str] = {}
+    ) -> UnattendedDownloader:
+        """Unattended package download for this device (spec-22, ``fleetid.device.unattended``):
+        discover, authenticate, download, install, notify, resumable from ``journal_path``."""
+        return UnattendedDownloader(
+            se=self.se,
+            trust=self.trust,
+            clock=self.clock,
+            journal_path=journal_path,
+            curve=self.curve,
+            confirmation_codes=dict(confirmation_codes),
         )
 
     # -- identity ------------------------------------------------------------------------------

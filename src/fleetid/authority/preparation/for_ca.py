@@ -1,0 +1,100 @@
+"""The preparation and discovery services of one fleet authority's data directory (spec-22).
+
+The preparation service's own key is made in this process (``new_private_key``) and certified by
+the fleet CA on first use, as a server credential: the device checks the service's signatures
+against its fleet trust anchors, as an SGP.22 LPA checks CERT.DPauth against the CI. Credential
+packages are certified by the same CA.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fleetid.authority.attestation.base import VerificationPolicy
+from fleetid.authority.discovery.service import DiscoveryService
+from fleetid.authority.fleet_ca import FleetCa
+from fleetid.authority.lifecycle import LifecycleService
+from fleetid.authority.preparation.service import PreparationService
+from fleetid.crypto.keys import new_private_key
+from fleetid.crypto.signer import SoftwareSigner
+from fleetid.errors import NotConfiguredError
+from fleetid.policy import CredentialType
+from fleetid.store.package_repository import PackageRepository
+
+__all__ = ["PackageServices", "ServiceIdentity", "package_services"]
+
+PREPARATION_PATH = "/preparation"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageServices:
+    preparation: PreparationService
+    discovery: DiscoveryService
+
+
+class ServiceIdentity:
+    """A signer whose certificate the CA issues on first use (then kept for the process)."""
+
+    def __init__(self, ca: FleetCa) -> None:
+        self._ca = ca
+        self._lock = threading.Lock()
+        self._made: tuple[SoftwareSigner, tuple[x509.Certificate, ...]] | None = None
+
+    def get(self) -> tuple[SoftwareSigner, tuple[x509.Certificate, ...]]:
+        with self._lock:
+            if self._made is None:
+                key = new_private_key()
+                chain = issue_credential(self._ca, CredentialType.TLS_SERVER)(
+                    key.public_key(), "fleetid preparation service"
+                )
+                self._made = (SoftwareSigner(key), tuple(chain))
+            return self._made
+
+
+def issue_credential(
+    ca: FleetCa, credential_type: CredentialType = CredentialType.OPERATIONAL
+) -> Callable[[ec.EllipticCurvePublicKey, str], list[x509.Certificate]]:
+    """A ``CredentialIssuer`` over ``ca``: the certificate, then the CA chain."""
+
+    def issue(public_key: ec.EllipticCurvePublicKey, reference: str) -> list[x509.Certificate]:
+        with ca.store.transaction() as tx:
+            certificate, _ = ca.issue(
+                tx,
+                public_key=public_key,
+                credential_type=credential_type,
+                common_name=reference,
+                device_id=None,
+            )
+        return [certificate, *ca.chain()]
+
+    return issue
+
+
+def package_services(ca: FleetCa, lifecycle: LifecycleService) -> PackageServices:
+    """Both services over the CA's database, the preparation service at the CA's public URL;
+    devices are checked against the manufacturer roots attested enrolment trusts."""
+
+    def attestation_policy() -> VerificationPolicy:
+        if lifecycle.attestation is None:
+            raise NotConfiguredError("no manufacturer root is trusted here")
+        return lifecycle.attestation.policy
+
+    repository = PackageRepository(ca.store.engine)
+    discovery = DiscoveryService(
+        repository=repository, clock=ca.clock, attestation_policy=attestation_policy
+    )
+    preparation = PreparationService(
+        repository=repository,
+        clock=ca.clock,
+        identity=ServiceIdentity(ca).get,
+        address=ca.settings.base_url + PREPARATION_PATH,
+        attestation_policy=attestation_policy,
+        discovery=discovery,
+        issuer=issue_credential(ca),
+    )
+    return PackageServices(preparation=preparation, discovery=discovery)

@@ -1,0 +1,247 @@
+"""Preparation, discovery and unattended download over the real HTTP app (spec-22), SQLite and
+PostgreSQL: every flow and its negative twin."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from tests.package_fixtures import Setup, setup_fixture  # noqa: F401 - the fixture
+
+from fleetid.authority.preparation import PackageKind, PackageState
+from fleetid.errors import (
+    AuthenticationError,
+    FleetIdError,
+    PolicyError,
+)
+from fleetid.formats.package_messages import BoundPackage
+from fleetid.se.wire import BoundPackageCommand
+
+
+def test_a_device_discovers_downloads_installs_and_notifies(setup: Setup) -> None:
+    device = setup.device()
+    order = setup.order(device)
+    downloader = setup.downloader(device)
+    done = downloader.run_once(setup.transport)
+    assert [(p.event_id, p.kind, p.public) for p in done] == [
+        (order.event_id, "configuration", b'{"apn": "fleet.example"}')
+    ]
+    record = setup.preparation.status(order.event_id)
+    assert record.state == PackageState.INSTALLED
+    # The event left the discovery service: the next wake-up finds nothing.
+    assert downloader.discover(setup.transport) == []
+    assert downloader.run_once(setup.transport) == []
+
+
+def test_a_credential_package_installs_its_key_inside_the_se(setup: Setup) -> None:
+    device = setup.device()
+    setup.order(device, kind=PackageKind.CREDENTIAL, content=b"")
+    downloader = setup.downloader(device)
+    (installed,) = downloader.run_once(setup.transport)
+    assert installed.handle != 0
+    leaf = x509.load_pem_x509_certificates(installed.public)[0]
+    on_card = device.client().get_public_key(installed.handle)
+    assert on_card.public_key.public_numbers() == leaf.public_key().public_numbers()  # type: ignore[union-attr]
+    assert not on_card.generated_on_card  # imported from the package, by the card itself
+
+
+def test_discovery_indexes_only_the_polling_devices_events(setup: Setup) -> None:
+    first, second = setup.device(), setup.device()
+    order = setup.order(first)
+    assert setup.downloader(second).discover(setup.transport) == []
+    assert setup.downloader(first).discover(setup.transport) == [
+        (order.event_id, setup.preparation.address)
+    ]
+
+
+def test_discovery_without_authentication_learns_nothing(setup: Setup) -> None:
+    device = setup.device()
+    setup.order(device)
+    client = setup.authority.transport._client
+    answers = []
+    for attestation in (b"", b"junk"):
+        session = client.post("/discovery/initiate-authentication").json()
+        body = {
+            "transactionId": session["transactionId"],
+            "attestation": base64.b64encode(attestation).decode(),
+            "chain": [],
+        }
+        answer = client.post("/discovery/authenticate-client", json=body)
+        answers.append((answer.status_code, answer.json()["detail"]))
+    # A replayed session is refused alike.
+    answer = client.post("/discovery/authenticate-client", json=body)
+    answers.append((answer.status_code, answer.json()["detail"]))
+    assert answers == [(401, "the poll does not authenticate")] * 3
+
+
+def test_a_package_for_another_device_is_refused_and_useless(setup: Setup) -> None:
+    owner, thief = setup.device(), setup.device()
+    order = setup.order(owner)
+    thief_downloader = setup.downloader(thief)
+    with pytest.raises(PolicyError, match="matching-id-refused"):
+        thief_downloader.download(setup.transport, order.event_id, setup.preparation.address)
+    # Even holding the owner's bound package, the thief's SE cannot open it.
+    setup.downloader(owner).run_once(setup.transport)
+    bound = BoundPackage.decode(setup.preparation.status(order.event_id).bound or b"")
+    thief_client = thief.client()
+    handle = thief_client.generate_key(thief_downloader.curve, 0x02).handle  # key agreement
+    command = BoundPackageCommand(
+        context=bound.transaction_id,
+        point=bound.point,
+        nonce=bound.nonce,
+        ciphertext=bound.ciphertext,
+    )
+    with pytest.raises(FleetIdError, match="6A80"):
+        thief_client.load_bound_package(handle, command)
+
+
+def test_a_download_after_install_is_refused(setup: Setup) -> None:
+    device = setup.device()
+    order = setup.order(device)
+    downloader = setup.downloader(device)
+    downloader.run_once(setup.transport)
+    with pytest.raises(PolicyError, match="already-installed"):
+        downloader.download(setup.transport, order.event_id, setup.preparation.address)
+
+
+def test_a_tampered_package_fails_to_install_and_is_reported(setup: Setup) -> None:
+    device = setup.device()
+    order = setup.order(device)
+    downloader = setup.downloader(device)
+
+    class Tampering:
+        def __getattr__(self, name: str) -> object:
+            return getattr(setup.transport, name)
+
+        def get_bound_package(self, *args: object) -> bytes:
+            real = setup.transport.get_bound_package(*args)  # type: ignore[arg-type]
+            return real[:-80] + bytes([real[-80] ^ 1]) + real[-79:]
+
+    with pytest.raises(FleetIdError):  # the service's signature no longer verifies
+        downloader.run_once(Tampering())  # type: ignore[arg-type]
+    assert downloader.pending_step == "prepared"
+    # A package altered after signing cannot install even when the host skips the check:
+    bound = BoundPackage.decode(setup.preparation.status(order.event_id).bound or b"")
+    command = BoundPackageCommand(
+        context=bound.transaction_id,
+        point=bound.point,
+        nonce=bound.nonce,
+        ciphertext=bound.ciphertext[:-1] + bytes([bound.ciphertext[-1] ^ 1]),
+    )
+    handle = downloader._journal["one_time_handle"]
+    with pytest.raises(FleetIdError, match="6A80"):
+        device.client().load_bound_package(handle, command)
+    # The honest copy, fetched again in the same transaction, still installs.
+    assert len(downloader.run_once(setup.transport)) == 1
+    assert setup.preparation.status(order.event_id).state == PackageState.INSTALLED
+
+
+def test_an_expired_order_is_refused_and_marked_failed(setup: Setup) -> None:
+    device = setup.device()
+    order = setup.order(device, lifetime=timedelta(hours=1))
+    setup.clock.advance(timedelta(hours=2))
+    with pytest.raises(PolicyError, match="order-expired"):
+        setup.downloader(device).download(
+            setup.transport, order.event_id, setup.preparation.address
+        )
+    record = setup.preparation.status(order.event_id)
+    assert (record.state, record.reason) == (PackageState.FAILED, "order-expired")
+    assert setup.downloader(device).discover(setup.transport) == []
+
+
+def test_a_replayed_notification_is_refused(setup: Setup) -> None:
+    device = setup.device()
+    order = setup.order(device)
+    sent: list[bytes] = []
+
+    class Recording:
+        def __getattr__(self, name: str) -> object:
+            return getattr(setup.transport, name)
+
+        def handle_notification(self, address: str, notification: bytes) -> str:
+            sent.append(notification)
+            return setup.transport.handle_notification(address, notification)
+
+    setup.downloader(device).run_once(Recording())  # type: ignore[arg-type]
+    assert setup.preparation.status(order.event_id).state == PackageState.INSTALLED
+    with pytest.raises(FleetIdError, match="was handled"):
+        setup.transport.handle_notification(setup.preparation.address, sent[0])
+    assert setup.preparation.status(order.event_id).state == PackageState.INSTALLED
+
+
+def test_a_confirmation_code_guards_the_order(setup: Setup) -> None:
+    device = setup.device()
+    order = setup.order(device, code="4711")
+    without = setup.downloader(device)
+    with pytest.raises(PolicyError, match="confirmation code"):
+        without.run_once(setup.transport)
+    wrong = setup.downloader(device)
+    wrong.confirmation_codes = {order.event_id: "0000"}
+    with pytest.raises(PolicyError, match="confirmation-code-refused"):
+        wrong.download(setup.transport, order.event_id, setup.preparation.address)
+    right = setup.downloader(device)
+    right.confirmation_codes = {order.event_id: "4711"}
+    assert len(right.run_once(setup.transport)) == 1
+
+
+class _PowerCut(Exception):
+    pass
+
+
+def test_a_crash_between_download_and_install_resumes(setup: Setup, tmp_path: Path) -> None:
+    device = setup.device()
+    order = setup.order(device)
+    journal = tmp_path / "journal.json"
+    first = setup.downloader(device, journal)
+
+    def cut(step: str) -> None:
+        if step == "downloaded":
+            raise _PowerCut
+
+    first.crash = cut
+    with pytest.raises(_PowerCut):
+        first.run_once(setup.transport)
+    assert setup.preparation.status(order.event_id).state == PackageState.DOWNLOADED
+    device.card.reset()  # the power cut: volatile state gone, flash kept
+    again = setup.downloader(device, journal)
+    assert again.pending_step == "downloaded"
+    done = again.run_once(setup.transport)
+    assert [p.event_id for p in done] == [order.event_id]
+    assert setup.preparation.status(order.event_id).state == PackageState.INSTALLED
+
+
+def test_a_lost_answer_after_download_is_resumed_by_the_same_transaction(
+    setup: Setup, tmp_path: Path
+) -> None:
+    device = setup.device()
+    order = setup.order(device)
+    journal = tmp_path / "journal.json"
+
+    class LostAnswer:
+        def __getattr__(self, name: str) -> object:
+            return getattr(setup.transport, name)
+
+        def get_bound_package(self, *args: object) -> bytes:
+            setup.transport.get_bound_package(*args)  # type: ignore[arg-type]
+            raise AuthenticationError("connection reset")
+
+    with pytest.raises(AuthenticationError):
+        setup.downloader(device, journal).run_once(LostAnswer())  # type: ignore[arg-type]
+    assert setup.preparation.status(order.event_id).state == PackageState.DOWNLOADED
+    assert len(setup.downloader(device, journal).run_once(setup.transport)) == 1
+
+
+def test_a_new_authority_s_anchors_come_by_package(setup: Setup) -> None:
+    """Trust anchors from the current authority's service, then the device trusts the new one."""
+    device = setup.device()
+    new_root = setup.line.root  # any CA certificate the device did not trust before
+    pem = new_root.public_bytes(serialization.Encoding.PEM)
+    setup.order(device, kind=PackageKind.TRUST_ANCHORS, content=pem)
+    downloader = setup.downloader(device)
+    assert not downloader.trust.holds(new_root)
+    downloader.run_once(setup.transport)
+    assert downloader.trust.holds(new_root)
