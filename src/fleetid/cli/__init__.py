@@ -18,7 +18,9 @@ from typing import Final
 
 from fleetid import __version__
 from fleetid.cli import audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token, v2x
+from fleetid.cli import discovery as discovery_verb
 from fleetid.cli import filter as filter_verb
+from fleetid.cli import package as package_verb
 from fleetid.errors import FleetIdError, SecureElementError
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_FAILURE", "EXIT_INTERRUPTED", "describe_error", "main"]
@@ -28,7 +30,23 @@ EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head`
 
 # Each verb module adds its subcommands and sets ``func`` on the parser it creates.
-_VERBS = (audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token, v2x, filter_verb)
+_VERBS = (
+    audit,
+    ca,
+    ceremony,
+    crl,
+    demo,
+    device,
+    line,
+    revoke,
+    se,
+    serve,
+    token,
+    v2x,
+    filter_verb,
+    package_verb,
+    discovery_verb,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

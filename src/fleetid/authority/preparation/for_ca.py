@@ -8,9 +8,11 @@ packages are certified by the same CA.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -19,14 +21,21 @@ from fleetid.authority.attestation.base import VerificationPolicy
 from fleetid.authority.discovery.service import DiscoveryService
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.lifecycle import LifecycleService
-from fleetid.authority.preparation.service import PreparationService
+from fleetid.authority.preparation.service import Order, PackageKind, PreparationService
 from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.signer import SoftwareSigner
-from fleetid.errors import NotConfiguredError
+from fleetid.errors import NotConfiguredError, NotOnManifestError
+from fleetid.formats.package_messages import discovery_reference
 from fleetid.policy import CredentialType
-from fleetid.store.package_repository import PackageRepository
+from fleetid.store.package_repository import PackageRecord, PackageRepository
 
-__all__ = ["PackageServices", "ServiceIdentity", "package_services"]
+__all__ = [
+    "PackageServices",
+    "ServiceIdentity",
+    "issue_credential",
+    "order_for_device",
+    "package_services",
+]
 
 PREPARATION_PATH = "/preparation"
 
@@ -98,3 +107,34 @@ def package_services(ca: FleetCa, lifecycle: LifecycleService) -> PackageService
         issuer=issue_credential(ca),
     )
     return PackageServices(preparation=preparation, discovery=discovery)
+
+
+def order_for_device(
+    ca: FleetCa,
+    preparation: PreparationService,
+    *,
+    serial: str,
+    kind: PackageKind,
+    content: bytes = b"",
+    reference: str | None = None,
+    confirmation_code: str | None = None,
+    lifetime: timedelta = timedelta(days=30),
+) -> PackageRecord:
+    """Order a package for the device the line manifest lists as ``serial``: the binding key is
+    its attestation key as the manifest recorded it, the discovery reference a hash of the
+    serial; the preparation service keeps neither the serial nor the key."""
+    with ca.store.transaction() as tx:
+        entry = tx.manifest.by_serial(serial)
+    if entry is None or entry.attestation_public_key is None:
+        raise NotOnManifestError(f"device {serial} is not on a manifest trusted here")
+    return preparation.order(
+        Order(
+            reference=reference or f"{kind}-{serial}",
+            kind=kind,
+            binding_sha256=hashlib.sha256(entry.attestation_public_key).digest(),
+            device_ref=discovery_reference(serial),
+            content=content,
+            confirmation_code=confirmation_code,
+            lifetime=lifetime,
+        )
+    )
