@@ -25,8 +25,9 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -52,13 +53,22 @@ from fleetid.formats.package_messages import (
     server_signed1,
     smdp_signed2,
 )
+from fleetid.policy.connectivity import ConnectivityProfile
 from fleetid.private_file import write_private_file
 from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.se.wire import BoundPackageCommand, Curve
 
-__all__ = ["InstalledPackage", "PackageTransport", "UnattendedDownloader"]
+__all__ = ["POLL_INTERVALS", "InstalledPackage", "PackageTransport", "UnattendedDownloader"]
 
 _DER = serialization.Encoding.DER
+
+#: How often a device asks the discovery service, by its connectivity profile: an always-on
+#: device hourly, an intermittent one daily, an offline one when its weekly window opens.
+POLL_INTERVALS: Final[dict[ConnectivityProfile, timedelta]] = {
+    ConnectivityProfile.ALWAYS_ON: timedelta(hours=1),
+    ConnectivityProfile.INTERMITTENT: timedelta(days=1),
+    ConnectivityProfile.OFFLINE: timedelta(days=7),
+}
 
 
 class PackageTransport(Protocol):
@@ -128,6 +138,8 @@ class UnattendedDownloader:
     #: Fault injection (the line's ``CrashPlan`` pattern): called with each step's name just
     #: after the journal records it; a test passes one that ends the run there.
     crash: Callable[[str], None] = _no_crash
+    profile: ConnectivityProfile = ConnectivityProfile.INTERMITTENT
+    next_poll: datetime | None = None
     installed: list[InstalledPackage] = field(default_factory=list)
     _journal: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -164,7 +176,20 @@ class UnattendedDownloader:
     def _chain(self) -> list[bytes]:
         return [c.public_bytes(_DER) for c in self.se.attestation_chain()]
 
-    # --- one wake-up ------------------------------------------------------------------------
+    # --- the schedule and one wake-up ----------------------------------------------------------
+
+    def tick(self, transport: PackageTransport) -> list[InstalledPackage]:
+        """What the device's timer calls: a download left half done resumes at once; otherwise
+        nothing happens before the profile's next poll. A lost connection ends the wake-up
+        quietly; the journal resumes it on the next tick."""
+        now = self.clock.now()
+        if self.pending_step is None and self.next_poll is not None and now < self.next_poll:
+            return []
+        self.next_poll = now + POLL_INTERVALS[self.profile]
+        try:
+            return self.run_once(transport)
+        except UnreachableError:
+            return []
 
     def run_once(self, transport: PackageTransport) -> list[InstalledPackage]:
         """Resume what a previous wake-up left, then discover and download every event."""

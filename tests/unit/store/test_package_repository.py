@@ -1,0 +1,89 @@
+"""The package and discovery tables come from revision 0011 on SQLite and PostgreSQL; their state
+changes are conditional and a notification is recorded once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import inspect
+
+from fleetid.store.engine import open_engine
+from fleetid.store.migrate import downgrade, upgrade
+from fleetid.store.package_repository import PackageRecord, PackageRepository, TransactionRecord
+
+NOW = datetime(2031, 5, 1, 12, tzinfo=UTC)
+
+
+def _package(event_id: str = "e" * 32) -> PackageRecord:
+    return PackageRecord(
+        event_id=event_id,
+        reference="ref",
+        kind="configuration",
+        content=b"{}",
+        binding_sha256=bytes(32),
+        cc_hash=None,
+        state="released",
+        reason=None,
+        created_at=NOW,
+        expires_at=NOW + timedelta(days=1),
+        updated_at=NOW,
+    )
+
+
+@pytest.fixture
+def repository(db_url: str) -> PackageRepository:
+    made = PackageRepository(open_engine(db_url))
+    made.create_tables()
+    return made
+
+
+def test_revision_0011_creates_and_drops_the_tables(db_url: str) -> None:
+    engine = open_engine(db_url)
+    try:
+        upgrade(engine)
+        names = {"packages", "package_transactions", "package_notifications"}
+        names |= {"discovery_events", "discovery_sessions"}
+        assert names <= set(inspect(engine).get_table_names())
+        downgrade(engine, "0006")
+        assert not names & set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_a_transition_happens_once(repository: PackageRepository) -> None:
+    repository.add_package(_package())
+    assert repository.transition("e" * 32, ["released"], "downloaded", NOW, bound=b"b")
+    assert not repository.transition("e" * 32, ["released"], "downloaded", NOW, bound=b"x")
+    record = repository.package("e" * 32)
+    assert record is not None and (record.state, record.bound) == ("downloaded", b"b")
+    assert record.expires_at == NOW + timedelta(days=1)  # timezone-aware on both databases
+    assert repository.counts() == {"downloaded": 1}
+
+
+def test_a_notification_is_recorded_once(repository: PackageRepository) -> None:
+    repository.add_transaction(
+        TransactionRecord(
+            transaction_id="t" * 32,
+            server_challenge=bytes(16),
+            euicc_challenge=bytes(16),
+            expires_at=NOW,
+        )
+    )
+    assert repository.record_notification("t" * 32, 1, "e", success=True, now=NOW)
+    assert not repository.record_notification("t" * 32, 1, "e", success=True, now=NOW)
+    assert repository.record_notification("t" * 32, 2, "e", success=False, now=NOW)
+
+
+def test_discovery_events_by_device_and_sessions_spent_once(repository: PackageRepository) -> None:
+    repository.register_event("e1", "dev-a", "http://a/preparation", NOW)
+    repository.register_event("e2", "dev-b", "http://b/preparation", NOW)
+    assert [e.event_id for e in repository.events_for("dev-a")] == ["e1"]
+    assert repository.delete_event("e1") and not repository.delete_event("e1")
+    assert repository.events_for("dev-a") == []
+    repository.add_discovery_session("s1", b"c" * 16, NOW + timedelta(minutes=5))
+    repository.add_discovery_session("s2", b"d" * 16, NOW - timedelta(seconds=1))
+    assert repository.spend_discovery_session("s1", NOW) == b"c" * 16
+    assert repository.spend_discovery_session("s1", NOW) is None  # used
+    assert repository.spend_discovery_session("s2", NOW) is None  # expired
+    assert repository.spend_discovery_session("nope", NOW) is None
