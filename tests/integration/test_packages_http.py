@@ -4,22 +4,26 @@ PostgreSQL: every flow and its negative twin."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tests.package_fixtures import Setup, setup_fixture  # noqa: F401 - the fixture
+from tests.attestation_fixtures import make_authority
+from tests.package_fixtures import BASE, Setup, setup_fixture  # noqa: F401 - the fixture
 
-from fleetid.authority.preparation import PackageKind, PackageState
-from fleetid.errors import (
-    AuthenticationError,
-    FleetIdError,
-    PolicyError,
-)
-from fleetid.formats.package_messages import BoundPackage
+from fleetid.authority.attestation.fleetid_se import spki_sha256
+from fleetid.authority.preparation import Order, PackageKind, PackageState
+from fleetid.authority.preparation.for_ca import PackageServices, preparation_service
+from fleetid.device.package_transport import HttpPackageTransport, in_process_client
+from fleetid.errors import AuthenticationError, FleetIdError, PolicyError
+from fleetid.formats.package_messages import BoundPackage, discovery_reference
+from fleetid.policy.connectivity import ConnectivityProfile
 from fleetid.se.wire import BoundPackageCommand
+
+SECOND = "http://fleet-b.test"
 
 
 def test_a_device_discovers_downloads_installs_and_notifies(setup: Setup) -> None:
@@ -245,3 +249,66 @@ def test_a_new_authority_s_anchors_come_by_package(setup: Setup) -> None:
     assert not downloader.trust.holds(new_root)
     downloader.run_once(setup.transport)
     assert downloader.trust.holds(new_root)
+
+
+def test_a_second_authority_registers_with_the_same_discovery_service(
+    setup: Setup, tmp_path: Path, backend: str, database_url_for: Callable[[str], str]
+) -> None:
+    """The authority-change flow: the current authority's service delivers the new authority's
+    anchors; the new authority's service, registered with the same discovery service, then
+    delivers a credential under the new root. Before the anchors, the device refuses it."""
+    second = make_authority(
+        tmp_path / "b", database_url_for(backend), setup.clock, [setup.line.root],
+        name="Fleet B", base_url=SECOND,
+    )  # fmt: skip
+    try:
+        own = second.app.state.packages
+        second.app.state.packages = PackageServices(
+            preparation=preparation_service(second.ca, second.service, setup.services.discovery),
+            discovery=own.discovery,
+        )
+        second_client = in_process_client(second.app, SECOND)
+        transport = HttpPackageTransport(
+            setup.transport._discovery, {BASE: setup.transport._discovery, SECOND: second_client}
+        )
+        device = setup.device()
+        second.import_devices(device)
+        prep_b = second.app.state.packages.preparation
+        credential = prep_b.order(
+            Order(
+                reference="new-authority",
+                kind=PackageKind.CREDENTIAL,
+                binding_sha256=spki_sha256(device.attestation_key),
+                device_ref=discovery_reference(device.serial),
+            )
+        )
+        downloader = setup.downloader(device)
+        assert [a for _, a in downloader.discover(transport)] == [f"{SECOND}/preparation"]
+        assert downloader.run_once(transport) == []
+        # B's service does not chain to an anchor the device holds: refused, nothing prepared.
+        assert "does not chain" in downloader.refused[credential.event_id]
+        assert prep_b.status(credential.event_id).state == PackageState.RELEASED
+        anchors = second.ca.root.public_bytes(serialization.Encoding.PEM)
+        setup.order(device, kind=PackageKind.TRUST_ANCHORS, content=anchors)
+        fresh = setup.downloader(device)
+        done = fresh.run_once(transport)
+        assert sorted(p.kind for p in done) == ["credential", "trust-anchors"]
+        (installed,) = [p for p in done if p.kind == "credential"]
+        leaf = x509.load_pem_x509_certificates(installed.public)[0]
+        assert leaf.issuer == second.ca.issuing.certificate.subject
+        assert prep_b.status(credential.event_id).state == PackageState.INSTALLED
+        second_client.close()
+    finally:
+        second.close()
+
+
+def test_the_schedule_polls_by_connectivity_profile_and_resumes_at_once(setup: Setup) -> None:
+    device = setup.device()
+    downloader = setup.downloader(device)
+    downloader.profile = ConnectivityProfile.INTERMITTENT
+    assert downloader.tick(setup.transport) == []  # first wake-up: nothing pending yet
+    setup.order(device, lifetime=timedelta(days=7))
+    setup.clock.advance(timedelta(hours=23))
+    assert downloader.tick(setup.transport) == []  # not yet a day: no poll
+    setup.clock.advance(timedelta(hours=1))
+    assert len(downloader.tick(setup.transport)) == 1

@@ -141,6 +141,8 @@ class UnattendedDownloader:
     profile: ConnectivityProfile = ConnectivityProfile.INTERMITTENT
     next_poll: datetime | None = None
     installed: list[InstalledPackage] = field(default_factory=list)
+    #: Events of the last wake-up refused before a download began, with the reason.
+    refused: dict[str, str] = field(default_factory=dict)
     _journal: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -196,10 +198,25 @@ class UnattendedDownloader:
         done: list[InstalledPackage] = []
         if self.pending_step is not None:
             done += self._resume(transport)
-        for event_id, address in self.discover(transport):
-            if event_id in {p.event_id for p in self.installed}:
-                continue
-            done += self.download(transport, event_id, address)
+        for _ in range(2):  # a second round when an installed package changed the trust held
+            self.refused.clear()
+            installed_now = 0
+            for event_id, address in self.discover(transport):
+                if event_id in {p.event_id for p in self.installed}:
+                    continue
+                try:
+                    got = self.download(transport, event_id, address)
+                except (UnreachableError, SecureElementError):
+                    raise
+                except FleetIdError as exc:
+                    if self.pending_step is not None:
+                        raise  # half done: the next wake-up resumes it, nothing else starts
+                    self.refused[event_id] = str(exc)  # refused before anything was prepared
+                    continue
+                done += got
+                installed_now += len(got)
+            if not (installed_now and self.refused):
+                break
         return done
 
     def discover(self, transport: PackageTransport) -> list[tuple[str, str]]:

@@ -21,7 +21,12 @@ from fleetid.authority.attestation.base import VerificationPolicy
 from fleetid.authority.discovery.service import DiscoveryService
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.lifecycle import LifecycleService
-from fleetid.authority.preparation.service import Order, PackageKind, PreparationService
+from fleetid.authority.preparation.service import (
+    EventRegistrar,
+    Order,
+    PackageKind,
+    PreparationService,
+)
 from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import NotConfiguredError, NotOnManifestError
@@ -35,6 +40,7 @@ __all__ = [
     "issue_credential",
     "order_for_device",
     "package_services",
+    "preparation_service",
 ]
 
 PREPARATION_PATH = "/preparation"
@@ -84,29 +90,42 @@ def issue_credential(
     return issue
 
 
-def package_services(ca: FleetCa, lifecycle: LifecycleService) -> PackageServices:
-    """Both services over the CA's database, the preparation service at the CA's public URL;
-    devices are checked against the manufacturer roots attested enrolment trusts."""
-
+def _policy_of(lifecycle: LifecycleService) -> Callable[[], VerificationPolicy]:
     def attestation_policy() -> VerificationPolicy:
         if lifecycle.attestation is None:
             raise NotConfiguredError("no manufacturer root is trusted here")
         return lifecycle.attestation.policy
 
-    repository = PackageRepository(ca.store.engine)
-    discovery = DiscoveryService(
-        repository=repository, clock=ca.clock, attestation_policy=attestation_policy
-    )
-    preparation = PreparationService(
-        repository=repository,
+    return attestation_policy
+
+
+def preparation_service(
+    ca: FleetCa, lifecycle: LifecycleService, discovery: EventRegistrar
+) -> PreparationService:
+    """The preparation service of ``ca`` at its public URL, registering events with
+    ``discovery`` (its own, or another authority's: the authority-change flow); devices are
+    checked against the manufacturer roots attested enrolment trusts."""
+    return PreparationService(
+        repository=PackageRepository(ca.store.engine),
         clock=ca.clock,
         identity=ServiceIdentity(ca).get,
         address=ca.settings.base_url + PREPARATION_PATH,
-        attestation_policy=attestation_policy,
+        attestation_policy=_policy_of(lifecycle),
         discovery=discovery,
         issuer=issue_credential(ca),
     )
-    return PackageServices(preparation=preparation, discovery=discovery)
+
+
+def package_services(ca: FleetCa, lifecycle: LifecycleService) -> PackageServices:
+    """Both services over the CA's database."""
+    discovery = DiscoveryService(
+        repository=PackageRepository(ca.store.engine),
+        clock=ca.clock,
+        attestation_policy=_policy_of(lifecycle),
+    )
+    return PackageServices(
+        preparation=preparation_service(ca, lifecycle, discovery), discovery=discovery
+    )
 
 
 def order_for_device(
