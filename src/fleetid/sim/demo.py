@@ -58,6 +58,7 @@ Stage = Callable[[DemoContext], None]
 def _stages() -> list[tuple[str, Stage]]:
     from fleetid.sim.demo_fleet import stage_fleet
     from fleetid.sim.demo_line import stage_ceremony_and_line
+    from fleetid.sim.demo_preparation import stage_preparation
     from fleetid.sim.demo_pseudonyms import stage_pseudonyms
     from fleetid.sim.demo_revocation import stage_revocation
     from fleetid.sim.demo_se import stage_secure_element
@@ -73,6 +74,7 @@ def _stages() -> list[tuple[str, Stage]]:
             "V2X: a week of butterfly pseudonyms, a misbehaving vehicle, a linked CRL",
             stage_pseudonyms,
         ),
+        ("packages: a cohort to a new configuration, then a new authority", stage_preparation),
     ]
 
 
