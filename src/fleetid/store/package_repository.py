@@ -128,6 +128,70 @@ class PackageRepository:
         with self._engine.begin() as connection:
             return connection.execute(statement).rowcount == 1
 
+    def mark_downloaded(
+        self, event_id: str, transaction_id: str, otpk_sha256: bytes, bound: bytes, now: datetime
+    ) -> bool:
+        """released → downloaded with the bound package, and the transaction's one-time key, in
+        one transaction; False (nothing written) when the package was not released."""
+        with self._engine.begin() as connection:
+            moved = connection.execute(
+                update(packages)
+                .where(packages.c.event_id == event_id, packages.c.state == "released")
+                .values(
+                    state="downloaded", updated_at=now, transaction_id=transaction_id, bound=bound
+                )
+            ).rowcount
+            if moved != 1:
+                return False
+            connection.execute(
+                update(package_transactions)
+                .where(package_transactions.c.transaction_id == transaction_id)
+                .values(otpk_sha256=otpk_sha256)
+            )
+        return True
+
+    def settle(
+        self,
+        transaction_id: str,
+        sequence: int,
+        event_id: str,
+        *,
+        state: str,
+        reason: str | None,
+        now: datetime,
+    ) -> str:
+        """Record a notification and move its package downloaded → ``state``, in one
+        transaction: ``"settled"``; ``"replayed"`` when (transaction, sequence) was recorded
+        before; ``"refused"`` (nothing written) when the package is not downloaded in that
+        transaction."""
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(
+                    insert(package_notifications),
+                    {
+                        "transaction_id": transaction_id,
+                        "sequence": sequence,
+                        "event_id": event_id,
+                        "success": state == "installed",
+                        "received_at": now,
+                    },
+                )
+                moved = connection.execute(
+                    update(packages)
+                    .where(
+                        packages.c.event_id == event_id,
+                        packages.c.state == "downloaded",
+                        packages.c.transaction_id == transaction_id,
+                    )
+                    .values(state=state, updated_at=now, reason=reason)
+                ).rowcount
+                if moved != 1:
+                    connection.rollback()
+                    return "refused"
+        except IntegrityError:
+            return "replayed"
+        return "settled"
+
     # --- transactions -------------------------------------------------------------------------
 
     def add_transaction(self, record: TransactionRecord) -> None:
@@ -151,26 +215,6 @@ class PackageRepository:
                 .where(package_transactions.c.transaction_id == transaction_id)
                 .values(**values)
             )
-
-    def record_notification(
-        self, transaction_id: str, sequence: int, event_id: str, *, success: bool, now: datetime
-    ) -> bool:
-        """Record a notification; False when (transaction, sequence) was handled before."""
-        try:
-            with self._engine.begin() as connection:
-                connection.execute(
-                    insert(package_notifications),
-                    {
-                        "transaction_id": transaction_id,
-                        "sequence": sequence,
-                        "event_id": event_id,
-                        "success": success,
-                        "received_at": now,
-                    },
-                )
-        except IntegrityError:
-            return False
-        return True
 
     # --- discovery ----------------------------------------------------------------------------
 

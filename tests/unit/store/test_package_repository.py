@@ -61,7 +61,8 @@ def test_a_transition_happens_once(repository: PackageRepository) -> None:
     assert repository.counts() == {"downloaded": 1}
 
 
-def test_a_notification_is_recorded_once(repository: PackageRepository) -> None:
+def test_a_download_and_a_notification_settle_once(repository: PackageRepository) -> None:
+    repository.add_package(_package())
     repository.add_transaction(
         TransactionRecord(
             transaction_id="t" * 32,
@@ -70,9 +71,20 @@ def test_a_notification_is_recorded_once(repository: PackageRepository) -> None:
             expires_at=NOW,
         )
     )
-    assert repository.record_notification("t" * 32, 1, "e", success=True, now=NOW)
-    assert not repository.record_notification("t" * 32, 1, "e", success=True, now=NOW)
-    assert repository.record_notification("t" * 32, 2, "e", success=False, now=NOW)
+    settle = {"state": "installed", "reason": None, "now": NOW}
+    # Not downloaded yet: refused, and nothing recorded (the same notification settles later).
+    assert repository.settle("t" * 32, 1, "e" * 32, **settle) == "refused"  # type: ignore[arg-type]
+    assert repository.mark_downloaded("e" * 32, "t" * 32, b"k" * 32, b"bound", NOW)
+    assert not repository.mark_downloaded("e" * 32, "u" * 32, b"x" * 32, b"other", NOW)
+    transaction = repository.transaction("t" * 32)
+    assert transaction is not None and transaction.otpk_sha256 == b"k" * 32
+    # Another transaction cannot settle this package.
+    assert repository.settle("u" * 32, 1, "e" * 32, **settle) == "refused"  # type: ignore[arg-type]
+    assert repository.settle("t" * 32, 1, "e" * 32, **settle) == "settled"  # type: ignore[arg-type]
+    assert repository.settle("t" * 32, 1, "e" * 32, **settle) == "replayed"  # type: ignore[arg-type]
+    assert repository.settle("t" * 32, 2, "e" * 32, **settle) == "refused"  # type: ignore[arg-type]
+    record = repository.package("e" * 32)
+    assert record is not None and (record.state, record.bound) == ("installed", b"bound")
 
 
 def test_discovery_events_by_device_and_sessions_spent_once(repository: PackageRepository) -> None:

@@ -342,14 +342,8 @@ class PreparationService:
             if hash_cc is None or not bytes_equal(hash_cc, expected):
                 raise PackageRefusedError("confirmation-code-refused", "wrong confirmation code")
         bound = self._bind(package, transaction_id, attested.public_key)
-        self.repository.update_transaction(session.transaction_id, otpk_sha256=otpk)
-        if not self.repository.transition(
-            package.event_id,
-            (PackageState.RELEASED,),
-            PackageState.DOWNLOADED,
-            now,
-            transaction_id=session.transaction_id,
-            bound=bound,
+        if not self.repository.mark_downloaded(
+            package.event_id, session.transaction_id, otpk, bound, now
         ):
             raise PackageRefusedError("already-downloaded", "the package was downloaded")
         return bound
@@ -390,26 +384,24 @@ class PreparationService:
         key = serialization.load_der_public_key(session.notification_key)
         assert isinstance(key, ec.EllipticCurvePublicKey)  # noqa: S101 - attested EC keys only
         verify_signature(key, notification.signature, notification.tbs())
-        now = self.clock.now()
         event_id = notification.event_id
-        if self.status(event_id).transaction_id != session.transaction_id:
-            raise PackageRefusedError("notification-refused", "this transaction did not download")
-        if not self.repository.record_notification(
+        target = PackageState.INSTALLED if notification.success else PackageState.FAILED
+        outcome = self.repository.settle(
             session.transaction_id,
             notification.sequence,
             event_id,
-            success=notification.success,
-            now=now,
-        ):
+            state=target,
+            reason=None if notification.success else "device-reported-failure",
+            now=self.clock.now(),
+        )
+        if outcome == "replayed":
             raise NotificationReplayedError(
                 f"notification {notification.sequence} of this transaction was handled"
             )
-        target = PackageState.INSTALLED if notification.success else PackageState.FAILED
-        reason = None if notification.success else "device-reported-failure"
-        if not self.repository.transition(
-            event_id, (PackageState.DOWNLOADED,), target, now, reason=reason
-        ):
-            raise PackageRefusedError("notification-refused", "the package is not downloaded")
+        if outcome == "refused":
+            raise PackageRefusedError(
+                "notification-refused", "the package is not downloaded in this transaction"
+            )
         self._discovery.delete_event(event_id)
         return target
 
