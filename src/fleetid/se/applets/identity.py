@@ -19,6 +19,7 @@ DELETE KEY     4E   00       handle     —                                —
 ATTEST         56   00       handle     challenge (0..64)                DER X.509 certificate
 LIST KEYS      5C   00       00         —                                (handle curve policy)*
 DERIVE PSEUDO. 62   mode     handle     k ‖ i ‖ j ‖ flags ‖ (c | e ‖ r)  handle ‖ 04 X Y
+LOAD BOUND PK. 6C   00       handle     80 ctx 81 point 82 nonce 83 ct   handle ‖ public part
 INIT UPDATE    50   KVN      00         host challenge                   (SCP03, delegated)
 EXT AUTH       82   level    00         cryptogram ‖ C-MAC               (SCP03, delegated)
 ============== ==== ======== ========== ===============================  =========================
