@@ -87,7 +87,7 @@ class HandleNotification(BaseModel):
     notification: str = Field(max_length=4096)
 
 
-@router.post("/preparation/initiate-authentication", responses=problem_responses())
+@router.post("/preparation/initiate-authentication", responses=problem_responses(403, 409, 503))
 async def initiate_authentication(
     body: InitiateAuthentication, request: Request
 ) -> dict[str, object]:
@@ -105,7 +105,7 @@ async def initiate_authentication(
     }
 
 
-@router.post("/preparation/authenticate-client", responses=problem_responses(401, 403))
+@router.post("/preparation/authenticate-client", responses=problem_responses(401, 403, 409, 503))
 async def authenticate_client(body: AuthenticateClient, request: Request) -> dict[str, object]:
     """The device's SE identity proven for the session; the signed event and code flag."""
     transaction_id, attestation, chain = body.parts()
@@ -121,7 +121,7 @@ async def authenticate_client(body: AuthenticateClient, request: Request) -> dic
     }
 
 
-@router.post("/preparation/get-bound-package", responses=problem_responses(401, 403))
+@router.post("/preparation/get-bound-package", responses=problem_responses(401, 403, 409, 503))
 async def get_bound_package(body: GetBoundPackage, request: Request) -> dict[str, str]:
     """The package bound to the attested one-time key, signed by the service."""
     transaction_id, attestation, chain = body.parts()
@@ -133,7 +133,7 @@ async def get_bound_package(body: GetBoundPackage, request: Request) -> dict[str
     return {"boundPackage": _text(bound)}
 
 
-@router.post("/preparation/handle-notification", responses=problem_responses(401, 403))
+@router.post("/preparation/handle-notification", responses=problem_responses(401, 403, 409))
 async def handle_notification(body: HandleNotification, request: Request) -> dict[str, str]:
     """The device's notification, signed in its SE; the package's new state."""
     service = _services(request).preparation
@@ -143,7 +143,7 @@ async def handle_notification(body: HandleNotification, request: Request) -> dic
     return {"state": str(state)}
 
 
-@router.post("/discovery/initiate-authentication", responses=problem_responses())
+@router.post("/discovery/initiate-authentication", responses=problem_responses(409))
 async def discovery_initiate(request: Request) -> dict[str, str]:
     """A poll session: transaction ID and challenge."""
     transaction_id, challenge = await run_in_threadpool(
@@ -152,7 +152,7 @@ async def discovery_initiate(request: Request) -> dict[str, str]:
     return {"transactionId": transaction_id.hex(), "serverChallenge": _text(challenge)}
 
 
-@router.post("/discovery/authenticate-client", responses=problem_responses(401))
+@router.post("/discovery/authenticate-client", responses=problem_responses(401, 409))
 async def discovery_authenticate(body: Evidence, request: Request) -> dict[str, object]:
     """The polling device's event records (event ID, service address), nothing else."""
     transaction_id, attestation, chain = body.parts()
