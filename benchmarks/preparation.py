@@ -25,6 +25,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,16 +49,10 @@ _CONTENT = b'{"apn": "fleet.example", "ntp": "time.fleet.example"}' * 4
 _URL = "http://fleet.fleetid.invalid"
 
 
-def _cost(operation: Callable[[], object], seconds: float = 0.3) -> float:
-    """Seconds per call, timed alone."""
-    count, start = 0, time.perf_counter()
-    while True:
-        for _ in range(10):
-            operation()
-        count += 10
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return elapsed / count
+def _cost(operation: Callable[[], object]) -> float:
+    """Seconds per call, timed alone (``timeit``'s autorange: at least 0.2 s of calls)."""
+    number, seconds = timeit.Timer(operation).autorange()
+    return seconds / number
 
 
 def _limit() -> tuple[float, float, float]:
