@@ -3,6 +3,7 @@ changes are conditional and a notification is recorded once."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -32,10 +33,12 @@ def _package(event_id: str = "e" * 32) -> PackageRecord:
 
 
 @pytest.fixture
-def repository(db_url: str) -> PackageRepository:
-    made = PackageRepository(open_engine(db_url))
+def repository(db_url: str) -> Iterator[PackageRepository]:
+    engine = open_engine(db_url)
+    made = PackageRepository(engine)
     made.create_tables()
-    return made
+    yield made
+    engine.dispose()
 
 
 def test_revision_0011_creates_and_drops_the_tables(db_url: str) -> None:
