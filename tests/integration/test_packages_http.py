@@ -17,13 +17,17 @@ from tests.package_fixtures import BASE, Setup, setup_fixture  # noqa: F401 - th
 from fleetid.authority.attestation.fleetid_se import spki_sha256
 from fleetid.authority.preparation import Order, PackageKind, PackageState
 from fleetid.authority.preparation.for_ca import PackageServices, preparation_service
+from fleetid.device.agent import DeviceAgent
 from fleetid.device.package_transport import HttpPackageTransport, in_process_client
+from fleetid.device.truststore import TrustStore
 from fleetid.errors import AuthenticationError, FleetIdError, PolicyError
 from fleetid.formats.package_messages import BoundPackage, discovery_reference
+from fleetid.policy import DEFAULT_POLICY, CredentialType
 from fleetid.policy.connectivity import ConnectivityProfile
 from fleetid.se.wire import BoundPackageCommand
 
 SECOND = "http://fleet-b.test"
+PEM = serialization.Encoding.PEM
 
 
 def test_a_device_discovers_downloads_installs_and_notifies(setup: Setup) -> None:
@@ -312,3 +316,19 @@ def test_the_schedule_polls_by_connectivity_profile_and_resumes_at_once(setup: S
     assert downloader.tick(setup.transport) == []  # not yet a day: no poll
     setup.clock.advance(timedelta(hours=1))
     assert len(downloader.tick(setup.transport)) == 1
+
+
+def test_the_device_agent_exposes_the_unattended_download(setup: Setup) -> None:
+    device = setup.device()
+    agent = DeviceAgent(
+        se=device.client(),
+        clock=setup.clock,
+        cadence=DEFAULT_POLICY.profile(CredentialType.OPERATIONAL).cadence,
+        trust=TrustStore([setup.authority.ca.root]),
+    )
+    new_root = setup.line.root
+    setup.order(device, kind=PackageKind.TRUST_ANCHORS, content=new_root.public_bytes(PEM))
+    assert not agent.trust.holds(new_root)
+    (installed,) = agent.unattended().run_once(setup.transport)
+    assert installed.kind == "trust-anchors"
+    assert agent.trust.holds(new_root)  # the agent adopted the anchors the package brought

@@ -123,7 +123,10 @@ class DeviceAgent:
         )
 
     def unattended(
-        self, *, journal_path: Path | None = None, confirmation_codes: Mapping[str, str] = {}
+        self,
+        *,
+        journal_path: Path | None = None,
+        confirmation_codes: Mapping[str, str] | None = None,
     ) -> UnattendedDownloader:
         """Unattended package download for this device (spec-22, ``fleetid.device.unattended``):
         discover, authenticate, download, install, notify, resumable from ``journal_path``."""
@@ -133,8 +136,12 @@ class DeviceAgent:
             clock=self.clock,
             journal_path=journal_path,
             curve=self.curve,
-            confirmation_codes=dict(confirmation_codes),
+            confirmation_codes=dict(confirmation_codes or {}),
+            on_trust=self._adopt_trust,
         )
+
+    def _adopt_trust(self, trust: TrustStore) -> None:
+        self.trust = trust
 
     # -- identity ------------------------------------------------------------------------------
 

@@ -138,6 +138,8 @@ class UnattendedDownloader:
     #: Fault injection (the line's ``CrashPlan`` pattern): called with each step's name just
     #: after the journal records it; a test passes one that ends the run there.
     crash: Callable[[str], None] = _no_crash
+    #: Told of the trust store after a trust-anchors package (the agent adopts it).
+    on_trust: Callable[[TrustStore], None] = field(default=lambda trust: None, repr=False)
     profile: ConnectivityProfile = ConnectivityProfile.INTERMITTENT
     next_poll: datetime | None = None
     installed: list[InstalledPackage] = field(default_factory=list)
@@ -341,6 +343,7 @@ class UnattendedDownloader:
         if bound.kind == "trust-anchors":
             anchors = x509.load_pem_x509_certificates(public)
             self.trust = TrustStore([*self.trust.anchors, *anchors])
+            self.on_trust(self.trust)
         return [package]
 
     def _notify(self, transport: PackageTransport, tid: bytes) -> None:
