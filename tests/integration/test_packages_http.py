@@ -25,6 +25,7 @@ from fleetid.formats.package_messages import BoundPackage, discovery_reference
 from fleetid.policy import DEFAULT_POLICY, CredentialType
 from fleetid.policy.connectivity import ConnectivityProfile
 from fleetid.se.wire import BoundPackageCommand
+from fleetid.sim.software_line import SoftwareLine
 
 SECOND = "http://fleet-b.test"
 PEM = serialization.Encoding.PEM
@@ -332,3 +333,9 @@ def test_the_device_agent_exposes_the_unattended_download(setup: Setup) -> None:
     (installed,) = agent.unattended().run_once(setup.transport)
     assert installed.kind == "trust-anchors"
     assert agent.trust.holds(new_root)  # the agent adopted the anchors the package brought
+
+
+def test_a_foreign_manufacturer_s_device_learns_nothing_from_discovery(setup: Setup) -> None:
+    foreign = SoftwareLine(clock=setup.clock).make_device()  # a root this authority does not trust
+    with pytest.raises(AuthenticationError, match="the poll does not authenticate"):
+        setup.downloader(foreign).discover(setup.transport)
