@@ -339,3 +339,18 @@ def test_a_foreign_manufacturer_s_device_learns_nothing_from_discovery(setup: Se
     foreign = SoftwareLine(clock=setup.clock).make_device()  # a root this authority does not trust
     with pytest.raises(AuthenticationError, match="the poll does not authenticate"):
         setup.downloader(foreign).discover(setup.transport)
+
+
+def test_only_a_settled_package_can_be_deleted_and_then_nothing_of_it_remains(
+    setup: Setup,
+) -> None:
+    device = setup.device()
+    order = setup.order(device)
+    with pytest.raises(PolicyError, match="not-deletable"):
+        setup.preparation.delete_package(order.event_id)  # still released
+    setup.downloader(device).run_once(setup.transport)
+    setup.preparation.delete_package(order.event_id)
+    record = setup.preparation.status(order.event_id)
+    assert (record.state, record.content, record.bound) == (PackageState.DELETED, None, None)
+    with pytest.raises(PolicyError, match="not-deletable"):
+        setup.preparation.delete_package(order.event_id)
