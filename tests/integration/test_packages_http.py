@@ -354,3 +354,16 @@ def test_only_a_settled_package_can_be_deleted_and_then_nothing_of_it_remains(
     assert (record.state, record.content, record.bound) == (PackageState.DELETED, None, None)
     with pytest.raises(PolicyError, match="not-deletable"):
         setup.preparation.delete_package(order.event_id)
+
+
+def test_a_retried_order_is_the_same_package_and_a_conflicting_one_is_refused(
+    setup: Setup,
+) -> None:
+    device = setup.device()
+    first = setup.order(device)
+    assert setup.order(device).event_id == first.event_id
+    assert len(setup.downloader(device).discover(setup.transport)) == 1  # registered once
+    with pytest.raises(PolicyError, match="reference-in-use"):
+        setup.order(device, content=b'{"apn": "other"}')
+    setup.downloader(device).run_once(setup.transport)
+    assert setup.order(device).event_id != first.event_id  # a new order once it is installed

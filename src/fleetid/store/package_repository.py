@@ -103,6 +103,18 @@ class PackageRepository:
             ).first()
         return None if row is None else _record(PackageRecord, row)
 
+    def released_for(self, reference: str, binding_sha256: bytes) -> PackageRecord | None:
+        """A released package of this order reference for this binding key, if one is."""
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(packages).where(
+                    packages.c.reference == reference,
+                    packages.c.binding_sha256 == binding_sha256,
+                    packages.c.state == "released",
+                )
+            ).first()
+        return None if row is None else _record(PackageRecord, row)
+
     def packages(self) -> list[PackageRecord]:
         with self._engine.connect() as connection:
             rows = connection.execute(select(packages).order_by(packages.c.created_at)).all()

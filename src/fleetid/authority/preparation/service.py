@@ -167,13 +167,22 @@ class PreparationService:
     # --- ES2+: the operator's side ----------------------------------------------------------
 
     def order(self, order: Order) -> PackageRecord:
-        """Record a released package and register its event with the discovery service."""
+        """Record a released package and register its event with the discovery service. An
+        order retried (same reference, same device, same kind and content) while its package is
+        still released answers that package again: ordering is idempotent."""
         if len(order.binding_sha256) != 32:
             raise ConfigError("the binding key fingerprint is a SHA-256 (32 bytes)")
         if order.kind == PackageKind.CREDENTIAL and self._issuer is None:
             raise ConfigError("this preparation service issues no credentials")
         if order.kind != PackageKind.CREDENTIAL and not order.content:
             raise ConfigError(f"a {order.kind} package needs content")
+        earlier = self.repository.released_for(order.reference, order.binding_sha256)
+        if earlier is not None:
+            if earlier.kind != order.kind or earlier.content != order.content:
+                raise PackageRefusedError(
+                    "reference-in-use", f"order {order.reference} is pending with other content"
+                )
+            return earlier
         now = self.clock.now()
         code = order.confirmation_code
         record = PackageRecord(
