@@ -46,6 +46,7 @@ one place. The tree::
     │   │   ├── NotCoveredError the certificate is newer than the offline filter's coverage
     │   │   └── MetadataStaleError a FIDO metadata BLOB past its nextUpdate
     │   ├── ReplayError an OCSP answer older than one already known, or a nonce not echoed
+    │   │   └── NotificationReplayedError a package notification the service has already seen
     │   ├── RollbackError revocation material older than what the relying party holds
     │   │   ├── CrlRollbackError a CRL numbered below the one held for its scope
     │   │   ├── FilterRollbackError a filter below the held watermark or coverage
@@ -73,7 +74,9 @@ one place. The tree::
     │   ├── LimitExceededError a per-client bound on outstanding work is reached (HTTP 429)
     │   ├── RequestRefusedError a V2X authority refuses a request; ``code`` is the TS 102 941
     │   │       response code it answers with (signed, never raised to a caller)
-    │   └── BatchRefusedError a butterfly batch request refused (replay, revoked device, policy)
+    │   ├── BatchRefusedError a butterfly batch request refused (replay, revoked device, policy)
+    │   └── PackageRefusedError a preparation service refuses a download step; ``reason``
+    │       └── PackageExpiredError the package's order expired before it was downloaded
     ├── LineWorkerError a line worker process died; the next run resumes its units
     ├── UnreachableError a peer (the authority, a broker) cannot be reached or TLS failed
     └── StoreError persistent state is missing, duplicated or inconsistent
@@ -144,6 +147,9 @@ __all__ = [
     "NotCoveredError",
     "NotFoundError",
     "NotOnManifestError",
+    "NotificationReplayedError",
+    "PackageExpiredError",
+    "PackageRefusedError",
     "PolicyError",
     "ProfileError",
     "QuarantinedDeviceError",
@@ -637,3 +643,27 @@ class MetadataRollbackError(RollbackError):
 
 class MetadataStaleError(StaleError):
     """A FIDO metadata BLOB whose ``nextUpdate`` has passed, or a store that holds none."""
+
+
+# --- credential packages: preparation and discovery ----------------------------------------------
+
+
+class PackageRefusedError(PolicyError):
+    """A preparation service refuses a step of a package download: the package is bound
+    to another device, was downloaded already, needs a confirmation code that was not given.
+    ``reason`` names it for the problem document, after the SGP.22 ES9+ reason codes."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {message}")
+
+
+class PackageExpiredError(PackageRefusedError):
+    """The package's order expired before the device downloaded it (SGP.22 "order expired")."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("order-expired", message)
+
+
+class NotificationReplayedError(ReplayError):
+    """A package notification (sequence number, transaction) the service has already handled."""

@@ -12,8 +12,10 @@ from fleetid.api.head_requests import HeadAsGet
 from fleetid.api.openapi import problem_responses
 from fleetid.api.routes import crl, enrol, etsi, fido, ocsp
 from fleetid.api.routes import filter as filter_routes
+from fleetid.api.routes import packages as package_routes
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.lifecycle import lifecycle_service
+from fleetid.authority.preparation.for_ca import package_services
 from fleetid.clock import Clock, SystemClock
 from fleetid.config import Settings
 from fleetid.revocation.crl import publisher_for
@@ -42,7 +44,8 @@ def create_app(
     writes.install(app, ca.store)  # enrolment's transactions are group-committed
     app.include_router(est.router)
     # EST plus attestation-gated enrolment, refresh/re-key proofs and release (/enrol/...).
-    enrol.install(app, lifecycle_service(ca))
+    lifecycle = lifecycle_service(ca)
+    enrol.install(app, lifecycle)
     # Revocation: OCSP (/ocsp) and the CRL distribution points certificates name (/crl/...).
     crl_publisher = publisher_for(ca)
     ocsp.install(app, responder_for(ca), clock, background=crl.scheduled(crl_publisher))
@@ -57,6 +60,9 @@ def create_app(
     operators = fido.registration_for(settings, ca.store, clock)
     if operators is not None:
         fido.install(app, operators)
+
+    # Credential packages: ES9+ download and ES11 discovery (/preparation, /discovery).
+    package_routes.install(app, package_services(ca, lifecycle))
 
     @app.get("/health", tags=["operations"], responses=problem_responses())
     def health() -> dict[str, str]:

@@ -39,6 +39,11 @@ LIMITS: Final[Mapping[str, int]] = {
     "/v2x/aa/authorization": _ITS,
     "/operators/fido/challenge": 1024,  # {"operator": ...}
     "/operators/fido/register": 64 * 1024,  # a tpm or android-key registration: about 12 KiB
+    # a key attestation and its IDevID chain, base64 in JSON (about 3 KiB)
+    "/preparation/authenticate-client": 16 * 1024,
+    "/preparation/get-bound-package": 16 * 1024,
+    "/preparation/handle-notification": 4096,
+    "/discovery/authenticate-client": 16 * 1024,
 }
 DEFAULT_LIMIT: Final = 1024  # GET routes take no body
 

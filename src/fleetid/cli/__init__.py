@@ -18,8 +18,10 @@ from typing import Final
 
 from fleetid import __version__
 from fleetid.cli import audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token, v2x
+from fleetid.cli import discovery as discovery_verb
 from fleetid.cli import fido as fido_verb
 from fleetid.cli import filter as filter_verb
+from fleetid.cli import package as package_verb
 from fleetid.errors import FleetIdError, SecureElementError
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_FAILURE", "EXIT_INTERRUPTED", "describe_error", "main"]
@@ -32,6 +34,8 @@ EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE, what a shell reports for `cmd | 
 _VERBS = (
     *(audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token, v2x, filter_verb),
     fido_verb,
+    package_verb,
+    discovery_verb,
 )
 
 

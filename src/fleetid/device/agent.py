@@ -21,9 +21,10 @@ which is the recovery path when a device was offline for longer than its credent
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -33,6 +34,7 @@ from fleetid.clock import Clock, SystemClock
 from fleetid.device.key_root import KeyRoot, SecureElementRoot
 from fleetid.device.transport import AuthorityTransport
 from fleetid.device.truststore import TrustStore
+from fleetid.device.unattended import UnattendedDownloader
 from fleetid.errors import AuthenticationError, PolicyError, VerificationError
 from fleetid.formats.csr_attestation import build_attested_csr, build_csr
 from fleetid.formats.proof import REENROLL_PATH, RELEASE_PATH, CredentialProof, sign_proof
@@ -40,7 +42,7 @@ from fleetid.policy import DEFAULT_POLICY, Cadence, CredentialType
 from fleetid.se.client import SecureElementClient, Transport
 from fleetid.se.wire import Curve
 
-__all__ = ["AgentState", "Credential", "DeviceAgent", "Event"]
+__all__ = ["AgentState", "Credential", "DeviceAgent", "Event", "UnattendedDownloader"]
 
 _DER = serialization.Encoding.DER
 
@@ -142,6 +144,27 @@ class DeviceAgent:
             cadence=cadence or DEFAULT_POLICY.profile(CredentialType.OPERATIONAL).cadence,
             trust=TrustStore(anchors),
         )
+
+    def unattended(
+        self,
+        *,
+        journal_path: Path | None = None,
+        confirmation_codes: Mapping[str, str] | None = None,
+    ) -> UnattendedDownloader:
+        """Unattended package download for this device (``fleetid.device.unattended``):
+        discover, authenticate, download, install, notify, resumable from ``journal_path``."""
+        return UnattendedDownloader(
+            se=self.se,
+            trust=self.trust,
+            clock=self.clock,
+            journal_path=journal_path,
+            curve=self.curve,
+            confirmation_codes=dict(confirmation_codes or {}),
+            on_trust=self._adopt_trust,
+        )
+
+    def _adopt_trust(self, trust: TrustStore) -> None:
+        self.trust = trust
 
     # -- identity ------------------------------------------------------------------------------
 

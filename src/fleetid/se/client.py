@@ -64,6 +64,7 @@ from fleetid.se.wire import (
     INS_GET_RESPONSE,
     INS_GET_STATUS,
     INS_LIST_KEYS,
+    INS_LOAD_BOUND_PACKAGE,
     INS_SELECT,
     INS_SET_STATUS,
     INS_SIGN,
@@ -72,6 +73,7 @@ from fleetid.se.wire import (
     POLICY_REQUIRES_SESSION,
     POLICY_USAGE_MASK,
     BootStatus,
+    BoundPackageCommand,
     CardLifeCycle,
     Cplc,
     Curve,
@@ -511,6 +513,18 @@ class SecureElementClient:
         )
         answer = self.send(CommandApdu(0x80, INS_DERIVE_PSEUDONYM, mode, handle, data, _SHORT_LE))
         return self.get_public_key(answer[0])
+
+    def load_bound_package(self, handle: int, command: BoundPackageCommand) -> tuple[int, bytes]:
+        """LOAD BOUND PACKAGE bound to the one-time key in ``handle``: the card opens it, installs
+        the key it carries and deletes the one-time key. Returns the installed key's handle (0:
+        the package carried none) and the package's public part; the secret never leaves."""
+        ne = EXTENDED_MAX_NE if self.extended_length else _SHORT_LE
+        data = self.send(
+            CommandApdu(CLA_GP, INS_LOAD_BOUND_PACKAGE, 0x00, handle, command.encode(), ne)
+        )
+        if not data:
+            raise EncodingError("LOAD BOUND PACKAGE response is empty")
+        return data[0], data[1:]
 
     def delete_key(self, handle: int) -> None:
         self.send(CommandApdu(CLA_GP, INS_DELETE_KEY, 0x00, handle))

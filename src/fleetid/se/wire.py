@@ -14,6 +14,7 @@ from typing import Final
 
 from fleetid.errors import ConfigError, EncodingError, StoreError
 from fleetid.formats.apdu import CommandApdu
+from fleetid.formats.tlv import decode_tlvs, encode_tlv, find_tlv
 
 __all__ = [
     "ATTESTATION_HANDLE",
@@ -37,6 +38,7 @@ __all__ = [
     "INS_GET_STATUS",
     "INS_INITIALIZE_UPDATE",
     "INS_LIST_KEYS",
+    "INS_LOAD_BOUND_PACKAGE",
     "INS_PUT_KEY",
     "INS_SELECT",
     "INS_SET_STATUS",
@@ -53,11 +55,15 @@ __all__ = [
     "POLICY_REQUIRES_SESSION",
     "POLICY_USAGE_MASK",
     "BootStatus",
+    "BoundPackageCommand",
     "CardLifeCycle",
     "Cplc",
     "Curve",
+    "PackageSecret",
     "PersonalisationObject",
     "decode_boot_state",
+    "decode_package_plaintext",
+    "encode_package_plaintext",
     "verify_image_commands",
 ]
 
@@ -297,3 +303,90 @@ def verify_image_commands(
         ne = 256 if last else None  # the measurement comes back on the last command only
         commands.append(CommandApdu(cla, INS_VERIFY_IMAGE, p1, p2, block, ne=ne))
     return commands
+
+
+# --- LOAD BOUND PACKAGE (installation unwraps inside the SE by handle) ----------------
+
+#: LOAD BOUND PACKAGE (proprietary): P2 names the one-time key-agreement key the package is bound
+#: to; the card opens the package with it (``fleetid.crypto.package_seal``), installs the key the
+#: package carries in the first free slot, deletes the one-time key and answers the new handle
+#: (``00``: none) followed by the package's public part.
+INS_LOAD_BOUND_PACKAGE: Final = 0x6C
+_TAG_CONTEXT: Final = 0x80
+_TAG_POINT: Final = 0x81
+_TAG_NONCE: Final = 0x82
+_TAG_CIPHERTEXT: Final = 0x83
+_TAG_SECRET: Final = 0xA0
+_TAG_PUBLIC: Final = 0x84
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BoundPackageCommand:
+    """The data field of LOAD BOUND PACKAGE: BER-TLV ``80`` context (the transaction ID) ‖ ``81``
+    the service's one-time point ‖ ``82`` nonce ‖ ``83`` ciphertext with tag."""
+
+    context: bytes
+    point: bytes
+    nonce: bytes
+    ciphertext: bytes
+
+    def encode(self) -> bytes:
+        return (
+            encode_tlv(_TAG_CONTEXT, self.context)
+            + encode_tlv(_TAG_POINT, self.point)
+            + encode_tlv(_TAG_NONCE, self.nonce)
+            + encode_tlv(_TAG_CIPHERTEXT, self.ciphertext)
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> BoundPackageCommand:
+        """Raises ``EncodingError`` (a ``TlvError``) when a field is missing or out of order."""
+        objects = decode_tlvs(data)
+        if [o.tag for o in objects] != [_TAG_CONTEXT, _TAG_POINT, _TAG_NONCE, _TAG_CIPHERTEXT]:
+            raise EncodingError("LOAD BOUND PACKAGE data is 80, 81, 82, 83 in that order")
+        return cls(
+            context=objects[0].value,
+            point=objects[1].value,
+            nonce=objects[2].value,
+            ciphertext=objects[3].value,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PackageSecret:
+    """A key a package installs: its curve, its policy byte and its private scalar."""
+
+    curve: Curve
+    policy: int
+    scalar: bytes
+
+    def __repr__(self) -> str:
+        return f"PackageSecret(curve={self.curve!r}, policy={self.policy:#04x})"
+
+
+def encode_package_plaintext(secret: PackageSecret | None, public: bytes) -> bytes:
+    """The package plaintext: ``A0`` (curve ‖ policy ‖ scalar), if a key is carried, then ``84``
+    the public part (what the card hands back to the host)."""
+    head = b""
+    if secret is not None:
+        head = encode_tlv(_TAG_SECRET, bytes((int(secret.curve), secret.policy)) + secret.scalar)
+    return head + encode_tlv(_TAG_PUBLIC, public)
+
+
+def decode_package_plaintext(data: bytes) -> tuple[PackageSecret | None, bytes]:
+    objects = decode_tlvs(data)
+    public = find_tlv(objects, _TAG_PUBLIC)
+    secret = find_tlv(objects, _TAG_SECRET)
+    if public is None or len(objects) != (2 if secret is not None else 1):
+        raise EncodingError("a package plaintext is an optional A0 key and one 84 public part")
+    if secret is None:
+        return None, public.value
+    if len(secret.value) < 3:
+        raise EncodingError("a package key is curve, policy and scalar")
+    try:
+        curve = Curve(secret.value[0])
+    except ValueError:
+        raise EncodingError(f"unknown curve reference {secret.value[0]:02X}") from None
+    if len(secret.value) != 2 + curve.coordinate_size:
+        raise EncodingError("the package key's scalar does not fit its curve")
+    return PackageSecret(curve=curve, policy=secret.value[1], scalar=secret.value[2:]), public.value

@@ -59,6 +59,7 @@ def _stages() -> list[tuple[str, Stage]]:
     from fleetid.sim.demo_fido import stage_fido
     from fleetid.sim.demo_fleet import stage_fleet
     from fleetid.sim.demo_line import stage_ceremony_and_line
+    from fleetid.sim.demo_preparation import stage_preparation
     from fleetid.sim.demo_pseudonyms import stage_pseudonyms
     from fleetid.sim.demo_revocation import stage_revocation
     from fleetid.sim.demo_se import stage_secure_element
@@ -77,6 +78,7 @@ def _stages() -> list[tuple[str, Stage]]:
         ),
         ("a TPM 2.0-rooted device: EK, AK, TPM2_Certify at the enrolment gate", stage_tpm),
         ("FIDO: operators' authenticators, trusted through signed metadata", stage_fido),
+        ("packages: a cohort to a new configuration, then a new authority", stage_preparation),
     ]
 
 

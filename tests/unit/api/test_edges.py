@@ -289,6 +289,12 @@ _STATUSES: dict[tuple[str, str], set[str]] = {
     ("get", "/ca/{role}-{generation}.crt"): {"404"},
     ("get", "/revocation/filter/{kind}"): {"304", "404"},
     ("get", "/health"): set(),
+    ("post", "/preparation/initiate-authentication"): {"403", "409", "503"},
+    ("post", "/preparation/authenticate-client"): {"401", "403", "409", "503"},
+    ("post", "/preparation/get-bound-package"): {"401", "403", "409", "503"},
+    ("post", "/preparation/handle-notification"): {"401", "403", "409"},
+    ("post", "/discovery/initiate-authentication"): {"409"},
+    ("post", "/discovery/authenticate-client"): {"401", "409"},
 }
 
 

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fleetid.crypto.keys import new_private_key
+from fleetid.crypto.package_seal import private_scalar, seal_package
 from fleetid.errors import FleetIdError
 from fleetid.formats.attestation import KeyUsage
 from fleetid.se.card import SecureElement
@@ -25,7 +27,14 @@ from fleetid.se.client import SecureElementClient
 from fleetid.se.keystore import Silicon
 from fleetid.se.scp03 import HostSession, StaticKeys
 from fleetid.se.state import CardState
-from fleetid.se.wire import IDENTITY_AID, ISD_AID
+from fleetid.se.wire import (
+    IDENTITY_AID,
+    ISD_AID,
+    BoundPackageCommand,
+    Curve,
+    PackageSecret,
+    encode_package_plaintext,
+)
 from fleetid.sim.test_card import ManufacturedCard, manufacture_test_card
 
 KEYS = StaticKeys(b"\x5a" * 16, b"\xa5" * 16, b"\x3c" * 16)
@@ -63,6 +72,7 @@ DEFINED = [
         (0x62, 0x01),  # DERIVE PSEUDONYM KEY: cocoon, explicit, implicit
         (0x62, 0x02),
         (0x62, 0x03),
+        (0x6C, 0x00),  # LOAD BOUND PACKAGE
     )
     for h in HANDLES
 ]
@@ -79,6 +89,13 @@ payloads = st.one_of(
         # DERIVE PSEUDONYM KEY bodies: k, i, j, flags, then none, c, or e and r
         + [bytes(range(16)) + bytes(8) + b"\x00" + b"\x07" * extra for extra in (0, 32, 64)]
         + [bytes(range(16)) + bytes(8) + b"\x01"]
+        # LOAD BOUND PACKAGE bodies: well-formed fields that do not open
+        + [
+            BoundPackageCommand(
+                context=bytes(16), point=b"\x04" + bytes(n), nonce=bytes(12), ciphertext=bytes(48)
+            ).encode()
+            for n in (64, 96)
+        ]
     ),
 )
 commands = st.tuples(headers, payloads, st.sampled_from([None, 0, 1, 16, 256]))
@@ -177,3 +194,34 @@ def test_scanner_would_catch_a_leak() -> None:
         _assert_clean(b"\x90\x00" + secrets[-1] + b"\x90\x00", secrets)
     with pytest.raises(AssertionError):
         _assert_clean(secrets[2].hex().upper().encode(), secrets)
+
+
+def test_a_loaded_package_leaves_no_secret_in_responses_or_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """LOAD BOUND PACKAGE that opens and installs a key: neither the carried key, the one-time
+    key nor anything else the card holds appears in the answer or a log line."""
+    made, silicon = _make()
+    client = SecureElementClient(made.card)
+    client.select_identity()
+    carried = new_private_key()
+    secret = PackageSecret(curve=Curve.P256, policy=0x01, scalar=private_scalar(carried))
+    sealed = seal_package(
+        client.get_public_key(3).public_key,
+        encode_package_plaintext(secret, b"public part"),
+        b"T" * 16,
+    )
+    command = BoundPackageCommand(
+        context=b"T" * 16,
+        point=sealed.ephemeral_point,
+        nonce=sealed.nonce,
+        ciphertext=sealed.ciphertext,
+    )
+    before = _secrets(made, silicon)  # holds the one-time key (slot 3)
+    with caplog.at_level(logging.DEBUG):
+        handle, public = client.load_bound_package(3, command)
+    after = _secrets(made, silicon)  # holds the installed key
+    assert secret.scalar in after and public == b"public part" and handle != 0
+    raw = bytes((handle,)) + public
+    _assert_clean(raw, before + after)
+    _assert_clean(caplog.text.encode(), before + after)

@@ -141,13 +141,26 @@ class FleetIdSeVerifier:
         now: datetime,
     ) -> AttestedDevice:
         """Rules 1-6: the evidence itself."""
+        attested = self.examine_key(bundle=bundle, statement=statement, policy=policy, now=now)
+        self._same_key(csr, attested.public_key)
+        return attested
+
+    def examine_key(
+        self,
+        *,
+        bundle: AttestationBundle,
+        statement: AttestationStatement,
+        policy: VerificationPolicy,
+        now: datetime,
+    ) -> AttestedDevice:
+        """Rules 1-4 and 6, for a key that comes with no CSR (a key-agreement key, or a proof
+        of the SE's identity bound to a session's challenge)."""
         attestation, props, tcb = self._parse(statement)
         idevid = self._attesting_idevid(attestation, bundle)
         self._chain_to_manufacturer(idevid, bundle, policy, now)
         device_id = self._device_serial(idevid)
         self._same_chip(idevid, props)
         attested_key = _ec_key(attestation, "key-attestation certificate")
-        self._same_key(csr, attested_key)
         self._key_properties(props, policy)
         return AttestedDevice(
             format=self.type_key,

@@ -19,6 +19,7 @@ DELETE KEY     4E   00       handle     —                                —
 ATTEST         56   00       handle     challenge (0..64)                DER X.509 certificate
 LIST KEYS      5C   00       00         —                                (handle curve policy)*
 DERIVE PSEUDO. 62   mode     handle     k ‖ i ‖ j ‖ flags ‖ (c | e ‖ r)  handle ‖ 04 X Y
+LOAD BOUND PK. 6C   00       handle     80 ctx 81 point 82 nonce 83 ct   handle ‖ public part
 INIT UPDATE    50   KVN      00         host challenge                   (SCP03, delegated)
 EXT AUTH       82   level    00         cryptogram ‖ C-MAC               (SCP03, delegated)
 ============== ==== ======== ========== ===============================  =========================
@@ -57,9 +58,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from fleetid.crypto.butterfly import expand_private
+from fleetid.crypto.package_seal import open_sealed
 from fleetid.crypto.pseudonym_keys import explicit_private_key, implicit_private_key
 from fleetid.crypto.signer import SoftwareSigner
-from fleetid.errors import EncodingError
+from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats import x509_tbs
 from fleetid.formats.apdu import SW, CommandApdu
 from fleetid.formats.attestation import (
@@ -104,8 +106,11 @@ from fleetid.se.wire import (
     INS_GENERATE_KEY,
     INS_GET_PUBLIC_KEY,
     INS_LIST_KEYS,
+    INS_LOAD_BOUND_PACKAGE,
     INS_SIGN,
     POLICY_REQUIRES_SESSION,
+    BoundPackageCommand,
+    decode_package_plaintext,
 )
 
 __all__ = ["IdentityApplet"]
@@ -183,6 +188,7 @@ class IdentityApplet(PersonalisedApplet):
             INS_DELETE_KEY: self._delete_key,
             INS_ATTEST: self._attest,
             INS_DERIVE_PSEUDONYM: self._derive_pseudonym,
+            INS_LOAD_BOUND_PACKAGE: self._load_bound_package,
         }
         handler = handlers.get(ins)
         if handler is None:
@@ -347,6 +353,58 @@ class IdentityApplet(PersonalisedApplet):
         usage |= slot.usage & POLICY_REQUIRES_SESSION
         derived = KeySlot(curve=slot.curve, private_value=value, usage=usage)
         return self._install(ctx, free[0], derived, ec.derive_private_key(value, curve))
+
+    def _load_bound_package(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        """LOAD BOUND PACKAGE: open a package with the one-time key in P2, install the
+        key it carries, delete the one-time key; answer the new handle (00: none) ‖ public part.
+
+        Refusals: 6A86 P1/P2, 6A88 no such key, 6985 not a key-agreement key (or the carried
+        key's policy is not a user policy), 6A80 malformed data, a point off the curve, or a
+        package that does not open under the key (another device's, or altered), 6A84 no free
+        slot. Nothing changes on a refusal: the one-time key stays for a retry.
+        """
+        handle = self._user_handle(apdu)
+        slot, key = self._private_key(ctx.state, handle)
+        self._check_use(ctx, slot, _USAGE_KEY_AGREEMENT)
+        try:
+            command = BoundPackageCommand.decode(apdu.data)
+            peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, command.point)
+        except (EncodingError, ValueError):
+            raise refuse(SW.INCORRECT_DATA, "not a bound package for this key's curve") from None
+        try:
+            plaintext = open_sealed(
+                key.exchange(ec.ECDH(), peer), command.nonce, command.ciphertext, command.context
+            )
+            secret, public = decode_package_plaintext(plaintext)
+        except (VerificationError, EncodingError):
+            raise refuse(SW.INCORRECT_DATA, "the package does not open under this key") from None
+        new_handle = 0
+        if secret is not None:
+            usage = secret.policy & ~POLICY_REQUIRES_SESSION
+            if not usage or usage & ~_USER_USAGES:
+                raise refuse(SW.CONDITIONS_NOT_SATISFIED, f"policy {secret.policy:02X}")
+            free = [h for h in range(1, MAX_USER_HANDLE + 1) if h not in ctx.state.keys]
+            if not free:
+                raise refuse(SW.NOT_ENOUGH_MEMORY, "no free key slot")
+            curve = pyca_curve(secret.curve)
+            try:
+                installed = ec.derive_private_key(int.from_bytes(secret.scalar, "big"), curve)
+            except ValueError:
+                raise refuse(SW.INCORRECT_DATA, "the package key is not a key") from None
+            value = installed.private_numbers().private_value
+            imported = KeySlot(
+                curve=secret.curve,
+                private_value=value,
+                usage=secret.policy,
+                generated_on_card=False,
+            )
+            self._install(ctx, free[0], imported, installed)
+            new_handle = free[0]
+        del ctx.state.keys[handle]  # one-time: a package bound to it opens once
+        ctx.state.key_certificates.pop(handle, None)
+        self._cache.pop(handle, None)
+        ctx.persist()
+        return Reply(data=bytes((new_handle,)) + public)
 
     def _get_public_key(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         handle = self._user_handle(apdu)

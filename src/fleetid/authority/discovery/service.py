@@ -1,0 +1,98 @@
+"""The discovery service: SM-DS in shape (GSMA SGP.22 §3.6 ES11 and ES12).
+
+Preparation services register events (ES12 RegisterEvent): "the device with discovery reference
+R has event E at address A". R is the SHA-256 of the device's manufacturer identity
+(``discovery_reference``), never the identity; no package content reaches this service. Several
+preparation services (an operator's, a second authority's) register with one discovery service.
+
+A device polls in two steps (ES11 InitiateAuthentication, AuthenticateClient): the service
+answers a transaction ID and a fresh challenge; the device answers an SE key attestation bound
+to it. The service checks the attestation against the manufacturer roots, computes R from the
+attested IDevID and answers R's event records (event ID, address) and nothing else. Every
+failed poll gets the same answer, so an unauthenticated or foreign poll learns nothing, not even
+whether an event exists.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+
+from fleetid.authority.attestation.base import VerificationPolicy
+from fleetid.authority.attestation.key_proof import KeyProofVerifier
+from fleetid.clock import Clock
+from fleetid.errors import AuthenticationError, FleetIdError
+from fleetid.formats.attestation import KeyUsage
+from fleetid.formats.package_messages import (
+    CHALLENGE_LENGTH,
+    attestation_challenge,
+    discovery_reference,
+)
+from fleetid.store.package_repository import DiscoveryEvent, PackageRepository
+
+__all__ = ["DiscoveryService"]
+
+_REFUSED = "the poll does not authenticate"
+
+
+class DiscoveryService:
+    """One discovery service over the event index of ``repository``."""
+
+    def __init__(
+        self,
+        *,
+        repository: PackageRepository,
+        clock: Clock,
+        attestation_policy: Callable[[], VerificationPolicy],
+        session_ttl: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.repository = repository
+        self.clock = clock
+        self._policy = attestation_policy
+        self._ttl = session_ttl
+        self._proofs = KeyProofVerifier()
+
+    # --- ES12 -----------------------------------------------------------------------------------
+
+    def register_event(self, *, device_ref: str, event_id: str, service_address: str) -> None:
+        self.repository.register_event(event_id, device_ref, service_address, self.clock.now())
+
+    def delete_event(self, event_id: str) -> None:
+        self.repository.delete_event(event_id)
+
+    def events(self) -> list[tuple[str, DiscoveryEvent]]:
+        """Every record with its device reference: the operator's ``fleetid discovery list``."""
+        return self.repository.all_events()
+
+    # --- ES11 -----------------------------------------------------------------------------------
+
+    def initiate_authentication(self) -> tuple[bytes, bytes]:
+        """A new poll session: (transaction ID, server challenge)."""
+        transaction_id = secrets.token_bytes(16)
+        challenge = secrets.token_bytes(CHALLENGE_LENGTH)
+        self.repository.add_discovery_session(
+            transaction_id.hex(), challenge, self.clock.now() + self._ttl
+        )
+        return transaction_id, challenge
+
+    def authenticate_client(
+        self, transaction_id: bytes, attestation: bytes, chain: list[bytes]
+    ) -> list[DiscoveryEvent]:
+        """The polling device's event records; one refusal for every failure."""
+        now = self.clock.now()
+        challenge = self.repository.spend_discovery_session(transaction_id.hex(), now)
+        if challenge is None:
+            raise AuthenticationError(_REFUSED)
+        try:
+            attested = self._proofs.verify(
+                attestation=attestation,
+                chain=chain,
+                policy=self._policy(),
+                usage=KeyUsage.SIGN,
+                challenge=attestation_challenge(transaction_id, challenge),
+                now=now,
+            )
+        except FleetIdError:
+            raise AuthenticationError(_REFUSED) from None
+        return self.repository.events_for(discovery_reference(attested.device_id))

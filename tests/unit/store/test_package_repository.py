@@ -1,0 +1,104 @@
+"""The package and discovery tables come from revision 0011 on SQLite and PostgreSQL; their state
+changes are conditional and a notification is recorded once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import inspect
+
+from fleetid.store.engine import open_engine
+from fleetid.store.migrate import downgrade, upgrade
+from fleetid.store.package_repository import PackageRecord, PackageRepository, TransactionRecord
+
+NOW = datetime(2031, 5, 1, 12, tzinfo=UTC)
+
+
+def _package(event_id: str = "e" * 32) -> PackageRecord:
+    return PackageRecord(
+        event_id=event_id,
+        reference="ref",
+        kind="configuration",
+        content=b"{}",
+        binding_sha256=bytes(32),
+        cc_hash=None,
+        state="released",
+        reason=None,
+        created_at=NOW,
+        expires_at=NOW + timedelta(days=1),
+        updated_at=NOW,
+    )
+
+
+@pytest.fixture
+def repository(db_url: str) -> Iterator[PackageRepository]:
+    engine = open_engine(db_url)
+    made = PackageRepository(engine)
+    made.create_tables()
+    yield made
+    engine.dispose()
+
+
+def test_revision_0011_creates_and_drops_the_tables(db_url: str) -> None:
+    engine = open_engine(db_url)
+    try:
+        upgrade(engine)
+        names = {"packages", "package_transactions", "package_notifications"}
+        names |= {"discovery_events", "discovery_sessions"}
+        assert names <= set(inspect(engine).get_table_names())
+        downgrade(engine, "0006")
+        assert not names & set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_a_transition_happens_once(repository: PackageRepository) -> None:
+    repository.add_package(_package())
+    assert repository.transition("e" * 32, ["released"], "downloaded", NOW, bound=b"b")
+    assert not repository.transition("e" * 32, ["released"], "downloaded", NOW, bound=b"x")
+    record = repository.package("e" * 32)
+    assert record is not None and (record.state, record.bound) == ("downloaded", b"b")
+    assert record.expires_at == NOW + timedelta(days=1)  # timezone-aware on both databases
+    assert repository.counts() == {"downloaded": 1}
+
+
+def test_a_download_and_a_notification_settle_once(repository: PackageRepository) -> None:
+    repository.add_package(_package())
+    repository.add_transaction(
+        TransactionRecord(
+            transaction_id="t" * 32,
+            server_challenge=bytes(16),
+            euicc_challenge=bytes(16),
+            expires_at=NOW,
+        )
+    )
+    settle = {"state": "installed", "reason": None, "now": NOW}
+    # Not downloaded yet: refused, and nothing recorded (the same notification settles later).
+    assert repository.settle("t" * 32, 1, "e" * 32, **settle) == "refused"  # type: ignore[arg-type]
+    assert repository.mark_downloaded("e" * 32, "t" * 32, b"k" * 32, b"bound", NOW)
+    assert not repository.mark_downloaded("e" * 32, "u" * 32, b"x" * 32, b"other", NOW)
+    transaction = repository.transaction("t" * 32)
+    assert transaction is not None and transaction.otpk_sha256 == b"k" * 32
+    # Another transaction cannot settle this package.
+    assert repository.settle("u" * 32, 1, "e" * 32, **settle) == "refused"  # type: ignore[arg-type]
+    assert repository.settle("t" * 32, 1, "e" * 32, **settle) == "settled"  # type: ignore[arg-type]
+    assert repository.settle("t" * 32, 1, "e" * 32, **settle) == "replayed"  # type: ignore[arg-type]
+    assert repository.settle("t" * 32, 2, "e" * 32, **settle) == "refused"  # type: ignore[arg-type]
+    record = repository.package("e" * 32)
+    assert record is not None and (record.state, record.bound) == ("installed", b"bound")
+
+
+def test_discovery_events_by_device_and_sessions_spent_once(repository: PackageRepository) -> None:
+    repository.register_event("e1", "dev-a", "http://a/preparation", NOW)
+    repository.register_event("e2", "dev-b", "http://b/preparation", NOW)
+    assert [e.event_id for e in repository.events_for("dev-a")] == ["e1"]
+    assert repository.delete_event("e1") and not repository.delete_event("e1")
+    assert repository.events_for("dev-a") == []
+    repository.add_discovery_session("s1", b"c" * 16, NOW + timedelta(minutes=5))
+    repository.add_discovery_session("s2", b"d" * 16, NOW - timedelta(seconds=1))
+    assert repository.spend_discovery_session("s1", NOW) == b"c" * 16
+    assert repository.spend_discovery_session("s1", NOW) is None  # used
+    assert repository.spend_discovery_session("s2", NOW) is None  # expired
+    assert repository.spend_discovery_session("nope", NOW) is None
