@@ -35,7 +35,7 @@ from fleetid.device.key_root import KeyRoot, SecureElementRoot
 from fleetid.device.transport import AuthorityTransport
 from fleetid.device.truststore import TrustStore
 from fleetid.device.unattended import UnattendedDownloader
-from fleetid.errors import AuthenticationError, PolicyError, VerificationError
+from fleetid.errors import AuthenticationError, ConfigError, PolicyError, VerificationError
 from fleetid.formats.csr_attestation import build_attested_csr, build_csr
 from fleetid.formats.proof import REENROLL_PATH, RELEASE_PATH, CredentialProof, sign_proof
 from fleetid.policy import DEFAULT_POLICY, Cadence, CredentialType
@@ -152,7 +152,11 @@ class DeviceAgent:
         confirmation_codes: Mapping[str, str] | None = None,
     ) -> UnattendedDownloader:
         """Unattended package download for this device (``fleetid.device.unattended``):
-        discover, authenticate, download, install, notify, resumable from ``journal_path``."""
+        discover, authenticate, download, install, notify, resumable from ``journal_path``.
+        Packages install inside a secure element (LOAD BOUND PACKAGE): a TPM-rooted device has
+        no such instruction and gets a ``ConfigError``."""
+        if not isinstance(self.se, SecureElementClient):
+            raise ConfigError("unattended package download needs a secure element, not a TPM")
         return UnattendedDownloader(
             se=self.se,
             trust=self.trust,

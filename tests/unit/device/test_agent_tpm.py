@@ -18,7 +18,7 @@ from tests.tpm_fixtures import (
 from fleetid.authority.provisioners.attestation import import_manifest
 from fleetid.clock import ManualClock
 from fleetid.device.agent import AgentState, DeviceAgent
-from fleetid.errors import TpmError, VerificationError
+from fleetid.errors import ConfigError, TpmError, VerificationError
 from fleetid.factory.tpm_line import TpmIdentity
 from fleetid.sim.demo_tpm import SoftwareTpmLine
 from fleetid.tpm.device import TpmDevice
@@ -80,3 +80,13 @@ def test_the_same_tpm_evidence_twice_is_refused_over_est(
     authority.transport.simple_enroll(csr)
     with pytest.raises(VerificationError, match="used at"):
         authority.transport.simple_enroll(csr)
+
+
+def test_a_tpm_device_has_no_unattended_package_download(
+    tpm: TpmDevice, tpm_line: SoftwareTpmLine, authority: Authority
+) -> None:
+    """Packages install inside a secure element (LOAD BOUND PACKAGE); a TPM has no such step."""
+    tpm_line.provision(tpm)
+    agent = DeviceAgent.for_tpm(tpm, anchors=[authority.ca.root], clock=authority.ca.clock)
+    with pytest.raises(ConfigError, match="needs a secure element"):
+        agent.unattended()
