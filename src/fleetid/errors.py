@@ -17,6 +17,7 @@ one place. The tree::
     │   ├── CertificateRevokedError a revocation artefact (filter, OCSP, linked CRL) says revoked
     │   ├── LogTamperedError the audit log was altered; ``index`` names the first bad entry
     │   ├── AuthenticationError a presented credential (token, certificate) does not authenticate
+    │   │   └── AuthorityHopError a butterfly authority's message not signed by the one expected
     │   ├── AttestationError attestation evidence does not support an enrolment; ``reason``:
     │   │   ├── EvidenceMissingError evidence-missing
     │   │   ├── EvidenceMalformedError evidence-malformed
@@ -86,6 +87,7 @@ __all__ = [
     "AttestationError",
     "AttestationSignatureError",
     "AuthenticationError",
+    "AuthorityHopError",
     "BatchPendingError",
     "BatchRefusedError",
     "BodyTooLargeError",
@@ -569,3 +571,11 @@ class MalformedImageError(EncodingError, VerificationError):
 
 class LineWorkerError(FleetIdError):
     """A line worker process died (killed, crashed); the next run resumes its units."""
+
+
+# --- butterfly authorities over HTTP -------------------------------------------------------------
+
+
+class AuthorityHopError(AuthenticationError):
+    """A message between butterfly authorities (RA, pseudonym CA, LA) is not signed by the one
+    authority the receiving route expects, or its signature does not verify (HTTP 401)."""

@@ -37,6 +37,13 @@ LIMITS: Final[Mapping[str, int]] = {
     "/v2x/ea/enrolment": _ITS,
     "/v2x/ea/authorization-validation": _ITS,
     "/v2x/aa/authorization": _ITS,
+    # Butterfly hops: the RA's shuffled batch (about 500 octets a certificate, at most
+    # fleetid.authority.v2x.hop_services.FORWARD_CHUNK of them), the LA requests.
+    "/v2x/aca/batch": 2 * 1024 * 1024,
+    "/v2x/la/1/request": _ITS,
+    "/v2x/la/2/request": _ITS,
+    "/v2x/la/1/ca-key": _ITS,
+    "/v2x/la/2/ca-key": _ITS,
 }
 DEFAULT_LIMIT: Final = 1024  # GET routes take no body
 

@@ -9,17 +9,25 @@ the RA cannot open or verify is 400, a replayed or stale one or a blocked device
 (``BatchRefusedError``), a download before the batch is issued 404 (``BatchPendingError``,
 retry later).
 
+The authorities reach each other on routes of the same app (``fleetid.authority.v2x.hops``):
+each request is 1609.2 signed data by the calling authority; a signer other than the one the
+route expects is 401 (``AuthorityHopError``), a replayed or stale message 403.
+
 Routes (under ``/v2x``)::
 
     POST /v2x/ra/batch                  EeRaCertRequest (signed, encrypted) -> RaEeCertAck
     GET  /v2x/ra/batch/{batch_id}       RaEeCertBatch (application/octet-stream)
     GET  /v2x/linked-crl/{full|delta}   the CRACA's current linked CRL (application/x-its-crl)
+    POST /v2x/aca/batch                 RaAcaCertRequestBatch signed by the RA -> AcaRaResponse
+                                        signed by the CA
+    POST /v2x/la/{1|2}/request          RaLaRequest signed by the RA -> LaRaResponse
+    POST /v2x/la/{1|2}/ca-key           AcaLaRequest signed by the CA -> LaAcaResponse
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -28,6 +36,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from fleetid.api.openapi import problem_responses
 from fleetid.api.routes.etsi import ITS_RESPONSE, V2X_PREFIX, its_body
+from fleetid.authority.v2x.hop_services import CaHop, LaHop
 from fleetid.authority.v2x.ra import RegistrationAuthority
 from fleetid.errors import EncodingError, NotFoundError
 from fleetid.revocation.linked_crl_channel import LINKED_CRL_DELTA_FILE, LINKED_CRL_FULL_FILE
@@ -42,11 +51,16 @@ router = APIRouter(prefix=V2X_PREFIX, tags=["V2X butterfly batches (IEEE 1609.2.
 
 @dataclass(kw_only=True)
 class ButterflyServices:
-    """The RA, where downloads come from (the RA itself or the shared queue), the CRL files."""
+    """The RA, where downloads come from (the RA itself or the shared queue), the CRL files;
+    the CA's and the LAs' hop routes; ``issue_pending`` runs before a download (a deployment
+    that issues in process: the RA forwards what is pending, all vehicles' requests shuffled)."""
 
     ra: RegistrationAuthority | None = None
     download: Callable[[bytes], bytes] | None = None
     linked_crl_directory: Path | None = None
+    ca: CaHop | None = None
+    las: dict[int, LaHop] = field(default_factory=dict)
+    issue_pending: Callable[[], object] | None = None
 
 
 def install(app: FastAPI, services: ButterflyServices) -> None:
@@ -81,6 +95,8 @@ def batch_download(batch_id: str, services: Services) -> Response:
         raise EncodingError("a batch id is 16 hex digits") from None
     if len(identifier) != 8:
         raise EncodingError("a batch id is 16 hex digits")
+    if services.issue_pending is not None:
+        services.issue_pending()
     download = services.download
     if download is None:
         if services.ra is None:
@@ -99,3 +115,40 @@ def linked_crl(kind: Literal["full", "delta"], services: Services) -> Response:
     if not path.exists():
         raise NotFoundError(f"no {kind} linked CRL published")
     return Response(path.read_bytes(), media_type=_CRL_MEDIA_TYPE)
+
+
+@router.post("/aca/batch", response_class=Response, responses=problem_responses(401, 403, 404, 415))
+async def aca_batch(request: Request, services: Services) -> Response:
+    """The RA's shuffled batch for the pseudonym CA; the CA's signed answers."""
+    body = await its_body(request)
+    if services.ca is None:
+        raise NotFoundError("this deployment has no pseudonym CA")
+    answer = await run_in_threadpool(services.ca.handle, body)
+    return Response(answer, media_type=ITS_RESPONSE)
+
+
+def _la(services: ButterflyServices, number: int) -> LaHop:
+    la = services.las.get(number)
+    if la is None:
+        raise NotFoundError(f"this deployment has no linkage authority {number}")
+    return la
+
+
+@router.post(
+    "/la/{number}/request", response_class=Response, responses=problem_responses(401, 403, 404, 415)
+)
+async def la_request(number: int, request: Request, services: Services) -> Response:
+    """The RA asks an LA for a new chain or a period's pre-linkage values."""
+    body = await its_body(request)
+    answer = await run_in_threadpool(_la(services, number).handle_ra, body)
+    return Response(answer, media_type=ITS_RESPONSE)
+
+
+@router.post(
+    "/la/{number}/ca-key", response_class=Response, responses=problem_responses(401, 403, 404, 415)
+)
+async def la_ca_key(number: int, request: Request, services: Services) -> Response:
+    """The CA asks an LA for the key they share, encrypted to the CA's certificate."""
+    body = await its_body(request)
+    answer = await run_in_threadpool(_la(services, number).handle_ca, body)
+    return Response(answer, media_type=ITS_RESPONSE)

@@ -133,6 +133,10 @@ class PseudonymCa:
     def certificate(self) -> bytes:
         return self._issuer
 
+    @property
+    def keys(self) -> AuthorityKeys:
+        return self._keys
+
     def knows_la(self, la_id: bytes) -> bool:
         """Whether this CA holds a key shared with the LA ``la_id``."""
         return la_id in self._la_keys
@@ -155,16 +159,16 @@ class PseudonymCa:
     def issue_batch(self, batch: bytes, now: datetime) -> bytes:
         """RaAcaCertRequestBatch in, AcaRaCertResponseBatch out (the RA's shuffled order)."""
         requests = decode_message("RaAcaCertRequestBatch", batch)
+        return encode_message("AcaRaCertResponseBatch", self.issue_requests(requests, now))
+
+    def issue_requests(self, requests: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """AcaRaCertResponse values for RaAcaCertRequest values; with a database, the records
+        of the whole batch are written in one transaction."""
         if self._engine is None:
-            responses = [self.issue(request, now) for request in requests]
-        else:
-            issued = [self.issue_with_record(request, now) for request in requests]
-            add_issued(
-                self._engine,
-                [(r.certificate_id, r.i, *r.chain_references) for _, r in issued],
-            )
-            responses = [response for response, _ in issued]
-        return encode_message("AcaRaCertResponseBatch", responses)
+            return [self.issue(request, now) for request in requests]
+        issued = [self.issue_with_record(request, now) for request in requests]
+        add_issued(self._engine, [(r.certificate_id, r.i, *r.chain_references) for _, r in issued])
+        return [response for response, _ in issued]
 
     def issue(self, request: dict[str, Any], now: datetime) -> dict[str, Any]:
         """One AcaRaCertResponse value for one RaAcaCertRequest value; the record kept here.

@@ -28,6 +28,7 @@ from datetime import timedelta
 from typing import Any, Final, Protocol
 
 from fleetid.authority.v2x.common import AuthorityKeys, open_request
+from fleetid.authority.v2x.hops import MemorySeen
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule
 from fleetid.clock import Clock
 from fleetid.crypto.butterfly import expand_public
@@ -131,21 +132,6 @@ def batch_item(row: WorkRow) -> BatchItem:
     )
 
 
-class _MemorySeen:
-    """Seen batch ids in memory (an RA without ``records``), like ``SeenRequests``."""
-
-    def __init__(self) -> None:
-        self._until: dict[bytes, int] = {}
-
-    def remember(self, request_hash: bytes, *, now: int, expires: int) -> bool:
-        for old in [b for b, until in self._until.items() if until < now]:
-            del self._until[old]
-        if request_hash in self._until:
-            return False
-        self._until[request_hash] = expires
-        return True
-
-
 @dataclass(kw_only=True)
 class _Batch:
     slots: set[tuple[int, int]] = field(default_factory=set)
@@ -180,7 +166,7 @@ class RegistrationAuthority:
         self._rng = rng if rng is not None else random.SystemRandom()
         self._records = records
         self._devices: dict[bytes, _Device] = {}
-        self._seen = _MemorySeen() if records is None else records.seen
+        self._seen = MemorySeen() if records is None else records.seen
         self._pending: list[BatchItem] = []
         self._in_flight: dict[bytes, BatchItem] = {}
         self._batches: dict[bytes, _Batch] = {}
@@ -210,6 +196,10 @@ class RegistrationAuthority:
     @property
     def certificate(self) -> Certificate:
         return self._keys.certificate
+
+    @property
+    def keys(self) -> AuthorityKeys:
+        return self._keys
 
     # ---------------------------------------------------------------------------- requests
 
@@ -317,6 +307,12 @@ class RegistrationAuthority:
             self._in_flight[item.request_id] = item
         return taken
 
+    def return_pending(self, items: list[BatchItem]) -> None:
+        """Put taken items back (their forwarding failed); they go out with the next batch."""
+        for item in items:
+            if self._in_flight.pop(item.request_id, None) is not None:
+                self._pending.append(item)
+
     def forward(self, limit: int | None = None) -> bytes:
         """A shuffled RaAcaCertRequestBatch of pending items (cocoon keys expanded here)."""
         items = self.take_pending(limit)
@@ -328,9 +324,12 @@ class RegistrationAuthority:
 
     def accept_responses(self, batch: bytes) -> None:
         """Store the CA's AcaRaCertResponseBatch; the responses stay encrypted."""
+        self.accept_response_values(decode_message("AcaRaCertResponseBatch", batch))
+
+    def accept_response_values(self, responses: list[dict[str, Any]]) -> None:
+        """Store decoded AcaRaCertResponse values (all or none of them)."""
         answers = [
-            (bytes(response["requestId"]), bytes(response["acaResponse"]))
-            for response in decode_message("AcaRaCertResponseBatch", batch)
+            (bytes(response["requestId"]), bytes(response["acaResponse"])) for response in responses
         ]
         if any(request_id not in self._in_flight for request_id, _ in answers):
             raise VerificationError("a response to no request in flight")
