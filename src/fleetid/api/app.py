@@ -10,7 +10,7 @@ from fleetid.api.body_limits import BodyLimit
 from fleetid.api.errors import install_error_handlers
 from fleetid.api.head_requests import HeadAsGet
 from fleetid.api.openapi import problem_responses
-from fleetid.api.routes import crl, enrol, etsi, ocsp
+from fleetid.api.routes import butterfly, crl, enrol, etsi, ocsp
 from fleetid.api.routes import filter as filter_routes
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.lifecycle import lifecycle_service
@@ -53,6 +53,10 @@ def create_app(
     v2x = etsi.services_for(settings, clock)
     if v2x is not None:
         etsi.install(app, v2x)
+        # Its butterfly authorities (RA, pseudonym CA, LA1, LA2), when init made them.
+        pipeline = butterfly.services_for(settings, clock, v2x)
+        if pipeline is not None:
+            butterfly.install(app, pipeline)
 
     @app.get("/health", tags=["operations"], responses=problem_responses())
     def health() -> dict[str, str]:

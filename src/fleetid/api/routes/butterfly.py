@@ -35,13 +35,17 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from fleetid.api.openapi import problem_responses
-from fleetid.api.routes.etsi import ITS_RESPONSE, V2X_PREFIX, its_body
-from fleetid.authority.v2x.hop_services import CaHop, LaHop
+from fleetid.api.routes.etsi import ITS_RESPONSE, V2X_PREFIX, V2xServices, its_body
+from fleetid.authority.v2x.butterfly_on_disk import has_butterfly, open_butterfly
+from fleetid.authority.v2x.hop_services import CaHop, LaHop, hop_routes, issue_in_process
 from fleetid.authority.v2x.ra import RegistrationAuthority
+from fleetid.clock import Clock
+from fleetid.config import Settings
 from fleetid.errors import EncodingError, NotFoundError
 from fleetid.revocation.linked_crl_channel import LINKED_CRL_DELTA_FILE, LINKED_CRL_FULL_FILE
+from fleetid.store.butterfly_state import la_seen_requests, pca_seen_requests
 
-__all__ = ["BATCH_MEDIA_TYPE", "ButterflyServices", "install", "router"]
+__all__ = ["BATCH_MEDIA_TYPE", "ButterflyServices", "install", "router", "services_for"]
 
 BATCH_MEDIA_TYPE: Final = "application/octet-stream"
 _CRL_MEDIA_TYPE: Final = "application/x-its-crl"
@@ -61,6 +65,37 @@ class ButterflyServices:
     ca: CaHop | None = None
     las: dict[int, LaHop] = field(default_factory=dict)
     issue_pending: Callable[[], object] | None = None
+
+
+def services_for(settings: Settings, clock: Clock, v2x: V2xServices) -> ButterflyServices | None:
+    """The butterfly authorities ``fleetid v2x init`` configured in ``settings.data_dir``,
+    beside the hierarchy's EA (whose ECs the RA checks), or None when there are none or the
+    key store is locked. The RA forwards what is pending to the CA in process before each
+    download; the CA and the LAs answer their hop routes too."""
+    data_dir = Path(settings.data_dir)
+    if v2x.ea is None or settings.v2x_passphrase is None or not has_butterfly(data_dir):
+        return None
+    store = open_butterfly(
+        data_dir,
+        passphrase=settings.v2x_passphrase,
+        clock=clock,
+        ec_lookup=v2x.ea.current_enrolment_credential,
+    )
+    engines = {"pca": store.engines.ca, "la1": store.engines.la1, "la2": store.engines.la2}
+    ca, las = hop_routes(
+        store.authorities,
+        clock,
+        seen=lambda owner: (pca_seen_requests if owner == "pca" else la_seen_requests)(
+            engines[owner]
+        ),
+    )
+    return ButterflyServices(
+        ra=store.authorities.ra,
+        linked_crl_directory=store.linked_crl_directory,
+        ca=ca,
+        las=las,
+        issue_pending=issue_in_process(store.authorities, clock),
+    )
 
 
 def install(app: FastAPI, services: ButterflyServices) -> None:
@@ -135,20 +170,14 @@ def _la(services: ButterflyServices, number: int) -> LaHop:
 
 
 @router.post(
-    "/la/{number}/request", response_class=Response, responses=problem_responses(401, 403, 404, 415)
+    "/la/{number}/{hop}", response_class=Response, responses=problem_responses(401, 403, 404, 415)
 )
-async def la_request(number: int, request: Request, services: Services) -> Response:
-    """The RA asks an LA for a new chain or a period's pre-linkage values."""
+async def la_hop(
+    number: int, hop: Literal["request", "ca-key"], request: Request, services: Services
+) -> Response:
+    """An LA's routes: the RA asks for a new chain or a period's pre-linkage values
+    (``request``), the CA for the key they share, encrypted to the CA (``ca-key``)."""
     body = await its_body(request)
-    answer = await run_in_threadpool(_la(services, number).handle_ra, body)
-    return Response(answer, media_type=ITS_RESPONSE)
-
-
-@router.post(
-    "/la/{number}/ca-key", response_class=Response, responses=problem_responses(401, 403, 404, 415)
-)
-async def la_ca_key(number: int, request: Request, services: Services) -> Response:
-    """The CA asks an LA for the key they share, encrypted to the CA's certificate."""
-    body = await its_body(request)
-    answer = await run_in_threadpool(_la(services, number).handle_ca, body)
+    la = _la(services, number)
+    answer = await run_in_threadpool(la.handle_ra if hop == "request" else la.handle_ca, body)
     return Response(answer, media_type=ITS_RESPONSE)

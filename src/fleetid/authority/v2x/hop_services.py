@@ -12,14 +12,18 @@ Messages and their checks: ``fleetid.authority.v2x.hops``.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from fleetid.authority.v2x.batch_pki import ButterflyAuthorities
 from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.hops import (
     HopReceiver,
     HopTransport,
     MemorySeen,
+    SeenList,
     answer_to,
     check_answers,
     sign_hop,
@@ -40,6 +44,8 @@ __all__ = [
     "LinkageClient",
     "fetch_la_key",
     "forward_to_ca",
+    "hop_routes",
+    "issue_in_process",
     "la_path",
 ]
 
@@ -170,3 +176,48 @@ def fetch_la_key(ca: PseudonymCa, transport: HopTransport, *, number: int, clock
     message = sign_hop(ca.keys, "AcaLaRequest", ("laCaKey", None), clock)
     answer = answer_to("LaAcaResponse", transport(la_path(number, "ca-key"), message), message)
     ca.accept_la_key(bytes(answer["laCaKey"]))
+
+
+def hop_routes(
+    authorities: ButterflyAuthorities,
+    clock: Clock,
+    *,
+    seen: Callable[[str], SeenList] | None = None,
+) -> tuple[CaHop, dict[int, LaHop]]:
+    """The CA's and both LAs' route services; ``seen(owner)`` gives each receiver its seen
+    list (``"pca"``, ``"la1"``, ``"la2"``; in memory by default)."""
+    a = authorities
+    ra_certificate = a.ra.certificate
+    ca_certificate = a.ca.keys.certificate
+
+    def receiver(sender: Certificate, owner: str) -> HopReceiver:
+        seen_list = MemorySeen() if seen is None else seen(owner)
+        return HopReceiver(sender=sender, seen=seen_list, clock=clock)
+
+    ca = CaHop(ca=a.ca, from_ra=receiver(ra_certificate, "pca"), clock=clock)
+    las = {
+        number: LaHop(
+            la=la,
+            from_ra=receiver(ra_certificate, f"la{number}"),
+            from_ca=receiver(ca_certificate, f"la{number}"),
+            ca_certificate=a.ca.certificate,
+        )
+        for number, la in ((1, a.la1), (2, a.la2))
+    }
+    return ca, las
+
+
+def issue_in_process(authorities: ButterflyAuthorities, clock: Clock) -> Callable[[], int]:
+    """A step that forwards whatever the RA holds pending to the CA in process (one operator
+    running both, as ``create_app`` does) and stores the answers; it returns the count."""
+    lock = threading.Lock()
+    ra, ca = authorities.ra, authorities.ca
+
+    def step() -> int:
+        with lock:
+            count = ra.pending_count()
+            if count:
+                ra.accept_responses(ca.issue_batch(ra.forward(), clock.now()))
+            return count
+
+    return step

@@ -7,7 +7,10 @@ Layout of ``<data-dir>/v2x/``::
     ea.db, aa.db     the EA's and the AA's own databases (separate operators, separate files)
     keys/<role>.p8   the authorities' private keys, PKCS#8 encrypted under the passphrase
                      (AES-256-CBC, PBKDF2; mode 0600): the software key store, as the software
-                     HSM is; an HSM-backed deployment passes its signers instead.
+                     HSM is; an HSM-backed deployment passes its signers instead
+                     (``fleetid.authority.v2x.key_store``).
+
+and the butterfly authorities beside them (``fleetid.authority.v2x.butterfly_on_disk``).
 
 The passphrase comes from the caller (the CLI reads ``FLEETID_V2X_PASSPHRASE``); it is never
 logged or stored.
@@ -20,19 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives import serialization
-
+from fleetid.authority.v2x.butterfly_on_disk import ButterflyStore, init_butterfly
 from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.hierarchy import AA_URL, EA_URL, V2xHierarchy, assemble, build_hierarchy
+from fleetid.authority.v2x.key_store import load_keys, signer_key, write_keys
 from fleetid.authority.v2x.root_ca import RootCa
 from fleetid.clock import Clock
 from fleetid.crypto.signer import SoftwareSigner
-from fleetid.crypto.v2xkeys import PrivateKey, generate_key
+from fleetid.crypto.v2xkeys import PrivateKey
 from fleetid.errors import ConfigError, StoreError
 from fleetid.formats.etsi102941 import open_pki_data
 from fleetid.formats.ieee1609 import Certificate, decode_certificate, time32
 from fleetid.policy.v2x import FAMILIES
-from fleetid.private_file import write_private_file
 from fleetid.store.engine import Engine, open_engine
 from fleetid.store.v2x_repository import (
     CaCertificateRecord,
@@ -57,10 +59,13 @@ class V2xStore:
     ea_engine: Engine
     aa_engine: Engine
     ca_records: RootCaRecords
+    butterfly: ButterflyStore | None = None
 
     def close(self) -> None:
         for engine in (self.ca_engine, self.ea_engine, self.aa_engine):
             engine.dispose()
+        if self.butterfly is not None:
+            self.butterfly.close()
 
     def publish(self, *, revoke: tuple[bytes, ...] = ()) -> tuple[bytes, bytes]:
         """Mark ``revoke`` CA certificates revoked, then sign and store a new CTL and CRL;
@@ -139,12 +144,10 @@ def init_v2x(data_dir: Path, *, family_name: str, passphrase: bytes, clock: Cloc
     generated: dict[str, PrivateKey] = {}
 
     def signer(role: str, curve: str) -> SoftwareSigner:
-        generated[role] = generate_key(curve)
-        return SoftwareSigner(generated[role])
+        return SoftwareSigner(signer_key(generated)(role, curve))
 
     def decryption(role: str, curve: str) -> PrivateKey:
-        generated[f"{role}-enc"] = generate_key(curve)
-        return generated[f"{role}-enc"]
+        return signer_key(generated)(f"{role}-enc", curve)
 
     family = FAMILIES[family_name]
     ca_engine, ea_engine, aa_engine = _engines(directory)
@@ -156,15 +159,8 @@ def init_v2x(data_dir: Path, *, family_name: str, passphrase: bytes, clock: Cloc
         key_factory=signer,
         decryption_key_factory=decryption,
     )
-    encryption = serialization.BestAvailableEncryption(passphrase)
-    for role, key in generated.items():
-        write_private_file(
-            keys_dir / f"{role}.p8",
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-            ),
-            replace=False,
-        )
+    butterfly = init_butterfly(directory, hierarchy, key_factory=signer_key(generated))
+    write_keys(keys_dir, generated, passphrase)
     records = RootCaRecords(ca_engine)
     records.add_certificates(
         CaCertificateRecord(
@@ -190,6 +186,7 @@ def init_v2x(data_dir: Path, *, family_name: str, passphrase: bytes, clock: Cloc
         ea_engine=ea_engine,
         aa_engine=aa_engine,
         ca_records=records,
+        butterfly=butterfly,
     )
 
 
@@ -206,17 +203,7 @@ def open_v2x(data_dir: Path, *, passphrase: bytes, clock: Clock) -> V2xStore:
     except FileNotFoundError:
         raise ConfigError(f"no V2X hierarchy in {directory}; run fleetid v2x init") from None
     family = FAMILIES[config["family"]]
-    keys: dict[str, PrivateKey] = {}
-    for role in _ROLES:
-        try:
-            loaded = serialization.load_pem_private_key(
-                (keys_dir / f"{role}.p8").read_bytes(), password=passphrase
-            )
-        except ValueError:
-            raise ConfigError("wrong passphrase for the V2X key store") from None
-        if not isinstance(loaded, PrivateKey):
-            raise ConfigError(f"{role}.p8 is not an EC key")
-        keys[role] = loaded
+    keys = load_keys(keys_dir, _ROLES, passphrase)
     ca_engine, ea_engine, aa_engine = _engines(directory)
     records = RootCaRecords(ca_engine)
     registry = records.certificates()
