@@ -114,11 +114,15 @@ Services = Annotated[ButterflyServices, Depends(_services)]
 @router.post("/ra/batch", response_class=Response, responses=problem_responses(403, 404, 415))
 async def batch_request(request: Request, services: Services) -> Response:
     """A butterfly batch request; the acknowledgement, encrypted to the request's key."""
-    body = await its_body(request)
     if services.ra is None:
         raise NotFoundError("this deployment has no registration authority")
-    answer = await run_in_threadpool(services.ra.handle_batch_request, body)
-    return Response(answer, media_type=ITS_RESPONSE)
+    return await _answer(request, services.ra.handle_batch_request)
+
+
+async def _answer(request: Request, handle: Callable[[bytes], bytes]) -> Response:
+    """The ITS request body through ``handle`` (in a worker thread), as an ITS response."""
+    body = await its_body(request)
+    return Response(await run_in_threadpool(handle, body), media_type=ITS_RESPONSE)
 
 
 @router.get("/ra/batch/{batch_id}", response_class=Response, responses=problem_responses(404))
@@ -155,11 +159,9 @@ def linked_crl(kind: Literal["full", "delta"], services: Services) -> Response:
 @router.post("/aca/batch", response_class=Response, responses=problem_responses(401, 403, 404, 415))
 async def aca_batch(request: Request, services: Services) -> Response:
     """The RA's shuffled batch for the pseudonym CA; the CA's signed answers."""
-    body = await its_body(request)
     if services.ca is None:
         raise NotFoundError("this deployment has no pseudonym CA")
-    answer = await run_in_threadpool(services.ca.handle, body)
-    return Response(answer, media_type=ITS_RESPONSE)
+    return await _answer(request, services.ca.handle)
 
 
 def _la(services: ButterflyServices, number: int) -> LaHop:
@@ -177,7 +179,5 @@ async def la_hop(
 ) -> Response:
     """An LA's routes: the RA asks for a new chain or a period's pre-linkage values
     (``request``), the CA for the key they share, encrypted to the CA (``ca-key``)."""
-    body = await its_body(request)
     la = _la(services, number)
-    answer = await run_in_threadpool(la.handle_ra if hop == "request" else la.handle_ca, body)
-    return Response(answer, media_type=ITS_RESPONSE)
+    return await _answer(request, la.handle_ra if hop == "request" else la.handle_ca)

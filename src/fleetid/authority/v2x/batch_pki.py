@@ -113,38 +113,35 @@ def new_butterfly_keys(
     curve)`` makes each key (the on-disk store keeps what it makes)."""
     family = hierarchy.family
     root = hierarchy.root
-    ra_signer = SoftwareSigner(key_factory("ra", family.ca))
-    ra_decryption = key_factory("ra-enc", family.end_entity)
-    ra_certificate = root.issue_ca(
+    ra = root.issue_authority(
         role="ea",
         name="fleetid-v2x-ra",
-        verification_key=ra_signer.public_key(),
-        encryption_key=ra_decryption.public_key(),
+        signer=SoftwareSigner(key_factory("ra", family.ca)),
+        decryption_key=key_factory("ra-enc", family.end_entity),
     )
     ca_decryption = key_factory("pca-enc", family.end_entity)
     implicit_key = None
     if implicit:
         ca_private = key_factory("pca", family.end_entity)
         ca_signer = SoftwareSigner(ca_private)
-        ca_certificate = _implicit_ca_certificate(
-            hierarchy, ca_signer, SoftwareSigner(ca_decryption)
+        ca = AuthorityKeys(
+            signer=ca_signer,
+            decryption_key=ca_decryption,
+            certificate=_implicit_ca_certificate(
+                hierarchy, ca_signer, SoftwareSigner(ca_decryption)
+            ),
         )
         implicit_key = ImplicitIssuingKey(ca_private)
     else:
-        ca_signer = SoftwareSigner(key_factory("pca", family.ca))
-        ca_certificate = root.issue_ca(
+        ca = root.issue_authority(
             role="aa",
             name="fleetid-v2x-pseudonym-ca",
-            verification_key=ca_signer.public_key(),
-            encryption_key=ca_decryption.public_key(),
+            signer=SoftwareSigner(key_factory("pca", family.ca)),
+            decryption_key=ca_decryption,
         )
     return ButterflyKeys(
-        ra=AuthorityKeys(
-            signer=ra_signer, decryption_key=ra_decryption, certificate=ra_certificate
-        ),
-        ca=AuthorityKeys(
-            signer=ca_signer, decryption_key=ca_decryption, certificate=ca_certificate
-        ),
+        ra=ra,
+        ca=ca,
         implicit_key=implicit_key,
         la1_wrapping=key_factory("la1", "nistP256"),
         la2_wrapping=key_factory("la2", "nistP256"),

@@ -28,13 +28,11 @@ from fleetid.authority.v2x.batch_pki import (
     assemble_butterfly,
     new_butterfly_keys,
 )
-from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.hierarchy import V2xHierarchy
-from fleetid.authority.v2x.key_store import load_keys
+from fleetid.authority.v2x.key_store import authority_keys, load_keys
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule
 from fleetid.authority.v2x.ra import EcLookup
 from fleetid.clock import Clock
-from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import PrivateKey
 from fleetid.errors import ConfigError
 from fleetid.formats.ieee1609 import decode_certificate, time32
@@ -141,16 +139,13 @@ def open_butterfly(
             f"no butterfly authorities in {directory}; run fleetid v2x init"
         ) from None
     k = load_keys(directory / "keys", BUTTERFLY_ROLES, passphrase)
-    ca_certificate = decode_certificate(bytes.fromhex(config["pca_certificate"]))
+    certificates = {
+        role: decode_certificate(bytes.fromhex(config[f"{role}_certificate"]))
+        for role in ("ra", "pca")
+    }
     keys = ButterflyKeys(
-        ra=AuthorityKeys(
-            signer=SoftwareSigner(k["ra"]),
-            decryption_key=k["ra-enc"],
-            certificate=decode_certificate(bytes.fromhex(config["ra_certificate"])),
-        ),
-        ca=AuthorityKeys(
-            signer=SoftwareSigner(k["pca"]), decryption_key=k["pca-enc"], certificate=ca_certificate
-        ),
+        ra=authority_keys(k, "ra", certificates["ra"]),
+        ca=authority_keys(k, "pca", certificates["pca"]),
         la1_wrapping=k["la1"],
         la2_wrapping=k["la2"],
     )

@@ -12,11 +12,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from fleetid.authority.v2x.common import AuthorityKeys
+from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import PrivateKey, generate_key
 from fleetid.errors import ConfigError
+from fleetid.formats.ieee1609 import Certificate
 from fleetid.private_file import write_private_file
 
-__all__ = ["load_keys", "signer_key", "write_keys"]
+__all__ = ["authority_keys", "load_keys", "signer_key", "write_keys"]
 
 
 def signer_key(generated: dict[str, PrivateKey]) -> Callable[[str, str], PrivateKey]:
@@ -58,3 +61,14 @@ def load_keys(keys_dir: Path, roles: Iterable[str], passphrase: bytes) -> dict[s
             raise ConfigError(f"{role}.p8 is not an EC key")
         keys[role] = loaded
     return keys
+
+
+def authority_keys(
+    keys: dict[str, PrivateKey], role: str, certificate: Certificate
+) -> AuthorityKeys:
+    """An authority's keys from the store: ``<role>`` signs, ``<role>-enc`` decrypts."""
+    return AuthorityKeys(
+        signer=SoftwareSigner(keys[role]),
+        decryption_key=keys[f"{role}-enc"],
+        certificate=certificate,
+    )

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fleetid.authority.v2x.butterfly_on_disk import ButterflyStore, init_butterfly
-from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.hierarchy import AA_URL, EA_URL, V2xHierarchy, assemble, build_hierarchy
-from fleetid.authority.v2x.key_store import load_keys, signer_key, write_keys
+from fleetid.authority.v2x.key_store import authority_keys, load_keys, signer_key, write_keys
 from fleetid.authority.v2x.root_ca import RootCa
 from fleetid.clock import Clock
 from fleetid.crypto.signer import SoftwareSigner
@@ -60,6 +59,27 @@ class V2xStore:
     aa_engine: Engine
     ca_records: RootCaRecords
     butterfly: ButterflyStore | None = None
+
+    @classmethod
+    def of(
+        cls,
+        directory: Path,
+        hierarchy: V2xHierarchy,
+        engines: tuple[Engine, Engine, Engine],
+        records: RootCaRecords,
+        butterfly: ButterflyStore | None = None,
+    ) -> V2xStore:
+        """The store of an opened hierarchy; ``engines`` are the Root CA's, EA's and AA's."""
+        ca, ea, aa = engines
+        return cls(
+            directory=directory,
+            hierarchy=hierarchy,
+            ca_engine=ca,
+            ea_engine=ea,
+            aa_engine=aa,
+            ca_records=records,
+            butterfly=butterfly,
+        )
 
     def close(self) -> None:
         for engine in (self.ca_engine, self.ea_engine, self.aa_engine):
@@ -179,15 +199,7 @@ def init_v2x(data_dir: Path, *, family_name: str, passphrase: bytes, clock: Cloc
     )
     records.add_publications(_publications(0, hierarchy.ctl, hierarchy.crl))
     (directory / "v2x.json").write_text(json.dumps({"family": family_name}) + "\n")
-    return V2xStore(
-        directory=directory,
-        hierarchy=hierarchy,
-        ca_engine=ca_engine,
-        ea_engine=ea_engine,
-        aa_engine=aa_engine,
-        ca_records=records,
-        butterfly=butterfly,
-    )
+    return V2xStore.of(directory, hierarchy, (ca_engine, ea_engine, aa_engine), records, butterfly)
 
 
 def has_v2x(data_dir: Path) -> bool:
@@ -235,16 +247,8 @@ def open_v2x(data_dir: Path, *, passphrase: bytes, clock: Clock) -> V2xStore:
         family=family,
         clock=clock,
         root=root,
-        ea_keys=AuthorityKeys(
-            signer=SoftwareSigner(keys["ea"]),
-            decryption_key=keys["ea-enc"],
-            certificate=certificates["ea"],
-        ),
-        aa_keys=AuthorityKeys(
-            signer=SoftwareSigner(keys["aa"]),
-            decryption_key=keys["aa-enc"],
-            certificate=certificates["aa"],
-        ),
+        ea_keys=authority_keys(keys, "ea", certificates["ea"]),
+        aa_keys=authority_keys(keys, "aa", certificates["aa"]),
         ctl=latest["ctl"][1],
         crl=latest["crl"][1],
         ea_engine=ea_engine,
@@ -252,14 +256,7 @@ def open_v2x(data_dir: Path, *, passphrase: bytes, clock: Clock) -> V2xStore:
         ctl_sequence=latest["ctl"][0],
         revoked=revoked,
     )
-    return V2xStore(
-        directory=directory,
-        hierarchy=hierarchy,
-        ca_engine=ca_engine,
-        ea_engine=ea_engine,
-        aa_engine=aa_engine,
-        ca_records=records,
-    )
+    return V2xStore.of(directory, hierarchy, (ca_engine, ea_engine, aa_engine), records)
 
 
 def _stale(message: bytes, clock: Clock) -> bool:

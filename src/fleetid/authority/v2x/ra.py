@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final, Protocol
 
-from fleetid.authority.v2x.common import AuthorityKeys, open_request
+from fleetid.authority.v2x.common import Authority, AuthorityKeys, open_request
 from fleetid.authority.v2x.hops import MemorySeen
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule
 from fleetid.clock import Clock
@@ -138,7 +138,7 @@ class _Batch:
     entries: dict[tuple[int, int], bytes] = field(default_factory=dict)
 
 
-class RegistrationAuthority:
+class RegistrationAuthority(Authority):
     """Accepts batch requests, expands, shuffles, forwards; serves the downloads."""
 
     def __init__(
@@ -156,11 +156,10 @@ class RegistrationAuthority:
     ) -> None:
         if linkage[0].la_id == linkage[1].la_id:
             raise EncodingError("the two linkage authorities need different identifiers")
-        self._keys = keys
+        super().__init__(keys=keys, clock=clock)
         self._ec_lookup = ec_lookup
         self._linkage = linkage
         self._schedule = schedule
-        self._clock = clock
         self._per_period = certificates_per_period
         self._freshness = int(freshness.total_seconds())
         self._rng = rng if rng is not None else random.SystemRandom()
@@ -192,14 +191,6 @@ class RegistrationAuthority:
     def queue(self) -> ButterflyQueue | None:
         """The queue the RA's requests are in as they arrive (with ``records``), or None."""
         return None if self._records is None else self._records.queue
-
-    @property
-    def certificate(self) -> Certificate:
-        return self._keys.certificate
-
-    @property
-    def keys(self) -> AuthorityKeys:
-        return self._keys
 
     # ---------------------------------------------------------------------------- requests
 
