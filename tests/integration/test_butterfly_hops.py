@@ -33,6 +33,9 @@ from fleetid.authority.v2x.ra import RegistrationAuthority
 from fleetid.clock import ManualClock
 from fleetid.config import Settings
 from fleetid.errors import UnreachableError, VerificationError
+from fleetid.formats.butterfly_messages import encode_message
+from fleetid.formats.ieee1609 import time64
+from fleetid.formats.ieee1609.signed_data import sign_data, unsecured
 
 
 @dataclass
@@ -189,3 +192,19 @@ def test_a_failed_forward_keeps_the_items_pending(hops: Hops) -> None:
         == 4
     )
     assert len(vehicle.reconstruct(pending, hops.ra.download(pending.batch_id))) == 4
+
+
+def test_a_hop_signed_as_self_or_with_another_psid_is_refused(hops: Hops) -> None:
+    body = {"data": unsecured(encode_message("RaLaRequest", ("newChain", None)))}
+    keys = hops.ra.keys
+    as_self = sign_data(body, {"psid": 35, "generationTime": time64(hops.clock.now())}, keys.signer)
+    assert hops.post(la_path(1, "request"), as_self)[0] == 401
+    other_psid = sign_data(
+        body,
+        {"psid": 623, "generationTime": time64(hops.clock.now())},
+        keys.signer,
+        signer_identifier=("digest", keys.certificate.hashed_id8),
+        signer_certificate=keys.certificate.encoded,
+    )
+    assert hops.post(la_path(1, "request"), other_psid)[0] == 400
+    assert hops.batch.authorities.la1.chain_count() == 0

@@ -5,7 +5,8 @@ IEEE 1609.2.1 gives the RA-ACA request and response shapes (``RaAcaCertRequest``
 for those are in ``FleetidButterfly.asn`` (``RaLaRequest``, ``LaRaResponse``, ``AcaLaRequest``,
 ``LaAcaResponse``, ``AcaRaResponse``). Each request is IEEE 1609.2 signed data (psid 35, the
 1609.2.1 SecurityMgmtPsid, generationTime in the header) by the calling authority, naming its
-certificate by digest. The receiving side (``HopReceiver``) refuses a message whose signer is not
+certificate by digest (the receiver knows it; a self-signed or certificate-carrying message is
+refused). The receiving side (``HopReceiver``) refuses a message whose signer is not
 the one authority it expects (``AuthorityHopError``), a stale one and a replay (the HashedId8
 of the message, remembered for the freshness window: ``BatchRefusedError`` ``stale`` /
 ``replay``). Every answer names the request it answers by that hash; the CA signs its answers
@@ -101,10 +102,7 @@ class HopReceiver:
         signed = open_signed_data(message)
         kind, identifier = signed.signer
         expected = self._sender
-        if not (
-            (kind == "digest" and bytes(identifier) == expected.hashed_id8)
-            or (kind == "certificate" and [bytes(c) for c in identifier] == [expected.encoded])
-        ):
+        if kind != "digest" or bytes(identifier) != expected.hashed_id8:
             raise AuthorityHopError("the message is not signed by the expected authority")
         try:
             verify_signed_data(signed, expected.verification_key(), expected.encoded)
