@@ -226,3 +226,21 @@ def test_a_restarted_la_knows_no_foreign_chain(deployment: Deployment) -> None:
         batch.authorities.la1.reveal_seed(token, 0)
     with pytest.raises(NotFoundError):
         batch.authorities.ca.record_for(batch.authorities.ra.certificate.encoded)
+
+
+def test_a_request_forwarded_but_unanswered_at_a_crash_is_pending_again(
+    deployment: Deployment,
+) -> None:
+    batch = deployment.batch
+    vehicle = batch.vehicle(b"VIN-A")
+    pending = batch.request(vehicle)
+    forwarded = batch.authorities.ra.forward()  # the CA never answers: the RA goes down
+    assert batch.authorities.ra.pending_count() == 0
+    batch = deployment.start()
+    assert batch.authorities.ra.pending_count() == PER_PERIOD
+    with pytest.raises(VerificationError):  # the answer to the lost message finds nothing
+        batch.authorities.ra.accept_responses(
+            batch.authorities.ca.issue_batch(forwarded, batch.pki.clock.now())
+        )
+    batch.issue_pending()
+    assert len(vehicle.reconstruct(pending, batch.authorities.ra.download(pending.batch_id))) == 4
