@@ -166,3 +166,19 @@ def test_init_twice_and_a_wrong_passphrase_are_refused(served: Served) -> None:
     settings = Settings.load(served.data_dir, environ={V2X_PASSPHRASE_ENV: "wrong passphrase!"})
     with pytest.raises(ConfigError):
         create_app(settings, clock=served.clock, ca=served.fleet)
+
+
+def test_a_broken_configuration_or_key_store_is_one_config_error(served: Served) -> None:
+    settings = Settings.load(served.data_dir, environ={V2X_PASSPHRASE_ENV: PASSPHRASE})
+    config = served.data_dir / "v2x" / "butterfly.json"
+    good = config.read_text()
+    config.write_text(good.replace('"origin"', '"start"'))
+    with pytest.raises(ConfigError, match="not a butterfly configuration"):
+        create_app(settings, clock=served.clock, ca=served.fleet)
+    config.write_text("{not json")
+    with pytest.raises(ConfigError, match="not a butterfly configuration"):
+        create_app(settings, clock=served.clock, ca=served.fleet)
+    config.write_text(good)
+    (served.data_dir / "v2x" / "keys" / "la2.p8").unlink()
+    with pytest.raises(ConfigError, match=r"no la2\.p8"):
+        create_app(settings, clock=served.clock, ca=served.fleet)

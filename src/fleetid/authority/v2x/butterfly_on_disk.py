@@ -34,7 +34,7 @@ from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule
 from fleetid.authority.v2x.ra import EcLookup
 from fleetid.clock import Clock
 from fleetid.crypto.v2xkeys import PrivateKey
-from fleetid.errors import ConfigError
+from fleetid.errors import ConfigError, EncodingError
 from fleetid.formats.ieee1609 import decode_certificate, time32
 from fleetid.store.engine import open_engine
 
@@ -134,27 +134,30 @@ def open_butterfly(
     directory = Path(data_dir) / "v2x"
     try:
         config = json.loads((directory / _CONFIG).read_text())
+        certificates = {
+            role: decode_certificate(bytes.fromhex(config[f"{role}_certificate"]))
+            for role in ("ra", "pca")
+        }
+        schedule = PeriodSchedule(origin=int(config["origin"]), length=int(config["length"]))
+        per_period = int(config["certificates_per_period"])
     except FileNotFoundError:
+        raise ConfigError(f"no butterfly authorities in {directory}; run v2x init") from None
+    except (ValueError, KeyError, TypeError, EncodingError) as exc:
         raise ConfigError(
-            f"no butterfly authorities in {directory}; run fleetid v2x init"
+            f"{directory / _CONFIG} is not a butterfly configuration: {exc}"
         ) from None
     k = load_keys(directory / "keys", BUTTERFLY_ROLES, passphrase)
-    certificates = {
-        role: decode_certificate(bytes.fromhex(config[f"{role}_certificate"]))
-        for role in ("ra", "pca")
-    }
     keys = ButterflyKeys(
         ra=authority_keys(k, "ra", certificates["ra"]),
         ca=authority_keys(k, "pca", certificates["pca"]),
         la1_wrapping=k["la1"],
         la2_wrapping=k["la2"],
     )
-    schedule = PeriodSchedule(origin=int(config["origin"]), length=int(config["length"]))
     return _open(
         directory,
         keys,
         schedule,
-        int(config["certificates_per_period"]),
+        per_period,
         ec_lookup=ec_lookup,
         clock=clock,
     )
