@@ -1,6 +1,5 @@
 """A vehicle's card does not fill up with pseudonym keys: each period's keys are deleted once the
-period is superseded (``PseudonymWallet``), so weeks of batches fit 127 user slots; and a
-re-enrolment deletes the replaced EC's key."""
+period is superseded (``PseudonymWallet``), so weeks of batches fit 127 user slots."""
 
 from __future__ import annotations
 
@@ -14,9 +13,7 @@ from fleetid.device.pseudonyms import (
     PseudonymWallet,
     SecureElementCaterpillar,
 )
-from fleetid.device.v2x import ItsStation, SecureElementV2xKeys
 from fleetid.errors import PolicyError, ReferencedDataNotFoundError, SecureElementError
-from fleetid.formats.attestation import KeyUsage
 from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.se.state import ATTESTATION_HANDLE, MAX_USER_HANDLE
 from fleetid.sim.test_card import manufacture_test_card
@@ -111,28 +108,3 @@ def test_release_never_erases_the_caterpillar() -> None:
     key = caterpillar.cocoon_key(0, 0)  # still derives
     caterpillar.release(key)
     assert _user_slots(client) == 1
-
-
-def test_a_re_enrolment_deletes_the_old_ec_key(batch: BatchPki) -> None:
-    client = _card()
-    pki = batch.pki
-    curve = CURVES[pki.hierarchy.family.end_entity]
-    canonical = SecureElementSigner(client, client.generate_key(curve, KeyUsage.SIGN).handle)
-    pki.ea.register_canonical_key(b"VIN-REENROL", canonical.public_key())
-    station = ItsStation(
-        its_id=b"VIN-REENROL",
-        canonical_key=canonical,
-        keys=SecureElementV2xKeys(client),
-        family=pki.hierarchy.family,
-        trust=pki.hierarchy.trust_store(),
-        clock=pki.clock,
-    )
-    station.enrol(pki.ea.handle_enrolment)
-    first = station.enrolment_signer()
-    assert _user_slots(client) == 2  # canonical + EC
-    station.enrol(pki.ea.handle_enrolment)
-    assert _user_slots(client) == 2
-    assert station.enrolment_signer() is not first
-    with pytest.raises(ReferencedDataNotFoundError):
-        first.sign(b"the old EC")
-    canonical.sign(b"the canonical key stays")
