@@ -17,6 +17,7 @@ one place. The tree::
     │   ├── CertificateRevokedError a revocation artefact (filter, OCSP, linked CRL) says revoked
     │   ├── LogTamperedError the audit log was altered; ``index`` names the first bad entry
     │   ├── AuthenticationError a presented credential (token, certificate) does not authenticate
+    │   │   └── AuthorityHopError a butterfly authority's message not signed by the one expected
     │   ├── AttestationError attestation evidence does not support an enrolment; ``reason``:
     │   │   ├── EvidenceMissingError evidence-missing
     │   │   ├── EvidenceMalformedError evidence-malformed
@@ -99,6 +100,7 @@ __all__ = [
     "AuthenticationError",
     "AuthenticatorStatusError",
     "AuthenticatorUnknownError",
+    "AuthorityHopError",
     "BatchPendingError",
     "BatchRefusedError",
     "BodyTooLargeError",
@@ -667,3 +669,11 @@ class PackageExpiredError(PackageRefusedError):
 
 class NotificationReplayedError(ReplayError):
     """A package notification (sequence number, transaction) the service has already handled."""
+
+
+# --- butterfly authorities over HTTP -------------------------------------------------------------
+
+
+class AuthorityHopError(AuthenticationError):
+    """A message between butterfly authorities (RA, pseudonym CA, LA) is not signed by the one
+    authority the receiving route expects, or its signature does not verify (HTTP 401)."""

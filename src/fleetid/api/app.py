@@ -10,7 +10,7 @@ from fleetid.api.body_limits import BodyLimit
 from fleetid.api.errors import install_error_handlers
 from fleetid.api.head_requests import HeadAsGet
 from fleetid.api.openapi import problem_responses
-from fleetid.api.routes import crl, enrol, etsi, fido, ocsp
+from fleetid.api.routes import butterfly, crl, enrol, etsi, fido, ocsp
 from fleetid.api.routes import filter as filter_routes
 from fleetid.api.routes import packages as package_routes
 from fleetid.authority.fleet_ca import FleetCa
@@ -56,6 +56,10 @@ def create_app(
     v2x = etsi.services_for(settings, clock)
     if v2x is not None:
         etsi.install(app, v2x)
+        # Its butterfly authorities (RA, pseudonym CA, LA1, LA2), when init made them.
+        pipeline = butterfly.services_for(settings, clock, v2x)
+        if pipeline is not None:
+            butterfly.install(app, pipeline)
     # FIDO registration of operators' authenticators when configured (fleetid fido init).
     operators = fido.registration_for(settings, ca.store, clock)
     if operators is not None:

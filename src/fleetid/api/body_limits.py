@@ -44,6 +44,13 @@ LIMITS: Final[Mapping[str, int]] = {
     "/preparation/get-bound-package": 16 * 1024,
     "/preparation/handle-notification": 4096,
     "/discovery/authenticate-client": 16 * 1024,
+    # Butterfly hops: the RA's shuffled batch (about 500 octets a certificate, at most
+    # fleetid.authority.v2x.hop_services.FORWARD_CHUNK of them), the LA requests.
+    "/v2x/aca/batch": 2 * 1024 * 1024,
+    "/v2x/la/1/request": _ITS,
+    "/v2x/la/2/request": _ITS,
+    "/v2x/la/1/ca-key": _ITS,
+    "/v2x/la/2/ca-key": _ITS,
 }
 DEFAULT_LIMIT: Final = 1024  # GET routes take no body
 

@@ -1,7 +1,9 @@
 """``fleetid v2x init|publish|stats``: the operator's view of the V2X PKI (ETSI TS 102 941).
 
 * ``init`` creates a Root CA, an EA and an AA under ``<data-dir>/v2x`` (``--family brainpool``,
-  the ETSI default, or ``nist``) and publishes the first CTL and CRL;
+  the ETSI default, or ``nist``) and publishes the first CTL and CRL; beside them the butterfly
+  authorities (registration authority, pseudonym CA, LA1, LA2: keys, configuration and
+  databases), which ``fleetid serve`` then mounts by itself;
 * ``publish`` signs a new CTL and CA CRL (``--revoke-ca HASHEDID8`` first adds a CA to the CRL)
   and writes them to ``--out`` as ``ctl.oer`` and ``crl.oer`` when asked;
 * ``stats`` prints the hierarchy and its counters as JSON.
@@ -26,10 +28,14 @@ PASSPHRASE_ENV = V2X_PASSPHRASE_ENV
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("v2x", help="the V2X PKI: Root CA, EA and AA (ETSI TS 102 941)")
+    parser = subparsers.add_parser(
+        "v2x", help="the V2X PKI: Root CA, EA, AA (ETSI TS 102 941) and butterfly authorities"
+    )
     verbs = parser.add_subparsers(dest="v2x_command", metavar="ACTION", required=True)
 
-    init = verbs.add_parser("init", help="create the Root CA, EA and AA and publish CTL and CRL")
+    init = verbs.add_parser(
+        "init", help="create the Root CA, EA, AA, RA, pseudonym CA and LAs; publish CTL and CRL"
+    )
     _common(init)
     init.add_argument("--family", choices=("brainpool", "nist"), default="brainpool")
     init.set_defaults(func=_init)
@@ -78,6 +84,7 @@ def _init(args: argparse.Namespace) -> int:
                     "root": h.root.certificate.hashed_id8.hex(),
                     "ea": h.ea.certificate.hashed_id8.hex(),
                     "aa": h.aa.certificate.hashed_id8.hex(),
+                    **_butterfly_ids(store),
                     "directory": str(store.directory),
                 },
                 indent=2,
@@ -86,6 +93,16 @@ def _init(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _butterfly_ids(store: Any) -> dict[str, str]:
+    if store.butterfly is None:
+        return {}
+    authorities = store.butterfly.authorities
+    return {
+        "ra": authorities.ra.certificate.hashed_id8.hex(),
+        "pseudonym_ca": authorities.ca.keys.certificate.hashed_id8.hex(),
+    }
 
 
 def _publish(args: argparse.Namespace) -> int:

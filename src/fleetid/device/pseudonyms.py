@@ -21,7 +21,7 @@ from fleetid.crypto.ecqv import certificate_hash_integer, reconstruct_public
 from fleetid.crypto.pseudonym_keys import CaterpillarKey, check_key_matches
 from fleetid.crypto.signer import Signer
 from fleetid.crypto.v2xkeys import curve_name_of
-from fleetid.errors import EncodingError, VerificationError
+from fleetid.errors import EncodingError, PolicyError, VerificationError
 from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.butterfly_messages import decode_message, encode_message, open_from_key
 from fleetid.formats.etsi102941 import decrypt_with_key, encrypt
@@ -49,6 +49,7 @@ __all__ = [
     "PendingBatch",
     "Pseudonym",
     "PseudonymRequester",
+    "PseudonymWallet",
     "SecureElementCaterpillar",
 ]
 
@@ -71,7 +72,10 @@ class Caterpillar(Protocol):
 
     def cocoon_key(self, i: int, j: int, *, encryption: bool = False) -> CocoonKey: ...
 
-    def release(self, key: CocoonKey) -> None: ...
+    def release(self, key: CocoonKey | Signer) -> None:
+        """Erase a key derived from the caterpillar: a cocoon key once its response is open,
+        a pseudonym key once its period is superseded (``PseudonymWallet``)."""
+        ...
 
     def explicit_key(self, i: int, j: int, c: int) -> Signer: ...
 
@@ -124,9 +128,10 @@ class SecureElementCaterpillar:
         )
         return _SeCocoonKey(self._client, info.handle, info.public_key)
 
-    def release(self, key: CocoonKey) -> None:
-        """DELETE KEY of a cocoon key once its response is open (its slot is free again)."""
-        if isinstance(key, _SeCocoonKey):
+    def release(self, key: CocoonKey | Signer) -> None:
+        """DELETE KEY of a cocoon key once its response is open, or of a pseudonym key once
+        its period is superseded (its slot is free again); never of the caterpillar itself."""
+        if isinstance(key, _SeCocoonKey | SecureElementSigner) and key.handle != self.handle:
             self._client.delete_key(key.handle)
 
     def explicit_key(self, i: int, j: int, c: int) -> Signer:
@@ -305,3 +310,52 @@ class PseudonymRequester:
             raise VerificationError("the certificate is not a pseudonym of this period")
         if int(certificate.tbs["validityPeriod"]["start"]) != pending.period_start:
             raise VerificationError("the certificate's validity is not the period asked for")
+
+
+class PseudonymWallet:
+    """The pseudonyms a vehicle holds, by period i.
+
+    Once the vehicle is in period i (``for_period``), every pseudonym of an earlier period is
+    superseded: the wallet drops it and the caterpillar erases its key (DELETE KEY on the card),
+    as ``ItsStation`` retires a used AT. So a card holds the keys of the current period and of
+    the periods already downloaded ahead, never an old week's: 20 slots a week, however long
+    the vehicle lives.
+    """
+
+    def __init__(self, caterpillar: Caterpillar) -> None:
+        self._caterpillar = caterpillar
+        self._periods: dict[int, list[Pseudonym]] = {}
+        self._current = -1
+        self.retired = 0
+
+    def add(self, pseudonyms: list[Pseudonym]) -> None:
+        """Keep downloaded pseudonyms; a period already superseded is refused (its keys are
+        erased at once)."""
+        stale = [p for p in pseudonyms if p.i < self._current]
+        if stale:
+            for pseudonym in pseudonyms:
+                self._caterpillar.release(pseudonym.key)
+            raise PolicyError(
+                f"period {stale[0].i} is superseded (the vehicle is in {self._current})"
+            )
+        for pseudonym in pseudonyms:
+            self._periods.setdefault(pseudonym.i, []).append(pseudonym)
+
+    def for_period(self, i: int) -> list[Pseudonym]:
+        """The pseudonyms of period ``i`` (empty if none was downloaded); every earlier
+        period's are retired first. A period before the current one is refused."""
+        if i < self._current:
+            raise self._superseded(i)
+        self._current = i
+        for old in [period for period in self._periods if period < i]:
+            for pseudonym in self._periods.pop(old):
+                self._caterpillar.release(pseudonym.key)
+                self.retired += 1
+        return list(self._periods.get(i, []))
+
+    def periods(self) -> list[int]:
+        """The periods held, current and ahead."""
+        return sorted(self._periods)
+
+    def _superseded(self, i: int) -> PolicyError:
+        return PolicyError(f"period {i} is superseded (the vehicle is in {self._current})")

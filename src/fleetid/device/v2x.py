@@ -283,8 +283,11 @@ class ItsStation:
         """Check an EnrolmentResponseMessage and keep the EC it carries."""
         certificate = self._open_response(pending, response, "enrolmentResponse")
         self.trust.verify_issued(certificate, "ea", psids={PSID_CERTIFICATE_REQUEST})
+        previous = self._ec_key
         self.enrolment_credential = certificate
         self._ec_key = pending.key
+        if previous is not None and previous is not pending.key:
+            self._keys.delete(previous)  # the replaced EC's key: its slot is free again
         return certificate
 
     def enrol(self, send: Transport, ea: Certificate | None = None) -> Certificate:

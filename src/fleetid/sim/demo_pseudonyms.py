@@ -29,6 +29,7 @@ from fleetid.device.pseudonyms import (
     PendingBatch,
     Pseudonym,
     PseudonymRequester,
+    PseudonymWallet,
     SecureElementCaterpillar,
 )
 from fleetid.device.v2x import ItsStation, SoftwareV2xKeys
@@ -159,11 +160,17 @@ def stage_pseudonyms(ctx: DemoContext) -> None:
             verify_certificate_signature(pseudonym.certificate, ca_certificate)
             used += 1
     weeks.append(week(1, vehicles))
+    wallets = [PseudonymWallet(vehicle.caterpillar) for vehicle in vehicles]
+    for wallet, first, second in zip(wallets, weeks[0], weeks[1], strict=True):
+        wallet.add(first)
+        wallet.add(second)
+        wallet.for_period(1)  # week 2 begins: week 1's keys are deleted (from the card)
     issued = sum(len(held) for w in weeks for held in w)
     console.print(
         f"{len(vehicles)} vehicles ({where}), {issued} pseudonyms in butterfly batches over "
         f"2 weeks ({PSEUDONYMS_PER_WEEK} a week each, one request a week, every vehicle's requests "
-        f"shuffled together at the RA); {used} rotated through in week 1"
+        f"shuffled together at the RA); {used} rotated through in week 1, their "
+        f"{sum(w.retired for w in wallets)} keys deleted when week 2 began"
     )
 
     # In week 2 a neighbour reports the pseudonym vehicle 0 has in use.

@@ -15,13 +15,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, Row, func, insert, select, update
 
 from fleetid.store.butterfly_tables import butterfly_issued, butterfly_work
 from fleetid.store.migrate import ensure_schema
 
-__all__ = ["ButterflyQueue", "IssuedRow", "WorkRow"]
+__all__ = ["ButterflyQueue", "IssuedRow", "WorkRow", "work_row_from"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +50,20 @@ class IssuedRow:
     i: int
     chain_reference1: bytes = field(repr=False)
     chain_reference2: bytes = field(repr=False)
+
+
+def work_row_from(r: Row[Any]) -> WorkRow:
+    """A ``butterfly_work`` row as the RA's request."""
+    return WorkRow(
+        request_id=bytes(r.request_id),
+        batch_id=bytes(r.batch_id),
+        i=int(r.i),
+        j=int(r.j),
+        implicit=bool(r.implicit),
+        caterpillar=bytes(r.caterpillar),
+        plv1=bytes(r.plv1),
+        plv2=bytes(r.plv2),
+    )
 
 
 class ButterflyQueue:
@@ -95,19 +110,7 @@ class ButterflyQueue:
             ).all()
             if not claimed:
                 return 0
-            rows = [
-                WorkRow(
-                    request_id=bytes(r.request_id),
-                    batch_id=bytes(r.batch_id),
-                    i=int(r.i),
-                    j=int(r.j),
-                    implicit=bool(r.implicit),
-                    caterpillar=bytes(r.caterpillar),
-                    plv1=bytes(r.plv1),
-                    plv2=bytes(r.plv2),
-                )
-                for r in claimed
-            ]
+            rows = [work_row_from(r) for r in claimed]
             answers = work(rows)
             random.SystemRandom().shuffle(answers)  # the records' order says nothing
             for answer in answers:

@@ -273,9 +273,20 @@ counters = Table(
 # above is what registers them before Alembic or ``create_all`` reads ``metadata.tables``.
 # crl_table and butterfly_tables use UtcDateTime, defined above, so they are imported last.
 from fleetid.store import (  # noqa: E402
+    butterfly_state_tables,
     butterfly_tables,
     crl_table,
     fido_tables,
+    package_tables,
 )
 
-_REGISTERED = (auditlog_table, manifest_table, v2x_tables, crl_table, butterfly_tables, fido_tables)
+_REGISTERED = (
+    auditlog_table,
+    manifest_table,
+    v2x_tables,
+    crl_table,
+    butterfly_tables,
+    butterfly_state_tables,
+    fido_tables,
+    package_tables,
+)

@@ -40,8 +40,11 @@ def test_init_publish_stats(
     assert code == 0
     ids = json.loads(out)
     assert ids["family"] == family
-    for role in ("root", "ea", "aa"):
+    for role in ("root", "ea", "aa", "ra", "ra-enc", "pca", "pca-enc", "la1", "la2"):
         assert (tmp_path / "v2x" / "keys" / f"{role}.p8").stat().st_mode & 0o077 == 0
+    assert len({ids["ra"], ids["pseudonym_ca"], ids["ea"], ids["aa"]}) == 4
+    for database in ("ra.db", "pca.db", "la1.db", "la2.db", "butterfly.json"):
+        assert (tmp_path / "v2x" / database).is_file()
     code, out, _ = run(
         capsys,
         "v2x",

@@ -188,3 +188,17 @@ def test_the_se_key_store_deletes_only_card_keys() -> None:
     with pytest.raises(ReferencedDataNotFoundError) as refused:
         keys.delete(signer)  # already gone
     assert refused.value.sw == 0x6A88
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_a_re_enrolment_deletes_the_old_ec_key(family: str) -> None:
+    pki = new_pki(family)
+    station, client = _se_station(pki)
+    first = station.enrolment_signer()
+    assert len(_user_handles(client)) == 2  # canonical + EC
+    station.enrol(pki.ea.handle_enrolment)
+    assert len(_user_handles(client)) == 2
+    assert station.enrolment_signer() is not first
+    with pytest.raises(ReferencedDataNotFoundError):
+        first.sign(b"the old EC")
+    station.request_tickets(1, pki.aa.handle_authorization)  # the new EC signs

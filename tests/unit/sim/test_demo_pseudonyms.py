@@ -26,6 +26,8 @@ def test_the_stage_revokes_the_reported_vehicle_only() -> None:
     assert report["v2x earlier pseudonyms of the reported vehicle still unlinked"] == "yes"
     assert report["drill: v2x reported vehicle's next batch request"] == "refused"
     assert "0 of the others'" in ctx.console.file.getvalue()  # type: ignore[attr-defined]
+    deleted = f"their {3 * PSEUDONYMS_PER_WEEK} keys deleted when week 2 began"
+    assert deleted in ctx.console.file.getvalue()  # type: ignore[attr-defined]
 
 
 def test_the_stage_uses_the_v2x_cohort_and_its_secure_elements() -> None:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fleetid.authority.v2x.common import (
+    Authority,
     AuthorityKeys,
     ReplayGuard,
     issue_end_entity,
@@ -82,7 +83,7 @@ _PASSED_THROUGH = {
 }
 
 
-class AuthorizationAuthority:
+class AuthorizationAuthority(Authority):
     """An AA over its own database (``AuthorizationRecords``) and keys held by reference."""
 
     def __init__(
@@ -97,19 +98,14 @@ class AuthorizationAuthority:
         epoch: timedelta = timedelta(hours=1),
         freshness: timedelta = timedelta(minutes=5),
     ) -> None:
+        super().__init__(keys=keys, clock=clock)
         self.records = AuthorizationRecords(engine)
-        self._keys = keys
         self._trust = trust
-        self._clock = clock
         self._ea_transport = ea_transport
         self._at_lifetime = at_lifetime
         self._epoch = epoch
         self._replay = ReplayGuard(self.records.seen_requests, clock, freshness)
         self.counters = self.records.counters
-
-    @property
-    def certificate(self) -> Certificate:
-        return self._keys.certificate
 
     def handle_authorization(self, message: bytes) -> bytes:
         """An AuthorizationRequestMessage (with or without POP) in, its response out.

@@ -16,17 +16,20 @@ import multiprocessing
 import os
 from datetime import datetime
 
-from fleetid.authority.v2x.pseudonym_ca import IssuanceRecord, PeriodSchedule, PseudonymCa
+from fleetid.authority.v2x.pseudonym_ca import (
+    IssuanceRecord,
+    PeriodSchedule,
+    PseudonymCa,
+    stored_record,
+)
 from fleetid.authority.v2x.ra import (
-    BatchItem,
     RegistrationAuthority,
+    batch_item,
     download_message,
     expand_item,
+    work_row,
 )
 from fleetid.clock import Clock
-from fleetid.errors import NotFoundError
-from fleetid.formats.butterfly_messages import decode_message, encode_message
-from fleetid.formats.ieee1609 import hashed_id8_of
 from fleetid.store.butterfly_queue import ButterflyQueue, IssuedRow, WorkRow
 from fleetid.store.engine import open_engine
 
@@ -43,21 +46,14 @@ _log = logging.getLogger(__name__)
 
 
 def enqueue_pending(ra: RegistrationAuthority, queue: ButterflyQueue) -> int:
-    """Move every pending request of the RA (shuffled across devices) into the queue."""
+    """Move every pending request of the RA (shuffled across devices) into the queue.
+
+    An RA with its own records queues each request as it arrives (``RegistrationAuthority.
+    queue``): its workers claim from that queue, and this only takes them off its pending list.
+    """
     items = ra.take_pending()
-    queue.enqueue(
-        WorkRow(
-            request_id=item.request_id,
-            batch_id=item.batch_id,
-            i=item.i,
-            j=item.j,
-            implicit=item.implicit,
-            caterpillar=item.caterpillar,
-            plv1=encode_message("EncryptedPlv", item.plvs[0]),
-            plv2=encode_message("EncryptedPlv", item.plvs[1]),
-        )
-        for item in items
-    )
+    if ra.queue is None:
+        queue.enqueue(work_row(item) for item in items)
     return len(items)
 
 
@@ -67,19 +63,7 @@ def answer_rows(
     """Expand and issue each claimed row: the CA's answer and record for each."""
     answers = []
     for row in rows:
-        item = BatchItem(
-            request_id=row.request_id,
-            batch_id=row.batch_id,
-            i=row.i,
-            j=row.j,
-            implicit=row.implicit,
-            caterpillar=row.caterpillar,
-            plvs=(
-                decode_message("EncryptedPlv", row.plv1),
-                decode_message("EncryptedPlv", row.plv2),
-            ),
-        )
-        response, record = ca.issue_with_record(expand_item(item, schedule), now)
+        response, record = ca.issue_with_record(expand_item(batch_item(row), schedule), now)
         answers.append(
             IssuedRow(
                 request_id=row.request_id,
@@ -150,14 +134,7 @@ def issue_in_parallel(
 
 def record_from_queue(queue: ButterflyQueue, certificate: bytes) -> IssuanceRecord:
     """The CA's record of a certificate its workers issued (for misbehaviour handling)."""
-    certificate_id = hashed_id8_of(certificate)
-    found = queue.record(certificate_id)
-    if found is None:
-        raise NotFoundError("this CA's workers did not issue that certificate")
-    i, reference1, reference2 = found
-    return IssuanceRecord(
-        certificate_id=certificate_id, i=i, chain_references=(reference1, reference2)
-    )
+    return stored_record(queue, certificate)
 
 
 def download_from_queue(queue: ButterflyQueue, batch_id: bytes) -> bytes:

@@ -9,23 +9,38 @@ certificate is issued here by the root under the same AA permissions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.hierarchy import V2xHierarchy
 from fleetid.authority.v2x.la import LinkageAuthority
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule, PseudonymCa
-from fleetid.authority.v2x.ra import RegistrationAuthority
+from fleetid.authority.v2x.ra import EcLookup, LinkageService, RegistrationAuthority
 from fleetid.authority.v2x.root_ca import validity_period
+from fleetid.clock import Clock
 from fleetid.crypto.pseudonym_keys import ImplicitIssuingKey
+from fleetid.crypto.sealed_state import StateSealer
 from fleetid.crypto.signer import SoftwareSigner
-from fleetid.crypto.v2xkeys import generate_key
+from fleetid.crypto.v2xkeys import PrivateKey, generate_key
+from fleetid.errors import EncodingError
 from fleetid.formats.ieee1609 import Certificate, decode_certificate, sign_certificate, time32
 from fleetid.formats.ieee1609.keys import encryption_key_value, verification_key_value
 from fleetid.policy.v2x import PSID_CAM, PSID_DENM
+from fleetid.store.butterfly_state import RaRecords
+from fleetid.store.engine import Engine
 
-__all__ = ["LA1_ID", "LA2_ID", "ButterflyAuthorities", "build_butterfly_authorities"]
+__all__ = [
+    "LA1_ID",
+    "LA2_ID",
+    "ButterflyAuthorities",
+    "ButterflyEngines",
+    "ButterflyKeys",
+    "assemble_butterfly",
+    "build_butterfly_authorities",
+    "new_butterfly_keys",
+]
 
 LA1_ID, LA2_ID = bytes.fromhex("8E09"), bytes.fromhex("59CE")
 
@@ -66,6 +81,126 @@ def _implicit_ca_certificate(
     return decode_certificate(issued.encoded)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ButterflyKeys:
+    """The four authorities' keys and certificates (what a key store and the Root CA hold)."""
+
+    ra: AuthorityKeys
+    ca: AuthorityKeys
+    implicit_key: ImplicitIssuingKey | None = field(default=None, repr=False)
+    la1_wrapping: PrivateKey = field(repr=False)
+    la2_wrapping: PrivateKey = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ButterflyEngines:
+    """Each authority's own database (separate operators, separate stores)."""
+
+    ra: Engine
+    ca: Engine
+    la1: Engine
+    la2: Engine
+
+
+def new_butterfly_keys(
+    hierarchy: V2xHierarchy,
+    *,
+    implicit: bool = False,
+    key_factory: Callable[[str, str], PrivateKey] = lambda _role, curve: generate_key(curve),
+) -> ButterflyKeys:
+    """Keys for the RA, the pseudonym CA (explicit, or implicit with a 256-bit key) and both
+    LAs, the RA's and CA's certificates issued by the hierarchy's root. ``key_factory(role,
+    curve)`` makes each key (the on-disk store keeps what it makes)."""
+    family = hierarchy.family
+    root = hierarchy.root
+    ra = root.issue_authority(
+        role="ea",
+        name="fleetid-v2x-ra",
+        signer=SoftwareSigner(key_factory("ra", family.ca)),
+        decryption_key=key_factory("ra-enc", family.end_entity),
+    )
+    ca_decryption = key_factory("pca-enc", family.end_entity)
+    implicit_key = None
+    if implicit:
+        ca_private = key_factory("pca", family.end_entity)
+        ca_signer = SoftwareSigner(ca_private)
+        ca = AuthorityKeys(
+            signer=ca_signer,
+            decryption_key=ca_decryption,
+            certificate=_implicit_ca_certificate(
+                hierarchy, ca_signer, SoftwareSigner(ca_decryption)
+            ),
+        )
+        implicit_key = ImplicitIssuingKey(ca_private)
+    else:
+        ca = root.issue_authority(
+            role="aa",
+            name="fleetid-v2x-pseudonym-ca",
+            signer=SoftwareSigner(key_factory("pca", family.ca)),
+            decryption_key=ca_decryption,
+        )
+    return ButterflyKeys(
+        ra=ra,
+        ca=ca,
+        implicit_key=implicit_key,
+        la1_wrapping=key_factory("la1", "nistP256"),
+        la2_wrapping=key_factory("la2", "nistP256"),
+    )
+
+
+def assemble_butterfly(
+    keys: ButterflyKeys,
+    *,
+    ec_lookup: EcLookup,
+    clock: Clock,
+    schedule: PeriodSchedule,
+    engines: ButterflyEngines | None = None,
+    certificates_per_period: int = 20,
+    linkage: tuple[LinkageService, LinkageService] | None = None,
+) -> ButterflyAuthorities:
+    """RA, pseudonym CA and LA1, LA2 from their keys, wired together; with ``engines``, each
+    keeps its state in its database and picks up where it was (the LAs pair and share their
+    keys with the CA only the first time). ``linkage`` replaces the RA's in-process LAs (for
+    instance by clients of their HTTP routes)."""
+    sealer = None
+    if engines is not None:
+        if not isinstance(keys.ca.decryption_key, PrivateKey):
+            raise EncodingError("a CA with a database seals its state under a software key")
+        sealer = StateSealer.for_key(keys.ca.decryption_key)
+    ca = PseudonymCa(
+        keys=keys.ca,
+        schedule=schedule,
+        implicit_key=keys.implicit_key,
+        engine=None if engines is None else engines.ca,
+        sealer=sealer,
+    )
+    la1, la2 = (
+        LinkageAuthority(
+            la_id=la_id,
+            wrapping_key=wrapping,
+            engine=None if engines is None else (engines.la1, engines.la2)[index],
+        )
+        for index, (la_id, wrapping) in enumerate(
+            ((LA1_ID, keys.la1_wrapping), (LA2_ID, keys.la2_wrapping))
+        )
+    )
+    for la, other in ((la1, la2), (la2, la1)):
+        if not la.paired:
+            la.pair_with(other.wrapping_public_key)
+        if not ca.knows_la(la.la_id):
+            ca.accept_la_key(la.key_for_ca(ca.certificate))
+    ra = RegistrationAuthority(
+        keys=keys.ra,
+        ec_lookup=ec_lookup,
+        linkage=linkage or (la1, la2),
+        schedule=schedule,
+        clock=clock,
+        certificates_per_period=certificates_per_period,
+        records=None if engines is None else RaRecords(engines.ra),
+    )
+    return ButterflyAuthorities(ra=ra, ca=ca, la1=la1, la2=la2, schedule=schedule)
+
+
 def build_butterfly_authorities(
     hierarchy: V2xHierarchy,
     *,
@@ -73,59 +208,16 @@ def build_butterfly_authorities(
     schedule: PeriodSchedule | None = None,
     certificates_per_period: int = 20,
 ) -> ButterflyAuthorities:
-    """RA, pseudonym CA (explicit, or implicit with a 256-bit key) and LA1, LA2, wired together.
+    """RA, pseudonym CA (explicit, or implicit with a 256-bit key) and LA1, LA2, wired together,
+    in memory.
 
     The RA asks the hierarchy's EA for the EC of each request; each LA shares its key with
     the CA by a message encrypted to the CA's certificate.
     """
-    family = hierarchy.family
-    root = hierarchy.root
-    schedule = schedule or PeriodSchedule(origin=time32(hierarchy.clock.now()))
-    ra_signer = SoftwareSigner(generate_key(family.ca))
-    ra_decryption = generate_key(family.end_entity)
-    ra_certificate = root.issue_ca(
-        role="ea",
-        name="fleetid-v2x-ra",
-        verification_key=ra_signer.public_key(),
-        encryption_key=ra_decryption.public_key(),
-    )
-    ca_decryption = generate_key(family.end_entity)
-    implicit_key = None
-    if implicit:
-        ca_private = generate_key(family.end_entity)
-        ca_signer = SoftwareSigner(ca_private)
-        ca_certificate = _implicit_ca_certificate(
-            hierarchy, ca_signer, SoftwareSigner(ca_decryption)
-        )
-        implicit_key = ImplicitIssuingKey(ca_private)
-    else:
-        ca_signer = SoftwareSigner(generate_key(family.ca))
-        ca_certificate = root.issue_ca(
-            role="aa",
-            name="fleetid-v2x-pseudonym-ca",
-            verification_key=ca_signer.public_key(),
-            encryption_key=ca_decryption.public_key(),
-        )
-    ca = PseudonymCa(
-        keys=AuthorityKeys(
-            signer=ca_signer, decryption_key=ca_decryption, certificate=ca_certificate
-        ),
-        schedule=schedule,
-        implicit_key=implicit_key,
-    )
-    la1, la2 = LinkageAuthority(la_id=LA1_ID), LinkageAuthority(la_id=LA2_ID)
-    la1.pair_with(la2.wrapping_public_key)
-    la2.pair_with(la1.wrapping_public_key)
-    for la in (la1, la2):
-        ca.accept_la_key(la.key_for_ca(ca.certificate))
-    ra = RegistrationAuthority(
-        keys=AuthorityKeys(
-            signer=ra_signer, decryption_key=ra_decryption, certificate=ra_certificate
-        ),
+    return assemble_butterfly(
+        new_butterfly_keys(hierarchy, implicit=implicit),
         ec_lookup=hierarchy.ea.current_enrolment_credential,
-        linkage=(la1, la2),
-        schedule=schedule,
         clock=hierarchy.clock,
+        schedule=schedule or PeriodSchedule(origin=time32(hierarchy.clock.now())),
         certificates_per_period=certificates_per_period,
     )
-    return ButterflyAuthorities(ra=ra, ca=ca, la1=la1, la2=la2, schedule=schedule)

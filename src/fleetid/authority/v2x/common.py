@@ -23,6 +23,7 @@ from fleetid.formats.ieee1609 import Certificate, sign_certificate, time32, time
 from fleetid.store.v2x_repository import SeenRequests
 
 __all__ = [
+    "Authority",
     "AuthorityKeys",
     "OpenedRequest",
     "ReplayGuard",
@@ -41,6 +42,22 @@ class AuthorityKeys:
     signer: Signer = field(repr=False)
     decryption_key: EcdhKey = field(repr=False)
     certificate: Certificate
+
+
+class Authority:
+    """What every V2X authority holds: its keys (by reference) and its clock."""
+
+    def __init__(self, *, keys: AuthorityKeys, clock: Clock) -> None:
+        self._keys = keys
+        self._clock = clock
+
+    @property
+    def certificate(self) -> Certificate:
+        return self._keys.certificate
+
+    @property
+    def keys(self) -> AuthorityKeys:
+        return self._keys
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.authority.v2x.common import (
+    Authority,
     AuthorityKeys,
     ReplayGuard,
     issue_end_entity,
@@ -89,7 +90,7 @@ def attested_key_properties(attestation: x509.Certificate) -> KeyProperties:
         raise VerificationError("the attestation carries no key properties") from exc
 
 
-class EnrolmentAuthority:
+class EnrolmentAuthority(Authority):
     """An EA over its own database (``EnrolmentRecords``) and keys held by reference."""
 
     def __init__(
@@ -103,18 +104,13 @@ class EnrolmentAuthority:
         freshness: timedelta = timedelta(minutes=5),
         at_psids: frozenset[int] = frozenset({PSID_CAM, PSID_DENM}),
     ) -> None:
+        super().__init__(keys=keys, clock=clock)
         self.records = EnrolmentRecords(engine)
-        self._keys = keys
         self._trust = trust
-        self._clock = clock
         self._ec_lifetime = ec_lifetime
         self._at_psids = at_psids
         self._replay = ReplayGuard(self.records.seen_requests, clock, freshness)
         self.counters = self.records.counters
-
-    @property
-    def certificate(self) -> Certificate:
-        return self._keys.certificate
 
     # ------------------------------------------------------------------ registry
 

@@ -90,38 +90,27 @@ def build_hierarchy(
     root = RootCa.create(
         signer=key_factory("root", family.ca), name="fleetid-v2x-root", family=family, clock=clock
     )
-    ea_signer = key_factory("ea", family.ca)
-    ea_decryption = decryption_key_factory("ea", family.end_entity)
-    ea_certificate = root.issue_ca(
-        role="ea",
-        name="fleetid-v2x-ea",
-        verification_key=ea_signer.public_key(),
-        encryption_key=ea_decryption.public_key(),
-        lifetime=ea_validity,
-    )
-    aa_signer = key_factory("aa", family.ca)
-    aa_decryption = decryption_key_factory("aa", family.end_entity)
-    aa_certificate = root.issue_ca(
-        role="aa",
-        name="fleetid-v2x-aa",
-        verification_key=aa_signer.public_key(),
-        encryption_key=aa_decryption.public_key(),
-        lifetime=ea_validity,
+    ea_keys, aa_keys = (
+        root.issue_authority(
+            role=role,
+            name=f"fleetid-v2x-{role}",
+            signer=key_factory(role, family.ca),
+            decryption_key=decryption_key_factory(role, family.end_entity),
+            lifetime=ea_validity,
+        )
+        for role in ("ea", "aa")
     )
     ctl = root.sign_ctl(
-        sequence=0, entries=[("ea", ea_certificate, EA_URL), ("aa", aa_certificate, AA_URL)]
+        sequence=0,
+        entries=[("ea", ea_keys.certificate, EA_URL), ("aa", aa_keys.certificate, AA_URL)],
     )
     crl = root.sign_crl(revoked=[])
     return assemble(
         family=family,
         clock=clock,
         root=root,
-        ea_keys=AuthorityKeys(
-            signer=ea_signer, decryption_key=ea_decryption, certificate=ea_certificate
-        ),
-        aa_keys=AuthorityKeys(
-            signer=aa_signer, decryption_key=aa_decryption, certificate=aa_certificate
-        ),
+        ea_keys=ea_keys,
+        aa_keys=aa_keys,
         ctl=ctl,
         crl=crl,
         ea_engine=ea_engine,

@@ -13,6 +13,11 @@ which certificates share a chain: each reference takes both LAs to open.
 To revoke, the other LA first ``peel``s the outer layer of the reference the CA recorded for the
 reported certificate; this LA then ``reveal``s ls(i) of the chain (nothing before it) and the
 token the RA holds for it, so that the RA can block the device.
+
+Given an ``engine``, the LA keeps its chains, its LA-CA and reference keys and the other LA's
+key in its database (``fleetid.store.butterfly_state``), every seed and key sealed with AES-GCM
+under a key derived from its wrapping key (``fleetid.crypto.sealed_state``), which stays in the
+passphrase-protected key store: a restarted LA continues every chain where it was.
 """
 
 from __future__ import annotations
@@ -21,14 +26,18 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.linkage import linkage_seed_at, pre_linkage_value
 from fleetid.crypto.opaque_reference import open_reference, seal_reference
-from fleetid.crypto.v2xkeys import generate_key
+from fleetid.crypto.sealed_state import StateSealer
+from fleetid.crypto.v2xkeys import PrivateKey, generate_key
 from fleetid.errors import EncodingError, NotFoundError, PolicyError, VerificationError
 from fleetid.formats.butterfly_messages import open_from_key, seal_plv, seal_to_key
 from fleetid.formats.etsi102941 import encrypt
+from fleetid.store.butterfly_state import ChainRow, LaChains, SealedSecrets
+from fleetid.store.engine import Engine
 
 __all__ = ["MAX_PERIOD", "LinkageAuthority"]
 
@@ -48,23 +57,63 @@ class _Chain:
 class LinkageAuthority:
     """One LA, identified by its 2-byte ``la_id``, sharing an AES-128 key with the CA."""
 
-    def __init__(self, *, la_id: bytes) -> None:
+    def __init__(
+        self,
+        *,
+        la_id: bytes,
+        wrapping_key: PrivateKey | None = None,
+        engine: Engine | None = None,
+    ) -> None:
         if len(la_id) != 2:
             raise EncodingError("an LA identifier is 2 bytes")
+        if engine is not None and wrapping_key is None:
+            raise EncodingError("an LA with a database needs its wrapping key from its key store")
         self.la_id = la_id
-        self._ca_key = secrets.token_bytes(16)
-        self._reference_key = secrets.token_bytes(16)
-        self._wrapping_key = generate_key("nistP256")  # the other LA encrypts references to it
+        # The other LA encrypts references to the wrapping key.
+        self._wrapping_key = wrapping_key or generate_key("nistP256")
         self._peer: ec.EllipticCurvePublicKey | None = None
         self._chains: dict[bytes, _Chain] = {}
+        self._sealer = StateSealer.for_key(self._wrapping_key)
+        self._stored: LaChains | None = None
+        self._secrets: SealedSecrets | None = None
+        keys: dict[str, bytes] = {}
+        if engine is not None:
+            self._stored = LaChains(engine, la_id)
+            self._secrets = SealedSecrets(engine, f"la-{la_id.hex()}")
+            keys = {n: self._sealer.open(v, n.encode()) for n, v in self._secrets.all().items()}
+        for name in ("ca-key", "reference-key"):
+            if name not in keys:
+                keys[name] = secrets.token_bytes(16)
+                self._keep(name, keys[name])
+        self._ca_key, self._reference_key = keys["ca-key"], keys["reference-key"]
+        if "peer" in keys:
+            peer = serialization.load_der_public_key(keys["peer"])
+            if not isinstance(peer, ec.EllipticCurvePublicKey):
+                raise EncodingError("the stored peer LA key is not an EC key")
+            self._peer = peer
+
+    def _keep(self, name: str, value: bytes) -> None:
+        if self._secrets is not None:
+            self._secrets.put(name, self._sealer.seal(value, name.encode()))
+
+    def _context(self, chain_id: bytes, what: bytes, at: int) -> bytes:
+        return self.la_id + chain_id + what + at.to_bytes(2, "big")
 
     @property
     def wrapping_public_key(self) -> ec.EllipticCurvePublicKey:
         return self._wrapping_key.public_key()
 
+    @property
+    def paired(self) -> bool:
+        return self._peer is not None
+
     def pair_with(self, other: ec.EllipticCurvePublicKey) -> None:
         """The other LA's key, which every chain reference for the CA is encrypted to."""
         self._peer = other
+        der = other.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self._keep("peer", der)
 
     def key_for_ca(self, ca_certificate: bytes) -> bytes:
         """The LA-CA key, encrypted to the CA's certificate (EtsiTs103097Data-Encrypted)."""
@@ -75,6 +124,16 @@ class LinkageAuthority:
         chain_id = secrets.token_bytes(_CHAIN_ID_SIZE)
         initial = secrets.token_bytes(16)
         token = seal_reference(self._reference_key, chain_id)
+        if self._stored is not None:
+            self._stored.add(
+                ChainRow(
+                    chain_id=chain_id,
+                    token=token,
+                    initial_seed=self._sealer.seal(initial, self._context(chain_id, b"ls", 0)),
+                    at=0,
+                    seed=self._sealer.seal(initial, self._context(chain_id, b"ls", 0)),
+                )
+            )
         self._chains[chain_id] = _Chain(token=token, initial=initial, seed=initial)
         return token
 
@@ -84,16 +143,30 @@ class LinkageAuthority:
         except (EncodingError, VerificationError):
             raise VerificationError("not a chain reference of this linkage authority") from None
         chain = self._chains.get(chain_id)
+        if chain is None and self._stored is not None:
+            row = self._stored.get(chain_id)
+            if row is not None:
+                chain = _Chain(
+                    token=row.token,
+                    initial=self._sealer.open(row.initial_seed, self._context(chain_id, b"ls", 0)),
+                    at=row.at,
+                    seed=self._sealer.open(row.seed, self._context(chain_id, b"ls", row.at)),
+                )
+                self._chains[chain_id] = chain
         if chain is None:
             raise NotFoundError("no such linkage chain")
         return chain_id, chain
 
-    def _seed(self, chain: _Chain, i: int) -> bytes:
+    def _seed(self, chain_id: bytes, chain: _Chain, i: int) -> bytes:
         if not 0 <= i <= MAX_PERIOD:
             raise EncodingError(f"a period is a 16-bit IValue, got {i}")
         if i >= chain.at:
-            chain.seed = linkage_seed_at(chain.seed, self.la_id, i - chain.at)
-            chain.at = i
+            if i > chain.at:
+                chain.seed = linkage_seed_at(chain.seed, self.la_id, i - chain.at)
+                chain.at = i
+                if self._stored is not None:
+                    sealed = self._sealer.seal(chain.seed, self._context(chain_id, b"ls", i))
+                    self._stored.advance(chain_id, i, sealed)
             return chain.seed
         return linkage_seed_at(chain.initial, self.la_id, i)
 
@@ -102,7 +175,7 @@ class LinkageAuthority:
         if self._peer is None:
             raise PolicyError("this LA is not paired with the other LA yet")
         chain_id, chain = self._chain(reference)
-        seed = self._seed(chain, i)
+        seed = self._seed(chain_id, chain, i)
         values = []
         for j in range(count):
             nonce, ciphertext = seal_plv(
@@ -130,13 +203,13 @@ class LinkageAuthority:
     def reveal(self, inner: bytes, i: int) -> tuple[bytes, bytes]:
         """(ls(i), the RA's token) of the chain behind an inner reference (``peel``ed by the
         other LA): what a linked CRL publishes, and what the RA blocks."""
-        _, chain = self._chain(inner)
-        return self._seed(chain, i), chain.token
+        chain_id, chain = self._chain(inner)
+        return self._seed(chain_id, chain, i), chain.token
 
     def reveal_seed(self, token: bytes, i: int) -> bytes:
         """ls(i) of the chain behind the RA's token (the RA and this LA cooperating)."""
-        _, chain = self._chain(token)
-        return self._seed(chain, i)
+        chain_id, chain = self._chain(token)
+        return self._seed(chain_id, chain, i)
 
     def chain_count(self) -> int:
-        return len(self._chains)
+        return len(self._chains) if self._stored is None else self._stored.count()

@@ -7,7 +7,10 @@ Layout of ``<data-dir>/v2x/``::
     ea.db, aa.db     the EA's and the AA's own databases (separate operators, separate files)
     keys/<role>.p8   the authorities' private keys, PKCS#8 encrypted under the passphrase
                      (AES-256-CBC, PBKDF2; mode 0600): the software key store, as the software
-                     HSM is; an HSM-backed deployment passes its signers instead.
+                     HSM is; an HSM-backed deployment passes its signers instead
+                     (``fleetid.authority.v2x.key_store``).
+
+and the butterfly authorities beside them (``fleetid.authority.v2x.butterfly_on_disk``).
 
 The passphrase comes from the caller (the CLI reads ``FLEETID_V2X_PASSPHRASE``); it is never
 logged or stored.
@@ -20,19 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives import serialization
-
-from fleetid.authority.v2x.common import AuthorityKeys
+from fleetid.authority.v2x.butterfly_on_disk import ButterflyStore, init_butterfly
 from fleetid.authority.v2x.hierarchy import AA_URL, EA_URL, V2xHierarchy, assemble, build_hierarchy
+from fleetid.authority.v2x.key_store import authority_keys, load_keys, signer_key, write_keys
 from fleetid.authority.v2x.root_ca import RootCa
 from fleetid.clock import Clock
 from fleetid.crypto.signer import SoftwareSigner
-from fleetid.crypto.v2xkeys import PrivateKey, generate_key
+from fleetid.crypto.v2xkeys import PrivateKey
 from fleetid.errors import ConfigError, StoreError
 from fleetid.formats.etsi102941 import open_pki_data
 from fleetid.formats.ieee1609 import Certificate, decode_certificate, time32
 from fleetid.policy.v2x import FAMILIES
-from fleetid.private_file import write_private_file
 from fleetid.store.engine import Engine, open_engine
 from fleetid.store.v2x_repository import (
     CaCertificateRecord,
@@ -57,10 +58,34 @@ class V2xStore:
     ea_engine: Engine
     aa_engine: Engine
     ca_records: RootCaRecords
+    butterfly: ButterflyStore | None = None
+
+    @classmethod
+    def of(
+        cls,
+        directory: Path,
+        hierarchy: V2xHierarchy,
+        engines: tuple[Engine, Engine, Engine],
+        records: RootCaRecords,
+        butterfly: ButterflyStore | None = None,
+    ) -> V2xStore:
+        """The store of an opened hierarchy; ``engines`` are the Root CA's, EA's and AA's."""
+        ca, ea, aa = engines
+        return cls(
+            directory=directory,
+            hierarchy=hierarchy,
+            ca_engine=ca,
+            ea_engine=ea,
+            aa_engine=aa,
+            ca_records=records,
+            butterfly=butterfly,
+        )
 
     def close(self) -> None:
         for engine in (self.ca_engine, self.ea_engine, self.aa_engine):
             engine.dispose()
+        if self.butterfly is not None:
+            self.butterfly.close()
 
     def publish(self, *, revoke: tuple[bytes, ...] = ()) -> tuple[bytes, bytes]:
         """Mark ``revoke`` CA certificates revoked, then sign and store a new CTL and CRL;
@@ -139,12 +164,10 @@ def init_v2x(data_dir: Path, *, family_name: str, passphrase: bytes, clock: Cloc
     generated: dict[str, PrivateKey] = {}
 
     def signer(role: str, curve: str) -> SoftwareSigner:
-        generated[role] = generate_key(curve)
-        return SoftwareSigner(generated[role])
+        return SoftwareSigner(signer_key(generated)(role, curve))
 
     def decryption(role: str, curve: str) -> PrivateKey:
-        generated[f"{role}-enc"] = generate_key(curve)
-        return generated[f"{role}-enc"]
+        return signer_key(generated)(f"{role}-enc", curve)
 
     family = FAMILIES[family_name]
     ca_engine, ea_engine, aa_engine = _engines(directory)
@@ -156,15 +179,8 @@ def init_v2x(data_dir: Path, *, family_name: str, passphrase: bytes, clock: Cloc
         key_factory=signer,
         decryption_key_factory=decryption,
     )
-    encryption = serialization.BestAvailableEncryption(passphrase)
-    for role, key in generated.items():
-        write_private_file(
-            keys_dir / f"{role}.p8",
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-            ),
-            replace=False,
-        )
+    butterfly = init_butterfly(directory, hierarchy, key_factory=signer_key(generated))
+    write_keys(keys_dir, generated, passphrase)
     records = RootCaRecords(ca_engine)
     records.add_certificates(
         CaCertificateRecord(
@@ -183,14 +199,7 @@ def init_v2x(data_dir: Path, *, family_name: str, passphrase: bytes, clock: Cloc
     )
     records.add_publications(_publications(0, hierarchy.ctl, hierarchy.crl))
     (directory / "v2x.json").write_text(json.dumps({"family": family_name}) + "\n")
-    return V2xStore(
-        directory=directory,
-        hierarchy=hierarchy,
-        ca_engine=ca_engine,
-        ea_engine=ea_engine,
-        aa_engine=aa_engine,
-        ca_records=records,
-    )
+    return V2xStore.of(directory, hierarchy, (ca_engine, ea_engine, aa_engine), records, butterfly)
 
 
 def has_v2x(data_dir: Path) -> bool:
@@ -206,17 +215,7 @@ def open_v2x(data_dir: Path, *, passphrase: bytes, clock: Clock) -> V2xStore:
     except FileNotFoundError:
         raise ConfigError(f"no V2X hierarchy in {directory}; run fleetid v2x init") from None
     family = FAMILIES[config["family"]]
-    keys: dict[str, PrivateKey] = {}
-    for role in _ROLES:
-        try:
-            loaded = serialization.load_pem_private_key(
-                (keys_dir / f"{role}.p8").read_bytes(), password=passphrase
-            )
-        except ValueError:
-            raise ConfigError("wrong passphrase for the V2X key store") from None
-        if not isinstance(loaded, PrivateKey):
-            raise ConfigError(f"{role}.p8 is not an EC key")
-        keys[role] = loaded
+    keys = load_keys(keys_dir, _ROLES, passphrase)
     ca_engine, ea_engine, aa_engine = _engines(directory)
     records = RootCaRecords(ca_engine)
     registry = records.certificates()
@@ -248,16 +247,8 @@ def open_v2x(data_dir: Path, *, passphrase: bytes, clock: Clock) -> V2xStore:
         family=family,
         clock=clock,
         root=root,
-        ea_keys=AuthorityKeys(
-            signer=SoftwareSigner(keys["ea"]),
-            decryption_key=keys["ea-enc"],
-            certificate=certificates["ea"],
-        ),
-        aa_keys=AuthorityKeys(
-            signer=SoftwareSigner(keys["aa"]),
-            decryption_key=keys["aa-enc"],
-            certificate=certificates["aa"],
-        ),
+        ea_keys=authority_keys(keys, "ea", certificates["ea"]),
+        aa_keys=authority_keys(keys, "aa", certificates["aa"]),
         ctl=latest["ctl"][1],
         crl=latest["crl"][1],
         ea_engine=ea_engine,
@@ -265,14 +256,7 @@ def open_v2x(data_dir: Path, *, passphrase: bytes, clock: Clock) -> V2xStore:
         ctl_sequence=latest["ctl"][0],
         revoked=revoked,
     )
-    return V2xStore(
-        directory=directory,
-        hierarchy=hierarchy,
-        ca_engine=ca_engine,
-        ea_engine=ea_engine,
-        aa_engine=aa_engine,
-        ca_records=records,
-    )
+    return V2xStore.of(directory, hierarchy, (ca_engine, ea_engine, aa_engine), records)
 
 
 def _stale(message: bytes, clock: Clock) -> bool:

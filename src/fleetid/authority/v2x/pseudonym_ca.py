@@ -16,6 +16,9 @@ the device: no EC, no caterpillar key, no chain. For each request it
 What it keeps per certificate is what misbehaviour handling needs and nothing more: the
 certificate's HashedId8, its period and the two LAs' chain references, which it cannot open
 (each takes both LAs) and which differ for every certificate.
+
+Given an ``engine`` and a ``sealer`` (keyed from its key store), the CA keeps the LA-CA keys
+sealed in its database and its records in ``butterfly_issued``, so a restart loses neither.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.crypto.ecqv import certificate_hash_integer
 from fleetid.crypto.linkage import linkage_value
 from fleetid.crypto.pseudonym_keys import ImplicitIssuingKey, randomise_cocoon_key
+from fleetid.crypto.sealed_state import StateSealer
 from fleetid.crypto.v2xkeys import compressed_point, curve_name_of, sign_1609
 from fleetid.errors import BatchRefusedError, EncodingError, NotFoundError, VerificationError
 from fleetid.formats.butterfly_messages import (
@@ -47,8 +51,11 @@ from fleetid.formats.ieee1609.keys import (
     public_key_from_verification_key,
 )
 from fleetid.policy.v2x import PSID_CAM, PSID_DENM
+from fleetid.store.butterfly_queue import ButterflyQueue
+from fleetid.store.butterfly_state import SealedSecrets, add_issued
+from fleetid.store.engine import Engine
 
-__all__ = ["IssuanceRecord", "PeriodSchedule", "PseudonymCa"]
+__all__ = ["IssuanceRecord", "PeriodSchedule", "PseudonymCa", "stored_record"]
 
 _log = logging.getLogger(__name__)
 _EE_CURVES: Final = ("nistP256", "brainpoolP256r1")
@@ -94,6 +101,8 @@ class PseudonymCa:
         schedule: PeriodSchedule,
         implicit_key: ImplicitIssuingKey | None = None,
         psids: frozenset[int] = frozenset({PSID_CAM, PSID_DENM}),
+        engine: Engine | None = None,
+        sealer: StateSealer | None = None,
     ) -> None:
         self._keys = keys
         self._schedule = schedule
@@ -111,10 +120,26 @@ class PseudonymCa:
         self._la_keys: dict[bytes, bytes] = {}
         self._templates: dict[tuple[str, str, bool], PseudonymTemplate] = {}
         self.records: dict[bytes, IssuanceRecord] = {}
+        self._engine = engine
+        self._secrets: tuple[SealedSecrets, StateSealer] | None = None
+        if engine is not None:
+            if sealer is None:
+                raise EncodingError("a CA with a database needs a sealer from its key store")
+            self._secrets = (SealedSecrets(engine, "pseudonym-ca"), sealer)
+            for name, sealed in self._secrets[0].all().items():
+                self._la_keys[bytes.fromhex(name)] = sealer.open(sealed, name.encode())
 
     @property
     def certificate(self) -> bytes:
         return self._issuer
+
+    @property
+    def keys(self) -> AuthorityKeys:
+        return self._keys
+
+    def knows_la(self, la_id: bytes) -> bool:
+        """Whether this CA holds a key shared with the LA ``la_id``."""
+        return la_id in self._la_keys
 
     def accept_la_key(self, message: bytes) -> None:
         """Take an LA's key, sent encrypted to this CA's certificate (``key_for_ca``)."""
@@ -123,6 +148,10 @@ class PseudonymCa:
         )
         if len(plaintext) != 18:
             raise EncodingError("an LA key message is la_id (2) and an AES-128 key (16)")
+        if self._secrets is not None:
+            store, sealer = self._secrets
+            name = plaintext[:2].hex()
+            store.put(name, sealer.seal(plaintext[2:], name.encode()))
         self._la_keys[plaintext[:2]] = plaintext[2:]
 
     # ----------------------------------------------------------------------------------------
@@ -130,9 +159,16 @@ class PseudonymCa:
     def issue_batch(self, batch: bytes, now: datetime) -> bytes:
         """RaAcaCertRequestBatch in, AcaRaCertResponseBatch out (the RA's shuffled order)."""
         requests = decode_message("RaAcaCertRequestBatch", batch)
-        return encode_message(
-            "AcaRaCertResponseBatch", [self.issue(request, now) for request in requests]
-        )
+        return encode_message("AcaRaCertResponseBatch", self.issue_requests(requests, now))
+
+    def issue_requests(self, requests: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """AcaRaCertResponse values for RaAcaCertRequest values; with a database, the records
+        of the whole batch are written in one transaction."""
+        if self._engine is None:
+            return [self.issue(request, now) for request in requests]
+        issued = [self.issue_with_record(request, now) for request in requests]
+        add_issued(self._engine, [(r.certificate_id, r.i, *r.chain_references) for _, r in issued])
+        return [response for response, _ in issued]
 
     def issue(self, request: dict[str, Any], now: datetime) -> dict[str, Any]:
         """One AcaRaCertResponse value for one RaAcaCertRequest value; the record kept here.
@@ -239,6 +275,20 @@ class PseudonymCa:
     def record_for(self, certificate: bytes) -> IssuanceRecord:
         """The references kept for a reported certificate (its COER bytes)."""
         record = self.records.get(hashed_id8(certificate))
+        if record is None and self._engine is not None:
+            return stored_record(ButterflyQueue(self._engine), certificate)
         if record is None:
             raise NotFoundError("this CA did not issue that certificate")
         return record
+
+
+def stored_record(queue: ButterflyQueue, certificate: bytes) -> IssuanceRecord:
+    """The CA's record of a certificate in ``butterfly_issued`` (its own or its workers')."""
+    certificate_id = hashed_id8_of(certificate)
+    found = queue.record(certificate_id)
+    if found is None:
+        raise NotFoundError("this CA did not issue that certificate")
+    i, reference1, reference2 = found
+    return IssuanceRecord(
+        certificate_id=certificate_id, i=i, chain_references=(reference1, reference2)
+    )

@@ -10,7 +10,10 @@ order and no device. It never sees a certificate: the CA's answers are encrypted
 encryption keys, and the RA only stores them for the device's download.
 
 What it keeps per device: its itsId, its two sealed chain references (which only the LAs can
-open) and whether misbehaviour has blocked it. Per request: the batch until downloaded.
+open) and whether misbehaviour has blocked it. Per request: the batch until downloaded. Given
+``records`` (``fleetid.store.butterfly_state.RaRecords``) it keeps all of that, the seen batch
+requests and its per-certificate requests with their answers in its database, and a restarted RA
+reloads them: nothing accepted is lost, a replay is still refused, a device keeps its chains.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final, Protocol
 
-from fleetid.authority.v2x.common import AuthorityKeys, open_request
+from fleetid.authority.v2x.common import Authority, AuthorityKeys, open_request
+from fleetid.authority.v2x.hops import MemorySeen
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule
 from fleetid.clock import Clock
 from fleetid.crypto.butterfly import expand_public
@@ -51,13 +55,17 @@ from fleetid.formats.ieee1609.keys import (
     public_key_from_verification_key,
     verification_key_value,
 )
+from fleetid.store.butterfly_queue import ButterflyQueue, WorkRow
+from fleetid.store.butterfly_state import DeviceRow, RaRecords
 
 __all__ = [
     "BatchItem",
     "LinkageService",
     "RegistrationAuthority",
+    "batch_item",
     "download_message",
     "expand_item",
+    "work_row",
 ]
 
 _log = logging.getLogger(__name__)
@@ -97,13 +105,40 @@ class BatchItem:
     plvs: tuple[dict[str, Any], dict[str, Any]] = field(repr=False)
 
 
+def work_row(item: BatchItem) -> WorkRow:
+    """The queue row of an item (its two EncryptedPlv in COER)."""
+    return WorkRow(
+        request_id=item.request_id,
+        batch_id=item.batch_id,
+        i=item.i,
+        j=item.j,
+        implicit=item.implicit,
+        caterpillar=item.caterpillar,
+        plv1=encode_message("EncryptedPlv", item.plvs[0]),
+        plv2=encode_message("EncryptedPlv", item.plvs[1]),
+    )
+
+
+def batch_item(row: WorkRow) -> BatchItem:
+    """The item of a queue row."""
+    return BatchItem(
+        request_id=row.request_id,
+        batch_id=row.batch_id,
+        i=row.i,
+        j=row.j,
+        implicit=row.implicit,
+        caterpillar=row.caterpillar,
+        plvs=(decode_message("EncryptedPlv", row.plv1), decode_message("EncryptedPlv", row.plv2)),
+    )
+
+
 @dataclass(kw_only=True)
 class _Batch:
     slots: set[tuple[int, int]] = field(default_factory=set)
     entries: dict[tuple[int, int], bytes] = field(default_factory=dict)
 
 
-class RegistrationAuthority:
+class RegistrationAuthority(Authority):
     """Accepts batch requests, expands, shuffles, forwards; serves the downloads."""
 
     def __init__(
@@ -117,26 +152,45 @@ class RegistrationAuthority:
         certificates_per_period: int = 20,
         freshness: timedelta = timedelta(minutes=5),
         rng: random.Random | None = None,
+        records: RaRecords | None = None,
     ) -> None:
         if linkage[0].la_id == linkage[1].la_id:
             raise EncodingError("the two linkage authorities need different identifiers")
-        self._keys = keys
+        super().__init__(keys=keys, clock=clock)
         self._ec_lookup = ec_lookup
         self._linkage = linkage
         self._schedule = schedule
-        self._clock = clock
         self._per_period = certificates_per_period
         self._freshness = int(freshness.total_seconds())
         self._rng = rng if rng is not None else random.SystemRandom()
+        self._records = records
         self._devices: dict[bytes, _Device] = {}
-        self._seen: dict[bytes, int] = {}  # batch id -> Time32 until which it is remembered
+        self._seen = MemorySeen() if records is None else records.seen
         self._pending: list[BatchItem] = []
         self._in_flight: dict[bytes, BatchItem] = {}
         self._batches: dict[bytes, _Batch] = {}
+        if records is not None:
+            self._reload(records)
+
+    def _reload(self, records: RaRecords) -> None:
+        """Devices, batches and unanswered requests as the database holds them (a request
+        forwarded before a restart but not answered is pending again)."""
+        for row in records.devices():
+            self._devices[row.its_id] = _Device(
+                its_id=row.its_id, chains=row.chains, blocked=row.blocked
+            )
+        for work, answer in records.requests():
+            batch = self._batches.setdefault(work.batch_id, _Batch())
+            batch.slots.add((work.i, work.j))
+            if answer is None:
+                self._pending.append(batch_item(work))
+            else:
+                batch.entries[(work.i, work.j)] = answer
 
     @property
-    def certificate(self) -> Certificate:
-        return self._keys.certificate
+    def queue(self) -> ButterflyQueue | None:
+        """The queue the RA's requests are in as they arrive (with ``records``), or None."""
+        return None if self._records is None else self._records.queue
 
     # ---------------------------------------------------------------------------- requests
 
@@ -165,9 +219,6 @@ class RegistrationAuthority:
         if abs(now - int(body["generationTime"])) > self._freshness:
             raise BatchRefusedError("stale", "generationTime outside the freshness window")
         batch_id = hashed_id8_of(message)
-        self._forget_old(now)
-        if batch_id in self._seen:
-            raise BatchRefusedError("replay", "this batch request was already accepted")
         device = self._device(its_id)
         if device.blocked:
             raise BatchRefusedError("revoked", "this device's pseudonyms are revoked")
@@ -176,7 +227,8 @@ class RegistrationAuthority:
         if validity != {"start": self._schedule.start(i), "duration": self._schedule.duration}:
             raise BatchRefusedError("validity", "the validity asked for is not a pseudonym period")
         self._check_caterpillar(body)
-        self._seen[batch_id] = now + self._freshness + 1
+        if not self._seen.remember(batch_id, now=now, expires=now + self._freshness + 1):
+            raise BatchRefusedError("replay", "this batch request was already accepted")
         self._queue(batch_id, device, i, body, signed.unsecured_payload())
         _log.info("batch request accepted for period %d", i)
         ack = {
@@ -188,15 +240,13 @@ class RegistrationAuthority:
         }
         return encrypt_with_key(encode_message("RaEeCertAck", ack), request.aes_key)
 
-    def _forget_old(self, now: int) -> None:
-        for batch_id in [b for b, until in self._seen.items() if until < now]:
-            del self._seen[batch_id]
-
     def _device(self, its_id: bytes) -> _Device:
         device = self._devices.get(its_id)
         if device is None:
             chains = (self._linkage[0].new_chain(), self._linkage[1].new_chain())
             device = _Device(its_id=its_id, chains=chains)
+            if self._records is not None:
+                self._records.add_device(DeviceRow(its_id=its_id, chains=chains, blocked=False))
             self._devices[its_id] = device
         return device
 
@@ -217,19 +267,22 @@ class RegistrationAuthority:
             la.pre_linkage_values(chain, i, self._per_period)
             for la, chain in zip(self._linkage, device.chains, strict=True)
         ]
-        self._batches[batch_id] = _Batch(slots={(i, j) for j in range(self._per_period)})
-        for j in range(self._per_period):
-            self._pending.append(
-                BatchItem(
-                    request_id=secrets.token_bytes(16),
-                    batch_id=batch_id,
-                    i=i,
-                    j=j,
-                    implicit=body["type"] == "implicit",
-                    caterpillar=raw,
-                    plvs=(plvs[0][j], plvs[1][j]),
-                )
+        items = [
+            BatchItem(
+                request_id=secrets.token_bytes(16),
+                batch_id=batch_id,
+                i=i,
+                j=j,
+                implicit=body["type"] == "implicit",
+                caterpillar=raw,
+                plvs=(plvs[0][j], plvs[1][j]),
             )
+            for j in range(self._per_period)
+        ]
+        if self._records is not None:
+            self._records.queue.enqueue(work_row(item) for item in items)
+        self._batches[batch_id] = _Batch(slots={(i, j) for j in range(self._per_period)})
+        self._pending.extend(items)
 
     # ---------------------------------------------------------------------------- to the CA
 
@@ -245,6 +298,12 @@ class RegistrationAuthority:
             self._in_flight[item.request_id] = item
         return taken
 
+    def return_pending(self, items: list[BatchItem]) -> None:
+        """Put taken items back (their forwarding failed); they go out with the next batch."""
+        for item in items:
+            if self._in_flight.pop(item.request_id, None) is not None:
+                self._pending.append(item)
+
     def forward(self, limit: int | None = None) -> bytes:
         """A shuffled RaAcaCertRequestBatch of pending items (cocoon keys expanded here)."""
         items = self.take_pending(limit)
@@ -256,13 +315,29 @@ class RegistrationAuthority:
 
     def accept_responses(self, batch: bytes) -> None:
         """Store the CA's AcaRaCertResponseBatch; the responses stay encrypted."""
-        for response in decode_message("AcaRaCertResponseBatch", batch):
-            self.accept_response(bytes(response["requestId"]), bytes(response["acaResponse"]))
+        self.accept_response_values(decode_message("AcaRaCertResponseBatch", batch))
+
+    def accept_response_values(self, responses: list[dict[str, Any]]) -> None:
+        """Store decoded AcaRaCertResponse values (all or none of them)."""
+        answers = [
+            (bytes(response["requestId"]), bytes(response["acaResponse"])) for response in responses
+        ]
+        if any(request_id not in self._in_flight for request_id, _ in answers):
+            raise VerificationError("a response to no request in flight")
+        if self._records is not None:
+            self._records.answer(answers)
+        for request_id, aca_response in answers:
+            item = self._in_flight.pop(request_id)
+            self._batches[item.batch_id].entries[(item.i, item.j)] = aca_response
 
     def accept_response(self, request_id: bytes, aca_response: bytes) -> None:
-        item = self._in_flight.pop(request_id, None)
+        """Store one encrypted answer; ``VerificationError`` if no such request is in flight."""
+        item = self._in_flight.get(request_id)
         if item is None:
             raise VerificationError("a response to no request in flight")
+        if self._records is not None:
+            self._records.answer([(request_id, aca_response)])
+        del self._in_flight[request_id]
         self._batches[item.batch_id].entries[(item.i, item.j)] = aca_response
 
     # ---------------------------------------------------------------------------- downloads
@@ -284,6 +359,8 @@ class RegistrationAuthority:
         reveal them for a reported certificate); ``NotFoundError`` if no device has both."""
         for device in self._devices.values():
             if device.chains == tokens:
+                if self._records is not None:
+                    self._records.block(device.its_id)
                 device.blocked = True
                 _log.info("device blocked after a misbehaviour report")
                 return

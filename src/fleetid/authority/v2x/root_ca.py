@@ -12,9 +12,10 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.clock import Clock
 from fleetid.crypto.signer import Signer
-from fleetid.crypto.v2xkeys import PublicKey, curve_name_of
+from fleetid.crypto.v2xkeys import PrivateKey, PublicKey, curve_name_of
 from fleetid.errors import PolicyError
 from fleetid.formats.etsi102941 import PSID_CERTIFICATE_REQUEST, sign_pki_data
 from fleetid.formats.ieee1609 import Certificate, decode, sign_certificate, time32, time64
@@ -94,6 +95,25 @@ class RootCa:
     @property
     def signer(self) -> Signer:
         return self._signer
+
+    def issue_authority(
+        self,
+        *,
+        role: Literal["ea", "aa"],
+        name: str,
+        signer: Signer,
+        decryption_key: PrivateKey,
+        lifetime: timedelta = timedelta(days=365 * 4),
+    ) -> AuthorityKeys:
+        """An authority's keys with the certificate ``issue_ca`` makes for them."""
+        certificate = self.issue_ca(
+            role=role,
+            name=name,
+            verification_key=signer.public_key(),
+            encryption_key=decryption_key.public_key(),
+            lifetime=lifetime,
+        )
+        return AuthorityKeys(signer=signer, decryption_key=decryption_key, certificate=certificate)
 
     def issue_ca(
         self,
