@@ -5,7 +5,7 @@ For each population N and revoked fraction r it builds a signed full filter over
 same population), and prints:
 
 * full and delta size in bytes, body bits against the information bound log2 C(N, R) (the ratio
-  the issue's goal is stated in), and bits per revoked entry;
+  the filter's size goal is stated in), and bits per revoked entry;
 * build time of each, and the peak resident memory of the process;
 * ``FilterVerifier.load`` time (parse + ECDSA verify) and per-check latency of ``status`` on the
   device path, next to a bare ECDSA P-256 verify (pyca) measured in the same run.

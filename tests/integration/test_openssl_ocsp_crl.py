@@ -112,7 +112,7 @@ def test_openssl_ocsp_good_then_revoked_within_two_seconds(served: Served) -> No
         assert "a.pem: good" in out, out
         assert "Response verify OK" in out, out
     _revoke(served, a)
-    revoked_by = time.monotonic() + 2.0  # the bound for a revocation to show
+    revoked_by = time.monotonic() + 2.0  # the bound for a revocation to show
     seen = ""
     while time.monotonic() < revoked_by:
         seen = _ocsp(served, "a", "-no_nonce")  # the pre-signed path, the one that caches

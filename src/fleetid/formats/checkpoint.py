@@ -253,7 +253,7 @@ def parse_verifier_key(vkey: str) -> tuple[str, ec.EllipticCurvePublicKey]:
 def sign_note(text: bytes, key_name: str, signer: Signer) -> NoteSignature:
     """Sign note text with an ECDSA P-256 signer (type 0x02); the signature is checked first.
 
-    Every signature an HSM returns is verified before use (issue 3: SoftHSM has had intermittent
+    Every signature an HSM returns is verified before use (SoftHSM has had intermittent
     bad-signature reports).
     """
     _check_key_name(key_name)

@@ -1,6 +1,6 @@
 """Which revocation material a device relies on, by how often it can reach the authority.
 
-One registry, three connectivity profiles (issue 5; ``docs/revocation.md``):
+One registry, three connectivity profiles (``docs/revocation.md``):
 
 * **always-on**: OCSP (RFC 6960), the peer's own pre-signed response stapled to its handshake or
   fetched at check time. Staleness is bounded by the response's ``nextUpdate`` and by a maximum

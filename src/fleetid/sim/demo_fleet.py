@@ -1,4 +1,4 @@
-"""Demo stage: the fleet lifecycle (issue 4) on the devices the line made.
+"""Demo stage: the fleet lifecycle on the devices the line made.
 
 Two fleet authorities (SQLite in temporary directories, reached in process through their ASGI
 apps) trust the manufacturer root; authority A imports the whole line manifest, authority B only

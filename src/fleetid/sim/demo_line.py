@@ -1,4 +1,4 @@
-"""Demo stage: the key ceremony with split custody, then the provisioning line (issue 3).
+"""Demo stage: the key ceremony with split custody, then the provisioning line.
 
 A 3-of-5 ceremony creates the manufacturer keys inside the software HSM; an activation with only
 two custodians is shown failing; three custodians activate it. The line then takes the demo's

@@ -1,4 +1,4 @@
-"""Demo stage: one revocation system, three connectivity profiles (issue 5).
+"""Demo stage: one revocation system, three connectivity profiles.
 
 A fleet authority (SQLite in a temporary directory, reached in process through its ASGI app)
 issues a credential to every device; the devices are split into three profiles, and each checks

@@ -1,4 +1,4 @@
-"""Demo stage: the secure element (issue 2).
+"""Demo stage: the secure element.
 
 Each device that left the line (``ctx.state["line"]``) opens SCP03 at level 33 with its
 per-device keys (diversified in the HSM), generates a key on card, attests it against a fresh

@@ -1,4 +1,4 @@
-"""Demo stage: the V2X privacy PKI (issue 6).
+"""Demo stage: the V2X privacy PKI.
 
 For each curve family (brainpool, as deployed ETSI stations default to, and NIST) a Root CA, an
 EA and an AA are set up, each authority with its own database. A cohort of vehicles comes off a
