@@ -17,6 +17,7 @@ __all__ = [
     "exposed_sample_names",
     "load_dashboard",
     "metric_names",
+    "sample_names",
 ]
 
 DASHBOARD: Final = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
@@ -64,8 +65,13 @@ def exposed_sample_names() -> set[str]:
     for metric in vars(metrics).values():
         if isinstance(metric, MetricWrapperBase):
             for family in metric.describe():
-                names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
+                names.update(sample_names(family.name, family.type))
     return names
+
+
+def sample_names(family: str, kind: str) -> set[str]:
+    """The names a family of ``kind`` (counter, histogram, gauge) exposes its samples under."""
+    return {family + suffix for suffix in _SUFFIXES.get(kind, ("",))}
 
 
 def load_dashboard(path: Path = DASHBOARD) -> dict[str, Any]:
