@@ -10,14 +10,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from prometheus_client import REGISTRY
-from tests.asgi_app import asgi_request
+from tests.asgi_app import asgi_request, enrol_with_token
 from tests.log_capture import Captured, capture_json_logs
 
 from fleetid.authority.fleet_ca import FleetCa
@@ -35,22 +30,6 @@ def logs() -> Iterator[Captured]:
 def _token(ca: FleetCa, device_id: str) -> IssuedToken:
     with ca.store.transaction() as tx:
         return create_token(tx, device_id=device_id, clock=ca.clock, ttl=timedelta(hours=1))
-
-
-def _enrol(app: Any, token: IssuedToken, **headers: str) -> httpx.Response:
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
-        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
-    )
-    return asgi_request(
-        app,
-        "POST",
-        ENROL,
-        content=base64.encodebytes(csr.public_bytes(serialization.Encoding.DER)),
-        headers={"Content-Type": "application/pkcs10", **headers},
-        auth=(token.username, token.password),
-    )
 
 
 def _sample(name: str, **labels: str) -> float:
@@ -89,7 +68,7 @@ def test_enrolment_names_provisioner_and_device_and_counts(
     route_before = _sample("fleetid_http_requests_total", method="POST", route=ENROL, status="200")
     batches_before = _sample("fleetid_group_commit_batch_size_count", outcome="committed")
     token = _token(ca, "gw-log-1")
-    assert _enrol(app, token, **{"X-Request-ID": "enrol-1"}).status_code == 200
+    assert enrol_with_token(app, token, **{"X-Request-ID": "enrol-1"}).status_code == 200
     assert _sample("fleetid_issuance_total", **labels) == issued_before + 1
     assert _sample("fleetid_issuance_seconds_count", **labels) == timed_before + 1
     assert (
@@ -107,9 +86,9 @@ def test_a_refusal_is_counted_by_reason_and_logged_without_the_credential(
     app: Any, ca: FleetCa, logs: Captured
 ) -> None:
     token = _token(ca, "gw-log-2")
-    assert _enrol(app, token).status_code == 200
+    assert enrol_with_token(app, token).status_code == 200
     refused = _sample("fleetid_refusals_total", reason="unauthenticated")
-    again = _enrol(app, token, **{"X-Request-ID": "replay-1"})
+    again = enrol_with_token(app, token, **{"X-Request-ID": "replay-1"})
     assert again.status_code == 401
     assert _sample("fleetid_refusals_total", reason="unauthenticated") == refused + 1
     assert logs.access("replay-1")["status"] == 401

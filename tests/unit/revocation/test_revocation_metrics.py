@@ -3,16 +3,13 @@ a revocation to the first artefact that carries it (exact, on a manual clock).""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from prometheus_client import REGISTRY
-from tests.revocation_fixtures import issue, open_fleet, revoke
+from tests.revocation_fixtures import issue, revoke
 
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.clock import ManualClock
@@ -21,18 +18,6 @@ from fleetid.revocation.ocsp import responder_for
 from fleetid.revocation.publish import FilterPublisher
 
 DELAY = timedelta(seconds=90)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def ca(tmp_path: Path, db_url: str, clock: ManualClock) -> Iterator[FleetCa]:
-    authority = open_fleet(tmp_path, db_url, clock)
-    yield authority
-    authority.close()
 
 
 def _answers(cache: str) -> float:
