@@ -45,6 +45,8 @@ __all__ = ["register", "worker_app"]
 
 # How the parent hands the listener to worker processes (uvicorn imports ``worker_app`` there).
 _WORKER_ENV: Final = "FLEETID_SERVE_WORKER"
+# How long the supervisor waits for a worker's answer before it replaces the worker.
+_WORKER_HEALTHCHECK_S: Final = 60
 # Beside the server certificate: the fleet's CA certificates, as TLS client trust anchors.
 _CLIENT_ANCHORS: Final = "client-anchors.pem"
 
@@ -322,6 +324,9 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
         host=listen.host,
         port=listen.port,
         workers=args.workers,
+        # A worker answers the supervisor's health check only once it is up: on a loaded host
+        # that takes more than uvicorn's 5 s, and the worker would be killed and started again.
+        timeout_worker_healthcheck=_WORKER_HEALTHCHECK_S,
         **_logs(args),
         **tls,
     )
