@@ -44,6 +44,7 @@ responses: the SQL write did happen.
     .venv/bin/python benchmarks/enrol.py --workers 1             # SQLite, 8 s per row
     .venv/bin/python benchmarks/enrol.py --backend postgresql --workers 2
     .venv/bin/python benchmarks/enrol.py --profile                # py-spy on two rows
+    .venv/bin/python benchmarks/enrol.py --metrics                # with the metrics listener
 
 ``--profile`` records the token and the attested rows with py-spy (``pip install py-spy``) on
 every worker, while they are measured, and prints for each the share of samples spent in the HTTP
@@ -714,6 +715,8 @@ def _run_fleetid(run: Run, url: str | None) -> None:
     serve = [sys.executable, "-c", _CLI, "serve", "--data-dir", str(data_dir)]
     serve += ["--https", f"127.0.0.1:{port}", "--workers", str(args.workers)]
     serve += ["--allow-loopback-urls"]  # a benchmark on loopback: no relying party fetches
+    if args.metrics:  # the Prometheus listener on, as an operator would run it
+        serve += ["--metrics", f"127.0.0.1:{_free_port()}"]
     base = f"https://127.0.0.1:{port}"
     with _process(serve, port, work / "serve.log", env=env) as server:
         # The stack's floor: a route that does nothing (no body, no database), same server.
@@ -845,6 +848,9 @@ def main() -> int:
         "--profile", action="store_true", help="py-spy on the token and attested rows"
     )
     parser.add_argument("--profile-out", type=Path, help="append py-spy's raw stacks here")
+    parser.add_argument(
+        "--metrics", action="store_true", help="fleetid serve --metrics (a listener of its own)"
+    )
     args = parser.parse_args()
     for tool in ("wrk", "cfssl"):
         if shutil.which(tool) is None:

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from fleetid import __version__
 from fleetid.api import est, openapi, writes
+from fleetid.api.access_log import AccessLog
 from fleetid.api.body_limits import BodyLimit
 from fleetid.api.errors import install_error_handlers
 from fleetid.api.head_requests import HeadAsGet
@@ -41,6 +42,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimit)  # one body limit per route, enforced while reading
     app.add_middleware(HeadAsGet)
+    app.add_middleware(AccessLog)  # outermost: request ID, access log, HTTP metrics
     writes.install(app, ca.store)  # enrolment's transactions are group-committed
     app.include_router(est.router)
     # EST plus attestation-gated enrolment, refresh/re-key proofs and release (/enrol/...).

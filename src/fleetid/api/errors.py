@@ -11,10 +11,14 @@ where and what (``path.generation: Input should be a valid integer``), never by 
 An error that carries a machine-readable ``reason`` code (the attestation refusals of
 ``fleetid.errors``) adds it as the extension member ``reason``
 (RFC 9457 §3.2), so a client tells one refusal from another without parsing ``detail``.
+
+Every refusal counts in ``fleetid_refusals_total`` under its reason code (the ``reason`` member,
+else the problem kind) and is logged as an event of the request (``fleetid.api.refusals``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Final
 
@@ -24,13 +28,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from fleetid import errors
+from fleetid import errors, metrics
 
 __all__ = ["MAX_DETAIL", "PROBLEM_JSON", "install_error_handlers", "problem_response"]
 
 PROBLEM_JSON: Final = "application/problem+json"
 MAX_DETAIL: Final = 200
 REALM: Final = 'Basic realm="fleetid EST", charset="UTF-8"'
+
+_log = logging.getLogger("fleetid.api.refusals")
 
 # Most specific first: the first family an error belongs to decides.
 _FAMILIES: Final[tuple[tuple[type[errors.FleetIdError], int, str, str], ...]] = (
@@ -97,10 +103,17 @@ def _for_error(exc: errors.FleetIdError) -> JSONResponse:
             headers = {"WWW-Authenticate": REALM} if status == 401 else None
             reason = getattr(exc, "reason", None)
             extensions = {"reason": reason} if isinstance(reason, str) else None
+            _refused(status, reason if isinstance(reason, str) else kind, str(exc))
             return problem_response(
                 status, kind, title, str(exc), headers=headers, extensions=extensions
             )
     raise AssertionError("FleetIdError is the last family")  # pragma: no cover
+
+
+def _refused(status: int, reason: str, detail: str) -> None:
+    metrics.REFUSALS.labels(reason).inc()
+    fields = {"status": status, "reason": reason, "detail": _bounded(detail)}
+    _log.info("refused", extra={"fields": fields})
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -116,6 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type
+        _refused(400, "bad-request", _invalid(exc))
         return problem_response(400, "bad-request", "Request not valid", _invalid(exc))
 
     async def client_gone(_request: Request, _exc: Exception) -> Response:

@@ -4,7 +4,8 @@ Enrolment, re-enrolment, challenges and release each end in a small transaction;
 commits, not the writes, would set the pace. ``install`` gives the app a
 ``fleetid.store.group_commit.GroupCommit`` over the CA's store, closed when the app shuts down,
 and ``write`` runs a service call on it: concurrent requests share one commit, and each answer
-leaves only after its writes are durable.
+leaves only after its writes are durable. Each batch's size and the database pool's
+connections go to the metrics (``fleetid.metrics``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 
+from fleetid import metrics
 from fleetid.store.group_commit import GroupCommit
+from fleetid.store.pool_status import pool_connections
 from fleetid.store.repositories import Store
 
 __all__ = ["install", "write", "write_prepared"]
@@ -26,7 +29,13 @@ P = TypeVar("P")
 
 
 def install(app: FastAPI, store: Store) -> None:
-    writer = GroupCommit(store)
+    def on_batch(size: int, committed: bool) -> None:
+        outcome = "committed" if committed else "failed"
+        metrics.GROUP_COMMIT_BATCH.labels(outcome).observe(size)
+        for state, count in pool_connections(store.engine).items():
+            metrics.DB_POOL_CONNECTIONS.labels(state).set(count)
+
+    writer = GroupCommit(store, on_batch=on_batch)
     app.state.writes = writer
     previous = app.router.lifespan_context
 

@@ -16,6 +16,7 @@ authenticates a re-enrolment. The rules on the current credential itself live he
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.authority.csr import load_csr
 from fleetid.authority.fleet_ca import FleetCa
+from fleetid.authority.issuance_events import record_issuance
 from fleetid.authority.provisioners import BasicCredentials, EnrolmentRequest, Provisioner
 from fleetid.authority.provisioners.token import TokenProvisioner
 from fleetid.authority.revoke import revoke_device_certificates
@@ -32,6 +34,7 @@ from fleetid.errors import AuthenticationError, NotFoundError, PolicyError
 from fleetid.policy import CredentialType
 from fleetid.store.repositories import CertificateRecord, Repositories
 from fleetid.store.schema import CertificateStatus, DeviceStatus, RevocationReason
+from fleetid.structured_logs import annotate
 
 __all__ = ["EnrolmentService", "Examined"]
 
@@ -42,6 +45,7 @@ class Examined:
 
     request: EnrolmentRequest
     provisioner: Provisioner
+    started: float  # time.perf_counter() when the checks began (the issuance latency metric)
 
 
 class EnrolmentService:
@@ -67,6 +71,7 @@ class EnrolmentService:
     def examine(self, credentials: BasicCredentials | None, csr_der: bytes) -> Examined:
         """``simple_enroll``'s checks that need no database: the CSR, which provisioner, and
         what that provisioner can check alone (``Provisioner.examine``)."""
+        started = time.perf_counter()
         csr = load_csr(csr_der)
         request = EnrolmentRequest(csr=csr, basic=credentials)
         provisioner = next((p for p in self.provisioners.values() if p.accepts(request)), None)
@@ -77,7 +82,10 @@ class EnrolmentService:
                 + (" or attestation evidence in the CSR" if "attestation" in kinds else "")
                 + f" (provisioners here: {kinds})"
             )
-        return Examined(request=provisioner.examine(request), provisioner=provisioner)
+        annotate(provisioner=provisioner.type_key)
+        return Examined(
+            request=provisioner.examine(request), provisioner=provisioner, started=started
+        )
 
     def enrol(self, examined: Examined) -> x509.Certificate:
         """The rest of ``simple_enroll``, in one transaction: authorise, issue, record."""
@@ -103,6 +111,13 @@ class EnrolmentService:
             tx.devices.set_status(
                 grant.device_id, DeviceStatus.ENROLLED, now, provisioner=grant.provisioner
             )
+        record_issuance(
+            certificate,
+            provisioner=grant.provisioner,
+            credential_type=grant.credential_type,
+            device_id=grant.device_id,
+            started=examined.started,
+        )
         return certificate
 
     def current_credential(self, tx: Repositories, serial: str) -> CertificateRecord:

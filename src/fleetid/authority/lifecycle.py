@@ -28,6 +28,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Final
 
@@ -38,6 +39,7 @@ from fleetid.authority.ca_init import certificate_ec_key
 from fleetid.authority.csr import load_csr, public_key_sha256
 from fleetid.authority.enrolment import EnrolmentService
 from fleetid.authority.fleet_ca import FleetCa
+from fleetid.authority.issuance_events import record_issuance
 from fleetid.authority.provisioners import Provisioner
 from fleetid.authority.provisioners.attestation import AttestationProvisioner, Challenge
 from fleetid.authority.revoke import revoke_device_certificates
@@ -70,6 +72,7 @@ from fleetid.formats.proof import (
 from fleetid.policy import CredentialType
 from fleetid.store.repositories import CertificateRecord, Repositories, Revocation
 from fleetid.store.schema import DeviceStatus, RevocationReason
+from fleetid.structured_logs import annotate
 
 __all__ = [
     "LINKS_DIR",
@@ -135,6 +138,7 @@ class LifecycleService(EnrolmentService):
         enrolled here), at most ``policy.outstanding_challenges`` unused at a time; expired
         challenges are pruned. An unknown device is refused before anything is written."""
         provisioner = self._require_attestation()
+        annotate(device=device_id)
         now = self.ca.clock.now()
         bound = self.ca.settings.policy.outstanding_challenges
         with self.ca.store.transaction() as tx:
@@ -191,6 +195,7 @@ class LifecycleService(EnrolmentService):
         (``client_certificate``, verified by the server's TLS stack; RFC 7030 §3.3.2). Neither is
         refused: the CSR's own signature is no proof (a copied CSR replays).
         """
+        started = time.perf_counter()
         if isinstance(proof, str):
             proof = CredentialProof.parse(proof)
         if proof is None and client_certificate is None:
@@ -207,6 +212,7 @@ class LifecycleService(EnrolmentService):
                 current = self.client_credential(tx, client_certificate, csr)
             device_id = current.device_id
             assert device_id is not None  # noqa: S101 - current_credential checked
+            annotate(device=device_id)
             refresh = public_key_sha256(public_key) == current.public_key_sha256
             if refresh:
                 if proof is not None and not tx.challenges.consume(proof.nonce, now):
@@ -233,6 +239,13 @@ class LifecycleService(EnrolmentService):
                 tx.certificates.revoke(
                     current.serial, RevocationReason.SUPERSEDED, now, superseded_by=record.id
                 )
+        record_issuance(
+            certificate,
+            provisioner="refresh" if refresh else "rekey",
+            credential_type=CredentialType(current.profile),
+            device_id=device_id,
+            started=started,
+        )
         return certificate
 
     # -- authority change ----------------------------------------------------------------------
@@ -248,6 +261,7 @@ class LifecycleService(EnrolmentService):
                 raise AuthenticationError("the proof's nonce was spent concurrently")
             device_id = current.device_id
             assert device_id is not None  # noqa: S101 - _authenticate checked
+            annotate(device=device_id)
             done = revoke_device_certificates(
                 tx, device_id, RevocationReason.CESSATION_OF_OPERATION, now
             )

@@ -16,6 +16,11 @@ and OCSP; a loopback or unspecified one is refused before anything binds, unless
 ``--workers N`` (N > 1, one listener) runs N uvicorn worker processes on the listener instead; each
 opens the CA and the database itself (``worker_app``). All issuance state is in the database, so
 the workers need nothing else in common; on SQLite they take turns writing (WAL, busy timeout).
+
+``--metrics ADDR:PORT`` serves the Prometheus metrics (``fleetid.metrics``) at ``/metrics`` on a
+listener of its own; with ``--workers`` the workers keep their values in a multiprocess directory
+made for the run, and the listener sums them. ``--log-format json`` writes every log line, the
+access log's included (``--log-level info``), as one JSON object (``fleetid.structured_logs``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from fleetid.structured_logs import LOG_FORMATS
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -38,6 +45,8 @@ __all__ = ["register", "worker_app"]
 
 # How the parent hands the listener to worker processes (uvicorn imports ``worker_app`` there).
 _WORKER_ENV: Final = "FLEETID_SERVE_WORKER"
+# How long the supervisor waits for a worker's answer before it replaces the worker.
+_WORKER_HEALTHCHECK_S: Final = 60
 # Beside the server certificate: the fleet's CA certificates, as TLS client trust anchors.
 _CLIENT_ANCHORS: Final = "client-anchors.pem"
 
@@ -77,6 +86,20 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="worker processes (N > 1 needs exactly one of --http, --https)",
     )
+    parser.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT",
+        help="Prometheus metrics at /metrics on a listener of their own (all workers summed)",
+    )
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, default="text", help="json: one object per line"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="info and below add one access-log line per request",
+    )
     parser.set_defaults(func=_serve)
 
 
@@ -90,6 +113,48 @@ def _is_loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from fleetid.config import parse_listen
+
+    metrics = parse_listen(args.metrics) if args.metrics else None
+    multiprocess_dir = None
+    if metrics is not None and args.workers > 1:
+        # Before anything records a value: the workers inherit the directory's variable.
+        import tempfile
+
+        from fleetid.metrics import use_multiprocess_directory
+
+        multiprocess_dir = Path(tempfile.mkdtemp(prefix="fleetid-metrics-"))
+        use_multiprocess_directory(multiprocess_dir)
+    _configure_logs(args.log_format, args.log_level)
+    stop_metrics = None
+    try:
+        if metrics is not None:
+            from fleetid.api.metrics_listener import start_metrics_listener
+
+            stop_metrics = start_metrics_listener(metrics)
+        return _serve_listeners(args)
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+        if multiprocess_dir is not None:
+            import shutil
+
+            shutil.rmtree(multiprocess_dir, ignore_errors=True)
+
+
+def _configure_logs(log_format: str, log_level: str) -> None:
+    from fleetid.structured_logs import configure_logging
+
+    configure_logging(log_level.upper(), "json" if log_format == "json" else "text")
+
+
+def _logs(args: argparse.Namespace) -> dict[str, Any]:
+    """uvicorn's logging: none of its own, through the root logger ``_configure_logs`` set up;
+    the access log is ``fleetid.api.access_log``'s."""
+    return {"log_config": None, "log_level": args.log_level, "access_log": False}
+
+
+def _serve_listeners(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fleetid.api import create_app
@@ -127,7 +192,7 @@ def _serve(args: argparse.Namespace) -> int:
     servers = []
     if http is not None:
         config = uvicorn.Config(
-            app, host=http.host, port=http.port, log_level="warning", http=PeerCertificateProtocol
+            app, host=http.host, port=http.port, http=PeerCertificateProtocol, **_logs(args)
         )
         servers.append(uvicorn.Server(config))
     if https is not None:
@@ -135,7 +200,7 @@ def _serve(args: argparse.Namespace) -> int:
             app,
             host=https.host,
             port=https.port,
-            log_level="warning",
+            **_logs(args),
             **_tls_options(ca, [https.host, *args.tls_name]),
         )
         servers.append(uvicorn.Server(config))
@@ -146,7 +211,7 @@ def _serve(args: argparse.Namespace) -> int:
             revocation_only(app),
             host=public_http.host,
             port=public_http.port,
-            log_level="warning",
+            **_logs(args),
             lifespan="off",  # the app's background work runs once, under the other listener
         )
         servers.append(uvicorn.Server(config))
@@ -208,6 +273,7 @@ def worker_app() -> FastAPI:
     from fleetid.config import Settings, parse_listen
 
     spec = json.loads(os.environ[_WORKER_ENV])
+    _configure_logs(spec["log_format"], spec["log_level"])
     settings = Settings.load(
         Path(spec["data_dir"]),
         http=parse_listen(spec["http"]) if spec["http"] else None,
@@ -247,6 +313,8 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
             "https": None if https is None else str(https),
             "public_url": settings.public_url,
             "allow_loopback_urls": settings.allow_loopback_urls,
+            "log_format": args.log_format,
+            "log_level": args.log_level,
         }
     )
     _warn_if_v2x_locked(settings)
@@ -256,7 +324,10 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
         host=listen.host,
         port=listen.port,
         workers=args.workers,
-        log_level="warning",
+        # A worker answers the supervisor's health check only once it is up: on a loaded host
+        # that takes more than uvicorn's 5 s, and the worker would be killed and started again.
+        timeout_worker_healthcheck=_WORKER_HEALTHCHECK_S,
+        **_logs(args),
         **tls,
     )
     # What ``uvicorn.run`` does for workers, with the announcement after the bind, not before.

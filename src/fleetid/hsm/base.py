@@ -33,9 +33,10 @@ import enum
 import hmac
 import os
 import re
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Final, Literal, NoReturn
+from typing import ClassVar, Final, Literal, NoReturn
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -44,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from fleetid import metrics
 from fleetid.crypto.signer import Signer, hash_for_curve
 from fleetid.errors import HsmError, HsmNotActivatedError
 
@@ -201,8 +203,11 @@ class Hsm(ABC):
     """Keys by label, used by reference; locked until ``activate`` receives the right KEK.
 
     Public methods check the gate and the arguments, then call the backend's ``_`` primitive, so
-    both backends refuse the same things with the same errors.
+    both backends refuse the same things with the same errors. Each signature's time counts in
+    ``fleetid_hsm_sign_seconds`` under the backend's name.
     """
+
+    backend: ClassVar[str] = "hsm"  # the metrics label; each backend names itself
 
     def __init__(self) -> None:
         self._activated = False
@@ -260,7 +265,9 @@ class Hsm(ABC):
         digest: bytes,
     ) -> bytes:
         self._require_active()
+        started = time.perf_counter()
         signature = self._sign_digest(label, digest)
+        metrics.HSM_SIGN_SECONDS.labels(self.backend).observe(time.perf_counter() - started)
         try:
             public_key.verify(signature, digest, ec.ECDSA(Prehashed(hash_algorithm)))
         except (InvalidSignature, ValueError) as exc:

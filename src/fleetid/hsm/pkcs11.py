@@ -105,6 +105,8 @@ def _find_token(library: Any, token_label: str) -> Any:
 class Pkcs11Hsm(Hsm):
     """An HSM on a PKCS#11 token; ``initialise`` once with the SO PIN, then ``activate(kek)``."""
 
+    backend = "pkcs11"
+
     def __init__(
         self, *, token_label: str, state_file: Path, module: str | Path | None = None
     ) -> None:

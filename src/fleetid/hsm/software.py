@@ -62,6 +62,8 @@ def _curve_name(curve: ec.EllipticCurve) -> str:
 class SoftwareHsm(Hsm):
     """An HSM emulated in this process; create with ``initialise``, reopen with ``open``."""
 
+    backend = "software"
+
     def __init__(self, directory: Path | None, record: dict[str, Any]) -> None:
         super().__init__()
         self._directory = directory

@@ -24,7 +24,9 @@ Publications are rows of ``crl_publications`` (``fleetid.store.crl_repository``,
 HTTP route serves the newest full and delta of a shard from there with caching headers
 (``http_headers``). ``CrlPublisher.publish`` runs on a
 schedule in ``fleetid serve`` (a full CRL every ``full_interval``, a delta whenever the registry
-moves or every ``delta_interval``); ``fleetid crl publish`` forces both at once.
+moves or every ``delta_interval``); ``fleetid crl publish`` forces both at once. Each delta
+observes, per revocation it lists for the first time, the publication lag on the ``crl`` channel
+(``fleetid.metrics``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ObjectIdentifier
 
+from fleetid import metrics
 from fleetid.authority.fleet_ca import (
     CRL_SHARDS,
     FleetCa,
@@ -344,6 +347,12 @@ class CrlPublisher:
                 )
                 if self._shard_of(e.serial_number) == shard
             ]
+            last = deltas[shard]
+            metrics.observe_publication_lag(
+                "crl",
+                now,
+                (e.revoked_at for e in changes if last is None or e.sequence > last.watermark),
+            )
             done.append(
                 self._write(
                     issuer,

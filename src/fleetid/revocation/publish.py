@@ -26,6 +26,9 @@ two retained artefacts (``fleetid.revocation.channels``). The publisher rebases 
 full filter) when there is none, when the signer changed, when a certificate was released from
 hold since the full filter (a delta only adds revocations), or when the delta has grown past
 ``rebase_after`` revocations.
+
+Each publication observes, per revocation it carries for the first time, the publication lag on
+the ``filter`` channel (``fleetid.metrics``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
+from fleetid import metrics
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.clock import Clock
 from fleetid.crypto.signer import Signer
@@ -272,7 +276,10 @@ class FilterPublisher:
             backdate=self._backdate,
             base=base,
         )
-        self._check_forward(population.watermark, population.coverage_until)
+        published = self._check_forward(population.watermark, population.coverage_until)
+        if population.watermark > published:
+            changes = self._registry.changes(published, population.watermark)
+            metrics.observe_publication_lag("filter", now, (e.revoked_at for e in changes))
         return population
 
     def publish(self) -> PublishedFilter:
@@ -297,12 +304,14 @@ class FilterPublisher:
             released = released or entry.reason == REMOVE_FROM_CRL
         return pending, released
 
-    def _check_forward(self, watermark: int, coverage_until: datetime) -> None:
+    def _check_forward(self, watermark: int, coverage_until: datetime) -> int:
+        """Refuse to go back; the watermark published so far (0: nothing yet)."""
         head = self._delta or self._full
         if head is None:
-            return
+            return 0
         header = parse_filter(head).header
         if watermark < header.watermark or coverage_until < header.coverage_until:
             raise PolicyError(
                 f"the store is at watermark {watermark}, behind the published {header.watermark}"
             )
+        return header.watermark

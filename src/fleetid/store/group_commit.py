@@ -17,10 +17,15 @@ no database, kept out of the write lock). So:
 Units run one after another, as a serialisable schedule in queue order; a unit sees the writes
 of the units before it in the batch. Units must not have side effects outside the database that
 assume their commit (none of the enrolment operations do).
+
+Each unit runs in the context (``contextvars``) of the code that submitted it, so that what it
+logs belongs to the submitter's request (``fleetid.structured_logs``). ``on_batch``, if given,
+hears the size of every batch the writer ran and whether its commit succeeded (the metrics).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -46,15 +51,23 @@ class _Unit:
     prepare: Callable[[], Any]  # before the batch's transaction, without the write lock
     run: Callable[[Any], Any]  # inside it, given what ``prepare`` returned
     future: Future[Any]
+    context: contextvars.Context  # the submitter's
 
 
 class GroupCommit:
     """One writer thread for ``store``; ``submit`` queues a unit and returns its future."""
 
-    def __init__(self, store: Store, *, max_batch: int = _DEFAULT_MAX_BATCH) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch: int = _DEFAULT_MAX_BATCH,
+        on_batch: Callable[[int, bool], None] | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("a batch holds at least one unit")
         self._store = store
+        self._on_batch = on_batch
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -79,7 +92,10 @@ class GroupCommit:
                     target=self._writer, name="fleetid-group-commit", daemon=True
                 )
                 self._thread.start()
-            self._queue.put(_Unit(prepare=prepare, run=run, future=future))
+            unit = _Unit(
+                prepare=prepare, run=run, future=future, context=contextvars.copy_context()
+            )
+            self._queue.put(unit)
         return future
 
     def close(self) -> None:
@@ -119,21 +135,26 @@ class GroupCommit:
                 outcomes[index] = (False, None)
                 continue
             try:
-                ready[index] = unit.prepare()
+                ready[index] = unit.context.run(unit.prepare)
             except Exception as exc:  # the unit's own refusal, before any write
                 outcomes[index] = (False, exc)
         if ready:
+            committed = False
             try:
                 with self._store.batch():
                     for index, prepared in ready.items():
+                        unit = units[index]
                         try:
-                            outcomes[index] = (True, units[index].run(prepared))
+                            outcomes[index] = (True, unit.context.run(unit.run, prepared))
                         except Exception as exc:  # the unit's own failure, rolled back alone
                             outcomes[index] = (False, exc)
+                committed = True
             except Exception as exc:  # the batch's own BEGIN or COMMIT: nothing of it is durable
                 _log.error("group commit of %d units failed: %s", len(ready), exc)
                 failure = StoreError(f"the transaction was not committed: {exc}")
                 outcomes.update((index, (False, failure)) for index in ready)
+            if self._on_batch is not None:
+                self._on_batch(len(ready), committed)
         for index, unit in enumerate(units):
             ok, value = outcomes[index]
             if unit.future.cancelled():

@@ -5,44 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from tests.asgi_app import asgi_request
 
-from fleetid.api import create_app
 from fleetid.api.body_limits import LIMITS
 from fleetid.api.errors import MAX_DETAIL
 from fleetid.authority.fleet_ca import FleetCa
-from fleetid.clock import ManualClock
-from fleetid.config import Settings
 
-BASE = "http://fleet.test"
 EST = "/.well-known/est"
-
-
-@pytest.fixture
-def ca(tmp_path: Path) -> Iterator[FleetCa]:
-    settings = Settings.load(tmp_path, environ={"FLEETID_PUBLIC_URL": BASE})
-    authority = FleetCa.init(settings, clock=ManualClock(), name="Edge Fleet")
-    yield authority
-    authority.close()
-
-
-@pytest.fixture
-def app(ca: FleetCa) -> Any:
-    return create_app(ca.settings, clock=ca.clock, ca=ca)
-
-
-def _request(app: Any, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    async def send() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-            return await client.request(method, url, **kwargs)
-
-    return asyncio.run(send())
 
 
 def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -139,12 +112,12 @@ def test_a_streamed_body_is_cut_off_at_the_limit(app: Any) -> None:
 )
 def test_each_post_route_answers_413_over_its_limit(app: Any, path: str, content_type: str) -> None:
     body = b"A" * (LIMITS[path] + 1)
-    response = _request(app, "POST", path, content=body, headers={"Content-Type": content_type})
+    response = asgi_request(app, "POST", path, content=body, headers={"Content-Type": content_type})
     assert f"limit of {LIMITS[path]} octets" in _problem(response, 413)["detail"]
 
 
 def test_a_content_length_that_is_not_a_number_is_400(app: Any) -> None:
-    response = _request(app, "POST", "/ocsp", content=b"", headers={"Content-Length": "-1"})
+    response = asgi_request(app, "POST", "/ocsp", content=b"", headers={"Content-Length": "-1"})
     _problem(response, 400)
 
 
@@ -153,8 +126,8 @@ def test_a_content_length_that_is_not_a_number_is_400(app: Any) -> None:
 
 @pytest.mark.parametrize("path", [f"{EST}/cacerts", f"{EST}/csrattrs", "/health", "/openapi.json"])
 def test_head_answers_like_get_without_content(app: Any, path: str) -> None:
-    got = _request(app, "GET", path)
-    head = _request(app, "HEAD", path)
+    got = asgi_request(app, "GET", path)
+    head = asgi_request(app, "HEAD", path)
     assert (head.status_code, got.status_code) == (200, 200)
     assert head.content == b""
     assert head.headers["content-type"] == got.headers["content-type"]
@@ -162,22 +135,22 @@ def test_head_answers_like_get_without_content(app: Any, path: str) -> None:
 
 
 def test_head_on_a_crl_answers_like_get(app: Any) -> None:
-    got = _request(app, "GET", "/crl/issuing-1/0.crl")
-    head = _request(app, "HEAD", "/crl/issuing-1/0.crl")
+    got = asgi_request(app, "GET", "/crl/issuing-1/0.crl")
+    head = asgi_request(app, "HEAD", "/crl/issuing-1/0.crl")
     assert (head.status_code, head.content) == (got.status_code, b"")
     assert head.headers["etag"] == got.headers["etag"]
 
 
 def test_head_on_a_post_route_is_405(app: Any) -> None:
-    assert _request(app, "HEAD", f"{EST}/simpleenroll").status_code == 405
+    assert asgi_request(app, "HEAD", f"{EST}/simpleenroll").status_code == 405
 
 
 # --- CRL names -----------------------------------------------------------------------------------
 
 
 def test_the_canonical_crl_name_is_served(app: Any) -> None:
-    assert _request(app, "GET", "/crl/issuing-1/0.crl").status_code == 200
-    assert _request(app, "GET", "/crl/issuing-1/0-delta.crl").status_code == 200
+    assert asgi_request(app, "GET", "/crl/issuing-1/0.crl").status_code == 200
+    assert asgi_request(app, "GET", "/crl/issuing-1/0-delta.crl").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -194,14 +167,14 @@ def test_the_canonical_crl_name_is_served(app: Any) -> None:
     ],
 )
 def test_non_canonical_crl_names_are_404(app: Any, path: str) -> None:
-    _problem(_request(app, "GET", path), 404)
+    _problem(asgi_request(app, "GET", path), 404)
 
 
 # --- problem details -----------------------------------------------------------------------------
 
 
 def test_a_csr_that_does_not_parse_names_no_library_internals(app: Any, ca: FleetCa) -> None:
-    response = _request(
+    response = asgi_request(
         app,
         "POST",
         f"{EST}/simpleenroll",
@@ -222,7 +195,7 @@ def test_a_csr_that_does_not_parse_names_no_library_internals(app: Any, ca: Flee
     ],
 )
 def test_a_long_path_is_not_echoed(app: Any, path: str) -> None:
-    response = _request(app, "GET", path)
+    response = asgi_request(app, "GET", path)
     assert response.status_code in {400, 404}
     body = _problem(response, response.status_code)
     assert "999999" not in body["detail"]
@@ -232,7 +205,7 @@ def test_a_long_path_is_not_echoed(app: Any, path: str) -> None:
 
 
 def test_a_validation_error_is_a_sentence_not_a_repr(app: Any) -> None:
-    body = _problem(_request(app, "GET", "/revocation/filter/" + "z" * 50), 400)
+    body = _problem(asgi_request(app, "GET", "/revocation/filter/" + "z" * 50), 400)
     assert body["detail"].startswith("path.kind: ")
     for leak in ("{", "'input'", "'type'", "ctx"):
         assert leak not in body["detail"]
@@ -248,7 +221,7 @@ def test_a_validation_error_is_a_sentence_not_a_repr(app: Any) -> None:
     ],
 )
 def test_a_malformed_proof_header_is_a_bounded_sentence(app: Any, header: str) -> None:
-    response = _request(
+    response = asgi_request(
         app,
         "POST",
         "/enrol/release",
@@ -265,7 +238,7 @@ def test_a_malformed_proof_header_is_a_bounded_sentence(app: Any, header: str) -
 
 
 def test_the_challenge_route_is_503_when_attestation_is_not_configured(app: Any) -> None:
-    response = _request(app, "POST", "/enrol/challenge", json={"device_id": "gw-1"})
+    response = asgi_request(app, "POST", "/enrol/challenge", json={"device_id": "gw-1"})
     body = _problem(response, 503)
     assert body["type"] == "urn:fleetid:problem:not-configured"
     assert "no manufacturer root is trusted" in body["detail"]
@@ -299,7 +272,7 @@ _STATUSES: dict[tuple[str, str], set[str]] = {
 
 
 def test_openapi_lists_every_status_of_every_route_as_problem_details(app: Any) -> None:
-    document = _request(app, "GET", "/openapi.json").json()
+    document = asgi_request(app, "GET", "/openapi.json").json()
     assert document["components"]["schemas"]["Problem"]["required"] == [
         "type",
         "title",
@@ -324,7 +297,7 @@ def test_openapi_lists_every_status_of_every_route_as_problem_details(app: Any) 
 
 @pytest.mark.parametrize(("method", "path"), sorted(_STATUSES))
 def test_a_route_answers_only_statuses_it_documents(app: Any, method: str, path: str) -> None:
-    document = _request(app, "GET", "/openapi.json").json()
+    document = asgi_request(app, "GET", "/openapi.json").json()
     documented = {int(s) for s in document["paths"][path][method]["responses"]}
     concrete = (
         path.replace("{encoded}", "MAo=")
@@ -340,7 +313,7 @@ def test_a_route_answers_only_statuses_it_documents(app: Any, method: str, path:
         {"json": {"device_id": "gw-1"}},
     ]
     for attempt in attempts:
-        response = _request(app, method.upper(), concrete, **attempt)
+        response = asgi_request(app, method.upper(), concrete, **attempt)
         assert response.status_code in documented, (attempt, response.text)
         if response.status_code >= 400:
             _problem(response, response.status_code)

@@ -377,3 +377,30 @@ def test_the_line_reads_no_crash_plan_from_the_environment(
     wafer = plant.wafer(1)
     report = plant.line().run([u.unit for u in wafer.units], wafer)
     assert report.secured == 1
+
+
+def test_the_line_counts_units_quarantines_and_hsm_signatures(plant: Plant) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = {
+        "secured": sample("fleetid_line_units_total", outcome="secured"),
+        "quarantined": sample("fleetid_line_units_total", outcome="quarantined"),
+        "step 3": sample("fleetid_line_quarantines_total", failed_step="3"),
+        "signatures": sample("fleetid_hsm_sign_seconds_count", backend="software"),
+    }
+    wafer = plant.wafer(3, defects={1: Defect.KEYGEN_FAILS})
+    plant.line().run([u.unit for u in wafer.units], wafer)
+    after = {
+        "secured": sample("fleetid_line_units_total", outcome="secured"),
+        "quarantined": sample("fleetid_line_units_total", outcome="quarantined"),
+        "step 3": sample("fleetid_line_quarantines_total", failed_step="3"),
+        "signatures": sample("fleetid_hsm_sign_seconds_count", backend="software"),
+    }
+    assert after["secured"] - before["secured"] == 2
+    assert after["quarantined"] - before["quarantined"] == 1
+    assert after["step 3"] - before["step 3"] == 1
+    # The line CA signs each secured unit's IDevID in the HSM (the audit log may sign more).
+    assert after["signatures"] - before["signatures"] >= 2

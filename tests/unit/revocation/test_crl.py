@@ -4,9 +4,7 @@ what the distribution points serve (the device's client: ``tests/unit/device/tes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -16,7 +14,6 @@ from tests.revocation_fixtures import (
     AsgiClient,
     crl_shard_of,
     issue,
-    open_fleet,
     revoke,
     same_shard,
 )
@@ -32,18 +29,6 @@ from fleetid.revocation.crl import (
     publisher_for,
 )
 from fleetid.store.crl_table import crl_publications
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def ca(tmp_path: Path, db_url: str, clock: ManualClock) -> Iterator[FleetCa]:
-    authority = open_fleet(tmp_path, db_url, clock)
-    yield authority
-    authority.close()
 
 
 @pytest.fixture

@@ -34,18 +34,6 @@ from fleetid.revocation.registry import RevocationRegistry
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def ca(tmp_path: Path, db_url: str, clock: ManualClock) -> Iterator[FleetCa]:
-    authority = open_fleet(tmp_path, db_url, clock)
-    yield authority
-    authority.close()
-
-
-@pytest.fixture
 def stranger(
     tmp_path: Path, backend: str, database_url_for: Callable[[str], str]
 ) -> Iterator[FleetCa]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import fcntl
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -222,3 +224,51 @@ def test_a_unit_refused_by_the_database_rolls_back_alone(store: Store) -> None:
             duplicate.result(10)
         assert before.result(10) == "dev-1" and after.result(10) == "dev-2"
     assert _status(store, "dev-1") == _status(store, "dev-2") == DeviceStatus.PENDING
+
+
+# --- what the writer tells its owner: batch sizes, and the submitter's context ---------------
+
+
+def test_on_batch_hears_each_batch_size_and_its_outcome(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    heard: list[tuple[int, bool]] = []
+    group = GroupCommit(store, max_batch=4, on_batch=lambda size, ok: heard.append((size, ok)))
+    try:
+        release = _held(group)
+        futures = [group.submit(_add_device, store, f"dev-{i}") for i in range(6)]
+        release.set()
+        for future in futures:
+            future.result(10)
+        assert heard == [(1, True), (4, True), (2, True)]  # the held unit, then 4 + 2
+        real_batch = store.batch
+
+        @contextmanager
+        def failing_batch() -> Iterator[None]:
+            with real_batch():
+                yield
+                raise StoreError("disk full")
+
+        monkeypatch.setattr(store, "batch", failing_batch)
+        with pytest.raises(StoreError):
+            group.submit(_add_device, store, "lost").result(10)
+        assert heard[-1] == (1, False)
+    finally:
+        group.close()
+
+
+_SUBMITTER: ContextVar[str] = ContextVar("submitter", default="nobody")
+
+
+def test_units_run_in_their_submitters_context(store: Store) -> None:
+    def seen(_given: object = None) -> str:
+        return _SUBMITTER.get()
+
+    def submit_as(name: str, group: GroupCommit) -> Future[str]:
+        _SUBMITTER.set(name)  # in this thread's context only
+        return group.submit_prepared(seen, lambda prepared: f"{prepared}/{seen()}")
+
+    with _writer(store) as group, ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(submit_as, name, group).result(10) for name in ("alice", "bob")]
+        assert [f.result(10) for f in futures] == ["alice/alice", "bob/bob"]
+    assert _SUBMITTER.get() == "nobody"  # the writer thread's own context is untouched

@@ -3,7 +3,9 @@
 The steps and their durability are described in ``fleetid.factory.line``; the card steps are
 those of ``fleetid.factory.personalisation``, here run one at a time with the manifest and audit
 log committed between them. The HSM holds every key: SCP03 session keys come from its CMAC
-(``HsmSessionKeys``), PUT KEY blocks arrive wrapped, and the line CA signs through it.
+(``HsmSessionKeys``), PUT KEY blocks arrive wrapped, and the line CA signs through it. Each
+finished unit counts in ``fleetid_line_units_total`` by outcome, each quarantine in
+``fleetid_line_quarantines_total`` by the step that failed (``fleetid.metrics``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fleetid import metrics
 from fleetid.clock import Clock
 from fleetid.crypto.signer import Signer
 from fleetid.errors import EncodingError, HsmError, SecureElementError, VerificationError
@@ -190,6 +193,7 @@ class ProvisioningLine:
                         item.keys = None
             for item in batch:
                 totals[item.outcome] += 1
+                metrics.LINE_UNITS.labels(item.outcome.value).inc()
         return LineReport(
             processed=len(pending),
             secured=totals[UnitState.SECURED],
@@ -455,6 +459,7 @@ class ProvisioningLine:
         item.outcome = UnitState.QUARANTINED
         item.reason = q.reason
         body: dict[str, Any] = {"unit": item.unit, "failed_step": int(q.reached) + 1}
+        metrics.LINE_QUARANTINES.labels(str(body["failed_step"])).inc()
         body["reason"] = q.reason
         if q.void_idevid is not None:
             body["void_idevid_sha256"] = q.void_idevid

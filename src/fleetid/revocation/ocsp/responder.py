@@ -28,6 +28,10 @@
 * **HTTP caching** (RFC 5019 §6.2): pre-signed GET answers carry ETag, Last-Modified (thisUpdate),
   Expires (nextUpdate) and ``max-age`` at most ``http_max_age``, never past nextUpdate.
 
+Every answer counts in ``fleetid_ocsp_responses_total`` as a cache ``hit`` or ``miss``, ``nonce``
+(signed fresh) or ``error`` (an unsuccessful response status); ``sync`` observes each revocation's
+publication lag on the ``ocsp`` channel (``fleetid.metrics``).
+
 The relying party's side (a device checking the staple it fetched, or a peer's) is
 ``fleetid.revocation.check.ocsp``.
 """
@@ -52,6 +56,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
+from fleetid import metrics
 from fleetid.clock import Clock
 from fleetid.crypto.ocsp_signing import sign_ocsp_response
 from fleetid.errors import EncodingError
@@ -156,6 +161,7 @@ def _cert_id_hashes(issuer: x509.Certificate, algorithm_name: str) -> tuple[byte
 
 
 def _unsuccessful(status: ocsp.OCSPResponseStatus) -> OcspAnswer:
+    metrics.OCSP_RESPONSES.labels("error").inc()
     der = ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
         serialization.Encoding.DER
     )
@@ -223,6 +229,7 @@ class OcspResponder:
         if responder is None:
             return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
         if nonce is not None:
+            metrics.OCSP_RESPONSES.labels("nonce").inc()
             status = self._registry.status(responder.issuer_id, serial)
             signed = self._sign(responder, status, algorithm, nonce)
             return OcspAnswer(der=signed.der, cacheable=False)
@@ -242,7 +249,9 @@ class OcspResponder:
         with self._lock:
             found = self._cache.get(key)
         if found is not None and now < found.this_update + self.policy.refresh_after:
+            metrics.OCSP_RESPONSES.labels("hit").inc()
             return found
+        metrics.OCSP_RESPONSES.labels("miss").inc()
         status = self._registry.status(responder.issuer_id, serial)
         signed = self._sign(responder, status, algorithm, None)
         if status.state is not CertificateState.UNKNOWN:  # never let strangers fill the cache
@@ -299,7 +308,9 @@ class OcspResponder:
         watermark = self._registry.watermark()
         if watermark <= self._watermark:
             return self._watermark
+        now = self._clock.now()
         for entry in self._registry.changes(self._watermark, watermark):
+            metrics.observe_publication_lag("ocsp", now, (entry.revoked_at,))
             responder = self._responders.get(entry.issuer_id)
             if responder is None:
                 continue
