@@ -256,7 +256,9 @@ class RegistrationAuthority(Authority):
         if kind != "verificationKey":
             raise EncodingError("the caterpillar key is a verificationKey")
         public_key_from_verification_key(key)
-        params = body["additionalParams"]
+        params = body.get("additionalParams")
+        if params is None:
+            raise EncodingError("a batch request carries butterfly parameters (additionalParams)")
         if params[0] == "original":
             public_key_from_encryption_key(params[1]["encryptionKey"])
 

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.butterfly_fixtures import CAM_PERMISSIONS, BatchPki, new_batch_pki
 
+from fleetid.authority.v2x.ra import RegistrationAuthority
 from fleetid.crypto.ecqv import certificate_hash_integer
 from fleetid.crypto.linkage import linkage_seed_at, linkage_value, pre_linkage_value
 from fleetid.crypto.v2xkeys import compressed_point
@@ -353,3 +354,26 @@ def test_responses_swapped_within_a_batch_do_not_open(nist: BatchPki) -> None:
     )
     with pytest.raises(VerificationError):
         vehicle.reconstruct(pending, encode_message("RaEeCertBatch", download))
+
+
+def test_a_batch_request_is_coer_with_the_standard_preamble(nist: BatchPki) -> None:
+    """1609.2.1's EeRaCertRequest is extensible with additionalParams OPTIONAL: its COER
+    encoding opens with a preamble octet, extension bit clear and the optional bit set."""
+    vehicle = nist.vehicle(b"VIN-PREAMBLE")
+    nist.request(vehicle)
+    (item, *_) = nist.authorities.ra._pending
+    assert item.caterpillar[0] == 0b0100_0000
+    body = decode_message("EeRaCertRequest", item.caterpillar)
+    del body["additionalParams"]
+    bare = encode_message("EeRaCertRequest", body)
+    assert bare[0] == 0 and bare[1:] == item.caterpillar[1 : len(bare)]
+
+
+def test_a_batch_request_without_butterfly_parameters_is_refused(nist: BatchPki) -> None:
+    vehicle = nist.vehicle(b"VIN-NO-PARAMS")
+    nist.request(vehicle)
+    (item, *_) = nist.authorities.ra._pending
+    body = decode_message("EeRaCertRequest", item.caterpillar)
+    del body["additionalParams"]
+    with pytest.raises(EncodingError, match="butterfly parameters"):
+        RegistrationAuthority._check_caterpillar(body)
