@@ -17,7 +17,21 @@ from collections.abc import Sequence
 from typing import Final
 
 from fleetid import __version__
-from fleetid.cli import audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token, v2x
+from fleetid.cli import (
+    audit,
+    ca,
+    ceremony,
+    crl,
+    demo,
+    device,
+    line,
+    revoke,
+    se,
+    serve,
+    threats,
+    token,
+    v2x,
+)
 from fleetid.cli import filter as filter_verb
 from fleetid.errors import FleetIdError, SecureElementError
 
@@ -28,7 +42,22 @@ EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head`
 
 # Each verb module adds its subcommands and sets ``func`` on the parser it creates.
-_VERBS = (audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token, v2x, filter_verb)
+_VERBS = (
+    audit,
+    ca,
+    ceremony,
+    crl,
+    demo,
+    device,
+    line,
+    revoke,
+    se,
+    serve,
+    token,
+    v2x,
+    filter_verb,
+    threats,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,6 +47,7 @@ def _stages() -> list[tuple[str, Stage]]:
     from fleetid.sim.demo_pseudonyms import stage_pseudonyms
     from fleetid.sim.demo_revocation import stage_revocation
     from fleetid.sim.demo_se import stage_secure_element
+    from fleetid.sim.demo_threats import stage_threats
     from fleetid.sim.demo_v2x import stage_v2x
 
     return [
@@ -59,6 +60,7 @@ def _stages() -> list[tuple[str, Stage]]:
             "V2X: a week of butterfly pseudonyms, a misbehaving vehicle, a linked CRL",
             stage_pseudonyms,
         ),
+        ("threats: flash dump, cloning, boot tampering, bus attacks", stage_threats),
     ]
 
 
