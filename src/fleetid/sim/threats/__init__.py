@@ -2,7 +2,7 @@
 
 Each scenario is an attacker with exactly the access the seed's threat section gives it (one
 device's flash, its host firmware, its bus to the SE; never the inside of the SE), run against
-an SE-rooted device and a software-key device of one fleet (``Testbed``). ``run_threats``
+an SE-rooted device and a software-key device of one fleet (``TargetFleet``). ``run_threats``
 returns one ``ThreatResult`` per scenario; ``fleetid threats list|run [NAME] [--json]`` and the
 demo's threats stage render them.
 """
@@ -16,13 +16,13 @@ from fleetid._lazy import lazy_exports
 if TYPE_CHECKING:
     from fleetid.sim.threats.registry import SCENARIOS, Scenario, run_threats, scenario
     from fleetid.sim.threats.result import Outcome, ThreatResult, Verdict
-    from fleetid.sim.threats.testbed import Testbed
+    from fleetid.sim.threats.target_fleet import TargetFleet
 
 __all__ = [
     "SCENARIOS",
     "Outcome",
     "Scenario",
-    "Testbed",
+    "TargetFleet",
     "ThreatResult",
     "Verdict",
     "run_threats",
@@ -35,6 +35,6 @@ __getattr__, __dir__ = lazy_exports(
     {
         "fleetid.sim.threats.registry": ("SCENARIOS", "Scenario", "run_threats", "scenario"),
         "fleetid.sim.threats.result": ("Outcome", "ThreatResult", "Verdict"),
-        "fleetid.sim.threats.testbed": ("Testbed",),
+        "fleetid.sim.threats.target_fleet": ("TargetFleet",),
     },
 )

@@ -13,7 +13,7 @@ from fleetid.sim.threats.result import ThreatResult
 __all__ = ["run"]
 
 
-def run(_bed: object = None) -> ThreatResult:
+def run(_target: object = None) -> ThreatResult:
     return ThreatResult(
         name="authority-compromise",
         threat="Authority compromise (out of scope)",

@@ -20,29 +20,29 @@ from fleetid.errors import FleetIdError, SecureElementError, VerificationError
 from fleetid.formats.mcuboot import ParsedImage, build_image, verify_image
 from fleetid.se.client import SecureElementSigner
 from fleetid.sim.threats.result import Outcome, ThreatResult, Verdict
-from fleetid.sim.threats.testbed import (
+from fleetid.sim.threats.target_fleet import (
     FIRMWARE_COUNTER,
     HostStorage,
     SeDevice,
-    Testbed,
+    TargetFleet,
     firmware_payload,
     signer_spki,
 )
-from fleetid.sim.threats.tools import carve, prove, use_identity
+from fleetid.sim.threats.tools import attempt, carve, prove
 
 __all__ = ["CONTROL", "run", "software_boot"]
 
 CONTROL = "the SE verifies every image against its firmware key and monotonic counter"
 
 
-def run(bed: Testbed) -> ThreatResult:
+def run(target: TargetFleet) -> ThreatResult:
     return ThreatResult(
         name="boot-tampering",
         threat="Boot tampering",
         capability="write the host's flash: modified, rolled-back or foreign firmware",
         control=CONTROL,
-        se_device=_se(bed),
-        software_device=_software(bed),
+        se_device=_se(target),
+        software_device=_software(target),
     )
 
 
@@ -52,10 +52,10 @@ def _tampered(image: bytes) -> bytes:
     return bytes(changed)
 
 
-def _se(bed: Testbed) -> Outcome:
-    device = bed.se_device()
-    firmware = bed.factory.hsm.signer(bed.factory.record.firmware_key_label)
-    boot(device.client, bed.firmware)  # the genuine image: the SE raises its counter to it
+def _se(target: TargetFleet) -> Outcome:
+    device = target.se_device()
+    firmware = target.factory.hsm.signer(target.factory.record.firmware_key_label)
+    boot(device.client, target.firmware)  # the genuine image: the SE raises its counter to it
     old = build_image(firmware_payload(), firmware, version="1.3.0", security_counter=1)
     own = build_image(
         firmware_payload(b"exfiltrate\0"),
@@ -66,7 +66,7 @@ def _se(bed: Testbed) -> Outcome:
     evidence: list[str] = []
     booted: list[str] = []
     for what, image in (
-        ("modified image", _tampered(bed.firmware)),
+        ("modified image", _tampered(target.firmware)),
         ("rolled-back image (genuine, counter 1)", old),
         ("stolen device with the attacker's firmware", own),
     ):
@@ -79,7 +79,7 @@ def _se(bed: Testbed) -> Outcome:
     evidence.append(_install_own_key(device))
     device.client.select_identity()
     if booted:
-        return _attacker_firmware_runs(bed, device, booted)
+        return _attacker_firmware_runs(target, device, booted)
     return Outcome(verdict=Verdict.STOPPED, control=CONTROL, evidence=tuple(evidence))
 
 
@@ -93,24 +93,22 @@ def _install_own_key(device: SeDevice) -> str:
     return "the SE took the attacker's firmware key"
 
 
-def _attacker_firmware_runs(bed: Testbed, device: SeDevice, booted: list[str]) -> Outcome:
+def _attacker_firmware_runs(target: TargetFleet, device: SeDevice, booted: list[str]) -> Outcome:
     """What booted runs the attacker's code: it uses the device's keys by handle."""
     credential = device.agent.credential
-    assert credential is not None  # noqa: S101 - the testbed enrolled it
-    issued = use_identity(
-        bed.connect(),
+    assert credential is not None  # noqa: S101 - the fleet enrolled it
+    outcome = attempt(
         SecureElementSigner(device.client, credential.handle),
-        credential.certificate,
-        device.device_id,
+        transport=target.connect(),
+        certificate=credential.certificate,
+        device_id=device.device_id,
+        control=CONTROL,
+        what="the attacker's firmware",
     )
     return Outcome(
-        verdict=Verdict.COMPROMISED,
+        verdict=outcome.verdict,
         control=CONTROL,
-        evidence=(
-            f"booted: {', '.join(booted)}",
-            f"the attacker's firmware signed as {device.device_id}: certificate "
-            f"{issued.serial_number:x} issued",
-        ),
+        evidence=(f"booted: {', '.join(booted)}", *outcome.evidence),
     )
 
 
@@ -125,8 +123,8 @@ def software_boot(host: HostStorage, image: bytes) -> ParsedImage:
     return parsed
 
 
-def _software(bed: Testbed) -> Outcome:
-    device = bed.software_device()
+def _software(target: TargetFleet) -> Outcome:
+    device = target.software_device()
     host = device.host
     attacker = SoftwareSigner(new_private_key())
     own = build_image(
@@ -144,8 +142,8 @@ def _software(bed: Testbed) -> Outcome:
     software_boot(host, own)
     evidence.append("the attacker's image booted after rewriting the boot key and counter")
     outcome = prove(
-        carve(host.dump(), extra=[bed.software.firmware]),
-        transport=bed.connect(),
+        carve(host.dump(), extra=[target.software.firmware]),
+        transport=target.connect(),
         certificate=device.certificate,
         device_id=device.device_id,
         control="none: the boot key and counter are in writable host flash",

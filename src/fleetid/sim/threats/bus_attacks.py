@@ -33,7 +33,7 @@ from fleetid.se.wire import (
     Curve,
 )
 from fleetid.sim.threats.result import Outcome, ThreatResult, Verdict
-from fleetid.sim.threats.testbed import SeDevice, Testbed
+from fleetid.sim.threats.target_fleet import SeDevice, TargetFleet
 
 __all__ = ["CONTROL", "Injection", "run"]
 
@@ -55,8 +55,8 @@ class Injection:
         return self.observed == self.expected and self.state_unchanged
 
 
-def run(bed: Testbed) -> ThreatResult:
-    injections = attack_bus(bed, bed.se_device())
+def run(target: TargetFleet) -> ThreatResult:
+    injections = attack_bus(target, target.se_device())
     refused = all(i.refused for i in injections)
     evidence = tuple(
         f"{i.attack}: SW {i.observed:04X} (expected {i.expected:04X})"
@@ -88,18 +88,18 @@ def _generate(session: HostSession) -> bytes:
     )
 
 
-def attack_bus(bed: Testbed, device: SeDevice) -> list[Injection]:
+def attack_bus(target: TargetFleet, device: SeDevice) -> list[Injection]:
     """Every injection of the module docstring against ``device``'s card."""
     card = device.card
     host = SecureElementClient(card)
-    keys = bed.factory.session_keys(device.entry)
+    keys = target.factory.session_keys(device.entry)
 
     def session() -> HostSession:
         host.select_identity()
         return host.open_secure_channel(keys, _LEVEL, key_version=DEVICE_KVN)
 
     def state() -> object:
-        current = bed.referee_state(device)
+        current = target.referee_state(device)
         keysets = {kvn: (k.enc, k.mac, k.dek) for kvn, k in current.keysets.items()}
         return (current.keys, keysets, current.life_cycle, current.attestation_chain, current.boot)
 

@@ -25,8 +25,8 @@ from fleetid.errors import FleetIdError
 from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.se.keystore import Silicon
 from fleetid.sim.threats.result import Outcome, ThreatResult, Verdict
-from fleetid.sim.threats.testbed import SeDevice, Testbed
-from fleetid.sim.threats.tools import carve, prove, use_identity
+from fleetid.sim.threats.target_fleet import SeDevice, TargetFleet
+from fleetid.sim.threats.tools import attempt, carve, prove, use_identity
 
 __all__ = ["CHECK_IN", "CONTROL", "DetectionRun", "run"]
 
@@ -52,8 +52,8 @@ class DetectionRun:
         return None if self.detection is None else self.detection.at - self.online_at
 
 
-def run(bed: Testbed, *, detector: CloneDetector | None = None) -> ThreatResult:
-    measured = detect_copied_chip(bed, detector)
+def run(target: TargetFleet, *, detector: CloneDetector | None = None) -> ThreatResult:
+    measured = detect_copied_chip(target, detector)
     if measured.time_to_detect is None:
         figure = "never (no quarantine within two simulated days)"
     else:
@@ -67,8 +67,8 @@ def run(bed: Testbed, *, detector: CloneDetector | None = None) -> ThreatResult:
         threat="Key cloning",
         capability="copy a device's whole persisted state (SE blob included) to a second device",
         control=CONTROL,
-        se_device=_se(bed),
-        software_device=_software(bed),
+        se_device=_se(target),
+        software_device=_software(target),
         figures={
             "time to detect a copied SE": figure,
             "copied SE after quarantine": measured.copy_refused or "still accepted",
@@ -76,63 +76,50 @@ def run(bed: Testbed, *, detector: CloneDetector | None = None) -> ThreatResult:
     )
 
 
-def _copy(bed: Testbed, device: SeDevice, *, fuse: bool) -> tuple[SecureElementClient, int]:
+def _copy(target: TargetFleet, device: SeDevice, *, fuse: bool) -> tuple[SecureElementClient, int]:
     """The second device: the first one's flash (and, in part two, fuse) in a new emulator."""
-    bench = bed.root / "attacker" / device.entry.unit
+    bench = target.root / "attacker" / device.entry.unit
     bench.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(device.flash_path, bench / "copy.flash")
     if fuse:
         shutil.copyfile(device.fuse_path, bench / "copy.fuse")
     else:
         Silicon.fabricate().save(bench / "copy.fuse")
-    chip = bed.open_chip(bench / "copy.fuse", bench / "copy.flash")
+    chip = target.open_chip(bench / "copy.fuse", bench / "copy.flash")
     client = SecureElementClient(chip)
     client.select_identity()
     return client, int(device.host.files["agent/handle"])
 
 
-def _se(bed: Testbed) -> Outcome:
-    device = bed.se_device()
+def _se(target: TargetFleet) -> Outcome:
+    device = target.se_device()
     credential = device.agent.credential
-    assert credential is not None  # noqa: S101 - the testbed enrolled it
+    assert credential is not None  # noqa: S101 - the fleet enrolled it
     try:
-        client, handle = _copy(bed, device, fuse=False)
+        client, handle = _copy(target, device, fuse=False)
     except FleetIdError as exc:
         return Outcome(
             verdict=Verdict.STOPPED,
             control=CONTROL,
             evidence=(f"the copied SE blob on a second chip: {type(exc).__name__} ({exc})",),
         )
-    try:
-        issued = use_identity(
-            bed.connect(),
-            SecureElementSigner(client, handle),
-            credential.certificate,
-            device.device_id,
-        )
-    except FleetIdError as exc:
-        return Outcome(
-            verdict=Verdict.STOPPED,
-            control=CONTROL,
-            evidence=(f"the copy's key refused: {type(exc).__name__} ({exc})",),
-        )
-    return Outcome(
-        verdict=Verdict.COMPROMISED,
+    return attempt(
+        SecureElementSigner(client, handle),
+        transport=target.connect(),
+        certificate=credential.certificate,
+        device_id=device.device_id,
         control=CONTROL,
-        evidence=(
-            f"the copied chip signed as {device.device_id}; the authority issued "
-            f"certificate {issued.serial_number:x}",
-        ),
+        what="the copied chip",
     )
 
 
-def _software(bed: Testbed) -> Outcome:
-    device = bed.software_device()
+def _software(target: TargetFleet) -> Outcome:
+    device = target.software_device()
     copy = dict(device.host.files)  # the whole host storage, into a second device
     dump = b"".join(copy.values())
     return prove(
         carve(dump),
-        transport=bed.connect(),
+        transport=target.connect(),
         certificate=device.certificate,
         device_id=device.device_id,
         control="none: the copied storage is the identity",
@@ -140,7 +127,7 @@ def _software(bed: Testbed) -> Outcome:
     )
 
 
-def detect_copied_chip(bed: Testbed, detector: CloneDetector | None = None) -> DetectionRun:
+def detect_copied_chip(target: TargetFleet, detector: CloneDetector | None = None) -> DetectionRun:
     """Part two: a perfect copy (fuse and flash) comes online; run the fleet until it is caught.
 
     The original checks in every ``CHECK_IN`` from its site; the copy, powered at another site
@@ -148,19 +135,19 @@ def detect_copied_chip(bed: Testbed, detector: CloneDetector | None = None) -> D
     Every check-in is a signature by that chip over a fresh challenge, verified against the
     credential before the detector records it.
     """
-    device = bed.se_device()
+    device = target.se_device()
     credential = device.agent.credential
-    assert credential is not None  # noqa: S101 - the testbed enrolled it
-    detector = detector or CloneDetector(bed.ca.store, bed.clock, session_window=CHECK_IN)
-    copy, handle = _copy(bed, device, fuse=True)
+    assert credential is not None  # noqa: S101 - the fleet enrolled it
+    detector = detector or CloneDetector(target.ca.store, target.clock, session_window=CHECK_IN)
+    copy, handle = _copy(target, device, fuse=True)
     chips = {
         "site-A (original)": (SecureElementSigner(device.client, credential.handle), timedelta(0)),
         "site-B (copy)": (SecureElementSigner(copy, handle), _COPY_FIRST_SESSION),
     }
-    start = online_at = bed.clock.now()
+    start = online_at = target.clock.now()
     key = credential.certificate.public_key()
-    while bed.clock.now() - start < _HORIZON:
-        elapsed = bed.clock.now() - start
+    while target.clock.now() - start < _HORIZON:
+        elapsed = target.clock.now() - start
         for source, (signer, offset) in chips.items():
             if elapsed >= offset and (elapsed - offset) % CHECK_IN == timedelta(0):
                 challenge = os.urandom(32)
@@ -170,27 +157,27 @@ def detect_copied_chip(bed: Testbed, detector: CloneDetector | None = None) -> D
                         device_id=device.device_id,
                         credential_serial=credential.serial,
                         source=source,
-                        at=bed.clock.now(),
+                        at=target.clock.now(),
                     )
                 )
                 if found is not None:
                     return DetectionRun(
                         online_at=online_at,
                         detection=found,
-                        copy_refused=_copy_refused(bed, copy, handle, device),
+                        copy_refused=_copy_refused(target, copy, handle, device),
                     )
-        bed.clock.advance(_STEP)
+        target.clock.advance(_STEP)
     return DetectionRun(online_at=online_at, detection=None, copy_refused=None)
 
 
 def _copy_refused(
-    bed: Testbed, copy: SecureElementClient, handle: int, device: SeDevice
+    target: TargetFleet, copy: SecureElementClient, handle: int, device: SeDevice
 ) -> str | None:
     credential = device.agent.credential
     assert credential is not None  # noqa: S101
     try:
         use_identity(
-            bed.connect(),
+            target.connect(),
             SecureElementSigner(copy, handle),
             credential.certificate,
             device.device_id,

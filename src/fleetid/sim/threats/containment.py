@@ -29,7 +29,7 @@ from fleetid.revocation.channels import BroadcastChannel, FilterReceiver
 from fleetid.revocation.crl import publisher_for
 from fleetid.revocation.ocsp import OcspResponder
 from fleetid.revocation.publish import FilterPublisher, filter_directory
-from fleetid.sim.threats.testbed import Testbed
+from fleetid.sim.threats.target_fleet import TargetFleet
 
 __all__ = ["CONTACT_EVERY", "PUSH_EVERY", "STEP", "containment_times"]
 
@@ -40,13 +40,13 @@ _HORIZON = timedelta(days=3)
 
 
 def containment_times(
-    bed: Testbed, certificate: x509.Certificate, device_id: str
+    target: TargetFleet, certificate: x509.Certificate, device_id: str
 ) -> dict[ConnectivityProfile, timedelta | None]:
     """Revoke ``device_id`` now (every certificate it holds); the simulated time until each
     profile refuses ``certificate``, its current one."""
-    ca, clock = bed.ca, bed.clock
+    ca, clock = target.ca, target.clock
     issuing = ca.issuing.certificate
-    http = in_process_client(bed.app, bed.ca.settings.base_url)
+    http = in_process_client(target.app, target.ca.settings.base_url)
 
     def get(url: str) -> bytes:
         return http.get(url).raise_for_status().content
@@ -77,7 +77,7 @@ def containment_times(
     filters = FilterPublisher.for_ca(ca, directory=filter_directory(ca.settings.data_dir))
     channel.publish(filters.publish_full().data)
     crl_client.refresh(certificate, clock.now())
-    responder: OcspResponder = bed.app.state.ocsp_responder
+    responder: OcspResponder = target.app.state.ocsp_responder
     responder.sync()
     parties: dict[ConnectivityProfile, Callable[[], object]] = {
         ConnectivityProfile.ALWAYS_ON: lambda: always_on.verify(certificate),

@@ -19,7 +19,7 @@ from fleetid.se.client import SecureElementClient
 from fleetid.se.scp03 import StaticKeys
 from fleetid.sim.threats.result import Outcome, ThreatResult, Verdict
 from fleetid.sim.threats.secrets_held import se_secrets, software_secrets
-from fleetid.sim.threats.testbed import Testbed
+from fleetid.sim.threats.target_fleet import TargetFleet
 from fleetid.sim.threats.tools import carve, census, prove
 
 __all__ = ["CONTROL", "run"]
@@ -28,33 +28,33 @@ CONTROL = "per-device SCP03 keys diversified in the HSM; per-device keys generat
 _PEM = serialization.Encoding.PEM
 
 
-def run(bed: Testbed) -> ThreatResult:
+def run(target: TargetFleet) -> ThreatResult:
     return ThreatResult(
         name="firmware-extraction",
         threat="Firmware extraction with key reuse",
         capability="host firmware image and the line's per-device artefacts",
         control=CONTROL,
-        se_device=_se(bed),
-        software_device=_software(bed),
+        se_device=_se(target),
+        software_device=_software(target),
     )
 
 
-def _se(bed: Testbed) -> Outcome:
-    a, b = bed.se_device(), bed.se_device()
+def _se(target: TargetFleet) -> Outcome:
+    a, b = target.se_device(), target.se_device()
     artefacts = b"".join(
-        e.idevid.public_bytes(_PEM) for e in bed.factory.devices if e.idevid is not None
+        e.idevid.public_bytes(_PEM) for e in target.factory.devices if e.idevid is not None
     )
-    dump = bed.firmware + artefacts
-    secrets = [s for d in (a, b) for s in se_secrets(bed, d)]
+    dump = target.firmware + artefacts
+    secrets = [s for d in (a, b) for s in se_secrets(target, d)]
     found = census(dump, secrets)
     evidence = [f"{len(found)} of {len(secrets)} secrets of the lot in firmware and manifest"]
     try:
-        bed.factory.hsm.export_secret(bed.factory.record.line_master_label)
+        target.factory.hsm.export_secret(target.factory.record.line_master_label)
         evidence.append("the HSM exported the line master")
     except FleetIdError as exc:
         evidence.append(f"line master export: {type(exc).__name__}")
     # Grant the attacker device A's own static keys (as if A's silicon were broken open).
-    keyset = bed.referee_state(a).keysets[DEVICE_KVN]
+    keyset = target.referee_state(a).keysets[DEVICE_KVN]
     a_keys = StaticKeys(keyset.enc, keyset.mac, keyset.dek)
     probe = SecureElementClient(b.card)
     probe.select_identity()
@@ -67,14 +67,14 @@ def _se(bed: Testbed) -> Outcome:
         reused = False
     # The refusal is not an artefact of the probe: B's own keys (in the HSM) open it.
     probe.select_identity()
-    probe.open_secure_channel(bed.factory.session_keys(b.entry), 0x33, key_version=DEVICE_KVN)
+    probe.open_secure_channel(target.factory.session_keys(b.entry), 0x33, key_version=DEVICE_KVN)
     evidence.append("B's own HSM-diversified keys open B's channel (control sanity check)")
     b.client.select_identity()
     if found or reused:
         return Outcome(verdict=Verdict.COMPROMISED, control=CONTROL, evidence=tuple(evidence))
     return prove(
         carve(dump),
-        transport=bed.connect(),
+        transport=target.connect(),
         certificate=b.agent.credential.certificate,  # type: ignore[union-attr]
         device_id=b.device_id,
         control=CONTROL,
@@ -82,14 +82,14 @@ def _se(bed: Testbed) -> Outcome:
     )
 
 
-def _software(bed: Testbed) -> Outcome:
-    a, b = bed.software_device(), bed.software_device()
+def _software(target: TargetFleet) -> Outcome:
+    a, b = target.software_device(), target.software_device()
     firmware = a.host.files["firmware.bin"]
-    artefact = bed.software.bundles[b.device_id] + b.certificate.public_bytes(_PEM)
-    found = census(firmware + artefact, software_secrets(bed, b))
+    artefact = target.software.bundles[b.device_id] + b.certificate.public_bytes(_PEM)
+    found = census(firmware + artefact, software_secrets(target, b))
     outcome = prove(
         carve(artefact, extra=[firmware]),
-        transport=bed.connect(),
+        transport=target.connect(),
         certificate=b.certificate,
         device_id=b.device_id,
         control="none: one storage passphrase in every firmware image",

@@ -13,7 +13,7 @@ from fleetid.errors import FlashSealError
 from fleetid.se.keystore import Silicon
 from fleetid.sim.threats.result import Outcome, ThreatResult
 from fleetid.sim.threats.secrets_held import se_secrets, software_secrets
-from fleetid.sim.threats.testbed import Testbed
+from fleetid.sim.threats.target_fleet import TargetFleet
 from fleetid.sim.threats.tools import carve, census, prove
 
 __all__ = ["CONTROL", "run"]
@@ -21,22 +21,22 @@ __all__ = ["CONTROL", "run"]
 CONTROL = "keys never leave the SE; its flash is sealed under the chip's fuse (AES-GCM)"
 
 
-def run(bed: Testbed) -> ThreatResult:
+def run(target: TargetFleet) -> ThreatResult:
     return ThreatResult(
         name="flash-extraction",
         threat="Flash extraction",
         capability="read one device's flash: SE state file and host storage",
         control=CONTROL,
-        se_device=_se(bed),
-        software_device=_software(bed),
+        se_device=_se(target),
+        software_device=_software(target),
     )
 
 
-def _se(bed: Testbed) -> Outcome:
-    device = bed.se_device()
+def _se(target: TargetFleet) -> Outcome:
+    device = target.se_device()
     blob = device.flash_path.read_bytes()
     dump = blob + device.host.dump()
-    secrets = se_secrets(bed, device)
+    secrets = se_secrets(target, device)
     found = census(dump, secrets)
     refusal = [
         f"{len(found)} of {len(secrets)} secrets in the {len(dump)}-byte dump"
@@ -49,7 +49,7 @@ def _se(bed: Testbed) -> Outcome:
         refusal.append(f"the SE flash on the attacker's chip: FlashSealError ({exc})")
     return prove(
         carve(dump),
-        transport=bed.connect(),
+        transport=target.connect(),
         certificate=device.agent.credential.certificate,  # type: ignore[union-attr]
         device_id=device.device_id,
         control=CONTROL,
@@ -57,14 +57,14 @@ def _se(bed: Testbed) -> Outcome:
     )
 
 
-def _software(bed: Testbed) -> Outcome:
-    device = bed.software_device()
+def _software(target: TargetFleet) -> Outcome:
+    device = target.software_device()
     dump = device.host.dump()
-    secrets = software_secrets(bed, device)
+    secrets = software_secrets(target, device)
     found = census(dump, secrets)
     outcome = prove(
         carve(dump),
-        transport=bed.connect(),
+        transport=target.connect(),
         certificate=device.certificate,
         device_id=device.device_id,
         control="none: the key is in host storage, its passphrase in the firmware",

@@ -20,7 +20,7 @@ from fleetid.errors import FleetIdError
 from fleetid.se.client import SecureElementSigner
 from fleetid.sim.threats.containment import CONTACT_EVERY, PUSH_EVERY, containment_times
 from fleetid.sim.threats.result import Outcome, ThreatResult, Verdict
-from fleetid.sim.threats.testbed import Testbed
+from fleetid.sim.threats.target_fleet import TargetFleet
 from fleetid.sim.threats.tools import carve, prove, use_identity
 
 __all__ = ["CONTROL", "run"]
@@ -29,9 +29,9 @@ CONTROL = "per-device keys in per-device silicon; revocation on every connectivi
 _PEM = serialization.Encoding.PEM
 
 
-def run(bed: Testbed) -> ThreatResult:
-    se_outcome, se_costs, compromised, device_id = _se(bed)
-    software_outcome, software_costs = _software(bed)
+def run(target: TargetFleet) -> ThreatResult:
+    se_outcome, se_costs, compromised, device_id = _se(target)
+    software_outcome, software_costs = _software(target)
     figures = {
         "SE fleet: attacker's access needed for A / for B": se_costs,
         "software fleet: attacker's access needed for A / for B": software_costs,
@@ -41,7 +41,7 @@ def run(bed: Testbed) -> ThreatResult:
         "intermittent": f"CRL delta hourly, contact every {_hours(CONTACT_EVERY)}",
         "offline": f"filter pushed every {_hours(PUSH_EVERY)}",
     }
-    for profile, took in containment_times(bed, compromised, device_id).items():
+    for profile, took in containment_times(target, compromised, device_id).items():
         figures[f"containment, {profile.value} ({cadence[profile.value]})"] = (
             "not contained in 3 simulated days" if took is None else _minutes(took)
         )
@@ -64,17 +64,17 @@ def _minutes(value: timedelta) -> str:
     return f"{value.total_seconds() / 60:.0f} min (simulated)"
 
 
-def _se(bed: Testbed) -> tuple[Outcome, str, x509.Certificate, str]:
-    a, b = bed.se_device(), bed.se_device()
+def _se(target: TargetFleet) -> tuple[Outcome, str, x509.Certificate, str]:
+    a, b = target.se_device(), target.se_device()
     a_credential, b_credential = a.agent.credential, b.agent.credential
     assert a_credential is not None and b_credential is not None  # noqa: S101
     oracle = SecureElementSigner(a.client, a_credential.handle)
     evidence = []
     # The oracle is real: A's identity is the attacker's while they hold A.
-    issued = use_identity(bed.connect(), oracle, a_credential.certificate, a.device_id)
+    issued = use_identity(target.connect(), oracle, a_credential.certificate, a.device_id)
     evidence.append(f"A's oracle accepted as A (certificate {issued.serial_number:x})")
     try:
-        use_identity(bed.connect(), oracle, b_credential.certificate, b.device_id)
+        use_identity(target.connect(), oracle, b_credential.certificate, b.device_id)
         return (
             Outcome(
                 verdict=Verdict.COMPROMISED,
@@ -89,11 +89,11 @@ def _se(bed: Testbed) -> tuple[Outcome, str, x509.Certificate, str]:
         evidence.append(f"A's oracle as B: {type(exc).__name__} ({exc})")
     loot = carve(
         a.flash_path.read_bytes() + a.host.dump() + b_credential.certificate.public_bytes(_PEM),
-        extra=[bed.firmware],
+        extra=[target.firmware],
     )
     outcome = prove(
         loot,
-        transport=bed.connect(),
+        transport=target.connect(),
         certificate=b_credential.certificate,
         device_id=b.device_id,
         control=CONTROL,
@@ -107,18 +107,18 @@ def _se(bed: Testbed) -> tuple[Outcome, str, x509.Certificate, str]:
     return outcome, costs, issued, a.device_id
 
 
-def _software(bed: Testbed) -> tuple[Outcome, str]:
-    a, b = bed.software_device(), bed.software_device()
+def _software(target: TargetFleet) -> tuple[Outcome, str]:
+    a, b = target.software_device(), target.software_device()
     firmware = a.host.files["firmware.bin"]
     first = carve(a.host.dump())  # A's flash, its firmware included
     # What A gave: the passphrase that opened A's key opens B's key file from the line.
     second = carve(
-        bed.software.bundles[b.device_id] + b.certificate.public_bytes(_PEM),
+        target.software.bundles[b.device_id] + b.certificate.public_bytes(_PEM),
         extra=first.passphrases or [firmware],
     )
     outcome = prove(
         second,
-        transport=bed.connect(),
+        transport=target.connect(),
         certificate=b.certificate,
         device_id=b.device_id,
         control="none: one storage passphrase for the fleet",

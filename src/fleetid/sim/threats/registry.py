@@ -1,6 +1,6 @@
 """The scenarios, by name, and the runner ``fleetid threats`` and the demo use.
 
-Each scenario is a module with ``run(bed) -> ThreatResult``; most attack the one ``Testbed``
+Each scenario is a module with ``run(target) -> ThreatResult``; most attack the one ``TargetFleet``
 they share (each takes devices of its own from it), V2X builds its own pseudonym PKI and the
 authority row runs nothing.
 """
@@ -22,7 +22,7 @@ from fleetid.sim.threats import (
     v2x_amplification,
 )
 from fleetid.sim.threats.result import ThreatResult
-from fleetid.sim.threats.testbed import Testbed
+from fleetid.sim.threats.target_fleet import TargetFleet
 
 __all__ = ["SCENARIOS", "Scenario", "run_threats", "scenario"]
 
@@ -31,7 +31,7 @@ __all__ = ["SCENARIOS", "Scenario", "run_threats", "scenario"]
 class Scenario:
     name: str
     summary: str
-    run: Callable[[Testbed], ThreatResult]
+    run: Callable[[TargetFleet], ThreatResult]
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -87,14 +87,16 @@ def scenario(name: str) -> Scenario:
     raise NotFoundError(f"no threat scenario {name!r}; the scenarios are: {names}")
 
 
-def run_threats(names: Sequence[str] = (), *, bed: Testbed | None = None) -> list[ThreatResult]:
+def run_threats(
+    names: Sequence[str] = (), *, target: TargetFleet | None = None
+) -> list[ThreatResult]:
     """Run the scenarios called ``names`` (all when empty), in the registry's order, against
-    ``bed`` (a new ``Testbed``, removed afterwards, when None)."""
+    ``target`` (a new ``TargetFleet``, removed afterwards, when None)."""
     chosen = [scenario(n) for n in names] if names else list(SCENARIOS)
-    own = bed is None
-    testbed = bed if bed is not None else Testbed()
+    own = target is None
+    fleet = target if target is not None else TargetFleet()
     try:
-        return [s.run(testbed) for s in chosen]
+        return [s.run(fleet) for s in chosen]
     finally:
         if own:
-            testbed.close()
+            fleet.close()

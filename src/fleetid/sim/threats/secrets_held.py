@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetid.sim.threats.testbed import SeDevice, SoftwareDevice, Testbed
+from fleetid.sim.threats.target_fleet import SeDevice, SoftwareDevice, TargetFleet
 from fleetid.sim.threats.tools import Secret
 
 __all__ = ["se_secrets", "software_secrets"]
@@ -19,8 +19,8 @@ def _scalar(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_numbers().private_value.to_bytes((key.curve.key_size + 7) // 8, "big")
 
 
-def se_secrets(bed: Testbed, device: SeDevice) -> list[Secret]:
-    state = bed.referee_state(device)
+def se_secrets(target: TargetFleet, device: SeDevice) -> list[Secret]:
+    state = target.referee_state(device)
     found = [
         Secret(
             kind=f"private key (slot {handle:02X})",
@@ -37,10 +37,10 @@ def se_secrets(bed: Testbed, device: SeDevice) -> list[Secret]:
     return found
 
 
-def software_secrets(bed: Testbed, device: SoftwareDevice) -> list[Secret]:
+def software_secrets(target: TargetFleet, device: SoftwareDevice) -> list[Secret]:
     token = device.host.files["identity/token"].split(b":", 1)[1]
     return [
         Secret(kind="private key", value=_scalar(device.key)),
-        Secret(kind="storage passphrase", value=bed.software.passphrase),
+        Secret(kind="storage passphrase", value=target.software.passphrase),
         Secret(kind="enrolment token", value=token),
     ]

@@ -27,9 +27,9 @@ from fleetid.errors import FleetIdError
 from fleetid.formats.csr_attestation import build_csr
 from fleetid.formats.proof import REENROLL_PATH, sign_proof
 from fleetid.sim.threats.result import Outcome, Verdict
-from fleetid.sim.threats.testbed import subject_for
+from fleetid.sim.threats.target_fleet import subject_for
 
-__all__ = ["Loot", "Secret", "carve", "census", "prove", "use_identity"]
+__all__ = ["Loot", "Secret", "attempt", "carve", "census", "prove", "use_identity"]
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----\r?\n[A-Za-z0-9+/=\r\n:,\-]+?-----END \1-----")
 _HEX_RUN = re.compile(rb"[0-9a-fA-F]{40,}")
@@ -69,7 +69,10 @@ class Loot:
     candidates_tried: int = 0
 
     def key_for(self, certificate: x509.Certificate) -> ec.EllipticCurvePrivateKey | None:
-        wanted = certificate.public_key()
+        return self.holding(certificate.public_key())
+
+    def holding(self, wanted: object) -> ec.EllipticCurvePrivateKey | None:
+        """The key found whose public key is ``wanted``, if any."""
         for key in self.keys:
             if key.public_key() == wanted:
                 return key
@@ -111,8 +114,8 @@ def carve(dump: bytes, *, extra: Sequence[bytes] = ()) -> Loot:
                     loot.passphrases.append(password)
             break
     for run in _HEX_RUN.findall(dump):
-        for width in (64, 96):
-            for start in range(0, max(1, len(run) - width + 1), 2):
+        for width in (w for w in (64, 96) if w <= len(run)):
+            for start in range(0, len(run) - width + 1, 2):
                 window = run[start : start + width]
                 for curve in _CURVES:
                     loot.candidates_tried += 1
@@ -120,7 +123,7 @@ def carve(dump: bytes, *, extra: Sequence[bytes] = ()) -> Loot:
                         key = private_key_from_scalar(int(window, 16), curve)
                     except ValueError:
                         continue
-                    if key.public_key() in public_keys:
+                    if key.public_key() in public_keys and loot.holding(key.public_key()) is None:
                         loot.keys.append(key)
     return loot
 
@@ -162,19 +165,40 @@ def prove(
             control=control,
             evidence=(*refusal, f"no key for {device_id} among {loot.candidates_tried} candidates"),
         )
+    return attempt(
+        SoftwareSigner(key),
+        transport=transport,
+        certificate=certificate,
+        device_id=device_id,
+        control=control,
+        what="stolen key",
+    )
+
+
+def attempt(
+    signer: Signer,
+    *,
+    transport: AuthorityTransport,
+    certificate: x509.Certificate,
+    device_id: str,
+    control: str,
+    what: str,
+) -> Outcome:
+    """Use ``signer`` as ``device_id`` from another place (``use_identity``): ``compromised``
+    if the authority issues a certificate, ``stopped`` with its refusal otherwise."""
     try:
-        issued = use_identity(transport, SoftwareSigner(key), certificate, device_id)
+        issued = use_identity(transport, signer, certificate, device_id)
     except FleetIdError as exc:
         return Outcome(
             verdict=Verdict.STOPPED,
-            control="the fleet authority",
-            evidence=(f"stolen key refused: {type(exc).__name__}: {exc}",),
+            control=control,
+            evidence=(f"{what} refused by the authority: {type(exc).__name__} ({exc})",),
         )
     return Outcome(
         verdict=Verdict.COMPROMISED,
         control=control,
         evidence=(
-            f"stolen key of {device_id} used from another place: the authority issued "
+            f"{what} of {device_id} used from another place: the authority issued "
             f"certificate {issued.serial_number:x}",
         ),
     )

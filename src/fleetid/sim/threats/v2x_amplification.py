@@ -72,7 +72,7 @@ class _Vehicle:
     pseudonyms: list[Pseudonym]
 
 
-def run(_bed: object = None) -> ThreatResult:
+def run(_target: object = None) -> ThreatResult:
     clock = ManualClock()
     pki = build_hierarchy(
         family=FAMILIES["nist"], clock=clock, ea_engine=memory_engine(), aa_engine=memory_engine()

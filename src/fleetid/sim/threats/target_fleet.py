@@ -14,7 +14,7 @@
   firmware carries (a host has no fused secret to derive one from), and enrolled with its token.
 
 ``open_chip`` is where a test double removes a control (a chip whose flash is not sealed, a boot
-applet that accepts any image); ``Testbed.referee`` reads what only the scenario's referee may
+applet that accepts any image); ``TargetFleet.referee`` reads what only the scenario's referee may
 read (the chip's unsealed state), never the attacker.
 """
 
@@ -70,7 +70,7 @@ __all__ = [
     "OpenChip",
     "SeDevice",
     "SoftwareDevice",
-    "Testbed",
+    "TargetFleet",
 ]
 
 #: The security counter of the firmware the fleet runs (an older image carries a lower one).
@@ -158,7 +158,7 @@ def firmware_payload(extra: bytes = b"") -> bytes:
     )
 
 
-class Testbed:
+class TargetFleet:
     """One fleet to attack (module docstring); ``close`` removes its files."""
 
     def __init__(
@@ -239,7 +239,7 @@ class Testbed:
         used = {d.entry.unit for d in self.se_devices}
         entry = next((e for e in self.factory.devices if e.unit not in used), None)
         if entry is None:
-            raise ConfigError(f"the testbed's {len(used)} units are all in use")
+            raise ConfigError(f"the fleet's {len(used)} units are all in use")
         device = self._se_device(entry)
         self.se_devices.append(device)
         return device
@@ -270,8 +270,7 @@ class Testbed:
 
     def referee_state(self, device: SeDevice) -> CardState:
         """The chip's state as only its silicon opens it: for the referee, never the attacker."""
-        silicon = Silicon.load(device.fuse_path)
-        return CardState.from_bytes(silicon.unseal(device.flash_path.read_bytes()))
+        return CardState.from_bytes(device.card.flash.read(Silicon.load(device.fuse_path)))
 
     # -- software devices ---------------------------------------------------------------------
 
@@ -328,7 +327,7 @@ class Testbed:
             ca.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> Testbed:
+    def __enter__(self) -> TargetFleet:
         return self
 
     def __exit__(self, *exc: object) -> None:
