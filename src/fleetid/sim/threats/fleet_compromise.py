@@ -42,7 +42,7 @@ def run(target: TargetFleet) -> ThreatResult:
         "offline": f"filter pushed every {_hours(PUSH_EVERY)}",
     }
     for profile, took in containment_times(target, compromised, device_id).items():
-        figures[f"containment, {profile.value} ({cadence[profile.value]})"] = (
+        figures[f"containment (simulated clock), {profile.value} ({cadence[profile.value]})"] = (
             "not contained in 3 simulated days" if took is None else _minutes(took)
         )
     return ThreatResult(
@@ -61,7 +61,8 @@ def _hours(value: timedelta) -> str:
 
 
 def _minutes(value: timedelta) -> str:
-    return f"{value.total_seconds() / 60:.0f} min (simulated)"
+    minutes = value.total_seconds() / 60
+    return f"{minutes:.0f} min" if minutes < 60 else f"{minutes / 60:g} h"
 
 
 def _se(target: TargetFleet) -> tuple[Outcome, str, x509.Certificate, str]:

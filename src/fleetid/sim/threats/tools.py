@@ -98,7 +98,8 @@ def carve(dump: bytes, *, extra: Sequence[bytes] = ()) -> Loot:
             except ValueError:
                 continue
     public_keys = [c.public_key() for c in loot.certificates]
-    passwords = [None, *dict.fromkeys(s for data in (dump, *extra) for s in _strings(data))]
+    # What the attacker brought (``extra``) is tried first, then the dump's own strings.
+    passwords = [None, *dict.fromkeys(s for data in (*extra, dump) for s in _strings(data))]
     for block in blocks:
         if b"PRIVATE KEY-----" not in block[:40]:
             continue

@@ -4,6 +4,8 @@ connectivity profile on the simulated clock."""
 
 from __future__ import annotations
 
+import re
+
 from fleetid.policy.connectivity import ConnectivityProfile
 from fleetid.sim.threats import firmware_extraction, fleet_compromise
 from fleetid.sim.threats.containment import CONTACT_EVERY, PUSH_EVERY, containment_times
@@ -33,9 +35,13 @@ def test_one_device_gives_nothing_against_a_second_se_device(target: TargetFleet
     assert result.software_device.verdict is Verdict.COMPROMISED
     costs = result.figures["SE fleet: attacker's access needed for A / for B"]
     assert costs.count("physical access") == 2
-    assert (
-        "no access to B" in result.figures["software fleet: attacker's access needed for A / for B"]
-    )
+    software = result.figures["software fleet: attacker's access needed for A / for B"]
+    assert "no access to B" in software
+    # The marginal cost: B's key file opens with what A gave, at the first passphrase tried.
+    first, second = (int(n) for n in re.findall(r"\((\d+) (?:passphrase )?trials", software))
+    assert second == 2 < first  # "no passphrase", then A's
+    for profile in ("always-on", "intermittent", "offline"):
+        assert any(profile in label for label in result.figures)
 
 
 def test_containment_comes_with_each_profiles_channel(target: TargetFleet) -> None:
