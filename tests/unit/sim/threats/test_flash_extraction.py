@@ -15,7 +15,7 @@ def test_the_se_device_gives_nothing_and_the_software_device_its_identity(
     assert result.se_device is not None and result.software_device is not None
     assert result.se_device.verdict is Verdict.STOPPED
     se = " | ".join(result.se_device.evidence)
-    assert "0 of 7 secrets" in se  # 2 private keys, 2 SCP03 key sets of 3... and the fuse
+    assert "0 of 7 secrets" in se  # 3 private keys, one SCP03 key set of 3 keys, the fuse
     assert "FlashSealError" in se
     assert result.software_device.verdict is Verdict.COMPROMISED
     software = " | ".join(result.software_device.evidence)
