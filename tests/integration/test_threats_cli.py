@@ -16,6 +16,9 @@ def test_list_names_every_scenario() -> None:
     assert names[0] == "flash-extraction" and "v2x-amplification" in names and len(names) == 8
     plain = fleetid("threats", "list")
     assert plain.returncode == 0 and "bus-attacks" in plain.stdout
+    one = fleetid("threats", "list", "key-cloning")
+    assert one.returncode == 0 and one.stdout.startswith("key-cloning")
+    assert len(one.stdout.splitlines()) == 1
 
 
 def test_run_one_scenario_as_json() -> None:

@@ -1,9 +1,10 @@
 """``fleetid threats list|run [NAME] [--json]``: the field threat model, run as attacks.
 
-``list`` names the scenarios; ``run`` runs one (or all) against a fleet made for the purpose in a
-temporary directory and prints the table (threat, attacker capability, control, result on the SE
-device, result on the software device) or, with ``--json``, a list of objects with ``name``,
-``control``, ``se_device`` and ``software_device`` (``"stopped"``, ``"compromised"`` or null).
+``list`` names the scenarios (or says what one does); ``run`` runs one (or all) against a fleet
+made for the purpose in a temporary directory and prints the table (threat, attacker
+capability, control, result on the SE device, result on the software device) or, with
+``--json``, a list of objects with ``name``, ``control``, ``se_device`` and ``software_device``
+(``"stopped"``, ``"compromised"`` or null).
 The exit status is 1 when an SE device was compromised: a control did not hold.
 """
 
@@ -23,6 +24,7 @@ def register(subparsers: Any) -> None:
     )
     verbs = parser.add_subparsers(dest="threats_command", metavar="VERB", required=True)
     listed = verbs.add_parser("list", help="name the threat scenarios")
+    listed.add_argument("name", nargs="?", default=None, help="only this scenario")
     listed.add_argument("--json", action="store_true", help="a JSON list for tools")
     listed.set_defaults(func=_list)
     run = verbs.add_parser("run", help="run the scenarios (all, or the one named)")
@@ -32,13 +34,14 @@ def register(subparsers: Any) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from fleetid.sim.threats import SCENARIOS
+    from fleetid.sim.threats import SCENARIOS, scenario
 
+    chosen = [scenario(args.name)] if args.name else list(SCENARIOS)
     if args.json:
-        print(json.dumps([{"name": s.name, "summary": s.summary} for s in SCENARIOS], indent=2))
+        print(json.dumps([{"name": s.name, "summary": s.summary} for s in chosen], indent=2))
     else:
-        width = max(len(s.name) for s in SCENARIOS)
-        for s in SCENARIOS:
+        width = max(len(s.name) for s in chosen)
+        for s in chosen:
             print(f"{s.name:<{width}}  {s.summary}")
     return 0
 
