@@ -114,19 +114,25 @@ def carve(dump: bytes, *, extra: Sequence[bytes] = ()) -> Loot:
                 if password is not None:
                     loot.passphrases.append(password)
             break
-    for run in _HEX_RUN.findall(dump):
-        for width in (w for w in (64, 96) if w <= len(run)):
-            for start in range(0, len(run) - width + 1, 2):
-                window = run[start : start + width]
-                for curve in _CURVES:
-                    loot.candidates_tried += 1
-                    try:
-                        key = private_key_from_scalar(int(window, 16), curve)
-                    except ValueError:
-                        continue
-                    if key.public_key() in public_keys and loot.holding(key.public_key()) is None:
-                        loot.keys.append(key)
+    for window in dict.fromkeys(w for run in _HEX_RUN.findall(dump) for w in _scalars(run)):
+        for curve in _CURVES:
+            loot.candidates_tried += 1
+            try:
+                key = private_key_from_scalar(int(window, 16), curve)
+            except ValueError:
+                continue
+            if key.public_key() in public_keys and loot.holding(key.public_key()) is None:
+                loot.keys.append(key)
     return loot
+
+
+def _scalars(run: bytes) -> list[bytes]:
+    """Scalar candidates in a hex run: the run itself (an integer written without its leading
+    zeros is shorter than its curve's size) and every byte-aligned 32- and 48-byte window."""
+    found = [run] if len(run) <= 96 else []
+    for width in (64, 96):
+        found.extend(run[start : start + width] for start in range(0, len(run) - width + 1, 2))
+    return found
 
 
 def use_identity(

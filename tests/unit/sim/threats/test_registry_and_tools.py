@@ -5,12 +5,16 @@ from __future__ import annotations
 import base64
 import io
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from rich.console import Console
 
-from fleetid.crypto.keys import new_private_key
+from fleetid.crypto.keys import new_private_key, private_key_from_scalar
 from fleetid.errors import NotFoundError
 from fleetid.sim.threats import SCENARIOS, run_threats, scenario
 from fleetid.sim.threats.render import results_json, results_table
@@ -86,6 +90,29 @@ def test_carve_keeps_only_keys_that_match_a_certificate_in_the_dump(target: Targ
     assert carve(key_pem + stranger).keys == []  # no certificate to match against
     scalar = device.key.private_numbers().private_value.to_bytes(32, "big").hex().encode()
     assert len(carve(b'"d":"' + scalar + b'"' + certificate).keys) == 1
+
+
+def test_carve_finds_a_scalar_written_without_its_leading_zeros() -> None:
+    key = private_key_from_scalar(
+        new_private_key().private_numbers().private_value >> 8, ec.SECP256R1()
+    )
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "short scalar")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    written = f"{key.private_numbers().private_value:x}".encode()
+    assert len(written) < 64
+    pem = certificate.public_bytes(_PEM)
+    assert len(carve(b'"d":"' + written + b'"' + pem).keys) == 1
+    assert carve(b'"d":"' + written[:-1] + b'"' + pem).keys == []  # a digit short: not the key
 
 
 def test_carve_opens_an_encrypted_key_with_a_string_of_the_firmware(target: TargetFleet) -> None:
