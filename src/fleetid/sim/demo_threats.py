@@ -9,16 +9,18 @@ drill. ``fleetid threats run`` runs them all, with the figures.
 from __future__ import annotations
 
 from fleetid.sim.demo import DemoContext, drill
-from fleetid.sim.threats import Verdict, run_threats
+from fleetid.sim.threats import TargetFleet, Verdict, run_threats
 from fleetid.sim.threats.render import results_table, verdict_text
 
 __all__ = ["DEMO_SCENARIOS", "stage_threats"]
 
 DEMO_SCENARIOS = ("flash-extraction", "key-cloning", "boot-tampering", "bus-attacks")
+_UNITS = 6  # the SE devices these four attack: 1 + 3 + 1 + 1
 
 
 def stage_threats(ctx: DemoContext) -> None:
-    results = run_threats(DEMO_SCENARIOS)
+    with TargetFleet(units=_UNITS) as target:
+        results = run_threats(DEMO_SCENARIOS, target=target)
     ctx.console.print(results_table(results, title=drill("attacks on an SE and a software device")))
     for result in results:
         ctx.record(
