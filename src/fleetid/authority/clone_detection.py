@@ -13,6 +13,9 @@ attestation nonce). Four signals, each a contradiction one genuine device cannot
 * **counter regression**: a monotonic counter it reports goes down;
 * **nonce reuse**: an attestation nonce it answered is answered again.
 
+Sightings and quarantines are kept in the authority's store (``clone_sightings``,
+``clone_quarantines``), so every process of one authority shares one history.
+
 The first signal quarantines the device: every valid certificate of it goes on
 ``certificateHold`` (RFC 5280 §5.3.1), so both copies are refused from then on, and an operator
 who has found the genuine unit releases its credential (``release_serial``) or revokes for good.
@@ -22,12 +25,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fleetid.authority.revoke import revoke_device_certificates
 from fleetid.clock import Clock
 from fleetid.errors import ConfigError, NotFoundError
+from fleetid.store.clone_sightings_repository import CloneSightings
 from fleetid.store.repositories import Store
 from fleetid.store.schema import RevocationReason
 
@@ -64,15 +68,9 @@ class Detection:
     held: tuple[str, ...] = ()
 
 
-@dataclass
-class _History:
-    last_by_source: dict[str, datetime] = field(default_factory=dict)
-    counter: int | None = None
-    nonces: set[bytes] = field(default_factory=set)
-
-
 class CloneDetector:
-    """The authority's view of each device's contacts (module docstring)."""
+    """The authority's view of each device's contacts (module docstring), kept in its store
+    (``fleetid.store.clone_sightings_repository``): every process sees one history."""
 
     def __init__(
         self,
@@ -85,54 +83,49 @@ class CloneDetector:
         if session_window <= timedelta(0):
             raise ConfigError("the session window is positive")
         self._store = store
+        self._sightings = CloneSightings(store.engine)
         self._clock = clock
         self._window = session_window
         self._on_detection = on_detection
-        self._history: dict[str, _History] = {}
+        #: What this detector quarantined (the store keeps every detector's).
         self.detections: list[Detection] = []
 
     def quarantined(self, device_id: str) -> bool:
-        return any(d.device_id == device_id for d in self.detections)
+        return self._sightings.quarantined(device_id)
 
     def observe(self, sighting: Sighting) -> Detection | None:
         """Record a contact; on a contradiction quarantine the device and return why."""
         if self.quarantined(sighting.device_id):
             return None
         signal, detail = self._contradiction(sighting)
-        history = self._history.setdefault(sighting.device_id, _History())
-        history.last_by_source[sighting.source] = sighting.at
-        if sighting.counter is not None:
-            history.counter = max(history.counter or 0, sighting.counter)
-        if sighting.nonce is not None:
-            history.nonces.add(sighting.nonce)
+        self._sightings.record(
+            device_id=sighting.device_id,
+            source=sighting.source,
+            credential_serial=sighting.credential_serial,
+            seen_at=sighting.at,
+            counter=sighting.counter,
+            nonce=sighting.nonce,
+        )
         if signal is None:
             return None
         return self._quarantine(sighting, signal, detail)
 
     def _contradiction(self, sighting: Sighting) -> tuple[CloneSignal | None, str]:
-        history = self._history.get(sighting.device_id)
         record = self._credential(sighting)
         if record is not None:
             return CloneSignal.CREDENTIAL_REGRESSION, record
-        if history is None:
-            return None, ""
-        for source, last in history.last_by_source.items():
-            if source != sighting.source and sighting.at - last < self._window:
+        device_id = sighting.device_id
+        for source, last in self._sightings.last_by_source(device_id).items():
+            if source != sighting.source and abs(sighting.at - last) < self._window:
                 return (
                     CloneSignal.CONCURRENT_SESSIONS,
                     f"a session from {sighting.source} while {source} held one "
                     f"({int((sighting.at - last).total_seconds())} s earlier)",
                 )
-        if (
-            sighting.counter is not None
-            and history.counter is not None
-            and sighting.counter < history.counter
-        ):
-            return (
-                CloneSignal.COUNTER_REGRESSION,
-                f"counter {sighting.counter} after {history.counter}",
-            )
-        if sighting.nonce is not None and sighting.nonce in history.nonces:
+        highest = self._sightings.highest_counter(device_id)
+        if sighting.counter is not None and highest is not None and sighting.counter < highest:
+            return CloneSignal.COUNTER_REGRESSION, f"counter {sighting.counter} after {highest}"
+        if sighting.nonce is not None and self._sightings.nonce_seen(device_id, sighting.nonce):
             return CloneSignal.NONCE_REUSE, "an attestation nonce answered twice"
         return None, ""
 
@@ -161,6 +154,7 @@ class CloneDetector:
             detail=detail,
             held=tuple(r.serial for r in held),
         )
+        self._sightings.quarantine(sighting.device_id, signal=signal.value, detail=detail, at=now)
         self.detections.append(detection)
         if self._on_detection is not None:
             self._on_detection(detection)

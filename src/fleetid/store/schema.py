@@ -271,7 +271,15 @@ counters = Table(
 
 # The tables defined in their own modules are on ``metadata`` already; importing those modules
 # above is what registers them before Alembic or ``create_all`` reads ``metadata.tables``.
-# crl_table and butterfly_tables use UtcDateTime, defined above, so they are imported last.
-from fleetid.store import butterfly_tables, crl_table  # noqa: E402
+# crl_table, butterfly_tables and clone_sightings_table use UtcDateTime, defined above, so
+# they are imported last.
+from fleetid.store import butterfly_tables, clone_sightings_table, crl_table  # noqa: E402
 
-_REGISTERED = (auditlog_table, manifest_table, v2x_tables, crl_table, butterfly_tables)
+_REGISTERED = (
+    auditlog_table,
+    manifest_table,
+    v2x_tables,
+    crl_table,
+    butterfly_tables,
+    clone_sightings_table,
+)

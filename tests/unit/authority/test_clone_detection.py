@@ -132,12 +132,37 @@ def test_a_counter_that_goes_down_and_a_nonce_answered_twice(
     found = detector.observe(_seen(certificate, "home", clock.now() + 2 * hour, counter=8))
     assert found is not None and found.signal is CloneSignal.COUNTER_REGRESSION
 
-    other = CloneDetector(ca.store, clock, session_window=WINDOW)
+    # The nonce rule, on a device of its own (the first one is quarantined now).
+    with ca.store.transaction() as tx:
+        tx.devices.add("DEV-0003", DeviceStatus.ENROLLED, clock.now(), provisioner="attestation")
+    second, _ = _issue(ca, "DEV-0003")
+
+    def seen(at: datetime, nonce: bytes) -> Sighting:
+        return Sighting(
+            device_id="DEV-0003",
+            credential_serial=_serial(second),
+            source="home",
+            at=at,
+            nonce=nonce,
+        )
+
     nonce = b"n" * 32
-    assert other.observe(_seen(certificate, "home", clock.now(), nonce=nonce)) is None
-    assert other.observe(_seen(certificate, "home", clock.now() + hour, nonce=b"m" * 32)) is None
-    again = other.observe(_seen(certificate, "home", clock.now() + 2 * hour, nonce=nonce))
+    assert detector.observe(seen(clock.now(), nonce)) is None
+    assert detector.observe(seen(clock.now() + hour, b"m" * 32)) is None
+    again = detector.observe(seen(clock.now() + 2 * hour, nonce))
     assert again is not None and again.signal is CloneSignal.NONCE_REUSE
+
+
+def test_the_history_is_the_stores_so_every_process_shares_it(
+    ca: FleetCa, clock: ManualClock
+) -> None:
+    certificate, _ = _issue(ca)
+    first = CloneDetector(ca.store, clock, session_window=WINDOW)
+    second = CloneDetector(ca.store, clock, session_window=WINDOW)  # another worker
+    assert first.observe(_seen(certificate, "site-A", clock.now())) is None
+    found = second.observe(_seen(certificate, "site-B", clock.now() + timedelta(minutes=3)))
+    assert found is not None and found.signal is CloneSignal.CONCURRENT_SESSIONS
+    assert first.quarantined(DEVICE) and first.detections == []
 
 
 def test_another_devices_credential_is_not_a_regression(ca: FleetCa, clock: ManualClock) -> None:

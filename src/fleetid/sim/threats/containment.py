@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+import httpx
 from cryptography import x509
 
 from fleetid.authority.revoke import revoke_device
@@ -44,9 +45,18 @@ def containment_times(
 ) -> dict[ConnectivityProfile, timedelta | None]:
     """Revoke ``device_id`` now (every certificate it holds); the simulated time until each
     profile refuses ``certificate``, its current one."""
+    http = in_process_client(target.app, target.ca.settings.base_url)
+    try:
+        return _measure(target, certificate, device_id, http)
+    finally:
+        http.close()
+
+
+def _measure(
+    target: TargetFleet, certificate: x509.Certificate, device_id: str, http: httpx.Client
+) -> dict[ConnectivityProfile, timedelta | None]:
     ca, clock = target.ca, target.clock
     issuing = ca.issuing.certificate
-    http = in_process_client(target.app, target.ca.settings.base_url)
 
     def get(url: str) -> bytes:
         return http.get(url).raise_for_status().content
@@ -108,5 +118,4 @@ def containment_times(
                 contained[profile] = clock.now() - revoked_at
         clock.advance(STEP)
         elapsed += STEP
-    http.close()
     return contained

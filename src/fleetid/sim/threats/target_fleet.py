@@ -170,6 +170,7 @@ class TargetFleet:
     ) -> None:
         self.clock = clock or ManualClock(SystemClock().now())
         self.open_chip = open_chip
+        self._connections: list[HttpTransport] = []
         self.root = Path(tempfile.mkdtemp(prefix="fleetid-threats-"))
         try:
             self.factory = self._factory(units)
@@ -224,8 +225,11 @@ class TargetFleet:
         self.transport = HttpTransport.in_process(self.app, _BASE_URL)
 
     def connect(self) -> HttpTransport:
-        """A new connection to the fleet authority, as from another place on the network."""
-        return HttpTransport.in_process(self.app, _BASE_URL)
+        """A new connection to the fleet authority, as from another place on the network (kept
+        open until ``close``)."""
+        connection = HttpTransport.in_process(self.app, _BASE_URL)
+        self._connections.append(connection)
+        return connection
 
     # -- SE devices ---------------------------------------------------------------------------
 
@@ -319,6 +323,9 @@ class TargetFleet:
         return SoftwareDevice(device_id=device_id, key=key, certificate=certificate, host=host)
 
     def close(self) -> None:
+        for connection in self._connections:
+            connection.close()
+        self._connections.clear()
         transport = getattr(self, "transport", None)
         if transport is not None:
             transport.close()
