@@ -380,6 +380,8 @@ CASES: dict[str, list[tuple[str, Case]]] = {
             ),
         ),
     ],
+    "threats list": [("unknown scenario", lambda s: ["threats", "list", "flash"])],
+    "threats run": [("unknown scenario", lambda s: ["threats", "run", "cloning"])],
     "filter check": [
         (
             "filter missing",

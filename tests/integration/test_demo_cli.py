@@ -28,6 +28,7 @@ _DRILLS = (
     "drill: fleet: revoked for key compromise",
     "drill: revocation: old OCSP staple of a revoked device",
     "drill: v2x nist: CAMs refused after AA revocation",
+    "drill: threat flash-extraction (SE / software)",
 )
 
 

@@ -17,7 +17,21 @@ from collections.abc import Sequence
 from typing import Final
 
 from fleetid import __version__
-from fleetid.cli import audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token, v2x
+from fleetid.cli import (
+    audit,
+    ca,
+    ceremony,
+    crl,
+    demo,
+    device,
+    line,
+    revoke,
+    se,
+    serve,
+    threats,
+    token,
+    v2x,
+)
 from fleetid.cli import discovery as discovery_verb
 from fleetid.cli import fido as fido_verb
 from fleetid.cli import filter as filter_verb
@@ -36,6 +50,7 @@ _VERBS = (
     fido_verb,
     package_verb,
     discovery_verb,
+    threats,
 )
 
 

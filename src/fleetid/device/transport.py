@@ -111,6 +111,11 @@ class _InProcessTransport(httpx.BaseTransport):
         self._portal_cm.__exit__(None, None, None)
 
 
+def in_process_client(app: Any, base_url: str = "http://fleetid.invalid") -> httpx.Client:
+    """An ``httpx.Client`` whose requests run the ASGI ``app`` in this process (no socket)."""
+    return httpx.Client(base_url=base_url, transport=_InProcessTransport(app))
+
+
 class HttpTransport:
     """``AuthorityTransport`` over an ``httpx.Client``."""
 
@@ -138,7 +143,7 @@ class HttpTransport:
     @classmethod
     def in_process(cls, app: Any, base_url: str = "http://fleetid.invalid") -> HttpTransport:
         """Through the ASGI app in this process (demo, tests): no socket is opened."""
-        return cls(httpx.Client(base_url=base_url, transport=_InProcessTransport(app)))
+        return cls(in_process_client(app, base_url))
 
     def close(self) -> None:
         self._client.close()

@@ -63,6 +63,7 @@ def _stages() -> list[tuple[str, Stage]]:
     from fleetid.sim.demo_pseudonyms import stage_pseudonyms
     from fleetid.sim.demo_revocation import stage_revocation
     from fleetid.sim.demo_se import stage_secure_element
+    from fleetid.sim.demo_threats import stage_threats
     from fleetid.sim.demo_tpm import stage_tpm
     from fleetid.sim.demo_v2x import stage_v2x
 
@@ -79,6 +80,7 @@ def _stages() -> list[tuple[str, Stage]]:
         ("a TPM 2.0-rooted device: EK, AK, TPM2_Certify at the enrolment gate", stage_tpm),
         ("FIDO: operators' authenticators, trusted through signed metadata", stage_fido),
         ("packages: a cohort to a new configuration, then a new authority", stage_preparation),
+        ("threats: flash dump, cloning, boot tampering, bus attacks", stage_threats),
     ]
 
 

@@ -271,10 +271,12 @@ counters = Table(
 
 # The tables defined in their own modules are on ``metadata`` already; importing those modules
 # above is what registers them before Alembic or ``create_all`` reads ``metadata.tables``.
-# crl_table and butterfly_tables use UtcDateTime, defined above, so they are imported last.
+# crl_table, butterfly_tables and clone_sightings_table use UtcDateTime, defined above, so
+# they are imported last.
 from fleetid.store import (  # noqa: E402
     butterfly_state_tables,
     butterfly_tables,
+    clone_sightings_table,
     crl_table,
     fido_tables,
     package_tables,
@@ -289,4 +291,5 @@ _REGISTERED = (
     butterfly_state_tables,
     fido_tables,
     package_tables,
+    clone_sightings_table,
 )
