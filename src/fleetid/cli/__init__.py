@@ -19,6 +19,7 @@ from typing import Final
 from fleetid import __version__
 from fleetid.cli import audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token, v2x
 from fleetid.cli import filter as filter_verb
+from fleetid.cli.operator_verbs import VERBS as OPERATOR_VERBS
 from fleetid.errors import FleetIdError, SecureElementError
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_FAILURE", "EXIT_INTERRUPTED", "describe_error", "main"]
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fleetid {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for verb in _VERBS:
+    for verb in (*_VERBS, *OPERATOR_VERBS):  # the operator's verbs last
         verb.register(subparsers)
     return parser
 

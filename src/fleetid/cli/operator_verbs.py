@@ -1,0 +1,9 @@
+"""The operator's verb groups (spec 23, "CLI"): inspection, completion, doctor, backup, reload."""
+
+from __future__ import annotations
+
+from fleetid.cli import cert
+
+__all__ = ["VERBS"]
+
+VERBS = (cert,)

@@ -1,0 +1,93 @@
+"""What the operator's commands share: ``--data-dir``/``--config``, ``--json``, and their output.
+
+Every command that prints takes ``--json`` (spec 23, "Everything prints --json on request"): the
+same facts as the text, as one JSON document on stdout, times in RFC 3339 UTC, bytes in hex.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, is_dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleetid.config import Settings
+
+__all__ = [
+    "add_authority_arguments",
+    "add_json_flag",
+    "emit",
+    "jsonable",
+    "load_settings",
+    "parse_span",
+]
+
+
+def add_authority_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` (required) and ``--config`` (default: DATA_DIR/fleetid.toml if present)."""
+    parser.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the config file (default: $FLEETID_CONFIG, else DATA_DIR/fleetid.toml if present)",
+    )
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """The settings of ``--data-dir`` (which must exist) with ``--config``."""
+    from fleetid.config import Settings
+    from fleetid.errors import ConfigError
+
+    if not args.data_dir.is_dir():
+        raise ConfigError(f"data directory {args.data_dir} does not exist")
+    return Settings.load(args.data_dir, config=getattr(args, "config", None))
+
+
+def parse_span(text: str) -> timedelta:
+    """``--expiring-within 30d``: a duration as the config file writes it."""
+    from fleetid.config import parse_duration
+
+    return parse_duration(int(text) if text.isdigit() else text, what="the duration")
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON types: dataclasses as objects, times as RFC 3339, bytes as hex."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def emit(
+    args: argparse.Namespace, document: Any, text: Callable[[], Iterable[str]] | None = None
+) -> None:
+    """Print ``document`` as JSON under ``--json``, else the lines ``text`` gives."""
+    if getattr(args, "json", False) or text is None:
+        json.dump(jsonable(document), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return
+    for line in text():
+        sys.stdout.write(line + "\n")
