@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fleetid.cli import cert
+from fleetid.cli import cert, completion, doctor
 
 __all__ = ["VERBS"]
 
-VERBS = (cert,)
+VERBS = (cert, completion, doctor)

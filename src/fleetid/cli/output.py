@@ -23,6 +23,7 @@ __all__ = [
     "add_authority_arguments",
     "add_json_flag",
     "emit",
+    "format_span",
     "jsonable",
     "load_settings",
     "parse_span",
@@ -60,6 +61,15 @@ def parse_span(text: str) -> timedelta:
     from fleetid.config import parse_duration
 
     return parse_duration(int(text) if text.isdigit() else text, what="the duration")
+
+
+def format_span(span: timedelta) -> str:
+    """``7d``, ``12h``, ``90s``: a duration as ``parse_span`` reads it."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def jsonable(value: Any) -> Any:

@@ -20,6 +20,7 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
 
 from fleetid.store.auditlog_table import audit_entries
+from fleetid.store.crl_table import crl_publications
 from fleetid.store.engine import Engine
 from fleetid.store.manifest_table import line_manifest
 from fleetid.store.repositories import (
@@ -202,6 +203,17 @@ class Inspection:
             select(audit_entries).order_by(audit_entries.c.seq.desc()).limit(1)
         ).one_or_none()
         return None if row is None else _entry(row)
+
+    # -- revocation artefacts -------------------------------------------------------------------
+
+    def crl_next_updates(self, issuer_id: int) -> dict[int, datetime]:
+        """Per CRL shard of ``issuer_id``: the latest nextUpdate of its published full CRLs."""
+        query = (
+            select(crl_publications.c.shard, func.max(crl_publications.c.next_update))
+            .where(crl_publications.c.issuer_id == issuer_id, crl_publications.c.kind == "full")
+            .group_by(crl_publications.c.shard)
+        )
+        return {int(shard): when for shard, when in self._c.execute(query)}
 
     # -- enrolment tokens -----------------------------------------------------------------------
 
