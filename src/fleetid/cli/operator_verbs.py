@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fleetid.cli import cert, completion, doctor
+from fleetid.cli import backup, cert, completion, doctor
 
 __all__ = ["VERBS"]
 
-VERBS = (cert, completion, doctor)
+VERBS = (cert, completion, doctor, backup)
