@@ -6,6 +6,11 @@
   one; ``import-manifest FILE`` lists a factory's devices here (the file ``fleetid line
   export-manifest`` writes). A running ``fleetid serve`` follows all four without a restart
   (``fleetid.authority.provisioners.attestation``).
+* ``rollover`` makes the next issuing CA (``--root``: a new root with its RFC 4210 link
+  certificates, and an issuing CA under it; ``fleetid.authority.rollover``); a running
+  ``fleetid serve`` takes the new generation on ``fleetid reload``.
+* ``bootstrap --ca-url URL --fingerprint SHA256`` fetches a running authority's root and pins it
+  (``fleetid.cli.ca_bootstrap``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
+
+from fleetid.cli import ca_bootstrap
+from fleetid.cli.output import add_authority_arguments, add_json_flag, emit
 
 __all__ = ["register"]
 
@@ -71,6 +79,17 @@ def register(subparsers: Any) -> None:
     )
     manifest.set_defaults(func=_import_manifest)
 
+    rollover = verbs.add_parser(
+        "rollover", help="the next issuing CA generation (--root: a new root and its links)"
+    )
+    add_authority_arguments(rollover)
+    rollover.add_argument(
+        "--root", action="store_true", help="roll the root (RFC 4210 §4.4 link certificates)"
+    )
+    add_json_flag(rollover)
+    rollover.set_defaults(func=_rollover)
+    ca_bootstrap.register_into(verbs)
+
 
 def _init(args: argparse.Namespace) -> int:
     from fleetid.authority.fleet_ca import FleetCa
@@ -99,6 +118,50 @@ def _certs(args: argparse.Namespace) -> int:
             sys.stdout.write(certificate.public_bytes(serialization.Encoding.PEM).decode())
     finally:
         ca.close()
+    return 0
+
+
+def _rollover(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import hashes
+
+    from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.authority.rollover import roll_issuing_ca, roll_root
+    from fleetid.cli.output import load_settings
+    from fleetid.clock import SystemClock
+
+    ca = FleetCa.open(load_settings(args), clock=SystemClock())
+    try:
+        if args.root:
+            ca, rollover = roll_root(ca)
+            made = {
+                "root": rollover.new_root,
+                "new_with_old": rollover.new_with_old,
+                "old_with_new": rollover.old_with_new,
+                "issuing": rollover.issuing,
+            }
+        else:
+            ca = roll_issuing_ca(ca)
+            made = {"issuing": ca.issuing.certificate}
+    finally:
+        ca.close()
+    document = {
+        name: {
+            "subject": cert.subject.rfc4514_string(),
+            "issuer": cert.issuer.rfc4514_string(),
+            "serial": f"{cert.serial_number:x}",
+            "not_after": cert.not_valid_after_utc,
+            "sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        }
+        for name, cert in made.items()
+    }
+    emit(
+        args,
+        document,
+        lambda: [
+            f"{name:<12}  {d['subject']}  serial {d['serial']}  sha256 {d['sha256']}"
+            for name, d in document.items()
+        ],
+    )
     return 0
 
 
