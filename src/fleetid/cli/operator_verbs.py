@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fleetid.cli import backup, cert, completion, doctor
+from fleetid.cli import backup, cert, completion, doctor, reload
 
 __all__ = ["VERBS"]
 
-VERBS = (cert, completion, doctor, backup)
+VERBS = (cert, completion, doctor, backup, reload)
