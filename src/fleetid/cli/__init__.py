@@ -19,6 +19,7 @@ from typing import Final
 from fleetid import __version__
 from fleetid.cli import audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token, v2x
 from fleetid.cli import filter as filter_verb
+from fleetid.cli.help_examples import attach as attach_examples
 from fleetid.cli.operator_verbs import VERBS as OPERATOR_VERBS
 from fleetid.errors import FleetIdError, SecureElementError
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for verb in (*_VERBS, *OPERATOR_VERBS):  # the operator's verbs last
         verb.register(subparsers)
+    attach_examples(parser)  # examples in every command's --help
     return parser
 
 
