@@ -21,6 +21,7 @@ from fleetid.cli import audit, ca, ceremony, crl, demo, device, line, revoke, se
 from fleetid.cli import filter as filter_verb
 from fleetid.cli.help_examples import attach as attach_examples
 from fleetid.cli.operator_verbs import VERBS as OPERATOR_VERBS
+from fleetid.cli.output import OneLineArgumentParser
 from fleetid.errors import FleetIdError, SecureElementError
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_FAILURE", "EXIT_INTERRUPTED", "describe_error", "main"]
@@ -34,7 +35,7 @@ _VERBS = (audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="fleetid",
         description="Device identity at fleet scale: mint, enrol, refresh, re-key and revoke.",
     )

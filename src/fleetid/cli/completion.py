@@ -19,7 +19,7 @@ SHELLS = ("bash", "zsh", "fish")
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("completion", help="print a shell completion script")
-    parser.add_argument("shell", choices=SHELLS, help="bash, zsh or fish")
+    parser.add_argument("shell", metavar="SHELL", help="bash, zsh or fish")
     parser.set_defaults(func=_completion)
 
 
@@ -27,6 +27,9 @@ def _completion(args: argparse.Namespace) -> int:
     import shtab
 
     from fleetid.cli import build_parser
+    from fleetid.errors import ConfigError
 
+    if args.shell not in SHELLS:
+        raise ConfigError(f"no completion for {args.shell!r}: one of {', '.join(SHELLS)}")
     sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
     return 0

@@ -18,6 +18,7 @@ check fails, and its last line names the failing ones:
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -269,7 +270,11 @@ def _doctor(args: argparse.Namespace) -> int:
     def text() -> Iterator[str]:
         for check in checks:
             yield f"{check.status:<4}  {check.name:<12}  {check.detail}"
-        yield f"failing: {', '.join(failing)}" if failing else "all checks pass"
+        if not failing:
+            yield "all checks pass"
 
     emit(args, {"ok": not failing, "failing": failing, "checks": checks}, text)
-    return 1 if failing else 0
+    if failing:
+        print(f"fleetid: doctor: failing checks: {', '.join(failing)}", file=sys.stderr)
+        return 1
+    return 0

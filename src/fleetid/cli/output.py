@@ -14,12 +14,13 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from fleetid.config import Settings
 
 __all__ = [
+    "OneLineArgumentParser",
     "add_authority_arguments",
     "add_json_flag",
     "emit",
@@ -28,6 +29,15 @@ __all__ = [
     "load_settings",
     "parse_span",
 ]
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line and exit status 2 (spec 23: every error is one
+    line); the sub-command parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("fleetid").strip() or "usage"
+        self.exit(2, f"fleetid: {command}: {message} (see {self.prog} --help)\n")
 
 
 def add_authority_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,8 +69,12 @@ def load_settings(args: argparse.Namespace) -> Settings:
 def parse_span(text: str) -> timedelta:
     """``--expiring-within 30d``: a duration as the config file writes it."""
     from fleetid.config import parse_duration
+    from fleetid.errors import ConfigError
 
-    return parse_duration(int(text) if text.isdigit() else text, what="the duration")
+    try:
+        return parse_duration(int(text) if text.isdigit() else text, what="the duration")
+    except ConfigError as exc:  # argparse reports a type's ArgumentTypeError as a usage error
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def format_span(span: timedelta) -> str:
