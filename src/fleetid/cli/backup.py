@@ -174,14 +174,14 @@ def _restore(args: argparse.Namespace) -> int:
     try:
         with database_errors():
             restore_database(manifest["database"], engine)
-    finally:
-        engine.dispose()
-    origin, public_key = load_verifier_key(args.data_dir)
-    try:
-        report = AuditLogReader(target, origin).verify_all(public_key)
+        origin, public_key = load_verifier_key(args.data_dir)
+        # ``fleetid audit verify`` on the restored copy: every entry and checkpoint.
+        report = AuditLogReader(engine, origin).verify_all(public_key)
     except (LogTamperedError, VerificationError) as exc:
         print(f"BAD restored audit log: {exc}")
         return 1
+    finally:
+        engine.dispose()
     document = {
         "data_dir": args.data_dir,
         "files": len(manifest["files"]),
