@@ -296,9 +296,17 @@ def _v2x_passphrase(table: Mapping[str, Any], path: Path, env: Mapping[str, str]
 
 
 def read_config_file(path: Path, environ: Mapping[str, str] | None = None) -> ConfigFile:
-    """Parse and check ``path`` (TOML, RFC-less but tomllib's grammar): every refusal is one
+    """Parse and check ``path`` (TOML 1.0, Python's ``tomllib``): every refusal is one
     ``ConfigError`` naming the file and the key."""
-    env = os.environ if environ is None else environ
+    try:
+        return _read_config_file(path, os.environ if environ is None else environ)
+    except ConfigError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _read_config_file(path: Path, env: Mapping[str, str]) -> ConfigFile:
     try:
         document = tomllib.loads(path.read_text())
     except FileNotFoundError:
