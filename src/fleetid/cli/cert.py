@@ -13,7 +13,13 @@ import argparse
 from collections.abc import Iterator
 from typing import Any
 
-from fleetid.cli.output import add_authority_arguments, add_json_flag, emit, parse_span
+from fleetid.cli.output import (
+    add_authority_arguments,
+    add_json_flag,
+    emit,
+    inspection,
+    parse_span,
+)
 
 __all__ = ["certificate_summary", "register"]
 
@@ -67,28 +73,21 @@ def certificate_summary(record: Any, now: Any) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from fleetid.cli.output import load_settings
     from fleetid.clock import SystemClock
     from fleetid.errors import ConfigError
-    from fleetid.store.engine import database_errors, engine_from_settings
-    from fleetid.store.inspection import CertificateFilter, Inspection
+    from fleetid.store.inspection import CertificateFilter
 
     if args.limit < 1:
         raise ConfigError("--limit is at least 1")
-    settings = load_settings(args)
     now = SystemClock().now()
-    engine = engine_from_settings(settings)
-    try:
-        with database_errors(), Inspection.open(engine) as db:
-            rows = db.certificates(
-                now=now,
-                device_id=args.device,
-                status=None if args.status is None else CertificateFilter(args.status),
-                expiring_within=args.expiring_within,
-                limit=args.limit,
-            )
-    finally:
-        engine.dispose()
+    with inspection(args) as db:
+        rows = db.certificates(
+            now=now,
+            device_id=args.device,
+            status=None if args.status is None else CertificateFilter(args.status),
+            expiring_within=args.expiring_within,
+            limit=args.limit,
+        )
     summaries = [certificate_summary(r, now) for r in rows]
 
     def text() -> Iterator[str]:
@@ -108,26 +107,18 @@ def _show(args: argparse.Namespace) -> int:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
 
-    from fleetid.cli.output import load_settings
     from fleetid.clock import SystemClock
     from fleetid.errors import NotFoundError
-    from fleetid.store.engine import database_errors, engine_from_settings
-    from fleetid.store.inspection import Inspection
 
-    settings = load_settings(args)
     now = SystemClock().now()
-    engine = engine_from_settings(settings)
-    try:
-        with database_errors(), Inspection.open(engine) as db:
-            record = db.certificate(args.serial)
-            if record is None:
-                raise NotFoundError(f"this authority issued no certificate {args.serial}")
-            issuer = db.issuer(record.issuer_id)
-            generations = db.ca_generations()
-            device = None if record.device_id is None else db.device(record.device_id)
-            entries = db.audit_entries(serials=[record.serial])
-    finally:
-        engine.dispose()
+    with inspection(args) as db:
+        record = db.certificate(args.serial)
+        if record is None:
+            raise NotFoundError(f"this authority issued no certificate {args.serial}")
+        issuer = db.issuer(record.issuer_id)
+        generations = db.ca_generations()
+        device = None if record.device_id is None else db.device(record.device_id)
+        entries = db.audit_entries(serials=[record.serial])
     certificate = x509.load_der_x509_certificate(record.der)
     chain = [x509.load_der_x509_certificate(issuer.certificate)]
     # Up to a self-signed root, by subject name among the recorded CA generations.

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from fleetid.cli.output import add_authority_arguments, add_json_flag, emit
+from fleetid.cli.output import add_authority_arguments, add_json_flag, emit, inspection
 
 __all__ = ["register_into", "timeline"]
 
@@ -35,17 +35,10 @@ def register_into(verbs: Any) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from fleetid.cli.output import load_settings
-    from fleetid.store.engine import database_errors, engine_from_settings
-    from fleetid.store.inspection import Inspection
 
-    engine = engine_from_settings(load_settings(args))
-    try:
-        with database_errors(), Inspection.open(engine) as db:
-            rows = db.devices(status=args.status)
-            counts = db.certificate_counts()
-    finally:
-        engine.dispose()
+    with inspection(args) as db:
+        rows = db.devices(status=args.status)
+        counts = db.certificate_counts()
     document = [
         {
             "device_id": d.device_id,
@@ -103,28 +96,21 @@ def _show(args: argparse.Namespace) -> int:
     from cryptography import x509
 
     from fleetid.cli.cert import certificate_summary
-    from fleetid.cli.output import load_settings
     from fleetid.clock import SystemClock
     from fleetid.errors import NotFoundError
-    from fleetid.store.engine import database_errors, engine_from_settings
-    from fleetid.store.inspection import Inspection
 
     now = SystemClock().now()
-    engine = engine_from_settings(load_settings(args))
-    try:
-        with database_errors(), Inspection.open(engine) as db:
-            device = db.device(args.device_id)
-            if device is None:
-                raise NotFoundError(f"this authority knows no device {args.device_id!r}")
-            certificates = db.certificates(now=now, device_id=device.device_id, limit=10_000)
-            tokens = db.tokens(now=now, device_id=device.device_id)
-            idevid = None if device.idevid_serial is None else db.idevid(device.idevid_serial)
-            serials = [c.serial for c in certificates]
-            if device.idevid_serial is not None:
-                serials.append(device.idevid_serial)
-            entries = db.audit_entries(serials=serials, device_id=device.device_id)
-    finally:
-        engine.dispose()
+    with inspection(args) as db:
+        device = db.device(args.device_id)
+        if device is None:
+            raise NotFoundError(f"this authority knows no device {args.device_id!r}")
+        certificates = db.certificates(now=now, device_id=device.device_id, limit=10_000)
+        tokens = db.tokens(now=now, device_id=device.device_id)
+        idevid = None if device.idevid_serial is None else db.idevid(device.idevid_serial)
+        serials = [c.serial for c in certificates]
+        if device.idevid_serial is not None:
+            serials.append(device.idevid_serial)
+        entries = db.audit_entries(serials=serials, device_id=device.device_id)
     minted = None if idevid is None else x509.load_der_x509_certificate(idevid).not_valid_before_utc
     events = timeline(certificates, tokens, minted)
     document: dict[str, Any] = {

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from fleetid.config import Settings
+    from fleetid.store.inspection import Inspection
 
 __all__ = [
     "OneLineArgumentParser",
@@ -25,6 +27,7 @@ __all__ = [
     "add_json_flag",
     "emit",
     "format_span",
+    "inspection",
     "jsonable",
     "load_settings",
     "parse_span",
@@ -54,6 +57,21 @@ def add_authority_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+@contextmanager
+def inspection(args: argparse.Namespace) -> Iterator[Inspection]:
+    """The read-only queries of ``--data-dir``'s database (``fleetid.store.inspection``); a driver
+    error is one line."""
+    from fleetid.store.engine import database_errors, engine_from_settings
+    from fleetid.store.inspection import Inspection
+
+    engine = engine_from_settings(load_settings(args))
+    try:
+        with database_errors(), Inspection.open(engine) as db:
+            yield db
+    finally:
+        engine.dispose()
 
 
 def load_settings(args: argparse.Namespace) -> Settings:

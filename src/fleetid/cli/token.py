@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from fleetid.cli.output import add_authority_arguments, add_json_flag, emit
+from fleetid.cli.output import add_authority_arguments, add_json_flag, emit, inspection
 
 __all__ = ["register"]
 
@@ -126,22 +126,16 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from fleetid.cli.output import load_settings
     from fleetid.clock import SystemClock
-    from fleetid.store.engine import database_errors, engine_from_settings
-    from fleetid.store.inspection import Inspection, TokenState
+    from fleetid.store.inspection import TokenState
 
     now = SystemClock().now()
-    engine = engine_from_settings(load_settings(args))
-    try:
-        with database_errors(), Inspection.open(engine) as db:
-            tokens = db.tokens(
-                now=now,
-                device_id=args.device,
-                state=None if args.state is None else TokenState(args.state),
-            )
-    finally:
-        engine.dispose()
+    with inspection(args) as db:
+        tokens = db.tokens(
+            now=now,
+            device_id=args.device,
+            state=None if args.state is None else TokenState(args.state),
+        )
 
     def state(token: Any) -> str:
         if token.used_at is not None:
