@@ -91,29 +91,32 @@ def test_an_altered_backup_file_is_refused(
     assert not (tmp_path / "r").exists()
 
 
+def _restore_edited(
+    capsys: pytest.CaptureFixture[str], authority: Authority, tmp: Path, key: str, value: object
+) -> tuple[int, str]:
+    """Back up, change one member of backup.json (a dict value is merged), restore."""
+    _backup(capsys, authority.data_dir, tmp / "b")
+    manifest = json.loads((tmp / "b" / "backup.json").read_text())
+    manifest[key] = {**manifest[key], **value} if isinstance(value, dict) else value
+    (tmp / "b" / "backup.json").write_text(json.dumps(manifest))
+    status, _, err = run_cli(
+        capsys, "restore", "--from", str(tmp / "b"), "--data-dir", str(tmp / "r")
+    )
+    return status, err
+
+
 def test_an_altered_database_is_refused(
     authority: Authority, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _backup(capsys, authority.data_dir, tmp_path / "b")
-    manifest = json.loads((tmp_path / "b" / "backup.json").read_text())
-    manifest["database_sha256"] = "00" * 32
-    (tmp_path / "b" / "backup.json").write_text(json.dumps(manifest))
-    status, _, err = run_cli(
-        capsys, "restore", "--from", str(tmp_path / "b"), "--data-dir", str(tmp_path / "r")
-    )
+    status, err = _restore_edited(capsys, authority, tmp_path, "database_sha256", "00" * 32)
     assert status == 1 and "fleetid.db does not match" in err
 
 
 def test_a_manifest_naming_a_file_outside_the_backup_is_refused(
     authority: Authority, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _backup(capsys, authority.data_dir, tmp_path / "b")
-    manifest = json.loads((tmp_path / "b" / "backup.json").read_text())
-    manifest["files"]["../../etc/passwd"] = "00" * 32
-    (tmp_path / "b" / "backup.json").write_text(json.dumps(manifest))
-    status, _, err = run_cli(
-        capsys, "restore", "--from", str(tmp_path / "b"), "--data-dir", str(tmp_path / "r")
-    )
+    files = {"../../etc/passwd": "00" * 32}
+    status, err = _restore_edited(capsys, authority, tmp_path, "files", files)
     assert status == 1 and "outside the backup" in err
 
 
