@@ -38,9 +38,11 @@ def register(subparsers: Any) -> None:
         default="fleetid",
         help="organisation name in the CA subjects (1 to 42 bytes in UTF-8)",
     )
+    add_json_flag(init)
     init.set_defaults(func=_init)
     certs = verbs.add_parser("certs", help="print the chain as PEM: issuing CA, then the root")
     certs.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
+    add_json_flag(certs)
     certs.set_defaults(func=_certs)
 
     trust = verbs.add_parser(
@@ -54,6 +56,7 @@ def register(subparsers: Any) -> None:
     trust.set_defaults(func=_trust)
     listed = verbs.add_parser("manufacturers", help="list the trusted manufacturer roots")
     listed.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
+    add_json_flag(listed)
     listed.set_defaults(func=_manufacturers)
     distrust = verbs.add_parser(
         "distrust-manufacturer", help="stop accepting IDevIDs under a manufacturer root"
@@ -98,10 +101,14 @@ def _init(args: argparse.Namespace) -> int:
 
     ca = FleetCa.init(Settings.load(args.data_dir), clock=SystemClock(), name=args.name)
     try:
-        for certificate in ca.chain():
-            print(f"{certificate.subject.rfc4514_string()}  serial {certificate.serial_number:x}")
+        chain = ca.chain()
     finally:
         ca.close()
+    emit(
+        args,
+        [_facts(c) for c in chain],
+        lambda: [f"{c.subject.rfc4514_string()}  serial {c.serial_number:x}" for c in chain],
+    )
     return 0
 
 
@@ -114,16 +121,31 @@ def _certs(args: argparse.Namespace) -> int:
 
     ca = FleetCa.open(Settings.load(args.data_dir), clock=SystemClock())
     try:
-        for certificate in ca.chain():
-            sys.stdout.write(certificate.public_bytes(serialization.Encoding.PEM).decode())
+        chain = ca.chain()
     finally:
         ca.close()
+    pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in chain]
+    if args.json:
+        emit(args, [_facts(c) | {"pem": pem} for c, pem in zip(chain, pems, strict=True)])
+    else:
+        sys.stdout.write("".join(pems))
     return 0
 
 
-def _rollover(args: argparse.Namespace) -> int:
+def _facts(cert: Any) -> dict[str, Any]:
+    """A CA certificate as ``--json`` shows it."""
     from cryptography.hazmat.primitives import hashes
 
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "serial": f"{cert.serial_number:x}",
+        "not_after": cert.not_valid_after_utc,
+        "sha256": cert.fingerprint(hashes.SHA256()).hex(),
+    }
+
+
+def _rollover(args: argparse.Namespace) -> int:
     from fleetid.authority.fleet_ca import FleetCa
     from fleetid.authority.rollover import roll_issuing_ca, roll_root
     from fleetid.cli.output import load_settings
@@ -144,16 +166,7 @@ def _rollover(args: argparse.Namespace) -> int:
             made = {"issuing": ca.issuing.certificate}
     finally:
         ca.close()
-    document = {
-        name: {
-            "subject": cert.subject.rfc4514_string(),
-            "issuer": cert.issuer.rfc4514_string(),
-            "serial": f"{cert.serial_number:x}",
-            "not_after": cert.not_valid_after_utc,
-            "sha256": cert.fingerprint(hashes.SHA256()).hex(),
-        }
-        for name, cert in made.items()
-    }
+    document = {name: _facts(cert) for name, cert in made.items()}
     emit(
         args,
         document,
@@ -216,8 +229,8 @@ def _manufacturers(args: argparse.Namespace) -> int:
     from fleetid.authority.provisioners.attestation import manufacturer_roots
 
     _require_authority(args.data_dir)
-    for root in manufacturer_roots(args.data_dir):
-        print(_describe(root))
+    roots = manufacturer_roots(args.data_dir)
+    emit(args, [_facts(r) for r in roots], lambda: [_describe(r) for r in roots])
     return 0
 
 

@@ -148,3 +148,20 @@ def test_ca_rollover_without_a_ca_is_one_line(
     status, _, err = run_cli(capsys, "ca", "rollover", "--data-dir", str(tmp_path / "d"))
     assert status == 1
     assert err.startswith("fleetid: ConfigError: no fleet CA in")
+
+
+def test_ca_certs_and_manufacturers_print_json(
+    authority: Authority, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    d = str(authority.data_dir)
+    chain = run_json(capsys, "ca", "certs", "--data-dir", d)
+    assert isinstance(chain, list) and len(chain) == 2
+    for entry in chain:
+        certificate = x509.load_pem_x509_certificate(entry["pem"].encode())
+        assert certificate.fingerprint(hashes.SHA256()).hex() == entry["sha256"]
+        assert certificate.subject.rfc4514_string() == entry["subject"]
+    assert chain[1]["subject"] == chain[1]["issuer"]  # the root last
+    assert run_json(capsys, "ca", "manufacturers", "--data-dir", d) == []
