@@ -20,7 +20,7 @@
   (to set the token's random user PIN; never logged). The choice is recorded in the data dir
   (``fleetid.authority.ca_hsm``); later opens follow the record.
 
-The same settings, and the issuance policy, can be written in one TOML file (spec 23, "Config"):
+The same settings, and the issuance policy, can be written in one TOML file (docs/operations.md):
 ``fleetid.toml`` in the data dir, or the file ``--config`` or ``$FLEETID_CONFIG`` names
 (``read_config_file``; docs/operations.md shows every key). The precedence is: a command-line
 flag, then the environment, then the file, then the default. A key the file does not know is

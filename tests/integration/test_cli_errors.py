@@ -390,7 +390,7 @@ CASES: dict[str, list[tuple[str, Case]]] = {
             lambda s: ["filter", "check", "--filter", str(s.not_pem), "--cert", str(s.not_pem)],
         ),
     ],
-    # The operator's commands (spec 23).
+    # The operator's commands (docs/operations.md).
     "cert list": [
         ("no data dir", lambda s: ["cert", "list", "--data-dir", str(s.absent)]),
         (

@@ -1,5 +1,5 @@
 """``fleetid backup`` and ``fleetid restore``: the authority's data directory and database, out and
-back, checked (spec 23, "backup / restore").
+back, checked (docs/operations.md, "Backup and restore").
 
 ``backup --data-dir D --to B`` writes into a new (or empty) directory ``B``: the database
 (``fleetid.store.backup``: SQLite's online backup API, so a running server need not stop; or

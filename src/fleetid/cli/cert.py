@@ -1,6 +1,6 @@
 """``fleetid cert list|show``: the certificates this authority issued, read from its database.
 
-In the shape of ``step certificate inspect`` and ``vault list pki/certs`` (spec 23, "Inspect"):
+In the shape of ``step certificate inspect`` and ``vault list pki/certs`` (docs/operations.md):
 ``list`` filters by device, by status (``valid``, ``revoked``, ``expired``: expiry is computed
 against the clock, RFC 5280 §4.1.2.5) and by ``--expiring-within 30d``; ``show SERIAL`` gives the
 certificate, its chain up to the root, its status with the revocation reason and time, its

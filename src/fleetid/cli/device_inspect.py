@@ -1,6 +1,6 @@
 """``fleetid device list`` and ``fleetid device show ID``: the authority's view of its devices.
 
-``show`` draws a device's lifecycle timeline (spec 23, "Inspect") from what the authority
+``show`` draws a device's lifecycle timeline (docs/operations.md) from what the authority
 recorded: minted (the IDevID's notBefore, from the imported line manifest), each enrolment token,
 enrolled (its first certificate), each refresh (a certificate for the same key) and re-key (a
 certificate for a new key), each revocation; then the audit-log entries naming the device.

@@ -1,4 +1,4 @@
-"""``fleetid doctor``: is this authority fit to run? (spec 23, "fleetid doctor").
+"""``fleetid doctor``: is this authority fit to run? (docs/operations.md, "Doctor").
 
 Each check says ``ok``, ``warn`` or ``FAIL`` with a reason; the command exits non-zero when any
 check fails, and its last line names the failing ones:

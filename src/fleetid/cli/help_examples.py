@@ -1,4 +1,4 @@
-"""Examples in every command's ``--help`` (spec 23: "every command has examples in --help").
+"""Examples in every command's ``--help`` (docs/operations.md, "Conventions").
 
 One table, command path to example lines, set as each parser's epilog once every verb module has
 registered (``attach``); a verb module keeps only its arguments. ``tests/unit/cli`` parses every

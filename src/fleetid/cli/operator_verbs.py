@@ -1,4 +1,4 @@
-"""The operator's verb groups (spec 23, "CLI"): inspection, completion, doctor, backup, reload."""
+"""The operator's verb groups (docs/operations.md): cert, completion, doctor, backup, reload."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What the operator's commands share: ``--data-dir``/``--config``, ``--json``, and their output.
 
-Every command that prints takes ``--json`` (spec 23, "Everything prints --json on request"): the
+Every command that prints takes ``--json`` (docs/operations.md, "Conventions"): the
 same facts as the text, as one JSON document on stdout, times in RFC 3339 UTC, bytes in hex.
 """
 
@@ -35,7 +35,7 @@ __all__ = [
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line and exit status 2 (spec 23: every error is one
+    """argparse, with a usage error as one line and exit status 2 (every error is one
     line); the sub-command parsers inherit the class."""
 
     def error(self, message: str) -> NoReturn:

@@ -1,4 +1,4 @@
-"""``fleetid reload`` and the SIGHUP handler of ``fleetid serve`` (spec 23, "Config").
+"""``fleetid reload`` and the SIGHUP handler of ``fleetid serve`` (docs/operations.md, "Reload").
 
 A running ``fleetid serve`` writes its process id to ``<data-dir>/fleetid.pid``. On SIGHUP it
 re-reads the config file and takes, without dropping a connection:

@@ -2,7 +2,7 @@
 user:password.
 
 ``create --count N --device-prefix P`` makes N tokens for devices P0001..PN in one process and one
-transaction (spec 23, "Tokens": one Python start-up and one audit-log append for the lot, where a
+transaction (one Python start-up and one audit-log append for the lot, where a
 loop of ``create`` paid both per token); ``list`` shows them without their secrets (only digests
 are stored); ``revoke USER`` ends an unused one at once (``fleetid.store.token_revocation``).
 """

@@ -1,5 +1,5 @@
 """The operator's read-only questions of the authority's database (``fleetid cert``,
-``fleetid device list|show``, ``fleetid token list``; spec 23, "Inspect").
+``fleetid device list|show``, ``fleetid token list``; docs/operations.md).
 
 Reads only: every function takes a ``Connection`` (``Inspection.open`` gives one outside any write
 transaction) and never writes. "Expired" is not a stored status: a certificate is expired when its

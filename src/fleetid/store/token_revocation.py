@@ -1,4 +1,4 @@
-"""Revoking an enrolment token before it is used (``fleetid token revoke``, spec 23, "Tokens").
+"""Revoking an enrolment token before it is used (``fleetid token revoke``).
 
 A revoked token is one whose expiry is moved to the moment of revocation: the provisioner's
 "expired" refusal then covers it, without a new column or state. Only an unused token that has not
