@@ -165,3 +165,21 @@ def test_ca_certs_and_manufacturers_print_json(
         assert certificate.subject.rfc4514_string() == entry["subject"]
     assert chain[1]["subject"] == chain[1]["issuer"]  # the root last
     assert run_json(capsys, "ca", "manufacturers", "--data-dir", d) == []
+
+
+def test_reload_adds_a_rollovers_new_cas_to_the_tls_client_trust(
+    authority: Authority, app: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ssl
+    from types import SimpleNamespace
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    listener = SimpleNamespace(config=SimpleNamespace(ssl=context))
+    reload_app(app, [listener])
+    before = {dict(item[0] for item in c["subject"])["commonName"] for c in context.get_ca_certs()}
+    assert "Operator Fleet Fleet Issuing CA G1" in before
+    assert "Operator Fleet Fleet Issuing CA G2" not in before
+    run_json(capsys, "ca", "rollover", "--data-dir", str(authority.data_dir))
+    reload_app(app, [listener])
+    after = {dict(item[0] for item in c["subject"])["commonName"] for c in context.get_ca_certs()}
+    assert after - before == {"Operator Fleet Fleet Issuing CA G2"}
