@@ -20,6 +20,12 @@
   (to set the token's random user PIN; never logged). The choice is recorded in the data dir
   (``fleetid.authority.ca_hsm``); later opens follow the record.
 
+The same settings, and the issuance policy, can be written in one TOML file (docs/operations.md):
+``fleetid.toml`` in the data dir, or the file ``--config`` or ``$FLEETID_CONFIG`` names
+(``read_config_file``; docs/operations.md shows every key). The precedence is: a command-line
+flag, then the environment, then the file, then the default. A key the file does not know is
+refused, so that a typo is not a silently ignored setting.
+
 Domain code takes a ``Settings`` and never reads the environment itself.
 """
 
@@ -27,28 +33,40 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from fleetid.errors import ConfigError
-from fleetid.policy import DEFAULT_POLICY, Policy
+from fleetid.policy import DEFAULT_POLICY, Cadence, CredentialType, Policy
 
 __all__ = [
     "ALLOW_LOOPBACK_URLS_ENV",
+    "CONFIG_ENV",
+    "CONFIG_FILENAME",
     "DATABASE_URL_ENV",
+    "ENVIRONMENT",
     "HSM_BACKENDS",
     "HSM_ENV",
+    "KEY_TYPES",
     "PKCS11_MODULE_ENV",
     "PKCS11_SO_PIN_ENV",
     "PKCS11_TOKEN_ENV",
+    "PROVISIONER_TYPES",
     "PUBLIC_URL_ENV",
     "V2X_PASSPHRASE_ENV",
+    "ConfigFile",
     "Listen",
     "Settings",
     "check_public_url",
+    "parse_duration",
     "parse_listen",
+    "read_config_file",
 ]
 
 DATABASE_URL_ENV = "FLEETID_DATABASE_URL"
@@ -59,7 +77,26 @@ HSM_ENV = "FLEETID_HSM"
 PKCS11_MODULE_ENV = "FLEETID_PKCS11_MODULE"
 PKCS11_TOKEN_ENV = "FLEETID_PKCS11_TOKEN"  # noqa: S105 - the name of the variable
 PKCS11_SO_PIN_ENV = "FLEETID_PKCS11_SO_PIN"
+CONFIG_ENV = "FLEETID_CONFIG"
 HSM_BACKENDS = ("software", "pkcs11")
+CONFIG_FILENAME: Final = "fleetid.toml"
+#: The provisioners a config file may enable (``fleetid.authority.provisioners``' type keys).
+PROVISIONER_TYPES: Final = ("token", "attestation")
+#: The key types a profile may accept (the CSR check accepts these curves, csr.ACCEPTED_CURVES).
+KEY_TYPES: Final = {"P-256": "secp256r1", "P-384": "secp384r1"}
+
+#: Every environment variable fleetid reads, and what it sets (``fleetid serve --help``).
+ENVIRONMENT: Final = {
+    CONFIG_ENV: "the config file (default: DATA_DIR/fleetid.toml when present)",
+    DATABASE_URL_ENV: "SQLAlchemy database URL (default: SQLite DATA_DIR/fleetid.db)",
+    PUBLIC_URL_ENV: "base URL certificates name for OCSP and CRLs",
+    ALLOW_LOOPBACK_URLS_ENV: "1: certificates may name loopback URLs (tests only)",
+    V2X_PASSPHRASE_ENV: "unlocks the V2X authorities' key store",
+    HSM_ENV: f"the fleet CA's HSM at ca init: {' or '.join(HSM_BACKENDS)}",
+    PKCS11_MODULE_ENV: "the PKCS#11 module's path",
+    PKCS11_TOKEN_ENV: "the PKCS#11 token label",
+    PKCS11_SO_PIN_ENV: "the token's SO PIN, for ca init only",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +145,229 @@ def check_public_url(url: str, *, allow_loopback: bool) -> str:
     return url
 
 
+_DURATION = re.compile(r"(\d+)\s*([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object, *, what: str) -> timedelta:
+    """A duration as the config file writes it: ``"30d"``, ``"12h"``, ``"1d12h"``, ``"90m"``,
+    ``"45s"``, or a number of seconds."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        parts = _DURATION.findall(text)
+        if parts and _DURATION.sub("", text).strip() == "":
+            seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in parts)
+            if seconds > 0:
+                return timedelta(seconds=seconds)
+    raise ConfigError(f"{what} = {value!r} is not a duration (e.g. '30d', '12h', 3600)")
+
+
+# The config file's keys: every table and the keys each may hold (anything else is a typo).
+_TOP_KEYS: Final = {
+    "public_url",
+    "allow_loopback_urls",
+    "database_url",
+    "listen",
+    "hsm",
+    "v2x",
+    "profiles",
+    "provisioners",
+    "rate_limits",
+}
+_TABLE_KEYS: Final = {
+    "listen": {"http", "https", "public_http"},
+    "hsm": {"backend", "module", "token"},
+    "v2x": {"passphrase_file", "passphrase_env"},
+    "provisioners": {"enabled", "token_ttl", "challenge_ttl"},
+    "rate_limits": {"outstanding_challenges"},
+}
+_PROFILE_KEYS: Final = {"validity", "refresh_window", "key_types"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfigFile:
+    """What a config file says; ``None`` where it says nothing (the environment or the default
+    decides). The V2X passphrase is read from its source, never written in the file itself."""
+
+    path: Path
+    public_url: str | None = None
+    allow_loopback_urls: bool | None = None
+    database_url: str | None = None
+    http: Listen | None = None
+    https: Listen | None = None
+    public_http: Listen | None = None
+    hsm: str | None = None
+    pkcs11_module: str | None = None
+    pkcs11_token: str | None = None
+    v2x_passphrase: bytes | None = field(default=None, repr=False)
+    provisioners: tuple[str, ...] | None = None
+    policy: Policy = field(default=DEFAULT_POLICY)
+
+
+def _table(document: Mapping[str, Any], name: str, path: Path) -> dict[str, Any]:
+    value = document.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{name}] is a table")
+    unknown = sorted(set(value) - _TABLE_KEYS.get(name, set(value)))
+    if unknown:
+        raise ConfigError(f"{path}: [{name}] has no key {', '.join(unknown)}")
+    return value
+
+
+def _text(table: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = table.get(key)
+    if value is not None and not (isinstance(value, str) and value):
+        raise ConfigError(f"{where}{key} is a non-empty string, not {value!r}")
+    return value
+
+
+def _profiles(document: Mapping[str, Any], path: Path, policy: Policy) -> Policy:
+    """The policy with each ``[profiles.TYPE]`` table's validity, refresh window, key types."""
+    tables = document.get("profiles", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: [profiles] is a table of credential types")
+    profiles = dict(policy.profiles)
+    for name, table in tables.items():
+        try:
+            credential_type = CredentialType(name)
+        except ValueError:
+            known = ", ".join(str(t) for t in CredentialType)
+            raise ConfigError(f"{path}: no credential type {name!r} (one of {known})") from None
+        if not isinstance(table, dict) or set(table) - _PROFILE_KEYS:
+            raise ConfigError(
+                f"{path}: [profiles.{name}] holds only {', '.join(sorted(_PROFILE_KEYS))}"
+            )
+        profile = profiles[credential_type]
+        where = f"profiles.{name}."
+        lifetime = profile.cadence.lifetime
+        if "validity" in table:
+            lifetime = parse_duration(table["validity"], what=where + "validity")
+        window = profile.cadence.renewal_window
+        if "refresh_window" in table:
+            window = parse_duration(table["refresh_window"], what=where + "refresh_window")
+        key_types = profile.key_types
+        if "key_types" in table:
+            key_types = _key_types(table["key_types"], where + "key_types")
+        try:
+            cadence = Cadence(lifetime=lifetime, renewal_window=window)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: [profiles.{name}]: {exc}") from None
+        profiles[credential_type] = replace(profile, cadence=cadence, key_types=key_types)
+    return replace(policy, profiles=profiles)
+
+
+def _key_types(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(v in KEY_TYPES for v in value):
+        raise ConfigError(f"{where} is a list of {', '.join(KEY_TYPES)}, not {value!r}")
+    return tuple(KEY_TYPES[v] for v in value)
+
+
+def _provisioners(table: Mapping[str, Any], path: Path) -> tuple[str, ...] | None:
+    enabled = table.get("enabled")
+    if enabled is None:
+        return None
+    if not isinstance(enabled, list) or not all(v in PROVISIONER_TYPES for v in enabled):
+        raise ConfigError(
+            f"{path}: provisioners.enabled lists {', '.join(PROVISIONER_TYPES)}, not {enabled!r}"
+        )
+    return tuple(enabled)
+
+
+def _v2x_passphrase(table: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> bytes | None:
+    """The passphrase from the source the file names: a file (its first line) or a variable."""
+    source_file = _text(table, "passphrase_file", "v2x.")
+    source_env = _text(table, "passphrase_env", "v2x.")
+    if source_file is not None and source_env is not None:
+        raise ConfigError(f"{path}: [v2x] names one passphrase source, not two")
+    if source_file is not None:
+        secret_path = Path(source_file)
+        if not secret_path.is_absolute():
+            secret_path = path.parent / secret_path
+        try:
+            lines = secret_path.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"{path}: v2x.passphrase_file: {exc.strerror}") from None
+        return lines[0].encode() if lines and lines[0] else None
+    if source_env is not None:
+        return env.get(source_env, "").encode() or None
+    return None
+
+
+def read_config_file(path: Path, environ: Mapping[str, str] | None = None) -> ConfigFile:
+    """Parse and check ``path`` (TOML 1.0, Python's ``tomllib``): every refusal is one
+    ``ConfigError`` naming the file and the key."""
+    try:
+        return _read_config_file(path, os.environ if environ is None else environ)
+    except ConfigError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _read_config_file(path: Path, env: Mapping[str, str]) -> ConfigFile:
+    try:
+        document = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(document) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: no setting {', '.join(unknown)}")
+    listen = _table(document, "listen", path)
+    hsm = _table(document, "hsm", path)
+    provisioners = _table(document, "provisioners", path)
+    limits = _table(document, "rate_limits", path)
+    backend = _text(hsm, "backend", "hsm.")
+    if backend is not None and backend not in HSM_BACKENDS:
+        raise ConfigError(f"{path}: hsm.backend is one of {', '.join(HSM_BACKENDS)}")
+    allow = document.get("allow_loopback_urls")
+    if allow is not None and not isinstance(allow, bool):
+        raise ConfigError(f"{path}: allow_loopback_urls is true or false")
+    policy = _profiles(document, path, DEFAULT_POLICY)
+    if "token_ttl" in provisioners:
+        ttl = parse_duration(provisioners["token_ttl"], what="provisioners.token_ttl")
+        policy = replace(policy, token_ttl=ttl)
+    if "challenge_ttl" in provisioners:
+        ttl = parse_duration(provisioners["challenge_ttl"], what="provisioners.challenge_ttl")
+        policy = replace(policy, challenge_ttl=ttl)
+    if "outstanding_challenges" in limits:
+        bound = limits["outstanding_challenges"]
+        if not isinstance(bound, int) or isinstance(bound, bool) or bound < 1:
+            raise ConfigError(f"{path}: rate_limits.outstanding_challenges is a positive integer")
+        policy = replace(policy, outstanding_challenges=bound)
+    public = _text(document, "public_url", "")
+    return ConfigFile(
+        path=path,
+        public_url=_parse_public_url(public) if public else None,
+        allow_loopback_urls=allow,
+        database_url=_text(document, "database_url", ""),
+        **{
+            name: parse_listen(text)
+            for name in ("http", "https", "public_http")
+            if (text := _text(listen, name, "listen.")) is not None
+        },
+        hsm=backend,
+        pkcs11_module=_text(hsm, "module", "hsm."),
+        pkcs11_token=_text(hsm, "token", "hsm."),
+        v2x_passphrase=_v2x_passphrase(_table(document, "v2x", path), path, env),
+        provisioners=_provisioners(provisioners, path),
+        policy=policy,
+    )
+
+
+def _config_file(data_dir: Path, config: Path | None, env: Mapping[str, str]) -> ConfigFile | None:
+    """The file ``config`` or ``$FLEETID_CONFIG`` names (it must exist), else the data dir's
+    ``fleetid.toml`` if there is one."""
+    named = config or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+    if named is not None:
+        return read_config_file(named, env)
+    default = data_dir / CONFIG_FILENAME
+    return read_config_file(default, env) if default.is_file() else None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the authority needs to run; build it with ``Settings.load``."""
@@ -126,6 +386,10 @@ class Settings:
     pkcs11_module: str | None = None
     pkcs11_token: str | None = None
     pkcs11_so_pin: str | None = field(default=None, repr=False)
+    # The config file these settings were read with (``fleetid reload`` reads it again), and
+    # the provisioners it enables (None: every one the authority has).
+    config_file: Path | None = None
+    provisioners: tuple[str, ...] | None = None
 
     @classmethod
     def load(
@@ -133,17 +397,24 @@ class Settings:
         data_dir: Path | str,
         *,
         environ: Mapping[str, str] | None = None,
+        config: Path | None = None,
         http: Listen | None = None,
         https: Listen | None = None,
         public_http: Listen | None = None,
         public_url: str | None = None,
         allow_loopback_urls: bool = False,
-        policy: Policy = DEFAULT_POLICY,
+        policy: Policy | None = None,
     ) -> Settings:
+        """Flags (the arguments), then ``environ``, then the config file, then the defaults."""
         env = os.environ if environ is None else environ
-        url = env.get(DATABASE_URL_ENV) or None
-        public = public_url or env.get(PUBLIC_URL_ENV) or None
-        allow = allow_loopback_urls or env.get(ALLOW_LOOPBACK_URLS_ENV, "") in ("1", "true", "yes")
+        file = _config_file(Path(data_dir), config, env) or ConfigFile(path=Path())
+        url = env.get(DATABASE_URL_ENV) or file.database_url
+        public = public_url or env.get(PUBLIC_URL_ENV) or file.public_url
+        allow = (
+            allow_loopback_urls
+            or env.get(ALLOW_LOOPBACK_URLS_ENV, "") in ("1", "true", "yes")
+            or bool(file.allow_loopback_urls)
+        )
         v2x_passphrase = env.get(V2X_PASSPHRASE_ENV) or None
         hsm = env.get(HSM_ENV) or None
         if hsm is not None and hsm not in HSM_BACKENDS:
@@ -151,17 +422,19 @@ class Settings:
         return cls(
             data_dir=Path(data_dir),
             database_url=url,
-            http=http,
-            https=https,
-            public_http=public_http,
+            http=http or file.http,
+            https=https or file.https,
+            public_http=public_http or file.public_http,
             public_url=_parse_public_url(public) if public else None,
             allow_loopback_urls=allow,
-            policy=policy,
-            v2x_passphrase=v2x_passphrase.encode() if v2x_passphrase else None,
-            hsm=hsm,
-            pkcs11_module=env.get(PKCS11_MODULE_ENV) or None,
-            pkcs11_token=env.get(PKCS11_TOKEN_ENV) or None,
+            policy=file.policy if policy is None else policy,
+            v2x_passphrase=v2x_passphrase.encode() if v2x_passphrase else file.v2x_passphrase,
+            hsm=hsm or file.hsm,
+            pkcs11_module=env.get(PKCS11_MODULE_ENV) or file.pkcs11_module,
+            pkcs11_token=env.get(PKCS11_TOKEN_ENV) or file.pkcs11_token,
             pkcs11_so_pin=env.get(PKCS11_SO_PIN_ENV) or None,
+            config_file=None if file.path == Path() else file.path,
+            provisioners=file.provisioners,
         )
 
     def with_listeners(self, *, http: Listen | None, https: Listen | None) -> Settings:

@@ -420,6 +420,74 @@ CASES: dict[str, list[tuple[str, Case]]] = {
     ],
     "fido operators": [
         ("not set up", lambda s: ["fido", "operators", "--data-dir", str(s.absent), "alice"]),
+    # The operator's commands (docs/operations.md).
+    "cert list": [
+        ("no data dir", lambda s: ["cert", "list", "--data-dir", str(s.absent)]),
+        (
+            "bad status",
+            lambda s: ["cert", "list", "--data-dir", str(s.authority), "--status", "lost"],
+        ),
+        (
+            "bad span",
+            lambda s: ["cert", "list", "--data-dir", str(s.authority), "--expiring-within", "x"],
+        ),
+    ],
+    "cert show": [
+        ("unknown serial", lambda s: ["cert", "show", "ab", "--data-dir", str(s.authority)]),
+        ("not hex", lambda s: ["cert", "show", "zz", "--data-dir", str(s.authority)]),
+    ],
+    "device list": [("no data dir", lambda s: ["device", "list", "--data-dir", str(s.absent)])],
+    "device show": [
+        ("unknown device", lambda s: ["device", "show", "nope", "--data-dir", str(s.authority)]),
+    ],
+    "token list": [
+        ("no data dir", lambda s: ["token", "list", "--data-dir", str(s.absent)]),
+        ("bad state", lambda s: ["token", "list", "--data-dir", str(s.authority), "--state", "x"]),
+    ],
+    "token revoke": [
+        ("unknown token", lambda s: ["token", "revoke", "t-0", "--data-dir", str(s.authority)]),
+    ],
+    "ca rollover": [("no CA", lambda s: ["ca", "rollover", "--data-dir", str(s.absent)])],
+    "ca bootstrap": [
+        (
+            "bad fingerprint",
+            lambda s: ["ca", "bootstrap", "--ca-url", "https://127.0.0.1:1", "--fingerprint", "a"],
+        ),
+        (
+            "unreachable",
+            lambda s: [
+                "ca",
+                "bootstrap",
+                "--ca-url",
+                "https://127.0.0.1:1",
+                "--fingerprint",
+                "ab" * 32,
+                "--out",
+                str(s.tmp / "root.pem"),
+            ],
+        ),
+    ],
+    "completion": [("unknown shell", lambda s: ["completion", "tcsh"])],
+    "doctor": [
+        ("no data dir", lambda s: ["doctor", "--data-dir", str(s.absent)]),
+        ("no public URL, no CRLs", lambda s: ["doctor", "--data-dir", str(s.authority)]),
+    ],
+    "backup": [
+        ("no data dir", lambda s: ["backup", "--data-dir", str(s.absent), "--to", str(s.tmp)]),
+        (
+            "target not empty",
+            lambda s: ["backup", "--data-dir", str(s.authority), "--to", str(s.factory)],
+        ),
+    ],
+    "restore": [
+        (
+            "not a backup",
+            lambda s: ["restore", "--from", str(s.factory), "--data-dir", str(s.absent)],
+        ),
+    ],
+    "reload": [
+        ("no server", lambda s: ["reload", "--data-dir", str(s.authority)]),
+        ("no data dir", lambda s: ["reload", "--data-dir", str(s.absent)]),
     ],
 }
 

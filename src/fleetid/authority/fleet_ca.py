@@ -169,6 +169,11 @@ class FleetCa:
     ) -> tuple[x509.Certificate, CertificateRecord]:
         """Sign an end-entity certificate under the active issuing CA and record it in ``tx``."""
         profile = self.settings.policy.profile(credential_type)
+        if public_key.curve.name not in profile.key_types:
+            raise PolicyError(
+                f"the {credential_type} profile certifies {', '.join(profile.key_types)} keys,"
+                f" not {public_key.curve.name}"
+            )
         issuing = self.issuing.certificate
         now = self.clock.now()
         not_after = now + profile.cadence.lifetime

@@ -36,6 +36,9 @@ from fleetid.cli import discovery as discovery_verb
 from fleetid.cli import fido as fido_verb
 from fleetid.cli import filter as filter_verb
 from fleetid.cli import package as package_verb
+from fleetid.cli.help_examples import attach as attach_examples
+from fleetid.cli.operator_verbs import VERBS as OPERATOR_VERBS
+from fleetid.cli.output import OneLineArgumentParser
 from fleetid.errors import FleetIdError, SecureElementError
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_FAILURE", "EXIT_INTERRUPTED", "describe_error", "main"]
@@ -55,14 +58,15 @@ _VERBS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="fleetid",
         description="Device identity at fleet scale: mint, enrol, refresh, re-key and revoke.",
     )
     parser.add_argument("--version", action="version", version=f"fleetid {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for verb in _VERBS:
+    for verb in (*_VERBS, *OPERATOR_VERBS):  # the operator's verbs last
         verb.register(subparsers)
+    attach_examples(parser)  # examples in every command's --help
     return parser
 
 

@@ -6,6 +6,11 @@
   one; ``import-manifest FILE`` lists a factory's devices here (the file ``fleetid line
   export-manifest`` writes). A running ``fleetid serve`` follows all four without a restart
   (``fleetid.authority.provisioners.attestation``).
+* ``rollover`` makes the next issuing CA (``--root``: a new root with its RFC 4210 link
+  certificates, and an issuing CA under it; ``fleetid.authority.rollover``); a running
+  ``fleetid serve`` takes the new generation on ``fleetid reload``.
+* ``bootstrap --ca-url URL --fingerprint SHA256`` fetches a running authority's root and pins it
+  (``fleetid.cli.ca_bootstrap``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
+
+from fleetid.cli import ca_bootstrap
+from fleetid.cli.output import add_authority_arguments, add_json_flag, emit
 
 __all__ = ["register"]
 
@@ -30,9 +38,11 @@ def register(subparsers: Any) -> None:
         default="fleetid",
         help="organisation name in the CA subjects (1 to 42 bytes in UTF-8)",
     )
+    add_json_flag(init)
     init.set_defaults(func=_init)
     certs = verbs.add_parser("certs", help="print the chain as PEM: issuing CA, then the root")
     certs.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
+    add_json_flag(certs)
     certs.set_defaults(func=_certs)
 
     trust = verbs.add_parser(
@@ -46,6 +56,7 @@ def register(subparsers: Any) -> None:
     trust.set_defaults(func=_trust)
     listed = verbs.add_parser("manufacturers", help="list the trusted manufacturer roots")
     listed.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
+    add_json_flag(listed)
     listed.set_defaults(func=_manufacturers)
     distrust = verbs.add_parser(
         "distrust-manufacturer", help="stop accepting IDevIDs under a manufacturer root"
@@ -71,6 +82,17 @@ def register(subparsers: Any) -> None:
     )
     manifest.set_defaults(func=_import_manifest)
 
+    rollover = verbs.add_parser(
+        "rollover", help="the next issuing CA generation (--root: a new root and its links)"
+    )
+    add_authority_arguments(rollover)
+    rollover.add_argument(
+        "--root", action="store_true", help="roll the root (RFC 4210 §4.4 link certificates)"
+    )
+    add_json_flag(rollover)
+    rollover.set_defaults(func=_rollover)
+    ca_bootstrap.register_into(verbs)
+
 
 def _init(args: argparse.Namespace) -> int:
     from fleetid.authority.fleet_ca import FleetCa
@@ -79,10 +101,14 @@ def _init(args: argparse.Namespace) -> int:
 
     ca = FleetCa.init(Settings.load(args.data_dir), clock=SystemClock(), name=args.name)
     try:
-        for certificate in ca.chain():
-            print(f"{certificate.subject.rfc4514_string()}  serial {certificate.serial_number:x}")
+        chain = ca.chain()
     finally:
         ca.close()
+    emit(
+        args,
+        [_facts(c) for c in chain],
+        lambda: [f"{c.subject.rfc4514_string()}  serial {c.serial_number:x}" for c in chain],
+    )
     return 0
 
 
@@ -95,10 +121,60 @@ def _certs(args: argparse.Namespace) -> int:
 
     ca = FleetCa.open(Settings.load(args.data_dir), clock=SystemClock())
     try:
-        for certificate in ca.chain():
-            sys.stdout.write(certificate.public_bytes(serialization.Encoding.PEM).decode())
+        chain = ca.chain()
     finally:
         ca.close()
+    pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in chain]
+    if args.json:
+        emit(args, [_facts(c) | {"pem": pem} for c, pem in zip(chain, pems, strict=True)])
+    else:
+        sys.stdout.write("".join(pems))
+    return 0
+
+
+def _facts(cert: Any) -> dict[str, Any]:
+    """A CA certificate as ``--json`` shows it."""
+    from cryptography.hazmat.primitives import hashes
+
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "serial": f"{cert.serial_number:x}",
+        "not_after": cert.not_valid_after_utc,
+        "sha256": cert.fingerprint(hashes.SHA256()).hex(),
+    }
+
+
+def _rollover(args: argparse.Namespace) -> int:
+    from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.authority.rollover import roll_issuing_ca, roll_root
+    from fleetid.cli.output import load_settings
+    from fleetid.clock import SystemClock
+
+    ca = FleetCa.open(load_settings(args), clock=SystemClock())
+    try:
+        if args.root:
+            ca, rollover = roll_root(ca)
+            made = {
+                "root": rollover.new_root,
+                "new_with_old": rollover.new_with_old,
+                "old_with_new": rollover.old_with_new,
+                "issuing": rollover.issuing,
+            }
+        else:
+            ca = roll_issuing_ca(ca)
+            made = {"issuing": ca.issuing.certificate}
+    finally:
+        ca.close()
+    document = {name: _facts(cert) for name, cert in made.items()}
+    emit(
+        args,
+        document,
+        lambda: [
+            f"{name:<12}  {d['subject']}  serial {d['serial']}  sha256 {d['sha256']}"
+            for name, d in document.items()
+        ],
+    )
     return 0
 
 
@@ -153,8 +229,8 @@ def _manufacturers(args: argparse.Namespace) -> int:
     from fleetid.authority.provisioners.attestation import manufacturer_roots
 
     _require_authority(args.data_dir)
-    for root in manufacturer_roots(args.data_dir):
-        print(_describe(root))
+    roots = manufacturer_roots(args.data_dir)
+    emit(args, [_facts(r) for r in roots], lambda: [_describe(r) for r in roots])
     return 0
 
 

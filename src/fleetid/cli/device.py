@@ -1,4 +1,5 @@
-"""``fleetid device enrol|renew|rekey|status``: the device agent from the command line.
+"""``fleetid device enrol|renew|rekey|status``: the device agent from the command line;
+``fleetid device list|show``: the authority's view of its devices (``cli.device_inspect``).
 
 In the shape of ``step ca certificate`` / ``step ca renew`` / ``step ca rekey``. The device is an
 emulated card of a wafer lot (``fleetid line run`` makes them: ``<factory>/wafer/<LOT>``;
@@ -15,11 +16,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fleetid.cli import device_inspect
+
 __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("device", help="a device's agent: enrol, renew, rekey, status")
+    parser = subparsers.add_parser(
+        "device", help="a device's agent: enrol, renew, rekey, status; the authority's list, show"
+    )
     verbs = parser.add_subparsers(dest="device_command", metavar="VERB", required=True)
     for name, help_text in (
         ("enrol", "enrol with the IDevID (attestation-gated EST simpleenroll)"),
@@ -44,6 +49,7 @@ def register(subparsers: Any) -> None:
         if name == "renew":
             verb.add_argument("--force", action="store_true", help="renew even if not due")
         verb.set_defaults(func=_run)
+    device_inspect.register_into(verbs)
 
 
 def _client(args: argparse.Namespace) -> Any:

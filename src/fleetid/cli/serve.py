@@ -21,6 +21,11 @@ the workers need nothing else in common; on SQLite they take turns writing (WAL,
 listener of its own; with ``--workers`` the workers keep their values in a multiprocess directory
 made for the run, and the listener sums them. ``--log-format json`` writes every log line, the
 access log's included (``--log-level info``), as one JSON object (``fleetid.structured_logs``).
+
+The listeners, public URL, database and HSM can come from the config file (``--config``, else
+``<data-dir>/fleetid.toml``; ``fleetid.config``); a flag wins over the environment, which wins
+over the file. ``--help`` lists the environment variables. SIGHUP (``fleetid reload``) re-reads
+the profiles, provisioners and trust anchors (``fleetid.cli.reload``).
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ import asyncio
 import ipaddress
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from fleetid.cli.output import add_authority_arguments
 from fleetid.structured_logs import LOG_FORMATS
 
 if TYPE_CHECKING:
@@ -52,8 +59,18 @@ _CLIENT_ANCHORS: Final = "client-anchors.pem"
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("serve", help="run the authority (EST over HTTP(S))")
-    parser.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
+    from fleetid.config import ENVIRONMENT
+
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the authority (EST over HTTP(S))",
+        description="Run the authority. Settings: a flag, else the environment, else the config"
+        " file, else the default.",
+        epilog="environment variables (they override the config file):\n"
+        + "\n".join(f"  {name:<28} {meaning}" for name, meaning in ENVIRONMENT.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_authority_arguments(parser)
     parser.add_argument("--http", metavar="127.0.0.1:PORT", help="plain HTTP, loopback only")
     parser.add_argument("--https", metavar="ADDR:PORT", help="TLS listener")
     parser.add_argument(
@@ -160,13 +177,23 @@ def _serve_listeners(args: argparse.Namespace) -> int:
     from fleetid.api import create_app
     from fleetid.api.peer_certificate import PeerCertificateProtocol
     from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.cli.output import load_settings
+    from fleetid.cli.reload import pid_file, reload_app
     from fleetid.clock import SystemClock
     from fleetid.config import Settings, parse_listen
-    from fleetid.errors import ConfigError
+    from fleetid.errors import ConfigError, FleetIdError
 
-    http = parse_listen(args.http) if args.http else None
-    https = parse_listen(args.https) if args.https else None
-    public_http = parse_listen(args.public_http) if args.public_http else None
+    load_settings(args)  # the data directory exists and the config file parses
+    settings = Settings.load(
+        args.data_dir,
+        config=args.config,
+        http=parse_listen(args.http) if args.http else None,
+        https=parse_listen(args.https) if args.https else None,
+        public_http=parse_listen(args.public_http) if args.public_http else None,
+        public_url=args.public_url,
+        allow_loopback_urls=args.allow_loopback_urls,
+    )
+    http, https, public_http = settings.http, settings.https, settings.public_http
     if http is None and https is None:
         raise ConfigError("give --http 127.0.0.1:PORT, --https ADDR:PORT, or both")
     if http is not None and not _is_loopback(http.host):
@@ -175,14 +202,6 @@ def _serve_listeners(args: argparse.Namespace) -> int:
         raise ConfigError("--workers is at least 1")
     if args.workers > 1 and public_http is not None:
         raise ConfigError("--public-http runs in one process: leave out --workers")
-    settings = Settings.load(
-        args.data_dir,
-        http=http,
-        https=https,
-        public_http=public_http,
-        public_url=args.public_url,
-        allow_loopback_urls=args.allow_loopback_urls,
-    )
     if args.workers > 1:
         return _serve_workers(args, settings)
     settings.certificate_base_url  # noqa: B018 - refuses a loopback URL before binding
@@ -225,16 +244,37 @@ def _serve_listeners(args: argparse.Namespace) -> int:
         for server in servers:
             print(f"fleetid: serving on {server.config.host}:{server.config.port}", flush=True)
 
+    def reload() -> None:
+        # SIGHUP: the config file again; a bad one is refused and the old settings stay.
+        try:
+            said = reload_app(app, servers)
+        except (FleetIdError, OSError) as exc:
+            said = f"reload refused: {exc}"
+        print(f"fleetid: {said}", file=sys.stderr, flush=True)
+
+    async def leave(pid: Path) -> None:
+        # uvicorn re-raises SIGTERM once it has shut down, so no ``finally`` runs after it: the
+        # pid file goes as soon as the shutdown starts.
+        while not any(server.should_exit for server in servers):
+            await asyncio.sleep(0.1)
+        pid.unlink(missing_ok=True)
+
     async def run() -> None:
-        announcing = asyncio.ensure_future(announce())
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+        side = [asyncio.ensure_future(announce()), asyncio.ensure_future(leave(pid))]
         try:
             await asyncio.gather(*(server.serve() for server in servers))
         finally:
-            announcing.cancel()
+            for task in side:
+                task.cancel()
 
+    reload_app(app, servers)  # the provisioners the config file enables, from the start
     try:
         # uvicorn's own loop choice (uvloop when installed), as ``uvicorn.run`` would make it.
-        with asyncio.Runner(loop_factory=servers[0].config.get_loop_factory()) as runner:
+        with (
+            pid_file(settings.data_dir) as pid,
+            asyncio.Runner(loop_factory=servers[0].config.get_loop_factory()) as runner,
+        ):
             runner.run(run())
     finally:
         ca.close()
@@ -269,6 +309,7 @@ def worker_app() -> FastAPI:
     """The app of one worker process (``--workers``): settings from the parent's environment."""
     from fleetid.api import create_app
     from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.cli.reload import reload_app
     from fleetid.clock import SystemClock
     from fleetid.config import Settings, parse_listen
 
@@ -276,13 +317,16 @@ def worker_app() -> FastAPI:
     _configure_logs(spec["log_format"], spec["log_level"])
     settings = Settings.load(
         Path(spec["data_dir"]),
+        config=Path(spec["config"]) if spec.get("config") else None,
         http=parse_listen(spec["http"]) if spec["http"] else None,
         https=parse_listen(spec["https"]) if spec["https"] else None,
         public_url=spec["public_url"],
         allow_loopback_urls=spec["allow_loopback_urls"],
     )
     clock = SystemClock()
-    return create_app(settings, clock=clock, ca=FleetCa.open(settings, clock=clock))
+    app = create_app(settings, clock=clock, ca=FleetCa.open(settings, clock=clock))
+    reload_app(app, [])  # the provisioners the config file enables
+    return app
 
 
 def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
@@ -291,6 +335,7 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
 
     from fleetid.api.peer_certificate import PeerCertificateProtocol
     from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.cli.reload import pid_file
     from fleetid.clock import SystemClock
     from fleetid.errors import ConfigError
 
@@ -315,6 +360,7 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
             "allow_loopback_urls": settings.allow_loopback_urls,
             "log_format": args.log_format,
             "log_level": args.log_level,
+            "config": None if settings.config_file is None else str(settings.config_file),
         }
     )
     _warn_if_v2x_locked(settings)
@@ -333,7 +379,9 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
     # What ``uvicorn.run`` does for workers, with the announcement after the bind, not before.
     socket = config.bind_socket()
     print(f"fleetid: serving on {listen} with {args.workers} workers", flush=True)
-    Multiprocess(config, sockets=[socket]).run()
+    # uvicorn's supervisor restarts the workers on SIGHUP: each reads the settings anew.
+    with pid_file(settings.data_dir):
+        Multiprocess(config, sockets=[socket]).run()
     return 0
 
 

@@ -1,21 +1,47 @@
-"""``fleetid token create``: a one-time EST credential (RFC 7030 §3.2.3) as user:password."""
+"""``fleetid token create|list|revoke``: one-time EST credentials (RFC 7030 §3.2.3) as
+user:password.
+
+``create --count N --device-prefix P`` makes N tokens for devices P0001..PN in one process and one
+transaction (one Python start-up and one audit-log append for the lot, where a
+loop of ``create`` paid both per token); ``list`` shows them without their secrets (only digests
+are stored); ``revoke USER`` ends an unused one at once (``fleetid.store.token_revocation``).
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
+from fleetid.cli.output import add_authority_arguments, add_json_flag, emit, inspection
+
 __all__ = ["register"]
+
+_COUNT_MAX = 100_000
+_STATES = ("unused", "used", "expired")
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("token", help="one-time enrolment tokens (HTTP Basic for EST)")
     verbs = parser.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    create = verbs.add_parser("create", help="print a new single-use credential as user:password")
-    create.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
-    create.add_argument("--device-id", required=True, help="the device this token enrols")
+    create = verbs.add_parser(
+        "create", help="print new single-use credentials as user:password (one, or --count N)"
+    )
+    add_authority_arguments(create)
+    devices = create.add_mutually_exclusive_group(required=True)
+    devices.add_argument("--device-id", help="the device this token enrols")
+    devices.add_argument(
+        "--device-prefix",
+        metavar="PREFIX",
+        help="with --count N: tokens for devices PREFIX0001 .. PREFIX<N>",
+    )
+    create.add_argument(
+        "--count", type=int, default=1, metavar="N", help="how many (with --device-prefix)"
+    )
+    create.add_argument(
+        "--start", type=int, default=1, metavar="I", help="the first number after the prefix (1)"
+    )
     create.add_argument(
         "--ttl",
         type=int,
@@ -23,24 +49,138 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="lifetime, at most 365 days (default: the policy's token_ttl)",
     )
+    add_json_flag(create)
     create.set_defaults(func=_create)
+
+    listed = verbs.add_parser("list", help="tokens, newest first (never their secrets)")
+    add_authority_arguments(listed)
+    listed.add_argument("--device", metavar="ID", help="only this device's")
+    listed.add_argument("--state", choices=_STATES, help="unused, used or expired")
+    add_json_flag(listed)
+    listed.set_defaults(func=_list)
+
+    revoke = verbs.add_parser("revoke", help="end an unused token now")
+    revoke.add_argument("username", metavar="USER", help="the token's user (t-...)")
+    add_authority_arguments(revoke)
+    add_json_flag(revoke)
+    revoke.set_defaults(func=_revoke)
+
+
+def _device_ids(args: argparse.Namespace) -> list[str]:
+    from fleetid.errors import ConfigError
+
+    if args.device_id is not None:
+        if args.count != 1:
+            raise ConfigError("--count goes with --device-prefix (one token per device)")
+        return [args.device_id]
+    if not 1 <= args.count <= _COUNT_MAX:
+        raise ConfigError(f"--count is 1 to {_COUNT_MAX}")
+    if args.start < 0:
+        raise ConfigError("--start is 0 or more")
+    width = max(4, len(str(args.start + args.count - 1)))
+    return [
+        f"{args.device_prefix}{n:0{width}d}" for n in range(args.start, args.start + args.count)
+    ]
 
 
 def _create(args: argparse.Namespace) -> int:
     from fleetid.authority.fleet_ca import FleetCa
     from fleetid.authority.provisioners.token import TOKEN_TTL_MAX, create_token
+    from fleetid.cli.output import load_settings
     from fleetid.clock import SystemClock
-    from fleetid.config import Settings
 
-    settings = Settings.load(args.data_dir)
+    device_ids = _device_ids(args)
+    settings = load_settings(args)
     # Clamped only so that a huge number reaches create_token's bound instead of overflowing.
     seconds = None if args.ttl is None else min(args.ttl, int(TOKEN_TTL_MAX.total_seconds()) + 1)
     ttl = settings.policy.token_ttl if seconds is None else timedelta(seconds=seconds)
-    ca = FleetCa.open(settings, clock=SystemClock())  # its audit log records the token
+    ca = FleetCa.open(settings, clock=SystemClock())  # its audit log records the tokens
     try:
+        # One transaction: every token or none, and one audit append with one checkpoint.
         with ca.store.transaction() as tx:
-            token = create_token(tx, device_id=args.device_id, clock=ca.clock, ttl=ttl)
+            tokens = [
+                create_token(tx, device_id=device_id, clock=ca.clock, ttl=ttl)
+                for device_id in device_ids
+            ]
     finally:
         ca.close()
-    print(token)
+    document = [
+        {
+            "device_id": t.device_id,
+            "username": t.username,
+            "password": t.password,
+            "expires_at": t.expires_at,
+        }
+        for t in tokens
+    ]
+
+    def text() -> Iterator[str]:
+        if args.device_id is not None:
+            yield str(tokens[0])  # user:password, as scripts read it
+            return
+        for token in tokens:
+            yield f"{token.device_id} {token}"
+
+    emit(args, document if args.device_id is None else document[0], text)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from fleetid.clock import SystemClock
+    from fleetid.store.inspection import TokenState
+
+    now = SystemClock().now()
+    with inspection(args) as db:
+        tokens = db.tokens(
+            now=now,
+            device_id=args.device,
+            state=None if args.state is None else TokenState(args.state),
+        )
+
+    def state(token: Any) -> str:
+        if token.used_at is not None:
+            return "used"
+        return "expired" if token.expires_at <= now else "unused"
+
+    document: list[dict[str, Any]] = [
+        {
+            "username": t.username,
+            "device_id": t.device_id,
+            "state": state(t),
+            "created_at": t.created_at,
+            "expires_at": t.expires_at,
+            "used_at": t.used_at,
+        }
+        for t in tokens
+    ]
+
+    def text() -> Iterator[str]:
+        for d in document:
+            until = d["expires_at"].isoformat(timespec="seconds")
+            yield f"{d['username']}  {d['device_id']}  {d['state']}  expires {until}"
+
+    emit(args, document, text)
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.cli.output import load_settings
+    from fleetid.clock import SystemClock
+    from fleetid.store.engine import database_errors
+    from fleetid.store.token_revocation import revoke_token
+
+    with database_errors():
+        ca = FleetCa.open(load_settings(args), clock=SystemClock())
+        try:
+            with ca.store.transaction() as tx:
+                token = revoke_token(tx, args.username, ca.clock.now())
+        finally:
+            ca.close()
+    document = {
+        "username": token.username,
+        "device_id": token.device_id,
+        "revoked_at": token.expires_at,
+    }
+    emit(args, document, lambda: [f"revoked {token.username} ({token.device_id})"])
     return 0

@@ -35,6 +35,8 @@ class Profile:
     credential_type: CredentialType
     cadence: Cadence
     extended_key_usages: tuple[ObjectIdentifier, ...]
+    # The subject key's curves this profile certifies (pyca names; the config file's key_types).
+    key_types: tuple[str, ...] = ("secp256r1", "secp384r1")
 
 
 def _days(n: float) -> timedelta:

@@ -866,6 +866,7 @@ def _repositories(connection: Connection) -> Repositories:
         challenges=Challenges(connection),
         manifest=LineManifest(connection),
         events=events,
+        connection=connection,
     )
 
 
@@ -880,6 +881,8 @@ class Repositories:
     challenges: Challenges
     manifest: LineManifest
     events: list[CaEvent]  # what this transaction did, for the audit log (``Store.audit``)
+    # The transaction's connection, for the repositories defined in their own store modules.
+    connection: Connection
 
 
 class Store:
