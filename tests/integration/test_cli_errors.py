@@ -381,6 +381,32 @@ CASES: dict[str, list[tuple[str, Case]]] = {
         ),
     ],
     "threats list": [("unknown scenario", lambda s: ["threats", "list", "flash"])],
+    "package order": [
+        (
+            "no authority",
+            lambda s: [
+                *("package", "order", "--data-dir", str(s.absent), "--device", "GW-0001"),
+                *("--kind", "configuration", "--content", str(s.not_pem)),
+            ],
+        ),
+        (
+            "content missing",
+            lambda s: [
+                *("package", "order", "--data-dir", str(s.authority), "--device", "GW-0001"),
+                *("--kind", "configuration", "--content", str(s.absent)),
+            ],
+        ),
+    ],
+    "package status": [
+        ("no authority", lambda s: ["package", "status", "--data-dir", str(s.absent)]),
+        (
+            "unknown event",
+            lambda s: ["package", "status", "--data-dir", str(s.authority), "NO-SUCH-EVENT"],
+        ),
+    ],
+    "discovery list": [
+        ("no authority", lambda s: ["discovery", "list", "--data-dir", str(s.absent)]),
+    ],
     "threats run": [("unknown scenario", lambda s: ["threats", "run", "cloning"])],
     "filter check": [
         (
@@ -420,6 +446,7 @@ CASES: dict[str, list[tuple[str, Case]]] = {
     ],
     "fido operators": [
         ("not set up", lambda s: ["fido", "operators", "--data-dir", str(s.absent), "alice"]),
+    ],
     # The operator's commands (docs/operations.md).
     "cert list": [
         ("no data dir", lambda s: ["cert", "list", "--data-dir", str(s.absent)]),

@@ -67,6 +67,19 @@ EXAMPLES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {
     ("token", "list"): (f"fleetid token list {_D} --state unused",),
     ("token", "revoke"): (f"fleetid token revoke t-0123456789abcdef {_D}",),
     ("v2x", "init"): (f"fleetid v2x init {_D}",),
+    ("fido", "init"): (
+        f"fleetid fido init {_D} --rp-id operators.example.org "
+        "--origin https://operators.example.org --metadata-root mds-root.pem",
+    ),
+    ("fido", "load-metadata"): (f"fleetid fido load-metadata {_D} blob.jwt",),
+    ("fido", "operators"): (f"fleetid fido operators {_D} alice",),
+    ("package", "order"): (
+        f"fleetid package order {_D} --device GW-0001 --kind configuration --content cfg.json",
+    ),
+    ("package", "status"): (f"fleetid package status {_D}",),
+    ("discovery", "list"): (f"fleetid discovery list {_D}",),
+    ("threats", "list"): ("fleetid threats list",),
+    ("threats", "run"): ("fleetid threats run", "fleetid threats run key-cloning --json"),
     ("v2x", "publish"): (f"fleetid v2x publish {_D}",),
     ("v2x", "stats"): (f"fleetid v2x stats {_D}",),
     ("filter", "publish"): (f"fleetid filter publish {_D} --out filter.bin",),
