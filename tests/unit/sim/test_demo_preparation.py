@@ -23,5 +23,5 @@ def test_the_cohort_moves_and_the_expired_order_fails() -> None:
     assert "3 hold a credential from B" in output
 
 
-def test_the_stage_is_the_last_of_the_demo() -> None:
-    assert _stages()[-1][1] is stage_preparation
+def test_the_stage_is_one_of_the_demo() -> None:
+    assert sum(stage is stage_preparation for _, stage in _stages()) == 1

@@ -109,7 +109,7 @@ def preparation_service(
         repository=PackageRepository(ca.store.engine),
         clock=ca.clock,
         identity=ServiceIdentity(ca).get,
-        address=ca.settings.base_url + PREPARATION_PATH,
+        address=lambda: ca.settings.base_url + PREPARATION_PATH,
         attestation_policy=_policy_of(lifecycle),
         discovery=discovery,
         issuer=issue_credential(ca),

@@ -148,7 +148,7 @@ class PreparationService:
         repository: PackageRepository,
         clock: Clock,
         identity: Callable[[], tuple[Signer, tuple[x509.Certificate, ...]]],
-        address: str,
+        address: str | Callable[[], str],
         attestation_policy: Callable[[], VerificationPolicy],
         discovery: EventRegistrar,
         issuer: CredentialIssuer | None = None,
@@ -156,13 +156,19 @@ class PreparationService:
     ) -> None:
         self.repository = repository
         self.clock = clock
-        self.address = address
+        self._address = address
         self._identity = identity
         self._policy = attestation_policy
         self._discovery = discovery
         self._issuer = issuer
         self._ttl = session_ttl
         self._proofs = KeyProofVerifier()
+
+    @property
+    def address(self) -> str:
+        """Where devices reach this service: given, or read when first needed (the authority's
+        public URL, which a deployment may set after the app is built)."""
+        return self._address if isinstance(self._address, str) else self._address()
 
     # --- ES2+: the operator's side ----------------------------------------------------------
 
