@@ -2,7 +2,7 @@
 revocation syncs and published artefacts (``fleetid.store.fleet_sim_tables``).
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0006
 Create Date: 2026-12-07
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
