@@ -272,8 +272,7 @@ counters = Table(
 # The tables defined in their own modules are on ``metadata`` already; importing those modules
 # above is what registers them before Alembic or ``create_all`` reads ``metadata.tables``.
 # crl_table and butterfly_tables use UtcDateTime, defined above, so they are imported last.
-from fleetid.store import butterfly_tables, crl_table  # noqa: E402
-from fleetid.store import fleet_sim_tables  # noqa: E402
+from fleetid.store import butterfly_tables, crl_table, fleet_sim_tables  # noqa: E402
 
 _REGISTERED = (auditlog_table, manifest_table, v2x_tables, crl_table, butterfly_tables)
 _REGISTERED_FLEET_SIM = fleet_sim_tables
