@@ -27,7 +27,7 @@ from fleetid.store.fleet_sim_tables import (
 )
 from fleetid.store.migrate import ensure_schema
 
-__all__ = ["FleetSimStore", "SimDevice", "SimEvent", "SimStage"]
+__all__ = ["FleetSimStore", "SimDevice", "SimEvent", "SimStage", "new_device_row"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +65,26 @@ class SimStage:
     cpu_seconds: float
     units: int
     peak_rss_bytes: int
+
+
+def new_device_row(idx: int, unit: str, profile: str, state: str, **columns: Any) -> dict[str, Any]:
+    """A device row as the line leaves it: X.509, at authority A, no credential yet."""
+    return {
+        "idx": idx,
+        "unit": unit,
+        "kind": "x509",
+        "profile": profile,
+        "authority": "a",
+        "state": state,
+        "serial": None,
+        "handle": None,
+        "certificate": None,
+        "renew_day": None,
+        "next_sync_day": None,
+        "last_sync_day": None,
+        "revoked_day": None,
+        **columns,
+    }
 
 
 def _device(row: Any) -> SimDevice:

@@ -97,16 +97,23 @@ class DeviceWorld:
     def renew(self, row: SimDevice) -> tuple[str | None, dict[str, Any]]:
         """The agent's cadence: a refresh in the window, a recovery past expiry. A credential
         the authority has already replaced (a run killed after the issuance and before the row
-        was written) is recovered by attested enrolment, as a device that lost its state."""
+        was written) is recovered by attested enrolment, as a device that lost its state would,
+        and counted as the action that was due, so a resumed run reports what an uninterrupted
+        one does."""
         agent = self.agent(row)
         transport = self.authorities[row.authority].transport
+        assert agent.credential is not None  # noqa: S101 - live rows hold a credential
+        now = self.clock.now()
+        if now >= agent.credential.not_after:
+            action: str | None = "recover"
+        elif agent.cadence.renewal_due(agent.credential.not_after, now):
+            action = "refresh"
+        else:
+            return None, {"renew_day": day_of(self.start, now) + 1}
         try:
-            action = agent.tick(transport)
+            agent.tick(transport)
         except AuthenticationError:
             agent.enrol(transport)
-            action = "recover"
-        if action is None:
-            return None, {"renew_day": day_of(self.start, self.clock.now()) + 1}
         return action, self.credential_columns(agent)
 
     def rekey(self, row: SimDevice) -> dict[str, Any]:

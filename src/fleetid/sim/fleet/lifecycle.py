@@ -136,8 +136,7 @@ def _publish(world: DeviceWorld, store: FleetSimStore, day: int) -> None:
     """The evening's publications at authority A (``broken_channel`` stops one after day 0)."""
     broken = world.options.broken_channel if day > 0 else None
     a = world.authorities["a"]
-    if broken != "ocsp":
-        a.responder.sync()
+    a.responder.sync()
     if broken != "crl":
         published = a.crls.publish()
         store.add_artefacts(

@@ -16,7 +16,9 @@ from fleetid.errors import ConfigError
 __all__ = ["BROKEN_CHANNELS", "FLEET_MAX_DEVICES", "FleetOptions"]
 
 FLEET_MAX_DEVICES: Final = 10_000_000
-BROKEN_CHANNELS: Final = ("crl", "filter", "ocsp")
+# The published channels a run can break on purpose. OCSP is not one: the responder answers from
+# the registry (it polls it on its own), so there is no publication to stop.
+BROKEN_CHANNELS: Final = ("crl", "filter")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +59,9 @@ class FleetOptions:
         if self.workers < 0:
             raise ConfigError(f"--workers is at least 1 (0: one per core), not {self.workers}")
         if self.broken_channel is not None and self.broken_channel not in BROKEN_CHANNELS:
-            raise ConfigError(f"no revocation channel {self.broken_channel!r}")
+            raise ConfigError(
+                f"no revocation channel {self.broken_channel!r} to break (one of {BROKEN_CHANNELS})"
+            )
         shares = (self.always_on_share, self.intermittent_share)
         if min(shares) < 0 or sum(shares) > 1:
             raise ConfigError("the connectivity shares are between 0 and 1 and sum to at most 1")

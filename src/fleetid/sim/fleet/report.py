@@ -146,7 +146,7 @@ def print_summary(console: Console, report: FleetReport) -> None:
     failing = sum(conv.get("failing_devices", {}).values())
     console.print(
         f"revocation: {verdict}; {conv.get('revoked_peers', 0):,} revoked peers, "
-        f"{conv.get('checks', 0):,} checks, {failing:,} devices accept a revoked peer"
+        f"{conv.get('checks', 0):,} checks; {failing:,} devices accept one"
     )
 
 

@@ -35,6 +35,14 @@ matplotlib.rcParams["svg.hashsalt"] = "fleetid"  # stable ids inside the SVG
 matplotlib.rcParams["svg.fonttype"] = "none"  # text as text, no embedded glyph paths
 
 
+def _legend(ax: Any, **options: Any) -> None:
+    """A legend when something was drawn with a label (an empty plot says so instead)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, **options)
+    else:
+        ax.text(0.5, 0.5, "nothing to show in this run", ha="center", transform=ax.transAxes)
+
+
 def _svg(draw: Callable[[Figure, Any], None], data: dict[str, Any]) -> str:
     figure = plt.figure(figsize=(8, 3.2))
     try:
@@ -62,7 +70,7 @@ def _issuance(figure: Figure, data: dict[str, Any]) -> None:
     ax.set_xlabel("simulated day")
     ax.set_ylabel("certificates")
     ax.set_yscale("symlog")
-    ax.legend(fontsize=7, ncols=3)
+    _legend(ax, ncols=3)
 
 
 def _convergence(figure: Figure, data: dict[str, Any]) -> None:
@@ -72,7 +80,7 @@ def _convergence(figure: Figure, data: dict[str, Any]) -> None:
             ax.plot([p[0] for p in points], [p[1] for p in points], "o-", ms=3, label=profile)
     ax.set_xlabel("day of revocation")
     ax.set_ylabel("days to the last device")
-    ax.legend(fontsize=7)
+    _legend(ax)
 
 
 def _bytes(figure: Figure, data: dict[str, Any]) -> None:
@@ -88,7 +96,7 @@ def _bytes(figure: Figure, data: dict[str, Any]) -> None:
     ax.set_xlabel("simulated day")
     ax.set_ylabel("bytes per device")
     ax.set_yscale("log")
-    ax.legend(fontsize=7)
+    _legend(ax)
 
 
 def _staleness(figure: Figure, data: dict[str, Any]) -> None:
@@ -99,7 +107,7 @@ def _staleness(figure: Figure, data: dict[str, Any]) -> None:
         ax.plot(days, values, label=name.removeprefix("staleness:"))
     ax.set_xlabel("simulated day")
     ax.set_ylabel("days")
-    ax.legend(fontsize=7)
+    _legend(ax)
 
 
 def _line(figure: Figure, data: dict[str, Any]) -> None:
@@ -118,8 +126,8 @@ def _line(figure: Figure, data: dict[str, Any]) -> None:
     qlots, quarantined = _days(daily.get("lot:quarantined", {}))
     twin.plot(qlots, quarantined, "o", color="tab:red", label="quarantined")
     twin.set_ylabel("quarantined")
-    ax.legend(loc="upper left", fontsize=7)
-    twin.legend(loc="upper right", fontsize=7)
+    _legend(ax, loc="upper left")
+    _legend(twin, loc="upper right")
 
 
 def _stages(figure: Figure, data: dict[str, Any]) -> None:

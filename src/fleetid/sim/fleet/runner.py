@@ -37,7 +37,7 @@ from fleetid.sim.fleet.metrics import Measured, StageMeter, measure_stage
 from fleetid.sim.fleet.options import FleetOptions
 from fleetid.sim.fleet.plan import plan_for
 from fleetid.sim.fleet.report import FleetReport, build_report, print_summary, write_report
-from fleetid.store.fleet_sim_repository import FleetSimStore, SimStage
+from fleetid.store.fleet_sim_repository import FleetSimStore, SimStage, new_device_row
 
 __all__ = ["run_fleet"]
 
@@ -197,26 +197,15 @@ class _Run:
             ]
             if movers:
                 world.authorities["b"].import_manifest(movers)
-            rows = []
-            for idx, record in result.records:
-                plan = plan_for(options, idx)
-                rows.append(
-                    {
-                        "idx": idx,
-                        "unit": unit_name(options, idx),
-                        "kind": "x509",
-                        "profile": plan.profile.value,
-                        "authority": "a",
-                        "state": "made" if record is not None else "quarantined",
-                        "serial": None,
-                        "handle": None,
-                        "certificate": None,
-                        "renew_day": None,
-                        "next_sync_day": None,
-                        "last_sync_day": None,
-                        "revoked_day": None,
-                    }
+            rows = [
+                new_device_row(
+                    idx,
+                    unit_name(options, idx),
+                    plan_for(options, idx).profile.value,
+                    "made" if record is not None else "quarantined",
                 )
+                for idx, record in result.records
+            ]
             done_lots.add(result.lot)
             first = result.records[0][0]
             self.store.replace_devices(
