@@ -9,7 +9,7 @@ changed goes back into the row. Nothing of the device stays in memory between ba
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -150,8 +150,3 @@ class DeviceWorld:
         certificate = x509.load_der_x509_certificate(row.certificate)
         (name,) = certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         return str(name.value)
-
-
-def issued_names(kind: str) -> Sequence[str]:
-    """The daily figures one action adds to (issuance by credential type and by action)."""
-    return ("issued:operational", f"action:{kind}")

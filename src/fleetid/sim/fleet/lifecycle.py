@@ -16,9 +16,12 @@ day's cursor is written when the day is done: a run killed anywhere resumes in t
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
+from cryptography import x509
+
+from fleetid.device.verifier import fetch_staple
 from fleetid.sim.demo_revocation import _CountingClient
 from fleetid.sim.fleet.devices import LIVE, PUBLISH_HOUR, SYNC_HOUR, DeviceWorld, time_of
 from fleetid.sim.fleet.plan import plan_for, sync_interval
@@ -36,9 +39,7 @@ def _issued(daily: Daily, day: int, action: str) -> None:
     daily[(day, f"action:{action}")] += 1
 
 
-def _batches(
-    fetch: Callable[[int], list[SimDevice]],
-) -> Any:
+def _batches(fetch: Callable[[int], list[SimDevice]]) -> Iterator[list[SimDevice]]:
     """Batches from ``fetch(after)`` until it returns none (rows in index order)."""
     after = -1
     while batch := fetch(after):
@@ -151,14 +152,10 @@ def _publish(world: DeviceWorld, store: FleetSimStore, day: int) -> None:
 
 def _ocsp_bytes(world: DeviceWorld, store: FleetSimStore) -> int:
     """Bytes of one real OCSP exchange for a live always-on device (request and response)."""
-    from fleetid.device.verifier import fetch_staple
-
     a = world.authorities["a"]
     for row in store.devices_in_state("enrolled", after=-1, limit=1):
         if row.certificate is None:
             continue
-        from cryptography import x509
-
         client = _CountingClient(a.app)
         leaf = x509.load_der_x509_certificate(row.certificate)
         issuer = next(

@@ -179,11 +179,11 @@ class _Run:
     def line(self, meter: StageMeter) -> None:
         options = self.options
         done_lots = set(json.loads(self.store.meta().get("lots_done", "[]")))
-        meter.advance(
-            sum(
-                min(options.lot_size, options.devices - lot * options.lot_size) for lot in done_lots
-            )
+        # Lots done before a resume show on the bar, and are not this run's units.
+        before = (
+            min(options.lot_size, options.devices - lot * options.lot_size) for lot in done_lots
         )
+        meter.progress.update(meter.task, completed=sum(before))
         todo = [lot for lot in range(lot_count(options)) if lot not in done_lots]
         world = self.open_authorities()
 
@@ -207,16 +207,15 @@ class _Run:
                 for idx, record in result.records
             ]
             done_lots.add(result.lot)
-            first = result.records[0][0]
-            self.store.replace_devices(
-                first, result.records[-1][0], rows, {"lots_done": json.dumps(sorted(done_lots))}
-            )
+            self.store.replace_devices(result.records[0][0], result.records[-1][0], rows, {})
+            # The lot's figures and its place in the done list commit together.
             self.store.commit_batch(
                 daily={
                     (result.lot, "lot:seconds"): result.seconds,
                     (result.lot, "lot:secured"): float(len(secured)),
                     (result.lot, "lot:quarantined"): float(len(result.records) - len(secured)),
-                }
+                },
+                meta={"lots_done": json.dumps(sorted(done_lots))},
             )
             meter.advance(len(result.records))
 
