@@ -20,12 +20,21 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from rich.console import Console
+
 from fleetid.sim.fleet import FleetOptions, run_fleet
+
+
+def _option_values(argv: list[str]) -> set[str]:
+    """The arguments that are the values of options (not sizes)."""
+    return {argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--")}
 
 
 def _schema_url(url: str) -> tuple[str, str]:
@@ -63,15 +72,29 @@ def _run(devices: int, args: argparse.Namespace) -> dict[str, Any]:
                 workers=args.workers,
                 seed=args.seed,
                 report_dir=args.report / f"{devices}" if args.report else None,
-            )
+            ),
+            console=Console(stderr=True),  # stdout carries the figures to the parent
         )
     finally:
         shutil.rmtree(state, ignore_errors=True)
         if schema:
             _drop_schema(args.database_url, schema)
     data = dict(report.data)
+    data.pop("figures")
     data["load"] = (load_before, os.getloadavg()[0])
     return data
+
+
+def _run_apart(devices: int, argv: list[str]) -> dict[str, Any]:
+    """One size in a process of its own, so that its peak RSS is its own."""
+    ran = subprocess.run(
+        [sys.executable, __file__, str(devices), *argv, "--one"],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(ran.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:
@@ -82,8 +105,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--report", type=Path, default=None)
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    runs = [_run(size, args) for size in args.sizes]
+    if args.one:
+        print(json.dumps(_run(args.sizes[0], args)))
+        return
+    argv = [a for a in sys.argv[1:] if not a.isdigit() or a in _option_values(sys.argv[1:])]
+    runs = [_run_apart(size, argv) for size in args.sizes]
     print(f"\nfleet benchmark, {args.years} simulated year(s), {os.cpu_count()} cores")
     for data in runs:
         print(

@@ -22,6 +22,7 @@ from typing import Any, Final
 from cryptography import x509
 
 from fleetid.device.verifier import fetch_staple
+from fleetid.revocation.crl import CrlPolicy
 from fleetid.sim.demo_revocation import _CountingClient
 from fleetid.sim.fleet.devices import LIVE, PUBLISH_HOUR, SYNC_HOUR, DeviceWorld, time_of
 from fleetid.sim.fleet.plan import plan_for, sync_interval
@@ -30,6 +31,7 @@ from fleetid.store.fleet_sim_repository import FleetSimStore, SimDevice
 __all__ = ["FILTER_PUSH_EVERY", "enrol_fleet", "run_day"]
 
 FILTER_PUSH_EVERY: Final = 7  # days between filter pushes to offline devices
+DELTA_WINDOW_DAYS: Final = CrlPolicy(shards=1).delta_window.days
 
 Daily = Counter[tuple[int, str]]
 
@@ -180,7 +182,7 @@ def _sync(world: DeviceWorld, store: FleetSimStore, day: int, count: Callable[[i
         for row in batch:
             last = -1 if row.last_sync_day is None else row.last_sync_day
             if row.profile == "intermittent":
-                size = sum(n for d, n in crl.values() if d > last)
+                size = _crl_bytes(crl, last, day)
             else:
                 size = _filter_bytes(filters, last)
             daily[(day, f"bytes:{row.profile}")] += size
@@ -201,6 +203,18 @@ def _sync(world: DeviceWorld, store: FleetSimStore, day: int, count: Callable[[i
             daily={(day, "bytes:always-on"): float(always_on * exchange)},
             syncs={("always-on", day - 1, day): always_on},
         )
+
+
+def _crl_bytes(crl: Mapping[str, tuple[int, int]], last: int, day: int) -> int:
+    """What an intermittent device that last made contact on day ``last`` fetches: the newer
+    delta of every shard, and the full CRLs too once what it holds is older than the delta
+    window (``CrlPolicy.delta_window``, 7 days: a delta no longer reaches back to it)."""
+    stale = last < 0 or day - last > DELTA_WINDOW_DAYS
+    return sum(
+        size
+        for url, (published, size) in crl.items()
+        if published > last and (stale or not url.endswith("full"))
+    )
 
 
 def _filter_bytes(filters: Mapping[str, tuple[int, int]], last: int) -> int:
