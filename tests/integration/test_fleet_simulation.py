@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -69,8 +70,9 @@ def test_the_report_files_sit_side_by_side(baseline: dict[str, Any]) -> None:
     page = (directory / "report.html").read_text()
     for key, _ in PLOTS:
         assert f'id="plot-{key}"' in page
-    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
-    assert "https://" not in page
+    assert "<script" not in page
+    # Nothing to load from elsewhere (namespace URIs in the SVG's metadata load nothing).
+    assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", page)
 
 
 @pytest.mark.parametrize(
