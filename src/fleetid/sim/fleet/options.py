@@ -42,7 +42,7 @@ class FleetOptions:
     silent_rate: float = 0.01
     decommission_rate: float = 0.01
     defect_rate: float = 0.002
-    lot_size: int = 512  # chips per wafer lot: the line's unit of work, so small fleets use every core
+    lot_size: int = 512  # chips per lot, the line's unit of work: small fleets use every core
     batch_size: int = 256
     # A revocation channel that stops publishing after the first day, to show the check fails.
     broken_channel: str | None = None
