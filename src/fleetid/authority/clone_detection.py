@@ -1,12 +1,12 @@
 """Clone detection: the fleet notices two devices presenting one identity and quarantines it.
 
 A hardware-bound key cannot be copied without copying the silicon; this is the control for the
-case where it was (the seed's key-cloning failure mode, docs/threat-model.md). Whoever authenticates a
-device's contact feeds it to ``CloneDetector.observe`` as a ``Sighting`` (which device, under
-which credential, from where, when, with which device counter and which attestation nonce), and
-only after the contact's proof of possession verified: an unproven contact must not be able to
-quarantine someone else's device. The key-cloning scenario feeds it; the EST and lifecycle
-routes do not yet. Four signals, each a contradiction one genuine device cannot produce:
+case where it was (the seed's key-cloning failure mode, docs/threat-model.md). Whoever
+authenticates a device's contact feeds it to ``CloneDetector.observe`` as a ``Sighting`` (which
+device, under which credential, from where, when, with which device counter and which
+attestation nonce), and only after the contact's proof of possession verified: an unproven
+contact must not be able to quarantine someone else's device. The key-cloning scenario feeds
+it; the EST and lifecycle routes do not yet. Four signals, each a contradiction one genuine device cannot produce:
 
 * **concurrent sessions**: the device holds a session from two places at once (a second source
   within ``session_window`` of the last contact from another);

@@ -19,7 +19,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-__all__ = ["DEMO_MAX_DEVICES", "DemoContext", "drill", "run_demo", "stage_directory"]
+__all__ = [
+    "DEMO_MAX_DEVICES",
+    "DemoContext",
+    "drill",
+    "run_demo",
+    "run_fleet_demo",
+    "stage_directory",
+]
 
 DEMO_MAX_DEVICES = 10_000  # a demo, not a load test: benchmarks/ measure rates
 
@@ -108,3 +115,48 @@ def run_demo(devices: int = 5) -> int:
         table.add_row(item, value)
     ctx.console.print(table)
     return 0
+
+
+def run_fleet_demo(
+    *,
+    devices: int | None,
+    years: float | None,
+    state_dir: Path,
+    database_url: str | None = None,
+    workers: int = 0,
+    seed: int | None = None,
+    report_dir: Path | None = None,
+    resume: bool = False,
+) -> int:
+    """``fleetid demo --devices N --years Y``: the fleet simulation (``fleetid.sim.fleet``);
+    with ``resume`` the size, years and seed come from the run being continued unless given.
+    Exit status 0 when revocation converged, 1 when it did not."""
+    import json
+
+    from fleetid.errors import ConfigError
+    from fleetid.sim.fleet import FleetOptions, run_fleet
+
+    if resume:
+        try:
+            started = json.loads((state_dir / "options.json").read_text())
+        except FileNotFoundError:
+            raise ConfigError(
+                f"nothing to resume in {state_dir}: no run was started there"
+            ) from None
+        devices = started["devices"] if devices is None else devices
+        years = started["years"] if years is None else years
+        seed = started["seed"] if seed is None else seed
+    if devices is None or years is None:
+        raise ConfigError("the fleet simulation needs --devices N and --years Y")
+    options = FleetOptions(
+        devices=devices,
+        years=years,
+        state_dir=state_dir,
+        database_url=database_url,
+        workers=workers,
+        seed=0 if seed is None else seed,
+        report_dir=report_dir,
+        resume=resume,
+    )
+    report = run_fleet(options)
+    return 0 if report.converged else 1

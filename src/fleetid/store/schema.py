@@ -271,7 +271,7 @@ counters = Table(
 
 # The tables defined in their own modules are on ``metadata`` already; importing those modules
 # above is what registers them before Alembic or ``create_all`` reads ``metadata.tables``.
-# crl_table, butterfly_tables and clone_sightings_table use UtcDateTime, defined above, so
+# crl_table, butterfly_tables and the tables after them use UtcDateTime, defined above, so
 # they are imported last.
 from fleetid.store import (  # noqa: E402
     butterfly_state_tables,
@@ -279,6 +279,7 @@ from fleetid.store import (  # noqa: E402
     clone_sightings_table,
     crl_table,
     fido_tables,
+    fleet_sim_tables,
     package_tables,
 )
 
@@ -292,4 +293,5 @@ _REGISTERED = (
     fido_tables,
     package_tables,
     clone_sightings_table,
+    fleet_sim_tables,
 )
