@@ -6,7 +6,8 @@ authenticates a device's contact feeds it to ``CloneDetector.observe`` as a ``Si
 device, under which credential, from where, when, with which device counter and which
 attestation nonce), and only after the contact's proof of possession verified: an unproven
 contact must not be able to quarantine someone else's device. The key-cloning scenario feeds
-it; the EST and lifecycle routes do not yet. Four signals, each a contradiction one genuine device cannot produce:
+it; the EST and lifecycle routes do not yet. Four signals, each a contradiction one genuine
+device cannot produce:
 
 * **concurrent sessions**: the device holds a session from two places at once (a second source
   within ``session_window`` of the last contact from another);
