@@ -148,7 +148,7 @@ def test_genuine_tpm_evidence_is_accepted_and_spends_the_challenge(gate: Gate) -
     assert record is not None and record.used_at == gate.clock.now()
 
 
-# --- the four refusals the specification names --------------------------------------------------
+# --- four refusals: a wrong nonce, a software key, fixedTPM clear, a replayed challenge ----
 
 
 def test_a_certify_with_the_wrong_nonce_is_refused(gate: Gate) -> None:
