@@ -15,9 +15,12 @@ Profile):
 Operational keys are created in the TPM under the SRK (fixedTPM, fixedParent,
 sensitiveDataOrigin, sign only); the host keeps only their public area and their private area
 wrapped by the SRK, which no other TPM can load. Each key is addressed by a handle of this object
-and loaded for one command at a time (a TPM holds few transient objects). ``certify`` makes the
-AK certify a key with the authority's challenge as qualifying data (TPM2_Certify); ``sign`` signs
-a digest with it (TPM2_Sign). ``TpmDevice`` has the key-root interface the device agent runs on.
+and loaded for one command at a time (a TPM holds few transient objects). With a ``key_dir`` the
+wrapped keys are kept there, one file a handle (the marshalled TPM2B_PRIVATE then TPM2B_PUBLIC),
+so a device that restarts keeps its keys and handles (never handing a deleted key's handle to
+another key); the files are useless without this TPM. ``certify`` makes the AK certify a key
+with the authority's challenge as qualifying data (TPM2_Certify); ``sign`` signs a digest with
+it (TPM2_Sign). ``TpmDevice`` has the key-root interface the device agent runs on.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from itertools import count
+from pathlib import Path
 from typing import Any, Final
 
 from cryptography import x509
@@ -41,6 +45,7 @@ from fleetid.formats.tcg_attest_certify import (
     encode_tcg_attest_certify,
 )
 from fleetid.formats.tlv import decode_tlv
+from fleetid.private_file import write_private_file
 from fleetid.tpm.evidence import public_key_of
 from fleetid.tpm.stack import tss, tss_errors, tss_utils
 
@@ -67,6 +72,7 @@ _NV_CHUNK: Final = 512  # below every TPM's MAX_NV_BUFFER_SIZE
 _NV_SIZE: Final = 2048  # libtpms' MAX_NV_INDEX_SIZE
 
 _DER = serialization.Encoding.DER
+_NEXT_HANDLE: Final = "next-handle"  # in a key_dir: the handle the next key gets
 
 
 @dataclass(frozen=True)
@@ -79,13 +85,14 @@ class TpmDevice:
     """A TPM reached over a TCTI (``Swtpm.tcti``, or ``device:/dev/tpmrm0``); see the module
     docstring. A context manager; ``close`` ends the connection."""
 
-    def __init__(self, tcti: str) -> None:
+    def __init__(self, tcti: str, *, key_dir: Path | None = None) -> None:
         tpm = tss()
         with tss_errors("opening the TPM"):
             self._ctx = tpm.ESAPI(tcti)
         self._tpm = tpm
-        self._keys: dict[int, _Blob] = {}
-        self._handles = count(1)
+        self._key_dir = key_dir
+        self._keys: dict[int, _Blob] = {} if key_dir is None else self._read_keys(key_dir)
+        self._handles = count(self._first_free_handle())
         self._objects: dict[int, Any] = {}  # ESYS_TR of each persistent object and NV index
         self._ready = False
 
@@ -305,8 +312,41 @@ class TpmDevice:
                 self._object(SRK_HANDLE), tpm.TPM2B_SENSITIVE_CREATE(), template
             )
         handle = next(self._handles)
+        if self._key_dir is not None:
+            write_private_file(self._key_dir / _NEXT_HANDLE, str(handle + 1).encode())
+            write_private_file(
+                self._key_dir / f"{handle}.key", bytes(private.marshal() + public.marshal())
+            )
         self._keys[handle] = _Blob(private=private, public=public)
         return handle
+
+    def _first_free_handle(self) -> int:
+        """Past every handle given out here, deleted ones included (kept in ``key_dir``)."""
+        after_keys = max(self._keys, default=0) + 1
+        if self._key_dir is None or not (self._key_dir / _NEXT_HANDLE).exists():
+            return after_keys
+        text = (self._key_dir / _NEXT_HANDLE).read_text().strip()
+        if not text.isdigit():
+            raise TpmError(f"{_NEXT_HANDLE}: not a handle number")
+        return max(after_keys, int(text))
+
+    def _read_keys(self, key_dir: Path) -> dict[int, _Blob]:
+        """The wrapped keys kept in ``key_dir`` by handle (files named ``<handle>.key``)."""
+        key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        keys = {}
+        for path in key_dir.glob("*.key"):
+            if not path.stem.isdigit():
+                raise TpmError(f"{path.name}: not a key file of this device")
+            data = path.read_bytes()
+            try:
+                private, used = self._tpm.TPM2B_PRIVATE.unmarshal(data)
+                public, rest = self._tpm.TPM2B_PUBLIC.unmarshal(data[used:])
+            except Exception as exc:  # the library raises its own types for short data
+                raise TpmError(f"{path.name}: not a wrapped TPM key ({exc})") from exc
+            if used + rest != len(data) or not bytes(private.buffer):
+                raise TpmError(f"{path.name}: not a wrapped TPM key")
+            keys[int(path.stem)] = _Blob(private=private, public=public)
+        return keys
 
     def _blob(self, handle: int) -> _Blob:
         try:
@@ -369,6 +409,8 @@ class TpmDevice:
     def delete_key(self, handle: int) -> None:
         """Forget the key: its wrapped private area is dropped (the TPM never held it)."""
         self._keys.pop(handle, None)
+        if self._key_dir is not None:
+            (self._key_dir / f"{handle}.key").unlink(missing_ok=True)
 
     # -- the key-root interface of the device agent ----------------------------------------------
 

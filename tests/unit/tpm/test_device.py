@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from tests.tpm_fixtures import (
+    require_tpm,
     tpm_fixture,  # noqa: F401 - the "tpm" fixture
     tpm_line_fixture,  # noqa: F401 - the "tpm_line" fixture
     two_tpms_fixture,  # noqa: F401 - the "other_tpm" fixture
@@ -20,6 +22,7 @@ from fleetid.sim.demo_tpm import SoftwareTpmLine
 from fleetid.tpm.credential import make_credential
 from fleetid.tpm.device import TpmDevice
 from fleetid.tpm.evidence import object_attributes, object_name, public_key_of, read_certify
+from fleetid.tpm.swtpm import Swtpm
 
 
 def test_the_ak_is_a_restricted_signing_key_bound_to_the_tpm(tpm: TpmDevice) -> None:
@@ -112,3 +115,43 @@ def test_the_line_stores_the_certificates_in_nv(tpm: TpmDevice, tpm_line: Softwa
     assert tpm.attestation_chain() == [identity.ak_certificate, tpm_line.line_ca]
     assert tpm.device_serial() == identity.serial
     assert public_key_of(tpm.attestation_public()) == identity.ak_certificate.public_key()
+
+
+def test_keys_in_a_key_dir_survive_a_restart_and_a_deletion_stays(tmp_path: Path) -> None:
+    """A device that restarts keeps its keys and handles: the wrapped blobs are on disk."""
+    require_tpm()
+    keys = tmp_path / "keys"
+    with Swtpm() as swtpm:
+        with TpmDevice(swtpm.tcti, key_dir=keys) as before:
+            kept, dropped = before.create_key(), before.create_key()
+            public = before.public_key(kept)
+            before.delete_key(dropped)
+        with TpmDevice(swtpm.tcti, key_dir=keys) as after:
+            signature = after.signer(kept).sign(b"after a restart")
+            verify_signature(public, signature, b"after a restart")
+            with pytest.raises(TpmError, match="no TPM key"):
+                after.signer(dropped)
+            assert after.create_key() not in (kept, dropped)
+
+
+def test_a_key_file_that_is_not_a_wrapped_key_is_refused(tmp_path: Path) -> None:
+    require_tpm()
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "1.key").write_bytes(b"\x00\x05abc")
+    with Swtpm() as swtpm, pytest.raises(TpmError, match="not a wrapped TPM key"):
+        TpmDevice(swtpm.tcti, key_dir=keys)
+
+
+def test_another_tpm_cannot_use_the_key_files(tmp_path: Path) -> None:
+    """The blobs are wrapped by this TPM's SRK: copied next to another TPM, they do not load."""
+    require_tpm()
+    keys = tmp_path / "keys"
+    with Swtpm() as swtpm, TpmDevice(swtpm.tcti, key_dir=keys) as first:
+        handle = first.create_key()
+    with (
+        Swtpm() as other,
+        TpmDevice(other.tcti, key_dir=keys) as second,
+        pytest.raises(TpmError),
+    ):
+        second.signer(handle).sign(b"copied")
