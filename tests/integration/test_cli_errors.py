@@ -443,6 +443,13 @@ CASES: dict[str, list[tuple[str, Case]]] = {
             "BLOB missing",
             lambda s: ["fido", "load-metadata", "--data-dir", str(s.authority), str(s.absent)],
         ),
+        (
+            "CRL missing",
+            lambda s: [
+                *("fido", "load-metadata", "--data-dir", str(s.authority)),
+                *("--crl", str(s.absent), str(s.not_pem)),
+            ],
+        ),
     ],
     "fido operators": [
         ("not set up", lambda s: ["fido", "operators", "--data-dir", str(s.absent), "alice"]),

@@ -6,6 +6,10 @@ processing rules of MDS3 §3.2:
 
 1. the x5c chain validates to the metadata root this authority was configured with, and the
    signature verifies under its leaf, else ``MetadataBlobError``;
+   every certificate of the chain that names a CRL distribution point is checked against a
+   current CRL of its issuer (the revocation check of MDS3 §3.2; RFC 5280 §6.3): one signed by
+   the issuer, thisUpdate passed and nextUpdate not, not listing the certificate; no such CRL
+   among those given, or a revoked certificate, is a ``MetadataBlobError`` (fail closed);
 2. the payload parses as an MDS3 ``MetadataBLOBPayload`` (python-fido2's ``fido2.mds3`` schema);
 3. its ``nextUpdate`` has not passed, else ``MetadataStaleError``;
 4. its serial ``no`` is above the newest held, else ``MetadataRollbackError``;
@@ -23,8 +27,8 @@ one of the model's attestation roots at ``now`` (``UnknownManufacturerError``: m
 only the latest, has a refused status: an UPDATE_AVAILABLE after a USER_VERIFICATION_BYPASS says
 that a fixed firmware exists, not that this authenticator runs it.
 
-Not done here: the CRLs of the BLOB's chain (the revocation check of MDS3 §3.2), the per
-certificate scope of an ATTESTATION_KEY_COMPROMISE report (the whole model is refused).
+Not done here: fetching those CRLs (the caller gives them: ``fleetid fido load-metadata --crl``),
+the per certificate scope of an ATTESTATION_KEY_COMPROMISE report (the whole model is refused).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Final
@@ -43,7 +47,12 @@ from fido2.mds3 import MetadataBlobPayload, MetadataBlobPayloadEntry
 
 from fleetid.authority.attestation.fido import ACCEPTED_FORMATS, FIDO_AAGUID_OID, FidoAttestation
 from fleetid.crypto.jws import verified_jws_payload
-from fleetid.crypto.pkix import PathValidationError, path_verifier, plain_ca_policy
+from fleetid.crypto.pkix import (
+    PathValidationError,
+    crl_signed_by_ca,
+    path_verifier,
+    plain_ca_policy,
+)
 from fleetid.errors import (
     AttestationTypeRefusedError,
     AuthenticatorStatusError,
@@ -152,6 +161,46 @@ def _pem(certificates: list[bytes]) -> str:
         raise MetadataBlobError(f"an attestation root is not a DER certificate: {exc}") from exc
 
 
+def _parsed_crls(crls: Sequence[bytes]) -> list[x509.CertificateRevocationList]:
+    try:
+        return [x509.load_der_x509_crl(crl) for crl in crls]
+    except ValueError as exc:
+        raise MetadataBlobError(f"a CRL given for the BLOB's chain is not DER: {exc}") from exc
+
+
+def _check_chain_revocation(
+    chain: Sequence[x509.Certificate],
+    root: x509.Certificate,
+    crls: Sequence[x509.CertificateRevocationList],
+    now: datetime,
+) -> None:
+    """Each chain certificate naming a CRL distribution point is on no current CRL of its
+    issuer, and one such CRL is among ``crls`` (RFC 5280 §6.3.3, fail closed)."""
+    issuers = [*chain[1:], root]
+    for certificate, issuer in zip(chain, issuers, strict=True):
+        try:
+            certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+        except x509.ExtensionNotFound:
+            continue
+        name = certificate.subject.rfc4514_string()
+        current = [
+            crl
+            for crl in crls
+            if crl.issuer == issuer.subject
+            and crl_signed_by_ca(crl, issuer)
+            and crl.last_update_utc <= now
+            and crl.next_update_utc is not None
+            and now < crl.next_update_utc
+        ]
+        if not current:
+            raise MetadataBlobError(f"no current CRL of its issuer for {name} in the BLOB's chain")
+        if any(
+            crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
+            for crl in current
+        ):
+            raise MetadataBlobError(f"{name} in the BLOB's chain is revoked")
+
+
 class FidoMetadataStore:
     """Load MDS3 BLOBs into the store and decide trust in a verified attestation."""
 
@@ -159,11 +208,12 @@ class FidoMetadataStore:
         self._repository = repository
         self.policy = policy
 
-    def load_blob(self, token: str, now: datetime) -> LoadedBlob:
-        """Verify ``token`` and make its models the ones held (steps in the module docstring)."""
-        payload_bytes, signer = verified_jws_payload(
-            token.strip(), [self.policy.metadata_root], now
-        )
+    def load_blob(self, token: str, now: datetime, crls: Sequence[bytes] = ()) -> LoadedBlob:
+        """Verify ``token`` and make its models the ones held (steps in the module docstring);
+        ``crls`` are DER CRLs for the chain's revocation check."""
+        payload_bytes, chain = verified_jws_payload(token.strip(), [self.policy.metadata_root], now)
+        _check_chain_revocation(chain, self.policy.metadata_root, _parsed_crls(crls), now)
+        signer = chain[0]
         try:
             document = json.loads(payload_bytes)
             # MDS3 §3.1.6: "no" is a Number; python-fido2's schema would take "1" as well.

@@ -4,9 +4,11 @@
   authority a WebAuthn Relying Party: its RP ID, the origins its registration pages are served
   from, and the root that signs the metadata BLOBs it accepts. ``fleetid serve`` then mounts the
   registration routes (``/operators/fido/...``).
-* ``load-metadata --data-dir DIR BLOB`` verifies a FIDO MDS3 BLOB (a JWS file) against that root
-  and makes its authenticator models the ones trusted; a forged, older or stale BLOB is refused
-  and the models held stay as they were.
+* ``load-metadata --data-dir DIR [--crl DER ...] BLOB`` verifies a FIDO MDS3 BLOB (a JWS file)
+  against that root, its chain against the CRLs given (a chain certificate that names a CRL
+  distribution point needs a current CRL of its issuer), and makes its authenticator models the
+  ones trusted; a forged, older, stale or revoked-signer BLOB is refused and the models held stay
+  as they were.
 * ``operators --data-dir DIR NAME`` lists the credentials registered for an operator.
 """
 
@@ -36,6 +38,13 @@ def register(subparsers: Any) -> None:
 
     load = verbs.add_parser("load-metadata", help="verify and load a FIDO MDS3 BLOB")
     load.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
+    load.add_argument(
+        "--crl",
+        type=Path,
+        action="append",
+        default=[],
+        help="a DER CRL for the BLOB's chain (repeat for each issuer)",
+    )
     load.add_argument("blob", type=Path, help="the BLOB (JWS compact serialisation)")
     load.set_defaults(func=_load)
 
@@ -88,8 +97,12 @@ def _load(args: argparse.Namespace) -> int:
         token = args.blob.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the BLOB {args.blob}") from exc
+    try:
+        crls = [path.read_bytes() for path in args.crl]
+    except OSError as exc:
+        raise ConfigError(f"cannot read a CRL: {exc}") from exc
     registration = _registration(args.data_dir)
-    loaded = registration.metadata.load_blob(token, SystemClock().now())
+    loaded = registration.metadata.load_blob(token, SystemClock().now(), crls)
     print(
         f"metadata BLOB {loaded.serial} loaded: {loaded.models} authenticator models, next update"
         f" by {loaded.next_update.isoformat()}"

@@ -31,10 +31,10 @@ JWS_ALGORITHMS: Final = ("ES256", "ES384", "ES512", "RS256", "PS256")
 
 def verified_jws_payload(
     token: str, anchors: Sequence[x509.Certificate], now: datetime
-) -> tuple[bytes, x509.Certificate]:
-    """The payload of ``token`` and its signing certificate, once the x5c chain validates to
-    ``anchors`` at ``now`` and the signature verifies under its leaf; ``MetadataBlobError``
-    otherwise."""
+) -> tuple[bytes, tuple[x509.Certificate, ...]]:
+    """The payload of ``token`` and its x5c chain (the signing certificate first), once the
+    chain validates to ``anchors`` at ``now`` and the signature verifies under its leaf;
+    ``MetadataBlobError`` otherwise."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -53,7 +53,7 @@ def verified_jws_payload(
         payload = jwt.api_jws.decode_complete(token, key=key, algorithms=list(JWS_ALGORITHMS))
     except jwt.PyJWTError as exc:
         raise MetadataBlobError(f"the BLOB's signature does not verify: {exc}") from exc
-    return bytes(payload["payload"]), chain[0]
+    return bytes(payload["payload"]), chain
 
 
 def _x5c(value: object) -> tuple[x509.Certificate, ...]:

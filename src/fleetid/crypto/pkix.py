@@ -17,7 +17,7 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.verification import (
     ClientVerifier,
     Criticality,
@@ -53,6 +53,15 @@ def crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate)
     """Whether ``issuer``'s EC key signed ``crl`` (RFC 5280 §6.3.3 (g)); other key types: no."""
     key = issuer.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    return crl.is_signature_valid(key)
+
+
+def crl_signed_by_ca(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s EC or RSA key signed ``crl``: for CAs outside the fleet (the FIDO
+    metadata service's chain), whose keys may be RSA (PKCS#1 v1.5 or PSS as the CRL says)."""
+    key = issuer.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         return False
     return crl.is_signature_valid(key)
 

@@ -49,7 +49,7 @@ from fleetid.formats.webauthn import (
     encode_attestation_object,
     encode_authenticator_data,
 )
-from fleetid.formats.x509_sign import sign_certificate
+from fleetid.formats.x509_sign import sign_certificate, sign_crl
 from fleetid.sim.demo import DemoContext, drill, stage_directory
 from fleetid.store.fido_repository import FidoRepository
 
@@ -242,20 +242,62 @@ def mds_entry(
 
 @dataclass(frozen=True, kw_only=True)
 class MetadataService:
-    """A BLOB signer: a root and its signing certificate (MDS3 §3.1.7)."""
+    """A BLOB signer: a root and its signing certificate (MDS3 §3.1.7); with ``crl_url`` the
+    signing certificate names a CRL distribution point and ``crl`` issues the root's CRLs."""
 
     root: x509.Certificate
     signing_certificate: x509.Certificate
     signing_key: ec.EllipticCurvePrivateKey
+    root_signer: SoftwareSigner
 
     @classmethod
-    def create(cls, now: datetime, name: str = "fleetid demo metadata") -> MetadataService:
+    def create(
+        cls, now: datetime, name: str = "fleetid demo metadata", *, crl_url: str | None = None
+    ) -> MetadataService:
         root, root_signer = _root(f"{name} root", now)
         key = new_private_key()
-        leaf = _certificate(
-            _name(f"{name} BLOB signer"), key.public_key(), root.subject, root_signer, now, ca=False
+        extensions = (
+            ()
+            if crl_url is None
+            else (
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            [x509.UniformResourceIdentifier(crl_url)], None, None, None
+                        )
+                    ]
+                ),
+            )
         )
-        return cls(root=root, signing_certificate=leaf, signing_key=key)
+        leaf = _certificate(
+            _name(f"{name} BLOB signer"),
+            key.public_key(),
+            root.subject,
+            root_signer,
+            now,
+            ca=False,
+            extensions=extensions,
+        )
+        return cls(root=root, signing_certificate=leaf, signing_key=key, root_signer=root_signer)
+
+    def crl(
+        self, this_update: datetime, next_update: datetime, *, revoke_signer: bool = False
+    ) -> bytes:
+        """A DER CRL of the root, listing the BLOB signer when ``revoke_signer``."""
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.root.subject)
+            .last_update(this_update)
+            .next_update(next_update)
+        )
+        if revoke_signer:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(self.signing_certificate.serial_number)
+                .revocation_date(this_update)
+                .build()
+            )
+        return sign_crl(builder, self.root_signer).public_bytes(serialization.Encoding.DER)
 
     def blob(self, serial: int, next_update: date, entries: Sequence[Mapping[str, Any]]) -> str:
         payload = {

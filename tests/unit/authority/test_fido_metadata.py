@@ -75,7 +75,7 @@ def _registered(authenticator: SoftwareAuthenticator) -> object:
 
 def test_example_blob_signature_and_chain_verify() -> None:
     token, root = _example()
-    payload, signer = verified_jws_payload(token, [root], datetime(2022, 1, 1, tzinfo=UTC))
+    payload, (signer, *_) = verified_jws_payload(token, [root], datetime(2022, 1, 1, tzinfo=UTC))
     parsed = json.loads(payload)
     assert parsed["no"] == 15
     assert {e.get("aaguid") for e in parsed["entries"]} >= {"0132d110-bf4e-4208-a403-ab4f5f12efe5"}
@@ -138,6 +138,60 @@ def test_a_forged_blob_is_refused_and_the_models_stay(
     newest = repository.newest_blob()
     assert newest is not None and newest.serial == 3
     assert repository.model(str(key.aaguid)) is not None
+
+
+# --- the BLOB's chain against its issuers' CRLs (MDS3 §3.2, RFC 5280 §6.3) --------------------
+
+
+@pytest.fixture(scope="module")
+def mds_with_crl() -> MetadataService:
+    return MetadataService.create(NOW, name="revocable", crl_url="http://mds.example/root.crl")
+
+
+def _blob(mds: MetadataService, key: SoftwareAuthenticator) -> str:
+    return mds.blob(5, TODAY + timedelta(days=30), [mds_entry(key, CERTIFIED)])
+
+
+def test_a_signer_with_a_crl_point_loads_with_a_current_crl(
+    repository: FidoRepository, mds_with_crl: MetadataService, key: SoftwareAuthenticator
+) -> None:
+    crl = mds_with_crl.crl(NOW - timedelta(hours=1), NOW + timedelta(days=7))
+    loaded = _store(repository, mds_with_crl).load_blob(_blob(mds_with_crl, key), NOW, [crl])
+    assert loaded.serial == 5
+
+
+def test_a_signer_with_a_crl_point_and_no_crl_is_refused(
+    repository: FidoRepository, mds_with_crl: MetadataService, key: SoftwareAuthenticator
+) -> None:
+    with pytest.raises(e.MetadataBlobError, match="no current CRL"):
+        _store(repository, mds_with_crl).load_blob(_blob(mds_with_crl, key), NOW)
+    assert repository.newest_blob() is None
+
+
+def test_a_revoked_signer_is_refused(
+    repository: FidoRepository, mds_with_crl: MetadataService, key: SoftwareAuthenticator
+) -> None:
+    crl = mds_with_crl.crl(NOW - timedelta(hours=1), NOW + timedelta(days=7), revoke_signer=True)
+    with pytest.raises(e.MetadataBlobError, match="revoked"):
+        _store(repository, mds_with_crl).load_blob(_blob(mds_with_crl, key), NOW, [crl])
+    assert repository.newest_blob() is None
+
+
+def test_a_stale_a_future_or_a_foreign_crl_does_not_count(
+    repository: FidoRepository,
+    mds_with_crl: MetadataService,
+    mds: MetadataService,
+    key: SoftwareAuthenticator,
+) -> None:
+    stale = mds_with_crl.crl(NOW - timedelta(days=8), NOW - timedelta(days=1))
+    future = mds_with_crl.crl(NOW + timedelta(hours=1), NOW + timedelta(days=7))
+    foreign = mds.crl(NOW - timedelta(hours=1), NOW + timedelta(days=7))
+    store = _store(repository, mds_with_crl)
+    for crl in (stale, future, foreign):
+        with pytest.raises(e.MetadataBlobError, match="no current CRL"):
+            store.load_blob(_blob(mds_with_crl, key), NOW, [crl])
+    with pytest.raises(e.MetadataBlobError, match="not DER"):
+        store.load_blob(_blob(mds_with_crl, key), NOW, [b"not a CRL"])
 
 
 def test_a_blob_whose_serial_goes_backwards_is_refused(
