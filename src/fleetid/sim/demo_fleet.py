@@ -45,23 +45,23 @@ from fleetid.sim.software_line import SoftwareLine
 from fleetid.store.repositories import ManifestRecord
 from fleetid.store.schema import CertificateStatus
 
-__all__ = ["stage_fleet"]
+__all__ = ["DemoAuthority", "demo_authority", "stage_fleet"]
 
 _DAYS = 365
 _ROLL_ISSUING_ON = 180
 
 
 @dataclass
-class _Authority:
+class DemoAuthority:
     name: str
     ca: FleetCa
     service: LifecycleService
     transport: HttpTransport
 
 
-def _authority(
+def demo_authority(
     directory: Path, name: str, clock: ManualClock, manufacturer: x509.Certificate
-) -> _Authority:
+) -> DemoAuthority:
     slug = name.lower().replace(" ", "-")
     settings = Settings.load(
         directory, environ={"FLEETID_PUBLIC_URL": f"http://{slug}.fleetid.invalid"}
@@ -71,7 +71,7 @@ def _authority(
     app = create_app(settings, clock=clock, ca=ca)
     service = app.state.enrolment
     assert isinstance(service, LifecycleService)  # noqa: S101 - create_app installs it
-    return _Authority(
+    return DemoAuthority(
         name=name,
         ca=ca,
         service=service,
@@ -119,8 +119,8 @@ def stage_fleet(ctx: DemoContext) -> None:
 def _run(ctx: DemoContext, clock: ManualClock, root_dir: Path) -> None:
     console = ctx.console
     manufacturer, devices = _devices(ctx, clock)
-    a = _authority(root_dir / "a", "Fleet A", clock, manufacturer)
-    b = _authority(root_dir / "b", "Fleet B", clock, manufacturer)
+    a = demo_authority(root_dir / "a", "Fleet A", clock, manufacturer)
+    b = demo_authority(root_dir / "b", "Fleet B", clock, manufacturer)
     records = [record for record, _ in devices]
     movers = records[-max(1, len(records) // 5) :] if len(records) > 2 else []
     import_manifest(a.ca.store, records, clock.now())

@@ -184,7 +184,7 @@ def stage_pseudonyms(ctx: DemoContext) -> None:
         ra=ra,
     )
     publisher = LinkedCrlPublisher(
-        signer=ca._keys.signer,
+        signer=ca.keys.signer,
         craca_certificate=ca_certificate,
     )
     publisher.revoke(

@@ -46,12 +46,12 @@ from fleetid.revocation.ocsp import OcspResponder
 from fleetid.revocation.publish import FilterPublisher, filter_directory
 from fleetid.sim.demo import DemoContext, drill, stage_directory
 
-__all__ = ["stage_revocation"]
+__all__ = ["CountingClient", "stage_revocation"]
 
 _BASE_URL = "http://revocation.fleetid.invalid"
 
 
-class _CountingClient:
+class CountingClient:
     """An httpx client over the app in this process that counts the bytes both ways."""
 
     def __init__(self, app: Any) -> None:
@@ -86,7 +86,7 @@ class _Device:
     profile: ConnectivityProfile
     certificate: x509.Certificate
     verifier: PeerVerifier
-    link: _CountingClient | None = None  # always-on, intermittent
+    link: CountingClient | None = None  # always-on, intermittent
     crl: CrlClient | None = None  # intermittent
     receiver: FilterReceiver | None = None  # offline
     staple: bytes | None = None  # always-on: its own OCSP status
@@ -134,7 +134,7 @@ def _make_device(
     issuing = fleet.ca.issuing.certificate
     trust = TrustStore([fleet.ca.root])
     if profile is ConnectivityProfile.ALWAYS_ON:
-        link = _CountingClient(fleet.app)
+        link = CountingClient(fleet.app)
         verifier = PeerVerifier(
             trust=trust,
             policy=policy_for(profile),
@@ -147,7 +147,7 @@ def _make_device(
         trust=trust, policy=policy_for(profile), clock=fleet.clock, issuers=[issuing]
     )
     if profile is ConnectivityProfile.INTERMITTENT:
-        link = _CountingClient(fleet.app)
+        link = CountingClient(fleet.app)
         crl = CrlClient(issuing, fetch=link.get, max_age=timedelta(days=2))
         verifier.use_crl_client(issuing, crl)
         return _Device(name, profile, cert, verifier, link=link, crl=crl)

@@ -81,7 +81,7 @@ def stage_tpm(ctx: DemoContext) -> None:
         ctx.record("TPM-rooted device", "skipped: no software TPM here")
         return
     # Imported here: the authority side is only needed once a TPM can run.
-    from fleetid.sim.demo_fleet import _authority
+    from fleetid.sim.demo_fleet import demo_authority
 
     clock = ManualClock(SystemClock().now())
     line = SoftwareTpmLine.create(clock=clock)
@@ -91,7 +91,7 @@ def stage_tpm(ctx: DemoContext) -> None:
             f"line: EK certificate and, after credential activation, AK certificate for "
             f"{identity.serial}"
         )
-        authority = _authority(root_dir / "authority", "Fleet T", clock, line.root)
+        authority = demo_authority(root_dir / "authority", "Fleet T", clock, line.root)
         try:
             record = identity.manifest_record(f"{line.organization}/000001")
             import_manifest(authority.ca.store, [record], clock.now())

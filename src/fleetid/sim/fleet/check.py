@@ -30,7 +30,7 @@ from fleetid.device.verifier import PeerVerifier, fetch_staple
 from fleetid.errors import FleetIdError, VerificationError
 from fleetid.policy.connectivity import ConnectivityProfile, policy_for
 from fleetid.revocation.channels import FilterReceiver
-from fleetid.sim.demo_revocation import _CountingClient
+from fleetid.sim.demo_revocation import CountingClient
 from fleetid.sim.fleet.devices import LIVE, SYNC_HOUR, DeviceWorld, time_of
 from fleetid.store.fleet_sim_repository import FleetSimStore
 
@@ -85,7 +85,7 @@ def _view(
 ) -> PeerVerifier:
     a = world.authorities["a"]
     if profile is ConnectivityProfile.ALWAYS_ON:
-        link = _CountingClient(a.app)
+        link = CountingClient(a.app)
 
         def fetch(leaf: x509.Certificate, issuer: x509.Certificate) -> bytes:
             return fetch_staple(link.client, leaf, issuer)

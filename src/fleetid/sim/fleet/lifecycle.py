@@ -23,7 +23,7 @@ from cryptography import x509
 
 from fleetid.device.verifier import fetch_staple
 from fleetid.revocation.crl import CrlPolicy
-from fleetid.sim.demo_revocation import _CountingClient
+from fleetid.sim.demo_revocation import CountingClient
 from fleetid.sim.fleet.devices import LIVE, PUBLISH_HOUR, SYNC_HOUR, DeviceWorld, time_of
 from fleetid.sim.fleet.plan import plan_for, sync_interval
 from fleetid.store.fleet_sim_repository import FleetSimStore, SimDevice
@@ -158,7 +158,7 @@ def _ocsp_bytes(world: DeviceWorld, store: FleetSimStore) -> int:
     for row in store.devices_in_state("enrolled", after=-1, limit=1):
         if row.certificate is None:
             continue
-        client = _CountingClient(a.app)
+        client = CountingClient(a.app)
         leaf = x509.load_der_x509_certificate(row.certificate)
         issuer = next(
             (c for c in a.ca.chain() if c.subject == leaf.issuer), a.ca.issuing.certificate

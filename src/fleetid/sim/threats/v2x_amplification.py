@@ -83,7 +83,7 @@ def run(_target: object = None) -> ThreatResult:
     vehicles = _week(authorities, clock, [se_vehicle, software_vehicle])
     ca_certificate = decode_certificate(authorities.ca.certificate)
     publisher = LinkedCrlPublisher(
-        signer=authorities.ca._keys.signer,  # the CRACA is the pseudonym CA here
+        signer=authorities.ca.keys.signer,  # the CRACA is the pseudonym CA here
         craca_certificate=ca_certificate,
     )
     # One receiver between the places, holding the linked CRLs the channel brings.
