@@ -117,7 +117,9 @@ def test_a_worker_killed_mid_batch_on_postgresql_loses_and_repeats_nothing(
     assert inside.wait(30), "the victim never got inside a batch"
     second = context.Process(target=_second_worker, args=(url, batch))
     second.start()
+    deadline = time.monotonic() + 60
     while queue.issued_count() == 0:
+        assert time.monotonic() < deadline, "the second worker issued nothing"
         time.sleep(0.02)
     assert victim.pid is not None
     os.kill(victim.pid, signal.SIGKILL)  # a signed certificate or two die with it, uncommitted

@@ -20,7 +20,7 @@ from typing import Any
 from fleetid.authority.v2x import FAMILIES
 from fleetid.authority.v2x.batch_pki import ButterflyAuthorities, build_butterfly_authorities
 from fleetid.authority.v2x.hierarchy import V2xHierarchy, build_hierarchy
-from fleetid.authority.v2x.misbehaviour import revoke_reported_pseudonym
+from fleetid.authority.v2x.misbehaviour import publish_revealed_chain, revoke_reported_pseudonym
 from fleetid.clock import ManualClock
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import CURVES, generate_key
@@ -187,15 +187,7 @@ def stage_pseudonyms(ctx: DemoContext) -> None:
         signer=ca.keys.signer,
         craca_certificate=ca_certificate,
     )
-    publisher.revoke(
-        i=chain.i,
-        la1_id=chain.la1_id,
-        la2_id=chain.la2_id,
-        seed1=chain.seed1,
-        seed2=chain.seed2,
-        j_max=PSEUDONYMS_PER_WEEK,
-        i_max=chain.i + 52,
-    )
+    publish_revealed_chain(publisher, chain, j_max=PSEUDONYMS_PER_WEEK)
     channel = BroadcastChannel(kind_of=linked_crl_kind)
     neighbours = [LinkedCrlReceiver(ca_certificate) for _ in vehicles[1:]]
     for neighbour in neighbours:

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from fleetid.authority.v2x.la import LinkageAuthority
 from fleetid.authority.v2x.pseudonym_ca import IssuanceRecord, PseudonymCa
 from fleetid.authority.v2x.ra import RegistrationAuthority
+from fleetid.revocation.linked_crl_channel import LinkedCrlPublisher
 
-__all__ = ["RevealedChain", "revoke_reported_pseudonym"]
+__all__ = ["RevealedChain", "publish_revealed_chain", "revoke_reported_pseudonym"]
 
 _log = logging.getLogger(__name__)
 
@@ -43,6 +44,22 @@ class RevealedChain:
     la2_id: bytes
     seed1: bytes = field(repr=False)
     seed2: bytes = field(repr=False)
+
+
+def publish_revealed_chain(
+    publisher: LinkedCrlPublisher, chain: RevealedChain, *, j_max: int, periods: int = 52
+) -> None:
+    """Put ``chain`` on the linked CRL: its seeds from period ``chain.i``, ``j_max``
+    certificates a period, for ``periods`` periods (1609.2 IndividualRevocation)."""
+    publisher.revoke(
+        i=chain.i,
+        la1_id=chain.la1_id,
+        la2_id=chain.la2_id,
+        seed1=chain.seed1,
+        seed2=chain.seed2,
+        j_max=j_max,
+        i_max=chain.i + periods,
+    )
 
 
 def revoke_reported_pseudonym(

@@ -303,7 +303,8 @@ class PersonalisedApplet(Applet):
         return self._process_proprietary(ctx, apdu)
 
     def _get_data(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
-        raise NotImplementedError
+        """GET DATA (ISO 7816-4 §11.4.3): an applet with no data objects answers 6A88."""
+        raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no data object {apdu.p1:02X}{apdu.p2:02X}")
 
     def _process_proprietary(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         """An instruction other than GET DATA and STORE DATA, inside the secure session."""

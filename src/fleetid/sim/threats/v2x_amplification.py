@@ -23,7 +23,11 @@ from fleetid.authority.v2x import FAMILIES
 from fleetid.authority.v2x.batch_pki import ButterflyAuthorities, build_butterfly_authorities
 from fleetid.authority.v2x.hierarchy import V2xHierarchy, build_hierarchy
 from fleetid.authority.v2x.manufactured import import_manufactured, its_id_of
-from fleetid.authority.v2x.misbehaviour import RevealedChain, revoke_reported_pseudonym
+from fleetid.authority.v2x.misbehaviour import (
+    RevealedChain,
+    publish_revealed_chain,
+    revoke_reported_pseudonym,
+)
 from fleetid.clock import ManualClock
 from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.crypto.v2xkeys import CURVES, generate_key
@@ -198,15 +202,7 @@ def _receiver(
 
 
 def _publish(publisher: LinkedCrlPublisher, chain: RevealedChain, clock: ManualClock) -> bytes:
-    publisher.revoke(
-        i=chain.i,
-        la1_id=chain.la1_id,
-        la2_id=chain.la2_id,
-        seed1=chain.seed1,
-        seed2=chain.seed2,
-        j_max=_PER_WEEK,
-        i_max=chain.i + 52,
-    )
+    publish_revealed_chain(publisher, chain, j_max=_PER_WEEK)
     return publisher.publish(clock.now(), current_period=0)
 
 
