@@ -87,7 +87,7 @@ def test_linked_crls_over_http(served: tuple[AsgiClient, BatchPki, Path]) -> Non
     ca_certificate = batch.authorities.ca.certificate
     craca = decode_certificate(ca_certificate)
     publisher = LinkedCrlPublisher(
-        signer=batch.authorities.ca._keys.signer,
+        signer=batch.authorities.ca.keys.signer,
         craca_certificate=craca,
         directory=directory,
     )

@@ -33,7 +33,7 @@ def test_retained_full_and_delta_reach_a_late_receiver() -> None:
     weeks = [batch.week(v) for v in vehicles]
     craca = decode_certificate(batch.authorities.ca.certificate)
     crls = LinkedCrlPublisher(
-        signer=batch.authorities.ca._keys.signer,
+        signer=batch.authorities.ca.keys.signer,
         craca_certificate=craca,
     )
     a = batch.authorities

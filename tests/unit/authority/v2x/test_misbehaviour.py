@@ -44,7 +44,7 @@ class _World:
         hierarchy = self.batch.pki.hierarchy
         self.craca = decode_certificate(self.batch.authorities.ca.certificate)
         self.publisher = LinkedCrlPublisher(
-            signer=self.batch.authorities.ca._keys.signer,
+            signer=self.batch.authorities.ca.keys.signer,
             craca_certificate=self.craca,
             directory=directory,
         )
