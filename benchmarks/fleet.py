@@ -1,5 +1,5 @@
 """The fleet simulation at scale: devices per second per stage, peak RSS, and the cost per
-device between sizes, on SQLite or PostgreSQL (issue 18, "scale targets").
+device between sizes, on SQLite or PostgreSQL.
 
 For each size N given, one run of ``fleetid.sim.fleet`` (ceremony, line on every core,
 attested enrolment, Y simulated years, convergence check) in a fresh state directory; PostgreSQL

@@ -1,6 +1,6 @@
 """The fleet report in a real browser: Debian's headless chromium, driven by selenium with the
 system chromedriver, opens ``report.html`` from disk; it renders, every plot is there and drawn,
-and no request leaves the page (issue 18, "the report")."""
+and no request leaves the page."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fleet simulation (issue 18): ``fleetid demo --devices N --years Y`` carries a fleet
+"""The fleet simulation: ``fleetid demo --devices N --years Y`` carries a fleet
 through the ceremony, the line, attested enrolment and simulated years of life, and reports.
 
 ``run_fleet(FleetOptions(...))`` runs (or, with ``resume=True``, continues) a run; the modules:

@@ -1,4 +1,4 @@
-"""The end-of-run check (issue 18): every device's view of revocation, rebuilt from what it
+"""The end-of-run check: every device's view of revocation, rebuilt from what it
 fetched, must reject every revoked peer its profile has had the chance to learn of.
 
 Devices that synchronised on the same day hold the same view, so the check builds one real

@@ -1,5 +1,5 @@
 """The factory stages of the fleet simulation: the key ceremony, then every device through the
-real line (emulated SE, SCP03 injection, IDevID, audit log) on every core (issue 18).
+real line (emulated SE, SCP03 injection, IDevID, audit log) on every core.
 
 Lots of ``lot_size`` chips are the unit of work and of memory: each worker process fabricates a
 lot on disk (one sealed flash file per chip, ``fleetid.sim.wafer``), runs it through its own

@@ -1,5 +1,5 @@
 """The simulated life of the fleet after the factory: attested enrolment of every device, then
-day after day on a ``ManualClock`` (issue 18, "the simulation"):
+day after day on a ``ManualClock``:
 
 * the day's one-off events from the queue (revocations, re-keys, moves to authority B, devices
   going silent or decommissioned), then every renewal that falls due (refresh on the

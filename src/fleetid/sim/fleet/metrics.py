@@ -1,5 +1,5 @@
 """Stage measurement: wall and CPU seconds, units and peak RSS, and a Rich progress bar with
-rate and ETA per stage (issue 18, "Rich progress bars per stage").
+rate and ETA per stage.
 """
 
 from __future__ import annotations

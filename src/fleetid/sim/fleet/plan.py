@@ -1,5 +1,5 @@
 """The seeded plan of a simulated fleet: each device's profile and fate, from ``seed`` and its
-index alone (issue 18, "reproducible").
+index alone.
 
 Nothing is drawn from a shared stream, so the plan of device ``i`` is the same whatever batch,
 worker or resumed run asks for it, and no list of a million plans is ever held: a stage asks for

@@ -1,5 +1,5 @@
 """``report.html``: the fleet simulation's plots as inline SVG (matplotlib, no CDN, no script),
-one self-contained file beside ``report.json`` (issue 18, "the report").
+one self-contained file beside ``report.json``.
 
 Each plot is an ``<svg>`` inside a ``<figure>`` with an ``id``, so that a reader (or the browser
 check in the tests) finds every one: issuance per day by credential type, convergence per

@@ -1,5 +1,5 @@
 """``fleetid demo --devices N --years Y``: the fleet simulation's stages in order, each measured,
-each resumable (issue 18).
+each resumable.
 
 The state directory holds the factory (ceremony, wafer lots, line database), the two authorities
 and, unless ``--database-url`` names another, the database with the simulation's tables. A
