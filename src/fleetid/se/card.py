@@ -209,9 +209,12 @@ class SecureElement:
         *,
         applets: Sequence[Applet] | None = None,
         s16: bool = False,
+        sync: bool = True,
     ) -> SecureElement:
-        """Power up a chip kept in files (after a crash, or in another process)."""
-        return cls(Silicon.load(silicon_path), SealedFlash(flash_path), applets=applets, s16=s16)
+        """Power up a chip kept in files (after a crash, or in another process); ``sync`` as
+        ``SealedFlash`` takes it."""
+        flash = SealedFlash(flash_path, sync=sync)
+        return cls(Silicon.load(silicon_path), flash, applets=applets, s16=s16)
 
     @property
     def chip_serial(self) -> bytes:

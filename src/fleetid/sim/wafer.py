@@ -111,8 +111,11 @@ def _applets(defect: Defect) -> list[Applet]:
 class Wafer:
     """A lot of blank cards; ``power_on(unit)`` hands one to the line as a transport."""
 
-    def __init__(self, directory: Path | None, lot: str, units: list[WaferUnit]) -> None:
+    def __init__(
+        self, directory: Path | None, lot: str, units: list[WaferUnit], *, sync: bool = True
+    ) -> None:
         self._directory = directory
+        self._sync = sync  # each card's flash, as ``SealedFlash`` takes it
         self.lot = lot
         self._units = {u.unit: u for u in units}
         self._order = [u.unit for u in units]
@@ -141,10 +144,13 @@ class Wafer:
         defects: Mapping[int, Defect] | None = None,
         clones: Mapping[int, int] | None = None,
         ic_serials: Mapping[int, bytes] | None = None,
+        sync: bool = True,
     ) -> Wafer:
         """Make ``count`` blank cards. ``defects``, ``clones`` and ``ic_serials`` are keyed by
         unit index: ``clones[i] = j`` gives unit ``i`` the chip serial of unit ``j``;
-        ``ic_serials[i]`` sets unit ``i``'s 4-byte IC serial outright (a chip of another lot)."""
+        ``ic_serials[i]`` sets unit ``i``'s 4-byte IC serial outright (a chip of another lot).
+        ``sync=False``: the cards' flash writes survive a killed process, not a power cut
+        (``SealedFlash``)."""
         if directory is not None and (directory / _MANIFEST).exists():
             raise FileExistsError(f"{directory} already holds a wafer lot")
         if not 0 < count <= _LOT_CAPACITY:
@@ -166,14 +172,14 @@ class Wafer:
                     defect=defects.get(index, Defect.NONE),
                 )
             )
-        wafer = cls(directory, lot, units)
+        wafer = cls(directory, lot, units, sync=sync)
         for unit in units:
             wafer._make(unit, transport_keys)
         wafer._save()
         return wafer
 
     @classmethod
-    def open(cls, directory: Path) -> Wafer:
+    def open(cls, directory: Path, *, sync: bool = True) -> Wafer:
         try:
             doc = json.loads((directory / _MANIFEST).read_text())
         except FileNotFoundError:
@@ -190,7 +196,7 @@ class Wafer:
             )
             for u in doc["units"]
         ]
-        return cls(directory, doc["lot"], units)
+        return cls(directory, doc["lot"], units, sync=sync)
 
     def power_on(self, unit: str) -> SecureElement:
         """The card at ``unit``, powered up (reset) as the line finds it."""
@@ -205,12 +211,14 @@ class Wafer:
             self._directory / f"{unit}.fuse",
             self._directory / f"{unit}.flash",
             applets=_applets(info.defect),
+            sync=self._sync,
         )
 
     def _make(self, unit: WaferUnit, transport_keys: StaticKeys) -> None:
         silicon = Silicon.fabricate()
         flash = SealedFlash(
-            None if self._directory is None else self._directory / f"{unit.unit}.flash"
+            None if self._directory is None else self._directory / f"{unit.unit}.flash",
+            sync=self._sync,
         )
         if self._directory is not None:
             self._directory.mkdir(parents=True, exist_ok=True)

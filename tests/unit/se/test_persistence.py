@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,28 @@ def test_tamper_is_not_reachable_by_apdu(tmp_path: Path) -> None:
                 card.transmit(bytes((cla, ins, 0x00, 0x00)))
                 card.transmit(bytes((cla, ins, 0x00, 0x00, 0x01, 0xFF)))
     assert card.life_cycle is CardLifeCycle.SECURED
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_flash_write_forces_the_disk_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync: bool
+) -> None:
+    """Both kinds replace the file whole (no torn state for a reader or a killed writer); only
+    ``sync`` forces each write to the disk before the rename."""
+    forced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (forced.append(fd), real_fsync(fd))[1])
+    renamed: list[str] = []
+    real_replace = os.replace
+    monkeypatch.setattr(
+        os, "replace", lambda src, dst: (renamed.append(Path(dst).name), real_replace(src, dst))[1]
+    )
+    chip, path = _files(tmp_path)
+    silicon = Silicon.fabricate()
+    flash = SealedFlash(path, sync=sync)
+    flash.write(silicon, b"first state")
+    flash.write(silicon, b"second state")
+    assert SealedFlash(path).read(silicon) == b"second state"
+    assert renamed == ["card.flash", "card.flash"]
+    assert len(forced) == (2 if sync else 0)
+    assert not path.with_name("card.flash.tmp").exists()

@@ -2,7 +2,9 @@
 real line (emulated SE, SCP03 injection, IDevID, audit log) on every core.
 
 Lots of ``lot_size`` chips are the unit of work and of memory: each worker process fabricates a
-lot on disk (one sealed flash file per chip, ``fleetid.sim.wafer``), runs it through its own
+lot on disk (one sealed flash file per chip, ``fleetid.sim.wafer``; replaced atomically on each
+write but not forced to the disk, so a killed run finds every card as it left it, while a power
+cut is outside what the simulation promises), runs it through its own
 line (opened once per process, as ``fleetid.factory.line_pool`` does) and hands back the lot's
 manifest records; the parent imports them at the authorities and writes the device rows. A lot
 whose rows are written is done; a lot killed half way is run again, and the line resumes its
@@ -119,7 +121,7 @@ def run_lot(options: FleetOptions, lot: int, start: datetime) -> LotResult:
     count = min(options.lot_size, options.devices - first)
     directory = root / "wafer" / _lot_name(lot)
     if (directory / "wafer.json").exists():
-        wafer = Wafer.open(directory)
+        wafer = Wafer.open(directory, sync=False)
     else:
         shutil.rmtree(directory, ignore_errors=True)  # a lot cut short while it was made
         defects = {
@@ -132,6 +134,7 @@ def run_lot(options: FleetOptions, lot: int, start: datetime) -> LotResult:
             transport_keys=_transport_keys(root),
             defects=defects,
             ic_serials={i: (first + i).to_bytes(4, "big") for i in range(count)},
+            sync=False,
         )
     line = _line(root / "data", start)
     units = [unit.unit for unit in wafer.units]
@@ -172,7 +175,7 @@ def run_lots(options: FleetOptions, lots: list[int], start: datetime, done: Any)
 
 @lru_cache(maxsize=8)
 def _wafer(directory: Path) -> Wafer:
-    return Wafer.open(directory)
+    return Wafer.open(directory, sync=False)
 
 
 def open_card(options: FleetOptions, unit: str) -> SecureElement:
