@@ -1,0 +1,130 @@
+"""What the PIV applet keeps in the card's sealed flash (``CardState.piv``).
+
+NIST SP 800-73-4 Part 1 §2.4 (the PIV Card Application's data model): the PIN and the PUK with
+their retry counters, the card application administration key (key reference ``9B``), the
+asymmetric keys by key reference (``9A`` / ``9C`` / ``9D`` / ``9E``), and the data objects by
+BER-TLV tag. A factory-fresh card has the values a PIV card issuer is expected to change at
+issuance (PIN ``123456``, PUK ``12345678``, administration key ``0102…08`` as AES-192, the
+defaults stock PIV middleware assumes). Private keys are plain integers here, as in
+``fleetid.se.state``: this object is written to flash only sealed, and no command reads it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from fleetid.se.wire import Curve
+
+__all__ = [
+    "DEFAULT_MANAGEMENT_KEY",
+    "DEFAULT_PIN",
+    "DEFAULT_PUK",
+    "PinPolicy",
+    "PivKey",
+    "PivState",
+    "pad_reference_data",
+]
+
+#: SP 800-73-4 Part 2 §2.4.3: PIN and PUK values are padded to 8 bytes with ``FF``.
+_PAD = 0xFF
+_REFERENCE_LENGTH = 8
+DEFAULT_PIN = b"123456"
+DEFAULT_PUK = b"12345678"
+DEFAULT_MANAGEMENT_KEY = bytes.fromhex("010203040506070801020304050607080102030405060708")
+#: SP 800-78-4 Table 6-2: ``0A`` is AES-192 (``08`` AES-128, ``0C`` AES-256).
+DEFAULT_MANAGEMENT_ALGORITHM = 0x0A
+DEFAULT_RETRIES = 3
+
+
+def pad_reference_data(value: bytes) -> bytes:
+    """A PIN or PUK as the card compares it: padded to 8 bytes with ``FF``."""
+    return value + bytes((_PAD,)) * (_REFERENCE_LENGTH - len(value))
+
+
+class PinPolicy(IntEnum):
+    """When a key needs the PIN (Yubico's PIN policy byte, tag ``AA`` of GENERATE). ``ONCE``:
+    a verified PIN covers every use until reset or reselection; ``ALWAYS``: each use needs a
+    VERIFY just before (SP 800-73-4 Part 1 §3.2.2 for the digital signature key ``9C``)."""
+
+    NEVER = 0x01
+    ONCE = 0x02
+    ALWAYS = 0x03
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PivKey:
+    """One asymmetric key of the PIV applet, generated on the card."""
+
+    curve: Curve
+    private_value: int
+    pin_policy: PinPolicy
+
+
+@dataclass(slots=True, kw_only=True)
+class PivState:
+    """The PIV applet's persistent state (mutable: only the applet changes it)."""
+
+    pin: bytes = field(default_factory=lambda: pad_reference_data(DEFAULT_PIN))
+    pin_retries: int = DEFAULT_RETRIES
+    pin_left: int = DEFAULT_RETRIES
+    puk: bytes = field(default_factory=lambda: pad_reference_data(DEFAULT_PUK))
+    puk_retries: int = DEFAULT_RETRIES
+    puk_left: int = DEFAULT_RETRIES
+    management_key: bytes = DEFAULT_MANAGEMENT_KEY
+    management_algorithm: int = DEFAULT_MANAGEMENT_ALGORITHM
+    keys: dict[int, PivKey] = field(default_factory=dict)
+    #: Data objects by tag, each the complete TLV a GET DATA answers (``53 …``, ``7E …``).
+    objects: dict[int, bytes] = field(default_factory=dict)
+
+    def zeroise(self) -> None:
+        """Forget every secret (tamper response): keys, PIN, PUK, administration key."""
+        self.keys.clear()
+        self.pin = self.puk = bytes(_REFERENCE_LENGTH)
+        self.pin_left = self.puk_left = 0
+        self.management_key = bytes(len(self.management_key))
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "keys": {
+                str(ref): {
+                    "curve": int(k.curve),
+                    "d": f"{k.private_value:x}",
+                    "pin_policy": int(k.pin_policy),
+                }
+                for ref, k in sorted(self.keys.items())
+            },
+            "management_algorithm": self.management_algorithm,
+            "management_key": self.management_key.hex(),
+            "objects": {str(tag): v.hex() for tag, v in sorted(self.objects.items())},
+            "pin": self.pin.hex(),
+            "pin_left": self.pin_left,
+            "pin_retries": self.pin_retries,
+            "puk": self.puk.hex(),
+            "puk_left": self.puk_left,
+            "puk_retries": self.puk_retries,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> PivState:
+        """Raises ValueError / KeyError / TypeError on a malformed document (the caller maps)."""
+        return cls(
+            pin=bytes.fromhex(doc["pin"]),
+            pin_retries=int(doc["pin_retries"]),
+            pin_left=int(doc["pin_left"]),
+            puk=bytes.fromhex(doc["puk"]),
+            puk_retries=int(doc["puk_retries"]),
+            puk_left=int(doc["puk_left"]),
+            management_key=bytes.fromhex(doc["management_key"]),
+            management_algorithm=int(doc["management_algorithm"]),
+            keys={
+                int(ref): PivKey(
+                    curve=Curve(v["curve"]),
+                    private_value=int(v["d"], 16),
+                    pin_policy=PinPolicy(v["pin_policy"]),
+                )
+                for ref, v in doc["keys"].items()
+            },
+            objects={int(tag): bytes.fromhex(v) for tag, v in doc["objects"].items()},
+        )
