@@ -35,7 +35,7 @@ from tests.optional import require_tool
 
 from fleetid.se.card import SecureElement
 from fleetid.se.piv_client import PivClient
-from fleetid.se.piv_state import DEFAULT_MANAGEMENT_KEY
+from fleetid.se.piv_wire import DEFAULT_MANAGEMENT_KEY
 from fleetid.se.wire import Curve
 
 __all__ = ["pcsc_stack"]  # the fixture, imported so that pytest finds it here

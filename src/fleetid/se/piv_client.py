@@ -22,7 +22,6 @@ from fleetid.errors import EncodingError, TlvError, VerificationError
 from fleetid.formats.apdu import SW, CommandApdu, parse_response
 from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_tlv, find_tlv
 from fleetid.se.client import Transport, error_for_sw
-from fleetid.se.piv_state import pad_reference_data
 from fleetid.se.piv_wire import (
     ALGORITHM_OF_CURVE,
     CURVE_OF_ALGORITHM,
@@ -41,6 +40,7 @@ from fleetid.se.piv_wire import (
     PIN_REFERENCE,
     PIV_AID,
     PUK_REFERENCE,
+    pad_reference_data,
 )
 from fleetid.se.wire import Curve
 

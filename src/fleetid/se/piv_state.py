@@ -15,32 +15,19 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from fleetid.se.piv_wire import (
+    DEFAULT_MANAGEMENT_ALGORITHM,
+    DEFAULT_MANAGEMENT_KEY,
+    DEFAULT_PIN,
+    DEFAULT_PUK,
+    pad_reference_data,
+)
 from fleetid.se.wire import Curve
 
-__all__ = [
-    "DEFAULT_MANAGEMENT_KEY",
-    "DEFAULT_PIN",
-    "DEFAULT_PUK",
-    "PinPolicy",
-    "PivKey",
-    "PivState",
-    "pad_reference_data",
-]
+__all__ = ["PinPolicy", "PivKey", "PivState"]
 
-#: SP 800-73-4 Part 2 §2.4.3: PIN and PUK values are padded to 8 bytes with ``FF``.
-_PAD = 0xFF
 _REFERENCE_LENGTH = 8
-DEFAULT_PIN = b"123456"
-DEFAULT_PUK = b"12345678"
-DEFAULT_MANAGEMENT_KEY = bytes.fromhex("010203040506070801020304050607080102030405060708")
-#: SP 800-78-4 Table 6-2: ``0A`` is AES-192 (``08`` AES-128, ``0C`` AES-256).
-DEFAULT_MANAGEMENT_ALGORITHM = 0x0A
 DEFAULT_RETRIES = 3
-
-
-def pad_reference_data(value: bytes) -> bytes:
-    """A PIN or PUK as the card compares it: padded to 8 bytes with ``FF``."""
-    return value + bytes((_PAD,)) * (_REFERENCE_LENGTH - len(value))
 
 
 class PinPolicy(IntEnum):

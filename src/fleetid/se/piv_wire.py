@@ -15,6 +15,10 @@ from fleetid.se.wire import Curve
 __all__ = [
     "ALGORITHM_OF_CURVE",
     "CURVE_OF_ALGORITHM",
+    "DEFAULT_MANAGEMENT_ALGORITHM",
+    "DEFAULT_MANAGEMENT_KEY",
+    "DEFAULT_PIN",
+    "DEFAULT_PUK",
     "INS_CHANGE_REFERENCE",
     "INS_GENERAL_AUTHENTICATE",
     "INS_GENERATE",
@@ -40,6 +44,7 @@ __all__ = [
     "TAG_CCC",
     "TAG_CHUID",
     "TAG_DISCOVERY",
+    "pad_reference_data",
 ]
 
 #: SP 800-73-4 Part 1 §2.2: the PIV Card Application AID (RID A000000308, PIX 00001000 0100).
@@ -91,3 +96,20 @@ ALGORITHM_OF_CURVE: Final = {c: a for a, c in CURVE_OF_ALGORITHM.items()}
 #: Administration key algorithms and key lengths: AES-128 / -192 / -256, and three-key Triple
 #: DES (``03``) for middleware that knows no AES administration key.
 MANAGEMENT_ALGORITHMS: Final = {0x03: 24, 0x08: 16, 0x0A: 24, 0x0C: 32}
+
+#: A factory-fresh card's PIN, PUK and administration key, which the issuer changes at issuance
+#: (the values stock PIV middleware assumes).
+DEFAULT_PIN: Final = b"123456"
+DEFAULT_PUK: Final = b"12345678"
+DEFAULT_MANAGEMENT_KEY: Final = bytes.fromhex("010203040506070801020304050607080102030405060708")
+#: SP 800-78-4 Table 6-2: ``0A`` is AES-192.
+DEFAULT_MANAGEMENT_ALGORITHM: Final = 0x0A
+
+_PAD = 0xFF
+_REFERENCE_LENGTH = 8
+
+
+def pad_reference_data(value: bytes) -> bytes:
+    """A PIN or PUK as the card compares it: padded to 8 bytes with ``FF`` (SP 800-73-4 Part 2
+    §2.4.3)."""
+    return value + bytes((_PAD,)) * (_REFERENCE_LENGTH - len(value))

@@ -26,8 +26,7 @@ from fleetid.se.card import SecureElement
 from fleetid.se.client import Transport
 from fleetid.se.pcsc import VpcdBridge, vpcd_port_from_config
 from fleetid.se.piv_client import PivClient, PivSigner
-from fleetid.se.piv_state import DEFAULT_MANAGEMENT_KEY
-from fleetid.se.piv_wire import SLOT_AUTHENTICATION
+from fleetid.se.piv_wire import DEFAULT_MANAGEMENT_KEY, SLOT_AUTHENTICATION
 from fleetid.se.wire import Curve
 from fleetid.sim.demo import DemoContext, drill
 

@@ -29,7 +29,7 @@ from fleetid.device.transport import HttpTransport, in_process_client
 from fleetid.errors import AuthenticationError, SecureElementError, VerificationError
 from fleetid.se.card import SecureElement
 from fleetid.se.piv_client import PivClient, PivSigner
-from fleetid.se.piv_state import DEFAULT_MANAGEMENT_KEY
+from fleetid.se.piv_wire import DEFAULT_MANAGEMENT_KEY
 from fleetid.se.wire import Curve
 
 BASE = "http://fleet.test"

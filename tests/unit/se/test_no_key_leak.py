@@ -28,8 +28,7 @@ from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient
 from fleetid.se.keystore import Silicon
 from fleetid.se.piv_client import PivClient
-from fleetid.se.piv_state import DEFAULT_MANAGEMENT_KEY
-from fleetid.se.piv_wire import PIV_AID
+from fleetid.se.piv_wire import DEFAULT_MANAGEMENT_KEY, PIV_AID
 from fleetid.se.scp03 import HostSession, StaticKeys
 from fleetid.se.state import CardState
 from fleetid.se.wire import (

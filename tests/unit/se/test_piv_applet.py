@@ -27,8 +27,7 @@ from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv, find_tlv
 from fleetid.se.card import SecureElement, TamperEvent
 from fleetid.se.keystore import SealedFlash, Silicon
 from fleetid.se.piv_client import PivClient, PivSigner
-from fleetid.se.piv_state import DEFAULT_MANAGEMENT_KEY
-from fleetid.se.piv_wire import PIV_AID
+from fleetid.se.piv_wire import DEFAULT_MANAGEMENT_KEY, PIV_AID
 from fleetid.se.state import CardState
 from fleetid.se.wire import Curve
 

@@ -25,3 +25,9 @@ def test_without_a_vpcd_reader_the_stage_signs_in_process(
     assert "signing before VERIFY: refused, SW 6982" in text
     assert "a wrong PIN: refused, SW 63C2" in text
     assert "it verifies" in text
+
+
+def test_the_tour_runs_the_stage_once() -> None:
+    from fleetid.sim.demo import _stages
+
+    assert sum(stage is demo_piv.stage_piv for _, stage in _stages()) == 1

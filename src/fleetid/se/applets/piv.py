@@ -47,7 +47,7 @@ from fleetid.formats.apdu import SW, CommandApdu
 from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_tlv, find_tlv
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
 from fleetid.se.applets.manager import pyca_curve
-from fleetid.se.piv_state import PinPolicy, PivKey, PivState, pad_reference_data
+from fleetid.se.piv_state import PinPolicy, PivKey, PivState
 from fleetid.se.piv_wire import (
     ALGORITHM_OF_CURVE,
     CURVE_OF_ALGORITHM,
@@ -73,6 +73,7 @@ from fleetid.se.piv_wire import (
     TAG_CCC,
     TAG_CHUID,
     TAG_DISCOVERY,
+    pad_reference_data,
 )
 from fleetid.se.state import CardState
 
