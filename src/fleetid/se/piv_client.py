@@ -12,10 +12,8 @@ import os
 from collections.abc import Callable
 
 from cryptography import x509
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from fleetid.crypto.symmetric import bytes_equal
 from fleetid.errors import EncodingError, TlvError, VerificationError
@@ -34,12 +32,13 @@ from fleetid.se.piv_wire import (
     INS_RESET_RETRY,
     INS_SET_MANAGEMENT_KEY,
     INS_VERIFY,
-    MANAGEMENT_ALGORITHMS,
     MANAGEMENT_KEY,
     OBJECT_OF_SLOT,
     PIN_REFERENCE,
     PIV_AID,
     PUK_REFERENCE,
+    administration_cipher,
+    block_size,
     pad_reference_data,
 )
 from fleetid.se.wire import Curve
@@ -48,16 +47,6 @@ __all__ = ["PivClient", "PivSigner"]
 
 _GET_RESPONSE = 0xC0
 _CURVES: dict[Curve, ec.EllipticCurve] = {Curve.P256: ec.SECP256R1(), Curve.P384: ec.SECP384R1()}
-_TDEA = 0x03
-
-
-def _block_cipher(algorithm: int, key: bytes) -> Cipher[modes.ECB]:
-    if algorithm not in MANAGEMENT_ALGORITHMS or len(key) != MANAGEMENT_ALGORITHMS[algorithm]:
-        raise EncodingError(f"not a key of administration key algorithm {algorithm:02X}")
-    # One block of ECB is the raw block cipher the Appendix A.1 cryptograms use.
-    if algorithm == _TDEA:
-        return Cipher(TripleDES(key), modes.ECB())  # noqa: S305
-    return Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
 
 
 class PivClient:
@@ -134,8 +123,8 @@ class PivClient:
     def authenticate(self, key: bytes, algorithm: int = 0x0A) -> None:
         """Mutual authentication with the administration key; raises ``VerificationError`` when
         the card's answer shows it does not hold the same key."""
-        cipher = _block_cipher(algorithm, key)
-        block = 8 if algorithm == _TDEA else 16
+        cipher = administration_cipher(algorithm, key)
+        block = block_size(algorithm)
         step1 = self._send(INS_GENERAL_AUTHENTICATE, algorithm, MANAGEMENT_KEY, b"\x7c\x02\x80\x00")
         encrypted = _inner(step1, 0x80)
         if len(encrypted) != block:
@@ -154,7 +143,7 @@ class PivClient:
 
     def set_management_key(self, key: bytes, algorithm: int) -> None:
         """Yubico SET MANAGEMENT KEY (after ``authenticate``)."""
-        _block_cipher(algorithm, key)  # checks the length
+        administration_cipher(algorithm, key)  # checks the length
         data = bytes((algorithm, MANAGEMENT_KEY, len(key))) + key
         self._send(INS_SET_MANAGEMENT_KEY, 0xFF, 0xFF, data, le=False)
 

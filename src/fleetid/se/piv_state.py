@@ -24,7 +24,7 @@ from fleetid.se.piv_wire import (
 )
 from fleetid.se.wire import Curve
 
-__all__ = ["PinPolicy", "PivKey", "PivState"]
+__all__ = ["PinPolicy", "PivKey", "PivState", "ReferenceData"]
 
 _REFERENCE_LENGTH = 8
 DEFAULT_RETRIES = 3
@@ -50,15 +50,33 @@ class PivKey:
 
 
 @dataclass(slots=True, kw_only=True)
+class ReferenceData:
+    """The PIN or the PUK: the value (8 bytes, ``FF``-padded) and its retry counter."""
+
+    value: bytes
+    retries: int = DEFAULT_RETRIES
+    left: int = DEFAULT_RETRIES
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"left": self.left, "retries": self.retries, "value": self.value.hex()}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ReferenceData:
+        return cls(
+            value=bytes.fromhex(doc["value"]), retries=int(doc["retries"]), left=int(doc["left"])
+        )
+
+
+@dataclass(slots=True, kw_only=True)
 class PivState:
     """The PIV applet's persistent state (mutable: only the applet changes it)."""
 
-    pin: bytes = field(default_factory=lambda: pad_reference_data(DEFAULT_PIN))
-    pin_retries: int = DEFAULT_RETRIES
-    pin_left: int = DEFAULT_RETRIES
-    puk: bytes = field(default_factory=lambda: pad_reference_data(DEFAULT_PUK))
-    puk_retries: int = DEFAULT_RETRIES
-    puk_left: int = DEFAULT_RETRIES
+    pin: ReferenceData = field(
+        default_factory=lambda: ReferenceData(value=pad_reference_data(DEFAULT_PIN))
+    )
+    puk: ReferenceData = field(
+        default_factory=lambda: ReferenceData(value=pad_reference_data(DEFAULT_PUK))
+    )
     management_key: bytes = DEFAULT_MANAGEMENT_KEY
     management_algorithm: int = DEFAULT_MANAGEMENT_ALGORITHM
     keys: dict[int, PivKey] = field(default_factory=dict)
@@ -68,8 +86,9 @@ class PivState:
     def zeroise(self) -> None:
         """Forget every secret (tamper response): keys, PIN, PUK, administration key."""
         self.keys.clear()
-        self.pin = self.puk = bytes(_REFERENCE_LENGTH)
-        self.pin_left = self.puk_left = 0
+        for reference in (self.pin, self.puk):
+            reference.value = bytes(_REFERENCE_LENGTH)
+            reference.left = 0
         self.management_key = bytes(len(self.management_key))
 
     def to_doc(self) -> dict[str, Any]:
@@ -85,24 +104,16 @@ class PivState:
             "management_algorithm": self.management_algorithm,
             "management_key": self.management_key.hex(),
             "objects": {str(tag): v.hex() for tag, v in sorted(self.objects.items())},
-            "pin": self.pin.hex(),
-            "pin_left": self.pin_left,
-            "pin_retries": self.pin_retries,
-            "puk": self.puk.hex(),
-            "puk_left": self.puk_left,
-            "puk_retries": self.puk_retries,
+            "pin": self.pin.to_doc(),
+            "puk": self.puk.to_doc(),
         }
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> PivState:
         """Raises ValueError / KeyError / TypeError on a malformed document (the caller maps)."""
         return cls(
-            pin=bytes.fromhex(doc["pin"]),
-            pin_retries=int(doc["pin_retries"]),
-            pin_left=int(doc["pin_left"]),
-            puk=bytes.fromhex(doc["puk"]),
-            puk_retries=int(doc["puk_retries"]),
-            puk_left=int(doc["puk_left"]),
+            pin=ReferenceData.from_doc(doc["pin"]),
+            puk=ReferenceData.from_doc(doc["puk"]),
             management_key=bytes.fromhex(doc["management_key"]),
             management_algorithm=int(doc["management_algorithm"]),
             keys={

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from fleetid.errors import EncodingError
 from fleetid.se.wire import Curve
 
 __all__ = [
@@ -44,6 +48,8 @@ __all__ = [
     "TAG_CCC",
     "TAG_CHUID",
     "TAG_DISCOVERY",
+    "administration_cipher",
+    "block_size",
     "pad_reference_data",
 ]
 
@@ -113,3 +119,18 @@ def pad_reference_data(value: bytes) -> bytes:
     """A PIN or PUK as the card compares it: padded to 8 bytes with ``FF`` (SP 800-73-4 Part 2
     §2.4.3)."""
     return value + bytes((_PAD,)) * (_REFERENCE_LENGTH - len(value))
+
+
+def block_size(algorithm: int) -> int:
+    """The block size of an administration key algorithm: 8 for Triple DES, 16 for AES."""
+    return 8 if algorithm == 0x03 else 16
+
+
+def administration_cipher(algorithm: int, key: bytes) -> Cipher[modes.ECB]:
+    """The block cipher of the administration key exchanges (SP 800-73-4 Part 2 Appendix A.1),
+    which card and host both compute: one block of ECB is the raw block cipher."""
+    if MANAGEMENT_ALGORITHMS.get(algorithm) != len(key):
+        raise EncodingError(f"not a key of administration key algorithm {algorithm:02X}")
+    if algorithm == 0x03:
+        return Cipher(TripleDES(key), modes.ECB())  # noqa: S305
+    return Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305

@@ -158,7 +158,7 @@ def _secrets(made: ManufacturedCard, silicon: Silicon) -> list[bytes]:
     for slot in state.keys.values():
         out.append(slot.private_value.to_bytes(slot.curve.coordinate_size, "big"))
     piv = state.piv
-    out += [piv.pin, piv.puk, piv.management_key]
+    out += [piv.pin.value, piv.puk.value, piv.management_key]
     for key in piv.keys.values():
         out.append(key.private_value.to_bytes(key.curve.coordinate_size, "big"))
     return out

@@ -530,7 +530,7 @@ def test_a_state_written_before_the_piv_applet_reads_as_factory_fresh() -> None:
     doc = json.loads(card.flash.read(silicon))
     del doc["piv"]
     fresh = CardState.from_bytes(json.dumps(doc).encode())
-    assert fresh.piv.pin_left == 3 and not fresh.piv.keys
+    assert fresh.piv.pin.left == 3 and not fresh.piv.keys
     assert CardState.from_bytes(fresh.to_bytes()).piv.to_doc() == fresh.piv.to_doc()
 
 
@@ -544,4 +544,4 @@ def test_tamper_forgets_the_piv_keys() -> None:
     assert CardState.from_bytes(card.flash.read(silicon)).piv.keys
     card.tamper(TamperEvent.MESH)
     state = CardState.from_bytes(card.flash.read(silicon))
-    assert not state.piv.keys and state.piv.pin_left == 0
+    assert not state.piv.keys and state.piv.pin.left == 0

@@ -35,19 +35,17 @@ from __future__ import annotations
 
 import hashlib
 
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
-from fleetid.crypto.symmetric import aes_encrypt_block, bytes_equal
+from fleetid.crypto.symmetric import bytes_equal
 from fleetid.errors import TlvError
 from fleetid.formats.apdu import SW, CommandApdu
 from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_tlv, find_tlv
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
 from fleetid.se.applets.manager import pyca_curve
-from fleetid.se.piv_state import PinPolicy, PivKey, PivState
+from fleetid.se.piv_state import PinPolicy, PivKey, PivState, ReferenceData
 from fleetid.se.piv_wire import (
     ALGORITHM_OF_CURVE,
     CURVE_OF_ALGORITHM,
@@ -73,13 +71,14 @@ from fleetid.se.piv_wire import (
     TAG_CCC,
     TAG_CHUID,
     TAG_DISCOVERY,
+    administration_cipher,
+    block_size,
     pad_reference_data,
 )
 from fleetid.se.state import CardState
 
 __all__ = ["PivApplet"]
 
-_TDEA = 0x03  # SP 800-78-4 Table 6-2: three-key Triple DES (ECB)
 #: The version GET VERSION reports: the YubiKey firmware whose PIV command set (AES
 #: administration keys, GET METADATA) this applet implements.
 _VERSION = bytes((5, 4, 3))
@@ -255,37 +254,29 @@ class PivApplet(Applet):
         if not apdu.data:
             if self._pin_verified:
                 return Reply()
-            if piv.pin_left == 0:
+            if piv.pin.left == 0:
                 raise refuse(SW.AUTH_METHOD_BLOCKED, "PIN blocked")
-            return Reply(sw=_SW_RETRIES | piv.pin_left)
+            return Reply(sw=_SW_RETRIES | piv.pin.left)
         if len(apdu.data) != 8:
             raise refuse(SW.INCORRECT_DATA, "a PIN is 8 bytes, FF-padded")
         self._pin_verified = False
-        self._check_pin(ctx, apdu.data)
+        self._check(ctx, piv.pin, apdu.data)
         self._pin_verified = True
         return Reply()
 
-    def _check_pin(self, ctx: CommandContext, offered: bytes) -> None:
-        piv = ctx.state.piv
-        if piv.pin_left == 0:
-            raise refuse(SW.AUTH_METHOD_BLOCKED, "PIN blocked")
-        if not bytes_equal(offered, piv.pin):
-            piv.pin_left -= 1
+    @staticmethod
+    def _check(ctx: CommandContext, reference: ReferenceData, offered: bytes) -> None:
+        """Compare ``offered`` with the PIN or PUK: a miss costs a try (63CX, SP 800-73-4
+        Part 2 §3.2.1), none left is 6983, a match restores the counter."""
+        if reference.left == 0:
+            raise refuse(SW.AUTH_METHOD_BLOCKED, "blocked")
+        if not bytes_equal(offered, reference.value):
+            reference.left -= 1
             ctx.persist()
-            raise refuse(_SW_RETRIES | piv.pin_left, "wrong PIN")
-        if piv.pin_left != piv.pin_retries:
-            piv.pin_left = piv.pin_retries
+            raise refuse(_SW_RETRIES | reference.left, "wrong reference data")
+        if reference.left != reference.retries:
+            reference.left = reference.retries
             ctx.persist()
-
-    def _check_puk(self, ctx: CommandContext, offered: bytes) -> None:
-        piv = ctx.state.piv
-        if piv.puk_left == 0:
-            raise refuse(SW.AUTH_METHOD_BLOCKED, "PUK blocked")
-        if not bytes_equal(offered, piv.puk):
-            piv.puk_left -= 1
-            ctx.persist()
-            raise refuse(_SW_RETRIES | piv.puk_left, "wrong PUK")
-        piv.puk_left = piv.puk_retries
 
     def _change_reference(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         if apdu.p1 != 0x00 or apdu.p2 not in (PIN_REFERENCE, PUK_REFERENCE):
@@ -298,14 +289,14 @@ class PivApplet(Applet):
             if not _digits(_unpad(new), 6, 8) or pad_reference_data(_unpad(new)) != new:
                 raise refuse(SW.INCORRECT_DATA, "a PIN has 6 to 8 digits")
             self._pin_verified = False
-            self._check_pin(ctx, old)
-            piv.pin = new
+            self._check(ctx, piv.pin, old)
+            piv.pin.value = new
             self._pin_verified = True
         else:
             if len(_unpad(new)) < 6 or pad_reference_data(_unpad(new)) != new:
                 raise refuse(SW.INCORRECT_DATA, "a PUK has 6 to 8 bytes")
-            self._check_puk(ctx, old)
-            piv.puk = new
+            self._check(ctx, piv.puk, old)
+            piv.puk.value = new
         ctx.persist()
         return Reply()
 
@@ -317,10 +308,10 @@ class PivApplet(Applet):
         puk, new = apdu.data[:8], apdu.data[8:]
         if not _digits(_unpad(new), 6, 8) or pad_reference_data(_unpad(new)) != new:
             raise refuse(SW.INCORRECT_DATA, "a PIN has 6 to 8 digits")
-        self._check_puk(ctx, puk)
         piv = ctx.state.piv
-        piv.pin = new
-        piv.pin_left = piv.pin_retries
+        self._check(ctx, piv.puk, puk)
+        piv.pin.value = new
+        piv.pin.left = piv.pin.retries
         self._pin_verified = False
         ctx.persist()
         return Reply()
@@ -420,7 +411,7 @@ class PivApplet(Applet):
         self._administrator = False
         witness, challenge = exchange
         by_tag = {o.tag: o.value for o in objects}
-        block = 8 if piv.management_algorithm == _TDEA else 16
+        block = block_size(piv.management_algorithm)
         if by_tag == {0x80: b""}:
             self._witness = ctx.random(block)
             encrypted = _encrypt_block(piv, self._witness)
@@ -479,15 +470,14 @@ class PivApplet(Applet):
             )
             return Reply(data=body)
         if ref in (PIN_REFERENCE, PUK_REFERENCE):
-            pin = ref == PIN_REFERENCE
-            value, fresh = (piv.pin, PivState().pin) if pin else (piv.puk, PivState().puk)
-            total, left = (
-                (piv.pin_retries, piv.pin_left) if pin else (piv.puk_retries, piv.puk_left)
+            fresh = PivState()
+            reference, factory = (
+                (piv.pin, fresh.pin) if ref == PIN_REFERENCE else (piv.puk, fresh.puk)
             )
             body = (
                 encode_tlv(0x01, b"\xff")
-                + encode_tlv(0x05, bytes((value == fresh,)))
-                + encode_tlv(0x06, bytes((total, left)))
+                + encode_tlv(0x05, bytes((reference.value == factory.value,)))
+                + encode_tlv(0x06, bytes((reference.retries, reference.left)))
             )
             return Reply(data=body)
         if ref not in KEY_SLOTS:
@@ -504,11 +494,7 @@ class PivApplet(Applet):
 
 def _encrypt_block(piv: PivState, block: bytes) -> bytes:
     """One block enciphered under the administration key (the Appendix A.1 cryptograms)."""
-    if piv.management_algorithm != _TDEA:
-        return aes_encrypt_block(piv.management_key, block)
-    # Triple DES stays for PIV middleware that knows no AES administration key (SP 800-78-4
-    # still lists it); one block of ECB is the raw block cipher.
-    encryptor = Cipher(TripleDES(piv.management_key), modes.ECB()).encryptor()  # noqa: S305
+    encryptor = administration_cipher(piv.management_algorithm, piv.management_key).encryptor()
     return encryptor.update(block) + encryptor.finalize()
 
 
