@@ -7,6 +7,8 @@
   the token, logs in, signs; ``openssl`` verifies the signature. OpenSC's PKCS#11 module has no
   key generation for PIV cards (no pkcs15init profile: "Generate EC key mechanism not
   supported"), which is why OpenSC's own ``piv-tool`` generates the key.
+* The fleet's enrolment through PC/SC fills slot 9A; OpenSC signs with it and OpenSSL checks the
+  chain to the fleet root and the signature.
 
 The pcscd fixture and the card insertion are those of test_pcsc.py.
 """
@@ -33,6 +35,13 @@ from tests.integration.test_pcsc import (  # the shared pcscd fixture and helper
 )
 from tests.optional import require_tool
 
+from fleetid.api import create_app
+from fleetid.authority.fleet_ca import FleetCa
+from fleetid.authority.provisioners.token import create_token
+from fleetid.clock import SystemClock
+from fleetid.config import Settings
+from fleetid.device.piv_enrolment import enrol_piv_authentication
+from fleetid.device.transport import HttpTransport, in_process_client
 from fleetid.se.card import SecureElement
 from fleetid.se.piv_client import PivClient
 from fleetid.se.piv_wire import DEFAULT_MANAGEMENT_KEY
@@ -205,3 +214,59 @@ def test_opensc_lists_the_token_signs_and_openssl_verifies(
     assert checked.returncode == 0 and "Verified OK" in checked.stdout, checked.stderr
     message.write_bytes(b"another message")
     assert run([*verify, str(message)]).returncode != 0
+
+
+def test_a_fleet_enrolled_9a_certificate_serves_opensc(
+    pcsc_stack: PcscStack, tmp_path: Path
+) -> None:
+    """Enrolment through PC/SC puts the fleet's certificate in 9A; OpenSC signs with the key it
+    names, and OpenSSL checks both the chain to the fleet root and the signature."""
+    pkcs11_tool = require_tool("pkcs11-tool")
+    openssl = require_tool("openssl")
+    base = "http://fleet.test"
+    settings = Settings.load(tmp_path / "ca", environ={"FLEETID_PUBLIC_URL": base})
+    ca = FleetCa.init(settings, clock=SystemClock(), name="PIV Fleet")
+    try:
+        client = in_process_client(create_app(settings, clock=ca.clock, ca=ca), base)
+        with ca.store.transaction() as tx:
+            token = create_token(tx, device_id="piv-7", clock=ca.clock, ttl=timedelta(hours=1))
+        client.auth = (token.username, token.password)
+        card = SecureElement.fabricate()
+        with Inserted(pcsc_stack, card):
+            with connected(pcsc_stack.reader) as connection:
+                certificate = enrol_piv_authentication(
+                    PivClient(PcscTransport(connection)),
+                    HttpTransport(client),
+                    subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "piv-7")]),
+                    management_key=DEFAULT_MANAGEMENT_KEY,
+                    pin=PIN,
+                )
+            message = tmp_path / "message"
+            message.write_bytes(b"a fleet credential in a PIV slot")
+            signature = tmp_path / "signature.der"
+            signed = run(
+                [pkcs11_tool, "--module", "opensc-pkcs11.so", "--login", "--pin", PIN,
+                 "--sign", "--id", "01", "-m", "ECDSA-SHA256", "--signature-format", "openssl",
+                 "-i", str(message), "-o", str(signature)]
+            )  # fmt: skip
+            assert signed.returncode == 0, signed.stderr
+        chain = ca.chain()
+    finally:
+        ca.close()
+    leaf = write_pem(tmp_path / "leaf.pem", certificate)
+    (tmp_path / "root.pem").write_bytes(chain[-1].public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "issuers.pem").write_bytes(
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain[:-1])
+    )
+    verified = run(
+        [openssl, "verify", "-CAfile", str(tmp_path / "root.pem"),
+         "-untrusted", str(tmp_path / "issuers.pem"), str(leaf)]
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    public_pem = tmp_path / "public.pem"
+    run([openssl, "x509", "-in", str(leaf), "-pubkey", "-noout", "-out", str(public_pem)])
+    checked = run(
+        [openssl, "dgst", "-sha256", "-verify", str(public_pem), "-signature", str(signature),
+         str(message)]
+    )  # fmt: skip
+    assert checked.returncode == 0 and "Verified OK" in checked.stdout, checked.stderr
