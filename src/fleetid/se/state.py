@@ -2,9 +2,10 @@
 
 Everything the card must remember across power cycles lives in one ``CardState``: the chip
 identity (CPLC), the GlobalPlatform card life cycle, the SCP03 key sets with their sequence
-counters, the identity applet's key slots, the manufacturer attestation chain, trust anchors, and
-the signed-boot anchor (firmware verification key and monotonic security counter). Volatile state
-(selected applet, secure channel session, pending response) is not here: it lives in
+counters, the identity applet's key slots, the manufacturer attestation chain, trust anchors, the
+signed-boot anchor (firmware verification key and monotonic security counter), and the PIV
+applet's PIN, PUK, administration key, keys and data objects (``fleetid.se.piv_state``). Volatile
+state (selected applet, secure channel session, pending response) is not here: it lives in
 ``fleetid.se.card.SecureElement`` and is lost on reset.
 
 The serial form (``to_bytes`` / ``from_bytes``) is JSON with hex strings, keys sorted, no spaces
