@@ -95,9 +95,12 @@ _DEFAULT_PIN_POLICY = {SLOT_SIGNATURE: PinPolicy.ALWAYS, SLOT_CARD_AUTHENTICATIO
 _FASC_N = bytes.fromhex("D4E739DA739CED39CE739D836858210842108421C84210C3EB")
 
 
-def _digits(value: bytes, low: int, high: int) -> bool:
-    """An unpadded PIN/PUK of ``low``..``high`` digits (SP 800-73-4 Part 2 §2.4.3)."""
-    return low <= len(value) <= high and set(value) <= _PIN_ALPHABET
+def _valid_pin(padded: bytes) -> bool:
+    """6 to 8 digits, padded with ``FF`` to 8 bytes (SP 800-73-4 Part 2 §2.4.3)."""
+    value = _unpad(padded)
+    return (
+        6 <= len(value) <= 8 and set(value) <= _PIN_ALPHABET and pad_reference_data(value) == padded
+    )
 
 
 def _unpad(value: bytes) -> bytes:
@@ -286,7 +289,7 @@ class PivApplet(Applet):
         old, new = apdu.data[:8], apdu.data[8:]
         piv = ctx.state.piv
         if apdu.p2 == PIN_REFERENCE:
-            if not _digits(_unpad(new), 6, 8) or pad_reference_data(_unpad(new)) != new:
+            if not _valid_pin(new):
                 raise refuse(SW.INCORRECT_DATA, "a PIN has 6 to 8 digits")
             self._pin_verified = False
             self._check(ctx, piv.pin, old)
@@ -306,7 +309,7 @@ class PivApplet(Applet):
         if len(apdu.data) != 16:
             raise refuse(SW.INCORRECT_DATA, "PUK and new PIN, 8 bytes each")
         puk, new = apdu.data[:8], apdu.data[8:]
-        if not _digits(_unpad(new), 6, 8) or pad_reference_data(_unpad(new)) != new:
+        if not _valid_pin(new):
             raise refuse(SW.INCORRECT_DATA, "a PIN has 6 to 8 digits")
         piv = ctx.state.piv
         self._check(ctx, piv.puk, puk)
