@@ -10,6 +10,8 @@ so that applets only ever see plain, well-formed commands:
 3. A TERMINATED card answers SELECT with 6A82 and everything else with 6985 (GPCS §5.1.1.5).
 4. GET RESPONSE (``00 C0 00 00 Le``) returns the rest of a response that did not fit in Ne; the
    response before it said ``61xx`` (ISO 7816-4 §5.3.4, as T=0 cards and short APDUs need).
+   A command without Le gets no data but ``61xx``, except from an applet that sets
+   ``data_without_le`` (PIV): it answers as if Le were ``00``, as T=1 cards do.
 5. SELECT by AID (``00 A4 04 00``, full or right-truncated) selects an applet and answers its
    FCI; unknown AIDs get 6A82 and leave the current selection. Any SELECT closes the secure
    channel session (GPCS §10.2.3).
