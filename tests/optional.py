@@ -1,10 +1,11 @@
 """The one place that decides what a missing optional part does to a test.
 
 The optional parts are the Python extras (pyscard, python-pkcs11, tpm2-pytss), tools from Debian's
-packages (openssl, softhsm2-util, pcscd, ssss-combine, curl, swtpm, tpm2-tools) and local services
-(PostgreSQL, Mosquitto). A user's fresh clone may have none of them: the tests that need one skip
-there and name what to install. CI installs them all, so under ``CI=true`` a missing part fails
-the test instead, and ``conftest.py`` turns any other skip into a failure too.
+packages (openssl, softhsm2-util, pcscd, ssss-combine, curl, swtpm, tpm2-tools, opensc,
+yubico-piv-tool) and local services (PostgreSQL, Mosquitto). A user's fresh clone may have none
+of them: the tests that need one skip there and name what to install. CI installs them all, so
+under ``CI=true`` a missing part fails the test instead, and ``conftest.py`` turns any other skip
+into a failure too.
 
 Every call may be made at module level (a test module that imports an optional package at its top
 skips as a whole instead of breaking collection) or inside a test or fixture.
@@ -48,6 +49,9 @@ _DEBIAN_PACKAGES = {
     "ssss-split": "ssss",
     "swtpm": "swtpm swtpm-tools",
     "tpm2_print": "tpm2-tools",
+    "pkcs11-tool": "opensc",
+    "piv-tool": "opensc",
+    "yubico-piv-tool": "yubico-piv-tool",
 }
 
 

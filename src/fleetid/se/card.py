@@ -10,8 +10,11 @@ so that applets only ever see plain, well-formed commands:
 3. A TERMINATED card answers SELECT with 6A82 and everything else with 6985 (GPCS §5.1.1.5).
 4. GET RESPONSE (``00 C0 00 00 Le``) returns the rest of a response that did not fit in Ne; the
    response before it said ``61xx`` (ISO 7816-4 §5.3.4, as T=0 cards and short APDUs need).
-5. SELECT by AID (``00 A4 04 00``) selects an applet and answers its FCI; unknown AIDs get 6A82
-   and leave the current selection. Any SELECT closes the secure channel session (GPCS §10.2.3).
+   A command without Le gets no data but ``61xx``, except from an applet that sets
+   ``data_without_le`` (PIV): it answers as if Le were ``00``, as T=1 cards do.
+5. SELECT by AID (``00 A4 04 00``, full or right-truncated) selects an applet and answers its
+   FCI; unknown AIDs get 6A82 and leave the current selection. Any SELECT closes the secure
+   channel session (GPCS §10.2.3).
 6. INITIALIZE UPDATE / EXTERNAL AUTHENTICATE go to the card's SCP03 channel when the selected
    applet takes a secure channel (the ISD, and applets that delegate to it).
 7. Every other command passes through the SCP03 channel: with the secure-messaging class bit
@@ -49,6 +52,7 @@ from fleetid.se.applets.base import Applet, CommandContext
 from fleetid.se.applets.boot import BootApplet
 from fleetid.se.applets.identity import IdentityApplet
 from fleetid.se.applets.manager import ManagerApplet
+from fleetid.se.applets.piv import PivApplet
 from fleetid.se.keystore import SealedFlash, Silicon
 from fleetid.se.scp03 import StaticKeys
 from fleetid.se.scp03.card import CardChannel
@@ -67,6 +71,7 @@ _log = logging.getLogger("fleetid.se.card")
 
 _SW_MORE_DATA = 0x6100
 _MAX_STATICS = 8  # key set views kept per card (the ISD holds at most 8 key sets)
+_SHORT_NE = 256  # the largest short Ne (Le 00)
 _MAX_ASSEMBLED = 0xFFFF  # a chain assembles into one command: at most the extended Nc
 
 
@@ -122,7 +127,7 @@ def _decode_class(cla: int) -> _ClassByte | None:
 
 
 def _default_applets() -> list[Applet]:
-    applets: list[Applet] = [ManagerApplet(), IdentityApplet(), BootApplet()]
+    applets: list[Applet] = [ManagerApplet(), IdentityApplet(), BootApplet(), PivApplet()]
     return applets
 
 
@@ -299,7 +304,8 @@ class SecureElement:
                 return b"", SW.FILE_NOT_FOUND
             return b"", SW.CONDITIONS_NOT_SATISFIED
         if apdu.ins == INS_SELECT and not cls.proprietary:
-            return self._limit(*self._select(apdu, cls), apdu.ne)
+            data, sw = self._select(apdu, cls)
+            return self._limit(data, sw, self._ne(apdu))
         applet = self._selected
         if applet is None:
             return b"", SW.CONDITIONS_NOT_SATISFIED
@@ -321,7 +327,14 @@ class SecureElement:
             data = self._channel.wrap_response(data, sw)
         if self._terminated():
             self.reset()  # SET STATUS TERMINATED: answered (and R-MACed), then the card is dead
-        return self._limit(data, sw, apdu.ne)
+        return self._limit(data, sw, self._ne(apdu))
+
+    def _ne(self, apdu: CommandApdu) -> int | None:
+        """Ne, or for an applet that answers without an Le field (``Applet.data_without_le``)
+        the largest short Ne."""
+        if apdu.ne is None and self._selected is not None and self._selected.data_without_le:
+            return _SHORT_NE
+        return apdu.ne
 
     def _unwrap(self, apdu: CommandApdu, cls: _ClassByte) -> CommandApdu:
         if self._channel is not None:
@@ -396,7 +409,7 @@ class SecureElement:
             return b"", SW.INCORRECT_P1P2
         if not 5 <= len(apdu.data) <= 16:
             return b"", SW.WRONG_LENGTH
-        applet = self._applets.get(apdu.data)
+        applet = self._applets.get(apdu.data) or self._by_truncated_aid(apdu.data)
         if applet is None:
             return b"", SW.FILE_NOT_FOUND
         if (
@@ -410,6 +423,11 @@ class SecureElement:
         self._selected = applet
         fci = applet.select(self._state)
         return (b"" if apdu.p2 == 0x0C else fci), SW.OK
+
+    def _by_truncated_aid(self, name: bytes) -> Applet | None:
+        """Selection by a right-truncated DF name (ISO 7816-4 §5.3.1.1: the first occurrence;
+        PIV middleware selects ``A0 00 00 03 08``, SP 800-73-4 Part 2 §3.1.1)."""
+        return next((a for aid, a in self._applets.items() if aid.startswith(name)), None)
 
     def _initialize_update(self, applet: Applet, apdu: CommandApdu) -> tuple[bytes, int]:
         self._close_channel()

@@ -2,9 +2,10 @@
 
 Everything the card must remember across power cycles lives in one ``CardState``: the chip
 identity (CPLC), the GlobalPlatform card life cycle, the SCP03 key sets with their sequence
-counters, the identity applet's key slots, the manufacturer attestation chain, trust anchors, and
-the signed-boot anchor (firmware verification key and monotonic security counter). Volatile state
-(selected applet, secure channel session, pending response) is not here: it lives in
+counters, the identity applet's key slots, the manufacturer attestation chain, trust anchors, the
+signed-boot anchor (firmware verification key and monotonic security counter), and the PIV
+applet's PIN, PUK, administration key, keys and data objects (``fleetid.se.piv_state``). Volatile
+state (selected applet, secure channel session, pending response) is not here: it lives in
 ``fleetid.se.card.SecureElement`` and is lost on reset.
 
 The serial form (``to_bytes`` / ``from_bytes``) is JSON with hex strings, keys sorted, no spaces
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fleetid.errors import StoreError
+from fleetid.se.piv_state import PivState
 
 # The wire values the card state holds; re-exported here for the card side, which names them
 # through this module.
@@ -111,6 +113,8 @@ class CardState:
     trust_anchors: list[bytes] = field(default_factory=list)
     key_certificates: dict[int, bytes] = field(default_factory=dict)
     boot: BootState = field(default_factory=BootState)
+    #: The PIV applet's PIN, keys and data objects (``fleetid.se.piv_state``).
+    piv: PivState = field(default_factory=PivState)
     # JSON text of public parts, by section: (the values it was encoded from, the text).
     _json: dict[str, tuple[object, str]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -135,6 +139,7 @@ class CardState:
         self.keysets.clear()
         self.keys.clear()
         self.key_certificates.clear()
+        self.piv.zeroise()
         self._json.clear()
         self.public_keys.clear()
 
@@ -161,6 +166,7 @@ class CardState:
             f'"keys":{_keys_json(self.keys)},'
             f'"keysets":{_keysets_json(self.keysets)},'
             f'"life_cycle":{int(self.life_cycle)},'
+            f'"piv":{_canonical(self.piv.to_doc())},'
             f'"trust_anchors":{self._public("anchors", anchors, lambda: _hexes(anchors))}}}'
         ).encode()
 
@@ -216,6 +222,8 @@ class CardState:
                     measurement=_bytes_or_none(boot["measurement"]),
                     image_version=boot["image_version"],
                 ),
+                # A card written before the PIV applet existed has a factory-fresh one.
+                piv=PivState.from_doc(doc["piv"]) if "piv" in doc else PivState(),
             )
         except StoreError:
             raise

@@ -66,6 +66,7 @@ def _stages() -> list[tuple[str, Stage]]:
     from fleetid.sim.demo_fido import stage_fido
     from fleetid.sim.demo_fleet import stage_fleet
     from fleetid.sim.demo_line import stage_ceremony_and_line
+    from fleetid.sim.demo_piv import stage_piv
     from fleetid.sim.demo_preparation import stage_preparation
     from fleetid.sim.demo_pseudonyms import stage_pseudonyms
     from fleetid.sim.demo_revocation import stage_revocation
@@ -77,6 +78,7 @@ def _stages() -> list[tuple[str, Stage]]:
     return [
         ("key ceremony and provisioning line", stage_ceremony_and_line),
         ("secure elements: SCP03, keys by handle, attestation, signed boot", stage_secure_element),
+        ("PIV: the card's PIV applet signs for a stock PC/SC host", stage_piv),
         ("fleet lifecycle: enrol, a year of refreshes, re-key, rollover, transfer", stage_fleet),
         ("revocation: OCSP, CRLs on contact, pushed filters", stage_revocation),
         ("V2X: enrolment with the EA, tickets from the AA, signed CAMs, CA revocation", stage_v2x),

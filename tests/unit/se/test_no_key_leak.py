@@ -1,8 +1,10 @@
 """No private key ever leaves the card: fuzz every command, scan every response and log line.
 
-For each example a fresh card is made with SCP03 keys, an attestation key and user keys of both
-curves and all policies. Then a sequence of commands (every defined CLA/INS/P1/P2 of
-docs/se-apdu.md plus random ones, with fuzzed data) is sent plain or inside an SCP03 session.
+For each example a fresh card is made with SCP03 keys, an attestation key, user keys of both
+curves and all policies, and PIV keys in slots 9A, 9C and 9E (with the PIV PIN, PUK and
+administration key counted as secrets too). Then a sequence of commands (every defined
+CLA/INS/P1/P2 of docs/se-apdu.md plus random ones, with fuzzed data) is sent plain or inside an
+SCP03 session (for PIV: with or without the PIN verified and the administration key proven).
 Every response (raw, unwrapped, and followed through GET RESPONSE) and every log line is scanned
 for every secret the card holds at that moment, read from the sealed flash with the chip: private
 scalars in raw big-endian form and in hex, SCP03 static keys, and the chip's fuse.
@@ -25,6 +27,8 @@ from fleetid.formats.attestation import KeyUsage
 from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient
 from fleetid.se.keystore import Silicon
+from fleetid.se.piv_client import PivClient
+from fleetid.se.piv_wire import DEFAULT_MANAGEMENT_KEY, PIV_AID
 from fleetid.se.scp03 import HostSession, StaticKeys
 from fleetid.se.state import CardState
 from fleetid.se.wire import (
@@ -77,6 +81,25 @@ DEFINED = [
     for h in HANDLES
 ]
 
+# PIV (SP 800-73-4 Part 2 and the Yubico extensions): every INS, every slot and reference.
+DEFINED += [
+    (0x00, 0xCB, 0x3F, 0xFF),
+    (0x00, 0xDB, 0x3F, 0xFF),
+    (0x00, 0x20, 0x00, 0x80),
+    (0x00, 0x20, 0xFF, 0x80),
+    (0x00, 0x24, 0x00, 0x80),
+    (0x00, 0x24, 0x00, 0x81),
+    (0x00, 0x2C, 0x00, 0x80),
+    (0x00, 0xFD, 0x00, 0x00),
+    (0x00, 0xF8, 0x00, 0x00),
+    (0x00, 0xFF, 0xFF, 0xFF),
+]
+DEFINED += [
+    (0x00, ins, p1, ref)
+    for ins, p1 in ((0x47, 0x00), (0x87, 0x11), (0x87, 0x14), (0x87, 0x0A), (0xF7, 0x00))
+    for ref in (0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x80, 0x81)
+]
+
 byte = st.integers(0, 0xFF)
 headers = st.one_of(
     st.sampled_from(DEFINED),
@@ -95,6 +118,22 @@ payloads = st.one_of(
                 context=bytes(16), point=b"\x04" + bytes(n), nonce=bytes(12), ciphertext=bytes(48)
             ).encode()
             for n in (64, 96)
+        ]
+        # PIV bodies: sign and ECDH templates, the administration key steps, GENERATE, tag lists
+        + [
+            bytes.fromhex("7C2482008120") + bytes(32),
+            bytes.fromhex("7C3482008130") + bytes(48),
+            bytes.fromhex("7C4582008541") + bytes.fromhex("04") + bytes(64),
+            bytes.fromhex("7C028000"),
+            bytes.fromhex("7C028100"),
+            bytes.fromhex("7C148008") + bytes(8) + bytes.fromhex("8108") + bytes(8),
+            bytes.fromhex("AC03800111"),
+            bytes.fromhex("AC03800114"),
+            bytes.fromhex("5C035FC105"),
+            bytes.fromhex("5C017E"),
+            bytes.fromhex("5C035FC1055300"),
+            b"123456\xff\xff",
+            b"123456\xff\xff12345678",
         ]
     ),
 )
@@ -118,6 +157,10 @@ def _secrets(made: ManufacturedCard, silicon: Silicon) -> list[bytes]:
         out += [ks.enc, ks.mac, ks.dek]
     for slot in state.keys.values():
         out.append(slot.private_value.to_bytes(slot.curve.coordinate_size, "big"))
+    piv = state.piv
+    out += [piv.pin.value, piv.puk.value, piv.management_key]
+    for key in piv.keys.values():
+        out.append(key.private_value.to_bytes(key.curve.coordinate_size, "big"))
     return out
 
 
@@ -130,6 +173,11 @@ def _make() -> tuple[ManufacturedCard, Silicon]:
     client.generate_key(ec.SECP384R1(), KeyUsage.SIGN | KeyUsage.KEY_AGREEMENT, handle=2)
     client.generate_key(ec.SECP256R1(), KeyUsage.KEY_AGREEMENT, handle=3)
     client.generate_key(ec.SECP384R1(), KeyUsage.SIGN, handle=4, require_session=True)
+    piv = PivClient(made.card)
+    piv.select()
+    piv.authenticate(DEFAULT_MANAGEMENT_KEY)
+    for slot, curve in ((0x9A, Curve.P256), (0x9C, Curve.P384), (0x9E, Curve.P256)):
+        piv.generate(slot, curve)
     made.card.reset()
     return made, made.card._silicon
 
@@ -145,7 +193,7 @@ def _assert_clean(blob: bytes, secrets: list[bytes]) -> None:
     deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 @given(
-    applet=st.sampled_from([ISD_AID, IDENTITY_AID]),
+    applet=st.sampled_from([ISD_AID, IDENTITY_AID, PIV_AID]),
     level=st.sampled_from([None, 0x01, 0x03, 0x13, 0x33]),
     sequence=st.lists(commands, min_size=1, max_size=8),
 )
@@ -161,7 +209,15 @@ def test_no_response_or_log_line_contains_a_secret(
     client = SecureElementClient(card)
     client.select(applet)
     host: HostSession | None = None
-    if level is not None:
+    if applet == PIV_AID:
+        # PIV has no secure channel; the level picks its security status instead: the PIN
+        # verified and the administration key proven, so that signing, ECDH and the
+        # administrator's commands run, not only their refusals.
+        if level is not None:
+            piv = PivClient(card)
+            piv.authenticate(DEFAULT_MANAGEMENT_KEY)
+            piv.verify_pin("123456")
+    elif level is not None:
         host = client.open_secure_channel(KEYS, level)
     with caplog.at_level(logging.DEBUG):
         for header, data, le in sequence:
@@ -189,7 +245,9 @@ def test_scanner_would_catch_a_leak() -> None:
     """Negative twin: the scan itself finds a scalar when one is there."""
     made, silicon = _make()
     secrets = _secrets(made, silicon)
-    assert len(secrets) == 1 + 3 + 5  # fuse, one SCP03 key set, four keys + attestation key
+    # fuse, one SCP03 key set, four keys + attestation key, PIN, PUK, PIV administration key,
+    # three PIV keys
+    assert len(secrets) == 1 + 3 + 5 + 3 + 3
     with pytest.raises(AssertionError):
         _assert_clean(b"\x90\x00" + secrets[-1] + b"\x90\x00", secrets)
     with pytest.raises(AssertionError):

@@ -18,7 +18,9 @@ _CARD_MODULES = (
     "fleetid.se.applets.boot",
     "fleetid.se.applets.manager",
     "fleetid.se.applets.base",
+    "fleetid.se.applets.piv",
     "fleetid.se.state",
+    "fleetid.se.piv_state",
     "fleetid.se.keystore",
     "fleetid.se.scp03.card",
 )
@@ -43,6 +45,7 @@ def _loaded_after_import(*modules: str) -> set[str]:
         ("fleetid.se.client", "fleetid.device.agent"),
         ("fleetid.se.scp03", "fleetid.se.scp03.host"),
         ("fleetid.se.wire",),
+        ("fleetid.se.piv_client", "fleetid.device.piv_enrolment"),
     ],
 )
 def test_host_side_imports_load_no_card_module(host_modules: tuple[str, ...]) -> None:

@@ -97,6 +97,9 @@ class Applet:
     secure_channel: ClassVar[bool] = False
     #: Applets that a CARD_LOCKED card still lets be selected (GP §5.1.1.4: only the ISD).
     selectable_when_locked: ClassVar[bool] = False
+    #: Response data goes out even when the command had no Le field (up to 256 bytes, the rest
+    #: by 61xx), as T=1 cards do for middleware that sends case 4 commands without Le (PIV).
+    data_without_le: ClassVar[bool] = False
 
     def select(self, state: CardState) -> bytes:
         """The FCI returned by SELECT; also the place to reset per-selection state."""
