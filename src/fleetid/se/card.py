@@ -47,6 +47,7 @@ from fleetid.formats.apdu import (
 )
 from fleetid.se.applets.base import Applet, CommandContext
 from fleetid.se.applets.boot import BootApplet
+from fleetid.se.applets.fido import FidoApplet
 from fleetid.se.applets.identity import IdentityApplet
 from fleetid.se.applets.manager import ManagerApplet
 from fleetid.se.keystore import SealedFlash, Silicon
@@ -122,7 +123,7 @@ def _decode_class(cla: int) -> _ClassByte | None:
 
 
 def _default_applets() -> list[Applet]:
-    applets: list[Applet] = [ManagerApplet(), IdentityApplet(), BootApplet()]
+    applets: list[Applet] = [ManagerApplet(), IdentityApplet(), BootApplet(), FidoApplet()]
     return applets
 
 

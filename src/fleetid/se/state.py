@@ -36,6 +36,8 @@ __all__ = [
     "CardState",
     "Cplc",
     "Curve",
+    "FidoCredential",
+    "FidoState",
     "KeySet",
     "KeySlot",
     "allowed_transition",
@@ -99,6 +101,101 @@ class BootState:
     image_version: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FidoCredential:
+    """A discoverable (resident) credential of the FIDO2 applet (CTAP 2.1 §6.1.2 step 16).
+
+    ``credential_id`` is the wrapped form the applet hands out for every credential; the
+    private key is kept here as well so that GetAssertion without an allowList finds it.
+    """
+
+    rp_id: str
+    user_id: bytes
+    user_name: str | None
+    display_name: str | None
+    credential_id: bytes
+    private_value: int
+    created: int  # the signature counter value at creation: orders "most recent first"
+
+    def to_doc(self) -> dict[str, object]:
+        return {
+            "rp": self.rp_id,
+            "user": self.user_id.hex(),
+            "name": self.user_name,
+            "display": self.display_name,
+            "id": self.credential_id.hex(),
+            "d": f"{self.private_value:x}",
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, object]) -> FidoCredential:
+        name, display = doc["name"], doc["display"]
+        return cls(
+            rp_id=str(doc["rp"]),
+            user_id=bytes.fromhex(str(doc["user"])),
+            user_name=None if name is None else str(name),
+            display_name=None if display is None else str(display),
+            credential_id=bytes.fromhex(str(doc["id"])),
+            private_value=int(str(doc["d"]), 16),
+            created=int(str(doc["created"])),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class FidoState:
+    """The FIDO2 applet's flash (``fleetid.se.applets.fido``): secret, written afresh each time.
+
+    ``wrap_key`` (AES-256, generated on card) wraps non-resident credential keys into their
+    credential IDs; ``attestation_key`` / ``attestation_chain`` are what the line injected;
+    ``pin_hash`` is LEFT(SHA-256(PIN), 16) (CTAP 2.1 §6.5.5.5) and ``pin_retries`` its
+    persistent retry counter.
+    """
+
+    wrap_key: bytes | None = None
+    sign_count: int = 0
+    attestation_key: int | None = None
+    attestation_chain: list[bytes] = field(default_factory=list)
+    aaguid: bytes = bytes(16)
+    pin_hash: bytes | None = None
+    pin_retries: int = 8
+    credentials: list[FidoCredential] = field(default_factory=list)
+
+    def to_doc(self) -> dict[str, object]:
+        return {
+            "wrap": _hex_or_none(self.wrap_key),
+            "count": self.sign_count,
+            "att_d": None if self.attestation_key is None else f"{self.attestation_key:x}",
+            "att_chain": [c.hex() for c in self.attestation_chain],
+            "aaguid": self.aaguid.hex(),
+            "pin": _hex_or_none(self.pin_hash),
+            "retries": self.pin_retries,
+            "creds": [c.to_doc() for c in self.credentials],
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, object]) -> FidoState:
+        if not doc:
+            return cls()
+        att_d, chain, creds = doc["att_d"], doc["att_chain"], doc["creds"]
+        if not isinstance(chain, list) or not isinstance(creds, list):
+            raise ValueError("fido section")
+        return cls(
+            wrap_key=_bytes_or_none(_str_or_none(doc["wrap"])),
+            sign_count=int(str(doc["count"])),
+            attestation_key=None if att_d is None else int(str(att_d), 16),
+            attestation_chain=[bytes.fromhex(c) for c in chain],
+            aaguid=bytes.fromhex(str(doc["aaguid"])),
+            pin_hash=_bytes_or_none(_str_or_none(doc["pin"])),
+            pin_retries=int(str(doc["retries"])),
+            credentials=[FidoCredential.from_doc(c) for c in creds],
+        )
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 @dataclass(slots=True, kw_only=True)
 class CardState:
     """Everything the card keeps in flash. Mutable: only the card object changes it."""
@@ -111,6 +208,7 @@ class CardState:
     trust_anchors: list[bytes] = field(default_factory=list)
     key_certificates: dict[int, bytes] = field(default_factory=dict)
     boot: BootState = field(default_factory=BootState)
+    fido: FidoState = field(default_factory=lambda: FidoState())
     # JSON text of public parts, by section: (the values it was encoded from, the text).
     _json: dict[str, tuple[object, str]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -135,6 +233,7 @@ class CardState:
         self.keysets.clear()
         self.keys.clear()
         self.key_certificates.clear()
+        self.fido = FidoState()
         self._json.clear()
         self.public_keys.clear()
 
@@ -155,6 +254,7 @@ class CardState:
             f'{{"attestation_chain":{self._public("chain", chain, lambda: _hexes(chain))},'
             f'"boot":{self._public("boot", boot_fields, lambda: _boot_doc(boot))},'
             f'"cplc":{self._public("cplc", cplc, lambda: cplc.encode().hex())},'
+            f'"fido":{_canonical(self.fido.to_doc())},'
             f'"format":{_FORMAT_VERSION},'
             '"key_certificates":'
             f"{self._public('certificates', certificates, lambda: _hex_map(certificates))},"
@@ -216,6 +316,7 @@ class CardState:
                     measurement=_bytes_or_none(boot["measurement"]),
                     image_version=boot["image_version"],
                 ),
+                fido=FidoState.from_doc(doc.get("fido", {})),
             )
         except StoreError:
             raise
