@@ -25,6 +25,7 @@ from tests.optional import PCSC_EXTRA, require_module
 from fleetid.authority.attestation.fido import verify_attestation
 from fleetid.authority.fido_assertion import verify_assertion
 from fleetid.errors import AssertionCounterError
+from fleetid.sim.demo_fido_card import ctap_device
 from fleetid.sim.fido_card import TEST_FIDO_MODEL, manufacture_fido_card
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.xdist_group("pcsc")]
@@ -87,3 +88,17 @@ def test_python_fido2_registers_and_authenticates_over_pcsc(
     assert count > verified.sign_count
     with pytest.raises(AssertionCounterError):  # the same assertion replayed
         verify_assertion(stored_sign_count=count, **kwargs)
+
+
+def test_demo_stage_reaches_the_card_through_pcsc(
+    pcsc_stack: PcscStack,  # noqa: F811 - the fixture imported above
+) -> None:
+    fido2_pcsc = require_module("fido2.pcsc", install=PCSC_EXTRA)
+    from fido2.ctap2 import Ctap2
+
+    made = manufacture_fido_card()
+    # The fixture holds the vpcd reader's lock: the stage must not wait for it.
+    with ctap_device(made.card, lock=False) as (device, how):
+        assert isinstance(device, fido2_pcsc.CtapPcscDevice), how
+        assert how.startswith("through PC/SC")
+        assert bytes(Ctap2(device).info.aaguid) == TEST_FIDO_MODEL.aaguid.bytes
