@@ -319,7 +319,7 @@ class SecureElement:
             data = self._channel.wrap_response(data, sw)
         if self._terminated():
             self.reset()  # SET STATUS TERMINATED: answered (and R-MACed), then the card is dead
-        return self._limit(data, sw, apdu.ne)
+        return self._limit(data, sw, apdu.ne if apdu.ne is not None else applet.implied_ne(apdu))
 
     def _unwrap(self, apdu: CommandApdu, cls: _ClassByte) -> CommandApdu:
         if self._channel is not None:

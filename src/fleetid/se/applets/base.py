@@ -112,5 +112,10 @@ class Applet:
         """Whether the card may assemble ISO 7816-4 command chains (CLA b5) for ``ins``."""
         return False
 
+    def implied_ne(self, apdu: CommandApdu) -> int | None:
+        """Ne for a command that came without Le (ISO 7816-4: none expected, so any data waits
+        behind 61xx); an applet whose clients omit Le yet expect the answer says how much."""
+        return None
+
     def process(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         raise refuse(SW.INS_NOT_SUPPORTED, f"INS {apdu.ins:02X}")

@@ -140,6 +140,13 @@ class FidoApplet(Applet):
     def accepts_chaining(self, ins: int) -> bool:
         return ins in self._ALL
 
+    def implied_ne(self, apdu: CommandApdu) -> int | None:
+        """python-fido2's extended NFCCTAP_MSG carries no Le and expects the whole response in
+        one extended response APDU (as CTAP 2.1 §11.3 clients do): Ne 65536 for it."""
+        if apdu.ins == INS_NFCCTAP_MSG and apdu.extended:
+            return 65536
+        return None
+
     def process(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         if apdu.ins != INS_STORE_DATA:
             self._store.reset()
