@@ -208,7 +208,7 @@ class CardState:
     trust_anchors: list[bytes] = field(default_factory=list)
     key_certificates: dict[int, bytes] = field(default_factory=dict)
     boot: BootState = field(default_factory=BootState)
-    fido: FidoState = field(default_factory=lambda: FidoState())
+    fido: FidoState = field(default_factory=FidoState)
     # JSON text of public parts, by section: (the values it was encoded from, the text).
     _json: dict[str, tuple[object, str]] = field(
         default_factory=dict, init=False, repr=False, compare=False

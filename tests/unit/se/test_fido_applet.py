@@ -26,9 +26,9 @@ from fido2.webauthn import (
 from fleetid.authority.attestation.fido import verify_attestation
 from fleetid.authority.fido_assertion import verify_assertion
 from fleetid.errors import AssertionCounterError, AttestationSignatureError, FidoAssertionError
-from fleetid.se.card import SecureElement
+from fleetid.se.card import SecureElement, TamperEvent
 from fleetid.se.ctap_device import ApduCtapDevice
-from fleetid.se.state import CardState
+from fleetid.se.state import CardState, FidoState
 from fleetid.sim.fido_card import TEST_FIDO_MODEL, FidoCard, FidoModelKey, manufacture_fido_card
 from fleetid.sim.test_card import DemoManufacturer
 
@@ -516,6 +516,7 @@ def ctap_raw(bench: Bench, message: bytes) -> bytes:
         (b"\x08\x00", ERR.INVALID_LENGTH),
         (b"\x08", ERR.NOT_ALLOWED),
         (b"\x42", ERR.INVALID_COMMAND),
+        (b"\x42\xff", ERR.INVALID_COMMAND),  # an unknown command before its parameters
     ],
 )
 def test_malformed_ctap_messages_get_their_status_byte(
@@ -538,3 +539,11 @@ def test_framing_faults_get_iso_status_words(bench: Bench, command: str, sw: int
     bench.card.transmit(bytes.fromhex("00A4040008A0000006472F0001"))
     response = bench.card.transmit(bytes.fromhex(command))
     assert int.from_bytes(response[-2:], "big") == sw
+
+
+def test_tamper_zeroises_every_fido_secret(bench: Bench) -> None:
+    make(bench, options={"rk": True})
+    ClientPin(bench.ctap).set_pin(PIN)
+    bench.card.tamper(TamperEvent.GLITCH)
+    assert bench.state().fido == FidoState()
+    assert bench.card.transmit(bytes.fromhex("00A4040008A0000006472F0001"))[-2:] == b"\x6a\x82"

@@ -110,7 +110,7 @@ class FidoApplet(Applet):
 
     aid = FIDO_AID
     secure_channel = True  # personalisation (STORE DATA) only; CTAP needs no session
-    _ALL: ClassVar[frozenset[int]] = frozenset({INS_NFCCTAP_MSG})
+    _CHAINED: ClassVar[frozenset[int]] = frozenset({INS_NFCCTAP_MSG})
 
     def __init__(
         self,
@@ -138,7 +138,7 @@ class FidoApplet(Applet):
         self.deselect()
 
     def accepts_chaining(self, ins: int) -> bool:
-        return ins in self._ALL
+        return ins in self._CHAINED
 
     def implied_ne(self, apdu: CommandApdu) -> int | None:
         """python-fido2's extended NFCCTAP_MSG carries no Le and expects the whole response in
@@ -205,11 +205,10 @@ class FidoApplet(Applet):
                 if len(message) != 1:
                     raise ctap_error(ERR.INVALID_LENGTH)
                 return b"\x00" + cbor.encode(self._get_next_assertion(ctx, pending))
-            params = _params(message[1:])
             handler = self._COMMANDS.get(command)
             if handler is None:
                 raise ctap_error(ERR.INVALID_COMMAND)
-            response = handler(self, ctx, params)
+            response = handler(self, ctx, _params(message[1:]))
         except CtapError as exc:
             return bytes([exc.code])
         return b"\x00" + (cbor.encode(response) if response is not None else b"")
