@@ -136,7 +136,8 @@ def test_get_info_names_the_model_and_protocol_two(bench: Bench) -> None:
     assert bytes(info.aaguid) == TEST_FIDO_MODEL.aaguid.bytes
     assert info.pin_uv_protocols == [2]
     assert info.options["clientPin"] is False
-    assert bench.device.version_string == b"FIDO_2_0"
+    assert bench.device.version_string == b"U2F_V2"  # CTAP1 beside CTAP2 (§11.3.3)
+    assert info.versions[0] == "U2F_V2"
 
 
 def test_registration_attestation_verifies_with_python_fido2_and_fleetid(bench: Bench) -> None:
@@ -531,7 +532,8 @@ def test_malformed_ctap_messages_get_their_status_byte(
         ("80100100020400", 0x6A86),  # P1 neither 00 nor 80
         ("00100000010400", 0x6E00),  # CTAP is class 80 (proprietary)
         ("80110000", 0x6985),  # NFCCTAP_GETRESPONSE with nothing in progress
-        ("80FF0000", 0x6D00),
+        ("80FF0000", 0x6E00),  # neither CTAP2 (class 80) nor U2F (class 00)
+        ("00FF0000", 0x6D00),
         ("84E2880003FD0100", 0x6985),  # STORE DATA without a secure channel session
     ],
 )

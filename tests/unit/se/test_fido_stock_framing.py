@@ -1,14 +1,21 @@
 """python-fido2's own PC/SC framing, in process: ``CtapPcscDevice`` over a connection object that
 hands its APDUs straight to the card. Short APDUs chained with CLA 90 (250-byte pieces), Le 00,
-61xx and GET RESPONSE are the library's; the same device also tries extended APDUs."""
+61xx and GET RESPONSE are the library's; the same device also tries extended APDUs, and its
+``Ctap1`` speaks the U2F raw messages."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import pytest
+from cryptography.hazmat.primitives import serialization
+from fido2.ctap1 import ApduError
 from fido2.ctap2 import Ctap2
+from fido2.webauthn import AttestationObject
 from tests.optional import PCSC_EXTRA, require_module
 
+from fleetid.authority.attestation.fido import verify_attestation
 from fleetid.se.card import SecureElement
 from fleetid.sim.fido_card import TEST_FIDO_MODEL, manufacture_fido_card
 
@@ -79,3 +86,70 @@ def test_chained_short_apdus_and_get_response() -> None:
     # ... and a card that is not told (a case 3 short APDU) still answers by ISO rules: 61xx.
     response = made.card.transmit(b"\x80\x10\x00\x00\x01\x04")
     assert response[-2] == 0x61 and len(response) == 2
+
+
+# --- CTAP1/U2F: python-fido2's Ctap1 over the same stock device -------------------------------
+
+
+def _u2f() -> tuple[Any, Any, Any]:
+    from fido2.ctap1 import Ctap1
+
+    made = manufacture_fido_card()
+    connection = CardConnection(made.card)
+    return made, connection, Ctap1(fido2_pcsc.CtapPcscDevice(connection, "in process"))
+
+
+def test_u2f_register_and_authenticate_verify_with_python_fido2() -> None:
+    made, _, ctap1 = _u2f()
+    challenge, application = bytes(range(32)), hashlib.sha256(b"example.com").digest()
+    assert ctap1.get_version() == "U2F_V2"
+    registration = ctap1.register(challenge, application)
+    registration.verify(application, challenge)  # the library checks the attestation signature
+    assert registration.certificate == made.model_key.chain[0].public_bytes(
+        serialization.Encoding.DER
+    )
+    # As a WebAuthn client wraps it (fido-u2f, WebAuthn §8.6): fleetid's verifier takes it.
+    attestation = AttestationObject.from_ctap1(application, registration)
+    verified = verify_attestation(bytes(attestation), challenge)
+    assert verified.fmt == "fido-u2f" and verified.credential_id == registration.key_handle
+    first = ctap1.authenticate(challenge, application, registration.key_handle)
+    first.verify(application, challenge, registration.public_key)
+    second = ctap1.authenticate(challenge, application, registration.key_handle)
+    assert second.counter > first.counter and first.user_presence & 1
+    # The same key handle is a CTAP2 credential of the RP whose ID hashes to the application.
+    assertion = Ctap2(fido2_pcsc.CtapPcscDevice(CardConnection(made.card), "again")).get_assertion(
+        "example.com", bytes(32), [{"type": "public-key", "id": registration.key_handle}]
+    )
+    assert assertion.auth_data.counter > second.counter
+
+
+def test_u2f_refusals() -> None:
+    made, _, ctap1 = _u2f()
+    application = hashlib.sha256(b"example.com").digest()
+    registration = ctap1.register(bytes(32), application)
+    other_application = hashlib.sha256(b"other.example").digest()
+    cases = [
+        # another application's key handle: not ours (6A80)
+        (lambda: ctap1.authenticate(bytes(32), other_application, registration.key_handle), 0x6A80),
+        # check-only of our handle: "user presence needed" (6985), as U2F §5.1 defines it
+        (
+            lambda: ctap1.authenticate(
+                bytes(32), application, registration.key_handle, check_only=True
+            ),
+            0x6985,
+        ),
+        (lambda: ctap1.authenticate(bytes(32), application, b"\x01" * 61), 0x6A80),
+    ]
+    for call, sw in cases:
+        with pytest.raises(ApduError) as caught:
+            call()
+        assert caught.value.code == sw
+    made.applet.user_presence = lambda rp_id: False
+    for call in (
+        lambda: ctap1.register(bytes(32), application),
+        lambda: ctap1.authenticate(bytes(32), application, registration.key_handle),
+    ):
+        with pytest.raises(ApduError) as caught:
+            call()
+        assert caught.value.code == 0x6985
+    assert made.card.transmit(b"\x00\x01\x00\x00\x01\x00")[-2:] == b"\x67\x00"  # wrong length

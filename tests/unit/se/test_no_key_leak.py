@@ -81,6 +81,12 @@ DEFINED = [
     (0x90, 0x10, 0x00, 0x00),
     (0x80, 0x11, 0x00, 0x00),
     (0x84, 0xE2, 0x88, 0x00),
+    # FIDO: U2F register, authenticate (enforce, check-only, don't enforce), version
+    (0x00, 0x01, 0x03, 0x00),
+    (0x00, 0x02, 0x03, 0x00),
+    (0x00, 0x02, 0x07, 0x00),
+    (0x00, 0x02, 0x08, 0x00),
+    (0x00, 0x03, 0x00, 0x00),
 ] + [
     (0x80, ins, p1, h)
     for ins, p1 in (
@@ -113,6 +119,8 @@ payloads = st.one_of(
         + [b"\x04", b"\x08", b"\x07"]
         + [b"\x01" + cbor.encode(MAKE_CREDENTIAL), b"\x02" + cbor.encode(GET_ASSERTION)]
         + [b"\x06" + cbor.encode({1: 2, 2: sub}) for sub in (1, 2)]
+        # U2F: register (challenge, application), authenticate with a 61-byte key handle
+        + [bytes(64), bytes(64) + b"\x3d" + bytes(61)]
         # DERIVE PSEUDONYM KEY bodies: k, i, j, flags, then none, c, or e and r
         + [bytes(range(16)) + bytes(8) + b"\x00" + b"\x07" * extra for extra in (0, 32, 64)]
         + [bytes(range(16)) + bytes(8) + b"\x01"]

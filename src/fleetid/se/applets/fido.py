@@ -1,8 +1,8 @@
 """The FIDO2 authenticator applet: CTAP 2.1 over ISO 7816-4, as NFC and PC/SC clients speak it.
 
-AID ``A0 00 00 06 47 2F 00 01`` (CTAP 2.1 §11.3.3). SELECT answers ``FIDO_2_0`` (the version
-string of an authenticator without U2F). The framing (§11.3.4-11.3.5, full reference with status
-words in docs/se-apdu.md):
+AID ``A0 00 00 06 47 2F 00 01`` (CTAP 2.1 §11.3.3). SELECT answers ``U2F_V2``: CTAP1/U2F raw
+messages (class ``00``, ``fido_u2f``) are answered beside CTAP2. The framing (§11.3.4-11.3.5;
+full reference with status words in docs/se-apdu.md):
 
 ================== ==== ====== == ======================= ===================================
 command            CLA  INS    P1 data                    response
@@ -19,12 +19,12 @@ NFCCTAP_MSG takes short APDUs chained with CLA ``90`` (ISO 7816-4 §5.1.1.1, ass
 card) or one extended APDU; a response longer than Ne comes back with 61xx and GET RESPONSE.
 A CTAP error is a one-byte response with 9000 (§8.2); ISO status words are for framing faults.
 
-CTAP commands: authenticatorMakeCredential (01), GetAssertion (02), GetInfo (04), ClientPIN
+CTAP2 commands: authenticatorMakeCredential (01), GetAssertion (02), GetInfo (04), ClientPIN
 (06, protocol 2 only, ``fido_pin``), Reset (07), GetNextAssertion (08), Selection (0B). ES256 only.
 
-Credential IDs: every credential ID is ``01 ‖ nonce (12) ‖ AES-256-GCM(wrap key, nonce, d,
-aad = rpIdHash)``: the private scalar sealed under a key generated in the card that no command
-returns, bound to its RP, so a credential of another RP does not open. Discoverable credentials
+Credential IDs (``fido_credentials``): the private scalar sealed with AES-256-GCM under a key
+generated in the card that no command returns, bound to the RP ID hash, so a credential of
+another RP does not open. Discoverable credentials
 are also kept in flash (``FidoState.credentials``) to be found without an allowList. One
 signature counter serves all credentials (§6.1.1: "global").
 
@@ -41,10 +41,8 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fido2 import cbor
 from fido2.ctap import CtapError
 
@@ -53,6 +51,7 @@ from fleetid.formats.apdu import SW, CommandApdu
 from fleetid.formats.tlv import decode_tlv
 from fleetid.formats.webauthn import FIDO_AAGUID_OID, FLAG_AT, FLAG_UP, FLAG_UV
 from fleetid.se.applets.base import Applet, CommandContext, Reply, SecurityLevel, refuse
+from fleetid.se.applets.fido_credentials import next_count, unwrap, wrap
 from fleetid.se.applets.fido_pin import (
     MAX_PIN_RETRIES,
     PERMISSION_GA,
@@ -60,6 +59,7 @@ from fleetid.se.applets.fido_pin import (
     PinProtocolTwo,
     ctap_error,
 )
+from fleetid.se.applets.fido_u2f import u2f_command
 from fleetid.se.applets.manager import StoreDataBuffer
 from fleetid.se.state import CardLifeCycle, CardState, FidoCredential, FidoState
 from fleetid.se.wire import (
@@ -78,8 +78,6 @@ UserPresence = Callable[[str], bool]
 """Asked for each user presence test with the RP ID ("" for Reset and Selection)."""
 
 _ES256 = -7
-_CRED_VERSION = 0x01
-_NONCE = 12
 _MAX_RESIDENT = 50
 _MAX_MSG_SIZE = 4096
 
@@ -127,7 +125,7 @@ class FidoApplet(Applet):
 
     def select(self, state: CardState) -> bytes:
         self._store.reset()
-        return b"FIDO_2_0"
+        return b"U2F_V2"  # CTAP 2.1 §11.3.3: CTAP1/U2F is spoken too (CTAP2 is found by GetInfo)
 
     def deselect(self) -> None:
         self._store.reset()
@@ -161,7 +159,9 @@ class FidoApplet(Applet):
         if apdu.ins == INS_NFCCTAP_GETRESPONSE:
             ctx.require_proprietary()
             raise refuse(SW.CONDITIONS_NOT_SATISFIED, "no CTAP response in progress")
-        raise refuse(SW.INS_NOT_SUPPORTED, f"INS {apdu.ins:02X}")
+        if apdu.cla != 0x00:  # U2F raw messages are class 00 (CTAP 2.1 §11.2.4)
+            raise refuse(SW.CLA_NOT_SUPPORTED, f"CLA {apdu.cla:02X} for INS {apdu.ins:02X}")
+        return u2f_command(ctx, apdu, self.user_presence)
 
     def _store_data(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         """The line's injection of the attestation key and its chain (leaf first)."""
@@ -217,7 +217,7 @@ class FidoApplet(Applet):
         """authenticatorGetInfo (§6.4)."""
         fido = ctx.state.fido
         return {
-            0x01: ["FIDO_2_0", "FIDO_2_1"],
+            0x01: ["U2F_V2", "FIDO_2_0", "FIDO_2_1"],
             0x03: fido.aaguid,
             0x04: {
                 "rk": True,
@@ -260,7 +260,7 @@ class FidoApplet(Applet):
         exclude = params.get(0x05, [])
         if not isinstance(exclude, list):
             raise ctap_error(ERR.CBOR_UNEXPECTED_TYPE)
-        if any(self._unwrap(fido, _descriptor_id(d), rp_id_hash) is not None for d in exclude):
+        if any(unwrap(fido, _descriptor_id(d), rp_id_hash) is not None for d in exclude):
             self._presence(rp_id)
             raise ctap_error(ERR.CREDENTIAL_EXCLUDED)
         self._presence(rp_id)
@@ -269,8 +269,8 @@ class FidoApplet(Applet):
             raise ctap_error(ERR.KEY_STORE_FULL)
         key = ec.generate_private_key(ec.SECP256R1())
         d = key.private_numbers().private_value
-        credential_id = self._wrap(ctx, d, rp_id_hash)
-        count = self._count(fido)
+        credential_id = wrap(ctx, d, rp_id_hash)
+        count = next_count(fido)
         if resident:
             fido.credentials = [
                 c for c in fido.credentials if (c.rp_id, c.user_id) != (rp_id, user_id)
@@ -317,7 +317,7 @@ class FidoApplet(Applet):
                 raise ctap_error(ERR.CBOR_UNEXPECTED_TYPE)
             found = [
                 c
-                for c in (self._unwrap(fido, _descriptor_id(d), rp_id_hash) for d in allow)
+                for c in (unwrap(fido, _descriptor_id(d), rp_id_hash) for d in allow)
                 if c is not None
             ][:1]
         else:
@@ -367,7 +367,7 @@ class FidoApplet(Applet):
         discoverable: bool,
     ) -> dict[int, Any]:
         fido = ctx.state.fido
-        count = self._count(fido)
+        count = next_count(fido)
         ctx.persist()
         auth_data = rp_id_hash + struct.pack(">BI", flags, count)
         key = ec.derive_private_key(credential.private_value, ec.SECP256R1())
@@ -540,46 +540,6 @@ class FidoApplet(Applet):
     def _presence(self, rp_id: str) -> None:
         if not self.user_presence(rp_id):
             raise ctap_error(ERR.OPERATION_DENIED)
-
-    @staticmethod
-    def _count(fido: FidoState) -> int:
-        fido.sign_count += 1
-        return fido.sign_count
-
-    @staticmethod
-    def _wrap(ctx: CommandContext, d: int, rp_id_hash: bytes) -> bytes:
-        fido = ctx.state.fido
-        if fido.wrap_key is None:
-            fido.wrap_key = ctx.random(32)
-        nonce = ctx.random(_NONCE)
-        sealed = AESGCM(fido.wrap_key).encrypt(nonce, d.to_bytes(32, "big"), rp_id_hash)
-        return bytes([_CRED_VERSION]) + nonce + sealed
-
-    @staticmethod
-    def _unwrap(fido: FidoState, credential_id: bytes, rp_id_hash: bytes) -> FidoCredential | None:
-        """The credential ``credential_id`` names for this RP, or None (another RP's, another
-        card's, or not a credential ID at all)."""
-        if fido.wrap_key is None or len(credential_id) != 1 + _NONCE + 32 + 16:
-            return None
-        if credential_id[0] != _CRED_VERSION:
-            return None
-        nonce, sealed = credential_id[1 : 1 + _NONCE], credential_id[1 + _NONCE :]
-        try:
-            d = int.from_bytes(AESGCM(fido.wrap_key).decrypt(nonce, sealed, rp_id_hash), "big")
-        except InvalidTag:
-            return None
-        resident = next((c for c in fido.credentials if c.credential_id == credential_id), None)
-        if resident is not None:
-            return resident
-        return FidoCredential(
-            rp_id="",
-            user_id=b"",
-            user_name=None,
-            display_name=None,
-            credential_id=credential_id,
-            private_value=d,
-            created=0,
-        )
 
     @staticmethod
     def _statement(
