@@ -161,6 +161,25 @@ class FidoState:
     pin_retries: int = 8
     credentials: list[FidoCredential] = field(default_factory=list)
 
+    def pristine(self) -> bool:
+        """Nothing written yet (the FIDO applet unused): the section's text is a constant."""
+        return (
+            self.wrap_key is None
+            and self.attestation_key is None
+            and self.pin_hash is None
+            and not self.credentials
+            and not self.attestation_chain
+            and self.sign_count == 0
+            and self.pin_retries == 8
+            and self.aaguid == _NO_AAGUID
+        )
+
+    def to_json(self) -> str:
+        """The section's JSON text (secret: formatted afresh, except the pristine constant)."""
+        if self.pristine():
+            return _PRISTINE_FIDO_JSON
+        return _canonical(self.to_doc())
+
     def to_doc(self) -> dict[str, object]:
         return {
             "wrap": _hex_or_none(self.wrap_key),
@@ -190,6 +209,9 @@ class FidoState:
             pin_retries=int(str(doc["retries"])),
             credentials=[FidoCredential.from_doc(c) for c in creds],
         )
+
+
+_NO_AAGUID = bytes(16)
 
 
 def _str_or_none(value: object) -> str | None:
@@ -254,7 +276,7 @@ class CardState:
             f'{{"attestation_chain":{self._public("chain", chain, lambda: _hexes(chain))},'
             f'"boot":{self._public("boot", boot_fields, lambda: _boot_doc(boot))},'
             f'"cplc":{self._public("cplc", cplc, lambda: cplc.encode().hex())},'
-            f'"fido":{_canonical(self.fido.to_doc())},'
+            f'"fido":{self.fido.to_json()},'
             f'"format":{_FORMAT_VERSION},'
             '"key_certificates":'
             f"{self._public('certificates', certificates, lambda: _hex_map(certificates))},"
@@ -378,3 +400,7 @@ def _hex_or_none(value: bytes | None) -> str | None:
 
 def _bytes_or_none(value: str | None) -> bytes | None:
     return None if value is None else bytes.fromhex(value)
+
+
+# The FIDO section of a card whose FIDO applet was never used (most cards): one constant.
+_PRISTINE_FIDO_JSON = _canonical(FidoState().to_doc())

@@ -549,3 +549,20 @@ def test_tamper_zeroises_every_fido_secret(bench: Bench) -> None:
     bench.card.tamper(TamperEvent.GLITCH)
     assert bench.state().fido == FidoState()
     assert bench.card.transmit(bytes.fromhex("00A4040008A0000006472F0001"))[-2:] == b"\x6a\x82"
+
+
+def test_resident_store_full_refuses_a_new_user_but_replaces_an_old_one(bench: Bench) -> None:
+    for n in range(50):
+        bench.ctap.make_credential(
+            cdh(), RP, {"id": n.to_bytes(2, "big"), "name": "x"}, ES256, options={"rk": True}
+        )
+    with pytest.raises(CtapError) as caught:
+        bench.ctap.make_credential(
+            cdh(), RP, {"id": b"new user", "name": "x"}, ES256, options={"rk": True}
+        )
+    assert caught.value.code == ERR.KEY_STORE_FULL
+    bench.ctap.make_credential(
+        cdh(), RP, {"id": b"\x00\x07", "name": "x"}, ES256, options={"rk": True}
+    )
+    assert len(bench.state().fido.credentials) == 50
+    assert make(bench).fmt == "packed"  # a non-resident credential takes no room

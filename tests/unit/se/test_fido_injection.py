@@ -147,6 +147,8 @@ def test_fido_state_round_trips_and_old_flash_without_it_loads() -> None:
         ],
     )
     assert CardState.from_bytes(state.to_bytes()).fido == state.fido
+    assert not state.fido.pristine()
+    assert FidoState().pristine() and FidoState(sign_count=1).pristine() is False
     doc = json.loads(state.to_bytes())
     del doc["fido"]  # a card written before the FIDO applet existed
     assert CardState.from_bytes(json.dumps(doc).encode()).fido == FidoState()

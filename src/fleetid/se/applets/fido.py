@@ -265,16 +265,16 @@ class FidoApplet(Applet):
             raise ctap_error(ERR.CREDENTIAL_EXCLUDED)
         self._presence(rp_id)
         flags |= FLAG_UP
-        if resident and len(fido.credentials) >= _MAX_RESIDENT:
+        # A resident credential replaces the one of the same RP and user (§6.1.2 step 17).
+        kept = [c for c in fido.credentials if (c.rp_id, c.user_id) != (rp_id, user_id)]
+        if resident and len(kept) >= _MAX_RESIDENT:
             raise ctap_error(ERR.KEY_STORE_FULL)
         key = ec.generate_private_key(ec.SECP256R1())
         d = key.private_numbers().private_value
         credential_id = wrap(ctx, d, rp_id_hash)
         count = next_count(fido)
         if resident:
-            fido.credentials = [
-                c for c in fido.credentials if (c.rp_id, c.user_id) != (rp_id, user_id)
-            ]
+            fido.credentials = kept
             fido.credentials.append(
                 FidoCredential(
                     rp_id=rp_id,
