@@ -512,6 +512,18 @@ def ctap_raw(bench: Bench, message: bytes) -> bytes:
             ERR.UNSUPPORTED_ALGORITHM,
         ),
         (b"\x02" + cbor.encode({1: "example.com", 2: bytes(32)}), ERR.NO_CREDENTIALS),
+        (
+            b"\x02" + cbor.encode({1: "example.com", 2: bytes(32), 5: {"uv": True}}),
+            ERR.INVALID_OPTION,
+        ),  # no built-in user verification
+        (
+            b"\x02" + cbor.encode({1: "example.com", 2: bytes(32), 5: {"rk": True}}),
+            ERR.UNSUPPORTED_OPTION,
+        ),  # rk is not a GetAssertion option
+        (
+            b"\x02" + cbor.encode({1: "example.com", 2: bytes(32), 5: {"up": 1}}),
+            ERR.CBOR_UNEXPECTED_TYPE,
+        ),
         (b"\x06" + cbor.encode({1: 1, 2: 2}), ERR.INVALID_PARAMETER),  # PIN protocol one
         (b"\x06" + cbor.encode({1: 2, 2: 0x42}), ERR.INVALID_SUBCOMMAND),
         (b"\x08\x00", ERR.INVALID_LENGTH),
