@@ -19,6 +19,7 @@ from tests.integration.test_pcsc import (  # noqa: F401 - pcsc_stack is a fixtur
     PcscStack,
     connected,
     pcsc_stack,
+    wait_for_card,
 )
 from tests.optional import PCSC_EXTRA, require_module
 
@@ -102,3 +103,5 @@ def test_demo_stage_reaches_the_card_through_pcsc(
         assert isinstance(device, fido2_pcsc.CtapPcscDevice), how
         assert how.startswith("through PC/SC")
         assert bytes(Ctap2(device).info.aaguid) == TEST_FIDO_MODEL.aaguid.bytes
+    # The card is out when the stage is done: the reader is free for the next user.
+    assert wait_for_card(pcsc_stack.reader, present=False) == b""

@@ -121,14 +121,26 @@ def _pcsc_device(card: SecureElement, take_lock: bool) -> Iterator[tuple[CtapDev
             yield f"the vpcd reader did not take the card: {exc}"
             return
         try:
-            yield (
-                fido2_pcsc.CtapPcscDevice(connection, str(reader)),
-                (f"through PC/SC: pcscd, reader {reader}"),
-            )
+            device = fido2_pcsc.CtapPcscDevice(connection, str(reader))
+            yield device, f"through PC/SC: pcscd, reader {reader}"
         finally:
             with contextlib.suppress(Exception):
                 connection.disconnect()
             bridge.stop()
+            _wait_removed(reader)  # the next user of the reader must not see this card
+
+
+def _wait_removed(reader: Any) -> None:
+    """Until pcscd no longer lets a connection reach a card in ``reader`` (or a deadline)."""
+    deadline = time.monotonic() + _READY
+    while time.monotonic() < deadline:
+        connection = reader.createConnection()
+        try:
+            connection.connect()
+        except Exception:
+            return
+        connection.disconnect()
+        threading.Event().wait(0.05)  # poll interval
 
 
 def _connect(reader: Any) -> Any:
