@@ -57,7 +57,9 @@ one place. The tree::
     │   │   └── DeltaGapError its base is not held (none yet, or a newer one is needed)
     │   ├── BootRefusedError a firmware image must not start; ``sw`` is the card's refusal
     │   ├── RolloverRefusedError a new trust anchor does not chain from a held anchor
-    │   └── MetadataBlobError a FIDO metadata BLOB whose signature or chain does not verify
+    │   ├── MetadataBlobError a FIDO metadata BLOB whose signature or chain does not verify
+    │   └── FidoAssertionError a WebAuthn assertion that does not verify (RP, flags, signature)
+    │       └── AssertionCounterError its signature counter is not above the one held
     ├── SecureElementError a secure element answered an ISO 7816 status word other than 9000
     │   ├── SecureChannelError the SCP03 session failed (authentication, MAC, sequence, level)
     │   ├── WrongLengthError 6700: wrong length
@@ -94,6 +96,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AssertionCounterError",
     "AttestationError",
     "AttestationSignatureError",
     "AttestationTypeRefusedError",
@@ -125,6 +128,7 @@ __all__ = [
     "EvidenceFormatUnsupportedError",
     "EvidenceMalformedError",
     "EvidenceMissingError",
+    "FidoAssertionError",
     "FilterRollbackError",
     "FlashSealError",
     "FleetIdError",
@@ -677,3 +681,16 @@ class NotificationReplayedError(ReplayError):
 class AuthorityHopError(AuthenticationError):
     """A message between butterfly authorities (RA, pseudonym CA, LA) is not signed by the one
     authority the receiving route expects, or its signature does not verify (HTTP 401)."""
+
+
+# --- FIDO assertions -----------------------------------------------------------------------------
+
+
+class FidoAssertionError(VerificationError):
+    """A WebAuthn assertion (WebAuthn L3 §7.2) that does not verify: another RP's, without user
+    presence (or verification where required), or with a signature that does not verify."""
+
+
+class AssertionCounterError(FidoAssertionError):
+    """An assertion whose signature counter is not above the one held for the credential
+    (§7.2 step 22: a replayed assertion or a cloned authenticator)."""

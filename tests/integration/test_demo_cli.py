@@ -21,6 +21,7 @@ _DRILLS = (
     "drill: revoked (keyCompromise)",
     "drill: a revoked device replays its old OCSP staple",
     "drill: 4/4 CAMs refused once the AA is on the CA CRL",
+    "drill: a replayed assertion refused",
     # report rows
     "drill: line: defective chip quarantined / cloned serial refused",
     "drill: tampered images refused",

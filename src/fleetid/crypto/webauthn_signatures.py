@@ -25,7 +25,12 @@ from fido2.webauthn import AuthenticatorData
 
 from fleetid.errors import AttestationSignatureError, EvidenceMalformedError
 
-__all__ = ["LIBRARY_FORMATS", "cose_signature_valid", "library_verify_statement"]
+__all__ = [
+    "LIBRARY_FORMATS",
+    "cose_key_signature_valid",
+    "cose_signature_valid",
+    "library_verify_statement",
+]
 
 # The formats python-fido2 verifies, by their WebAuthn attestation statement format identifier.
 LIBRARY_FORMATS: Final[Mapping[str, type[Attestation]]] = {
@@ -66,5 +71,19 @@ def cose_signature_valid(
     try:
         cose.from_cryptography_key(certificate.public_key()).verify(message, signature)
     except (CryptographyInvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def cose_key_signature_valid(key: Mapping[int, Any], message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` over ``message`` verifies under the COSE_Key ``key`` (a credential
+    public key, RFC 9052 §7), with python-fido2's COSE algorithm table; a key it cannot use is
+    a no."""
+    try:
+        cose = CoseKey.parse(dict(key))
+        if isinstance(cose, UnsupportedKey):
+            return False
+        cose.verify(message, signature)
+    except (CryptographyInvalidSignature, ValueError, TypeError, KeyError):
         return False
     return True

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -33,6 +34,7 @@ from fleetid.errors import EncodingError, VerificationError
 from fleetid.formats import x509_tbs as der
 from fleetid.formats.ca_profile import CaProfile
 from fleetid.formats.tlv import decode_tlv, decode_tlvs, encode_tlv
+from fleetid.formats.webauthn import FIDO_AAGUID_OID
 from fleetid.formats.x509_sign import key_usage, probe_public_key, sign_certificate
 from fleetid.formats.x509_template import TbsParts, TbsTemplate
 
@@ -40,6 +42,7 @@ __all__ = [
     "IDEVID_NOT_AFTER",
     "ID_ON_HARDWARE_MODULE_NAME",
     "SE_HW_TYPE",
+    "FidoModel",
     "HardwareModuleName",
     "IdevidFields",
     "IdevidIssuer",
@@ -49,6 +52,7 @@ __all__ = [
     "encode_hardware_module_name",
     "hardware_module_name_of",
     "idevid_builder",
+    "issue_fido_attestation",
     "issue_idevid",
     "issue_line_ca",
     "issue_root",
@@ -238,6 +242,59 @@ def idevid_builder(
 
 
 _IDEVID_KEY_USAGE = key_usage(digital_signature=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FidoModel:
+    """A FIDO authenticator model: its AAGUID and the name its attestation certificate carries.
+
+    FIDO attestation is per model, not per unit (a batch shares one attestation key, so that a
+    signature does not single a user out); the line issues one certificate per model and
+    injects the same key and chain into every card of it.
+    """
+
+    aaguid: uuid.UUID
+    name: str
+
+
+def issue_fido_attestation(
+    *,
+    line_ca: x509.Certificate,
+    line_ca_signer: Signer,
+    public_key: ec.EllipticCurvePublicKey,
+    model: FidoModel,
+    names: ManufacturerNames,
+    now: datetime,
+) -> x509.Certificate:
+    """A packed attestation certificate for ``model`` (WebAuthn L3 §8.2.1): version 3; subject
+    C, O, OU "Authenticator Attestation" and CN; basicConstraints CA false; the AAGUID in the
+    non-critical id-fido-gen-ce-aaguid extension as a DER OCTET STRING."""
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, names.country),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, names.organization),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Authenticator Attestation"),
+            x509.NameAttribute(NameOID.COMMON_NAME, model.name),
+        ]
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(line_ca.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(line_ca.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_IDEVID_KEY_USAGE, critical=True)
+        .add_extension(
+            x509.UnrecognizedExtension(FIDO_AAGUID_OID, encode_tlv(0x04, model.aaguid.bytes)),
+            critical=False,
+        )
+        .add_extension(_authority_key_identifier(line_ca), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    return sign_certificate(builder, line_ca_signer)
 
 
 @lru_cache(maxsize=16)

@@ -44,6 +44,9 @@ from fleetid.formats.attestation import KeyUsage
 from fleetid.se.client import SecureElementClient
 from fleetid.se.scp03 import SessionKeySource, StaticKeys
 from fleetid.se.wire import (
+    FIDO_AID,
+    FIDO_ATTESTATION_CHAIN_DGI,
+    FIDO_ATTESTATION_KEY_DGI,
     IDENTITY_AID,
     ISD_AID,
     CardLifeCycle,
@@ -63,6 +66,7 @@ __all__ = [
     "device_serial",
     "generate_attestation_key",
     "generate_canonical_key",
+    "inject_fido_attestation",
     "install",
     "lock",
     "objects",
@@ -163,6 +167,28 @@ def objects(
     if firmware_key is not None:
         out.append((PersonalisationObject.FIRMWARE_KEY[0], firmware_key))
     return out
+
+
+def inject_fido_attestation(
+    client: SecureElementClient,
+    keys: ChannelKeys,
+    kvn: int,
+    *,
+    attestation_key: ec.EllipticCurvePrivateKey,
+    chain: Sequence[x509.Certificate],
+) -> None:
+    """The FIDO applet's model attestation key and chain (leaf first, the leaf naming the
+    model's AAGUID), in one STORE DATA sequence inside a full-security session (C-DECRYPTION
+    keeps the key off the wire; docs/se-apdu.md). The card takes it once, before SECURED."""
+    open_channel(client, FIDO_AID, keys, kvn)
+    scalar = attestation_key.private_numbers().private_value.to_bytes(32, "big")
+    client.store_data(
+        [
+            (FIDO_ATTESTATION_KEY_DGI, scalar),
+            (FIDO_ATTESTATION_CHAIN_DGI, b"".join(_der(c) for c in chain)),
+        ]
+    )
+    client.close_secure_channel()
 
 
 def install(client: SecureElementClient, items: Sequence[tuple[int, bytes]]) -> None:

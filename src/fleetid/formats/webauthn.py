@@ -23,12 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from cryptography import x509
 from fido2 import cbor
 from fido2.webauthn import AuthenticatorData
 
 from fleetid.errors import EncodingError
 
 __all__ = [
+    "FIDO_AAGUID_OID",
     "FLAG_AT",
     "FLAG_BE",
     "FLAG_BS",
@@ -49,6 +51,8 @@ FLAG_BE: Final = 0x08  # backup eligible (bit 3)
 FLAG_BS: Final = 0x10  # backup state (bit 4)
 FLAG_AT: Final = 0x40  # attested credential data included (bit 6)
 FLAG_ED: Final = 0x80  # extension data included (bit 7)
+# id-fido-gen-ce-aaguid (WebAuthn L3 §8.2.1): the model an attestation certificate speaks for.
+FIDO_AAGUID_OID: Final = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")
 
 _TOP_KEYS: Final = frozenset({"fmt", "attStmt", "authData"})
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")

@@ -10,8 +10,9 @@ so that applets only ever see plain, well-formed commands:
 3. A TERMINATED card answers SELECT with 6A82 and everything else with 6985 (GPCS §5.1.1.5).
 4. GET RESPONSE (``00 C0 00 00 Le``) returns the rest of a response that did not fit in Ne; the
    response before it said ``61xx`` (ISO 7816-4 §5.3.4, as T=0 cards and short APDUs need).
-   A command without Le gets no data but ``61xx``, except from an applet that sets
-   ``data_without_le`` (PIV): it answers as if Le were ``00``, as T=1 cards do.
+   A command without Le gets no data but ``61xx``, except where the applet's clients expect
+   the answer anyway (``Applet.implied_ne``): PIV answers as if Le were ``00``, as T=1 cards
+   do, and FIDO2 an extended NFCCTAP_MSG whole, as CTAP 2.1 §11.3 clients expect.
 5. SELECT by AID (``00 A4 04 00``, full or right-truncated) selects an applet and answers its
    FCI; unknown AIDs get 6A82 and leave the current selection. Any SELECT closes the secure
    channel session (GPCS §10.2.3).
@@ -50,6 +51,7 @@ from fleetid.formats.apdu import (
 )
 from fleetid.se.applets.base import Applet, CommandContext
 from fleetid.se.applets.boot import BootApplet
+from fleetid.se.applets.fido import FidoApplet
 from fleetid.se.applets.identity import IdentityApplet
 from fleetid.se.applets.manager import ManagerApplet
 from fleetid.se.applets.piv import PivApplet
@@ -71,7 +73,6 @@ _log = logging.getLogger("fleetid.se.card")
 
 _SW_MORE_DATA = 0x6100
 _MAX_STATICS = 8  # key set views kept per card (the ISD holds at most 8 key sets)
-_SHORT_NE = 256  # the largest short Ne (Le 00)
 _MAX_ASSEMBLED = 0xFFFF  # a chain assembles into one command: at most the extended Nc
 
 
@@ -127,7 +128,13 @@ def _decode_class(cla: int) -> _ClassByte | None:
 
 
 def _default_applets() -> list[Applet]:
-    applets: list[Applet] = [ManagerApplet(), IdentityApplet(), BootApplet(), PivApplet()]
+    applets: list[Applet] = [
+        ManagerApplet(),
+        IdentityApplet(),
+        BootApplet(),
+        PivApplet(),
+        FidoApplet(),
+    ]
     return applets
 
 
@@ -305,7 +312,7 @@ class SecureElement:
             return b"", SW.CONDITIONS_NOT_SATISFIED
         if apdu.ins == INS_SELECT and not cls.proprietary:
             data, sw = self._select(apdu, cls)
-            return self._limit(data, sw, self._ne(apdu))
+            return self._limit(data, sw, self._ne(self._selected, apdu))
         applet = self._selected
         if applet is None:
             return b"", SW.CONDITIONS_NOT_SATISFIED
@@ -327,14 +334,15 @@ class SecureElement:
             data = self._channel.wrap_response(data, sw)
         if self._terminated():
             self.reset()  # SET STATUS TERMINATED: answered (and R-MACed), then the card is dead
-        return self._limit(data, sw, self._ne(apdu))
+        return self._limit(data, sw, self._ne(applet, apdu))
 
-    def _ne(self, apdu: CommandApdu) -> int | None:
-        """Ne, or for an applet that answers without an Le field (``Applet.data_without_le``)
-        the largest short Ne."""
-        if apdu.ne is None and self._selected is not None and self._selected.data_without_le:
-            return _SHORT_NE
-        return apdu.ne
+    @staticmethod
+    def _ne(applet: Applet | None, apdu: CommandApdu) -> int | None:
+        """Ne, or for a command without Le what the applet's clients expect of it
+        (``Applet.implied_ne``; ISO 7816-4 alone would answer 61xx and no data)."""
+        if apdu.ne is not None or applet is None:
+            return apdu.ne
+        return applet.implied_ne(apdu)
 
     def _unwrap(self, apdu: CommandApdu, cls: _ClassByte) -> CommandApdu:
         if self._channel is not None:

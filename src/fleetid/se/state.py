@@ -38,6 +38,8 @@ __all__ = [
     "CardState",
     "Cplc",
     "Curve",
+    "FidoCredential",
+    "FidoState",
     "KeySet",
     "KeySlot",
     "allowed_transition",
@@ -101,6 +103,123 @@ class BootState:
     image_version: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FidoCredential:
+    """A discoverable (resident) credential of the FIDO2 applet (CTAP 2.1 §6.1.2 step 16).
+
+    ``credential_id`` is the wrapped form the applet hands out for every credential; the
+    private key is kept here as well so that GetAssertion without an allowList finds it.
+    """
+
+    rp_id: str
+    user_id: bytes
+    user_name: str | None
+    display_name: str | None
+    credential_id: bytes
+    private_value: int
+    created: int  # the signature counter value at creation: orders "most recent first"
+
+    def to_doc(self) -> dict[str, object]:
+        return {
+            "rp": self.rp_id,
+            "user": self.user_id.hex(),
+            "name": self.user_name,
+            "display": self.display_name,
+            "id": self.credential_id.hex(),
+            "d": f"{self.private_value:x}",
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, object]) -> FidoCredential:
+        name, display = doc["name"], doc["display"]
+        return cls(
+            rp_id=str(doc["rp"]),
+            user_id=bytes.fromhex(str(doc["user"])),
+            user_name=None if name is None else str(name),
+            display_name=None if display is None else str(display),
+            credential_id=bytes.fromhex(str(doc["id"])),
+            private_value=int(str(doc["d"]), 16),
+            created=int(str(doc["created"])),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class FidoState:
+    """The FIDO2 applet's flash (``fleetid.se.applets.fido``): secret, written afresh each time.
+
+    ``wrap_key`` (AES-256, generated on card) wraps non-resident credential keys into their
+    credential IDs; ``attestation_key`` / ``attestation_chain`` are what the line injected;
+    ``pin_hash`` is LEFT(SHA-256(PIN), 16) (CTAP 2.1 §6.5.5.5) and ``pin_retries`` its
+    persistent retry counter.
+    """
+
+    wrap_key: bytes | None = None
+    sign_count: int = 0
+    attestation_key: int | None = None
+    attestation_chain: list[bytes] = field(default_factory=list)
+    aaguid: bytes = bytes(16)
+    pin_hash: bytes | None = None
+    pin_retries: int = 8
+    credentials: list[FidoCredential] = field(default_factory=list)
+
+    def pristine(self) -> bool:
+        """Nothing written yet (the FIDO applet unused): the section's text is a constant."""
+        return (
+            self.wrap_key is None
+            and self.attestation_key is None
+            and self.pin_hash is None
+            and not self.credentials
+            and not self.attestation_chain
+            and self.sign_count == 0
+            and self.pin_retries == 8
+            and self.aaguid == _NO_AAGUID
+        )
+
+    def to_json(self) -> str:
+        """The section's JSON text (secret: formatted afresh, except the pristine constant)."""
+        if self.pristine():
+            return _PRISTINE_FIDO_JSON
+        return _canonical(self.to_doc())
+
+    def to_doc(self) -> dict[str, object]:
+        return {
+            "wrap": _hex_or_none(self.wrap_key),
+            "count": self.sign_count,
+            "att_d": None if self.attestation_key is None else f"{self.attestation_key:x}",
+            "att_chain": [c.hex() for c in self.attestation_chain],
+            "aaguid": self.aaguid.hex(),
+            "pin": _hex_or_none(self.pin_hash),
+            "retries": self.pin_retries,
+            "creds": [c.to_doc() for c in self.credentials],
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, object]) -> FidoState:
+        if not doc:
+            return cls()
+        att_d, chain, creds = doc["att_d"], doc["att_chain"], doc["creds"]
+        if not isinstance(chain, list) or not isinstance(creds, list):
+            raise ValueError("fido section")
+        return cls(
+            wrap_key=_bytes_or_none(_str_or_none(doc["wrap"])),
+            sign_count=int(str(doc["count"])),
+            attestation_key=None if att_d is None else int(str(att_d), 16),
+            attestation_chain=[bytes.fromhex(c) for c in chain],
+            aaguid=bytes.fromhex(str(doc["aaguid"])),
+            pin_hash=_bytes_or_none(_str_or_none(doc["pin"])),
+            pin_retries=int(str(doc["retries"])),
+            credentials=[FidoCredential.from_doc(c) for c in creds],
+        )
+
+
+_NO_AAGUID = bytes(16)
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 @dataclass(slots=True, kw_only=True)
 class CardState:
     """Everything the card keeps in flash. Mutable: only the card object changes it."""
@@ -115,6 +234,8 @@ class CardState:
     boot: BootState = field(default_factory=BootState)
     #: The PIV applet's PIN, keys and data objects (``fleetid.se.piv_state``).
     piv: PivState = field(default_factory=PivState)
+    #: The FIDO2 applet's credentials, PIN and counter.
+    fido: FidoState = field(default_factory=FidoState)
     # JSON text of public parts, by section: (the values it was encoded from, the text).
     _json: dict[str, tuple[object, str]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -140,6 +261,7 @@ class CardState:
         self.keys.clear()
         self.key_certificates.clear()
         self.piv.zeroise()
+        self.fido = FidoState()
         self._json.clear()
         self.public_keys.clear()
 
@@ -160,6 +282,7 @@ class CardState:
             f'{{"attestation_chain":{self._public("chain", chain, lambda: _hexes(chain))},'
             f'"boot":{self._public("boot", boot_fields, lambda: _boot_doc(boot))},'
             f'"cplc":{self._public("cplc", cplc, lambda: cplc.encode().hex())},'
+            f'"fido":{self.fido.to_json()},'
             f'"format":{_FORMAT_VERSION},'
             '"key_certificates":'
             f"{self._public('certificates', certificates, lambda: _hex_map(certificates))},"
@@ -222,8 +345,9 @@ class CardState:
                     measurement=_bytes_or_none(boot["measurement"]),
                     image_version=boot["image_version"],
                 ),
-                # A card written before the PIV applet existed has a factory-fresh one.
+                # A card written before the PIV or FIDO2 applet existed has a factory-fresh one.
                 piv=PivState.from_doc(doc["piv"]) if "piv" in doc else PivState(),
+                fido=FidoState.from_doc(doc.get("fido", {})),
             )
         except StoreError:
             raise
@@ -285,3 +409,7 @@ def _hex_or_none(value: bytes | None) -> str | None:
 
 def _bytes_or_none(value: str | None) -> bytes | None:
     return None if value is None else bytes.fromhex(value)
+
+
+# The FIDO section of a card whose FIDO applet was never used (most cards): one constant.
+_PRISTINE_FIDO_JSON = _canonical(FidoState().to_doc())

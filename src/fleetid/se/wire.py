@@ -24,6 +24,9 @@ __all__ = [
     "DERIVE_COCOON",
     "DERIVE_EXPLICIT",
     "DERIVE_IMPLICIT",
+    "FIDO_AID",
+    "FIDO_ATTESTATION_CHAIN_DGI",
+    "FIDO_ATTESTATION_KEY_DGI",
     "IDENTITY_AID",
     "INS_ATTEST",
     "INS_DELETE_KEY",
@@ -39,6 +42,8 @@ __all__ = [
     "INS_INITIALIZE_UPDATE",
     "INS_LIST_KEYS",
     "INS_LOAD_BOUND_PACKAGE",
+    "INS_NFCCTAP_GETRESPONSE",
+    "INS_NFCCTAP_MSG",
     "INS_PUT_KEY",
     "INS_SELECT",
     "INS_SET_STATUS",
@@ -75,6 +80,13 @@ ISD_AID: Final = bytes.fromhex("A000000151000000")
 IDENTITY_AID: Final = bytes.fromhex("F0464C45455449440101")
 #: ``F0`` (proprietary, unregistered RID, ISO 7816-5) ‖ "fleetid" ‖ ``B0`` (boot).
 BOOT_AID: Final = bytes.fromhex("F0") + b"fleetid" + bytes.fromhex("B0")
+#: The FIDO applet (CTAP 2.1 §11.3.3), its NFCCTAP instructions (§11.3.4-11.3.5) and the STORE
+#: DATA objects the line injects its attestation key and chain with (docs/se-apdu.md).
+FIDO_AID: Final = bytes.fromhex("A0000006472F0001")
+INS_NFCCTAP_MSG: Final = 0x10
+INS_NFCCTAP_GETRESPONSE: Final = 0x11
+FIDO_ATTESTATION_KEY_DGI: Final = 0xFD01
+FIDO_ATTESTATION_CHAIN_DGI: Final = 0xFD02
 
 # --- class and instruction bytes -----------------------------------------------------------------
 

@@ -64,6 +64,7 @@ Stage = Callable[[DemoContext], None]
 
 def _stages() -> list[tuple[str, Stage]]:
     from fleetid.sim.demo_fido import stage_fido
+    from fleetid.sim.demo_fido_card import stage_fido_card
     from fleetid.sim.demo_fleet import stage_fleet
     from fleetid.sim.demo_line import stage_ceremony_and_line
     from fleetid.sim.demo_piv import stage_piv
@@ -88,6 +89,7 @@ def _stages() -> list[tuple[str, Stage]]:
         ),
         ("a TPM 2.0-rooted device: EK, AK, TPM2_Certify at the enrolment gate", stage_tpm),
         ("FIDO: operators' authenticators, trusted through signed metadata", stage_fido),
+        ("FIDO2 on the card: a stock client registers and authenticates", stage_fido_card),
         ("packages: a cohort to a new configuration, then a new authority", stage_preparation),
         ("threats: flash dump, cloning, boot tampering, bus attacks", stage_threats),
     ]

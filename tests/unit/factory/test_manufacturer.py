@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,10 +31,14 @@ from tests.optional import require_tool
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import EncodingError, VerificationError
 from fleetid.factory import manufacturer as mfr
+from fleetid.formats.webauthn import FIDO_AAGUID_OID
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 NAMES = mfr.ManufacturerNames(organization="Acme Devices", country="DE")
 CHIP = bytes.fromhex("4790D5010203040506A1")
+FIDO_MODEL = mfr.FidoModel(
+    aaguid=uuid.UUID("0f0e0d0c-0b0a-4908-8706-050403020100"), name="Acme FIDO2 key"
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +64,15 @@ def chain() -> dict[str, x509.Certificate]:
         organization="Acme Devices",
         now=NOW,
     )
-    return {"root": root, "line": line, "idevid": idevid}
+    fido = mfr.issue_fido_attestation(
+        line_ca=line,
+        line_ca_signer=line_signer,
+        public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
+        model=FIDO_MODEL,
+        names=NAMES,
+        now=NOW,
+    )
+    return {"root": root, "line": line, "idevid": idevid, "fido": fido}
 
 
 def _write(tmp_path: Path, name: str, cert: x509.Certificate) -> str:
@@ -120,14 +133,16 @@ def _lint_chain(issuer: x509.Certificate, subject: x509.Certificate) -> list[str
     return _findings(results)
 
 
-@pytest.mark.parametrize("name", ["root", "line", "idevid"])
+@pytest.mark.parametrize("name", ["root", "line", "idevid", "fido"])
 def test_pkilint_rfc5280_finds_nothing_above_info(
     name: str, chain: dict[str, x509.Certificate]
 ) -> None:
     assert _lint_pkix_cert(chain[name]) == []
 
 
-@pytest.mark.parametrize(("issuer", "subject"), [("root", "line"), ("line", "idevid")])
+@pytest.mark.parametrize(
+    ("issuer", "subject"), [("root", "line"), ("line", "idevid"), ("line", "fido")]
+)
 def test_pkilint_issuer_subject_chain_is_clean(
     issuer: str, subject: str, chain: dict[str, x509.Certificate]
 ) -> None:
@@ -293,3 +308,25 @@ def test_hardware_module_name_codec_agrees_with_pyasn1(
     assert der == der_encoder.encode(reference)
     mutated = mutate(data, der, kind)
     assert outcome(mfr.decode_hardware_module_name, mutated) == _pyasn1_reading(mutated)
+
+
+def test_fido_attestation_certificate_meets_webauthn_8_2_1(
+    chain: dict[str, x509.Certificate],
+) -> None:
+    """WebAuthn L3 §8.2.1: version 3; subject C, O, OU "Authenticator Attestation", CN;
+    basicConstraints CA false; id-fido-gen-ce-aaguid a non-critical OCTET STRING of the AAGUID
+    (python-fido2's packed verification checks the same fields)."""
+    fido = chain["fido"]
+    assert fido.version is x509.Version.v3
+    subject = {a.oid: a.value for a in fido.subject}
+    assert subject == {
+        NameOID.COUNTRY_NAME: "DE",
+        NameOID.ORGANIZATION_NAME: "Acme Devices",
+        NameOID.ORGANIZATIONAL_UNIT_NAME: "Authenticator Attestation",
+        NameOID.COMMON_NAME: "Acme FIDO2 key",
+    }
+    assert fido.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    aaguid = fido.extensions.get_extension_for_oid(FIDO_AAGUID_OID)
+    assert not aaguid.critical
+    assert aaguid.value.value == b"\x04\x10" + FIDO_MODEL.aaguid.bytes  # type: ignore[attr-defined]
+    assert fido.issuer == chain["line"].subject

@@ -1,8 +1,9 @@
 """No private key ever leaves the card: fuzz every command, scan every response and log line.
 
 For each example a fresh card is made with SCP03 keys, an attestation key, user keys of both
-curves and all policies, and PIV keys in slots 9A, 9C and 9E (with the PIV PIN, PUK and
-administration key counted as secrets too). Then a sequence of commands (every defined
+curves and all policies, PIV keys in slots 9A, 9C and 9E (with the PIV PIN, PUK and
+administration key counted as secrets too), and a FIDO applet with the line's model attestation
+key, a PIN, and resident and non-resident credentials. Then a sequence of commands (every defined
 CLA/INS/P1/P2 of docs/se-apdu.md plus random ones, with fuzzed data) is sent plain or inside an
 SCP03 session (for PIV: with or without the PIN verified and the administration key proven).
 Every response (raw, unwrapped, and followed through GET RESPONSE) and every log line is scanned
@@ -17,21 +18,26 @@ import logging
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from fido2 import cbor
+from fido2.ctap2 import ClientPin, Ctap2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.package_seal import private_scalar, seal_package
 from fleetid.errors import FleetIdError
+from fleetid.factory.personalisation import inject_fido_attestation
 from fleetid.formats.attestation import KeyUsage
 from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient
+from fleetid.se.ctap_device import ApduCtapDevice
 from fleetid.se.keystore import Silicon
 from fleetid.se.piv_client import PivClient
 from fleetid.se.piv_wire import DEFAULT_MANAGEMENT_KEY, PIV_AID
 from fleetid.se.scp03 import HostSession, StaticKeys
 from fleetid.se.state import CardState
 from fleetid.se.wire import (
+    FIDO_AID,
     IDENTITY_AID,
     ISD_AID,
     BoundPackageCommand,
@@ -39,9 +45,19 @@ from fleetid.se.wire import (
     PackageSecret,
     encode_package_plaintext,
 )
-from fleetid.sim.test_card import ManufacturedCard, manufacture_test_card
+from fleetid.sim.fido_card import FidoModelKey
+from fleetid.sim.test_card import DemoManufacturer, ManufacturedCard, manufacture_test_card
 
 KEYS = StaticKeys(b"\x5a" * 16, b"\xa5" * 16, b"\x3c" * 16)
+FIDO_MODEL_KEY = FidoModelKey.issue(DemoManufacturer.create())
+MAKE_CREDENTIAL_ARGS = (
+    bytes(32),
+    {"id": "example.com"},
+    {"id": b"user", "name": "user"},
+    [{"type": "public-key", "alg": -7}],
+)
+MAKE_CREDENTIAL = dict(zip(range(1, 5), MAKE_CREDENTIAL_ARGS, strict=True)) | {7: {"rk": True}}
+GET_ASSERTION = {1: "example.com", 2: bytes(32)}
 HANDLES = (0x00, 0x01, 0x02, 0x03, 0x04, 0xF0, 0x7F)
 
 # (CLA, INS, P1, P2) of every defined command (docs/se-apdu.md).
@@ -63,6 +79,18 @@ DEFINED = [
     (0x80, 0xE2, 0x90, 0x00),
     (0x80, 0xF0, 0x80, 0x07),
     (0x80, 0x5C, 0x00, 0x00),
+    # FIDO: NFCCTAP_MSG (plain and chained), NFCCTAP_GETRESPONSE, the line's STORE DATA
+    (0x80, 0x10, 0x00, 0x00),
+    (0x80, 0x10, 0x80, 0x00),
+    (0x90, 0x10, 0x00, 0x00),
+    (0x80, 0x11, 0x00, 0x00),
+    (0x84, 0xE2, 0x88, 0x00),
+    # FIDO: U2F register, authenticate (enforce, check-only, don't enforce), version
+    (0x00, 0x01, 0x03, 0x00),
+    (0x00, 0x02, 0x03, 0x00),
+    (0x00, 0x02, 0x07, 0x00),
+    (0x00, 0x02, 0x08, 0x00),
+    (0x00, 0x03, 0x00, 0x00),
 ] + [
     (0x80, ins, p1, h)
     for ins, p1 in (
@@ -108,7 +136,14 @@ headers = st.one_of(
 payloads = st.one_of(
     st.binary(max_size=300),
     st.sampled_from(
-        [ISD_AID, IDENTITY_AID, bytes(32), bytes(48), b"\x01", b"\x04" + bytes(64)]
+        [ISD_AID, IDENTITY_AID, FIDO_AID, bytes(32), bytes(48), b"\x01", b"\x04" + bytes(64)]
+        # CTAP messages: GetInfo, GetNextAssertion, Reset, MakeCredential (resident),
+        # GetAssertion (discoverable), ClientPIN getRetries / getKeyAgreement
+        + [b"\x04", b"\x08", b"\x07"]
+        + [b"\x01" + cbor.encode(MAKE_CREDENTIAL), b"\x02" + cbor.encode(GET_ASSERTION)]
+        + [b"\x06" + cbor.encode({1: 2, 2: sub}) for sub in (1, 2)]
+        # U2F: register (challenge, application), authenticate with a 61-byte key handle
+        + [bytes(64), bytes(64) + b"\x3d" + bytes(61)]
         # DERIVE PSEUDONYM KEY bodies: k, i, j, flags, then none, c, or e and r
         + [bytes(range(16)) + bytes(8) + b"\x00" + b"\x07" * extra for extra in (0, 32, 64)]
         + [bytes(range(16)) + bytes(8) + b"\x01"]
@@ -161,6 +196,11 @@ def _secrets(made: ManufacturedCard, silicon: Silicon) -> list[bytes]:
     out += [piv.pin.value, piv.puk.value, piv.management_key]
     for key in piv.keys.values():
         out.append(key.private_value.to_bytes(key.curve.coordinate_size, "big"))
+    fido = state.fido
+    assert fido.wrap_key is not None and fido.attestation_key is not None
+    assert fido.pin_hash is not None
+    out += [fido.wrap_key, fido.attestation_key.to_bytes(32, "big"), fido.pin_hash]
+    out += [c.private_value.to_bytes(32, "big") for c in fido.credentials]
     return out
 
 
@@ -178,6 +218,13 @@ def _make() -> tuple[ManufacturedCard, Silicon]:
     piv.authenticate(DEFAULT_MANAGEMENT_KEY)
     for slot, curve in ((0x9A, Curve.P256), (0x9C, Curve.P384), (0x9E, Curve.P256)):
         piv.generate(slot, curve)
+    inject_fido_attestation(
+        client, KEYS, 0x30, attestation_key=FIDO_MODEL_KEY.key, chain=FIDO_MODEL_KEY.chain
+    )
+    ctap = Ctap2(ApduCtapDevice(made.card))
+    ctap.make_credential(*MAKE_CREDENTIAL_ARGS, options={"rk": True})
+    ctap.make_credential(*MAKE_CREDENTIAL_ARGS)
+    ClientPin(ctap).set_pin("1234-pin")
     made.card.reset()
     return made, made.card._silicon
 
@@ -193,7 +240,7 @@ def _assert_clean(blob: bytes, secrets: list[bytes]) -> None:
     deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 @given(
-    applet=st.sampled_from([ISD_AID, IDENTITY_AID, PIV_AID]),
+    applet=st.sampled_from([ISD_AID, IDENTITY_AID, PIV_AID, FIDO_AID]),
     level=st.sampled_from([None, 0x01, 0x03, 0x13, 0x33]),
     sequence=st.lists(commands, min_size=1, max_size=8),
 )
@@ -245,9 +292,9 @@ def test_scanner_would_catch_a_leak() -> None:
     """Negative twin: the scan itself finds a scalar when one is there."""
     made, silicon = _make()
     secrets = _secrets(made, silicon)
-    # fuse, one SCP03 key set, four keys + attestation key, PIN, PUK, PIV administration key,
-    # three PIV keys
-    assert len(secrets) == 1 + 3 + 5 + 3 + 3
+    # fuse, one SCP03 key set, four keys + attestation key; PIV: PIN, PUK, administration key,
+    # three keys; FIDO: wrap key, attestation key, PIN hash, one resident credential
+    assert len(secrets) == 1 + 3 + 5 + 3 + 3 + 4
     with pytest.raises(AssertionError):
         _assert_clean(b"\x90\x00" + secrets[-1] + b"\x90\x00", secrets)
     with pytest.raises(AssertionError):

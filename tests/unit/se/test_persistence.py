@@ -131,7 +131,7 @@ def test_flash_write_forces_the_disk_only_when_asked(
     monkeypatch.setattr(
         os, "replace", lambda src, dst: (renamed.append(Path(dst).name), real_replace(src, dst))[1]
     )
-    chip, path = _files(tmp_path)
+    _chip, path = _files(tmp_path)
     silicon = Silicon.fabricate()
     flash = SealedFlash(path, sync=sync)
     flash.write(silicon, b"first state")

@@ -85,11 +85,14 @@ from fleetid.formats.android_key import (
     TAG_PURPOSE,
     decode_key_description,
 )
-from fleetid.formats.webauthn import AttestationObjectParts, parse_attestation_object
+from fleetid.formats.webauthn import (
+    FIDO_AAGUID_OID,
+    AttestationObjectParts,
+    parse_attestation_object,
+)
 
 __all__ = ["ACCEPTED_FORMATS", "FIDO_AAGUID_OID", "FidoAttestation", "verify_attestation"]
 
-FIDO_AAGUID_OID: Final = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")  # id-fido-gen-ce-aaguid
 
 # attStmt members by format (WebAuthn L3 §8.2.1 ... §8.6 "Syntax"); ECDAA was removed in Level 2.
 _MEMBERS: Final[Mapping[str, frozenset[str]]] = {

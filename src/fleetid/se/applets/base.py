@@ -97,9 +97,6 @@ class Applet:
     secure_channel: ClassVar[bool] = False
     #: Applets that a CARD_LOCKED card still lets be selected (GP §5.1.1.4: only the ISD).
     selectable_when_locked: ClassVar[bool] = False
-    #: Response data goes out even when the command had no Le field (up to 256 bytes, the rest
-    #: by 61xx), as T=1 cards do for middleware that sends case 4 commands without Le (PIV).
-    data_without_le: ClassVar[bool] = False
 
     def select(self, state: CardState) -> bytes:
         """The FCI returned by SELECT; also the place to reset per-selection state."""
@@ -114,6 +111,11 @@ class Applet:
     def accepts_chaining(self, ins: int) -> bool:
         """Whether the card may assemble ISO 7816-4 command chains (CLA b5) for ``ins``."""
         return False
+
+    def implied_ne(self, apdu: CommandApdu) -> int | None:
+        """Ne for a command that came without Le (ISO 7816-4: none expected, so any data waits
+        behind 61xx); an applet whose clients omit Le yet expect the answer says how much."""
+        return None
 
     def process(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         raise refuse(SW.INS_NOT_SUPPORTED, f"INS {apdu.ins:02X}")

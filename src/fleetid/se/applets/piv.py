@@ -111,9 +111,11 @@ class PivApplet(Applet):
     """PIV: PIN-guarded keys by slot, data objects, and the Yubico extensions."""
 
     aid = PIV_AID
-    # PIV middleware sends SELECT and GENERAL AUTHENTICATE without Le and expects the data
-    # with 9000 (SP 800-73-4 Part 2 §3.1.1, §3.2.4).
-    data_without_le = True
+
+    def implied_ne(self, apdu: CommandApdu) -> int | None:
+        """PIV middleware sends SELECT and GENERAL AUTHENTICATE without Le and expects the data
+        with 9000 (SP 800-73-4 Part 2 §3.1.1, §3.2.4): answered as if Le were 00."""
+        return 256
 
     def __init__(self) -> None:
         self._pin_verified = False
