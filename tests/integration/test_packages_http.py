@@ -197,6 +197,48 @@ def test_a_confirmation_code_guards_the_order(setup: Setup) -> None:
     assert len(right.run_once(setup.transport)) == 1
 
 
+def test_wrong_confirmation_codes_fail_the_order_at_the_limit(setup: Setup) -> None:
+    device = setup.device()
+    order = setup.order(device, code="4711")
+    for attempt in range(1, 5):
+        wrong = setup.downloader(device)
+        wrong.confirmation_codes = {order.event_id: f"000{attempt}"}
+        with pytest.raises(PolicyError, match=f"403 .* {attempt} of 5: {5 - attempt} left"):
+            wrong.download(setup.transport, order.event_id, setup.preparation.address)
+    pending = setup.preparation.status(order.event_id)
+    assert (pending.state, pending.cc_attempts) == (PackageState.RELEASED, 4)
+    last = setup.downloader(device)
+    last.confirmation_codes = {order.event_id: "0005"}
+    with pytest.raises(PolicyError, match=r"5 of 5: the order failed \[confirmation-code-att"):
+        last.download(setup.transport, order.event_id, setup.preparation.address)
+    failed = setup.preparation.status(order.event_id)
+    assert (failed.state, failed.reason) == ("failed", "confirmation-code-attempts-exceeded")
+    assert setup.services.discovery.events() == []  # the event left the discovery service
+    # The right code now comes too late: refused at authentication, with the same reason.
+    right = setup.downloader(device)
+    right.confirmation_codes = {order.event_id: "4711"}
+    with pytest.raises(PolicyError, match=r"403 .*\[confirmation-code-attempts-exceeded\]"):
+        right.download(setup.transport, order.event_id, setup.preparation.address)
+
+
+def test_a_missing_confirmation_code_is_refused_without_counting(setup: Setup) -> None:
+    device = setup.device()
+    order = setup.order(device, code="4711")
+    preparation = setup.preparation
+    downloader = setup.downloader(device)
+    downloader.confirmation_codes = {order.event_id: "4711"}
+    # The device asks for the package without hashCc (a device that lost its code).
+    real = setup.transport.get_bound_package
+
+    def without_code(*args: object) -> bytes:
+        return real(*args[:4], None)  # type: ignore[arg-type]
+
+    setup.transport.get_bound_package = without_code  # type: ignore[method-assign]
+    with pytest.raises(PolicyError, match=r"needs a confirmation code \[confirmation-code-ref"):
+        downloader.download(setup.transport, order.event_id, preparation.address)
+    assert preparation.status(order.event_id).cc_attempts == 0
+
+
 class _PowerCut(Exception):
     pass
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fleetid.store.migrate import ensure_schema
@@ -51,6 +51,7 @@ class PackageRecord:
     updated_at: datetime
     transaction_id: str | None = None
     bound: bytes | None = field(default=None, repr=False)
+    cc_attempts: int = 0  # wrong confirmation codes so far
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +140,32 @@ class PackageRepository:
         )
         with self._engine.begin() as connection:
             return connection.execute(statement).rowcount == 1
+
+    def count_wrong_code(self, event_id: str, limit: int, reason: str, now: datetime) -> int | None:
+        """Count one wrong confirmation code against a released package, and fail it with
+        ``reason`` when this is the ``limit``-th, in one conditional UPDATE (the right-hand
+        sides read the row as it was, so concurrent attempts are counted one by one and only
+        one of them reaches the limit): the attempts so far, or None (nothing written) when
+        the package is no longer released."""
+        attempts = packages.c.cc_attempts + 1
+        locks = attempts >= limit
+        statement = (
+            update(packages)
+            .where(packages.c.event_id == event_id, packages.c.state == "released")
+            .values(
+                cc_attempts=attempts,
+                state=case((locks, "failed"), else_=packages.c.state),
+                reason=case((locks, reason), else_=packages.c.reason),
+                updated_at=now,
+            )
+        )
+        with self._engine.begin() as connection:
+            if connection.execute(statement).rowcount != 1:
+                return None
+            counted = connection.execute(
+                select(packages.c.cc_attempts).where(packages.c.event_id == event_id)
+            ).scalar_one()
+        return int(counted)
 
     def mark_downloaded(
         self, event_id: str, transaction_id: str, otpk_sha256: bytes, bound: bytes, now: datetime

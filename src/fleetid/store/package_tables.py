@@ -50,6 +50,8 @@ packages = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("transaction_id", String(32), nullable=True),
     Column("bound", LargeBinary, nullable=True),
+    # wrong confirmation codes so far (revision 0014); the order fails at the service's limit
+    Column("cc_attempts", Integer, nullable=False, server_default="0"),
 )
 
 package_transactions = Table(

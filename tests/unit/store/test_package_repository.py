@@ -1,9 +1,11 @@
-"""The package and discovery tables come from revision 0011 on SQLite and PostgreSQL; their state
-changes are conditional and a notification is recorded once."""
+"""The package and discovery tables come from revisions 0008 and 0014 on SQLite and PostgreSQL;
+their state changes are conditional, a notification is recorded once, and wrong confirmation
+codes are counted one by one, however many arrive at once."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -102,3 +104,48 @@ def test_discovery_events_by_device_and_sessions_spent_once(repository: PackageR
     assert repository.spend_discovery_session("s1", NOW) is None  # used
     assert repository.spend_discovery_session("s2", NOW) is None  # expired
     assert repository.spend_discovery_session("nope", NOW) is None
+
+
+def test_revision_0014_adds_the_code_attempts_and_takes_them_away(db_url: str) -> None:
+    engine = open_engine(db_url)
+    try:
+        upgrade(engine)
+        assert "cc_attempts" in {c["name"] for c in inspect(engine).get_columns("packages")}
+        downgrade(engine, "0011")
+        assert "cc_attempts" not in {c["name"] for c in inspect(engine).get_columns("packages")}
+    finally:
+        engine.dispose()
+
+
+def test_wrong_codes_lock_the_package_at_the_limit(repository: PackageRepository) -> None:
+    repository.add_package(_package())
+    assert repository.count_wrong_code("e" * 32, 3, "locked", NOW) == 1
+    assert repository.count_wrong_code("e" * 32, 3, "locked", NOW) == 2
+    record = repository.package("e" * 32)
+    assert record is not None and (record.state, record.cc_attempts) == ("released", 2)
+    assert repository.count_wrong_code("e" * 32, 3, "locked", NOW) == 3
+    record = repository.package("e" * 32)
+    assert record is not None and (record.state, record.reason) == ("failed", "locked")
+    # Locked: nothing more is counted, and the package cannot be downloaded.
+    assert repository.count_wrong_code("e" * 32, 3, "locked", NOW) is None
+    assert not repository.mark_downloaded("e" * 32, "t" * 32, b"k" * 32, b"bound", NOW)
+    assert repository.count_wrong_code("f" * 32, 3, "locked", NOW) is None  # no such package
+
+
+def test_concurrent_wrong_codes_are_counted_one_by_one(repository: PackageRepository) -> None:
+    repository.add_package(_package())
+    limit, attempts = 4, 12
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        counted = list(
+            pool.map(
+                lambda _: repository.count_wrong_code("e" * 32, limit, "locked", NOW),
+                range(attempts),
+            )
+        )
+    # Each counted attempt saw its own number; exactly one reached the limit; the rest were
+    # refused without being counted because the package had failed.
+    assert sorted(c for c in counted if c is not None) == [1, 2, 3, 4]
+    assert counted.count(None) == attempts - limit
+    record = repository.package("e" * 32)
+    assert record is not None
+    assert (record.state, record.reason, record.cc_attempts) == ("failed", "locked", limit)

@@ -2,7 +2,8 @@
 
 Binary fields are base64 (RFC 4648 §4), transaction IDs hex. Errors are problem documents: a
 refused download step is 403 with a ``reason`` (``matching-id-refused``, ``already-downloaded``,
-``already-installed``, ``order-expired``, ``confirmation-code-refused``), an unknown or spent
+``already-installed``, ``order-expired``, ``confirmation-code-refused``,
+``confirmation-code-attempts-exceeded``), an unknown or spent
 transaction and every failed discovery poll 401, malformed evidence or a bad signature 400.
 
 Routes::

@@ -30,8 +30,8 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Final, NoReturn, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -77,6 +77,8 @@ __all__ = [
 ]
 
 _PEM = serialization.Encoding.PEM
+CODE_REFUSED: Final = "confirmation-code-refused"
+CODE_LOCKED: Final = "confirmation-code-attempts-exceeded"
 
 
 class PackageState(enum.StrEnum):
@@ -153,7 +155,10 @@ class PreparationService:
         discovery: EventRegistrar,
         issuer: CredentialIssuer | None = None,
         session_ttl: timedelta = timedelta(minutes=10),
+        code_attempts: int = 5,
     ) -> None:
+        if code_attempts < 1:
+            raise ConfigError("a confirmation code allows at least one attempt")
         self.repository = repository
         self.clock = clock
         self._address = address
@@ -162,6 +167,7 @@ class PreparationService:
         self._discovery = discovery
         self._issuer = issuer
         self._ttl = session_ttl
+        self._code_attempts = code_attempts
         self._proofs = KeyProofVerifier()
 
     @property
@@ -309,6 +315,10 @@ class PreparationService:
         )
 
     def _require_downloadable(self, package: PackageRecord) -> None:
+        if package.state == PackageState.FAILED and package.reason == CODE_LOCKED:
+            raise PackageRefusedError(
+                CODE_LOCKED, f"package {package.event_id} failed after too many wrong codes"
+            )
         if package.state != PackageState.RELEASED:
             raise PackageRefusedError(
                 f"already-{package.state}", f"package {package.event_id} is {package.state}"
@@ -354,14 +364,35 @@ class PreparationService:
             raise AuthenticationError("the transaction expired")
         if package.cc_hash is not None:
             expected = hashlib.sha256(package.cc_hash + transaction_id).digest()
-            if hash_cc is None or not bytes_equal(hash_cc, expected):
-                raise PackageRefusedError("confirmation-code-refused", "wrong confirmation code")
+            if hash_cc is None:
+                raise PackageRefusedError(CODE_REFUSED, "the order needs a confirmation code")
+            if not bytes_equal(hash_cc, expected):
+                self._count_wrong_code(package.event_id, now)
         bound = self._bind(package, transaction_id, attested.public_key)
         if not self.repository.mark_downloaded(
             package.event_id, session.transaction_id, otpk, bound, now
         ):
             raise PackageRefusedError("already-downloaded", "the package was downloaded")
         return bound
+
+    def _count_wrong_code(self, event_id: str, now: datetime) -> NoReturn:
+        """A wrong code counts against the order; the ``code_attempts``-th fails it and takes
+        its event off the discovery service (SGP.22 §5.6.2 GetBoundProfilePackage, "Confirmation
+        Code - Maximum number of retries exceeded"). A missing code counts for nothing: it
+        guesses nothing."""
+        limit = self._code_attempts
+        counted = self.repository.count_wrong_code(event_id, limit, CODE_LOCKED, now)
+        if counted is None:  # another request moved the package on meanwhile
+            self._require_downloadable(self.status(event_id))
+            raise PackageRefusedError(CODE_REFUSED, "wrong confirmation code")
+        if counted >= limit:
+            self._discovery.delete_event(event_id)
+            raise PackageRefusedError(
+                CODE_LOCKED, f"wrong confirmation code {counted} of {limit}: the order failed"
+            )
+        raise PackageRefusedError(
+            CODE_REFUSED, f"wrong confirmation code {counted} of {limit}: {limit - counted} left"
+        )
 
     def _bind(
         self, package: PackageRecord, transaction_id: bytes, otpk: ec.EllipticCurvePublicKey
