@@ -56,15 +56,26 @@ class Setup:
         lifetime: timedelta = timedelta(days=1),
     ) -> PackageRecord:
         return self.preparation.order(
-            Order(
-                reference=f"order-{device.serial}",
-                kind=kind,
-                binding_sha256=spki_sha256(device.attestation_key),
-                device_ref=discovery_reference(device.serial),
-                content=content,
-                confirmation_code=code,
-                lifetime=lifetime,
-            )
+            self.order_of(device, kind=kind, content=content, code=code, lifetime=lifetime)
+        )
+
+    def order_of(
+        self,
+        device: LineDevice,
+        *,
+        kind: PackageKind = PackageKind.CONFIGURATION,
+        content: bytes = b'{"apn": "fleet.example"}',
+        code: str | None = None,
+        lifetime: timedelta = timedelta(days=1),
+    ) -> Order:
+        return Order(
+            reference=f"order-{device.serial}",
+            kind=kind,
+            binding_sha256=spki_sha256(device.attestation_key),
+            device_ref=discovery_reference(device.serial),
+            content=content,
+            confirmation_code=code,
+            lifetime=lifetime,
         )
 
     def downloader(self, device: LineDevice, journal: Path | None = None) -> UnattendedDownloader:

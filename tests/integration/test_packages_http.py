@@ -4,6 +4,7 @@ PostgreSQL: every flow and its negative twin."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,11 @@ from tests.package_fixtures import BASE, Setup, setup_fixture  # noqa: F401 - th
 
 from fleetid.authority.attestation.fleetid_se import spki_sha256
 from fleetid.authority.preparation import Order, PackageKind, PackageState
-from fleetid.authority.preparation.for_ca import PackageServices, preparation_service
+from fleetid.authority.preparation.for_ca import (
+    PackageServices,
+    order_for_devices,
+    preparation_service,
+)
 from fleetid.device.agent import DeviceAgent
 from fleetid.device.package_transport import HttpPackageTransport, in_process_client
 from fleetid.device.truststore import TrustStore
@@ -29,6 +34,7 @@ from fleetid.sim.software_line import SoftwareLine
 
 SECOND = "http://fleet-b.test"
 PEM = serialization.Encoding.PEM
+_CONFIG = {"kind": PackageKind.CONFIGURATION, "content": b'{"apn": "fleet.example"}'}
 
 
 def test_a_device_discovers_downloads_installs_and_notifies(setup: Setup) -> None:
@@ -409,3 +415,31 @@ def test_a_retried_order_is_the_same_package_and_a_conflicting_one_is_refused(
         setup.order(device, content=b'{"apn": "other"}')
     setup.downloader(device).run_once(setup.transport)
     assert setup.order(device).event_id != first.event_id  # a new order once it is installed
+
+
+def test_a_cohort_is_ordered_as_one_batch_or_not_at_all(setup: Setup) -> None:
+    devices = [setup.device() for _ in range(3)]
+    ca, preparation = setup.authority.ca, setup.preparation
+    serials = [d.serial for d in devices]
+    # One device that is not on the manifest: nothing of the batch is ordered.
+    with pytest.raises(FleetIdError, match="not on a manifest"):
+        order_for_devices(ca, preparation, serials=[*serials, "NO-SUCH-SERIAL"], **_CONFIG)
+    assert preparation.repository.packages() == [] and setup.services.discovery.events() == []
+    # A batch with a bad order (no content) writes nothing either.
+    bad = dataclasses.replace(setup.order_of(devices[0]), content=b"")
+    with pytest.raises(FleetIdError, match="needs content"):
+        preparation.order_batch([setup.order_of(devices[1]), bad])
+    assert preparation.repository.packages() == []
+    # The same device twice in a batch is one package; every device discovers its own event.
+    records = order_for_devices(ca, preparation, serials=[*serials, serials[0]], **_CONFIG)
+    assert records[0].event_id == records[3].event_id
+    assert len({r.event_id for r in records}) == 3
+    assert len(setup.services.discovery.events()) == 3
+    for device, record in zip(devices, records, strict=False):
+        assert [e for e, _ in setup.downloader(device).discover(setup.transport)] == [
+            record.event_id
+        ]
+    # Ordered again while released: the same packages, registered once.
+    again = order_for_devices(ca, preparation, serials=serials, **_CONFIG)
+    assert [r.event_id for r in again] == [r.event_id for r in records[:3]]
+    assert len(setup.services.discovery.events()) == 3

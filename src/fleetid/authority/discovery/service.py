@@ -16,7 +16,7 @@ whether an event exists.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from fleetid.authority.attestation.base import VerificationPolicy
@@ -29,7 +29,11 @@ from fleetid.formats.package_messages import (
     attestation_challenge,
     discovery_reference,
 )
-from fleetid.store.package_repository import DiscoveryEvent, PackageRepository
+from fleetid.store.package_repository import (
+    DiscoveryEvent,
+    EventRegistration,
+    PackageRepository,
+)
 
 __all__ = ["DiscoveryService"]
 
@@ -55,8 +59,9 @@ class DiscoveryService:
 
     # --- ES12 -----------------------------------------------------------------------------------
 
-    def register_event(self, *, device_ref: str, event_id: str, service_address: str) -> None:
-        self.repository.register_event(event_id, device_ref, service_address, self.clock.now())
+    def register_events(self, events: Sequence[EventRegistration]) -> None:
+        """ES12 RegisterEvent for a batch of orders: one commit for the batch."""
+        self.repository.register_events(events, self.clock.now())
 
     def delete_event(self, event_id: str) -> None:
         self.repository.delete_event(event_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -39,6 +39,7 @@ __all__ = [
     "ServiceIdentity",
     "issue_credential",
     "order_for_device",
+    "order_for_devices",
     "package_services",
     "preparation_service",
 ]
@@ -142,18 +143,50 @@ def order_for_device(
     """Order a package for the device the line manifest lists as ``serial``: the binding key is
     its attestation key as the manifest recorded it, the discovery reference a hash of the
     serial; the preparation service keeps neither the serial nor the key."""
+    (order,) = _orders(ca, [serial], kind, content, reference, confirmation_code, lifetime)
+    return preparation.order(order)
+
+
+def order_for_devices(
+    ca: FleetCa,
+    preparation: PreparationService,
+    *,
+    serials: Sequence[str],
+    kind: PackageKind,
+    content: bytes = b"",
+    lifetime: timedelta = timedelta(days=30),
+) -> list[PackageRecord]:
+    """``order_for_device`` for a cohort, as one batch (``PreparationService.order_batch``):
+    every device must be on the manifest before anything is ordered."""
+    orders = _orders(ca, serials, kind, content, None, None, lifetime)
+    return preparation.order_batch(orders)
+
+
+def _orders(
+    ca: FleetCa,
+    serials: Sequence[str],
+    kind: PackageKind,
+    content: bytes,
+    reference: str | None,
+    confirmation_code: str | None,
+    lifetime: timedelta,
+) -> list[Order]:
+    """The orders for ``serials``, read from the manifest in one transaction."""
     with ca.store.transaction() as tx:
-        entry = tx.manifest.by_serial(serial)
-    if entry is None or entry.attestation_public_key is None:
-        raise NotOnManifestError(f"device {serial} is not on a manifest trusted here")
-    return preparation.order(
-        Order(
-            reference=reference or f"{kind}-{serial}",
-            kind=kind,
-            binding_sha256=hashlib.sha256(entry.attestation_public_key).digest(),
-            device_ref=discovery_reference(serial),
-            content=content,
-            confirmation_code=confirmation_code,
-            lifetime=lifetime,
+        entries = [(serial, tx.manifest.by_serial(serial)) for serial in serials]
+    orders = []
+    for serial, entry in entries:
+        if entry is None or entry.attestation_public_key is None:
+            raise NotOnManifestError(f"device {serial} is not on a manifest trusted here")
+        orders.append(
+            Order(
+                reference=reference or f"{kind}-{serial}",
+                kind=kind,
+                binding_sha256=hashlib.sha256(entry.attestation_public_key).digest(),
+                device_ref=discovery_reference(serial),
+                content=content,
+                confirmation_code=confirmation_code,
+                lifetime=lifetime,
+            )
         )
-    )
+    return orders

@@ -28,7 +28,7 @@ import dataclasses
 import enum
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, NoReturn, Protocol
@@ -63,7 +63,12 @@ from fleetid.formats.package_messages import (
     smdp_signed2,
 )
 from fleetid.se.wire import Curve, PackageSecret, encode_package_plaintext
-from fleetid.store.package_repository import PackageRecord, PackageRepository, TransactionRecord
+from fleetid.store.package_repository import (
+    EventRegistration,
+    PackageRecord,
+    PackageRepository,
+    TransactionRecord,
+)
 
 __all__ = [
     "AuthenticateClientAnswer",
@@ -102,7 +107,7 @@ class PackageKind(enum.StrEnum):
 class EventRegistrar(Protocol):
     """ES12 as the preparation service sees the discovery service."""
 
-    def register_event(self, *, device_ref: str, event_id: str, service_address: str) -> None: ...
+    def register_events(self, events: Sequence[EventRegistration]) -> None: ...
 
     def delete_event(self, event_id: str) -> None: ...
 
@@ -182,39 +187,64 @@ class PreparationService:
         """Record a released package and register its event with the discovery service. An
         order retried (same reference, same device, same kind and content) while its package is
         still released answers that package again: ordering is idempotent."""
+        return self.order_batch([order])[0]
+
+    def order_batch(self, orders: Sequence[Order]) -> list[PackageRecord]:
+        """``order`` for many orders at once (a cohort): every order is checked before anything
+        is written, then the new packages are one commit and their events one ES12
+        registration. The records answer the orders in their order."""
+        for order in orders:
+            self._check_order(order)
+        earlier = self.repository.released_for(o.reference for o in orders)
+        now = self.clock.now()
+        records: list[PackageRecord] = []
+        new: list[tuple[Order, PackageRecord]] = []
+        for order in orders:
+            key = (order.reference, order.binding_sha256)
+            pending = earlier.get(key)
+            if pending is not None:
+                if pending.kind != order.kind or pending.content != order.content:
+                    raise PackageRefusedError(
+                        "reference-in-use", f"order {order.reference} is pending with other content"
+                    )
+                records.append(pending)
+                continue
+            code = order.confirmation_code
+            record = PackageRecord(
+                event_id=secrets.token_hex(16),
+                reference=order.reference,
+                kind=str(order.kind),
+                content=order.content,
+                binding_sha256=order.binding_sha256,
+                cc_hash=None if code is None else hashlib.sha256(code.encode()).digest(),
+                state=PackageState.RELEASED,
+                reason=None,
+                created_at=now,
+                expires_at=now + order.lifetime,
+                updated_at=now,
+            )
+            earlier[key] = record  # the same order twice in one batch is one package
+            records.append(record)
+            new.append((order, record))
+        self.repository.add_packages(record for _, record in new)
+        address = self.address
+        self._discovery.register_events(
+            [
+                EventRegistration(
+                    device_ref=order.device_ref, event_id=record.event_id, service_address=address
+                )
+                for order, record in new
+            ]
+        )
+        return records
+
+    def _check_order(self, order: Order) -> None:
         if len(order.binding_sha256) != 32:
             raise ConfigError("the binding key fingerprint is a SHA-256 (32 bytes)")
         if order.kind == PackageKind.CREDENTIAL and self._issuer is None:
             raise ConfigError("this preparation service issues no credentials")
         if order.kind != PackageKind.CREDENTIAL and not order.content:
             raise ConfigError(f"a {order.kind} package needs content")
-        earlier = self.repository.released_for(order.reference, order.binding_sha256)
-        if earlier is not None:
-            if earlier.kind != order.kind or earlier.content != order.content:
-                raise PackageRefusedError(
-                    "reference-in-use", f"order {order.reference} is pending with other content"
-                )
-            return earlier
-        now = self.clock.now()
-        code = order.confirmation_code
-        record = PackageRecord(
-            event_id=secrets.token_hex(16),
-            reference=order.reference,
-            kind=str(order.kind),
-            content=order.content,
-            binding_sha256=order.binding_sha256,
-            cc_hash=None if code is None else hashlib.sha256(code.encode()).digest(),
-            state=PackageState.RELEASED,
-            reason=None,
-            created_at=now,
-            expires_at=now + order.lifetime,
-            updated_at=now,
-        )
-        self.repository.add_package(record)
-        self._discovery.register_event(
-            device_ref=order.device_ref, event_id=record.event_id, service_address=self.address
-        )
-        return record
 
     def status(self, event_id: str) -> PackageRecord:
         record = self.repository.package(event_id)
