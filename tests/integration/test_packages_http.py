@@ -31,10 +31,10 @@ from fleetid.policy import DEFAULT_POLICY, CredentialType
 from fleetid.policy.connectivity import ConnectivityProfile
 from fleetid.se.wire import BoundPackageCommand
 from fleetid.sim.software_line import SoftwareLine
+from fleetid.store.package_repository import PackageRecord
 
 SECOND = "http://fleet-b.test"
 PEM = serialization.Encoding.PEM
-_CONFIG = {"kind": PackageKind.CONFIGURATION, "content": b'{"apn": "fleet.example"}'}
 
 
 def test_a_device_discovers_downloads_installs_and_notifies(setup: Setup) -> None:
@@ -236,10 +236,12 @@ def test_a_missing_confirmation_code_is_refused_without_counting(setup: Setup) -
     # The device asks for the package without hashCc (a device that lost its code).
     real = setup.transport.get_bound_package
 
-    def without_code(*args: object) -> bytes:
-        return real(*args[:4], None)  # type: ignore[arg-type]
+    def without_code(
+        address: str, tid: str, attestation: bytes, chain: list[bytes], _: bytes | None
+    ) -> bytes:
+        return real(address, tid, attestation, chain, None)
 
-    setup.transport.get_bound_package = without_code  # type: ignore[method-assign]
+    setup.transport.get_bound_package = without_code  # type: ignore[method-assign,assignment]
     with pytest.raises(PolicyError, match=r"needs a confirmation code \[confirmation-code-ref"):
         downloader.download(setup.transport, order.event_id, preparation.address)
     assert preparation.status(order.event_id).cc_attempts == 0
@@ -420,10 +422,15 @@ def test_a_retried_order_is_the_same_package_and_a_conflicting_one_is_refused(
 def test_a_cohort_is_ordered_as_one_batch_or_not_at_all(setup: Setup) -> None:
     devices = [setup.device() for _ in range(3)]
     ca, preparation = setup.authority.ca, setup.preparation
+
+    def cohort(serials: list[str]) -> list[PackageRecord]:
+        kind, content = PackageKind.CONFIGURATION, b'{"apn": "fleet.example"}'
+        return order_for_devices(ca, preparation, serials=serials, kind=kind, content=content)
+
     serials = [d.serial for d in devices]
     # One device that is not on the manifest: nothing of the batch is ordered.
     with pytest.raises(FleetIdError, match="not on a manifest"):
-        order_for_devices(ca, preparation, serials=[*serials, "NO-SUCH-SERIAL"], **_CONFIG)
+        cohort([*serials, "NO-SUCH-SERIAL"])
     assert preparation.repository.packages() == [] and setup.services.discovery.events() == []
     # A batch with a bad order (no content) writes nothing either.
     bad = dataclasses.replace(setup.order_of(devices[0]), content=b"")
@@ -431,7 +438,7 @@ def test_a_cohort_is_ordered_as_one_batch_or_not_at_all(setup: Setup) -> None:
         preparation.order_batch([setup.order_of(devices[1]), bad])
     assert preparation.repository.packages() == []
     # The same device twice in a batch is one package; every device discovers its own event.
-    records = order_for_devices(ca, preparation, serials=[*serials, serials[0]], **_CONFIG)
+    records = cohort([*serials, serials[0]])
     assert records[0].event_id == records[3].event_id
     assert len({r.event_id for r in records}) == 3
     assert len(setup.services.discovery.events()) == 3
@@ -440,6 +447,6 @@ def test_a_cohort_is_ordered_as_one_batch_or_not_at_all(setup: Setup) -> None:
             record.event_id
         ]
     # Ordered again while released: the same packages, registered once.
-    again = order_for_devices(ca, preparation, serials=serials, **_CONFIG)
+    again = cohort(serials)
     assert [r.event_id for r in again] == [r.event_id for r in records[:3]]
     assert len(setup.services.discovery.events()) == 3
