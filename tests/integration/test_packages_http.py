@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -25,7 +26,7 @@ from fleetid.authority.preparation.for_ca import (
 from fleetid.device.agent import DeviceAgent
 from fleetid.device.package_transport import HttpPackageTransport, in_process_client
 from fleetid.device.truststore import TrustStore
-from fleetid.errors import AuthenticationError, FleetIdError, PolicyError
+from fleetid.errors import AuthenticationError, FleetIdError, PolicyError, VerificationError
 from fleetid.formats.package_messages import BoundPackage, discovery_reference
 from fleetid.policy import DEFAULT_POLICY, CredentialType
 from fleetid.policy.connectivity import ConnectivityProfile
@@ -91,6 +92,84 @@ def test_discovery_without_authentication_learns_nothing(setup: Setup) -> None:
     answer = client.post("/discovery/authenticate-client", json=body)
     answers.append((answer.status_code, answer.json()["detail"]))
     assert answers == [(401, "the poll does not authenticate")] * 3
+
+
+class _Tampering(HttpPackageTransport):
+    """Hands the device each discovery answer through ``change`` (a network in the middle)."""
+
+    def __init__(
+        self, inner: HttpPackageTransport, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        super().__init__(inner._discovery, inner._clients)
+        self.change = change
+
+    def discovery_authenticate(
+        self, transaction_id: str, attestation: bytes, chain: list[bytes]
+    ) -> dict[str, Any]:
+        return self.change(super().discovery_authenticate(transaction_id, attestation, chain))
+
+
+def test_the_discovery_answer_is_signed_and_a_tampered_one_is_refused(setup: Setup) -> None:
+    device = setup.device()
+    order = setup.order(device)
+    events = [(order.event_id, setup.preparation.address)]
+    assert setup.downloader(device).discover(_Tampering(setup.transport, lambda a: a)) == events
+
+    def redirect(answer: dict[str, Any]) -> dict[str, Any]:
+        answer["eventEntries"][0]["rspServerAddress"] = "http://attacker.test/preparation"
+        return answer
+
+    def drop(answer: dict[str, Any]) -> dict[str, Any]:
+        return {**answer, "eventEntries": []}
+
+    def unsigned(answer: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in answer.items() if k != "discoverySignature"}
+
+    def uncertified(answer: dict[str, Any]) -> dict[str, Any]:
+        return {**answer, "discoveryCertificates": []}
+
+    cases = [(redirect, "does not verify"), (drop, "does not verify")]
+    cases += [(unsigned, "malformed"), (uncertified, "no certificate")]
+    for change, reason in cases:
+        with pytest.raises(VerificationError, match=reason):
+            setup.downloader(device).discover(_Tampering(setup.transport, change))
+    # An answer signed for an earlier poll is refused in a later one (it names that poll).
+    kept: list[dict[str, Any]] = []
+
+    def keep(answer: dict[str, Any]) -> dict[str, Any]:
+        kept.append(answer)
+        return answer
+
+    setup.downloader(device).discover(_Tampering(setup.transport, keep))
+
+    def replay(answer: dict[str, Any]) -> dict[str, Any]:
+        return kept[0]
+
+    with pytest.raises(VerificationError, match="does not verify"):
+        setup.downloader(device).discover(_Tampering(setup.transport, replay))
+
+
+def test_a_discovery_answer_from_a_service_the_device_does_not_trust_is_refused(
+    setup: Setup, tmp_path: Path, backend: str, database_url_for: Callable[[str], str]
+) -> None:
+    foreign = make_authority(
+        tmp_path / "f", database_url_for(backend), setup.clock, [setup.line.root],
+        name="Foreign", base_url=SECOND,
+    )  # fmt: skip
+    try:
+        device = setup.device()
+        foreign.import_devices(device)
+        client = in_process_client(foreign.app, SECOND)
+        transport = HttpPackageTransport(client, {SECOND: client})
+        # The device holds only its own fleet's anchor; the foreign discovery service signs with
+        # a certificate of another fleet root.
+        with pytest.raises(VerificationError, match="does not chain"):
+            setup.downloader(device).discover(transport)
+        # The same device polling its own fleet's discovery service is answered.
+        assert setup.downloader(device).discover(setup.transport) == []
+        client.close()
+    finally:
+        foreign.close()
 
 
 def test_a_package_for_another_device_is_refused_and_useless(setup: Setup) -> None:

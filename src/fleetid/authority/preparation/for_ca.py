@@ -54,10 +54,12 @@ class PackageServices:
 
 
 class ServiceIdentity:
-    """A signer whose certificate the CA issues on first use (then kept for the process)."""
+    """A signer whose certificate (a server credential named ``name``) the CA issues on first
+    use (then kept for the process)."""
 
-    def __init__(self, ca: FleetCa) -> None:
+    def __init__(self, ca: FleetCa, name: str = "fleetid preparation service") -> None:
         self._ca = ca
+        self._name = name
         self._lock = threading.Lock()
         self._made: tuple[SoftwareSigner, tuple[x509.Certificate, ...]] | None = None
 
@@ -66,7 +68,7 @@ class ServiceIdentity:
             if self._made is None:
                 key = new_private_key()
                 chain = issue_credential(self._ca, CredentialType.TLS_SERVER)(
-                    key.public_key(), "fleetid preparation service"
+                    key.public_key(), self._name
                 )
                 self._made = (SoftwareSigner(key), tuple(chain))
             return self._made
@@ -123,6 +125,7 @@ def package_services(ca: FleetCa, lifecycle: LifecycleService) -> PackageService
         repository=PackageRepository(ca.store.engine),
         clock=ca.clock,
         attestation_policy=_policy_of(lifecycle),
+        identity=ServiceIdentity(ca, "fleetid discovery service").get,
     )
     return PackageServices(
         preparation=preparation_service(ca, lifecycle, discovery), discovery=discovery
