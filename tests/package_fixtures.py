@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,18 +47,9 @@ class Setup:
         self.authority.import_devices(made)
         return made
 
-    def order(
-        self,
-        device: LineDevice,
-        *,
-        kind: PackageKind = PackageKind.CONFIGURATION,
-        content: bytes = b'{"apn": "fleet.example"}',
-        code: str | None = None,
-        lifetime: timedelta = timedelta(days=1),
-    ) -> PackageRecord:
-        return self.preparation.order(
-            self.order_of(device, kind=kind, content=content, code=code, lifetime=lifetime)
-        )
+    def order(self, device: LineDevice, **options: Any) -> PackageRecord:
+        """Order ``order_of(device, **options)`` at the preparation service."""
+        return self.preparation.order(self.order_of(device, **options))
 
     def order_of(
         self,
