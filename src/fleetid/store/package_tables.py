@@ -1,4 +1,4 @@
-"""Credential packages and discovery events (SQLAlchemy Core), revision 0008.
+"""Credential packages and discovery events (SQLAlchemy Core), revisions 0008 and 0014.
 
 ``packages`` is the preparation service's record of each order: the event ID, the order's
 reference, the kind and public content of the package, the SHA-256 of the binding key (the
