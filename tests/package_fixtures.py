@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,7 +47,11 @@ class Setup:
         self.authority.import_devices(made)
         return made
 
-    def order(
+    def order(self, device: LineDevice, **options: Any) -> PackageRecord:
+        """Order ``order_of(device, **options)`` at the preparation service."""
+        return self.preparation.order(self.order_of(device, **options))
+
+    def order_of(
         self,
         device: LineDevice,
         *,
@@ -54,17 +59,15 @@ class Setup:
         content: bytes = b'{"apn": "fleet.example"}',
         code: str | None = None,
         lifetime: timedelta = timedelta(days=1),
-    ) -> PackageRecord:
-        return self.preparation.order(
-            Order(
-                reference=f"order-{device.serial}",
-                kind=kind,
-                binding_sha256=spki_sha256(device.attestation_key),
-                device_ref=discovery_reference(device.serial),
-                content=content,
-                confirmation_code=code,
-                lifetime=lifetime,
-            )
+    ) -> Order:
+        return Order(
+            reference=f"order-{device.serial}",
+            kind=kind,
+            binding_sha256=spki_sha256(device.attestation_key),
+            device_ref=discovery_reference(device.serial),
+            content=content,
+            confirmation_code=code,
+            lifetime=lifetime,
         )
 
     def downloader(self, device: LineDevice, journal: Path | None = None) -> UnattendedDownloader:

@@ -4,9 +4,11 @@ PostgreSQL: every flow and its negative twin."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -16,16 +18,21 @@ from tests.package_fixtures import BASE, Setup, setup_fixture  # noqa: F401 - th
 
 from fleetid.authority.attestation.fleetid_se import spki_sha256
 from fleetid.authority.preparation import Order, PackageKind, PackageState
-from fleetid.authority.preparation.for_ca import PackageServices, preparation_service
+from fleetid.authority.preparation.for_ca import (
+    PackageServices,
+    order_for_devices,
+    preparation_service,
+)
 from fleetid.device.agent import DeviceAgent
 from fleetid.device.package_transport import HttpPackageTransport, in_process_client
 from fleetid.device.truststore import TrustStore
-from fleetid.errors import AuthenticationError, FleetIdError, PolicyError
+from fleetid.errors import AuthenticationError, FleetIdError, PolicyError, VerificationError
 from fleetid.formats.package_messages import BoundPackage, discovery_reference
 from fleetid.policy import DEFAULT_POLICY, CredentialType
 from fleetid.policy.connectivity import ConnectivityProfile
 from fleetid.se.wire import BoundPackageCommand
 from fleetid.sim.software_line import SoftwareLine
+from fleetid.store.package_repository import PackageRecord
 
 SECOND = "http://fleet-b.test"
 PEM = serialization.Encoding.PEM
@@ -85,6 +92,84 @@ def test_discovery_without_authentication_learns_nothing(setup: Setup) -> None:
     answer = client.post("/discovery/authenticate-client", json=body)
     answers.append((answer.status_code, answer.json()["detail"]))
     assert answers == [(401, "the poll does not authenticate")] * 3
+
+
+class _Tampering(HttpPackageTransport):
+    """Hands the device each discovery answer through ``change`` (a network in the middle)."""
+
+    def __init__(
+        self, inner: HttpPackageTransport, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        super().__init__(inner._discovery, inner._clients)
+        self.change = change
+
+    def discovery_authenticate(
+        self, transaction_id: str, attestation: bytes, chain: list[bytes]
+    ) -> dict[str, Any]:
+        return self.change(super().discovery_authenticate(transaction_id, attestation, chain))
+
+
+def test_the_discovery_answer_is_signed_and_a_tampered_one_is_refused(setup: Setup) -> None:
+    device = setup.device()
+    order = setup.order(device)
+    events = [(order.event_id, setup.preparation.address)]
+    assert setup.downloader(device).discover(_Tampering(setup.transport, lambda a: a)) == events
+
+    def redirect(answer: dict[str, Any]) -> dict[str, Any]:
+        answer["eventEntries"][0]["rspServerAddress"] = "http://attacker.test/preparation"
+        return answer
+
+    def drop(answer: dict[str, Any]) -> dict[str, Any]:
+        return {**answer, "eventEntries": []}
+
+    def unsigned(answer: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in answer.items() if k != "discoverySignature"}
+
+    def uncertified(answer: dict[str, Any]) -> dict[str, Any]:
+        return {**answer, "discoveryCertificates": []}
+
+    cases = [(redirect, "does not verify"), (drop, "does not verify")]
+    cases += [(unsigned, "malformed"), (uncertified, "no certificate")]
+    for change, reason in cases:
+        with pytest.raises(VerificationError, match=reason):
+            setup.downloader(device).discover(_Tampering(setup.transport, change))
+    # An answer signed for an earlier poll is refused in a later one (it names that poll).
+    kept: list[dict[str, Any]] = []
+
+    def keep(answer: dict[str, Any]) -> dict[str, Any]:
+        kept.append(answer)
+        return answer
+
+    setup.downloader(device).discover(_Tampering(setup.transport, keep))
+
+    def replay(answer: dict[str, Any]) -> dict[str, Any]:
+        return kept[0]
+
+    with pytest.raises(VerificationError, match="does not verify"):
+        setup.downloader(device).discover(_Tampering(setup.transport, replay))
+
+
+def test_a_discovery_answer_from_a_service_the_device_does_not_trust_is_refused(
+    setup: Setup, tmp_path: Path, backend: str, database_url_for: Callable[[str], str]
+) -> None:
+    foreign = make_authority(
+        tmp_path / "f", database_url_for(backend), setup.clock, [setup.line.root],
+        name="Foreign", base_url=SECOND,
+    )  # fmt: skip
+    try:
+        device = setup.device()
+        foreign.import_devices(device)
+        client = in_process_client(foreign.app, SECOND)
+        transport = HttpPackageTransport(client, {SECOND: client})
+        # The device holds only its own fleet's anchor; the foreign discovery service signs with
+        # a certificate of another fleet root.
+        with pytest.raises(VerificationError, match="does not chain"):
+            setup.downloader(device).discover(transport)
+        # The same device polling its own fleet's discovery service is answered.
+        assert setup.downloader(device).discover(setup.transport) == []
+        client.close()
+    finally:
+        foreign.close()
 
 
 def test_a_package_for_another_device_is_refused_and_useless(setup: Setup) -> None:
@@ -195,6 +280,50 @@ def test_a_confirmation_code_guards_the_order(setup: Setup) -> None:
     right = setup.downloader(device)
     right.confirmation_codes = {order.event_id: "4711"}
     assert len(right.run_once(setup.transport)) == 1
+
+
+def test_wrong_confirmation_codes_fail_the_order_at_the_limit(setup: Setup) -> None:
+    device = setup.device()
+    order = setup.order(device, code="4711")
+    for attempt in range(1, 5):
+        wrong = setup.downloader(device)
+        wrong.confirmation_codes = {order.event_id: f"000{attempt}"}
+        with pytest.raises(PolicyError, match=f"403 .* {attempt} of 5: {5 - attempt} left"):
+            wrong.download(setup.transport, order.event_id, setup.preparation.address)
+    pending = setup.preparation.status(order.event_id)
+    assert (pending.state, pending.cc_attempts) == (PackageState.RELEASED, 4)
+    last = setup.downloader(device)
+    last.confirmation_codes = {order.event_id: "0005"}
+    with pytest.raises(PolicyError, match=r"5 of 5: the order failed \[confirmation-code-att"):
+        last.download(setup.transport, order.event_id, setup.preparation.address)
+    failed = setup.preparation.status(order.event_id)
+    assert (failed.state, failed.reason) == ("failed", "confirmation-code-attempts-exceeded")
+    assert setup.services.discovery.events() == []  # the event left the discovery service
+    # The right code now comes too late: refused at authentication, with the same reason.
+    right = setup.downloader(device)
+    right.confirmation_codes = {order.event_id: "4711"}
+    with pytest.raises(PolicyError, match=r"403 .*\[confirmation-code-attempts-exceeded\]"):
+        right.download(setup.transport, order.event_id, setup.preparation.address)
+
+
+def test_a_missing_confirmation_code_is_refused_without_counting(setup: Setup) -> None:
+    device = setup.device()
+    order = setup.order(device, code="4711")
+    preparation = setup.preparation
+    downloader = setup.downloader(device)
+    downloader.confirmation_codes = {order.event_id: "4711"}
+    # The device asks for the package without hashCc (a device that lost its code).
+    real = setup.transport.get_bound_package
+
+    def without_code(
+        address: str, tid: str, attestation: bytes, chain: list[bytes], _: bytes | None
+    ) -> bytes:
+        return real(address, tid, attestation, chain, None)
+
+    setup.transport.get_bound_package = without_code  # type: ignore[method-assign,assignment]
+    with pytest.raises(PolicyError, match=r"needs a confirmation code \[confirmation-code-ref"):
+        downloader.download(setup.transport, order.event_id, preparation.address)
+    assert preparation.status(order.event_id).cc_attempts == 0
 
 
 class _PowerCut(Exception):
@@ -367,3 +496,36 @@ def test_a_retried_order_is_the_same_package_and_a_conflicting_one_is_refused(
         setup.order(device, content=b'{"apn": "other"}')
     setup.downloader(device).run_once(setup.transport)
     assert setup.order(device).event_id != first.event_id  # a new order once it is installed
+
+
+def test_a_cohort_is_ordered_as_one_batch_or_not_at_all(setup: Setup) -> None:
+    devices = [setup.device() for _ in range(3)]
+    ca, preparation = setup.authority.ca, setup.preparation
+
+    def cohort(serials: list[str]) -> list[PackageRecord]:
+        kind, content = PackageKind.CONFIGURATION, b'{"apn": "fleet.example"}'
+        return order_for_devices(ca, preparation, serials=serials, kind=kind, content=content)
+
+    serials = [d.serial for d in devices]
+    # One device that is not on the manifest: nothing of the batch is ordered.
+    with pytest.raises(FleetIdError, match="not on a manifest"):
+        cohort([*serials, "NO-SUCH-SERIAL"])
+    assert preparation.repository.packages() == [] and setup.services.discovery.events() == []
+    # A batch with a bad order (no content) writes nothing either.
+    bad = dataclasses.replace(setup.order_of(devices[0]), content=b"")
+    with pytest.raises(FleetIdError, match="needs content"):
+        preparation.order_batch([setup.order_of(devices[1]), bad])
+    assert preparation.repository.packages() == []
+    # The same device twice in a batch is one package; every device discovers its own event.
+    records = cohort([*serials, serials[0]])
+    assert records[0].event_id == records[3].event_id
+    assert len({r.event_id for r in records}) == 3
+    assert len(setup.services.discovery.events()) == 3
+    for device, record in zip(devices, records, strict=False):
+        assert [e for e, _ in setup.downloader(device).discover(setup.transport)] == [
+            record.event_id
+        ]
+    # Ordered again while released: the same packages, registered once.
+    again = cohort(serials)
+    assert [r.event_id for r in again] == [r.event_id for r in records[:3]]
+    assert len(setup.services.discovery.events()) == 3

@@ -65,14 +65,13 @@ class HttpPackageTransport:
 
     def discovery_authenticate(
         self, transaction_id: str, attestation: bytes, chain: list[bytes]
-    ) -> list[tuple[str, str]]:
+    ) -> dict[str, Any]:
         body = {
             "transactionId": transaction_id,
             "attestation": _b64(attestation),
             "chain": [_b64(c) for c in chain],
         }
-        answer = self._post(self._discovery, "/discovery/authenticate-client", body)
-        return [(e["eventId"], e["rspServerAddress"]) for e in answer["eventEntries"]]
+        return self._post(self._discovery, "/discovery/authenticate-client", body)
 
     # --- ES9+ -----------------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from fleetid.formats.package_messages import (
     BoundPackage,
     Notification,
     attestation_challenge,
+    discovery_signed,
     hash_confirmation_code,
     server_signed1,
     smdp_signed2,
@@ -78,7 +79,7 @@ class PackageTransport(Protocol):
 
     def discovery_authenticate(
         self, transaction_id: str, attestation: bytes, chain: list[bytes]
-    ) -> list[tuple[str, str]]: ...
+    ) -> dict[str, Any]: ...
 
     def initiate_authentication(self, address: str, euicc_challenge: bytes) -> dict[str, Any]: ...
 
@@ -222,14 +223,33 @@ class UnattendedDownloader:
         return done
 
     def discover(self, transport: PackageTransport) -> list[tuple[str, str]]:
-        """ES11: the event records (event ID, service address) pending for this device."""
+        """ES11: the event records (event ID, service address) pending for this device, from an
+        answer signed by a discovery service that chains to a held fleet anchor, over this
+        poll's transaction ID and challenge (else ``VerificationError``)."""
         session = transport.discovery_initiate()
         tid = bytes.fromhex(session["transactionId"])
-        challenge = attestation_challenge(tid, _unb64(session["serverChallenge"]))
+        server_challenge = _unb64(session["serverChallenge"])
+        challenge = attestation_challenge(tid, server_challenge)
         attestation = self.se.attest(self._notification_handle(), challenge).public_bytes(_DER)
-        return transport.discovery_authenticate(
+        answer = transport.discovery_authenticate(
             session["transactionId"], attestation, self._chain()
         )
+        try:
+            events = [(e["eventId"], e["rspServerAddress"]) for e in answer["eventEntries"]]
+            chain = [
+                x509.load_der_x509_certificate(_unb64(c)) for c in answer["discoveryCertificates"]
+            ]
+            signature = _unb64(answer["discoverySignature"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VerificationError(f"the discovery answer is malformed: {exc}") from exc
+        if not chain:
+            raise VerificationError("the discovery answer comes with no certificate")
+        self.trust.verify(chain[0], chain[1:], self.clock.now())
+        signed = discovery_signed(
+            transaction_id=tid, server_challenge=server_challenge, events=events
+        )
+        verify_signature(_key(chain[0]), signature, signed)
+        return events
 
     def download(
         self, transport: PackageTransport, event_id: str, address: str

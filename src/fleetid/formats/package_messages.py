@@ -15,12 +15,15 @@ BoundProfilePackage ``BoundPackage``: the sealed package and the service's signa
 PendingNotification ``Notification``: transactionId, eventId, seqNumber, result, signed in
                     the SE by the device's notification key
 EID                 ``discovery_reference``: SHA-256 of the device serial, never the serial
+ES11 event list     ``discovery_signed``: transactionId, serverChallenge and the event records
+                    (eventId, rspServerAddress), signed by the discovery service
 =================== ===================================================================
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -34,6 +37,7 @@ __all__ = [
     "Notification",
     "attestation_challenge",
     "discovery_reference",
+    "discovery_signed",
     "hash_confirmation_code",
     "server_signed1",
     "smdp_signed2",
@@ -85,6 +89,16 @@ def server_signed1(
 def smdp_signed2(*, transaction_id: bytes, event_id: str, cc_required: bool) -> bytes:
     """What the service signs in AuthenticateClient (SGP.22 §5.6.2 smdpSigned2)."""
     return _sequence(transaction_id, event_id.encode(), b"\x01" if cc_required else b"\x00")
+
+
+def discovery_signed(
+    *, transaction_id: bytes, server_challenge: bytes, events: Sequence[tuple[str, str]]
+) -> bytes:
+    """What the discovery service signs over its ES11 AuthenticateClient answer: the poll's
+    transaction ID and challenge, then each event record (eventId, rspServerAddress) in the
+    order given. An answer altered, cut short or replayed into another poll does not verify."""
+    records = b"".join(_sequence(e.encode(), a.encode()) for e, a in events)
+    return _sequence(transaction_id, server_challenge, records)
 
 
 def attestation_challenge(transaction_id: bytes, server_challenge: bytes) -> bytes:

@@ -33,6 +33,7 @@ from fleetid.authority.preparation import PackageKind, PackageState, Preparation
 from fleetid.authority.preparation.for_ca import (
     PackageServices,
     order_for_device,
+    order_for_devices,
     preparation_service,
 )
 from fleetid.authority.provisioners.attestation import import_manifest, trust_manufacturer
@@ -138,14 +139,13 @@ def _run(
     interval = POLL_INTERVALS[ConnectivityProfile.ALWAYS_ON]
     prep_a, prep_b = a.services.preparation, b.services.preparation
     # 1. A new operator configuration for the cohort; the last device's order expires (a drill).
-    for device in cohort[:-1]:
-        order_for_device(
-            a.ca,
-            prep_a,
-            serial=device.serial,
-            kind=PackageKind.CONFIGURATION,
-            content=_CONFIGURATION,
-        )
+    order_for_devices(
+        a.ca,
+        prep_a,
+        serials=[device.serial for device in cohort[:-1]],
+        kind=PackageKind.CONFIGURATION,
+        content=_CONFIGURATION,
+    )
     expiring = order_for_device(
         a.ca,
         prep_a,
@@ -163,11 +163,11 @@ def _run(
     )
     # 2. The move to authority B: A delivers B's anchors, B delivers a credential under them.
     anchors = b.ca.root.public_bytes(serialization.Encoding.PEM)
-    for device in cohort:
-        order_for_device(
-            a.ca, prep_a, serial=device.serial, kind=PackageKind.TRUST_ANCHORS, content=anchors
-        )
-        order_for_device(b.ca, prep_b, serial=device.serial, kind=PackageKind.CREDENTIAL)
+    serials = [device.serial for device in cohort]
+    order_for_devices(
+        a.ca, prep_a, serials=serials, kind=PackageKind.TRUST_ANCHORS, content=anchors
+    )
+    order_for_devices(b.ca, prep_b, serials=serials, kind=PackageKind.CREDENTIAL)
     clock.advance(interval)
     moved = _wake_up(agents, transport)
     under_b = sum(

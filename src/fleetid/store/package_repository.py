@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fleetid.store.migrate import ensure_schema
@@ -28,6 +28,7 @@ from fleetid.store.package_tables import (
 
 __all__ = [
     "DiscoveryEvent",
+    "EventRegistration",
     "PackageRecord",
     "PackageRepository",
     "TransactionRecord",
@@ -51,6 +52,7 @@ class PackageRecord:
     updated_at: datetime
     transaction_id: str | None = None
     bound: bytes | None = field(default=None, repr=False)
+    cc_attempts: int = 0  # wrong confirmation codes so far
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +76,16 @@ class DiscoveryEvent:
     service_address: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class EventRegistration:
+    """ES12 RegisterEvent: the device with discovery reference ``device_ref`` has an event at
+    the preparation service at ``service_address``."""
+
+    device_ref: str
+    event_id: str
+    service_address: str
+
+
 def _record(cls: Any, row: Any) -> Any:
     mapping = row._mapping
     return cls(**{f.name: mapping[f.name] for f in fields(cls)})
@@ -91,10 +103,12 @@ class PackageRepository:
 
     # --- packages -----------------------------------------------------------------------------
 
-    def add_package(self, record: PackageRecord) -> None:
-        values = {f.name: getattr(record, f.name) for f in fields(record)}
-        with self._engine.begin() as connection:
-            connection.execute(insert(packages), values)
+    def add_packages(self, records: Iterable[PackageRecord]) -> None:
+        """Insert a batch of packages in one transaction (one commit for the batch)."""
+        rows = [{f.name: getattr(r, f.name) for f in fields(r)} for r in records]
+        if rows:
+            with self._engine.begin() as connection:
+                connection.execute(insert(packages), rows)
 
     def package(self, event_id: str) -> PackageRecord | None:
         with self._engine.connect() as connection:
@@ -103,17 +117,20 @@ class PackageRepository:
             ).first()
         return None if row is None else _record(PackageRecord, row)
 
-    def released_for(self, reference: str, binding_sha256: bytes) -> PackageRecord | None:
-        """A released package of this order reference for this binding key, if one is."""
+    def released_for(self, references: Iterable[str]) -> dict[tuple[str, bytes], PackageRecord]:
+        """The released packages of these order references, by (reference, binding key), in
+        one query."""
+        wanted = sorted(set(references))
+        if not wanted:
+            return {}
         with self._engine.connect() as connection:
-            row = connection.execute(
+            rows = connection.execute(
                 select(packages).where(
-                    packages.c.reference == reference,
-                    packages.c.binding_sha256 == binding_sha256,
-                    packages.c.state == "released",
+                    packages.c.reference.in_(wanted), packages.c.state == "released"
                 )
-            ).first()
-        return None if row is None else _record(PackageRecord, row)
+            ).all()
+        found = [_record(PackageRecord, row) for row in rows]
+        return {(r.reference, bytes(r.binding_sha256)): r for r in found}
 
     def packages(self) -> list[PackageRecord]:
         with self._engine.connect() as connection:
@@ -139,6 +156,32 @@ class PackageRepository:
         )
         with self._engine.begin() as connection:
             return connection.execute(statement).rowcount == 1
+
+    def count_wrong_code(self, event_id: str, limit: int, reason: str, now: datetime) -> int | None:
+        """Count one wrong confirmation code against a released package, and fail it with
+        ``reason`` when this is the ``limit``-th, in one conditional UPDATE (the right-hand
+        sides read the row as it was, so concurrent attempts are counted one by one and only
+        one of them reaches the limit): the attempts so far, or None (nothing written) when
+        the package is no longer released."""
+        attempts = packages.c.cc_attempts + 1
+        locks = attempts >= limit
+        statement = (
+            update(packages)
+            .where(packages.c.event_id == event_id, packages.c.state == "released")
+            .values(
+                cc_attempts=attempts,
+                state=case((locks, "failed"), else_=packages.c.state),
+                reason=case((locks, reason), else_=packages.c.reason),
+                updated_at=now,
+            )
+        )
+        with self._engine.begin() as connection:
+            if connection.execute(statement).rowcount != 1:
+                return None
+            counted = connection.execute(
+                select(packages.c.cc_attempts).where(packages.c.event_id == event_id)
+            ).scalar_one()
+        return int(counted)
 
     def mark_downloaded(
         self, event_id: str, transaction_id: str, otpk_sha256: bytes, bound: bytes, now: datetime
@@ -230,19 +273,20 @@ class PackageRepository:
 
     # --- discovery ----------------------------------------------------------------------------
 
-    def register_event(
-        self, event_id: str, device_ref: str, service_address: str, now: datetime
-    ) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(
-                insert(discovery_events),
-                {
-                    "event_id": event_id,
-                    "device_ref": device_ref,
-                    "service_address": service_address,
-                    "registered_at": now,
-                },
-            )
+    def register_events(self, events: Iterable[EventRegistration], now: datetime) -> None:
+        """Index a batch of events in one transaction (one commit for the batch)."""
+        rows = [
+            {
+                "event_id": e.event_id,
+                "device_ref": e.device_ref,
+                "service_address": e.service_address,
+                "registered_at": now,
+            }
+            for e in events
+        ]
+        if rows:
+            with self._engine.begin() as connection:
+                connection.execute(insert(discovery_events), rows)
 
     def delete_event(self, event_id: str) -> bool:
         with self._engine.begin() as connection:

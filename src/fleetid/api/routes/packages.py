@@ -2,7 +2,8 @@
 
 Binary fields are base64 (RFC 4648 §4), transaction IDs hex. Errors are problem documents: a
 refused download step is 403 with a ``reason`` (``matching-id-refused``, ``already-downloaded``,
-``already-installed``, ``order-expired``, ``confirmation-code-refused``), an unknown or spent
+``already-installed``, ``order-expired``, ``confirmation-code-refused``,
+``confirmation-code-attempts-exceeded``), an unknown or spent
 transaction and every failed discovery poll 401, malformed evidence or a bad signature 400.
 
 Routes::
@@ -12,7 +13,8 @@ Routes::
     POST /preparation/get-bound-package         ES9+ GetBoundProfilePackage
     POST /preparation/handle-notification       ES9+ HandleNotification
     POST /discovery/initiate-authentication     ES11 InitiateAuthentication
-    POST /discovery/authenticate-client         ES11 AuthenticateClient (the event records)
+    POST /discovery/authenticate-client         ES11 AuthenticateClient (the event records,
+                                                signed by the discovery service)
 """
 
 from __future__ import annotations
@@ -154,15 +156,18 @@ async def discovery_initiate(request: Request) -> dict[str, str]:
 
 @router.post("/discovery/authenticate-client", responses=problem_responses(401, 409))
 async def discovery_authenticate(body: Evidence, request: Request) -> dict[str, object]:
-    """The polling device's event records (event ID, service address), nothing else."""
+    """The polling device's event records (event ID, service address), nothing else, signed by
+    the discovery service over the poll's transaction ID and challenge (its chain follows)."""
     transaction_id, attestation, chain = body.parts()
-    events = await run_in_threadpool(
+    answer = await run_in_threadpool(
         _services(request).discovery.authenticate_client, transaction_id, attestation, chain
     )
     return {
         "eventEntries": [
-            {"eventId": e.event_id, "rspServerAddress": e.service_address} for e in events
-        ]
+            {"eventId": e.event_id, "rspServerAddress": e.service_address} for e in answer.events
+        ],
+        "discoverySignature": _text(answer.signature),
+        "discoveryCertificates": [_text(c.public_bytes(_DER)) for c in answer.chain],
     }
 
 

@@ -10,30 +10,52 @@ answers a transaction ID and a fresh challenge; the device answers an SE key att
 to it. The service checks the attestation against the manufacturer roots, computes R from the
 attested IDevID and answers R's event records (event ID, address) and nothing else. Every
 failed poll gets the same answer, so an unauthenticated or foreign poll learns nothing, not even
-whether an event exists.
+whether an event exists. The answer is signed by the discovery service over the poll's
+transaction ID and challenge (``discovery_signed``), with the service's certificate chain: the
+device checks it against its fleet trust anchors, so an answer altered on the way, or made by
+a service the device does not trust, is refused.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+
+from cryptography import x509
 
 from fleetid.authority.attestation.base import VerificationPolicy
 from fleetid.authority.attestation.key_proof import KeyProofVerifier
 from fleetid.clock import Clock
+from fleetid.crypto.signer import Signer
 from fleetid.errors import AuthenticationError, FleetIdError
 from fleetid.formats.attestation import KeyUsage
 from fleetid.formats.package_messages import (
     CHALLENGE_LENGTH,
     attestation_challenge,
     discovery_reference,
+    discovery_signed,
 )
-from fleetid.store.package_repository import DiscoveryEvent, PackageRepository
+from fleetid.store.package_repository import (
+    DiscoveryEvent,
+    EventRegistration,
+    PackageRepository,
+)
 
-__all__ = ["DiscoveryService"]
+__all__ = ["DiscoveryAnswer", "DiscoveryService"]
 
 _REFUSED = "the poll does not authenticate"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveryAnswer:
+    """The polling device's event records, signed (``discovery_signed``) by the service whose
+    certificate comes first in ``chain``."""
+
+    events: tuple[DiscoveryEvent, ...]
+    signature: bytes
+    chain: tuple[x509.Certificate, ...]
 
 
 class DiscoveryService:
@@ -45,9 +67,11 @@ class DiscoveryService:
         repository: PackageRepository,
         clock: Clock,
         attestation_policy: Callable[[], VerificationPolicy],
+        identity: Callable[[], tuple[Signer, tuple[x509.Certificate, ...]]],
         session_ttl: timedelta = timedelta(minutes=5),
     ) -> None:
         self.repository = repository
+        self._identity = identity
         self.clock = clock
         self._policy = attestation_policy
         self._ttl = session_ttl
@@ -55,8 +79,9 @@ class DiscoveryService:
 
     # --- ES12 -----------------------------------------------------------------------------------
 
-    def register_event(self, *, device_ref: str, event_id: str, service_address: str) -> None:
-        self.repository.register_event(event_id, device_ref, service_address, self.clock.now())
+    def register_events(self, events: Sequence[EventRegistration]) -> None:
+        """ES12 RegisterEvent for a batch of orders: one commit for the batch."""
+        self.repository.register_events(events, self.clock.now())
 
     def delete_event(self, event_id: str) -> None:
         self.repository.delete_event(event_id)
@@ -78,8 +103,8 @@ class DiscoveryService:
 
     def authenticate_client(
         self, transaction_id: bytes, attestation: bytes, chain: list[bytes]
-    ) -> list[DiscoveryEvent]:
-        """The polling device's event records; one refusal for every failure."""
+    ) -> DiscoveryAnswer:
+        """The polling device's event records, signed; one refusal for every failure."""
         now = self.clock.now()
         challenge = self.repository.spend_discovery_session(transaction_id.hex(), now)
         if challenge is None:
@@ -95,4 +120,13 @@ class DiscoveryService:
             )
         except FleetIdError:
             raise AuthenticationError(_REFUSED) from None
-        return self.repository.events_for(discovery_reference(attested.device_id))
+        events = self.repository.events_for(discovery_reference(attested.device_id))
+        signer, certificates = self._identity()
+        signed = discovery_signed(
+            transaction_id=transaction_id,
+            server_challenge=challenge,
+            events=[(e.event_id, e.service_address) for e in events],
+        )
+        return DiscoveryAnswer(
+            events=tuple(events), signature=signer.sign(signed), chain=certificates
+        )

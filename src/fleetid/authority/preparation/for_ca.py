@@ -1,16 +1,17 @@
 """The preparation and discovery services of one fleet authority's data directory.
 
-The preparation service's own key is made in this process (``new_private_key``) and certified by
-the fleet CA on first use, as a server credential: the device checks the service's signatures
-against its fleet trust anchors, as an SGP.22 LPA checks CERT.DPauth against the CI. Credential
-packages are certified by the same CA.
+The preparation and discovery services' own keys (``ServiceIdentity``) are held where the CA's
+keys are: in the CA's PKCS#11 token when it has one, else made in this process; each is
+certified by the fleet CA on first use, as a server credential: the device checks the
+services' signatures against its fleet trust anchors, as an SGP.22 LPA checks CERT.DPauth
+against the CI. Credential packages are certified by the same CA.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,9 +29,10 @@ from fleetid.authority.preparation.service import (
     PreparationService,
 )
 from fleetid.crypto.keys import new_private_key
-from fleetid.crypto.signer import SoftwareSigner
+from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.errors import NotConfiguredError, NotOnManifestError
 from fleetid.formats.package_messages import discovery_reference
+from fleetid.hsm import SoftwareHsm
 from fleetid.policy import CredentialType
 from fleetid.store.package_repository import PackageRecord, PackageRepository
 
@@ -39,6 +41,7 @@ __all__ = [
     "ServiceIdentity",
     "issue_credential",
     "order_for_device",
+    "order_for_devices",
     "package_services",
     "preparation_service",
 ]
@@ -53,22 +56,43 @@ class PackageServices:
 
 
 class ServiceIdentity:
-    """A signer whose certificate the CA issues on first use (then kept for the process)."""
+    """A service's signer, whose certificate (a server credential named ``name``) the CA issues
+    on first use (then kept for the process).
 
-    def __init__(self, ca: FleetCa) -> None:
+    Where the key lives follows the CA's HSM (``fleetid.authority.ca_hsm``): on a PKCS#11 token
+    it is made once in that token under ``label`` (not extractable; signatures are made there)
+    and found there by every later process; with the CA's software HSM (the embedded default)
+    it is a software key made in this process, as before."""
+
+    def __init__(
+        self,
+        ca: FleetCa,
+        name: str = "fleetid preparation service",
+        label: str = "preparation-service-1",
+    ) -> None:
         self._ca = ca
+        self._name = name
+        self._label = label
         self._lock = threading.Lock()
-        self._made: tuple[SoftwareSigner, tuple[x509.Certificate, ...]] | None = None
+        self._made: tuple[Signer, tuple[x509.Certificate, ...]] | None = None
 
-    def get(self) -> tuple[SoftwareSigner, tuple[x509.Certificate, ...]]:
+    def get(self) -> tuple[Signer, tuple[x509.Certificate, ...]]:
         with self._lock:
             if self._made is None:
-                key = new_private_key()
+                signer = self._signer()
                 chain = issue_credential(self._ca, CredentialType.TLS_SERVER)(
-                    key.public_key(), "fleetid preparation service"
+                    signer.public_key(), self._name
                 )
-                self._made = (SoftwareSigner(key), tuple(chain))
+                self._made = (signer, tuple(chain))
             return self._made
+
+    def _signer(self) -> Signer:
+        hsm = self._ca.hsm
+        if isinstance(hsm, SoftwareHsm):
+            return SoftwareSigner(new_private_key())
+        if self._label not in hsm.labels():
+            hsm.generate_ec_key(self._label, "P-256")
+        return hsm.signer(self._label)
 
 
 def issue_credential(
@@ -122,6 +146,7 @@ def package_services(ca: FleetCa, lifecycle: LifecycleService) -> PackageService
         repository=PackageRepository(ca.store.engine),
         clock=ca.clock,
         attestation_policy=_policy_of(lifecycle),
+        identity=ServiceIdentity(ca, "fleetid discovery service", "discovery-service-1").get,
     )
     return PackageServices(
         preparation=preparation_service(ca, lifecycle, discovery), discovery=discovery
@@ -142,18 +167,50 @@ def order_for_device(
     """Order a package for the device the line manifest lists as ``serial``: the binding key is
     its attestation key as the manifest recorded it, the discovery reference a hash of the
     serial; the preparation service keeps neither the serial nor the key."""
+    (order,) = _orders(ca, [serial], kind, content, reference, confirmation_code, lifetime)
+    return preparation.order(order)
+
+
+def order_for_devices(
+    ca: FleetCa,
+    preparation: PreparationService,
+    *,
+    serials: Sequence[str],
+    kind: PackageKind,
+    content: bytes = b"",
+    lifetime: timedelta = timedelta(days=30),
+) -> list[PackageRecord]:
+    """``order_for_device`` for a cohort, as one batch (``PreparationService.order_batch``):
+    every device must be on the manifest before anything is ordered."""
+    orders = _orders(ca, serials, kind, content, None, None, lifetime)
+    return preparation.order_batch(orders)
+
+
+def _orders(
+    ca: FleetCa,
+    serials: Sequence[str],
+    kind: PackageKind,
+    content: bytes,
+    reference: str | None,
+    confirmation_code: str | None,
+    lifetime: timedelta,
+) -> list[Order]:
+    """The orders for ``serials``, read from the manifest in one transaction."""
     with ca.store.transaction() as tx:
-        entry = tx.manifest.by_serial(serial)
-    if entry is None or entry.attestation_public_key is None:
-        raise NotOnManifestError(f"device {serial} is not on a manifest trusted here")
-    return preparation.order(
-        Order(
-            reference=reference or f"{kind}-{serial}",
-            kind=kind,
-            binding_sha256=hashlib.sha256(entry.attestation_public_key).digest(),
-            device_ref=discovery_reference(serial),
-            content=content,
-            confirmation_code=confirmation_code,
-            lifetime=lifetime,
+        entries = [(serial, tx.manifest.by_serial(serial)) for serial in serials]
+    orders = []
+    for serial, entry in entries:
+        if entry is None or entry.attestation_public_key is None:
+            raise NotOnManifestError(f"device {serial} is not on a manifest trusted here")
+        orders.append(
+            Order(
+                reference=reference or f"{kind}-{serial}",
+                kind=kind,
+                binding_sha256=hashlib.sha256(entry.attestation_public_key).digest(),
+                device_ref=discovery_reference(serial),
+                content=content,
+                confirmation_code=confirmation_code,
+                lifetime=lifetime,
+            )
         )
-    )
+    return orders

@@ -28,10 +28,10 @@ import dataclasses
 import enum
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Final, NoReturn, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -63,7 +63,12 @@ from fleetid.formats.package_messages import (
     smdp_signed2,
 )
 from fleetid.se.wire import Curve, PackageSecret, encode_package_plaintext
-from fleetid.store.package_repository import PackageRecord, PackageRepository, TransactionRecord
+from fleetid.store.package_repository import (
+    EventRegistration,
+    PackageRecord,
+    PackageRepository,
+    TransactionRecord,
+)
 
 __all__ = [
     "AuthenticateClientAnswer",
@@ -77,6 +82,8 @@ __all__ = [
 ]
 
 _PEM = serialization.Encoding.PEM
+CODE_REFUSED: Final = "confirmation-code-refused"
+CODE_LOCKED: Final = "confirmation-code-attempts-exceeded"
 
 
 class PackageState(enum.StrEnum):
@@ -100,7 +107,7 @@ class PackageKind(enum.StrEnum):
 class EventRegistrar(Protocol):
     """ES12 as the preparation service sees the discovery service."""
 
-    def register_event(self, *, device_ref: str, event_id: str, service_address: str) -> None: ...
+    def register_events(self, events: Sequence[EventRegistration]) -> None: ...
 
     def delete_event(self, event_id: str) -> None: ...
 
@@ -153,7 +160,10 @@ class PreparationService:
         discovery: EventRegistrar,
         issuer: CredentialIssuer | None = None,
         session_ttl: timedelta = timedelta(minutes=10),
+        code_attempts: int = 5,
     ) -> None:
+        if code_attempts < 1:
+            raise ConfigError("a confirmation code allows at least one attempt")
         self.repository = repository
         self.clock = clock
         self._address = address
@@ -162,6 +172,7 @@ class PreparationService:
         self._discovery = discovery
         self._issuer = issuer
         self._ttl = session_ttl
+        self._code_attempts = code_attempts
         self._proofs = KeyProofVerifier()
 
     @property
@@ -176,39 +187,64 @@ class PreparationService:
         """Record a released package and register its event with the discovery service. An
         order retried (same reference, same device, same kind and content) while its package is
         still released answers that package again: ordering is idempotent."""
+        return self.order_batch([order])[0]
+
+    def order_batch(self, orders: Sequence[Order]) -> list[PackageRecord]:
+        """``order`` for many orders at once (a cohort): every order is checked before anything
+        is written, then the new packages are one commit and their events one ES12
+        registration. The records answer the orders in their order."""
+        for order in orders:
+            self._check_order(order)
+        earlier = self.repository.released_for(o.reference for o in orders)
+        now = self.clock.now()
+        records: list[PackageRecord] = []
+        new: list[tuple[Order, PackageRecord]] = []
+        for order in orders:
+            key = (order.reference, order.binding_sha256)
+            pending = earlier.get(key)
+            if pending is not None:
+                if pending.kind != order.kind or pending.content != order.content:
+                    raise PackageRefusedError(
+                        "reference-in-use", f"order {order.reference} is pending with other content"
+                    )
+                records.append(pending)
+                continue
+            code = order.confirmation_code
+            record = PackageRecord(
+                event_id=secrets.token_hex(16),
+                reference=order.reference,
+                kind=str(order.kind),
+                content=order.content,
+                binding_sha256=order.binding_sha256,
+                cc_hash=None if code is None else hashlib.sha256(code.encode()).digest(),
+                state=PackageState.RELEASED,
+                reason=None,
+                created_at=now,
+                expires_at=now + order.lifetime,
+                updated_at=now,
+            )
+            earlier[key] = record  # the same order twice in one batch is one package
+            records.append(record)
+            new.append((order, record))
+        self.repository.add_packages(record for _, record in new)
+        address = self.address
+        self._discovery.register_events(
+            [
+                EventRegistration(
+                    device_ref=order.device_ref, event_id=record.event_id, service_address=address
+                )
+                for order, record in new
+            ]
+        )
+        return records
+
+    def _check_order(self, order: Order) -> None:
         if len(order.binding_sha256) != 32:
             raise ConfigError("the binding key fingerprint is a SHA-256 (32 bytes)")
         if order.kind == PackageKind.CREDENTIAL and self._issuer is None:
             raise ConfigError("this preparation service issues no credentials")
         if order.kind != PackageKind.CREDENTIAL and not order.content:
             raise ConfigError(f"a {order.kind} package needs content")
-        earlier = self.repository.released_for(order.reference, order.binding_sha256)
-        if earlier is not None:
-            if earlier.kind != order.kind or earlier.content != order.content:
-                raise PackageRefusedError(
-                    "reference-in-use", f"order {order.reference} is pending with other content"
-                )
-            return earlier
-        now = self.clock.now()
-        code = order.confirmation_code
-        record = PackageRecord(
-            event_id=secrets.token_hex(16),
-            reference=order.reference,
-            kind=str(order.kind),
-            content=order.content,
-            binding_sha256=order.binding_sha256,
-            cc_hash=None if code is None else hashlib.sha256(code.encode()).digest(),
-            state=PackageState.RELEASED,
-            reason=None,
-            created_at=now,
-            expires_at=now + order.lifetime,
-            updated_at=now,
-        )
-        self.repository.add_package(record)
-        self._discovery.register_event(
-            device_ref=order.device_ref, event_id=record.event_id, service_address=self.address
-        )
-        return record
 
     def status(self, event_id: str) -> PackageRecord:
         record = self.repository.package(event_id)
@@ -309,6 +345,10 @@ class PreparationService:
         )
 
     def _require_downloadable(self, package: PackageRecord) -> None:
+        if package.state == PackageState.FAILED and package.reason == CODE_LOCKED:
+            raise PackageRefusedError(
+                CODE_LOCKED, f"package {package.event_id} failed after too many wrong codes"
+            )
         if package.state != PackageState.RELEASED:
             raise PackageRefusedError(
                 f"already-{package.state}", f"package {package.event_id} is {package.state}"
@@ -354,14 +394,35 @@ class PreparationService:
             raise AuthenticationError("the transaction expired")
         if package.cc_hash is not None:
             expected = hashlib.sha256(package.cc_hash + transaction_id).digest()
-            if hash_cc is None or not bytes_equal(hash_cc, expected):
-                raise PackageRefusedError("confirmation-code-refused", "wrong confirmation code")
+            if hash_cc is None:
+                raise PackageRefusedError(CODE_REFUSED, "the order needs a confirmation code")
+            if not bytes_equal(hash_cc, expected):
+                self._count_wrong_code(package.event_id, now)
         bound = self._bind(package, transaction_id, attested.public_key)
         if not self.repository.mark_downloaded(
             package.event_id, session.transaction_id, otpk, bound, now
         ):
             raise PackageRefusedError("already-downloaded", "the package was downloaded")
         return bound
+
+    def _count_wrong_code(self, event_id: str, now: datetime) -> NoReturn:
+        """A wrong code counts against the order; the ``code_attempts``-th fails it and takes
+        its event off the discovery service (SGP.22 §5.6.2 GetBoundProfilePackage, "Confirmation
+        Code - Maximum number of retries exceeded"). A missing code counts for nothing: it
+        guesses nothing."""
+        limit = self._code_attempts
+        counted = self.repository.count_wrong_code(event_id, limit, CODE_LOCKED, now)
+        if counted is None:  # another request moved the package on meanwhile
+            self._require_downloadable(self.status(event_id))
+            raise PackageRefusedError(CODE_REFUSED, "wrong confirmation code")
+        if counted >= limit:
+            self._discovery.delete_event(event_id)
+            raise PackageRefusedError(
+                CODE_LOCKED, f"wrong confirmation code {counted} of {limit}: the order failed"
+            )
+        raise PackageRefusedError(
+            CODE_REFUSED, f"wrong confirmation code {counted} of {limit}: {limit - counted} left"
+        )
 
     def _bind(
         self, package: PackageRecord, transaction_id: bytes, otpk: ec.EllipticCurvePublicKey
