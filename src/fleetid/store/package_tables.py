@@ -1,4 +1,4 @@
-"""Credential packages and discovery events (SQLAlchemy Core), revisions 0008 and 0014.
+"""Credential packages and discovery events (SQLAlchemy Core), revisions 0008 and 0012.
 
 ``packages`` is the preparation service's record of each order: the event ID, the order's
 reference, the kind and public content of the package, the SHA-256 of the binding key (the
@@ -50,7 +50,7 @@ packages = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("transaction_id", String(32), nullable=True),
     Column("bound", LargeBinary, nullable=True),
-    # wrong confirmation codes so far (revision 0014); the order fails at the service's limit
+    # wrong confirmation codes so far (revision 0012); the order fails at the service's limit
     Column("cc_attempts", Integer, nullable=False, server_default="0"),
 )
 

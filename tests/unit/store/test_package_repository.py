@@ -1,4 +1,4 @@
-"""The package and discovery tables come from revisions 0008 and 0014 on SQLite and PostgreSQL;
+"""The package and discovery tables come from revisions 0008 and 0012 on SQLite and PostgreSQL;
 their state changes are conditional, a notification is recorded once, and wrong confirmation
 codes are counted one by one, however many arrive at once."""
 
@@ -117,7 +117,7 @@ def test_discovery_events_by_device_and_sessions_spent_once(repository: PackageR
     assert repository.spend_discovery_session("nope", NOW) is None
 
 
-def test_revision_0014_adds_the_code_attempts_and_takes_them_away(db_url: str) -> None:
+def test_revision_0012_adds_the_code_attempts_and_takes_them_away(db_url: str) -> None:
     engine = open_engine(db_url)
     try:
         upgrade(engine)

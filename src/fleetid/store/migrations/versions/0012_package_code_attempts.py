@@ -2,7 +2,7 @@
 counts wrong codes and fails the order at its limit (SGP.22 §5.6.2, "Confirmation Code -
 Maximum number of retries exceeded").
 
-Revision ID: 0014
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-07
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
+revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
