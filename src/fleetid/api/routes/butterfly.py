@@ -38,7 +38,7 @@ from fleetid.api.openapi import problem_responses
 from fleetid.api.routes.etsi import ITS_RESPONSE, V2X_PREFIX, V2xServices, its_body
 from fleetid.authority.v2x.butterfly_on_disk import has_butterfly, open_butterfly
 from fleetid.authority.v2x.hop_services import CaHop, LaHop, hop_routes, issue_in_process
-from fleetid.authority.v2x.ra import RegistrationAuthority
+from fleetid.authority.v2x.ra import DEFAULT_DELIVERED_RETENTION, RegistrationAuthority
 from fleetid.clock import Clock
 from fleetid.config import Settings
 from fleetid.errors import EncodingError, NotFoundError
@@ -80,6 +80,7 @@ def services_for(settings: Settings, clock: Clock, v2x: V2xServices) -> Butterfl
         passphrase=settings.v2x_passphrase,
         clock=clock,
         ec_lookup=v2x.ea.current_enrolment_credential,
+        delivered_retention=settings.v2x_delivered_retention or DEFAULT_DELIVERED_RETENTION,
     )
     engines = {"pca": store.engines.ca, "la1": store.engines.la1, "la2": store.engines.la2}
     ca, las = hop_routes(

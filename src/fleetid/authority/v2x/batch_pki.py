@@ -17,7 +17,12 @@ from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.hierarchy import V2xHierarchy
 from fleetid.authority.v2x.la import LinkageAuthority
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule, PseudonymCa
-from fleetid.authority.v2x.ra import EcLookup, LinkageService, RegistrationAuthority
+from fleetid.authority.v2x.ra import (
+    DEFAULT_DELIVERED_RETENTION,
+    EcLookup,
+    LinkageService,
+    RegistrationAuthority,
+)
 from fleetid.authority.v2x.root_ca import validity_period
 from fleetid.clock import Clock
 from fleetid.crypto.pseudonym_keys import ImplicitIssuingKey
@@ -157,11 +162,13 @@ def assemble_butterfly(
     engines: ButterflyEngines | None = None,
     certificates_per_period: int = 20,
     linkage: tuple[LinkageService, LinkageService] | None = None,
+    delivered_retention: timedelta = DEFAULT_DELIVERED_RETENTION,
 ) -> ButterflyAuthorities:
     """RA, pseudonym CA and LA1, LA2 from their keys, wired together; with ``engines``, each
     keeps its state in its database and picks up where it was (the LAs pair and share their
     keys with the CA only the first time). ``linkage`` replaces the RA's in-process LAs (for
-    instance by clients of their HTTP routes)."""
+    instance by clients of their HTTP routes). The RA keeps a downloaded batch for
+    ``delivered_retention`` after its first download."""
     sealer = None
     if engines is not None:
         if not isinstance(keys.ca.decryption_key, PrivateKey):
@@ -197,6 +204,7 @@ def assemble_butterfly(
         clock=clock,
         certificates_per_period=certificates_per_period,
         records=None if engines is None else RaRecords(engines.ra),
+        delivered_retention=delivered_retention,
     )
     return ButterflyAuthorities(ra=ra, ca=ca, la1=la1, la2=la2, schedule=schedule)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
@@ -31,7 +32,7 @@ from fleetid.authority.v2x.batch_pki import (
 from fleetid.authority.v2x.hierarchy import V2xHierarchy
 from fleetid.authority.v2x.key_store import authority_keys, load_keys
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule
-from fleetid.authority.v2x.ra import EcLookup
+from fleetid.authority.v2x.ra import DEFAULT_DELIVERED_RETENTION, EcLookup
 from fleetid.clock import Clock
 from fleetid.crypto.v2xkeys import PrivateKey
 from fleetid.errors import ConfigError, EncodingError
@@ -74,6 +75,7 @@ def _open(
     *,
     ec_lookup: EcLookup,
     clock: Clock,
+    delivered_retention: timedelta = DEFAULT_DELIVERED_RETENTION,
 ) -> ButterflyStore:
     engines = _engines(directory)
     authorities = assemble_butterfly(
@@ -83,6 +85,7 @@ def _open(
         schedule=schedule,
         engines=engines,
         certificates_per_period=per_period,
+        delivered_retention=delivered_retention,
     )
     crls = directory / "linked-crl"
     crls.mkdir(exist_ok=True)
@@ -127,10 +130,16 @@ def has_butterfly(data_dir: Path) -> bool:
 
 
 def open_butterfly(
-    data_dir: Path, *, passphrase: bytes, clock: Clock, ec_lookup: EcLookup
+    data_dir: Path,
+    *,
+    passphrase: bytes,
+    clock: Clock,
+    ec_lookup: EcLookup,
+    delivered_retention: timedelta = DEFAULT_DELIVERED_RETENTION,
 ) -> ButterflyStore:
     """Reopen the butterfly authorities under ``<data_dir>/v2x`` with everything they kept;
-    ``ec_lookup`` is the EA's (the RA checks each request's EC with it)."""
+    ``ec_lookup`` is the EA's (the RA checks each request's EC with it); the RA keeps a
+    downloaded batch for ``delivered_retention``."""
     directory = Path(data_dir) / "v2x"
     try:
         config = json.loads((directory / _CONFIG).read_text())
@@ -160,4 +169,5 @@ def open_butterfly(
         per_period,
         ec_lookup=ec_lookup,
         clock=clock,
+        delivered_retention=delivered_retention,
     )

@@ -10,7 +10,9 @@ order and no device. It never sees a certificate: the CA's answers are encrypted
 encryption keys, and the RA only stores them for the device's download.
 
 What it keeps per device: its itsId, its two sealed chain references (which only the LAs can
-open) and whether misbehaviour has blocked it. Per request: the batch until downloaded. Given
+open) and whether misbehaviour has blocked it. Per request: the batch until it has been
+downloaded and ``delivered_retention`` has passed since the first download (a lost download can
+be repeated until then; the next download or ``prune_delivered`` forgets it). Given
 ``records`` (``fleetid.store.butterfly_state.RaRecords``) it keeps all of that, the seen batch
 requests and its per-certificate requests with their answers in its database, and a restarted RA
 reloads them: nothing accepted is lost, a replay is still refused, a device keeps its chains.
@@ -35,6 +37,7 @@ from fleetid.crypto.butterfly import expand_public
 from fleetid.errors import (
     BatchPendingError,
     BatchRefusedError,
+    ConfigError,
     EncodingError,
     NotFoundError,
     RequestRefusedError,
@@ -59,6 +62,7 @@ from fleetid.store.butterfly_queue import ButterflyQueue, WorkRow
 from fleetid.store.butterfly_state import DeviceRow, RaRecords
 
 __all__ = [
+    "DEFAULT_DELIVERED_RETENTION",
     "BatchItem",
     "LinkageService",
     "RegistrationAuthority",
@@ -73,6 +77,8 @@ _log = logging.getLogger(__name__)
 #: How the RA finds a current EC by its HashedId8: (EC, itsId), raising for unknown or revoked.
 EcLookup = Callable[[bytes], tuple[Certificate, bytes]]
 _PSID_REQUEST: Final = 623
+#: How long a downloaded batch stays downloadable (and its rows stored) after its first download.
+DEFAULT_DELIVERED_RETENTION: Final = timedelta(days=1)
 
 
 class LinkageService(Protocol):
@@ -136,6 +142,7 @@ def batch_item(row: WorkRow) -> BatchItem:
 class _Batch:
     slots: set[tuple[int, int]] = field(default_factory=set)
     entries: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    delivered_at: int | None = None  # Time32 of the first download
 
 
 class RegistrationAuthority(Authority):
@@ -153,6 +160,7 @@ class RegistrationAuthority(Authority):
         freshness: timedelta = timedelta(minutes=5),
         rng: random.Random | None = None,
         records: RaRecords | None = None,
+        delivered_retention: timedelta = DEFAULT_DELIVERED_RETENTION,
     ) -> None:
         if linkage[0].la_id == linkage[1].la_id:
             raise EncodingError("the two linkage authorities need different identifiers")
@@ -164,6 +172,9 @@ class RegistrationAuthority(Authority):
         self._freshness = int(freshness.total_seconds())
         self._rng = rng if rng is not None else random.SystemRandom()
         self._records = records
+        if delivered_retention < timedelta(0):
+            raise ConfigError("the retention of delivered batches is not negative")
+        self._retention = int(delivered_retention.total_seconds())
         self._devices: dict[bytes, _Device] = {}
         self._seen = MemorySeen() if records is None else records.seen
         self._pending: list[BatchItem] = []
@@ -186,6 +197,9 @@ class RegistrationAuthority(Authority):
                 self._pending.append(batch_item(work))
             else:
                 batch.entries[(work.i, work.j)] = answer
+        for batch_id, at in records.queue.delivered().items():
+            self._batches[batch_id].delivered_at = at
+        self.prune_delivered()
 
     @property
     def queue(self) -> ButterflyQueue | None:
@@ -345,14 +359,46 @@ class RegistrationAuthority(Authority):
     # ---------------------------------------------------------------------------- downloads
 
     def download(self, batch_id: bytes) -> bytes:
-        """The RaEeCertBatch of a complete batch; ``BatchPendingError`` before that."""
+        """The RaEeCertBatch of a complete batch; ``BatchPendingError`` before that, and
+        ``NotFoundError`` for an unknown batch or one pruned after its retention.
+
+        The first download marks the batch delivered; it can be downloaded again until
+        ``delivered_retention`` has passed since then.
+        """
+        self.prune_delivered()
         batch = self._batches.get(batch_id)
         if batch is None:
             raise NotFoundError("no such batch")
         answers: list[tuple[int, int, bytes | None]] = [
             (i, j, batch.entries.get((i, j))) for i, j in sorted(batch.slots)
         ]
-        return download_message(batch_id, answers)
+        message = download_message(batch_id, answers)
+        if batch.delivered_at is None:
+            batch.delivered_at = time32(self._clock.now())
+            if self._records is not None:
+                self._records.queue.mark_delivered(batch_id, batch.delivered_at)
+        return message
+
+    def prune_delivered(self) -> int:
+        """Forget every batch first downloaded more than ``delivered_retention`` ago, in memory
+        and in the database; the number of batches forgotten."""
+        cutoff = time32(self._clock.now()) - self._retention
+        expired = [
+            batch_id
+            for batch_id, batch in self._batches.items()
+            if batch.delivered_at is not None and batch.delivered_at < cutoff
+        ]
+        for batch_id in expired:
+            del self._batches[batch_id]
+        if self._records is not None:
+            self._records.queue.prune_delivered(cutoff)
+        if expired:
+            _log.info("pruned %d delivered batches", len(expired))
+        return len(expired)
+
+    def batch_count(self) -> int:
+        """The batches the RA holds (pending, issued or delivered within the retention)."""
+        return len(self._batches)
 
     # ---------------------------------------------------------------------------- misbehaviour
 
