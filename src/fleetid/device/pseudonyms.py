@@ -23,7 +23,13 @@ from fleetid.crypto.signer import Signer
 from fleetid.crypto.v2xkeys import curve_name_of
 from fleetid.errors import EncodingError, PolicyError, VerificationError
 from fleetid.formats.attestation import KeyUsage
-from fleetid.formats.butterfly_messages import decode_message, encode_message, open_from_key
+from fleetid.formats.butterfly_messages import (
+    ACA_EE_CERTIFICATE_OFFSET,
+    ACA_EE_PREAMBLE,
+    decode_message,
+    encode_message,
+    open_from_key,
+)
 from fleetid.formats.etsi102941 import decrypt_with_key, encrypt
 from fleetid.formats.ieee1609 import (
     Certificate,
@@ -281,7 +287,10 @@ class PseudonymRequester:
         finally:
             holder.release(recipient)
         response = decode_message("AcaEeCertResponse", plaintext)
-        certificate_bytes = plaintext[5:-32]  # the certificate's own bytes, as the CA built them
+        if "privateKeyInfo" not in response or plaintext[0] != ACA_EE_PREAMBLE[0]:
+            raise VerificationError("a butterfly response carries privateKeyInfo and no extension")
+        # The certificate's own bytes, as the CA built them.
+        certificate_bytes = plaintext[ACA_EE_CERTIFICATE_OFFSET:-32]
         certificate = decode_certificate(certificate_bytes)
         info = int.from_bytes(bytes(response["privateKeyInfo"]), "big")
         self._check_certificate(certificate, pending, i)
