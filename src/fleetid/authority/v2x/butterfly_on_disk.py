@@ -3,9 +3,12 @@
 What ``<data-dir>/v2x/`` holds for them::
 
     butterfly.json            the pseudonym periods (origin, length in seconds), certificates
-                              per period, the RA's and the pseudonym CA's certificates (COER, hex)
+                              per period, the RA's, the pseudonym CA's and the misbehaviour
+                              authority's certificates (COER, hex)
     ra.db pca.db la1.db la2.db  each authority's own database (separate operators)
     keys/{ra,ra-enc,pca,pca-enc,la1,la2}.p8   their keys, in the V2X key store
+    keys/{ma,ma-enc}.p8       the misbehaviour authority's keys, for its operator; the server
+                              never loads them (it checks reports against the MA certificate)
     linked-crl/               the linked CRLs the CRACA publishes, served over HTTP
 
 The LAs pair and share their keys with the CA once, at ``init``; from then on each authority
@@ -31,12 +34,14 @@ from fleetid.authority.v2x.batch_pki import (
 )
 from fleetid.authority.v2x.hierarchy import V2xHierarchy
 from fleetid.authority.v2x.key_store import authority_keys, load_keys
+from fleetid.authority.v2x.misbehaviour_reports import issue_misbehaviour_authority
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule
 from fleetid.authority.v2x.ra import DEFAULT_DELIVERED_RETENTION, EcLookup
 from fleetid.clock import Clock
+from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import PrivateKey
 from fleetid.errors import ConfigError, EncodingError
-from fleetid.formats.ieee1609 import decode_certificate, time32
+from fleetid.formats.ieee1609 import Certificate, decode_certificate, time32
 from fleetid.store.engine import open_engine
 
 __all__ = ["BUTTERFLY_ROLES", "ButterflyStore", "has_butterfly", "init_butterfly", "open_butterfly"]
@@ -52,6 +57,8 @@ class ButterflyStore:
     authorities: ButterflyAuthorities
     engines: ButterflyEngines
     linked_crl_directory: Path
+    # The misbehaviour authority's certificate; None for authorities made before it existed.
+    misbehaviour_certificate: Certificate | None = None
 
     def close(self) -> None:
         e = self.engines
@@ -104,6 +111,12 @@ def init_butterfly(
     if (directory / _CONFIG).exists():
         raise ConfigError(f"{directory} already holds butterfly authorities")
     keys = new_butterfly_keys(hierarchy, key_factory=key_factory)
+    family = hierarchy.family
+    ma = issue_misbehaviour_authority(
+        hierarchy,
+        signer=SoftwareSigner(key_factory("ma", family.ca)),
+        decryption_key=key_factory("ma-enc", family.end_entity),
+    )
     schedule = PeriodSchedule(origin=time32(hierarchy.clock.now()))
     config = {
         "origin": schedule.origin,
@@ -111,6 +124,7 @@ def init_butterfly(
         "certificates_per_period": certificates_per_period,
         "ra_certificate": keys.ra.certificate.encoded.hex(),
         "pca_certificate": keys.ca.certificate.encoded.hex(),
+        "ma_certificate": ma.certificate.encoded.hex(),
     }
     opened = _open(
         directory,
@@ -120,6 +134,7 @@ def init_butterfly(
         ec_lookup=hierarchy.ea.current_enrolment_credential,
         clock=hierarchy.clock,
     )
+    opened.misbehaviour_certificate = ma.certificate
     (directory / _CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     return opened
 
@@ -149,6 +164,8 @@ def open_butterfly(
         }
         schedule = PeriodSchedule(origin=int(config["origin"]), length=int(config["length"]))
         per_period = int(config["certificates_per_period"])
+        ma_hex = config.get("ma_certificate")
+        ma_certificate = None if ma_hex is None else decode_certificate(bytes.fromhex(ma_hex))
     except FileNotFoundError:
         raise ConfigError(f"no butterfly authorities in {directory}; run v2x init") from None
     except (ValueError, KeyError, TypeError, EncodingError) as exc:
@@ -162,7 +179,7 @@ def open_butterfly(
         la1_wrapping=k["la1"],
         la2_wrapping=k["la2"],
     )
-    return _open(
+    opened = _open(
         directory,
         keys,
         schedule,
@@ -171,3 +188,5 @@ def open_butterfly(
         clock=clock,
         delivered_retention=delivered_retention,
     )
+    opened.misbehaviour_certificate = ma_certificate
+    return opened

@@ -414,6 +414,10 @@ class RegistrationAuthority(Authority):
                 return
         raise NotFoundError("no device holds these linkage chains")
 
+    @property
+    def certificates_per_period(self) -> int:
+        return self._per_period
+
     def device_count(self) -> int:
         return len(self._devices)
 
