@@ -31,7 +31,11 @@ from fleetid.clock import ManualClock
 from fleetid.config import V2X_PASSPHRASE_ENV, Settings
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import CURVES, generate_key
-from fleetid.device.pseudonyms import PseudonymRequester, SecureElementCaterpillar
+from fleetid.device.pseudonyms import (
+    PendingBatch,
+    PseudonymRequester,
+    SecureElementCaterpillar,
+)
 from fleetid.device.v2x import ItsStation, SoftwareV2xKeys
 from fleetid.errors import CertificateRevokedError, ConfigError
 from fleetid.formats.ieee1609 import decode_certificate
@@ -112,16 +116,24 @@ def _vehicle(served: Served) -> tuple[PseudonymRequester, SecureElementClient]:
     return vehicle, card
 
 
-def test_a_vehicle_gets_and_uses_pseudonyms_through_the_app(served: Served) -> None:
-    vehicle, _ = _vehicle(served)
+def _first_week(served: Served, vehicle: PseudonymRequester) -> tuple[PendingBatch, Any]:
+    """The vehicle's batch of period 0 through the app: (its request, the download answer)."""
     config = json.loads((served.data_dir / "v2x" / "butterfly.json").read_text())
-    origin = int(config["origin"])
     pending = vehicle.batch_request(
-        period_start=origin, duration=("hours", 168), app_permissions=_CAM, now=served.clock.now()
+        period_start=int(config["origin"]),
+        duration=("hours", 168),
+        app_permissions=_CAM,
+        now=served.clock.now(),
     )
     vehicle.read_ack(pending, served.post("/v2x/ra/batch", pending.message))
     download = served.client.get(f"/v2x/ra/batch/{pending.batch_id.hex()}")
     assert download.status_code == 200, download.text
+    return pending, download
+
+
+def test_a_vehicle_gets_and_uses_pseudonyms_through_the_app(served: Served) -> None:
+    vehicle, _ = _vehicle(served)
+    pending, download = _first_week(served, vehicle)
     pseudonyms = vehicle.reconstruct(pending, download.content)
     assert len(pseudonyms) == 20
     for pseudonym in pseudonyms[:3]:
@@ -195,11 +207,7 @@ def test_a_misbehaviour_report_over_http_revokes_the_vehicle(served: Served) -> 
     vehicle, _ = _vehicle(served)
     config = json.loads((served.data_dir / "v2x" / "butterfly.json").read_text())
     origin = int(config["origin"])
-    pending = vehicle.batch_request(
-        period_start=origin, duration=("hours", 168), app_permissions=_CAM, now=served.clock.now()
-    )
-    vehicle.read_ack(pending, served.post("/v2x/ra/batch", pending.message))
-    download = served.client.get(f"/v2x/ra/batch/{pending.batch_id.hex()}")
+    pending, download = _first_week(served, vehicle)
     pseudonyms = vehicle.reconstruct(pending, download.content)
     # The MA's operator holds its keys; the server holds only its certificate.
     keys = load_keys(served.data_dir / "v2x" / "keys", ("ma", "ma-enc"), PASSPHRASE.encode())

@@ -19,8 +19,12 @@ CRL and blocks its next batch.
 
 Routes (under ``/v2x``)::
 
-    POST /v2x/ra/batch                  EeRaCertRequest (signed, encrypted) -> RaEeCertAck
+    POST /v2x/ra/batch                  EeRaCertRequest (signed, encrypted) -> RaEeCertAck;
+                                        or ETSI TS 102 941 V2 ButterflyAuthorizationRequestMessage
+                                        -> ButterflyAuthorizationResponseMessage (RaEeCertInfo)
     GET  /v2x/ra/batch/{batch_id}       RaEeCertBatch (application/octet-stream)
+    POST /v2x/ra/download               ETSI ButterflyAtDownloadRequestMessage -> RaEeCertBatch
+                                        encrypted under the request's AES key
     GET  /v2x/linked-crl/{full|delta}   the CRACA's current linked CRL (application/x-its-crl)
     POST /v2x/aca/batch                 RaAcaCertRequestBatch signed by the RA -> AcaRaResponse
                                         signed by the CA
@@ -164,6 +168,18 @@ async def _answer(request: Request, handle: Callable[[bytes], bytes]) -> Respons
     """The ITS request body through ``handle`` (in a worker thread), as an ITS response."""
     body = await its_body(request)
     return Response(await run_in_threadpool(handle, body), media_type=ITS_RESPONSE)
+
+
+@router.post("/ra/download", response_class=Response, responses=problem_responses(403, 404, 415))
+async def etsi_download(request: Request, services: Services) -> Response:
+    """ETSI TS 102 941 V2's download request (signed by the EC, encrypted to the RA); the
+    batch's RaEeCertBatch encrypted under the request's AES key, once it is issued."""
+    ra = services.ra
+    if ra is None:
+        raise NotFoundError("this deployment has no registration authority")
+    if services.issue_pending is not None:
+        await run_in_threadpool(services.issue_pending)
+    return await _answer(request, ra.handle_download_request)
 
 
 @router.get("/ra/batch/{batch_id}", response_class=Response, responses=problem_responses(404))

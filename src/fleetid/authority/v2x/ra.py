@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final, Protocol
 
-from fleetid.authority.v2x.common import Authority, AuthorityKeys, open_request
+from fleetid.authority.v2x.common import Authority, AuthorityKeys, open_request, sign_as
 from fleetid.authority.v2x.hops import MemorySeen
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule
 from fleetid.clock import Clock
@@ -40,11 +40,12 @@ from fleetid.errors import (
     ConfigError,
     EncodingError,
     NotFoundError,
+    ProfileError,
     RequestRefusedError,
     VerificationError,
 )
 from fleetid.formats.butterfly_messages import decode_message, encode_message
-from fleetid.formats.etsi102941 import encrypt_with_key
+from fleetid.formats.etsi102941 import decode_etsi102941_data, encrypt_with_key, open_pki_data
 from fleetid.formats.ieee1609 import (
     Certificate,
     hashed_id8_of,
@@ -77,6 +78,7 @@ _log = logging.getLogger(__name__)
 #: How the RA finds a current EC by its HashedId8: (EC, itsId), raising for unknown or revoked.
 EcLookup = Callable[[bytes], tuple[Certificate, bytes]]
 _PSID_REQUEST: Final = 623
+_ETSI_DATA_V1: Final = b"\x01"  # EtsiTs102941Data version v1
 #: How long a downloaded batch stays downloadable (and its rows stored) after its first download.
 DEFAULT_DELIVERED_RETENTION: Final = timedelta(days=1)
 
@@ -212,6 +214,11 @@ class RegistrationAuthority(Authority):
         """A butterfly batch request in (signed by the EC, encrypted to the RA); the
         RaEeCertAck out, encrypted under the request's AES key.
 
+        The signed payload is the 1609.2.1 EeRaCertRequest itself, or (ETSI TS 102 941 V2,
+        ButterflyAuthorizationRequestMessage) an EtsiTs102941Data whose content is
+        butterflyAuthorizationRequest: that one is answered as the ETSI text says, by a
+        ButterflyAuthorizationResponseMessage (RaEeCertInfo signed by the RA, not encrypted).
+
         Raises ``EncodingError``/``ProfileError`` for bytes that are not such a request,
         ``VerificationError`` for a request not to this RA or not signed by a current EC,
         ``BatchRefusedError`` for a replayed or stale request or a blocked device.
@@ -228,7 +235,17 @@ class RegistrationAuthority(Authority):
         verify_signed_data(signed, ec.verification_key(), ec.encoded)
         if signed.header_info.get("psid") != _PSID_REQUEST:
             raise EncodingError("a batch request has psid 623")
-        body = decode_message("EeRaCertRequest", signed.unsecured_payload())
+        payload = signed.unsecured_payload()
+        # EtsiTs102941Data opens with its version v1; an EeRaCertRequest with its preamble,
+        # whose low six bits are always zero (X.696 §16.2): the first octet tells them apart.
+        etsi = payload[:1] == _ETSI_DATA_V1
+        if etsi:
+            kind, body = decode_etsi102941_data(payload)
+            if kind != "butterflyAuthorizationRequest":
+                raise ProfileError(f"{kind} is not a butterfly authorization request")
+            payload = encode_message("EeRaCertRequest", body)
+        else:
+            body = decode_message("EeRaCertRequest", payload)
         now = time32(self._clock.now())
         if abs(now - int(body["generationTime"])) > self._freshness:
             raise BatchRefusedError("stale", "generationTime outside the freshness window")
@@ -243,8 +260,17 @@ class RegistrationAuthority(Authority):
         self._check_caterpillar(body)
         if not self._seen.remember(batch_id, now=now, expires=now + self._freshness + 1):
             raise BatchRefusedError("replay", "this batch request was already accepted")
-        self._queue(batch_id, device, i, body, signed.unsecured_payload())
+        self._queue(batch_id, device, i, body, payload)
         _log.info("batch request accepted for period %d", i)
+        if etsi:
+            info = {
+                "version": 2,
+                "generationTime": now,
+                "currentI": i,
+                "requestHash": batch_id,
+                "nextDlTime": now,
+            }
+            return sign_as(self._keys, ("butterflyAuthorizationResponse", info), self._clock.now())
         ack = {
             "version": 2,
             "generationTime": now,
@@ -357,6 +383,40 @@ class RegistrationAuthority(Authority):
         self._batches[item.batch_id].entries[(item.i, item.j)] = aca_response
 
     # ---------------------------------------------------------------------------- downloads
+
+    def handle_download_request(self, message: bytes) -> bytes:
+        """An ETSI TS 102 941 V2 ButterflyAtDownloadRequestMessage in (EeRaDownloadRequest
+        signed by a current EC, encrypted to the RA; the filename is the batch id in hex); the
+        batch's RaEeCertBatch out, encrypted under the request's AES key.
+
+        Raises as ``handle_batch_request`` for what does not open or verify,
+        ``BatchRefusedError`` for a stale request, ``BatchPendingError`` and ``NotFoundError``
+        as ``download``.
+        """
+        request = open_request(self._keys, message)
+        data = open_pki_data(
+            request.plaintext,
+            signer_kinds=frozenset({"digest"}),
+            expected=frozenset({"butterflyAtDownloadRequest"}),
+        )
+        ec_id = data.signer_digest
+        if ec_id is None:
+            raise ProfileError("a download request is signed by the EC, named by digest")
+        try:
+            ec, _ = self._ec_lookup(ec_id)
+        except RequestRefusedError as refusal:
+            raise VerificationError(f"the signing EC is not current ({refusal.code})") from None
+        data.verify(ec.verification_key(), ec.encoded)
+        body = data.content[1]
+        if abs(time32(self._clock.now()) - int(body["generationTime"])) > self._freshness:
+            raise BatchRefusedError("stale", "generationTime outside the freshness window")
+        try:
+            batch_id = bytes.fromhex(body["filename"])
+        except ValueError:
+            raise EncodingError("the file name is a batch id, 16 hex digits") from None
+        if len(batch_id) != 8:
+            raise EncodingError("the file name is a batch id, 16 hex digits")
+        return encrypt_with_key(self.download(batch_id), request.aes_key)
 
     def download(self, batch_id: bytes) -> bytes:
         """The RaEeCertBatch of a complete batch; ``BatchPendingError`` before that, and
