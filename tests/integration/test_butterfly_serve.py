@@ -22,8 +22,8 @@ from fleetid.api.routes.etsi import ITS_REQUEST, ITS_RESPONSE
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.v2x.butterfly_on_disk import has_butterfly
 from fleetid.authority.v2x.common import AuthorityKeys
-from fleetid.authority.v2x.hop_services import la_path
-from fleetid.authority.v2x.hops import sign_hop
+from fleetid.authority.v2x.hop_services import la_path, signed_answer
+from fleetid.authority.v2x.hops import HopReceiver, MemorySeen, sign_hop
 from fleetid.authority.v2x.key_store import authority_keys, load_keys
 from fleetid.authority.v2x.misbehaviour_reports import sign_report
 from fleetid.authority.v2x.on_disk import init_v2x, open_v2x
@@ -37,7 +37,7 @@ from fleetid.device.pseudonyms import (
     SecureElementCaterpillar,
 )
 from fleetid.device.v2x import ItsStation, SoftwareV2xKeys
-from fleetid.errors import CertificateRevokedError, ConfigError
+from fleetid.errors import AuthorityHopError, CertificateRevokedError, ConfigError
 from fleetid.formats.ieee1609 import decode_certificate
 from fleetid.policy.v2x import CAM_SSP, PSID_CAM
 from fleetid.revocation.linked_crl_channel import LinkedCrlReceiver
@@ -256,3 +256,25 @@ def test_a_misbehaviour_report_over_http_revokes_the_vehicle(served: Served) -> 
     served.restart()
     assert report(pseudonyms[3].certificate.encoded).status_code == 200
     assert served.client.get("/v2x/linked-crl/full").content == published
+
+
+def test_the_served_las_sign_their_answers_with_the_certificates_init_made(served: Served) -> None:
+    config = json.loads((served.data_dir / "v2x" / "butterfly.json").read_text())
+    keys = load_keys(served.data_dir / "v2x" / "keys", ("ra", "ra-enc"), PASSPHRASE.encode())
+    ra = authority_keys(keys, "ra", decode_certificate(bytes.fromhex(config["ra_certificate"])))
+    for number in (1, 2):
+        la = decode_certificate(bytes.fromhex(config[f"la{number}_certificate"]))
+        message = sign_hop(ra, "RaLaRequest", ("newChain", None), served.clock)
+        answer = served.post(la_path(number, "request"), message)
+        value = signed_answer(
+            HopReceiver(sender=la, seen=MemorySeen(), clock=served.clock),
+            "LaRaResponse",
+            answer,
+            message,
+        )
+        assert value["content"][0] == "chainToken"
+        other = decode_certificate(bytes.fromhex(config[f"la{3 - number}_certificate"]))
+        with pytest.raises(AuthorityHopError):
+            HopReceiver(sender=other, seen=MemorySeen(), clock=served.clock).open(
+                answer, "LaRaResponse"
+            )

@@ -7,6 +7,8 @@ What ``<data-dir>/v2x/`` holds for them::
                               authority's certificates (COER, hex)
     ra.db pca.db la1.db la2.db  each authority's own database (separate operators)
     keys/{ra,ra-enc,pca,pca-enc,la1,la2}.p8   their keys, in the V2X key store
+    keys/{la1-sign,la2-sign}.p8  the LAs' signing keys (their answers are signed; butterfly.json
+                              holds their certificates)
     keys/{ma,ma-enc}.p8       the misbehaviour authority's keys, for its operator; the server
                               never loads them (it checks reports against the MA certificate)
     linked-crl/               the linked CRLs the CRACA publishes, served over HTTP
@@ -32,6 +34,7 @@ from fleetid.authority.v2x.batch_pki import (
     assemble_butterfly,
     new_butterfly_keys,
 )
+from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.hierarchy import V2xHierarchy
 from fleetid.authority.v2x.key_store import authority_keys, load_keys
 from fleetid.authority.v2x.misbehaviour_reports import issue_misbehaviour_authority
@@ -126,6 +129,9 @@ def init_butterfly(
         "pca_certificate": keys.ca.certificate.encoded.hex(),
         "ma_certificate": ma.certificate.encoded.hex(),
     }
+    if keys.la_keys is not None:
+        for role, la in zip(("la1", "la2"), keys.la_keys, strict=True):
+            config[f"{role}_certificate"] = la.certificate.encoded.hex()
     opened = _open(
         directory,
         keys,
@@ -166,18 +172,32 @@ def open_butterfly(
         per_period = int(config["certificates_per_period"])
         ma_hex = config.get("ma_certificate")
         ma_certificate = None if ma_hex is None else decode_certificate(bytes.fromhex(ma_hex))
+        # Authorities made before the LAs were certified have no LA certificates.
+        la_certificates = [
+            decode_certificate(bytes.fromhex(config[f"{role}_certificate"]))
+            for role in ("la1", "la2")
+            if f"{role}_certificate" in config
+        ]
     except FileNotFoundError:
         raise ConfigError(f"no butterfly authorities in {directory}; run v2x init") from None
     except (ValueError, KeyError, TypeError, EncodingError) as exc:
         raise ConfigError(
             f"{directory / _CONFIG} is not a butterfly configuration: {exc}"
         ) from None
-    k = load_keys(directory / "keys", BUTTERFLY_ROLES, passphrase)
+    la_roles = ("la1-sign", "la2-sign") if len(la_certificates) == 2 else ()
+    k = load_keys(directory / "keys", (*BUTTERFLY_ROLES, *la_roles), passphrase)
+    la_keys = tuple(
+        AuthorityKeys(
+            signer=SoftwareSigner(k[f"{role}-sign"]), decryption_key=k[role], certificate=cert
+        )
+        for role, cert in zip(("la1", "la2"), la_certificates, strict=False)
+    )
     keys = ButterflyKeys(
         ra=authority_keys(k, "ra", certificates["ra"]),
         ca=authority_keys(k, "pca", certificates["pca"]),
         la1_wrapping=k["la1"],
         la2_wrapping=k["la2"],
+        la_keys=(la_keys[0], la_keys[1]) if len(la_keys) == 2 else None,
     )
     opened = _open(
         directory,

@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Final
 
-from fleetid.authority.v2x.batch_pki import ButterflyAuthorities
+from fleetid.authority.v2x.batch_pki import ButterflyAuthorities, issue_hop_authority
 from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.hierarchy import V2xHierarchy
-from fleetid.authority.v2x.hops import HOP_PSID, HopReceiver, sign_hop
+from fleetid.authority.v2x.hops import HopReceiver, sign_hop
 from fleetid.authority.v2x.misbehaviour import publish_revealed_chain, revoke_reported_pseudonym
-from fleetid.authority.v2x.root_ca import validity_period
 from fleetid.clock import Clock
 from fleetid.crypto.signer import Signer
 from fleetid.crypto.v2xkeys import PrivateKey
 from fleetid.errors import PolicyError
-from fleetid.formats.ieee1609 import decode_certificate, sign_certificate, time32
-from fleetid.formats.ieee1609.keys import encryption_key_value, verification_key_value
+from fleetid.formats.ieee1609 import decode_certificate, time32
 from fleetid.revocation.linked_crl_channel import LinkedCrlPublisher
 
 __all__ = ["MA_REPORT_PATH", "MisbehaviourDesk", "issue_misbehaviour_authority", "sign_report"]
@@ -44,21 +41,10 @@ _MA_NAME: Final = "fleetid-v2x-misbehaviour-authority"
 def issue_misbehaviour_authority(
     hierarchy: V2xHierarchy, *, signer: Signer, decryption_key: PrivateKey
 ) -> AuthorityKeys:
-    """The MA's keys with a certificate from the hierarchy's root: app permission psid 35
-    (SecurityMgmtPsid), no issue permissions, an encryption key for reports sent to it."""
-    root = hierarchy.root
-    tbs = {
-        "id": ("name", _MA_NAME),
-        "cracaId": root.certificate.hashed_id8[-3:],
-        "crlSeries": 0,
-        "validityPeriod": validity_period(hierarchy.clock.now(), timedelta(days=3 * 365)),
-        "appPermissions": [{"psid": HOP_PSID}],
-        "encryptionKey": encryption_key_value(decryption_key.public_key()),
-        "verifyKeyIndicator": ("verificationKey", verification_key_value(signer.public_key())),
-    }
-    issued = sign_certificate(tbs, root.signer, issuer_certificate=root.certificate.encoded)
-    return AuthorityKeys(
-        signer=signer, decryption_key=decryption_key, certificate=decode_certificate(issued.encoded)
+    """The MA's keys with a certificate from the hierarchy's root (psid 35, no issue
+    permissions, an encryption key for reports sent to it)."""
+    return issue_hop_authority(
+        hierarchy, name=_MA_NAME, signer=signer, decryption_key=decryption_key
     )
 
 
