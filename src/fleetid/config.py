@@ -179,7 +179,7 @@ _TOP_KEYS: Final = {
 _TABLE_KEYS: Final = {
     "listen": {"http", "https", "public_http"},
     "hsm": {"backend", "module", "token"},
-    "v2x": {"passphrase_file", "passphrase_env"},
+    "v2x": {"passphrase_file", "passphrase_env", "delivered_retention"},
     "provisioners": {"enabled", "token_ttl", "challenge_ttl"},
     "rate_limits": {"outstanding_challenges"},
 }
@@ -202,6 +202,7 @@ class ConfigFile:
     pkcs11_module: str | None = None
     pkcs11_token: str | None = None
     v2x_passphrase: bytes | None = field(default=None, repr=False)
+    v2x_delivered_retention: timedelta | None = None
     provisioners: tuple[str, ...] | None = None
     policy: Policy = field(default=DEFAULT_POLICY)
 
@@ -273,6 +274,12 @@ def _provisioners(table: Mapping[str, Any], path: Path) -> tuple[str, ...] | Non
             f"{path}: provisioners.enabled lists {', '.join(PROVISIONER_TYPES)}, not {enabled!r}"
         )
     return tuple(enabled)
+
+
+def _delivered_retention(table: Mapping[str, Any]) -> timedelta | None:
+    """``[v2x] delivered_retention``: how long the butterfly RA keeps a downloaded batch."""
+    value = table.get("delivered_retention")
+    return None if value is None else parse_duration(value, what="v2x.delivered_retention")
 
 
 def _v2x_passphrase(table: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> bytes | None:
@@ -353,6 +360,7 @@ def _read_config_file(path: Path, env: Mapping[str, str]) -> ConfigFile:
         pkcs11_module=_text(hsm, "module", "hsm."),
         pkcs11_token=_text(hsm, "token", "hsm."),
         v2x_passphrase=_v2x_passphrase(_table(document, "v2x", path), path, env),
+        v2x_delivered_retention=_delivered_retention(_table(document, "v2x", path)),
         provisioners=_provisioners(provisioners, path),
         policy=policy,
     )
@@ -381,6 +389,8 @@ class Settings:
     allow_loopback_urls: bool = False  # tests only: certificates may name loopback URLs
     policy: Policy = field(default=DEFAULT_POLICY)
     v2x_passphrase: bytes | None = field(default=None, repr=False)
+    # How long the butterfly RA keeps a downloaded batch; None: its default (one day).
+    v2x_delivered_retention: timedelta | None = None
     # The fleet CA's HSM; None: not chosen (ca init makes a software HSM, open follows the record).
     hsm: str | None = None
     pkcs11_module: str | None = None
@@ -429,6 +439,7 @@ class Settings:
             allow_loopback_urls=allow,
             policy=file.policy if policy is None else policy,
             v2x_passphrase=v2x_passphrase.encode() if v2x_passphrase else file.v2x_passphrase,
+            v2x_delivered_retention=file.v2x_delivered_retention,
             hsm=hsm or file.hsm,
             pkcs11_module=env.get(PKCS11_MODULE_ENV) or file.pkcs11_module,
             pkcs11_token=env.get(PKCS11_TOKEN_ENV) or file.pkcs11_token,

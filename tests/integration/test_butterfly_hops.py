@@ -32,9 +32,14 @@ from fleetid.authority.v2x.pseudonym_ca import PseudonymCa
 from fleetid.authority.v2x.ra import RegistrationAuthority
 from fleetid.clock import ManualClock
 from fleetid.config import Settings
-from fleetid.errors import UnreachableError, VerificationError
+from fleetid.errors import (
+    AuthorityHopError,
+    EncodingError,
+    UnreachableError,
+    VerificationError,
+)
 from fleetid.formats.butterfly_messages import encode_message
-from fleetid.formats.ieee1609 import time64
+from fleetid.formats.ieee1609 import Certificate, time64
 from fleetid.formats.ieee1609.signed_data import sign_data, unsecured
 
 
@@ -52,6 +57,22 @@ class Hops:
             raise UnreachableError(f"{answer.status_code} {answer.json()['detail']}")
         return answer.content
 
+    def fetch_la_keys(self) -> None:
+        """The CA fetches both LA-CA keys over HTTP, each answer checked under its LA."""
+        for number in (1, 2):
+            fetch_la_key(
+                self.ca,
+                self.transport,
+                number=number,
+                la_certificate=self.la_certificate(number),
+                clock=self.clock,
+            )
+
+    def la_certificate(self, number: int) -> Certificate:
+        la_keys = self.batch.authorities.la_keys
+        assert la_keys is not None
+        return la_keys[number - 1].certificate
+
     def post(self, path: str, body: bytes) -> tuple[int, dict[str, object]]:
         answer = self.client.post(path, content=body, headers={"content-type": ITS_REQUEST})
         assert answer.headers["content-type"] == "application/problem+json"
@@ -65,6 +86,8 @@ def hops(tmp_path: Path) -> Iterator[Hops]:
     batch = new_batch_pki("nist", per_period=4)
     clock = batch.pki.clock
     a = batch.authorities
+    assert a.la_keys is not None
+    la_keys = a.la_keys
     ra_certificate = a.ra.certificate
     ca_certificate = a.ca.keys.certificate
 
@@ -81,6 +104,8 @@ def hops(tmp_path: Path) -> Iterator[Hops]:
                 from_ra=receiver(ra_certificate),
                 from_ca=receiver(ca_certificate),
                 ca_certificate=a.ca.certificate,
+                keys=la_keys[number - 1],
+                clock=clock,
             )
             for number, la in ((1, a.la1), (2, a.la2))
         },
@@ -88,7 +113,14 @@ def hops(tmp_path: Path) -> Iterator[Hops]:
     app = create_app(settings, clock=clock, ca=fleet)
     found = Hops(client=AsgiClient(app), batch=batch, ra=a.ra, ca=fresh_ca, clock=clock)
     linkage = tuple(
-        LinkageClient(la_id=la_id, number=n, keys=a.ra.keys, transport=found.transport, clock=clock)
+        LinkageClient(
+            la_id=la_id,
+            number=n,
+            keys=a.ra.keys,
+            la_certificate=la_keys[n - 1].certificate,
+            transport=found.transport,
+            clock=clock,
+        )
         for n, la_id in ((1, LA1_ID), (2, LA2_ID))
     )
     found.ra = RegistrationAuthority(
@@ -105,8 +137,7 @@ def hops(tmp_path: Path) -> Iterator[Hops]:
 
 
 def test_a_batch_crosses_every_hop_over_http(hops: Hops) -> None:
-    for number in (1, 2):
-        fetch_la_key(hops.ca, hops.transport, number=number, clock=hops.clock)
+    hops.fetch_la_keys()
     assert hops.ca.knows_la(LA1_ID) and hops.ca.knows_la(LA2_ID)
     vehicle = hops.batch.vehicle()
     pending = hops.batch.prepare(vehicle)
@@ -165,8 +196,7 @@ def test_an_unknown_la_and_another_media_type(hops: Hops) -> None:
 
 
 def test_a_failed_forward_keeps_the_items_pending(hops: Hops) -> None:
-    for number in (1, 2):
-        fetch_la_key(hops.ca, hops.transport, number=number, clock=hops.clock)
+    hops.fetch_la_keys()
     vehicle = hops.batch.vehicle()
     pending = hops.batch.prepare(vehicle)
     hops.ra.handle_batch_request(pending.message)
@@ -208,3 +238,50 @@ def test_a_hop_signed_as_self_or_with_another_psid_is_refused(hops: Hops) -> Non
     )
     assert hops.post(la_path(1, "request"), other_psid)[0] == 400
     assert hops.batch.authorities.la1.chain_count() == 0
+
+
+def test_an_la_answer_not_signed_by_that_la_is_refused(hops: Hops) -> None:
+    """The RA and the CA take an LA's answer only under that LA's certificate: an answer
+    re-signed by another authority, or sent unsigned, is refused and changes nothing."""
+    a = hops.batch.authorities
+
+    def resigned(path: str, body: bytes) -> bytes:
+        value, _ = HopReceiver(
+            sender=hops.la_certificate(1), seen=MemorySeen(), clock=hops.clock
+        ).open(hops.transport(path, body), "LaAcaResponse")
+        return sign_hop(a.ra.keys, "LaAcaResponse", value, hops.clock)  # the RA's, not LA1's
+
+    def unsigned(path: str, body: bytes) -> bytes:
+        value, _ = HopReceiver(
+            sender=hops.la_certificate(2), seen=MemorySeen(), clock=hops.clock
+        ).open(hops.transport(path, body), "LaAcaResponse")
+        return encode_message("LaAcaResponse", value)
+
+    with pytest.raises(AuthorityHopError):
+        fetch_la_key(
+            hops.ca, resigned, number=1, la_certificate=hops.la_certificate(1), clock=hops.clock
+        )
+    with pytest.raises(EncodingError):
+        fetch_la_key(
+            hops.ca, unsigned, number=2, la_certificate=hops.la_certificate(2), clock=hops.clock
+        )
+    # LA2's genuine answer is not LA1's.
+    with pytest.raises(AuthorityHopError):
+        fetch_la_key(
+            hops.ca,
+            hops.transport,
+            number=2,
+            la_certificate=hops.la_certificate(1),
+            clock=hops.clock,
+        )
+    assert not hops.ca.knows_la(LA1_ID) and not hops.ca.knows_la(LA2_ID)
+    client = LinkageClient(
+        la_id=LA1_ID,
+        number=1,
+        keys=a.ra.keys,
+        la_certificate=hops.la_certificate(2),  # expects LA2's signature from LA1's route
+        transport=hops.transport,
+        clock=hops.clock,
+    )
+    with pytest.raises(AuthorityHopError):
+        client.new_chain()

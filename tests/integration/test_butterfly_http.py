@@ -107,3 +107,32 @@ def test_linked_crls_over_http(served: tuple[AsgiClient, BatchPki, Path]) -> Non
     LinkedCrlReceiver(craca).load(full.content)
     assert client.get("/v2x/linked-crl/delta").status_code == 404
     assert client.get("/v2x/linked-crl/other").status_code == 400
+
+
+def test_the_etsi_butterfly_messages_over_http(served: tuple[AsgiClient, BatchPki, Path]) -> None:
+    client, batch, _ = served
+    vehicle = batch.vehicle(b"VIN-ETSI-HTTP")
+    schedule = batch.authorities.schedule
+    pending = vehicle.batch_request(
+        period_start=schedule.start(0),
+        duration=schedule.duration,
+        app_permissions=[{"psid": 36}],
+        now=batch.pki.clock.now(),
+        etsi=True,
+    )
+    its = {"content-type": ITS_REQUEST}
+    answer = client.post("/v2x/ra/batch", content=pending.message, headers=its)
+    assert answer.status_code == 200, answer.text
+    assert vehicle.read_ack(pending, answer.content)["currentI"] == 0
+    message, aes_key = vehicle.download_request(pending, batch.pki.clock.now())
+    early = client.post("/v2x/ra/download", content=message, headers=its)
+    assert early.status_code == 404
+    assert early.headers["content-type"] == "application/problem+json"
+    batch.issue_pending()
+    message, aes_key = vehicle.download_request(pending, batch.pki.clock.now())
+    download = client.post("/v2x/ra/download", content=message, headers=its)
+    assert download.status_code == 200, download.text
+    assert len(vehicle.reconstruct(pending, vehicle.open_download(download.content, aes_key))) == 4
+    garbage = client.post("/v2x/ra/download", content=b"\x03\x82", headers=its)
+    assert garbage.status_code == 400
+    assert garbage.headers["content-type"] == "application/problem+json"

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,23 +21,33 @@ from fleetid.api import create_app
 from fleetid.api.routes.etsi import ITS_REQUEST, ITS_RESPONSE
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.v2x.butterfly_on_disk import has_butterfly
-from fleetid.authority.v2x.hop_services import la_path
-from fleetid.authority.v2x.hops import sign_hop
+from fleetid.authority.v2x.common import AuthorityKeys
+from fleetid.authority.v2x.hop_services import la_path, signed_answer
+from fleetid.authority.v2x.hops import HopReceiver, MemorySeen, sign_hop
+from fleetid.authority.v2x.key_store import authority_keys, load_keys
+from fleetid.authority.v2x.misbehaviour_reports import sign_report
 from fleetid.authority.v2x.on_disk import init_v2x, open_v2x
 from fleetid.clock import ManualClock
 from fleetid.config import V2X_PASSPHRASE_ENV, Settings
 from fleetid.crypto.signer import SoftwareSigner
 from fleetid.crypto.v2xkeys import CURVES, generate_key
-from fleetid.device.pseudonyms import PseudonymRequester, SecureElementCaterpillar
+from fleetid.device.pseudonyms import (
+    PendingBatch,
+    PseudonymRequester,
+    SecureElementCaterpillar,
+)
 from fleetid.device.v2x import ItsStation, SoftwareV2xKeys
-from fleetid.errors import ConfigError
+from fleetid.errors import AuthorityHopError, CertificateRevokedError, ConfigError
+from fleetid.formats.ieee1609 import decode_certificate
 from fleetid.policy.v2x import CAM_SSP, PSID_CAM
+from fleetid.revocation.linked_crl_channel import LinkedCrlReceiver
 from fleetid.se.client import SecureElementClient, SecureElementSigner
 from fleetid.sim.test_card import manufacture_test_card
 from fleetid.trust.v2x import V2xTrustStore
 
 PASSPHRASE = "correct horse battery staple"
 _CAM = [{"psid": PSID_CAM, "ssp": ("bitmapSsp", CAM_SSP)}]
+_ITS = {"content-type": ITS_REQUEST}
 
 
 @dataclass
@@ -105,16 +116,24 @@ def _vehicle(served: Served) -> tuple[PseudonymRequester, SecureElementClient]:
     return vehicle, card
 
 
-def test_a_vehicle_gets_and_uses_pseudonyms_through_the_app(served: Served) -> None:
-    vehicle, _ = _vehicle(served)
+def _first_week(served: Served, vehicle: PseudonymRequester) -> tuple[PendingBatch, Any]:
+    """The vehicle's batch of period 0 through the app: (its request, the download answer)."""
     config = json.loads((served.data_dir / "v2x" / "butterfly.json").read_text())
-    origin = int(config["origin"])
     pending = vehicle.batch_request(
-        period_start=origin, duration=("hours", 168), app_permissions=_CAM, now=served.clock.now()
+        period_start=int(config["origin"]),
+        duration=("hours", 168),
+        app_permissions=_CAM,
+        now=served.clock.now(),
     )
     vehicle.read_ack(pending, served.post("/v2x/ra/batch", pending.message))
     download = served.client.get(f"/v2x/ra/batch/{pending.batch_id.hex()}")
     assert download.status_code == 200, download.text
+    return pending, download
+
+
+def test_a_vehicle_gets_and_uses_pseudonyms_through_the_app(served: Served) -> None:
+    vehicle, _ = _vehicle(served)
+    pending, download = _first_week(served, vehicle)
     pseudonyms = vehicle.reconstruct(pending, download.content)
     assert len(pseudonyms) == 20
     for pseudonym in pseudonyms[:3]:
@@ -182,3 +201,80 @@ def test_a_broken_configuration_or_key_store_is_one_config_error(served: Served)
     (served.data_dir / "v2x" / "keys" / "la2.p8").unlink()
     with pytest.raises(ConfigError, match=r"no la2\.p8"):
         create_app(settings, clock=served.clock, ca=served.fleet)
+
+
+def test_a_misbehaviour_report_over_http_revokes_the_vehicle(served: Served) -> None:
+    vehicle, _ = _vehicle(served)
+    config = json.loads((served.data_dir / "v2x" / "butterfly.json").read_text())
+    origin = int(config["origin"])
+    pending, download = _first_week(served, vehicle)
+    pseudonyms = vehicle.reconstruct(pending, download.content)
+    # The MA's operator holds its keys; the server holds only its certificate.
+    keys = load_keys(served.data_dir / "v2x" / "keys", ("ma", "ma-enc"), PASSPHRASE.encode())
+    ma = authority_keys(keys, "ma", decode_certificate(bytes.fromhex(config["ma_certificate"])))
+
+    def report(certificate: bytes, signer: AuthorityKeys = ma) -> Any:
+        return served.client.post(
+            "/v2x/ma/report",
+            content=sign_report(signer, certificate, served.clock),
+            headers={"content-type": ITS_REQUEST},
+        )
+
+    # Refused, each a problem document, nothing revoked: another signer, no report, a
+    # certificate the pseudonym CA did not issue.
+    store = open_v2x(served.data_dir, passphrase=PASSPHRASE.encode(), clock=served.clock)
+    try:
+        ea_keys = store.hierarchy.ea._keys
+    finally:
+        store.close()
+    for answer, status in (
+        (report(pseudonyms[0].certificate.encoded, ea_keys), 401),
+        (served.client.post("/v2x/ma/report", content=b"junk", headers=_ITS), 400),
+        (report(ma.certificate.encoded), 404),
+    ):
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+    assert served.client.get("/v2x/linked-crl/full").status_code == 404
+
+    accepted = report(pseudonyms[0].certificate.encoded)
+    assert accepted.status_code == 200, accepted.text
+    pca = decode_certificate(bytes.fromhex(config["pca_certificate"]))
+    neighbour = LinkedCrlReceiver(pca)
+    neighbour.load(served.client.get("/v2x/linked-crl/full").content)
+    with pytest.raises(CertificateRevokedError):
+        neighbour.check(0, pseudonyms[7].i, pseudonyms[7].linkage_value)
+    week1 = vehicle.batch_request(
+        period_start=origin + 168 * 3600,
+        duration=("hours", 168),
+        app_permissions=_CAM,
+        now=served.clock.now(),
+    )
+    refused = served.client.post("/v2x/ra/batch", content=week1.message, headers=_ITS)
+    assert refused.status_code == 403 and refused.json()["detail"].startswith("revoked")
+    # A restarted app still serves the CRL, and a second report of the vehicle adds nothing.
+    published = served.client.get("/v2x/linked-crl/full").content
+    served.restart()
+    assert report(pseudonyms[3].certificate.encoded).status_code == 200
+    assert served.client.get("/v2x/linked-crl/full").content == published
+
+
+def test_the_served_las_sign_their_answers_with_the_certificates_init_made(served: Served) -> None:
+    config = json.loads((served.data_dir / "v2x" / "butterfly.json").read_text())
+    keys = load_keys(served.data_dir / "v2x" / "keys", ("ra", "ra-enc"), PASSPHRASE.encode())
+    ra = authority_keys(keys, "ra", decode_certificate(bytes.fromhex(config["ra_certificate"])))
+    for number in (1, 2):
+        la = decode_certificate(bytes.fromhex(config[f"la{number}_certificate"]))
+        message = sign_hop(ra, "RaLaRequest", ("newChain", None), served.clock)
+        answer = served.post(la_path(number, "request"), message)
+        value = signed_answer(
+            HopReceiver(sender=la, seen=MemorySeen(), clock=served.clock),
+            "LaRaResponse",
+            answer,
+            message,
+        )
+        assert value["content"][0] == "chainToken"
+        other = decode_certificate(bytes.fromhex(config[f"la{3 - number}_certificate"]))
+        with pytest.raises(AuthorityHopError):
+            HopReceiver(sender=other, seen=MemorySeen(), clock=served.clock).open(
+                answer, "LaRaResponse"
+            )

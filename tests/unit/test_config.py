@@ -129,6 +129,12 @@ def test_the_passphrase_from_a_named_variable(tmp_path: Path) -> None:
     assert Settings.load(tmp_path, environ={}).v2x_passphrase is None
 
 
+def test_the_retention_of_delivered_batches(tmp_path: Path) -> None:
+    assert Settings.load(tmp_path, environ={}).v2x_delivered_retention is None
+    _write(tmp_path, '[v2x]\ndelivered_retention = "2h"\n')
+    assert Settings.load(tmp_path, environ={}).v2x_delivered_retention == timedelta(hours=2)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -153,6 +159,8 @@ def test_the_passphrase_from_a_named_variable(tmp_path: Path) -> None:
         ("[rate_limits]\noutstanding_challenges = true\n", "is a positive integer"),
         ("[v2x]\npassphrase_file = 'absent'\n", "v2x.passphrase_file"),
         ("[v2x]\npassphrase_file = 'a'\npassphrase_env = 'B'\n", "one passphrase source"),
+        ("[v2x]\ndelivered_retention = 'soon'\n", "v2x.delivered_retention = 'soon' is not"),
+        ("[v2x]\ndelivered_retention = -5\n", "is not a duration"),
     ],
 )
 def test_a_bad_file_is_refused_naming_the_file_and_key(

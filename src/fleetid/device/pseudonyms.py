@@ -23,8 +23,14 @@ from fleetid.crypto.signer import Signer
 from fleetid.crypto.v2xkeys import curve_name_of
 from fleetid.errors import EncodingError, PolicyError, VerificationError
 from fleetid.formats.attestation import KeyUsage
-from fleetid.formats.butterfly_messages import decode_message, encode_message, open_from_key
-from fleetid.formats.etsi102941 import decrypt_with_key, encrypt
+from fleetid.formats.butterfly_messages import (
+    ACA_EE_CERTIFICATE_OFFSET,
+    ACA_EE_PREAMBLE,
+    decode_message,
+    encode_message,
+    open_from_key,
+)
+from fleetid.formats.etsi102941 import decrypt_with_key, encrypt, open_pki_data, sign_pki_data
 from fleetid.formats.ieee1609 import (
     Certificate,
     decode_certificate,
@@ -170,6 +176,7 @@ class PendingBatch:
     batch_id: bytes
     aes_key: bytes = field(repr=False)
     period_start: int
+    etsi: bool = False  # sent as ETSI TS 102 941 V2 ButterflyAuthorizationRequestMessage
 
 
 class PseudonymRequester:
@@ -199,9 +206,17 @@ class PseudonymRequester:
         )
 
     def batch_request(
-        self, *, period_start: int, duration: tuple[str, int], app_permissions: list[Any], now: Any
+        self,
+        *,
+        period_start: int,
+        duration: tuple[str, int],
+        app_permissions: list[Any],
+        now: Any,
+        etsi: bool = False,
     ) -> PendingBatch:
-        """An EeRaCertRequest for the period starting at ``period_start`` (Time32)."""
+        """An EeRaCertRequest for the period starting at ``period_start`` (Time32): as the
+        1609.2.1 EE-RA request, or with ``etsi`` as ETSI TS 102 941 V2's
+        ButterflyAuthorizationRequestMessage (the same request inside EtsiTs102941Data)."""
         if self.encryption_caterpillar is None:
             params: tuple[str, Any] = ("unified", ("aes128", self.caterpillar.expansion_key))
         else:
@@ -233,29 +248,67 @@ class PseudonymRequester:
             },
             "additionalParams": params,
         }
-        signed = sign_data(
-            {"data": unsecured(encode_message("EeRaCertRequest", body))},
-            {"psid": _PSID_REQUEST, "generationTime": time64(now)},
-            self._ec_signer,
-            signer_identifier=("digest", hashed_id8(self._ec_certificate)),
-            signer_certificate=self._ec_certificate,
-        )
+        if etsi:
+            signed = sign_pki_data(
+                ("butterflyAuthorizationRequest", body),
+                self._ec_signer,
+                generation_time=time64(now),
+                signer_certificate=self._ec_certificate,
+            )
+        else:
+            signed = sign_data(
+                {"data": unsecured(encode_message("EeRaCertRequest", body))},
+                {"psid": _PSID_REQUEST, "generationTime": time64(now)},
+                self._ec_signer,
+                signer_identifier=("digest", hashed_id8(self._ec_certificate)),
+                signer_certificate=self._ec_certificate,
+            )
         sealed = encrypt(signed, self._ra_certificate)
         return PendingBatch(
             message=sealed.encoded,
             batch_id=hashed_id8_of(sealed.encoded),
             aes_key=sealed.aes_key,
             period_start=period_start,
+            etsi=etsi,
         )
 
     def read_ack(self, pending: PendingBatch, response: bytes) -> dict[str, Any]:
-        """The RaEeCertAck; ``VerificationError`` if it answers another request."""
-        ack: dict[str, Any] = decode_message(
-            "RaEeCertAck", decrypt_with_key(response, pending.aes_key)
-        )
+        """The RaEeCertAck, or for an ETSI request the RaEeCertInfo of the RA's signed
+        ButterflyAuthorizationResponseMessage; ``VerificationError`` if it answers another
+        request or (ETSI) is not signed by the RA."""
+        if pending.etsi:
+            data = open_pki_data(
+                response,
+                signer_kinds=frozenset({"digest"}),
+                expected=frozenset({"butterflyAuthorizationResponse"}),
+            )
+            ra = decode_certificate(self._ra_certificate)
+            data.verify(ra.verification_key(), ra.encoded)
+            ack: dict[str, Any] = data.content[1]
+        else:
+            ack = decode_message("RaEeCertAck", decrypt_with_key(response, pending.aes_key))
         if bytes(ack["requestHash"]) != pending.batch_id:
             raise VerificationError("the acknowledgement is for another batch request")
         return ack
+
+    def download_request(self, pending: PendingBatch, now: Any) -> tuple[bytes, bytes]:
+        """ETSI TS 102 941 V2's ButterflyAtDownloadRequestMessage for the batch (EeRaDownloadRequest
+        naming its file by the batch id, signed by the EC, encrypted to the RA) and the AES key
+        its answer comes under (``open_download``)."""
+        body = {"generationTime": time32(now), "filename": pending.batch_id.hex()}
+        signed = sign_pki_data(
+            ("butterflyAtDownloadRequest", body),
+            self._ec_signer,
+            generation_time=time64(now),
+            signer_certificate=self._ec_certificate,
+        )
+        sealed = encrypt(signed, self._ra_certificate)
+        return sealed.encoded, sealed.aes_key
+
+    @staticmethod
+    def open_download(answer: bytes, aes_key: bytes) -> bytes:
+        """The RaEeCertBatch of a download answer (``VerificationError`` under another key)."""
+        return decrypt_with_key(answer, aes_key)
 
     def reconstruct(self, pending: PendingBatch, download: bytes) -> list[Pseudonym]:
         """Every pseudonym of a downloaded RaEeCertBatch, its key rebuilt and checked.
@@ -281,7 +334,10 @@ class PseudonymRequester:
         finally:
             holder.release(recipient)
         response = decode_message("AcaEeCertResponse", plaintext)
-        certificate_bytes = plaintext[5:-32]  # the certificate's own bytes, as the CA built them
+        if "privateKeyInfo" not in response or plaintext[0] != ACA_EE_PREAMBLE[0]:
+            raise VerificationError("a butterfly response carries privateKeyInfo and no extension")
+        # The certificate's own bytes, as the CA built them.
+        certificate_bytes = plaintext[ACA_EE_CERTIFICATE_OFFSET:-32]
         certificate = decode_certificate(certificate_bytes)
         info = int.from_bytes(bytes(response["privateKeyInfo"]), "big")
         self._check_certificate(certificate, pending, i)

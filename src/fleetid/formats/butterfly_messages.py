@@ -51,6 +51,8 @@ from fleetid.formats.ieee1609.keys import (
 )
 
 __all__ = [
+    "ACA_EE_CERTIFICATE_OFFSET",
+    "ACA_EE_PREAMBLE",
     "PLV_PLAINTEXT_SIZE",
     "PseudonymTemplate",
     "aca_ee_response",
@@ -234,14 +236,23 @@ def open_plv(shared_key: bytes, entry: dict[str, Any], i: int) -> tuple[int, byt
     return int.from_bytes(plaintext[4:8], "big"), plaintext[8:]
 
 
+#: X.696 §16.2: the preamble of AcaEeCertResponse, extension bit 0, privateKeyInfo present.
+ACA_EE_PREAMBLE: Final = b"\x40"
+#: The bytes before the certificate in an AcaEeCertResponse: preamble, version, generationTime.
+ACA_EE_CERTIFICATE_OFFSET: Final = 6
+
+
 def aca_ee_response(generation_time: int, certificate: bytes, private_key_info: int) -> bytes:
     """COER AcaEeCertResponse{version 2, generationTime, certificate, privateKeyInfo}.
 
-    The SEQUENCE has no optional part and no extension marker, so its COER is its fields one
-    after the other: the certificate's own bytes are spliced in, never decoded and re-encoded.
+    The SEQUENCE is extensible with privateKeyInfo OPTIONAL (1609.2.1 AcaEeInterface), so its
+    COER is the preamble octet ``ACA_EE_PREAMBLE`` (no extension, privateKeyInfo present) and
+    then the fields one after the other: the certificate's own bytes are spliced in, never
+    decoded and re-encoded.
     """
     return (
-        b"\x02"
+        ACA_EE_PREAMBLE
+        + b"\x02"
         + generation_time.to_bytes(4, "big")
         + certificate
         + private_key_info.to_bytes(32, "big")

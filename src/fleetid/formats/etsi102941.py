@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from fleetid.crypto.ecies import (
     EcdhKey,
@@ -281,7 +281,19 @@ def decode_etsi102941_data(data: bytes) -> tuple[str, Any]:
     content: tuple[str, Any] = value["content"]
     if content[0] is None:
         raise EncodingError("unknown EtsiTs102941Data content alternative")
+    if content[0] in _OUTSIDE_SUBSET:
+        raise EncodingError(f"{content[0]} is outside fleetid's subset of TS 102 941")
     return content
+
+
+# Butterfly alternatives declared only to keep the CHOICE tags of the ones after them.
+_OUTSIDE_SUBSET: Final = frozenset(
+    {
+        "x509SignedbutterflyAuthorizationRequest",
+        "butterflyCertificateRequest",
+        "butterflyCertificateResponse",
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------

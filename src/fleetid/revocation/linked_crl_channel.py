@@ -82,6 +82,7 @@ class LinkedCrlPublisher:
         self._in_full = 0  # how many entries the current full CRL holds
         self._full_period: int | None = None
         self._index = 0
+        self._rebase = False  # the next publication must be full (after ``restore``)
 
     def revoke(
         self,
@@ -108,12 +109,55 @@ class LinkedCrlPublisher:
             )
         )
 
+    def revokes(self, *, i: int, la1_id: bytes, la2_id: bytes, seed1: bytes) -> bool:
+        """Whether an entry already covers the chain whose LA1 seed of period ``i`` is
+        ``seed1`` (the same chain revealed again, at its period or a later one)."""
+        return any(
+            entry.la1_id == la1_id
+            and entry.la2_id == la2_id
+            and entry.i_rev <= i
+            and linkage_seed_at(entry.seed1, la1_id, i - entry.i_rev) == seed1
+            for entry in self._entries
+        )
+
+    def restore(self) -> int:
+        """Take back the entries of the full and delta CRLs this publisher wrote to its
+        directory (each verified under the CRACA's certificate), so that a restarted CRACA
+        publishes every chain it had revoked; the number of entries restored. The next
+        publication is full."""
+        if self._directory is None:
+            return 0
+        restored: list[LinkedRevocation] = []
+        for name in (LINKED_CRL_FULL_FILE, LINKED_CRL_DELTA_FILE):
+            path = self._directory / name
+            if path.exists():
+                contents = open_secured_crl(path.read_bytes()).verify(self._craca)
+                restored.extend(linked_revocations(contents))
+                body = contents.body
+                if isinstance(body, LinkedCrl) and (
+                    self._full_period is None
+                    or (self._full_period, self._index) < (body.i_rev, body.index_within_i)
+                ):
+                    # Keep the watermark moving forward: receivers refuse an older one.
+                    self._full_period, self._index = body.i_rev, body.index_within_i
+        for entry in restored:
+            if not self.revokes(
+                i=entry.i_rev, la1_id=entry.la1_id, la2_id=entry.la2_id, seed1=entry.seed1
+            ):
+                self._entries.append(entry)
+        self._in_full = 0
+        self._rebase = True
+        return len(self._entries)
+
     def publish(self, now: datetime, current_period: int) -> bytes:
         """The next SecuredCrl: full on a new period or a long delta, else a cumulative delta."""
         if any(entry.i_rev > current_period for entry in self._entries):
             raise VerificationError("a chain revealed for a period after the current one")
         delta_size = len(self._entries) - self._in_full
-        full = self._full_period != current_period or delta_size > self._rebase_after
+        full = (
+            self._rebase or self._full_period != current_period or delta_size > self._rebase_after
+        )
+        self._rebase = False
         if self._full_period != current_period:
             self._index = 0
         else:

@@ -8,6 +8,11 @@ worker that dies mid-batch (even by SIGKILL: the server ends its session and rel
 leaves its rows for the next claim, and an answer is written only where none is, so a
 (device, i, j) is never answered twice. Claims take rows in random order and the CA's records
 are inserted in random order within a claim: neither follows the RA's request ids.
+
+Once its device has downloaded a batch, its rows are marked delivered (``mark_delivered``) and
+``prune_delivered`` deletes the rows delivered before a cutoff: the RA keeps a downloaded batch
+only as long as its retention setting says (a download lost in transit can be repeated until
+then). Only answered rows are ever marked, so pruning never takes a row a worker could claim.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, Row, func, insert, select, update
+from sqlalchemy import Engine, Row, delete, func, insert, select, update
 
 from fleetid.store.butterfly_tables import butterfly_issued, butterfly_work
 from fleetid.store.migrate import ensure_schema
@@ -168,3 +173,33 @@ class ButterflyQueue:
         if row is None:
             return None
         return int(row.i), bytes(row.chain_reference1), bytes(row.chain_reference2)
+
+    def mark_delivered(self, batch_id: bytes, at: int) -> None:
+        """Record that the batch's device downloaded it at ``at`` (Time32); the first download
+        counts, so a repeated one does not extend the retention."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(butterfly_work)
+                .where(butterfly_work.c.batch_id == batch_id)
+                .where(butterfly_work.c.response.is_not(None))
+                .where(butterfly_work.c.delivered_at.is_(None))
+                .values(delivered_at=at)
+            )
+
+    def delivered(self) -> dict[bytes, int]:
+        """When each delivered batch still held was first downloaded (Time32), by batch id."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(butterfly_work.c.batch_id, func.min(butterfly_work.c.delivered_at))
+                .where(butterfly_work.c.delivered_at.is_not(None))
+                .group_by(butterfly_work.c.batch_id)
+            ).all()
+        return {bytes(batch_id): int(at) for batch_id, at in rows}
+
+    def prune_delivered(self, before: int) -> int:
+        """Delete the rows delivered before ``before`` (Time32); the number deleted."""
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                delete(butterfly_work).where(butterfly_work.c.delivered_at < before)
+            )
+        return int(done.rowcount)

@@ -6,7 +6,8 @@ COER EeRaCertRequest, the two COER EncryptedPlv) and, once issued, the CA's answ
 the cocoon key. ``butterfly_issued`` is the CA's record of each certificate (HashedId8, period,
 the LAs' chain references). It names no request: nothing in the CA's rows points back at the
 RA's. A row is answered at most once: the answer is written only where none is (and the
-claim's transaction fails otherwise).
+claim's transaction fails otherwise). ``delivered_at`` (Time32, Alembic 0017) is when the
+device first downloaded the row's batch; delivered rows are pruned after a retention period.
 
 Workers claim rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` and write the answer and the
 record in the same transaction, so a worker killed mid-batch leaves its rows unanswered and
@@ -42,6 +43,7 @@ butterfly_work = Table(
     Column("plv1", LargeBinary, nullable=False),
     Column("plv2", LargeBinary, nullable=False),
     Column("response", LargeBinary, nullable=True),
+    Column("delivered_at", BigInteger, nullable=True, index=True),  # Time32, first download
     UniqueConstraint("batch_id", "i", "j", name="uq_butterfly_work_batch_i_j"),
 )
 

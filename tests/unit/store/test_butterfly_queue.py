@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from fleetid.store.butterfly_queue import ButterflyQueue, WorkRow
+from fleetid.store.butterfly_queue import ButterflyQueue, IssuedRow, WorkRow
 from fleetid.store.engine import open_engine
-from fleetid.store.migrate import upgrade
+from fleetid.store.migrate import downgrade, upgrade
 
 pytest_plugins = ["tests.db_fixtures"]
 
@@ -63,5 +63,77 @@ def test_an_unknown_batch_has_no_answers(db_url: Any) -> None:
         queue.create_tables()
         assert queue.answers(b"X" * 8) == []
         assert queue.record(b"\x00" * 8) is None
+    finally:
+        engine.dispose()
+
+
+def _answer_all(queue: ButterflyQueue) -> None:
+    def work(rows: list[WorkRow]) -> list[IssuedRow]:
+        return [
+            IssuedRow(
+                request_id=row.request_id,
+                response=b"answer" + row.request_id,
+                certificate_id=row.request_id[-8:],
+                i=row.i,
+                chain_reference1=b"r1",
+                chain_reference2=b"r2",
+            )
+            for row in rows
+        ]
+
+    while queue.claim_and_answer(10, work):
+        pass
+
+
+def test_delivered_rows_are_pruned_after_the_cutoff_and_no_others(db_url: str) -> None:
+    engine = open_engine(db_url)
+    try:
+        queue = ButterflyQueue(engine)
+        queue.create_tables()
+        queue.enqueue([_row(1, b"A" * 8), _row(2, b"A" * 8), _row(3, b"B" * 8)])
+        _answer_all(queue)
+        queue.enqueue([_row(4, b"C" * 8)])  # unanswered: never marked, never pruned
+        queue.mark_delivered(b"A" * 8, 1000)
+        queue.mark_delivered(b"A" * 8, 5000)  # a repeated download keeps the first time
+        queue.mark_delivered(b"C" * 8, 1000)  # nothing answered to deliver
+        assert queue.delivered() == {b"A" * 8: 1000}
+        assert queue.prune_delivered(1000) == 0  # delivered at the cutoff: kept
+        assert queue.prune_delivered(1001) == 2
+        assert queue.answers(b"A" * 8) == []
+        assert [r is not None for _, _, r in queue.answers(b"B" * 8)] == [True]
+        assert queue.answers(b"C" * 8) == [(0, 4, None)]
+        assert queue.unanswered() == 1
+        assert queue.delivered() == {}
+        assert queue.issued_count() == 3  # the CA's records are not the RA's to prune
+    finally:
+        engine.dispose()
+
+
+def test_revision_0017_adds_and_drops_the_delivery_column_keeping_rows(db_url: str) -> None:
+    engine = open_engine(db_url)
+    try:
+        upgrade(engine, "0011")
+        assert "delivered_at" not in {
+            c["name"] for c in inspect(engine).get_columns("butterfly_work")
+        }
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO butterfly_work (request_id, batch_id, i, j, implicit,"
+                    " caterpillar, plv1, plv2) VALUES (:r, :b, 0, 1, false, :c, :p, :p)"
+                ),
+                {"r": bytes(16), "b": b"B" * 8, "c": b"c", "p": b"p"},
+            )
+        upgrade(engine)
+        columns = {c["name"] for c in inspect(engine).get_columns("butterfly_work")}
+        indexes = {ix["name"] for ix in inspect(engine).get_indexes("butterfly_work")}
+        assert "delivered_at" in columns and "ix_butterfly_work_delivered_at" in indexes
+        queue = ButterflyQueue(engine)
+        assert queue.answers(b"B" * 8) == [(0, 1, None)] and queue.delivered() == {}
+        downgrade(engine, "0011")
+        assert "delivered_at" not in {
+            c["name"] for c in inspect(engine).get_columns("butterfly_work")
+        }
+        assert queue.unanswered() == 1
     finally:
         engine.dispose()

@@ -11,17 +11,27 @@ retry later).
 
 The authorities reach each other on routes of the same app (``fleetid.authority.v2x.hops``):
 each request is 1609.2 signed data by the calling authority; a signer other than the one the
-route expects is 401 (``AuthorityHopError``), a replayed or stale message 403.
+route expects is 401 (``AuthorityHopError``), a replayed or stale message 403. A misbehaviour
+report is signed likewise by the misbehaviour authority ``fleetid v2x init`` certified
+(``fleetid.authority.v2x.misbehaviour_reports``): a certificate the pseudonym CA did not issue is
+404, one of a period not begun 403; an accepted one revokes the vehicle, publishes the linked
+CRL and blocks its next batch.
 
 Routes (under ``/v2x``)::
 
-    POST /v2x/ra/batch                  EeRaCertRequest (signed, encrypted) -> RaEeCertAck
+    POST /v2x/ra/batch                  EeRaCertRequest (signed, encrypted) -> RaEeCertAck;
+                                        or ETSI TS 102 941 V2 ButterflyAuthorizationRequestMessage
+                                        -> ButterflyAuthorizationResponseMessage (RaEeCertInfo)
     GET  /v2x/ra/batch/{batch_id}       RaEeCertBatch (application/octet-stream)
+    POST /v2x/ra/download               ETSI ButterflyAtDownloadRequestMessage -> RaEeCertBatch
+                                        encrypted under the request's AES key
     GET  /v2x/linked-crl/{full|delta}   the CRACA's current linked CRL (application/x-its-crl)
     POST /v2x/aca/batch                 RaAcaCertRequestBatch signed by the RA -> AcaRaResponse
                                         signed by the CA
     POST /v2x/la/{1|2}/request          RaLaRequest signed by the RA -> LaRaResponse
     POST /v2x/la/{1|2}/ca-key           AcaLaRequest signed by the CA -> LaAcaResponse
+    POST /v2x/ma/report                 MaReport signed by the MA -> MaReportResponse signed
+                                        by the pseudonym CA
 """
 
 from __future__ import annotations
@@ -36,13 +46,19 @@ from fastapi.concurrency import run_in_threadpool
 
 from fleetid.api.openapi import problem_responses
 from fleetid.api.routes.etsi import ITS_RESPONSE, V2X_PREFIX, V2xServices, its_body
-from fleetid.authority.v2x.butterfly_on_disk import has_butterfly, open_butterfly
+from fleetid.authority.v2x.butterfly_on_disk import ButterflyStore, has_butterfly, open_butterfly
 from fleetid.authority.v2x.hop_services import CaHop, LaHop, hop_routes, issue_in_process
-from fleetid.authority.v2x.ra import RegistrationAuthority
+from fleetid.authority.v2x.hops import HopReceiver
+from fleetid.authority.v2x.misbehaviour_reports import MisbehaviourDesk
+from fleetid.authority.v2x.ra import DEFAULT_DELIVERED_RETENTION, RegistrationAuthority
 from fleetid.clock import Clock
 from fleetid.config import Settings
 from fleetid.errors import EncodingError, NotFoundError
-from fleetid.revocation.linked_crl_channel import LINKED_CRL_DELTA_FILE, LINKED_CRL_FULL_FILE
+from fleetid.revocation.linked_crl_channel import (
+    LINKED_CRL_DELTA_FILE,
+    LINKED_CRL_FULL_FILE,
+    LinkedCrlPublisher,
+)
 from fleetid.store.butterfly_state import la_seen_requests, pca_seen_requests
 
 __all__ = ["BATCH_MEDIA_TYPE", "ButterflyServices", "install", "router", "services_for"]
@@ -65,6 +81,7 @@ class ButterflyServices:
     ca: CaHop | None = None
     las: dict[int, LaHop] = field(default_factory=dict)
     issue_pending: Callable[[], object] | None = None
+    misbehaviour: MisbehaviourDesk | None = None
 
 
 def services_for(settings: Settings, clock: Clock, v2x: V2xServices) -> ButterflyServices | None:
@@ -80,6 +97,7 @@ def services_for(settings: Settings, clock: Clock, v2x: V2xServices) -> Butterfl
         passphrase=settings.v2x_passphrase,
         clock=clock,
         ec_lookup=v2x.ea.current_enrolment_credential,
+        delivered_retention=settings.v2x_delivered_retention or DEFAULT_DELIVERED_RETENTION,
     )
     engines = {"pca": store.engines.ca, "la1": store.engines.la1, "la2": store.engines.la2}
     ca, las = hop_routes(
@@ -95,6 +113,33 @@ def services_for(settings: Settings, clock: Clock, v2x: V2xServices) -> Butterfl
         ca=ca,
         las=las,
         issue_pending=issue_in_process(store.authorities, clock),
+        misbehaviour=_misbehaviour_desk(store, clock),
+    )
+
+
+def _misbehaviour_desk(store: ButterflyStore, clock: Clock) -> MisbehaviourDesk | None:
+    """The report route's service, when ``init`` certified a misbehaviour authority: the
+    pseudonym CA signs the linked CRL (it is the CRACA) into the served directory, after
+    taking back the chains its earlier CRLs there revoke."""
+    if store.misbehaviour_certificate is None:
+        return None
+    ca = store.authorities.ca
+    publisher = LinkedCrlPublisher(
+        signer=ca.keys.signer,
+        craca_certificate=ca.keys.certificate,
+        directory=store.linked_crl_directory,
+    )
+    publisher.restore()
+    return MisbehaviourDesk(
+        authorities=store.authorities,
+        from_ma=HopReceiver(
+            sender=store.misbehaviour_certificate,
+            seen=pca_seen_requests(store.engines.ca),
+            clock=clock,
+        ),
+        publisher=publisher,
+        certificates_per_period=store.authorities.ra.certificates_per_period,
+        clock=clock,
     )
 
 
@@ -123,6 +168,18 @@ async def _answer(request: Request, handle: Callable[[bytes], bytes]) -> Respons
     """The ITS request body through ``handle`` (in a worker thread), as an ITS response."""
     body = await its_body(request)
     return Response(await run_in_threadpool(handle, body), media_type=ITS_RESPONSE)
+
+
+@router.post("/ra/download", response_class=Response, responses=problem_responses(403, 404, 415))
+async def etsi_download(request: Request, services: Services) -> Response:
+    """ETSI TS 102 941 V2's download request (signed by the EC, encrypted to the RA); the
+    batch's RaEeCertBatch encrypted under the request's AES key, once it is issued."""
+    ra = services.ra
+    if ra is None:
+        raise NotFoundError("this deployment has no registration authority")
+    if services.issue_pending is not None:
+        await run_in_threadpool(services.issue_pending)
+    return await _answer(request, ra.handle_download_request)
 
 
 @router.get("/ra/batch/{batch_id}", response_class=Response, responses=problem_responses(404))
@@ -181,3 +238,12 @@ async def la_hop(
     (``request``), the CA for the key they share, encrypted to the CA (``ca-key``)."""
     la = _la(services, number)
     return await _answer(request, la.handle_ra if hop == "request" else la.handle_ca)
+
+
+@router.post("/ma/report", response_class=Response, responses=problem_responses(401, 403, 404, 415))
+async def misbehaviour_report(request: Request, services: Services) -> Response:
+    """A misbehaviour authority's signed report of one pseudonym certificate; the pseudonym
+    CA's signed answer once the vehicle is revoked and the linked CRL published."""
+    if services.misbehaviour is None:
+        raise NotFoundError("this deployment has no misbehaviour authority")
+    return await _answer(request, services.misbehaviour.handle)

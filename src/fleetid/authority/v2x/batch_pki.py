@@ -15,14 +15,20 @@ from datetime import timedelta
 
 from fleetid.authority.v2x.common import AuthorityKeys
 from fleetid.authority.v2x.hierarchy import V2xHierarchy
+from fleetid.authority.v2x.hops import HOP_PSID
 from fleetid.authority.v2x.la import LinkageAuthority
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule, PseudonymCa
-from fleetid.authority.v2x.ra import EcLookup, LinkageService, RegistrationAuthority
+from fleetid.authority.v2x.ra import (
+    DEFAULT_DELIVERED_RETENTION,
+    EcLookup,
+    LinkageService,
+    RegistrationAuthority,
+)
 from fleetid.authority.v2x.root_ca import validity_period
 from fleetid.clock import Clock
 from fleetid.crypto.pseudonym_keys import ImplicitIssuingKey
 from fleetid.crypto.sealed_state import StateSealer
-from fleetid.crypto.signer import SoftwareSigner
+from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.crypto.v2xkeys import PrivateKey, generate_key
 from fleetid.errors import EncodingError
 from fleetid.formats.ieee1609 import Certificate, decode_certificate, sign_certificate, time32
@@ -39,6 +45,7 @@ __all__ = [
     "ButterflyKeys",
     "assemble_butterfly",
     "build_butterfly_authorities",
+    "issue_hop_authority",
     "new_butterfly_keys",
 ]
 
@@ -52,6 +59,9 @@ class ButterflyAuthorities:
     la1: LinkageAuthority
     la2: LinkageAuthority
     schedule: PeriodSchedule
+    # The LAs' signing keys and 1609.2 certificates (their answers on the hops are signed);
+    # None for authorities made before the LAs were certified.
+    la_keys: tuple[AuthorityKeys, AuthorityKeys] | None = None
 
 
 def _implicit_ca_certificate(
@@ -90,6 +100,8 @@ class ButterflyKeys:
     implicit_key: ImplicitIssuingKey | None = field(default=None, repr=False)
     la1_wrapping: PrivateKey = field(repr=False)
     la2_wrapping: PrivateKey = field(repr=False)
+    # Each LA's signing key and certificate (its wrapping key as the encryption key).
+    la_keys: tuple[AuthorityKeys, AuthorityKeys] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +112,28 @@ class ButterflyEngines:
     ca: Engine
     la1: Engine
     la2: Engine
+
+
+def issue_hop_authority(
+    hierarchy: V2xHierarchy, *, name: str, signer: Signer, decryption_key: PrivateKey
+) -> AuthorityKeys:
+    """Keys of an authority that signs hop messages (a linkage or misbehaviour authority),
+    with a certificate from the hierarchy's root: app permission psid 35 (SecurityMgmtPsid),
+    no issue permissions, ``decryption_key``'s public key as its encryption key."""
+    root = hierarchy.root
+    tbs = {
+        "id": ("name", name),
+        "cracaId": root.certificate.hashed_id8[-3:],
+        "crlSeries": 0,
+        "validityPeriod": validity_period(hierarchy.clock.now(), timedelta(days=3 * 365)),
+        "appPermissions": [{"psid": HOP_PSID}],
+        "encryptionKey": encryption_key_value(decryption_key.public_key()),
+        "verifyKeyIndicator": ("verificationKey", verification_key_value(signer.public_key())),
+    }
+    issued = sign_certificate(tbs, root.signer, issuer_certificate=root.certificate.encoded)
+    return AuthorityKeys(
+        signer=signer, decryption_key=decryption_key, certificate=decode_certificate(issued.encoded)
+    )
 
 
 def new_butterfly_keys(
@@ -139,12 +173,23 @@ def new_butterfly_keys(
             signer=SoftwareSigner(key_factory("pca", family.ca)),
             decryption_key=ca_decryption,
         )
+    wrapping = (key_factory("la1", "nistP256"), key_factory("la2", "nistP256"))
+    la_keys = tuple(
+        issue_hop_authority(
+            hierarchy,
+            name=f"fleetid-v2x-{role}",
+            signer=SoftwareSigner(key_factory(f"{role}-sign", family.ca)),
+            decryption_key=key,
+        )
+        for role, key in zip(("la1", "la2"), wrapping, strict=True)
+    )
     return ButterflyKeys(
         ra=ra,
         ca=ca,
         implicit_key=implicit_key,
-        la1_wrapping=key_factory("la1", "nistP256"),
-        la2_wrapping=key_factory("la2", "nistP256"),
+        la1_wrapping=wrapping[0],
+        la2_wrapping=wrapping[1],
+        la_keys=(la_keys[0], la_keys[1]),
     )
 
 
@@ -157,11 +202,13 @@ def assemble_butterfly(
     engines: ButterflyEngines | None = None,
     certificates_per_period: int = 20,
     linkage: tuple[LinkageService, LinkageService] | None = None,
+    delivered_retention: timedelta = DEFAULT_DELIVERED_RETENTION,
 ) -> ButterflyAuthorities:
     """RA, pseudonym CA and LA1, LA2 from their keys, wired together; with ``engines``, each
     keeps its state in its database and picks up where it was (the LAs pair and share their
     keys with the CA only the first time). ``linkage`` replaces the RA's in-process LAs (for
-    instance by clients of their HTTP routes)."""
+    instance by clients of their HTTP routes). The RA keeps a downloaded batch for
+    ``delivered_retention`` after its first download."""
     sealer = None
     if engines is not None:
         if not isinstance(keys.ca.decryption_key, PrivateKey):
@@ -197,8 +244,11 @@ def assemble_butterfly(
         clock=clock,
         certificates_per_period=certificates_per_period,
         records=None if engines is None else RaRecords(engines.ra),
+        delivered_retention=delivered_retention,
     )
-    return ButterflyAuthorities(ra=ra, ca=ca, la1=la1, la2=la2, schedule=schedule)
+    return ButterflyAuthorities(
+        ra=ra, ca=ca, la1=la1, la2=la2, schedule=schedule, la_keys=keys.la_keys
+    )
 
 
 def build_butterfly_authorities(

@@ -7,7 +7,12 @@ and the clients the RA and the CA use to reach the other authorities' routes.
 * RA -> CA (``forward_to_ca``; ``CaHop``): the shuffled ``RaAcaCertRequestBatch``, answered by
   a signed ``AcaRaResponse``.
 
-Messages and their checks: ``fleetid.authority.v2x.hops``.
+Each LA signs its answers as the callers sign their requests, with the 1609.2 certificate the
+V2X root issued it at ``fleetid v2x init`` (``LaHop.keys``); ``LinkageClient`` and
+``fetch_la_key`` accept an answer only if it is signed by the LA certificate they were given,
+fresh, and names their request (``AuthorityHopError`` for another signer; an unsigned answer
+does not parse as signed data: ``EncodingError``). Messages and their checks:
+``fleetid.authority.v2x.hops``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from fleetid.authority.v2x.hops import (
     HopTransport,
     MemorySeen,
     SeenList,
-    answer_to,
     check_answers,
     sign_hop,
 )
@@ -47,6 +51,7 @@ __all__ = [
     "hop_routes",
     "issue_in_process",
     "la_path",
+    "signed_answer",
 ]
 
 ACA_BATCH_PATH: Final = "/v2x/aca/batch"
@@ -67,6 +72,15 @@ class LaHop:
     from_ra: HopReceiver
     from_ca: HopReceiver
     ca_certificate: bytes
+    # The LA's signing keys and certificate; None (an LA certified before answers were
+    # signed) answers unsigned, which the clients refuse.
+    keys: AuthorityKeys | None = None
+    clock: Clock | None = None
+
+    def _answer(self, type_name: str, value: dict[str, Any]) -> bytes:
+        if self.keys is None or self.clock is None:
+            return encode_message(type_name, value)
+        return sign_hop(self.keys, type_name, value, self.clock)
 
     def handle_ra(self, message: bytes) -> bytes:
         (kind, body), request_hash = self.from_ra.open(message, "RaLaRequest")
@@ -78,12 +92,12 @@ class LaHop:
                 bytes(body["chainToken"]), int(body["iValue"]), int(body["count"])
             )
             content = ("preLinkageValues", values)
-        return encode_message("LaRaResponse", {"requestHash": request_hash, "content": content})
+        return self._answer("LaRaResponse", {"requestHash": request_hash, "content": content})
 
     def handle_ca(self, message: bytes) -> bytes:
         _, request_hash = self.from_ca.open(message, "AcaLaRequest")
         key = self.la.key_for_ca(self.ca_certificate)
-        return encode_message("LaAcaResponse", {"requestHash": request_hash, "laCaKey": key})
+        return self._answer("LaAcaResponse", {"requestHash": request_hash, "laCaKey": key})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,19 +124,24 @@ class LinkageClient:
         la_id: bytes,
         number: int,
         keys: AuthorityKeys,
+        la_certificate: Certificate,
         transport: HopTransport,
         clock: Clock,
     ) -> None:
-        """``keys`` are the RA's: it signs every request."""
+        """``keys`` are the RA's: it signs every request; ``la_certificate`` must sign every
+        answer."""
         self.la_id = la_id
         self._path = la_path(number, "request")
         self._ra_keys = keys
         self._transport = transport
         self._clock = clock
+        self._from_la = HopReceiver(sender=la_certificate, seen=MemorySeen(), clock=clock)
 
     def _ask(self, request: tuple[str, Any], kind: str) -> Any:
         message = sign_hop(self._ra_keys, "RaLaRequest", request, self._clock)
-        answer = answer_to("LaRaResponse", self._transport(self._path, message), message)
+        answer = signed_answer(
+            self._from_la, "LaRaResponse", self._transport(self._path, message), message
+        )
         got, value = answer["content"]
         if got != kind:
             raise EncodingError(f"the LA answered {got}, not {kind}")
@@ -171,11 +190,28 @@ def _forward_chunk(
     return len(items)
 
 
-def fetch_la_key(ca: PseudonymCa, transport: HopTransport, *, number: int, clock: Clock) -> None:
-    """The CA asks LA ``number`` for the key they share (once; it keeps it)."""
+def fetch_la_key(
+    ca: PseudonymCa,
+    transport: HopTransport,
+    *,
+    number: int,
+    la_certificate: Certificate,
+    clock: Clock,
+) -> None:
+    """The CA asks LA ``number`` for the key they share (once; it keeps it); the answer must
+    be signed by ``la_certificate``."""
     message = sign_hop(ca.keys, "AcaLaRequest", ("laCaKey", None), clock)
-    answer = answer_to("LaAcaResponse", transport(la_path(number, "ca-key"), message), message)
+    receiver = HopReceiver(sender=la_certificate, seen=MemorySeen(), clock=clock)
+    answer = signed_answer(
+        receiver, "LaAcaResponse", transport(la_path(number, "ca-key"), message), message
+    )
     ca.accept_la_key(bytes(answer["laCaKey"]))
+
+
+def signed_answer(receiver: HopReceiver, type_name: str, answer: bytes, request: bytes) -> Any:
+    """An answer signed by the receiver's expected authority that names ``request``."""
+    value, _ = receiver.open(answer, type_name)
+    return check_answers(value, request)
 
 
 def hop_routes(
@@ -201,6 +237,8 @@ def hop_routes(
             from_ra=receiver(ra_certificate, f"la{number}"),
             from_ca=receiver(ca_certificate, f"la{number}"),
             ca_certificate=a.ca.certificate,
+            keys=None if a.la_keys is None else a.la_keys[number - 1],
+            clock=clock,
         )
         for number, la in ((1, a.la1), (2, a.la2))
     }

@@ -10,8 +10,9 @@ refused). The receiving side (``HopReceiver``) refuses a message whose signer is
 the one authority it expects (``AuthorityHopError``), a stale one and a replay (the HashedId8
 of the message, remembered for the freshness window: ``BatchRefusedError`` ``stale`` /
 ``replay``). Every answer names the request it answers by that hash; the CA signs its answers
-too. The LAs hold no 1609.2 certificate: what they answer is sealed by them (chain tokens) or
-encrypted to the CA (pre-linkage values), so a forged answer opens nowhere.
+too, and so do the LAs, with the 1609.2 certificates the V2X root issues them at ``fleetid v2x
+init`` (``batch_pki.issue_hop_authority``); what they answer is also sealed by them (chain
+tokens) or encrypted to the CA (pre-linkage values), so a forged answer would open nowhere.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ __all__ = [
     "HopTransport",
     "MemorySeen",
     "SeenList",
-    "answer_to",
     "check_answers",
     "sign_hop",
 ]
@@ -120,11 +120,6 @@ class HopReceiver:
         if not self._seen.remember(request_hash, now=seconds, expires=seconds + self._window + 1):
             raise BatchRefusedError("replay", "this authority message was already accepted")
         return decode_message(type_name, signed.unsecured_payload()), request_hash
-
-
-def answer_to(type_name: str, answer: bytes, request: bytes) -> Any:
-    """Decode an answer and check that it names ``request``."""
-    return check_answers(decode_message(type_name, answer), request)
 
 
 def check_answers(value: Any, request: bytes) -> Any:

@@ -10,7 +10,9 @@ order and no device. It never sees a certificate: the CA's answers are encrypted
 encryption keys, and the RA only stores them for the device's download.
 
 What it keeps per device: its itsId, its two sealed chain references (which only the LAs can
-open) and whether misbehaviour has blocked it. Per request: the batch until downloaded. Given
+open) and whether misbehaviour has blocked it. Per request: the batch until it has been
+downloaded and ``delivered_retention`` has passed since the first download (a lost download can
+be repeated until then; the next download or ``prune_delivered`` forgets it). Given
 ``records`` (``fleetid.store.butterfly_state.RaRecords``) it keeps all of that, the seen batch
 requests and its per-certificate requests with their answers in its database, and a restarted RA
 reloads them: nothing accepted is lost, a replay is still refused, a device keeps its chains.
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final, Protocol
 
-from fleetid.authority.v2x.common import Authority, AuthorityKeys, open_request
+from fleetid.authority.v2x.common import Authority, AuthorityKeys, open_request, sign_as
 from fleetid.authority.v2x.hops import MemorySeen
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule
 from fleetid.clock import Clock
@@ -35,13 +37,15 @@ from fleetid.crypto.butterfly import expand_public
 from fleetid.errors import (
     BatchPendingError,
     BatchRefusedError,
+    ConfigError,
     EncodingError,
     NotFoundError,
+    ProfileError,
     RequestRefusedError,
     VerificationError,
 )
 from fleetid.formats.butterfly_messages import decode_message, encode_message
-from fleetid.formats.etsi102941 import encrypt_with_key
+from fleetid.formats.etsi102941 import decode_etsi102941_data, encrypt_with_key, open_pki_data
 from fleetid.formats.ieee1609 import (
     Certificate,
     hashed_id8_of,
@@ -59,6 +63,7 @@ from fleetid.store.butterfly_queue import ButterflyQueue, WorkRow
 from fleetid.store.butterfly_state import DeviceRow, RaRecords
 
 __all__ = [
+    "DEFAULT_DELIVERED_RETENTION",
     "BatchItem",
     "LinkageService",
     "RegistrationAuthority",
@@ -73,6 +78,9 @@ _log = logging.getLogger(__name__)
 #: How the RA finds a current EC by its HashedId8: (EC, itsId), raising for unknown or revoked.
 EcLookup = Callable[[bytes], tuple[Certificate, bytes]]
 _PSID_REQUEST: Final = 623
+_ETSI_DATA_V1: Final = b"\x01"  # EtsiTs102941Data version v1
+#: How long a downloaded batch stays downloadable (and its rows stored) after its first download.
+DEFAULT_DELIVERED_RETENTION: Final = timedelta(days=1)
 
 
 class LinkageService(Protocol):
@@ -136,6 +144,7 @@ def batch_item(row: WorkRow) -> BatchItem:
 class _Batch:
     slots: set[tuple[int, int]] = field(default_factory=set)
     entries: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    delivered_at: int | None = None  # Time32 of the first download
 
 
 class RegistrationAuthority(Authority):
@@ -153,6 +162,7 @@ class RegistrationAuthority(Authority):
         freshness: timedelta = timedelta(minutes=5),
         rng: random.Random | None = None,
         records: RaRecords | None = None,
+        delivered_retention: timedelta = DEFAULT_DELIVERED_RETENTION,
     ) -> None:
         if linkage[0].la_id == linkage[1].la_id:
             raise EncodingError("the two linkage authorities need different identifiers")
@@ -164,6 +174,9 @@ class RegistrationAuthority(Authority):
         self._freshness = int(freshness.total_seconds())
         self._rng = rng if rng is not None else random.SystemRandom()
         self._records = records
+        if delivered_retention < timedelta(0):
+            raise ConfigError("the retention of delivered batches is not negative")
+        self._retention = int(delivered_retention.total_seconds())
         self._devices: dict[bytes, _Device] = {}
         self._seen = MemorySeen() if records is None else records.seen
         self._pending: list[BatchItem] = []
@@ -186,6 +199,9 @@ class RegistrationAuthority(Authority):
                 self._pending.append(batch_item(work))
             else:
                 batch.entries[(work.i, work.j)] = answer
+        for batch_id, at in records.queue.delivered().items():
+            self._batches[batch_id].delivered_at = at
+        self.prune_delivered()
 
     @property
     def queue(self) -> ButterflyQueue | None:
@@ -197,6 +213,11 @@ class RegistrationAuthority(Authority):
     def handle_batch_request(self, message: bytes) -> bytes:
         """A butterfly batch request in (signed by the EC, encrypted to the RA); the
         RaEeCertAck out, encrypted under the request's AES key.
+
+        The signed payload is the 1609.2.1 EeRaCertRequest itself, or (ETSI TS 102 941 V2,
+        ButterflyAuthorizationRequestMessage) an EtsiTs102941Data whose content is
+        butterflyAuthorizationRequest: that one is answered as the ETSI text says, by a
+        ButterflyAuthorizationResponseMessage (RaEeCertInfo signed by the RA, not encrypted).
 
         Raises ``EncodingError``/``ProfileError`` for bytes that are not such a request,
         ``VerificationError`` for a request not to this RA or not signed by a current EC,
@@ -214,7 +235,17 @@ class RegistrationAuthority(Authority):
         verify_signed_data(signed, ec.verification_key(), ec.encoded)
         if signed.header_info.get("psid") != _PSID_REQUEST:
             raise EncodingError("a batch request has psid 623")
-        body = decode_message("EeRaCertRequest", signed.unsecured_payload())
+        payload = signed.unsecured_payload()
+        # EtsiTs102941Data opens with its version v1; an EeRaCertRequest with its preamble,
+        # whose low six bits are always zero (X.696 §16.2): the first octet tells them apart.
+        etsi = payload[:1] == _ETSI_DATA_V1
+        if etsi:
+            kind, body = decode_etsi102941_data(payload)
+            if kind != "butterflyAuthorizationRequest":
+                raise ProfileError(f"{kind} is not a butterfly authorization request")
+            payload = encode_message("EeRaCertRequest", body)
+        else:
+            body = decode_message("EeRaCertRequest", payload)
         now = time32(self._clock.now())
         if abs(now - int(body["generationTime"])) > self._freshness:
             raise BatchRefusedError("stale", "generationTime outside the freshness window")
@@ -229,8 +260,17 @@ class RegistrationAuthority(Authority):
         self._check_caterpillar(body)
         if not self._seen.remember(batch_id, now=now, expires=now + self._freshness + 1):
             raise BatchRefusedError("replay", "this batch request was already accepted")
-        self._queue(batch_id, device, i, body, signed.unsecured_payload())
+        self._queue(batch_id, device, i, body, payload)
         _log.info("batch request accepted for period %d", i)
+        if etsi:
+            info = {
+                "version": 2,
+                "generationTime": now,
+                "currentI": i,
+                "requestHash": batch_id,
+                "nextDlTime": now,
+            }
+            return sign_as(self._keys, ("butterflyAuthorizationResponse", info), self._clock.now())
         ack = {
             "version": 2,
             "generationTime": now,
@@ -344,15 +384,81 @@ class RegistrationAuthority(Authority):
 
     # ---------------------------------------------------------------------------- downloads
 
+    def handle_download_request(self, message: bytes) -> bytes:
+        """An ETSI TS 102 941 V2 ButterflyAtDownloadRequestMessage in (EeRaDownloadRequest
+        signed by a current EC, encrypted to the RA; the filename is the batch id in hex); the
+        batch's RaEeCertBatch out, encrypted under the request's AES key.
+
+        Raises as ``handle_batch_request`` for what does not open or verify,
+        ``BatchRefusedError`` for a stale request, ``BatchPendingError`` and ``NotFoundError``
+        as ``download``.
+        """
+        request = open_request(self._keys, message)
+        data = open_pki_data(
+            request.plaintext,
+            signer_kinds=frozenset({"digest"}),
+            expected=frozenset({"butterflyAtDownloadRequest"}),
+        )
+        ec_id = data.signer_digest
+        if ec_id is None:
+            raise ProfileError("a download request is signed by the EC, named by digest")
+        try:
+            ec, _ = self._ec_lookup(ec_id)
+        except RequestRefusedError as refusal:
+            raise VerificationError(f"the signing EC is not current ({refusal.code})") from None
+        data.verify(ec.verification_key(), ec.encoded)
+        body = data.content[1]
+        if abs(time32(self._clock.now()) - int(body["generationTime"])) > self._freshness:
+            raise BatchRefusedError("stale", "generationTime outside the freshness window")
+        try:
+            batch_id = bytes.fromhex(body["filename"])
+        except ValueError:
+            raise EncodingError("the file name is a batch id, 16 hex digits") from None
+        if len(batch_id) != 8:
+            raise EncodingError("the file name is a batch id, 16 hex digits")
+        return encrypt_with_key(self.download(batch_id), request.aes_key)
+
     def download(self, batch_id: bytes) -> bytes:
-        """The RaEeCertBatch of a complete batch; ``BatchPendingError`` before that."""
+        """The RaEeCertBatch of a complete batch; ``BatchPendingError`` before that, and
+        ``NotFoundError`` for an unknown batch or one pruned after its retention.
+
+        The first download marks the batch delivered; it can be downloaded again until
+        ``delivered_retention`` has passed since then.
+        """
+        self.prune_delivered()
         batch = self._batches.get(batch_id)
         if batch is None:
             raise NotFoundError("no such batch")
         answers: list[tuple[int, int, bytes | None]] = [
             (i, j, batch.entries.get((i, j))) for i, j in sorted(batch.slots)
         ]
-        return download_message(batch_id, answers)
+        message = download_message(batch_id, answers)
+        if batch.delivered_at is None:
+            batch.delivered_at = time32(self._clock.now())
+            if self._records is not None:
+                self._records.queue.mark_delivered(batch_id, batch.delivered_at)
+        return message
+
+    def prune_delivered(self) -> int:
+        """Forget every batch first downloaded more than ``delivered_retention`` ago, in memory
+        and in the database; the number of batches forgotten."""
+        cutoff = time32(self._clock.now()) - self._retention
+        expired = [
+            batch_id
+            for batch_id, batch in self._batches.items()
+            if batch.delivered_at is not None and batch.delivered_at < cutoff
+        ]
+        for batch_id in expired:
+            del self._batches[batch_id]
+        if self._records is not None:
+            self._records.queue.prune_delivered(cutoff)
+        if expired:
+            _log.info("pruned %d delivered batches", len(expired))
+        return len(expired)
+
+    def batch_count(self) -> int:
+        """The batches the RA holds (pending, issued or delivered within the retention)."""
+        return len(self._batches)
 
     # ---------------------------------------------------------------------------- misbehaviour
 
@@ -367,6 +473,10 @@ class RegistrationAuthority(Authority):
                 _log.info("device blocked after a misbehaviour report")
                 return
         raise NotFoundError("no device holds these linkage chains")
+
+    @property
+    def certificates_per_period(self) -> int:
+        return self._per_period
 
     def device_count(self) -> int:
         return len(self._devices)

@@ -58,6 +58,11 @@ PKI_PROFILES: dict[str, PkiProfile] = {
     "certificateTrustListRca": PkiProfile(psid=624, signers=_DIGEST),
     "singleSignedLinkCertificateRca": PkiProfile(psid=624, signers=_DIGEST),
     "doubleSignedlinkCertificateRca": PkiProfile(psid=624, signers=_DIGEST),
+    # Butterfly key provisioning (TS 102 941 V2.2.1): the EE signs with its EC, the RA (the EA
+    # role) signs its answer.
+    "butterflyAuthorizationRequest": PkiProfile(psid=623, signers=_DIGEST),
+    "butterflyAuthorizationResponse": PkiProfile(psid=623, signers=_DIGEST),
+    "butterflyAtDownloadRequest": PkiProfile(psid=623, signers=_DIGEST),
 }
 
 

@@ -30,6 +30,8 @@ from fleetid.formats.butterfly_messages import (
     PseudonymTemplate,
     decode_message,
     encode_message,
+    open_from_key,
+    seal_to_key,
 )
 from fleetid.formats.ieee1609 import decode, encode
 from fleetid.formats.ieee1609.keys import rs_from_signature
@@ -377,3 +379,31 @@ def test_a_batch_request_without_butterfly_parameters_is_refused(nist: BatchPki)
     del body["additionalParams"]
     with pytest.raises(EncodingError, match="butterfly parameters"):
         RegistrationAuthority._check_caterpillar(body)
+
+
+def test_a_response_without_private_key_info_is_refused(nist: BatchPki) -> None:
+    """1609.2.1 makes privateKeyInfo OPTIONAL; a butterfly response without it (c or r) gives
+    the vehicle no key, so it is refused, not reconstructed from the wrong bytes."""
+    vehicle = nist.vehicle(b"VIN-NO-INFO")
+    pending = nist.request(vehicle)
+    nist.issue_pending()
+    download = decode_message("RaEeCertBatch", nist.authorities.ra.download(pending.batch_id))
+    entry = download["entries"][0]
+    cocoon = vehicle.caterpillar.cocoon_key(entry["i"], entry["j"])
+    public = cocoon.public_key()
+    response = decode_message(
+        "AcaEeCertResponse", open_from_key(bytes(entry["acaResponse"]), cocoon, public)
+    )
+    del response["privateKeyInfo"]
+    entry["acaResponse"] = seal_to_key(encode_message("AcaEeCertResponse", response), public)
+    with pytest.raises(VerificationError, match="privateKeyInfo"):
+        vehicle.reconstruct(pending, encode_message("RaEeCertBatch", download))
+
+
+def test_the_ack_carries_first_i_under_the_standard_preamble(nist: BatchPki) -> None:
+    vehicle = nist.vehicle(b"VIN-ACK")
+    pending = nist.prepare(vehicle, 2)
+    answer = nist.authorities.ra.handle_batch_request(pending.message)
+    ack = vehicle.read_ack(pending, answer)
+    assert ack["firstI"] == 2 and bytes(ack["requestHash"]) == pending.batch_id
+    assert encode_message("RaEeCertAck", ack)[0] == 0b0100_0000

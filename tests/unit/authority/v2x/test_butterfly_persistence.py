@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,31 @@ def test_a_request_forwarded_but_unanswered_at_a_crash_is_pending_again(
         )
     batch.issue_pending()
     assert len(vehicle.reconstruct(pending, batch.authorities.ra.download(pending.batch_id))) == 4
+
+
+def test_a_delivered_batch_is_pruned_after_its_retention_across_restarts(
+    deployment: Deployment,
+) -> None:
+    batch = deployment.batch
+    vehicle, late = batch.vehicle(b"VIN-A"), batch.vehicle(b"VIN-B")
+    pending = batch.request(vehicle)
+    undelivered = batch.request(late)
+    batch.issue_pending()
+    first = batch.authorities.ra.download(pending.batch_id)
+    assert deployment.engines is not None
+    assert set(RaRecords(deployment.engines.ra).queue.delivered()) == {pending.batch_id}
+    # Within the retention a restarted RA still serves the download (a lost answer is repeated).
+    batch.pki.clock.advance(timedelta(hours=23))
+    batch = deployment.start()
+    assert batch.authorities.ra.download(pending.batch_id) == first
+    # Past it, the reopened RA forgets the batch and its rows; the batch nobody downloaded stays.
+    batch.pki.clock.advance(timedelta(hours=2))
+    batch = deployment.start()
+    with pytest.raises(NotFoundError):
+        batch.authorities.ra.download(pending.batch_id)
+    assert deployment.engines is not None
+    kept = {work.batch_id for work, _ in RaRecords(deployment.engines.ra).requests()}
+    assert kept == {undelivered.batch_id}
+    assert (
+        len(late.reconstruct(undelivered, batch.authorities.ra.download(undelivered.batch_id))) == 4
+    )
