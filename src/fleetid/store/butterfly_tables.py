@@ -6,7 +6,7 @@ COER EeRaCertRequest, the two COER EncryptedPlv) and, once issued, the CA's answ
 the cocoon key. ``butterfly_issued`` is the CA's record of each certificate (HashedId8, period,
 the LAs' chain references). It names no request: nothing in the CA's rows points back at the
 RA's. A row is answered at most once: the answer is written only where none is (and the
-claim's transaction fails otherwise). ``delivered_at`` (Time32, Alembic 0017) is when the
+claim's transaction fails otherwise). ``delivered_at`` (Time32, Alembic 0013) is when the
 device first downloaded the row's batch; delivered rows are pruned after a retention period.
 
 Workers claim rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` and write the answer and the

@@ -109,10 +109,10 @@ def test_delivered_rows_are_pruned_after_the_cutoff_and_no_others(db_url: str) -
         engine.dispose()
 
 
-def test_revision_0017_adds_and_drops_the_delivery_column_keeping_rows(db_url: str) -> None:
+def test_revision_0013_adds_and_drops_the_delivery_column_keeping_rows(db_url: str) -> None:
     engine = open_engine(db_url)
     try:
-        upgrade(engine, "0011")
+        upgrade(engine, "0012")
         assert "delivered_at" not in {
             c["name"] for c in inspect(engine).get_columns("butterfly_work")
         }
@@ -130,7 +130,7 @@ def test_revision_0017_adds_and_drops_the_delivery_column_keeping_rows(db_url: s
         assert "delivered_at" in columns and "ix_butterfly_work_delivered_at" in indexes
         queue = ButterflyQueue(engine)
         assert queue.answers(b"B" * 8) == [(0, 1, None)] and queue.delivered() == {}
-        downgrade(engine, "0011")
+        downgrade(engine, "0012")
         assert "delivered_at" not in {
             c["name"] for c in inspect(engine).get_columns("butterfly_work")
         }

@@ -1,8 +1,8 @@
 """Butterfly work rows remember when their batch was first downloaded, so that delivered rows
 can be pruned after a retention period (``fleetid.store.butterfly_queue.prune_delivered``).
 
-Revision ID: 0017
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-07
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
