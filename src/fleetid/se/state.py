@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fleetid.errors import StoreError
 
@@ -31,13 +31,16 @@ from fleetid.se.wire import ATTESTATION_HANDLE, MAX_USER_HANDLE, CardLifeCycle, 
 __all__ = [
     "ATTESTATION_HANDLE",
     "MAX_USER_HANDLE",
+    "ApplicationRecord",
     "BootState",
+    "CardContent",
     "CardLifeCycle",
     "CardState",
     "Cplc",
     "Curve",
     "KeySet",
     "KeySlot",
+    "LoadFileRecord",
     "allowed_transition",
 ]
 
@@ -99,6 +102,111 @@ class BootState:
     image_version: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadFileRecord:
+    """An executable load file on the card (GPCS §5.3.1: life cycle LOADED, ``01``)."""
+
+    aid: bytes
+    version: int
+    package_hash: bytes
+    module_aids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplicationRecord:
+    """An application instance (GPCS §5.3.2). ``life_cycle`` is ``03`` INSTALLED or ``07``
+    SELECTABLE; ``data`` is the applet's own persistent state (JSON values), migrated on
+    upgrade; keys by handle stay in ``CardState.keys``."""
+
+    aid: bytes
+    load_file_aid: bytes
+    module_aid: bytes
+    version: int
+    life_cycle: int
+    privileges: bytes
+    data: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class CardContent:
+    """The GP registry of the card (GPCS §5.3): load files, applications, and what guards them.
+
+    ``staged`` holds a load file loaded as an upgrade of one whose applications are still
+    installed: the old version keeps running until INSTALL [for install] migrates them.
+    ``version_floor`` is the highest version installed per load-file AID, which only goes up
+    (like the boot applet's security counter). ``applet_signing_key`` is the DER SPKI every DAP
+    must verify under.
+    """
+
+    load_files: dict[bytes, LoadFileRecord] = field(default_factory=dict)
+    staged: dict[bytes, LoadFileRecord] = field(default_factory=dict)
+    applications: dict[bytes, ApplicationRecord] = field(default_factory=dict)
+    version_floor: dict[bytes, int] = field(default_factory=dict)
+    applet_signing_key: bytes | None = None
+
+    def to_doc(self) -> dict[str, object]:
+        return {
+            "load_files": {a.hex(): _load_file_doc(r) for a, r in self.load_files.items()},
+            "staged": {a.hex(): _load_file_doc(r) for a, r in self.staged.items()},
+            "applications": {
+                a.hex(): {
+                    "load_file": r.load_file_aid.hex(),
+                    "module": r.module_aid.hex(),
+                    "version": r.version,
+                    "life_cycle": r.life_cycle,
+                    "privileges": r.privileges.hex(),
+                    "data": r.data,
+                }
+                for a, r in self.applications.items()
+            },
+            "version_floor": {a.hex(): v for a, v in self.version_floor.items()},
+            "applet_signing_key": _hex_or_none(self.applet_signing_key),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, dict[str, object]]) -> CardContent:
+        apps: dict[str, dict[str, object]] = doc["applications"]  # type: ignore[assignment]
+        return cls(
+            load_files={bytes.fromhex(a): _load_file(a, r) for a, r in doc["load_files"].items()},
+            staged={bytes.fromhex(a): _load_file(a, r) for a, r in doc["staged"].items()},
+            applications={
+                bytes.fromhex(a): ApplicationRecord(
+                    aid=bytes.fromhex(a),
+                    load_file_aid=bytes.fromhex(str(r["load_file"])),
+                    module_aid=bytes.fromhex(str(r["module"])),
+                    version=int(r["version"]),  # type: ignore[call-overload]
+                    life_cycle=int(r["life_cycle"]),  # type: ignore[call-overload]
+                    privileges=bytes.fromhex(str(r["privileges"])),
+                    data=dict(r["data"]),  # type: ignore[call-overload]
+                )
+                for a, r in apps.items()
+            },
+            version_floor={
+                bytes.fromhex(a): int(v)  # type: ignore[call-overload]
+                for a, v in doc["version_floor"].items()
+            },
+            applet_signing_key=_bytes_or_none(doc["applet_signing_key"]),  # type: ignore[arg-type]
+        )
+
+
+def _load_file_doc(record: LoadFileRecord) -> dict[str, object]:
+    return {
+        "version": record.version,
+        "hash": record.package_hash.hex(),
+        "modules": [m.hex() for m in record.module_aids],
+    }
+
+
+def _load_file(aid: str, doc: object) -> LoadFileRecord:
+    fields: dict[str, object] = doc  # type: ignore[assignment]
+    return LoadFileRecord(
+        aid=bytes.fromhex(aid),
+        version=int(fields["version"]),  # type: ignore[call-overload]
+        package_hash=bytes.fromhex(str(fields["hash"])),
+        module_aids=tuple(bytes.fromhex(m) for m in fields["modules"]),  # type: ignore[attr-defined]
+    )
+
+
 @dataclass(slots=True, kw_only=True)
 class CardState:
     """Everything the card keeps in flash. Mutable: only the card object changes it."""
@@ -111,6 +219,8 @@ class CardState:
     trust_anchors: list[bytes] = field(default_factory=list)
     key_certificates: dict[int, bytes] = field(default_factory=dict)
     boot: BootState = field(default_factory=BootState)
+    #: Card content (GPCS §5.3); None until the card first records its pre-installed applets.
+    content: CardContent | None = None
     # JSON text of public parts, by section: (the values it was encoded from, the text).
     _json: dict[str, tuple[object, str]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -137,6 +247,9 @@ class CardState:
         self.key_certificates.clear()
         self._json.clear()
         self.public_keys.clear()
+        if self.content is not None:  # an applet's own state may hold secrets too
+            for aid, app in list(self.content.applications.items()):
+                self.content.applications[aid] = replace(app, data={})
 
     def to_bytes(self) -> bytes:
         boot = self.boot
@@ -154,6 +267,7 @@ class CardState:
         return (
             f'{{"attestation_chain":{self._public("chain", chain, lambda: _hexes(chain))},'
             f'"boot":{self._public("boot", boot_fields, lambda: _boot_doc(boot))},'
+            f'"content":{_canonical(None if self.content is None else self.content.to_doc())},'
             f'"cplc":{self._public("cplc", cplc, lambda: cplc.encode().hex())},'
             f'"format":{_FORMAT_VERSION},'
             '"key_certificates":'
@@ -184,6 +298,7 @@ class CardState:
             if doc.get("format") != _FORMAT_VERSION:
                 raise StoreError(f"card state format {doc.get('format')!r} is not supported")
             boot = doc["boot"]
+            content = doc.get("content")  # absent in flash written before card content existed
             return cls(
                 cplc=Cplc.decode(bytes.fromhex(doc["cplc"])),
                 life_cycle=CardLifeCycle(doc["life_cycle"]),
@@ -216,6 +331,7 @@ class CardState:
                     measurement=_bytes_or_none(boot["measurement"]),
                     image_version=boot["image_version"],
                 ),
+                content=None if content is None else CardContent.from_doc(content),
             )
         except StoreError:
             raise
