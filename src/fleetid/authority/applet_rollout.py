@@ -21,11 +21,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetid.crypto.signer import Signer
-from fleetid.errors import SecureElementError
+from fleetid.errors import NotConfiguredError, SecureElementError
 from fleetid.factory.auditlog import AuditLog
+from fleetid.hsm import Hsm
 from fleetid.se.applet_management import (
     AppletManagement,
     StatusEntry,
@@ -39,13 +42,19 @@ from fleetid.se.scp03.secure_messaging import StaticKeys
 from fleetid.store.event_kinds import EventKind
 
 __all__ = [
+    "APPLET_SIGNING_KEY_LABEL",
     "CardKeys",
     "CardStatus",
     "RolloutOutcome",
     "RolloutResult",
+    "applet_signer",
+    "ensure_applet_signing_key",
     "push_applet",
     "read_status",
 ]
+
+#: The fleet's applet-signing key in the authority's HSM (ECDSA P-256: GPCS §B.4.3 DAP).
+APPLET_SIGNING_KEY_LABEL: Final = "fleet-applet-signing-1"
 
 #: The ISD keys of a card by its chip serial (the CPLC KDD).
 CardKeys = Callable[[bytes], StaticKeys | SessionKeySource | KeyProvider]
@@ -94,6 +103,21 @@ class RolloutResult:
             "after": self.after,
             "status_word": self.status_word,
         }
+
+
+def ensure_applet_signing_key(hsm: Hsm) -> ec.EllipticCurvePublicKey:
+    """The applet-signing key's public half, made in the HSM the first time (the line puts it on
+    every card before SECURED: STORE DATA ``0F05``)."""
+    if APPLET_SIGNING_KEY_LABEL not in hsm.labels():
+        return hsm.generate_ec_key(APPLET_SIGNING_KEY_LABEL, "P-256")
+    return hsm.public_key(APPLET_SIGNING_KEY_LABEL)
+
+
+def applet_signer(hsm: Hsm) -> Signer:
+    """The applet-signing key as a ``Signer`` (NotConfiguredError until it is made)."""
+    if APPLET_SIGNING_KEY_LABEL not in hsm.labels():
+        raise NotConfiguredError("no applet-signing key: run `fleetid applet key` first")
+    return hsm.signer(APPLET_SIGNING_KEY_LABEL)
 
 
 def _open_isd(
