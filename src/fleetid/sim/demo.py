@@ -63,6 +63,7 @@ Stage = Callable[[DemoContext], None]
 
 
 def _stages() -> list[tuple[str, Stage]]:
+    from fleetid.sim.demo_applets import stage_applets
     from fleetid.sim.demo_fido import stage_fido
     from fleetid.sim.demo_fleet import stage_fleet
     from fleetid.sim.demo_line import stage_ceremony_and_line
@@ -87,6 +88,7 @@ def _stages() -> list[tuple[str, Stage]]:
         ("a TPM 2.0-rooted device: EK, AK, TPM2_Certify at the enrolment gate", stage_tpm),
         ("FIDO: operators' authenticators, trusted through signed metadata", stage_fido),
         ("packages: a cohort to a new configuration, then a new authority", stage_preparation),
+        ("applets: an upgrade pushed to a cohort, keys kept, no recall", stage_applets),
         ("threats: flash dump, cloning, boot tampering, bus attacks", stage_threats),
     ]
 
