@@ -155,7 +155,6 @@ class CardContent:
                     "version": r.version,
                     "life_cycle": r.life_cycle,
                     "privileges": r.privileges.hex(),
-                    "data": r.data,
                 }
                 for a, r in self.applications.items()
             },
@@ -163,8 +162,29 @@ class CardContent:
             "applet_signing_key": _hex_or_none(self.applet_signing_key),
         }
 
+    def cache_key(self) -> tuple[object, ...]:
+        """What ``to_doc`` is made of, compared by value to reuse its JSON text (the applets'
+        own ``data`` is not part of it: it is written afresh every time)."""
+        return (
+            tuple(self.load_files.values()),
+            tuple(self.staged.values()),
+            tuple(self.version_floor.items()),
+            self.applet_signing_key,
+            tuple(
+                (a.aid, a.load_file_aid, a.module_aid, a.version, a.life_cycle, a.privileges)
+                for a in self.applications.values()
+            ),
+        )
+
+    def data_json(self) -> str:
+        """The applications' own data, by AID (only those that hold any)."""
+        held = {a.hex(): r.data for a, r in self.applications.items() if r.data}
+        return _canonical(held) if held else "{}"
+
     @classmethod
-    def from_doc(cls, doc: dict[str, dict[str, object]]) -> CardContent:
+    def from_doc(
+        cls, doc: dict[str, dict[str, object]], data: dict[str, dict[str, object]]
+    ) -> CardContent:
         apps: dict[str, dict[str, object]] = doc["applications"]  # type: ignore[assignment]
         return cls(
             load_files={bytes.fromhex(a): _load_file(a, r) for a, r in doc["load_files"].items()},
@@ -177,7 +197,7 @@ class CardContent:
                     version=int(r["version"]),  # type: ignore[call-overload]
                     life_cycle=int(r["life_cycle"]),  # type: ignore[call-overload]
                     privileges=bytes.fromhex(str(r["privileges"])),
-                    data=dict(r["data"]),  # type: ignore[call-overload]
+                    data=dict(data.get(a, {})),
                 )
                 for a, r in apps.items()
             },
@@ -263,11 +283,18 @@ class CardState:
         anchors = tuple(self.trust_anchors)
         certificates = tuple(sorted(self.key_certificates.items()))
         cplc = self.cplc
+        content = self.content
+        content_key = None if content is None else content.cache_key()
+
+        def content_doc() -> object:
+            return None if content is None else content.to_doc()
+
         # Top-level keys in sorted order, as json.dumps(sort_keys=True) writes them.
         return (
-            f'{{"attestation_chain":{self._public("chain", chain, lambda: _hexes(chain))},'
+            f'{{"applet_data":{"{}" if content is None else content.data_json()},'
+            f'"attestation_chain":{self._public("chain", chain, lambda: _hexes(chain))},'
             f'"boot":{self._public("boot", boot_fields, lambda: _boot_doc(boot))},'
-            f'"content":{_canonical(None if self.content is None else self.content.to_doc())},'
+            f'"content":{self._public("content", content_key, content_doc)},'
             f'"cplc":{self._public("cplc", cplc, lambda: cplc.encode().hex())},'
             f'"format":{_FORMAT_VERSION},'
             '"key_certificates":'
@@ -331,7 +358,9 @@ class CardState:
                     measurement=_bytes_or_none(boot["measurement"]),
                     image_version=boot["image_version"],
                 ),
-                content=None if content is None else CardContent.from_doc(content),
+                content=None
+                if content is None
+                else CardContent.from_doc(content, doc.get("applet_data", {})),
             )
         except StoreError:
             raise

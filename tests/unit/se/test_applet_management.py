@@ -33,7 +33,7 @@ from fleetid.se.applet_management import (
 )
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
 from fleetid.se.applets.releases import register
-from fleetid.se.card import SecureElement
+from fleetid.se.card import SecureElement, TamperEvent
 from fleetid.se.client import SecureElementClient
 from fleetid.se.keystore import Silicon
 from fleetid.se.packages import (
@@ -46,7 +46,7 @@ from fleetid.se.packages import (
     parse_load_file,
 )
 from fleetid.se.scp03 import StaticKeys
-from fleetid.se.state import CardLifeCycle
+from fleetid.se.state import CardLifeCycle, CardState
 from fleetid.se.wire import IDENTITY_AID, ISD_AID, PersonalisationObject
 from fleetid.sim.test_card import ManufacturedCard, manufacture_test_card
 
@@ -466,3 +466,21 @@ def test_power_loss_during_load_keeps_nothing(made: ManufacturedCard, tmp_path: 
     with pytest.raises(ConditionsNotSatisfiedError):
         _manager(card).install(IDENTITY_V2)
     assert _versions(card)[IDENTITY_LOAD_FILE_AID.hex().upper()] == IDENTITY_V1.version
+
+
+def test_applet_data_survives_power_loss_and_is_zeroised_on_tamper(
+    made: ManufacturedCard, tmp_path: Path
+) -> None:
+    _manager(made.card).load_and_install(COUNTER_V1, sign_load_file(COUNTER_V1, FLEET_SIGNER))
+    client = SecureElementClient(made.card)
+    client.select(COUNTER_AID)
+    client.send(CommandApdu(0x00, 0x10, 0, 0))
+    client.send(CommandApdu(0x00, 0x10, 0, 0))
+    card = _power_cycle(tmp_path)
+    client = SecureElementClient(card)
+    client.select(COUNTER_AID)
+    assert client.send(CommandApdu(0x00, 0x12, 0, 0, ne=256)) == b"\x00\x02"
+    card.tamper(TamperEvent.GLITCH)
+    state = CardState.from_bytes(card.flash.read(Silicon.load(tmp_path / "silicon")))
+    assert state.content is not None
+    assert all(not app.data for app in state.content.applications.values())
