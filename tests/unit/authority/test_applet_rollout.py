@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fleetid.authority.applet_rollout import RolloutOutcome, push_applet, read_status
+from fleetid.authority.applet_rollout import (
+    RolloutOutcome,
+    RolloutResult,
+    push_applet,
+    read_status,
+)
 from fleetid.clock import ManualClock
 from fleetid.crypto.keys import new_private_key
-from fleetid.crypto.signer import SoftwareSigner
+from fleetid.crypto.signer import Signer, SoftwareSigner
 from fleetid.device.card_relay import CardRelay
 from fleetid.factory.auditlog import AuditLog
 from fleetid.formats.attestation import KeyUsage
 from fleetid.se.client import SecureElementClient
-from fleetid.se.packages import IDENTITY_LOAD_FILE_AID, IDENTITY_V1, IDENTITY_V2
+from fleetid.se.packages import IDENTITY_LOAD_FILE_AID, IDENTITY_V1, IDENTITY_V2, AppletPackage
 from fleetid.se.scp03 import StaticKeys
 from fleetid.sim.test_card import ManufacturedCard, manufacture_test_card
 
@@ -46,6 +52,25 @@ def _relays(cards: dict[str, ManufacturedCard]) -> dict[str, CardRelay]:
     return {name: CardRelay(made.card) for name, made in cards.items()}
 
 
+def _push(
+    package: AppletPackage,
+    cards: dict[str, ManufacturedCard],
+    *,
+    signer: Signer = SIGNER,
+    audit: AuditLog | None = None,
+    crash: Callable[[str], None] = lambda step: None,
+) -> list[RolloutResult]:
+    return push_applet(
+        package,
+        _relays(cards),
+        signer=signer,
+        card_keys=_keys(cards).__getitem__,
+        audit=audit,
+        key_version=0x30,
+        crash=crash,
+    )
+
+
 @pytest.fixture
 def audit(tmp_path: Path) -> AuditLog:
     return AuditLog.open(tmp_path, SoftwareSigner(new_private_key()), ORIGIN, ManualClock())
@@ -53,15 +78,7 @@ def audit(tmp_path: Path) -> AuditLog:
 
 def test_push_upgrades_every_card_and_logs_before_and_after(audit: AuditLog) -> None:
     cards = _cohort(3)
-    keys = _keys(cards)
-    results = push_applet(
-        IDENTITY_V2,
-        _relays(cards),
-        signer=SIGNER,
-        card_keys=keys.__getitem__,
-        audit=audit,
-        key_version=0x30,
-    )
+    results = _push(IDENTITY_V2, cards, audit=audit)
     assert [(r.outcome, r.before, r.after) for r in results] == [
         (RolloutOutcome.UPGRADED, 1, 2)
     ] * 3
@@ -76,41 +93,19 @@ def test_push_upgrades_every_card_and_logs_before_and_after(audit: AuditLog) -> 
     assert (versions["before"][lf], versions["after"][lf]) == (1, 2)
     assert entries[0].serial == results[0].serial
     # Pushing again changes nothing: every card is current.
-    again = push_applet(
-        IDENTITY_V2,
-        _relays(cards),
-        signer=SIGNER,
-        card_keys=keys.__getitem__,
-        audit=None,
-        key_version=0x30,
-    )
+    again = _push(IDENTITY_V2, cards)
     assert {r.outcome for r in again} == {RolloutOutcome.CURRENT}
 
 
 def test_refusals_are_reported_and_the_cohort_goes_on(audit: AuditLog) -> None:
     cards = {**_cohort(1, signing_key=False), "device-ok": _cohort(1)["device-0"]}
-    keys = _keys(cards)
-    results = push_applet(
-        IDENTITY_V2,
-        _relays(cards),
-        signer=SIGNER,
-        card_keys=keys.__getitem__,
-        audit=audit,
-        key_version=0x30,
-    )
+    results = _push(IDENTITY_V2, cards, audit=audit)
     assert [(r.outcome, r.status_word) for r in results] == [
         (RolloutOutcome.REFUSED, "6985"),  # no applet-signing key on that card
         (RolloutOutcome.UPGRADED, None),
     ]
     # A downgrade pushed to the upgraded card is refused by the card, and logged.
-    down = push_applet(
-        IDENTITY_V1,
-        {"device-ok": CardRelay(cards["device-ok"].card)},
-        signer=SIGNER,
-        card_keys=keys.__getitem__,
-        audit=audit,
-        key_version=0x30,
-    )
+    down = _push(IDENTITY_V1, {"device-ok": cards["device-ok"]}, audit=audit)
     assert (down[0].outcome, down[0].status_word, down[0].after) == (
         RolloutOutcome.REFUSED,
         "6985",
@@ -120,16 +115,7 @@ def test_refusals_are_reported_and_the_cohort_goes_on(audit: AuditLog) -> None:
 
 
 def test_a_package_signed_by_another_key_is_refused() -> None:
-    cards = _cohort(1)
-    keys = _keys(cards)
-    results = push_applet(
-        IDENTITY_V2,
-        _relays(cards),
-        signer=SoftwareSigner(new_private_key()),
-        card_keys=keys.__getitem__,
-        audit=None,
-        key_version=0x30,
-    )
+    results = _push(IDENTITY_V2, _cohort(1), signer=SoftwareSigner(new_private_key()))
     assert (results[0].outcome, results[0].status_word, results[0].after) == (
         RolloutOutcome.REFUSED,
         "6982",
@@ -150,26 +136,11 @@ def test_a_push_cut_between_load_and_install_completes_on_the_next_push() -> Non
         raise _Crash(step)
 
     with pytest.raises(_Crash):
-        push_applet(
-            IDENTITY_V2,
-            _relays(cards),
-            signer=SIGNER,
-            card_keys=keys.__getitem__,
-            audit=None,
-            key_version=0x30,
-            crash=crash,
-        )
+        _push(IDENTITY_V2, cards, crash=crash)
     made.card.reset()
     status = read_status(CardRelay(made.card), keys.__getitem__, key_version=0x30)
     assert status.version_of(IDENTITY_LOAD_FILE_AID) == 1
-    (result,) = push_applet(
-        IDENTITY_V2,
-        _relays(cards),
-        signer=SIGNER,
-        card_keys=keys.__getitem__,
-        audit=None,
-        key_version=0x30,
-    )
+    (result,) = _push(IDENTITY_V2, cards)
     assert (result.before, result.after) == (1, 2)
     client = SecureElementClient(made.card)
     client.select_identity()

@@ -156,6 +156,19 @@ def _der_certificates(value: bytes) -> list[bytes]:
     return out
 
 
+def _ec_spki(value: bytes, what: str, sizes: tuple[int, ...]) -> bytes:
+    """``value`` when it is the DER SPKI of a NIST ECDSA key of one of ``sizes``; 6A80 if not."""
+    try:
+        pub = serialization.load_der_public_key(value)
+    except ValueError as exc:
+        raise refuse(SW.INCORRECT_DATA, f"{what} is not a DER SPKI") from exc
+    if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.curve.name not in {
+        f"secp{size}r1" for size in sizes
+    }:
+        raise refuse(SW.INCORRECT_DATA, f"{what} must be ECDSA P-{' or P-'.join(map(str, sizes))}")
+    return value
+
+
 def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> None:
     """Check every object, then apply them all (all or nothing) and persist.
 
@@ -181,27 +194,12 @@ def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> N
             anchors = _der_certificates(value)
         elif obj == PersonalisationObject.FIRMWARE_KEY[0]:
             ctx.require_before(CardLifeCycle.SECURED)
-            try:
-                pub = serialization.load_der_public_key(value)
-            except ValueError as exc:
-                raise refuse(SW.INCORRECT_DATA, "firmware key is not a DER SPKI") from exc
-            if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.curve.key_size not in (
-                256,
-                384,
-            ):
-                raise refuse(SW.INCORRECT_DATA, "firmware key must be ECDSA P-256 or P-384")
-            firmware_key = value
+            firmware_key = _ec_spki(value, "firmware key", (256, 384))
         elif obj == PersonalisationObject.APPLET_SIGNING_KEY[0]:
             # Like the firmware key: fixed once SECURED, so that holding the SCP03 keys does not
             # let a host choose which applets the card accepts.
             ctx.require_before(CardLifeCycle.SECURED)
-            try:
-                pub = serialization.load_der_public_key(value)
-            except ValueError as exc:
-                raise refuse(SW.INCORRECT_DATA, "applet-signing key is not a DER SPKI") from exc
-            if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.curve.name != "secp256r1":
-                raise refuse(SW.INCORRECT_DATA, "applet-signing key must be ECDSA P-256")
-            applet_signing_key = value
+            applet_signing_key = _ec_spki(value, "applet-signing key", (256,))
         elif obj == PersonalisationObject.KEY_CERTIFICATE[0]:
             if len(value) < 2:
                 raise refuse(SW.INCORRECT_DATA, "key certificate needs a handle and a certificate")
