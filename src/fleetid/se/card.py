@@ -170,8 +170,7 @@ class SecureElement:
                 seed.append((package, applet))
         if ISD_AID not in self._applets:
             raise ValueError("a card needs its issuer security domain")
-        if self._state.content is None:
-            _record_preinstalled(self._state, seed)
+        _record_preinstalled(self._state, seed)
         self._selected: Applet | None = None
         self._channel: CardChannel | None = None
         self._pending: bytes = b""
@@ -531,9 +530,13 @@ def _package_for(applet: Applet) -> AppletPackage | None:
 
 def _record_preinstalled(state: CardState, seed: list[tuple[AppletPackage, Applet]]) -> None:
     """Record the applets a card leaves the fab with as loaded and SELECTABLE (kept in RAM until
-    the next flash write: recorded again identically on the next power-up)."""
+    the next flash write: recorded again identically on the next power-up). An applet whose
+    load file the card has ever recorded (installed, upgraded or deleted: its version counter is
+    kept) is the card content's business, never recorded again."""
     content = content_of(state)
     for package, applet in seed:
+        if package.load_file_aid in content.version_floor:
+            continue
         content.load_files[package.load_file_aid] = LoadFileRecord(
             aid=package.load_file_aid,
             version=package.version,

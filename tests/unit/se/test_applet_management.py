@@ -484,3 +484,21 @@ def test_applet_data_survives_power_loss_and_is_zeroised_on_tamper(
     state = CardState.from_bytes(card.flash.read(Silicon.load(tmp_path / "silicon")))
     assert state.content is not None
     assert all(not app.data for app in state.content.applications.values())
+
+
+def test_a_deleted_preinstalled_applet_stays_deleted_and_a_new_one_is_recorded(
+    made: ManufacturedCard, tmp_path: Path
+) -> None:
+    _manager(made.card).delete(BOOT_V1.load_file_aid, related=True)
+    card = _power_cycle(tmp_path)
+    assert BOOT_V1.load_file_aid.hex().upper() not in _versions(card)
+    # A card whose flash predates an applet the emulator now carries records it on power-up.
+    state = CardState.from_bytes(card.flash.read(Silicon.load(tmp_path / "silicon")))
+    assert state.content is not None
+    del state.content.applications[IDENTITY_AID]
+    del state.content.load_files[IDENTITY_LOAD_FILE_AID]
+    del state.content.version_floor[IDENTITY_LOAD_FILE_AID]
+    card.flash.write(Silicon.load(tmp_path / "silicon"), state.to_bytes())
+    card = _power_cycle(tmp_path)
+    assert _versions(card)[IDENTITY_LOAD_FILE_AID.hex().upper()] == 1
+    assert BOOT_V1.load_file_aid.hex().upper() not in _versions(card)
