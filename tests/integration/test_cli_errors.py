@@ -312,6 +312,52 @@ CASES: dict[str, list[tuple[str, Case]]] = {
             lambda s: ["revoke", "--data-dir", str(s.authority), "ab", "--reason", "superseded"],
         ),
     ],
+    "applet list": [("unknown flag", lambda s: ["applet", "list", "--bogus"])],
+    "applet key": [("no data dir", lambda s: ["applet", "key", "--data-dir", str(s.absent)])],
+    "applet status": [
+        (
+            "no card files",
+            lambda s: [
+                "applet",
+                "status",
+                "--card",
+                f"{s.absent}:{s.absent}",
+                "--keys",
+                str(s.not_pem),
+            ],
+        ),
+        ("card not SILICON:FLASH", lambda s: ["applet", "status", "--card", "x", "--keys", "k"]),
+    ],
+    "applet push": [
+        (
+            "unknown applet",
+            lambda s: [
+                "applet",
+                "push",
+                "nonesuch",
+                "--data-dir",
+                str(s.authority),
+                "--card",
+                f"{s.absent}:{s.absent}",
+                "--keys",
+                str(s.not_pem),
+            ],
+        ),
+        (
+            "keys not TOML",
+            lambda s: [
+                "applet",
+                "push",
+                "identity",
+                "--data-dir",
+                str(s.authority),
+                "--card",
+                f"{s.absent}:{s.absent}",
+                "--keys",
+                str(s.not_pem),
+            ],
+        ),
+    ],
     "se pcsc": [
         (
             "no chip files",

@@ -31,15 +31,20 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from tests.optional import PCSC_EXTRA, unavailable
 
+from fleetid.crypto.keys import new_private_key
+from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import SecureElementError
 from fleetid.formats.apdu import parse_command
 from fleetid.formats.attestation import KeyUsage
+from fleetid.se.applet_management import AppletManagement, StatusScope, sign_load_file
 from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient
 from fleetid.se.keystore import SealedFlash, Silicon
+from fleetid.se.packages import IDENTITY_LOAD_FILE_AID, IDENTITY_V2
 from fleetid.se.pcsc import FLEETID_ATR, VpcdBridge, vpcd_port_from_config
 from fleetid.se.scp03 import HostSession, StaticKeys
-from fleetid.se.wire import IDENTITY_AID
+from fleetid.se.wire import IDENTITY_AID, ISD_AID
+from fleetid.sim.test_card import manufacture_test_card
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.xdist_group("pcsc")]
 
@@ -430,6 +435,31 @@ def test_typed_client_over_pcsc(pcsc_stack: PcscStack, secure_element: SecureEle
         with pytest.raises(SecureElementError) as refused:
             client.sign(0x7E, digest)  # empty slot
         assert refused.value.sw == 0x6A88
+
+
+def test_applet_upgrade_through_pcscd(pcsc_stack: PcscStack) -> None:
+    """Card content management across the real PC/SC stack under SCP03 0x33: GET STATUS,
+    INSTALL [for load], LOAD blocks, INSTALL [for install], and DELETE of the ISD refused."""
+    signer = SoftwareSigner(new_private_key())
+    made = manufacture_test_card(
+        keys=SCP03_KEYS, key_version=SCP03_KVN, applet_signing_key=signer.public_key()
+    )
+    with Inserted(pcsc_stack, made.card), connected(pcsc_stack.reader) as connection:
+        client = SecureElementClient(PcscTransport(connection))
+        client.select_isd()
+        client.open_secure_channel(SCP03_KEYS, 0x33, key_version=SCP03_KVN)
+        manager = AppletManagement(client)
+
+        def identity_version() -> int | None:
+            files = manager.get_status(StatusScope.LOAD_FILES_AND_MODULES)
+            return next(e.version for e in files if e.aid == IDENTITY_LOAD_FILE_AID)
+
+        assert identity_version() == 1
+        manager.load_and_install(IDENTITY_V2, sign_load_file(IDENTITY_V2, signer))
+        assert identity_version() == 2
+        with pytest.raises(SecureElementError) as refused:
+            manager.delete(ISD_AID)
+        assert refused.value.sw == 0x6985
 
 
 def test_cli_serves_a_persisted_card_until_interrupted(

@@ -18,6 +18,7 @@ from typing import Final
 
 from fleetid import __version__
 from fleetid.cli import (
+    applet,
     audit,
     ca,
     ceremony,
@@ -50,6 +51,7 @@ EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE, what a shell reports for `cmd | 
 # Each verb module adds its subcommands and sets ``func`` on the parser it creates.
 _VERBS = (
     *(audit, ca, ceremony, crl, demo, device, line, revoke, se, serve, token, v2x, filter_verb),
+    applet,
     fido_verb,
     package_verb,
     discovery_verb,

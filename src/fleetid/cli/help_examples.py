@@ -56,6 +56,16 @@ EXAMPLES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {
         f"fleetid revoke {_D} --device gw-0001 --reason cessationOfOperation",
     ),
     ("se", "pcsc"): ("fleetid se pcsc --silicon chip.bin --flash flash.bin",),
+    ("applet", "list"): ("fleetid applet list", "fleetid applet list --json"),
+    ("applet", "key"): (f"fleetid applet key {_D} > applet-signing.pub.pem",),
+    ("applet", "status"): (
+        "fleetid applet status --card chip.bin:flash.bin --keys isd-keys.toml --kvn 0x30 --json",
+    ),
+    ("applet", "push"): (
+        f"fleetid applet push identity --version 2 {_D} --card a/chip.bin:a/flash.bin "
+        "--card b/chip.bin:b/flash.bin --keys isd-keys.toml --kvn 0x30",
+        f"fleetid applet push identity {_D} --card chip.bin:flash.bin --keys isd-keys.toml --json",
+    ),
     ("serve",): (
         f"fleetid serve {_D} --https 0.0.0.0:8443 --public-url http://pki.example.com",
         f"fleetid serve {_D} --config /etc/fleetid/fleetid.toml",

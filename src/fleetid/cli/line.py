@@ -43,6 +43,13 @@ def register(subparsers: Any) -> None:
     )
     run.add_argument("--batch-size", type=int, default=64)
     run.add_argument(
+        "--applet-signing-key",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="the fleet's applet-signing public key (`fleetid applet key`), put on every card",
+    )
+    run.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -146,7 +153,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--workers is at least 1")
     if args.batch_size < 1:
         raise ConfigError("--batch-size is at least 1")
-    config = LineConfig(batch_size=args.batch_size)
+    config = LineConfig(
+        batch_size=args.batch_size, applet_signing_key=_applet_signing_key(args.applet_signing_key)
+    )
     # The crash tests' fault injection is chosen here, at the entry point, never in the line.
     crash = CrashPlan.from_environment(os.environ)
     pkcs11_module = os.environ.get(PKCS11_MODULE_ENV) or None
@@ -180,6 +189,26 @@ def _run(args: argparse.Namespace) -> int:
         f"{report.duplicates} duplicate serials refused"
     )
     return 0
+
+
+def _applet_signing_key(path: Path | None) -> bytes | None:
+    """The DER SPKI of ``--applet-signing-key`` (a PEM public key, ECDSA P-256), or None."""
+    if path is None:
+        return None
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from fleetid.errors import ConfigError
+
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the applet-signing key {path}: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ConfigError(f"the applet-signing key {path} is not an ECDSA P-256 key")
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -158,14 +158,18 @@ def objects(
     chain: bytes,
     trust_anchors: bytes | None = None,
     firmware_key: bytes | None = None,
+    applet_signing_key: bytes | None = None,
 ) -> list[tuple[int, bytes]]:
     """The STORE DATA objects (DGI, value) of step 5, from DER: the concatenated chain (device
-    first), the concatenated trust anchors and the firmware key's SubjectPublicKeyInfo."""
+    first), the concatenated trust anchors, the firmware key's and the applet-signing key's
+    SubjectPublicKeyInfo."""
     out = [(PersonalisationObject.ATTESTATION_CHAIN[0], chain)]
     if trust_anchors is not None:
         out.append((PersonalisationObject.TRUST_ANCHORS[0], trust_anchors))
     if firmware_key is not None:
         out.append((PersonalisationObject.FIRMWARE_KEY[0], firmware_key))
+    if applet_signing_key is not None:
+        out.append((PersonalisationObject.APPLET_SIGNING_KEY[0], applet_signing_key))
     return out
 
 
@@ -258,6 +262,7 @@ def personalise(
     canonical_curve: Curve | None = None,
     trust_anchors: Sequence[x509.Certificate] = (),
     firmware_key: ec.EllipticCurvePublicKey | None = None,
+    applet_signing_key: ec.EllipticCurvePublicKey | None = None,
     secure: bool = True,
 ) -> Personalised:
     """Steps 1 and 3-7 on a card that already holds ``keys`` as key set ``key_version``.
@@ -275,6 +280,7 @@ def personalise(
             chain=b"".join(_der(c) for c in chain),
             trust_anchors=b"".join(_der(c) for c in trust_anchors) if trust_anchors else None,
             firmware_key=None if firmware_key is None else _der(firmware_key),
+            applet_signing_key=None if applet_signing_key is None else _der(applet_signing_key),
         ),
     )
     canonical_key = canonical_attestation = None

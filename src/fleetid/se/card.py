@@ -51,14 +51,24 @@ from fleetid.formats.apdu import (
 )
 from fleetid.se.applets.base import Applet, CommandContext
 from fleetid.se.applets.boot import BootApplet
+from fleetid.se.applets.card_content import SELECTABLE, content_of, package_of
 from fleetid.se.applets.fido import FidoApplet
 from fleetid.se.applets.identity import IdentityApplet
 from fleetid.se.applets.manager import ManagerApplet
 from fleetid.se.applets.piv import PivApplet
+from fleetid.se.applets.releases import applet_class, implementation_of
 from fleetid.se.keystore import SealedFlash, Silicon
+from fleetid.se.packages import PACKAGES, AppletPackage
 from fleetid.se.scp03 import StaticKeys
 from fleetid.se.scp03.card import CardChannel
-from fleetid.se.state import CardLifeCycle, CardState, Cplc, KeySet
+from fleetid.se.state import (
+    ApplicationRecord,
+    CardLifeCycle,
+    CardState,
+    Cplc,
+    KeySet,
+    LoadFileRecord,
+)
 from fleetid.se.wire import (
     INS_EXTERNAL_AUTHENTICATE,
     INS_GET_RESPONSE,
@@ -157,11 +167,22 @@ class SecureElement:
         self._pseudo_random = pseudo_random_challenge
         self._s16 = s16
         self._state = CardState.from_bytes(flash.read(silicon))
-        self._applets: dict[bytes, Applet] = {
-            a.aid: a for a in (applets if applets is not None else _default_applets())
-        }
+        given = list(applets if applets is not None else _default_applets())
+        # Applets of a known package are card content (GPCS §5.3): the registry in the card state
+        # says whether and at which version each is installed; the others are always present.
+        self._applets: dict[bytes, Applet] = {}
+        self._instances: dict[bytes, tuple[int, Applet]] = {}
+        seed: list[tuple[AppletPackage, Applet]] = []
+        for applet in given:
+            package = _package_for(applet)
+            if package is None or applet.aid == ISD_AID:
+                self._applets[applet.aid] = applet
+            else:
+                self._instances[applet.aid] = (package.version, applet)
+                seed.append((package, applet))
         if ISD_AID not in self._applets:
             raise ValueError("a card needs its issuer security domain")
+        _record_preinstalled(self._state, seed)
         self._selected: Applet | None = None
         self._channel: CardChannel | None = None
         self._pending: bytes = b""
@@ -242,10 +263,36 @@ class SecureElement:
         """The external flash (what a probe can read: ciphertext)."""
         return self._flash
 
+    def _all_applets(self) -> list[Applet]:
+        return [*self._applets.values(), *(a for _, a in self._instances.values())]
+
+    def _applet_for(self, aid: bytes) -> Applet | None:
+        """The applet answering ``aid``: a SELECTABLE application of the card content at its
+        installed version, or an applet outside card content management."""
+        content = self._state.content
+        record = content.applications.get(aid) if content is not None else None
+        if record is None:
+            return self._applets.get(aid)
+        if record.life_cycle != SELECTABLE or content is None:
+            return None
+        cached = self._instances.get(aid)
+        if cached is not None and cached[0] == record.version:
+            return cached[1]
+        load_file = content.load_files.get(record.load_file_aid)
+        package = package_of(load_file) if load_file is not None else None
+        cls = applet_class(package) if package is not None else None
+        if cls is None:
+            return None
+        if cached is not None:
+            cached[1].deselect()
+        applet = cls()
+        self._instances[aid] = (record.version, applet)
+        return applet
+
     def reset(self) -> None:
         """Warm reset: session closed, pending data dropped, the ISD selected (GPCS §5.1)."""
         self._close_channel()
-        for applet in self._applets.values():
+        for applet in self._all_applets():
             applet.deselect()
         self._pending = b""
         self._chain = None
@@ -261,7 +308,7 @@ class SecureElement:
         self._statics.clear()
         self._static_aes.clear()
         self._state.life_cycle = CardLifeCycle.TERMINATED
-        for applet in self._applets.values():
+        for applet in self._all_applets():
             applet.zeroise()
         self._persist()
         self.reset()
@@ -372,6 +419,8 @@ class SecureElement:
             self._chain = (apdu.ins, apdu.p1, apdu.p2, bytearray(apdu.data))
             return b"", SW.OK
         channel = self._channel
+        content = self._state.content
+        record = content.applications.get(applet.aid) if content is not None else None
         ctx = CommandContext(
             state=self._state,
             persist=self._persist,
@@ -380,6 +429,7 @@ class SecureElement:
             proprietary=cls.proprietary,
             decrypt_sensitive=channel.decrypt_sensitive if channel is not None else None,
             random=self._random,
+            applet_data=record.data if record is not None else None,
         )
         try:
             reply = applet.process(ctx, apdu)
@@ -417,7 +467,7 @@ class SecureElement:
             return b"", SW.INCORRECT_P1P2
         if not 5 <= len(apdu.data) <= 16:
             return b"", SW.WRONG_LENGTH
-        applet = self._applets.get(apdu.data) or self._by_truncated_aid(apdu.data)
+        applet = self._applet_for(apdu.data) or self._by_truncated_aid(apdu.data)
         if applet is None:
             return b"", SW.FILE_NOT_FOUND
         if (
@@ -497,6 +547,40 @@ class SecureElement:
         except SecureChannelError as exc:
             return b"", exc.sw
         return b"", SW.OK
+
+
+def _package_for(applet: Applet) -> AppletPackage | None:
+    """The known package of a given applet: the one naming its class, else the first version of
+    its module (a subclass standing in for it, such as a wafer defect)."""
+    matching = [p for p in PACKAGES.values() if p.module_aid == applet.aid]
+    exact = [p for p in matching if p.implementation == implementation_of(type(applet))]
+    return min(exact or matching, key=lambda p: p.version, default=None)
+
+
+def _record_preinstalled(state: CardState, seed: list[tuple[AppletPackage, Applet]]) -> None:
+    """Record the applets a card leaves the fab with as loaded and SELECTABLE (kept in RAM until
+    the next flash write: recorded again identically on the next power-up). An applet whose
+    load file the card has ever recorded (installed, upgraded or deleted: its version counter is
+    kept) is the card content's business, never recorded again."""
+    content = content_of(state)
+    for package, applet in seed:
+        if package.load_file_aid in content.version_floor:
+            continue
+        content.load_files[package.load_file_aid] = LoadFileRecord(
+            aid=package.load_file_aid,
+            version=package.version,
+            package_hash=package.data_block_hash,
+            module_aids=(package.module_aid,),
+        )
+        content.applications[applet.aid] = ApplicationRecord(
+            aid=applet.aid,
+            load_file_aid=package.load_file_aid,
+            module_aid=package.module_aid,
+            version=package.version,
+            life_cycle=SELECTABLE,
+            privileges=b"\x00\x00\x00",
+        )
+        content.version_floor[package.load_file_aid] = package.version
 
 
 def _ins_of(command: bytes) -> str:

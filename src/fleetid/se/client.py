@@ -91,6 +91,9 @@ __all__ = [
 ]
 
 
+_SW_MORE_DATA = 0x6310  # GPCS §11.4.3: more data available
+
+
 @runtime_checkable
 class Transport(Protocol):
     """Anything that carries a command APDU to a card and its response back."""
@@ -240,6 +243,13 @@ class SecureElementClient:
 
     def send(self, apdu: CommandApdu) -> bytes:
         """Send ``apdu`` (wrapped when a session is open); return the data or raise on the SW."""
+        return self.send_expecting_more(apdu, more_data_sw=None)[0]
+
+    def send_expecting_more(
+        self, apdu: CommandApdu, *, more_data_sw: int | None = _SW_MORE_DATA
+    ) -> tuple[bytes, bool]:
+        """As ``send``, and whether the card answered ``more_data_sw`` (GPCS §11.4.3: GET STATUS
+        answers ``6310`` when more entries follow) instead of 9000."""
         session = self.session
         if session is not None and session.security_level & R_MAC and apdu.ne is None:
             # The response carries an R-MAC (Amd D §6.2.5) however short the plain answer: ask for
@@ -252,11 +262,11 @@ class SecureElementClient:
         if session is not None:
             response = session.unwrap(response)
         reply = parse_response(response)
-        if reply.sw != SW.OK:
+        if reply.sw != SW.OK and (more_data_sw is None or reply.sw != more_data_sw):
             if session is not None and reply.sw in _SESSION_ENDING:
                 session.close()
             raise error_for_sw(reply.sw, f"INS {apdu.ins:02X}")
-        return reply.data
+        return reply.data, reply.sw != SW.OK
 
     # --- applets and the secure channel ---------------------------------------------------------
 

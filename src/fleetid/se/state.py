@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fleetid.errors import StoreError
 from fleetid.se.piv_state import PivState
@@ -33,7 +33,9 @@ from fleetid.se.wire import ATTESTATION_HANDLE, MAX_USER_HANDLE, CardLifeCycle, 
 __all__ = [
     "ATTESTATION_HANDLE",
     "MAX_USER_HANDLE",
+    "ApplicationRecord",
     "BootState",
+    "CardContent",
     "CardLifeCycle",
     "CardState",
     "Cplc",
@@ -42,6 +44,7 @@ __all__ = [
     "FidoState",
     "KeySet",
     "KeySlot",
+    "LoadFileRecord",
     "allowed_transition",
 ]
 
@@ -220,6 +223,131 @@ def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadFileRecord:
+    """An executable load file on the card (GPCS §5.3.1: life cycle LOADED, ``01``)."""
+
+    aid: bytes
+    version: int
+    package_hash: bytes
+    module_aids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplicationRecord:
+    """An application instance (GPCS §5.3.2). ``life_cycle`` is ``03`` INSTALLED or ``07``
+    SELECTABLE; ``data`` is the applet's own persistent state (JSON values), migrated on
+    upgrade; keys by handle stay in ``CardState.keys``."""
+
+    aid: bytes
+    load_file_aid: bytes
+    module_aid: bytes
+    version: int
+    life_cycle: int
+    privileges: bytes
+    data: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class CardContent:
+    """The GP registry of the card (GPCS §5.3): load files, applications, and what guards them.
+
+    ``staged`` holds a load file loaded as an upgrade of one whose applications are still
+    installed: the old version keeps running until INSTALL [for install] migrates them.
+    ``version_floor`` is the highest version installed per load-file AID, which only goes up
+    (like the boot applet's security counter). ``applet_signing_key`` is the DER SPKI every DAP
+    must verify under.
+    """
+
+    load_files: dict[bytes, LoadFileRecord] = field(default_factory=dict)
+    staged: dict[bytes, LoadFileRecord] = field(default_factory=dict)
+    applications: dict[bytes, ApplicationRecord] = field(default_factory=dict)
+    version_floor: dict[bytes, int] = field(default_factory=dict)
+    applet_signing_key: bytes | None = None
+
+    def to_doc(self) -> dict[str, object]:
+        return {
+            "load_files": {a.hex(): _load_file_doc(r) for a, r in self.load_files.items()},
+            "staged": {a.hex(): _load_file_doc(r) for a, r in self.staged.items()},
+            "applications": {
+                a.hex(): {
+                    "load_file": r.load_file_aid.hex(),
+                    "module": r.module_aid.hex(),
+                    "version": r.version,
+                    "life_cycle": r.life_cycle,
+                    "privileges": r.privileges.hex(),
+                }
+                for a, r in self.applications.items()
+            },
+            "version_floor": {a.hex(): v for a, v in self.version_floor.items()},
+            "applet_signing_key": _hex_or_none(self.applet_signing_key),
+        }
+
+    def cache_key(self) -> tuple[object, ...]:
+        """What ``to_doc`` is made of, compared by value to reuse its JSON text (the applets'
+        own ``data`` is not part of it: it is written afresh every time)."""
+        return (
+            tuple(self.load_files.values()),
+            tuple(self.staged.values()),
+            tuple(self.version_floor.items()),
+            self.applet_signing_key,
+            tuple(
+                (a.aid, a.load_file_aid, a.module_aid, a.version, a.life_cycle, a.privileges)
+                for a in self.applications.values()
+            ),
+        )
+
+    def data_json(self) -> str:
+        """The applications' own data, by AID (only those that hold any)."""
+        held = {a.hex(): r.data for a, r in self.applications.items() if r.data}
+        return _canonical(held) if held else "{}"
+
+    @classmethod
+    def from_doc(
+        cls, doc: dict[str, dict[str, object]], data: dict[str, dict[str, object]]
+    ) -> CardContent:
+        apps: dict[str, dict[str, object]] = doc["applications"]  # type: ignore[assignment]
+        return cls(
+            load_files={bytes.fromhex(a): _load_file(a, r) for a, r in doc["load_files"].items()},
+            staged={bytes.fromhex(a): _load_file(a, r) for a, r in doc["staged"].items()},
+            applications={
+                bytes.fromhex(a): ApplicationRecord(
+                    aid=bytes.fromhex(a),
+                    load_file_aid=bytes.fromhex(str(r["load_file"])),
+                    module_aid=bytes.fromhex(str(r["module"])),
+                    version=int(r["version"]),  # type: ignore[call-overload]
+                    life_cycle=int(r["life_cycle"]),  # type: ignore[call-overload]
+                    privileges=bytes.fromhex(str(r["privileges"])),
+                    data=dict(data.get(a, {})),
+                )
+                for a, r in apps.items()
+            },
+            version_floor={
+                bytes.fromhex(a): int(v)  # type: ignore[call-overload]
+                for a, v in doc["version_floor"].items()
+            },
+            applet_signing_key=_bytes_or_none(doc["applet_signing_key"]),  # type: ignore[arg-type]
+        )
+
+
+def _load_file_doc(record: LoadFileRecord) -> dict[str, object]:
+    return {
+        "version": record.version,
+        "hash": record.package_hash.hex(),
+        "modules": [m.hex() for m in record.module_aids],
+    }
+
+
+def _load_file(aid: str, doc: object) -> LoadFileRecord:
+    fields: dict[str, object] = doc  # type: ignore[assignment]
+    return LoadFileRecord(
+        aid=bytes.fromhex(aid),
+        version=int(fields["version"]),  # type: ignore[call-overload]
+        package_hash=bytes.fromhex(str(fields["hash"])),
+        module_aids=tuple(bytes.fromhex(m) for m in fields["modules"]),  # type: ignore[attr-defined]
+    )
+
+
 @dataclass(slots=True, kw_only=True)
 class CardState:
     """Everything the card keeps in flash. Mutable: only the card object changes it."""
@@ -236,6 +364,8 @@ class CardState:
     piv: PivState = field(default_factory=PivState)
     #: The FIDO2 applet's credentials, PIN and counter.
     fido: FidoState = field(default_factory=FidoState)
+    #: Card content (GPCS §5.3); None until the card first records its pre-installed applets.
+    content: CardContent | None = None
     # JSON text of public parts, by section: (the values it was encoded from, the text).
     _json: dict[str, tuple[object, str]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -264,6 +394,9 @@ class CardState:
         self.fido = FidoState()
         self._json.clear()
         self.public_keys.clear()
+        if self.content is not None:  # an applet's own state may hold secrets too
+            for aid, app in list(self.content.applications.items()):
+                self.content.applications[aid] = replace(app, data={})
 
     def to_bytes(self) -> bytes:
         boot = self.boot
@@ -277,10 +410,18 @@ class CardState:
         anchors = tuple(self.trust_anchors)
         certificates = tuple(sorted(self.key_certificates.items()))
         cplc = self.cplc
+        content = self.content
+        content_key = None if content is None else content.cache_key()
+
+        def content_doc() -> object:
+            return None if content is None else content.to_doc()
+
         # Top-level keys in sorted order, as json.dumps(sort_keys=True) writes them.
         return (
-            f'{{"attestation_chain":{self._public("chain", chain, lambda: _hexes(chain))},'
+            f'{{"applet_data":{"{}" if content is None else content.data_json()},'
+            f'"attestation_chain":{self._public("chain", chain, lambda: _hexes(chain))},'
             f'"boot":{self._public("boot", boot_fields, lambda: _boot_doc(boot))},'
+            f'"content":{self._public("content", content_key, content_doc)},'
             f'"cplc":{self._public("cplc", cplc, lambda: cplc.encode().hex())},'
             f'"fido":{self.fido.to_json()},'
             f'"format":{_FORMAT_VERSION},'
@@ -313,6 +454,7 @@ class CardState:
             if doc.get("format") != _FORMAT_VERSION:
                 raise StoreError(f"card state format {doc.get('format')!r} is not supported")
             boot = doc["boot"]
+            content = doc.get("content")  # absent in flash written before card content existed
             return cls(
                 cplc=Cplc.decode(bytes.fromhex(doc["cplc"])),
                 life_cycle=CardLifeCycle(doc["life_cycle"]),
@@ -348,6 +490,9 @@ class CardState:
                 # A card written before the PIV or FIDO2 applet existed has a factory-fresh one.
                 piv=PivState.from_doc(doc["piv"]) if "piv" in doc else PivState(),
                 fido=FidoState.from_doc(doc.get("fido", {})),
+                content=None
+                if content is None
+                else CardContent.from_doc(content, doc.get("applet_data", {})),
             )
         except StoreError:
             raise

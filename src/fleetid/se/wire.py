@@ -29,6 +29,7 @@ __all__ = [
     "FIDO_ATTESTATION_KEY_DGI",
     "IDENTITY_AID",
     "INS_ATTEST",
+    "INS_DELETE",
     "INS_DELETE_KEY",
     "INS_DERIVE_PSEUDONYM",
     "INS_ECDH",
@@ -40,7 +41,9 @@ __all__ = [
     "INS_GET_RESPONSE",
     "INS_GET_STATUS",
     "INS_INITIALIZE_UPDATE",
+    "INS_INSTALL",
     "INS_LIST_KEYS",
+    "INS_LOAD",
     "INS_LOAD_BOUND_PACKAGE",
     "INS_NFCCTAP_GETRESPONSE",
     "INS_NFCCTAP_MSG",
@@ -105,6 +108,10 @@ INS_GET_STATUS: Final = 0xF2
 INS_PUT_KEY: Final = 0xD8
 INS_STORE_DATA: Final = 0xE2
 INS_SET_STATUS: Final = 0xF0
+# Card content management (GPCS §11.2 DELETE, §11.5 INSTALL, §11.6 LOAD).
+INS_DELETE: Final = 0xE4
+INS_INSTALL: Final = 0xE6
+INS_LOAD: Final = 0xE8
 # The identity applet (docs/se-apdu.md).
 INS_GENERATE_KEY: Final = 0x46
 INS_SIGN: Final = 0x48
@@ -151,6 +158,9 @@ class PersonalisationObject:
     TRUST_ANCHORS: Final = (0x0F02, 0xDF02)
     FIRMWARE_KEY: Final = (0x0F03, 0xDF03)
     KEY_CERTIFICATE: Final = (0x0F04, 0xDF04)
+    #: The fleet's applet-signing key (DER SPKI, P-256): the key every load file's DAP must
+    #: verify under (GPCS §9.2, §B.4.3); settable only before SECURED, as the firmware key.
+    APPLET_SIGNING_KEY: Final = (0x0F05, 0xDF05)
 
 
 class CardLifeCycle(IntEnum):

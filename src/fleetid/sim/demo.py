@@ -63,6 +63,7 @@ Stage = Callable[[DemoContext], None]
 
 
 def _stages() -> list[tuple[str, Stage]]:
+    from fleetid.sim.demo_applets import stage_applets
     from fleetid.sim.demo_fido import stage_fido
     from fleetid.sim.demo_fido_card import stage_fido_card
     from fleetid.sim.demo_fleet import stage_fleet
@@ -91,6 +92,7 @@ def _stages() -> list[tuple[str, Stage]]:
         ("FIDO: operators' authenticators, trusted through signed metadata", stage_fido),
         ("FIDO2 on the card: a stock client registers and authenticates", stage_fido_card),
         ("packages: a cohort to a new configuration, then a new authority", stage_preparation),
+        ("applets: an upgrade pushed to a cohort, keys kept, no recall", stage_applets),
         ("threats: flash dump, cloning, boot tampering, bus attacks", stage_threats),
     ]
 

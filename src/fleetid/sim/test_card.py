@@ -156,6 +156,7 @@ def manufacture_test_card(
     silicon_path: Path | None = None,
     flash_path: Path | None = None,
     firmware_key: ec.EllipticCurvePublicKey | None = None,
+    applet_signing_key: ec.EllipticCurvePublicKey | None = None,
     attestation_curve: ec.EllipticCurve | None = None,
     secure: bool = True,
     random: Callable[[int], bytes] = os.urandom,
@@ -189,6 +190,7 @@ def manufacture_test_card(
         ],
         attestation_curve=attestation_curve or ec.SECP256R1(),
         firmware_key=firmware_key,
+        applet_signing_key=applet_signing_key,
         secure=secure,
     )
     card.reset()

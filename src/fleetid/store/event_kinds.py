@@ -39,6 +39,8 @@ class EventKind(StrEnum):
     CA_RELEASE = "ca.release"
     CA_ESCALATION = "ca.escalation"
     CA_TOKEN = "ca.token"  # noqa: S105 - an event kind, not a secret
+    #: An applet pushed to a card, its GET STATUS before and after (authority.applet_rollout).
+    CA_APPLET_UPGRADE = "ca.applet-upgrade"
 
 
 #: The kinds the fleet authority writes (its ``CaEvent`` kinds).

@@ -3,15 +3,21 @@ every crash point (in-process; tests/integration/test_line_crash_resume.py kills
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from fleetid.authority.applet_rollout import RolloutOutcome, push_applet
 from fleetid.clock import ManualClock
+from fleetid.crypto.keys import new_private_key
+from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import (
     ConfigError,
     HsmNotActivatedError,
@@ -37,6 +43,7 @@ from fleetid.factory.manufacturer import certificate_fingerprint, hardware_modul
 from fleetid.hsm import SoftwareHsm
 from fleetid.hsm.base import KeyKind
 from fleetid.se.client import SecureElementClient
+from fleetid.se.packages import IDENTITY_V2
 from fleetid.se.scp03 import StaticKeys, derive_session_keys
 from fleetid.se.state import CardLifeCycle
 from fleetid.sim.wafer import TRANSPORT_KVN, Defect, Wafer
@@ -404,3 +411,34 @@ def test_the_line_counts_units_quarantines_and_hsm_signatures(plant: Plant) -> N
     assert after["step 3"] - before["step 3"] == 1
     # The line CA signs each secured unit's IDevID in the HSM (the audit log may sign more).
     assert after["signatures"] - before["signatures"] >= 2
+
+
+def test_the_line_puts_the_applet_signing_key_on_cards_and_logs_it(plant: Plant) -> None:
+    applet_signer = SoftwareSigner(new_private_key())
+    spki = applet_signer.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    wafer = plant.wafer(1)
+    line = open_line(plant.data, clock=plant.clock, config=LineConfig(applet_signing_key=spki))
+    line.run([wafer.units[0].unit], wafer)
+    entry = line.manifest()[0]
+    (installed,) = [
+        e for e in plant.log().entries_for_serial(entry.serial) if e.kind == "installation"
+    ]
+    assert installed.body["applet_signing_key_spki_sha256"] == hashlib.sha256(spki).hexdigest()
+    hsm, record = ceremony.open_activated_hsm(plant.data, clock=plant.clock)
+
+    def card_keys(kdd: bytes) -> HsmSessionKeys:
+        keys = hsm.derive_scp03_keys(record.line_master_label, kdd)
+        return HsmSessionKeys(hsm, enc=keys.enc, mac=keys.mac, length=16)
+
+    cohort = {entry.unit: wafer.power_on(entry.unit)}
+    push = partial(
+        push_applet,
+        cohort=cohort,
+        card_keys=card_keys,
+        audit=None,
+        key_version=line_module.DEVICE_KVN,
+    )
+    (refused,) = push(IDENTITY_V2, signer=SoftwareSigner(new_private_key()))
+    assert (refused.outcome, refused.status_word) == (RolloutOutcome.REFUSED, "6982")
+    (upgraded,) = push(IDENTITY_V2, signer=applet_signer)
+    assert (upgraded.outcome, upgraded.before, upgraded.after) == (RolloutOutcome.UPGRADED, 1, 2)

@@ -76,7 +76,7 @@ def test_iso_secure_messaging_is_6882(card: SecureElement, cla: int) -> None:
     assert sw_of(card.transmit(bytes((cla, 0xCA, 0x9F, 0x7F, 0x00)))) == 0x6882
 
 
-@pytest.mark.parametrize("ins", [0x00, 0x10, 0x20, 0x44, 0xB0, 0xD6, 0xE4, 0xFE])
+@pytest.mark.parametrize("ins", [0x00, 0x10, 0x20, 0x44, 0xB0, 0xD6, 0xE0, 0xFE])
 def test_unknown_ins_is_6d00(card: SecureElement, ins: int) -> None:
     assert sw_of(card.transmit(bytes((0x80, ins, 0x00, 0x00)))) == 0x6D00
     select(card, IDENTITY_AID)

@@ -79,8 +79,8 @@ def test_get_status_reports_life_cycle(isd: SecureElementClient) -> None:
     assert isd.life_cycle() is L.INITIALIZED
 
 
-@pytest.mark.parametrize(("p1", "p2"), [(0x40, 0x02), (0x80, 0x00), (0x10, 0x02)])
-def test_get_status_other_scopes_are_6a86(fresh: ManufacturedCard, p1: int, p2: int) -> None:
+@pytest.mark.parametrize(("p1", "p2"), [(0x08, 0x02), (0x80, 0x00), (0x10, 0x01)])
+def test_get_status_unknown_scopes_are_6a86(fresh: ManufacturedCard, p1: int, p2: int) -> None:
     raw = CommandApdu(0x80, 0xF2, p1, p2, b"\x4f\x00", 256).encode()
     assert fresh.card.transmit(raw) == bytes.fromhex("6A86")
 

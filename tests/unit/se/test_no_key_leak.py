@@ -25,13 +25,21 @@ from hypothesis import strategies as st
 
 from fleetid.crypto.keys import new_private_key
 from fleetid.crypto.package_seal import private_scalar, seal_package
+from fleetid.crypto.signer import SoftwareSigner
 from fleetid.errors import FleetIdError
 from fleetid.factory.personalisation import inject_fido_attestation
 from fleetid.formats.attestation import KeyUsage
+from fleetid.se.applet_management import (
+    delete_command,
+    install_for_install_command,
+    install_for_load_command,
+    sign_load_file,
+)
 from fleetid.se.card import SecureElement
 from fleetid.se.client import SecureElementClient
 from fleetid.se.ctap_device import ApduCtapDevice
 from fleetid.se.keystore import Silicon
+from fleetid.se.packages import IDENTITY_LOAD_FILE_AID, IDENTITY_V2
 from fleetid.se.piv_client import PivClient
 from fleetid.se.piv_wire import DEFAULT_MANAGEMENT_KEY, PIV_AID
 from fleetid.se.scp03 import HostSession, StaticKeys
@@ -58,6 +66,7 @@ MAKE_CREDENTIAL_ARGS = (
 )
 MAKE_CREDENTIAL = dict(zip(range(1, 5), MAKE_CREDENTIAL_ARGS, strict=True)) | {7: {"rk": True}}
 GET_ASSERTION = {1: "example.com", 2: bytes(32)}
+APPLET_SIGNER = SoftwareSigner(new_private_key())
 HANDLES = (0x00, 0x01, 0x02, 0x03, 0x04, 0xF0, 0x7F)
 
 # (CLA, INS, P1, P2) of every defined command (docs/se-apdu.md).
@@ -91,6 +100,19 @@ DEFINED = [
     (0x00, 0x02, 0x07, 0x00),
     (0x00, 0x02, 0x08, 0x00),
     (0x00, 0x03, 0x00, 0x00),
+    # Card content management (GPCS §11.2, §11.4 to §11.6).
+    (0x80, 0xF2, 0x40, 0x02),
+    (0x80, 0xF2, 0x20, 0x02),
+    (0x80, 0xF2, 0x10, 0x02),
+    (0x80, 0xF2, 0x10, 0x03),
+    (0x80, 0xE6, 0x02, 0x00),
+    (0x80, 0xE6, 0x0C, 0x00),
+    (0x80, 0xE6, 0x08, 0x00),
+    (0x80, 0xE8, 0x00, 0x00),
+    (0x80, 0xE8, 0x80, 0x00),
+    (0x80, 0xE8, 0x80, 0x01),
+    (0x80, 0xE4, 0x00, 0x00),
+    (0x80, 0xE4, 0x00, 0x80),
 ] + [
     (0x80, ins, p1, h)
     for ins, p1 in (
@@ -148,6 +170,15 @@ payloads = st.one_of(
         + [bytes(range(16)) + bytes(8) + b"\x00" + b"\x07" * extra for extra in (0, 32, 64)]
         + [bytes(range(16)) + bytes(8) + b"\x01"]
         # LOAD BOUND PACKAGE bodies: well-formed fields that do not open
+        # Card content management bodies: INSTALL [for load] / [for install] of identity 2, its
+        # signed load file (short enough for one LOAD), DELETE of the ISD and of identity.
+        + [
+            install_for_load_command(IDENTITY_LOAD_FILE_AID, IDENTITY_V2.data_block_hash).data,
+            install_for_install_command(IDENTITY_LOAD_FILE_AID, IDENTITY_AID, IDENTITY_AID).data,
+            sign_load_file(IDENTITY_V2, APPLET_SIGNER),
+            delete_command(ISD_AID).data,
+            delete_command(IDENTITY_AID).data,
+        ]
         + [
             BoundPackageCommand(
                 context=bytes(16), point=b"\x04" + bytes(n), nonce=bytes(12), ciphertext=bytes(48)
@@ -206,7 +237,12 @@ def _secrets(made: ManufacturedCard, silicon: Silicon) -> list[bytes]:
 
 def _make() -> tuple[ManufacturedCard, Silicon]:
     silicon = Silicon.fabricate()
-    made = manufacture_test_card(keys=KEYS, silicon=silicon, secure=False)
+    made = manufacture_test_card(
+        keys=KEYS,
+        silicon=silicon,
+        secure=False,
+        applet_signing_key=APPLET_SIGNER.public_key(),
+    )
     client = SecureElementClient(made.card)
     client.select_identity()
     client.generate_key(ec.SECP256R1(), KeyUsage.SIGN, handle=1)

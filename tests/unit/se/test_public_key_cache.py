@@ -85,7 +85,7 @@ def test_attest_names_its_issuer_and_drops_it_on_tamper() -> None:
         assert cert.not_valid_before_utc == issuer.not_valid_before_utc
         aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
         assert aki.key_identifier == ski.digest
-    applet = made.card._applets[identity.IDENTITY_AID]  # type: ignore[attr-defined]
+    applet = made.card._applet_for(identity.IDENTITY_AID)  # type: ignore[attr-defined]
     assert applet._issuer is not None
     made.card.tamper(TamperEvent.GLITCH)
     assert applet._issuer is None

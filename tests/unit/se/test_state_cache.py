@@ -100,8 +100,7 @@ def test_repr_carries_no_key_or_cache() -> None:
 
 
 def _identity(card: object) -> identity.IdentityApplet:
-    applets = card._applets  # type: ignore[attr-defined]
-    return applets[identity.IDENTITY_AID]  # type: ignore[no-any-return]
+    return card._applet_for(identity.IDENTITY_AID)  # type: ignore[attr-defined,no-any-return]
 
 
 def test_generated_key_is_used_without_a_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -136,6 +136,10 @@ class ProvisioningLine:
         self._chain_tail_fingerprints = [fingerprint_once(line_ca), fingerprint_once(root)]
         self._firmware_spki = spki(self._firmware_key)
         self._firmware_spki_sha256 = hashlib.sha256(self._firmware_spki).hexdigest()
+        applet_key = self._config.applet_signing_key
+        self._applet_spki_sha256 = (
+            None if applet_key is None else hashlib.sha256(applet_key).hexdigest()
+        )
         enc, mac, dek = record.transport_labels
         self._transport = (enc, mac, dek)
         self._manifest.ensure_schema()
@@ -426,6 +430,7 @@ class ProvisioningLine:
                         chain=chain_der,
                         trust_anchors=self._root_der,
                         firmware_key=self._firmware_spki,
+                        applet_signing_key=self._config.applet_signing_key,
                     ),
                 )
             except SecureElementError as exc:
@@ -441,16 +446,16 @@ class ProvisioningLine:
         item.canonical_attestation = self._attest_canonical(item, client)
         item.step = Step.SECURED
         item.outcome = UnitState.SECURED
-        item.log(
-            EventKind.INSTALLATION,
-            {
-                "unit": item.unit,
-                "attestation_chain": [fingerprint, *self._chain_tail_fingerprints],
-                "trust_anchors": self._chain_tail_fingerprints[-1:],
-                "firmware_key_spki_sha256": self._firmware_spki_sha256,
-                "canonical_attestation_sha256": item.fingerprint(item.canonical_attestation),
-            },
-        )
+        installed = {
+            "unit": item.unit,
+            "attestation_chain": [fingerprint, *self._chain_tail_fingerprints],
+            "trust_anchors": self._chain_tail_fingerprints[-1:],
+            "firmware_key_spki_sha256": self._firmware_spki_sha256,
+            "canonical_attestation_sha256": item.fingerprint(item.canonical_attestation),
+        }
+        if self._applet_spki_sha256 is not None:
+            installed["applet_signing_key_spki_sha256"] = self._applet_spki_sha256
+        item.log(EventKind.INSTALLATION, installed)
         item.log(EventKind.LOCK, {"unit": item.unit, "life_cycle": CardLifeCycle.SECURED.name})
 
     # --- outcomes -----------------------------------------------------------------------------

@@ -34,6 +34,10 @@ class LineConfig:
     #: The canonical key's curve: P-256 or brainpoolP256r1 (ETSI TS 103 097 §5 end-entity keys).
     canonical_curve: Curve = Curve.P256
     batch_size: int = 64
+    #: The fleet's applet-signing key (DER SPKI, P-256), put on every card before SECURED so
+    #: that it loads only applet versions the fleet signs (docs/se-apdu.md, DGI 0F05); None
+    #: leaves cards that load no applet.
+    applet_signing_key: bytes | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

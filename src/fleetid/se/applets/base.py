@@ -70,6 +70,9 @@ class CommandContext:
     proprietary: bool = False
     decrypt_sensitive: Callable[[bytes], bytes] | None = None
     random: Callable[[int], bytes] = field(default=os.urandom)
+    #: The selected applet's own persistent state (GPCS §5.3.2 application data), when the card
+    #: content registry holds it; change it in place, then ``persist()``.
+    applet_data: dict[str, object] | None = None
 
     def require_session(self, level_bits: int = SecurityLevel.C_MAC) -> None:
         """Refuse (6982) unless an authenticated session covers ``level_bits``."""
@@ -107,6 +110,13 @@ class Applet:
 
     def zeroise(self) -> None:
         """Forget anything derived from keys (caches); called on tamper and termination."""
+
+    @classmethod
+    def migrate_state(cls, previous: dict[str, object], from_version: int) -> dict[str, object]:
+        """This version's persistent state made from an older version's (card content upgrade,
+        ``fleetid.se.applets.card_content``). Keys by handle stay on the card untouched; the
+        default keeps the state as it is."""
+        return dict(previous)
 
     def accepts_chaining(self, ins: int) -> bool:
         """Whether the card may assemble ISO 7816-4 command chains (CLA b5) for ``ins``."""

@@ -7,7 +7,10 @@ command    INS   notes
 =========  ====  =====================================================================
 SELECT     A4    answered by the card; FCI ``6F { 84 AID, A5 { 9F65 FFFF max data } }``
 GET DATA   CA    ``9F7F`` CPLC, ``00E0`` key information template (GPCS §11.3)
-GET STATUS F2    P1 ``80`` (the ISD): ``E3 { 4F AID, 9F70 life cycle, C5 privileges }``
+GET STATUS F2    P1 ``80`` ISD, ``40`` applications, ``20`` / ``10`` load files (and modules)
+DELETE     E4    card content management (``fleetid.se.applets.card_content``, GPCS §11.2)
+INSTALL    E6    [for load], [for install and make selectable] (GPCS §11.5)
+LOAD       E8    load file blocks, DAP verified under the applet-signing key (GPCS §11.6, §9.2)
 INIT UPD.  50    answered by the card's SCP03 channel (Amd D §7.1.1)
 EXT AUTH   82    answered by the card's SCP03 channel (Amd D §7.1.2)
 PUT KEY    D8    AES key sets wrapped under Key-DEK, KCV checked (GPCS §11.8, Amd D §7.2)
@@ -28,6 +31,7 @@ attestation certificate chain         0F01    DF01    DER certificates, device a
 trust anchors                         0F02    DF02    DER certificates (replaces the set)
 firmware verification key             0F03    DF03    DER SubjectPublicKeyInfo, P-256 or P-384
 certificate of a key handle           0F04    DF04    handle (1) ‖ DER certificate
+applet-signing key (DAP)              0F05    DF05    DER SubjectPublicKeyInfo, P-256
 ====================================  ======  ======  ============================================
 """
 
@@ -46,6 +50,7 @@ from fleetid.formats import x509_tbs
 from fleetid.formats.apdu import EXTENDED_MAX_NC, SW, CommandApdu
 from fleetid.formats.tlv import decode_dgis, decode_tlv, decode_tlvs, encode_tlv
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
+from fleetid.se.applets.card_content import CardContentManager, content_of
 from fleetid.se.state import (
     ATTESTATION_HANDLE,
     CardLifeCycle,
@@ -55,8 +60,11 @@ from fleetid.se.state import (
     allowed_transition,
 )
 from fleetid.se.wire import (
+    INS_DELETE,
     INS_GET_DATA,
     INS_GET_STATUS,
+    INS_INSTALL,
+    INS_LOAD,
     INS_PUT_KEY,
     INS_SET_STATUS,
     INS_STORE_DATA,
@@ -80,7 +88,6 @@ _MAX_COMMAND_DATA = EXTENDED_MAX_NC  # the card parses extended-length APDUs (fl
 
 _AES_KEY_TYPE = 0x88  # GPCS Table 11-16
 _SCP03_KEY_IDS = 3  # Key-ENC, Key-MAC, Key-DEK with key identifiers 1, 2, 3 (Amd D §7.2)
-_ISD_PRIVILEGES = bytes.fromhex("9EFE80")  # SD, card lock, card terminate, ... (GPCS Table 6-1)
 
 
 _PYCA_CURVES: dict[Curve, type[ec.EllipticCurve]] = {
@@ -149,6 +156,19 @@ def _der_certificates(value: bytes) -> list[bytes]:
     return out
 
 
+def _ec_spki(value: bytes, what: str, sizes: tuple[int, ...]) -> bytes:
+    """``value`` when it is the DER SPKI of a NIST ECDSA key of one of ``sizes``; 6A80 if not."""
+    try:
+        pub = serialization.load_der_public_key(value)
+    except ValueError as exc:
+        raise refuse(SW.INCORRECT_DATA, f"{what} is not a DER SPKI") from exc
+    if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.curve.name not in {
+        f"secp{size}r1" for size in sizes
+    }:
+        raise refuse(SW.INCORRECT_DATA, f"{what} must be ECDSA P-{' or P-'.join(map(str, sizes))}")
+    return value
+
+
 def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> None:
     """Check every object, then apply them all (all or nothing) and persist.
 
@@ -158,6 +178,7 @@ def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> N
     chain: list[bytes] | None = None
     anchors: list[bytes] | None = None
     firmware_key: bytes | None = None
+    applet_signing_key: bytes | None = None
     key_certificates: dict[int, bytes] = {}
     for obj, value in objects:
         if obj == PersonalisationObject.ATTESTATION_CHAIN[0]:
@@ -173,16 +194,12 @@ def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> N
             anchors = _der_certificates(value)
         elif obj == PersonalisationObject.FIRMWARE_KEY[0]:
             ctx.require_before(CardLifeCycle.SECURED)
-            try:
-                pub = serialization.load_der_public_key(value)
-            except ValueError as exc:
-                raise refuse(SW.INCORRECT_DATA, "firmware key is not a DER SPKI") from exc
-            if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.curve.key_size not in (
-                256,
-                384,
-            ):
-                raise refuse(SW.INCORRECT_DATA, "firmware key must be ECDSA P-256 or P-384")
-            firmware_key = value
+            firmware_key = _ec_spki(value, "firmware key", (256, 384))
+        elif obj == PersonalisationObject.APPLET_SIGNING_KEY[0]:
+            # Like the firmware key: fixed once SECURED, so that holding the SCP03 keys does not
+            # let a host choose which applets the card accepts.
+            ctx.require_before(CardLifeCycle.SECURED)
+            applet_signing_key = _ec_spki(value, "applet-signing key", (256,))
         elif obj == PersonalisationObject.KEY_CERTIFICATE[0]:
             if len(value) < 2:
                 raise refuse(SW.INCORRECT_DATA, "key certificate needs a handle and a certificate")
@@ -201,6 +218,8 @@ def apply_store_data(ctx: CommandContext, objects: list[tuple[int, bytes]]) -> N
         state.trust_anchors = anchors
     if firmware_key is not None:
         state.boot.verification_key = firmware_key
+    if applet_signing_key is not None:
+        content_of(state).applet_signing_key = applet_signing_key
     state.key_certificates.update(key_certificates)
     ctx.persist()
 
@@ -274,6 +293,7 @@ _OBJECTS = (
     PersonalisationObject.TRUST_ANCHORS,
     PersonalisationObject.FIRMWARE_KEY,
     PersonalisationObject.KEY_CERTIFICATE,
+    PersonalisationObject.APPLET_SIGNING_KEY,
 )
 
 
@@ -322,8 +342,21 @@ class ManagerApplet(PersonalisedApplet):
     secure_channel = True
     selectable_when_locked = True
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._content = CardContentManager()
+
+    def deselect(self) -> None:
+        super().deselect()
+        self._content.reset()
+
+    def process(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
+        self._content.end_sequences(apdu.ins, load=INS_LOAD, get_status=INS_GET_STATUS)
+        return super().process(ctx, apdu)
+
     def select(self, state: CardState) -> bytes:
         self._store.reset()
+        self._content.reset()
         # GPCS §11.9.3.1: maximum length of the command data field; extended Lc is taken (ISO
         # 7816-4 §5.1), so a STORE DATA sequence can arrive in one command.
         proprietary = encode_tlv(0x9F65, _MAX_COMMAND_DATA.to_bytes(2, "big"))
@@ -332,7 +365,13 @@ class ManagerApplet(PersonalisedApplet):
     def _process_proprietary(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
         ins = apdu.ins
         if ins == INS_GET_STATUS:
-            return self._get_status(ctx, apdu)
+            return self._content.get_status(ctx, apdu)
+        if ins == INS_INSTALL:
+            return self._content.install(ctx, apdu)
+        if ins == INS_LOAD:
+            return self._content.load(ctx, apdu)
+        if ins == INS_DELETE:
+            return self._content.delete(ctx, apdu)
         if ins == INS_PUT_KEY:
             return self._put_key(ctx, apdu)
         if ins == INS_SET_STATUS:
@@ -356,24 +395,6 @@ class ManagerApplet(PersonalisedApplet):
             )
             return Reply(data=encode_tlv(0xE0, entries))
         raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no data object {tag:04X}")
-
-    def _get_status(self, ctx: CommandContext, apdu: CommandApdu) -> Reply:
-        if apdu.p1 != 0x80 or apdu.p2 not in (0x02, 0x03):
-            raise refuse(SW.INCORRECT_P1P2, "GET STATUS supports the ISD (P1 80), TLV format")
-        try:
-            criteria = decode_tlvs(apdu.data)
-        except TlvError as exc:
-            raise refuse(SW.INCORRECT_DATA, "search criteria do not parse") from exc
-        if not criteria or criteria[0].tag != 0x4F:
-            raise refuse(SW.INCORRECT_DATA, "search criteria need tag 4F")
-        if criteria[0].value and not self.aid.startswith(criteria[0].value):
-            raise refuse(SW.REFERENCED_DATA_NOT_FOUND, "no matching AID")
-        body = (
-            encode_tlv(0x4F, self.aid)
-            + encode_tlv(0x9F70, bytes((int(ctx.state.life_cycle),)))
-            + encode_tlv(0xC5, _ISD_PRIVILEGES)
-        )
-        return Reply(data=encode_tlv(0xE3, body))
 
     # --- PUT KEY --------------------------------------------------------------------------------
 
