@@ -39,6 +39,12 @@ class EventKind(StrEnum):
     CA_RELEASE = "ca.release"
     CA_ESCALATION = "ca.escalation"
     CA_TOKEN = "ca.token"  # noqa: S105 - an event kind, not a secret
+    # The operator's surface (fleetid.authority.operator_ca, fleetid.api.admin): an operator
+    # credential issued or revoked, a revocation artefact published, a manufacturer root
+    # trusted or distrusted. Every write made through the admin API names its operator too.
+    CA_OPERATOR_CREDENTIAL = "ca.operator-credential"
+    CA_PUBLICATION = "ca.publication"
+    CA_MANUFACTURER = "ca.manufacturer"
 
 
 #: The kinds the fleet authority writes (its ``CaEvent`` kinds).

@@ -43,6 +43,9 @@ def test_the_authority_kinds_are_the_ca_members() -> None:
         "ca.release",
         "ca.escalation",
         "ca.token",
+        "ca.operator-credential",
+        "ca.publication",
+        "ca.manufacturer",
     }
 
 
