@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from fleetid import __version__
-from fleetid.api import admin, est, openapi, writes
+from fleetid.api import admin, console, est, openapi, writes
 from fleetid.api.access_log import AccessLog
 from fleetid.api.body_limits import BodyLimit
 from fleetid.api.errors import install_error_handlers
@@ -75,6 +75,7 @@ def create_app(
     package_routes.install(app, package_services(ca, lifecycle))
     # The operators' admin API (/admin/...): TLS client certificates of the operator CA, roles.
     admin.install(app)
+    console.install(app)  # the same operators' web console (/ui), HTML, no script
 
     @app.get("/health", tags=["operations"], responses=problem_responses())
     def health() -> dict[str, str]:

@@ -174,6 +174,27 @@ class Inspection:
         query = select(certificates.c.device_id, func.count()).group_by(certificates.c.device_id)
         return {str(device): int(n) for device, n in self._c.execute(query) if device is not None}
 
+    def device_status_counts(self) -> dict[str, int]:
+        """How many devices are in each lifecycle state (the console's overview)."""
+        query = select(devices.c.status, func.count()).group_by(devices.c.status)
+        return {str(status): int(n) for status, n in self._c.execute(query)}
+
+    def certificate_status_counts(self, now: datetime) -> dict[str, int]:
+        """How many certificates are valid, revoked and expired at ``now``."""
+        revoked = certificates.c.status == str(CertificateStatus.REVOKED)
+        expired = and_(~revoked, certificates.c.not_after < now)
+        query = select(
+            func.count().filter(revoked),
+            func.count().filter(expired),
+            func.count(),
+        ).select_from(certificates)
+        n_revoked, n_expired, total = self._c.execute(query).one()
+        return {
+            "valid": int(total) - int(n_revoked) - int(n_expired),
+            "revoked": int(n_revoked),
+            "expired": int(n_expired),
+        }
+
     def idevid(self, serial: str) -> bytes | None:
         """The DER IDevID the imported line manifest lists for a chip serial, if any."""
         query = select(line_manifest.c.idevid).where(line_manifest.c.serial == serial).limit(1)
