@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from tests.authority_server import fleetid
 from tests.conformance.conftest import Authority
 
@@ -131,19 +130,3 @@ def test_a_revoked_operator_credential_is_refused_at_once(authority: Authority) 
     code, _, err = _remote(authority, cert, key, "token", "list")
     assert code == 1
     assert err.startswith("fleetid: AuthenticationError: operator credential")
-
-
-@pytest.mark.parametrize("flags", [(), ("--data-dir", "x")])
-def test_ca_url_needs_the_operator_credential_and_not_a_data_dir(
-    authority: Authority, flags: tuple[str, ...]
-) -> None:
-    result = fleetid(
-        "cert", "list", "--ca-url", _base(authority), *flags, env=authority.env
-    )  # fmt: skip
-    assert result.returncode == 1
-    expected = (
-        "--ca-url needs --operator-cert and --operator-key"
-        if not flags
-        else "give --data-dir or --ca-url, not both"
-    )
-    assert result.stderr == f"fleetid: ConfigError: {expected}\n"

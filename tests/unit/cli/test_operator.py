@@ -92,3 +92,26 @@ def test_create_refuses_a_validity_out_of_bounds(
     assert status == 1
     assert err == f"fleetid: ConfigError: {message}\n"
     assert not (tmp_path / "carol.key").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--ca-url", "https://ca.example"), "--ca-url needs --operator-cert and --operator-key"),
+        (
+            ("--ca-url", "https://ca.example", "--data-dir", "x"),
+            "give --data-dir or --ca-url, not both",
+        ),
+        ((), "give --data-dir (local database) or --ca-url (admin API)"),
+        (
+            ("--ca-url", "http://ca.example", "--operator-cert", "c", "--operator-key", "k"),
+            "--ca-url is an https:// URL (the admin API is served over TLS only)",
+        ),
+    ],
+)
+def test_ca_url_and_data_dir_are_one_or_the_other(
+    capsys: pytest.CaptureFixture[str], flags: tuple[str, ...], message: str
+) -> None:
+    status, _, err = run_cli(capsys, "cert", "list", *flags)
+    assert status == 1
+    assert err == f"fleetid: ConfigError: {message}\n"
