@@ -29,6 +29,7 @@ __all__ = [
     "device_document",
     "device_list",
     "operator_summary",
+    "revocation_document",
     "timeline",
     "token_list",
 ]
@@ -274,4 +275,14 @@ def operator_summary(credential: Any) -> dict[str, Any]:
         "not_after": credential.not_after,
         "revoked_at": credential.revoked_at,
         "revoked_by": credential.revoked_by,
+    }
+
+
+def revocation_document(revocation: Any) -> dict[str, Any]:
+    """A revocation, release or escalation as ``fleetid revoke`` and the admin API answer it."""
+    return {
+        "serial": revocation.serial,
+        "reason": str(revocation.reason),
+        "revoked_at": revocation.revoked_at,
+        "sequence": revocation.sequence,
     }

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fleetid.cli.output import add_json_flag, emit
 from fleetid.cli.remote import add_remote_arguments, is_remote, remote_call
 from fleetid.store.repositories import REVOCATION_REASONS
 
@@ -49,6 +50,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="change revoked SERIAL_HEX's reason to --reason (hold to any, any to a compromise)",
     )
+    add_json_flag(parser)
     add_remote_arguments(parser)
     parser.set_defaults(func=_revoke)
 
@@ -101,10 +103,19 @@ def _revoke(args: argparse.Namespace) -> int:
                 ]
         finally:
             ca.close()
+    from fleetid.authority.operator_views import as_json, revocation_document
+
     verb = "released" if args.release else "escalated" if args.escalate else "revoked"
-    for revocation in done:
-        print(f"{verb} {revocation.serial} {revocation.reason} seq {revocation.sequence}")
+    _print(args, verb, as_json([revocation_document(r) for r in done]))
     return 0
+
+
+def _print(args: argparse.Namespace, verb: str, documents: list[dict[str, Any]]) -> None:
+    emit(
+        args,
+        documents,
+        lambda: [f"{verb} {d['serial']} {d['reason']} seq {d['sequence']}" for d in documents],
+    )
 
 
 def _revoke_remotely(args: argparse.Namespace, invalidity: datetime | None) -> int:
@@ -121,8 +132,7 @@ def _revoke_remotely(args: argparse.Namespace, invalidity: datetime | None) -> i
         path = f"/devices/{quote(args.device, safe='')}/revocation"
     else:
         path = f"/certificates/{quote(args.serial, safe='')}/revocation"
-    for revocation in remote_call(args, "POST", path, json=body):
-        print(f"revoked {revocation['serial']} {revocation['reason']} seq {revocation['sequence']}")
+    _print(args, "revoked", remote_call(args, "POST", path, json=body))
     return 0
 
 

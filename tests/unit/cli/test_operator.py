@@ -115,3 +115,18 @@ def test_ca_url_and_data_dir_are_one_or_the_other(
     status, _, err = run_cli(capsys, "cert", "list", *flags)
     assert status == 1
     assert err == f"fleetid: ConfigError: {message}\n"
+
+
+def test_revoke_prints_json_on_request(
+    authority: Authority, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = str(authority.data_dir)
+    serial = authority.enrolled.serial
+    done = run_json(capsys, "revoke", serial, "--reason", "superseded", "--data-dir", d)
+    assert isinstance(done, list) and len(done) == 1
+    assert done[0]["serial"] == serial and done[0]["reason"] == "superseded"
+    assert done[0]["sequence"] >= 2 and done[0]["revoked_at"].endswith("Z")
+    status, out, _ = run_cli(capsys, "revoke", "--device", "gw-2", "--reason", "superseded",
+                             "--data-dir", d)  # fmt: skip
+    assert status == 0
+    assert out == f"revoked {authority.other.serial} superseded seq {done[0]['sequence'] + 1}\n"

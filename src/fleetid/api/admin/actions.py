@@ -21,7 +21,7 @@ from fleetid.authority import operator_actions
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.operator_actions import numbered_device_ids
 from fleetid.authority.operator_ca import Action, Operator
-from fleetid.authority.operator_views import as_json
+from fleetid.authority.operator_views import as_json, revocation_document
 from fleetid.authority.provisioners.token import TOKEN_TTL_MAX
 from fleetid.errors import ConfigError, OperatorRequestError, UnsupportedMediaTypeError
 from fleetid.revocation.crl import CrlPublisher
@@ -89,17 +89,7 @@ class TokenRequest(BaseModel):
 
 
 def _revocations(done: list[Revocation]) -> list[dict[str, Any]]:
-    return [
-        as_json(
-            {
-                "serial": r.serial,
-                "reason": str(r.reason),
-                "revoked_at": r.revoked_at,
-                "sequence": r.sequence,
-            }
-        )
-        for r in done
-    ]
+    return [as_json(revocation_document(r)) for r in done]
 
 
 @router.post("/certificates/{serial}/revocation", responses=problem_responses(*_AUTH, 404, 409))
