@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from tests.asgi_app import asgi_request
+from tests.log_capture import capture_json_logs
 from tests.operator_fixtures import Authority, authority
 
 from fleetid.api import create_app
@@ -348,3 +349,23 @@ def test_the_openapi_document_lists_the_admin_routes_and_no_swagger_page(admin: 
     assert "403" in paths["/admin/crls"]["post"]["responses"]
     assert asgi_request(admin.app, "GET", "/docs").status_code == 404
     assert asgi_request(admin.app, "GET", "/redoc").status_code == 404
+
+
+def test_the_access_log_names_the_operator_and_never_a_password(admin: Admin) -> None:
+    with capture_json_logs() as logs:
+        made = admin.as_role(
+            "operator", "POST", "/admin/tokens", json={"device_id": "gw-8"},
+            headers={"X-Request-ID": "admin-1"},
+        )  # fmt: skip
+        refused = admin.as_role(
+            "viewer", "POST", "/admin/crls", headers={"X-Request-ID": "admin-2"}
+        )
+    assert made.status_code == 201 and refused.status_code == 403
+    line = logs.access("admin-1")
+    assert (line["operator"], line["operator_role"], line["status"]) == (
+        "operator-1",
+        "operator",
+        201,
+    )
+    assert logs.access("admin-2")["operator"] == "viewer-1"
+    assert made.json()[0]["password"] not in logs.text()

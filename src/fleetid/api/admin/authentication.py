@@ -4,8 +4,9 @@ allows the route's action.
 The certificate is the one the TLS server verified (``fleetid.api.peer_certificate``; uvicorn
 under ``fleetid serve --https`` asks for one optionally, the operator CA among the trust
 anchors); ``OperatorCa.authenticate`` checks it again against the operator CA alone, its
-validity and its record. The operator CA is opened (made, the first time) on the first admin
-request, or by ``fleetid serve`` before it listens.
+validity and its record. The request's log fields name the operator and role
+(``fleetid.structured_logs.annotate``). The operator CA is opened (made, the first time) on the
+first admin request, or by ``fleetid serve`` before it listens.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi import Request
 from fleetid.api.peer_certificate import peer_certificate
 from fleetid.authority.fleet_ca import FleetCa
 from fleetid.authority.operator_ca import Action, Operator, OperatorCa, missing_certificate
+from fleetid.structured_logs import annotate
 
 __all__ = ["allowed", "operator_ca"]
 
@@ -45,6 +47,8 @@ def allowed(action: Action) -> Callable[[Request], Operator]:
         if certificate is None:  # refused before the operator CA is opened (or made)
             raise missing_certificate()
         who = operator_ca(ca).authenticate(certificate, ca.clock.now())
+        # The access-log line names who asked, refused or not (an identifier, no secret).
+        annotate(operator=who.name, operator_role=str(who.role))
         who.require(action)
         request.state.operator = who
         return who
