@@ -10,6 +10,7 @@ one place. The tree::
     │   ├── UnsupportedMediaTypeError a body of another media type than the route takes
     │   ├── BodyTooLargeError a body over the route's size limit
     │   ├── ProfileError well-formed bytes that break their message profile (ETSI)
+    │   ├── OperatorRequestError an admin API request whose values cannot be used (HTTP 400)
     │   ├── MalformedApduError bytes that are not an APDU (a card answers 6700)
     │   ├── MalformedImageError bytes that are not an MCUboot image (also a VerificationError)
     │   └── TlvError bytes that are not BER-TLV or DGI
@@ -17,7 +18,9 @@ one place. The tree::
     │   ├── CertificateRevokedError a revocation artefact (filter, OCSP, linked CRL) says revoked
     │   ├── LogTamperedError the audit log was altered; ``index`` names the first bad entry
     │   ├── AuthenticationError a presented credential (token, certificate) does not authenticate
-    │   │   └── AuthorityHopError a butterfly authority's message not signed by the one expected
+    │   │   ├── AuthorityHopError a butterfly authority's message not signed by the one expected
+    │   │   └── OperatorAuthenticationError no operator certificate, or one the operator CA did
+    │   │           not issue, expired, revoked or unknown; ``reason`` names which (HTTP 401)
     │   ├── AttestationError attestation evidence does not support an enrolment; ``reason``:
     │   │   ├── EvidenceMissingError evidence-missing
     │   │   ├── EvidenceMalformedError evidence-malformed
@@ -78,8 +81,9 @@ one place. The tree::
     │   ├── RequestRefusedError a V2X authority refuses a request; ``code`` is the TS 102 941
     │   │       response code it answers with (signed, never raised to a caller)
     │   ├── BatchRefusedError a butterfly batch request refused (replay, revoked device, policy)
-    │   └── PackageRefusedError a preparation service refuses a download step; ``reason``
-    │       └── PackageExpiredError the package's order expired before it was downloaded
+    │   ├── PackageRefusedError a preparation service refuses a download step; ``reason``
+    │   │   └── PackageExpiredError the package's order expired before it was downloaded
+    │   └── OperatorRoleError an authenticated operator's role does not allow the action (403)
     ├── LineWorkerError a line worker process died; the next run resumes its units
     ├── UnreachableError a peer (the authority, a broker) cannot be reached or TLS failed
     └── StoreError persistent state is missing, duplicated or inconsistent
@@ -154,6 +158,9 @@ __all__ = [
     "NotFoundError",
     "NotOnManifestError",
     "NotificationReplayedError",
+    "OperatorAuthenticationError",
+    "OperatorRequestError",
+    "OperatorRoleError",
     "PackageExpiredError",
     "PackageRefusedError",
     "PolicyError",
@@ -694,3 +701,32 @@ class FidoAssertionError(VerificationError):
 class AssertionCounterError(FidoAssertionError):
     """An assertion whose signature counter is not above the one held for the credential
     (§7.2 step 22: a replayed assertion or a cloned authenticator)."""
+
+
+# --- the operator's admin API (mTLS operator credentials, roles) ---------------------------------
+
+
+class OperatorAuthenticationError(AuthenticationError):
+    """A request to the admin API without an operator certificate, or with one the operator CA
+    did not issue, or that expired, was revoked or is not on record. ``reason`` names which
+    (``operator-certificate-missing``, ``-foreign``, ``-expired``, ``-revoked``, ``-unknown``);
+    ``challenge`` is the 401 answer's ``WWW-Authenticate`` (no HTTP authentication scheme names
+    TLS client certificates, so it names the realm and what is asked for)."""
+
+    challenge = 'Mutual realm="fleetid operators", scheme="tls-client-certificate"'
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = f"operator-certificate-{reason}"
+        super().__init__(message)
+
+
+class OperatorRoleError(PolicyError):
+    """An authenticated operator whose role does not allow the action (viewer, operator,
+    security officer; ``fleetid.authority.operator_ca.Role``)."""
+
+    reason = "operator-role"
+
+
+class OperatorRequestError(EncodingError):
+    """An admin API request whose values cannot be used: a device id, a count, a fingerprint
+    the service refuses as it would refuse them on the command line (HTTP 400)."""

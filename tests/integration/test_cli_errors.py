@@ -503,6 +503,8 @@ CASES: dict[str, list[tuple[str, Case]]] = {
     # The operator's commands (docs/operations.md).
     "cert list": [
         ("no data dir", lambda s: ["cert", "list", "--data-dir", str(s.absent)]),
+        ("neither local nor remote", lambda s: ["cert", "list"]),
+        ("remote without credential", lambda s: ["cert", "list", "--ca-url", "https://x"]),
         (
             "bad status",
             lambda s: ["cert", "list", "--data-dir", str(s.authority), "--status", "lost"],
@@ -526,6 +528,20 @@ CASES: dict[str, list[tuple[str, Case]]] = {
     ],
     "token revoke": [
         ("unknown token", lambda s: ["token", "revoke", "t-0", "--data-dir", str(s.authority)]),
+    ],
+    "operator create": [
+        (
+            "bad role",
+            lambda s: ["operator", "create", "x", "--role", "god", "--data-dir", str(s.authority)],
+        ),
+        (
+            "no CA",
+            lambda s: ["operator", "create", "x", "--role", "viewer", "--data-dir", str(s.absent)],
+        ),
+    ],
+    "operator list": [("no data dir", lambda s: ["operator", "list", "--data-dir", str(s.absent)])],
+    "operator revoke": [
+        ("unknown", lambda s: ["operator", "revoke", "ab", "--data-dir", str(s.authority)]),
     ],
     "ca rollover": [("no CA", lambda s: ["ca", "rollover", "--data-dir", str(s.absent)])],
     "ca bootstrap": [

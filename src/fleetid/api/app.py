@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from fleetid import __version__
-from fleetid.api import est, openapi, writes
+from fleetid.api import admin, console, est, openapi, writes
 from fleetid.api.access_log import AccessLog
 from fleetid.api.body_limits import BodyLimit
 from fleetid.api.errors import install_error_handlers
@@ -35,6 +35,10 @@ def create_app(
         title="fleetid authority",
         version=__version__,
         summary="Fleet device identity: EST enrolment (RFC 7030), RFC 9457 errors.",
+        # FastAPI's Swagger UI and ReDoc pages load their scripts from a CDN: not served.
+        # The document itself is at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     openapi.install(app)  # every route's problem statuses; 400, not FastAPI's 422
     app.state.settings = settings
@@ -69,6 +73,9 @@ def create_app(
 
     # Credential packages: ES9+ download and ES11 discovery (/preparation, /discovery).
     package_routes.install(app, package_services(ca, lifecycle))
+    # The operators' admin API (/admin/...): TLS client certificates of the operator CA, roles.
+    admin.install(app)
+    console.install(app)  # the same operators' web console (/ui), HTML, no script
 
     @app.get("/health", tags=["operations"], responses=problem_responses())
     def health() -> dict[str, str]:

@@ -6,7 +6,8 @@ reason. Messages are fixed sentences that name no library object; ``problem_resp
 bounds every ``detail`` (``MAX_DETAIL`` characters, printable, one line), so no echoed input
 (a path, a header) comes back whole. A request that fails FastAPI's validation is described by
 where and what (``path.generation: Input should be a valid integer``), never by pydantic's repr.
-401 answers carry ``WWW-Authenticate: Basic`` (RFC 7030 §3.2.3, RFC 7617).
+401 answers carry ``WWW-Authenticate: Basic`` (RFC 7030 §3.2.3, RFC 7617), or the error's own
+``challenge`` (the admin API's TLS client certificates).
 
 An error that carries a machine-readable ``reason`` code (the attestation refusals of
 ``fleetid.errors``) adds it as the extension member ``reason``
@@ -45,6 +46,7 @@ _FAMILIES: Final[tuple[tuple[type[errors.FleetIdError], int, str, str], ...]] = 
     (errors.UnsupportedMediaTypeError, 415, "unsupported-media-type", "Media type not accepted"),
     (errors.BodyTooLargeError, 413, "body-too-large", "Request body too large"),
     (errors.ProfileError, 400, "bad-profile", "Request breaks its profile"),
+    (errors.OperatorRequestError, 400, "bad-request", "Request not valid"),
     (errors.EncodingError, 400, "bad-encoding", "Request body does not parse"),
     (errors.VerificationError, 400, "verification-failed", "Signature does not verify"),
     (errors.LimitExceededError, 429, "too-many", "Too many outstanding requests"),
@@ -100,7 +102,8 @@ def _invalid(exc: RequestValidationError) -> str:
 def _for_error(exc: errors.FleetIdError) -> JSONResponse:
     for family, status, kind, title in _FAMILIES:
         if isinstance(exc, family):
-            headers = {"WWW-Authenticate": REALM} if status == 401 else None
+            challenge = getattr(exc, "challenge", REALM)  # an operator's: TLS, not Basic
+            headers = {"WWW-Authenticate": challenge} if status == 401 else None
             reason = getattr(exc, "reason", None)
             extensions = {"reason": reason} if isinstance(reason, str) else None
             _refused(status, reason if isinstance(reason, str) else kind, str(exc))

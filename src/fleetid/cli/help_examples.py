@@ -14,6 +14,11 @@ from typing import Final
 __all__ = ["EXAMPLES", "attach", "commands"]
 
 _D = "--data-dir /var/lib/fleetid"
+# The same commands through the admin API, as an operator (fleetid operator create).
+_REMOTE = (
+    "--ca-url https://pki.example.com:8443 --root fleetid-root.pem"
+    " --operator-cert alice.crt --operator-key alice.key"
+)
 _UNIT = "--wafer factory/wafer --unit LOT1-000001 --state st"
 
 EXAMPLES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {
@@ -36,7 +41,7 @@ EXAMPLES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {
     ),
     ("ceremony", "deactivate"): ("fleetid ceremony deactivate --data-dir factory",),
     ("ceremony", "example"): ("fleetid ceremony example --out cfg/",),
-    ("crl", "publish"): (f"fleetid crl publish {_D}",),
+    ("crl", "publish"): (f"fleetid crl publish {_D}", f"fleetid crl publish {_REMOTE}"),
     ("demo",): ("fleetid demo",),
     ("device", "enrol"): (
         f"fleetid device enrol {_UNIT} --ca-url https://ca:8443 --root root.pem",
@@ -45,7 +50,10 @@ EXAMPLES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {
     ("device", "rekey"): (f"fleetid device rekey {_UNIT} --ca-url https://ca:8443",),
     ("device", "status"): (f"fleetid device status {_UNIT}",),
     ("device", "list"): (f"fleetid device list {_D} --status enrolled",),
-    ("device", "show"): (f"fleetid device show gw-0001 {_D} --json",),
+    ("device", "show"): (
+        f"fleetid device show gw-0001 {_D} --json",
+        f"fleetid device show gw-0001 {_REMOTE}",
+    ),
     ("line", "run"): ("fleetid line run --devices 100 --data-dir factory",),
     ("line", "status"): ("fleetid line status --data-dir factory",),
     ("line", "export-manifest"): (
@@ -54,6 +62,7 @@ EXAMPLES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {
     ("revoke",): (
         f"fleetid revoke {_D} 1f2e3d --reason keyCompromise",
         f"fleetid revoke {_D} --device gw-0001 --reason cessationOfOperation",
+        f"fleetid revoke 1f2e3d --reason keyCompromise {_REMOTE}",
     ),
     ("se", "pcsc"): ("fleetid se pcsc --silicon chip.bin --flash flash.bin",),
     ("applet", "list"): ("fleetid applet list", "fleetid applet list --json"),
@@ -74,7 +83,10 @@ EXAMPLES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {
         f"fleetid token create {_D} --device-id gw-1",
         f"fleetid token create {_D} --device-prefix gw- --count 300 --json > tokens.json",
     ),
-    ("token", "list"): (f"fleetid token list {_D} --state unused",),
+    ("token", "list"): (
+        f"fleetid token list {_D} --state unused",
+        f"fleetid token list --state unused {_REMOTE}",
+    ),
     ("token", "revoke"): (f"fleetid token revoke t-0123456789abcdef {_D}",),
     ("v2x", "init"): (f"fleetid v2x init {_D}",),
     ("fido", "init"): (
@@ -99,8 +111,19 @@ EXAMPLES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {
     ("cert", "list"): (
         f"fleetid cert list {_D} --device gw-0001",
         f"fleetid cert list {_D} --status valid --expiring-within 30d --json",
+        f"fleetid cert list --status revoked {_REMOTE}",
     ),
-    ("cert", "show"): (f"fleetid cert show 1f2e3d {_D}", f"fleetid cert show 1f2e3d {_D} --pem"),
+    ("cert", "show"): (
+        f"fleetid cert show 1f2e3d {_D}",
+        f"fleetid cert show 1f2e3d {_D} --pem",
+        f"fleetid cert show 1f2e3d {_REMOTE}",
+    ),
+    ("operator", "create"): (
+        f"fleetid operator create alice --role operator --days 90 --out creds/ {_D}",
+        f"fleetid operator create sam --role security-officer {_D} --json",
+    ),
+    ("operator", "list"): (f"fleetid operator list {_D}",),
+    ("operator", "revoke"): (f"fleetid operator revoke 5e2b... {_D}",),
     ("completion",): (
         "fleetid completion bash > /etc/bash_completion.d/fleetid",
         "fleetid completion fish > ~/.config/fish/completions/fleetid.fish",

@@ -1,9 +1,10 @@
-"""The operator's verb groups (docs/operations.md): cert, completion, doctor, backup, reload."""
+"""The operator's verb groups (docs/operations.md): cert, completion, doctor, backup, reload,
+operator (the admin API's credentials)."""
 
 from __future__ import annotations
 
-from fleetid.cli import backup, cert, completion, doctor, reload
+from fleetid.cli import backup, cert, completion, doctor, operator, reload
 
 __all__ = ["VERBS"]
 
-VERBS = (cert, completion, doctor, backup, reload)
+VERBS = (cert, completion, doctor, backup, reload, operator)

@@ -11,9 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
-from datetime import datetime, timedelta
-from enum import Enum
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -43,9 +41,11 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"fleetid: {command}: {message} (see {self.prog} --help)\n")
 
 
-def add_authority_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data-dir`` (required) and ``--config`` (default: DATA_DIR/fleetid.toml if present)."""
-    parser.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
+def add_authority_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--data-dir`` and ``--config`` (default: DATA_DIR/fleetid.toml if present); a command
+    that can use the admin API instead (``fleetid.cli.remote``) does not require ``--data-dir``."""
+    help_text = "the authority's directory" + ("" if required else " (or --ca-url)")
+    parser.add_argument("--data-dir", type=Path, required=required, help=help_text)
     parser.add_argument(
         "--config",
         type=Path,
@@ -105,22 +105,11 @@ def format_span(span: timedelta) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` as JSON types: dataclasses as objects, times as RFC 3339, bytes as hex."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: jsonable(v) for k, v in asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    """``value`` as JSON types (``fleetid.authority.operator_views.as_json``, which the admin
+    API answers with too): times as RFC 3339, bytes as hex."""
+    from fleetid.authority.operator_views import as_json
+
+    return as_json(value)
 
 
 def emit(

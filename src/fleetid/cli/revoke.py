@@ -1,5 +1,7 @@
 """``fleetid revoke``: record a revocation (one transaction) by serial or by device; release a
-certificate from hold (``--release``) or escalate a revocation's reason (``--escalate``)."""
+certificate from hold (``--release``) or escalate a revocation's reason (``--escalate``). With
+``--ca-url`` a revocation goes through the admin API (``fleetid.cli.remote``) and the audit log
+names the operator."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fleetid.cli.output import add_json_flag, emit
+from fleetid.cli.remote import add_remote_arguments, is_remote, remote_call
 from fleetid.store.repositories import REVOCATION_REASONS
 
 __all__ = ["register"]
@@ -19,7 +23,7 @@ def register(subparsers: Any) -> None:
         help="revoke a certificate (SERIAL_HEX) or every certificate of a device; release a hold"
         " or escalate a reason",
     )
-    parser.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
+    parser.add_argument("--data-dir", type=Path, help="the authority's directory (or --ca-url)")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("serial", nargs="?", metavar="SERIAL_HEX", help="certificate serial")
     target.add_argument("--device", metavar="DEVICE_ID", help="revoke all of this device's")
@@ -46,6 +50,8 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="change revoked SERIAL_HEX's reason to --reason (hold to any, any to a compromise)",
     )
+    add_json_flag(parser)
+    add_remote_arguments(parser)
     parser.set_defaults(func=_revoke)
 
 
@@ -71,6 +77,8 @@ def _revoke(args: argparse.Namespace) -> int:
     invalidity = None if args.invalidity_date is None else _utc(args.invalidity_date)
     if invalidity is not None and (args.release or args.device is not None):
         raise ConfigError("--invalidity-date goes with a revocation or escalation of SERIAL_HEX")
+    if is_remote(args):
+        return _revoke_remotely(args, invalidity)
     clock = SystemClock()
     with database_errors():
         # The CA, not only its database: its audit log records the revocation (ca_audit).
@@ -95,9 +103,36 @@ def _revoke(args: argparse.Namespace) -> int:
                 ]
         finally:
             ca.close()
+    from fleetid.authority.operator_views import as_json, revocation_document
+
     verb = "released" if args.release else "escalated" if args.escalate else "revoked"
-    for revocation in done:
-        print(f"{verb} {revocation.serial} {revocation.reason} seq {revocation.sequence}")
+    _print(args, verb, as_json([revocation_document(r) for r in done]))
+    return 0
+
+
+def _print(args: argparse.Namespace, verb: str, documents: list[dict[str, Any]]) -> None:
+    emit(
+        args,
+        documents,
+        lambda: [f"{verb} {d['serial']} {d['reason']} seq {d['sequence']}" for d in documents],
+    )
+
+
+def _revoke_remotely(args: argparse.Namespace, invalidity: datetime | None) -> int:
+    from urllib.parse import quote
+
+    from fleetid.errors import ConfigError
+
+    if args.release or args.escalate:
+        raise ConfigError("--release and --escalate are made on the authority (--data-dir)")
+    body: dict[str, Any] = {"reason": args.reason}
+    if invalidity is not None:
+        body["invalidity_date"] = invalidity.isoformat()
+    if args.device is not None:
+        path = f"/devices/{quote(args.device, safe='')}/revocation"
+    else:
+        path = f"/certificates/{quote(args.serial, safe='')}/revocation"
+    _print(args, "revoked", remote_call(args, "POST", path, json=body))
     return 0
 
 

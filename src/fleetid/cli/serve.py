@@ -3,10 +3,11 @@
 ``--http 127.0.0.1:PORT`` is for tests and the demo and is refused on a non-loopback address.
 ``--https ADDR:PORT`` serves TLS with a server certificate from the fleet PKI
 (``FleetCa.tls_server_files``), for the host named in ADDR. It asks for a client certificate
-optionally, with every CA certificate of the fleet as client trust anchor, and hands a verified one
-to the app (``fleetid.api.peer_certificate``): a device re-enrols with its current credential as
-TLS client certificate (RFC 7030 §3.3.2). ``--public-http ADDR:PORT`` serves the CRLs, OCSP and
-CA certificates (only those, ``fleetid.api.public``) over plain HTTP on a public address. All
+optionally, with every CA certificate of the fleet and the operator CA as client trust anchors,
+and hands a verified one to the app (``fleetid.api.peer_certificate``): a device re-enrols with
+its current credential as TLS client certificate (RFC 7030 §3.3.2), and an operator reaches the
+admin API (``fleetid.api.admin``). ``--public-http ADDR:PORT`` serves the CRLs, OCSP and CA
+certificates (only those, ``fleetid.api.public``) over plain HTTP on a public address. All
 listeners run in one process and one event loop, sharing one app.
 
 ``--public-url`` (or ``$FLEETID_PUBLIC_URL``) is the base URL every certificate names for its CRL
@@ -289,11 +290,14 @@ def _tls_options(ca: FleetCa, names: list[str]) -> dict[str, Any]:
 
     from cryptography import x509
 
+    from fleetid.api.admin.authentication import operator_ca
     from fleetid.api.peer_certificate import PeerCertificateProtocol, client_trust_pem
 
     cert_file, key_file = ca.tls_server_files(names)
     with ca.store.transaction() as tx:
         anchors = [x509.load_der_x509_certificate(k.certificate) for k in tx.ca_keys.all()]
+    # The operator CA too: its certificates authenticate operators to the admin API.
+    anchors.append(operator_ca(ca).certificate)
     anchors_file = cert_file.parent / _CLIENT_ANCHORS
     anchors_file.write_bytes(client_trust_pem(anchors))
     return {

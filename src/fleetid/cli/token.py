@@ -4,7 +4,9 @@ user:password.
 ``create --count N --device-prefix P`` makes N tokens for devices P0001..PN in one process and one
 transaction (one Python start-up and one audit-log append for the lot, where a
 loop of ``create`` paid both per token); ``list`` shows them without their secrets (only digests
-are stored); ``revoke USER`` ends an unused one at once (``fleetid.store.token_revocation``).
+are stored); ``revoke USER`` ends an unused one at once (``fleetid.store.token_revocation``). With
+``--ca-url`` each asks the admin API instead (``fleetid.cli.remote``), as an operator whose
+credential the audit log then names.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+from fleetid.cli.cert import seconds
 from fleetid.cli.output import add_authority_arguments, add_json_flag, emit, inspection
+from fleetid.cli.remote import add_remote_arguments, is_remote, remote_call, remote_list
 
 __all__ = ["register"]
 
 _COUNT_MAX = 100_000
+_LIST_LIMIT = 1000  # the local query's default, and the remote one's
 _STATES = ("unused", "used", "expired")
 
 
@@ -28,7 +33,7 @@ def register(subparsers: Any) -> None:
     create = verbs.add_parser(
         "create", help="print new single-use credentials as user:password (one, or --count N)"
     )
-    add_authority_arguments(create)
+    add_authority_arguments(create, required=False)
     devices = create.add_mutually_exclusive_group(required=True)
     devices.add_argument("--device-id", help="the device this token enrols")
     devices.add_argument(
@@ -50,19 +55,22 @@ def register(subparsers: Any) -> None:
         help="lifetime, at most 365 days (default: the policy's token_ttl)",
     )
     add_json_flag(create)
+    add_remote_arguments(create)
     create.set_defaults(func=_create)
 
     listed = verbs.add_parser("list", help="tokens, newest first (never their secrets)")
-    add_authority_arguments(listed)
+    add_authority_arguments(listed, required=False)
     listed.add_argument("--device", metavar="ID", help="only this device's")
     listed.add_argument("--state", choices=_STATES, help="unused, used or expired")
     add_json_flag(listed)
+    add_remote_arguments(listed)
     listed.set_defaults(func=_list)
 
     revoke = verbs.add_parser("revoke", help="end an unused token now")
     revoke.add_argument("username", metavar="USER", help="the token's user (t-...)")
-    add_authority_arguments(revoke)
+    add_authority_arguments(revoke, required=False)
     add_json_flag(revoke)
+    add_remote_arguments(revoke)
     revoke.set_defaults(func=_revoke)
 
 
@@ -77,19 +85,43 @@ def _device_ids(args: argparse.Namespace) -> list[str]:
         raise ConfigError(f"--count is 1 to {_COUNT_MAX}")
     if args.start < 0:
         raise ConfigError("--start is 0 or more")
-    width = max(4, len(str(args.start + args.count - 1)))
-    return [
-        f"{args.device_prefix}{n:0{width}d}" for n in range(args.start, args.start + args.count)
-    ]
+    from fleetid.authority.operator_actions import numbered_device_ids
+
+    return numbered_device_ids(args.device_prefix, args.count, args.start)
 
 
 def _create(args: argparse.Namespace) -> int:
+    device_ids = _device_ids(args)
+    if is_remote(args):
+        body: dict[str, Any] = (
+            {"device_id": args.device_id}
+            if args.device_id is not None
+            else {"device_prefix": args.device_prefix, "count": args.count, "start": args.start}
+        )
+        if args.ttl is not None:
+            body["ttl_seconds"] = args.ttl
+        document = remote_call(args, "POST", "/tokens", json=body)
+    else:
+        document = _create_locally(args, device_ids)
+
+    def text() -> Iterator[str]:
+        if args.device_id is not None:
+            yield f"{document[0]['username']}:{document[0]['password']}"  # as scripts read it
+            return
+        for d in document:
+            yield f"{d['device_id']} {d['username']}:{d['password']}"
+
+    emit(args, document if args.device_id is None else document[0], text)
+    return 0
+
+
+def _create_locally(args: argparse.Namespace, device_ids: list[str]) -> Any:
     from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.authority.operator_views import as_json
     from fleetid.authority.provisioners.token import TOKEN_TTL_MAX, create_token
     from fleetid.cli.output import load_settings
     from fleetid.clock import SystemClock
 
-    device_ids = _device_ids(args)
     settings = load_settings(args)
     # Clamped only so that a huge number reaches create_token's bound instead of overflowing.
     seconds = None if args.ttl is None else min(args.ttl, int(TOKEN_TTL_MAX.total_seconds()) + 1)
@@ -104,59 +136,42 @@ def _create(args: argparse.Namespace) -> int:
             ]
     finally:
         ca.close()
-    document = [
-        {
-            "device_id": t.device_id,
-            "username": t.username,
-            "password": t.password,
-            "expires_at": t.expires_at,
-        }
-        for t in tokens
-    ]
-
-    def text() -> Iterator[str]:
-        if args.device_id is not None:
-            yield str(tokens[0])  # user:password, as scripts read it
-            return
-        for token in tokens:
-            yield f"{token.device_id} {token}"
-
-    emit(args, document if args.device_id is None else document[0], text)
-    return 0
+    return as_json(
+        [
+            {
+                "device_id": t.device_id,
+                "username": t.username,
+                "password": t.password,
+                "expires_at": t.expires_at,
+            }
+            for t in tokens
+        ]
+    )
 
 
 def _list(args: argparse.Namespace) -> int:
-    from fleetid.clock import SystemClock
-    from fleetid.store.inspection import TokenState
-
-    now = SystemClock().now()
-    with inspection(args) as db:
-        tokens = db.tokens(
-            now=now,
-            device_id=args.device,
-            state=None if args.state is None else TokenState(args.state),
+    if is_remote(args):
+        document = remote_list(
+            args, "/tokens", {"device": args.device, "state": args.state}, _LIST_LIMIT
         )
+    else:
+        from fleetid.authority.operator_views import as_json, token_list
+        from fleetid.clock import SystemClock
 
-    def state(token: Any) -> str:
-        if token.used_at is not None:
-            return "used"
-        return "expired" if token.expires_at <= now else "unused"
-
-    document: list[dict[str, Any]] = [
-        {
-            "username": t.username,
-            "device_id": t.device_id,
-            "state": state(t),
-            "created_at": t.created_at,
-            "expires_at": t.expires_at,
-            "used_at": t.used_at,
-        }
-        for t in tokens
-    ]
+        with inspection(args) as db:
+            document = as_json(
+                token_list(
+                    db,
+                    SystemClock().now(),
+                    device_id=args.device,
+                    state=args.state,
+                    limit=_LIST_LIMIT,
+                )
+            )
 
     def text() -> Iterator[str]:
         for d in document:
-            until = d["expires_at"].isoformat(timespec="seconds")
+            until = seconds(d["expires_at"])
             yield f"{d['username']}  {d['device_id']}  {d['state']}  expires {until}"
 
     emit(args, document, text)
@@ -164,7 +179,19 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    if is_remote(args):
+        document = remote_call(args, "DELETE", f"/tokens/{quote(args.username, safe='')}")
+    else:
+        document = _revoke_locally(args)
+    emit(args, document, lambda: [f"revoked {document['username']} ({document['device_id']})"])
+    return 0
+
+
+def _revoke_locally(args: argparse.Namespace) -> Any:
     from fleetid.authority.fleet_ca import FleetCa
+    from fleetid.authority.operator_views import as_json
     from fleetid.cli.output import load_settings
     from fleetid.clock import SystemClock
     from fleetid.store.engine import database_errors
@@ -177,10 +204,6 @@ def _revoke(args: argparse.Namespace) -> int:
                 token = revoke_token(tx, args.username, ca.clock.now())
         finally:
             ca.close()
-    document = {
-        "username": token.username,
-        "device_id": token.device_id,
-        "revoked_at": token.expires_at,
-    }
-    emit(args, document, lambda: [f"revoked {token.username} ({token.device_id})"])
-    return 0
+    return as_json(
+        {"username": token.username, "device_id": token.device_id, "revoked_at": token.expires_at}
+    )

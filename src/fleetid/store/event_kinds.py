@@ -41,6 +41,12 @@ class EventKind(StrEnum):
     CA_TOKEN = "ca.token"  # noqa: S105 - an event kind, not a secret
     #: An applet pushed to a card, its GET STATUS before and after (authority.applet_rollout).
     CA_APPLET_UPGRADE = "ca.applet-upgrade"
+    # The operator's surface (fleetid.authority.operator_ca, fleetid.api.admin): an operator
+    # credential issued or revoked, a revocation artefact published, a manufacturer root
+    # trusted or distrusted. Every write made through the admin API names its operator too.
+    CA_OPERATOR_CREDENTIAL = "ca.operator-credential"
+    CA_PUBLICATION = "ca.publication"
+    CA_MANUFACTURER = "ca.manufacturer"
 
 
 #: The kinds the fleet authority writes (its ``CaEvent`` kinds).

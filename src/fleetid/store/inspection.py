@@ -110,6 +110,7 @@ class Inspection:
         status: CertificateFilter | None = None,
         expiring_within: timedelta | None = None,
         limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
     ) -> list[CertificateRecord]:
         """Certificates, newest first; ``expiring_within``: unrevoked ones that expire between
         ``now`` and ``now + expiring_within``."""
@@ -136,6 +137,7 @@ class Inspection:
             .where(*conditions)
             .order_by(certificates.c.issued_at.desc(), certificates.c.id.desc())
             .limit(limit)
+            .offset(offset)
         )
         return [CertificateRecord(**row._mapping) for row in self._c.execute(query)]
 
@@ -156,9 +158,9 @@ class Inspection:
     # -- devices --------------------------------------------------------------------------------
 
     def devices(
-        self, *, status: str | None = None, limit: int = DEFAULT_LIMIT
+        self, *, status: str | None = None, limit: int = DEFAULT_LIMIT, offset: int = 0
     ) -> list[DeviceRecord]:
-        query = select(devices).order_by(devices.c.device_id).limit(limit)
+        query = select(devices).order_by(devices.c.device_id).limit(limit).offset(offset)
         if status is not None:
             query = query.where(devices.c.status == status)
         return [DeviceRecord(**row._mapping) for row in self._c.execute(query)]
@@ -171,6 +173,27 @@ class Inspection:
         """How many certificates each device holds (any status)."""
         query = select(certificates.c.device_id, func.count()).group_by(certificates.c.device_id)
         return {str(device): int(n) for device, n in self._c.execute(query) if device is not None}
+
+    def device_status_counts(self) -> dict[str, int]:
+        """How many devices are in each lifecycle state (the console's overview)."""
+        query = select(devices.c.status, func.count()).group_by(devices.c.status)
+        return {str(status): int(n) for status, n in self._c.execute(query)}
+
+    def certificate_status_counts(self, now: datetime) -> dict[str, int]:
+        """How many certificates are valid, revoked and expired at ``now``."""
+        revoked = certificates.c.status == str(CertificateStatus.REVOKED)
+        expired = and_(~revoked, certificates.c.not_after < now)
+        query = select(
+            func.count().filter(revoked),
+            func.count().filter(expired),
+            func.count(),
+        ).select_from(certificates)
+        n_revoked, n_expired, total = self._c.execute(query).one()
+        return {
+            "valid": int(total) - int(n_revoked) - int(n_expired),
+            "revoked": int(n_revoked),
+            "expired": int(n_expired),
+        }
 
     def idevid(self, serial: str) -> bytes | None:
         """The DER IDevID the imported line manifest lists for a chip serial, if any."""
@@ -224,6 +247,7 @@ class Inspection:
         device_id: str | None = None,
         state: TokenState | None = None,
         limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
     ) -> list[TokenRecord]:
         """Tokens, newest first (their secrets are not stored: only their digests, not shown)."""
         query = select(enrolment_tokens)
@@ -236,7 +260,9 @@ class Inspection:
             query = query.where(unused, enrolment_tokens.c.expires_at > now)
         elif state is TokenState.EXPIRED:
             query = query.where(unused, enrolment_tokens.c.expires_at <= now)
-        query = query.order_by(
-            enrolment_tokens.c.created_at.desc(), enrolment_tokens.c.username
-        ).limit(limit)
+        query = (
+            query.order_by(enrolment_tokens.c.created_at.desc(), enrolment_tokens.c.username)
+            .limit(limit)
+            .offset(offset)
+        )
         return [TokenRecord(**row._mapping) for row in self._c.execute(query)]

@@ -280,6 +280,7 @@ from fleetid.store import (  # noqa: E402
     crl_table,
     fido_tables,
     fleet_sim_tables,
+    operator_credentials_table,
     package_tables,
 )
 
@@ -294,4 +295,5 @@ _REGISTERED = (
     package_tables,
     clone_sightings_table,
     fleet_sim_tables,
+    operator_credentials_table,
 )

@@ -268,6 +268,24 @@ _STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", "/preparation/handle-notification"): {"401", "403", "409"},
     ("post", "/discovery/initiate-authentication"): {"409"},
     ("post", "/discovery/authenticate-client"): {"401", "409"},
+    # The admin API: every route refuses without an operator certificate (401) or role (403).
+    ("get", "/admin/whoami"): {"401", "403"},
+    ("get", "/admin/certificates"): {"401", "403"},
+    ("get", "/admin/certificates/{serial}"): {"401", "403", "404"},
+    ("get", "/admin/certificates/{serial}/pem"): {"401", "403", "404"},
+    ("get", "/admin/devices"): {"401", "403"},
+    ("get", "/admin/devices/{device_id}"): {"401", "403", "404"},
+    ("get", "/admin/tokens"): {"401", "403"},
+    ("get", "/admin/manufacturers"): {"401", "403"},
+    ("get", "/admin/operators"): {"401", "403"},
+    ("post", "/admin/certificates/{serial}/revocation"): {"401", "403", "404", "409"},
+    ("post", "/admin/devices/{device_id}/revocation"): {"401", "403", "404", "409"},
+    ("post", "/admin/tokens"): {"401", "403", "409"},
+    ("delete", "/admin/tokens/{username}"): {"401", "403", "404"},
+    ("post", "/admin/crls"): {"401", "403", "503"},
+    ("post", "/admin/manufacturers"): {"401", "403", "415"},
+    ("delete", "/admin/manufacturers/{fingerprint}"): {"401", "403"},
+    ("post", "/admin/operators/{serial}/revocation"): {"401", "403", "404"},
 }
 
 

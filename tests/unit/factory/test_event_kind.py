@@ -44,6 +44,9 @@ def test_the_authority_kinds_are_the_ca_members() -> None:
         "ca.escalation",
         "ca.token",
         "ca.applet-upgrade",
+        "ca.operator-credential",
+        "ca.publication",
+        "ca.manufacturer",
     }
 
 
