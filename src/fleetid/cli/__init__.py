@@ -31,6 +31,7 @@ from fleetid.cli import (
     threats,
     token,
     v2x,
+    worker,
 )
 from fleetid.cli import discovery as discovery_verb
 from fleetid.cli import fido as fido_verb
@@ -54,6 +55,7 @@ _VERBS = (
     package_verb,
     discovery_verb,
     threats,
+    worker,
 )
 
 

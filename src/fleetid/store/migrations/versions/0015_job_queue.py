@@ -1,0 +1,30 @@
+"""The job queue's schema on PostgreSQL: procrastinate's tables, types, functions and triggers
+(``fleetid.store.job_queue``). SQLite runs batch work in process and gets nothing.
+
+Revision ID: 0015
+Revises: 0011
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from fleetid.store.job_queue import drop_statements, queue_schema
+
+revision = "0015"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # escaped: the driver formats the text ("%%" stands for "%")
+        op.get_bind().exec_driver_sql(queue_schema().replace("%", "%%"))
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for statement in drop_statements():
+            op.get_bind().exec_driver_sql(statement)

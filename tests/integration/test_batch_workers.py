@@ -1,0 +1,220 @@
+"""Batch work as procrastinate jobs: the queue's schema comes with our migrations, ``fleetid
+worker`` works an authority's queue on PostgreSQL (SQLite runs the same job in process), and
+worker processes killed with SIGKILL at random mid-batch lose no job and do none twice."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, inspect, text
+from tests.authority_server import fleetid
+from tests.butterfly_fixtures import BatchPki, new_batch_pki
+
+from fleetid.authority import batch_work
+from fleetid.authority.v2x.batch_jobs import download_from_queue, enqueue_pending
+from fleetid.cli import worker as worker_cli
+from fleetid.store.butterfly_queue import ButterflyQueue
+from fleetid.store.engine import open_engine
+from fleetid.store.job_queue import drop_statements, job_counts, run_worker
+from fleetid.store.migrate import downgrade, ensure_schema
+
+pytest_plugins = ["tests.db_fixtures"]
+
+_QUEUE_TABLES = {
+    "procrastinate_jobs",
+    "procrastinate_workers",
+    "procrastinate_events",
+    "procrastinate_periodic_defers",
+}
+_ENGINES: list[Engine] = []
+_PUBLIC = {"FLEETID_PUBLIC_URL": "https://ca.example.net"}  # what the CRLs name
+
+
+@pytest.fixture(autouse=True)
+def _dispose_engines() -> Iterator[None]:
+    yield
+    while _ENGINES:
+        _ENGINES.pop().dispose()
+
+
+def _engine(url: str) -> Engine:
+    engine = open_engine(url)
+    _ENGINES.append(engine)
+    return engine
+
+
+def _routines(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return {
+            str(name)
+            for (name,) in connection.execute(
+                text(
+                    "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                    " WHERE n.nspname = current_schema() AND p.proname LIKE 'procrastinate%'"
+                )
+            )
+        }
+
+
+def test_the_job_queue_schema_is_a_migration_on_postgresql_only(database_url_for: Any) -> None:
+    pg = _engine(database_url_for("postgresql"))
+    ensure_schema(pg)
+    assert set(inspect(pg).get_table_names()) >= _QUEUE_TABLES
+    functions = {s.split()[-2] for s in drop_statements() if s.startswith("DROP FUNCTION")}
+    assert functions and _routines(pg) == functions
+    downgrade(pg, "0011")
+    assert not _QUEUE_TABLES & set(inspect(pg).get_table_names())
+    assert _routines(pg) == set()
+    ensure_schema(pg)  # and back
+    assert set(inspect(pg).get_table_names()) >= _QUEUE_TABLES
+    sqlite = _engine(database_url_for("sqlite"))
+    ensure_schema(sqlite)
+    assert not _QUEUE_TABLES & set(inspect(sqlite).get_table_names())
+
+
+def test_the_cli_names_the_tasks_the_workers_run() -> None:
+    assert worker_cli.TASKS == batch_work.TASKS
+
+
+def _filter_files(data: Path) -> list[str]:
+    directory = data / "revocation" / "filter"
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+def test_fleetid_worker_publishes_revocation_from_the_postgresql_queue(
+    tmp_path: Path, database_url_for: Any
+) -> None:
+    url = database_url_for("postgresql")
+    data = tmp_path / "authority"
+    env = {**os.environ, "FLEETID_DATABASE_URL": url, **_PUBLIC}
+    assert fleetid("ca", "init", "--data-dir", str(data), env=env).returncode == 0
+    deferred = fleetid("worker", "defer", "publish-revocation", "--data-dir", str(data), env=env)
+    assert deferred.returncode == 0, deferred.stderr
+    assert deferred.stdout.startswith("deferred publish-revocation job ")
+    engine = _engine(url)
+    assert job_counts(engine) == {"todo": 1}
+    assert _filter_files(data) == []  # queued, not done
+    ran = fleetid("worker", "run", "--once", "--data-dir", str(data), env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert job_counts(engine) == {"succeeded": 1}
+    assert _filter_files(data) == ["full.fidf"]
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM crl_publications")).scalar_one() > 0
+
+
+def test_on_sqlite_the_same_job_runs_in_process(tmp_path: Path) -> None:
+    data = tmp_path / "authority"
+    env = {**os.environ, **_PUBLIC}
+    assert fleetid("ca", "init", "--data-dir", str(data), env=env).returncode == 0
+    ran = fleetid("worker", "defer", "publish-revocation", "--data-dir", str(data), env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[-1].startswith("filter full watermark ")
+    assert _filter_files(data) == ["full.fidf"]
+    refused = fleetid("worker", "run", "--data-dir", str(data), env=env)
+    assert refused.returncode == 1
+    assert "workers need PostgreSQL" in refused.stderr
+
+
+# -- several worker processes, killed at random mid-batch --------------------------------------
+
+_VEHICLES = 6
+_PER_PERIOD = 6
+_WORKERS = 3
+_KILLS = 3
+
+
+class _SlowClock:
+    """The batch's clock, read once per claimed row; slow enough that kills land mid-job."""
+
+    def __init__(self, clock: Any) -> None:
+        self._clock = clock
+
+    def now(self) -> datetime:
+        time.sleep(0.15)
+        return self._clock.now()  # type: ignore[no-any-return]
+
+
+def _worker(url: str, batch: BatchPki) -> None:
+    a = batch.authorities
+    app = batch_work.butterfly_app(url, a.ca, a.schedule, _SlowClock(batch.pki.clock), claim=1)
+    run_worker(app)
+
+
+def _doing(engine: Engine) -> int:
+    return job_counts(engine)["doing"]
+
+
+def test_workers_killed_at_random_mid_batch_lose_no_job_and_do_none_twice(
+    database_url_for: Any,
+) -> None:
+    url = database_url_for("postgresql")
+    engine = _engine(url)
+    ensure_schema(engine)
+    batch = new_batch_pki("nist", per_period=_PER_PERIOD)
+    asked = []
+    for n in range(_VEHICLES):
+        vehicle = batch.vehicle(f"VIN-K{n}".encode())
+        asked.append((vehicle, batch.request(vehicle)))
+    queue = ButterflyQueue(engine)
+    assert enqueue_pending(batch.authorities.ra, queue) == _VEHICLES * _PER_PERIOD
+    a = batch.authorities
+    app = batch_work.butterfly_app(url, a.ca, a.schedule, batch.pki.clock)
+    assert batch_work.defer_batches(app, queue) == _VEHICLES
+    assert batch_work.defer_batches(app, queue) == 0  # one job per batch, however often asked
+
+    context = multiprocessing.get_context("fork")
+    rng = random.Random()
+    workers = [context.Process(target=_worker, args=(url, batch)) for _ in range(_WORKERS)]
+    for w in workers:
+        w.start()
+    killed = 0
+    deadline = time.monotonic() + 60
+    while killed < _KILLS:
+        assert time.monotonic() < deadline, f"only {killed} kills landed mid-job"
+        if _doing(engine) < len(workers):  # every live worker holds a job: any kill is mid-job
+            time.sleep(0.05)
+            continue
+        time.sleep(rng.uniform(0, 0.3))
+        victim = workers.pop(rng.randrange(len(workers)))
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join()
+        assert victim.exitcode == -signal.SIGKILL
+        killed += 1
+        fresh = context.Process(target=_worker, args=(url, batch))
+        fresh.start()
+        workers.append(fresh)
+    while job_counts(engine)["succeeded"] < _VEHICLES:
+        assert time.monotonic() < deadline + 30, f"jobs left: {job_counts(engine)}"
+        assert all(w.is_alive() for w in workers)
+        time.sleep(0.1)
+    for w in workers:
+        assert w.pid is not None
+        os.kill(w.pid, signal.SIGTERM)  # procrastinate stops gracefully
+        w.join(30)
+        assert w.exitcode == 0
+    counts = job_counts(engine)
+    assert counts == {"succeeded": _VEHICLES}, counts  # none lost, failed or left doing
+    with engine.connect() as connection:
+        retried = connection.execute(
+            text("SELECT count(*) FROM procrastinate_jobs WHERE attempts > 0")
+        ).scalar_one()
+    assert retried >= 1  # a killed worker's job was put back and run again
+    # Every request answered once: one certificate per (i, j), none issued twice.
+    assert queue.unanswered() == 0
+    assert queue.issued_count() == _VEHICLES * _PER_PERIOD
+    seen: set[bytes] = set()
+    for vehicle, pending in asked:
+        pseudonyms = vehicle.reconstruct(pending, download_from_queue(queue, pending.batch_id))
+        assert [p.j for p in pseudonyms] == list(range(_PER_PERIOD))
+        seen |= {p.certificate.hashed_id8 for p in pseudonyms}
+    assert len(seen) == _VEHICLES * _PER_PERIOD
