@@ -81,8 +81,9 @@ one place. The tree::
     ├── LineWorkerError a line worker process died; the next run resumes its units
     ├── UnreachableError a peer (the authority, a broker) cannot be reached or TLS failed
     └── StoreError persistent state is missing, duplicated or inconsistent
-        └── NotFoundError the record a request names does not exist
-            └── BatchPendingError a butterfly batch downloaded before it is complete
+        ├── NotFoundError the record a request names does not exist
+        │   └── BatchPendingError a butterfly batch downloaded before it is complete
+        └── DatabaseUnavailableError the database is down or dropped the connection (HTTP 503)
 
 Verification raises ``VerificationError``; no check in fleetid returns a bool to be ignored (the
 predicates that choose among candidate issuers, ``fleetid.crypto.pkix.issued_by`` and its kin,
@@ -116,6 +117,7 @@ __all__ = [
     "ConditionsNotSatisfiedError",
     "ConfigError",
     "CrlRollbackError",
+    "DatabaseUnavailableError",
     "DeltaBaseError",
     "DeltaError",
     "DeltaGapError",
@@ -677,3 +679,12 @@ class NotificationReplayedError(ReplayError):
 class AuthorityHopError(AuthenticationError):
     """A message between butterfly authorities (RA, pseudonym CA, LA) is not signed by the one
     authority the receiving route expects, or its signature does not verify (HTTP 401)."""
+
+
+# --- the database under faults --------------------------------------------------------------
+
+
+class DatabaseUnavailableError(StoreError):
+    """The database cannot be reached or ended the connection (a restart, a failover, a
+    terminated backend): nothing of the transaction committed, and the same request may be sent
+    again (HTTP 503 with Retry-After)."""
