@@ -81,8 +81,8 @@ def test_the_job_queue_schema_is_a_migration_on_postgresql_only(database_url_for
     assert not _QUEUE_TABLES & set(inspect(sqlite).get_table_names())
 
 
-def test_the_cli_names_the_tasks_the_workers_run() -> None:
-    assert worker_cli.TASKS == batch_work.TASKS
+def test_the_cli_names_the_jobs_the_workers_run() -> None:
+    assert worker_cli.JOBS == batch_work.JOBS
 
 
 def _filter_files(data: Path) -> list[str]:

@@ -223,7 +223,7 @@ CASES: dict[str, list[tuple[str, Case]]] = {
         ("no data dir", lambda s: ["worker", "run", "--data-dir", str(s.absent)]),
     ],
     "worker defer": [
-        ("unknown task", lambda s: ["worker", "defer", "nothing", "--data-dir", str(s.authority)]),
+        ("unknown job", lambda s: ["worker", "defer", "nothing", "--data-dir", str(s.authority)]),
         ("no CA", lambda s: ["worker", "defer", "publish-revocation", "--data-dir", str(s.absent)]),
     ],
     "demo": [

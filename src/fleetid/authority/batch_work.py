@@ -40,12 +40,12 @@ from fleetid.store.job_queue import job_app
 
 __all__ = [
     "BUTTERFLY_BATCH",
+    "JOBS",
     "PUBLISH_REVOCATION",
-    "TASKS",
     "authority_app",
     "butterfly_app",
     "defer_batches",
-    "defer_task",
+    "defer_job",
     "issue_batch",
     "publish_revocation",
     "run_in_process",
@@ -53,7 +53,7 @@ __all__ = [
 
 PUBLISH_REVOCATION: Final = "publish-revocation"
 BUTTERFLY_BATCH: Final = "butterfly-batch"
-TASKS: Final = (PUBLISH_REVOCATION,)  # what `fleetid worker` runs for an authority's directory
+JOBS: Final = (PUBLISH_REVOCATION,)  # what `fleetid worker` runs for an authority's directory
 _PUBLICATION_LOCK: Final = "fleetid-revocation-publication"
 
 _log = logging.getLogger(__name__)
@@ -123,8 +123,8 @@ def butterfly_app(
     return app
 
 
-def defer_task(app: procrastinate.App, name: str) -> int:
-    """Put one job of the task ``name`` in the queue; its id."""
+def defer_job(app: procrastinate.App, name: str) -> int:
+    """Put one job of the job ``name`` in the queue; its id."""
     with app.open():
         return app.tasks[name].defer()
 
@@ -145,6 +145,6 @@ def defer_batches(app: procrastinate.App, queue: ButterflyQueue) -> int:
 
 
 def run_in_process(name: str, data_dir: Path) -> list[str]:
-    """The embedded default (SQLite): the task ``name`` run now, in this process."""
+    """The embedded default (SQLite): the job ``name`` run now, in this process."""
     jobs: dict[str, Callable[[Path], list[str]]] = {PUBLISH_REVOCATION: publish_revocation}
     return jobs[name](data_dir)

@@ -4,7 +4,7 @@
   authority's PostgreSQL database: as many as wanted, on any hosts sharing the database and the
   HSM configuration. ``--once`` stops when no job is left. SIGINT/SIGTERM finish the jobs under
   way first; a worker killed outright has its job put back by the next worker.
-* ``defer TASK --data-dir DIR`` queues one job (PostgreSQL) or, on SQLite (the embedded
+* ``defer JOB --data-dir DIR`` queues one job (PostgreSQL) or, on SQLite (the embedded
   default, one process), runs it now and prints what it did.
 """
 
@@ -14,11 +14,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TASKS", "register"]
+__all__ = ["JOBS", "register"]
 
-# ``fleetid.authority.batch_work.TASKS``, named here so that ``fleetid --help`` does not import the
+# ``fleetid.authority.batch_work.JOBS``, named here so that ``fleetid --help`` does not import the
 # job queue (tests/integration/test_batch_workers.py checks that the two agree).
-TASKS = ("publish-revocation",)
+JOBS = ("publish-revocation",)
 
 
 def register(subparsers: Any) -> None:
@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--once", action="store_true", help="stop when no job is left")
     run.set_defaults(func=_run)
     defer = verbs.add_parser("defer", help="queue a job (SQLite: run it now)")
-    defer.add_argument("task", choices=TASKS, help="what to do")
+    defer.add_argument("job", choices=JOBS, help="what to do")
     defer.add_argument("--data-dir", type=Path, required=True, help="the authority's directory")
     defer.set_defaults(func=_defer)
 
@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
         if url is None:
             raise ConfigError(
                 "the authority's database is SQLite: batch work runs in process "
-                "(fleetid worker defer TASK runs it now); workers need PostgreSQL"
+                "(fleetid worker defer JOB runs it now); workers need PostgreSQL"
             )
         run_worker(
             authority_app(url, args.data_dir), concurrency=args.concurrency, wait=not args.once
@@ -76,15 +76,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _defer(args: argparse.Namespace) -> int:
-    from fleetid.authority.batch_work import authority_app, defer_task, run_in_process
+    from fleetid.authority.batch_work import authority_app, defer_job, run_in_process
     from fleetid.store.engine import database_errors
 
     with database_errors():
         url = _queue_url(args.data_dir)
         if url is None:
-            for line in run_in_process(args.task, args.data_dir):
+            for line in run_in_process(args.job, args.data_dir):
                 print(line)
             return 0
-        job = defer_task(authority_app(url, args.data_dir), args.task)
-    print(f"deferred {args.task} job {job}")
+        job = defer_job(authority_app(url, args.data_dir), args.job)
+    print(f"deferred {args.job} job {job}")
     return 0

@@ -73,7 +73,7 @@ def libpq_conninfo(url: str) -> str:
 
 
 def job_app(url: str) -> procrastinate.App:
-    """A procrastinate app on the database at ``url`` (PostgreSQL); tasks are added by
+    """A procrastinate app on the database at ``url`` (PostgreSQL); job functions are added by
     ``fleetid.authority.batch_work``."""
     connector = procrastinate.PsycopgConnector(conninfo=libpq_conninfo(url), min_size=1)
     return procrastinate.App(connector=connector)
