@@ -3,16 +3,20 @@ ask them for batches, for the batch tests."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from fleetid.authority import batch_work
 from fleetid.authority.v2x.batch_pki import ButterflyAuthorities, build_butterfly_authorities
 from fleetid.crypto.v2xkeys import CURVES
 from fleetid.device.pseudonyms import PendingBatch, Pseudonym, PseudonymRequester
 from fleetid.policy.v2x import CAM_SSP, PSID_CAM
+from fleetid.store.job_queue import run_worker
 from tests.v2x_fixtures import Pki, new_pki
 
-__all__ = ["CAM_PERMISSIONS", "BatchPki", "new_batch_pki"]
+__all__ = ["CAM_PERMISSIONS", "BatchPki", "job_worker", "new_batch_pki"]
 
 CAM_PERMISSIONS: list[dict[str, Any]] = [{"psid": PSID_CAM, "ssp": ("bitmapSsp", CAM_SSP)}]
 
@@ -70,3 +74,22 @@ def new_batch_pki(
         pki.hierarchy, implicit=implicit, certificates_per_period=per_period
     )
     return BatchPki(pki=pki, authorities=authorities, implicit=implicit)
+
+
+class _SlowClock:
+    """The batch's clock, read once per claimed row; slow enough that kills land mid-job."""
+
+    def __init__(self, clock: Any) -> None:
+        self._clock = clock
+
+    def now(self) -> datetime:
+        time.sleep(0.15)
+        return self._clock.now()  # type: ignore[no-any-return]
+
+
+def job_worker(url: str, batch: BatchPki) -> None:
+    """A ``fleetid worker`` of the batch's pseudonym CA (a forked process: the CA's keys are
+    inherited), one request per claim, until it is stopped."""
+    a = batch.authorities
+    app = batch_work.butterfly_app(url, a.ca, a.schedule, _SlowClock(batch.pki.clock), claim=1)
+    run_worker(app)

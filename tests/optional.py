@@ -48,6 +48,7 @@ _DEBIAN_PACKAGES = {
     "ssss-split": "ssss",
     "swtpm": "swtpm swtpm-tools",
     "tpm2_print": "tpm2-tools",
+    "ip": "iproute2",
 }
 
 

@@ -10,21 +10,20 @@ import random
 import signal
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, text
 from tests.authority_server import fleetid
-from tests.butterfly_fixtures import BatchPki, new_batch_pki
+from tests.butterfly_fixtures import job_worker, new_batch_pki
 
 from fleetid.authority import batch_work
 from fleetid.authority.v2x.batch_jobs import download_from_queue, enqueue_pending
 from fleetid.cli import worker as worker_cli
 from fleetid.store.butterfly_queue import ButterflyQueue
 from fleetid.store.engine import open_engine
-from fleetid.store.job_queue import drop_statements, job_counts, run_worker
+from fleetid.store.job_queue import drop_statements, job_counts
 from fleetid.store.migrate import downgrade, ensure_schema
 
 pytest_plugins = ["tests.db_fixtures"]
@@ -132,23 +131,6 @@ _WORKERS = 3
 _KILLS = 3
 
 
-class _SlowClock:
-    """The batch's clock, read once per claimed row; slow enough that kills land mid-job."""
-
-    def __init__(self, clock: Any) -> None:
-        self._clock = clock
-
-    def now(self) -> datetime:
-        time.sleep(0.15)
-        return self._clock.now()  # type: ignore[no-any-return]
-
-
-def _worker(url: str, batch: BatchPki) -> None:
-    a = batch.authorities
-    app = batch_work.butterfly_app(url, a.ca, a.schedule, _SlowClock(batch.pki.clock), claim=1)
-    run_worker(app)
-
-
 def _doing(engine: Engine) -> int:
     return job_counts(engine)["doing"]
 
@@ -173,7 +155,7 @@ def test_workers_killed_at_random_mid_batch_lose_no_job_and_do_none_twice(
 
     context = multiprocessing.get_context("fork")
     rng = random.Random()
-    workers = [context.Process(target=_worker, args=(url, batch)) for _ in range(_WORKERS)]
+    workers = [context.Process(target=job_worker, args=(url, batch)) for _ in range(_WORKERS)]
     for w in workers:
         w.start()
     killed = 0
@@ -190,7 +172,7 @@ def test_workers_killed_at_random_mid_batch_lose_no_job_and_do_none_twice(
         victim.join()
         assert victim.exitcode == -signal.SIGKILL
         killed += 1
-        fresh = context.Process(target=_worker, args=(url, batch))
+        fresh = context.Process(target=job_worker, args=(url, batch))
         fresh.start()
         workers.append(fresh)
     while job_counts(engine)["succeeded"] < _VEHICLES:

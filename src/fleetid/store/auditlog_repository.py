@@ -20,9 +20,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from fleetid.errors import StoreError
 from fleetid.store.auditlog_table import audit_checkpoints, audit_entries
-from fleetid.store.engine import as_store_error
 from fleetid.store.bulk import execute_many
-from fleetid.store.engine import open_engine
+from fleetid.store.engine import as_store_error, open_engine
 from fleetid.store.migrate import ensure_schema
 from fleetid.store.rows import record_from_row
 
