@@ -5,7 +5,7 @@ Each round makes fresh batch requests (one per vehicle, a new pseudonym period e
 RA refuses a replay), queues them in the butterfly queue in a PostgreSQL schema of the round's
 own, and answers them twice over alternating rounds:
 
-* ``in-process``: ``batch_work.issue_batch`` for each batch, in this process (SQLite's embedded
+* ``in-process``: ``batch_jobs.run_worker`` for each batch, in this process (SQLite's embedded
   default does the same on its own database);
 * ``job``: one procrastinate job per batch (``defer_batches``), answered by one forked worker
   process (``run_worker``, concurrency 1) until none is left.
@@ -36,6 +36,7 @@ from sqlalchemy import create_engine, text
 
 from fleetid.authority import batch_work
 from fleetid.authority.v2x.batch_jobs import enqueue_pending
+from fleetid.authority.v2x.batch_jobs import run_worker as run_batch
 from fleetid.authority.v2x.batch_pki import ButterflyAuthorities, build_butterfly_authorities
 from fleetid.sim.demo_pseudonyms import batch_request, pseudonym_requester, software_cohort
 from fleetid.store.butterfly_queue import ButterflyQueue
@@ -66,7 +67,7 @@ def _in_process(
 ) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     for batch_id in queue.pending_batches():
-        batch_work.issue_batch(queue, authorities.ca, authorities.schedule, clock, batch_id)
+        run_batch(queue, authorities.ca, authorities.schedule, clock, batch_id=batch_id)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 

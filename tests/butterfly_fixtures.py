@@ -16,7 +16,14 @@ from fleetid.policy.v2x import CAM_SSP, PSID_CAM
 from fleetid.store.job_queue import run_worker
 from tests.v2x_fixtures import Pki, new_pki
 
-__all__ = ["CAM_PERMISSIONS", "BatchPki", "job_worker", "new_batch_pki"]
+__all__ = [
+    "CAM_PERMISSIONS",
+    "BatchPki",
+    "check_every_certificate_once",
+    "job_worker",
+    "new_batch_pki",
+    "queued_jobs",
+]
 
 CAM_PERMISSIONS: list[dict[str, Any]] = [{"psid": PSID_CAM, "ssp": ("bitmapSsp", CAM_SSP)}]
 
@@ -93,3 +100,45 @@ def job_worker(url: str, batch: BatchPki) -> None:
     a = batch.authorities
     app = batch_work.butterfly_app(url, a.ca, a.schedule, _SlowClock(batch.pki.clock), claim=1)
     run_worker(app)
+
+
+Asked = list[tuple[PseudonymRequester, PendingBatch]]
+
+
+def queued_jobs(
+    url: str, engine: Any, *, vehicles: int, per_period: int, prefix: str
+) -> tuple[BatchPki, Any, Asked]:
+    """A batch PKI whose vehicles' requests are in the butterfly queue at ``url`` (``engine``),
+    with one procrastinate job per batch deferred: (pki, queue, what each vehicle asked)."""
+    from fleetid.authority.v2x.batch_jobs import enqueue_pending
+    from fleetid.store.butterfly_queue import ButterflyQueue
+    from fleetid.store.migrate import ensure_schema
+
+    ensure_schema(engine)
+    batch = new_batch_pki("nist", per_period=per_period)
+    asked = []
+    for n in range(vehicles):
+        vehicle = batch.vehicle(f"VIN-{prefix}{n}".encode())
+        asked.append((vehicle, batch.request(vehicle)))
+    queue = ButterflyQueue(engine)
+    assert enqueue_pending(batch.authorities.ra, queue) == vehicles * per_period
+    a = batch.authorities
+    app = batch_work.butterfly_app(url, a.ca, a.schedule, batch.pki.clock)
+    assert batch_work.defer_batches(app, queue) == vehicles
+    assert batch_work.defer_batches(app, queue) == 0  # one job per batch, however often asked
+    return batch, queue, asked
+
+
+def check_every_certificate_once(queue: Any, asked: Asked, per_period: int) -> None:
+    """Every request answered once: one certificate per (i, j), none issued twice, each one
+    decrypted and reconstructed by its vehicle."""
+    from fleetid.authority.v2x.batch_jobs import download_from_queue
+
+    assert queue.unanswered() == 0
+    assert queue.issued_count() == len(asked) * per_period
+    seen: set[bytes] = set()
+    for vehicle, pending in asked:
+        pseudonyms = vehicle.reconstruct(pending, download_from_queue(queue, pending.batch_id))
+        assert [p.j for p in pseudonyms] == list(range(per_period))
+        seen |= {p.certificate.hashed_id8 for p in pseudonyms}
+    assert len(seen) == len(asked) * per_period

@@ -9,20 +9,15 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, inspect, text
 from tests.authority_server import fleetid
-from tests.butterfly_fixtures import job_worker, new_batch_pki
+from tests.butterfly_fixtures import check_every_certificate_once, job_worker, queued_jobs
 
 from fleetid.authority import batch_work
-from fleetid.authority.v2x.batch_jobs import download_from_queue, enqueue_pending
 from fleetid.cli import worker as worker_cli
-from fleetid.store.butterfly_queue import ButterflyQueue
-from fleetid.store.engine import open_engine
 from fleetid.store.job_queue import drop_statements, job_counts
 from fleetid.store.migrate import downgrade, ensure_schema
 
@@ -34,21 +29,7 @@ _QUEUE_TABLES = {
     "procrastinate_events",
     "procrastinate_periodic_defers",
 }
-_ENGINES: list[Engine] = []
 _PUBLIC = {"FLEETID_PUBLIC_URL": "https://ca.example.net"}  # what the CRLs name
-
-
-@pytest.fixture(autouse=True)
-def _dispose_engines() -> Iterator[None]:
-    yield
-    while _ENGINES:
-        _ENGINES.pop().dispose()
-
-
-def _engine(url: str) -> Engine:
-    engine = open_engine(url)
-    _ENGINES.append(engine)
-    return engine
 
 
 def _routines(engine: Engine) -> set[str]:
@@ -64,8 +45,10 @@ def _routines(engine: Engine) -> set[str]:
         }
 
 
-def test_the_job_queue_schema_is_a_migration_on_postgresql_only(database_url_for: Any) -> None:
-    pg = _engine(database_url_for("postgresql"))
+def test_the_job_queue_schema_is_a_migration_on_postgresql_only(
+    database_url_for: Any, engine_for: Any
+) -> None:
+    pg = engine_for(database_url_for("postgresql"))
     ensure_schema(pg)
     assert set(inspect(pg).get_table_names()) >= _QUEUE_TABLES
     functions = {s.split()[-2] for s in drop_statements() if s.startswith("DROP FUNCTION")}
@@ -75,7 +58,7 @@ def test_the_job_queue_schema_is_a_migration_on_postgresql_only(database_url_for
     assert _routines(pg) == set()
     ensure_schema(pg)  # and back
     assert set(inspect(pg).get_table_names()) >= _QUEUE_TABLES
-    sqlite = _engine(database_url_for("sqlite"))
+    sqlite = engine_for(database_url_for("sqlite"))
     ensure_schema(sqlite)
     assert not _QUEUE_TABLES & set(inspect(sqlite).get_table_names())
 
@@ -90,7 +73,7 @@ def _filter_files(data: Path) -> list[str]:
 
 
 def test_fleetid_worker_publishes_revocation_from_the_postgresql_queue(
-    tmp_path: Path, database_url_for: Any
+    tmp_path: Path, database_url_for: Any, engine_for: Any
 ) -> None:
     url = database_url_for("postgresql")
     data = tmp_path / "authority"
@@ -99,7 +82,7 @@ def test_fleetid_worker_publishes_revocation_from_the_postgresql_queue(
     deferred = fleetid("worker", "defer", "publish-revocation", "--data-dir", str(data), env=env)
     assert deferred.returncode == 0, deferred.stderr
     assert deferred.stdout.startswith("deferred publish-revocation job ")
-    engine = _engine(url)
+    engine = engine_for(url)
     assert job_counts(engine) == {"todo": 1}
     assert _filter_files(data) == []  # queued, not done
     ran = fleetid("worker", "run", "--once", "--data-dir", str(data), env=env)
@@ -136,22 +119,13 @@ def _doing(engine: Engine) -> int:
 
 
 def test_workers_killed_at_random_mid_batch_lose_no_job_and_do_none_twice(
-    database_url_for: Any,
+    database_url_for: Any, engine_for: Any
 ) -> None:
     url = database_url_for("postgresql")
-    engine = _engine(url)
-    ensure_schema(engine)
-    batch = new_batch_pki("nist", per_period=_PER_PERIOD)
-    asked = []
-    for n in range(_VEHICLES):
-        vehicle = batch.vehicle(f"VIN-K{n}".encode())
-        asked.append((vehicle, batch.request(vehicle)))
-    queue = ButterflyQueue(engine)
-    assert enqueue_pending(batch.authorities.ra, queue) == _VEHICLES * _PER_PERIOD
-    a = batch.authorities
-    app = batch_work.butterfly_app(url, a.ca, a.schedule, batch.pki.clock)
-    assert batch_work.defer_batches(app, queue) == _VEHICLES
-    assert batch_work.defer_batches(app, queue) == 0  # one job per batch, however often asked
+    engine = engine_for(url)
+    batch, queue, asked = queued_jobs(
+        url, engine, vehicles=_VEHICLES, per_period=_PER_PERIOD, prefix="K"
+    )
 
     context = multiprocessing.get_context("fork")
     rng = random.Random()
@@ -191,12 +165,4 @@ def test_workers_killed_at_random_mid_batch_lose_no_job_and_do_none_twice(
             text("SELECT count(*) FROM procrastinate_jobs WHERE attempts > 0")
         ).scalar_one()
     assert retried >= 1  # a killed worker's job was put back and run again
-    # Every request answered once: one certificate per (i, j), none issued twice.
-    assert queue.unanswered() == 0
-    assert queue.issued_count() == _VEHICLES * _PER_PERIOD
-    seen: set[bytes] = set()
-    for vehicle, pending in asked:
-        pseudonyms = vehicle.reconstruct(pending, download_from_queue(queue, pending.batch_id))
-        assert [p.j for p in pseudonyms] == list(range(_PER_PERIOD))
-        seen |= {p.certificate.hashed_id8 for p in pseudonyms}
-    assert len(seen) == _VEHICLES * _PER_PERIOD
+    check_every_certificate_once(queue, asked, _PER_PERIOD)

@@ -16,26 +16,15 @@ from typing import Any
 
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import NameOID
 from sqlalchemy import text
-from tests.authority_server import fleetid, free_port, serving
+from tests.authority_server import est_csr, fleetid, free_port, serving
 
 from fleetid.store.engine import open_engine
 from fleetid.store.repositories import Store
 
 pytest_plugins = ["tests.db_fixtures"]
-
-
-def _csr(name: str) -> bytes:
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
-    )
-    return base64.encodebytes(csr.public_bytes(serialization.Encoding.DER))
 
 
 def _issued(url: str, device: str) -> int:
@@ -76,7 +65,7 @@ def test_a_backend_terminated_mid_enrolment_is_a_503_and_the_retry_succeeds(
                 def enrol(device: str) -> httpx.Response:
                     return http.post(
                         "/.well-known/est/simpleenroll",
-                        content=_csr(device),
+                        content=est_csr(device),
                         headers={"Content-Type": "application/pkcs10"},
                         auth=tokens[device],
                     )

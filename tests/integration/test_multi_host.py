@@ -28,15 +28,11 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 from tests.authority_server import fleetid, free_port
-from tests.butterfly_fixtures import BatchPki, job_worker, new_batch_pki
+from tests.butterfly_fixtures import BatchPki, check_every_certificate_once, job_worker, queued_jobs
 from tests.optional import require_tool, unavailable
 
-from fleetid.authority import batch_work
-from fleetid.authority.v2x.batch_jobs import download_from_queue, enqueue_pending
-from fleetid.store.butterfly_queue import ButterflyQueue
 from fleetid.store.engine import open_engine
 from fleetid.store.job_queue import job_counts
-from fleetid.store.migrate import ensure_schema
 
 pytest_plugins = ["tests.db_fixtures"]
 pytestmark = pytest.mark.slow  # about 30 s: three namespaces, a server and four kills
@@ -211,17 +207,9 @@ def test_workers_and_api_processes_on_three_hosts_killed_at_random(
         assert fleetid("ca", "init", "--data-dir", str(data), env=env).returncode == 0
         engine = open_engine(url)
         engines.append(engine)
-        ensure_schema(engine)
-        batch = new_batch_pki("nist", per_period=_PER_PERIOD)
-        asked = []
-        for n in range(_VEHICLES):
-            vehicle = batch.vehicle(f"VIN-H{n}".encode())
-            asked.append((vehicle, batch.request(vehicle)))
-        queue = ButterflyQueue(engine)
-        assert enqueue_pending(batch.authorities.ra, queue) == _VEHICLES * _PER_PERIOD
-        a = batch.authorities
-        app = batch_work.butterfly_app(url, a.ca, a.schedule, batch.pki.clock)
-        assert batch_work.defer_batches(app, queue) == _VEHICLES
+        batch, queue, asked = queued_jobs(
+            url, engine, vehicles=_VEHICLES, per_period=_PER_PERIOD, prefix="H"
+        )
 
         port = free_port()
         api = _api(data, hosts[2], port, env)
@@ -280,14 +268,7 @@ def test_workers_and_api_processes_on_three_hosts_killed_at_random(
             time.sleep(0.1)
         assert kills["api"] >= 1 and kills["worker"] >= 1, kills
         assert job_counts(engine) == {"succeeded": _VEHICLES}
-        assert queue.unanswered() == 0
-        assert queue.issued_count() == _VEHICLES * _PER_PERIOD
-        seen: set[bytes] = set()
-        for vehicle, pending in asked:
-            pseudonyms = vehicle.reconstruct(pending, download_from_queue(queue, pending.batch_id))
-            assert [p.j for p in pseudonyms] == list(range(_PER_PERIOD))
-            seen |= {p.certificate.hashed_id8 for p in pseudonyms}
-        assert len(seen) == _VEHICLES * _PER_PERIOD
+        check_every_certificate_once(queue, asked, _PER_PERIOD)
     finally:
         for process in processes:
             if isinstance(process, subprocess.Popen):

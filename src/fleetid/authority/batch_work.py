@@ -27,7 +27,7 @@ import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
 
 from fleetid.authority.fleet_ca import FleetCa
-from fleetid.authority.v2x.batch_jobs import answer_rows
+from fleetid.authority.v2x.batch_jobs import run_worker
 from fleetid.authority.v2x.pseudonym_ca import PeriodSchedule, PseudonymCa
 from fleetid.clock import Clock, SystemClock
 from fleetid.config import Settings
@@ -46,7 +46,6 @@ __all__ = [
     "butterfly_app",
     "defer_batches",
     "defer_job",
-    "issue_batch",
     "publish_revocation",
     "run_in_process",
 ]
@@ -77,24 +76,6 @@ def publish_revocation(data_dir: Path, *, clock: Clock | None = None) -> list[st
     return lines
 
 
-def issue_batch(
-    queue: ButterflyQueue,
-    ca: PseudonymCa,
-    schedule: PeriodSchedule,
-    clock: Clock,
-    batch_id: bytes,
-    *,
-    claim: int = 20,
-) -> int:
-    """Answer every unanswered request of one batch; how many this call answered."""
-    total = 0
-    while done := queue.claim_and_answer(
-        claim, lambda rows: answer_rows(ca, schedule, rows, clock.now()), batch_id=batch_id
-    ):
-        total += done
-    return total
-
-
 def authority_app(url: str, data_dir: Path) -> procrastinate.App:
     """The job app of the authority in ``data_dir`` (its database at ``url``, PostgreSQL)."""
     app = job_app(url)
@@ -117,7 +98,8 @@ def butterfly_app(
 
     @app.task(name=BUTTERFLY_BATCH, retry=3)
     def _batch(batch_id: str) -> None:
-        answered = issue_batch(queue, ca, schedule, clock, bytes.fromhex(batch_id), claim=claim)
+        batch = bytes.fromhex(batch_id)
+        answered = run_worker(queue, ca, schedule, clock, claim=claim, batch_id=batch)
         _log.info("butterfly batch %s: %d answered", batch_id, answered)
 
     return app
