@@ -8,10 +8,13 @@ import multiprocessing
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, inspect, text
 from tests.authority_server import fleetid
 from tests.butterfly_fixtures import check_every_certificate_once, job_worker, queued_jobs
@@ -166,3 +169,59 @@ def test_workers_killed_at_random_mid_batch_lose_no_job_and_do_none_twice(
         ).scalar_one()
     assert retried >= 1  # a killed worker's job was put back and run again
     check_every_certificate_once(queue, asked, _PER_PERIOD)
+
+
+def _crl_numbers(engine: Engine) -> dict[tuple[int, int], list[int]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT issuer_id, shard, crl_number FROM crl_publications ORDER BY crl_number")
+        ).all()
+    numbers: dict[tuple[int, int], list[int]] = {}
+    for issuer, shard, number in rows:
+        numbers.setdefault((int(issuer), int(shard)), []).append(int(number))
+    return numbers
+
+
+@pytest.mark.slow  # about 20 s: a worker killed, then another once the first is seen dead
+def test_a_worker_killed_mid_publication_leaves_every_crl_in_sequence(
+    tmp_path: Path, database_url_for: Any, engine_for: Any
+) -> None:
+    url = database_url_for("postgresql")
+    data = tmp_path / "authority"
+    env = {**os.environ, "FLEETID_DATABASE_URL": url, **_PUBLIC}
+    assert fleetid("ca", "init", "--data-dir", str(data), env=env).returncode == 0
+    assert fleetid("worker", "defer", "publish-revocation", "--data-dir", str(data), env=env)
+    engine = engine_for(url)
+    code = "import sys; from fleetid.cli import main; sys.exit(main())"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", code, "worker", "run", "--data-dir", str(data)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while job_counts(engine)["doing"] == 0:
+            assert time.monotonic() < deadline, "the worker never took the job"
+            time.sleep(0.01)
+        time.sleep(random.uniform(0, 0.05))  # a random point inside the publication
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    finally:
+        worker.kill()
+        worker.wait()
+    assert job_counts(engine) == {"doing": 1}, "the kill did not land inside the job"
+    before = sum(len(n) for n in _crl_numbers(engine).values())
+    while job_counts(engine) != {"succeeded": 1}:  # once the dead worker's heartbeat is stale
+        assert time.monotonic() < deadline, f"never recovered: {job_counts(engine)}"
+        ran = fleetid("worker", "run", "--once", "--data-dir", str(data), env=env)
+        assert ran.returncode == 0, ran.stderr
+    numbers = _crl_numbers(engine)
+    assert sum(len(n) for n in numbers.values()) > before  # the second run finished the work
+    assert len(numbers) == 17  # 16 shards of the issuing CA and the root's one CRL
+    for (issuer, shard), sequence in numbers.items():  # no gap, no twin
+        # an issuing-CA shard: its full CRL then its delta; the root's CRL: a full one alone
+        assert sequence == ([1] if shard == -1 else [1, 2]), (issuer, shard, sequence)
+    assert _filter_files(data) == ["full.fidf"]
+    verify = ["audit", "verify", "--data-dir", str(data), "--database-url", url]
+    assert fleetid(*verify, env=env).returncode == 0
