@@ -3,9 +3,11 @@ ask them for batches, for the batch tests."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from fleetid.authority import batch_work
@@ -20,6 +22,7 @@ __all__ = [
     "CAM_PERMISSIONS",
     "BatchPki",
     "check_every_certificate_once",
+    "inside_job",
     "job_worker",
     "new_batch_pki",
     "queued_jobs",
@@ -84,22 +87,36 @@ def new_batch_pki(
 
 
 class _SlowClock:
-    """The batch's clock, read once per claimed row; slow enough that kills land mid-job."""
+    """The batch's clock, read once per claimed row, slow enough that kills land mid-job; each
+    reading touches ``mark`` (the process is inside a job)."""
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: Any, mark: Path) -> None:
         self._clock = clock
+        self._mark = mark
 
     def now(self) -> datetime:
+        self._mark.touch()
         time.sleep(0.15)
         return self._clock.now()  # type: ignore[no-any-return]
 
 
-def job_worker(url: str, batch: BatchPki) -> None:
+def job_worker(url: str, batch: BatchPki, marks: Path) -> None:
     """A ``fleetid worker`` of the batch's pseudonym CA (a forked process: the CA's keys are
-    inherited), one request per claim, until it is stopped."""
+    inherited), one request per claim, until it is stopped; ``marks/<pid>`` is touched at
+    every request it answers (``inside_job``)."""
     a = batch.authorities
-    app = batch_work.butterfly_app(url, a.ca, a.schedule, _SlowClock(batch.pki.clock), claim=1)
+    clock = _SlowClock(batch.pki.clock, marks / str(os.getpid()))
+    app = batch_work.butterfly_app(url, a.ca, a.schedule, clock, claim=1)
     run_worker(app)
+
+
+def inside_job(marks: Path, pid: int | None) -> bool:
+    """Whether the worker ``pid`` answered a request in the last 0.3 s: it is inside a job
+    (its job's requests come every 0.15 s)."""
+    try:
+        return time.time() - (marks / str(pid)).stat().st_mtime < 0.3
+    except FileNotFoundError:
+        return False
 
 
 Asked = list[tuple[PseudonymRequester, PendingBatch]]

@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, inspect, text
 from tests.authority_server import fleetid
-from tests.butterfly_fixtures import check_every_certificate_once, job_worker, queued_jobs
+from tests.butterfly_fixtures import (
+    check_every_certificate_once,
+    inside_job,
+    job_worker,
+    queued_jobs,
+)
 
 from fleetid.authority import batch_work
 from fleetid.cli import worker as worker_cli
@@ -117,12 +122,8 @@ _WORKERS = 3
 _KILLS = 3
 
 
-def _doing(engine: Engine) -> int:
-    return job_counts(engine)["doing"]
-
-
 def test_workers_killed_at_random_mid_batch_lose_no_job_and_do_none_twice(
-    database_url_for: Any, engine_for: Any
+    tmp_path: Path, database_url_for: Any, engine_for: Any
 ) -> None:
     url = database_url_for("postgresql")
     engine = engine_for(url)
@@ -132,24 +133,28 @@ def test_workers_killed_at_random_mid_batch_lose_no_job_and_do_none_twice(
 
     context = multiprocessing.get_context("fork")
     rng = random.Random()
-    workers = [context.Process(target=job_worker, args=(url, batch)) for _ in range(_WORKERS)]
+    marks = tmp_path
+    workers = [
+        context.Process(target=job_worker, args=(url, batch, marks)) for _ in range(_WORKERS)
+    ]
     for w in workers:
         w.start()
     killed = 0
     deadline = time.monotonic() + 60
     while killed < _KILLS:
         assert time.monotonic() < deadline, f"only {killed} kills landed mid-job"
-        if _doing(engine) < len(workers):  # every live worker holds a job: any kill is mid-job
-            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 0.1))
+        busy = [w for w in workers if inside_job(marks, w.pid)]
+        if not busy:
             continue
-        time.sleep(rng.uniform(0, 0.3))
-        victim = workers.pop(rng.randrange(len(workers)))
+        victim = rng.choice(busy)  # inside a job: a claimed request not yet committed, or more
+        workers.remove(victim)
         assert victim.pid is not None
         os.kill(victim.pid, signal.SIGKILL)
         victim.join()
         assert victim.exitcode == -signal.SIGKILL
         killed += 1
-        fresh = context.Process(target=job_worker, args=(url, batch))
+        fresh = context.Process(target=job_worker, args=(url, batch, marks))
         fresh.start()
         workers.append(fresh)
     while job_counts(engine)["succeeded"] < _VEHICLES:

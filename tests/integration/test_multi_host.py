@@ -28,7 +28,13 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 from tests.authority_server import fleetid, free_port
-from tests.butterfly_fixtures import BatchPki, check_every_certificate_once, job_worker, queued_jobs
+from tests.butterfly_fixtures import (
+    BatchPki,
+    check_every_certificate_once,
+    inside_job,
+    job_worker,
+    queued_jobs,
+)
 from tests.optional import require_tool, unavailable
 
 from fleetid.store.engine import open_engine
@@ -141,9 +147,9 @@ def _enter(namespace: str) -> None:
     os.close(fd)
 
 
-def _worker_on(namespace: str, url: str, batch: BatchPki) -> None:
+def _worker_on(namespace: str, url: str, batch: BatchPki, marks: Path) -> None:
     _enter(namespace)
-    job_worker(url, batch)
+    job_worker(url, batch, marks)
 
 
 def _through(url: str, relay: _Relay, host: _Host) -> str:
@@ -223,11 +229,13 @@ def test_workers_and_api_processes_on_three_hosts_killed_at_random(
             time.sleep(0.1)
 
         context = multiprocessing.get_context("fork")
+        marks = tmp_path / "marks"
+        marks.mkdir()
         worker_urls = [_through(url, relays[i], hosts[i]) for i in range(2)]
 
         def start_worker(i: int) -> Any:
             process = context.Process(
-                target=_worker_on, args=(hosts[i].namespace, worker_urls[i], batch)
+                target=_worker_on, args=(hosts[i].namespace, worker_urls[i], batch, marks)
             )
             process.start()
             return process
@@ -238,10 +246,10 @@ def test_workers_and_api_processes_on_three_hosts_killed_at_random(
         kills = {"worker": 0, "api": 0}
         while sum(kills.values()) < _KILLS:
             assert time.monotonic() < deadline, f"kills: {kills}, jobs: {job_counts(engine)}"
-            if job_counts(engine)["doing"] < len(workers):
-                time.sleep(0.05)
+            time.sleep(rng.uniform(0, 0.1))
+            busy = [i for i, w in workers.items() if inside_job(marks, w.pid)]
+            if not busy:  # every kill lands while a worker is inside a job
                 continue
-            time.sleep(rng.uniform(0, 0.3))
             missing = [k for k, n in kills.items() if n == 0]
             last = sum(kills.values()) == _KILLS - 1
             kind = missing[0] if last and missing else rng.choice(["api", "worker"])  # both, once
@@ -252,7 +260,7 @@ def test_workers_and_api_processes_on_three_hosts_killed_at_random(
                 api = _api(data, hosts[2], port, env)
                 processes.append(api)
             else:
-                i = rng.randrange(2)
+                i = rng.choice(busy)
                 victim = workers[i]
                 os.kill(victim.pid, signal.SIGKILL)
                 victim.join()
