@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 import subprocess
 import sys
@@ -10,11 +11,26 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
 from tests.optional import require_tool
 
-__all__ = ["fleetid", "free_port", "require_tool", "serving"]
+__all__ = ["est_csr", "fleetid", "free_port", "require_tool", "serving"]
 
 _CLI = "import sys; from fleetid.cli import main; sys.exit(main())"
+
+
+def est_csr(name: str) -> bytes:
+    """A P-256 PKCS#10 request for CN=``name``, base64 as an EST simpleenroll body."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    )
+    return base64.encodebytes(csr.public_bytes(serialization.Encoding.DER))
 
 
 def fleetid(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -3,16 +3,30 @@ ask them for batches, for the batch tests."""
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from fleetid.authority import batch_work
 from fleetid.authority.v2x.batch_pki import ButterflyAuthorities, build_butterfly_authorities
 from fleetid.crypto.v2xkeys import CURVES
 from fleetid.device.pseudonyms import PendingBatch, Pseudonym, PseudonymRequester
 from fleetid.policy.v2x import CAM_SSP, PSID_CAM
+from fleetid.store.job_queue import run_worker
 from tests.v2x_fixtures import Pki, new_pki
 
-__all__ = ["CAM_PERMISSIONS", "BatchPki", "new_batch_pki"]
+__all__ = [
+    "CAM_PERMISSIONS",
+    "BatchPki",
+    "check_every_certificate_once",
+    "inside_job",
+    "job_worker",
+    "new_batch_pki",
+    "queued_jobs",
+]
 
 CAM_PERMISSIONS: list[dict[str, Any]] = [{"psid": PSID_CAM, "ssp": ("bitmapSsp", CAM_SSP)}]
 
@@ -70,3 +84,78 @@ def new_batch_pki(
         pki.hierarchy, implicit=implicit, certificates_per_period=per_period
     )
     return BatchPki(pki=pki, authorities=authorities, implicit=implicit)
+
+
+class _SlowClock:
+    """The batch's clock, read once per claimed row, slow enough that kills land mid-job; each
+    reading touches ``mark`` (the process is inside a job)."""
+
+    def __init__(self, clock: Any, mark: Path) -> None:
+        self._clock = clock
+        self._mark = mark
+
+    def now(self) -> datetime:
+        self._mark.touch()
+        time.sleep(0.15)
+        return self._clock.now()  # type: ignore[no-any-return]
+
+
+def job_worker(url: str, batch: BatchPki, marks: Path) -> None:
+    """A ``fleetid worker`` of the batch's pseudonym CA (a forked process: the CA's keys are
+    inherited), one request per claim, until it is stopped; ``marks/<pid>`` is touched at
+    every request it answers (``inside_job``)."""
+    a = batch.authorities
+    clock = _SlowClock(batch.pki.clock, marks / str(os.getpid()))
+    app = batch_work.butterfly_app(url, a.ca, a.schedule, clock, claim=1)
+    run_worker(app)
+
+
+def inside_job(marks: Path, pid: int | None) -> bool:
+    """Whether the worker ``pid`` answered a request in the last 0.3 s: it is inside a job
+    (its job's requests come every 0.15 s)."""
+    try:
+        return time.time() - (marks / str(pid)).stat().st_mtime < 0.3
+    except FileNotFoundError:
+        return False
+
+
+Asked = list[tuple[PseudonymRequester, PendingBatch]]
+
+
+def queued_jobs(
+    url: str, engine: Any, *, vehicles: int, per_period: int, prefix: str
+) -> tuple[BatchPki, Any, Asked]:
+    """A batch PKI whose vehicles' requests are in the butterfly queue at ``url`` (``engine``),
+    with one procrastinate job per batch deferred: (pki, queue, what each vehicle asked)."""
+    from fleetid.authority.v2x.batch_jobs import enqueue_pending
+    from fleetid.store.butterfly_queue import ButterflyQueue
+    from fleetid.store.migrate import ensure_schema
+
+    ensure_schema(engine)
+    batch = new_batch_pki("nist", per_period=per_period)
+    asked = []
+    for n in range(vehicles):
+        vehicle = batch.vehicle(f"VIN-{prefix}{n}".encode())
+        asked.append((vehicle, batch.request(vehicle)))
+    queue = ButterflyQueue(engine)
+    assert enqueue_pending(batch.authorities.ra, queue) == vehicles * per_period
+    a = batch.authorities
+    app = batch_work.butterfly_app(url, a.ca, a.schedule, batch.pki.clock)
+    assert batch_work.defer_batches(app, queue) == vehicles
+    assert batch_work.defer_batches(app, queue) == 0  # one job per batch, however often asked
+    return batch, queue, asked
+
+
+def check_every_certificate_once(queue: Any, asked: Asked, per_period: int) -> None:
+    """Every request answered once: one certificate per (i, j), none issued twice, each one
+    decrypted and reconstructed by its vehicle."""
+    from fleetid.authority.v2x.batch_jobs import download_from_queue
+
+    assert queue.unanswered() == 0
+    assert queue.issued_count() == len(asked) * per_period
+    seen: set[bytes] = set()
+    for vehicle, pending in asked:
+        pseudonyms = vehicle.reconstruct(pending, download_from_queue(queue, pending.batch_id))
+        assert [p.j for p in pseudonyms] == list(range(per_period))
+        seen |= {p.certificate.hashed_id8 for p in pseudonyms}
+    assert len(seen) == len(asked) * per_period

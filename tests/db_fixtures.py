@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from fleetid.store.engine import open_engine
 from tests.optional import unavailable
 
-__all__ = ["BACKENDS", "database_url_for", "postgres_server_url"]
+__all__ = ["BACKENDS", "database_url_for", "engine_for", "postgres_server_url"]
 
 BACKENDS = ("sqlite", "postgresql")
 _DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -85,3 +85,18 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine = open_engine(db_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def engine_for() -> Iterator[object]:
+    """A function ``(url) -> Engine``; every engine it opened is disposed after the test."""
+    engines: list[Engine] = []
+
+    def make(url: str) -> Engine:
+        engine = open_engine(url)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.dispose()

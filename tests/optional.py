@@ -52,6 +52,7 @@ _DEBIAN_PACKAGES = {
     "pkcs11-tool": "opensc",
     "piv-tool": "opensc",
     "yubico-piv-tool": "yubico-piv-tool",
+    "ip": "iproute2",
 }
 
 

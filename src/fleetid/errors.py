@@ -87,8 +87,9 @@ one place. The tree::
     ├── LineWorkerError a line worker process died; the next run resumes its units
     ├── UnreachableError a peer (the authority, a broker) cannot be reached or TLS failed
     └── StoreError persistent state is missing, duplicated or inconsistent
-        └── NotFoundError the record a request names does not exist
-            └── BatchPendingError a butterfly batch downloaded before it is complete
+        ├── NotFoundError the record a request names does not exist
+        │   └── BatchPendingError a butterfly batch downloaded before it is complete
+        └── DatabaseUnavailableError the database is down or dropped the connection (HTTP 503)
 
 Verification raises ``VerificationError``; no check in fleetid returns a bool to be ignored (the
 predicates that choose among candidate issuers, ``fleetid.crypto.pkix.issued_by`` and its kin,
@@ -123,6 +124,7 @@ __all__ = [
     "ConditionsNotSatisfiedError",
     "ConfigError",
     "CrlRollbackError",
+    "DatabaseUnavailableError",
     "DeltaBaseError",
     "DeltaError",
     "DeltaGapError",
@@ -730,3 +732,12 @@ class OperatorRoleError(PolicyError):
 class OperatorRequestError(EncodingError):
     """An admin API request whose values cannot be used: a device id, a count, a fingerprint
     the service refuses as it would refuse them on the command line (HTTP 400)."""
+
+
+# --- the database under faults --------------------------------------------------------------
+
+
+class DatabaseUnavailableError(StoreError):
+    """The database cannot be reached or ended the connection (a restart, a failover, a
+    terminated backend): nothing of the transaction committed, and the same request may be sent
+    again (HTTP 503 with Retry-After)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, update
-from tests.butterfly_fixtures import BatchPki, new_batch_pki
+from tests.butterfly_fixtures import BatchPki, check_every_certificate_once, new_batch_pki
 
 from fleetid.authority.v2x.batch_jobs import (
     answer_rows,
@@ -67,14 +67,7 @@ def _queued(
 def _check_every_certificate_once(
     queue: ButterflyQueue, asked: list[tuple[PseudonymRequester, PendingBatch]]
 ) -> None:
-    assert queue.unanswered() == 0
-    assert queue.issued_count() == _VEHICLES * _PER_PERIOD
-    seen: set[bytes] = set()
-    for vehicle, pending in asked:
-        pseudonyms = vehicle.reconstruct(pending, download_from_queue(queue, pending.batch_id))
-        assert [p.j for p in pseudonyms] == list(range(_PER_PERIOD))
-        seen |= {p.certificate.hashed_id8 for p in pseudonyms}
-    assert len(seen) == _VEHICLES * _PER_PERIOD
+    check_every_certificate_once(queue, asked, _PER_PERIOD)
 
 
 def _victim(url: str, batch: BatchPki, inside: Any) -> None:

@@ -218,6 +218,14 @@ CASES: dict[str, list[tuple[str, Case]]] = {
         ("out under a file", lambda s: ["ceremony", "example", "--out", str(s.blocked)]),
     ],
     "crl publish": [("no CA", lambda s: ["crl", "publish", "--data-dir", str(s.absent)])],
+    "worker run": [
+        ("SQLite: no job queue", lambda s: ["worker", "run", "--data-dir", str(s.authority)]),
+        ("no data dir", lambda s: ["worker", "run", "--data-dir", str(s.absent)]),
+    ],
+    "worker defer": [
+        ("unknown job", lambda s: ["worker", "defer", "nothing", "--data-dir", str(s.authority)]),
+        ("no CA", lambda s: ["worker", "defer", "publish-revocation", "--data-dir", str(s.absent)]),
+    ],
     "demo": [
         ("zero devices", lambda s: ["demo", "--devices", "0"]),
         ("negative devices", lambda s: ["demo", "--devices", "-3"]),

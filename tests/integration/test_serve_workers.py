@@ -4,7 +4,6 @@ two listeners with workers, and a worker count below one. SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import base64
 import os
 import ssl
 from concurrent.futures import ThreadPoolExecutor
@@ -13,24 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from tests.authority_server import fleetid, free_port, serving
+from cryptography.hazmat.primitives import serialization
+from tests.authority_server import est_csr, fleetid, free_port, serving
 
 from fleetid.store.engine import open_engine
 from fleetid.store.repositories import Store
 
 pytestmark = pytest.mark.slow
-
-
-def _csr(name: str) -> bytes:
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
-    )
-    return base64.encodebytes(csr.public_bytes(serialization.Encoding.DER))
 
 
 def test_two_workers_serve_one_tls_listener(tmp_path: Path, db_url: str) -> None:
@@ -59,7 +47,7 @@ def test_two_workers_serve_one_tls_listener(tmp_path: Path, db_url: str) -> None
                 user, password = tokens[i % len(tokens)]
                 return http.post(
                     "/.well-known/est/simpleenroll",
-                    content=_csr(f"gw-{i}"),
+                    content=est_csr(f"gw-{i}"),
                     headers={"Content-Type": "application/pkcs10"},
                     auth=(user, password),
                 ).status_code

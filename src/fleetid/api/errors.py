@@ -7,7 +7,10 @@ bounds every ``detail`` (``MAX_DETAIL`` characters, printable, one line), so no 
 (a path, a header) comes back whole. A request that fails FastAPI's validation is described by
 where and what (``path.generation: Input should be a valid integer``), never by pydantic's repr.
 401 answers carry ``WWW-Authenticate: Basic`` (RFC 7030 §3.2.3, RFC 7617), or the error's own
-``challenge`` (the admin API's TLS client certificates).
+``challenge`` (the admin API's TLS client certificates); 503 answers (the HSM or the database
+unavailable) ``Retry-After`` (RFC 9110 §10.2.3). A database driver's error becomes a
+``StoreError`` first (``fleetid.store.engine.as_store_error``): a lost server connection is
+``DatabaseUnavailableError``, 503, and SQLAlchemy's pool reconnects on the next request.
 
 An error that carries a machine-readable ``reason`` code (the attestation refusals of
 ``fleetid.errors``) adds it as the extension member ``reason``
@@ -30,12 +33,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from fleetid import errors, metrics
+from fleetid.store.engine import DRIVER_ERRORS, as_store_error
 
 __all__ = ["MAX_DETAIL", "PROBLEM_JSON", "install_error_handlers", "problem_response"]
 
 PROBLEM_JSON: Final = "application/problem+json"
 MAX_DETAIL: Final = 200
 REALM: Final = 'Basic realm="fleetid EST", charset="UTF-8"'
+RETRY_AFTER_S: Final = 1  # a database restart or failover: the pool reconnects on the next try
 
 _log = logging.getLogger("fleetid.api.refusals")
 
@@ -51,6 +56,7 @@ _FAMILIES: Final[tuple[tuple[type[errors.FleetIdError], int, str, str], ...]] = 
     (errors.VerificationError, 400, "verification-failed", "Signature does not verify"),
     (errors.LimitExceededError, 429, "too-many", "Too many outstanding requests"),
     (errors.PolicyError, 403, "policy-refused", "Refused by policy"),
+    (errors.DatabaseUnavailableError, 503, "database-unavailable", "Database unavailable"),
     (errors.StoreError, 409, "store-conflict", "Conflicting state"),
     (errors.HsmError, 503, "hsm-unavailable", "Signing unavailable"),
     (errors.NotConfiguredError, 503, "not-configured", "Not configured here"),
@@ -102,8 +108,8 @@ def _invalid(exc: RequestValidationError) -> str:
 def _for_error(exc: errors.FleetIdError) -> JSONResponse:
     for family, status, kind, title in _FAMILIES:
         if isinstance(exc, family):
-            challenge = getattr(exc, "challenge", REALM)  # an operator's: TLS, not Basic
-            headers = {"WWW-Authenticate": challenge} if status == 401 else None
+            # An operator's 401 names TLS client certificates, not Basic.
+            headers = _headers(status, getattr(exc, "challenge", REALM))
             reason = getattr(exc, "reason", None)
             extensions = {"reason": reason} if isinstance(reason, str) else None
             _refused(status, reason if isinstance(reason, str) else kind, str(exc))
@@ -111,6 +117,14 @@ def _for_error(exc: errors.FleetIdError) -> JSONResponse:
                 status, kind, title, str(exc), headers=headers, extensions=extensions
             )
     raise AssertionError("FleetIdError is the last family")  # pragma: no cover
+
+
+def _headers(status: int, challenge: str = REALM) -> dict[str, str] | None:
+    if status == 401:
+        return {"WWW-Authenticate": challenge}
+    if status == 503:
+        return {"Retry-After": str(RETRY_AFTER_S)}  # RFC 9110 §10.2.3
+    return None
 
 
 def _refused(status: int, reason: str, detail: str) -> None:
@@ -135,11 +149,17 @@ def install_error_handlers(app: FastAPI) -> None:
         _refused(400, "bad-request", _invalid(exc))
         return problem_response(400, "bad-request", "Request not valid", _invalid(exc))
 
+    async def driver_error(_request: Request, exc: Exception) -> JSONResponse:
+        # A database error outside the group commit (a read): lost connection 503, else 409/500.
+        return _for_error(as_store_error(exc))
+
     async def client_gone(_request: Request, _exc: Exception) -> Response:
         # The client closed the connection mid-body: nobody reads an answer, nothing to log.
         return Response(status_code=400)
 
     app.add_exception_handler(errors.FleetIdError, fleetid_error)
     app.add_exception_handler(ClientDisconnect, client_gone)
+    for driver in DRIVER_ERRORS:
+        app.add_exception_handler(driver, driver_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

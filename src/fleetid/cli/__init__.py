@@ -32,6 +32,7 @@ from fleetid.cli import (
     threats,
     token,
     v2x,
+    worker,
 )
 from fleetid.cli import discovery as discovery_verb
 from fleetid.cli import fido as fido_verb
@@ -56,6 +57,7 @@ _VERBS = (
     package_verb,
     discovery_verb,
     threats,
+    worker,
 )
 
 

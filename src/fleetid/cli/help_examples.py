@@ -43,6 +43,11 @@ EXAMPLES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {
     ("ceremony", "example"): ("fleetid ceremony example --out cfg/",),
     ("crl", "publish"): (f"fleetid crl publish {_D}", f"fleetid crl publish {_REMOTE}"),
     ("demo",): ("fleetid demo",),
+    ("worker", "run"): (
+        f"fleetid worker run {_D} --concurrency 4",
+        f"fleetid worker run {_D} --once",
+    ),
+    ("worker", "defer"): (f"fleetid worker defer publish-revocation {_D}",),
     ("device", "enrol"): (
         f"fleetid device enrol {_UNIT} --ca-url https://ca:8443 --root root.pem",
     ),

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from fleetid.errors import StoreError
 from fleetid.store.auditlog_table import audit_checkpoints, audit_entries
 from fleetid.store.bulk import execute_many
-from fleetid.store.engine import open_engine
+from fleetid.store.engine import as_store_error, open_engine
 from fleetid.store.migrate import ensure_schema
 from fleetid.store.rows import record_from_row
 
@@ -117,7 +117,7 @@ class AuditLogRows:
         try:
             return _checkpoint(self._c.execute(_LATEST_CHECKPOINT).first())
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read the audit log: {exc}") from exc
+            raise as_store_error(exc, "cannot read the audit log") from exc
 
     def checkpoint_at(self, size: int) -> CheckpointRow | None:
         return _checkpoint(self._c.execute(_CHECKPOINT_AT, {"w_size": size}).first())
@@ -127,7 +127,7 @@ class AuditLogRows:
         try:
             top = self._c.execute(_TOP).scalar_one()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read the audit log: {exc}") from exc
+            raise as_store_error(exc, "cannot read the audit log") from exc
         return 0 if top is None else int(top) + 1
 
     def leaf_hashes(self, start: int = 0) -> list[tuple[int, bytes]]:
@@ -163,7 +163,7 @@ class AuditLogStore:
             with self.engine.connect() as connection:
                 yield AuditLogRows(connection)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read the audit log: {exc}") from exc
+            raise as_store_error(exc, "cannot read the audit log") from exc
 
     def write(
         self,
@@ -188,7 +188,7 @@ class AuditLogStore:
                     raise StoreError(f"audit log append kept conflicting: {exc}") from exc
             except SQLAlchemyError as exc:
                 on_failure()
-                raise StoreError(f"audit log write failed: {exc}") from exc
+                raise as_store_error(exc, "audit log write failed") from exc
             except BaseException:
                 on_failure()
                 raise

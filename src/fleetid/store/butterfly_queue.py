@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, Row, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, Row, delete, func, insert, select, update
 
 from fleetid.store.butterfly_tables import butterfly_issued, butterfly_work
 from fleetid.store.migrate import ensure_schema
@@ -99,16 +99,26 @@ class ButterflyQueue:
             with self._engine.begin() as conn:
                 conn.execute(insert(butterfly_work), values)
 
-    def claim_and_answer(self, limit: int, work: Callable[[list[WorkRow]], list[IssuedRow]]) -> int:
-        """Claim up to ``limit`` unanswered rows, answer them with ``work``, commit; the count.
+    def claim_and_answer(
+        self,
+        limit: int,
+        work: Callable[[list[WorkRow]], list[IssuedRow]],
+        *,
+        batch_id: bytes | None = None,
+    ) -> int:
+        """Claim up to ``limit`` unanswered rows (of one batch if ``batch_id`` is given), answer
+        them with ``work``, commit; the count.
 
         If ``work`` raises, or the process dies, the transaction rolls back and the rows stay
         unanswered.
         """
+        unanswered: list[ColumnElement[bool]] = [butterfly_work.c.response.is_(None)]
+        if batch_id is not None:
+            unanswered.append(butterfly_work.c.batch_id == batch_id)
         with self._engine.begin() as conn:
             claimed = conn.execute(
                 select(butterfly_work)
-                .where(butterfly_work.c.response.is_(None))
+                .where(*unanswered)
                 .order_by(func.random())
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -140,6 +150,17 @@ class ButterflyQueue:
                 ],
             )
             return len(answers)
+
+    def pending_batches(self) -> list[bytes]:
+        """The batches that have an unanswered request, in batch-id order."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(butterfly_work.c.batch_id)
+                .where(butterfly_work.c.response.is_(None))
+                .distinct()
+                .order_by(butterfly_work.c.batch_id)
+            ).all()
+        return [bytes(r.batch_id) for r in rows]
 
     def unanswered(self) -> int:
         with self._engine.connect() as conn:

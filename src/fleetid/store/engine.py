@@ -16,20 +16,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from fleetid.errors import ConfigError, StoreError
+from fleetid.errors import ConfigError, DatabaseUnavailableError, StoreError
 
 __all__ = [
     "DB_FILENAME",
+    "DRIVER_ERRORS",
     "Connection",
     "Engine",
     "StoreSettings",
+    "as_store_error",
     "database_errors",
     "database_url",
     "engine_from_settings",
     "immediate_transaction",
+    "is_unavailable",
     "memory_engine",
     "open_engine",
 ]
@@ -97,16 +100,51 @@ def engine_from_settings(settings: StoreSettings) -> Engine:
     return open_engine(settings.database_url or settings.data_dir)
 
 
+# What the database's driver raises through SQLAlchemy (the HTTP edge maps these, as_store_error).
+DRIVER_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError,)
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError) and type(exc.orig).__module__.startswith("psycopg")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """A lost or refused server connection, in ``exc`` or what it was raised from (a rollback
+    that failed after the loss): SQLAlchemy invalidated the connection (the pool reconnects on
+    the next checkout), or PostgreSQL's driver reports an operational error (server down,
+    restarting, backend terminated). SQLite's "database is locked" is not."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if _lost_connection(current):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def as_store_error(exc: BaseException, what: str = "database error") -> StoreError:
+    """A driver's error as a one-line ``StoreError``: ``DatabaseUnavailableError`` when the
+    server connection is lost or refused. The driver's first line names host and port, never
+    the password."""
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
+    if is_unavailable(exc):
+        return DatabaseUnavailableError(f"database unavailable: {first}")
+    return StoreError(f"{what}: {first}")
+
+
 @contextmanager
 def database_errors() -> Iterator[None]:
     """A driver's error (database down, refused, locked) as a one-line ``StoreError``, which the
-    CLI prints without a traceback. The driver's first line names host and port, never the
-    password."""
+    CLI prints without a traceback."""
     try:
         yield
     except SQLAlchemyError as exc:
-        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
-        raise StoreError(f"database error: {first}") from exc
+        raise as_store_error(exc) from exc
 
 
 @contextmanager

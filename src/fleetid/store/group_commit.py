@@ -12,7 +12,8 @@ no database, kept out of the write lock). So:
 * a unit that raises is rolled back to its savepoint alone, and its caller gets the exception;
 * a caller never sees success before its writes are durable: a crash before the commit loses
   the whole batch and answers none of it;
-* if the commit itself fails, every unit of the batch fails with that ``StoreError``.
+* if the commit itself fails, every unit of the batch fails with that ``StoreError``
+  (``DatabaseUnavailableError`` when the server connection was lost, in a unit or at the commit).
 
 Units run one after another, as a serialisable schedule in queue order; a unit sees the writes
 of the units before it in the batch. Units must not have side effects outside the database that
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from fleetid.errors import StoreError
+from fleetid.store.engine import as_store_error, is_unavailable
 from fleetid.store.repositories import Store
 
 __all__ = ["GroupCommit"]
@@ -151,7 +153,10 @@ class GroupCommit:
                 committed = True
             except Exception as exc:  # the batch's own BEGIN or COMMIT: nothing of it is durable
                 _log.error("group commit of %d units failed: %s", len(ready), exc)
-                failure = StoreError(f"the transaction was not committed: {exc}")
+                # A unit that lost the server connection is why the batch failed: say so.
+                lost = [e for ok, e in outcomes.values() if not ok and is_unavailable(e)]
+                cause = lost[0] if lost else exc
+                failure = as_store_error(cause, "the transaction was not committed")
                 outcomes.update((index, (False, failure)) for index in ready)
             if self._on_batch is not None:
                 self._on_batch(len(ready), committed)

@@ -84,12 +84,14 @@ def run_worker(
     clock: Clock,
     *,
     claim: int = 20,
+    batch_id: bytes | None = None,
 ) -> int:
-    """Claim and answer until the queue has nothing unclaimed; the number answered."""
+    """Claim and answer until the queue (or the batch ``batch_id``) has nothing unclaimed; the
+    number answered."""
     total = 0
     while True:
         done = queue.claim_and_answer(
-            claim, lambda rows: answer_rows(ca, schedule, rows, clock.now())
+            claim, lambda rows: answer_rows(ca, schedule, rows, clock.now()), batch_id=batch_id
         )
         if done == 0:
             return total
