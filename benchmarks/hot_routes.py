@@ -6,7 +6,7 @@ on one route:
 * ``health``: ``GET /health``, the framework's floor (a route that does no work);
 * ``refusal``: ``POST /.well-known/est/simpleenroll`` with a wrong media type, refused 415 as
   RFC 9457 problem details before any crypto: the framework's cost of a refusal;
-* ``token``: the same route as ``fleetid.benchmarks.enrol``'s token row, a one-time token over
+* ``token``: the same route as the token row of ``benchmarks/enrol.py``, a one-time token over
   HTTP Basic and a fresh P-256 CSR per request, signed and written (group commit).
 
 Wall-clock time on a shared machine is noise; instruction counts are not. Under callgrind,
