@@ -92,7 +92,8 @@ def problem_response(
 
 def _bounded(text: str) -> str:
     """``text`` on one printable line of at most ``MAX_DETAIL`` characters."""
-    line = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    printable = text if text.isprintable() else "".join(c if c.isprintable() else " " for c in text)
+    line = " ".join(printable.split())
     return line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 1] + "…"
 
 

@@ -18,7 +18,7 @@ from fastapi.openapi.utils import get_openapi
 
 from fleetid.api.errors import PROBLEM_JSON
 
-__all__ = ["COMMON", "PROBLEM_SCHEMA", "install", "problem_responses"]
+__all__ = ["COMMON", "PROBLEM_SCHEMA", "SECURITY_SCHEMES", "install", "problem_responses"]
 
 COMMON: Final = (400, 413, 500)
 
@@ -36,6 +36,9 @@ PROBLEM_SCHEMA: Final[dict[str, Any]] = {
     },
 }
 _REF: Final = {"$ref": "#/components/schemas/Problem"}
+# The schemes routes name in their ``security`` without a FastAPI security dependency
+# (``fleetid.api.est`` reads HTTP Basic itself, RFC 7617).
+SECURITY_SCHEMES: Final[dict[str, Any]] = {"HTTPBasic": {"type": "http", "scheme": "basic"}}
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -67,6 +70,9 @@ def install(app: FastAPI) -> None:
             for unused in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(unused, None)
             schemas["Problem"] = PROBLEM_SCHEMA
+            security = document["components"].setdefault("securitySchemes", {})
+            for name, scheme in SECURITY_SCHEMES.items():
+                security.setdefault(name, scheme)
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -159,6 +159,16 @@ def test_openapi_lists_the_est_operations(client: AsgiClient) -> None:
     assert "application/pkcs10" in body
 
 
+def test_openapi_documents_http_basic_on_simpleenroll_only(client: AsgiClient) -> None:
+    document = client.get("/openapi.json").json()
+    paths = document["paths"]
+    assert paths[f"{EST}/simpleenroll"]["post"]["security"] == [{"HTTPBasic": []}]
+    assert "security" not in paths[f"{EST}/simplereenroll"]["post"]
+    assert "security" not in paths[f"{EST}/cacerts"]["get"]
+    schemes = document["components"]["securitySchemes"]
+    assert schemes == {"HTTPBasic": {"type": "http", "scheme": "basic"}}
+
+
 def test_unknown_route_is_problem_details(client: AsgiClient) -> None:
     _problem(client.get(f"{EST}/serverkeygen"), 404, "Not Found")
 
@@ -231,6 +241,37 @@ def test_enrolment_without_credentials_is_401(client: AsgiClient) -> None:
     response = client.post(f"{EST}/simpleenroll", content=_body(_csr()), headers=PKCS10)
     _problem(response, 401, "needs a credential")
     assert "www-authenticate" in response.headers
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Basic !!not-base64!!",
+        "Basic " + base64.b64encode(b"no-colon-here").decode(),
+        "Basic " + base64.b64encode("t-1:\u00e9".encode()).decode(),  # not ASCII
+    ],
+)
+def test_malformed_basic_credentials_are_401_and_keep_the_token(
+    client: AsgiClient, ca: FleetCa, authorization: str
+) -> None:
+    token = _token(ca)
+    response = client.post(
+        f"{EST}/simpleenroll",
+        content=_body(_csr()),
+        headers={**PKCS10, "Authorization": authorization},
+    )
+    _problem(response, 401, "Not authenticated")
+    assert response.headers["www-authenticate"].startswith("Basic")
+    assert _enrol(client, token, _csr()).status_code == 200
+
+
+def test_another_authorization_scheme_is_no_credential(client: AsgiClient) -> None:
+    response = client.post(
+        f"{EST}/simpleenroll",
+        content=_body(_csr()),
+        headers={**PKCS10, "Authorization": "Bearer abc"},
+    )
+    _problem(response, 401, "needs a credential")
 
 
 def test_body_that_is_not_base64_is_400_and_keeps_the_token(

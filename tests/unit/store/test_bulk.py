@@ -75,3 +75,16 @@ def test_no_rows_is_no_statement(engine: Engine) -> None:
     with engine.begin() as conn:
         execute_many(conn, insert(line_manifest), [])
     assert _table(engine) == {}
+
+
+def test_one_statement_with_other_column_keys_binds_those_columns(engine: Engine) -> None:
+    # The compiled text is remembered per statement and column keys: a second call with more
+    # keys must bind them, not reuse the first call's column list.
+    ensure_schema(engine)
+    statement = insert(line_manifest)
+    with engine.begin() as conn:
+        execute_many(conn, statement, [_row("K0", "S0")])
+        execute_many(conn, statement, [_row("K1", "S1", key_version=7)])
+        execute_many(conn, statement, [_row("K2", "S2")])
+    stored = _table(engine)
+    assert [stored[u]["key_version"] for u in ("K0", "K1", "K2")] == [None, 7, None]

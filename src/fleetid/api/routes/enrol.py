@@ -20,9 +20,10 @@ import base64
 from typing import Final
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from fleetid.api.est import Lifecycle
+from fleetid.api.est import lifecycle_of
 from fleetid.api.openapi import problem_responses
 from fleetid.api.writes import write
 from fleetid.authority.lifecycle import LifecycleService
@@ -57,8 +58,9 @@ def install(app: FastAPI, service: LifecycleService) -> None:
 @router.post(
     CHALLENGE_PATH, response_model=ChallengeResponse, responses=problem_responses(409, 429, 503)
 )
-async def challenge(request: Request, service: Lifecycle) -> ChallengeResponse:
+async def challenge(request: Request) -> JSONResponse:
     """A single-use nonce for attestation or a credential proof."""
+    service = lifecycle_of(request)
     body = await request.body()
     try:
         parsed = ChallengeRequest.model_validate_json(body)
@@ -66,17 +68,21 @@ async def challenge(request: Request, service: Lifecycle) -> ChallengeResponse:
         raise EncodingError(_CHALLENGE_BODY) from exc
     device_id = parsed.device_id
     issued = await write(request, service.issue_challenge, device_id)
-    return ChallengeResponse(
-        nonce=base64.urlsafe_b64encode(issued.nonce).rstrip(b"=").decode(),
-        expires_at=issued.expires_at.isoformat(),
+    # The document's shape (``ChallengeResponse``), rendered without a second validation.
+    return JSONResponse(
+        {
+            "nonce": base64.urlsafe_b64encode(issued.nonce).rstrip(b"=").decode(),
+            "expires_at": issued.expires_at.isoformat(),
+        }
     )
 
 
 @router.post(
     RELEASE_PATH, response_model=ReleaseResponse, responses=problem_responses(401, 403, 409, 503)
 )
-async def release(request: Request, service: Lifecycle) -> ReleaseResponse:
+async def release(request: Request) -> ReleaseResponse:
     """End the device's credentials here (``cessationOfOperation``) before it moves."""
+    service = lifecycle_of(request)
     body = await request.body()
     proof = request.headers.get(PROOF_HEADER)
     if proof is None:
