@@ -40,12 +40,16 @@ LIMITS: Final[Mapping[str, int]] = {
     "/operators/fido/challenge": 1024,  # {"operator": ...}
     "/operators/fido/register": 64 * 1024,  # a tpm or android-key registration: about 12 KiB
     # a key attestation and its IDevID chain, base64 in JSON (about 3 KiB)
+    # ES9+/ES11 InitiateAuthentication: a challenge, euiccInfo1 and an address (under 1 KiB)
+    "/preparation/initiate-authentication": 4096,
+    "/discovery/initiate-authentication": 4096,
     "/preparation/authenticate-client": 16 * 1024,
     "/preparation/get-bound-package": 16 * 1024,
     "/preparation/handle-notification": 4096,
     "/discovery/authenticate-client": 16 * 1024,
     # Butterfly hops: the RA's shuffled batch (about 500 octets a certificate, at most
     # fleetid.authority.v2x.hop_services.FORWARD_CHUNK of them), the LA requests.
+    "/v2x/ra/batch": _ITS,  # a vehicle's EeRaCertRequest, signed and encrypted
     "/v2x/aca/batch": 2 * 1024 * 1024,
     "/v2x/la/1/request": _ITS,
     "/v2x/la/2/request": _ITS,
