@@ -70,7 +70,9 @@ def test_every_route_that_takes_a_body_has_its_own_limit(app: FastAPI) -> None:
 
 
 def test_every_route_refuses_a_body_over_its_limit(app: FastAPI) -> None:
-    served = _operations(app)[: len(app.openapi()["paths"])]
+    served = [
+        (method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item
+    ]
     assert len(served) > 10
     for method, template in served:
         path = template.replace("{", "").replace("}", "")  # any value fills a parameter
