@@ -12,7 +12,7 @@ UV     := uv==0.13.9
 # The default run leaves out the soak-style tests marked `slow`; CI (CI=true) runs everything.
 PYTEST_SELECT := $(if $(filter true,$(CI)),,-m "not slow")
 
-.PHONY: demo test test-latest lock lint typecheck clean
+.PHONY: demo test test-latest lock lint typecheck clean fuzz
 
 $(BIN)/fleetid: pyproject.toml $(LOCK)/bootstrap.txt $(LOCK)/runtime.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ demo: $(BIN)/fleetid
 
 test: $(VENV)/.test-deps
 	$(BIN)/pytest -n auto --dist loadgroup $(PYTEST_SELECT) tests
+
+# Every parser fuzzed for FUZZ_SECONDS each (10 minutes by default; `make fuzz FUZZ_SECONDS=30`);
+# a crash is written to tests/vectors/fuzz/<harness>/ and the run fails. CI runs a short pass of
+# the same harnesses as tests (tests/fuzz/test_fuzz.py).
+FUZZ_SECONDS ?= 600
+fuzz: $(VENV)/.test-deps
+	$(BIN)/python -m tests.fuzz.engine --seconds $(FUZZ_SECONDS)
 
 # Drift watch: the whole suite against the newest releases pyproject.toml allows, in a venv of its
 # own, so an upstream release that breaks us is seen here before it reaches a user's install.

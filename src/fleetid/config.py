@@ -44,6 +44,15 @@ from urllib.parse import urlsplit
 
 from fleetid.errors import ConfigError
 from fleetid.policy import DEFAULT_POLICY, Cadence, CredentialType, Policy
+from fleetid.request_limits import (
+    DEFAULT_LIMITS,
+    LIMIT_ENVIRONMENT,
+    RATE_KEYS,
+    TIMEOUT_KEYS,
+    RequestLimits,
+    limits_from_environment,
+    limits_from_tables,
+)
 
 __all__ = [
     "ALLOW_LOOPBACK_URLS_ENV",
@@ -96,6 +105,7 @@ ENVIRONMENT: Final = {
     PKCS11_MODULE_ENV: "the PKCS#11 module's path",
     PKCS11_TOKEN_ENV: "the PKCS#11 token label",
     PKCS11_SO_PIN_ENV: "the token's SO PIN, for ca init only",
+    **LIMIT_ENVIRONMENT,
 }
 
 
@@ -175,13 +185,15 @@ _TOP_KEYS: Final = {
     "profiles",
     "provisioners",
     "rate_limits",
+    "timeouts",
 }
 _TABLE_KEYS: Final = {
     "listen": {"http", "https", "public_http"},
     "hsm": {"backend", "module", "token"},
     "v2x": {"passphrase_file", "passphrase_env", "delivered_retention"},
     "provisioners": {"enabled", "token_ttl", "challenge_ttl"},
-    "rate_limits": {"outstanding_challenges"},
+    "rate_limits": {"outstanding_challenges", *RATE_KEYS},
+    "timeouts": TIMEOUT_KEYS,
 }
 _PROFILE_KEYS: Final = {"validity", "refresh_window", "key_types"}
 
@@ -205,6 +217,7 @@ class ConfigFile:
     v2x_delivered_retention: timedelta | None = None
     provisioners: tuple[str, ...] | None = None
     policy: Policy = field(default=DEFAULT_POLICY)
+    limits: RequestLimits = field(default=DEFAULT_LIMITS)
 
 
 def _table(document: Mapping[str, Any], name: str, path: Path) -> dict[str, Any]:
@@ -363,6 +376,7 @@ def _read_config_file(path: Path, env: Mapping[str, str]) -> ConfigFile:
         v2x_delivered_retention=_delivered_retention(_table(document, "v2x", path)),
         provisioners=_provisioners(provisioners, path),
         policy=policy,
+        limits=limits_from_tables(limits, _table(document, "timeouts", path)),
     )
 
 
@@ -400,6 +414,8 @@ class Settings:
     # the provisioners it enables (None: every one the authority has).
     config_file: Path | None = None
     provisioners: tuple[str, ...] | None = None
+    # Request rates and timeouts (``fleetid.request_limits``).
+    limits: RequestLimits = field(default=DEFAULT_LIMITS)
 
     @classmethod
     def load(
@@ -446,7 +462,14 @@ class Settings:
             pkcs11_so_pin=env.get(PKCS11_SO_PIN_ENV) or None,
             config_file=None if file.path == Path() else file.path,
             provisioners=file.provisioners,
+            limits=limits_from_environment(file.limits, env),
         )
+
+    @property
+    def statement_timeout_s(self) -> float | None:
+        """The longest one SQL statement may run (``fleetid.store.engine``)."""
+        timeout = self.limits.statement_timeout
+        return timeout.total_seconds() if timeout else None
 
     def with_listeners(self, *, http: Listen | None, https: Listen | None) -> Settings:
         return replace(self, http=http, https=https)

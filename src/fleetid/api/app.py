@@ -11,7 +11,9 @@ from fleetid.api.body_limits import BodyLimit
 from fleetid.api.errors import install_error_handlers
 from fleetid.api.head_requests import HeadAsGet
 from fleetid.api.openapi import problem_responses
-from fleetid.api.routes import butterfly, crl, enrol, etsi, fido, ocsp
+from fleetid.api.rate_limits import RateLimit
+from fleetid.api.request_timeout import RequestTimeout
+from fleetid.api.routes import butterfly, crl, enrol, etsi, fido, ocsp, renewal_info
 from fleetid.api.routes import filter as filter_routes
 from fleetid.api.routes import packages as package_routes
 from fleetid.authority.fleet_ca import FleetCa
@@ -45,6 +47,9 @@ def create_app(
     app.state.ca = ca
     install_error_handlers(app)
     app.add_middleware(BodyLimit)  # one body limit per route, enforced while reading
+    timeout = settings.limits.request_timeout
+    app.add_middleware(RequestTimeout, seconds=timeout.total_seconds() if timeout else None)
+    app.add_middleware(RateLimit, limits=settings.limits)  # 429 before a body is read
     app.add_middleware(HeadAsGet)
     app.add_middleware(AccessLog)  # outermost: request ID, access log, HTTP metrics
     writes.install(app, ca.store)  # enrolment's transactions are group-committed
@@ -58,6 +63,7 @@ def create_app(
     crl.install(app, crl_publisher, clock)
     # The signed offline revocation filter (GET /revocation/filter/{full,delta}).
     filter_routes.install(app)
+    renewal_info.install(app)  # when each certificate should be renewed (RFC 9773)
     # The V2X PKI (ETSI TS 102 941, /v2x/...) when the data dir holds one (fleetid v2x init).
     v2x = etsi.services_for(settings, clock)
     if v2x is not None:

@@ -14,6 +14,7 @@ Starlette's ``ClientDisconnect``), never with a traceback in the server's log.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Final
 
@@ -40,24 +41,48 @@ LIMITS: Final[Mapping[str, int]] = {
     "/operators/fido/challenge": 1024,  # {"operator": ...}
     "/operators/fido/register": 64 * 1024,  # a tpm or android-key registration: about 12 KiB
     # a key attestation and its IDevID chain, base64 in JSON (about 3 KiB)
+    # ES9+/ES11 InitiateAuthentication: a challenge, euiccInfo1 and an address (under 1 KiB)
+    "/preparation/initiate-authentication": 4096,
+    "/discovery/initiate-authentication": 4096,
     "/preparation/authenticate-client": 16 * 1024,
     "/preparation/get-bound-package": 16 * 1024,
     "/preparation/handle-notification": 4096,
     "/discovery/authenticate-client": 16 * 1024,
     # Butterfly hops: the RA's shuffled batch (about 500 octets a certificate, at most
     # fleetid.authority.v2x.hop_services.FORWARD_CHUNK of them), the LA requests.
+    "/v2x/ra/batch": _ITS,  # a vehicle's EeRaCertRequest, signed and encrypted
     "/v2x/aca/batch": 2 * 1024 * 1024,
     "/v2x/la/1/request": _ITS,
     "/v2x/la/2/request": _ITS,
     "/v2x/la/1/ca-key": _ITS,
     "/v2x/la/2/ca-key": _ITS,
+    "/v2x/ra/download": _ITS,  # an EC-signed EeRaDownloadRequest
+    "/v2x/ma/report": _ITS,  # a signed report naming one pseudonym certificate
+    # The admin API: small JSON bodies, a PEM root for a manufacturer.
+    "/admin/tokens": 4096,
+    "/admin/crls": 1024,
+    "/admin/manufacturers": 16 * 1024,
+    "/admin/certificates/{serial}/revocation": 4096,
+    "/admin/devices/{device_id}/revocation": 4096,
+    "/admin/operators/{serial}/revocation": 4096,
 }
 DEFAULT_LIMIT: Final = 1024  # GET routes take no body
 
 
+# Routes with a path parameter, as patterns (a parameter is one path segment).
+_TEMPLATES: Final = tuple(
+    (re.compile(re.sub(r"\{[^/}]+\}", "[^/]+", path)), limit)
+    for path, limit in LIMITS.items()
+    if "{" in path
+)
+
+
 def limit_for(path: str) -> int:
     """The largest request body ``path`` takes."""
-    return LIMITS.get(path, DEFAULT_LIMIT)
+    found = LIMITS.get(path)
+    if found is not None:
+        return found
+    return next((limit for pattern, limit in _TEMPLATES if pattern.fullmatch(path)), DEFAULT_LIMIT)
 
 
 def _too_large(limit: int) -> str:

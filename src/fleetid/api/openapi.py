@@ -2,7 +2,9 @@
 
 Each route declares its non-2xx statuses with ``problem_responses(...)`` (``COMMON`` holds those
 every route can give: a malformed ``Content-Length`` 400 and a body over its limit 413,
-``fleetid.api.body_limits``, and 500). Each is an RFC 9457 problem document,
+``fleetid.api.body_limits``; a request over its client's or provisioner's rate 429,
+``fleetid.api.rate_limits``; an answer not started within the request timeout 503,
+``fleetid.api.request_timeout``; and 500). Each is an RFC 9457 problem document,
 ``application/problem+json`` with the ``Problem`` schema (§3.1 members, plus fleetid's ``reason``
 extension, §3.2). ``install`` puts that schema into the document and drops the 422 FastAPI
 documents by itself: a request that fails validation is answered 400 (``fleetid.api.errors``).
@@ -20,7 +22,7 @@ from fleetid.api.errors import PROBLEM_JSON
 
 __all__ = ["COMMON", "PROBLEM_SCHEMA", "SECURITY_SCHEMES", "install", "problem_responses"]
 
-COMMON: Final = (400, 413, 500)
+COMMON: Final = (400, 413, 429, 500, 503)
 
 PROBLEM_SCHEMA: Final[dict[str, Any]] = {
     "title": "Problem",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -26,9 +27,14 @@ def load_csr(der: bytes) -> x509.CertificateSigningRequest:
     try:
         csr = x509.load_der_x509_csr(der)
         public_key = csr.public_key()
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         # pyca's own text is a Rust debug dump: it stays on the chained exception, off the wire.
+        # (InvalidVersion, for a version other than v1, is no ValueError: found by fuzzing.)
         raise EncodingError("the body is not a DER PKCS#10 CertificationRequest") from exc
+    except UnsupportedAlgorithm as exc:
+        # A key type or curve parameters pyca cannot load (found by fuzzing: an unknown curve
+        # OID, or a known one in a malformed AlgorithmIdentifier).
+        raise PolicyError("the CSR's key is not an accepted EC key (P-256 or P-384)") from exc
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise PolicyError("only EC keys are enrolled (P-256 or P-384)")
     if public_key.curve.name not in ACCEPTED_CURVES:

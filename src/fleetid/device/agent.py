@@ -16,6 +16,10 @@ the renewal cadence from policy, so a simulated year of refreshes runs in second
 ``tick`` is the whole policy: nothing before the renewal window; inside it a refresh (same key,
 proven by the current credential); past expiry a re-enrolment with the IDevID (attestation),
 which is the recovery path when a device was offline for longer than its credential lived.
+When the authority says when to renew (RFC 9773 renewal information, a transport that is a
+``RenewalInfoSource``), the agent waits for the start of that window instead of the opening of
+the cadence's, so that a fleet enrolled together does not renew together; it asks once per
+credential, and falls back to the cadence when the authority cannot answer.
 """
 
 from __future__ import annotations
@@ -32,12 +36,19 @@ from cryptography.x509.oid import NameOID
 
 from fleetid.clock import Clock, SystemClock
 from fleetid.device.key_root import KeyRoot, SecureElementRoot
-from fleetid.device.transport import AuthorityTransport
+from fleetid.device.transport import AuthorityTransport, RenewalInfoSource
 from fleetid.device.truststore import TrustStore
 from fleetid.device.unattended import UnattendedDownloader
-from fleetid.errors import AuthenticationError, ConfigError, PolicyError, VerificationError
+from fleetid.errors import (
+    AuthenticationError,
+    ConfigError,
+    FleetIdError,
+    PolicyError,
+    VerificationError,
+)
 from fleetid.formats.csr_attestation import build_attested_csr, build_csr
 from fleetid.formats.proof import REENROLL_PATH, RELEASE_PATH, CredentialProof, sign_proof
+from fleetid.formats.renewal_info import RenewalWindow
 from fleetid.policy import DEFAULT_POLICY, Cadence, CredentialType
 from fleetid.se.client import SecureElementClient, Transport
 from fleetid.se.wire import Curve
@@ -97,6 +108,8 @@ class DeviceAgent:
     state: AgentState = AgentState.FACTORY
     credential: Credential | None = None
     history: list[Event] = field(default_factory=list)
+    # The authority's renewal window for the current credential (None: not asked yet).
+    window: RenewalWindow | None = None
     root: KeyRoot = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -225,6 +238,7 @@ class DeviceAgent:
         self.credential = Credential(
             certificate=certificate, handle=handle, intermediates=intermediates
         )
+        self.window = None  # a new credential has a window of its own
         if old is not None and old.handle != handle:
             self.root.delete_key(old.handle)  # the superseded key is of no further use
 
@@ -296,10 +310,23 @@ class DeviceAgent:
         if now >= self.credential.not_after:
             self.enrol(transport)
             return "recover"
-        if self.cadence.renewal_due(self.credential.not_after, now):
+        if self._renewal_due(transport, self.credential, now):
             self.refresh(transport)
             return "refresh"
         return None
+
+    def _renewal_due(
+        self, transport: AuthorityTransport, credential: Credential, now: datetime
+    ) -> bool:
+        """The authority's window has started, or without one the cadence's has opened."""
+        if self.window is None and isinstance(transport, RenewalInfoSource):
+            try:
+                self.window = transport.renewal_info(credential.certificate)
+            except FleetIdError:
+                self.window = None  # the cadence decides
+        if self.window is not None:
+            return now >= self.window.start
+        return self.cadence.renewal_due(credential.not_after, now)
 
     def transfer(
         self, old: AuthorityTransport, new: AuthorityTransport, new_root: x509.Certificate

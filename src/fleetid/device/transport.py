@@ -16,7 +16,7 @@ import base64
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import anyio.from_thread
 import httpx
@@ -25,8 +25,11 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from fleetid import errors
 from fleetid.formats.proof import CHALLENGE_PATH, PROOF_HEADER, RELEASE_PATH, CredentialProof
+from fleetid.formats.renewal_info import RenewalWindow, cert_id, window_from_json
 
-__all__ = ["AuthorityTransport", "HttpTransport"]
+__all__ = ["AuthorityTransport", "HttpTransport", "RenewalInfoSource"]
+
+RENEWAL_INFO_PATH: Final = "/renewal-info"  # fleetid.api.routes.renewal_info
 
 _EST: Final = "/.well-known/est"
 _PKCS10: Final = "application/pkcs10"
@@ -57,6 +60,13 @@ class AuthorityTransport(Protocol):
     ) -> x509.Certificate: ...
 
     def release(self, body: bytes, proof: CredentialProof) -> list[str]: ...
+
+
+@runtime_checkable
+class RenewalInfoSource(Protocol):
+    """An authority that says when to renew (RFC 9773); the agent asks it when it can."""
+
+    def renewal_info(self, certificate: x509.Certificate) -> RenewalWindow: ...
 
 
 def _raise_for_problem(response: httpx.Response) -> None:
@@ -187,6 +197,16 @@ class HttpTransport:
     ) -> x509.Certificate:
         headers = {} if proof is None else {PROOF_HEADER: proof.header()}
         return self._post_csr("simplereenroll", csr_der, headers)
+
+    def renewal_info(self, certificate: x509.Certificate) -> RenewalWindow:
+        """The authority's renewal window for ``certificate`` (RFC 9773 §4.2)."""
+        response = self._send("GET", f"{RENEWAL_INFO_PATH}/{cert_id(certificate)}")
+        _raise_for_problem(response)
+        try:
+            document: object = response.json()
+        except ValueError as exc:
+            raise errors.EncodingError("the renewal-info answer is not JSON") from exc
+        return window_from_json(document)
 
     def release(self, body: bytes, proof: CredentialProof) -> list[str]:
         response = self._send(

@@ -6,16 +6,22 @@ pass databases around without importing SQLAlchemy; only ``fleetid.store`` write
 SQLite is opened with ``journal_mode=WAL`` and ``synchronous=FULL`` so that a committed
 transaction survives a crash or power loss, and with a busy timeout so that a second process
 waits for a writer instead of failing at once.
+
+A statement timeout (``statement_timeout``, seconds; ``fleetid.request_limits``) bounds each SQL
+statement: PostgreSQL's own ``statement_timeout`` setting on every connection, and on SQLite an
+interrupt from its progress handler once a statement has run that long. Either way the statement
+fails, its transaction rolls back whole, and the caller sees a ``StoreError``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
@@ -47,6 +53,9 @@ class StoreSettings(Protocol):
     @property
     def database_url(self) -> str | None: ...
 
+    @property
+    def statement_timeout_s(self) -> float | None: ...
+
 
 DB_FILENAME = "fleetid.db"
 _BUSY_TIMEOUT_S = 30
@@ -75,15 +84,51 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def open_engine(target: str | Path | Engine) -> Engine:
-    """An engine for an existing ``Engine``, a database URL or a data directory."""
+# The SQLite VM instructions between two looks at the clock (about a millisecond of work).
+_PROGRESS_STEPS = 20_000
+
+
+def _sqlite_statement_timeout(engine: Engine, seconds: float) -> None:
+    """Interrupt any statement of ``engine`` that runs over ``seconds`` (SQLite)."""
+
+    def connected(dbapi_connection: Any, record: Any) -> None:
+        def over() -> int:
+            started = record.info.get("statement_started")
+            return int(started is not None and time.monotonic() - started > seconds)
+
+        dbapi_connection.set_progress_handler(over, _PROGRESS_STEPS)
+
+    def before(connection: Connection, *_args: Any) -> None:
+        connection.info["statement_started"] = time.monotonic()
+
+    def after(connection: Connection, *_args: Any) -> None:
+        connection.info.pop("statement_started", None)  # COMMIT is never interrupted
+
+    event.listen(engine, "connect", connected)
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+
+
+def open_engine(target: str | Path | Engine, *, statement_timeout_s: float | None = None) -> Engine:
+    """An engine for an existing ``Engine``, a database URL or a data directory; each statement
+    bounded by ``statement_timeout_s`` when given."""
     if isinstance(target, Engine):
         return target
     url = database_url(target)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_S})
         event.listen(engine, "connect", _sqlite_pragmas)
+        if statement_timeout_s:
+            _sqlite_statement_timeout(engine, statement_timeout_s)
         return engine
+    if statement_timeout_s:
+        # libpq's ``options`` (kept beside any the URL already sets, e.g. a search_path).
+        parsed = make_url(url)
+        milliseconds = max(1, round(statement_timeout_s * 1000))
+        options = f"{parsed.query.get('options', '')} -c statement_timeout={milliseconds}"
+        return create_engine(
+            parsed.update_query_dict({"options": options.strip()}), pool_pre_ping=True
+        )
     return create_engine(url, pool_pre_ping=True)
 
 
@@ -97,7 +142,10 @@ def memory_engine() -> Engine:
 
 def engine_from_settings(settings: StoreSettings) -> Engine:
     """The authority's engine: ``FLEETID_DATABASE_URL`` if set, else SQLite in the data dir."""
-    return open_engine(settings.database_url or settings.data_dir)
+    return open_engine(
+        settings.database_url or settings.data_dir,
+        statement_timeout_s=settings.statement_timeout_s,
+    )
 
 
 # What the database's driver raises through SQLAlchemy (the HTTP edge maps these, as_store_error).

@@ -286,6 +286,7 @@ _STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", "/admin/manufacturers"): {"401", "403", "415"},
     ("delete", "/admin/manufacturers/{fingerprint}"): {"401", "403"},
     ("post", "/admin/operators/{serial}/revocation"): {"401", "403", "404"},
+    ("get", "/renewal-info/{cert_id}"): {"404"},
 }
 
 
@@ -304,7 +305,8 @@ def test_openapi_lists_every_status_of_every_route_as_problem_details(app: Any) 
             seen.add((method, path))
             responses = operation["responses"]
             errors = {s for s in responses if not s.startswith("2")}
-            assert errors == _STATUSES[(method, path)] | {"400", "413", "500"}, (method, path)
+            common = {"400", "413", "429", "500", "503"}
+            assert errors == _STATUSES[(method, path)] | common, (method, path)
             for status in errors - {"304"}:
                 content = responses[status]["content"]
                 assert list(content) == ["application/problem+json"], (method, path, status)
@@ -323,6 +325,7 @@ def test_a_route_answers_only_statuses_it_documents(app: Any, method: str, path:
         .replace("{name}", "0.crl")
         .replace("{kind}", "full")
         .replace("{role}", "root")
+        .replace("{cert_id}", "AA.AQ")
     )
     attempts = [
         {"content": b"", "headers": {"Content-Type": "application/pkcs10"}},

@@ -225,6 +225,10 @@ class OcspResponder:
             return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
         if nonce is not None and not 1 <= len(nonce) <= _NONCE_MAX:
             return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        if serial < 0:
+            # RFC 5280 §4.1.2.2: serials are positive; no answer can name a negative one (and
+            # pyca cannot sign one: found by fuzzing).
+            return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
         responder = next((r for r in self._responders.values() if r.matches(request)), None)
         if responder is None:
             return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)

@@ -111,9 +111,12 @@ class DeviceWorld:
         else:
             return None, {"renew_day": day_of(self.start, now) + 1}
         try:
-            agent.tick(transport)
+            done = agent.tick(transport)
         except AuthenticationError:
             agent.enrol(transport)
+        else:
+            if done is None:  # the authority's renewal window (RFC 9773) has not started
+                return None, {"renew_day": day_of(self.start, now) + 1}
         return action, self.credential_columns(agent)
 
     def rekey(self, row: SimDevice) -> dict[str, Any]:
