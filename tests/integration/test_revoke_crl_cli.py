@@ -110,7 +110,7 @@ def test_every_revoke_error_is_one_line(authority: Authority, tmp_path: Path) ->
     assert not (tmp_path / "none").exists()  # refused before anything is written
     _refused(
         revoke(serial, "--reason", "keyCompromise", environ={**env, "FLEETID_DATABASE_URL": _DOWN}),
-        "database error",
+        "database unavailable",
     )
 
 
@@ -130,5 +130,5 @@ def test_crl_publish_names_shards_as_the_urls_do(authority: Authority, tmp_path:
     down = {**authority.env, "FLEETID_DATABASE_URL": _DOWN}
     _refused(
         fleetid("crl", "publish", "--data-dir", str(authority.data_dir), env=down),
-        "database error",
+        "database unavailable",
     )
