@@ -45,6 +45,7 @@ PUBLIC_CALLS: Final = frozenset(
         ("fleetid.hsm.base", "seal"),  # AES-GCM nonces
         ("fleetid.se.scp03.host", "initialize_update"),  # host challenges
         ("fleetid.crypto.ecies", "new_ccm_nonce"),  # CCM nonces
+        ("fleetid.se.applets.fido_credentials", "_nonce"),  # in every FIDO2 credential ID
     }
 )
 _PEM_ARMOUR: Final = ("PRIVATE KEY-----", "PRIVATE KEY\\n", "RIVATE KEY-----")

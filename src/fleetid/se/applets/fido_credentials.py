@@ -33,9 +33,14 @@ def wrap(ctx: CommandContext, d: int, rp_id_hash: bytes) -> bytes:
     fido = ctx.state.fido
     if fido.wrap_key is None:
         fido.wrap_key = ctx.random(32)
-    nonce = ctx.random(_NONCE)
+    nonce = _nonce(ctx)
     sealed = AESGCM(fido.wrap_key).encrypt(nonce, d.to_bytes(32, "big"), rp_id_hash)
     return bytes([_VERSION]) + nonce + sealed
+
+
+def _nonce(ctx: CommandContext) -> bytes:
+    """A fresh AES-GCM nonce (NIST SP 800-38D §8.2.2): public, it travels in the credential ID."""
+    return ctx.random(_NONCE)
 
 
 def unwrap(fido: FidoState, credential_id: bytes, rp_id_hash: bytes) -> FidoCredential | None:
