@@ -36,8 +36,10 @@ def test_seeds_parse_and_mutations_end_in_success_or_a_clean_refusal(name: str) 
         outcomes.add(check(harness, data))
 
     fuzz()
-    # Both ways out were reached: acceptance (the seeds) and at least one kind of refusal.
-    assert len(outcomes) >= 2, outcomes
+    # Both ways out were reached: acceptance (the seeds, checked above) and at least one kind of
+    # refusal among the mutations (a mutation may also be accepted: a signed input whose every
+    # change is refused by the one check reaches a single kind of refusal).
+    assert any(not outcome.startswith("ok") for outcome in outcomes), outcomes
 
 
 def _vectors() -> list[Path]:
