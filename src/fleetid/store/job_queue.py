@@ -22,6 +22,7 @@ from typing import Final
 
 import procrastinate
 from procrastinate.schema import SchemaManager
+from psycopg.conninfo import make_conninfo
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
@@ -66,10 +67,21 @@ def is_queue_database(url: str) -> bool:
 
 
 def libpq_conninfo(url: str) -> str:
-    """The libpq URI of a SQLAlchemy PostgreSQL URL (query options such as ``search_path``
-    kept, the driver name dropped)."""
-    parsed = make_url(url).set(drivername="postgresql")
-    return parsed.render_as_string(hide_password=False)
+    """The libpq connection string (keyword=value, each value quoted by psycopg) of a SQLAlchemy
+    PostgreSQL URL, its query options kept: ``options`` may hold several ``-c`` settings (a
+    search_path and the statement timeout), whose spaces a rendered URL would turn into ``+``,
+    which libpq does not read as a space."""
+    parsed = make_url(url)
+    params: dict[str, object] = {
+        "host": parsed.host,
+        "port": parsed.port,
+        "user": parsed.username,
+        "password": parsed.password,
+        "dbname": parsed.database,
+    }
+    for key, value in parsed.query.items():
+        params[key] = value if isinstance(value, str) else value[-1]
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
 
 
 def job_app(url: str) -> procrastinate.App:

@@ -5,11 +5,13 @@ busy database are not."""
 from __future__ import annotations
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from fleetid.errors import DatabaseUnavailableError, StoreError
 from fleetid.store.engine import as_store_error, database_errors, is_unavailable
+from fleetid.store.job_queue import libpq_conninfo
 
 
 def _raised(url: str, statement: str) -> SQLAlchemyError:
@@ -66,3 +68,21 @@ def test_a_constraint_violation_and_a_syntax_error_are_not() -> None:
         assert type(error) is StoreError
         assert str(error).startswith("refused: ")
     assert not is_unavailable(ValueError("not a database error"))
+
+
+def test_the_job_queue_reaches_the_schema_and_timeout_the_url_names() -> None:
+    """libpq reads the job queue's connection string as the engine reads the URL: several
+    ``-c`` settings in ``options`` (a search_path and the statement timeout) stay apart, and a
+    password with separators stays whole."""
+    url = (
+        "postgresql+psycopg://fleet:p%40ss%20word@db.example:5433/fleetid"
+        "?options=-csearch_path%3Dtenant_a%20-c%20statement_timeout%3D10000"
+    )
+    assert conninfo_to_dict(libpq_conninfo(url)) == {
+        "host": "db.example",
+        "port": "5433",
+        "user": "fleet",
+        "password": "p@ss word",
+        "dbname": "fleetid",
+        "options": "-csearch_path=tenant_a -c statement_timeout=10000",
+    }
