@@ -83,6 +83,7 @@ from fleetid.se.applets.base import CommandContext, Reply, SecurityLevel, refuse
 from fleetid.se.applets.manager import (
     PersonalisedApplet,
     cplc_data_object,
+    derived_key,
     public_key_of,
     pyca_curve,
 )
@@ -203,12 +204,7 @@ class IdentityApplet(PersonalisedApplet):
         slot = state.keys.get(handle)
         if slot is None:
             raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no key in slot {handle:02X}")
-        cached = self._cache.get(handle)
-        if cached is not None and cached[0] is slot:
-            return cached
-        key = ec.derive_private_key(slot.private_value, pyca_curve(slot.curve))
-        self._cache[handle] = (slot, key)
-        return slot, key
+        return slot, derived_key(self._cache, handle, slot, slot.private_value, slot.curve)
 
     @staticmethod
     def _check_use(ctx: CommandContext, slot: KeySlot, usage: int) -> None:

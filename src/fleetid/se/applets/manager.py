@@ -38,7 +38,7 @@ applet-signing key (DAP)              0F05    DF05    DER SubjectPublicKeyInfo, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -101,6 +101,26 @@ _PYCA_CURVES: dict[Curve, type[ec.EllipticCurve]] = {
 def pyca_curve(curve: Curve) -> ec.EllipticCurve:
     """The pyca curve object of a GENERATE KEY curve reference."""
     return _PYCA_CURVES[curve]()
+
+
+_Record = TypeVar("_Record")
+
+
+def derived_key(
+    cache: dict[int, tuple[_Record, ec.EllipticCurvePrivateKey]],
+    ref: int,
+    record: _Record,
+    value: int,
+    curve: Curve,
+) -> ec.EllipticCurvePrivateKey:
+    """The pyca key of the scalar ``value`` stored as ``record`` under ``ref``, derived once and
+    reused while ``record`` is the very object stored (a replaced or reloaded key misses)."""
+    cached = cache.get(ref)
+    if cached is not None and cached[0] is record:
+        return cached[1]
+    key = ec.derive_private_key(value, pyca_curve(curve))
+    cache[ref] = (record, key)
+    return key
 
 
 def private_key_of(state: CardState, handle: int) -> ec.EllipticCurvePrivateKey | None:

@@ -44,7 +44,7 @@ from fleetid.errors import TlvError
 from fleetid.formats.apdu import SW, CommandApdu
 from fleetid.formats.tlv import Tlv, decode_tlv, decode_tlvs, encode_tlv, find_tlv
 from fleetid.se.applets.base import Applet, CommandContext, Reply, refuse
-from fleetid.se.applets.manager import pyca_curve
+from fleetid.se.applets.manager import derived_key, pyca_curve
 from fleetid.se.piv_state import PinPolicy, PivKey, PivState, ReferenceData
 from fleetid.se.piv_wire import (
     ALGORITHM_OF_CURVE,
@@ -174,12 +174,7 @@ class PivApplet(Applet):
         key = piv.keys.get(slot)
         if key is None:
             raise refuse(SW.REFERENCED_DATA_NOT_FOUND, f"no key in slot {slot:02X}")
-        cached = self._cache.get(slot)
-        if cached is not None and cached[0] is key:
-            return cached
-        private = ec.derive_private_key(key.private_value, pyca_curve(key.curve))
-        self._cache[slot] = (key, private)
-        return key, private
+        return key, derived_key(self._cache, slot, key, key.private_value, key.curve)
 
     @staticmethod
     def _template(data: bytes, tag: int) -> list[Tlv]:
